@@ -1,0 +1,150 @@
+//! What the validator needs to know of packages: identifiers, capabilities and settings schemas.
+//!
+//! The descriptors themselves live with the package registry (`idlink-packages`); the model only
+//! defines their shape, so configuration can be checked against packages without depending on
+//! the code that runs them.
+
+use std::fmt;
+
+/// What a package can do, as the registry declares it without running anything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub export: bool,
+    pub fulfill: bool,
+    pub incremental: bool,
+    pub schema: bool,
+}
+
+/// Whether this build can run the package.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Availability {
+    /// Implemented (or being implemented) here: its settings are checked against its schema.
+    Supported,
+    /// Documented for Netwrix Identity Manager, known to `check`, but not runnable in this build:
+    /// its settings are not checked and running it fails with a clear message.
+    DocumentedOnly,
+}
+
+/// One package: a technology a connection can use.
+#[derive(Debug)]
+pub struct PackageInfo {
+    /// e.g. `Usercube.CSV@0000001`.
+    pub id: &'static str,
+    /// e.g. `File/CSV`.
+    pub display_name: &'static str,
+    pub capabilities: Capabilities,
+    pub availability: Availability,
+    /// The settings a connection of this package takes in appsettings.agent.json.
+    pub settings: &'static SettingsSchema,
+}
+
+/// The packages a configuration may name.
+pub trait PackageCatalog {
+    /// Exact, case-sensitive lookup by identifier.
+    fn get(&self, id: &str) -> Option<&PackageInfo>;
+    /// Every package, for suggestions and listings.
+    fn all(&self) -> Box<dyn Iterator<Item = &PackageInfo> + '_>;
+}
+
+/// The settings a package takes: named fields plus constraints across fields.
+#[derive(Debug)]
+pub struct SettingsSchema {
+    pub fields: &'static [Field],
+    pub constraints: &'static [Constraint],
+}
+
+impl SettingsSchema {
+    /// A package without settings.
+    pub const EMPTY: SettingsSchema = SettingsSchema { fields: &[], constraints: &[] };
+
+    /// Field lookup; setting names are case-insensitive, as in .NET configuration.
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// One setting.
+#[derive(Debug)]
+pub struct Field {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub required: bool,
+    /// Secured settings are secrets: never printed, and encrypted at rest.
+    pub secured: bool,
+    /// One line for messages and `--help`-like listings.
+    pub doc: &'static str,
+}
+
+impl Field {
+    pub const fn optional(name: &'static str, kind: Kind, doc: &'static str) -> Field {
+        Field { name, kind, required: false, secured: false, doc }
+    }
+
+    pub const fn required(name: &'static str, kind: Kind, doc: &'static str) -> Field {
+        Field { name, kind, required: true, secured: false, doc }
+    }
+
+    #[must_use]
+    pub const fn secured(self) -> Field {
+        Field { secured: true, ..self }
+    }
+}
+
+/// A check a package adds to a string value (e.g. a known encoding name). Returns why not.
+pub type StringCheck = fn(&str) -> Result<(), String>;
+
+/// The type of a setting's value. Values may be JSON scalars of that type or strings that parse
+/// as it (environment overrides are always strings, as in .NET configuration).
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    String,
+    /// A string with an extra check.
+    CheckedString(StringCheck),
+    Bool,
+    Int { min: i64, max: i64 },
+    /// One of the values (compared case-insensitively).
+    Enum(&'static [&'static str]),
+    /// An array of strings.
+    StringList,
+    /// An array of objects of the given schema.
+    ObjectList(&'static SettingsSchema),
+    /// Free key-value pairs (string values).
+    Map,
+}
+
+impl Kind {
+    pub fn describe(&self) -> String {
+        match self {
+            Kind::String | Kind::CheckedString(_) => "a string".into(),
+            Kind::Bool => "true or false".into(),
+            Kind::Int { min, max } => format!("a whole number from {min} to {max}"),
+            Kind::Enum(values) => format!("one of {}", values.join(", ")),
+            Kind::StringList => "an array of strings".into(),
+            Kind::ObjectList(_) => "an array of objects".into(),
+            Kind::Map => "an object of string values".into(),
+        }
+    }
+}
+
+/// A rule across fields.
+#[derive(Debug, Clone, Copy)]
+pub enum Constraint {
+    /// At least one of these settings must be given.
+    AtLeastOne(&'static [&'static str]),
+    /// At most one of these settings may be given.
+    AtMostOne(&'static [&'static str]),
+    /// When the first setting has the given value (case-insensitive), the others are required.
+    RequiresWhen { field: &'static str, equals: &'static str, then: &'static [&'static str] },
+}
+
+impl fmt::Display for Constraint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Constraint::AtLeastOne(names) => write!(f, "at least one of {} is required", names.join(", ")),
+            Constraint::AtMostOne(names) => write!(f, "only one of {} may be given", names.join(", ")),
+            Constraint::RequiresWhen { field, equals, then } => {
+                write!(f, "{} is required when {field} is {equals}", then.join(" and "))
+            }
+        }
+    }
+}
