@@ -235,6 +235,11 @@ impl Diagnostics {
         self.items.extend(other.items);
     }
 
+    /// The diagnostic pushed last, to refine its hint.
+    pub fn last_mut(&mut self) -> Option<&mut Diagnostic> {
+        self.items.last_mut()
+    }
+
     pub fn iter(&self) -> std::slice::Iter<'_, Diagnostic> {
         self.items.iter()
     }

@@ -8,3 +8,7 @@ pub mod diag;
 pub mod package;
 
 pub use diag::{Diagnostic, Diagnostics, Loc, Rule, Severity, Sp};
+pub mod config;
+pub mod text;
+pub mod xml;
+pub mod settings;

@@ -1,0 +1,621 @@
+//! `appsettings.agent.json`: connection settings by identifier, `SourcesRootPaths`,
+//! `EncryptionIdentity`, and environment overrides `IDLINK__Connections__<id>__<Setting>`.
+//!
+//! The file is read as .NET reads it: comments and trailing commas are accepted, keys compare
+//! case-insensitively, and environment values are strings that stand for any scalar.
+//! Every value keeps its location (file:line:col, or the environment variable it came from).
+
+use std::sync::Arc;
+
+use jsonc_parser::ast::{Object, Value as Ast};
+use jsonc_parser::{CollectOptions, ParseOptions};
+
+use crate::diag::{Diagnostic, Diagnostics, Loc, Rule, Sp, did_you_mean};
+use crate::package::{Constraint, Kind, SettingsSchema};
+use crate::text::{LineIndex, decode_utf8};
+
+/// The prefix of environment overrides; `__` separates the levels.
+pub const ENV_PREFIX: &str = "IDLINK__";
+
+/// A settings value with locations all the way down.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SettingValue {
+    Null,
+    Bool(bool),
+    /// As written, so nothing is lost to float conversion.
+    Number(String),
+    String(String),
+    Array(Vec<Sp<SettingValue>>),
+    Object(Vec<Entry>),
+}
+
+/// One key of an object.
+pub type Entry = (Sp<String>, Sp<SettingValue>);
+
+impl SettingValue {
+    fn type_name(&self) -> &'static str {
+        match self {
+            SettingValue::Null => "null",
+            SettingValue::Bool(_) => "a boolean",
+            SettingValue::Number(_) => "a number",
+            SettingValue::String(_) => "a string",
+            SettingValue::Array(_) => "an array",
+            SettingValue::Object(_) => "an object",
+        }
+    }
+
+    /// The scalar as text (strings, numbers, booleans); `None` for null, arrays and objects.
+    pub fn as_scalar_text(&self) -> Option<String> {
+        match self {
+            SettingValue::Bool(b) => Some(b.to_string()),
+            SettingValue::Number(n) => Some(n.clone()),
+            SettingValue::String(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// Plain JSON, for packages that deserialize their typed settings with serde.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            SettingValue::Null => J::Null,
+            SettingValue::Bool(b) => J::Bool(*b),
+            SettingValue::Number(n) => n.parse::<serde_json::Number>().map_or_else(|_| J::String(n.clone()), J::Number),
+            SettingValue::String(s) => J::String(s.clone()),
+            SettingValue::Array(items) => J::Array(items.iter().map(|v| v.value.to_json()).collect()),
+            SettingValue::Object(entries) => {
+                J::Object(entries.iter().map(|(k, v)| (k.value.clone(), v.value.to_json())).collect())
+            }
+        }
+    }
+}
+
+/// The settings of one connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    /// The key as written under `Connections`.
+    pub id: Sp<String>,
+    pub entries: Vec<Entry>,
+}
+
+impl ConnectionSettings {
+    /// Case-insensitive lookup, as .NET configuration does.
+    pub fn get(&self, key: &str) -> Option<&Sp<SettingValue>> {
+        self.entries.iter().rev().find(|(k, _)| k.value.eq_ignore_ascii_case(key)).map(|(_, v)| v)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        SettingValue::Object(self.entries.clone()).to_json()
+    }
+}
+
+/// The agent's settings file, merged with environment overrides.
+#[derive(Debug, Clone, Default)]
+pub struct AgentSettings {
+    /// The file read, if there was one.
+    pub file: Option<String>,
+    pub connections: Vec<ConnectionSettings>,
+    pub sources_root_paths: Vec<Sp<String>>,
+    pub encryption_identity: Option<Sp<String>>,
+}
+
+impl AgentSettings {
+    /// Settings of a connection; connection identifiers are case-insensitive.
+    pub fn connection(&self, id: &str) -> Option<&ConnectionSettings> {
+        self.connections.iter().find(|c| c.id.value.eq_ignore_ascii_case(id))
+    }
+
+    fn connection_mut(&mut self, id: &str, at: &Loc) -> &mut ConnectionSettings {
+        let i = match self.connections.iter().position(|c| c.id.value.eq_ignore_ascii_case(id)) {
+            Some(i) => i,
+            None => {
+                self.connections.push(ConnectionSettings { id: Sp::new(id.to_string(), at.clone()), entries: Vec::new() });
+                self.connections.len() - 1
+            }
+        };
+        &mut self.connections[i]
+    }
+}
+
+/// Top-level keys of Netwrix agent settings files that idlink does not read (no warning).
+const IGNORED_TOP_LEVEL: &[&str] = &[
+    "OpenId",
+    "Logging",
+    "Serilog",
+    "Scheduler",
+    "TaskAgentConfiguration",
+    "EncryptionCertificate",
+    "PasswordResetSettings",
+    "Databases",
+    "InvitationSettings",
+    "Authentication",
+    "IdentityServer",
+    "ApplicationUri",
+];
+const TOP_LEVEL: &[&str] = &["Connections", "SourcesRootPaths", "EncryptionIdentity"];
+
+/// Parses the text of an appsettings file. Problems become diagnostics; what could be read is kept.
+pub fn parse(file: &str, bytes: &[u8], diags: &mut Diagnostics) -> AgentSettings {
+    let file: Arc<str> = Arc::from(file);
+    let mut out = AgentSettings { file: Some(file.to_string()), ..AgentSettings::default() };
+    let text = match decode_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.push(
+                Diagnostic::new(Rule::JsonSyntax, Loc::file_only(file.clone()), e.message)
+                    .hint("appsettings.agent.json is UTF-8 JSON"),
+            );
+            return out;
+        }
+    };
+    let lines = LineIndex::new(text);
+    let ast = match jsonc_parser::parse_to_ast(text, &CollectOptions::default(), &parse_options()) {
+        Ok(r) => r.value,
+        Err(e) => {
+            let offset = e.range().start;
+            let path = json_path_at(text, offset);
+            diags.push(
+                Diagnostic::new(
+                    Rule::JsonSyntax,
+                    lines.loc(&file, offset),
+                    format!("invalid JSON at {path}: {}", e.kind()),
+                )
+                .hint("fix the JSON syntax here (comments and trailing commas are accepted, as in .NET settings files)"),
+            );
+            return out;
+        }
+    };
+    let cx = Cx { file: &file, lines: &lines };
+    let Some(ast) = ast else {
+        diags.push(
+            Diagnostic::new(Rule::JsonSyntax, Loc::file_only(file.clone()), "the file is empty")
+                .hint("write at least {\"Connections\": {}}"),
+        );
+        return out;
+    };
+    let Ast::Object(root) = ast else {
+        diags.push(
+            Diagnostic::new(Rule::JsonSyntax, cx.loc(ast_start(&ast)), "expected a JSON object at $")
+                .hint("the file is one object: {\"Connections\": {...}, \"SourcesRootPaths\": [...]}"),
+        );
+        return out;
+    };
+    for prop in &root.properties {
+        let key = prop.name.as_str();
+        let key_at = cx.loc(prop.range.start);
+        let value = cx.value(&prop.value);
+        match key {
+            k if k.eq_ignore_ascii_case("Connections") => match value.value {
+                SettingValue::Object(entries) => {
+                    for (id, v) in entries {
+                        let conn_at = v.at.clone();
+                        match v.value {
+                            SettingValue::Object(settings) => {
+                                if out.connection(&id.value).is_some() {
+                                    diags.push(
+                                        Diagnostic::new(
+                                            Rule::DuplicateIdentifier,
+                                            id.at.clone(),
+                                            format!("settings for connection '{}' are given twice", id.value),
+                                        )
+                                        .hint("connection identifiers are case-insensitive: merge the two objects"),
+                                    );
+                                }
+                                let c = out.connection_mut(&id.value, &id.at);
+                                c.entries.extend(settings);
+                            }
+                            other => diags.push(type_error(&format!("$.Connections.{}", id.value), "an object", &other, conn_at)),
+                        }
+                    }
+                }
+                other => diags.push(type_error("$.Connections", "an object", &other, value.at)),
+            },
+            k if k.eq_ignore_ascii_case("SourcesRootPaths") => match value.value {
+                SettingValue::Array(items) => {
+                    for (i, item) in items.into_iter().enumerate() {
+                        match item.value {
+                            SettingValue::String(s) => out.sources_root_paths.push(Sp::new(s, item.at)),
+                            other => diags.push(type_error(&format!("$.SourcesRootPaths[{i}]"), "a string", &other, item.at)),
+                        }
+                    }
+                }
+                other => diags.push(type_error("$.SourcesRootPaths", "an array of folder paths", &other, value.at)),
+            },
+            k if k.eq_ignore_ascii_case("EncryptionIdentity") => match value.value {
+                SettingValue::String(s) => out.encryption_identity = Some(Sp::new(s, value.at)),
+                SettingValue::Null => {}
+                other => diags.push(type_error("$.EncryptionIdentity", "a file path", &other, value.at)),
+            },
+            k if IGNORED_TOP_LEVEL.iter().any(|i| i.eq_ignore_ascii_case(k)) => {}
+            k => diags.push(
+                Diagnostic::new(Rule::UnknownSetting, key_at, format!("unknown top-level setting '{k}'"))
+                    .hint("idlink ignores it")
+                    .did_you_mean(k, TOP_LEVEL.iter().copied()),
+            ),
+        }
+    }
+    out
+}
+
+fn type_error(path: &str, expected: &str, found: &SettingValue, at: Loc) -> Diagnostic {
+    Diagnostic::new(Rule::JsonSyntax, at, format!("{path} must be {expected}, not {}", found.type_name()))
+        .hint(format!("write {path} as {expected}"))
+}
+
+fn parse_options() -> ParseOptions {
+    ParseOptions {
+        allow_comments: true,
+        allow_trailing_commas: true,
+        allow_loose_object_property_names: false,
+        allow_missing_commas: false,
+        allow_single_quoted_strings: false,
+        allow_hexadecimal_numbers: false,
+        allow_unary_plus_numbers: false,
+        allow_bare_decimal_point_numbers: false,
+        allow_non_finite_numbers: false,
+        allow_extended_string_escapes: false,
+    }
+}
+
+fn ast_start(v: &Ast) -> usize {
+    use jsonc_parser::common::Ranged;
+    v.range().start
+}
+
+struct Cx<'a> {
+    file: &'a Arc<str>,
+    lines: &'a LineIndex<'a>,
+}
+
+impl Cx<'_> {
+    fn loc(&self, offset: usize) -> Loc {
+        self.lines.loc(self.file, offset)
+    }
+
+    fn value(&self, v: &Ast) -> Sp<SettingValue> {
+        let at = self.loc(ast_start(v));
+        let value = match v {
+            Ast::StringLit(s) => SettingValue::String(s.value.to_string()),
+            Ast::NumberLit(n) => SettingValue::Number(n.value.to_string()),
+            Ast::BooleanLit(b) => SettingValue::Bool(b.value),
+            Ast::NullKeyword(_) => SettingValue::Null,
+            Ast::Array(a) => SettingValue::Array(a.elements.iter().map(|e| self.value(e)).collect()),
+            Ast::Object(o) => SettingValue::Object(self.object(o)),
+        };
+        Sp::new(value, at)
+    }
+
+    fn object(&self, o: &Object) -> Vec<Entry> {
+        o.properties
+            .iter()
+            .map(|p| (Sp::new(p.name.as_str().to_string(), self.loc(p.range.start)), self.value(&p.value)))
+            .collect()
+    }
+}
+
+/// The JSON path of the innermost value being written at `offset`, for syntax error messages.
+fn json_path_at(text: &str, offset: usize) -> String {
+    use jsonc_parser::tokens::Token;
+    enum Frame {
+        Object(Option<String>),
+        Array(usize),
+    }
+    let opts = parse_options();
+    let mut scanner = jsonc_parser::Scanner::new(
+        text,
+        &jsonc_parser::ScannerOptions {
+            allow_single_quoted_strings: opts.allow_single_quoted_strings,
+            allow_hexadecimal_numbers: opts.allow_hexadecimal_numbers,
+            allow_unary_plus_numbers: opts.allow_unary_plus_numbers,
+            allow_bare_decimal_point_numbers: opts.allow_bare_decimal_point_numbers,
+            allow_non_finite_numbers: opts.allow_non_finite_numbers,
+            allow_extended_string_escapes: opts.allow_extended_string_escapes,
+        },
+    );
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut expect_key = false;
+    while let Ok(Some(tok)) = scanner.scan() {
+        if scanner.token_start() >= offset {
+            break;
+        }
+        match tok {
+            Token::OpenBrace => {
+                stack.push(Frame::Object(None));
+                expect_key = true;
+            }
+            Token::OpenBracket => {
+                stack.push(Frame::Array(0));
+                expect_key = false;
+            }
+            Token::CloseBrace | Token::CloseBracket => {
+                stack.pop();
+                expect_key = false;
+            }
+            Token::Comma => match stack.last_mut() {
+                Some(Frame::Array(i)) => *i += 1,
+                Some(Frame::Object(k)) => {
+                    *k = None;
+                    expect_key = true;
+                }
+                None => {}
+            },
+            Token::String(s) if expect_key => {
+                if let Some(Frame::Object(k)) = stack.last_mut() {
+                    *k = Some(s.to_string());
+                }
+                expect_key = false;
+            }
+            _ => expect_key = false,
+        }
+    }
+    let mut path = String::from("$");
+    for frame in &stack {
+        match frame {
+            Frame::Object(Some(k)) => {
+                path.push('.');
+                path.push_str(k);
+            }
+            Frame::Object(None) => {}
+            Frame::Array(i) => path.push_str(&format!("[{i}]")),
+        }
+    }
+    path
+}
+
+/// Applies `IDLINK__...` environment variables over the file's values. Keys are
+/// case-insensitive; numeric levels index arrays (`IDLINK__Connections__Dir__Servers__0__Server`).
+pub fn apply_env<I, K, V>(settings: &mut AgentSettings, vars: I, diags: &mut Diagnostics)
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    let mut vars: Vec<(String, String)> = vars
+        .into_iter()
+        .filter(|(k, _)| k.as_ref().len() > ENV_PREFIX.len() && k.as_ref()[..ENV_PREFIX.len()].eq_ignore_ascii_case(ENV_PREFIX))
+        .map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string()))
+        .collect();
+    vars.sort();
+    for (name, value) in vars {
+        let at = Loc::file_only(format!("environment variable {name}"));
+        let path: Vec<&str> = name[ENV_PREFIX.len()..].split("__").collect();
+        match path.as_slice() {
+            [c, id, rest @ ..] if c.eq_ignore_ascii_case("Connections") && !id.is_empty() && !rest.is_empty() => {
+                let conn = settings.connection_mut(id, &at);
+                set_path(&mut conn.entries, rest, value, &at);
+            }
+            [s, i] if s.eq_ignore_ascii_case("SourcesRootPaths") => match i.parse::<usize>() {
+                Ok(i) => {
+                    let v = Sp::new(value, at);
+                    if i < settings.sources_root_paths.len() {
+                        settings.sources_root_paths[i] = v;
+                    } else {
+                        settings.sources_root_paths.push(v);
+                    }
+                }
+                Err(_) => diags.push(env_error(&name)),
+            },
+            [e] if e.eq_ignore_ascii_case("EncryptionIdentity") => {
+                settings.encryption_identity = Some(Sp::new(value, at));
+            }
+            _ => diags.push(env_error(&name)),
+        }
+    }
+}
+
+fn env_error(name: &str) -> Diagnostic {
+    Diagnostic::new(Rule::UnknownSetting, Loc::file_only(format!("environment variable {name}")), format!("{name} is not an idlink setting"))
+        .hint("use IDLINK__Connections__<connection>__<Setting>, IDLINK__SourcesRootPaths__<n> or IDLINK__EncryptionIdentity")
+}
+
+fn set_path(entries: &mut Vec<Entry>, path: &[&str], value: String, at: &Loc) {
+    let Some((first, rest)) = path.split_first() else { return };
+    let i = match entries.iter().rposition(|(k, _)| k.value.eq_ignore_ascii_case(first)) {
+        Some(i) => i,
+        None => {
+            let empty = if rest.is_empty() { SettingValue::Null } else { container_for(rest[0]) };
+            entries.push((Sp::new((*first).to_string(), at.clone()), Sp::new(empty, at.clone())));
+            entries.len() - 1
+        }
+    };
+    set_value(&mut entries[i].1, rest, value, at);
+}
+
+fn container_for(next: &str) -> SettingValue {
+    if next.parse::<usize>().is_ok() { SettingValue::Array(Vec::new()) } else { SettingValue::Object(Vec::new()) }
+}
+
+fn set_value(slot: &mut Sp<SettingValue>, path: &[&str], value: String, at: &Loc) {
+    let Some((first, rest)) = path.split_first() else {
+        *slot = Sp::new(SettingValue::String(value), at.clone());
+        return;
+    };
+    if let (SettingValue::Array(items), Ok(i)) = (&mut slot.value, first.parse::<usize>()) {
+        while items.len() <= i {
+            let fill = if rest.is_empty() { SettingValue::Null } else { container_for(rest[0]) };
+            items.push(Sp::new(fill, at.clone()));
+        }
+        set_value(&mut items[i], rest, value, at);
+        return;
+    }
+    if !matches!(slot.value, SettingValue::Object(_)) {
+        *slot = Sp::new(SettingValue::Object(Vec::new()), at.clone());
+    }
+    if let SettingValue::Object(entries) = &mut slot.value {
+        set_path(entries, path, value, at);
+    }
+}
+
+/// Checks one connection's settings against its package's schema (SPEC §2.2 rule 4).
+/// Secured values are never echoed in messages.
+pub fn check_against(settings: &ConnectionSettings, package: &str, schema: &SettingsSchema, diags: &mut Diagnostics) {
+    let path = format!("Connections.{}", settings.id.value);
+    check_object(&settings.entries, &settings.id.at, &path, package, schema, diags);
+}
+
+fn check_object(entries: &[Entry], at: &Loc, path: &str, package: &str, schema: &SettingsSchema, diags: &mut Diagnostics) {
+    let present = |name: &str| {
+        entries.iter().any(|(k, v)| k.value.eq_ignore_ascii_case(name) && !matches!(v.value, SettingValue::Null))
+    };
+    for (key, value) in entries {
+        let Some(field) = schema.field(&key.value) else {
+            diags.push(
+                Diagnostic::new(Rule::UnknownSetting, key.at.clone(), format!("unknown setting {path}.{} for package {package}", key.value))
+                    .hint(format!("{package} takes: {}", schema.fields.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")))
+                    .did_you_mean(&key.value, schema.fields.iter().map(|f| f.name)),
+            );
+            continue;
+        };
+        if matches!(value.value, SettingValue::Null) {
+            continue;
+        }
+        let field_path = format!("{path}.{}", field.name);
+        check_kind(&value.value, &value.at, &field_path, field.kind, field.secured, package, diags);
+    }
+    for field in schema.fields.iter().filter(|f| f.required) {
+        if !present(field.name) {
+            diags.push(
+                Diagnostic::new(Rule::SettingRequired, at.clone(), format!("{path} lacks the required setting {}", field.name))
+                    .hint(format!("add \"{}\": ... ({}) to {path} in appsettings.agent.json", field.name, field.doc)),
+            );
+        }
+    }
+    for c in schema.constraints {
+        let broken = match c {
+            Constraint::AtLeastOne(names) => !names.iter().any(|n| present(n)),
+            Constraint::AtMostOne(names) => names.iter().filter(|n| present(n)).count() > 1,
+            Constraint::RequiresWhen { field, equals, then } => {
+                let matches = entries.iter().any(|(k, v)| {
+                    k.value.eq_ignore_ascii_case(field)
+                        && v.value.as_scalar_text().is_some_and(|s| s.eq_ignore_ascii_case(equals))
+                });
+                matches && then.iter().any(|n| !present(n))
+            }
+        };
+        if broken {
+            let rule = if matches!(c, Constraint::AtMostOne(_)) { Rule::SettingValue } else { Rule::SettingRequired };
+            diags.push(Diagnostic::new(rule, at.clone(), format!("{path}: {c}")).hint(format!("see the settings of {package}")));
+        }
+    }
+}
+
+fn check_kind(value: &SettingValue, at: &Loc, path: &str, kind: Kind, secured: bool, package: &str, diags: &mut Diagnostics) {
+    let bad = |why: String| {
+        Diagnostic::new(Rule::SettingValue, at.clone(), format!("{path} {why}")).hint(format!("write {path} as {}", kind.describe()))
+    };
+    let shown = |s: &str| if secured { "(secured value)".to_string() } else { format!("'{s}'") };
+    match kind {
+        Kind::String | Kind::CheckedString(_) => {
+            let Some(s) = value.as_scalar_text() else {
+                diags.push(bad(format!("must be a string, not {}", value.type_name())));
+                return;
+            };
+            if let Kind::CheckedString(check) = kind
+                && let Err(why) = check(&s)
+            {
+                diags.push(bad(format!("= {} is not valid: {why}", shown(&s))));
+            }
+        }
+        Kind::Bool => match value {
+            SettingValue::Bool(_) => {}
+            SettingValue::String(s) if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") => {}
+            other => diags.push(bad(format!("must be true or false, not {}", describe(other, secured)))),
+        },
+        Kind::Int { min, max } => {
+            let n = value.as_scalar_text().and_then(|s| s.trim().parse::<i64>().ok());
+            match n {
+                Some(n) if (min..=max).contains(&n) => {}
+                _ => diags.push(bad(format!("must be a whole number from {min} to {max}, not {}", describe(value, secured)))),
+            }
+        }
+        Kind::Enum(allowed) => match value.as_scalar_text() {
+            Some(s) if allowed.iter().any(|a| a.eq_ignore_ascii_case(&s)) => {}
+            Some(s) => diags.push(bad(format!("= {} is not one of {}", shown(&s), allowed.join(", "))).did_you_mean(&s, allowed.iter().copied())),
+            None => diags.push(bad(format!("must be one of {}, not {}", allowed.join(", "), value.type_name()))),
+        },
+        Kind::StringList => match value {
+            SettingValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if item.value.as_scalar_text().is_none() {
+                        diags.push(
+                            Diagnostic::new(Rule::SettingValue, item.at.clone(), format!("{path}[{i}] must be a string, not {}", item.value.type_name()))
+                                .hint(format!("write {path} as an array of strings")),
+                        );
+                    }
+                }
+            }
+            other => diags.push(bad(format!("must be an array of strings, not {}", other.type_name()))),
+        },
+        Kind::ObjectList(schema) => match value {
+            SettingValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    match &item.value {
+                        SettingValue::Object(entries) => check_object(entries, &item.at, &format!("{path}[{i}]"), package, schema, diags),
+                        other => diags.push(
+                            Diagnostic::new(Rule::SettingValue, item.at.clone(), format!("{path}[{i}] must be an object, not {}", other.type_name()))
+                                .hint(format!("write each element of {path} as an object")),
+                        ),
+                    }
+                }
+            }
+            other => diags.push(bad(format!("must be an array of objects, not {}", other.type_name()))),
+        },
+        Kind::Map => match value {
+            SettingValue::Object(entries) => {
+                for (k, v) in entries {
+                    if v.value.as_scalar_text().is_none() && v.value != SettingValue::Null {
+                        diags.push(
+                            Diagnostic::new(Rule::SettingValue, v.at.clone(), format!("{path}.{} must be a string, not {}", k.value, v.value.type_name()))
+                                .hint(format!("{path} holds key-value pairs of strings")),
+                        );
+                    }
+                }
+            }
+            other => diags.push(bad(format!("must be an object of key-value pairs, not {}", other.type_name()))),
+        },
+    }
+}
+
+fn describe(v: &SettingValue, secured: bool) -> String {
+    match v.as_scalar_text() {
+        Some(_) if secured => "(secured value)".into(),
+        Some(s) => format!("'{s}'"),
+        None => v.type_name().into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_errors_carry_line_and_path() {
+        let text = "{\n  \"Connections\": {\n    \"HR\": { \"Path\": \"a\" \"Separator\": \";\" }\n  }\n}";
+        let mut d = Diagnostics::default();
+        parse("a.json", text.as_bytes(), &mut d);
+        let e = d.iter().next().map(|d| (d.rule, d.at.line, d.message.clone()));
+        let (rule, line, msg) = e.unwrap_or((Rule::Crontab, 0, String::new()));
+        assert_eq!((rule, line), (Rule::JsonSyntax, 3));
+        assert!(msg.contains("$.Connections.HR"), "{msg}");
+    }
+
+    #[test]
+    fn env_overrides_merge_case_insensitively_and_index_arrays() {
+        let mut d = Diagnostics::default();
+        let mut s = parse("a.json", br#"{"Connections": {"Dir": {"Servers": [{"Server": "ldap://a"}]}}}"#, &mut d);
+        apply_env(
+            &mut s,
+            [
+                ("IDLINK__Connections__dir__Servers__0__Server", "ldap://b"),
+                ("IDLINK__Connections__Dir__Servers__1__Server", "ldap://c"),
+                ("IDLINK__Connections__New__Path", "x.csv"),
+                ("PATH", "/bin"),
+            ],
+            &mut d,
+        );
+        assert!(d.is_empty(), "{d:?}");
+        let dir = s.connection("DIR").map(ConnectionSettings::to_json);
+        assert_eq!(dir, Some(serde_json::json!({"Servers": [{"Server": "ldap://b"}, {"Server": "ldap://c"}]})));
+        assert!(s.connection("new").is_some());
+    }
+}

@@ -1,0 +1,1051 @@
+//! Reads a folder of XML configuration files into a [`Configuration`].
+//!
+//! Elements may sit in any file and any order, with or without the
+//! `urn:schemas-usercube-com:configuration` namespace. Every problem becomes a located
+//! [`Diagnostic`]; reading goes on after each one so a single run reports them all.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use roxmltree::{Document, Node};
+
+use crate::config::*;
+use crate::diag::{Diagnostic, Diagnostics, Loc, Rule, Sp, did_you_mean};
+use crate::text::{LineIndex, bom_len, decode_utf8};
+
+/// The namespace Netwrix Identity Manager configuration files declare.
+pub const NAMESPACE: &str = "urn:schemas-usercube-com:configuration";
+
+/// An I/O problem that stops loading before any rule can run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("configuration folder '{}' does not exist; pass the folder of your XML files with --config", .0.display())]
+    MissingFolder(PathBuf),
+    #[error("'{}' is not a folder; --config takes the folder that holds the XML files", .0.display())]
+    NotAFolder(PathBuf),
+    #[error("cannot read '{}': {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("no *.xml file in '{}'; a configuration is a folder of XML files with a <ConfigurationFile> root", .0.display())]
+    NoFiles(PathBuf),
+}
+
+/// The XML files of a configuration folder, searched recursively, in a stable order.
+pub fn config_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let meta = std::fs::metadata(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => LoadError::MissingFolder(dir.to_path_buf()),
+        _ => LoadError::Io { path: dir.to_path_buf(), source: e },
+    })?;
+    if !meta.is_dir() {
+        return Err(LoadError::NotAFolder(dir.to_path_buf()));
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| LoadError::Io { path: d.clone(), source: e })?;
+        for entry in entries {
+            let entry = entry.map_err(|e| LoadError::Io { path: d.clone(), source: e })?;
+            let path = entry.path();
+            let ft = entry.file_type().map_err(|e| LoadError::Io { path: path.clone(), source: e })?;
+            if ft.is_dir() || (ft.is_symlink() && path.is_dir()) {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("xml")) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(LoadError::NoFiles(dir.to_path_buf()));
+    }
+    Ok(files)
+}
+
+/// Loads every XML file of `dir` into one configuration.
+pub fn load_dir(dir: &Path) -> Result<(Configuration, Diagnostics), LoadError> {
+    let mut loader = Loader::default();
+    for path in config_files(dir)? {
+        let bytes = std::fs::read(&path).map_err(|e| LoadError::Io { path: path.clone(), source: e })?;
+        loader.add_file(&path.display().to_string(), &bytes);
+    }
+    Ok(loader.finish())
+}
+
+/// Accumulates files into one configuration. Use [`Loader::add_file`] for each file, then
+/// [`Loader::finish`].
+#[derive(Debug, Default)]
+pub struct Loader {
+    config: Configuration,
+    diags: Diagnostics,
+    /// Skipped element kinds: first location and count, reported once each at the end.
+    skipped: BTreeMap<String, (Loc, usize)>,
+}
+
+impl Loader {
+    pub fn add_file(&mut self, name: &str, bytes: &[u8]) {
+        let file: Arc<str> = Arc::from(name);
+        self.config.files.push(name.to_string());
+        let text = match decode_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let prefix = String::from_utf8_lossy(&bytes[..e.offset]);
+                let (line, col) = LineIndex::new(&prefix).line_col(prefix.len());
+                let col = if bom_len(bytes) > 0 && line == 1 { col.saturating_sub(1).max(1) } else { col };
+                self.diags.push(
+                    Diagnostic::new(Rule::XmlSyntax, Loc::new(&file, line, col), e.message)
+                        .hint("configuration files are UTF-8, with or without a byte order mark"),
+                );
+                return;
+            }
+        };
+        let lines = LineIndex::new(text);
+        let doc = match Document::parse(text) {
+            Ok(d) => d,
+            Err(e) => {
+                let pos = e.pos();
+                self.diags.push(
+                    Diagnostic::new(Rule::XmlSyntax, Loc::new(&file, pos.row, pos.col), format!("malformed XML: {e}"))
+                        .hint("fix the XML syntax at this position; every element must be closed and attribute values quoted"),
+                );
+                return;
+            }
+        };
+        let cx = FileCx { file, lines };
+        let root = doc.root_element();
+        if root.tag_name().name() != "ConfigurationFile" {
+            self.diags.push(
+                Diagnostic::new(
+                    Rule::XmlSyntax,
+                    cx.at(root),
+                    format!("the root element is <{}>, not <ConfigurationFile>", root.tag_name().name()),
+                )
+                .hint(format!("wrap the elements in <ConfigurationFile xmlns=\"{NAMESPACE}\">")),
+            );
+            return;
+        }
+        for node in root.children().filter(Node::is_element) {
+            self.top_level(&cx, node);
+        }
+    }
+
+    /// The configuration and every diagnostic found while reading.
+    pub fn finish(mut self) -> (Configuration, Diagnostics) {
+        for (kind, (at, count)) in std::mem::take(&mut self.skipped) {
+            let what = if count == 1 { "1 element".to_string() } else { format!("{count} elements") };
+            self.diags.push(
+                Diagnostic::new(
+                    Rule::OutOfScopeElement,
+                    at,
+                    format!("<{kind}> is outside idlink's scope: {what} of this kind skipped"),
+                )
+                .hint("nothing to do unless you expected idlink to use it; attributes that point at it are not resolved"),
+            );
+        }
+        (self.config, self.diags)
+    }
+
+    fn skip(&mut self, cx: &FileCx, node: Node) {
+        let name = node.tag_name().name().to_string();
+        self.skipped.entry(name).or_insert_with(|| (cx.at(node), 0)).1 += 1;
+    }
+
+    /// Decides what to do with an element idlink does not read: a likely typo of one it does
+    /// read is an error (the element would be silently lost), anything else is skipped.
+    fn unexpected(&mut self, cx: &FileCx, node: Node, expected: &[&'static str], place: &str) {
+        let name = node.tag_name().name();
+        if !KNOWN_OUT_OF_SCOPE.contains(&name)
+            && let Some(s) = did_you_mean(name, expected.iter().copied())
+        {
+            self.diags.push(
+                Diagnostic::new(Rule::UnknownElement, cx.at(node), format!("unknown element <{name}> {place}"))
+                    .hint(format!("did you mean <{s}>? As written, this element would be ignored")),
+            );
+        } else {
+            self.skip(cx, node);
+        }
+    }
+
+    fn top_level(&mut self, cx: &FileCx, node: Node) {
+        let name = node.tag_name().name();
+        match name {
+            "Agent" => {
+                let el = self.agent(cx, node);
+                self.config.agents.push(el);
+            }
+            "Connector" => {
+                let el = self.connector(cx, node);
+                self.config.connectors.push(el);
+            }
+            "Connection" => {
+                let el = self.connection(cx, node);
+                self.config.connections.push(el);
+            }
+            "ConnectionTable" => {
+                let el = self.connection_table(cx, node);
+                self.config.connection_tables.push(el);
+            }
+            "EntityType" => {
+                let el = self.entity_type(cx, node);
+                self.config.entity_types.push(el);
+            }
+            "EntityAssociation" => {
+                let el = self.entity_association(cx, node);
+                self.config.entity_associations.push(el);
+            }
+            "EntityTypeMapping" => {
+                let el = self.entity_type_mapping(cx, node);
+                self.config.entity_type_mappings.push(el);
+            }
+            "EntityAssociationMapping" => {
+                let el = self.entity_association_mapping(cx, node);
+                self.config.entity_association_mappings.push(el);
+            }
+            "ResourceType" => {
+                let el = self.resource_type(cx, node);
+                self.config.resource_types.push(el);
+            }
+            "ResourceCorrelationRule" => {
+                let el = self.correlation_rule(cx, node);
+                self.config.resource_correlation_rules.push(el);
+            }
+            "Job" => {
+                let el = self.job(cx, node);
+                self.config.jobs.push(el);
+            }
+            _ if name.ends_with("ResourceTypeMapping") => {
+                let el = self.resource_type_mapping(cx, node);
+                self.config.resource_type_mappings.push(el);
+            }
+            _ => self.unexpected(cx, node, TOP_LEVEL, "in <ConfigurationFile>"),
+        }
+    }
+
+    fn agent(&mut self, cx: &FileCx, node: Node) -> Agent {
+        let mut a = Attrs::new(cx, node, &mut self.diags);
+        let el = Agent {
+            at: a.at.clone(),
+            id: a.required("Identifier"),
+            display_names: a.display_names(),
+            uri: a.text("URI"),
+        };
+        a.finish(&[]);
+        self.no_children(cx, node);
+        el
+    }
+
+    fn connector(&mut self, cx: &FileCx, node: Node) -> Connector {
+        let mut a = Attrs::new(cx, node, &mut self.diags);
+        let el = Connector {
+            at: a.at.clone(),
+            id: a.required("Identifier"),
+            display_names: a.display_names_required(),
+            agent: a.text("Agent"),
+            is_deactivated: a.bool("IsDeactivated", false),
+            complete_job: a.text("CompleteJob"),
+            incremental_job: a.text("IncrementalJob"),
+            thresholds: a.sync_thresholds(),
+        };
+        a.finish(&[]);
+        self.no_children(cx, node);
+        el
+    }
+
+    fn connection(&mut self, cx: &FileCx, node: Node) -> Connection {
+        let mut a = Attrs::new(cx, node, &mut self.diags);
+        let mut el = Connection {
+            at: a.at.clone(),
+            id: a.required("Identifier"),
+            display_names: a.display_names_required(),
+            connector: a.required("Connector"),
+            package: a.required("Package"),
+            deactivation: a
+                .choice(
+                    "DeactivationExportFulfill",
+                    &[
+                        ("None", Deactivation::None),
+                        ("Export", Deactivation::Export),
+                        ("Fulfill", Deactivation::Fulfill),
+                        ("0", Deactivation::None),
+                        ("1", Deactivation::Export),
+                        ("2", Deactivation::Fulfill),
+                    ],
+                )
+                .unwrap_or_default(),
+            transformations: Vec::new(),
+        };
+        a.finish(&[]);
+        for child in node.children().filter(Node::is_element) {
+            match child.tag_name().name() {
+                "Transformation" => {
+                    let t = self.transformation(cx, child);
+                    el.transformations.push(t);
+                }
+                _ => self.unexpected(cx, child, &["Transformation"], "in <Connection>"),
+            }
+        }
+        el
+    }
+
+    fn transformation(&mut self, cx: &FileCx, node: Node) -> Transformation {
+        let mut a = Attrs::new(cx, node, &mut self.diags);
+        let kind = a.choice_required(
+            "Type",
+            &[
+                ("ConcatColumns", TransformationType::ConcatColumns),
+                ("TransformDate", TransformationType::TransformDate),
+                ("WhereValue", TransformationType::WhereValue),
+            ],
+        );
+        let el = Transformation {
+            at: a.at.clone(),
+            kind: kind.unwrap_or(TransformationType::ConcatColumns),
+            table: a.text("Table"),
+            column: a.text("Column"),
+            input_columns: ["InputColumn", "InputColumn1", "InputColumn2", "InputColumn3", "InputColumn4", "InputColumn5"]
+                .into_iter()
+                .filter_map(|n| a.text(n))
+                .collect(),
+            concat_separator: a.raw("ConcatSeparator"),
+            remove_empty: a.bool("RemoveEmpty", false),
+            remove_duplicates: a.bool("RemoveDuplicates", false),
+            sort_values: a.bool("SortValues", false),
+            added_days: a.int("AddedDays"),
+            min_year: a.int("MinYear"),
+            max_year: a.int("MaxYear"),
+            date_pattern: a.raw("DatePattern"),
+            where_operator: a.choice(
+                "WhereOperator",
+                &[
+                    ("Equals", WhereOperator::Equals),
+                    ("NotEquals", WhereOperator::NotEquals),
+                    ("Contains", WhereOperator::Contains),
+                    ("NotContains", WhereOperator::NotContains),
+                    ("StartsWith", WhereOperator::StartsWith),
+                    ("EndsWith", WhereOperator::EndsWith),
+                    ("Regex", WhereOperator::Regex),
+                ],
+            ),
+            where_value: a.raw("WhereValue"),
+        };
+        a.finish(&[]);
+        self.no_children(cx, node);
+        el
+    }
+
+    fn connection_table(&mut self, cx: &FileCx, node: Node) -> ConnectionTable {
+        let mut a = Attrs::new(cx, node, &mut self.diags);
+        let mut el = ConnectionTable {
+            at: a.at.clone(),
+            connection: a.required("Connection"),
+            id: a.required("Identifier"),
+            display_name: a.raw("DisplayName").or_else(|| a.display_names().l1().map(str::to_string)),
+            columns: Vec::new(),
+        };
+        a.finish(&[]);
+        for child in node.children().filter(Node::is_element) {
+            if child.tag_name().name() == "Column" {
+                let mut a = Attrs::new(cx, child, &mut self.diags);
+                let col = Column {
+                    at: a.at.clone(),
+                    id: a.required("Identifier"),
+                    display_name: a.raw("DisplayName").or_else(|| a.display_names().l1().map(str::to_string)),
+                    is_multivalued: a.bool("IsMultivalued", false),
+                    key_type: a
+                        .choice(
+                            "KeyType",
+                            &[
+                                ("0", KeyType::None),
+                                ("1", KeyType::Primary),
+                                ("2", KeyType::Unique),
+                                ("None", KeyType::None),
+                                ("Primary", KeyType::Primary),
+                                ("Unique", KeyType::Unique),
+                            ],
+                        )
+                        .unwrap_or_default(),
+                    value_type: a.choice("ValueType", VALUE_TYPES).unwrap_or_default(),
+                };
+                a.finish(&[]);
+                el.columns.push(col);
+            } else {
+                self.unexpected(cx, child, &["Column"], "in <ConnectionTable>");
+            }
+        }
+        el
+    }
+
+    fn entity_type(&mut self, cx: &FileCx, node: Node) -> EntityType {
+        let mut a = Attrs::new(cx, node, &mut self.diags);
+        let mut el = EntityType {
+            at: a.at.clone(),
+            id: a.required("Identifier"),
+            display_names: a.display_names(),
+            properties: Vec::new(),
+        };
+        a.finish(ENTITY_TYPE_IGNORED);
+        for child in node.children().filter(Node::is_element) {
+            if child.tag_name().name() == "Property" {
+                let mut a = Attrs::new(cx, child, &mut self.diags);
+                let p = EntityProperty {
+                    at: a.at.clone(),
+                    id: a.required("Identifier"),
+                    display_names: a.display_names(),
+                    ty: a.choice("Type", PROPERTY_TYPES).unwrap_or_default(),
+                    is_key: a.bool("IsKey", false),
+                    target_column_index: a.int("TargetColumnIndex"),
+                };
+                a.finish(PROPERTY_IGNORED);
+                el.properties.push(p);
+            } else {
+                self.unexpected(cx, child, &["Property"], "in <EntityType>");
+            }
+        }
+        el
+    }
+
+    fn entity_association(&mut self, cx: &FileCx, node: Node) -> EntityAssociation {
+        let mut a = Attrs::new(cx, node, &mut self.diags);
+        let el = EntityAssociation {
+            at: a.at.clone(),
+            id: a.required("Identifier"),
+            display_names: a.display_names(),
+            property1: a.property_ref("Property1"),
+            property2: a.property_ref("Property2"),
+            is_property1_collection: a.bool("IsProperty1Collection", false),
+            is_property2_collection: a.bool("IsProperty2Collection", false),
+        };
+        a.finish(&["IsDeactivated"]);
+        self.no_children(cx, node);
+        el
+    }
+
+    fn entity_type_mapping(&mut self, cx: &FileCx, node: Node) -> EntityTypeMapping {
+        let mut a = Attrs::new(cx, node, &mut self.diags);
+        let mut el = EntityTypeMapping {
+            at: a.at.clone(),
+            id: a.required("Identifier"),
+            connector: a.required("Connector"),
+            connection_table: a.required("ConnectionTable"),
+            thresholds: a.sync_thresholds(),
+            properties: Vec::new(),
+        };
+        a.finish(&[]);
+        for child in node.children().filter(Node::is_element) {
+            if child.tag_name().name() == "Property" {
+                let mut a = Attrs::new(cx, child, &mut self.diags);
+                let p = PropertyMapping {
+                    at: a.at.clone(),
+                    id: a.required("Identifier"),
+                    connection_column: a.required("ConnectionColumn"),
+                    is_primary_key: a.bool("IsPrimaryKey", false),
+                    is_unique_key: a.bool("IsUniqueKey", false),
+                    format: a.raw("Format"),
+                };
+                a.finish(&[]);
+                el.properties.push(p);
+            } else {
+                self.unexpected(cx, child, &["Property"], "in <EntityTypeMapping>");
+            }
+        }
+        el
+    }
+
+    fn entity_association_mapping(&mut self, cx: &FileCx, node: Node) -> EntityAssociationMapping {
+        let mut a = Attrs::new(cx, node, &mut self.diags);
+        let el = EntityAssociationMapping {
+            at: a.at.clone(),
+            id: a.required("Identifier"),
+            connector: a.required("Connector"),
+            connection_table: a.text("ConnectionTable"),
+            column1: a.required("Column1"),
+            column2: a.required("Column2"),
+            entity_property_mapping1: a.property_ref("EntityPropertyMapping1"),
+            entity_property_mapping2: a.property_ref("EntityPropertyMapping2"),
+        };
+        a.finish(&[]);
+        self.no_children(cx, node);
+        el
+    }
+
+    fn resource_type(&mut self, cx: &FileCx, node: Node) -> ResourceType {
+        let mut a = Attrs::new(cx, node, &mut self.diags);
+        let mut el = ResourceType {
+            at: a.at.clone(),
+            id: a.required("Identifier"),
+            display_names: a.display_names(),
+            source_entity_type: a.required("SourceEntityType"),
+            target_entity_type: a.required("TargetEntityType"),
+            allow_add: a.bool("AllowAdd", true),
+            allow_remove: a.bool("AllowRemove", true),
+            remove_orphans: a.bool("RemoveOrphans", false),
+            thresholds: {
+                let mut t = ProvisioningThresholds::default();
+                for (slot, name) in t.slots_mut().into_iter().zip(ProvisioningThresholds::ATTRIBUTES) {
+                    *slot = a.uint(name);
+                }
+                t
+            },
+            scalar_rules: Vec::new(),
+            navigation_rules: Vec::new(),
+        };
+        a.finish(RESOURCE_TYPE_IGNORED);
+        for child in node.children().filter(Node::is_element) {
+            match child.tag_name().name() {
+                "ScalarRule" => {
+                    let mut a = Attrs::new(cx, child, &mut self.diags);
+                    let r = ScalarRule {
+                        at: a.at.clone(),
+                        property: a.required("Property"),
+                        source: a.rule_source(true),
+                    };
+                    a.finish(RULE_IGNORED);
+                    el.scalar_rules.push(r);
+                }
+                "NavigationRule" => {
+                    let mut a = Attrs::new(cx, child, &mut self.diags);
+                    let r = NavigationRule {
+                        at: a.at.clone(),
+                        property: a.required("Property"),
+                        resource: a.text("Resource"),
+                        single_role: a.text("SingleRole"),
+                        source: a.rule_source(false),
+                    };
+                    a.finish(RULE_IGNORED);
+                    el.navigation_rules.push(r);
+                }
+                _ => self.unexpected(cx, child, &["ScalarRule", "NavigationRule"], "in <ResourceType>"),
+            }
+        }
+        el
+    }
+
+    fn correlation_rule(&mut self, cx: &FileCx, node: Node) -> ResourceCorrelationRule {
+        let mut a = Attrs::new(cx, node, &mut self.diags);
+        let at = a.at.clone();
+        let resource_type = a.required("ResourceType");
+        let target_binding = a.required("TargetBinding");
+        let source = match (a.text("SourceBinding"), a.text("SourceExpression")) {
+            (Some(b), _) => Some(RuleSource::Binding(b)),
+            (None, Some(e)) => Some(RuleSource::Expression(e)),
+            (None, None) => {
+                a.missing("SourceBinding", "give SourceBinding (a property path of the owner) or SourceExpression");
+                None
+            }
+        };
+        a.finish(RULE_IGNORED);
+        self.no_children(cx, node);
+        ResourceCorrelationRule { at, resource_type, target_binding, source }
+    }
+
+    fn resource_type_mapping(&mut self, cx: &FileCx, node: Node) -> ResourceTypeMapping {
+        let name = node.tag_name().name();
+        let kind = match name.strip_suffix("ResourceTypeMapping") {
+            Some("") | None => ResourceTypeMappingKind::Generic,
+            Some(prefix) => ResourceTypeMappingKind::Typed(prefix.to_string()),
+        };
+        let mut a = Attrs::new(cx, node, &mut self.diags);
+        let at = a.at.clone();
+        let id = a.required("Identifier");
+        let connection = a.text("Connection");
+        let attributes = a.rest();
+        a.finish(&[]);
+        let mut properties = Vec::new();
+        for child in node.children().filter(Node::is_element) {
+            if child.tag_name().name() == "Property" {
+                let mut a = Attrs::new(cx, child, &mut self.diags);
+                let p_at = a.at.clone();
+                let p_id = a.required("Identifier");
+                let rest = a.rest();
+                a.finish(&[]);
+                properties.push(ResourceTypeMappingProperty { at: p_at, id: p_id, attributes: rest });
+            } else {
+                self.unexpected(cx, child, &["Property"], &format!("in <{name}>"));
+            }
+        }
+        ResourceTypeMapping { at, kind, id, connection, attributes, properties }
+    }
+
+    fn job(&mut self, cx: &FileCx, node: Node) -> Job {
+        let mut a = Attrs::new(cx, node, &mut self.diags);
+        let mut el = Job {
+            at: a.at.clone(),
+            id: a.required("Identifier"),
+            display_names: a.display_names(),
+            agent: a.text("Agent"),
+            crontab: a.text("CrontabExpression"),
+            tasks: Vec::new(),
+        };
+        a.finish(JOB_IGNORED);
+        for child in node.children().filter(Node::is_element) {
+            if let Some(task) = self.task(cx, child) {
+                el.tasks.push(task);
+            }
+        }
+        el
+    }
+
+    fn task(&mut self, cx: &FileCx, node: Node) -> Option<Task> {
+        let name = node.tag_name().name();
+        if !TASKS.contains(&name) {
+            self.unexpected(cx, node, TASKS, "in <Job>");
+            return None;
+        }
+        let mut a = Attrs::new(cx, node, &mut self.diags);
+        let at = a.at.clone();
+        let task = match name {
+            "ExportTask" => Task::Export(ExportTask {
+                at,
+                id: a.text("Identifier"),
+                display_names: a.display_names_required(),
+                agent: a.text("Agent"),
+                connection: a.text("Connection"),
+                continue_on_error: a.bool("ContinueOnError", false),
+                ignore_cookie_file: a.bool("IgnoreCookieFile", false),
+            }),
+            "PrepareSynchronizationTask" => Task::PrepareSynchronization(PrepareSynchronizationTask {
+                at,
+                display_names: a.display_names(),
+                connector: a.required("Connector"),
+                mode: a
+                    .choice_required(
+                        "SynchronizationMode",
+                        &[
+                            ("Initial", SynchronizationMode::Initial),
+                            ("Complete", SynchronizationMode::Complete),
+                            ("Incremental", SynchronizationMode::Incremental),
+                        ],
+                    )
+                    .unwrap_or(SynchronizationMode::Complete),
+            }),
+            "SynchronizeTask" => Task::Synchronize(SynchronizeTask {
+                at,
+                display_names: a.display_names(),
+                connector: a.required("Connector"),
+                force_synchronization: a.bool("ForceSynchronization", false),
+                do_not_delete_changes: a.bool("DoNotDeleteChanges", false),
+            }),
+            "GenerateProvisioningOrdersTask" => Task::GenerateProvisioningOrders(GenerateProvisioningOrdersTask {
+                at,
+                display_names: a.display_names(),
+                resource_types: a.list("ResourceTypes"),
+                connector: a.text("Connector"),
+            }),
+            _ => Task::Fulfill(FulfillTask {
+                at,
+                display_names: a.display_names_required(),
+                agent: a.text("Agent"),
+                connector: a.text("Connector"),
+                connection: a.text("Connection"),
+                batch_size: a.uint("BatchSize"),
+                continue_on_error: a.bool("ContinueOnError", false),
+                resource_types: Vec::new(),
+            }),
+        };
+        a.finish(TASK_IGNORED);
+        let mut task = task;
+        for child in node.children().filter(Node::is_element) {
+            match (&mut task, child.tag_name().name()) {
+                (Task::Fulfill(f), "TaskResourceType") => {
+                    let mut a = Attrs::new(cx, child, &mut self.diags);
+                    f.resource_types.push(a.required("ResourceType"));
+                    a.finish(&[]);
+                }
+                (Task::Fulfill(_), _) => self.unexpected(cx, child, &["TaskResourceType"], "in <FulfillTask>"),
+                _ => self.unexpected(cx, child, &[], &format!("in <{name}>")),
+            }
+        }
+        Some(task)
+    }
+
+    fn no_children(&mut self, cx: &FileCx, node: Node) {
+        for child in node.children().filter(Node::is_element) {
+            self.unexpected(cx, child, &[], &format!("in <{}>", node.tag_name().name()));
+        }
+    }
+}
+
+/// In-scope top-level elements (typed resource type mappings are matched by suffix).
+const TOP_LEVEL: &[&str] = &[
+    "Agent",
+    "Connector",
+    "Connection",
+    "ConnectionTable",
+    "EntityType",
+    "EntityAssociation",
+    "EntityTypeMapping",
+    "EntityAssociationMapping",
+    "ResourceType",
+    "ResourceCorrelationRule",
+    "ResourceTypeMapping",
+    "Job",
+];
+
+const TASKS: &[&str] =
+    &["ExportTask", "PrepareSynchronizationTask", "SynchronizeTask", "GenerateProvisioningOrdersTask", "FulfillTask"];
+
+/// Netwrix Identity Manager elements that are outside idlink's scope. They are skipped with one
+/// warning per kind, and never taken for a misspelling of an in-scope element.
+const KNOWN_OUT_OF_SCOPE: &[&str] = &[
+    "AccessCertificationCampaignPolicy",
+    "AccessControlEntry",
+    "AccessControlPermission",
+    "AccessControlRule",
+    "BasketRule",
+    "Category",
+    "CompositeRole",
+    "CompositeRoleRule",
+    "ConnectorMapping",
+    "ContextRule",
+    "Dimension",
+    "DisplayEntityAssociation",
+    "DisplayEntityType",
+    "DisplayTable",
+    "EntityPropertyExpression",
+    "EntityPropertyMapping",
+    "EntityTypeDisplay",
+    "Form",
+    "IndirectResourceRule",
+    "Language",
+    "MenuItem",
+    "OpenIdClient",
+    "Policy",
+    "Profile",
+    "ProfileRule",
+    "ProfileRuleContext",
+    "QueryRule",
+    "ResourceClassificationRule",
+    "ResourceQueryRule",
+    "ResourceTypeRule",
+    "SearchBar",
+    "Setting",
+    "SingleRole",
+    "SingleRoleRule",
+    "Tile",
+    "ViewTargetResourceTemplate",
+    "Workflow",
+];
+
+/// Attributes real configurations carry that idlink reads no meaning from (no warning).
+const ENTITY_TYPE_IGNORED: &[&str] = &["IsLocal", "IsDeactivated", "ValidFrom", "ValidTo"];
+const PROPERTY_IGNORED: &[&str] = &["IsNotSearchable", "IsMultiValued", "Language", "FlexibleComparisonType"];
+const RESOURCE_TYPE_IGNORED: &[&str] = &[
+    "Policy",
+    "Category",
+    "ApprovalWorkflowType",
+    "BlockProvisioning",
+    "DiscardManualAssignments",
+    "HideOnSimplifiedView",
+    "CorrelateMultipleResources",
+    "ApproveRoleImplicit",
+    "ArgumentsExpression",
+    "P0",
+    "P1",
+    "P2",
+];
+const RULE_IGNORED: &[&str] = &["Policy", "TimeOffset", "IsMapped", "Priority", "ResourceType", "Binding1", "Binding2"];
+const JOB_IGNORED: &[&str] = &["IsIncremental", "IsConnectorJob", "Tags"];
+const TASK_IGNORED: &[&str] = &["Level", "OpenIdClient", "Tags", "ResourceTypeMappings"];
+
+const VALUE_TYPES: &[(&str, ValueType)] = &[
+    ("String", ValueType::String),
+    ("Bytes", ValueType::Bytes),
+    ("Int32", ValueType::Int32),
+    ("Int64", ValueType::Int64),
+    ("DateTime", ValueType::DateTime),
+    ("Bool", ValueType::Bool),
+    ("Guid", ValueType::Guid),
+    ("Double", ValueType::Double),
+    ("Binary", ValueType::Binary),
+    ("Byte", ValueType::Byte),
+    ("Int16", ValueType::Int16),
+];
+
+const PROPERTY_TYPES: &[(&str, PropertyType)] = &[
+    ("String", PropertyType::String),
+    ("Int32", PropertyType::Int32),
+    ("Int64", PropertyType::Int64),
+    ("Bool", PropertyType::Bool),
+    ("DateTime", PropertyType::DateTime),
+    ("Guid", PropertyType::Guid),
+    ("Double", PropertyType::Double),
+    ("Binary", PropertyType::Binary),
+    ("ForeignKey", PropertyType::ForeignKey),
+];
+
+/// Per-file context: the file's name and its line index.
+struct FileCx<'t> {
+    file: Arc<str>,
+    lines: LineIndex<'t>,
+}
+
+impl FileCx<'_> {
+    fn at(&self, node: Node) -> Loc {
+        self.lines.loc(&self.file, node.range().start)
+    }
+}
+
+/// Reads the attributes of one element, remembering which were asked for so the rest can be
+/// reported as unknown (with a suggestion).
+struct Attrs<'d> {
+    diags: &'d mut Diagnostics,
+    at: Loc,
+    element: String,
+    attrs: Vec<(String, String, Loc)>,
+    used: Vec<bool>,
+    asked: Vec<&'static str>,
+}
+
+impl<'d> Attrs<'d> {
+    fn new(cx: &FileCx, node: Node, diags: &'d mut Diagnostics) -> Self {
+        let attrs: Vec<_> = node
+            .attributes()
+            .filter(|a| a.namespace().is_none_or(|ns| ns == NAMESPACE))
+            .map(|a| (a.name().to_string(), a.value().to_string(), cx.lines.loc(&cx.file, a.range().start)))
+            .collect();
+        let used = vec![false; attrs.len()];
+        Self { diags, at: cx.at(node), element: node.tag_name().name().to_string(), attrs, used, asked: Vec::new() }
+    }
+
+    fn find(&mut self, name: &'static str) -> Option<usize> {
+        self.asked.push(name);
+        let i = self.attrs.iter().position(|(n, _, _)| n == name)?;
+        self.used[i] = true;
+        Some(i)
+    }
+
+    /// The attribute as written, with its location; empty values count as absent.
+    fn text(&mut self, name: &'static str) -> Option<Text> {
+        let i = self.find(name)?;
+        let (_, v, at) = &self.attrs[i];
+        (!v.trim().is_empty()).then(|| Sp::new(v.trim().to_string(), at.clone()))
+    }
+
+    fn raw(&mut self, name: &'static str) -> Option<String> {
+        let i = self.find(name)?;
+        Some(self.attrs[i].1.clone())
+    }
+
+    fn missing(&mut self, name: &str, hint: &str) {
+        let at = self.at.clone();
+        self.diags.push(
+            Diagnostic::new(Rule::MissingAttribute, at, format!("<{}> needs the attribute {name}", self.element))
+                .hint(hint.to_string()),
+        );
+    }
+
+    /// A required attribute. When absent, reports it and returns an empty value located at the
+    /// element, which later rules skip (it is already reported).
+    fn required(&mut self, name: &'static str) -> Text {
+        match self.text(name) {
+            Some(t) => t,
+            None => {
+                let hint = format!("add {name}=\"...\" to this <{}>", self.element);
+                self.missing(name, &hint);
+                Sp::new(String::new(), self.at.clone())
+            }
+        }
+    }
+
+    fn display_names(&mut self) -> DisplayNames {
+        const NAMES: [&str; 16] = [
+            "DisplayName_L1",
+            "DisplayName_L2",
+            "DisplayName_L3",
+            "DisplayName_L4",
+            "DisplayName_L5",
+            "DisplayName_L6",
+            "DisplayName_L7",
+            "DisplayName_L8",
+            "DisplayName_L9",
+            "DisplayName_L10",
+            "DisplayName_L11",
+            "DisplayName_L12",
+            "DisplayName_L13",
+            "DisplayName_L14",
+            "DisplayName_L15",
+            "DisplayName_L16",
+        ];
+        let mut names: Vec<Option<String>> = NAMES.iter().map(|n| self.raw(n)).collect();
+        while names.last().is_some_and(Option::is_none) {
+            names.pop();
+        }
+        DisplayNames(names)
+    }
+
+    fn display_names_required(&mut self) -> DisplayNames {
+        let names = self.display_names();
+        if names.l1().is_none_or(|s| s.trim().is_empty()) {
+            let hint = format!("add DisplayName_L1=\"...\" to this <{}>: the name people see", self.element);
+            self.missing("DisplayName_L1", &hint);
+        }
+        names
+    }
+
+    fn invalid(&mut self, i: usize, expected: &str) {
+        let (name, value, at) = &self.attrs[i];
+        self.diags.push(
+            Diagnostic::new(
+                Rule::AttributeValue,
+                at.clone(),
+                format!("{name}=\"{value}\" on <{}> is not valid: expected {expected}", self.element),
+            )
+            .hint(format!("write {name} as {expected}")),
+        );
+    }
+
+    fn bool(&mut self, name: &'static str, default: bool) -> bool {
+        let Some(i) = self.find(name) else { return default };
+        match self.attrs[i].1.trim() {
+            v if v.eq_ignore_ascii_case("true") => true,
+            v if v.eq_ignore_ascii_case("false") => false,
+            "" => default,
+            _ => {
+                self.invalid(i, "true or false");
+                default
+            }
+        }
+    }
+
+    fn parsed<T: std::str::FromStr>(&mut self, name: &'static str, expected: &str) -> Option<T> {
+        let i = self.find(name)?;
+        let v = self.attrs[i].1.trim();
+        if v.is_empty() {
+            return None;
+        }
+        match v.parse() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.invalid(i, expected);
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, name: &'static str) -> Option<i32> {
+        self.parsed(name, "a whole number")
+    }
+
+    fn uint(&mut self, name: &'static str) -> Option<u32> {
+        self.parsed(name, "a whole number, 0 or more")
+    }
+
+    fn choice<T: Copy>(&mut self, name: &'static str, allowed: &[(&str, T)]) -> Option<T> {
+        let i = self.find(name)?;
+        let v = self.attrs[i].1.trim();
+        if v.is_empty() {
+            return None;
+        }
+        if let Some((_, t)) = allowed.iter().find(|(k, _)| k.eq_ignore_ascii_case(v)) {
+            return Some(*t);
+        }
+        let names: Vec<&str> = allowed.iter().map(|(k, _)| *k).collect();
+        let expected = format!("one of {}", names.join(", "));
+        let suggestion = did_you_mean(v, names.iter().copied());
+        self.invalid(i, &expected);
+        if let (Some(s), Some(last)) = (suggestion, self.diags_last()) {
+            last.hint = Some(format!("did you mean '{s}'? allowed: {}", names.join(", ")));
+        }
+        None
+    }
+
+    fn diags_last(&mut self) -> Option<&mut Diagnostic> {
+        // Diagnostics is append-only; the last one is the one just pushed.
+        self.diags.last_mut()
+    }
+
+    fn choice_required<T: Copy>(&mut self, name: &'static str, allowed: &[(&str, T)]) -> Option<T> {
+        if self.attrs.iter().any(|(n, v, _)| n == name && !v.trim().is_empty()) {
+            self.choice(name, allowed)
+        } else {
+            self.asked.push(name);
+            let names: Vec<&str> = allowed.iter().map(|(k, _)| *k).collect();
+            let hint = format!("add {name}=\"...\" with one of {}", names.join(", "));
+            self.missing(name, &hint);
+            None
+        }
+    }
+
+    /// A list attribute: identifiers separated by spaces, commas or semicolons.
+    fn list(&mut self, name: &'static str) -> Vec<Text> {
+        let Some(t) = self.text(name) else { return Vec::new() };
+        t.value
+            .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
+            .filter(|s| !s.is_empty())
+            .map(|s| Sp::new(s.to_string(), t.at.clone()))
+            .collect()
+    }
+
+    /// `EntityType:Property`, required.
+    fn property_ref(&mut self, name: &'static str) -> Sp<PropertyRef> {
+        let t = self.required(name);
+        if t.value.is_empty() {
+            return Sp::new(PropertyRef { entity_type: String::new(), property: String::new() }, t.at);
+        }
+        match t.value.split_once(':') {
+            Some((e, p)) if !e.trim().is_empty() && !p.trim().is_empty() => Sp::new(
+                PropertyRef { entity_type: e.trim().to_string(), property: p.trim().to_string() },
+                t.at,
+            ),
+            _ => {
+                self.diags.push(
+                    Diagnostic::new(
+                        Rule::AttributeValue,
+                        t.at.clone(),
+                        format!("{name}=\"{}\" on <{}> is not valid: expected EntityType:Property", t.value, self.element),
+                    )
+                    .hint(format!("write {name} as the entity type identifier, a colon, and the property identifier")),
+                );
+                Sp::new(PropertyRef { entity_type: String::new(), property: String::new() }, t.at)
+            }
+        }
+    }
+
+    fn sync_thresholds(&mut self) -> SyncThresholds {
+        let mut t = SyncThresholds::default();
+        for (slot, name) in t.slots_mut().into_iter().zip(SyncThresholds::ATTRIBUTES) {
+            *slot = self.uint(name);
+        }
+        t
+    }
+
+    /// `Binding` or `Expression`; with `required`, one of them must be there.
+    fn rule_source(&mut self, required: bool) -> Option<RuleSource> {
+        match (self.text("Binding"), self.text("Expression")) {
+            (Some(b), _) => Some(RuleSource::Binding(b)),
+            (None, Some(e)) => Some(RuleSource::Expression(e)),
+            (None, None) => {
+                if required {
+                    self.missing("Binding", "give Binding (a property path of the source) or Expression");
+                }
+                None
+            }
+        }
+    }
+
+    /// Every attribute not asked for yet (variant attributes of resource type mappings).
+    fn rest(&mut self) -> Vec<(String, Text)> {
+        let mut out = Vec::new();
+        for (i, (n, v, at)) in self.attrs.iter().enumerate() {
+            if !self.used[i] {
+                self.used[i] = true;
+                out.push((n.clone(), Sp::new(v.clone(), at.clone())));
+            }
+        }
+        out
+    }
+
+    /// Warns about attributes nobody asked for. `ignored` lists attributes real configurations
+    /// carry that idlink deliberately does not read.
+    fn finish(self, ignored: &[&str]) {
+        for (i, (name, _, at)) in self.attrs.iter().enumerate() {
+            if self.used[i] || ignored.contains(&name.as_str()) || name.starts_with("DisplayName_L") {
+                continue;
+            }
+            self.diags.push(
+                Diagnostic::new(Rule::UnknownAttribute, at.clone(), format!("unknown attribute {name} on <{}>", self.element))
+                    .hint("idlink ignores it")
+                    .did_you_mean(name, self.asked.iter().copied()),
+            );
+        }
+    }
+}
