@@ -454,7 +454,10 @@ pub struct ResourceTypeMapping {
 
 impl ResourceTypeMapping {
     pub fn attribute(&self, name: &str) -> Option<&Text> {
-        self.attributes.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+        self.attributes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
     }
 }
 
@@ -569,7 +572,9 @@ impl Configuration {
 
     /// Connection lookup: connection identifiers are case-insensitive.
     pub fn connection(&self, id: &str) -> Option<&Connection> {
-        self.connections.iter().find(|c| c.id.value.eq_ignore_ascii_case(id))
+        self.connections
+            .iter()
+            .find(|c| c.id.value.eq_ignore_ascii_case(id))
     }
 
     pub fn entity_type(&self, id: &str) -> Option<&EntityType> {

@@ -16,12 +16,20 @@ pub struct Loc {
 
 impl Loc {
     pub fn new(file: &Arc<str>, line: u32, column: u32) -> Self {
-        Self { file: Arc::clone(file), line, column }
+        Self {
+            file: Arc::clone(file),
+            line,
+            column,
+        }
     }
 
     /// A location that names only a file (or another source, such as an environment variable).
     pub fn file_only(file: impl Into<Arc<str>>) -> Self {
-        Self { file: file.into(), line: 0, column: 0 }
+        Self {
+            file: file.into(),
+            line: 0,
+            column: 0,
+        }
     }
 }
 
@@ -180,7 +188,13 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(rule: Rule, at: Loc, message: impl Into<String>) -> Self {
-        Self { rule, severity: rule.severity(), at, message: message.into(), hint: None }
+        Self {
+            rule,
+            severity: rule.severity(),
+            at,
+            message: message.into(),
+            hint: None,
+        }
     }
 
     #[must_use]
@@ -191,14 +205,21 @@ impl Diagnostic {
 
     /// Appends a "did you mean" suggestion to the hint when one is close enough.
     #[must_use]
-    pub fn did_you_mean<'a>(self, input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Self {
+    pub fn did_you_mean<'a>(
+        self,
+        input: &str,
+        candidates: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
         match did_you_mean(input, candidates) {
             Some(s) => {
                 let hint = match self.hint.as_deref() {
                     Some(h) => format!("did you mean '{s}'? {h}"),
                     None => format!("did you mean '{s}'?"),
                 };
-                Diagnostic { hint: Some(hint), ..self }
+                Diagnostic {
+                    hint: Some(hint),
+                    ..self
+                }
             }
             None => self,
         }
@@ -212,7 +233,11 @@ impl Diagnostic {
 impl fmt::Display for Diagnostic {
     /// `file:line:col: error[rule-id]: message`, then the hint on its own indented line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}[{}]: {}", self.at, self.severity, self.rule, self.message)?;
+        write!(
+            f,
+            "{}: {}[{}]: {}",
+            self.at, self.severity, self.rule, self.message
+        )?;
         if let Some(h) = &self.hint {
             write!(f, "\n    hint: {h}")?;
         }
@@ -266,7 +291,11 @@ impl Diagnostics {
 
     /// Orders by file, line and column, so output is stable whatever order rules ran in.
     pub fn sort(&mut self) {
-        self.items.sort_by(|a, b| a.at.cmp(&b.at).then(a.rule.cmp(&b.rule)).then(a.message.cmp(&b.message)));
+        self.items.sort_by(|a, b| {
+            a.at.cmp(&b.at)
+                .then(a.rule.cmp(&b.rule))
+                .then(a.message.cmp(&b.message))
+        });
         self.items.dedup();
     }
 
@@ -285,12 +314,17 @@ impl<'a> IntoIterator for &'a Diagnostics {
 
 /// The closest candidate to `input`, when it is close enough to be a likely typo.
 /// Comparison ignores case, so `connectionstring` suggests `ConnectionString`.
-pub fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    input: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let lower = input.to_lowercase();
     candidates
         .into_iter()
         .map(|c| (c, strsim::damerau_levenshtein(&lower, &c.to_lowercase())))
-        .filter(|&(c, d)| d <= (c.chars().count() / 3).clamp(1, 3) && !c.eq_ignore_ascii_case(input) || d == 0)
+        .filter(|&(c, d)| {
+            d <= (c.chars().count() / 3).clamp(1, 3) && !c.eq_ignore_ascii_case(input) || d == 0
+        })
         .min_by_key(|&(_, d)| d)
         .map(|(c, _)| c)
 }
@@ -310,14 +344,23 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("Conection", ["Connection", "Connector"]), Some("Connection"));
-        assert_eq!(did_you_mean("connectionstring", ["ConnectionString"]), Some("ConnectionString"));
+        assert_eq!(
+            did_you_mean("Conection", ["Connection", "Connector"]),
+            Some("Connection")
+        );
+        assert_eq!(
+            did_you_mean("connectionstring", ["ConnectionString"]),
+            Some("ConnectionString")
+        );
         assert_eq!(did_you_mean("Zebra", ["Connection", "Connector"]), None);
     }
 
     #[test]
     fn display_has_location_rule_and_hint() {
         let d = Diagnostic::new(Rule::MissingAttribute, Loc::file_only("a.xml"), "x").hint("do y");
-        assert_eq!(d.to_string(), "a.xml: error[missing-attribute]: x\n    hint: do y");
+        assert_eq!(
+            d.to_string(),
+            "a.xml: error[missing-attribute]: x\n    hint: do y"
+        );
     }
 }

@@ -55,11 +55,16 @@ pub struct SettingsSchema {
 
 impl SettingsSchema {
     /// A package without settings.
-    pub const EMPTY: SettingsSchema = SettingsSchema { fields: &[], constraints: &[] };
+    pub const EMPTY: SettingsSchema = SettingsSchema {
+        fields: &[],
+        constraints: &[],
+    };
 
     /// Field lookup; setting names are case-insensitive, as in .NET configuration.
     pub fn field(&self, name: &str) -> Option<&Field> {
-        self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
+        self.fields
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -77,16 +82,31 @@ pub struct Field {
 
 impl Field {
     pub const fn optional(name: &'static str, kind: Kind, doc: &'static str) -> Field {
-        Field { name, kind, required: false, secured: false, doc }
+        Field {
+            name,
+            kind,
+            required: false,
+            secured: false,
+            doc,
+        }
     }
 
     pub const fn required(name: &'static str, kind: Kind, doc: &'static str) -> Field {
-        Field { name, kind, required: true, secured: false, doc }
+        Field {
+            name,
+            kind,
+            required: true,
+            secured: false,
+            doc,
+        }
     }
 
     #[must_use]
     pub const fn secured(self) -> Field {
-        Field { secured: true, ..self }
+        Field {
+            secured: true,
+            ..self
+        }
     }
 }
 
@@ -101,7 +121,10 @@ pub enum Kind {
     /// A string with an extra check.
     CheckedString(StringCheck),
     Bool,
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     /// One of the values (compared case-insensitively).
     Enum(&'static [&'static str]),
     /// An array of strings.
@@ -134,16 +157,32 @@ pub enum Constraint {
     /// At most one of these settings may be given.
     AtMostOne(&'static [&'static str]),
     /// When the first setting has the given value (case-insensitive), the others are required.
-    RequiresWhen { field: &'static str, equals: &'static str, then: &'static [&'static str] },
+    RequiresWhen {
+        field: &'static str,
+        equals: &'static str,
+        then: &'static [&'static str],
+    },
 }
 
 impl fmt::Display for Constraint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Constraint::AtLeastOne(names) => write!(f, "at least one of {} is required", names.join(", ")),
-            Constraint::AtMostOne(names) => write!(f, "only one of {} may be given", names.join(", ")),
-            Constraint::RequiresWhen { field, equals, then } => {
-                write!(f, "{} is required when {field} is {equals}", then.join(" and "))
+            Constraint::AtLeastOne(names) => {
+                write!(f, "at least one of {} is required", names.join(", "))
+            }
+            Constraint::AtMostOne(names) => {
+                write!(f, "only one of {} may be given", names.join(", "))
+            }
+            Constraint::RequiresWhen {
+                field,
+                equals,
+                then,
+            } => {
+                write!(
+                    f,
+                    "{} is required when {field} is {equals}",
+                    then.join(" and ")
+                )
             }
         }
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use jsonc_parser::ast::{Object, Value as Ast};
 use jsonc_parser::{CollectOptions, ParseOptions};
 
-use crate::diag::{Diagnostic, Diagnostics, Loc, Rule, Sp, did_you_mean};
+use crate::diag::{Diagnostic, Diagnostics, Loc, Rule, Sp};
 use crate::package::{Constraint, Kind, SettingsSchema};
 use crate::text::{LineIndex, decode_utf8};
 
@@ -60,12 +60,19 @@ impl SettingValue {
         match self {
             SettingValue::Null => J::Null,
             SettingValue::Bool(b) => J::Bool(*b),
-            SettingValue::Number(n) => n.parse::<serde_json::Number>().map_or_else(|_| J::String(n.clone()), J::Number),
+            SettingValue::Number(n) => n
+                .parse::<serde_json::Number>()
+                .map_or_else(|_| J::String(n.clone()), J::Number),
             SettingValue::String(s) => J::String(s.clone()),
-            SettingValue::Array(items) => J::Array(items.iter().map(|v| v.value.to_json()).collect()),
-            SettingValue::Object(entries) => {
-                J::Object(entries.iter().map(|(k, v)| (k.value.clone(), v.value.to_json())).collect())
+            SettingValue::Array(items) => {
+                J::Array(items.iter().map(|v| v.value.to_json()).collect())
             }
+            SettingValue::Object(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.value.clone(), v.value.to_json()))
+                    .collect(),
+            ),
         }
     }
 }
@@ -81,7 +88,11 @@ pub struct ConnectionSettings {
 impl ConnectionSettings {
     /// Case-insensitive lookup, as .NET configuration does.
     pub fn get(&self, key: &str) -> Option<&Sp<SettingValue>> {
-        self.entries.iter().rev().find(|(k, _)| k.value.eq_ignore_ascii_case(key)).map(|(_, v)| v)
+        self.entries
+            .iter()
+            .rev()
+            .find(|(k, _)| k.value.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -102,14 +113,23 @@ pub struct AgentSettings {
 impl AgentSettings {
     /// Settings of a connection; connection identifiers are case-insensitive.
     pub fn connection(&self, id: &str) -> Option<&ConnectionSettings> {
-        self.connections.iter().find(|c| c.id.value.eq_ignore_ascii_case(id))
+        self.connections
+            .iter()
+            .find(|c| c.id.value.eq_ignore_ascii_case(id))
     }
 
     fn connection_mut(&mut self, id: &str, at: &Loc) -> &mut ConnectionSettings {
-        let i = match self.connections.iter().position(|c| c.id.value.eq_ignore_ascii_case(id)) {
+        let i = match self
+            .connections
+            .iter()
+            .position(|c| c.id.value.eq_ignore_ascii_case(id))
+        {
             Some(i) => i,
             None => {
-                self.connections.push(ConnectionSettings { id: Sp::new(id.to_string(), at.clone()), entries: Vec::new() });
+                self.connections.push(ConnectionSettings {
+                    id: Sp::new(id.to_string(), at.clone()),
+                    entries: Vec::new(),
+                });
                 self.connections.len() - 1
             }
         };
@@ -137,7 +157,10 @@ const TOP_LEVEL: &[&str] = &["Connections", "SourcesRootPaths", "EncryptionIdent
 /// Parses the text of an appsettings file. Problems become diagnostics; what could be read is kept.
 pub fn parse(file: &str, bytes: &[u8], diags: &mut Diagnostics) -> AgentSettings {
     let file: Arc<str> = Arc::from(file);
-    let mut out = AgentSettings { file: Some(file.to_string()), ..AgentSettings::default() };
+    let mut out = AgentSettings {
+        file: Some(file.to_string()),
+        ..AgentSettings::default()
+    };
     let text = match decode_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
@@ -165,18 +188,29 @@ pub fn parse(file: &str, bytes: &[u8], diags: &mut Diagnostics) -> AgentSettings
             return out;
         }
     };
-    let cx = Cx { file: &file, lines: &lines };
+    let cx = Cx {
+        file: &file,
+        lines: &lines,
+    };
     let Some(ast) = ast else {
         diags.push(
-            Diagnostic::new(Rule::JsonSyntax, Loc::file_only(file.clone()), "the file is empty")
-                .hint("write at least {\"Connections\": {}}"),
+            Diagnostic::new(
+                Rule::JsonSyntax,
+                Loc::file_only(file.clone()),
+                "the file is empty",
+            )
+            .hint("write at least {\"Connections\": {}}"),
         );
         return out;
     };
     let Ast::Object(root) = ast else {
         diags.push(
-            Diagnostic::new(Rule::JsonSyntax, cx.loc(ast_start(&ast)), "expected a JSON object at $")
-                .hint("the file is one object: {\"Connections\": {...}, \"SourcesRootPaths\": [...]}"),
+            Diagnostic::new(
+                Rule::JsonSyntax,
+                cx.loc(ast_start(&ast)),
+                "expected a JSON object at $",
+            )
+            .hint("the file is one object: {\"Connections\": {...}, \"SourcesRootPaths\": [...]}"),
         );
         return out;
     };
@@ -204,7 +238,12 @@ pub fn parse(file: &str, bytes: &[u8], diags: &mut Diagnostics) -> AgentSettings
                                 let c = out.connection_mut(&id.value, &id.at);
                                 c.entries.extend(settings);
                             }
-                            other => diags.push(type_error(&format!("$.Connections.{}", id.value), "an object", &other, conn_at)),
+                            other => diags.push(type_error(
+                                &format!("$.Connections.{}", id.value),
+                                "an object",
+                                &other,
+                                conn_at,
+                            )),
                         }
                     }
                 }
@@ -214,23 +253,44 @@ pub fn parse(file: &str, bytes: &[u8], diags: &mut Diagnostics) -> AgentSettings
                 SettingValue::Array(items) => {
                     for (i, item) in items.into_iter().enumerate() {
                         match item.value {
-                            SettingValue::String(s) => out.sources_root_paths.push(Sp::new(s, item.at)),
-                            other => diags.push(type_error(&format!("$.SourcesRootPaths[{i}]"), "a string", &other, item.at)),
+                            SettingValue::String(s) => {
+                                out.sources_root_paths.push(Sp::new(s, item.at))
+                            }
+                            other => diags.push(type_error(
+                                &format!("$.SourcesRootPaths[{i}]"),
+                                "a string",
+                                &other,
+                                item.at,
+                            )),
                         }
                     }
                 }
-                other => diags.push(type_error("$.SourcesRootPaths", "an array of folder paths", &other, value.at)),
+                other => diags.push(type_error(
+                    "$.SourcesRootPaths",
+                    "an array of folder paths",
+                    &other,
+                    value.at,
+                )),
             },
             k if k.eq_ignore_ascii_case("EncryptionIdentity") => match value.value {
                 SettingValue::String(s) => out.encryption_identity = Some(Sp::new(s, value.at)),
                 SettingValue::Null => {}
-                other => diags.push(type_error("$.EncryptionIdentity", "a file path", &other, value.at)),
+                other => diags.push(type_error(
+                    "$.EncryptionIdentity",
+                    "a file path",
+                    &other,
+                    value.at,
+                )),
             },
             k if IGNORED_TOP_LEVEL.iter().any(|i| i.eq_ignore_ascii_case(k)) => {}
             k => diags.push(
-                Diagnostic::new(Rule::UnknownSetting, key_at, format!("unknown top-level setting '{k}'"))
-                    .hint("idlink ignores it")
-                    .did_you_mean(k, TOP_LEVEL.iter().copied()),
+                Diagnostic::new(
+                    Rule::UnknownSetting,
+                    key_at,
+                    format!("unknown top-level setting '{k}'"),
+                )
+                .hint("idlink ignores it")
+                .did_you_mean(k, TOP_LEVEL.iter().copied()),
             ),
         }
     }
@@ -238,8 +298,12 @@ pub fn parse(file: &str, bytes: &[u8], diags: &mut Diagnostics) -> AgentSettings
 }
 
 fn type_error(path: &str, expected: &str, found: &SettingValue, at: Loc) -> Diagnostic {
-    Diagnostic::new(Rule::JsonSyntax, at, format!("{path} must be {expected}, not {}", found.type_name()))
-        .hint(format!("write {path} as {expected}"))
+    Diagnostic::new(
+        Rule::JsonSyntax,
+        at,
+        format!("{path} must be {expected}, not {}", found.type_name()),
+    )
+    .hint(format!("write {path} as {expected}"))
 }
 
 fn parse_options() -> ParseOptions {
@@ -279,7 +343,9 @@ impl Cx<'_> {
             Ast::NumberLit(n) => SettingValue::Number(n.value.to_string()),
             Ast::BooleanLit(b) => SettingValue::Bool(b.value),
             Ast::NullKeyword(_) => SettingValue::Null,
-            Ast::Array(a) => SettingValue::Array(a.elements.iter().map(|e| self.value(e)).collect()),
+            Ast::Array(a) => {
+                SettingValue::Array(a.elements.iter().map(|e| self.value(e)).collect())
+            }
             Ast::Object(o) => SettingValue::Object(self.object(o)),
         };
         Sp::new(value, at)
@@ -288,7 +354,12 @@ impl Cx<'_> {
     fn object(&self, o: &Object) -> Vec<Entry> {
         o.properties
             .iter()
-            .map(|p| (Sp::new(p.name.as_str().to_string(), self.loc(p.range.start)), self.value(&p.value)))
+            .map(|p| {
+                (
+                    Sp::new(p.name.as_str().to_string(), self.loc(p.range.start)),
+                    self.value(&p.value),
+                )
+            })
             .collect()
     }
 }
@@ -372,7 +443,10 @@ where
 {
     let mut vars: Vec<(String, String)> = vars
         .into_iter()
-        .filter(|(k, _)| k.as_ref().len() > ENV_PREFIX.len() && k.as_ref()[..ENV_PREFIX.len()].eq_ignore_ascii_case(ENV_PREFIX))
+        .filter(|(k, _)| {
+            k.as_ref().len() > ENV_PREFIX.len()
+                && k.as_ref()[..ENV_PREFIX.len()].eq_ignore_ascii_case(ENV_PREFIX)
+        })
         .map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string()))
         .collect();
     vars.sort();
@@ -380,7 +454,9 @@ where
         let at = Loc::file_only(format!("environment variable {name}"));
         let path: Vec<&str> = name[ENV_PREFIX.len()..].split("__").collect();
         match path.as_slice() {
-            [c, id, rest @ ..] if c.eq_ignore_ascii_case("Connections") && !id.is_empty() && !rest.is_empty() => {
+            [c, id, rest @ ..]
+                if c.eq_ignore_ascii_case("Connections") && !id.is_empty() && !rest.is_empty() =>
+            {
                 let conn = settings.connection_mut(id, &at);
                 set_path(&mut conn.entries, rest, value, &at);
             }
@@ -409,12 +485,24 @@ fn env_error(name: &str) -> Diagnostic {
 }
 
 fn set_path(entries: &mut Vec<Entry>, path: &[&str], value: String, at: &Loc) {
-    let Some((first, rest)) = path.split_first() else { return };
-    let i = match entries.iter().rposition(|(k, _)| k.value.eq_ignore_ascii_case(first)) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    let i = match entries
+        .iter()
+        .rposition(|(k, _)| k.value.eq_ignore_ascii_case(first))
+    {
         Some(i) => i,
         None => {
-            let empty = if rest.is_empty() { SettingValue::Null } else { container_for(rest[0]) };
-            entries.push((Sp::new((*first).to_string(), at.clone()), Sp::new(empty, at.clone())));
+            let empty = if rest.is_empty() {
+                SettingValue::Null
+            } else {
+                container_for(rest[0])
+            };
+            entries.push((
+                Sp::new((*first).to_string(), at.clone()),
+                Sp::new(empty, at.clone()),
+            ));
             entries.len() - 1
         }
     };
@@ -422,7 +510,11 @@ fn set_path(entries: &mut Vec<Entry>, path: &[&str], value: String, at: &Loc) {
 }
 
 fn container_for(next: &str) -> SettingValue {
-    if next.parse::<usize>().is_ok() { SettingValue::Array(Vec::new()) } else { SettingValue::Object(Vec::new()) }
+    if next.parse::<usize>().is_ok() {
+        SettingValue::Array(Vec::new())
+    } else {
+        SettingValue::Object(Vec::new())
+    }
 }
 
 fn set_value(slot: &mut Sp<SettingValue>, path: &[&str], value: String, at: &Loc) {
@@ -432,7 +524,11 @@ fn set_value(slot: &mut Sp<SettingValue>, path: &[&str], value: String, at: &Loc
     };
     if let (SettingValue::Array(items), Ok(i)) = (&mut slot.value, first.parse::<usize>()) {
         while items.len() <= i {
-            let fill = if rest.is_empty() { SettingValue::Null } else { container_for(rest[0]) };
+            let fill = if rest.is_empty() {
+                SettingValue::Null
+            } else {
+                container_for(rest[0])
+            };
             items.push(Sp::new(fill, at.clone()));
         }
         set_value(&mut items[i], rest, value, at);
@@ -448,21 +544,54 @@ fn set_value(slot: &mut Sp<SettingValue>, path: &[&str], value: String, at: &Loc
 
 /// Checks one connection's settings against its package's schema (SPEC §2.2 rule 4).
 /// Secured values are never echoed in messages.
-pub fn check_against(settings: &ConnectionSettings, package: &str, schema: &SettingsSchema, diags: &mut Diagnostics) {
+pub fn check_against(
+    settings: &ConnectionSettings,
+    package: &str,
+    schema: &SettingsSchema,
+    diags: &mut Diagnostics,
+) {
     let path = format!("Connections.{}", settings.id.value);
-    check_object(&settings.entries, &settings.id.at, &path, package, schema, diags);
+    check_object(
+        &settings.entries,
+        &settings.id.at,
+        &path,
+        package,
+        schema,
+        diags,
+    );
 }
 
-fn check_object(entries: &[Entry], at: &Loc, path: &str, package: &str, schema: &SettingsSchema, diags: &mut Diagnostics) {
+fn check_object(
+    entries: &[Entry],
+    at: &Loc,
+    path: &str,
+    package: &str,
+    schema: &SettingsSchema,
+    diags: &mut Diagnostics,
+) {
     let present = |name: &str| {
-        entries.iter().any(|(k, v)| k.value.eq_ignore_ascii_case(name) && !matches!(v.value, SettingValue::Null))
+        entries.iter().any(|(k, v)| {
+            k.value.eq_ignore_ascii_case(name) && !matches!(v.value, SettingValue::Null)
+        })
     };
     for (key, value) in entries {
         let Some(field) = schema.field(&key.value) else {
             diags.push(
-                Diagnostic::new(Rule::UnknownSetting, key.at.clone(), format!("unknown setting {path}.{} for package {package}", key.value))
-                    .hint(format!("{package} takes: {}", schema.fields.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")))
-                    .did_you_mean(&key.value, schema.fields.iter().map(|f| f.name)),
+                Diagnostic::new(
+                    Rule::UnknownSetting,
+                    key.at.clone(),
+                    format!("unknown setting {path}.{} for package {package}", key.value),
+                )
+                .hint(format!(
+                    "{package} takes: {}",
+                    schema
+                        .fields
+                        .iter()
+                        .map(|f| f.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .did_you_mean(&key.value, schema.fields.iter().map(|f| f.name)),
             );
             continue;
         };
@@ -470,13 +599,28 @@ fn check_object(entries: &[Entry], at: &Loc, path: &str, package: &str, schema: 
             continue;
         }
         let field_path = format!("{path}.{}", field.name);
-        check_kind(&value.value, &value.at, &field_path, field.kind, field.secured, package, diags);
+        check_kind(
+            &value.value,
+            &value.at,
+            &field_path,
+            field.kind,
+            field.secured,
+            package,
+            diags,
+        );
     }
     for field in schema.fields.iter().filter(|f| f.required) {
         if !present(field.name) {
             diags.push(
-                Diagnostic::new(Rule::SettingRequired, at.clone(), format!("{path} lacks the required setting {}", field.name))
-                    .hint(format!("add \"{}\": ... ({}) to {path} in appsettings.agent.json", field.name, field.doc)),
+                Diagnostic::new(
+                    Rule::SettingRequired,
+                    at.clone(),
+                    format!("{path} lacks the required setting {}", field.name),
+                )
+                .hint(format!(
+                    "add \"{}\": ... ({}) to {path} in appsettings.agent.json",
+                    field.name, field.doc
+                )),
             );
         }
     }
@@ -484,26 +628,54 @@ fn check_object(entries: &[Entry], at: &Loc, path: &str, package: &str, schema: 
         let broken = match c {
             Constraint::AtLeastOne(names) => !names.iter().any(|n| present(n)),
             Constraint::AtMostOne(names) => names.iter().filter(|n| present(n)).count() > 1,
-            Constraint::RequiresWhen { field, equals, then } => {
+            Constraint::RequiresWhen {
+                field,
+                equals,
+                then,
+            } => {
                 let matches = entries.iter().any(|(k, v)| {
                     k.value.eq_ignore_ascii_case(field)
-                        && v.value.as_scalar_text().is_some_and(|s| s.eq_ignore_ascii_case(equals))
+                        && v.value
+                            .as_scalar_text()
+                            .is_some_and(|s| s.eq_ignore_ascii_case(equals))
                 });
                 matches && then.iter().any(|n| !present(n))
             }
         };
         if broken {
-            let rule = if matches!(c, Constraint::AtMostOne(_)) { Rule::SettingValue } else { Rule::SettingRequired };
-            diags.push(Diagnostic::new(rule, at.clone(), format!("{path}: {c}")).hint(format!("see the settings of {package}")));
+            let rule = if matches!(c, Constraint::AtMostOne(_)) {
+                Rule::SettingValue
+            } else {
+                Rule::SettingRequired
+            };
+            diags.push(
+                Diagnostic::new(rule, at.clone(), format!("{path}: {c}"))
+                    .hint(format!("see the settings of {package}")),
+            );
         }
     }
 }
 
-fn check_kind(value: &SettingValue, at: &Loc, path: &str, kind: Kind, secured: bool, package: &str, diags: &mut Diagnostics) {
+fn check_kind(
+    value: &SettingValue,
+    at: &Loc,
+    path: &str,
+    kind: Kind,
+    secured: bool,
+    package: &str,
+    diags: &mut Diagnostics,
+) {
     let bad = |why: String| {
-        Diagnostic::new(Rule::SettingValue, at.clone(), format!("{path} {why}")).hint(format!("write {path} as {}", kind.describe()))
+        Diagnostic::new(Rule::SettingValue, at.clone(), format!("{path} {why}"))
+            .hint(format!("write {path} as {}", kind.describe()))
     };
-    let shown = |s: &str| if secured { "(secured value)".to_string() } else { format!("'{s}'") };
+    let shown = |s: &str| {
+        if secured {
+            "(secured value)".to_string()
+        } else {
+            format!("'{s}'")
+        }
+    };
     match kind {
         Kind::String | Kind::CheckedString(_) => {
             let Some(s) = value.as_scalar_text() else {
@@ -518,60 +690,115 @@ fn check_kind(value: &SettingValue, at: &Loc, path: &str, kind: Kind, secured: b
         }
         Kind::Bool => match value {
             SettingValue::Bool(_) => {}
-            SettingValue::String(s) if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") => {}
-            other => diags.push(bad(format!("must be true or false, not {}", describe(other, secured)))),
+            SettingValue::String(s)
+                if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") => {}
+            other => diags.push(bad(format!(
+                "must be true or false, not {}",
+                describe(other, secured)
+            ))),
         },
         Kind::Int { min, max } => {
-            let n = value.as_scalar_text().and_then(|s| s.trim().parse::<i64>().ok());
+            let n = value
+                .as_scalar_text()
+                .and_then(|s| s.trim().parse::<i64>().ok());
             match n {
                 Some(n) if (min..=max).contains(&n) => {}
-                _ => diags.push(bad(format!("must be a whole number from {min} to {max}, not {}", describe(value, secured)))),
+                _ => diags.push(bad(format!(
+                    "must be a whole number from {min} to {max}, not {}",
+                    describe(value, secured)
+                ))),
             }
         }
         Kind::Enum(allowed) => match value.as_scalar_text() {
             Some(s) if allowed.iter().any(|a| a.eq_ignore_ascii_case(&s)) => {}
-            Some(s) => diags.push(bad(format!("= {} is not one of {}", shown(&s), allowed.join(", "))).did_you_mean(&s, allowed.iter().copied())),
-            None => diags.push(bad(format!("must be one of {}, not {}", allowed.join(", "), value.type_name()))),
+            Some(s) => diags.push(
+                bad(format!(
+                    "= {} is not one of {}",
+                    shown(&s),
+                    allowed.join(", ")
+                ))
+                .did_you_mean(&s, allowed.iter().copied()),
+            ),
+            None => diags.push(bad(format!(
+                "must be one of {}, not {}",
+                allowed.join(", "),
+                value.type_name()
+            ))),
         },
         Kind::StringList => match value {
             SettingValue::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
                     if item.value.as_scalar_text().is_none() {
                         diags.push(
-                            Diagnostic::new(Rule::SettingValue, item.at.clone(), format!("{path}[{i}] must be a string, not {}", item.value.type_name()))
-                                .hint(format!("write {path} as an array of strings")),
+                            Diagnostic::new(
+                                Rule::SettingValue,
+                                item.at.clone(),
+                                format!(
+                                    "{path}[{i}] must be a string, not {}",
+                                    item.value.type_name()
+                                ),
+                            )
+                            .hint(format!("write {path} as an array of strings")),
                         );
                     }
                 }
             }
-            other => diags.push(bad(format!("must be an array of strings, not {}", other.type_name()))),
+            other => diags.push(bad(format!(
+                "must be an array of strings, not {}",
+                other.type_name()
+            ))),
         },
         Kind::ObjectList(schema) => match value {
             SettingValue::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
                     match &item.value {
-                        SettingValue::Object(entries) => check_object(entries, &item.at, &format!("{path}[{i}]"), package, schema, diags),
+                        SettingValue::Object(entries) => check_object(
+                            entries,
+                            &item.at,
+                            &format!("{path}[{i}]"),
+                            package,
+                            schema,
+                            diags,
+                        ),
                         other => diags.push(
-                            Diagnostic::new(Rule::SettingValue, item.at.clone(), format!("{path}[{i}] must be an object, not {}", other.type_name()))
-                                .hint(format!("write each element of {path} as an object")),
+                            Diagnostic::new(
+                                Rule::SettingValue,
+                                item.at.clone(),
+                                format!("{path}[{i}] must be an object, not {}", other.type_name()),
+                            )
+                            .hint(format!("write each element of {path} as an object")),
                         ),
                     }
                 }
             }
-            other => diags.push(bad(format!("must be an array of objects, not {}", other.type_name()))),
+            other => diags.push(bad(format!(
+                "must be an array of objects, not {}",
+                other.type_name()
+            ))),
         },
         Kind::Map => match value {
             SettingValue::Object(entries) => {
                 for (k, v) in entries {
                     if v.value.as_scalar_text().is_none() && v.value != SettingValue::Null {
                         diags.push(
-                            Diagnostic::new(Rule::SettingValue, v.at.clone(), format!("{path}.{} must be a string, not {}", k.value, v.value.type_name()))
-                                .hint(format!("{path} holds key-value pairs of strings")),
+                            Diagnostic::new(
+                                Rule::SettingValue,
+                                v.at.clone(),
+                                format!(
+                                    "{path}.{} must be a string, not {}",
+                                    k.value,
+                                    v.value.type_name()
+                                ),
+                            )
+                            .hint(format!("{path} holds key-value pairs of strings")),
                         );
                     }
                 }
             }
-            other => diags.push(bad(format!("must be an object of key-value pairs, not {}", other.type_name()))),
+            other => diags.push(bad(format!(
+                "must be an object of key-value pairs, not {}",
+                other.type_name()
+            ))),
         },
     }
 }
@@ -590,10 +817,14 @@ mod tests {
 
     #[test]
     fn syntax_errors_carry_line_and_path() {
-        let text = "{\n  \"Connections\": {\n    \"HR\": { \"Path\": \"a\" \"Separator\": \";\" }\n  }\n}";
+        let text =
+            "{\n  \"Connections\": {\n    \"HR\": { \"Path\": \"a\" \"Separator\": \";\" }\n  }\n}";
         let mut d = Diagnostics::default();
         parse("a.json", text.as_bytes(), &mut d);
-        let e = d.iter().next().map(|d| (d.rule, d.at.line, d.message.clone()));
+        let e = d
+            .iter()
+            .next()
+            .map(|d| (d.rule, d.at.line, d.message.clone()));
         let (rule, line, msg) = e.unwrap_or((Rule::Crontab, 0, String::new()));
         assert_eq!((rule, line), (Rule::JsonSyntax, 3));
         assert!(msg.contains("$.Connections.HR"), "{msg}");
@@ -602,7 +833,11 @@ mod tests {
     #[test]
     fn env_overrides_merge_case_insensitively_and_index_arrays() {
         let mut d = Diagnostics::default();
-        let mut s = parse("a.json", br#"{"Connections": {"Dir": {"Servers": [{"Server": "ldap://a"}]}}}"#, &mut d);
+        let mut s = parse(
+            "a.json",
+            br#"{"Connections": {"Dir": {"Servers": [{"Server": "ldap://a"}]}}}"#,
+            &mut d,
+        );
         apply_env(
             &mut s,
             [
@@ -615,7 +850,10 @@ mod tests {
         );
         assert!(d.is_empty(), "{d:?}");
         let dir = s.connection("DIR").map(ConnectionSettings::to_json);
-        assert_eq!(dir, Some(serde_json::json!({"Servers": [{"Server": "ldap://b"}, {"Server": "ldap://c"}]})));
+        assert_eq!(
+            dir,
+            Some(serde_json::json!({"Servers": [{"Server": "ldap://b"}, {"Server": "ldap://c"}]}))
+        );
         assert!(s.connection("new").is_some());
     }
 }

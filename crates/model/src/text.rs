@@ -22,7 +22,10 @@ impl<'a> LineIndex<'a> {
         let offset = offset.min(self.text.len());
         let line = self.starts.partition_point(|&s| s <= offset) - 1;
         let start = self.starts[line];
-        let col = self.text.get(start..offset).map_or(offset - start, |s| s.chars().count());
+        let col = self
+            .text
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count());
         (to_u32(line + 1), to_u32(col + 1))
     }
 
@@ -33,7 +36,11 @@ impl<'a> LineIndex<'a> {
 }
 
 fn memchr_newlines(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    bytes.iter().enumerate().filter(|&(_, &b)| b == b'\n').map(|(i, _)| i + 1)
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .map(|(i, _)| i + 1)
 }
 
 fn to_u32(n: usize) -> u32 {
@@ -54,7 +61,9 @@ pub fn decode_utf8(bytes: &[u8]) -> Result<&str, DecodeError> {
     if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
         return Err(DecodeError {
             offset: 0,
-            message: "the file is UTF-16 (it starts with a UTF-16 byte order mark); save it as UTF-8".into(),
+            message:
+                "the file is UTF-16 (it starts with a UTF-16 byte order mark); save it as UTF-8"
+                    .into(),
         });
     }
     let body = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes);
@@ -71,7 +80,11 @@ pub fn decode_utf8(bytes: &[u8]) -> Result<&str, DecodeError> {
 
 /// Strips the BOM (if any) and reports how many bytes it took, so offsets can be mapped back.
 pub fn bom_len(bytes: &[u8]) -> usize {
-    if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) { 3 } else { 0 }
+    if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        3
+    } else {
+        0
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,12 @@ pub enum LoadError {
     #[error("'{}' is not a folder; --config takes the folder that holds the XML files", .0.display())]
     NotAFolder(PathBuf),
     #[error("cannot read '{}': {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("settings file '{}' does not exist; pass the agent's appsettings.agent.json with --settings", .0.display())]
+    MissingSettingsFile(PathBuf),
     #[error("no *.xml file in '{}'; a configuration is a folder of XML files with a <ConfigurationFile> root", .0.display())]
     NoFiles(PathBuf),
 }
@@ -34,7 +39,10 @@ pub enum LoadError {
 pub fn config_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let meta = std::fs::metadata(dir).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => LoadError::MissingFolder(dir.to_path_buf()),
-        _ => LoadError::Io { path: dir.to_path_buf(), source: e },
+        _ => LoadError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        },
     })?;
     if !meta.is_dir() {
         return Err(LoadError::NotAFolder(dir.to_path_buf()));
@@ -42,14 +50,26 @@ pub fn config_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|e| LoadError::Io { path: d.clone(), source: e })?;
+        let entries = std::fs::read_dir(&d).map_err(|e| LoadError::Io {
+            path: d.clone(),
+            source: e,
+        })?;
         for entry in entries {
-            let entry = entry.map_err(|e| LoadError::Io { path: d.clone(), source: e })?;
+            let entry = entry.map_err(|e| LoadError::Io {
+                path: d.clone(),
+                source: e,
+            })?;
             let path = entry.path();
-            let ft = entry.file_type().map_err(|e| LoadError::Io { path: path.clone(), source: e })?;
+            let ft = entry.file_type().map_err(|e| LoadError::Io {
+                path: path.clone(),
+                source: e,
+            })?;
             if ft.is_dir() || (ft.is_symlink() && path.is_dir()) {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("xml")) {
+            } else if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("xml"))
+            {
                 files.push(path);
             }
         }
@@ -65,7 +85,10 @@ pub fn config_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
 pub fn load_dir(dir: &Path) -> Result<(Configuration, Diagnostics), LoadError> {
     let mut loader = Loader::default();
     for path in config_files(dir)? {
-        let bytes = std::fs::read(&path).map_err(|e| LoadError::Io { path: path.clone(), source: e })?;
+        let bytes = std::fs::read(&path).map_err(|e| LoadError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
         loader.add_file(&path.display().to_string(), &bytes);
     }
     Ok(loader.finish())
@@ -90,7 +113,11 @@ impl Loader {
             Err(e) => {
                 let prefix = String::from_utf8_lossy(&bytes[..e.offset]);
                 let (line, col) = LineIndex::new(&prefix).line_col(prefix.len());
-                let col = if bom_len(bytes) > 0 && line == 1 { col.saturating_sub(1).max(1) } else { col };
+                let col = if bom_len(bytes) > 0 && line == 1 {
+                    col.saturating_sub(1).max(1)
+                } else {
+                    col
+                };
                 self.diags.push(
                     Diagnostic::new(Rule::XmlSyntax, Loc::new(&file, line, col), e.message)
                         .hint("configuration files are UTF-8, with or without a byte order mark"),
@@ -117,9 +144,14 @@ impl Loader {
                 Diagnostic::new(
                     Rule::XmlSyntax,
                     cx.at(root),
-                    format!("the root element is <{}>, not <ConfigurationFile>", root.tag_name().name()),
+                    format!(
+                        "the root element is <{}>, not <ConfigurationFile>",
+                        root.tag_name().name()
+                    ),
                 )
-                .hint(format!("wrap the elements in <ConfigurationFile xmlns=\"{NAMESPACE}\">")),
+                .hint(format!(
+                    "wrap the elements in <ConfigurationFile xmlns=\"{NAMESPACE}\">"
+                )),
             );
             return;
         }
@@ -131,7 +163,11 @@ impl Loader {
     /// The configuration and every diagnostic found while reading.
     pub fn finish(mut self) -> (Configuration, Diagnostics) {
         for (kind, (at, count)) in std::mem::take(&mut self.skipped) {
-            let what = if count == 1 { "1 element".to_string() } else { format!("{count} elements") };
+            let what = if count == 1 {
+                "1 element".to_string()
+            } else {
+                format!("{count} elements")
+            };
             self.diags.push(
                 Diagnostic::new(
                     Rule::OutOfScopeElement,
@@ -146,7 +182,10 @@ impl Loader {
 
     fn skip(&mut self, cx: &FileCx, node: Node) {
         let name = node.tag_name().name().to_string();
-        self.skipped.entry(name).or_insert_with(|| (cx.at(node), 0)).1 += 1;
+        self.skipped
+            .entry(name)
+            .or_insert_with(|| (cx.at(node), 0))
+            .1 += 1;
     }
 
     /// Decides what to do with an element idlink does not read: a likely typo of one it does
@@ -157,8 +196,14 @@ impl Loader {
             && let Some(s) = did_you_mean(name, expected.iter().copied())
         {
             self.diags.push(
-                Diagnostic::new(Rule::UnknownElement, cx.at(node), format!("unknown element <{name}> {place}"))
-                    .hint(format!("did you mean <{s}>? As written, this element would be ignored")),
+                Diagnostic::new(
+                    Rule::UnknownElement,
+                    cx.at(node),
+                    format!("unknown element <{name}> {place}"),
+                )
+                .hint(format!(
+                    "did you mean <{s}>? As written, this element would be ignored"
+                )),
             );
         } else {
             self.skip(cx, node);
@@ -301,10 +346,17 @@ impl Loader {
             kind: kind.unwrap_or(TransformationType::ConcatColumns),
             table: a.text("Table"),
             column: a.text("Column"),
-            input_columns: ["InputColumn", "InputColumn1", "InputColumn2", "InputColumn3", "InputColumn4", "InputColumn5"]
-                .into_iter()
-                .filter_map(|n| a.text(n))
-                .collect(),
+            input_columns: [
+                "InputColumn",
+                "InputColumn1",
+                "InputColumn2",
+                "InputColumn3",
+                "InputColumn4",
+                "InputColumn5",
+            ]
+            .into_iter()
+            .filter_map(|n| a.text(n))
+            .collect(),
             concat_separator: a.raw("ConcatSeparator"),
             remove_empty: a.bool("RemoveEmpty", false),
             remove_duplicates: a.bool("RemoveDuplicates", false),
@@ -338,7 +390,9 @@ impl Loader {
             at: a.at.clone(),
             connection: a.required("Connection"),
             id: a.required("Identifier"),
-            display_name: a.raw("DisplayName").or_else(|| a.display_names().l1().map(str::to_string)),
+            display_name: a
+                .raw("DisplayName")
+                .or_else(|| a.display_names().l1().map(str::to_string)),
             columns: Vec::new(),
         };
         a.finish(&[]);
@@ -348,7 +402,9 @@ impl Loader {
                 let col = Column {
                     at: a.at.clone(),
                     id: a.required("Identifier"),
-                    display_name: a.raw("DisplayName").or_else(|| a.display_names().l1().map(str::to_string)),
+                    display_name: a
+                        .raw("DisplayName")
+                        .or_else(|| a.display_names().l1().map(str::to_string)),
                     is_multivalued: a.bool("IsMultivalued", false),
                     key_type: a
                         .choice(
@@ -480,7 +536,11 @@ impl Loader {
             remove_orphans: a.bool("RemoveOrphans", false),
             thresholds: {
                 let mut t = ProvisioningThresholds::default();
-                for (slot, name) in t.slots_mut().into_iter().zip(ProvisioningThresholds::ATTRIBUTES) {
+                for (slot, name) in t
+                    .slots_mut()
+                    .into_iter()
+                    .zip(ProvisioningThresholds::ATTRIBUTES)
+                {
                     *slot = a.uint(name);
                 }
                 t
@@ -513,7 +573,12 @@ impl Loader {
                     a.finish(RULE_IGNORED);
                     el.navigation_rules.push(r);
                 }
-                _ => self.unexpected(cx, child, &["ScalarRule", "NavigationRule"], "in <ResourceType>"),
+                _ => self.unexpected(
+                    cx,
+                    child,
+                    &["ScalarRule", "NavigationRule"],
+                    "in <ResourceType>",
+                ),
             }
         }
         el
@@ -528,13 +593,21 @@ impl Loader {
             (Some(b), _) => Some(RuleSource::Binding(b)),
             (None, Some(e)) => Some(RuleSource::Expression(e)),
             (None, None) => {
-                a.missing("SourceBinding", "give SourceBinding (a property path of the owner) or SourceExpression");
+                a.missing(
+                    "SourceBinding",
+                    "give SourceBinding (a property path of the owner) or SourceExpression",
+                );
                 None
             }
         };
         a.finish(RULE_IGNORED);
         self.no_children(cx, node);
-        ResourceCorrelationRule { at, resource_type, target_binding, source }
+        ResourceCorrelationRule {
+            at,
+            resource_type,
+            target_binding,
+            source,
+        }
     }
 
     fn resource_type_mapping(&mut self, cx: &FileCx, node: Node) -> ResourceTypeMapping {
@@ -557,12 +630,23 @@ impl Loader {
                 let p_id = a.required("Identifier");
                 let rest = a.rest();
                 a.finish(&[]);
-                properties.push(ResourceTypeMappingProperty { at: p_at, id: p_id, attributes: rest });
+                properties.push(ResourceTypeMappingProperty {
+                    at: p_at,
+                    id: p_id,
+                    attributes: rest,
+                });
             } else {
                 self.unexpected(cx, child, &["Property"], &format!("in <{name}>"));
             }
         }
-        ResourceTypeMapping { at, kind, id, connection, attributes, properties }
+        ResourceTypeMapping {
+            at,
+            kind,
+            id,
+            connection,
+            attributes,
+            properties,
+        }
     }
 
     fn job(&mut self, cx: &FileCx, node: Node) -> Job {
@@ -602,21 +686,23 @@ impl Loader {
                 continue_on_error: a.bool("ContinueOnError", false),
                 ignore_cookie_file: a.bool("IgnoreCookieFile", false),
             }),
-            "PrepareSynchronizationTask" => Task::PrepareSynchronization(PrepareSynchronizationTask {
-                at,
-                display_names: a.display_names(),
-                connector: a.required("Connector"),
-                mode: a
-                    .choice_required(
-                        "SynchronizationMode",
-                        &[
-                            ("Initial", SynchronizationMode::Initial),
-                            ("Complete", SynchronizationMode::Complete),
-                            ("Incremental", SynchronizationMode::Incremental),
-                        ],
-                    )
-                    .unwrap_or(SynchronizationMode::Complete),
-            }),
+            "PrepareSynchronizationTask" => {
+                Task::PrepareSynchronization(PrepareSynchronizationTask {
+                    at,
+                    display_names: a.display_names(),
+                    connector: a.required("Connector"),
+                    mode: a
+                        .choice_required(
+                            "SynchronizationMode",
+                            &[
+                                ("Initial", SynchronizationMode::Initial),
+                                ("Complete", SynchronizationMode::Complete),
+                                ("Incremental", SynchronizationMode::Incremental),
+                            ],
+                        )
+                        .unwrap_or(SynchronizationMode::Complete),
+                })
+            }
             "SynchronizeTask" => Task::Synchronize(SynchronizeTask {
                 at,
                 display_names: a.display_names(),
@@ -624,12 +710,14 @@ impl Loader {
                 force_synchronization: a.bool("ForceSynchronization", false),
                 do_not_delete_changes: a.bool("DoNotDeleteChanges", false),
             }),
-            "GenerateProvisioningOrdersTask" => Task::GenerateProvisioningOrders(GenerateProvisioningOrdersTask {
-                at,
-                display_names: a.display_names(),
-                resource_types: a.list("ResourceTypes"),
-                connector: a.text("Connector"),
-            }),
+            "GenerateProvisioningOrdersTask" => {
+                Task::GenerateProvisioningOrders(GenerateProvisioningOrdersTask {
+                    at,
+                    display_names: a.display_names(),
+                    resource_types: a.list("ResourceTypes"),
+                    connector: a.text("Connector"),
+                })
+            }
             _ => Task::Fulfill(FulfillTask {
                 at,
                 display_names: a.display_names_required(),
@@ -650,7 +738,9 @@ impl Loader {
                     f.resource_types.push(a.required("ResourceType"));
                     a.finish(&[]);
                 }
-                (Task::Fulfill(_), _) => self.unexpected(cx, child, &["TaskResourceType"], "in <FulfillTask>"),
+                (Task::Fulfill(_), _) => {
+                    self.unexpected(cx, child, &["TaskResourceType"], "in <FulfillTask>")
+                }
                 _ => self.unexpected(cx, child, &[], &format!("in <{name}>")),
             }
         }
@@ -680,8 +770,13 @@ const TOP_LEVEL: &[&str] = &[
     "Job",
 ];
 
-const TASKS: &[&str] =
-    &["ExportTask", "PrepareSynchronizationTask", "SynchronizeTask", "GenerateProvisioningOrdersTask", "FulfillTask"];
+const TASKS: &[&str] = &[
+    "ExportTask",
+    "PrepareSynchronizationTask",
+    "SynchronizeTask",
+    "GenerateProvisioningOrdersTask",
+    "FulfillTask",
+];
 
 /// Netwrix Identity Manager elements that are outside idlink's scope. They are skipped with one
 /// warning per kind, and never taken for a misspelling of an in-scope element.
@@ -727,7 +822,12 @@ const KNOWN_OUT_OF_SCOPE: &[&str] = &[
 
 /// Attributes real configurations carry that idlink reads no meaning from (no warning).
 const ENTITY_TYPE_IGNORED: &[&str] = &["IsLocal", "IsDeactivated", "ValidFrom", "ValidTo"];
-const PROPERTY_IGNORED: &[&str] = &["IsNotSearchable", "IsMultiValued", "Language", "FlexibleComparisonType"];
+const PROPERTY_IGNORED: &[&str] = &[
+    "IsNotSearchable",
+    "IsMultiValued",
+    "Language",
+    "FlexibleComparisonType",
+];
 const RESOURCE_TYPE_IGNORED: &[&str] = &[
     "Policy",
     "Category",
@@ -742,7 +842,15 @@ const RESOURCE_TYPE_IGNORED: &[&str] = &[
     "P1",
     "P2",
 ];
-const RULE_IGNORED: &[&str] = &["Policy", "TimeOffset", "IsMapped", "Priority", "ResourceType", "Binding1", "Binding2"];
+const RULE_IGNORED: &[&str] = &[
+    "Policy",
+    "TimeOffset",
+    "IsMapped",
+    "Priority",
+    "ResourceType",
+    "Binding1",
+    "Binding2",
+];
 const JOB_IGNORED: &[&str] = &["IsIncremental", "IsConnectorJob", "Tags"];
 const TASK_IGNORED: &[&str] = &["Level", "OpenIdClient", "Tags", "ResourceTypeMappings"];
 
@@ -800,10 +908,23 @@ impl<'d> Attrs<'d> {
         let attrs: Vec<_> = node
             .attributes()
             .filter(|a| a.namespace().is_none_or(|ns| ns == NAMESPACE))
-            .map(|a| (a.name().to_string(), a.value().to_string(), cx.lines.loc(&cx.file, a.range().start)))
+            .map(|a| {
+                (
+                    a.name().to_string(),
+                    a.value().to_string(),
+                    cx.lines.loc(&cx.file, a.range().start),
+                )
+            })
             .collect();
         let used = vec![false; attrs.len()];
-        Self { diags, at: cx.at(node), element: node.tag_name().name().to_string(), attrs, used, asked: Vec::new() }
+        Self {
+            diags,
+            at: cx.at(node),
+            element: node.tag_name().name().to_string(),
+            attrs,
+            used,
+            asked: Vec::new(),
+        }
     }
 
     fn find(&mut self, name: &'static str) -> Option<usize> {
@@ -828,8 +949,12 @@ impl<'d> Attrs<'d> {
     fn missing(&mut self, name: &str, hint: &str) {
         let at = self.at.clone();
         self.diags.push(
-            Diagnostic::new(Rule::MissingAttribute, at, format!("<{}> needs the attribute {name}", self.element))
-                .hint(hint.to_string()),
+            Diagnostic::new(
+                Rule::MissingAttribute,
+                at,
+                format!("<{}> needs the attribute {name}", self.element),
+            )
+            .hint(hint.to_string()),
         );
     }
 
@@ -875,7 +1000,10 @@ impl<'d> Attrs<'d> {
     fn display_names_required(&mut self) -> DisplayNames {
         let names = self.display_names();
         if names.l1().is_none_or(|s| s.trim().is_empty()) {
-            let hint = format!("add DisplayName_L1=\"...\" to this <{}>: the name people see", self.element);
+            let hint = format!(
+                "add DisplayName_L1=\"...\" to this <{}>: the name people see",
+                self.element
+            );
             self.missing("DisplayName_L1", &hint);
         }
         names
@@ -887,14 +1015,19 @@ impl<'d> Attrs<'d> {
             Diagnostic::new(
                 Rule::AttributeValue,
                 at.clone(),
-                format!("{name}=\"{value}\" on <{}> is not valid: expected {expected}", self.element),
+                format!(
+                    "{name}=\"{value}\" on <{}> is not valid: expected {expected}",
+                    self.element
+                ),
             )
             .hint(format!("write {name} as {expected}")),
         );
     }
 
     fn bool(&mut self, name: &'static str, default: bool) -> bool {
-        let Some(i) = self.find(name) else { return default };
+        let Some(i) = self.find(name) else {
+            return default;
+        };
         match self.attrs[i].1.trim() {
             v if v.eq_ignore_ascii_case("true") => true,
             v if v.eq_ignore_ascii_case("false") => false,
@@ -954,7 +1087,11 @@ impl<'d> Attrs<'d> {
     }
 
     fn choice_required<T: Copy>(&mut self, name: &'static str, allowed: &[(&str, T)]) -> Option<T> {
-        if self.attrs.iter().any(|(n, v, _)| n == name && !v.trim().is_empty()) {
+        if self
+            .attrs
+            .iter()
+            .any(|(n, v, _)| n == name && !v.trim().is_empty())
+        {
             self.choice(name, allowed)
         } else {
             self.asked.push(name);
@@ -967,7 +1104,9 @@ impl<'d> Attrs<'d> {
 
     /// A list attribute: identifiers separated by spaces, commas or semicolons.
     fn list(&mut self, name: &'static str) -> Vec<Text> {
-        let Some(t) = self.text(name) else { return Vec::new() };
+        let Some(t) = self.text(name) else {
+            return Vec::new();
+        };
         t.value
             .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
             .filter(|s| !s.is_empty())
@@ -979,11 +1118,20 @@ impl<'d> Attrs<'d> {
     fn property_ref(&mut self, name: &'static str) -> Sp<PropertyRef> {
         let t = self.required(name);
         if t.value.is_empty() {
-            return Sp::new(PropertyRef { entity_type: String::new(), property: String::new() }, t.at);
+            return Sp::new(
+                PropertyRef {
+                    entity_type: String::new(),
+                    property: String::new(),
+                },
+                t.at,
+            );
         }
         match t.value.split_once(':') {
             Some((e, p)) if !e.trim().is_empty() && !p.trim().is_empty() => Sp::new(
-                PropertyRef { entity_type: e.trim().to_string(), property: p.trim().to_string() },
+                PropertyRef {
+                    entity_type: e.trim().to_string(),
+                    property: p.trim().to_string(),
+                },
                 t.at,
             ),
             _ => {
@@ -995,7 +1143,13 @@ impl<'d> Attrs<'d> {
                     )
                     .hint(format!("write {name} as the entity type identifier, a colon, and the property identifier")),
                 );
-                Sp::new(PropertyRef { entity_type: String::new(), property: String::new() }, t.at)
+                Sp::new(
+                    PropertyRef {
+                        entity_type: String::new(),
+                        property: String::new(),
+                    },
+                    t.at,
+                )
             }
         }
     }
@@ -1015,7 +1169,10 @@ impl<'d> Attrs<'d> {
             (None, Some(e)) => Some(RuleSource::Expression(e)),
             (None, None) => {
                 if required {
-                    self.missing("Binding", "give Binding (a property path of the source) or Expression");
+                    self.missing(
+                        "Binding",
+                        "give Binding (a property path of the source) or Expression",
+                    );
                 }
                 None
             }
@@ -1038,13 +1195,18 @@ impl<'d> Attrs<'d> {
     /// carry that idlink deliberately does not read.
     fn finish(self, ignored: &[&str]) {
         for (i, (name, _, at)) in self.attrs.iter().enumerate() {
-            if self.used[i] || ignored.contains(&name.as_str()) || name.starts_with("DisplayName_L") {
+            if self.used[i] || ignored.contains(&name.as_str()) || name.starts_with("DisplayName_L")
+            {
                 continue;
             }
             self.diags.push(
-                Diagnostic::new(Rule::UnknownAttribute, at.clone(), format!("unknown attribute {name} on <{}>", self.element))
-                    .hint("idlink ignores it")
-                    .did_you_mean(name, self.asked.iter().copied()),
+                Diagnostic::new(
+                    Rule::UnknownAttribute,
+                    at.clone(),
+                    format!("unknown attribute {name} on <{}>", self.element),
+                )
+                .hint("idlink ignores it")
+                .did_you_mean(name, self.asked.iter().copied()),
             );
         }
     }
