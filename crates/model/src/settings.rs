@@ -368,6 +368,9 @@ impl Cx<'_> {
 fn json_path_at(text: &str, offset: usize) -> String {
     use jsonc_parser::tokens::Token;
     enum Frame {
+        /// The key whose value is being written, once its colon is seen; a string in key
+        /// position that has no colon yet is not shown (it may be a value typed in the wrong
+        /// place, even a secret).
         Object(Option<String>),
         Array(usize),
     }
@@ -385,6 +388,7 @@ fn json_path_at(text: &str, offset: usize) -> String {
     );
     let mut stack: Vec<Frame> = Vec::new();
     let mut expect_key = false;
+    let mut pending_key: Option<String> = None;
     while let Ok(Some(tok)) = scanner.scan() {
         if scanner.token_start() >= offset {
             break;
@@ -411,10 +415,13 @@ fn json_path_at(text: &str, offset: usize) -> String {
                 None => {}
             },
             Token::String(s) if expect_key => {
-                if let Some(Frame::Object(k)) = stack.last_mut() {
-                    *k = Some(s.to_string());
-                }
+                pending_key = Some(s.to_string());
                 expect_key = false;
+            }
+            Token::Colon => {
+                if let (Some(Frame::Object(k)), Some(p)) = (stack.last_mut(), pending_key.take()) {
+                    *k = Some(p);
+                }
             }
             _ => expect_key = false,
         }

@@ -523,10 +523,8 @@ impl<'c> Validator<'c> {
             return;
         }
         let prefix = table.value.split('_').next().unwrap_or_default();
-        let conn = self
-            .ix
-            .connection(prefix)
-            .filter(|c| c.connector.value == connector.value);
+        let owner = self.table_owner(&table.value);
+        let conn = owner.filter(|c| c.connector.value == connector.value);
         let Some(conn) = conn else {
             let own: Vec<&str> = self
                 .config
@@ -535,7 +533,7 @@ impl<'c> Validator<'c> {
                 .filter(|c| c.connector.value == connector.value)
                 .map(|c| c.id.value.as_str())
                 .collect();
-            let why = match self.ix.connection(prefix) {
+            let why = match owner {
                 Some(other) => format!(
                     "connection '{}' belongs to connector '{}', not '{}'",
                     other.id, other.connector, connector
@@ -589,6 +587,20 @@ impl<'c> Validator<'c> {
                 .hint(format!("run `idlink refresh-schema --connection {}` or declare the <ConnectionTable>", conn.id)),
             ),
         }
+    }
+
+    /// The connection a table is named after: `<connection>` or `<connection>_<suffix>`.
+    /// Identifiers cannot hold `_`, so the prefix before the first `_` is looked up; invalid
+    /// identifiers (already reported) are matched by a scan so they do not cascade.
+    fn table_owner(&self, table: &str) -> Option<&'c Connection> {
+        let prefix = table.split('_').next().unwrap_or_default();
+        self.ix.connection(prefix).or_else(|| {
+            self.config
+                .connections
+                .iter()
+                .filter(|c| !c.id.value.is_empty() && table_belongs_to(table, &c.id.value))
+                .max_by_key(|c| c.id.value.len())
+        })
     }
 
     /// Rules 2, 6 and 7 on association mappings.
@@ -1042,8 +1054,11 @@ pub fn check_connection_id(id: &str) -> Result<(), String> {
 
 /// `table` is named `<connection>` or `<connection>_<suffix>` (case-insensitively).
 pub fn table_belongs_to(table: &str, connection: &str) -> bool {
-    let prefix = table.split('_').next().unwrap_or_default();
-    prefix.eq_ignore_ascii_case(connection)
+    let n = connection.len();
+    table.len() >= n
+        && table.is_char_boundary(n)
+        && table[..n].eq_ignore_ascii_case(connection)
+        && (table.len() == n || table[n..].starts_with('_'))
 }
 
 /// A five-field crontab expression (minute hour day-of-month month day-of-week), checked with

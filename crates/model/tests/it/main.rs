@@ -1,0 +1,6 @@
+//! Integration tests of the configuration model (one test binary per crate).
+
+mod fuzz;
+mod loading;
+mod rules;
+mod support;

@@ -1,0 +1,411 @@
+//! The rules of SPEC §2.2, each against the small valid configuration in `support::BASE`
+//! with one thing changed.
+
+use idlink_model::{Rule, Severity};
+
+use crate::support::*;
+
+fn check_body(body: &str) -> idlink_model::Checked {
+    check(&[("conf.xml", &file(body))], BASE_SETTINGS, &[])
+}
+
+/// Asserts that the only errors are of `rule`, and returns their messages.
+fn only(c: &idlink_model::Checked, rule: Rule) -> Vec<String> {
+    let errs = errors(&c.diagnostics);
+    assert!(
+        !errs.is_empty() && errs.iter().all(|r| *r == rule),
+        "expected only {rule}:\n{}",
+        show(&c.diagnostics)
+    );
+    c.diagnostics
+        .iter()
+        .filter(|d| d.rule == rule)
+        .map(|d| d.message.clone())
+        .collect()
+}
+
+#[test]
+fn connection_identifiers_keep_their_form() {
+    let body = BASE.replace("\"HRPeople\"", "\"HR_People\"");
+    let msgs = only(
+        &check(
+            &[("conf.xml", &file(&body))],
+            r#"{"Connections":{"HR_People":{"Path":"p.csv"},"DirLDAP":{"Servers":[{"Server":"s"}]}}}"#,
+            &[],
+        ),
+        Rule::ConnectionIdentifier,
+    );
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert!(msgs[0].contains("'_'"), "{msgs:?}");
+}
+
+#[test]
+fn connections_clash_case_insensitively_and_others_per_kind() {
+    let body = format!(
+        "{BASE}<Connection Identifier=\"hrpeople\" DisplayName_L1=\"x\" Connector=\"HR\" Package=\"Usercube.CSV@0000001\" />\n\
+         <Agent Identifier=\"Local\" />\n<Agent Identifier=\"local\" />"
+    );
+    let c = check_body(&body);
+    let msgs = only(&c, Rule::DuplicateIdentifier);
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("connection 'hrpeople'") && m.contains("case-insensitively"))
+    );
+    assert!(msgs.iter().any(|m| m.contains("agent 'Local'")));
+    // Same identifier, different kinds: no clash (Person is an entity type and a mapping).
+}
+
+#[test]
+fn every_reference_resolves() {
+    let body = BASE
+        .replace("Agent=\"Local\"", "Agent=\"Remote\"")
+        .replace("SourceEntityType=\"Person\"", "SourceEntityType=\"Persn\"")
+        .replace(
+            "<SynchronizeTask Connector=\"HR\"",
+            "<SynchronizeTask Connector=\"HRR\"",
+        )
+        .replace(
+            "<ScalarRule Property=\"cn\"",
+            "<ScalarRule Property=\"commonName\"",
+        );
+    let c = check_body(&body);
+    let msgs = only(&c, Rule::UnresolvedReference);
+    assert_eq!(msgs.len(), 4, "{}", show(&c.diagnostics));
+    let hints: Vec<_> = c
+        .diagnostics
+        .iter()
+        .filter_map(|d| d.hint.clone())
+        .collect();
+    assert!(
+        hints.iter().any(|h| h.contains("did you mean 'Person'")),
+        "{hints:?}"
+    );
+    assert!(
+        hints.iter().any(|h| h.contains("did you mean 'HR'")),
+        "{hints:?}"
+    );
+}
+
+#[test]
+fn binding_paths_follow_navigation_properties() {
+    let body = format!(
+        "{BASE}<EntityType Identifier=\"Org\"><Property Identifier=\"Name\" /><Property Identifier=\"Members\" Type=\"ForeignKey\" /></EntityType>\n\
+         <EntityAssociation Identifier=\"PersonOrg\" Property1=\"Person:Org\" Property2=\"Org:Members\" />"
+    )
+    .replace("<Property Identifier=\"Name\" />\n</EntityType>", "<Property Identifier=\"Name\" />\n  <Property Identifier=\"Org\" Type=\"ForeignKey\" />\n</EntityType>")
+    .replace("Binding=\"Name\"", "Binding=\"Org.Name\"");
+    let c = check(&[("conf.xml", &file(&body))], BASE_SETTINGS, &[]);
+    assert!(c.is_valid(), "{}", show(&c.diagnostics));
+    let bad = body.replace("Binding=\"Org.Name\"", "Binding=\"Org.Nmae\"");
+    let c = check(&[("conf.xml", &file(&bad))], BASE_SETTINGS, &[]);
+    let msgs = only(&c, Rule::UnresolvedReference);
+    assert!(
+        msgs[0].contains("'Nmae'") && msgs[0].contains("'Org'"),
+        "{msgs:?}"
+    );
+}
+
+#[test]
+fn unknown_packages_and_missing_capabilities() {
+    let body = BASE.replace(
+        "Package=\"Usercube.CSV@0000001\"",
+        "Package=\"Usercube.CVS@0000001\"",
+    );
+    let c = check_body(&body);
+    only(&c, Rule::UnknownPackage);
+    assert!(c.diagnostics.iter().any(|d| {
+        d.hint
+            .as_deref()
+            .is_some_and(|h| h.contains("Usercube.CSV@0000001"))
+    }));
+
+    // A CSV connection cannot fulfill; a FulfillToFile connection cannot export.
+    let body = format!(
+        "{BASE}<Connection Identifier=\"HRJson\" DisplayName_L1=\"x\" Connector=\"HR\" Package=\"Usercube.FulfillToFile@0000001\" />"
+    )
+    .replace("<ResourceTypeMapping Identifier=\"Account_Person\" Connection=\"DirLDAP\" />", "<ResourceTypeMapping Identifier=\"Account_Person\" Connection=\"HRPeople\" />")
+    .replace("<ExportTask DisplayName_L1=\"Export\" Connection=\"HRPeople\" />", "<ExportTask DisplayName_L1=\"Export\" Connection=\"HRJson\" />");
+    let c = check_body(&body);
+    let msgs = only(&c, Rule::PackageCapability);
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+}
+
+#[test]
+fn documented_packages_are_accepted_with_a_warning_and_unchecked_settings() {
+    let body = BASE.replace(
+        "Package=\"Usercube.LDAP@0000001\"",
+        "Package=\"Usercube.AD@0000001\"",
+    );
+    let c = check(
+        &[("conf.xml", &file(&body))],
+        r#"{"Connections":{"HRPeople":{"Path":"p"},"DirLDAP":{"Whatever":1}}}"#,
+        &[],
+    );
+    assert!(c.is_valid(), "{}", show(&c.diagnostics));
+    assert_eq!(
+        found(&c.diagnostics)
+            .iter()
+            .filter(|(r, _)| *r == Rule::PackageNotAvailable)
+            .count(),
+        1
+    );
+    assert!(!c.diagnostics.iter().any(|d| d.rule == Rule::UnknownSetting));
+}
+
+#[test]
+fn deactivated_sides_warn() {
+    let body = BASE.replace(
+        "Package=\"Usercube.CSV@0000001\" />",
+        "Package=\"Usercube.CSV@0000001\" DeactivationExportFulfill=\"1\" />",
+    );
+    let c = check_body(&body);
+    assert!(c.is_valid());
+    assert!(
+        c.diagnostics
+            .iter()
+            .any(|d| d.rule == Rule::DeactivatedSide && d.severity == Severity::Warning)
+    );
+}
+
+#[test]
+fn settings_are_required_and_checked_against_the_package_schema() {
+    let settings = r#"{
+  "Connections": {
+    "HRPeople": { "Separator": ";", "NumberOfLinesToSkip": "many", "Pth": "x" },
+    "DirLDAP": { "Servers": [ { "AuthType": "Basic", "Password": "s3cret-value" }, "ldap://b" ] },
+    "Ghost": { "Path": "x" }
+  }
+}"#;
+    let c = check(&[("conf.xml", &file(BASE))], settings, &[]);
+    let d = &c.diagnostics;
+    let text = show(d);
+    // HRPeople: Path/PathIncremental missing (required constraint), bad number, unknown key with suggestion.
+    assert!(d.iter().any(|x| x.rule == Rule::SettingRequired && x.message.contains("Path, PathIncremental")), "{text}");
+    assert!(
+        d.iter().any(|x| x.rule == Rule::SettingValue
+            && x.message.contains("'many'")
+            && x.at.line == 3),
+        "{text}"
+    );
+    assert!(
+        d.iter().any(|x| x.rule == Rule::UnknownSetting
+            && x.hint.as_deref().is_some_and(|h| h.contains("'Path'"))),
+        "{text}"
+    );
+    // DirLDAP: Server missing in Servers[0]; Servers[1] not an object.
+    assert!(
+        d.iter().any(|x| x.rule == Rule::SettingRequired
+            && x.message
+                .contains("Servers[0] lacks the required setting Server")),
+        "{text}"
+    );
+    assert!(
+        d.iter()
+            .any(|x| x.rule == Rule::SettingValue
+                && x.message.contains("Servers[1] must be an object")),
+        "{text}"
+    );
+    // Ghost: settings for an unknown connection.
+    assert!(
+        d.iter()
+            .any(|x| x.rule == Rule::UnknownConnectionSettings && x.severity == Severity::Warning),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret-value"), "{text}");
+}
+
+#[test]
+fn a_connection_without_settings_is_an_error_naming_the_file() {
+    let c = check(
+        &[("conf.xml", &file(BASE))],
+        r#"{"Connections":{"HRPeople":{"Path":"p"}}}"#,
+        &[],
+    );
+    let msgs = only(&c, Rule::MissingSettings);
+    assert!(
+        msgs[0].contains("'DirLDAP'") && msgs[0].contains("appsettings.agent.json"),
+        "{msgs:?}"
+    );
+}
+
+#[test]
+fn environment_overrides_fill_and_are_checked() {
+    let env = [
+        (
+            "IDLINK__Connections__DirLDAP__Servers__0__Server",
+            "ldap://127.0.0.1",
+        ),
+        (
+            "IDLINK__Connections__DirLDAP__Servers__0__AuthType",
+            "Anonymous",
+        ),
+        ("IDLINK__Connections__hrpeople__Path", "people.csv"),
+    ];
+    let c = check(&[("conf.xml", &file(BASE))], "{}", &env);
+    assert!(c.diagnostics.is_empty(), "{}", show(&c.diagnostics));
+
+    let env = [
+        ("IDLINK__Connections__HRPeople__Path", "p.csv"),
+        ("IDLINK__Connections__HRPeople__NumberOfLinesToSkip", "-3"),
+        ("IDLINK__Connections__DirLDAP__Servers__0__Server", "s"),
+    ];
+    let c = check(&[("conf.xml", &file(BASE))], "{}", &env);
+    let d = c
+        .diagnostics
+        .iter()
+        .find(|d| d.rule == Rule::SettingValue)
+        .expect("bad override");
+    assert!(
+        d.at.to_string()
+            .contains("IDLINK__Connections__HRPeople__NumberOfLinesToSkip"),
+        "{d}"
+    );
+}
+
+#[test]
+fn invalid_json_gives_line_and_path() {
+    let settings = "{\n  \"Connections\": {\n    \"HRPeople\": { \"Path\": \"p\" },\n    \"DirLDAP\": { \"Servers\": [ { \"Server\" \"s\" } ] }\n  }\n}";
+    let c = check(&[("conf.xml", &file(BASE))], settings, &[]);
+    let d = c
+        .diagnostics
+        .iter()
+        .find(|d| d.rule == Rule::JsonSyntax)
+        .expect("json error");
+    assert_eq!(d.at.line, 4, "{d}");
+    assert!(
+        d.message.contains("$.Connections.DirLDAP.Servers[0]"),
+        "{d}"
+    );
+
+    let c = check(
+        &[("conf.xml", &file(BASE))],
+        r#"{"Connections": ["HRPeople"]}"#,
+        &[],
+    );
+    assert!(c.diagnostics.iter().any(
+        |d| d.rule == Rule::JsonSyntax && d.message.contains("$.Connections must be an object")
+    ));
+}
+
+#[test]
+fn task_connections() {
+    let body = BASE
+        .replace(
+            "<ExportTask DisplayName_L1=\"Export\" Connection=\"HRPeople\" />",
+            "<ExportTask DisplayName_L1=\"Export\" />",
+        )
+        .replace(
+            "<FulfillTask DisplayName_L1=\"Fulfill\">",
+            "<FulfillTask DisplayName_L1=\"Fulfill\" Connection=\"DirLDAP\">",
+        );
+    let msgs = only(&check_body(&body), Rule::TaskConnection);
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+}
+
+#[test]
+fn mapping_keys() {
+    let body = BASE.replace(
+        "<Property Identifier=\"cn\" ConnectionColumn=\"cn\" />",
+        "<Property Identifier=\"cn\" ConnectionColumn=\"cn\" IsPrimaryKey=\"true\" />",
+    );
+    let msgs = only(&check_body(&body), Rule::MappingKeys);
+    assert!(msgs[0].contains("2 IsPrimaryKey"), "{msgs:?}");
+    let body = BASE.replace(" IsPrimaryKey=\"true\"", "");
+    let msgs = only(&check_body(&body), Rule::MappingKeys);
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+}
+
+#[test]
+fn association_mappings_match_on_keys() {
+    let body = format!(
+        "{BASE}<EntityAssociation Identifier=\"Owns\" Property1=\"Person:Id\" Property2=\"Account:dn\" />\n\
+         <EntityAssociationMapping Identifier=\"Owns\" Connector=\"HR\" ConnectionTable=\"HRPeople\" Column1=\"Id\" Column2=\"Name\" \
+         EntityPropertyMapping1=\"Person:Id\" EntityPropertyMapping2=\"Account:cn\" />"
+    );
+    let msgs = only(&check_body(&body), Rule::AssociationKey);
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert!(msgs[0].contains("Account:cn"), "{msgs:?}");
+}
+
+#[test]
+fn mapping_tables_and_columns() {
+    let body = BASE.replace(
+        "ConnectionTable=\"DirLDAP_entries\"",
+        "ConnectionTable=\"HRPeople_entries\"",
+    );
+    let msgs = only(&check_body(&body), Rule::MappingTable);
+    assert!(msgs[0].contains("belongs to connector 'HR'"), "{msgs:?}");
+
+    let body = BASE.replace("ConnectionColumn=\"Name\"", "ConnectionColumn=\"FullName\"");
+    let msgs = only(&check_body(&body), Rule::UnknownColumn);
+    assert!(msgs[0].contains("'FullName'"), "{msgs:?}");
+
+    // No <ConnectionTable>: a warning that the schema has not been refreshed.
+    let body = BASE.replace(
+        "<ConnectionTable Connection=\"HRPeople\" Identifier=\"HRPeople\">",
+        "<ConnectionTable Connection=\"HRPeople\" Identifier=\"HRPeople_old\">",
+    );
+    let c = check_body(&body);
+    assert!(c.is_valid(), "{}", show(&c.diagnostics));
+    assert!(
+        c.diagnostics
+            .iter()
+            .any(|d| d.rule == Rule::SchemaNotRefreshed)
+    );
+}
+
+#[test]
+fn crontab_and_csharp() {
+    let body = BASE
+        .replace(
+            "CrontabExpression=\"0 5 * * *\"",
+            "CrontabExpression=\"0 25 * * *\"",
+        )
+        .replace(
+            "<ScalarRule Property=\"cn\" Binding=\"Name\" />",
+            "<ScalarRule Property=\"cn\" Expression=\"C#:person:return person.Name;\" />",
+        );
+    let c = check_body(&body);
+    only(&c, Rule::Crontab);
+    assert!(
+        c.diagnostics
+            .iter()
+            .any(|d| d.rule == Rule::CsharpExpression && d.severity == Severity::Warning)
+    );
+}
+
+#[test]
+fn all_problems_are_reported_in_one_run_sorted_by_location() {
+    let body = BASE
+        .replace("Agent=\"Local\"", "Agent=\"Nobody\"")
+        .replace(
+            "\"HRPeople\" DisplayName_L1",
+            "\"HR People\" DisplayName_L1",
+        )
+        .replace(
+            "SynchronizationMode=\"Complete\"",
+            "SynchronizationMode=\"Sometimes\"",
+        )
+        .replace(
+            "CrontabExpression=\"0 5 * * *\"",
+            "CrontabExpression=\"whenever\"",
+        );
+    let c = check_body(&body);
+    let rules = errors(&c.diagnostics);
+    for r in [
+        Rule::UnresolvedReference,
+        Rule::ConnectionIdentifier,
+        Rule::AttributeValue,
+        Rule::Crontab,
+    ] {
+        assert!(rules.contains(&r), "{r} missing:\n{}", show(&c.diagnostics));
+    }
+    let lines: Vec<u32> = c
+        .diagnostics
+        .iter()
+        .filter(|d| &*d.at.file == "conf.xml")
+        .map(|d| d.at.line)
+        .collect();
+    assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{lines:?}");
+}
