@@ -119,10 +119,7 @@ where
             &bytes,
             &mut diagnostics,
         ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !settings.explicit => AgentSettings {
-            file: Some(settings.path.display().to_string()),
-            ..AgentSettings::default()
-        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !settings.explicit => AgentSettings::empty(Some(settings.path.display().to_string())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(LoadError::MissingSettingsFile(settings.path.to_path_buf()));
         }

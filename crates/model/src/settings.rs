@@ -5,6 +5,7 @@
 //! case-insensitively, and environment values are strings that stand for any scalar.
 //! Every value keeps its location (file:line:col, or the environment variable it came from).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use jsonc_parser::ast::{Object, Value as Ast};
@@ -108,31 +109,30 @@ pub struct AgentSettings {
     pub connections: Vec<ConnectionSettings>,
     pub sources_root_paths: Vec<Sp<String>>,
     pub encryption_identity: Option<Sp<String>>,
+    /// Lower-cased connection identifier -> index in `connections`.
+    index: HashMap<String, usize>,
 }
 
 impl AgentSettings {
+    /// No settings yet; `file` names where they were looked for.
+    pub fn empty(file: Option<String>) -> Self {
+        AgentSettings { file, ..AgentSettings::default() }
+    }
+
     /// Settings of a connection; connection identifiers are case-insensitive.
     pub fn connection(&self, id: &str) -> Option<&ConnectionSettings> {
-        self.connections
-            .iter()
-            .find(|c| c.id.value.eq_ignore_ascii_case(id))
+        self.index.get(&id.to_lowercase()).map(|&i| &self.connections[i])
     }
 
     fn connection_mut(&mut self, id: &str, at: &Loc) -> &mut ConnectionSettings {
-        let i = match self
-            .connections
-            .iter()
-            .position(|c| c.id.value.eq_ignore_ascii_case(id))
-        {
-            Some(i) => i,
-            None => {
-                self.connections.push(ConnectionSettings {
-                    id: Sp::new(id.to_string(), at.clone()),
-                    entries: Vec::new(),
-                });
-                self.connections.len() - 1
-            }
-        };
+        let len = self.connections.len();
+        let i = *self.index.entry(id.to_lowercase()).or_insert(len);
+        if i == len {
+            self.connections.push(ConnectionSettings {
+                id: Sp::new(id.to_string(), at.clone()),
+                entries: Vec::new(),
+            });
+        }
         &mut self.connections[i]
     }
 }

@@ -1,0 +1,5 @@
+//! End-to-end tests of the `idlink` binary (one integration-test binary per crate).
+
+mod broken;
+mod check;
+mod support;
