@@ -119,7 +119,9 @@ where
             &bytes,
             &mut diagnostics,
         ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !settings.explicit => AgentSettings::empty(Some(settings.path.display().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !settings.explicit => {
+            AgentSettings::empty(Some(settings.path.display().to_string()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(LoadError::MissingSettingsFile(settings.path.to_path_buf()));
         }

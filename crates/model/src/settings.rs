@@ -109,6 +109,9 @@ pub struct AgentSettings {
     pub connections: Vec<ConnectionSettings>,
     pub sources_root_paths: Vec<Sp<String>>,
     pub encryption_identity: Option<Sp<String>>,
+    /// The file could not be parsed (reported as `json-syntax`): connections are not reported
+    /// as lacking settings that may well be in it.
+    pub unreadable: bool,
     /// Lower-cased connection identifier -> index in `connections`.
     index: HashMap<String, usize>,
 }
@@ -116,12 +119,17 @@ pub struct AgentSettings {
 impl AgentSettings {
     /// No settings yet; `file` names where they were looked for.
     pub fn empty(file: Option<String>) -> Self {
-        AgentSettings { file, ..AgentSettings::default() }
+        AgentSettings {
+            file,
+            ..AgentSettings::default()
+        }
     }
 
     /// Settings of a connection; connection identifiers are case-insensitive.
     pub fn connection(&self, id: &str) -> Option<&ConnectionSettings> {
-        self.index.get(&id.to_lowercase()).map(|&i| &self.connections[i])
+        self.index
+            .get(&id.to_lowercase())
+            .map(|&i| &self.connections[i])
     }
 
     fn connection_mut(&mut self, id: &str, at: &Loc) -> &mut ConnectionSettings {
@@ -168,6 +176,7 @@ pub fn parse(file: &str, bytes: &[u8], diags: &mut Diagnostics) -> AgentSettings
                 Diagnostic::new(Rule::JsonSyntax, Loc::file_only(file.clone()), e.message)
                     .hint("appsettings.agent.json is UTF-8 JSON"),
             );
+            out.unreadable = true;
             return out;
         }
     };
@@ -185,6 +194,7 @@ pub fn parse(file: &str, bytes: &[u8], diags: &mut Diagnostics) -> AgentSettings
                 )
                 .hint("fix the JSON syntax here (comments and trailing commas are accepted, as in .NET settings files)"),
             );
+            out.unreadable = true;
             return out;
         }
     };
@@ -212,6 +222,7 @@ pub fn parse(file: &str, bytes: &[u8], diags: &mut Diagnostics) -> AgentSettings
             )
             .hint("the file is one object: {\"Connections\": {...}, \"SourcesRootPaths\": [...]}"),
         );
+        out.unreadable = true;
         return out;
     };
     for prop in &root.properties {
@@ -247,7 +258,10 @@ pub fn parse(file: &str, bytes: &[u8], diags: &mut Diagnostics) -> AgentSettings
                         }
                     }
                 }
-                other => diags.push(type_error("$.Connections", "an object", &other, value.at)),
+                other => {
+                    diags.push(type_error("$.Connections", "an object", &other, value.at));
+                    out.unreadable = true;
+                }
             },
             k if k.eq_ignore_ascii_case("SourcesRootPaths") => match value.value {
                 SettingValue::Array(items) => {

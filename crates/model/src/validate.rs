@@ -524,6 +524,9 @@ impl<'c> Validator<'c> {
         }
         let prefix = table.value.split('_').next().unwrap_or_default();
         let owner = self.table_owner(&table.value);
+        if owner.is_some_and(|c| !self.ix.connectors.contains_key(c.connector.value.as_str())) {
+            return; // the connection's own connector is unresolved, and reported there
+        }
         let conn = owner.filter(|c| c.connector.value == connector.value);
         let Some(conn) = conn else {
             let own: Vec<&str> = self
@@ -644,10 +647,17 @@ impl<'c> Validator<'c> {
             })
         });
         if !is_key {
-            let why = if mappings.is_none() {
-                "entity type '{}' has no mapping".replace("{}", &p.entity_type)
-            } else {
-                "it is mapped without IsPrimaryKey or IsUniqueKey".to_string()
+            let mapped = mappings.is_some_and(|ms| {
+                ms.iter()
+                    .any(|m| m.properties.iter().any(|q| q.id.value == p.property))
+            });
+            let why = match (mappings.is_some(), mapped) {
+                (false, _) => format!("entity type '{}' has no mapping", p.entity_type),
+                (true, false) => format!(
+                    "the mapping of '{}' does not map '{}' at all",
+                    p.entity_type, p.property
+                ),
+                (true, true) => "it is mapped without IsPrimaryKey or IsUniqueKey".to_string(),
             };
             self.push(
                 Diagnostic::new(Rule::AssociationKey, r.at.clone(), format!("{from} matches on '{p}', which is not a primary or unique key: {why}"))
@@ -977,7 +987,7 @@ impl<'c> Validator<'c> {
             }
             match self.settings.connection(&conn.id.value) {
                 Some(s) => settings::check_against(s, p.id, p.settings, &mut self.diags),
-                None if p.settings.fields.is_empty() => {}
+                None if p.settings.fields.is_empty() || self.settings.unreadable => {}
                 None => {
                     let required: Vec<&str> = p
                         .settings
@@ -1064,18 +1074,43 @@ pub fn table_belongs_to(table: &str, connection: &str) -> bool {
 /// A five-field crontab expression (minute hour day-of-month month day-of-week), checked with
 /// the `cron` crate, which wants seconds first and numbers its weekdays from 1 = Sunday.
 pub fn check_crontab(expr: &str) -> Result<(), String> {
+    const FIELDS: [(&str, u32, u32); 5] = [
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day of month", 1, 31),
+        ("month", 1, 12),
+        ("day of week", 0, 7),
+    ];
     let fields: Vec<&str> = expr.split_whitespace().collect();
     if fields.len() != 5 {
         return Err(format!("it has {} fields, not 5", fields.len()));
+    }
+    // Numbers out of range get a clear message here; the cron crate checks the syntax.
+    for (field, (name, min, max)) in fields.iter().zip(FIELDS) {
+        for part in field.split([',', '-', '/']) {
+            if let Ok(n) = part.parse::<u32>()
+                && !(min..=max).contains(&n)
+                && !field.contains(&format!("/{part}"))
+            {
+                return Err(format!("{name} {n} is outside {min}-{max}"));
+            }
+        }
     }
     let dow = weekday_names(fields[4]);
     let six = format!(
         "0 {} {} {} {} {dow}",
         fields[0], fields[1], fields[2], fields[3]
     );
-    cron::Schedule::from_str(&six)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    cron::Schedule::from_str(&six).map(|_| ()).map_err(|e| {
+        // The crate's message quotes the six-field form over several lines; keep its last line.
+        let text = e.to_string();
+        text.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty() && l.trim() != "^")
+            .unwrap_or("invalid expression")
+            .trim()
+            .to_string()
+    })
 }
 
 /// Crontab weekday numbers (0 or 7 = Sunday) to names, leaving step values alone.
@@ -1128,7 +1163,13 @@ mod tests {
         assert!(check_crontab("*/15 8-18 * * 1-5").is_ok());
         assert!(check_crontab("0 0 * * 0").is_ok());
         assert!(check_crontab("0 0 * * 7").is_ok());
+        assert_eq!(
+            check_crontab("0 25 * * *"),
+            Err("hour 25 is outside 0-23".into())
+        );
+        assert!(check_crontab("0 23 * * *").is_ok());
         assert!(check_crontab("61 0 * * *").is_err());
+        assert!(check_crontab("0 0 * * Foo").is_err_and(|e| !e.contains('\n')));
         assert!(check_crontab("0 5 * *").is_err());
     }
 

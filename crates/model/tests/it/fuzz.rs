@@ -72,7 +72,11 @@ proptest! {
         let max = lines_of(&text);
         for d in c.diagnostics.iter().filter(|d| &*d.at.file == "appsettings.agent.json") {
             prop_assert!(d.at.line <= max, "{} outside ..={}", d, max);
-            prop_assert!(!d.to_string().contains("s3cret-value"), "secret echoed: {}", d);
+            // While the value is still given as the secured Password, it never echoes. (A
+            // mutation that merges it into another setting's value makes it plain data.)
+            if text.contains("\"Password\": \"s3cret-value\"") {
+                prop_assert!(!d.to_string().contains("s3cret-value"), "secret echoed: {}", d);
+            }
         }
     }
 
