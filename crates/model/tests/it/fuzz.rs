@@ -9,9 +9,11 @@ use idlink_model::xml::Loader;
 use crate::support::*;
 
 fn config() -> ProptestConfig {
+    // A fixed seed: the same 256 cases on every run, so a CI failure reproduces.
     ProptestConfig {
         cases: 256,
         failure_persistence: None,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x1d11_4b),
         ..ProptestConfig::default()
     }
 }
