@@ -878,3 +878,75 @@ mod tests {
         assert!(s.connection("new").is_some());
     }
 }
+
+/// The settings as plain JSON in the schema's terms, for a package to deserialize with serde:
+/// keys take the schema's spelling (they match case-insensitively), and scalars given as
+/// strings (environment overrides) become the numbers and booleans the schema expects.
+/// Keys the schema does not know are dropped (they were reported as warnings).
+pub fn typed_json(settings: &ConnectionSettings, schema: &SettingsSchema) -> serde_json::Value {
+    typed_object(&settings.entries, schema)
+}
+
+fn typed_object(entries: &[Entry], schema: &SettingsSchema) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (key, value) in entries {
+        if let Some(field) = schema.field(&key.value)
+            && value.value != SettingValue::Null
+        {
+            map.insert(
+                field.name.to_string(),
+                typed_value(&value.value, field.kind),
+            );
+        }
+    }
+    serde_json::Value::Object(map)
+}
+
+fn typed_value(value: &SettingValue, kind: Kind) -> serde_json::Value {
+    use serde_json::Value as J;
+    match (kind, value) {
+        (Kind::Bool, SettingValue::String(s)) => {
+            s.parse::<bool>().map_or_else(|_| value.to_json(), J::Bool)
+        }
+        (Kind::Int { .. }, SettingValue::String(s)) => s
+            .trim()
+            .parse::<i64>()
+            .map_or_else(|_| value.to_json(), |n| J::Number(n.into())),
+        (Kind::String | Kind::CheckedString(_) | Kind::Enum(_), v) => {
+            v.as_scalar_text().map_or_else(|| v.to_json(), J::String)
+        }
+        (Kind::ObjectList(inner), SettingValue::Array(items)) => J::Array(
+            items
+                .iter()
+                .map(|item| match &item.value {
+                    SettingValue::Object(entries) => typed_object(entries, inner),
+                    other => other.to_json(),
+                })
+                .collect(),
+        ),
+        (Kind::StringList, SettingValue::Array(items)) => J::Array(
+            items
+                .iter()
+                .map(|i| {
+                    i.value
+                        .as_scalar_text()
+                        .map_or_else(|| i.value.to_json(), J::String)
+                })
+                .collect(),
+        ),
+        (Kind::Map, SettingValue::Object(entries)) => J::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.value.clone(),
+                        v.value
+                            .as_scalar_text()
+                            .map_or_else(|| v.value.to_json(), J::String),
+                    )
+                })
+                .collect(),
+        ),
+        (_, v) => v.to_json(),
+    }
+}

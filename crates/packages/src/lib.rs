@@ -9,6 +9,9 @@
 //! Each implemented family has its own folder: `mod.rs` declares its packages, `settings.rs` the
 //! settings they take. Everything here is `static` data: nothing is built at lookup time.
 
+pub mod api;
+pub mod output;
+pub mod paths;
 pub mod registry;
 
 pub mod csv;
@@ -21,4 +24,5 @@ pub mod scim;
 pub mod script;
 pub mod sql;
 
-pub use registry::Registry;
+pub use api::{Environment, Instance, PackageError};
+pub use registry::{Registry, instantiate};

@@ -4,7 +4,36 @@ use idlink_model::package::{
     Availability, Capabilities, PackageCatalog, PackageInfo, SettingsSchema,
 };
 
+use crate::api::{Environment, Instance, PackageError};
 use crate::{csv, custom, fulfill_to_file, ldap, ldif, manual, scim, script, sql};
+
+/// Checks a connection's settings (`settings` from [`idlink_model::settings::typed_json`]) and
+/// returns the package ready to run. Packages this build cannot run say so.
+pub fn instantiate(
+    package: &PackageInfo,
+    settings: serde_json::Value,
+    env: Environment,
+) -> Result<Box<dyn Instance>, PackageError> {
+    match package.id {
+        id if id == csv::CSV.id || id == csv::CSV_COMPLETE.id => {
+            csv::instantiate(package, settings, env)
+        }
+        id if [
+            sql::SQL.id,
+            sql::POSTGRESQL.id,
+            sql::MYSQL.id,
+            sql::SQLITE.id,
+        ]
+        .contains(&id) =>
+        {
+            sql::instantiate(package, settings, env)
+        }
+        id if id == ldif::LDIF.id => ldif::instantiate(package, settings, env),
+        _ => Err(PackageError::NotAvailable {
+            package: package.id.to_string(),
+        }),
+    }
+}
 
 /// Every package known to idlink, sorted by identifier (byte order) for binary search.
 ///

@@ -31,3 +31,15 @@ pub static CSV_COMPLETE: PackageInfo = PackageInfo {
     availability: Availability::Supported,
     settings: &settings::COMPLETE_SETTINGS,
 };
+
+/// Checks settings and returns the package ready to run.
+pub fn instantiate(
+    package: &idlink_model::package::PackageInfo,
+    _settings: serde_json::Value,
+    _env: crate::api::Environment,
+) -> Result<Box<dyn crate::api::Instance>, crate::api::PackageError> {
+    // Replaced by the implementation of this package (issue P2).
+    Err(crate::api::PackageError::NotAvailable {
+        package: package.id.to_string(),
+    })
+}

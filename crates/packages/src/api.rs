@@ -1,0 +1,270 @@
+//! The package seam: what a package is given and what it gives back.
+//!
+//! A package is split like a pipeline component: its settings are parsed and checked without
+//! I/O when it is instantiated ([`crate::registry::instantiate`]), and it touches the managed
+//! system only inside the capability calls. Capabilities are small separate traits, so the
+//! registry can say what a package does without running it.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use idlink_model::config::{KeyType, ValueType};
+use serde::Serialize;
+
+use crate::output::ExportOutput;
+use crate::paths::SourceRoots;
+
+/// Everything a package instance may need from outside, fixed when it is instantiated.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    /// The connection's identifier: the prefix of its tables' names.
+    pub connection: String,
+    /// Relative paths in settings are resolved against this folder (the settings file's).
+    pub base_dir: PathBuf,
+    /// Where file-based packages may read (`SourcesRootPaths`).
+    pub roots: SourceRoots,
+    /// The connection's tables that the configuration maps, with the columns it uses: SQL
+    /// exports one table per mapped table when it has no command, LDAP exports the attributes
+    /// mappings use.
+    pub mapped_tables: Vec<MappedTable>,
+}
+
+impl Environment {
+    /// Resolves a path from settings: relative to [`Environment::base_dir`], then checked to be
+    /// under the source roots.
+    pub fn source_path(&self, path: &str) -> Result<PathBuf, PackageError> {
+        self.roots.resolve(&self.base_dir.join(path))
+    }
+}
+
+/// A table the configuration maps, and the columns its mappings read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedTable {
+    /// The full table name (`<connection>` or `<connection>_<suffix>`).
+    pub name: String,
+    /// The part after `<connection>_`, if any.
+    pub suffix: Option<String>,
+    pub columns: Vec<String>,
+}
+
+/// A package with checked settings, ready to talk to its system.
+pub trait Instance: Send + Sync {
+    fn export(&self) -> Option<&dyn Export> {
+        None
+    }
+    fn schema(&self) -> Option<&dyn Schema> {
+        None
+    }
+    fn check_connection(&self) -> Option<&dyn CheckConnection> {
+        None
+    }
+}
+
+/// Reports progress of long work (rows read so far); the CLI draws a bar or logs lines.
+pub trait Progress: Send + Sync {
+    /// `rows` more rows were written to `table`.
+    fn rows(&self, table: &str, rows: u64);
+    /// A phase starts ("connecting", "reading people.csv", ...).
+    fn phase(&self, message: &str);
+}
+
+/// Progress that goes nowhere.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn rows(&self, _: &str, _: u64) {}
+    fn phase(&self, _: &str) {}
+}
+
+/// One export run.
+pub struct ExportRequest<'a> {
+    /// Incremental mode: read only what changed since `cookie`.
+    pub incremental: bool,
+    /// The cookie the previous successful export left, if any (and not ignored).
+    pub cookie: Option<&'a str>,
+    pub progress: &'a dyn Progress,
+}
+
+impl std::fmt::Debug for ExportRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportRequest")
+            .field("incremental", &self.incremental)
+            .field("cookie", &self.cookie)
+            .finish()
+    }
+}
+
+/// What an export returns besides its tables.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ExportOutcome {
+    /// The cookie to store once the tables are durable (incremental packages only).
+    pub cookie: Option<String>,
+    /// Whether this run was incremental (a package may fall back to complete).
+    pub incremental: bool,
+}
+
+/// Export: system -> connection tables. Rows go to the output as they arrive.
+#[async_trait]
+pub trait Export: Send + Sync {
+    async fn export(
+        &self,
+        request: &ExportRequest<'_>,
+        out: &mut ExportOutput,
+    ) -> Result<ExportOutcome, PackageError>;
+}
+
+/// Refresh schema: the tables and columns a connection exports.
+#[async_trait]
+pub trait Schema: Send + Sync {
+    async fn schema(&self) -> Result<ConnectionSchema, PackageError>;
+}
+
+/// Check connection: is the system reachable with these settings? Returns what was reached.
+#[async_trait]
+pub trait CheckConnection: Send + Sync {
+    async fn check_connection(&self) -> Result<String, PackageError>;
+}
+
+/// A connection's schema: its tables and their columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ConnectionSchema {
+    pub tables: Vec<TableSchema>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableSchema {
+    /// The full connection table name.
+    pub name: String,
+    pub columns: Vec<ColumnSchema>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ColumnSchema {
+    pub name: String,
+    #[serde(serialize_with = "ser_value_type")]
+    pub value_type: ValueType,
+    /// The source's own type name (e.g. `timestamp with time zone`), when it has one.
+    pub source_type: Option<String>,
+    pub multivalued: bool,
+    #[serde(serialize_with = "ser_key_type")]
+    pub key: KeyType,
+}
+
+impl ColumnSchema {
+    /// A plain string column.
+    pub fn string(name: impl Into<String>) -> Self {
+        ColumnSchema {
+            name: name.into(),
+            value_type: ValueType::String,
+            source_type: None,
+            multivalued: false,
+            key: KeyType::None,
+        }
+    }
+}
+
+/// `ValueType` as the configuration writes it.
+pub fn value_type_name(t: ValueType) -> &'static str {
+    match t {
+        ValueType::String => "String",
+        ValueType::Bytes => "Bytes",
+        ValueType::Int32 => "Int32",
+        ValueType::Int64 => "Int64",
+        ValueType::DateTime => "DateTime",
+        ValueType::Bool => "Bool",
+        ValueType::Guid => "Guid",
+        ValueType::Double => "Double",
+        ValueType::Binary => "Binary",
+        ValueType::Byte => "Byte",
+        ValueType::Int16 => "Int16",
+    }
+}
+
+fn ser_value_type<S: serde::Serializer>(t: &ValueType, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(value_type_name(*t))
+}
+
+fn ser_key_type<S: serde::Serializer>(k: &KeyType, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match k {
+        KeyType::None => "none",
+        KeyType::Primary => "primary",
+        KeyType::Unique => "unique",
+    })
+}
+
+/// Why a package could not do what was asked. Messages name the connection, the system and the
+/// operation, say whether a retry may help, and never hold a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error(
+        "package {package} is not available in this build: it is known, but idlink cannot run it yet"
+    )]
+    NotAvailable { package: String },
+    #[error("package {package} cannot {capability}")]
+    Unsupported {
+        package: String,
+        capability: &'static str,
+    },
+    #[error("connection '{connection}': setting {path}: {message}")]
+    Settings {
+        connection: String,
+        path: String,
+        message: String,
+    },
+    #[error("path '{}' is outside SourcesRootPaths ({roots}): {why}", path.display())]
+    OutsideRoots {
+        path: PathBuf,
+        roots: String,
+        why: String,
+    },
+    #[error("cannot {operation} '{}': {source}", path.display())]
+    Io {
+        operation: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{location}: {message}")]
+    Data { location: String, message: String },
+    #[error("connection '{connection}': {operation} on {system} failed: {message}{}", if *retryable { " (a retry may help)" } else { "" })]
+    System {
+        connection: String,
+        system: String,
+        operation: &'static str,
+        message: String,
+        retryable: bool,
+    },
+}
+
+impl PackageError {
+    pub fn io(operation: &'static str, path: &Path, source: std::io::Error) -> Self {
+        PackageError::Io {
+            operation,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Deserializes a package's typed settings (from [`idlink_model::settings::typed_json`]);
+/// errors name the setting's path and never echo its value.
+pub fn parse_settings<T: serde::de::DeserializeOwned>(
+    connection: &str,
+    value: serde_json::Value,
+) -> Result<T, PackageError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        // serde quotes offending values ("invalid value: string \"x\""): keep only the kind of problem.
+        let message = match message.find(": ") {
+            Some(i) if message.starts_with("invalid") => message[..i].to_string(),
+            _ => message,
+        };
+        PackageError::Settings {
+            connection: connection.to_string(),
+            path,
+            message,
+        }
+    })
+}

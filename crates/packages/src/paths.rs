@@ -1,0 +1,105 @@
+//! `SourcesRootPaths`: file-based packages read only below these folders. Paths are
+//! canonicalized first, so `..` and symbolic links that leave the roots are refused.
+
+use std::path::{Path, PathBuf};
+
+use crate::api::PackageError;
+
+/// The canonical source roots.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceRoots {
+    roots: Vec<PathBuf>,
+    /// Roots as configured, for messages (including those that do not exist).
+    shown: Vec<String>,
+}
+
+impl SourceRoots {
+    /// Roots from settings, relative ones resolved against `base_dir`. Roots that do not exist
+    /// allow nothing (and are named in refusals).
+    pub fn new<S: AsRef<str>>(base_dir: &Path, roots: &[S]) -> Self {
+        let mut out = SourceRoots::default();
+        for r in roots {
+            let p = base_dir.join(r.as_ref());
+            out.shown.push(p.display().to_string());
+            if let Ok(c) = p.canonicalize() {
+                out.roots.push(c);
+            }
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.shown.is_empty()
+    }
+
+    fn list(&self) -> String {
+        if self.shown.is_empty() {
+            "none configured".to_string()
+        } else {
+            self.shown.join(", ")
+        }
+    }
+
+    /// The canonical form of `path`, if it lies under a root.
+    pub fn resolve(&self, path: &Path) -> Result<PathBuf, PackageError> {
+        let canonical = path
+            .canonicalize()
+            .map_err(|e| PackageError::io("open", path, e))?;
+        self.check(path, &canonical)?;
+        Ok(canonical)
+    }
+
+    /// Checks a canonical path (e.g. a folder to search for files) against the roots.
+    pub fn check(&self, shown: &Path, canonical: &Path) -> Result<(), PackageError> {
+        if self.roots.iter().any(|r| canonical.starts_with(r)) {
+            return Ok(());
+        }
+        let why = if self.shown.is_empty() {
+            "add the folder that holds it to SourcesRootPaths in appsettings.agent.json".to_string()
+        } else if canonical != shown {
+            format!(
+                "it resolves to '{}', outside every root",
+                canonical.display()
+            )
+        } else {
+            "it is outside every root".to_string()
+        };
+        Err(PackageError::OutsideRoots {
+            path: shown.to_path_buf(),
+            roots: self.list(),
+            why,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_dot_and_symlinks_cannot_leave_the_roots() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("data");
+        std::fs::create_dir(&root).expect("mkdir");
+        std::fs::write(root.join("ok.csv"), "a\n").expect("write");
+        std::fs::write(dir.path().join("secret.csv"), "a\n").expect("write");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(dir.path().join("secret.csv"), root.join("link.csv"))
+            .expect("symlink");
+        let roots = SourceRoots::new(dir.path(), &["data"]);
+        assert!(roots.resolve(&root.join("ok.csv")).is_ok());
+        let e = roots
+            .resolve(&root.join("../secret.csv"))
+            .expect_err("outside");
+        assert!(e.to_string().contains("outside SourcesRootPaths"), "{e}");
+        #[cfg(unix)]
+        assert!(roots.resolve(&root.join("link.csv")).is_err());
+        let none = SourceRoots::new(dir.path(), &[] as &[&str]);
+        assert!(
+            none.resolve(&root.join("ok.csv"))
+                .expect_err("no roots")
+                .to_string()
+                .contains("none configured")
+        );
+    }
+}
