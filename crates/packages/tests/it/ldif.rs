@@ -1,0 +1,1 @@
+//! ldif package tests.

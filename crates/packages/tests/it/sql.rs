@@ -1,0 +1,1 @@
+//! sql package tests.
