@@ -1,6 +1,7 @@
 //! `idlink`: the command line. Glue only: the libraries carry the logic.
 
 mod check;
+mod connection;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,12 @@ enum Command {
     /// Check the configuration and agent settings against every rule; exit 0 when valid,
     /// 1 when not, 2 on usage or I/O errors.
     Check(check::Args),
+    /// Export a connection's data into connection tables (<work>/ExportOutput).
+    Export(connection::ExportArgs),
+    /// Read a connection's tables and columns from its system.
+    RefreshSchema(connection::SchemaArgs),
+    /// Test that a connection's system is reachable with its settings (exit 0 yes, 1 no).
+    CheckConnection(connection::CheckConnectionArgs),
     /// List the packages this build knows, with their capabilities.
     Packages,
 }
@@ -69,6 +76,9 @@ fn main() -> ExitCode {
     tracing::debug!(work = %cli.global.work.display(), "starting");
     let result = match &cli.command {
         Command::Check(args) => check::run(&cli.global, args),
+        Command::Export(args) => connection::export(&cli.global, args),
+        Command::RefreshSchema(args) => connection::refresh_schema(&cli.global, args),
+        Command::CheckConnection(args) => connection::check_connection(&cli.global, args),
         Command::Packages => check::packages(),
     };
     match result {

@@ -1,1 +1,59 @@
-//! The idlink engine.
+//! The idlink engine: runs the work the configuration describes. Today: the export runner
+//! (staging, atomic commit, cookies, transformations, reports); synchronization, provisioning
+//! and jobs follow.
+
+pub mod connection;
+pub mod export;
+pub mod transform;
+
+pub use connection::{OpenConnection, open_connection};
+pub use export::{ExportOptions, ExportReport, TableReport, run_export};
+
+/// Why the engine could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("connection '{id}' is not declared in the configuration{}", suggestion.as_ref().map(|s| format!("; did you mean '{s}'?")).unwrap_or_default())]
+    UnknownConnection {
+        id: String,
+        suggestion: Option<String>,
+    },
+    #[error("connection '{connection}' uses package '{package}', which is not a known package")]
+    UnknownPackage { connection: String, package: String },
+    #[error(
+        "connection '{connection}' has no settings in {file}; add \"Connections\": {{ \"{connection}\": {{ ... }} }}"
+    )]
+    MissingSettings { connection: String, file: String },
+    #[error("connection '{connection}' ({package}) cannot {capability}")]
+    Unsupported {
+        connection: String,
+        package: String,
+        capability: &'static str,
+    },
+    #[error("export of connection '{connection}' is deactivated (DeactivationExportFulfill)")]
+    Deactivated { connection: String },
+    #[error(transparent)]
+    Package(#[from] idlink_packages::PackageError),
+    #[error("{0}")]
+    Transform(String),
+    #[error("cannot {operation} '{}': {source}", path.display())]
+    Io {
+        operation: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl EngineError {
+    pub(crate) fn io(
+        operation: &'static str,
+        path: &std::path::Path,
+        source: std::io::Error,
+    ) -> Self {
+        EngineError::Io {
+            operation,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
