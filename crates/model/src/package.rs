@@ -127,7 +127,8 @@ pub enum Kind {
     },
     /// One of the values (compared case-insensitively).
     Enum(&'static [&'static str]),
-    /// An array of strings.
+    /// An array of strings, or one string the package splits (as Netwrix documentation writes
+    /// some lists: `"FilterValues": "user organizationalUnit"`).
     StringList,
     /// An array of objects of the given schema.
     ObjectList(&'static SettingsSchema),
@@ -142,7 +143,7 @@ impl Kind {
             Kind::Bool => "true or false".into(),
             Kind::Int { min, max } => format!("a whole number from {min} to {max}"),
             Kind::Enum(values) => format!("one of {}", values.join(", ")),
-            Kind::StringList => "an array of strings".into(),
+            Kind::StringList => "an array of strings (or one string)".into(),
             Kind::ObjectList(_) => "an array of objects".into(),
             Kind::Map => "an object of string values".into(),
         }

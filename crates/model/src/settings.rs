@@ -764,6 +764,9 @@ fn check_kind(
                     }
                 }
             }
+            // Netwrix documentation also writes lists as one string ("user organizationalUnit");
+            // the package splits it as that setting's documentation says.
+            SettingValue::String(_) => {}
             other => diags.push(bad(format!(
                 "must be an array of strings, not {}",
                 other.type_name()
