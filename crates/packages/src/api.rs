@@ -58,6 +58,9 @@ pub trait Instance: Send + Sync {
     fn check_connection(&self) -> Option<&dyn CheckConnection> {
         None
     }
+    fn fulfill(&self) -> Option<&dyn Fulfill> {
+        None
+    }
 }
 
 /// Reports progress of long work (rows read so far); the CLI draws a bar or logs lines.
@@ -124,6 +127,94 @@ pub trait Schema: Send + Sync {
 #[async_trait]
 pub trait CheckConnection: Send + Sync {
     async fn check_connection(&self) -> Result<String, PackageError>;
+}
+
+/// Fulfill: provisioning orders -> the managed system -> one result per order. An order that
+/// fails is `Errored` with the system's message and the others go on; `Err` is for failures
+/// that stop the whole batch (the system unreachable before anything was sent).
+#[async_trait]
+pub trait Fulfill: Send + Sync {
+    async fn fulfill(&self, request: &FulfillRequest<'_>) -> Result<Vec<OrderResult>, PackageError>;
+}
+
+/// One fulfill run.
+pub struct FulfillRequest<'a> {
+    pub orders: &'a [ProvisioningOrder],
+    /// Plan only: each result lists the operations that would be sent, and nothing is sent.
+    pub dry_run: bool,
+    pub progress: &'a dyn Progress,
+}
+
+impl std::fmt::Debug for FulfillRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FulfillRequest").field("orders", &self.orders.len()).field("dry_run", &self.dry_run).finish()
+    }
+}
+
+/// The orders file of SPEC §6: `{"ProvisioningOrdersList": [...]}`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, Serialize)]
+pub struct OrdersFile {
+    #[serde(rename = "ProvisioningOrdersList")]
+    pub orders: Vec<ProvisioningOrder>,
+}
+
+/// `Added`, `Modified` or `Deleted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+pub enum ChangeType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One change to apply in a managed system (SPEC §6).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, Serialize)]
+pub struct ProvisioningOrder {
+    /// The order's identifier, echoed in its result (orders without one are numbered).
+    #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(rename = "ChangeType")]
+    pub change_type: ChangeType,
+    #[serde(rename = "ResourceType")]
+    pub resource_type: ResourceTypeRef,
+    #[serde(rename = "Owner", default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The target resource's current values (absent for `Added`).
+    #[serde(rename = "Resource", default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Changed properties; multi-valued navigation properties as `<prop>_add` / `<prop>_remove`.
+    #[serde(rename = "Changes", default)]
+    pub changes: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, Serialize)]
+pub struct ResourceTypeRef {
+    #[serde(rename = "Identifier")]
+    pub identifier: String,
+    #[serde(rename = "SourceEntityType", default, skip_serializing_if = "Option::is_none")]
+    pub source_entity_type: Option<serde_json::Value>,
+    #[serde(rename = "TargetEntityType", default, skip_serializing_if = "Option::is_none")]
+    pub target_entity_type: Option<serde_json::Value>,
+}
+
+/// The state an order reaches at the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+pub enum OrderState {
+    Executed,
+    Errored,
+}
+
+/// The outcome of one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderResult {
+    /// The order's position in the request (0-based).
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub state: OrderState,
+    /// The system's result (e.g. the LDAP result code and message), or why it failed.
+    pub message: String,
+    /// The operations sent (or, in a dry run, that would be sent), one line each.
+    pub operations: Vec<String>,
 }
 
 /// A connection's schema: its tables and their columns.
