@@ -117,7 +117,8 @@ pub async fn run_export(
         .map_err(|e| EngineError::io("create a staging folder in", &output_dir, e))?;
     let mut out = ExportOutput::new(id, staging.path());
     let request = ExportRequest {
-        incremental: open.package.capabilities.incremental && !opts.ignore_cookies,
+        // Incremental only after a complete export left a cookie.
+        incremental: cookie.is_some(),
         cookie: cookie.as_deref(),
         progress: opts.progress,
     };

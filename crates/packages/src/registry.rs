@@ -414,10 +414,10 @@ mod tests {
     #[test]
     fn csv_separator_is_one_character_or_tab() {
         let check = check_of("Usercube.CSV", "Separator");
-        for ok in [",", ";", "|", "\t", "tab", "TAB", "\\t", "é"] {
+        for ok in [",", ";", "|", "\t", "tab", "TAB", "\\t"] {
             assert_eq!(check(ok), Ok(()), "{ok:?}");
         }
-        for bad in ["", ";;", "comma", "\"", "\n", "\\n"] {
+        for bad in ["", ";;", "comma", "\"", "\n", "\\n", "é"] {
             assert!(check(bad).is_err(), "{bad:?}");
         }
     }

@@ -1,6 +1,6 @@
 //! `idlink check` end to end: exit codes, text and JSON output, global options.
 
-use crate::support::{idlink, repo_root};
+use crate::support::{copy_dir, idlink, repo_root};
 
 #[test]
 fn quickstart_is_valid() {
@@ -210,17 +210,4 @@ fn packages_lists_every_identifier() {
     assert!(stdout.lines().any(
         |l| l.starts_with("Usercube.SAP@0000001") && l.ends_with("not available in this build")
     ));
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
 }

@@ -2,4 +2,5 @@
 
 mod broken;
 mod check;
+mod export;
 mod support;

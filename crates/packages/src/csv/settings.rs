@@ -2,6 +2,9 @@
 
 use idlink_model::package::{Constraint, Field, Kind, SettingsSchema};
 
+use super::decode::SourceEncoding;
+use crate::api::{PackageError, parse_settings};
+
 /// `Usercube.CSV`: `Path` and/or `PathIncremental`.
 pub static SETTINGS: SettingsSchema = SettingsSchema {
     fields: &[
@@ -101,9 +104,185 @@ pub fn check_separator(value: &str) -> Result<(), String> {
         (Some('"' | '\r' | '\n'), None) => {
             Err("a quote or a line break cannot separate columns".to_owned())
         }
-        (Some(_), None) => Ok(()),
+        (Some(c), None) if c.is_ascii() => Ok(()),
+        (Some(c), None) => Err(format!(
+            "'{c}' is not an ASCII character; the separator must be one ASCII character, or `tab`"
+        )),
         _ => Err(format!(
             "'{value}' is not one character; give one character, or `tab`"
         )),
+    }
+}
+
+/// The settings as `typed_json` gives them (names as the schema spells them).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct RawSettings {
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    path_incremental: Option<String>,
+    #[serde(default)]
+    is_file_name_regex: Option<bool>,
+    #[serde(default)]
+    separator: Option<String>,
+    #[serde(default)]
+    encoding: Option<String>,
+    #[serde(default)]
+    number_of_lines_to_skip: Option<u64>,
+    #[serde(default)]
+    values_to_trim: Option<OneOrMany>,
+}
+
+/// `ValuesToTrim` as a list, or as one string (read as a list of one).
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged, expecting = "a list of strings, or one string")]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Where a file comes from: a plain path, or a folder and a file-name pattern.
+#[derive(Debug, Clone)]
+pub(crate) enum FileSpec {
+    /// A path as written in the settings (relative to the settings folder).
+    Plain(String),
+    /// `IsFileNameRegex`: the newest file of `folder` whose whole name matches `pattern`.
+    Regex {
+        /// The folder part of the path, as written (empty: the settings folder).
+        folder: String,
+        /// The file-name part, as written.
+        shown: String,
+        /// That part, anchored to match whole names.
+        pattern: regex::Regex,
+    },
+}
+
+/// Checked settings of a CSV connection.
+#[derive(Debug, Clone)]
+pub(crate) struct CsvSettings {
+    /// `Path`: read by complete exports (and schema).
+    pub path: Option<FileSpec>,
+    /// `PathIncremental`: read by incremental exports (never set for `Usercube.CSV.Complete`).
+    pub path_incremental: Option<FileSpec>,
+    /// The column separator, one ASCII byte.
+    pub separator: u8,
+    pub encoding: SourceEncoding,
+    /// Lines skipped before the header.
+    pub skip: u64,
+    /// `ValuesToTrim`, in order; none empty.
+    pub trim: Vec<Box<[u8]>>,
+}
+
+impl CsvSettings {
+    /// Parses and checks settings, without I/O. `incremental` is false for
+    /// `Usercube.CSV.Complete`, which has no `PathIncremental`.
+    pub(crate) fn parse(
+        connection: &str,
+        settings: serde_json::Value,
+        incremental: bool,
+    ) -> Result<CsvSettings, PackageError> {
+        let raw: RawSettings = parse_settings(connection, settings)?;
+        let bad = |path: &str, message: String| PackageError::Settings {
+            connection: connection.to_string(),
+            path: path.to_string(),
+            message,
+        };
+        let regex = raw.is_file_name_regex.unwrap_or(false);
+        let spec = |name: &str, value: Option<String>| -> Result<Option<FileSpec>, PackageError> {
+            match value {
+                None => Ok(None),
+                Some(v) if v.trim().is_empty() => Err(bad(name, "the path is empty".into())),
+                Some(v) if !regex => Ok(Some(FileSpec::Plain(v))),
+                Some(v) => {
+                    let (folder, file) = v.rsplit_once('/').unwrap_or(("", &v));
+                    if file.is_empty() {
+                        return Err(bad(
+                            name,
+                            "IsFileNameRegex is set, but the path ends with '/': its last part must be a file-name pattern".into(),
+                        ));
+                    }
+                    let pattern = regex::Regex::new(&format!("^(?:{file})$")).map_err(|e| {
+                        bad(
+                            name,
+                            format!("'{file}' is not a valid regular expression: {e}"),
+                        )
+                    })?;
+                    Ok(Some(FileSpec::Regex {
+                        folder: folder.to_string(),
+                        shown: file.to_string(),
+                        pattern,
+                    }))
+                }
+            }
+        };
+        let path = spec("Path", raw.path)?;
+        let path_incremental = if incremental {
+            spec("PathIncremental", raw.path_incremental)?
+        } else {
+            None
+        };
+        if path.is_none() && path_incremental.is_none() {
+            let message = if incremental {
+                "give Path (the complete file) and/or PathIncremental (the incremental file)"
+            } else {
+                "Path is required: the CSV file to export"
+            };
+            return Err(bad("Path", message.into()));
+        }
+        let separator = match raw.separator.as_deref() {
+            None => b',',
+            Some(s) => {
+                check_separator(s).map_err(|m| bad("Separator", m))?;
+                if s.eq_ignore_ascii_case("tab") || s == "\\t" {
+                    b'\t'
+                } else {
+                    match s.as_bytes() {
+                        [b] if b.is_ascii() => *b,
+                        _ => {
+                            return Err(bad(
+                                "Separator",
+                                format!(
+                                    "'{s}' is not an ASCII character; this build reads files separated by an ASCII character or a tab"
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+        };
+        let encoding = match raw.encoding.as_deref() {
+            None => SourceEncoding::UTF8,
+            Some(e) => SourceEncoding::from_name(e).ok_or_else(|| {
+                bad(
+                    "Encoding",
+                    check_encoding(e)
+                        .err()
+                        .unwrap_or_else(|| format!("'{e}' is not supported")),
+                )
+            })?,
+        };
+        let trim = match raw.values_to_trim {
+            None => Vec::new(),
+            Some(OneOrMany::One(v)) => vec![v],
+            Some(OneOrMany::Many(v)) => v,
+        };
+        if let Some(i) = trim.iter().position(String::is_empty) {
+            return Err(bad(
+                &format!("ValuesToTrim[{i}]"),
+                "an empty value trims nothing; remove it".into(),
+            ));
+        }
+        Ok(CsvSettings {
+            path,
+            path_incremental,
+            separator,
+            encoding,
+            skip: raw.number_of_lines_to_skip.unwrap_or(0),
+            trim: trim
+                .into_iter()
+                .map(|t| t.into_bytes().into_boxed_slice())
+                .collect(),
+        })
     }
 }

@@ -1,0 +1,219 @@
+//! `idlink export`, `refresh-schema` and `check-connection` end to end on the quickstart's
+//! CSV connections.
+
+use crate::support::{copy_dir, idlink, repo_root};
+
+#[test]
+fn quickstart_hr_connections_export() {
+    let work = tempfile::tempdir().expect("tempdir");
+    for id in ["HRPeople", "HROrganizations"] {
+        let out = idlink()
+            .args([
+                "export",
+                "--config",
+                "examples/quickstart",
+                "--connection",
+                id,
+                "--work",
+            ])
+            .arg(work.path())
+            .output()
+            .expect("runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.starts_with(&format!("exported {id} (Usercube.CSV@0000001, complete)")),
+            "{stdout}"
+        );
+    }
+    let people =
+        std::fs::read_to_string(work.path().join("ExportOutput/HRPeople.csv")).expect("table");
+    let source =
+        std::fs::read_to_string(repo_root().join("examples/quickstart/data/hr_people.csv"))
+            .expect("source");
+    assert_eq!(
+        people, source,
+        "a UTF-8 CSV with a comma separator exports as it is"
+    );
+    let orgs = std::fs::read_to_string(work.path().join("ExportOutput/HROrganizations.csv"))
+        .expect("table");
+    assert_eq!(orgs.lines().count(), 4);
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(work.path().join("Reports/export-HRPeople.json")).expect("report"),
+    )
+    .expect("json");
+    assert_eq!(report["tables"][0]["rows"], 8);
+    assert_eq!(report["tables"][0]["name"], "HRPeople");
+}
+
+#[test]
+fn a_failed_export_keeps_the_previous_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(
+        &repo_root().join("examples/quickstart"),
+        &dir.path().join("conf"),
+    );
+    let work = dir.path().join("work");
+    let export = || {
+        idlink()
+            .current_dir(dir.path())
+            .args(["export", "--connection", "HRPeople"])
+            .output()
+            .expect("runs")
+    };
+    assert_eq!(export().status.code(), Some(0));
+    let before = std::fs::read(work.join("ExportOutput/HRPeople.csv")).expect("table");
+    // A ragged row in the source: the export fails with its line and changes nothing.
+    let source = dir.path().join("conf/data/hr_people.csv");
+    let mut text = std::fs::read_to_string(&source).expect("read");
+    text.push_str("E009,Only,Three\n");
+    std::fs::write(&source, text).expect("write");
+    let out = export();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("hr_people.csv:10"), "{stderr}");
+    assert!(stderr.contains("unchanged"), "{stderr}");
+    assert_eq!(
+        std::fs::read(work.join("ExportOutput/HRPeople.csv")).expect("table"),
+        before
+    );
+    let names: Vec<String> = std::fs::read_dir(work.join("ExportOutput"))
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["HRPeople.csv"], "no staging folder left behind");
+}
+
+#[test]
+fn refresh_schema_lists_the_header_and_check_connection_reads_the_file() {
+    let out = idlink()
+        .args([
+            "refresh-schema",
+            "--config",
+            "examples/quickstart",
+            "--connection",
+            "HRPeople",
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let columns: Vec<&str> = schema["tables"][0]["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "EmployeeId",
+            "FirstName",
+            "LastName",
+            "Email",
+            "OrganizationCode",
+            "StartDate"
+        ]
+    );
+
+    let out = idlink()
+        .args([
+            "refresh-schema",
+            "--config",
+            "examples/quickstart",
+            "--connection",
+            "HROrganizations",
+            "--format",
+            "xml",
+        ])
+        .output()
+        .expect("runs");
+    let xml = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        xml.contains(
+            "<ConnectionTable Connection=\"HROrganizations\" Identifier=\"HROrganizations\">"
+        ),
+        "{xml}"
+    );
+    assert!(xml.contains("<Column Identifier=\"Code\" />"), "{xml}");
+
+    let out = idlink()
+        .args([
+            "check-connection",
+            "--config",
+            "examples/quickstart",
+            "--connection",
+            "hrpeople",
+        ])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("reachable") && stdout.contains("hr_people.csv"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_path_outside_the_source_roots_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(
+        &repo_root().join("examples/quickstart"),
+        &dir.path().join("conf"),
+    );
+    std::fs::write(dir.path().join("outside.csv"), "a,b\n1,2\n").expect("write");
+    let out = idlink()
+        .current_dir(dir.path())
+        .env(
+            "IDLINK__Connections__HRPeople__Path",
+            "data/../../outside.csv",
+        )
+        .args(["check-connection", "--connection", "HRPeople"])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("outside SourcesRootPaths"), "{stdout}");
+}
+
+#[test]
+fn export_refuses_an_invalid_configuration_and_unknown_connections() {
+    let out = idlink()
+        .args([
+            "export",
+            "--config",
+            "examples/broken/mapping-keys",
+            "--connection",
+            "HRPeople",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error[mapping-keys]"));
+    let out = idlink()
+        .args([
+            "export",
+            "--config",
+            "examples/quickstart",
+            "--connection",
+            "HRPeopel",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean 'HRPeople'"));
+}

@@ -1,0 +1,224 @@
+//! Export (file -> one connection table) and check connection (the file is readable).
+
+use std::io::Read;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use async_trait::async_trait;
+use csv::ByteRecord;
+
+use super::Csv;
+use super::settings::FileSpec;
+use super::source::{Source, Table, locate, trim};
+use crate::api::{CheckConnection, Export, ExportOutcome, ExportRequest, PackageError};
+use crate::output::ExportOutput;
+
+/// Rows between two progress reports.
+const PROGRESS_EVERY: u64 = 10_000;
+
+impl Csv {
+    /// The file this run reads, and whether the run is incremental (see the module docs).
+    fn pick(&self, request: &ExportRequest<'_>) -> Result<(&FileSpec, bool), PackageError> {
+        let settings = &self.settings;
+        match (&settings.path, &settings.path_incremental) {
+            (_, Some(inc)) if request.incremental && request.cookie.is_some() => Ok((inc, true)),
+            (Some(path), _) => Ok((path, false)),
+            // Only an incremental file: every export reads it.
+            (None, Some(inc)) if request.incremental => Ok((inc, true)),
+            (None, _) => Err(PackageError::Settings {
+                connection: self.env.connection.clone(),
+                path: "Path".into(),
+                message: "a complete export needs Path: only PathIncremental is set".into(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Export for Csv {
+    async fn export(
+        &self,
+        request: &ExportRequest<'_>,
+        out: &mut ExportOutput,
+    ) -> Result<ExportOutcome, PackageError> {
+        let (spec, incremental) = self.pick(request)?;
+        let source = locate(&self.env, spec)?;
+        request
+            .progress
+            .phase(&format!("reading {}", source.path.display()));
+        let table = Table::open(&source, &self.settings)?;
+        let id = out.create(None, &table.header)?;
+        let name = out.name(id).to_string();
+        let keep = table.keep.clone();
+        let verbatim = table.verbatim();
+        let trims = &self.settings.trim;
+        let mut pending = 0;
+        pipeline(table, &source, |batch| {
+            for record in batch {
+                if verbatim {
+                    out.write_byte_record(id, record)?;
+                } else {
+                    out.write(
+                        id,
+                        keep.iter()
+                            .map(|&i| trim(record.get(i).unwrap_or_default(), trims)),
+                    )?;
+                }
+                pending += 1;
+                if pending == PROGRESS_EVERY {
+                    request.progress.rows(&name, pending);
+                    pending = 0;
+                }
+            }
+            Ok(())
+        })?;
+        if pending > 0 {
+            request.progress.rows(&name, pending);
+        }
+        Ok(ExportOutcome {
+            cookie: Some(cookie(&source, incremental)),
+            incremental,
+        })
+    }
+}
+
+/// Rows handed over from the reading thread to the writing one at a time.
+const BATCH_ROWS: usize = 1024;
+/// Batches in flight; with [`BATCH_ROWS`], this bounds the memory rows take.
+const BATCHES: usize = 4;
+
+/// Rows read, ready to write. The records are reused from batch to batch, so rows cost no
+/// allocation once the first batches have grown to the rows' size.
+struct Batch {
+    rows: Vec<ByteRecord>,
+    len: usize,
+}
+
+/// Reads the table's rows on a second thread (decoding and parsing) while `write` consumes
+/// them on this one, in order. The first error, on either side, stops both; rows before a bad
+/// row have been written (the runner then discards the staged table).
+fn pipeline<F>(table: Table<'_>, source: &Source, mut write: F) -> Result<(), PackageError>
+where
+    F: FnMut(&[ByteRecord]) -> Result<(), PackageError>,
+{
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) = sync_channel::<Result<Batch, PackageError>>(BATCHES);
+        let (empty_tx, empty_rx) = sync_channel::<Batch>(BATCHES);
+        for _ in 0..BATCHES {
+            let batch = Batch {
+                rows: vec![ByteRecord::new(); BATCH_ROWS],
+                len: 0,
+            };
+            // The channel has room for every batch: this cannot block nor fail.
+            let _ = empty_tx.send(batch);
+        }
+        let reader = std::thread::Builder::new()
+            .name("csv-read".into())
+            .spawn_scoped(scope, move || read_rows(table, &full_tx, &empty_rx))
+            .map_err(|e| PackageError::io("start a reading thread for", &source.path, e))?;
+        // Ends when the reader is done and has dropped its sender; returning early drops the
+        // channels, which stops the reader.
+        for batch in &full_rx {
+            let batch = batch?;
+            write(&batch.rows[..batch.len])?;
+            let _ = empty_tx.send(batch);
+        }
+        // A reader that panicked has sent no error: the rows may be incomplete.
+        reader.join().map_err(|_| {
+            PackageError::io(
+                "read",
+                &source.path,
+                std::io::Error::other("the reading thread stopped unexpectedly"),
+            )
+        })
+    })
+}
+
+/// The reading side of [`pipeline`]: fills the empty batches it is given and sends them back,
+/// then an error if one stops it.
+fn read_rows(
+    mut table: Table<'_>,
+    full: &SyncSender<Result<Batch, PackageError>>,
+    empty: &Receiver<Batch>,
+) {
+    // Whether the last row read may hold an unclosed quote (see `Table::may_be_unclosed`).
+    let mut suspicious = false;
+    while let Ok(mut batch) = empty.recv() {
+        batch.len = 0;
+        let mut stop = None;
+        let mut end = false;
+        while let Some(record) = batch.rows.get_mut(batch.len) {
+            match table.reader.read_byte_record(record) {
+                Ok(true) if record.len() == table.width => batch.len += 1,
+                Ok(true) => {
+                    stop = Some(table.ragged(record));
+                    break;
+                }
+                Ok(false) => {
+                    end = true;
+                    break;
+                }
+                Err(e) => {
+                    stop = Some(table.error(e));
+                    break;
+                }
+            }
+        }
+        if let Some(last) = batch.len.checked_sub(1).and_then(|i| batch.rows.get(i)) {
+            suspicious = table.may_be_unclosed(last);
+        }
+        if end && suspicious {
+            stop = table.unclosed_quote();
+        }
+        if batch.len > 0 && full.send(Ok(batch)).is_err() {
+            return;
+        }
+        if let Some(e) = stop {
+            let _ = full.send(Err(e));
+            return;
+        }
+        if end {
+            return;
+        }
+    }
+}
+
+/// The cookie left by an export: its mode, the file read and when. Its presence tells the next
+/// run that a complete export has been done, so an incremental one may follow; its content is
+/// informative only.
+fn cookie(source: &Source, incremental: bool) -> String {
+    let time = |t: std::time::SystemTime| {
+        chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    serde_json::json!({
+        "mode": if incremental { "incremental" } else { "complete" },
+        "file": source.path.display().to_string(),
+        "modified": source.modified.map(time),
+        "exported": time(std::time::SystemTime::now()),
+    })
+    .to_string()
+}
+
+#[async_trait]
+impl CheckConnection for Csv {
+    /// Every configured file (`Path`, `PathIncremental`) is found under the source roots and
+    /// can be read.
+    async fn check_connection(&self) -> Result<String, PackageError> {
+        let mut reached = Vec::new();
+        for spec in [&self.settings.path, &self.settings.path_incremental]
+            .into_iter()
+            .flatten()
+        {
+            let source = locate(&self.env, spec)?;
+            let mut file = std::fs::File::open(&source.path)
+                .map_err(|e| PackageError::io("open", &source.path, e))?;
+            file.read(&mut [0u8; 1])
+                .map_err(|e| PackageError::io("read", &source.path, e))?;
+            reached.push(format!(
+                "readable: {} ({} bytes)",
+                source.path.display(),
+                source.len
+            ));
+        }
+        Ok(reached.join("; "))
+    }
+}

@@ -1,0 +1,406 @@
+//! Finding the file to read under `SourcesRootPaths`, and opening it as a table: decoded,
+//! its leading lines skipped, its header read and checked.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, Read};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use csv::ByteRecord;
+
+use super::decode::{Decoded, Malformed, SourceEncoding, line_at, skip_line};
+use super::settings::{CsvSettings, FileSpec};
+use crate::api::{Environment, PackageError};
+
+/// A file found under the source roots.
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    /// The canonical path (checked against the roots).
+    pub path: PathBuf,
+    /// The file name, for error locations (`people.csv:12`).
+    pub name: String,
+    pub len: u64,
+    pub modified: Option<SystemTime>,
+}
+
+/// Finds the file a [`FileSpec`] names: the path itself, or the newest matching file.
+pub(crate) fn locate(env: &Environment, spec: &FileSpec) -> Result<Source, PackageError> {
+    let path = match spec {
+        FileSpec::Plain(p) => env.source_path(p)?,
+        FileSpec::Regex {
+            folder,
+            shown,
+            pattern,
+        } => {
+            let folder = env.source_path(if folder.is_empty() { "." } else { folder })?;
+            let newest = newest_match(&folder, pattern)?.ok_or_else(|| PackageError::Data {
+                location: folder.display().to_string(),
+                message: format!(
+                    "no file in this folder matches '{shown}' (IsFileNameRegex: the whole file name must match)"
+                ),
+            })?;
+            // The match may be a symbolic link that leaves the roots: check it too.
+            env.roots.resolve(&newest)?
+        }
+    };
+    let meta = std::fs::metadata(&path).map_err(|e| PackageError::io("open", &path, e))?;
+    if !meta.is_file() {
+        return Err(PackageError::io(
+            "read",
+            &path,
+            std::io::Error::other("it is not a regular file"),
+        ));
+    }
+    Ok(Source {
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string()),
+        len: meta.len(),
+        modified: meta.modified().ok(),
+        path,
+    })
+}
+
+/// The newest regular file of `folder` whose name matches: latest modification time, then
+/// the greatest name (so `people_20240102.csv` beats `people_20240101.csv` written in the
+/// same second).
+fn newest_match(folder: &Path, pattern: &regex::Regex) -> Result<Option<PathBuf>, PackageError> {
+    let entries = std::fs::read_dir(folder).map_err(|e| PackageError::io("list", folder, e))?;
+    let mut best: Option<(SystemTime, String, PathBuf)> = None;
+    for entry in entries {
+        let entry = entry.map_err(|e| PackageError::io("list", folder, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !pattern.is_match(name) {
+            continue;
+        }
+        let path = entry.path();
+        // Follows symbolic links; broken links and folders are not candidates.
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        let newer = best
+            .as_ref()
+            .is_none_or(|(m, n, _)| (modified, name) > (*m, n.as_str()));
+        if newer {
+            best = Some((modified, name.to_string(), path));
+        }
+    }
+    Ok(best.map(|(_, _, p)| p))
+}
+
+/// Buffer of the CSV parser.
+const PARSE_BUFFER: usize = 128 * 1024;
+
+/// An open CSV file, positioned after its header.
+pub(crate) struct Table<'s> {
+    pub source: &'s Source,
+    pub reader: csv::Reader<Decoded<File>>,
+    /// Names of the kept columns (those with a header).
+    pub header: Vec<String>,
+    /// Indexes of the kept columns among all fields.
+    pub keep: Vec<usize>,
+    /// Fields in the header, dropped ones included: every row must have as many.
+    pub width: usize,
+    settings: &'s CsvSettings,
+}
+
+impl std::fmt::Debug for Table<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("source", &self.source.path)
+            .field("header", &self.header)
+            .field("width", &self.width)
+            .finish()
+    }
+}
+
+impl<'s> Table<'s> {
+    /// Opens `source`: decodes it, skips `NumberOfLinesToSkip` lines, reads the header.
+    pub fn open(source: &'s Source, settings: &'s CsvSettings) -> Result<Self, PackageError> {
+        let file =
+            File::open(&source.path).map_err(|e| PackageError::io("open", &source.path, e))?;
+        let mut decoded = Decoded::new(file, settings.encoding);
+        for skipped in 0..settings.skip {
+            let more = skip_line(&mut decoded)
+                .map_err(|e| read_error(source, settings, csv::Error::from(e)))?;
+            if !more {
+                return Err(PackageError::Data {
+                    location: source.name.clone(),
+                    message: if skipped == 0 {
+                        "empty file: no header".to_string()
+                    } else {
+                        format!(
+                            "no header: the file has {skipped} line(s) and NumberOfLinesToSkip is {}",
+                            settings.skip
+                        )
+                    },
+                });
+            }
+        }
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(settings.separator)
+            .buffer_capacity(PARSE_BUFFER)
+            .from_reader(decoded);
+        let mut record = ByteRecord::new();
+        let found = reader
+            .read_byte_record(&mut record)
+            .map_err(|e| read_error(source, settings, e))?;
+        if !found {
+            return Err(PackageError::Data {
+                location: source.name.clone(),
+                message: if settings.skip == 0 {
+                    "empty file: no header".to_string()
+                } else {
+                    format!(
+                        "empty file: no header after the {} skipped line(s)",
+                        settings.skip
+                    )
+                },
+            });
+        }
+        let mut table = Table {
+            source,
+            reader,
+            header: Vec::new(),
+            keep: Vec::new(),
+            width: 0,
+            settings,
+        };
+        table.read_header(&record)?;
+        Ok(table)
+    }
+
+    /// Keeps the named columns; refuses duplicate names.
+    fn read_header(&mut self, record: &ByteRecord) -> Result<(), PackageError> {
+        // Found only for an error: finding the line reads the file again.
+        let bad = |message: String| PackageError::Data {
+            location: self.location(record),
+            message,
+        };
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let (mut header, mut keep) = (Vec::new(), Vec::new());
+        for (i, field) in record.iter().enumerate() {
+            let field = trim(field, &self.settings.trim);
+            let name = std::str::from_utf8(field)
+                .map_err(|e| bad(format!("column {} of the header is not UTF-8: {e}", i + 1)))?;
+            if name.contains('\0') && !self.settings.encoding.name.starts_with("UTF-16") {
+                return Err(bad("the header holds NUL characters: the file is probably UTF-16 without a byte-order mark; set Encoding to UTF-16LE or UTF-16BE".into()));
+            }
+            if name.trim().is_empty() {
+                continue;
+            }
+            if let Some(first) = seen.insert(name, i) {
+                return Err(bad(format!(
+                    "column '{name}' appears twice in the header: columns {} and {}",
+                    first + 1,
+                    i + 1
+                )));
+            }
+            header.push(name.to_string());
+            keep.push(i);
+        }
+        if header.is_empty() {
+            return Err(bad("no column has a header: the header row is empty".into()));
+        }
+        self.header = header;
+        self.keep = keep;
+        self.width = record.len();
+        Ok(())
+    }
+
+    /// `people.csv:12`: the file name and the line where `record` starts.
+    pub fn location(&self, record: &ByteRecord) -> String {
+        location(
+            self.source,
+            self.settings,
+            record.position().map(|p| p.byte()),
+        )
+    }
+
+    /// Whether every column is kept and no value is trimmed: rows are copied as they are.
+    pub fn verbatim(&self) -> bool {
+        self.keep.len() == self.width && self.settings.trim.is_empty()
+    }
+
+    /// An error of the CSV reader, with its place in the file.
+    pub fn error(&self, e: csv::Error) -> PackageError {
+        read_error(self.source, self.settings, e)
+    }
+
+    /// A row whose field count differs from the header's.
+    pub fn ragged(&self, record: &ByteRecord) -> PackageError {
+        PackageError::Data {
+            location: self.location(record),
+            message: format!(
+                "this row has {} field(s) but the header has {}: ragged rows are refused, not padded nor cut (a value that holds the separator '{}' must be quoted)",
+                record.len(),
+                self.width,
+                char::from(self.settings.separator).escape_default(),
+            ),
+        }
+    }
+}
+
+impl Table<'_> {
+    /// Whether `record`, the last of the file, may hold a quote that was never closed: a
+    /// quoted value left open runs to the end of the file, taking the rows after it into its
+    /// last field. Cheap: looks at that field only.
+    pub fn may_be_unclosed(&self, record: &ByteRecord) -> bool {
+        record
+            .iter()
+            .next_back()
+            .is_some_and(|last| last.iter().any(|&b| b == b'\n' || b == b'\r'))
+    }
+
+    /// The error for a quoted value left open, if there is one: reads the file again (only
+    /// when [`Table::may_be_unclosed`] says so), following quotes as the CSV reader does.
+    pub fn unclosed_quote(&self) -> Option<PackageError> {
+        let line = unclosed_quote_line(self.source, self.settings).ok()??;
+        Some(PackageError::Data {
+            location: format!("{}:{line}", self.source.name),
+            message: "a quoted value opens here and is never closed, so it takes in every line after it; close it (a quote inside a quoted value is written twice: \"\")".into(),
+        })
+    }
+}
+
+/// The line where a quoted value opens that the end of the file leaves open.
+fn unclosed_quote_line(source: &Source, settings: &CsvSettings) -> std::io::Result<Option<u64>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        FieldStart,
+        Unquoted,
+        Quoted,
+        QuoteInQuoted,
+    }
+    let mut text = Decoded::new(File::open(&source.path)?, settings.encoding);
+    for _ in 0..settings.skip {
+        skip_line(&mut text)?;
+    }
+    let (sep, quote) = (settings.separator, b'"');
+    let mut state = State::FieldStart;
+    let mut line = 1 + settings.skip;
+    let mut opened = line;
+    loop {
+        let buf = text.fill_buf()?;
+        if buf.is_empty() {
+            return Ok((state == State::Quoted).then_some(opened));
+        }
+        for &b in buf {
+            state = match state {
+                State::Quoted if b == quote => State::QuoteInQuoted,
+                State::Quoted => State::Quoted,
+                State::QuoteInQuoted if b == quote => State::Quoted,
+                State::FieldStart if b == quote => {
+                    opened = line;
+                    State::Quoted
+                }
+                _ if b == sep || b == b'\r' || b == b'\n' => State::FieldStart,
+                _ => State::Unquoted,
+            };
+            line += u64::from(b == b'\n');
+        }
+        let n = buf.len();
+        text.consume(n);
+    }
+}
+
+/// Removes each of `values` from both ends of `value`, repeatedly, one after the other.
+pub(crate) fn trim<'v>(mut value: &'v [u8], values: &[Box<[u8]>]) -> &'v [u8] {
+    for t in values {
+        while let Some(rest) = value.strip_prefix(&**t) {
+            value = rest;
+        }
+        while let Some(rest) = value.strip_suffix(&**t) {
+            value = rest;
+        }
+    }
+    value
+}
+
+/// Maps an error met while reading `source`: bad bytes for the encoding get their byte offset
+/// and line; other I/O errors say what could not be read.
+fn read_error(source: &Source, settings: &CsvSettings, e: csv::Error) -> PackageError {
+    let at = e.position().map(|p| p.byte());
+    if !e.is_io_error() {
+        return PackageError::Data {
+            location: location(source, settings, at),
+            message: e.to_string(),
+        };
+    }
+    let csv::ErrorKind::Io(io) = e.into_kind() else {
+        return PackageError::Data {
+            location: source.name.clone(),
+            message: "unexpected CSV reader error".into(),
+        };
+    };
+    match Malformed::find(&io) {
+        Some(m) => {
+            let line = line_of(&source.path, m.offset, settings.encoding);
+            PackageError::Data {
+                location: match line {
+                    Some(l) => format!("{}:{l}", source.name),
+                    None => source.name.clone(),
+                },
+                message: format!(
+                    "{m}: the file is not {}; set Encoding to the file's encoding (UTF-8, UTF-16LE, UTF-16BE or Windows-1252)",
+                    m.encoding
+                ),
+            }
+        }
+        None => PackageError::io("read", &source.path, io),
+    }
+}
+
+/// `people.csv:12` for the record that starts at byte `at` of the parsed text (after the
+/// skipped lines), or the bare file name when the line cannot be found.
+fn location(source: &Source, settings: &CsvSettings, at: Option<u64>) -> String {
+    match at.and_then(|at| record_line(source, settings, at).ok()) {
+        Some(line) => format!("{}:{line}", source.name),
+        None => source.name.clone(),
+    }
+}
+
+/// The file line where the record starting at byte `at` of the parsed text begins.
+///
+/// The CSV reader's own line numbers count from the end of the previous record, so they are
+/// off after blank lines and CRLF line ends; this reads the file again instead, only when an
+/// error needs a line: the happy path never counts lines.
+fn record_line(source: &Source, settings: &CsvSettings, at: u64) -> std::io::Result<u64> {
+    let mut text = Decoded::new(File::open(&source.path)?, settings.encoding);
+    for _ in 0..settings.skip {
+        skip_line(&mut text)?;
+    }
+    let mut line = 1 + settings.skip;
+    let mut pos = 0u64;
+    loop {
+        let buf = text.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(line);
+        }
+        for &b in buf {
+            // The record's first byte: past `at`, and past the blank lines the reader skips.
+            if pos >= at && b != b'\r' && b != b'\n' {
+                return Ok(line);
+            }
+            line += u64::from(b == b'\n');
+            pos += 1;
+        }
+        let n = buf.len();
+        text.consume(n);
+    }
+}
+
+/// The line of byte `offset`, found by reading the file again up to it.
+fn line_of(path: &Path, offset: u64, encoding: SourceEncoding) -> Option<u64> {
+    let file = File::open(path).ok()?;
+    line_at(file.take(offset), encoding).ok()
+}
