@@ -134,7 +134,8 @@ pub trait CheckConnection: Send + Sync {
 /// that stop the whole batch (the system unreachable before anything was sent).
 #[async_trait]
 pub trait Fulfill: Send + Sync {
-    async fn fulfill(&self, request: &FulfillRequest<'_>) -> Result<Vec<OrderResult>, PackageError>;
+    async fn fulfill(&self, request: &FulfillRequest<'_>)
+    -> Result<Vec<OrderResult>, PackageError>;
 }
 
 /// One fulfill run.
@@ -147,7 +148,10 @@ pub struct FulfillRequest<'a> {
 
 impl std::fmt::Debug for FulfillRequest<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FulfillRequest").field("orders", &self.orders.len()).field("dry_run", &self.dry_run).finish()
+        f.debug_struct("FulfillRequest")
+            .field("orders", &self.orders.len())
+            .field("dry_run", &self.dry_run)
+            .finish()
     }
 }
 
@@ -190,9 +194,17 @@ pub struct ProvisioningOrder {
 pub struct ResourceTypeRef {
     #[serde(rename = "Identifier")]
     pub identifier: String,
-    #[serde(rename = "SourceEntityType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SourceEntityType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_entity_type: Option<serde_json::Value>,
-    #[serde(rename = "TargetEntityType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "TargetEntityType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_entity_type: Option<serde_json::Value>,
 }
 
