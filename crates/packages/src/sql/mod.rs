@@ -1,8 +1,44 @@
 //! SQL databases: `Usercube.SQL` (generic), PostgreSQL, MySQL, and our SQLite package.
+//!
+//! - export: the result of `SqlCommand` / `SqlFile` as `<id>.csv`, or, with neither, one table
+//!   per mapped connection table (`SELECT * FROM <suffix>` as written) as `<id>_<suffix>.csv`.
+//!   Rows stream from the server and are written as they arrive; values are rendered
+//!   canonically (see `render.rs`); a column whose type cannot be rendered fails the export before any
+//!   row is read, naming the column and its type.
+//! - schema: the result's columns with their types; with no command, the mapped tables and
+//!   every table and view of the database, so that mappings can choose among them.
+//! - check connection: connect, `SELECT 1`, and say which server answered.
+//!
+//! Errors name the connection, the server (never the password nor the connection string), and
+//! tell an unreachable server (a retry may help) from bad credentials, a missing database and
+//! an SQL error (the database's own message).
 
+mod error;
+mod export;
+mod mysql;
+mod postgres;
+mod render;
+mod schema;
 pub mod settings;
+mod sqlite;
 
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
 use idlink_model::package::{Availability, Capabilities, PackageInfo};
+use sqlx::mysql::MySqlConnection;
+use sqlx::postgres::PgConnection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{Connection, Executor};
+
+use crate::api::{
+    CheckConnection, ConnectionSchema, Environment, Export, ExportOutcome, ExportRequest, Instance,
+    PackageError, Progress, Schema,
+};
+use crate::output::ExportOutput;
+use error::Cx;
+use settings::{Driver, Isolation, Source, SqlSettings, Target};
 
 const CAPABILITIES: Capabilities = Capabilities {
     export: true,
@@ -29,7 +65,7 @@ pub static POSTGRESQL: PackageInfo = PackageInfo {
     settings: &settings::SETTINGS,
 };
 
-/// `Usercube.SQL.MySQL@0000001`.
+/// `Usercube.SQL.MySQL@0000001` (MySQL and MariaDB).
 pub static MYSQL: PackageInfo = PackageInfo {
     id: "Usercube.SQL.MySQL@0000001",
     display_name: "Database/MySQL",
@@ -47,14 +83,301 @@ pub static SQLITE: PackageInfo = PackageInfo {
     settings: &settings::SETTINGS,
 };
 
-/// Checks settings and returns the package ready to run.
+/// Checks settings (no I/O) and returns the package ready to run.
 pub fn instantiate(
-    package: &idlink_model::package::PackageInfo,
-    _settings: serde_json::Value,
-    _env: crate::api::Environment,
-) -> Result<Box<dyn crate::api::Instance>, crate::api::PackageError> {
-    // Replaced by the implementation of this package (issue P2).
-    Err(crate::api::PackageError::NotAvailable {
-        package: package.id.to_string(),
-    })
+    package: &PackageInfo,
+    settings: serde_json::Value,
+    env: Environment,
+) -> Result<Box<dyn Instance>, PackageError> {
+    let driver = match package.id {
+        id if id == POSTGRESQL.id => Some(Driver::Postgres),
+        id if id == MYSQL.id => Some(Driver::MySql),
+        id if id == SQLITE.id => Some(Driver::Sqlite),
+        id if id == SQL.id => None,
+        other => {
+            return Err(PackageError::NotAvailable {
+                package: other.to_string(),
+            });
+        }
+    };
+    let settings = SqlSettings::parse(&env.connection, driver, settings)?;
+    Ok(Box::new(SqlPackage { settings, env }))
+}
+
+/// A configured SQL connection.
+#[derive(Debug)]
+pub struct SqlPackage {
+    settings: SqlSettings,
+    env: Environment,
+}
+
+impl Instance for SqlPackage {
+    fn export(&self) -> Option<&dyn Export> {
+        Some(self)
+    }
+    fn schema(&self) -> Option<&dyn Schema> {
+        Some(self)
+    }
+    fn check_connection(&self) -> Option<&dyn CheckConnection> {
+        Some(self)
+    }
+}
+
+/// An open connection to one of the supported databases.
+pub(crate) enum Conn {
+    Pg(PgConnection),
+    My(MySqlConnection),
+    Lite(SqliteConnection),
+}
+
+impl Conn {
+    async fn close(self) {
+        // Closing politely is a courtesy: the data are already read.
+        let _ = match self {
+            Conn::Pg(c) => c.close().await,
+            Conn::My(c) => c.close().await,
+            Conn::Lite(c) => c.close().await,
+        };
+    }
+}
+
+/// What one query or table export needs to know.
+pub(crate) struct Query<'a> {
+    pub sql: &'a str,
+    /// `None`: the table named after the connection.
+    pub suffix: Option<&'a str>,
+}
+
+impl SqlPackage {
+    fn cx<'a>(&'a self, progress: &'a dyn Progress) -> Cx<'a> {
+        Cx {
+            connection: &self.env.connection,
+            system: self.settings.target.describe(),
+            secrets: &self.settings.secrets,
+            timeout: self.settings.timeout,
+            progress,
+        }
+    }
+
+    /// The queries to run: the command, or one per mapped table.
+    fn queries(&self, cx: &Cx<'_>) -> Result<Vec<(String, Option<String>)>, PackageError> {
+        match &self.settings.source {
+            Source::Command(sql) => Ok(vec![(sql.clone(), None)]),
+            Source::File(file) => {
+                let path = self.env.source_path(file)?;
+                let sql = std::fs::read_to_string(&path)
+                    .map_err(|e| PackageError::io("read", &path, e))?;
+                if sql.trim().is_empty() {
+                    return Err(PackageError::Data {
+                        location: path.display().to_string(),
+                        message: "the SqlFile is empty: write the query to export in it"
+                            .to_string(),
+                    });
+                }
+                Ok(vec![(sql, None)])
+            }
+            Source::MappedTables => {
+                let mut out = Vec::new();
+                for t in &self.env.mapped_tables {
+                    let Some(suffix) = t.suffix.as_deref().filter(|s| !s.trim().is_empty()) else {
+                        return Err(cx.settings(format!(
+                            "table '{}' is mapped, but without SqlCommand or SqlFile a mapped table must be named '{}_<database table>'",
+                            t.name, self.env.connection
+                        )));
+                    };
+                    out.push((format!("SELECT * FROM {suffix}"), Some(suffix.to_string())));
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    async fn connect(&self, cx: &Cx<'_>) -> Result<Conn, PackageError> {
+        cx.progress.phase(&format!("connecting to {}", cx.system));
+        let op = "connect";
+        let conn = match &self.settings.target {
+            Target::Postgres(o) => {
+                Conn::Pg(cx.wait(op, Box::pin(PgConnection::connect_with(o))).await?)
+            }
+            Target::MySql(o) => Conn::My(
+                cx.wait(op, Box::pin(MySqlConnection::connect_with(o)))
+                    .await?,
+            ),
+            Target::Sqlite(path) => {
+                let mut o = SqliteConnectOptions::new()
+                    .read_only(true)
+                    .create_if_missing(false)
+                    .busy_timeout(self.settings.timeout.unwrap_or(Duration::from_secs(3600)));
+                o = match path {
+                    Some(p) => {
+                        let resolved = self.env.source_path(p).map_err(|e| match e {
+                            PackageError::Io { source, .. }
+                                if source.kind() == std::io::ErrorKind::NotFound =>
+                            {
+                                cx.system_error(
+                                    op,
+                                    format!("database missing: there is no file '{p}'"),
+                                    false,
+                                )
+                            }
+                            other => other,
+                        })?;
+                        o.filename(resolved)
+                    }
+                    None => o.in_memory(true),
+                };
+                Conn::Lite(
+                    cx.wait(op, Box::pin(SqliteConnection::connect_with(&o)))
+                        .await?,
+                )
+            }
+        };
+        Ok(conn)
+    }
+
+    /// Starts the export's transaction when an isolation level is set.
+    async fn begin(&self, conn: &mut Conn, cx: &Cx<'_>) -> Result<bool, PackageError> {
+        let Some(level) = self.settings.isolation else {
+            return Ok(false);
+        };
+        let op = "begin transaction";
+        match conn {
+            Conn::Pg(c) => {
+                let sql = format!("BEGIN ISOLATION LEVEL {} READ ONLY", level.sql());
+                cx.wait(op, Box::pin(c.execute(sql.as_str()))).await?;
+            }
+            Conn::My(c) => {
+                let sql = format!(
+                    "SET TRANSACTION ISOLATION LEVEL {}; START TRANSACTION READ ONLY",
+                    level.sql()
+                );
+                cx.wait(op, Box::pin(c.execute(sql.as_str()))).await?;
+            }
+            Conn::Lite(c) => {
+                let uncommitted = level == Isolation::ReadUncommitted;
+                let sql = format!(
+                    "PRAGMA read_uncommitted = {}; BEGIN",
+                    if uncommitted { 1 } else { 0 }
+                );
+                cx.wait(op, Box::pin(c.execute(sql.as_str()))).await?;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn commit(conn: &mut Conn, cx: &Cx<'_>) -> Result<(), PackageError> {
+        let op = "commit";
+        match conn {
+            Conn::Pg(c) => cx.wait(op, Box::pin(c.execute("COMMIT"))).await.map(|_| ()),
+            Conn::My(c) => cx.wait(op, Box::pin(c.execute("COMMIT"))).await.map(|_| ()),
+            Conn::Lite(c) => cx.wait(op, Box::pin(c.execute("COMMIT"))).await.map(|_| ()),
+        }
+    }
+}
+
+#[async_trait]
+impl Export for SqlPackage {
+    async fn export(
+        &self,
+        request: &ExportRequest<'_>,
+        out: &mut ExportOutput,
+    ) -> Result<ExportOutcome, PackageError> {
+        let cx = self.cx(request.progress);
+        let queries = self.queries(&cx)?;
+        if queries.is_empty() {
+            let mut conn = self.connect(&cx).await?;
+            let tables = schema::table_names(&mut conn, &cx)
+                .await
+                .unwrap_or_default();
+            conn.close().await;
+            return Err(cx.settings(no_source_message(&self.env.connection, &tables)));
+        }
+        let mut conn = self.connect(&cx).await?;
+        let in_transaction = self.begin(&mut conn, &cx).await?;
+        for (sql, suffix) in &queries {
+            let q = Query {
+                sql,
+                suffix: suffix.as_deref(),
+            };
+            match &mut conn {
+                Conn::Pg(c) => postgres::export(c, &q, out, &cx).await?,
+                Conn::My(c) => export::export_query::<mysql::My>(c, &q, out, &cx).await?,
+                Conn::Lite(c) => export::export_query::<sqlite::Lite>(c, &q, out, &cx).await?,
+            };
+        }
+        if in_transaction {
+            Self::commit(&mut conn, &cx).await?;
+        }
+        conn.close().await;
+        Ok(ExportOutcome::default())
+    }
+}
+
+/// Why nothing can be exported, with the database's tables when they could be listed.
+fn no_source_message(connection: &str, tables: &[String]) -> String {
+    let mut m = format!(
+        "there is nothing to export: set SqlCommand or SqlFile, or map tables named '{connection}_<database table>'"
+    );
+    if !tables.is_empty() {
+        const SHOWN: usize = 20;
+        let list: Vec<&str> = tables.iter().take(SHOWN).map(String::as_str).collect();
+        m.push_str(&format!(
+            "; the database has {}: {}{}",
+            if tables.len() == 1 {
+                "this table"
+            } else {
+                "these tables"
+            },
+            list.join(", "),
+            if tables.len() > SHOWN {
+                format!(" and {} more", tables.len() - SHOWN)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    m
+}
+
+#[async_trait]
+impl Schema for SqlPackage {
+    async fn schema(&self) -> Result<ConnectionSchema, PackageError> {
+        let progress = crate::api::NoProgress;
+        let cx = self.cx(&progress);
+        let queries = self.queries(&cx)?;
+        let mut conn = self.connect(&cx).await?;
+        let result = schema::schema(
+            &mut conn,
+            &queries,
+            matches!(self.settings.source, Source::MappedTables),
+            &self.env.connection,
+            &cx,
+        )
+        .await;
+        conn.close().await;
+        result
+    }
+}
+
+#[async_trait]
+impl CheckConnection for SqlPackage {
+    async fn check_connection(&self) -> Result<String, PackageError> {
+        let progress = crate::api::NoProgress;
+        let cx = self.cx(&progress);
+        if let Source::File(_) = &self.settings.source {
+            self.queries(&cx)?;
+        }
+        let mut conn = self.connect(&cx).await?;
+        let version = schema::server_version(&mut conn, &cx).await;
+        conn.close().await;
+        Ok(format!("{} ({})", cx.system, version?))
+    }
+}
+
+/// Runs `fut`, bounded by `timeout` when there is one.
+async fn bounded<T>(timeout: Option<Duration>, fut: impl Future<Output = T>) -> Option<T> {
+    match timeout {
+        Some(t) => tokio::time::timeout(t, fut).await.ok(),
+        None => Some(fut.await),
+    }
 }
