@@ -835,53 +835,6 @@ fn describe(v: &SettingValue, secured: bool) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn syntax_errors_carry_line_and_path() {
-        let text =
-            "{\n  \"Connections\": {\n    \"HR\": { \"Path\": \"a\" \"Separator\": \";\" }\n  }\n}";
-        let mut d = Diagnostics::default();
-        parse("a.json", text.as_bytes(), &mut d);
-        let e = d
-            .iter()
-            .next()
-            .map(|d| (d.rule, d.at.line, d.message.clone()));
-        let (rule, line, msg) = e.unwrap_or((Rule::Crontab, 0, String::new()));
-        assert_eq!((rule, line), (Rule::JsonSyntax, 3));
-        assert!(msg.contains("$.Connections.HR"), "{msg}");
-    }
-
-    #[test]
-    fn env_overrides_merge_case_insensitively_and_index_arrays() {
-        let mut d = Diagnostics::default();
-        let mut s = parse(
-            "a.json",
-            br#"{"Connections": {"Dir": {"Servers": [{"Server": "ldap://a"}]}}}"#,
-            &mut d,
-        );
-        apply_env(
-            &mut s,
-            [
-                ("IDLINK__Connections__dir__Servers__0__Server", "ldap://b"),
-                ("IDLINK__Connections__Dir__Servers__1__Server", "ldap://c"),
-                ("IDLINK__Connections__New__Path", "x.csv"),
-                ("PATH", "/bin"),
-            ],
-            &mut d,
-        );
-        assert!(d.is_empty(), "{d:?}");
-        let dir = s.connection("DIR").map(ConnectionSettings::to_json);
-        assert_eq!(
-            dir,
-            Some(serde_json::json!({"Servers": [{"Server": "ldap://b"}, {"Server": "ldap://c"}]}))
-        );
-        assert!(s.connection("new").is_some());
-    }
-}
-
 /// The settings as plain JSON in the schema's terms, for a package to deserialize with serde:
 /// keys take the schema's spelling (they match case-insensitively), and scalars given as
 /// strings (environment overrides) become the numbers and booleans the schema expects.
@@ -951,5 +904,52 @@ fn typed_value(value: &SettingValue, kind: Kind) -> serde_json::Value {
                 .collect(),
         ),
         (_, v) => v.to_json(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_errors_carry_line_and_path() {
+        let text =
+            "{\n  \"Connections\": {\n    \"HR\": { \"Path\": \"a\" \"Separator\": \";\" }\n  }\n}";
+        let mut d = Diagnostics::default();
+        parse("a.json", text.as_bytes(), &mut d);
+        let e = d
+            .iter()
+            .next()
+            .map(|d| (d.rule, d.at.line, d.message.clone()));
+        let (rule, line, msg) = e.unwrap_or((Rule::Crontab, 0, String::new()));
+        assert_eq!((rule, line), (Rule::JsonSyntax, 3));
+        assert!(msg.contains("$.Connections.HR"), "{msg}");
+    }
+
+    #[test]
+    fn env_overrides_merge_case_insensitively_and_index_arrays() {
+        let mut d = Diagnostics::default();
+        let mut s = parse(
+            "a.json",
+            br#"{"Connections": {"Dir": {"Servers": [{"Server": "ldap://a"}]}}}"#,
+            &mut d,
+        );
+        apply_env(
+            &mut s,
+            [
+                ("IDLINK__Connections__dir__Servers__0__Server", "ldap://b"),
+                ("IDLINK__Connections__Dir__Servers__1__Server", "ldap://c"),
+                ("IDLINK__Connections__New__Path", "x.csv"),
+                ("PATH", "/bin"),
+            ],
+            &mut d,
+        );
+        assert!(d.is_empty(), "{d:?}");
+        let dir = s.connection("DIR").map(ConnectionSettings::to_json);
+        assert_eq!(
+            dir,
+            Some(serde_json::json!({"Servers": [{"Server": "ldap://b"}, {"Server": "ldap://c"}]}))
+        );
+        assert!(s.connection("new").is_some());
     }
 }
