@@ -359,3 +359,101 @@ impl Progress for CliProgress {
         }
     }
 }
+
+#[derive(Debug, clap::Args)]
+pub struct FulfillArgs {
+    /// The connection that applies the orders.
+    #[arg(long, value_name = "ID")]
+    connection: String,
+    /// The orders, as SPEC §6's JSON: {"ProvisioningOrdersList": [...]}.
+    #[arg(long, value_name = "FILE")]
+    orders: std::path::PathBuf,
+    /// Print the exact operations that would be sent, and touch nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Write one result per order here (JSON) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    results: Option<std::path::PathBuf>,
+}
+
+/// `idlink fulfill`: exit 0 when every order was executed, 1 when any errored or the batch failed.
+pub fn fulfill(g: &Global, args: &FulfillArgs) -> anyhow::Result<ExitCode> {
+    let checked = match load_valid(g)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let bytes = std::fs::read(&args.orders)
+        .with_context(|| format!("cannot read orders file '{}'", args.orders.display()))?;
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let orders: idlink_packages::api::OrdersFile = match serde_path_to_error::deserialize(&mut de) {
+        Ok(o) => o,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            eprintln!(
+                "error: {}:{}:{}: the orders file is not valid at {path}: {inner}",
+                args.orders.display(),
+                inner.line(),
+                inner.column()
+            );
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let progress = CliProgress::new(g.quiet);
+    let result = runtime()?.block_on(async {
+        let open = open_connection(&checked, &args.connection, &g.config)?;
+        idlink_engine::run_fulfill(&open, &orders.orders, args.dry_run, &progress).await
+    });
+    progress.finish();
+    let results = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: fulfill through '{}' failed: {e}", args.connection);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let json = serde_json::to_vec_pretty(
+        &serde_json::json!({ "dryRun": args.dry_run, "results": results }),
+    )?;
+    match &args.results {
+        Some(file) => idlink_packages::output::write_atomic(file, &json)
+            .with_context(|| format!("cannot write '{}'", file.display()))?,
+        None if !args.dry_run => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&json)?;
+            writeln!(out)?;
+        }
+        None => {}
+    }
+    if args.dry_run {
+        let mut out = std::io::stdout().lock();
+        for r in &results {
+            let id = r.id.clone().unwrap_or_else(|| format!("#{}", r.index));
+            writeln!(out, "order {id}:")?;
+            for op in &r.operations {
+                writeln!(out, "  {op}")?;
+            }
+        }
+    }
+    let errored = results
+        .iter()
+        .filter(|r| r.state == idlink_packages::api::OrderState::Errored)
+        .count();
+    if !g.quiet {
+        eprintln!(
+            "{} orders: {} executed, {errored} errored{}",
+            results.len(),
+            results.len() - errored,
+            if args.dry_run {
+                " (dry run: nothing sent)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(if errored == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -49,6 +49,8 @@ enum Command {
     RefreshSchema(connection::SchemaArgs),
     /// Test that a connection's system is reachable with its settings (exit 0 yes, 1 no).
     CheckConnection(connection::CheckConnectionArgs),
+    /// Apply provisioning orders through a connection (or preview them with --dry-run).
+    Fulfill(connection::FulfillArgs),
     /// List the packages this build knows, with their capabilities.
     Packages,
 }
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
         Command::Export(args) => connection::export(&cli.global, args),
         Command::RefreshSchema(args) => connection::refresh_schema(&cli.global, args),
         Command::CheckConnection(args) => connection::check_connection(&cli.global, args),
+        Command::Fulfill(args) => connection::fulfill(&cli.global, args),
         Command::Packages => check::packages(),
     };
     match result {

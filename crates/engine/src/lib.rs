@@ -4,10 +4,12 @@
 
 pub mod connection;
 pub mod export;
+pub mod fulfill;
 pub mod transform;
 
 pub use connection::{OpenConnection, open_connection};
 pub use export::{ExportOptions, ExportReport, TableReport, run_export};
+pub use fulfill::run_fulfill;
 
 /// Why the engine could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -31,10 +33,17 @@ pub enum EngineError {
     },
     #[error("export of connection '{connection}' is deactivated (DeactivationExportFulfill)")]
     Deactivated { connection: String },
+    #[error(
+        "fulfill of connection '{connection}' is deactivated (DeactivationExportFulfill); orders wait until it is turned back on"
+    )]
+    FulfillDeactivated { connection: String },
     #[error(transparent)]
     Package(#[from] idlink_packages::PackageError),
     #[error("{0}")]
     Transform(String),
+    /// A package broke its contract with the engine (a bug to report).
+    #[error("{0}")]
+    Contract(String),
     #[error("cannot {operation} '{}': {source}", path.display())]
     Io {
         operation: &'static str,

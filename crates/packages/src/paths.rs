@@ -49,6 +49,50 @@ impl SourceRoots {
         Ok(canonical)
     }
 
+    /// A folder to write into, which may not exist yet: its nearest existing ancestor is
+    /// canonicalized and checked, so `..` and links cannot lead out. Returns the folder as it
+    /// will be once created (nothing is created).
+    pub fn check_for_write(&self, folder: &Path) -> Result<PathBuf, PackageError> {
+        let mut existing = folder;
+        let mut rest = Vec::new();
+        let canonical = loop {
+            match existing.canonicalize() {
+                Ok(c) => break c,
+                Err(_) => {
+                    let (Some(parent), Some(name)) = (existing.parent(), existing.file_name())
+                    else {
+                        return Err(PackageError::io(
+                            "resolve",
+                            folder,
+                            std::io::Error::from(std::io::ErrorKind::NotFound),
+                        ));
+                    };
+                    if name == ".." || name == "." {
+                        return Err(PackageError::OutsideRoots {
+                            path: folder.to_path_buf(),
+                            roots: self.list(),
+                            why: "'..' in a folder that does not exist yet cannot be checked"
+                                .into(),
+                        });
+                    }
+                    rest.push(name.to_os_string());
+                    existing = parent;
+                }
+            }
+        };
+        let target = rest.iter().rev().fold(canonical.clone(), |p, n| p.join(n));
+        self.check(folder, &target)?;
+        Ok(target)
+    }
+
+    /// [`SourceRoots::check_for_write`], then creates the folder.
+    pub fn create_dir(&self, folder: &Path) -> Result<PathBuf, PackageError> {
+        let target = self.check_for_write(folder)?;
+        std::fs::create_dir_all(&target).map_err(|e| PackageError::io("create", &target, e))?;
+        // Re-check: a link created meanwhile must not lead out.
+        self.resolve(&target)
+    }
+
     /// Checks a canonical path (e.g. a folder to search for files) against the roots.
     pub fn check(&self, shown: &Path, canonical: &Path) -> Result<(), PackageError> {
         if self.roots.iter().any(|r| canonical.starts_with(r)) {
@@ -94,6 +138,20 @@ mod tests {
         assert!(e.to_string().contains("outside SourcesRootPaths"), "{e}");
         #[cfg(unix)]
         assert!(roots.resolve(&root.join("link.csv")).is_err());
+        let out = roots
+            .create_dir(&root.join("orders/new"))
+            .expect("creates under the root");
+        assert!(out.ends_with("data/orders/new") && out.is_dir());
+        assert!(
+            roots
+                .check_for_write(&dir.path().join("elsewhere/x"))
+                .is_err()
+        );
+        assert!(
+            roots
+                .check_for_write(&root.join("missing/../../x"))
+                .is_err()
+        );
         let none = SourceRoots::new(dir.path(), &[] as &[&str]);
         assert!(
             none.resolve(&root.join("ok.csv"))

@@ -20,9 +20,11 @@
 mod mariadb;
 mod postgres;
 mod process;
+pub mod slapd;
 
 pub use mariadb::MariaDbServer;
 pub use postgres::PostgresServer;
+pub use slapd::{SlapdOptions, SlapdServer};
 
 /// Why a server could not be started or a setup command failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,4 +3,5 @@
 mod broken;
 mod check;
 mod export;
+mod fulfill;
 mod support;

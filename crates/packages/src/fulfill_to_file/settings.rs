@@ -2,12 +2,19 @@
 
 use idlink_model::package::{Field, Kind, SettingsSchema};
 
-/// An optional output folder.
+/// The output folder (relative to the settings file's folder, under `SourcesRootPaths`).
 pub static SETTINGS: SettingsSchema = SettingsSchema {
-    fields: &[Field::optional(
+    fields: &[Field::required(
         "OutputPath",
         Kind::String,
-        "folder the JSON order files go to",
+        "folder the JSON order files go to, under SourcesRootPaths",
     )],
     constraints: &[],
 };
+
+/// The settings as `typed_json` gives them.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct Settings {
+    pub output_path: String,
+}

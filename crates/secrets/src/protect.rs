@@ -1,0 +1,277 @@
+//! `idlink protect --file`: encrypt the secured settings of an appsettings document.
+
+use std::fmt::{self, Write as _};
+
+use jsonc_parser::ast::Value as Ast;
+use jsonc_parser::{CollectOptions, ParseOptions};
+use serde_json::Value;
+
+use crate::error::SecretError;
+use crate::keys::AgentRecipient;
+use crate::value::{encrypt_value, looks_like_ciphertext};
+
+/// One step of a path in a JSON document.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PathSegment {
+    /// A member of an object, by its key as written (settings keys are case-insensitive in
+    /// .NET configuration: compare with `eq_ignore_ascii_case` in the callback).
+    Key(String),
+    /// An element of an array (0-based).
+    Index(usize),
+}
+
+impl PathSegment {
+    /// The key, if this is an object member.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            PathSegment::Key(k) => Some(k),
+            PathSegment::Index(_) => None,
+        }
+    }
+}
+
+/// A full path from the document's root, e.g. `Connections.LDAP.Servers[0].Password`.
+pub type JsonPath = Vec<PathSegment>;
+
+impl fmt::Display for PathSegment {
+    /// `Key` as written (or `["key"]` when it holds `.`, `[`, `]`, `"` or is empty),
+    /// `Index` as `[n]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathSegment::Key(k) if needs_quoting(k) => {
+                write!(f, "[{}]", Value::String(k.clone()))
+            }
+            PathSegment::Key(k) => f.write_str(k),
+            PathSegment::Index(i) => write!(f, "[{i}]"),
+        }
+    }
+}
+
+fn needs_quoting(key: &str) -> bool {
+    key.is_empty() || key.contains(['.', '[', ']', '"'])
+}
+
+/// `Connections.LDAP.Servers[0].Password`: the form used in messages.
+pub fn path_to_string(path: &[PathSegment]) -> String {
+    let mut out = String::new();
+    for (i, segment) in path.iter().enumerate() {
+        if i > 0 && matches!(segment, PathSegment::Key(k) if !needs_quoting(k)) {
+            out.push('.');
+        }
+        let _ = write!(out, "{segment}");
+    }
+    out
+}
+
+/// What [`protect_json`] / [`protect_jsonc_text`] did, by path, in document order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProtectReport {
+    /// Secured string values that were encrypted.
+    pub encrypted: Vec<JsonPath>,
+    /// Secured values that were already encrypted (well-formed `age:` values), left as they are.
+    pub already_encrypted: Vec<JsonPath>,
+    /// Secured paths holding a number or a boolean: left as they are (they would change type);
+    /// the caller should tell the user to write them as strings.
+    pub not_strings: Vec<JsonPath>,
+}
+
+/// Encrypts, in a copy of `value`, every string whose path `is_secured` accepts, and leaves
+/// everything else (including non-secured strings, `null`s, and values already encrypted)
+/// as it is; nothing is removed.
+///
+/// `is_secured` is called with the full path of each string, number and boolean in the
+/// document (never for objects or arrays: a secured object such as a script's `Options` is
+/// handled by accepting every path under it).
+///
+/// Key order is kept only if `serde_json` is built with `preserve_order`, and comments cannot
+/// be kept in a `Value`: to rewrite a settings file, prefer [`protect_jsonc_text`].
+pub fn protect_json(
+    value: &Value,
+    recipient: &AgentRecipient,
+    is_secured: impl Fn(&[PathSegment]) -> bool,
+) -> Result<(Value, ProtectReport), SecretError> {
+    let mut out = value.clone();
+    let mut report = ProtectReport::default();
+    let mut path = Vec::new();
+    walk_value(&mut out, &mut path, recipient, &is_secured, &mut report)?;
+    Ok((out, report))
+}
+
+fn walk_value(
+    value: &mut Value,
+    path: &mut JsonPath,
+    recipient: &AgentRecipient,
+    is_secured: &impl Fn(&[PathSegment]) -> bool,
+    report: &mut ProtectReport,
+) -> Result<(), SecretError> {
+    match value {
+        Value::Object(map) => {
+            for (key, member) in map.iter_mut() {
+                path.push(PathSegment::Key(key.clone()));
+                walk_value(member, path, recipient, is_secured, report)?;
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                path.push(PathSegment::Index(i));
+                walk_value(item, path, recipient, is_secured, report)?;
+                path.pop();
+            }
+        }
+        Value::String(s) => {
+            if is_secured(path) {
+                if looks_like_ciphertext(s) {
+                    report.already_encrypted.push(path.clone());
+                } else {
+                    let encrypted = encrypt_value(recipient, s)?;
+                    // Overwrite the clear text in place before the buffer is dropped.
+                    zeroize::Zeroize::zeroize(s);
+                    *s = encrypted;
+                    report.encrypted.push(path.clone());
+                }
+            }
+        }
+        Value::Number(_) | Value::Bool(_) => {
+            if is_secured(path) {
+                report.not_strings.push(path.clone());
+            }
+        }
+        Value::Null => {}
+    }
+    Ok(())
+}
+
+/// Like [`protect_json`], on the text of a settings file (JSON with comments and trailing
+/// commas, as appsettings files allow): only the secured string literals are replaced, so
+/// every other byte (comments, key order, spacing, number spelling) stays as it was.
+///
+/// A text that is not JSON gives [`SecretError::InvalidJson`] with the line and column, never
+/// the text around it. An empty text is returned as it is.
+pub fn protect_jsonc_text(
+    text: &str,
+    recipient: &AgentRecipient,
+    is_secured: impl Fn(&[PathSegment]) -> bool,
+) -> Result<(String, ProtectReport), SecretError> {
+    let (bom, body) = match text.strip_prefix('\u{feff}') {
+        Some(rest) => ("\u{feff}", rest),
+        None => ("", text),
+    };
+    let parsed = jsonc_parser::parse_to_ast(body, &CollectOptions::default(), &parse_options())
+        .map_err(|e| SecretError::InvalidJson {
+            line: e.line_display(),
+            column: e.column_display(),
+            kind: e.kind().to_string(),
+        })?;
+    let mut report = ProtectReport::default();
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    if let Some(root) = &parsed.value {
+        let mut path = Vec::new();
+        walk_ast(root, &mut path, &mut |path, node| {
+            match node {
+                Ast::StringLit(s) if is_secured(path) => {
+                    if looks_like_ciphertext(&s.value) {
+                        report.already_encrypted.push(path.to_vec());
+                    } else {
+                        let encrypted = encrypt_value(recipient, &s.value)?;
+                        // `age:` + base64 needs no JSON escaping.
+                        edits.push((s.range.start, s.range.end, format!("\"{encrypted}\"")));
+                        report.encrypted.push(path.to_vec());
+                    }
+                }
+                Ast::NumberLit(_) | Ast::BooleanLit(_) if is_secured(path) => {
+                    report.not_strings.push(path.to_vec());
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+    }
+    edits.sort_by_key(|e| e.0);
+    let mut out =
+        String::with_capacity(text.len() + edits.iter().map(|e| e.2.len()).sum::<usize>());
+    out.push_str(bom);
+    let mut copied = 0;
+    for (start, end, replacement) in edits {
+        out.push_str(&body[copied..start]);
+        out.push_str(&replacement);
+        copied = end;
+    }
+    out.push_str(&body[copied..]);
+    Ok((out, report))
+}
+
+fn walk_ast(
+    node: &Ast<'_>,
+    path: &mut JsonPath,
+    visit: &mut impl FnMut(&[PathSegment], &Ast<'_>) -> Result<(), SecretError>,
+) -> Result<(), SecretError> {
+    match node {
+        Ast::Object(o) => {
+            for prop in &o.properties {
+                path.push(PathSegment::Key(prop.name.as_str().to_string()));
+                walk_ast(&prop.value, path, visit)?;
+                path.pop();
+            }
+        }
+        Ast::Array(a) => {
+            for (i, element) in a.elements.iter().enumerate() {
+                path.push(PathSegment::Index(i));
+                walk_ast(element, path, visit)?;
+                path.pop();
+            }
+        }
+        scalar => visit(path, scalar)?,
+    }
+    Ok(())
+}
+
+/// The same dialect as the settings loader: comments and trailing commas, nothing looser.
+fn parse_options() -> ParseOptions {
+    ParseOptions {
+        allow_comments: true,
+        allow_trailing_commas: true,
+        allow_loose_object_property_names: false,
+        allow_missing_commas: false,
+        allow_single_quoted_strings: false,
+        allow_hexadecimal_numbers: false,
+        allow_unary_plus_numbers: false,
+        allow_bare_decimal_point_numbers: false,
+        allow_non_finite_numbers: false,
+        allow_extended_string_escapes: false,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn k(s: &str) -> PathSegment {
+        PathSegment::Key(s.to_string())
+    }
+
+    #[test]
+    fn paths_print() {
+        let p = vec![
+            k("Connections"),
+            k("LDAP"),
+            k("Servers"),
+            PathSegment::Index(0),
+            k("Password"),
+        ];
+        assert_eq!(path_to_string(&p), "Connections.LDAP.Servers[0].Password");
+        assert_eq!(path_to_string(&[k("a.b"), k("c")]), "[\"a.b\"].c");
+        assert_eq!(path_to_string(&[]), "");
+    }
+
+    #[test]
+    fn invalid_json_error_has_position_not_text() {
+        let r = crate::AgentIdentity::generate().recipient();
+        let e = protect_jsonc_text("{\n \"Password\": \"hunter2secret", &r, |_| true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+        assert!(!e.contains("hunter2secret"), "{e}");
+    }
+}

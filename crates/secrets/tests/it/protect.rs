@@ -1,0 +1,194 @@
+use idlink_secrets::{
+    AgentIdentity, PathSegment, decrypt_value, is_encrypted, path_to_string, protect_json,
+    protect_jsonc_text,
+};
+use serde_json::{Value, json};
+
+/// What the caller (who knows each package's schema) would say: LDAP `Login`/`Password` (also
+/// inside `Servers[]`), SCIM `OAuthToken`, and everything under a script's `Options`.
+fn is_secured(path: &[PathSegment]) -> bool {
+    let keys: Vec<&str> = path.iter().filter_map(PathSegment::key).collect();
+    match keys.as_slice() {
+        ["Connections", _, rest @ ..] => match rest {
+            [leaf] => ["Password", "Login", "OAuthToken"]
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(leaf)),
+            ["Servers", leaf] => ["Password", "Login"]
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(leaf)),
+            ["Options", ..] => true,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn document(already: &str) -> Value {
+    json!({
+        "Connections": {
+            "LDAP": {
+                "Servers": [
+                    { "Server": "ldap://a:389", "AuthType": "Basic", "Login": "cn=admin", "Password": "pw-server-zero", "EnableSSL": false },
+                    { "Server": "ldap://b:389", "AuthType": "Anonymous" },
+                    { "Server": "ldap://c:389", "Password": "pw-server-two" }
+                ],
+                "Tables": [ { "Table": "entries", "BaseDN": "dc=x", "Filter": "(objectClass=*)", "Scope": "Subtree" } ],
+                "SizeLimit": 1000,
+                "TimeOut": 1.5
+            },
+            "SCIM": { "Server": "http://127.0.0.1:8000", "OAuthToken": already, "PageSize": 200 },
+            "Script": { "PowerShellScriptPath": "/opt/x.sh", "Options": { "ApiKey": "opt-key-value", "Nested": ["opt-list-value"] } },
+            "Weird": { "Password": 123456, "Login": null },
+            "CSV": { "Path": "/data/hr/people.csv", "Separator": ";" }
+        },
+        "SourcesRootPaths": ["/data/hr"],
+        "EncryptionIdentity": "/etc/idlink/agent.key"
+    })
+}
+
+fn get<'a>(v: &'a Value, path: &str) -> &'a Value {
+    v.pointer(path).unwrap()
+}
+
+#[test]
+fn protect_json_encrypts_exactly_the_secured_paths() {
+    let id = AgentIdentity::generate();
+    let already = idlink_secrets::encrypt_value(&id.recipient(), "scim-token-value").unwrap();
+    let input = document(&already);
+    let (out, report) = protect_json(&input, &id.recipient(), is_secured).unwrap();
+
+    let secured = [
+        ("/Connections/LDAP/Servers/0/Login", "cn=admin"),
+        ("/Connections/LDAP/Servers/0/Password", "pw-server-zero"),
+        ("/Connections/LDAP/Servers/2/Password", "pw-server-two"),
+        ("/Connections/Script/Options/ApiKey", "opt-key-value"),
+        ("/Connections/Script/Options/Nested/0", "opt-list-value"),
+    ];
+    let mut expected_out = input.clone();
+    for (pointer, clear) in secured {
+        let v = get(&out, pointer).as_str().unwrap();
+        assert!(is_encrypted(v), "{pointer}: {v}");
+        assert_eq!(decrypt_value(&id, v).unwrap().expose_secret(), clear);
+        *expected_out.pointer_mut(pointer).unwrap() = Value::String(v.to_string());
+    }
+    // Nothing else changed (the already-encrypted token included), nothing removed.
+    assert_eq!(out, expected_out);
+    assert_eq!(
+        get(&out, "/Connections/SCIM/OAuthToken").as_str().unwrap(),
+        already
+    );
+    let text = serde_json::to_string(&out).unwrap();
+    for (_, clear) in secured {
+        assert!(!text.contains(clear), "{clear} left in clear");
+    }
+
+    let names = |paths: &[Vec<PathSegment>]| -> Vec<String> {
+        paths.iter().map(|p| path_to_string(p)).collect()
+    };
+    let mut encrypted = names(&report.encrypted);
+    encrypted.sort();
+    assert_eq!(
+        encrypted,
+        [
+            "Connections.LDAP.Servers[0].Login",
+            "Connections.LDAP.Servers[0].Password",
+            "Connections.LDAP.Servers[2].Password",
+            "Connections.Script.Options.ApiKey",
+            "Connections.Script.Options.Nested[0]",
+        ]
+    );
+    assert_eq!(
+        names(&report.already_encrypted),
+        ["Connections.SCIM.OAuthToken"]
+    );
+    assert_eq!(names(&report.not_strings), ["Connections.Weird.Password"]);
+
+    // Protecting again changes nothing.
+    let (again, report) = protect_json(&out, &id.recipient(), is_secured).unwrap();
+    assert_eq!(again, out);
+    assert!(report.encrypted.is_empty());
+    assert_eq!(report.already_encrypted.len(), 6);
+}
+
+#[test]
+fn a_plain_value_that_starts_with_the_prefix_is_still_encrypted() {
+    let id = AgentIdentity::generate();
+    let input = json!({ "Connections": { "X": { "Password": "age:hunter2-not-ciphertext" } } });
+    let (out, report) = protect_json(&input, &id.recipient(), is_secured).unwrap();
+    let v = get(&out, "/Connections/X/Password").as_str().unwrap();
+    assert_eq!(
+        decrypt_value(&id, v).unwrap().expose_secret(),
+        "age:hunter2-not-ciphertext"
+    );
+    assert_eq!(report.encrypted.len(), 1);
+}
+
+const JSONC: &str = r#"﻿{
+  // Agent settings — comments and trailing commas are allowed.
+  "Connections": {
+    "LDAP": {
+      "Servers": [
+        { "Server": "ldap://a:389", "AuthType": "Basic", "Login": "cn=admin", "Password": "pw\"zero\u00e9", },
+        { "Server": "ldap://b:389", "AuthType": "Anonymous" },
+        { "Server": "ldap://c:389",   "Password":   "pw-server-two" }
+      ],
+      "SizeLimit": 1.50e3, /* spelled as written */
+    },
+    "Script": { "Options": { "ApiKey": "opt-key-value" } },
+    "CSV": { "Path": "/data/hr/ünïcødé.csv" },
+  },
+  "SourcesRootPaths": ["/data/hr"],
+}
+"#;
+
+#[test]
+fn protect_jsonc_text_keeps_every_other_byte() {
+    let id = AgentIdentity::generate();
+    let (out, report) = protect_jsonc_text(JSONC, &id.recipient(), is_secured).unwrap();
+    assert_eq!(report.encrypted.len(), 4, "{report:?}");
+    assert!(out.starts_with('\u{feff}'));
+
+    // Put the original literals back in place of the ciphertexts: the original text returns.
+    let originals = [
+        ("\"cn=admin\"", "cn=admin"),
+        ("\"pw\\\"zero\\u00e9\"", "pw\"zeroé"),
+        ("\"pw-server-two\"", "pw-server-two"),
+        ("\"opt-key-value\"", "opt-key-value"),
+    ];
+    let mut restored = out.clone();
+    let mut found = 0;
+    for (literal, clear) in originals {
+        assert!(!out.contains(literal), "{literal} left in clear");
+        // Find the ciphertext that decrypts to `clear`.
+        let mut rest = out.as_str();
+        while let Some(start) = rest.find("\"age:") {
+            let after = &rest[start + 1..];
+            let end = after.find('"').unwrap();
+            let value = &after[..end];
+            if decrypt_value(&id, value).unwrap().expose_secret() == clear {
+                restored = restored.replace(&format!("\"{value}\""), literal);
+                found += 1;
+                break;
+            }
+            rest = &after[end..];
+        }
+    }
+    assert_eq!(found, 4);
+    assert_eq!(restored, JSONC);
+
+    // Protecting the result again is a no-op.
+    let (again, report) = protect_jsonc_text(&out, &id.recipient(), is_secured).unwrap();
+    assert_eq!(again, out);
+    assert!(report.encrypted.is_empty());
+    assert_eq!(report.already_encrypted.len(), 4);
+}
+
+#[test]
+fn protect_jsonc_text_without_secured_values_is_identity() {
+    let id = AgentIdentity::generate();
+    let (out, report) = protect_jsonc_text(JSONC, &id.recipient(), |_| false).unwrap();
+    assert_eq!(out, JSONC);
+    assert_eq!(report, Default::default());
+    let (out, _) = protect_jsonc_text("", &id.recipient(), |_| true).unwrap();
+    assert_eq!(out, "");
+}
