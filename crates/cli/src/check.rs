@@ -44,10 +44,27 @@ pub fn run(g: &Global, args: &Args) -> anyhow::Result<ExitCode> {
 /// The configuration and agent settings the global options point at, checked.
 pub fn load(g: &Global) -> anyhow::Result<Checked> {
     let default_settings = g.config.join("appsettings.agent.json");
-    let settings = SettingsSource {
-        path: g.settings.as_deref().unwrap_or(&default_settings),
-        explicit: g.settings.is_some(),
-    };
+    load_from(
+        g,
+        SettingsSource {
+            path: g.settings.as_deref().unwrap_or(&default_settings),
+            explicit: g.settings.is_some(),
+        },
+    )
+}
+
+/// The configuration with a given settings file.
+pub fn load_with_settings(g: &Global, settings: &std::path::Path) -> anyhow::Result<Checked> {
+    load_from(
+        g,
+        SettingsSource {
+            path: settings,
+            explicit: true,
+        },
+    )
+}
+
+fn load_from(g: &Global, settings: SettingsSource<'_>) -> anyhow::Result<Checked> {
     let env = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
     let checked = idlink_model::load_and_check(&g.config, settings, env, &Registry::new())?;

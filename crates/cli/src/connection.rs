@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
-use idlink_engine::{EngineError, ExportOptions, open_connection, run_export};
+use idlink_engine::{EngineError, ExportOptions, OpenConnection, open_connection, run_export};
 use idlink_model::Checked;
 use idlink_packages::api::{ConnectionSchema, Progress, value_type_name};
 
@@ -69,6 +69,19 @@ fn load_valid(g: &Global) -> anyhow::Result<Result<Checked, ExitCode>> {
     Ok(Err(ExitCode::from(1)))
 }
 
+/// Opens the connection (settings checked and decrypted); prints why not and returns exit 1.
+fn open<'c>(checked: &'c Checked, id: &str, g: &Global) -> Result<OpenConnection<'c>, ExitCode> {
+    open_connection(checked, id, &g.config).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(1)
+    })
+}
+
+/// A message with the connection's secret values replaced by `**REDACTED**`.
+fn shown(open: &OpenConnection<'_>, text: &str) -> String {
+    idlink_engine::secured::redact(text, &open.secrets)
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -81,9 +94,12 @@ pub fn export(g: &Global, args: &ExportArgs) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
+    let open = match open(&checked, &args.connection, g) {
+        Ok(o) => o,
+        Err(code) => return Ok(code),
+    };
     let progress = CliProgress::new(g.quiet);
     let result = runtime()?.block_on(async {
-        let open = open_connection(&checked, &args.connection, &g.config)?;
         let opts = ExportOptions {
             work_dir: &g.work,
             output_dir: args.output.as_deref(),
@@ -96,7 +112,11 @@ pub fn export(g: &Global, args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let report = match result {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: export of '{}' failed: {e}", args.connection);
+            eprintln!(
+                "error: export of '{}' failed: {}",
+                args.connection,
+                shown(&open, &e.to_string())
+            );
             if matches!(
                 e,
                 EngineError::Package(_) | EngineError::Transform(_) | EngineError::Io { .. }
@@ -152,8 +172,11 @@ pub fn refresh_schema(g: &Global, args: &SchemaArgs) -> anyhow::Result<ExitCode>
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
+    let open = match open(&checked, &args.connection, g) {
+        Ok(o) => o,
+        Err(code) => return Ok(code),
+    };
     let result = runtime()?.block_on(async {
-        let open = open_connection(&checked, &args.connection, &g.config)?;
         let Some(schema) = open.instance.schema() else {
             return Err(EngineError::Unsupported {
                 connection: open.connection.id.value.clone(),
@@ -170,7 +193,11 @@ pub fn refresh_schema(g: &Global, args: &SchemaArgs) -> anyhow::Result<ExitCode>
     let (id, package, schema) = match result {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: schema refresh of '{}' failed: {e}", args.connection);
+            eprintln!(
+                "error: schema refresh of '{}' failed: {}",
+                args.connection,
+                shown(&open, &e.to_string())
+            );
             return Ok(ExitCode::from(1));
         }
     };
@@ -273,8 +300,17 @@ pub fn check_connection(g: &Global, args: &CheckConnectionArgs) -> anyhow::Resul
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
+    let open = match open(&checked, &args.connection, g) {
+        Ok(o) => o,
+        Err(code) => {
+            println!(
+                "{}: not reachable: the connection cannot be opened (see above)",
+                args.connection
+            );
+            return Ok(code);
+        }
+    };
     let result = runtime()?.block_on(async {
-        let open = open_connection(&checked, &args.connection, &g.config)?;
         let Some(check) = open.instance.check_connection() else {
             return Err(EngineError::Unsupported {
                 connection: open.connection.id.value.clone(),
@@ -286,11 +322,15 @@ pub fn check_connection(g: &Global, args: &CheckConnectionArgs) -> anyhow::Resul
     });
     match result {
         Ok(what) => {
-            println!("{}: reachable: {what}", args.connection);
+            println!("{}: reachable: {}", args.connection, shown(&open, &what));
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            println!("{}: not reachable: {e}", args.connection);
+            println!(
+                "{}: not reachable: {}",
+                args.connection,
+                shown(&open, &e.to_string())
+            );
             Ok(ExitCode::from(1))
         }
     }
@@ -399,22 +439,33 @@ pub fn fulfill(g: &Global, args: &FulfillArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    let open = match open(&checked, &args.connection, g) {
+        Ok(o) => o,
+        Err(code) => return Ok(code),
+    };
     let progress = CliProgress::new(g.quiet);
-    let result = runtime()?.block_on(async {
-        let open = open_connection(&checked, &args.connection, &g.config)?;
-        idlink_engine::run_fulfill(&open, &orders.orders, args.dry_run, &progress).await
-    });
+    let result = runtime()?.block_on(idlink_engine::run_fulfill(
+        &open,
+        &orders.orders,
+        args.dry_run,
+        &progress,
+    ));
     progress.finish();
     let results = match result {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: fulfill through '{}' failed: {e}", args.connection);
+            eprintln!(
+                "error: fulfill through '{}' failed: {}",
+                args.connection,
+                shown(&open, &e.to_string())
+            );
             return Ok(ExitCode::from(1));
         }
     };
-    let json = serde_json::to_vec_pretty(
+    let json = serde_json::to_string_pretty(
         &serde_json::json!({ "dryRun": args.dry_run, "results": results }),
     )?;
+    let json = shown(&open, &json).into_bytes();
     match &args.results {
         Some(file) => idlink_packages::output::write_atomic(file, &json)
             .with_context(|| format!("cannot write '{}'", file.display()))?,
@@ -431,7 +482,7 @@ pub fn fulfill(g: &Global, args: &FulfillArgs) -> anyhow::Result<ExitCode> {
             let id = r.id.clone().unwrap_or_else(|| format!("#{}", r.index));
             writeln!(out, "order {id}:")?;
             for op in &r.operations {
-                writeln!(out, "  {op}")?;
+                writeln!(out, "  {}", shown(&open, op))?;
             }
         }
     }

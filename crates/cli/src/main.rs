@@ -2,6 +2,7 @@
 
 mod check;
 mod connection;
+mod secrets;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,10 @@ enum Command {
     CheckConnection(connection::CheckConnectionArgs),
     /// Apply provisioning orders through a connection (or preview them with --dry-run).
     Fulfill(connection::FulfillArgs),
+    /// Create the agent's key pair: writes the private identity, prints the public key.
+    Keygen(secrets::KeygenArgs),
+    /// Encrypt values, or every secured setting of an appsettings file, to the agent's key.
+    Protect(secrets::ProtectArgs),
     /// List the packages this build knows, with their capabilities.
     Packages,
 }
@@ -82,6 +87,8 @@ fn main() -> ExitCode {
         Command::RefreshSchema(args) => connection::refresh_schema(&cli.global, args),
         Command::CheckConnection(args) => connection::check_connection(&cli.global, args),
         Command::Fulfill(args) => connection::fulfill(&cli.global, args),
+        Command::Keygen(args) => secrets::keygen(args),
+        Command::Protect(args) => secrets::protect(&cli.global, args),
         Command::Packages => check::packages(),
     };
     match result {

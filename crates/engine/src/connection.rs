@@ -21,6 +21,8 @@ pub struct OpenConnection<'c> {
     pub package: &'static PackageInfo,
     pub instance: Box<dyn Instance>,
     pub env: Environment,
+    /// The values of the connection's secured settings: redact them from anything shown.
+    pub secrets: Vec<idlink_secrets::Secret>,
 }
 
 impl std::fmt::Debug for OpenConnection<'_> {
@@ -66,7 +68,7 @@ pub fn open_connection<'c>(
         .file
         .clone()
         .unwrap_or_else(|| "appsettings.agent.json".into());
-    let settings = match checked.settings.connection(&connection.id.value) {
+    let mut settings = match checked.settings.connection(&connection.id.value) {
         Some(s) => typed_json(s, package.settings),
         None if package.settings.fields.is_empty() => serde_json::Value::Object(Default::default()),
         None => {
@@ -83,6 +85,12 @@ pub fn open_connection<'c>(
         .and_then(|f| Path::new(f).parent().map(Path::to_path_buf))
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| config_dir.to_path_buf());
+    let secrets = crate::secured::decrypt_settings(
+        &connection.id.value,
+        &mut settings,
+        package.settings,
+        || crate::secured::agent_identity(checked, &base_dir),
+    )?;
     let roots: Vec<&str> = checked
         .settings
         .sources_root_paths
@@ -101,6 +109,7 @@ pub fn open_connection<'c>(
         package,
         instance,
         env,
+        secrets,
     })
 }
 

@@ -5,6 +5,7 @@
 pub mod connection;
 pub mod export;
 pub mod fulfill;
+pub mod secured;
 pub mod transform;
 
 pub use connection::{OpenConnection, open_connection};
@@ -39,6 +40,12 @@ pub enum EngineError {
     FulfillDeactivated { connection: String },
     #[error(transparent)]
     Package(#[from] idlink_packages::PackageError),
+    #[error("{}{}{message}", connection.as_ref().map(|c| format!("connection '{c}': ")).unwrap_or_default(), setting.as_ref().map(|s| format!("setting {s}: ")).unwrap_or_default())]
+    Secret {
+        connection: Option<String>,
+        setting: Option<String>,
+        message: String,
+    },
     #[error("{0}")]
     Transform(String),
     /// A package broke its contract with the engine (a bug to report).

@@ -168,6 +168,9 @@ rules! {
     CsharpExpression = "csharp-expression", Warning;
     /// A task names a connection whose matching side is turned off by `DeactivationExportFulfill`.
     DeactivatedSide = "deactivated-side", Warning;
+    /// A secured setting (password, token, connection string) stored in plain text in
+    /// appsettings.agent.json instead of encrypted with `idlink protect`.
+    PlaintextSecret = "plaintext-secret", Warning;
 }
 
 impl fmt::Display for Rule {

@@ -133,6 +133,23 @@ where
         }
     };
     settings::apply_env(&mut agent, env, &mut diagnostics);
+    // The encrypted companion file overrides both (SPEC §2.3).
+    let encrypted = settings
+        .path
+        .with_file_name(settings::ENCRYPTED_SETTINGS_FILE);
+    match std::fs::read(&encrypted) {
+        Ok(bytes) => {
+            let top = settings::parse(&encrypted.display().to_string(), &bytes, &mut diagnostics);
+            settings::overlay(&mut agent, top);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(LoadError::Io {
+                path: encrypted,
+                source: e,
+            });
+        }
+    }
     diagnostics.extend(validate::validate(&config, &agent, catalog));
     diagnostics.sort();
     Ok(Checked {

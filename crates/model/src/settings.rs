@@ -18,6 +18,13 @@ use crate::text::{LineIndex, decode_utf8};
 /// The prefix of environment overrides; `__` separates the levels.
 pub const ENV_PREFIX: &str = "IDLINK__";
 
+/// The encrypted companion of appsettings.agent.json, in the same folder and of the same shape;
+/// its values override the plain file's and the environment's.
+pub const ENCRYPTED_SETTINGS_FILE: &str = "appsettings.encrypted.agent.json";
+
+/// How an encrypted value starts (`age:` + base64 of an age ciphertext; see `idlink-secrets`).
+pub const ENCRYPTED_PREFIX: &str = "age:";
+
 /// A settings value with locations all the way down.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SettingValue {
@@ -452,6 +459,104 @@ fn json_path_at(text: &str, offset: usize) -> String {
         }
     }
     path
+}
+
+/// Lays `top` (the encrypted settings file) over `base`: objects merge key by key, arrays
+/// element by element, and scalars of `top` win.
+pub fn overlay(base: &mut AgentSettings, top: AgentSettings) {
+    for conn in top.connections {
+        let target = base.connection_mut(&conn.id.value, &conn.id.at);
+        merge_entries(&mut target.entries, conn.entries);
+    }
+    if !top.sources_root_paths.is_empty() {
+        base.sources_root_paths = top.sources_root_paths;
+    }
+    if top.encryption_identity.is_some() {
+        base.encryption_identity = top.encryption_identity;
+    }
+}
+
+fn merge_entries(base: &mut Vec<Entry>, top: Vec<Entry>) {
+    for (key, value) in top {
+        match base
+            .iter_mut()
+            .rev()
+            .find(|(k, _)| k.value.eq_ignore_ascii_case(&key.value))
+        {
+            Some((_, existing)) => merge_value(existing, value),
+            None => base.push((key, value)),
+        }
+    }
+}
+
+fn merge_value(base: &mut Sp<SettingValue>, top: Sp<SettingValue>) {
+    match (&mut base.value, top.value) {
+        (SettingValue::Object(b), SettingValue::Object(t)) => merge_entries(b, t),
+        (SettingValue::Array(b), SettingValue::Array(t)) => {
+            for (i, item) in t.into_iter().enumerate() {
+                match b.get_mut(i) {
+                    Some(existing) => merge_value(existing, item),
+                    None => b.push(item),
+                }
+            }
+        }
+        (_, other) => *base = Sp::new(other, top.at),
+    }
+}
+
+/// Secured settings given in plain text in `plain_file`, as `(path, location)`, for the
+/// `plaintext-secret` warning. Values from the environment or the encrypted file are fine.
+pub fn plaintext_secrets(
+    settings: &ConnectionSettings,
+    schema: &SettingsSchema,
+    plain_file: &str,
+) -> Vec<(String, Loc)> {
+    let mut out = Vec::new();
+    plaintext_in(
+        &settings.entries,
+        schema,
+        &format!("Connections.{}", settings.id.value),
+        plain_file,
+        &mut out,
+    );
+    out
+}
+
+fn plaintext_in(
+    entries: &[Entry],
+    schema: &SettingsSchema,
+    path: &str,
+    plain_file: &str,
+    out: &mut Vec<(String, Loc)>,
+) {
+    let is_plain = |v: &Sp<SettingValue>| {
+        &*v.at.file == plain_file
+            && matches!(&v.value, SettingValue::String(s) if !s.is_empty() && !s.starts_with(ENCRYPTED_PREFIX))
+    };
+    for (key, value) in entries {
+        let Some(field) = schema.field(&key.value) else {
+            continue;
+        };
+        let here = format!("{path}.{}", field.name);
+        match (&value.value, field.kind) {
+            (SettingValue::Array(items), Kind::ObjectList(inner)) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let SettingValue::Object(e) = &item.value {
+                        plaintext_in(e, inner, &format!("{here}[{i}]"), plain_file, out);
+                    }
+                }
+            }
+            (SettingValue::Object(e), Kind::Map) if field.secured => {
+                for (k, v) in e {
+                    if is_plain(v) {
+                        out.push((format!("{here}.{}", k.value), v.at.clone()));
+                    }
+                }
+            }
+            _ if field.secured && is_plain(value) => out.push((here, value.at.clone())),
+            _ => {}
+        }
+    }
 }
 
 /// Applies `IDLINK__...` environment variables over the file's values. Keys are

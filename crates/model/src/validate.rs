@@ -986,7 +986,23 @@ impl<'c> Validator<'c> {
                 continue;
             }
             match self.settings.connection(&conn.id.value) {
-                Some(s) => settings::check_against(s, p.id, p.settings, &mut self.diags),
+                Some(s) => {
+                    settings::check_against(s, p.id, p.settings, &mut self.diags);
+                    for (path, at) in settings::plaintext_secrets(s, p.settings, where_) {
+                        self.diags.push(
+                            Diagnostic::new(
+                                Rule::PlaintextSecret,
+                                at,
+                                format!("{path} is a secured setting stored in plain text"),
+                            )
+                            .hint(format!(
+                                "encrypt it to the agent's key: `idlink protect --recipient <agent public key> --file {where_}` \
+                                 writes {}; then remove the plain value",
+                                settings::ENCRYPTED_SETTINGS_FILE
+                            )),
+                        );
+                    }
+                }
                 None if p.settings.fields.is_empty() || self.settings.unreadable => {}
                 None => {
                     let required: Vec<&str> = p

@@ -151,11 +151,10 @@ impl SlapdServer {
             ca_file,
             server,
         };
-        s.server
-            .wait_ready("slapd", Duration::from_secs(60), || {
-                process::tcp_open(port)?;
-                s.whoami().map(drop).map_err(|e| e.0)
-            })?;
+        s.server.wait_ready("slapd", Duration::from_secs(60), || {
+            process::tcp_open(port)?;
+            s.whoami().map(drop).map_err(|e| e.0)
+        })?;
         Ok(s)
     }
 
@@ -229,9 +228,17 @@ impl SlapdServer {
 
     fn client(&self, tool: &str) -> Command {
         let mut c = Command::new(tool);
-        c.args(["-x", "-H", &self.url(), "-D", ADMIN_DN, "-w", &self.password])
-            .env("LDAPTLS_REQCERT", "never")
-            .current_dir("/");
+        c.args([
+            "-x",
+            "-H",
+            &self.url(),
+            "-D",
+            ADMIN_DN,
+            "-w",
+            &self.password,
+        ])
+        .env("LDAPTLS_REQCERT", "never")
+        .current_dir("/");
         c
     }
 }
@@ -326,7 +333,13 @@ fn make_certificates(root: &Path) -> Result<PathBuf, LaunchError> {
     process::run(&mut req, "openssl (server request)")?;
     let mut sign = Command::new(&openssl);
     sign.args(["x509", "-req", "-days", "2", "-in", &p("server.csr")])
-        .args(["-CA", &p("ca.pem"), "-CAkey", &p("ca.key"), "-CAcreateserial"])
+        .args([
+            "-CA",
+            &p("ca.pem"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+        ])
         .args(["-out", &p("server.pem"), "-extfile", &p("server.ext")]);
     process::run(&mut sign, "openssl (server certificate)")?;
     Ok(root.join("ca.pem"))

@@ -184,6 +184,7 @@ fn a_missing_default_settings_file_reports_each_connection() {
     let dir = tempfile::tempdir().expect("tempdir");
     copy_dir(&repo_root().join("examples/quickstart"), dir.path());
     std::fs::remove_file(dir.path().join("appsettings.agent.json")).expect("rm");
+    std::fs::remove_file(dir.path().join("appsettings.encrypted.agent.json")).expect("rm");
     let out = idlink()
         .args(["check", "--config"])
         .arg(dir.path())

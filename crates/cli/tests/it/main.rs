@@ -4,4 +4,5 @@ mod broken;
 mod check;
 mod export;
 mod fulfill;
+mod secrets;
 mod support;

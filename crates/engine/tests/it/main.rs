@@ -101,6 +101,7 @@ fn open<'c>(conn: &'c Connection, rows: usize, fail: bool) -> OpenConnection<'c>
             roots: SourceRoots::default(),
             mapped_tables: vec![],
         },
+        secrets: vec![],
     }
 }
 

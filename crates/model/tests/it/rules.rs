@@ -409,3 +409,63 @@ fn all_problems_are_reported_in_one_run_sorted_by_location() {
         .collect();
     assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{lines:?}");
 }
+
+#[test]
+fn plaintext_secrets_warn_unless_encrypted_or_from_the_environment() {
+    let c = check(&[("conf.xml", &file(BASE))], BASE_SETTINGS, &[]);
+    let d = c
+        .diagnostics
+        .iter()
+        .find(|d| d.rule == Rule::PlaintextSecret)
+        .expect("warning");
+    assert!(
+        d.message
+            .contains("Connections.DirLDAP.Servers[0].Password"),
+        "{d}"
+    );
+    assert!(
+        d.hint
+            .as_deref()
+            .is_some_and(|h| h.contains("idlink protect")),
+        "{d}"
+    );
+    assert!(!d.to_string().contains("s3cret-value"), "{d}");
+
+    let encrypted = BASE_SETTINGS.replace("s3cret-value", "age:YWdlLWVuY3J5cHRpb24ub3JnL3Yx");
+    let c = check(&[("conf.xml", &file(BASE))], &encrypted, &[]);
+    assert!(c.diagnostics.is_empty(), "{}", show(&c.diagnostics));
+
+    let without = BASE_SETTINGS.replace(", \"Password\": \"s3cret-value\"", "");
+    let c = check(
+        &[("conf.xml", &file(BASE))],
+        &without,
+        &[(
+            "IDLINK__Connections__DirLDAP__Servers__0__Password",
+            "from-env",
+        )],
+    );
+    assert!(c.diagnostics.is_empty(), "{}", show(&c.diagnostics));
+}
+
+#[test]
+fn the_encrypted_settings_file_overrides_plain_values_deeply() {
+    use idlink_model::settings::{overlay, parse};
+    let mut d = idlink_model::Diagnostics::default();
+    let mut base = parse("plain.json", br#"{"Connections":{"Dir":{"Servers":[{"Server":"a","Password":"old"},{"Server":"b"}],"Timeout":5}}}"#, &mut d);
+    let top = parse(
+        "enc.json",
+        br#"{"Connections":{"dir":{"Servers":[{"Password":"age:x"}]}}}"#,
+        &mut d,
+    );
+    overlay(&mut base, top);
+    assert!(d.is_empty());
+    let json = base
+        .connection("Dir")
+        .map(idlink_model::settings::ConnectionSettings::to_json);
+    assert_eq!(
+        json,
+        Some(
+            serde_json::json!({"Servers":[{"Server":"a","Password":"age:x"},{"Server":"b"}],"Timeout":5})
+        )
+    );
+}

@@ -1,0 +1,376 @@
+//! Secured settings end to end: keygen -> protect -> an export that uses the encrypted
+//! password against a real PostgreSQL; wrong keys and damaged ciphertexts fail clearly; and a
+//! unique secret never appears in any output or file written (the leak test).
+
+use std::path::Path;
+use std::sync::LazyLock;
+
+use idlink_test_support::PostgresServer;
+
+use crate::support::{copy_dir, idlink, repo_root};
+
+static PG: LazyLock<PostgresServer> = LazyLock::new(PostgresServer::start);
+
+/// A unique password for a role of our own, so the leak test can search for it.
+const SECRET: &str = "Leak-Canary-7f3a9c1e";
+
+/// The quickstart plus a PostgreSQL connection `HRDb` whose connection string holds SECRET,
+/// with every secured setting in plain text (as before `idlink protect`).
+fn setup(name: &str) -> tempfile::TempDir {
+    let db = format!("leak_{name}");
+    PG.create_database(&db).expect("database");
+    let user = format!("idlink_{name}");
+    PG.create_user(&user, SECRET).expect("user");
+    PG.execute(&db, &format!("CREATE TABLE people (id int primary key, name text); INSERT INTO people VALUES (1, 'Ada'), (2, 'Alan'); GRANT SELECT ON people TO {user};"))
+        .expect("setup");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("conf");
+    copy_dir(&repo_root().join("examples/quickstart"), &conf);
+    std::fs::remove_file(conf.join("appsettings.encrypted.agent.json")).expect("rm");
+    let hr = conf.join("hr.xml");
+    let text = std::fs::read_to_string(&hr).expect("read").replace(
+        "<!-- Schemas, as Refresh Schema writes them. -->",
+        "<Connection Identifier=\"HRDb\" DisplayName_L1=\"HR database\" Connector=\"HR\" Package=\"Usercube.SQL.PostgreSQL@0000001\" />",
+    );
+    std::fs::write(&hr, text).expect("write");
+    let cs = format!(
+        "Host=127.0.0.1;Port={};Database={db};Username={user};Password={SECRET}",
+        PG.port()
+    );
+    std::fs::write(
+        conf.join("appsettings.agent.json"),
+        settings(Some(&cs), true),
+    )
+    .expect("write");
+    dir
+}
+
+/// appsettings.agent.json for the test: with or without the secured values.
+fn settings(connection_string: Option<&str>, ldap_credentials: bool) -> String {
+    let cs = connection_string
+        .map(|c| format!("\"ConnectionString\": \"{c}\", "))
+        .unwrap_or_default();
+    let creds = if ldap_credentials {
+        "\"Login\": \"cn=admin,dc=example,dc=org\", \"Password\": \"ldap-pw\", "
+    } else {
+        ""
+    };
+    format!(
+        r#"{{
+  "SourcesRootPaths": ["data"],
+  "Connections": {{
+    "HRDb": {{ {cs}"SqlCommand": "SELECT id, name FROM people ORDER BY id" }},
+    "HRPeople": {{ "Path": "data/hr_people.csv" }},
+    "HROrganizations": {{ "Path": "data/hr_organizations.csv" }},
+    "DirectoryLDAP": {{
+      "Servers": [ {{ "Server": "ldap://127.0.0.1:3389", {creds}"AuthType": "Basic" }} ],
+      "Tables": [ {{ "Table": "entries", "BaseDN": "dc=example,dc=org" }} ]
+    }}
+  }}
+}}"#
+    )
+}
+
+fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = idlink();
+    cmd.current_dir(dir).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// keygen + protect, then the plain settings keep no secured value: they come from
+/// appsettings.encrypted.agent.json.
+fn protect(dir: &Path) -> String {
+    let (code, pubkey) = run(dir, &["keygen", "--out", "agent.key"], &[]);
+    assert_eq!(code, 0, "{pubkey}");
+    let pubkey = pubkey
+        .lines()
+        .find(|l| l.starts_with("age1"))
+        .expect("public key")
+        .to_string();
+    let (code, out) = run(
+        dir,
+        &[
+            "protect",
+            "--recipient",
+            &pubkey,
+            "--file",
+            "conf/appsettings.agent.json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("encrypted Connections.HRDb.ConnectionString"),
+        "{out}"
+    );
+    assert!(
+        out.contains("encrypted Connections.DirectoryLDAP.Servers[0].Password"),
+        "{out}"
+    );
+    let (code, out) = run(
+        dir,
+        &[
+            "protect",
+            "--recipient",
+            &pubkey,
+            "--file",
+            "conf/appsettings.agent.json",
+        ],
+        &[],
+    );
+    assert_ne!(
+        code, 0,
+        "an existing encrypted file is not replaced without --force: {out}"
+    );
+    std::fs::write(
+        dir.join("conf/appsettings.agent.json"),
+        settings(None, false),
+    )
+    .expect("write");
+    pubkey
+}
+
+#[test]
+fn keygen_writes_a_private_key_for_the_agent_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, out) = run(dir.path(), &["keygen", "--out", "agent.key"], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.lines().any(|l| l.starts_with("age1")), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("agent.key"))
+            .expect("key")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let (code, out) = run(dir.path(), &["keygen", "--out", "agent.key"], &[]);
+    assert_ne!(code, 0, "refuses to overwrite: {out}");
+}
+
+#[test]
+fn protect_values_prints_one_ciphertext_per_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, pubkey) = run(dir.path(), &["keygen", "--out", "agent.key"], &[]);
+    let pubkey = pubkey.lines().find(|l| l.starts_with("age1")).expect("key");
+    let (code, out) = run(
+        dir.path(),
+        &[
+            "protect",
+            "--recipient",
+            pubkey,
+            "--values",
+            SECRET,
+            "second-value",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines.iter().all(|l| l.starts_with("age:")));
+    assert!(!out.contains(SECRET) && !out.contains("second-value"));
+    let (code, out) = run(
+        dir.path(),
+        &["protect", "--recipient", "age1notakey", "--values", SECRET],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(!out.contains(SECRET), "{out}");
+}
+
+#[test]
+fn round_trip_keygen_protect_export_with_the_encrypted_password() {
+    let dir = setup("roundtrip");
+    let (code, out) = run(dir.path(), &["check"], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warning[plaintext-secret]")
+            && out.contains("Connections.HRDb.ConnectionString"),
+        "{out}"
+    );
+    protect(dir.path());
+    let (code, out) = run(dir.path(), &["check"], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("plaintext-secret"), "{out}");
+    // Without the agent key the encrypted value cannot be used.
+    let (code, out) = run(dir.path(), &["export", "--connection", "HRDb"], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("no agent key") && out.contains("HRDb"),
+        "{out}"
+    );
+    let (code, out) = run(
+        dir.path(),
+        &["export", "--connection", "HRDb"],
+        &[("IDLINK_AGENT_KEY", "agent.key")],
+    );
+    assert_eq!(code, 0, "{out}");
+    let table =
+        std::fs::read_to_string(dir.path().join("work/ExportOutput/HRDb.csv")).expect("table");
+    assert_eq!(table, "id,name\n1,Ada\n2,Alan\n");
+}
+
+#[test]
+fn wrong_key_truncated_and_foreign_ciphertexts_fail_clearly() {
+    let dir = setup("badkeys");
+    protect(dir.path());
+    let enc = dir.path().join("conf/appsettings.encrypted.agent.json");
+    let good = std::fs::read_to_string(&enc).expect("read");
+    // A wrong key: another agent's identity.
+    let (code, _) = run(dir.path(), &["keygen", "--out", "other.key"], &[]);
+    assert_eq!(code, 0);
+    let (code, out) = run(
+        dir.path(),
+        &["export", "--connection", "HRDb"],
+        &[("IDLINK_AGENT_KEY", "other.key")],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("HRDb")
+            && out.contains("ConnectionString")
+            && out.contains("another recipient"),
+        "{out}"
+    );
+    // A truncated ciphertext.
+    let start = good.find("age:").expect("ciphertext");
+    let end = good[start..].find('"').expect("end") + start;
+    let truncated = format!("{}{}", &good[..start + (end - start) / 2], &good[end..]);
+    std::fs::write(&enc, &truncated).expect("write");
+    let (code, out) = run(
+        dir.path(),
+        &["export", "--connection", "HRDb"],
+        &[("IDLINK_AGENT_KEY", "agent.key")],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("HRDb")
+            && (out.contains("cut short") || out.contains("truncated") || out.contains("damaged")),
+        "{out}"
+    );
+    // A ciphertext made for another recipient.
+    let (_, other_pub) = run(dir.path(), &["keygen", "--out", "third.key"], &[]);
+    let other_pub = other_pub
+        .lines()
+        .find(|l| l.starts_with("age1"))
+        .expect("key");
+    let (_, foreign) = run(
+        dir.path(),
+        &[
+            "protect",
+            "--recipient",
+            other_pub,
+            "--values",
+            "Host=x;Password=y",
+        ],
+        &[],
+    );
+    let foreign = foreign
+        .lines()
+        .find(|l| l.starts_with("age:"))
+        .expect("ciphertext");
+    std::fs::write(
+        &enc,
+        format!("{}{}{}", &good[..start], foreign, &good[end..]),
+    )
+    .expect("write");
+    let (code, out) = run(
+        dir.path(),
+        &["export", "--connection", "HRDb"],
+        &[("IDLINK_AGENT_KEY", "agent.key")],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("another recipient"), "{out}");
+    assert!(!out.contains(SECRET));
+}
+
+#[test]
+fn the_secret_never_appears_in_outputs_or_files() {
+    let dir = setup("leak");
+    let mut outputs = Vec::new();
+    // Plain settings: check (text and JSON), export, schema, check-connection.
+    for args in [
+        vec!["check"],
+        vec!["check", "--format", "json"],
+        vec!["-vv", "export", "--connection", "HRDb"],
+        vec!["refresh-schema", "--connection", "HRDb", "--format", "json"],
+        vec!["check-connection", "--connection", "HRDb"],
+    ] {
+        outputs.push(run(dir.path(), &args, &[]));
+    }
+    // Failure paths: a SQL error, and a wrong password through the environment.
+    outputs.push(run(
+        dir.path(),
+        &["-vv", "export", "--connection", "HRDb"],
+        &[(
+            "IDLINK__Connections__HRDb__SqlCommand",
+            "SELEC id FROM people",
+        )],
+    ));
+    let wrong = format!(
+        "Host=127.0.0.1;Port={};Database=leak_leak;Username=idlink_leak;Password={SECRET}x",
+        PG.port()
+    );
+    outputs.push(run(
+        dir.path(),
+        &["check-connection", "--connection", "HRDb"],
+        &[("IDLINK__Connections__HRDb__ConnectionString", &wrong)],
+    ));
+    outputs.push(run(
+        dir.path(),
+        &["export", "--connection", "HRDb"],
+        &[("IDLINK__Connections__HRDb__ConnectionString", &wrong)],
+    ));
+    // Encrypted settings: the same runs with the agent key.
+    protect(dir.path());
+    outputs.push(run(
+        dir.path(),
+        &["-vv", "export", "--connection", "HRDb"],
+        &[("IDLINK_AGENT_KEY", "agent.key")],
+    ));
+    outputs.push(run(
+        dir.path(),
+        &["check-connection", "--connection", "HRDb"],
+        &[("IDLINK_AGENT_KEY", "agent.key")],
+    ));
+    assert!(
+        outputs.iter().any(|(code, _)| *code == 0) && outputs.iter().any(|(code, _)| *code != 0)
+    );
+    for (code, text) in &outputs {
+        assert!(
+            !text.contains(SECRET),
+            "exit {code}: the secret leaked:\n{text}"
+        );
+    }
+    // Every file written under the work folder.
+    let mut stack = vec![dir.path().join("work")];
+    let mut files = 0;
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("dir").filter_map(Result::ok) {
+            let path = entry.path();
+            assert!(!path.to_string_lossy().contains(SECRET));
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files += 1;
+                let bytes = std::fs::read(&path).expect("read");
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains(SECRET),
+                    "{} holds the secret",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(files >= 2, "the exports wrote tables and reports");
+}

@@ -1,0 +1,202 @@
+//! Secured settings at run time: which settings are secured (from each package's schema),
+//! decrypting `appsettings.encrypted.agent.json` values with the agent's key, and the list of
+//! secret values to redact from anything shown.
+
+use std::path::{Path, PathBuf};
+
+use idlink_model::Checked;
+use idlink_model::package::{Availability, Kind, PackageCatalog, SettingsSchema};
+use idlink_packages::Registry;
+use idlink_secrets::{
+    AgentIdentity, PathSegment, Secret, decrypt_value, is_encrypted, load_identity,
+};
+
+use crate::EngineError;
+
+/// The environment variable that names the agent's identity file when the settings don't.
+pub const AGENT_KEY_ENV: &str = "IDLINK_AGENT_KEY";
+
+/// Whether the setting at `path` (from the top of appsettings.agent.json) is secured: the
+/// connection's package schema says so. For settings of connections the configuration does
+/// not declare, any field that some package secures is treated as secured.
+pub fn is_secured_path(checked: &Checked, path: &[PathSegment]) -> bool {
+    let [
+        PathSegment::Key(top),
+        PathSegment::Key(connection),
+        rest @ ..,
+    ] = path
+    else {
+        return false;
+    };
+    if !top.eq_ignore_ascii_case("Connections") || rest.is_empty() {
+        return false;
+    }
+    static REGISTRY: Registry = Registry::new();
+    let schema = checked
+        .config
+        .connection(connection)
+        .and_then(|c| REGISTRY.get(&c.package.value))
+        .filter(|p| p.availability == Availability::Supported)
+        .map(|p| p.settings);
+    match schema {
+        Some(schema) => secured_in(schema, rest),
+        None => REGISTRY.all().any(|p| secured_in(p.settings, rest)),
+    }
+}
+
+fn secured_in(schema: &SettingsSchema, path: &[PathSegment]) -> bool {
+    let [PathSegment::Key(name), rest @ ..] = path else {
+        return false;
+    };
+    let Some(field) = schema.field(name) else {
+        return false;
+    };
+    if field.secured {
+        return true;
+    }
+    match (field.kind, rest) {
+        (Kind::ObjectList(inner), [PathSegment::Index(_), rest @ ..]) => secured_in(inner, rest),
+        _ => false,
+    }
+}
+
+/// The agent's identity, from `EncryptionIdentity` (relative to the settings folder) or
+/// `IDLINK_AGENT_KEY`. `None` when neither names one.
+pub fn agent_identity(
+    checked: &Checked,
+    base_dir: &Path,
+) -> Result<Option<AgentIdentity>, EngineError> {
+    let path: Option<PathBuf> = match &checked.settings.encryption_identity {
+        Some(p) => Some(base_dir.join(&p.value)),
+        None => std::env::var_os(AGENT_KEY_ENV).map(PathBuf::from),
+    };
+    let Some(path) = path else { return Ok(None) };
+    load_identity(&path)
+        .map(Some)
+        .map_err(|e| EngineError::Secret {
+            connection: None,
+            setting: None,
+            message: e.to_string(),
+        })
+}
+
+/// Decrypts every encrypted string in a connection's typed settings, in place, and returns the
+/// values of all secured settings (decrypted or plain), to redact them from messages.
+pub fn decrypt_settings(
+    connection: &str,
+    settings: &mut serde_json::Value,
+    schema: &SettingsSchema,
+    identity: impl FnOnce() -> Result<Option<AgentIdentity>, EngineError>,
+) -> Result<Vec<Secret>, EngineError> {
+    let mut encrypted = Vec::new();
+    collect_encrypted(settings, String::new(), &mut encrypted);
+    if !encrypted.is_empty() {
+        let Some(identity) = identity()? else {
+            return Err(EngineError::Secret {
+                connection: Some(connection.to_string()),
+                setting: encrypted.first().cloned(),
+                message: format!(
+                    "the value is encrypted, but no agent key is configured: set EncryptionIdentity in \
+                     appsettings.agent.json or {AGENT_KEY_ENV} to the key file written by `idlink keygen`"
+                ),
+            });
+        };
+        decrypt_in(settings, String::new(), &identity, connection)?;
+    }
+    let mut secrets = Vec::new();
+    secured_values(settings, schema, &mut secrets);
+    Ok(secrets)
+}
+
+fn child(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn collect_encrypted(v: &serde_json::Value, path: String, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) if is_encrypted(s) => out.push(path),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                collect_encrypted(item, format!("{path}[{i}]"), out);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, item) in map {
+                collect_encrypted(item, child(&path, k), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn decrypt_in(
+    v: &mut serde_json::Value,
+    path: String,
+    identity: &AgentIdentity,
+    connection: &str,
+) -> Result<(), EngineError> {
+    match v {
+        serde_json::Value::String(s) if is_encrypted(s) => {
+            let secret = decrypt_value(identity, s).map_err(|e| EngineError::Secret {
+                connection: Some(connection.to_string()),
+                setting: Some(path.clone()),
+                message: e.to_string(),
+            })?;
+            *s = secret.expose_secret().to_string();
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                decrypt_in(item, format!("{path}[{i}]"), identity, connection)?;
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, item) in map.iter_mut() {
+                decrypt_in(item, child(&path, k), identity, connection)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Values of the secured settings (and of secured key-value options), for redaction.
+fn secured_values(v: &serde_json::Value, schema: &SettingsSchema, out: &mut Vec<Secret>) {
+    let serde_json::Value::Object(map) = v else {
+        return;
+    };
+    for (k, item) in map {
+        let Some(field) = schema.field(k) else {
+            continue;
+        };
+        match (item, field.kind) {
+            (serde_json::Value::Array(items), Kind::ObjectList(inner)) => {
+                for i in items {
+                    secured_values(i, inner, out);
+                }
+            }
+            (serde_json::Value::Object(m), Kind::Map) if field.secured => {
+                out.extend(m.values().filter_map(|x| x.as_str()).map(Secret::new));
+            }
+            (serde_json::Value::String(s), _) if field.secured => {
+                out.push(Secret::new(s.clone()));
+                // Parts of a connection string (`Password=...`) are secrets of their own.
+                for part in s.split(';') {
+                    if let Some((_, value)) = part.split_once('=') {
+                        out.push(Secret::new(value.trim().trim_matches(['"', '\''])));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `text` with every secret value replaced by `**REDACTED**`.
+pub fn redact(text: &str, secrets: &[Secret]) -> String {
+    let values: Vec<&str> = secrets.iter().map(Secret::expose_secret).collect();
+    idlink_secrets::redact(text, &values)
+}
