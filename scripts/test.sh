@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, then every test of every crate.
 # It installs what the tests need: rustfmt and clippy, and the real servers the package tests
-# start privately on 127.0.0.1 (PostgreSQL, MariaDB) from Debian's packages when they are
-# missing. It needs no network beyond the package registries.
+# start privately on 127.0.0.1 (PostgreSQL, MariaDB, OpenLDAP's slapd) from Debian's packages
+# when they are missing. It needs no network beyond the package registries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,9 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 need mariadbd || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 need mariadb || missing+=(mariadb-client)
 need iconv || missing+=(libc-bin)
+[ -x /usr/sbin/slapd ] || missing+=(slapd)
+need ldapsearch || missing+=(ldap-utils)
+need openssl || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then

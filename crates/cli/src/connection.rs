@@ -425,20 +425,22 @@ pub fn fulfill(g: &Global, args: &FulfillArgs) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&args.orders)
         .with_context(|| format!("cannot read orders file '{}'", args.orders.display()))?;
     let mut de = serde_json::Deserializer::from_slice(&bytes);
-    let orders: idlink_packages::api::OrdersFile = match serde_path_to_error::deserialize(&mut de) {
-        Ok(o) => o,
-        Err(e) => {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            eprintln!(
-                "error: {}:{}:{}: the orders file is not valid at {path}: {inner}",
-                args.orders.display(),
-                inner.line(),
-                inner.column()
-            );
-            return Ok(ExitCode::from(2));
-        }
-    };
+    let mut orders: idlink_packages::api::OrdersFile =
+        match serde_path_to_error::deserialize(&mut de) {
+            Ok(o) => o,
+            Err(e) => {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                eprintln!(
+                    "error: {}:{}:{}: the orders file is not valid at {path}: {inner}",
+                    args.orders.display(),
+                    inner.line(),
+                    inner.column()
+                );
+                return Ok(ExitCode::from(2));
+            }
+        };
+    idlink_engine::with_mapping_defaults(&checked.config, &mut orders.orders);
     let open = match open(&checked, &args.connection, g) {
         Ok(o) => o,
         Err(code) => return Ok(code),

@@ -2,7 +2,10 @@
 //! per order. Orders whose package cannot fulfill, or whose fulfill side is deactivated, are
 //! refused before anything is sent.
 
-use idlink_packages::api::{FulfillRequest, OrderResult, OrderState, Progress, ProvisioningOrder};
+use idlink_model::Configuration;
+use idlink_packages::api::{
+    ChangeType, FulfillRequest, OrderResult, OrderState, Progress, ProvisioningOrder,
+};
 
 use crate::EngineError;
 use crate::connection::OpenConnection;
@@ -58,4 +61,29 @@ pub async fn run_fulfill(
         "fulfill done"
     );
     Ok(results)
+}
+
+/// Fills what the configuration knows and orders may leave out: an `Added` order without an
+/// `objectClass` takes its resource type mapping's `DefaultObjectClass`.
+pub fn with_mapping_defaults(config: &Configuration, orders: &mut [ProvisioningOrder]) {
+    for order in orders
+        .iter_mut()
+        .filter(|o| o.change_type == ChangeType::Added)
+    {
+        let has_class = order
+            .changes
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("objectClass"));
+        let default = config
+            .resource_type_mappings
+            .iter()
+            .find(|m| m.id.value == order.resource_type.identifier)
+            .and_then(|m| m.attribute("DefaultObjectClass"));
+        if let (false, Some(class)) = (has_class, default) {
+            order.changes.insert(
+                "objectClass".into(),
+                serde_json::Value::String(class.value.clone()),
+            );
+        }
+    }
 }

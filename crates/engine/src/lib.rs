@@ -10,7 +10,7 @@ pub mod transform;
 
 pub use connection::{OpenConnection, open_connection};
 pub use export::{ExportOptions, ExportReport, TableReport, run_export};
-pub use fulfill::run_fulfill;
+pub use fulfill::{run_fulfill, with_mapping_defaults};
 
 /// Why the engine could not do what was asked.
 #[derive(Debug, thiserror::Error)]

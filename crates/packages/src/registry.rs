@@ -29,6 +29,9 @@ pub fn instantiate(
             sql::instantiate(package, settings, env)
         }
         id if id == ldif::LDIF.id => ldif::instantiate(package, settings, env),
+        id if id == ldap::LDAP.id || id == ldap::OPENLDAP.id => {
+            ldap::instantiate(package, settings, env)
+        }
         id if id == fulfill_to_file::FULFILL_TO_FILE.id => {
             fulfill_to_file::instantiate(package, settings, env)
         }

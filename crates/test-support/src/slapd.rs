@@ -22,8 +22,11 @@ pub struct SlapdOptions {
     /// LDIF loaded with `slapadd` before start, after the suffix entry (which the launcher
     /// writes itself).
     pub ldif: String,
-    /// Load the syncprov overlay (RFC 4533 content synchronization) with a session log.
+    /// Load the syncprov overlay (RFC 4533 content synchronization).
     pub syncprov: bool,
+    /// Give syncprov a session log (deletions are then sent by entryUUID; without it, the
+    /// server lists the present entries instead).
+    pub session_log: bool,
     /// Generate a certificate authority and serve LDAPS and StartTLS.
     pub tls: bool,
     /// The size limit of everyone but the root DN; paged searches are not limited in total.
@@ -37,6 +40,7 @@ impl Default for SlapdOptions {
         SlapdOptions {
             ldif: String::new(),
             syncprov: true,
+            session_log: true,
             tls: true,
             size_limit: None,
             quick_load: false,
@@ -294,7 +298,10 @@ fn config(root: &Path, password: &str, options: &SlapdOptions) -> String {
         "access to attrs=userPassword by self write by anonymous auth by * none\naccess to * by * read\n",
     );
     if options.syncprov {
-        c.push_str("overlay syncprov\nsyncprov-checkpoint 100 10\nsyncprov-sessionlog 10000\n");
+        c.push_str("overlay syncprov\nsyncprov-checkpoint 100 10\n");
+        if options.session_log {
+            c.push_str("syncprov-sessionlog 10000\n");
+        }
     }
     c
 }
@@ -343,4 +350,31 @@ fn make_certificates(root: &Path) -> Result<PathBuf, LaunchError> {
         .args(["-out", &p("server.pem"), "-extfile", &p("server.ext")]);
     process::run(&mut sign, "openssl (server certificate)")?;
     Ok(root.join("ca.pem"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slapd_starts_binds_answers_and_stops_clean() {
+        let s = SlapdServer::start(&SlapdOptions {
+            ldif: "dn: ou=people,dc=example,dc=org\nobjectClass: organizationalUnit\nou: people\n"
+                .to_string(),
+            ..SlapdOptions::default()
+        });
+        let (dir, port) = (s.dir().to_path_buf(), s.port());
+        assert!(s.whoami().expect("whoami").contains(ADMIN_DN));
+        let found = s
+            .ldapsearch(SUFFIX, "(ou=people)", &["ou"])
+            .expect("search");
+        assert!(found.contains("dn: ou=people,dc=example,dc=org"), "{found}");
+        s.ldapadd("dn: ou=x,dc=example,dc=org\nobjectClass: organizationalUnit\nou: x\n")
+            .expect("add");
+        assert!(s.ca_file().is_some_and(Path::is_file));
+        assert!(s.tls_port().is_some());
+        drop(s);
+        assert!(!dir.exists(), "{} is left behind", dir.display());
+        assert!(process::tcp_open(port).is_err(), "port {port} still open");
+    }
 }

@@ -4,5 +4,6 @@ mod broken;
 mod check;
 mod export;
 mod fulfill;
+mod ldap;
 mod secrets;
 mod support;

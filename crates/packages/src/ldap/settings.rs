@@ -1,6 +1,10 @@
 //! Settings of the LDAP packages (`Usercube.LDAP` and `Usercube.OpenLDAP` share them).
 
+use std::time::Duration;
+
 use idlink_model::package::{Constraint, Field, Kind, SettingsSchema};
+
+use crate::api::{PackageError, parse_settings};
 
 /// `Servers[]`, `Tables[]` and search limits.
 pub static SETTINGS: SettingsSchema = SettingsSchema {
@@ -38,6 +42,24 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
                 max: i32::MAX as i64,
             },
             "longest the agent waits for a response, in seconds",
+        ),
+        Field::optional(
+            "PageSize",
+            Kind::Int {
+                min: 1,
+                max: 100_000,
+            },
+            "entries per page when PagedResult is on (default 1000)",
+        ),
+        Field::optional(
+            "DefaultObjectClass",
+            Kind::StringList,
+            "object classes of entries added by fulfill when an order names none",
+        ),
+        Field::optional(
+            "IsLdapPasswordReset",
+            Kind::Bool,
+            "fulfill sets userPassword when an order carries a password",
         ),
     ],
     constraints: &[],
@@ -100,3 +122,482 @@ pub static TABLE: SettingsSchema = SettingsSchema {
     ],
     constraints: &[],
 };
+
+/// Port of plain LDAP (and StartTLS).
+pub const LDAP_PORT: u16 = 389;
+/// Port of LDAPS.
+pub const LDAPS_PORT: u16 = 636;
+/// Entries per page when `PageSize` is not set.
+pub const DEFAULT_PAGE_SIZE: i32 = 1000;
+/// The wait for each response when `TimeOut` is not set.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How a connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    /// Plain LDAP.
+    None,
+    /// LDAPS (`EnableSSL`): TLS from the first byte.
+    Ldaps,
+    /// Plain LDAP upgraded with StartTLS.
+    StartTls,
+}
+
+/// How to bind.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// No bind.
+    Anonymous,
+    /// Simple bind with a DN and a password.
+    Basic { login: String, password: String },
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Anonymous => f.write_str("Anonymous"),
+            Auth::Basic { .. } => f.write_str("Basic(**REDACTED**)"),
+        }
+    }
+}
+
+/// One element of `Servers`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Host name or address.
+    pub host: String,
+    pub port: u16,
+    pub auth: Auth,
+    /// `Controls` lists `PagedResult`.
+    pub paged: bool,
+    pub tls: Tls,
+    /// `CaFile` as written (resolved against the settings folder when connecting).
+    pub ca_file: Option<String>,
+}
+
+impl ServerSettings {
+    /// `host:port`, what messages call the server.
+    pub fn describe(&self) -> String {
+        let scheme = match self.tls {
+            Tls::None => "ldap",
+            Tls::Ldaps => "ldaps",
+            Tls::StartTls => "ldap+starttls",
+        };
+        format!("{scheme}://{}:{}", self.host, self.port)
+    }
+
+    /// The URL ldap3 connects to.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls == Tls::Ldaps {
+            "ldaps"
+        } else {
+            "ldap"
+        };
+        if self.host.contains(':') {
+            format!("{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            format!("{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Search scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Base,
+    OneLevel,
+    Subtree,
+}
+
+/// One element of `Tables`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSettings {
+    /// `entries`, or the name of a link attribute (its table reads only that attribute).
+    pub table: String,
+    pub base_dn: String,
+    pub filter: String,
+    pub scope: Scope,
+}
+
+/// The checked settings of an LDAP connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LdapSettings {
+    pub servers: Vec<ServerSettings>,
+    /// `entries` first.
+    pub tables: Vec<TableSettings>,
+    /// 0: no limit.
+    pub size_limit: i32,
+    /// Seconds; 0: no limit.
+    pub time_limit: i32,
+    /// Wait for each response; `None`: no limit.
+    pub timeout: Option<Duration>,
+    pub page_size: i32,
+    pub default_object_class: Vec<String>,
+    pub password_reset: bool,
+}
+
+impl LdapSettings {
+    /// The `entries` table.
+    pub fn entries(&self) -> &TableSettings {
+        &self.tables[0]
+    }
+
+    /// The secured values, to remove from any message.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.servers {
+            if let Auth::Basic { login, password } = &s.auth {
+                out.push(password.clone());
+                out.push(login.clone());
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct RawServer {
+    #[serde(rename = "Server")]
+    server: String,
+    #[serde(rename = "AuthType", default)]
+    auth_type: Option<String>,
+    #[serde(rename = "Login", default)]
+    login: Option<String>,
+    #[serde(rename = "Password", default)]
+    password: Option<String>,
+    #[serde(rename = "Controls", default)]
+    controls: Option<OneOrMany>,
+    #[serde(rename = "EnableSSL", default)]
+    enable_ssl: Option<bool>,
+    #[serde(rename = "StartTls", default)]
+    start_tls: Option<bool>,
+    #[serde(rename = "CaFile", default)]
+    ca_file: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct RawTable {
+    #[serde(rename = "Table")]
+    table: String,
+    #[serde(rename = "BaseDN")]
+    base_dn: String,
+    #[serde(rename = "Filter", default)]
+    filter: Option<String>,
+    #[serde(rename = "Scope", default)]
+    scope: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Raw {
+    #[serde(rename = "Servers")]
+    servers: Vec<RawServer>,
+    #[serde(rename = "Tables", default)]
+    tables: Vec<RawTable>,
+    #[serde(rename = "SizeLimit", default)]
+    size_limit: Option<i64>,
+    #[serde(rename = "TimeLimit", default)]
+    time_limit: Option<i64>,
+    #[serde(rename = "TimeOut", default)]
+    timeout: Option<i64>,
+    #[serde(rename = "PageSize", default)]
+    page_size: Option<i64>,
+    #[serde(rename = "DefaultObjectClass", default)]
+    default_object_class: Option<OneOrMany>,
+    #[serde(rename = "IsLdapPasswordReset", default)]
+    password_reset: Option<bool>,
+}
+
+/// A list, or one string of values separated by spaces or commas.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    Many(Vec<String>),
+    One(String),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        let split = |s: &str| -> Vec<String> {
+            s.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        match self {
+            OneOrMany::Many(v) => v.iter().flat_map(|s| split(s)).collect(),
+            OneOrMany::One(s) => split(&s),
+        }
+    }
+}
+
+/// Parses and checks the settings (no I/O). Messages name the setting, never a secured value.
+pub fn parse(connection: &str, value: serde_json::Value) -> Result<LdapSettings, PackageError> {
+    let raw: Raw = parse_settings(connection, value)?;
+    let err = |path: String, message: String| PackageError::Settings {
+        connection: connection.to_string(),
+        path,
+        message,
+    };
+    if raw.servers.is_empty() {
+        return Err(err(
+            "Servers".into(),
+            "list at least one server ({\"Server\": \"host:port\", ...})".into(),
+        ));
+    }
+    let mut servers = Vec::new();
+    for (i, s) in raw.servers.into_iter().enumerate() {
+        let path = |field: &str| format!("Servers[{i}].{field}");
+        let ldaps = s.enable_ssl.unwrap_or(false);
+        let starttls = s.start_tls.unwrap_or(false);
+        if ldaps && starttls {
+            return Err(err(
+                path("StartTls"),
+                "EnableSSL (LDAPS) and StartTls exclude each other: choose one".into(),
+            ));
+        }
+        let tls = if ldaps {
+            Tls::Ldaps
+        } else if starttls {
+            Tls::StartTls
+        } else {
+            Tls::None
+        };
+        let (host, port) = split_server(&s.server, tls).map_err(|m| err(path("Server"), m))?;
+        let auth = match s.auth_type.as_deref() {
+            Some(a) if a.eq_ignore_ascii_case("Anonymous") => Auth::Anonymous,
+            Some(a) if !a.eq_ignore_ascii_case("Basic") => {
+                return Err(err(path("AuthType"), "must be Anonymous or Basic".into()));
+            }
+            explicit => match (s.login, s.password) {
+                (Some(login), Some(password)) if !login.is_empty() => {
+                    Auth::Basic { login, password }
+                }
+                (None, None) if explicit.is_none() => Auth::Anonymous,
+                _ => {
+                    return Err(err(
+                        path("Login"),
+                        "AuthType Basic needs both Login (a DN) and Password".into(),
+                    ));
+                }
+            },
+        };
+        let mut paged = false;
+        for c in s.controls.map(OneOrMany::into_vec).unwrap_or_default() {
+            if c.eq_ignore_ascii_case("PagedResult") || c.eq_ignore_ascii_case("PagedResults") {
+                paged = true;
+            } else {
+                return Err(err(
+                    path("Controls"),
+                    format!("unknown control '{c}': the one supported is PagedResult"),
+                ));
+            }
+        }
+        servers.push(ServerSettings {
+            host,
+            port,
+            auth,
+            paged,
+            tls,
+            ca_file: s.ca_file.filter(|c| !c.trim().is_empty()),
+        });
+    }
+    let mut tables: Vec<TableSettings> = Vec::new();
+    for (i, t) in raw.tables.into_iter().enumerate() {
+        let path = |field: &str| format!("Tables[{i}].{field}");
+        let name = t.table.trim().to_string();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(err(
+                path("Table"),
+                "a table is `entries` or the name of a link attribute (letters, digits, '-')"
+                    .into(),
+            ));
+        }
+        if tables.iter().any(|x| x.table.eq_ignore_ascii_case(&name)) {
+            return Err(err(path("Table"), format!("table '{name}' appears twice")));
+        }
+        let filter = t
+            .filter
+            .map(|f| f.trim().to_string())
+            .filter(|f| !f.is_empty())
+            .unwrap_or_else(|| "(objectClass=*)".to_string());
+        let filter = if filter.starts_with('(') {
+            filter
+        } else {
+            format!("({filter})")
+        };
+        if ldap3::parse_filter(&filter).is_err() {
+            return Err(err(
+                path("Filter"),
+                format!(
+                    "'{filter}' is not an LDAP search filter (RFC 4515), e.g. (objectClass=person)"
+                ),
+            ));
+        }
+        let scope = match t.scope.as_deref() {
+            None => Scope::Subtree,
+            Some(s) if s.eq_ignore_ascii_case("Base") => Scope::Base,
+            Some(s) if s.eq_ignore_ascii_case("OneLevel") => Scope::OneLevel,
+            Some(s) if s.eq_ignore_ascii_case("Subtree") => Scope::Subtree,
+            Some(_) => {
+                return Err(err(
+                    path("Scope"),
+                    "must be Base, OneLevel or Subtree".into(),
+                ));
+            }
+        };
+        let entry = TableSettings {
+            table: if name.eq_ignore_ascii_case("entries") {
+                "entries".to_string()
+            } else {
+                name
+            },
+            base_dn: t.base_dn.trim().to_string(),
+            filter,
+            scope,
+        };
+        if entry.table == "entries" {
+            tables.insert(0, entry);
+        } else {
+            tables.push(entry);
+        }
+    }
+    if tables.first().is_none_or(|t| t.table != "entries") {
+        return Err(err(
+            "Tables".into(),
+            "a table named `entries` is required: {\"Table\": \"entries\", \"BaseDN\": \"dc=example,dc=org\", \"Filter\": \"(objectClass=*)\", \"Scope\": \"Subtree\"}".into(),
+        ));
+    }
+    let secs = |v: Option<i64>| v.unwrap_or(0).clamp(0, i32::MAX as i64) as i32;
+    let timeout = match raw.timeout {
+        None => Some(DEFAULT_TIMEOUT),
+        Some(0) => None,
+        Some(s) => Some(Duration::from_secs(s.max(0) as u64)),
+    };
+    Ok(LdapSettings {
+        servers,
+        tables,
+        size_limit: secs(raw.size_limit),
+        time_limit: secs(raw.time_limit),
+        timeout,
+        page_size: raw
+            .page_size
+            .map_or(DEFAULT_PAGE_SIZE, |p| p.clamp(1, 100_000) as i32),
+        default_object_class: raw
+            .default_object_class
+            .map(OneOrMany::into_vec)
+            .unwrap_or_default(),
+        password_reset: raw.password_reset.unwrap_or(false),
+    })
+}
+
+/// `host`, `host:port`, `[v6]:port` or an `ldap://` / `ldaps://` URL.
+fn split_server(server: &str, tls: Tls) -> Result<(String, u16), String> {
+    let mut s = server.trim();
+    let mut default_port = if tls == Tls::Ldaps {
+        LDAPS_PORT
+    } else {
+        LDAP_PORT
+    };
+    if let Some(rest) = s.strip_prefix("ldaps://") {
+        if tls != Tls::Ldaps {
+            return Err("an ldaps:// server needs EnableSSL: true".into());
+        }
+        s = rest;
+        default_port = LDAPS_PORT;
+    } else if let Some(rest) = s.strip_prefix("ldap://") {
+        if tls == Tls::Ldaps {
+            return Err(
+                "EnableSSL is set but the server is an ldap:// URL: write ldaps:// or host:port"
+                    .into(),
+            );
+        }
+        s = rest;
+    }
+    let s = s.trim_end_matches('/');
+    if s.is_empty() {
+        return Err("the server is empty: write host or host:port".into());
+    }
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| "unclosed '[' in an IPv6 address".to_string())?;
+        (h.to_string(), after.strip_prefix(':'))
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h.to_string(), Some(p)),
+            _ => (s.to_string(), None),
+        }
+    };
+    let port = match port {
+        None => default_port,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| format!("'{p}' is not a port (1 to 65535)"))?,
+    };
+    if host.is_empty() || host.contains(['/', ' ', '@']) {
+        return Err("write host or host:port (no user, no path)".into());
+    }
+    Ok((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(v: serde_json::Value) -> Result<LdapSettings, PackageError> {
+        parse("Directory", v)
+    }
+
+    #[test]
+    fn servers_tables_and_defaults() {
+        let s = settings(serde_json::json!({
+            "Servers": [
+                {"Server": "ldap1.example.org", "AuthType": "Basic", "Login": "cn=a", "Password": "pw-123", "Controls": ["PagedResult"]},
+                {"Server": "ldaps://ldap2:1636", "EnableSSL": true, "CaFile": "ca.pem"},
+            ],
+            "Tables": [
+                {"Table": "member", "BaseDN": "ou=groups,dc=x", "Filter": "objectClass=groupOfNames"},
+                {"Table": "Entries", "BaseDN": "dc=x", "Scope": "OneLevel"},
+            ],
+            "DefaultObjectClass": "top inetOrgPerson",
+        }))
+        .expect("settings");
+        assert_eq!(s.servers[0].port, 389);
+        assert!(s.servers[0].paged);
+        assert_eq!(s.servers[1].port, 1636);
+        assert_eq!(s.servers[1].tls, Tls::Ldaps);
+        assert_eq!(s.servers[1].auth, Auth::Anonymous);
+        assert_eq!(s.entries().scope, Scope::OneLevel);
+        assert_eq!(s.entries().filter, "(objectClass=*)");
+        assert_eq!(s.tables[1].filter, "(objectClass=groupOfNames)");
+        assert_eq!(s.default_object_class, ["top", "inetOrgPerson"]);
+        assert_eq!(s.timeout, Some(DEFAULT_TIMEOUT));
+        assert!(!format!("{s:?}").contains("pw-123"));
+    }
+
+    #[test]
+    fn entries_is_required_and_errors_never_echo_secrets() {
+        let e = settings(serde_json::json!({
+            "Servers": [{"Server": "h", "AuthType": "Basic", "Login": "cn=a", "Password": "pw-123"}],
+            "Tables": [{"Table": "member", "BaseDN": "dc=x"}],
+        }))
+        .expect_err("no entries");
+        let m = e.to_string();
+        assert!(m.contains("`entries` is required"), "{m}");
+        assert!(!m.contains("pw-123"));
+        let e = settings(serde_json::json!({
+            "Servers": [{"Server": "h", "AuthType": "Basic", "Login": "cn=a"}],
+            "Tables": [{"Table": "entries", "BaseDN": "dc=x"}],
+        }))
+        .expect_err("no password");
+        assert!(e.to_string().contains("Password"), "{e}");
+        let e = settings(serde_json::json!({
+            "Servers": [{"Server": "h:99999"}],
+            "Tables": [{"Table": "entries", "BaseDN": "dc=x", "Filter": "(("}],
+        }))
+        .expect_err("bad port");
+        assert!(e.to_string().contains("Servers[0].Server"), "{e}");
+    }
+}

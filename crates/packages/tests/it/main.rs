@@ -1,5 +1,6 @@
 //! Package tests against real systems and files (one integration-test binary per crate).
 
 mod csv;
+mod ldap;
 mod ldif;
 mod sql;

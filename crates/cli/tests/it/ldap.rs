@@ -1,0 +1,229 @@
+//! The quickstart's Directory connection against a real slapd: check-connection, export
+//! (entries and the member link table) and fulfill (dry run, then for real), with its
+//! credentials encrypted to the agent's key.
+
+use std::path::Path;
+
+use idlink_test_support::slapd::{ADMIN_DN, SUFFIX};
+use idlink_test_support::{SlapdOptions, SlapdServer};
+
+use crate::support::{copy_dir, idlink, repo_root};
+
+const PEOPLE: &str = "dn: ou=people,dc=example,dc=org
+objectClass: organizationalUnit
+ou: people
+
+dn: uid=E002,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: E002
+cn: Alan Turing
+sn: Turing
+givenName: Alan
+mail: alan.turing@example.org
+
+dn: ou=groups,dc=example,dc=org
+objectClass: organizationalUnit
+ou: groups
+
+dn: cn=staff,ou=groups,dc=example,dc=org
+objectClass: groupOfNames
+cn: staff
+member: uid=E002,ou=people,dc=example,dc=org
+";
+
+const ORDERS: &str = r#"{"ProvisioningOrdersList": [
+  {"Id": "add-E001", "ChangeType": "Added", "ResourceType": {"Identifier": "Directory_Person"},
+   "Owner": {"EmployeeId": "E001"},
+   "Changes": {"dn": "uid=E001,ou=people,dc=example,dc=org", "uid": "E001", "cn": "Ada Lovelace",
+               "sn": "Lovelace", "givenName": "Ada", "mail": "ada.lovelace@example.org"}}
+]}"#;
+
+fn run(dir: &Path, args: &[&str], env: &[(&str, String)]) -> (i32, String) {
+    let mut cmd = idlink();
+    cmd.current_dir(dir).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn quickstart_directory_exports_and_fulfills_against_slapd() {
+    let slapd = SlapdServer::start(&SlapdOptions {
+        ldif: PEOPLE.into(),
+        tls: false,
+        ..SlapdOptions::default()
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("conf");
+    copy_dir(&repo_root().join("examples/quickstart"), &conf);
+    // This agent's own key: protect the directory's credentials to it.
+    let (code, out) = run(dir.path(), &["keygen", "--out", "agent.key"], &[]);
+    assert_eq!(code, 0, "{out}");
+    let pubkey = out
+        .lines()
+        .find(|l| l.starts_with("age1"))
+        .expect("public key")
+        .to_string();
+    let secrets = format!(
+        r#"{{"Connections": {{"DirectoryLDAP": {{"Servers": [{{"Login": "{ADMIN_DN}", "Password": "{}"}}]}}}}}}"#,
+        slapd.admin_password()
+    );
+    std::fs::write(dir.path().join("secrets.json"), secrets).expect("write");
+    std::fs::remove_file(conf.join("appsettings.encrypted.agent.json")).expect("rm");
+    let (code, out) = run(
+        dir.path(),
+        &[
+            "protect",
+            "--recipient",
+            &pubkey,
+            "--file",
+            "secrets.json",
+            "--out",
+            "conf/appsettings.encrypted.agent.json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    std::fs::remove_file(dir.path().join("secrets.json")).expect("rm");
+    let env = [
+        ("IDLINK_AGENT_KEY", "agent.key".to_string()),
+        (
+            "IDLINK__Connections__DirectoryLDAP__Servers__0__Server",
+            slapd.url(),
+        ),
+    ];
+    let (code, out) = run(
+        dir.path(),
+        &["check-connection", "--connection", "DirectoryLDAP"],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}");
+
+    let (code, out) = run(
+        dir.path(),
+        &["export", "--connection", "DirectoryLDAP"],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}");
+    let entries = std::fs::read_to_string(
+        dir.path()
+            .join("work/ExportOutput/DirectoryLDAP_entries.csv"),
+    )
+    .expect("entries");
+    assert!(entries.starts_with("dn,"), "{entries}");
+    assert!(
+        entries.contains("uid=E002,ou=people,dc=example,dc=org") && entries.contains("Alan Turing"),
+        "{entries}"
+    );
+    let members = std::fs::read_to_string(
+        dir.path()
+            .join("work/ExportOutput/DirectoryLDAP_member.csv"),
+    )
+    .expect("members");
+    assert!(
+        members
+            .contains("cn=staff,ou=groups,dc=example,dc=org,uid=E002,ou=people,dc=example,dc=org")
+            || members.contains(
+                "\"cn=staff,ou=groups,dc=example,dc=org\",\"uid=E002,ou=people,dc=example,dc=org\""
+            ),
+        "{members}"
+    );
+
+    std::fs::write(dir.path().join("orders.json"), ORDERS).expect("write");
+    let (code, out) = run(
+        dir.path(),
+        &[
+            "fulfill",
+            "--connection",
+            "DirectoryLDAP",
+            "--orders",
+            "orders.json",
+            "--dry-run",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("uid=E001,ou=people,dc=example,dc=org") && out.contains("inetOrgPerson"),
+        "{out}"
+    );
+    let (_, found) = run(
+        dir.path(),
+        &["export", "--connection", "DirectoryLDAP"],
+        &env,
+    );
+    assert!(
+        !std::fs::read_to_string(
+            dir.path()
+                .join("work/ExportOutput/DirectoryLDAP_entries.csv")
+        )
+        .expect("entries")
+        .contains("uid=E001"),
+        "{found}"
+    );
+
+    let (code, out) = run(
+        dir.path(),
+        &[
+            "fulfill",
+            "--connection",
+            "DirectoryLDAP",
+            "--orders",
+            "orders.json",
+            "--results",
+            "results.json",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}");
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("results.json")).expect("results"))
+            .expect("json");
+    assert_eq!(results["results"][0]["state"], "Executed", "{results}");
+    // Idempotent: the same order again is Executed without a duplicate.
+    let (code, out) = run(
+        dir.path(),
+        &[
+            "fulfill",
+            "--connection",
+            "DirectoryLDAP",
+            "--orders",
+            "orders.json",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(
+        dir.path(),
+        &["export", "--connection", "DirectoryLDAP"],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}");
+    let entries = std::fs::read_to_string(
+        dir.path()
+            .join("work/ExportOutput/DirectoryLDAP_entries.csv"),
+    )
+    .expect("entries");
+    assert!(
+        entries.contains("uid=E001,ou=people,dc=example,dc=org")
+            && entries.contains("Ada Lovelace"),
+        "{entries}"
+    );
+    assert!(
+        slapd
+            .ldapsearch(SUFFIX, "(uid=E001)", &["cn"])
+            .is_ok_and(|o| o.contains("Ada Lovelace"))
+    );
+    // The directory password never shows.
+    let results = std::fs::read_to_string(dir.path().join("results.json")).expect("read");
+    assert!(!results.contains(slapd.admin_password()) && !out.contains(slapd.admin_password()));
+}

@@ -1,0 +1,452 @@
+//! Incremental export for OpenLDAP.
+//!
+//! With syncprov (RFC 4533 content synchronization), a complete export first takes a
+//! synchronization cookie (a refreshOnly search that matches nothing), then reads the entries;
+//! an incremental export sends that cookie in a refreshOnly Sync Request and writes what the
+//! server reports: changed entries (`Insert` when new, `Update` otherwise) and deleted ones
+//! (`Delete`). The server names deleted entries by entryUUID only, so the cookie also holds
+//! the entryUUID -> DN index of the exported entries: deletions and renames come out with the
+//! DN the previous export wrote (a renamed entry is a `Delete` of its old DN and an `Insert`
+//! of the new one).
+//!
+//! Without syncprov, changes are read with `(modifyTimestamp>=T)` (T: the latest
+//! modifyTimestamp of the previous run; entries changed in that second come again, as
+//! `Update`), and deletions are found by listing the DNs (no attributes) and comparing them to
+//! the index.
+//!
+//! The cookie is JSON: `{"v":1,"mode":"syncrepl","cookie":"<base64>","index":{...}}` or
+//! `{"v":1,"mode":"timestamp","since":"20240101000000Z","index":{...}}`. The engine stores it
+//! only after the tables are durable. An unreadable cookie, or one whose mode the server no
+//! longer supports, gives a complete export.
+
+use std::collections::{HashMap, HashSet};
+
+use base64::Engine as _;
+use ldap3::controls::{RawControl, RefreshMode, SyncRequest};
+
+use super::conn::{RootDse, SYNC_OID, Session};
+use super::entry::{self, SyncInfo, SyncState, uuid_text};
+use super::export::{self, Each, Item, Layout, Search, Writer};
+use super::schema::DirectorySchema;
+use super::settings::{LdapSettings, TableSettings};
+use crate::api::{ExportOutcome, PackageError, Progress};
+use crate::output::ExportOutput;
+
+/// What an incremental export needs besides the connection.
+pub(crate) struct Context<'a> {
+    pub settings: &'a LdapSettings,
+    pub layout: &'a Layout,
+    pub schema: &'a DirectorySchema,
+    pub dse: &'a RootDse,
+    pub paged: bool,
+    pub progress: &'a dyn Progress,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    Syncrepl,
+    Timestamp,
+}
+
+/// The cookie an OpenLDAP export leaves.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Cookie {
+    v: u32,
+    mode: Mode,
+    /// The server's synchronization cookie, base64 (syncrepl).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cookie: Option<String>,
+    /// The latest modifyTimestamp seen (timestamp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since: Option<String>,
+    /// entryUUID (syncrepl) or lowercased DN (timestamp) -> DN of the exported entries.
+    index: HashMap<String, String>,
+}
+
+impl Cookie {
+    fn to_text(&self, cx: &super::conn::Cx) -> Result<String, PackageError> {
+        serde_json::to_string(self).map_err(|e| cx.error("write the cookie", e.to_string(), false))
+    }
+}
+
+/// Attributes to ask for: the layout's, plus `extra`.
+fn attrs_with(layout: &Layout, extra: &str) -> Vec<String> {
+    let mut v: Vec<String> = layout
+        .requested()
+        .into_iter()
+        .filter(|a| a != "1.1")
+        .collect();
+    if !v.iter().any(|a| a.eq_ignore_ascii_case(extra)) {
+        v.push(extra.to_string());
+    }
+    v
+}
+
+/// A filter that matches nothing, to take a cookie without reading entries.
+const NOTHING: &str = "(&(objectClass=*)(!(objectClass=*)))";
+
+/// A complete export that also returns the cookie for the next incremental one.
+pub(crate) async fn complete(
+    session: &mut Session,
+    ctx: &Context<'_>,
+    out: &mut ExportOutput,
+) -> Result<ExportOutcome, PackageError> {
+    let entries = ctx.settings.entries();
+    let syncrepl = ctx.dse.supports(SYNC_OID);
+    let mut start_cookie = None;
+    if syncrepl {
+        ctx.progress.phase("taking a synchronization cookie");
+        let nothing = TableSettings {
+            filter: NOTHING.to_string(),
+            ..entries.clone()
+        };
+        let (cookie, _) = sync_search(
+            session,
+            ctx,
+            &nothing,
+            None,
+            vec!["1.1".into()],
+            &mut |_| Ok(()),
+        )
+        .await?;
+        start_cookie = cookie;
+    }
+    ctx.progress
+        .phase(&format!("reading {} ({})", entries.base_dn, entries.filter));
+    let extra = if syncrepl {
+        "entryUUID"
+    } else {
+        "modifyTimestamp"
+    };
+    let mut writer = Writer::open(ctx.layout, ctx.schema, out, false, ctx.progress)?;
+    let mut index = HashMap::new();
+    let mut since: Option<String> = None;
+    let mut each = |item: Item| {
+        let Item::Entry(raw, _) = item else {
+            return Ok(());
+        };
+        if syncrepl {
+            if let Some(u) = raw.text("entryUUID").into_iter().next() {
+                index.insert(u.to_ascii_lowercase(), raw.dn.clone());
+            }
+        } else {
+            index.insert(raw.dn.to_lowercase(), raw.dn.clone());
+            if let Some(t) = raw.text("modifyTimestamp").into_iter().next()
+                && since.as_ref().is_none_or(|s| t > *s)
+            {
+                since = Some(t);
+            }
+        }
+        writer.entry(raw, "", out)
+    };
+    export::search(
+        session,
+        ctx.settings,
+        Search {
+            table: entries,
+            attrs: attrs_with(ctx.layout, extra),
+            paged: ctx.paged,
+            typesonly: false,
+            controls: Vec::new(),
+        },
+        &mut each,
+    )
+    .await?;
+    writer.report(out);
+    let cookie = if syncrepl {
+        Cookie {
+            v: 1,
+            mode: Mode::Syncrepl,
+            cookie: start_cookie.map(|c| base64::engine::general_purpose::STANDARD.encode(c)),
+            since: None,
+            index,
+        }
+    } else {
+        Cookie {
+            v: 1,
+            mode: Mode::Timestamp,
+            cookie: None,
+            since: Some(since.unwrap_or_else(now)),
+            index,
+        }
+    };
+    Ok(ExportOutcome {
+        cookie: Some(cookie.to_text(&session.cx)?),
+        incremental: false,
+    })
+}
+
+/// The current time as LDAP writes it.
+fn now() -> String {
+    chrono::Utc::now().format("%Y%m%d%H%M%SZ").to_string()
+}
+
+/// An incremental export from `cookie`; falls back to a complete export when the cookie
+/// cannot be used.
+pub(crate) async fn incremental(
+    session: &mut Session,
+    ctx: &Context<'_>,
+    cookie: &str,
+    out: &mut ExportOutput,
+) -> Result<ExportOutcome, PackageError> {
+    let parsed: Option<Cookie> = serde_json::from_str(cookie)
+        .ok()
+        .filter(|c: &Cookie| c.v == 1);
+    let syncrepl = ctx.dse.supports(SYNC_OID);
+    match parsed {
+        Some(c) if c.mode == Mode::Syncrepl && syncrepl && c.cookie.is_some() => {
+            incremental_sync(session, ctx, c, out).await
+        }
+        Some(c) if c.mode == Mode::Timestamp && !syncrepl && c.since.is_some() => {
+            incremental_timestamp(session, ctx, c, out).await
+        }
+        _ => {
+            ctx.progress
+                .phase("the cookie does not match this server's synchronization: complete export");
+            complete(session, ctx, out).await
+        }
+    }
+}
+
+/// Runs a refreshOnly content synchronization; returns the final cookie and whether the
+/// server said deletions were sent explicitly (refreshDeletes).
+async fn sync_search(
+    session: &mut Session,
+    ctx: &Context<'_>,
+    table: &TableSettings,
+    cookie: Option<Vec<u8>>,
+    attrs: Vec<String>,
+    each: &mut Each<'_>,
+) -> Result<(Option<Vec<u8>>, bool), PackageError> {
+    let control: RawControl = SyncRequest {
+        mode: RefreshMode::RefreshOnly,
+        cookie,
+        reload_hint: false,
+    }
+    .into();
+    let end = export::search(
+        session,
+        ctx.settings,
+        Search {
+            table,
+            attrs,
+            paged: false,
+            typesonly: false,
+            controls: vec![control],
+        },
+        each,
+    )
+    .await?;
+    match entry::sync_done(&end.controls) {
+        Ok(Some((cookie, deletes))) => Ok((cookie, deletes)),
+        Ok(None) => Ok((None, true)),
+        Err(m) => Err(session.cx.error("synchronize", m, false)),
+    }
+}
+
+async fn incremental_sync(
+    session: &mut Session,
+    ctx: &Context<'_>,
+    mut cookie: Cookie,
+    out: &mut ExportOutput,
+) -> Result<ExportOutcome, PackageError> {
+    let entries = ctx.settings.entries();
+    let server_cookie = cookie
+        .cookie
+        .as_deref()
+        .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok());
+    ctx.progress.phase(&format!(
+        "synchronizing {} ({}) from the cookie",
+        entries.base_dn, entries.filter
+    ));
+    let mut writer = Writer::open(ctx.layout, ctx.schema, out, true, ctx.progress)?;
+    let index = &mut cookie.index;
+    let mut present: HashSet<String> = HashSet::new();
+    let mut deleted: Vec<String> = Vec::new();
+    let mut latest: Option<Vec<u8>> = None;
+    let mut explicit_deletes = false;
+    let mut each = |item: Item| {
+        let (raw, state) = match item {
+            Item::Info(info) => {
+                match info {
+                    SyncInfo::NewCookie(c) => latest = Some(c),
+                    SyncInfo::RefreshDone { cookie, deletes } => {
+                        if let Some(c) = cookie {
+                            latest = Some(c);
+                        }
+                        explicit_deletes |= deletes;
+                    }
+                    SyncInfo::IdSet {
+                        cookie,
+                        deletes,
+                        uuids,
+                    } => {
+                        if let Some(c) = cookie {
+                            latest = Some(c);
+                        }
+                        for u in uuids {
+                            let u = uuid_text(&u);
+                            if deletes {
+                                deleted.push(u);
+                            } else {
+                                present.insert(u);
+                            }
+                        }
+                        explicit_deletes |= deletes;
+                    }
+                }
+                return Ok(());
+            }
+            Item::Entry(raw, state) => (raw, state),
+        };
+        let (state, uuid) = match state {
+            Some(s) => (s.state, uuid_text(&s.uuid)),
+            None => match raw.text("entryUUID").into_iter().next() {
+                Some(u) => (SyncState::Add, u.to_ascii_lowercase()),
+                None => return Ok(()),
+            },
+        };
+        match state {
+            SyncState::Present => {
+                present.insert(uuid);
+            }
+            SyncState::Delete => deleted.push(uuid),
+            SyncState::Add | SyncState::Modify => {
+                let command = match index.get(&uuid) {
+                    Some(old) if *old != raw.dn => {
+                        writer.delete(&old.clone(), out)?;
+                        "Insert"
+                    }
+                    Some(_) => "Update",
+                    None => "Insert",
+                };
+                index.insert(uuid.clone(), raw.dn.clone());
+                present.insert(uuid);
+                writer.entry(raw, command, out)?;
+            }
+        }
+        Ok(())
+    };
+    let (done_cookie, done_deletes) = sync_search(
+        session,
+        ctx,
+        entries,
+        server_cookie,
+        attrs_with(ctx.layout, "entryUUID"),
+        &mut each,
+    )
+    .await?;
+    // refreshDeletes FALSE: the present phase listed every unchanged entry, the others are gone.
+    if !done_deletes && !explicit_deletes {
+        let gone: Vec<String> = index
+            .keys()
+            .filter(|u| !present.contains(*u))
+            .cloned()
+            .collect();
+        deleted.extend(gone);
+    }
+    for u in deleted {
+        if let Some(dn) = index.remove(&u) {
+            writer.delete(&dn, out)?;
+        }
+    }
+    writer.report(out);
+    if let Some(c) = done_cookie.or(latest) {
+        cookie.cookie = Some(base64::engine::general_purpose::STANDARD.encode(c));
+    }
+    Ok(ExportOutcome {
+        cookie: Some(cookie.to_text(&session.cx)?),
+        incremental: true,
+    })
+}
+
+async fn incremental_timestamp(
+    session: &mut Session,
+    ctx: &Context<'_>,
+    mut cookie: Cookie,
+    out: &mut ExportOutput,
+) -> Result<ExportOutcome, PackageError> {
+    let entries = ctx.settings.entries();
+    let since = cookie.since.clone().unwrap_or_else(now);
+    let changed = TableSettings {
+        filter: format!("(&{}(modifyTimestamp>={since}))", entries.filter),
+        ..entries.clone()
+    };
+    ctx.progress.phase(&format!(
+        "reading entries of {} changed since {since}",
+        entries.base_dn
+    ));
+    let mut writer = Writer::open(ctx.layout, ctx.schema, out, true, ctx.progress)?;
+    let index = &mut cookie.index;
+    let mut latest = since.clone();
+    let mut each = |item: Item| {
+        let Item::Entry(raw, _) = item else {
+            return Ok(());
+        };
+        if let Some(t) = raw.text("modifyTimestamp").into_iter().next()
+            && t > latest
+        {
+            latest = t;
+        }
+        let key = raw.dn.to_lowercase();
+        let command = if index.contains_key(&key) {
+            "Update"
+        } else {
+            "Insert"
+        };
+        index.insert(key, raw.dn.clone());
+        writer.entry(raw, command, out)
+    };
+    export::search(
+        session,
+        ctx.settings,
+        Search {
+            table: &changed,
+            attrs: attrs_with(ctx.layout, "modifyTimestamp"),
+            paged: ctx.paged,
+            typesonly: false,
+            controls: Vec::new(),
+        },
+        &mut each,
+    )
+    .await?;
+    ctx.progress
+        .phase("listing the DNs to find deleted entries");
+    let mut current: HashSet<String> = HashSet::new();
+    let mut list = |item: Item| {
+        if let Item::Entry(raw, _) = item {
+            current.insert(raw.dn.to_lowercase());
+        }
+        Ok(())
+    };
+    export::search(
+        session,
+        ctx.settings,
+        Search {
+            table: entries,
+            attrs: vec!["1.1".to_string()],
+            paged: ctx.paged,
+            typesonly: false,
+            controls: Vec::new(),
+        },
+        &mut list,
+    )
+    .await?;
+    let gone: Vec<String> = index
+        .keys()
+        .filter(|k| !current.contains(*k))
+        .cloned()
+        .collect();
+    for k in gone {
+        if let Some(dn) = index.remove(&k) {
+            writer.delete(&dn, out)?;
+        }
+    }
+    writer.report(out);
+    cookie.since = Some(latest);
+    Ok(ExportOutcome {
+        cookie: Some(cookie.to_text(&session.cx)?),
+        incremental: true,
+    })
+}
