@@ -374,3 +374,66 @@ fn the_secret_never_appears_in_outputs_or_files() {
     }
     assert!(files >= 2, "the exports wrote tables and reports");
 }
+
+#[test]
+fn a_password_in_secured_options_is_merged_into_the_connection_string() {
+    let dir = setup("options");
+    let settings = dir.path().join("conf/appsettings.agent.json");
+    let text = std::fs::read_to_string(&settings).expect("read");
+    // The connection string without its password; the password as a secured option.
+    let text = text.replace(
+        &format!(";Password={SECRET}\", "),
+        &format!("\", \"SecuredOptions\": {{ \"Password\": \"{SECRET}\" }}, "),
+    );
+    assert!(text.contains("SecuredOptions"), "{text}");
+    std::fs::write(&settings, &text).expect("write");
+    let (code, out) = run(dir.path(), &["check"], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "Connections.HRDb.SecuredOptions.Password is a secured setting stored in plain text"
+        ),
+        "{out}"
+    );
+    let (code, pubkey) = run(dir.path(), &["keygen", "--out", "agent.key"], &[]);
+    assert_eq!(code, 0);
+    let pubkey = pubkey
+        .lines()
+        .find(|l| l.starts_with("age1"))
+        .expect("key")
+        .to_string();
+    let (code, out) = run(
+        dir.path(),
+        &[
+            "protect",
+            "--recipient",
+            &pubkey,
+            "--file",
+            "conf/appsettings.agent.json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("encrypted Connections.HRDb.SecuredOptions.Password"),
+        "{out}"
+    );
+    std::fs::write(
+        &settings,
+        text.replace(
+            &format!("\"SecuredOptions\": {{ \"Password\": \"{SECRET}\" }}, "),
+            "",
+        ),
+    )
+    .expect("write");
+    let (code, out) = run(
+        dir.path(),
+        &["export", "--connection", "HRDb"],
+        &[("IDLINK_AGENT_KEY", "agent.key")],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains(SECRET));
+    let table =
+        std::fs::read_to_string(dir.path().join("work/ExportOutput/HRDb.csv")).expect("table");
+    assert_eq!(table, "id,name\n1,Ada\n2,Alan\n");
+}

@@ -25,6 +25,12 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
             "how to reach the database: a URL (postgres://, mysql://, sqlite:) or Host=..;Database=..;Username=..;Password=.. pairs (secured: it may carry a password)",
         )
         .secured(),
+        Field::optional(
+            "SecuredOptions",
+            Kind::Map,
+            "secured key-value pairs merged into a Host=..;Database=.. connection string at run time (e.g. Password, Database)",
+        )
+        .secured(),
         Field::optional("SqlCommand", Kind::String, "query whose result is exported"),
         Field::optional(
             "SqlFile",
@@ -223,6 +229,8 @@ impl std::fmt::Debug for SqlSettings {
 #[serde(rename_all = "PascalCase")]
 struct Raw {
     connection_string: String,
+    #[serde(default)]
+    secured_options: std::collections::BTreeMap<String, String>,
     sql_command: Option<String>,
     sql_file: Option<String>,
     timeout: Option<u64>,
@@ -271,9 +279,12 @@ impl SqlSettings {
                 )
             })?),
         };
-        let (target, password) = parse_connection_string(&raw.connection_string, driver)
+        let connection_string = merge_secured_options(&raw.connection_string, &raw.secured_options)
+            .map_err(|m| err("SecuredOptions", m))?;
+        let (target, password) = parse_connection_string(&connection_string, driver)
             .map_err(|m| err("ConnectionString", m))?;
-        let mut secrets = vec![raw.connection_string.clone()];
+        let mut secrets = vec![raw.connection_string.clone(), connection_string];
+        secrets.extend(raw.secured_options.values().cloned());
         secrets.extend(password);
         Ok(SqlSettings {
             target,
@@ -283,6 +294,33 @@ impl SqlSettings {
             secrets,
         })
     }
+}
+
+/// Appends secured key-value options to an ADO-style connection string (SPEC §8: free
+/// key-value secured options merged into the setting at run time). A later key wins, as in
+/// ADO.NET. URL connection strings cannot take them: their parts have fixed places.
+fn merge_secured_options(
+    connection_string: &str,
+    options: &std::collections::BTreeMap<String, String>,
+) -> Result<String, String> {
+    if options.is_empty() {
+        return Ok(connection_string.to_string());
+    }
+    if connection_string.contains("://") || connection_string.trim_start().starts_with("sqlite:") {
+        return Err(
+            "secured options merge only into a Host=..;Database=.. connection string, not a URL"
+                .to_string(),
+        );
+    }
+    let mut merged = connection_string.trim().trim_end_matches(';').to_string();
+    for (key, value) in options {
+        if key.is_empty() || key.contains(['=', ';']) {
+            return Err(format!("'{key}' is not a connection string key"));
+        }
+        // Double quotes keep ';' and '=' inside a value; a quote inside is doubled.
+        merged.push_str(&format!(";{key}=\"{}\"", value.replace('"', "\"\"")));
+    }
+    Ok(merged)
 }
 
 fn parse_isolation(s: &str) -> Option<Isolation> {
@@ -789,6 +827,18 @@ mod tests {
 
     fn target(s: &str, d: Option<Driver>) -> Result<(Target, Option<String>), String> {
         parse_connection_string(s, d)
+    }
+
+    #[test]
+    fn secured_options_merge_into_ado_strings_only() {
+        let options: std::collections::BTreeMap<String, String> =
+            [("Password".to_string(), "p;w=\"d".to_string())].into();
+        let merged =
+            merge_secured_options("Host=db;Database=hr;Username=bob;", &options).expect("merge");
+        let (_, pw) = target(&merged, Some(Driver::Postgres)).expect("parse");
+        assert_eq!(pw.as_deref(), Some("p;w=\"d"));
+        let e = merge_secured_options("postgres://bob@db/hr", &options).expect_err("url");
+        assert!(!e.contains("p;w"), "{e}");
     }
 
     #[test]
