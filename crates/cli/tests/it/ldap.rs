@@ -38,6 +38,9 @@ const ORDERS: &str = r#"{"ProvisioningOrdersList": [
                "sn": "Lovelace", "givenName": "Ada", "mail": "ada.lovelace@example.org"}}
 ]}"#;
 
+/// Every output of this test, searched for the directory password at the end.
+static OUTPUTS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 fn run(dir: &Path, args: &[&str], env: &[(&str, String)]) -> (i32, String) {
     let mut cmd = idlink();
     cmd.current_dir(dir).args(args);
@@ -45,14 +48,16 @@ fn run(dir: &Path, args: &[&str], env: &[(&str, String)]) -> (i32, String) {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("runs");
-    (
+    let result = (
         out.status.code().unwrap_or(-1),
         format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ),
-    )
+    );
+    OUTPUTS.lock().expect("lock").push(result.1.clone());
+    result
 }
 
 #[test]
@@ -223,7 +228,47 @@ fn quickstart_directory_exports_and_fulfills_against_slapd() {
             .ldapsearch(SUFFIX, "(uid=E001)", &["cn"])
             .is_ok_and(|o| o.contains("Ada Lovelace"))
     );
-    // The directory password never shows.
+    // A failing order (no surname: an objectClass violation) is Errored with the server's
+    // message; the batch goes on and exits 1.
+    let bad = ORDERS
+        .replace("\"sn\": \"Lovelace\", ", "")
+        .replace("E001", "E003");
+    std::fs::write(dir.path().join("bad.json"), bad).expect("write");
+    let (code, failed) = run(
+        dir.path(),
+        &[
+            "fulfill",
+            "--connection",
+            "DirectoryLDAP",
+            "--orders",
+            "bad.json",
+        ],
+        &env,
+    );
+    assert_eq!(code, 1, "{failed}");
+    assert!(failed.contains("Errored"), "{failed}");
+    // The directory password never shows: not in any output nor any file written.
+    for text in OUTPUTS.lock().expect("lock").iter() {
+        assert!(
+            !text.contains(slapd.admin_password()),
+            "the password leaked:\n{text}"
+        );
+    }
+    let mut stack = vec![dir.path().join("work")];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("dir").filter_map(Result::ok) {
+            if entry.path().is_dir() {
+                stack.push(entry.path());
+            } else {
+                let bytes = std::fs::read(entry.path()).expect("read");
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains(slapd.admin_password()),
+                    "{}",
+                    entry.path().display()
+                );
+            }
+        }
+    }
     let results = std::fs::read_to_string(dir.path().join("results.json")).expect("read");
     assert!(!results.contains(slapd.admin_password()) && !out.contains(slapd.admin_password()));
 }
