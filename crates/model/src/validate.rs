@@ -777,7 +777,7 @@ impl<'c> Validator<'c> {
                 continue;
             };
             if let Some(conn) = self.resolve_connection(conn_ref, &from) {
-                self.needs_fulfill(conn, conn_ref, &from);
+                self.needs_side(conn, conn_ref, &from, Side::Fulfill);
             }
             if let Some(rt) = rt
                 && let Some(et) = self
@@ -793,24 +793,32 @@ impl<'c> Validator<'c> {
         }
     }
 
-    /// Rule 3: a connection that fulfills must have a package that can.
-    fn needs_fulfill(&mut self, conn: &Connection, reference: &Text, from: &str) {
+    /// Rule 3: a connection used for export or fulfill must have a package that can, and
+    /// that side must not be deactivated (then a warning: the work waits).
+    fn needs_side(&mut self, conn: &Connection, reference: &Text, from: &str, side: Side) {
+        let (verb, can, enabled) = match side {
+            Side::Export => ("exports", "export", conn.export_enabled()),
+            Side::Fulfill => ("fulfills through", "fulfill", conn.fulfill_enabled()),
+        };
         match self.package_of(conn) {
-            Some(p) if !p.capabilities.fulfill => self.push(
+            Some(p) if !(if side == Side::Export { p.capabilities.export } else { p.capabilities.fulfill }) => self.push(
                 Diagnostic::new(
                     Rule::PackageCapability,
                     reference.at.clone(),
-                    format!("{from} fulfills through connection '{}', whose package {} cannot fulfill", conn.id, p.id),
+                    format!("{from} {verb} connection '{}', whose package {} cannot {can}", conn.id, p.id),
                 )
-                .hint("use a connection whose package can fulfill (e.g. LDAP, SCIM, FulfillToFile, Powershell)"),
+                .hint(match side {
+                    Side::Export => "remove the task, or export through a connection whose package can export",
+                    Side::Fulfill => "use a connection whose package can fulfill (e.g. LDAP, SCIM, FulfillToFile, Powershell)",
+                }),
             ),
-            Some(_) if !conn.fulfill_enabled() => self.push(
+            Some(_) if !enabled => self.push(
                 Diagnostic::new(
                     Rule::DeactivatedSide,
                     reference.at.clone(),
-                    format!("{from} fulfills through connection '{}', whose fulfill is deactivated (DeactivationExportFulfill)", conn.id),
+                    format!("{from} {verb} connection '{}', whose {can} is deactivated (DeactivationExportFulfill): the work waits", conn.id),
                 )
-                .hint("orders for it will wait until fulfill is turned back on"),
+                .hint(format!("set DeactivationExportFulfill=\"None\" on the connection to {can} again")),
             ),
             _ => {}
         }
@@ -849,25 +857,7 @@ impl<'c> Validator<'c> {
                             continue;
                         };
                         if let Some(conn) = self.resolve_connection(c, &from) {
-                            match self.package_of(conn) {
-                                Some(p) if !p.capabilities.export => self.push(
-                                    Diagnostic::new(
-                                        Rule::PackageCapability,
-                                        c.at.clone(),
-                                        format!("{from} exports connection '{}', whose package {} cannot export", conn.id, p.id),
-                                    )
-                                    .hint("remove the task, or export through a connection whose package can export"),
-                                ),
-                                Some(_) if !conn.export_enabled() => self.push(
-                                    Diagnostic::new(
-                                        Rule::DeactivatedSide,
-                                        c.at.clone(),
-                                        format!("{from} exports connection '{}', whose export is deactivated: the task will skip it", conn.id),
-                                    )
-                                    .hint("set DeactivationExportFulfill=\"None\" on the connection to export it again"),
-                                ),
-                                _ => {}
-                            }
+                            self.needs_side(conn, c, &from, Side::Export);
                         }
                     }
                     Task::PrepareSynchronization(t) => {
@@ -952,7 +942,7 @@ impl<'c> Validator<'c> {
                             ),
                             (Some(c), true) => {
                                 if let Some(conn) = self.resolve_connection(c, &from) {
-                                    self.needs_fulfill(conn, c, &from);
+                                    self.needs_side(conn, c, &from, Side::Fulfill);
                                 }
                             }
                             (None, true) if t.connector.is_none() => self.push(
@@ -1051,6 +1041,13 @@ impl<'c> Validator<'c> {
             }
         }
     }
+}
+
+/// The two sides of a connection (`DeactivationExportFulfill` turns one off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Export,
+    Fulfill,
 }
 
 /// SPEC §2.2 rule 1: a letter, then up to 441 letters, digits, `.` or `-`.
