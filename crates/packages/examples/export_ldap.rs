@@ -10,14 +10,11 @@
 //! separated) plays the mapping's columns of `bench_entries`, `LINKS` the mapped link tables;
 //! without them every attribute is exported (after a first, types-only pass).
 
-use std::process::ExitCode;
-use std::time::Instant;
+mod bench;
 
-use idlink_model::package::PackageCatalog;
-use idlink_packages::api::{Environment, ExportRequest, MappedTable, NoProgress};
-use idlink_packages::output::ExportOutput;
-use idlink_packages::paths::SourceRoots;
-use idlink_packages::{Registry, instantiate};
+use std::process::ExitCode;
+
+use idlink_packages::api::MappedTable;
 
 fn list(arg: Option<&String>) -> Vec<String> {
     arg.map(|a| {
@@ -59,29 +56,6 @@ fn main() -> ExitCode {
             });
         }
     }
-    let package_id = "Usercube.LDAP@0000001";
-    let registry = Registry::new();
-    let Some(package) = registry.get(package_id) else {
-        eprintln!("unknown package {package_id}");
-        return ExitCode::from(2);
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let env = Environment {
-        connection: "bench".to_string(),
-        base_dir: cwd.clone(),
-        roots: SourceRoots::new(&cwd, &["."]),
-        mapped_tables: mapped,
-    };
     let settings = serde_json::json!({
         "Servers": [{
             "Server": args[0],
@@ -93,44 +67,5 @@ fn main() -> ExitCode {
         "Tables": [{"Table": "entries", "BaseDN": args[2], "Filter": args[3], "Scope": "Subtree"}],
         "TimeOut": 0,
     });
-    let start = Instant::now();
-    let result = runtime.block_on(async {
-        let instance = instantiate(package, settings, env)?;
-        let export =
-            instance
-                .export()
-                .ok_or_else(|| idlink_packages::PackageError::Unsupported {
-                    package: package_id.to_string(),
-                    capability: "export",
-                })?;
-        let mut out = ExportOutput::new("bench", dir);
-        let request = ExportRequest {
-            incremental: false,
-            cookie: None,
-            progress: &NoProgress,
-        };
-        export.export(&request, &mut out).await?;
-        let exported = start.elapsed();
-        let tables = out.finish()?;
-        Ok::<_, idlink_packages::PackageError>((tables, exported))
-    });
-    match result {
-        Ok((tables, exported)) => {
-            for t in tables {
-                println!(
-                    "{}: {} rows, {} bytes; exported in {:.3} s, durable (fsync) at {:.3} s",
-                    t.path.display(),
-                    t.rows,
-                    t.bytes,
-                    exported.as_secs_f64(),
-                    start.elapsed().as_secs_f64()
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("export failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bench::export("Usercube.LDAP@0000001", settings, mapped, dir)
 }

@@ -9,13 +9,12 @@
 //! Executed and Errored (and the first errors), and writes the results as JSON with
 //! `--results`.
 
+mod bench;
+
 use std::process::ExitCode;
 use std::time::Instant;
 
-use idlink_model::package::PackageCatalog;
-use idlink_packages::api::{Environment, FulfillRequest, NoProgress, OrderState, OrdersFile};
-use idlink_packages::paths::SourceRoots;
-use idlink_packages::{Registry, instantiate};
+use idlink_packages::api::{FulfillRequest, NoProgress, OrderState, OrdersFile};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,27 +41,9 @@ fn main() -> ExitCode {
         }
     };
     let package_id = "Usercube.LDAP@0000001";
-    let registry = Registry::new();
-    let Some(package) = registry.get(package_id) else {
-        eprintln!("unknown package {package_id}");
-        return ExitCode::from(2);
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let env = Environment {
-        connection: "bench".to_string(),
-        base_dir: cwd.clone(),
-        roots: SourceRoots::new(&cwd, &["."]),
-        mapped_tables: Vec::new(),
+    let (package, runtime) = match bench::setup(package_id) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let settings = serde_json::json!({
         "Servers": [{"Server": args[0], "AuthType": "Basic", "Login": args[1], "Password": password}],
@@ -72,7 +53,7 @@ fn main() -> ExitCode {
     });
     let start = Instant::now();
     let result = runtime.block_on(async {
-        let instance = instantiate(package, settings, env)?;
+        let instance = bench::open(package, settings, Vec::new())?;
         let fulfill =
             instance
                 .fulfill()
