@@ -22,9 +22,11 @@ if [ -z "$pgbin" ] || [ ! -x "$pgbin/initdb" ]; then
 fi
 [ -x /usr/bin/time ] || { echo "/usr/bin/time is missing; install it with: apt-get install -y time" >&2; exit 1; }
 
-echo "building the example (release)..."
-(cd "$root" && cargo build --release --quiet -p idlink-packages --example export_sql)
-exe="$root/target/release/examples/export_sql"
+echo "building the example and idlink (release)..."
+(cd "$root" && cargo build --release --quiet -p idlink-packages --example export_sql && cargo build --release --quiet -p idlink-cli)
+target=${CARGO_TARGET_DIR:-$root/target}
+exe="$target/release/examples/export_sql"
+idlink="$target/release/idlink"
 
 work=$(mktemp -d /tmp/idlink-bench-sql.XXXXXX)
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
@@ -63,8 +65,18 @@ SQL
 
 query="SELECT * FROM people"
 url="postgres://postgres@127.0.0.1:$port/postgres"
-mkdir -p "$work/out"
+mkdir -p "$work/out" "$work/conf"
 chmod 777 "$work/out"
+# The same export through the CLI: a one-connection configuration.
+cat >"$work/conf/bench.xml" <<XML
+<ConfigurationFile xmlns="urn:schemas-usercube-com:configuration">
+  <Connector Identifier="Bench" DisplayName_L1="Bench" />
+  <Connection Identifier="Bench" DisplayName_L1="Bench" Connector="Bench" Package="Usercube.SQL.PostgreSQL@0000001" />
+</ConfigurationFile>
+XML
+cat >"$work/conf/appsettings.agent.json" <<JSON
+{ "Connections": { "Bench": { "ConnectionString": "$url", "SqlCommand": "$query", "Timeout": 0 } } }
+JSON
 
 # One warm-up run of each (page cache, server buffers), then RUNS timed runs, interleaved.
 psql_ -c "\\copy ($query) TO '$work/psql.csv' CSV HEADER"
@@ -72,6 +84,7 @@ psql_ -c "\\copy ($query) TO '$work/psql.csv' CSV HEADER"
 
 psql_times=()
 pkg_times=()
+cli_times=()
 pkg_rss=0
 for _ in $(seq "$RUNS"); do
     /usr/bin/time -f "%e %M" -o "$work/t" \
@@ -82,6 +95,8 @@ for _ in $(seq "$RUNS"); do
     pkg_times+=("$(cut -d' ' -f1 "$work/t")")
     rss=$(cut -d' ' -f2 "$work/t")
     [ "$rss" -gt "$pkg_rss" ] && pkg_rss=$rss
+    /usr/bin/time -f "%e %M" -o "$work/t" "$idlink" -q --config "$work/conf" --work "$work/cli" export --connection Bench
+    cli_times+=("$(cut -d' ' -f1 "$work/t")")
 done
 
 lines_psql=$(wc -l <"$work/psql.csv")
@@ -91,11 +106,12 @@ if [ "$lines_psql" != "$lines_pkg" ]; then
     exit 1
 fi
 
-python3 - "$MAX_RATIO" "$MAX_RSS_KIB" "$pkg_rss" "$ROWS" "${psql_times[*]}" "${pkg_times[*]}" "$work/out/bench.csv" <<'PY'
+python3 - "$MAX_RATIO" "$MAX_RSS_KIB" "$pkg_rss" "$ROWS" "${psql_times[*]}" "${pkg_times[*]}" "$work/out/bench.csv" "${cli_times[*]}" <<'PY'
 import statistics, sys
 max_ratio, max_rss, rss, rows = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 psql = [float(x) for x in sys.argv[5].split()]
 pkg = [float(x) for x in sys.argv[6].split()]
+cli = [float(x) for x in sys.argv[8].split()]
 with open(sys.argv[7]) as f:
     head = [next(f).rstrip("\n") for _ in range(2)]
 p, k = statistics.median(psql), statistics.median(pkg)
@@ -105,6 +121,8 @@ print(f"sample row:        {head[1]}")
 print(f"psql \\copy:        {p:.2f} s (median of {psql})")
 print(f"package export:    {k:.2f} s (median of {pkg})")
 print(f"ratio:             {ratio:.2f} (goal <= {max_ratio})")
+c = statistics.median(cli)
+print(f"idlink export:     {c:.2f} s (median of {cli}; the CLI with configuration check and atomic commit), ratio {c / p:.2f}")
 print(f"package peak RSS:  {rss / 1024:.1f} MiB (goal <= {max_rss / 1024:.0f} MiB)")
 ok = ratio <= max_ratio and rss <= max_rss
 print("result:            " + ("PASS" if ok else "FAIL"))
