@@ -88,21 +88,12 @@ pub fn decrypt_settings(
     schema: &SettingsSchema,
     identity: impl FnOnce() -> Result<Option<AgentIdentity>, EngineError>,
 ) -> Result<Vec<Secret>, EngineError> {
-    let mut encrypted = Vec::new();
-    collect_encrypted(settings, String::new(), &mut encrypted);
-    if !encrypted.is_empty() {
-        let Some(identity) = identity()? else {
-            return Err(EngineError::Secret {
-                connection: Some(connection.to_string()),
-                setting: encrypted.first().cloned(),
-                message: format!(
-                    "the value is encrypted, but no agent key is configured: set EncryptionIdentity in \
-                     appsettings.agent.json or {AGENT_KEY_ENV} to the key file written by `idlink keygen`"
-                ),
-            });
-        };
-        decrypt_in(settings, String::new(), &identity, connection)?;
-    }
+    let mut keys = Keys {
+        connection,
+        load: Some(identity),
+        identity: None,
+    };
+    decrypt_in(settings, String::new(), &mut keys)?;
     let mut secrets = Vec::new();
     secured_values(settings, schema, &mut secrets);
     Ok(secrets)
@@ -116,32 +107,38 @@ fn child(path: &str, key: &str) -> String {
     }
 }
 
-fn collect_encrypted(v: &serde_json::Value, path: String, out: &mut Vec<String>) {
-    match v {
-        serde_json::Value::String(s) if is_encrypted(s) => out.push(path),
-        serde_json::Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                collect_encrypted(item, format!("{path}[{i}]"), out);
-            }
+/// The agent's key, loaded when the first encrypted value is met (never when there is none).
+struct Keys<'a, F> {
+    connection: &'a str,
+    load: Option<F>,
+    identity: Option<AgentIdentity>,
+}
+
+impl<F: FnOnce() -> Result<Option<AgentIdentity>, EngineError>> Keys<'_, F> {
+    fn get(&mut self, setting: &str) -> Result<&AgentIdentity, EngineError> {
+        if let Some(load) = self.load.take() {
+            self.identity = load()?;
         }
-        serde_json::Value::Object(map) => {
-            for (k, item) in map {
-                collect_encrypted(item, child(&path, k), out);
-            }
-        }
-        _ => {}
+        self.identity.as_ref().ok_or_else(|| EngineError::Secret {
+            connection: Some(self.connection.to_string()),
+            setting: Some(setting.to_string()),
+            message: format!(
+                "the value is encrypted, but no agent key is configured: set EncryptionIdentity in \
+                 appsettings.agent.json or {AGENT_KEY_ENV} to the key file written by `idlink keygen`"
+            ),
+        })
     }
 }
 
-fn decrypt_in(
+fn decrypt_in<F: FnOnce() -> Result<Option<AgentIdentity>, EngineError>>(
     v: &mut serde_json::Value,
     path: String,
-    identity: &AgentIdentity,
-    connection: &str,
+    keys: &mut Keys<'_, F>,
 ) -> Result<(), EngineError> {
     match v {
         serde_json::Value::String(s) if is_encrypted(s) => {
-            let secret = decrypt_value(identity, s).map_err(|e| EngineError::Secret {
+            let connection = keys.connection;
+            let secret = decrypt_value(keys.get(&path)?, s).map_err(|e| EngineError::Secret {
                 connection: Some(connection.to_string()),
                 setting: Some(path.clone()),
                 message: e.to_string(),
@@ -150,12 +147,12 @@ fn decrypt_in(
         }
         serde_json::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                decrypt_in(item, format!("{path}[{i}]"), identity, connection)?;
+                decrypt_in(item, format!("{path}[{i}]"), keys)?;
             }
         }
         serde_json::Value::Object(map) => {
             for (k, item) in map.iter_mut() {
-                decrypt_in(item, child(&path, k), identity, connection)?;
+                decrypt_in(item, child(&path, k), keys)?;
             }
         }
         _ => {}

@@ -7,7 +7,7 @@ use std::path::Path;
 use idlink_test_support::slapd::{ADMIN_DN, SUFFIX};
 use idlink_test_support::{SlapdOptions, SlapdServer};
 
-use crate::support::{copy_dir, idlink, repo_root};
+use crate::support::{copy_dir, repo_root};
 
 const PEOPLE: &str = "dn: ou=people,dc=example,dc=org
 objectClass: organizationalUnit
@@ -42,20 +42,8 @@ const ORDERS: &str = r#"{"ProvisioningOrdersList": [
 static OUTPUTS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 fn run(dir: &Path, args: &[&str], env: &[(&str, String)]) -> (i32, String) {
-    let mut cmd = idlink();
-    cmd.current_dir(dir).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("runs");
-    let result = (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    );
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let result = crate::support::run(dir, args, &env);
     OUTPUTS.lock().expect("lock").push(result.1.clone());
     result
 }

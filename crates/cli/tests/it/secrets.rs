@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use idlink_test_support::PostgresServer;
 
-use crate::support::{copy_dir, idlink, repo_root};
+use crate::support::{copy_dir, repo_root, run};
 
 static PG: LazyLock<PostgresServer> = LazyLock::new(PostgresServer::start);
 
@@ -69,21 +69,6 @@ fn settings(connection_string: Option<&str>, ldap_credentials: bool) -> String {
   }}
 }}"#
     )
-}
-
-fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let mut cmd = idlink();
-    cmd.current_dir(dir).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
 }
 
 /// keygen + protect, then the plain settings keep no secured value: they come from

@@ -35,3 +35,20 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Runs `idlink` in `dir` with extra environment variables; returns the exit code and
+/// stdout followed by stderr.
+pub fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = idlink();
+    cmd.current_dir(dir).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
