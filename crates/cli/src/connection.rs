@@ -1,16 +1,16 @@
-//! `idlink export`, `idlink refresh-schema` and `idlink check-connection`: the commands that
-//! talk to a managed system through one connection.
+//! `idlink export`, `refresh-schema`, `check-connection` and `fulfill`: the commands that talk to
+//! a managed system through one connection. They parse arguments, call the engine and print.
 
-use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use idlink_engine::{EngineError, ExportOptions, OpenConnection, open_connection, run_export};
-use idlink_model::Checked;
-use idlink_packages::api::{ConnectionSchema, Progress, value_type_name};
+use idlink_engine::{CancellationToken, Engine, EngineError, ErrorKind, ExportOptions, Opened};
+use idlink_packages::Registry;
+use idlink_packages::api::{OrderState, Progress};
+use tokio::runtime::Runtime;
 
 use crate::Global;
 
@@ -51,104 +51,136 @@ pub struct CheckConnectionArgs {
     connection: String,
 }
 
-/// Loads the configuration; refuses to run on one with errors (they are printed).
-fn load_valid(g: &Global) -> anyhow::Result<Result<Checked, ExitCode>> {
+#[derive(Debug, clap::Args)]
+pub struct FulfillArgs {
+    /// The connection that applies the orders.
+    #[arg(long, value_name = "ID")]
+    connection: String,
+    /// The orders, as SPEC §6's JSON: {"ProvisioningOrdersList": [...]}.
+    #[arg(long, value_name = "FILE")]
+    orders: std::path::PathBuf,
+    /// Print the exact operations that would be sent, and touch nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Write one result per order here (JSON) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    results: Option<std::path::PathBuf>,
+}
+
+/// Loads the configuration into an engine; refuses to run one with errors (they are printed).
+fn engine(g: &Global) -> anyhow::Result<Result<Engine, ExitCode>> {
     let checked = crate::check::load(g)?;
-    if checked.is_valid() {
-        return Ok(Ok(checked));
+    if !checked.is_valid() {
+        let mut err = std::io::stderr().lock();
+        for d in checked.diagnostics.iter().filter(|d| d.is_error()) {
+            writeln!(err, "{d}")?;
+        }
+        writeln!(
+            err,
+            "error: the configuration has {} errors; fix them (see `idlink check`) before running it",
+            checked.diagnostics.errors()
+        )?;
+        return Ok(Err(ExitCode::from(1)));
     }
-    let mut err = std::io::stderr().lock();
-    for d in checked.diagnostics.iter().filter(|d| d.is_error()) {
-        writeln!(err, "{d}")?;
-    }
-    writeln!(
-        err,
-        "error: the configuration has {} errors; fix them (see `idlink check`) before running it",
-        checked.diagnostics.errors()
-    )?;
-    Ok(Err(ExitCode::from(1)))
+    Ok(Ok(Engine::new(checked, Registry::new(), &g.config, &g.work)))
 }
 
-/// Opens the connection (settings checked and decrypted); prints why not and returns exit 1.
-fn open<'c>(checked: &'c Checked, id: &str, g: &Global) -> Result<OpenConnection<'c>, ExitCode> {
-    open_connection(checked, id, &g.config).map_err(|e| {
-        eprintln!("error: {e}");
+/// Opens the connection (settings checked and decrypted); prints why not.
+fn open(engine: &Engine, id: &str) -> Result<Opened, EngineError> {
+    engine.open(id).inspect_err(|e| eprintln!("error: {e}"))
+}
+
+/// Exit code of a failed run: 130 when interrupted, else 1.
+fn failure(e: &EngineError) -> ExitCode {
+    if e.kind() == ErrorKind::Cancelled {
+        ExitCode::from(130)
+    } else {
         ExitCode::from(1)
-    })
+    }
 }
 
-/// A message with the connection's secret values replaced by `**REDACTED**`.
-fn shown(open: &OpenConnection<'_>, text: &str) -> String {
-    idlink_engine::secured::redact(text, &open.secrets)
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
-pub fn export(g: &Global, args: &ExportArgs) -> anyhow::Result<ExitCode> {
-    let checked = match load_valid(g)? {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    let open = match open(&checked, &args.connection, g) {
-        Ok(o) => o,
-        Err(code) => return Ok(code),
-    };
-    let progress = CliProgress::new(g.quiet);
-    let result = runtime()?.block_on(async {
-        let opts = ExportOptions {
-            work_dir: &g.work,
-            output_dir: args.output.as_deref(),
-            ignore_cookies: args.ignore_cookies,
-            progress: &progress,
+/// Cancels `cancel` on SIGINT or SIGTERM (the run then cleans up and ends); a second signal
+/// ends the process at once.
+fn cancel_on_signals(rt: &Runtime, cancel: &CancellationToken) {
+    let cancel = cancel.clone();
+    rt.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
         };
-        run_export(&open, &opts).await
+        for n in 0..2 {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            if n == 0 {
+                eprintln!("interrupted: stopping and removing the staging folder (a second signal stops at once)");
+                cancel.cancel();
+            } else {
+                std::process::exit(130);
+            }
+        }
     });
+}
+
+pub fn export(rt: &Runtime, g: &Global, args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let engine = match engine(g)? {
+        Ok(e) => e,
+        Err(code) => return Ok(code),
+    };
+    let opened = match open(&engine, &args.connection) {
+        Ok(o) => o,
+        Err(e) => {
+            engine.record_failed_export(&args.connection, &e, &e.to_string());
+            return Ok(failure(&e));
+        }
+    };
+    let progress = Arc::new(CliProgress::new(g.quiet));
+    let cancel = CancellationToken::new();
+    cancel_on_signals(rt, &cancel);
+    let opts = ExportOptions {
+        output_dir: args.output.clone(),
+        ignore_cookies: args.ignore_cookies,
+    };
+    let result = rt.block_on(opened.export(&opts, progress.clone(), &cancel));
     progress.finish();
     let report = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!(
                 "error: export of '{}' failed: {}",
-                args.connection,
-                shown(&open, &e.to_string())
+                opened.id(),
+                opened.redact(&e.to_string())
             );
-            if matches!(
-                e,
-                EngineError::Package(_) | EngineError::Transform(_) | EngineError::Io { .. }
-            ) {
-                eprintln!("    the previous tables and cookie are unchanged");
+            if e.nothing_committed() && !matches!(e, EngineError::Commit { .. }) {
+                eprintln!("    nothing was committed: the tables and cookie are those of the previous export");
             }
-            return Ok(ExitCode::from(1));
+            return Ok(failure(&e));
         }
     };
-    let reports = g.work.join("Reports");
-    std::fs::create_dir_all(&reports)
-        .with_context(|| format!("cannot create '{}'", reports.display()))?;
-    let file = reports.join(format!("export-{}.json", report.connection));
-    let json = serde_json::to_vec_pretty(&report)?;
-    idlink_packages::output::write_atomic(&file, &json)
-        .with_context(|| format!("cannot write '{}'", file.display()))?;
+    let (report_file, _) = idlink_engine::export::report_paths(engine.work_dir(), opened.id());
+    let mut out = std::io::stdout().lock();
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
+    let mode = if report.incremental {
+        "incremental"
+    } else {
+        "complete"
+    };
+    writeln!(
+        out,
+        "exported {} ({}, {mode}): {} rows, {} bytes in {:.2} s",
+        report.connection,
+        report.package,
+        report.rows(),
+        report.bytes(),
+        report.duration.as_secs_f64()
+    )?;
     if !g.quiet {
-        let mut out = std::io::stdout().lock();
-        let mode = if report.incremental {
-            "incremental"
-        } else {
-            "complete"
-        };
-        writeln!(
-            out,
-            "exported {} ({}, {mode}): {} rows, {} bytes in {:.2} s",
-            report.connection,
-            report.package,
-            report.rows(),
-            report.bytes(),
-            report.duration.as_secs_f64()
-        )?;
         for t in &report.tables {
             writeln!(
                 out,
@@ -162,178 +194,165 @@ pub fn export(g: &Global, args: &ExportArgs) -> anyhow::Result<ExitCode> {
         if let Some(c) = &report.cookie {
             writeln!(out, "  cookie: {}", c.display())?;
         }
-        writeln!(out, "  report: {}", file.display())?;
+        writeln!(out, "  report: {}", report_file.display())?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn refresh_schema(g: &Global, args: &SchemaArgs) -> anyhow::Result<ExitCode> {
-    let checked = match load_valid(g)? {
-        Ok(c) => c,
+pub fn refresh_schema(rt: &Runtime, g: &Global, args: &SchemaArgs) -> anyhow::Result<ExitCode> {
+    let engine = match engine(g)? {
+        Ok(e) => e,
         Err(code) => return Ok(code),
     };
-    let open = match open(&checked, &args.connection, g) {
+    let opened = match open(&engine, &args.connection) {
         Ok(o) => o,
-        Err(code) => return Ok(code),
+        Err(e) => return Ok(failure(&e)),
     };
-    let result = runtime()?.block_on(async {
-        let Some(schema) = open.instance.schema() else {
-            return Err(EngineError::Unsupported {
-                connection: open.connection.id.value.clone(),
-                package: open.package.id.to_string(),
-                capability: "describe its schema: there is no schema for this connection",
-            });
-        };
-        Ok((
-            open.connection.id.value.clone(),
-            open.package.id,
-            schema.schema().await?,
-        ))
-    });
-    let (id, package, schema) = match result {
+    let schema = match rt.block_on(opened.refresh_schema()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!(
                 "error: schema refresh of '{}' failed: {}",
-                args.connection,
-                shown(&open, &e.to_string())
+                opened.id(),
+                opened.redact(&e.to_string())
             );
-            return Ok(ExitCode::from(1));
+            return Ok(failure(&e));
         }
     };
+    use idlink_engine::schema::{render_json, render_text, render_xml};
+    let (id, package) = (opened.id(), opened.package.id);
     let text = match args.format {
-        SchemaFormat::Text => schema_text(&id, package, &schema),
-        SchemaFormat::Json => {
-            let mut s = serde_json::to_string_pretty(
-                &serde_json::json!({"connection": id, "package": package, "tables": schema.tables}),
-            )?;
-            s.push('\n');
-            s
-        }
-        SchemaFormat::Xml => schema_xml(&id, &schema),
+        SchemaFormat::Text => render_text(id, package, &schema),
+        SchemaFormat::Json => render_json(id, package, &schema),
+        SchemaFormat::Xml => render_xml(id, &schema),
     };
-    std::io::stdout().lock().write_all(text.as_bytes())?;
+    std::io::stdout()
+        .lock()
+        .write_all(opened.redact(&text).as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn schema_text(id: &str, package: &str, schema: &ConnectionSchema) -> String {
-    let mut s = String::new();
-    let n = schema.tables.len();
-    let _ = writeln!(
-        s,
-        "{id} ({package}): {n} table{}",
-        if n == 1 { "" } else { "s" }
-    );
-    for t in &schema.tables {
-        let _ = writeln!(s, "  {}", t.name);
-        for c in &t.columns {
-            let mut notes = Vec::new();
-            if let Some(st) = &c.source_type {
-                notes.push(st.clone());
-            }
-            if c.multivalued {
-                notes.push("multivalued".into());
-            }
-            match c.key {
-                idlink_model::config::KeyType::Primary => notes.push("primary key".into()),
-                idlink_model::config::KeyType::Unique => notes.push("unique key".into()),
-                idlink_model::config::KeyType::None => {}
-            }
-            let notes = if notes.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", notes.join(", "))
-            };
-            let _ = writeln!(
-                s,
-                "    {:<32} {}{notes}",
-                c.name,
-                value_type_name(c.value_type)
-            );
-        }
-    }
-    s
-}
-
-fn xml_escape(v: &str) -> String {
-    v.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
-}
-
-fn schema_xml(id: &str, schema: &ConnectionSchema) -> String {
-    let mut s = String::from(
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<ConfigurationFile xmlns=\"urn:schemas-usercube-com:configuration\">\n",
-    );
-    for t in &schema.tables {
-        let _ = writeln!(
-            s,
-            "  <ConnectionTable Connection=\"{}\" Identifier=\"{}\">",
-            xml_escape(id),
-            xml_escape(&t.name)
-        );
-        for c in &t.columns {
-            let _ = write!(s, "    <Column Identifier=\"{}\"", xml_escape(&c.name));
-            if c.value_type != idlink_model::config::ValueType::String {
-                let _ = write!(s, " ValueType=\"{}\"", value_type_name(c.value_type));
-            }
-            if c.multivalued {
-                s.push_str(" IsMultivalued=\"true\"");
-            }
-            match c.key {
-                idlink_model::config::KeyType::Primary => s.push_str(" KeyType=\"1\""),
-                idlink_model::config::KeyType::Unique => s.push_str(" KeyType=\"2\""),
-                idlink_model::config::KeyType::None => {}
-            }
-            s.push_str(" />\n");
-        }
-        s.push_str("  </ConnectionTable>\n");
-    }
-    s.push_str("</ConfigurationFile>\n");
-    s
-}
-
-pub fn check_connection(g: &Global, args: &CheckConnectionArgs) -> anyhow::Result<ExitCode> {
-    let checked = match load_valid(g)? {
-        Ok(c) => c,
+pub fn check_connection(
+    rt: &Runtime,
+    g: &Global,
+    args: &CheckConnectionArgs,
+) -> anyhow::Result<ExitCode> {
+    let engine = match engine(g)? {
+        Ok(e) => e,
         Err(code) => return Ok(code),
     };
-    let open = match open(&checked, &args.connection, g) {
+    let opened = match open(&engine, &args.connection) {
         Ok(o) => o,
-        Err(code) => {
+        Err(e) => {
             println!(
                 "{}: not reachable: the connection cannot be opened (see above)",
                 args.connection
             );
-            return Ok(code);
+            return Ok(failure(&e));
         }
     };
-    let result = runtime()?.block_on(async {
-        let Some(check) = open.instance.check_connection() else {
-            return Err(EngineError::Unsupported {
-                connection: open.connection.id.value.clone(),
-                package: open.package.id.to_string(),
-                capability: "check its connection",
-            });
-        };
-        Ok(check.check_connection().await?)
-    });
-    match result {
+    match rt.block_on(opened.check_connection()) {
         Ok(what) => {
-            println!("{}: reachable: {}", args.connection, shown(&open, &what));
+            println!("{}: reachable: {}", opened.id(), opened.redact(&what));
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
             println!(
                 "{}: not reachable: {}",
-                args.connection,
-                shown(&open, &e.to_string())
+                opened.id(),
+                opened.redact(&e.to_string())
             );
-            Ok(ExitCode::from(1))
+            Ok(failure(&e))
         }
     }
+}
+
+/// `idlink fulfill`: exit 0 when every order was executed (or, in a dry run, would be), 1 when
+/// any errored or the batch failed.
+pub fn fulfill(rt: &Runtime, g: &Global, args: &FulfillArgs) -> anyhow::Result<ExitCode> {
+    let engine = match engine(g)? {
+        Ok(e) => e,
+        Err(code) => return Ok(code),
+    };
+    let orders = match idlink_engine::orders::load(&args.orders) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let opened = match open(&engine, &args.connection) {
+        Ok(o) => o,
+        Err(e) => return Ok(failure(&e)),
+    };
+    let progress = Arc::new(CliProgress::new(g.quiet));
+    let result = rt.block_on(opened.fulfill(orders, args.dry_run, progress.clone()));
+    progress.finish();
+    let results = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "error: fulfill through '{}' failed: {}",
+                opened.id(),
+                opened.redact(&e.to_string())
+            );
+            return Ok(failure(&e));
+        }
+    };
+    let json = serde_json::to_string_pretty(
+        &serde_json::json!({ "dryRun": args.dry_run, "results": results }),
+    )?;
+    let json = opened.redact(&json).into_bytes();
+    match &args.results {
+        Some(file) => idlink_packages::output::write_atomic(file, &json)
+            .with_context(|| format!("cannot write '{}'", file.display()))?,
+        None if !args.dry_run => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&json)?;
+            writeln!(out)?;
+        }
+        None => {}
+    }
+    if args.dry_run {
+        let mut out = std::io::stdout().lock();
+        for r in &results {
+            let id = r.id.clone().unwrap_or_else(|| format!("#{}", r.index + 1));
+            match r.state {
+                OrderState::Executed => writeln!(out, "order {id}:")?,
+                OrderState::Errored => writeln!(
+                    out,
+                    "order {id}: would fail: {}",
+                    opened.redact(&r.message)
+                )?,
+            }
+            for op in &r.operations {
+                writeln!(out, "  {}", opened.redact(op))?;
+            }
+        }
+    }
+    let errored = results
+        .iter()
+        .filter(|r| r.state == OrderState::Errored)
+        .count();
+    let summary = if args.dry_run {
+        format!(
+            "{} orders: {} would be executed, {errored} would fail (dry run: nothing sent)",
+            results.len(),
+            results.len() - errored
+        )
+    } else {
+        format!(
+            "{} orders: {} executed, {errored} errored",
+            results.len(),
+            results.len() - errored
+        )
+    };
+    eprintln!("{summary}");
+    Ok(if errored == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// A progress bar on a terminal; plain lines every 100,000 rows otherwise.
@@ -398,115 +417,4 @@ impl Progress for CliProgress {
             None => tracing::info!("{message}"),
         }
     }
-}
-
-#[derive(Debug, clap::Args)]
-pub struct FulfillArgs {
-    /// The connection that applies the orders.
-    #[arg(long, value_name = "ID")]
-    connection: String,
-    /// The orders, as SPEC §6's JSON: {"ProvisioningOrdersList": [...]}.
-    #[arg(long, value_name = "FILE")]
-    orders: std::path::PathBuf,
-    /// Print the exact operations that would be sent, and touch nothing.
-    #[arg(long)]
-    dry_run: bool,
-    /// Write one result per order here (JSON) instead of standard output.
-    #[arg(long, value_name = "FILE")]
-    results: Option<std::path::PathBuf>,
-}
-
-/// `idlink fulfill`: exit 0 when every order was executed, 1 when any errored or the batch failed.
-pub fn fulfill(g: &Global, args: &FulfillArgs) -> anyhow::Result<ExitCode> {
-    let checked = match load_valid(g)? {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    let bytes = std::fs::read(&args.orders)
-        .with_context(|| format!("cannot read orders file '{}'", args.orders.display()))?;
-    let mut de = serde_json::Deserializer::from_slice(&bytes);
-    let mut orders: idlink_packages::api::OrdersFile =
-        match serde_path_to_error::deserialize(&mut de) {
-            Ok(o) => o,
-            Err(e) => {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                eprintln!(
-                    "error: {}:{}:{}: the orders file is not valid at {path}: {inner}",
-                    args.orders.display(),
-                    inner.line(),
-                    inner.column()
-                );
-                return Ok(ExitCode::from(2));
-            }
-        };
-    idlink_engine::with_mapping_defaults(&checked.config, &mut orders.orders);
-    let open = match open(&checked, &args.connection, g) {
-        Ok(o) => o,
-        Err(code) => return Ok(code),
-    };
-    let progress = CliProgress::new(g.quiet);
-    let result = runtime()?.block_on(idlink_engine::run_fulfill(
-        &open,
-        &orders.orders,
-        args.dry_run,
-        &progress,
-    ));
-    progress.finish();
-    let results = match result {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!(
-                "error: fulfill through '{}' failed: {}",
-                args.connection,
-                shown(&open, &e.to_string())
-            );
-            return Ok(ExitCode::from(1));
-        }
-    };
-    let json = serde_json::to_string_pretty(
-        &serde_json::json!({ "dryRun": args.dry_run, "results": results }),
-    )?;
-    let json = shown(&open, &json).into_bytes();
-    match &args.results {
-        Some(file) => idlink_packages::output::write_atomic(file, &json)
-            .with_context(|| format!("cannot write '{}'", file.display()))?,
-        None if !args.dry_run => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(&json)?;
-            writeln!(out)?;
-        }
-        None => {}
-    }
-    if args.dry_run {
-        let mut out = std::io::stdout().lock();
-        for r in &results {
-            let id = r.id.clone().unwrap_or_else(|| format!("#{}", r.index));
-            writeln!(out, "order {id}:")?;
-            for op in &r.operations {
-                writeln!(out, "  {}", shown(&open, op))?;
-            }
-        }
-    }
-    let errored = results
-        .iter()
-        .filter(|r| r.state == idlink_packages::api::OrderState::Errored)
-        .count();
-    if !g.quiet {
-        eprintln!(
-            "{} orders: {} executed, {errored} errored{}",
-            results.len(),
-            results.len() - errored,
-            if args.dry_run {
-                " (dry run: nothing sent)"
-            } else {
-                ""
-            }
-        );
-    }
-    Ok(if errored == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
 }

@@ -4,7 +4,7 @@ mod check;
 mod connection;
 mod secrets;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -14,55 +14,145 @@ use clap::{Parser, Subcommand};
 #[command(name = "idlink", version, about, propagate_version = true)]
 struct Cli {
     #[command(flatten)]
-    global: Global,
+    output: OutputArgs,
     #[command(subcommand)]
     command: Command,
 }
 
-/// Options every command takes.
+/// How much to print; every command takes these.
 #[derive(Debug, clap::Args)]
-struct Global {
-    /// Folder of the XML configuration files.
-    #[arg(long, global = true, value_name = "DIR", default_value = "./conf")]
-    config: PathBuf,
-    /// The agent settings file [default: <config>/appsettings.agent.json].
-    #[arg(long, global = true, value_name = "FILE")]
-    settings: Option<PathBuf>,
-    /// Working folder: export output, cookies, reports.
-    #[arg(long, global = true, value_name = "DIR", default_value = "./work")]
-    work: PathBuf,
+struct OutputArgs {
     /// More output (repeat for more detail).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
-    /// Less output: errors and the summary only.
+    /// Less output: errors and the one-line summary only.
     #[arg(short, long, global = true)]
     quiet: bool,
+}
+
+/// Where the configuration and the working files are, for the commands that read them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PathArgs {
+    /// Folder of the XML configuration files [default: ./conf, or the current folder when it
+    /// holds the configuration and ./conf does not exist].
+    #[arg(long, value_name = "DIR", env = "IDLINK_CONFIG")]
+    config: Option<PathBuf>,
+    /// The agent settings file [default: <config>/appsettings.agent.json].
+    #[arg(long, value_name = "FILE", env = "IDLINK_SETTINGS")]
+    settings: Option<PathBuf>,
+    /// Working folder: export output, cookies, reports.
+    #[arg(long, value_name = "DIR", env = "IDLINK_WORK", default_value = "./work")]
+    work: PathBuf,
+}
+
+/// The options a command runs with, resolved.
+#[derive(Debug, Clone)]
+pub struct Global {
+    pub config: PathBuf,
+    /// Whether `--config` (or IDLINK_CONFIG) was given.
+    pub config_given: bool,
+    pub settings: Option<PathBuf>,
+    pub work: PathBuf,
+    pub verbose: u8,
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check the configuration and agent settings against every rule; exit 0 when valid,
     /// 1 when not, 2 on usage or I/O errors.
-    Check(check::Args),
+    Check {
+        #[command(flatten)]
+        paths: PathArgs,
+        #[command(flatten)]
+        args: check::Args,
+    },
     /// Export a connection's data into connection tables (<work>/ExportOutput).
-    Export(connection::ExportArgs),
+    Export {
+        #[command(flatten)]
+        paths: PathArgs,
+        #[command(flatten)]
+        args: connection::ExportArgs,
+    },
     /// Read a connection's tables and columns from its system.
-    RefreshSchema(connection::SchemaArgs),
+    RefreshSchema {
+        #[command(flatten)]
+        paths: PathArgs,
+        #[command(flatten)]
+        args: connection::SchemaArgs,
+    },
     /// Test that a connection's system is reachable with its settings (exit 0 yes, 1 no).
-    CheckConnection(connection::CheckConnectionArgs),
+    CheckConnection {
+        #[command(flatten)]
+        paths: PathArgs,
+        #[command(flatten)]
+        args: connection::CheckConnectionArgs,
+    },
     /// Apply provisioning orders through a connection (or preview them with --dry-run).
-    Fulfill(connection::FulfillArgs),
+    Fulfill {
+        #[command(flatten)]
+        paths: PathArgs,
+        #[command(flatten)]
+        args: connection::FulfillArgs,
+    },
     /// Create the agent's key pair: writes the private identity, prints the public key.
     Keygen(secrets::KeygenArgs),
     /// Encrypt values, or every secured setting of an appsettings file, to the agent's key.
-    Protect(secrets::ProtectArgs),
+    Protect {
+        #[command(flatten)]
+        paths: PathArgs,
+        #[command(flatten)]
+        args: secrets::ProtectArgs,
+    },
     /// List the packages this build knows, with their capabilities.
     Packages,
 }
 
-fn init_logging(g: &Global) {
+/// Whether `dir` holds configuration files: an appsettings.agent.json or an XML file.
+fn holds_configuration(dir: &Path) -> bool {
+    if dir.join("appsettings.agent.json").is_file() {
+        return true;
+    }
+    std::fs::read_dir(dir).is_ok_and(|rd| {
+        rd.filter_map(Result::ok).any(|e| {
+            e.path()
+                .extension()
+                .is_some_and(|x| x.eq_ignore_ascii_case("xml"))
+        })
+    })
+}
+
+impl Global {
+    fn resolve(paths: &PathArgs, output: &OutputArgs) -> Global {
+        let (config, given) = match &paths.config {
+            Some(c) => (c.clone(), true),
+            None => {
+                let default = PathBuf::from("./conf");
+                if !default.exists() && holds_configuration(Path::new(".")) {
+                    eprintln!(
+                        "note: ./conf does not exist; using the configuration in the current folder \
+                         (pass --config DIR or set IDLINK_CONFIG to choose another)"
+                    );
+                    (PathBuf::from("."), false)
+                } else {
+                    (default, false)
+                }
+            }
+        };
+        Global {
+            config,
+            config_given: given,
+            settings: paths.settings.clone(),
+            work: paths.work.clone(),
+            verbose: output.verbose,
+            quiet: output.quiet,
+        }
+    }
+}
+
+fn init_logging(output: &OutputArgs) {
     use tracing_subscriber::EnvFilter;
-    let level = match (g.quiet, g.verbose) {
+    let level = match (output.quiet, output.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "info",
@@ -79,16 +169,33 @@ fn init_logging(g: &Global) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.global);
-    tracing::debug!(work = %cli.global.work.display(), "starting");
+    init_logging(&cli.output);
+    let g = |paths: &PathArgs| Global::resolve(paths, &cli.output);
+    // One runtime for the whole command: work is spawned on it, signals are watched on its
+    // worker while the command runs.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let result = match &cli.command {
-        Command::Check(args) => check::run(&cli.global, args),
-        Command::Export(args) => connection::export(&cli.global, args),
-        Command::RefreshSchema(args) => connection::refresh_schema(&cli.global, args),
-        Command::CheckConnection(args) => connection::check_connection(&cli.global, args),
-        Command::Fulfill(args) => connection::fulfill(&cli.global, args),
+        Command::Check { paths, args } => check::run(&g(paths), args),
+        Command::Export { paths, args } => connection::export(&runtime, &g(paths), args),
+        Command::RefreshSchema { paths, args } => {
+            connection::refresh_schema(&runtime, &g(paths), args)
+        }
+        Command::CheckConnection { paths, args } => {
+            connection::check_connection(&runtime, &g(paths), args)
+        }
+        Command::Fulfill { paths, args } => connection::fulfill(&runtime, &g(paths), args),
         Command::Keygen(args) => secrets::keygen(args),
-        Command::Protect(args) => secrets::protect(&cli.global, args),
+        Command::Protect { paths, args } => secrets::protect(&g(paths), args),
         Command::Packages => check::packages(),
     };
     match result {

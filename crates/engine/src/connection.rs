@@ -1,116 +1,204 @@
 //! From a checked configuration to a package instance for one connection: the package, its
-//! typed settings, its source roots and the tables the configuration maps.
+//! typed settings (secured values decrypted), its source roots and the tables the configuration
+//! maps. An [`Opened`] connection is owned and `'static`: it can be moved into a spawned task.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use idlink_model::Checked;
 use idlink_model::config::Connection;
 use idlink_model::diag::did_you_mean;
-use idlink_model::package::{Availability, PackageCatalog, PackageInfo};
+use idlink_model::package::{Availability, PackageInfo};
 use idlink_model::settings::typed_json;
 use idlink_model::validate::table_belongs_to;
+use idlink_packages::PackageError;
 use idlink_packages::api::{Environment, Instance, MappedTable};
 use idlink_packages::paths::SourceRoots;
-use idlink_packages::{PackageError, Registry};
+use idlink_secrets::Redactor;
 
-use crate::EngineError;
+use crate::{Engine, EngineError};
 
 /// A connection ready to run.
-pub struct OpenConnection<'c> {
-    pub connection: &'c Connection,
+#[derive(Clone)]
+pub struct Opened {
+    engine: Engine,
+    index: usize,
     pub package: &'static PackageInfo,
-    pub instance: Box<dyn Instance>,
+    pub instance: Arc<dyn Instance>,
     pub env: Environment,
-    /// The values of the connection's secured settings: redact them from anything shown.
-    pub secrets: Vec<idlink_secrets::Secret>,
+    redactor: Redactor,
 }
 
-impl std::fmt::Debug for OpenConnection<'_> {
+impl std::fmt::Debug for Opened {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenConnection")
-            .field("connection", &self.connection.id.value)
+        f.debug_struct("Opened")
+            .field("connection", &self.id())
             .field("package", &self.package.id)
             .finish()
     }
 }
 
-/// Finds connection `id` (case-insensitively), checks its settings against its package and
-/// instantiates the package. `config_dir` anchors relative paths when there is no settings file.
-pub fn open_connection<'c>(
-    checked: &'c Checked,
-    id: &str,
-    config_dir: &Path,
-) -> Result<OpenConnection<'c>, EngineError> {
+impl Opened {
+    /// The connection as the configuration declares it.
+    pub fn connection(&self) -> &Connection {
+        &self.engine.checked().config.connections[self.index]
+    }
+
+    /// The connection's identifier as declared (whatever case it was asked for in).
+    pub fn id(&self) -> &str {
+        &self.connection().id.value
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The values to hide from anything shown (the connection's secured settings).
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// `text` with the connection's secret values replaced by `**REDACTED**`.
+    pub fn redact(&self, text: &str) -> String {
+        self.redactor.redact(text)
+    }
+
+    pub(crate) fn unsupported(&self, capability: &'static str) -> EngineError {
+        EngineError::Unsupported {
+            connection: self.id().to_string(),
+            package: self.package.id.to_string(),
+            capability,
+        }
+    }
+
+    /// Assembles an opened connection from parts (tests with a scripted package use
+    /// [`Engine::open`] with a registry instead; this is for callers that build instances).
+    pub fn from_parts(
+        engine: Engine,
+        connection: &str,
+        package: &'static PackageInfo,
+        instance: Arc<dyn Instance>,
+        env: Environment,
+        redactor: Redactor,
+    ) -> Result<Self, EngineError> {
+        let index = find(engine.checked(), connection)?;
+        Ok(Opened {
+            engine,
+            index,
+            package,
+            instance,
+            env,
+            redactor,
+        })
+    }
+}
+
+fn find(checked: &Checked, id: &str) -> Result<usize, EngineError> {
     let config = &checked.config;
-    let connection = config
-        .connection(id)
+    config
+        .connections
+        .iter()
+        .position(|c| c.id.value.eq_ignore_ascii_case(id))
         .ok_or_else(|| EngineError::UnknownConnection {
             id: id.to_string(),
             suggestion: did_you_mean(id, config.connections.iter().map(|c| c.id.value.as_str()))
                 .map(str::to_string),
-        })?;
-    static REGISTRY: Registry = Registry::new();
-    let package: &'static PackageInfo =
-        REGISTRY
-            .get(&connection.package.value)
+        })
+}
+
+impl Engine {
+    /// Finds connection `id` (case-insensitively), checks its settings against its package,
+    /// decrypts its secured settings and instantiates the package. No I/O with the system.
+    pub fn open(&self, id: &str) -> Result<Opened, EngineError> {
+        let checked = self.checked();
+        let index = find(checked, id)?;
+        let connection = &checked.config.connections[index];
+        let package: &'static PackageInfo = self
+            .registry()
+            .get_static(&connection.package.value)
             .ok_or_else(|| EngineError::UnknownPackage {
                 connection: connection.id.value.clone(),
                 package: connection.package.value.clone(),
             })?;
-    if package.availability == Availability::DocumentedOnly {
-        return Err(PackageError::NotAvailable {
-            package: package.id.to_string(),
+        if package.availability == Availability::DocumentedOnly {
+            return Err(PackageError::NotAvailable {
+                package: package.id.to_string(),
+            }
+            .into());
         }
-        .into());
+        let settings_file = checked
+            .settings
+            .file
+            .clone()
+            .unwrap_or_else(|| "appsettings.agent.json".into());
+        let mut settings = match checked.settings.connection(&connection.id.value) {
+            Some(s) => typed_json(s, package.settings),
+            None if package.settings.fields.is_empty() => {
+                serde_json::Value::Object(Default::default())
+            }
+            None => {
+                return Err(EngineError::MissingSettings {
+                    connection: connection.id.value.clone(),
+                    file: settings_file,
+                });
+            }
+        };
+        let base_dir = settings_base_dir(checked, self.config_dir());
+        let redactor = crate::secured::decrypt_settings(
+            &connection.id.value,
+            &mut settings,
+            package.settings,
+            || crate::secured::agent_identity(checked, &base_dir),
+        )?;
+        let roots: Vec<&str> = checked
+            .settings
+            .sources_root_paths
+            .iter()
+            .map(|r| r.value.as_str())
+            .collect();
+        let env = Environment {
+            connection: connection.id.value.clone(),
+            base_dir: base_dir.clone(),
+            roots: SourceRoots::new(&base_dir, &roots),
+            mapped_tables: mapped_tables(checked, &connection.id.value),
+        };
+        let instance = self
+            .registry()
+            .instantiate(package, settings, env.clone())
+            .map_err(|e| match e {
+                // A package's settings message may quote a value: hide the secret ones.
+                PackageError::Settings {
+                    connection,
+                    path,
+                    message,
+                } => PackageError::Settings {
+                    connection,
+                    path,
+                    message: redactor.redact(&message),
+                },
+                other => other,
+            })?;
+        Ok(Opened {
+            engine: self.clone(),
+            index,
+            package,
+            instance: Arc::from(instance),
+            env,
+            redactor,
+        })
     }
-    let settings_file = checked
-        .settings
-        .file
-        .clone()
-        .unwrap_or_else(|| "appsettings.agent.json".into());
-    let mut settings = match checked.settings.connection(&connection.id.value) {
-        Some(s) => typed_json(s, package.settings),
-        None if package.settings.fields.is_empty() => serde_json::Value::Object(Default::default()),
-        None => {
-            return Err(EngineError::MissingSettings {
-                connection: connection.id.value.clone(),
-                file: settings_file,
-            });
-        }
-    };
-    let base_dir: PathBuf = checked
+}
+
+/// Relative paths in settings are relative to the settings file's folder (else the
+/// configuration folder).
+pub fn settings_base_dir(checked: &Checked, config_dir: &Path) -> PathBuf {
+    checked
         .settings
         .file
         .as_deref()
         .and_then(|f| Path::new(f).parent().map(Path::to_path_buf))
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| config_dir.to_path_buf());
-    let secrets = crate::secured::decrypt_settings(
-        &connection.id.value,
-        &mut settings,
-        package.settings,
-        || crate::secured::agent_identity(checked, &base_dir),
-    )?;
-    let roots: Vec<&str> = checked
-        .settings
-        .sources_root_paths
-        .iter()
-        .map(|r| r.value.as_str())
-        .collect();
-    let env = Environment {
-        connection: connection.id.value.clone(),
-        base_dir: base_dir.clone(),
-        roots: SourceRoots::new(&base_dir, &roots),
-        mapped_tables: mapped_tables(checked, &connection.id.value),
-    };
-    let instance = idlink_packages::instantiate(package, settings, env.clone())?;
-    Ok(OpenConnection {
-        connection,
-        package,
-        instance,
-        env,
-        secrets,
-    })
+        .unwrap_or_else(|| config_dir.to_path_buf())
 }
 
 /// The connection's tables that entity type and association mappings read, with the columns

@@ -1,16 +1,88 @@
-//! The idlink engine: runs the work the configuration describes. Today: the export runner
-//! (staging, atomic commit, cookies, transformations, reports); synchronization, provisioning
-//! and jobs follow.
+//! The idlink engine: runs the work the configuration describes: export (staging, one atomic
+//! commit of tables and cookie, recovery after a crash), schema refresh, check connection and
+//! fulfill; synchronization, provisioning and jobs follow.
+//!
+//! [`Engine`] is an owned, cheaply cloned handle (an `Arc` of the checked configuration, the
+//! package registry and the folders), so the CLI, a job runner or the server can spawn work on
+//! one shared tokio runtime and keep it running across a configuration reload. The CLI and the
+//! server are two thin fronts over the same calls.
 
+pub mod commit;
 pub mod connection;
 pub mod export;
 pub mod fulfill;
+pub mod orders;
+pub mod schema;
 pub mod secured;
 pub mod transform;
 
-pub use connection::{OpenConnection, open_connection};
-pub use export::{ExportOptions, ExportReport, TableReport, run_export};
-pub use fulfill::{run_fulfill, with_mapping_defaults};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use idlink_model::Checked;
+pub use idlink_packages::api::ErrorKind;
+use idlink_packages::Registry;
+
+pub use connection::{Opened, mapped_tables};
+pub use export::{ExportOptions, ExportReport, TableReport};
+pub use fulfill::with_mapping_defaults;
+pub use tokio_util::sync::CancellationToken;
+
+/// A checked configuration with what runs it. Clones share one configuration.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    checked: Checked,
+    registry: Registry,
+    /// Anchors relative paths when there is no settings file.
+    config_dir: PathBuf,
+    /// `ExportOutput`, `ExportCookies` and `Reports` live below it.
+    work_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config_dir", &self.inner.config_dir)
+            .field("work_dir", &self.inner.work_dir)
+            .field("registry", &self.inner.registry)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// An engine over a checked configuration. Running work on a configuration with errors is
+    /// refused by the callers (the CLI prints the errors first).
+    pub fn new(checked: Checked, registry: Registry, config_dir: &Path, work_dir: &Path) -> Self {
+        Engine {
+            inner: Arc::new(Inner {
+                checked,
+                registry,
+                config_dir: config_dir.to_path_buf(),
+                work_dir: work_dir.to_path_buf(),
+            }),
+        }
+    }
+
+    pub fn checked(&self) -> &Checked {
+        &self.inner.checked
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    pub fn config_dir(&self) -> &Path {
+        &self.inner.config_dir
+    }
+
+    pub fn work_dir(&self) -> &Path {
+        &self.inner.work_dir
+    }
+}
 
 /// Why the engine could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -54,9 +126,38 @@ pub enum EngineError {
     #[error("cannot {operation} '{}': {source}", path.display())]
     Io {
         operation: &'static str,
-        path: std::path::PathBuf,
+        path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    /// Another process runs the same work.
+    #[error("{what} of connection '{connection}' is already running ({holder}); wait for it to end")]
+    Busy {
+        what: &'static str,
+        connection: String,
+        holder: String,
+    },
+    /// Interrupted (a signal, a cancelled job) before anything was committed.
+    #[error("{what} of connection '{connection}' was interrupted; nothing was committed")]
+    Cancelled {
+        what: &'static str,
+        connection: String,
+    },
+    /// Moving the new tables and cookie into place failed; `outcome` says what the reader sees.
+    #[error("connection '{connection}': the commit failed: {message}; {outcome}")]
+    Commit {
+        connection: String,
+        message: String,
+        outcome: String,
+        /// The previous set was put back: nothing changed.
+        restored: bool,
+    },
+    /// The orders file is not what SPEC §6 describes.
+    #[error("{file}{}: {message}", location.as_ref().map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+    Orders {
+        file: String,
+        location: Option<(usize, usize)>,
+        message: String,
     },
 }
 
@@ -72,4 +173,42 @@ impl EngineError {
             source,
         }
     }
+
+    /// The kind of failure: jobs, HTTP and exit codes derive from it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::UnknownConnection { .. }
+            | EngineError::UnknownPackage { .. }
+            | EngineError::MissingSettings { .. }
+            | EngineError::Unsupported { .. }
+            | EngineError::Deactivated { .. }
+            | EngineError::FulfillDeactivated { .. }
+            | EngineError::Secret { .. }
+            | EngineError::Orders { .. } => ErrorKind::Configuration,
+            EngineError::Package(e) => e.kind(),
+            EngineError::Transform(_) => ErrorKind::Data,
+            EngineError::Contract(_) => ErrorKind::Bug,
+            EngineError::Io { .. } | EngineError::Commit { .. } => ErrorKind::Io,
+            EngineError::Busy { .. } => ErrorKind::Unavailable,
+            EngineError::Cancelled { .. } => ErrorKind::Cancelled,
+        }
+    }
+
+    /// Whether the previous tables and cookie are known to be unchanged after this failure
+    /// (it happened before the commit, or the commit was rolled back).
+    pub fn nothing_committed(&self) -> bool {
+        match self {
+            EngineError::Commit { restored, .. } => *restored,
+            _ => true,
+        }
+    }
+}
+
+/// Runs blocking file work (fsync, renames, directory walks) off the async executor.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Contract(format!("a background task failed: {e}")))?
 }

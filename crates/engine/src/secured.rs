@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use idlink_model::Checked;
 use idlink_model::package::{Availability, Kind, PackageCatalog, SettingsSchema};
 use idlink_packages::Registry;
-use idlink_secrets::{
-    AgentIdentity, PathSegment, Secret, decrypt_value, is_encrypted, load_identity,
-};
+use idlink_secrets::{AgentIdentity, PathSegment, Redactor, decrypt_value, is_encrypted, load_identity};
 
 use crate::EngineError;
 
@@ -87,16 +85,16 @@ pub fn decrypt_settings(
     settings: &mut serde_json::Value,
     schema: &SettingsSchema,
     identity: impl FnOnce() -> Result<Option<AgentIdentity>, EngineError>,
-) -> Result<Vec<Secret>, EngineError> {
+) -> Result<Redactor, EngineError> {
     let mut keys = Keys {
         connection,
         load: Some(identity),
         identity: None,
     };
     decrypt_in(settings, String::new(), &mut keys)?;
-    let mut secrets = Vec::new();
-    secured_values(settings, schema, &mut secrets);
-    Ok(secrets)
+    let mut redactor = Redactor::new();
+    secured_values(settings, schema, &mut redactor);
+    Ok(redactor)
 }
 
 fn child(path: &str, key: &str) -> String {
@@ -160,8 +158,10 @@ fn decrypt_in<F: FnOnce() -> Result<Option<AgentIdentity>, EngineError>>(
     Ok(())
 }
 
-/// Values of the secured settings (and of secured key-value options), for redaction.
-fn secured_values(v: &serde_json::Value, schema: &SettingsSchema, out: &mut Vec<Secret>) {
+/// Values of the secured settings (and of secured key-value options), for redaction. A secured
+/// string that is a connection string hides its secret parts on their own too, and leaves the
+/// host, port, database and user readable.
+fn secured_values(v: &serde_json::Value, schema: &SettingsSchema, out: &mut Redactor) {
     let serde_json::Value::Object(map) = v else {
         return;
     };
@@ -176,24 +176,12 @@ fn secured_values(v: &serde_json::Value, schema: &SettingsSchema, out: &mut Vec<
                 }
             }
             (serde_json::Value::Object(m), Kind::Map) if field.secured => {
-                out.extend(m.values().filter_map(|x| x.as_str()).map(Secret::new));
-            }
-            (serde_json::Value::String(s), _) if field.secured => {
-                out.push(Secret::new(s.clone()));
-                // Parts of a connection string (`Password=...`) are secrets of their own.
-                for part in s.split(';') {
-                    if let Some((_, value)) = part.split_once('=') {
-                        out.push(Secret::new(value.trim().trim_matches(['"', '\''])));
-                    }
+                for value in m.values().filter_map(|x| x.as_str()) {
+                    out.add(value);
                 }
             }
+            (serde_json::Value::String(s), _) if field.secured => out.add_connection_string(s),
             _ => {}
         }
     }
-}
-
-/// `text` with every secret value replaced by `**REDACTED**`.
-pub fn redact(text: &str, secrets: &[Secret]) -> String {
-    let values: Vec<&str> = secrets.iter().map(Secret::expose_secret).collect();
-    idlink_secrets::redact(text, &values)
 }

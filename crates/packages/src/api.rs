@@ -338,9 +338,88 @@ pub enum PackageError {
         message: String,
         retryable: bool,
     },
+    /// The run was asked to stop (a signal, a cancelled job).
+    #[error("connection '{connection}': interrupted")]
+    Cancelled { connection: String },
+    /// The system refused the credentials (bad login or password, expired token).
+    #[error("connection '{connection}': {operation} on {system} failed: {message}")]
+    Credentials {
+        connection: String,
+        system: String,
+        operation: &'static str,
+        message: String,
+    },
+}
+
+/// What kind of failure an error is: jobs, HTTP status codes and exit codes are derived from
+/// it, never from message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorKind {
+    /// The configuration or the settings are wrong: fix them, a retry will not help.
+    Configuration,
+    /// The system could not be reached or timed out: a retry may help.
+    Unavailable,
+    /// The system refused the credentials.
+    Credentials,
+    /// The system refused the operation (a query error, a constraint, a protocol violation).
+    Refused,
+    /// The data read is malformed (a ragged CSV row, an undecodable byte).
+    Data,
+    /// A local file could not be read or written (disk full, permissions).
+    Io,
+    /// The work was interrupted (a signal, a cancelled job).
+    Cancelled,
+    /// idlink broke its own contract: a bug to report.
+    Bug,
+}
+
+impl ErrorKind {
+    /// Whether running the same work again later may succeed.
+    pub fn retryable(self) -> bool {
+        matches!(self, ErrorKind::Unavailable | ErrorKind::Io | ErrorKind::Cancelled)
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Configuration => "configuration",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Credentials => "credentials",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Data => "data",
+            ErrorKind::Io => "io",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Bug => "bug",
+        })
+    }
 }
 
 impl PackageError {
+    /// The kind of failure (see [`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            PackageError::NotAvailable { .. }
+            | PackageError::Unsupported { .. }
+            | PackageError::Settings { .. }
+            | PackageError::OutsideRoots { .. } => ErrorKind::Configuration,
+            PackageError::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                    ErrorKind::Configuration
+                }
+                _ => ErrorKind::Io,
+            },
+            PackageError::Data { .. } => ErrorKind::Data,
+            PackageError::System {
+                retryable: true, ..
+            } => ErrorKind::Unavailable,
+            PackageError::System { .. } => ErrorKind::Refused,
+            PackageError::Credentials { .. } => ErrorKind::Credentials,
+            PackageError::Cancelled { .. } => ErrorKind::Cancelled,
+        }
+    }
+
     pub fn io(operation: &'static str, path: &Path, source: std::io::Error) -> Self {
         PackageError::Io {
             operation,

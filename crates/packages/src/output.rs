@@ -33,11 +33,17 @@ struct OpenTable {
     rows: u64,
 }
 
+/// Tells whether the run was asked to stop (a signal, a cancelled job).
+pub type CancelCheck = Box<dyn Fn() -> bool + Send + Sync>;
+
 /// The tables of one export, being written.
 pub struct ExportOutput {
     connection: String,
     staging: PathBuf,
     tables: Vec<OpenTable>,
+    cancelled: Option<CancelCheck>,
+    /// Rows written since the last look at `cancelled`.
+    since_check: u32,
 }
 
 impl std::fmt::Debug for ExportOutput {
@@ -63,6 +69,30 @@ impl ExportOutput {
             connection: connection.to_string(),
             staging: staging.to_path_buf(),
             tables: Vec::new(),
+            cancelled: None,
+            since_check: 0,
+        }
+    }
+
+    /// Makes writes fail with [`PackageError::Cancelled`] once `check` says the run was asked to
+    /// stop, so every package stops at its next row even where it never yields to the runtime.
+    #[must_use]
+    pub fn with_cancel(mut self, check: CancelCheck) -> Self {
+        self.cancelled = Some(check);
+        self
+    }
+
+    fn check_cancel(&mut self) -> Result<(), PackageError> {
+        self.since_check += 1;
+        if self.since_check < 1024 {
+            return Ok(());
+        }
+        self.since_check = 0;
+        match &self.cancelled {
+            Some(check) if check() => Err(PackageError::Cancelled {
+                connection: self.connection.clone(),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -136,6 +166,7 @@ impl ExportOutput {
         I: IntoIterator<Item = T>,
         T: AsRef<[u8]>,
     {
+        self.check_cancel()?;
         let t = &mut self.tables[table.0];
         t.writer
             .write_record(record)
@@ -150,6 +181,7 @@ impl ExportOutput {
         table: TableId,
         record: &csv::ByteRecord,
     ) -> Result<(), PackageError> {
+        self.check_cancel()?;
         let t = &mut self.tables[table.0];
         t.writer
             .write_byte_record(record)

@@ -122,27 +122,71 @@ const fn documented(
     }
 }
 
-/// The packages of this build: the supported ones and those only documented (SPEC §3).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Registry;
+/// Builds a package instance from checked settings (see [`instantiate`]).
+pub type Factory = std::sync::Arc<
+    dyn Fn(&PackageInfo, serde_json::Value, Environment) -> Result<Box<dyn Instance>, PackageError>
+        + Send
+        + Sync,
+>;
+
+/// The packages of this build: the supported ones and those only documented (SPEC §3), plus
+/// any registered at run time (a scripted package in tests, a plug-in later). The registry is
+/// a value the engine is given, not a hidden static.
+#[derive(Clone, Default)]
+pub struct Registry {
+    extra: Vec<(&'static PackageInfo, Factory)>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field(
+                "registered",
+                &self.extra.iter().map(|(p, _)| p.id).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
 
 impl Registry {
-    /// The registry; it holds only static data.
+    /// The packages built into idlink.
     pub const fn new() -> Self {
-        Registry
+        Registry { extra: Vec::new() }
+    }
+
+    /// Adds a package (or replaces a built-in one with the same identifier).
+    #[must_use]
+    pub fn with(mut self, package: &'static PackageInfo, factory: Factory) -> Self {
+        self.extra.retain(|(p, _)| p.id != package.id);
+        self.extra.push((package, factory));
+        self
     }
 
     /// Lookup ignoring ASCII case, to suggest the right spelling of a mistyped identifier.
     pub fn lookup_ignore_case(&self, id: &str) -> Option<&PackageInfo> {
-        PACKAGES
-            .iter()
-            .copied()
-            .find(|p| p.id.eq_ignore_ascii_case(id))
+        self.all().find(|p| p.id.eq_ignore_ascii_case(id))
+    }
+
+    /// Checks a connection's settings and returns the package ready to run (see
+    /// [`instantiate`]); registered packages use their own factory.
+    pub fn instantiate(
+        &self,
+        package: &PackageInfo,
+        settings: serde_json::Value,
+        env: Environment,
+    ) -> Result<Box<dyn Instance>, PackageError> {
+        match self.extra.iter().find(|(p, _)| p.id == package.id) {
+            Some((p, factory)) => factory(p, settings, env),
+            None => instantiate(package, settings, env),
+        }
     }
 }
 
 impl PackageCatalog for Registry {
     fn get(&self, id: &str) -> Option<&PackageInfo> {
+        if let Some((p, _)) = self.extra.iter().find(|(p, _)| p.id == id) {
+            return Some(p);
+        }
         PACKAGES
             .binary_search_by(|p| p.id.cmp(id))
             .ok()
@@ -150,7 +194,25 @@ impl PackageCatalog for Registry {
     }
 
     fn all(&self) -> Box<dyn Iterator<Item = &PackageInfo> + '_> {
-        Box::new(PACKAGES.iter().copied())
+        let extra = self.extra.iter().map(|(p, _)| *p);
+        let builtin = PACKAGES
+            .iter()
+            .copied()
+            .filter(|b| !self.extra.iter().any(|(p, _)| p.id == b.id));
+        Box::new(extra.chain(builtin))
+    }
+}
+
+impl Registry {
+    /// The package registered under `id`, with the `'static` lifetime its descriptor has.
+    pub fn get_static(&self, id: &str) -> Option<&'static PackageInfo> {
+        if let Some((p, _)) = self.extra.iter().find(|(p, _)| p.id == id) {
+            return Some(p);
+        }
+        PACKAGES
+            .binary_search_by(|p| p.id.cmp(id))
+            .ok()
+            .map(|i| PACKAGES[i])
     }
 }
 

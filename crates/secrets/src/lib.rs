@@ -16,6 +16,7 @@ mod error;
 mod keys;
 mod protect;
 mod redact;
+mod redactor;
 mod secret;
 mod value;
 
@@ -28,5 +29,6 @@ pub use protect::{
     JsonPath, PathSegment, ProtectReport, path_to_string, protect_json, protect_jsonc_text,
 };
 pub use redact::{MIN_REDACTED_LEN, redact};
+pub use redactor::Redactor;
 pub use secret::{REDACTED, Secret};
 pub use value::{ENCRYPTED_PREFIX, decrypt_value, encrypt_value, is_encrypted};

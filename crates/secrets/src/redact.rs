@@ -4,7 +4,7 @@ use crate::secret::REDACTED;
 
 /// Values shorter than this many characters are not redacted: replacing every `a` or `42`
 /// would mangle messages and hide nothing worth hiding.
-pub const MIN_REDACTED_LEN: usize = 4;
+pub const MIN_REDACTED_LEN: usize = 3;
 
 /// Replaces every occurrence of each secret value in `text` with [`REDACTED`].
 ///
@@ -69,8 +69,8 @@ mod tests {
 
     #[test]
     fn short_values_are_left() {
-        assert_eq!(redact("a b abc", &["a", "abc", ""]), "a b abc");
-        assert_eq!(redact("x abcd", &["abcd"]), "x **REDACTED**");
+        assert_eq!(redact("a b ab", &["a", "ab", ""]), "a b ab");
+        assert_eq!(redact("x abc", &["abc"]), "x **REDACTED**");
     }
 
     #[test]

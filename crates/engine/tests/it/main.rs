@@ -1,27 +1,30 @@
-//! The export runner's guarantees, with a scripted package: staging, atomic commit, cookies
-//! that advance only after the tables are durable, and a failed export that changes nothing.
+//! The engine's guarantees with a scripted package registered in the registry it is given:
+//! staging, one commit for tables and cookie, cookies that advance only with the tables, a failed
+//! or cancelled export that changes nothing, leftovers of interrupted exports removed, fulfill
+//! refusing orders for undeclared resource types, and error kinds.
 //! (Real packages are tested against real systems in `idlink-packages`.)
 
+use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use idlink_engine::{ExportOptions, OpenConnection, run_export};
-use idlink_model::config::{Connection, Deactivation, DisplayNames};
-use idlink_model::diag::{Loc, Sp};
+use idlink_engine::{CancellationToken, Engine, EngineError, ErrorKind, ExportOptions};
+use idlink_model::SettingsSource;
 use idlink_model::package::{Availability, Capabilities, PackageInfo, SettingsSchema};
-use idlink_packages::PackageError;
 use idlink_packages::api::{
-    Environment, Export, ExportOutcome, ExportRequest, Instance, NoProgress,
+    ChangeType, Export, ExportOutcome, ExportRequest, Fulfill, FulfillRequest, Instance,
+    NoProgress, OrderResult, OrderState, ProvisioningOrder, ResourceTypeRef,
 };
 use idlink_packages::output::ExportOutput;
-use idlink_packages::paths::SourceRoots;
+use idlink_packages::{PackageError, Registry};
 
 static PACKAGE: PackageInfo = PackageInfo {
     id: "Test.Scripted@0000001",
     display_name: "Test/Scripted",
     capabilities: Capabilities {
         export: true,
-        fulfill: false,
+        fulfill: true,
         incremental: true,
         schema: false,
     },
@@ -29,12 +32,22 @@ static PACKAGE: PackageInfo = PackageInfo {
     settings: &SettingsSchema::EMPTY,
 };
 
-/// Writes `rows` rows to `<id>_entries` and `<id>_member`, then fails if `fail` is set, else
-/// returns cookie `c<run>`; the run is incremental when it was given a cookie.
+/// What the scripted package does on its next export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Script {
+    Succeed,
+    Fail,
+    /// Writes rows until the run is cancelled (never returns on its own).
+    Endless,
+}
+
+/// Writes `rows` rows to `<id>_entries` and `<id>_member`, then fails or returns cookie `c<run>`;
+/// the run is incremental when it was given a cookie. Fulfill executes every order it gets.
 struct Scripted {
     rows: usize,
-    fail: bool,
-    runs: AtomicUsize,
+    script: Script,
+    runs: Arc<AtomicUsize>,
+    fulfilled: Arc<AtomicUsize>,
 }
 
 #[async_trait]
@@ -47,11 +60,13 @@ impl Export for Scripted {
         let run = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
         let entries = out.create(Some("entries"), &["dn", "cn"])?;
         let members = out.create(Some("member"), &["dn", "member"])?;
-        for i in 0..self.rows {
+        let mut i = 0usize;
+        while i < self.rows || self.script == Script::Endless {
             out.write(entries, [format!("cn={i}"), format!("run{run}")])?;
             out.write(members, [format!("cn=g{i}"), format!("cn={i}")])?;
+            i += 1;
         }
-        if self.fail {
+        if self.script == Script::Fail {
             return Err(PackageError::System {
                 connection: "Dir".into(),
                 system: "ldap://127.0.0.1:1".into(),
@@ -67,129 +82,226 @@ impl Export for Scripted {
     }
 }
 
+#[async_trait]
+impl Fulfill for Scripted {
+    async fn fulfill(
+        &self,
+        request: &FulfillRequest<'_>,
+    ) -> Result<Vec<OrderResult>, PackageError> {
+        Ok(request
+            .orders
+            .iter()
+            .enumerate()
+            .map(|(index, o)| {
+                self.fulfilled.fetch_add(1, Ordering::SeqCst);
+                OrderResult {
+                    index,
+                    id: o.id.clone(),
+                    state: OrderState::Executed,
+                    message: "done".into(),
+                    operations: vec![],
+                }
+            })
+            .collect())
+    }
+}
+
 impl Instance for Scripted {
     fn export(&self) -> Option<&dyn Export> {
         Some(self)
     }
-}
-
-fn connection() -> Connection {
-    let at = Loc::file_only("t.xml");
-    Connection {
-        at: at.clone(),
-        id: Sp::new("Dir".into(), at.clone()),
-        display_names: DisplayNames::default(),
-        connector: Sp::new("D".into(), at.clone()),
-        package: Sp::new(PACKAGE.id.into(), at),
-        deactivation: Deactivation::None,
-        transformations: vec![],
+    fn fulfill(&self) -> Option<&dyn Fulfill> {
+        Some(self)
     }
 }
 
-fn open<'c>(conn: &'c Connection, rows: usize, fail: bool) -> OpenConnection<'c> {
-    OpenConnection {
-        connection: conn,
-        package: &PACKAGE,
-        instance: Box::new(Scripted {
-            rows,
-            fail,
-            runs: AtomicUsize::new(0),
-        }),
-        env: Environment {
-            connection: "Dir".into(),
-            base_dir: ".".into(),
-            roots: SourceRoots::default(),
-            mapped_tables: vec![],
-        },
-        secrets: vec![],
+const CONFIG: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<ConfigurationFile xmlns="urn:schemas-usercube-com:configuration">
+  <Connector Identifier="D" DisplayName_L1="Directory" />
+  <Connection Identifier="Dir" DisplayName_L1="Directory" Connector="D" Package="Test.Scripted@0000001" DEACTIVATION />
+  <EntityType Identifier="Account" DisplayName_L1="Account">
+    <Property Identifier="dn" DisplayName_L1="DN" IsKey="true" />
+  </EntityType>
+  <EntityType Identifier="Person" DisplayName_L1="Person">
+    <Property Identifier="id" DisplayName_L1="Id" IsKey="true" />
+  </EntityType>
+  <ResourceType Identifier="Account" DisplayName_L1="Account" SourceEntityType="Person" TargetEntityType="Account" />
+</ConfigurationFile>
+"#;
+
+/// A work folder, a configuration folder and an engine whose registry has the scripted package.
+struct World {
+    dir: tempfile::TempDir,
+    runs: Arc<AtomicUsize>,
+    fulfilled: Arc<AtomicUsize>,
+}
+
+impl World {
+    fn new() -> Self {
+        World {
+            dir: tempfile::tempdir().expect("tempdir"),
+            runs: Arc::new(AtomicUsize::new(0)),
+            fulfilled: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn work(&self) -> std::path::PathBuf {
+        self.dir.path().join("work")
+    }
+
+    fn out(&self, name: &str) -> std::path::PathBuf {
+        self.work().join("ExportOutput").join(name)
+    }
+
+    fn engine(&self, rows: usize, script: Script, deactivation: &str) -> Engine {
+        let conf = self.dir.path().join("conf");
+        std::fs::create_dir_all(&conf).expect("conf");
+        std::fs::write(
+            conf.join("c.xml"),
+            CONFIG.replace("DEACTIVATION", deactivation),
+        )
+        .expect("xml");
+        std::fs::write(
+            conf.join("appsettings.agent.json"),
+            r#"{"Connections": {"Dir": {}}}"#,
+        )
+        .expect("json");
+        let (runs, fulfilled) = (self.runs.clone(), self.fulfilled.clone());
+        let registry = Registry::new().with(
+            &PACKAGE,
+            Arc::new(move |_, _, _| {
+                Ok(Box::new(Scripted {
+                    rows,
+                    script,
+                    runs: runs.clone(),
+                    fulfilled: fulfilled.clone(),
+                }) as Box<dyn Instance>)
+            }),
+        );
+        let checked = idlink_model::load_and_check(
+            &conf,
+            SettingsSource {
+                path: &conf.join("appsettings.agent.json"),
+                explicit: true,
+            },
+            std::iter::empty::<(String, String)>(),
+            &registry,
+        )
+        .expect("load");
+        let errors: Vec<String> = checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        Engine::new(checked, registry, &conf, &self.work())
+    }
+
+    async fn export(
+        &self,
+        rows: usize,
+        script: Script,
+        ignore_cookies: bool,
+    ) -> Result<idlink_engine::ExportReport, EngineError> {
+        let opened = self.engine(rows, script, "").open("dir")?;
+        let opts = ExportOptions {
+            output_dir: None,
+            ignore_cookies,
+        };
+        opened
+            .export(&opts, Arc::new(NoProgress), &CancellationToken::new())
+            .await
     }
 }
 
-fn opts<'a>(work: &'a std::path::Path, ignore: bool) -> ExportOptions<'a> {
-    ExportOptions {
-        work_dir: work,
-        output_dir: None,
-        ignore_cookies: ignore,
-        progress: &NoProgress,
-    }
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn hidden_entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
 }
 
 #[tokio::test]
 async fn tables_and_cookie_are_committed_after_success() {
-    let work = tempfile::tempdir().expect("tempdir");
-    let conn = connection();
-    let report = run_export(&open(&conn, 3, false), &opts(work.path(), false))
-        .await
-        .expect("export");
+    let w = World::new();
+    let report = w.export(3, Script::Succeed, false).await.expect("export");
     assert_eq!(report.rows(), 6);
     let names: Vec<_> = report.tables.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["Dir_entries", "Dir_member"]);
-    let entries =
-        std::fs::read_to_string(work.path().join("ExportOutput/Dir_entries.csv")).expect("table");
-    assert_eq!(entries, "dn,cn\ncn=0,run1\ncn=1,run1\ncn=2,run1\n");
     assert_eq!(
-        std::fs::read_to_string(work.path().join("ExportCookies/Dir.cookie")).expect("cookie"),
-        "c1"
+        read(&w.out("Dir_entries.csv")),
+        "dn,cn\ncn=0,run1\ncn=1,run1\ncn=2,run1\n"
     );
-    // No staging folder is left behind.
-    let leftovers: Vec<_> = std::fs::read_dir(work.path().join("ExportOutput"))
+    assert_eq!(read(&w.work().join("ExportCookies/Dir.cookie")), "c1");
+    assert!(hidden_entries(&w.work().join("ExportOutput")).is_empty());
+    let cookies: Vec<String> = std::fs::read_dir(w.work().join("ExportCookies"))
         .expect("dir")
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
         .collect();
-    assert!(leftovers.is_empty());
+    assert_eq!(cookies, ["Dir.cookie"], "no journal or new/old cookie is left");
+    let report: serde_json::Value =
+        serde_json::from_str(&read(&w.work().join("Reports/export-Dir.json"))).expect("json");
+    assert_eq!(report["tables"][0]["rows"], 3);
+    let attempt: serde_json::Value = serde_json::from_str(&read(
+        &w.work().join("Reports/export-Dir.last-attempt.json"),
+    ))
+    .expect("json");
+    assert_eq!(attempt["outcome"], "succeeded");
 }
 
 #[tokio::test]
-async fn a_failed_export_leaves_previous_tables_and_cookie_untouched() {
-    let work = tempfile::tempdir().expect("tempdir");
-    let conn = connection();
-    run_export(&open(&conn, 2, false), &opts(work.path(), false))
-        .await
-        .expect("first export");
-    let before = std::fs::read(work.path().join("ExportOutput/Dir_entries.csv")).expect("table");
-    let e = run_export(&open(&conn, 50, true), &opts(work.path(), false))
-        .await
-        .expect_err("fails");
+async fn regression_a_failed_export_leaves_previous_tables_and_cookie_and_records_the_attempt() {
+    let w = World::new();
+    w.export(2, Script::Succeed, false).await.expect("first");
+    let before = read(&w.out("Dir_entries.csv"));
+    let e = w.export(50, Script::Fail, false).await.expect_err("fails");
     assert!(
         e.to_string().contains("server went away") && e.to_string().contains("retry may help"),
         "{e}"
     );
-    assert_eq!(
-        std::fs::read(work.path().join("ExportOutput/Dir_entries.csv")).expect("table"),
-        before
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert!(e.nothing_committed());
+    assert_eq!(read(&w.out("Dir_entries.csv")), before);
+    assert_eq!(read(&w.work().join("ExportCookies/Dir.cookie")), "c1");
+    assert!(hidden_entries(&w.work().join("ExportOutput")).is_empty());
+    // The last success is kept; the last attempt says what failed.
+    let report: serde_json::Value =
+        serde_json::from_str(&read(&w.work().join("Reports/export-Dir.json"))).expect("json");
+    assert_eq!(report["tables"][0]["rows"], 2);
+    let attempt: serde_json::Value = serde_json::from_str(&read(
+        &w.work().join("Reports/export-Dir.last-attempt.json"),
+    ))
+    .expect("json");
+    assert_eq!(attempt["outcome"], "failed");
+    assert_eq!(attempt["error"]["kind"], "unavailable");
+    assert_eq!(attempt["previous_set_unchanged"], true);
+    assert!(
+        attempt["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("server went away")),
+        "{attempt}"
     );
-    assert_eq!(
-        std::fs::read_to_string(work.path().join("ExportCookies/Dir.cookie")).expect("cookie"),
-        "c1"
-    );
-    let entries: Vec<_> = std::fs::read_dir(work.path().join("ExportOutput"))
-        .expect("dir")
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(entries.len(), 2, "{entries:?}");
 }
 
 #[tokio::test]
 async fn cookies_are_passed_back_unless_ignored() {
-    let work = tempfile::tempdir().expect("tempdir");
-    let conn = connection();
-    run_export(&open(&conn, 1, false), &opts(work.path(), false))
-        .await
-        .expect("first");
-    let second = open(&conn, 1, false);
-    let report = run_export(&second, &opts(work.path(), false))
-        .await
-        .expect("second");
+    let w = World::new();
+    w.export(1, Script::Succeed, false).await.expect("first");
+    let report = w.export(1, Script::Succeed, false).await.expect("second");
     assert!(
         report.incremental,
         "the stored cookie was passed to the package"
     );
-    let third = open(&conn, 1, false);
-    let report = run_export(&third, &opts(work.path(), true))
-        .await
-        .expect("third");
+    let report = w.export(1, Script::Succeed, true).await.expect("third");
     assert!(
         !report.incremental,
         "--ignore-cookies forces a complete export"
@@ -198,18 +310,217 @@ async fn cookies_are_passed_back_unless_ignored() {
 
 #[tokio::test]
 async fn deactivated_export_is_refused() {
-    let work = tempfile::tempdir().expect("tempdir");
-    let mut conn = connection();
-    conn.deactivation = Deactivation::Export;
-    let e = run_export(&open(&conn, 1, false), &opts(work.path(), false))
+    let w = World::new();
+    let opened = w
+        .engine(1, Script::Succeed, r#"DeactivationExportFulfill="Export""#)
+        .open("Dir")
+        .expect("open");
+    let e = opened
+        .export(
+            &ExportOptions::default(),
+            Arc::new(NoProgress),
+            &CancellationToken::new(),
+        )
         .await
         .expect_err("refused");
     assert!(e.to_string().contains("deactivated"), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Configuration);
+    assert!(!w.out("Dir_entries.csv").exists());
+}
+
+#[tokio::test]
+async fn regression_staging_folders_of_interrupted_exports_are_removed_and_reported() {
+    let w = World::new();
+    w.export(1, Script::Succeed, false).await.expect("first");
+    // What `kill -9` leaves: staging folders with partial tables (old and new naming), and a
+    // staging folder of another connection whose name starts the same way.
+    for name in [".staging-Dir_a1b2c3", ".staging-Dir-x9y8z7", ".staging-Dir-2_q1w2e3"] {
+        let d = w.out(name);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("Dir_entries.csv"), vec![b'x'; 5000]).expect("write");
+    }
+    let report = w.export(1, Script::Succeed, false).await.expect("export");
     assert!(
-        !work
-            .path()
-            .join("ExportOutput")
-            .join("Dir_entries.csv")
-            .exists()
+        report.notes.iter().any(|n| n.contains("removed 2 staging folders")),
+        "{:?}",
+        report.notes
     );
+    assert_eq!(
+        hidden_entries(&w.work().join("ExportOutput")),
+        [".staging-Dir-2_q1w2e3"],
+        "another connection's staging folder is not touched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_cancelled_export_removes_its_staging_and_changes_nothing() {
+    let w = World::new();
+    w.export(1, Script::Succeed, false).await.expect("first");
+    let before = read(&w.out("Dir_entries.csv"));
+    let opened = w.engine(0, Script::Endless, "").open("Dir").expect("open");
+    let cancel = CancellationToken::new();
+    let task = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            opened
+                .export(&ExportOptions::default(), Arc::new(NoProgress), &cancel)
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    cancel.cancel();
+    let e = tokio::time::timeout(std::time::Duration::from_secs(10), task)
+        .await
+        .expect("stops soon after the cancel")
+        .expect("task")
+        .expect_err("cancelled");
+    assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
+    assert_eq!(read(&w.out("Dir_entries.csv")), before);
+    assert_eq!(read(&w.work().join("ExportCookies/Dir.cookie")), "c1");
+    assert!(hidden_entries(&w.work().join("ExportOutput")).is_empty());
+    let attempt = read(&w.work().join("Reports/export-Dir.last-attempt.json"));
+    assert!(attempt.contains("\"interrupted\""), "{attempt}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_second_export_of_the_same_connection_is_refused_while_one_runs() {
+    let w = World::new();
+    let opened = w.engine(0, Script::Endless, "").open("Dir").expect("open");
+    let cancel = CancellationToken::new();
+    let task = {
+        let cancel = cancel.clone();
+        let opened = opened.clone();
+        tokio::spawn(async move {
+            opened
+                .export(&ExportOptions::default(), Arc::new(NoProgress), &cancel)
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let e = opened
+        .export(
+            &ExportOptions::default(),
+            Arc::new(NoProgress),
+            &CancellationToken::new(),
+        )
+        .await
+        .expect_err("busy");
+    assert!(
+        matches!(e, EngineError::Busy { .. }) && e.to_string().contains("process"),
+        "{e}"
+    );
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    cancel.cancel();
+    let _ = task.await;
+}
+
+#[tokio::test]
+async fn regression_a_folder_where_a_table_goes_fails_truthfully_and_changes_nothing() {
+    let w = World::new();
+    w.export(1, Script::Succeed, false).await.expect("first");
+    let before = read(&w.out("Dir_entries.csv"));
+    std::fs::remove_file(w.out("Dir_member.csv")).expect("rm");
+    std::fs::create_dir(w.out("Dir_member.csv")).expect("mkdir");
+    let e = w.export(3, Script::Succeed, false).await.expect_err("refused");
+    assert!(e.to_string().contains("is a folder"), "{e}");
+    assert!(e.nothing_committed());
+    assert_eq!(read(&w.out("Dir_entries.csv")), before);
+    assert_eq!(read(&w.work().join("ExportCookies/Dir.cookie")), "c1");
+}
+
+#[tokio::test]
+async fn regression_a_read_only_cookie_folder_fails_before_any_table_moves() {
+    if nix_is_root() {
+        // Root ignores permission bits: make the cookie's place a folder instead.
+        let w = World::new();
+        w.export(1, Script::Succeed, false).await.expect("first");
+        let before = read(&w.out("Dir_entries.csv"));
+        let cookie = w.work().join("ExportCookies/Dir.cookie");
+        std::fs::remove_file(&cookie).expect("rm");
+        std::fs::create_dir(&cookie).expect("mkdir");
+        // A complete export does not read the cookie: the commit itself must refuse.
+        let e = w.export(3, Script::Succeed, true).await.expect_err("refused");
+        assert!(e.to_string().contains("is a folder"), "{e}");
+        assert_eq!(read(&w.out("Dir_entries.csv")), before);
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let w = World::new();
+    w.export(1, Script::Succeed, false).await.expect("first");
+    let before = read(&w.out("Dir_entries.csv"));
+    let cookies = w.work().join("ExportCookies");
+    std::fs::set_permissions(&cookies, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    let e = w.export(3, Script::Succeed, false).await.expect_err("refused");
+    std::fs::set_permissions(&cookies, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    assert!(e.nothing_committed(), "{e}");
+    assert_eq!(read(&w.out("Dir_entries.csv")), before);
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn order(rt: &str) -> ProvisioningOrder {
+    ProvisioningOrder {
+        id: None,
+        change_type: ChangeType::Added,
+        resource_type: ResourceTypeRef {
+            identifier: rt.into(),
+            source_entity_type: None,
+            target_entity_type: None,
+        },
+        owner: None,
+        resource: None,
+        changes: serde_json::Map::new(),
+    }
+}
+
+#[tokio::test]
+async fn regression_orders_for_undeclared_resource_types_are_errored_and_not_sent() {
+    let w = World::new();
+    let opened = w.engine(0, Script::Succeed, "").open("Dir").expect("open");
+    let results = opened
+        .fulfill(
+            vec![order("Account"), order("NoSuchType"), order("account")],
+            false,
+            Arc::new(NoProgress),
+        )
+        .await
+        .expect("fulfill");
+    let states: Vec<OrderState> = results.iter().map(|r| r.state).collect();
+    assert_eq!(
+        states,
+        [OrderState::Executed, OrderState::Errored, OrderState::Executed]
+    );
+    assert_eq!(results.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 1, 2]);
+    assert!(
+        results[1].message.contains("'NoSuchType' is not declared"),
+        "{}",
+        results[1].message
+    );
+    assert_eq!(w.fulfilled.load(Ordering::SeqCst), 2, "only declared types are sent");
+}
+
+#[tokio::test]
+async fn an_engine_is_owned_and_work_can_be_spawned() {
+    let w = World::new();
+    let engine = w.engine(2, Script::Succeed, "");
+    let task = tokio::spawn(async move {
+        let opened = engine.open("Dir")?;
+        opened
+            .export(
+                &ExportOptions::default(),
+                Arc::new(NoProgress),
+                &CancellationToken::new(),
+            )
+            .await
+    });
+    assert_eq!(task.await.expect("join").expect("export").rows(), 4);
+    assert_eq!(w.runs.load(Ordering::SeqCst), 1);
 }

@@ -1,0 +1,507 @@
+//! One atomic commit for a connection's tables and cookie, through a journal.
+//!
+//! The new tables are staged in `ExportOutput/.staging-<id>_XXXXXX/`, the new cookie beside the
+//! old one as `ExportCookies/<id>.cookie.new`. The commit then:
+//! 1. writes the journal `ExportCookies/<id>.journal` (state `prepared`: every move, and whether
+//!    an old file existed), durably;
+//! 2. moves each old file into the staging folder's `old/` (the cookie to `<id>.cookie.old`);
+//! 3. moves each new file into place, and makes the folders durable;
+//! 4. rewrites the journal with state `committed`: this is the commit point;
+//! 5. removes the staging folder, the old cookie and the journal.
+//!
+//! Every step is a rename or an atomic write, so a crash leaves a state that [`recover`] (run
+//! before every export of the connection) turns into the whole old set (journal `prepared`:
+//! roll back) or the whole new set (journal `committed`: roll forward).
+
+use std::fs;
+use std::io::ErrorKind as IoKind;
+use std::path::{Path, PathBuf};
+
+use idlink_packages::output::{sync_dir, write_atomic};
+use serde::{Deserialize, Serialize};
+
+use crate::EngineError;
+
+/// One file to move into place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Move {
+    /// The new file (staged).
+    pub from: PathBuf,
+    /// Where it goes.
+    pub to: PathBuf,
+    /// Where the old file is kept until the commit point.
+    pub backup: PathBuf,
+    /// Whether an old file existed at `to`.
+    pub had_old: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Prepared,
+    Committed,
+}
+
+/// The commit journal of one connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    pub connection: String,
+    pub state: State,
+    /// Removed once the commit is complete (holds the backups).
+    pub staging: PathBuf,
+    pub moves: Vec<Move>,
+}
+
+/// Where the journal of `connection` lives.
+pub fn journal_path(cookies_dir: &Path, connection: &str) -> PathBuf {
+    cookies_dir.join(format!("{connection}.journal"))
+}
+
+/// A step of the commit, for crash tests: [`commit`] stops before the given step.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Never,
+    /// Stop after `n` renames (old files out, then new files in).
+    AfterRenames(usize),
+    /// Stop right after the committed journal is written (before clean-up).
+    AfterCommitPoint,
+}
+
+fn io(operation: &'static str, path: &Path, e: std::io::Error) -> EngineError {
+    EngineError::io(operation, path, e)
+}
+
+fn write_journal(path: &Path, journal: &Journal) -> Result<(), EngineError> {
+    let bytes = serde_json::to_vec_pretty(journal)
+        .map_err(|e| EngineError::Contract(format!("cannot encode the commit journal: {e}")))?;
+    write_atomic(path, &bytes).map_err(|e| io("write the commit journal", path, e))
+}
+
+/// Checks that every target is a regular file or absent: a folder or a link where a table
+/// goes is refused before anything moves.
+pub fn check_targets(moves: &[Move]) -> Result<(), EngineError> {
+    for m in moves {
+        match fs::symlink_metadata(&m.to) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(meta) => {
+                let what = if meta.is_dir() {
+                    "a folder"
+                } else if meta.file_type().is_symlink() {
+                    "a symbolic link"
+                } else {
+                    "not a regular file"
+                };
+                return Err(EngineError::io(
+                    "replace",
+                    &m.to,
+                    std::io::Error::other(format!(
+                        "it is {what}; move it away so the new table can take its place"
+                    )),
+                ));
+            }
+            Err(e) if e.kind() == IoKind::NotFound => {}
+            Err(e) => return Err(io("inspect", &m.to, e)),
+        }
+    }
+    Ok(())
+}
+
+fn parent(p: &Path) -> &Path {
+    p.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Makes the renames in every folder the moves touch durable.
+fn sync_parents(moves: &[Move]) -> Result<(), EngineError> {
+    let mut dirs: Vec<&Path> = Vec::new();
+    for m in moves {
+        for d in [parent(&m.to), parent(&m.backup), parent(&m.from)] {
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+    }
+    for d in dirs {
+        match sync_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == IoKind::NotFound => {}
+            Err(e) => return Err(io("sync", d, e)),
+        }
+    }
+    Ok(())
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), EngineError> {
+    if let Some(dir) = to.parent() {
+        fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+    }
+    fs::rename(from, to).map_err(|e| io("move", from, e).with_target(to))
+}
+
+impl EngineError {
+    fn with_target(self, to: &Path) -> Self {
+        match self {
+            EngineError::Io {
+                operation,
+                path,
+                source,
+            } => EngineError::Io {
+                operation,
+                path,
+                source: std::io::Error::new(
+                    source.kind(),
+                    format!("to '{}': {source}", to.display()),
+                ),
+            },
+            other => other,
+        }
+    }
+}
+
+/// Commits `moves` as one set (see the module documentation). On failure before the commit
+/// point everything is rolled back; the error says whether that worked.
+pub fn commit(
+    journal_file: &Path,
+    connection: &str,
+    staging: &Path,
+    moves: Vec<Move>,
+    stop: Stop,
+) -> Result<(), EngineError> {
+    check_targets(&moves)?;
+    let mut journal = Journal {
+        connection: connection.to_string(),
+        state: State::Prepared,
+        staging: staging.to_path_buf(),
+        moves,
+    };
+    write_journal(journal_file, &journal)?;
+    let moved = do_moves(&journal.moves, stop);
+    match moved {
+        Ok(true) => {}
+        // A simulated crash: leave everything as it is for `recover`.
+        Ok(false) => return Ok(()),
+        Err(e) => {
+            return Err(failed(journal_file, &journal, e));
+        }
+    }
+    journal.state = State::Committed;
+    if let Err(e) = write_journal(journal_file, &journal) {
+        // Not committed: roll back to the old set.
+        journal.state = State::Prepared;
+        return Err(failed(journal_file, &journal, e));
+    }
+    if stop == Stop::AfterCommitPoint {
+        return Ok(());
+    }
+    // Committed: clean-up failures only leave files the next run removes.
+    if let Err(e) = finish(journal_file, &journal) {
+        tracing::warn!(connection, error = %e, "clean-up after the commit is incomplete; the next export finishes it");
+    }
+    Ok(())
+}
+
+/// Steps 2 and 3: old files out, new files in, folders durable. `Ok(false)`: a simulated crash.
+fn do_moves(moves: &[Move], stop: Stop) -> Result<bool, EngineError> {
+    let mut renames = 0usize;
+    let pairs = moves
+        .iter()
+        .filter(|m| m.had_old)
+        .map(|m| (&m.to, &m.backup))
+        .chain(moves.iter().map(|m| (&m.from, &m.to)));
+    for (from, to) in pairs {
+        if stop == Stop::AfterRenames(renames) {
+            return Ok(false);
+        }
+        rename(from, to)?;
+        renames += 1;
+    }
+    if stop == Stop::AfterRenames(renames) {
+        return Ok(false);
+    }
+    sync_parents(moves)?;
+    Ok(true)
+}
+
+/// A commit that failed before its commit point: roll back, and say truthfully what is left.
+fn failed(journal_file: &Path, journal: &Journal, e: EngineError) -> EngineError {
+    let connection = &journal.connection;
+    let (outcome, restored) = match roll_back(journal) {
+        Ok(()) => {
+            let _ = fs::remove_file(journal_file);
+            (
+                "the previous tables and cookie were put back; nothing changed".to_string(),
+                true,
+            )
+        }
+        Err(back) => (
+            format!(
+                "putting the previous tables back failed too ({back}); the next export of \
+                 '{connection}' finishes the roll-back from {}",
+                journal_file.display()
+            ),
+            false,
+        ),
+    };
+    EngineError::Commit {
+        connection: connection.clone(),
+        message: e.to_string(),
+        outcome,
+        restored,
+    }
+}
+
+/// Puts the old files back (journal `prepared`). Idempotent.
+fn roll_back(journal: &Journal) -> Result<(), EngineError> {
+    for m in journal.moves.iter().rev() {
+        if m.had_old {
+            if m.backup.exists() {
+                rename(&m.backup, &m.to)?;
+            }
+        } else if !m.from.exists() && m.to.exists() {
+            // The new file was moved in where none was: it is not part of the old set.
+            fs::remove_file(&m.to).map_err(|e| io("remove", &m.to, e))?;
+        }
+    }
+    sync_parents(&journal.moves)?;
+    Ok(())
+}
+
+/// Removes what a complete or undone commit leaves: backups and new files kept outside the
+/// staging folder (the old or new cookie), the staging folder, then the journal.
+fn finish(journal_file: &Path, journal: &Journal) -> Result<(), EngineError> {
+    for m in &journal.moves {
+        // After a roll-back the new files that were not moved are left over too.
+        for leftover in [&m.backup, &m.from] {
+            match fs::remove_file(leftover) {
+                Ok(()) => {}
+                Err(e) if e.kind() == IoKind::NotFound => {}
+                Err(e) => return Err(io("remove", leftover, e)),
+            }
+        }
+    }
+    match fs::remove_dir_all(&journal.staging) {
+        Ok(()) => {}
+        Err(e) if e.kind() == IoKind::NotFound => {}
+        Err(e) => return Err(io("remove", &journal.staging, e)),
+    }
+    match fs::remove_file(journal_file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == IoKind::NotFound => {}
+        Err(e) => return Err(io("remove", journal_file, e)),
+    }
+    sync_dir(parent(journal_file)).map_err(|e| io("sync", parent(journal_file), e))
+}
+
+/// What [`recover`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// No interrupted commit.
+    Nothing,
+    /// An interrupted commit had not reached its commit point: the old set was put back.
+    RolledBack,
+    /// An interrupted commit had reached its commit point: its clean-up was finished.
+    RolledForward,
+}
+
+/// Finishes or undoes an interrupted commit of the connection whose journal is `journal_file`.
+pub fn recover(journal_file: &Path) -> Result<Recovery, EngineError> {
+    let bytes = match fs::read(journal_file) {
+        Ok(b) => b,
+        Err(e) if e.kind() == IoKind::NotFound => return Ok(Recovery::Nothing),
+        Err(e) => return Err(io("read the commit journal", journal_file, e)),
+    };
+    let journal: Journal = serde_json::from_slice(&bytes).map_err(|e| {
+        EngineError::io(
+            "read the commit journal",
+            journal_file,
+            std::io::Error::other(format!(
+                "it is damaged ({e}); it was written atomically, so something else changed it: \
+                 compare the tables with their previous copies, then remove it"
+            )),
+        )
+    })?;
+    match journal.state {
+        State::Prepared => {
+            roll_back(&journal)?;
+            finish(journal_file, &journal)?;
+            Ok(Recovery::RolledBack)
+        }
+        State::Committed => {
+            finish(journal_file, &journal)?;
+            Ok(Recovery::RolledForward)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    struct Set {
+        _dir: tempfile::TempDir,
+        out: PathBuf,
+        cookies: PathBuf,
+    }
+
+    fn set() -> Set {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("ExportOutput");
+        let cookies = dir.path().join("ExportCookies");
+        fs::create_dir_all(&out).unwrap();
+        fs::create_dir_all(&cookies).unwrap();
+        Set {
+            _dir: dir,
+            out,
+            cookies,
+        }
+    }
+
+    const FILES: [&str; 3] = ["D_entries.csv", "D_member.csv", "D.cookie"];
+
+    fn target(s: &Set, name: &str) -> PathBuf {
+        if name.ends_with(".cookie") {
+            s.cookies.join(name)
+        } else {
+            s.out.join(name)
+        }
+    }
+
+    fn write_old(s: &Set) {
+        for f in FILES {
+            fs::write(target(s, f), format!("old {f}")).unwrap();
+        }
+    }
+
+    /// Stages the new set and returns its moves.
+    fn stage(s: &Set, with_old: bool) -> (PathBuf, Vec<Move>) {
+        let staging = s.out.join(".staging-D_abcdef");
+        fs::create_dir_all(&staging).unwrap();
+        let mut moves = Vec::new();
+        for f in FILES {
+            let from = if f.ends_with(".cookie") {
+                s.cookies.join(format!("{f}.new"))
+            } else {
+                staging.join(f)
+            };
+            fs::write(&from, format!("new {f}")).unwrap();
+            let backup = if f.ends_with(".cookie") {
+                s.cookies.join(format!("{f}.old"))
+            } else {
+                staging.join("old").join(f)
+            };
+            moves.push(Move {
+                from,
+                to: target(s, f),
+                backup,
+                had_old: with_old,
+            });
+        }
+        (staging, moves)
+    }
+
+    /// "old", "new", or a mixture (a failure).
+    fn which(s: &Set) -> String {
+        let seen: Vec<String> = FILES
+            .iter()
+            .map(|f| match fs::read_to_string(target(s, f)) {
+                Ok(t) => t.split(' ').next().unwrap().to_string(),
+                Err(_) => "absent".to_string(),
+            })
+            .collect();
+        if seen.iter().all(|x| x == &seen[0]) {
+            seen[0].clone()
+        } else {
+            format!("mixed {seen:?}")
+        }
+    }
+
+    fn leftovers(s: &Set) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(&s.out)
+            .unwrap()
+            .chain(fs::read_dir(&s.cookies).unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !FILES.contains(&n.as_str()))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_crash_at_every_step_leaves_the_old_or_the_new_set_after_recovery() {
+        for with_old in [true, false] {
+            let renames = if with_old { 6 } else { 3 };
+            let mut stops: Vec<Stop> = (0..=renames).map(Stop::AfterRenames).collect();
+            stops.push(Stop::AfterCommitPoint);
+            for stop in stops {
+                let s = set();
+                if with_old {
+                    write_old(&s);
+                }
+                let (staging, moves) = stage(&s, with_old);
+                let journal = journal_path(&s.cookies, "D");
+                commit(&journal, "D", &staging, moves, stop).unwrap();
+                let recovered = recover(&journal).unwrap();
+                let expect = match (stop, with_old) {
+                    (Stop::AfterCommitPoint, _) => "new",
+                    (_, true) => "old",
+                    (_, false) => "absent",
+                };
+                assert_eq!(which(&s), expect, "stop {stop:?} (old set: {with_old})");
+                assert_ne!(recovered, Recovery::Nothing, "{stop:?}");
+                assert!(leftovers(&s).is_empty(), "{stop:?}: {:?}", leftovers(&s));
+                // Recovery is idempotent.
+                assert_eq!(recover(&journal).unwrap(), Recovery::Nothing);
+            }
+        }
+    }
+
+    #[test]
+    fn a_complete_commit_leaves_the_new_set_and_nothing_else() {
+        let s = set();
+        write_old(&s);
+        let (staging, moves) = stage(&s, true);
+        let journal = journal_path(&s.cookies, "D");
+        commit(&journal, "D", &staging, moves, Stop::Never).unwrap();
+        assert_eq!(which(&s), "new");
+        assert!(leftovers(&s).is_empty(), "{:?}", leftovers(&s));
+    }
+
+    #[test]
+    fn regression_a_folder_where_a_table_goes_is_refused_before_anything_moves() {
+        let s = set();
+        write_old(&s);
+        fs::remove_file(s.out.join("D_member.csv")).unwrap();
+        fs::create_dir(s.out.join("D_member.csv")).unwrap();
+        let (staging, mut moves) = stage(&s, true);
+        moves[1].had_old = true;
+        let journal = journal_path(&s.cookies, "D");
+        let e = commit(&journal, "D", &staging, moves, Stop::Never).unwrap_err();
+        assert!(e.to_string().contains("is a folder"), "{e}");
+        assert_eq!(
+            fs::read_to_string(s.out.join("D_entries.csv")).unwrap(),
+            "old D_entries.csv"
+        );
+        assert!(!journal.exists());
+    }
+
+    #[test]
+    fn regression_a_failed_move_is_rolled_back_and_says_so() {
+        let s = set();
+        write_old(&s);
+        let (staging, moves) = stage(&s, true);
+        // The cookie's new file vanishes: the third move in fails after two tables moved.
+        fs::remove_file(&moves[2].from).unwrap();
+        let journal = journal_path(&s.cookies, "D");
+        let e = commit(&journal, "D", &staging, moves, Stop::Never).unwrap_err();
+        assert!(
+            e.to_string().contains("were put back; nothing changed"),
+            "{e}"
+        );
+        assert!(!e.nothing_committed() || which(&s) == "old");
+        assert_eq!(which(&s), "old");
+        assert!(!journal.exists());
+    }
+}
