@@ -77,7 +77,7 @@ fn a_failed_export_keeps_the_previous_table() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("hr_people.csv:10"), "{stderr}");
-    assert!(stderr.contains("unchanged"), "{stderr}");
+    assert!(stderr.contains("nothing was committed"), "{stderr}");
     assert_eq!(
         std::fs::read(work.join("ExportOutput/HRPeople.csv")).expect("table"),
         before

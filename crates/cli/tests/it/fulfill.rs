@@ -113,7 +113,8 @@ fn bad_orders_files_and_packages_that_cannot_fulfill() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("ProvisioningOrdersList[0].ChangeType") && stderr.contains("bad.json:1:"),
+        stderr.contains("order #1 (ProvisioningOrdersList[0]), ChangeType: 'Renamed' is not a change type")
+            && stderr.contains("bad.json:1:"),
         "{stderr}"
     );
     let out = idlink()

@@ -2,6 +2,7 @@
 
 mod broken;
 mod check;
+mod crash;
 mod export;
 mod fulfill;
 mod ldap;
