@@ -82,7 +82,12 @@ fn engine(g: &Global) -> anyhow::Result<Result<Engine, ExitCode>> {
         )?;
         return Ok(Err(ExitCode::from(1)));
     }
-    Ok(Ok(Engine::new(checked, Registry::new(), &g.config, &g.work)))
+    Ok(Ok(Engine::new(
+        checked,
+        Registry::new(),
+        &g.config,
+        &g.work,
+    )))
 }
 
 /// Opens the connection (settings checked and decrypted); prints why not.
@@ -156,7 +161,9 @@ pub fn export(rt: &Runtime, g: &Global, args: &ExportArgs) -> anyhow::Result<Exi
                 opened.redact(&e.to_string())
             );
             if e.nothing_committed() && !matches!(e, EngineError::Commit { .. }) {
-                eprintln!("    nothing was committed: the tables and cookie are those of the previous export");
+                eprintln!(
+                    "    nothing was committed: the tables and cookie are those of the previous export"
+                );
             }
             return Ok(failure(&e));
         }
@@ -319,11 +326,9 @@ pub fn fulfill(rt: &Runtime, g: &Global, args: &FulfillArgs) -> anyhow::Result<E
             let id = r.id.clone().unwrap_or_else(|| format!("#{}", r.index + 1));
             match r.state {
                 OrderState::Executed => writeln!(out, "order {id}:")?,
-                OrderState::Errored => writeln!(
-                    out,
-                    "order {id}: would fail: {}",
-                    opened.redact(&r.message)
-                )?,
+                OrderState::Errored => {
+                    writeln!(out, "order {id}: would fail: {}", opened.redact(&r.message))?
+                }
             }
             for op in &r.operations {
                 writeln!(out, "  {}", opened.redact(op))?;

@@ -41,7 +41,12 @@ pub struct PathArgs {
     #[arg(long, value_name = "FILE", env = "IDLINK_SETTINGS")]
     settings: Option<PathBuf>,
     /// Working folder: export output, cookies, reports.
-    #[arg(long, value_name = "DIR", env = "IDLINK_WORK", default_value = "./work")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "IDLINK_WORK",
+        default_value = "./work"
+    )]
     work: PathBuf,
 }
 

@@ -117,9 +117,9 @@ impl Engine {
             .registry()
             .get_static(&connection.package.value)
             .ok_or_else(|| EngineError::UnknownPackage {
-                connection: connection.id.value.clone(),
-                package: connection.package.value.clone(),
-            })?;
+            connection: connection.id.value.clone(),
+            package: connection.package.value.clone(),
+        })?;
         if package.availability == Availability::DocumentedOnly {
             return Err(PackageError::NotAvailable {
                 package: package.id.to_string(),

@@ -234,11 +234,7 @@ fn human(bytes: u64) -> String {
 
 /// Finishes or undoes an interrupted commit, then removes what interrupted exports left (staging
 /// folders, new or old cookies without a journal). Returns what it did, in words.
-fn repair(
-    connection: &str,
-    output_dir: &Path,
-    cookies: &Path,
-) -> Result<Vec<String>, EngineError> {
+fn repair(connection: &str, output_dir: &Path, cookies: &Path) -> Result<Vec<String>, EngineError> {
     let mut notes = Vec::new();
     let journal = commit::journal_path(cookies, connection);
     match commit::recover(&journal)? {
@@ -345,7 +341,10 @@ impl Opened {
     ) -> Result<ExportReport, EngineError> {
         let started = Instant::now();
         let id = self.id().to_string();
-        let export = self.instance.export().ok_or_else(|| self.unsupported("export"))?;
+        let export = self
+            .instance
+            .export()
+            .ok_or_else(|| self.unsupported("export"))?;
         if !self.connection().export_enabled() {
             return Err(EngineError::Deactivated { connection: id });
         }
@@ -429,7 +428,11 @@ impl Opened {
         let staging_path = prepared.staging.path().to_path_buf();
         let staged = blocking(move || {
             let mut staged = out.finish()?;
-            transform::apply_all(&this.connection().transformations, &mut staged, &staging_path)?;
+            transform::apply_all(
+                &this.connection().transformations,
+                &mut staged,
+                &staging_path,
+            )?;
             Ok(staged)
         });
         let staged = tokio::select! {
@@ -560,7 +563,11 @@ fn exists(path: &Path) -> Result<bool, EngineError> {
 /// Finishes or undoes an interrupted commit of `connection` and removes what interrupted
 /// exports left; what the next export does first. For tools and tests that inspect the tables
 /// without exporting.
-pub fn recover_connection(work_dir: &Path, output_dir: Option<&Path>, connection: &str) -> Result<Vec<String>, EngineError> {
+pub fn recover_connection(
+    work_dir: &Path,
+    output_dir: Option<&Path>,
+    connection: &str,
+) -> Result<Vec<String>, EngineError> {
     let cookies = cookies_dir(work_dir);
     let output = output_dir.map_or_else(|| work_dir.join("ExportOutput"), Path::to_path_buf);
     fs::create_dir_all(&cookies).map_err(|e| EngineError::io("create", &cookies, e))?;

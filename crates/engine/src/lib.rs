@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use idlink_model::Checked;
-pub use idlink_packages::api::ErrorKind;
 use idlink_packages::Registry;
+pub use idlink_packages::api::ErrorKind;
 
 pub use connection::{Opened, mapped_tables};
 pub use export::{ExportOptions, ExportReport, TableReport};
@@ -131,7 +131,9 @@ pub enum EngineError {
         source: std::io::Error,
     },
     /// Another process runs the same work.
-    #[error("{what} of connection '{connection}' is already running ({holder}); wait for it to end")]
+    #[error(
+        "{what} of connection '{connection}' is already running ({holder}); wait for it to end"
+    )]
     Busy {
         what: &'static str,
         connection: String,

@@ -10,7 +10,8 @@ use crate::EngineError;
 /// Reads and checks an orders file.
 pub fn load(path: &Path) -> Result<Vec<ProvisioningOrder>, EngineError> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| EngineError::io("read the orders file", path, e))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| EngineError::io("read the orders file", path, e))?;
     parse(&file, &bytes)
 }
 
@@ -25,7 +26,10 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Vec<ProvisioningOrder>, EngineE
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
         let what = match e.classify() {
             serde_json::error::Category::Eof => "the file ends too early".to_string(),
-            _ => format!("this is not valid JSON ({})", strip_position(&e.to_string())),
+            _ => format!(
+                "this is not valid JSON ({})",
+                strip_position(&e.to_string())
+            ),
         };
         err(
             Some((e.line(), e.column())),
@@ -67,7 +71,11 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Vec<ProvisioningOrder>, EngineE
         let inner = e.into_inner();
         err(
             Some((inner.line(), inner.column())),
-            format!("{}: {}", where_(&path), words(&strip_position(&inner.to_string()))),
+            format!(
+                "{}: {}",
+                where_(&path),
+                words(&strip_position(&inner.to_string()))
+            ),
         )
     })?;
     Ok(parsed.orders)
@@ -156,7 +164,9 @@ mod tests {
     use super::*;
 
     fn message(text: &str) -> String {
-        parse("orders.json", text.as_bytes()).unwrap_err().to_string()
+        parse("orders.json", text.as_bytes())
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -195,7 +205,10 @@ mod tests {
             "{m}"
         );
         let m = message("{\"ProvisioningOrdersList\": [");
-        assert!(m.contains("orders.json:1:") && m.contains("ends too early"), "{m}");
+        assert!(
+            m.contains("orders.json:1:") && m.contains("ends too early"),
+            "{m}"
+        );
     }
 
     #[test]

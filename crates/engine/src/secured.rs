@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use idlink_model::Checked;
 use idlink_model::package::{Availability, Kind, PackageCatalog, SettingsSchema};
 use idlink_packages::Registry;
-use idlink_secrets::{AgentIdentity, PathSegment, Redactor, decrypt_value, is_encrypted, load_identity};
+use idlink_secrets::{
+    AgentIdentity, PathSegment, Redactor, decrypt_value, is_encrypted, load_identity,
+};
 
 use crate::EngineError;
 

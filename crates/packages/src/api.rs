@@ -377,7 +377,10 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// Whether running the same work again later may succeed.
     pub fn retryable(self) -> bool {
-        matches!(self, ErrorKind::Unavailable | ErrorKind::Io | ErrorKind::Cancelled)
+        matches!(
+            self,
+            ErrorKind::Unavailable | ErrorKind::Io | ErrorKind::Cancelled
+        )
     }
 }
 

@@ -417,13 +417,13 @@ mod tests {
                     "{owner}: `{c}` names {name}"
                 );
             }
-            if let Constraint::RequiresWhen { field, equals, .. } = *c {
-                if let Some(Kind::Enum(values)) = schema.field(field).map(|f| f.kind) {
-                    assert!(
-                        values.iter().any(|v| v.eq_ignore_ascii_case(equals)),
-                        "{owner}: `{c}`"
-                    );
-                }
+            if let Constraint::RequiresWhen { field, equals, .. } = *c
+                && let Some(Kind::Enum(values)) = schema.field(field).map(|f| f.kind)
+            {
+                assert!(
+                    values.iter().any(|v| v.eq_ignore_ascii_case(equals)),
+                    "{owner}: `{c}`"
+                );
             }
         }
     }

@@ -135,7 +135,9 @@ mod tests {
     #[test]
     fn connection_strings_keep_host_database_and_user_readable() {
         let mut r = Redactor::new();
-        r.add_connection_string("Host=db.example;Port=5432;Database=hr;Username=reader;Password=S3cr3t!x");
+        r.add_connection_string(
+            "Host=db.example;Port=5432;Database=hr;Username=reader;Password=S3cr3t!x",
+        );
         let shown = r.redact("cannot log in to db.example:5432/hr as reader with S3cr3t!x");
         assert_eq!(
             shown,
@@ -149,7 +151,7 @@ mod tests {
         r.add_connection_string("postgres://reader:p%40ss-word@db:5432/hr?sslmode=require");
         assert_eq!(
             r.redact("postgres://reader:p%40ss-word@db:5432/hr and p@ss-word"),
-            "**REDACTED** and **REDACTED**"
+            "postgres://reader:**REDACTED**@db:5432/hr and **REDACTED**"
         );
         assert_eq!(r.redact("db:5432/hr reader"), "db:5432/hr reader");
     }
@@ -165,7 +167,15 @@ mod tests {
 
     #[test]
     fn secret_keys_are_recognised() {
-        for k in ["Password", "PWD", "User Password", "AccessToken", "ApiKey", "client_secret", "Key"] {
+        for k in [
+            "Password",
+            "PWD",
+            "User Password",
+            "AccessToken",
+            "ApiKey",
+            "client_secret",
+            "Key",
+        ] {
             assert!(is_secret_key(k), "{k}");
         }
         for k in ["Host", "User ID", "Database", "SSL Mode", "SslKey", "Port"] {

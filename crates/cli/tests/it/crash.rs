@@ -112,7 +112,10 @@ fn regression_export_killed_at_any_instant_leaves_the_old_or_the_new_set() {
         env: vec![
             (format!("{prefix}Server"), slapd.url()),
             (format!("{prefix}Login"), ADMIN_DN.to_string()),
-            (format!("{prefix}Password"), slapd.admin_password().to_string()),
+            (
+                format!("{prefix}Password"),
+                slapd.admin_password().to_string(),
+            ),
         ],
     };
     let out_dir = setup.work().join("ExportOutput");
@@ -186,19 +189,30 @@ fn regression_export_killed_at_any_instant_leaves_the_old_or_the_new_set() {
             .expect("recovery");
         let (ge, gm) = (generation(&entries), generation(&members));
         let now_cookie = std::fs::read_to_string(&cookie).expect("cookie");
-        assert_eq!(ge, gm, "kill {kills} at {at} µs ({status}): tables of two runs; {notes:?}");
+        assert_eq!(
+            ge, gm,
+            "kill {kills} at {at} µs ({status}): tables of two runs; {notes:?}"
+        );
         match ge {
             Some(x) if x == current => {
-                assert_eq!(now_cookie, old_cookie, "kill {kills}: old tables with a new cookie");
+                assert_eq!(
+                    now_cookie, old_cookie,
+                    "kill {kills}: old tables with a new cookie"
+                );
                 old_sets += 1;
             }
             Some(x) if x == g => {
-                assert_ne!(now_cookie, old_cookie, "kill {kills}: new tables with the old cookie");
+                assert_ne!(
+                    now_cookie, old_cookie,
+                    "kill {kills}: new tables with the old cookie"
+                );
                 new_sets += 1;
                 old_cookie = now_cookie;
                 current = g;
             }
-            other => panic!("kill {kills}: tables of generation {other:?}, expected {current} or {g}"),
+            other => {
+                panic!("kill {kills}: tables of generation {other:?}, expected {current} or {g}")
+            }
         }
         assert!(
             staging_folders(&out_dir).is_empty(),
@@ -216,13 +230,28 @@ fn regression_export_killed_at_any_instant_leaves_the_old_or_the_new_set() {
     // The next run after all that: a clean new set, nothing left over.
     let out = idlink()
         .current_dir(setup.dir.path())
-        .args(["export", "--config", "conf", "--connection", "DirectoryLDAP"])
+        .args([
+            "export",
+            "--config",
+            "conf",
+            "--connection",
+            "DirectoryLDAP",
+        ])
         .envs(setup.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .output()
         .expect("runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(staging_folders(&out_dir).is_empty());
-    assert!(!setup.work().join("ExportCookies/DirectoryLDAP.journal").exists());
+    assert!(
+        !setup
+            .work()
+            .join("ExportCookies/DirectoryLDAP.journal")
+            .exists()
+    );
 }
 
 #[test]
@@ -242,7 +271,10 @@ fn regression_sigterm_and_sigint_remove_the_staging_folder_before_exiting() {
         env: vec![
             (format!("{prefix}Server"), slapd.url()),
             (format!("{prefix}Login"), ADMIN_DN.to_string()),
-            (format!("{prefix}Password"), slapd.admin_password().to_string()),
+            (
+                format!("{prefix}Password"),
+                slapd.admin_password().to_string(),
+            ),
         ],
     };
     let out_dir = setup.work().join("ExportOutput");
@@ -250,7 +282,11 @@ fn regression_sigterm_and_sigint_remove_the_staging_folder_before_exiting() {
     let started = Instant::now();
     let out = setup.command().output().expect("runs");
     let full = started.elapsed();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let before = std::fs::read(&entries).expect("entries");
     let mut interrupted = [0, 0];
     for attempt in 0..40 {

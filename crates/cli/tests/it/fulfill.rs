@@ -10,7 +10,7 @@ const ORDERS: &str = r#"{"ProvisioningOrdersList": [
 ]}"#;
 
 /// The quickstart plus a JSON order-file connection writing under data/orders.
-fn setup() -> tempfile::TempDir {
+pub(crate) fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let conf = dir.path().join("conf");
     copy_dir(&repo_root().join("examples/quickstart"), &conf);
@@ -113,8 +113,9 @@ fn bad_orders_files_and_packages_that_cannot_fulfill() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("order #1 (ProvisioningOrdersList[0]), ChangeType: 'Renamed' is not a change type")
-            && stderr.contains("bad.json:1:"),
+        stderr.contains(
+            "order #1 (ProvisioningOrdersList[0]), ChangeType: 'Renamed' is not a change type"
+        ) && stderr.contains("bad.json:1:"),
         "{stderr}"
     );
     let out = idlink()

@@ -8,3 +8,4 @@ mod fulfill;
 mod ldap;
 mod secrets;
 mod support;
+mod usability;

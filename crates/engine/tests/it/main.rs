@@ -247,7 +247,11 @@ async fn tables_and_cookie_are_committed_after_success() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| !n.ends_with(".lock"))
         .collect();
-    assert_eq!(cookies, ["Dir.cookie"], "no journal or new/old cookie is left");
+    assert_eq!(
+        cookies,
+        ["Dir.cookie"],
+        "no journal or new/old cookie is left"
+    );
     let report: serde_json::Value =
         serde_json::from_str(&read(&w.work().join("Reports/export-Dir.json"))).expect("json");
     assert_eq!(report["tables"][0]["rows"], 3);
@@ -334,14 +338,21 @@ async fn regression_staging_folders_of_interrupted_exports_are_removed_and_repor
     w.export(1, Script::Succeed, false).await.expect("first");
     // What `kill -9` leaves: staging folders with partial tables (old and new naming), and a
     // staging folder of another connection whose name starts the same way.
-    for name in [".staging-Dir_a1b2c3", ".staging-Dir-x9y8z7", ".staging-Dir-2_q1w2e3"] {
+    for name in [
+        ".staging-Dir_a1b2c3",
+        ".staging-Dir-x9y8z7",
+        ".staging-Dir-2_q1w2e3",
+    ] {
         let d = w.out(name);
         std::fs::create_dir_all(&d).expect("mkdir");
         std::fs::write(d.join("Dir_entries.csv"), vec![b'x'; 5000]).expect("write");
     }
     let report = w.export(1, Script::Succeed, false).await.expect("export");
     assert!(
-        report.notes.iter().any(|n| n.contains("removed 2 staging folders")),
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("removed 2 staging folders")),
         "{:?}",
         report.notes
     );
@@ -421,7 +432,10 @@ async fn regression_a_folder_where_a_table_goes_fails_truthfully_and_changes_not
     let before = read(&w.out("Dir_entries.csv"));
     std::fs::remove_file(w.out("Dir_member.csv")).expect("rm");
     std::fs::create_dir(w.out("Dir_member.csv")).expect("mkdir");
-    let e = w.export(3, Script::Succeed, false).await.expect_err("refused");
+    let e = w
+        .export(3, Script::Succeed, false)
+        .await
+        .expect_err("refused");
     assert!(e.to_string().contains("is a folder"), "{e}");
     assert!(e.nothing_committed());
     assert_eq!(read(&w.out("Dir_entries.csv")), before);
@@ -439,7 +453,10 @@ async fn regression_a_read_only_cookie_folder_fails_before_any_table_moves() {
         std::fs::remove_file(&cookie).expect("rm");
         std::fs::create_dir(&cookie).expect("mkdir");
         // A complete export does not read the cookie: the commit itself must refuse.
-        let e = w.export(3, Script::Succeed, true).await.expect_err("refused");
+        let e = w
+            .export(3, Script::Succeed, true)
+            .await
+            .expect_err("refused");
         assert!(e.to_string().contains("is a folder"), "{e}");
         assert_eq!(read(&w.out("Dir_entries.csv")), before);
         return;
@@ -450,7 +467,10 @@ async fn regression_a_read_only_cookie_folder_fails_before_any_table_moves() {
     let before = read(&w.out("Dir_entries.csv"));
     let cookies = w.work().join("ExportCookies");
     std::fs::set_permissions(&cookies, std::fs::Permissions::from_mode(0o555)).expect("chmod");
-    let e = w.export(3, Script::Succeed, false).await.expect_err("refused");
+    let e = w
+        .export(3, Script::Succeed, false)
+        .await
+        .expect_err("refused");
     std::fs::set_permissions(&cookies, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     assert!(e.nothing_committed(), "{e}");
     assert_eq!(read(&w.out("Dir_entries.csv")), before);
@@ -496,15 +516,26 @@ async fn regression_orders_for_undeclared_resource_types_are_errored_and_not_sen
     let states: Vec<OrderState> = results.iter().map(|r| r.state).collect();
     assert_eq!(
         states,
-        [OrderState::Executed, OrderState::Errored, OrderState::Executed]
+        [
+            OrderState::Executed,
+            OrderState::Errored,
+            OrderState::Executed
+        ]
     );
-    assert_eq!(results.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(
+        results.iter().map(|r| r.index).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
     assert!(
         results[1].message.contains("'NoSuchType' is not declared"),
         "{}",
         results[1].message
     );
-    assert_eq!(w.fulfilled.load(Ordering::SeqCst), 2, "only declared types are sent");
+    assert_eq!(
+        w.fulfilled.load(Ordering::SeqCst),
+        2,
+        "only declared types are sent"
+    );
 }
 
 #[tokio::test]

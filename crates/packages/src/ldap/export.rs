@@ -300,7 +300,7 @@ impl<'a> Writer<'a> {
 
     fn count(&mut self, out: &ExportOutput) {
         self.written += 1;
-        if self.written % PROGRESS_EVERY == 0 {
+        if self.written.is_multiple_of(PROGRESS_EVERY) {
             self.report(out);
         }
     }

@@ -206,7 +206,7 @@ pub(crate) fn write(
             values.clear();
         }
         written += 1;
-        if written % PROGRESS_EVERY == 0 {
+        if written.is_multiple_of(PROGRESS_EVERY) {
             report(out, &mut reported);
         }
     }

@@ -185,13 +185,13 @@ impl Counter {
 
     pub fn add(&mut self, cx: &Cx<'_>, table: &str) {
         self.rows += 1;
-        if self.rows % PROGRESS_EVERY == 0 {
+        if self.rows.is_multiple_of(PROGRESS_EVERY) {
             cx.progress.rows(table, PROGRESS_EVERY);
         }
     }
 
     pub fn finish(self, cx: &Cx<'_>, table: &str) -> u64 {
-        if self.rows % PROGRESS_EVERY != 0 {
+        if !self.rows.is_multiple_of(PROGRESS_EVERY) {
             cx.progress.rows(table, self.rows % PROGRESS_EVERY);
         }
         self.rows

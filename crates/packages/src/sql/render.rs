@@ -35,9 +35,9 @@ pub fn push_fraction(out: &mut String, nanos: u32) {
         return;
     }
     out.push('.');
-    if nanos % 1_000_000 == 0 {
+    if nanos.is_multiple_of(1_000_000) {
         push_digits(out, nanos / 1_000_000, 3);
-    } else if nanos % 1_000 == 0 {
+    } else if nanos.is_multiple_of(1_000) {
         push_digits(out, nanos / 1_000, 6);
     } else {
         push_digits(out, nanos, 9);

@@ -1,0 +1,157 @@
+//! What a new user hit on the landed `main` (issue #8's rough edges), each a regression test.
+
+use crate::support::{copy_dir, repo_root, run};
+
+fn quickstart() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&repo_root().join("examples/quickstart"), dir.path());
+    dir
+}
+
+#[test]
+fn regression_export_inside_the_quickstart_folder_uses_it_and_says_so() {
+    let dir = quickstart();
+    let (code, out) = run(dir.path(), &["export", "--connection", "HRPeople"], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("./conf does not exist; using the configuration in the current folder"),
+        "{out}"
+    );
+    assert!(dir.path().join("work/ExportOutput/HRPeople.csv").is_file());
+}
+
+#[test]
+fn regression_no_configuration_anywhere_says_which_flag_to_pass() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, out) = run(dir.path(), &["export", "--connection", "HRPeople"], &[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("--config"), "{out}");
+}
+
+#[test]
+fn regression_idlink_config_and_idlink_work_come_from_the_environment() {
+    let dir = quickstart();
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().display().to_string();
+    let work = elsewhere.path().join("w").display().to_string();
+    let (code, out) = run(
+        elsewhere.path(),
+        &["export", "--connection", "HRPeople"],
+        &[("IDLINK_CONFIG", &config), ("IDLINK_WORK", &work)],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("does not exist"), "{out}");
+    assert!(
+        elsewhere
+            .path()
+            .join("w/ExportOutput/HRPeople.csv")
+            .is_file()
+    );
+}
+
+#[test]
+fn regression_quiet_keeps_the_one_line_summary() {
+    let dir = quickstart();
+    let (code, out) = run(
+        dir.path(),
+        &["export", "-q", "--config", ".", "--connection", "HRPeople"],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].starts_with("exported HRPeople ("), "{out}");
+}
+
+#[test]
+fn regression_keygen_and_packages_help_do_not_offer_config_or_work() {
+    for cmd in ["keygen", "packages"] {
+        let (code, out) = run(&repo_root(), &[cmd, "--help"], &[]);
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            !out.contains("--config") && !out.contains("--work"),
+            "{cmd}: {out}"
+        );
+    }
+    let (_, out) = run(&repo_root(), &["export", "--help"], &[]);
+    assert!(
+        out.contains("--config") && out.contains("IDLINK_CONFIG"),
+        "{out}"
+    );
+}
+
+#[test]
+fn regression_a_failed_export_leaves_a_trace_in_reports() {
+    let dir = quickstart();
+    std::fs::write(
+        dir.path().join("data/hr_people.csv"),
+        "EmployeeId,FirstName\n1,\"Bob\n2,x\n",
+    )
+    .ok();
+    let (code, out) = run(
+        dir.path(),
+        &["export", "--config", ".", "--connection", "HRPeople"],
+        &[],
+    );
+    assert_eq!(code, 1, "{out}");
+    let attempt = std::fs::read_to_string(
+        dir.path()
+            .join("work/Reports/export-HRPeople.last-attempt.json"),
+    )
+    .expect("the failed attempt is recorded");
+    let attempt: serde_json::Value = serde_json::from_str(&attempt).expect("json");
+    assert_eq!(attempt["outcome"], "failed", "{attempt}");
+    assert!(attempt["error"]["kind"].is_string(), "{attempt}");
+    assert!(
+        !dir.path()
+            .join("work/Reports/export-HRPeople.json")
+            .exists(),
+        "no success to report"
+    );
+}
+
+const ORDERS: &str = r#"{"ProvisioningOrdersList": [
+  {"Id": "ok", "ChangeType": "Added", "ResourceType": {"Identifier": "Directory_Person"},
+   "Changes": {"uid": "E001"}},
+  {"Id": "bad", "ChangeType": "Added", "ResourceType": {"Identifier": "NoSuchType"},
+   "Changes": {"uid": "E002"}}
+]}"#;
+
+#[test]
+fn regression_fulfill_refuses_orders_for_undeclared_resource_types() {
+    let dir = crate::fulfill::setup();
+    std::fs::write(dir.path().join("o.json"), ORDERS).expect("write");
+    // Dry run: the reason is shown.
+    let (code, out) = run(
+        dir.path(),
+        &[
+            "fulfill",
+            "--connection",
+            "HRJson",
+            "--orders",
+            "o.json",
+            "--dry-run",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("order bad: would fail: resource type 'NoSuchType' is not declared"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 would fail (dry run: nothing sent)"),
+        "{out}"
+    );
+    // For real: the good order is written, the bad one is Errored and nothing is written for it.
+    let (code, out) = run(
+        dir.path(),
+        &["fulfill", "--connection", "HRJson", "--orders", "o.json"],
+        &[],
+    );
+    assert_eq!(code, 1, "{out}");
+    let orders = dir.path().join("conf/data/orders");
+    assert!(orders.join("HRJson_ok.json").is_file());
+    assert!(!orders.join("HRJson_bad.json").exists());
+    assert!(out.contains("\"Errored\""), "{out}");
+}
