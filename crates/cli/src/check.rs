@@ -53,10 +53,10 @@ pub fn load(g: &Global) -> anyhow::Result<Checked> {
     )
 }
 
-/// The configuration with a given settings file.
-pub fn load_with_settings(g: &Global, settings: &std::path::Path) -> anyhow::Result<Checked> {
-    load_from(
-        g,
+/// A configuration folder with a given settings file.
+pub fn load_with(config: &std::path::Path, settings: &std::path::Path) -> anyhow::Result<Checked> {
+    load_dir(
+        config,
         SettingsSource {
             path: settings,
             explicit: true,
@@ -65,9 +65,13 @@ pub fn load_with_settings(g: &Global, settings: &std::path::Path) -> anyhow::Res
 }
 
 fn load_from(g: &Global, settings: SettingsSource<'_>) -> anyhow::Result<Checked> {
+    load_dir(&g.config, settings)
+}
+
+fn load_dir(config: &std::path::Path, settings: SettingsSource<'_>) -> anyhow::Result<Checked> {
     let env = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    let checked = idlink_model::load_and_check(&g.config, settings, env, &Registry::new())?;
+    let checked = idlink_model::load_and_check(config, settings, env, &Registry::new())?;
     tracing::info!(
         files = checked.config.files.len(),
         diagnostics = checked.diagnostics.len(),
