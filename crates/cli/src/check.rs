@@ -27,7 +27,12 @@ enum Format {
 /// Loads and checks; exit 0 when valid, 1 when not. I/O errors that leave nothing to check
 /// come back as `Err` (exit 2).
 pub fn run(g: &Global, args: &Args) -> anyhow::Result<ExitCode> {
-    let checked = load(g)?;
+    let mut checked = load(g)?;
+    // What each package finds wrong in its settings, without touching any system.
+    for d in idlink_engine::check::check_packages(&checked, &g.config) {
+        checked.diagnostics.push(d);
+    }
+    checked.diagnostics.sort();
     let out = std::io::stdout().lock();
     match args.format {
         Format::Text => print_text(out, &checked, g.quiet),

@@ -2,6 +2,7 @@
 //! (staging, atomic commit, cookies, transformations, reports); synchronization, provisioning
 //! and jobs follow.
 
+pub mod check;
 pub mod connection;
 pub mod export;
 pub mod fulfill;

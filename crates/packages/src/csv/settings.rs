@@ -8,12 +8,13 @@ use crate::api::{PackageError, parse_settings};
 /// `Usercube.CSV`: `Path` and/or `PathIncremental`.
 pub static SETTINGS: SettingsSchema = SettingsSchema {
     fields: &[
-        Field::optional("Path", Kind::String, "CSV file read by a complete export"),
+        Field::optional("Path", Kind::String, "CSV file read by a complete export").under_roots(),
         Field::optional(
             "PathIncremental",
             Kind::String,
             "CSV file read by an incremental export",
-        ),
+        )
+        .under_roots(),
         IS_FILE_NAME_REGEX,
         SEPARATOR,
         ENCODING,
@@ -26,7 +27,7 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
 /// `Usercube.CSV.Complete`: no incremental file, so `Path` is required.
 pub static COMPLETE_SETTINGS: SettingsSchema = SettingsSchema {
     fields: &[
-        Field::required("Path", Kind::String, "CSV file to export"),
+        Field::required("Path", Kind::String, "CSV file to export").under_roots(),
         IS_FILE_NAME_REGEX,
         SEPARATOR,
         ENCODING,

@@ -8,7 +8,8 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
         "OutputPath",
         Kind::String,
         "folder the JSON order files go to, under SourcesRootPaths",
-    )],
+    )
+    .under_roots()],
     constraints: &[],
 };
 

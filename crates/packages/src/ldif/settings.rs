@@ -12,7 +12,8 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
             "LDIFFile",
             Kind::String,
             "LDIF file to export, relative to the settings file, under SourcesRootPaths",
-        ),
+        )
+        .under_roots(),
         Field::optional(
             "FilterAttribute",
             Kind::String,
