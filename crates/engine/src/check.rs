@@ -135,6 +135,8 @@ fn check_connection(
             settings.id.at.clone(),
         ),
     };
+    // One line, whatever the package's message holds; no secured value in it.
+    let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
     let message = crate::secured::redact(&format!("{path}: {message}"), &secrets);
     out.push(
         Diagnostic::new(Rule::SettingValue, at, message).hint(format!(
@@ -262,7 +264,10 @@ fn parse_path(path: &str) -> Vec<Step> {
 
 /// The value at `steps` (keys compare case-insensitively), or the deepest one that exists;
 /// `true` when the whole path was found.
-fn locate<'a>(settings: &'a ConnectionSettings, steps: &[Step]) -> (Option<&'a Sp<SettingValue>>, bool) {
+fn locate<'a>(
+    settings: &'a ConnectionSettings,
+    steps: &[Step],
+) -> (Option<&'a Sp<SettingValue>>, bool) {
     let Some((Step::Key(first), rest)) = steps.split_first() else {
         return (None, false);
     };

@@ -204,9 +204,20 @@ impl CsvSettings {
                         ));
                     }
                     let pattern = regex::Regex::new(&format!("^(?:{file})$")).map_err(|e| {
+                        // The regex error draws a caret under the anchored pattern over
+                        // several lines: keep its last line, the reason.
+                        let text = e.to_string();
+                        let why = text
+                            .lines()
+                            .rev()
+                            .find(|l| !l.trim().is_empty())
+                            .unwrap_or("invalid")
+                            .trim()
+                            .trim_start_matches("error: ")
+                            .to_string();
                         bad(
                             name,
-                            format!("'{file}' is not a valid regular expression: {e}"),
+                            format!("'{file}' is not a valid regular expression: {why}"),
                         )
                     })?;
                     Ok(Some(FileSpec::Regex {
