@@ -359,4 +359,216 @@ mod tests {
         assert_eq!(parse_path("Path"), vec![Step::Key("Path".into())]);
         assert!(parse_path("").is_empty());
     }
+
+    use idlink_model::package::Constraint;
+    use serde_json::{Value, json};
+
+    /// Values for settings whose package checks more than their kind.
+    fn sample_override(package: &str, path: &str) -> Option<Value> {
+        let sql_cs = || match package {
+            p if p.contains("MySQL") => "Server=localhost;Database=x;Uid=u",
+            p if p.contains("SQLite") => "Data Source=x.db",
+            p if p.contains("PostgreSQL") => "Host=localhost;Database=x;Username=u",
+            _ => "postgres://u@localhost/x",
+        };
+        Some(match path {
+            "ConnectionString" => json!(sql_cs()),
+            "IsolationLevel" => json!("ReadCommitted"),
+            "Servers.Server" => json!("localhost:389"),
+            "Servers.Controls" => json!(["PagedResult"]),
+            "Tables.Table" => json!("entries"),
+            "Tables.Filter" => json!("(objectClass=*)"),
+            "Tables.BaseDN" => json!("dc=example,dc=org"),
+            "Path" | "PathIncremental" => json!("data/x.csv"),
+            "LDIFFile" => json!("data/x.ldif"),
+            "FilterAttribute" => json!("objectClass"),
+            "OutputPath" => json!("data/out"),
+            "SecuredOptions" => json!({"Password": "x"}),
+            _ => return None,
+        })
+    }
+
+    /// A value of `kind` that its own check accepts.
+    fn sample(package: &str, path: &str, kind: Kind) -> Value {
+        if let Some(v) = sample_override(package, path) {
+            return v;
+        }
+        match kind {
+            Kind::String => json!("x"),
+            Kind::CheckedString(check) => [",", "UTF-8", "x", "1"]
+                .into_iter()
+                .find(|c| check(c).is_ok())
+                .map_or(json!("x"), |c| json!(c)),
+            Kind::Bool => json!(false),
+            Kind::Int { min, max } => json!(1.clamp(min, max)),
+            Kind::Enum(values) => json!(values.first().copied().unwrap_or("x")),
+            Kind::StringList => json!(["x"]),
+            Kind::ObjectList(inner) => json!([document(package, path, inner, &[])]),
+            Kind::Map => json!({"Key": "value"}),
+        }
+    }
+
+    /// Every field of `schema`, but for those `skip` names (one side of an AtMostOne).
+    fn document(package: &str, prefix: &str, schema: &SettingsSchema, skip: &[&str]) -> Value {
+        let mut map = serde_json::Map::new();
+        for f in schema
+            .fields
+            .iter()
+            .filter(|f| !skip.contains(&f.name) && !UNUSABLE.contains(&(package, f.name)))
+        {
+            let path = if prefix.is_empty() {
+                f.name.to_string()
+            } else {
+                format!("{prefix}.{}", f.name)
+            };
+            map.insert(f.name.to_string(), sample(package, &path, f.kind));
+        }
+        Value::Object(map)
+    }
+
+    /// Documents that together hold every field: for each AtMostOne group, one document per
+    /// member (the others left out).
+    fn documents(package: &PackageInfo) -> Vec<Value> {
+        let groups: Vec<&[&str]> = package
+            .settings
+            .constraints
+            .iter()
+            .filter_map(|c| match c {
+                Constraint::AtMostOne(names) => Some(*names),
+                _ => None,
+            })
+            .collect();
+        if groups.is_empty() {
+            return vec![document(package.id, "", package.settings, &[])];
+        }
+        let mut out = Vec::new();
+        for group in &groups {
+            for keep in group.iter() {
+                let skip: Vec<&str> = groups
+                    .iter()
+                    .flat_map(|g| g.iter().copied())
+                    .filter(|n| n != keep && (group.contains(n) || !g_first(&groups, n)))
+                    .collect();
+                out.push(document(package.id, "", package.settings, &skip));
+            }
+        }
+        out
+    }
+
+    /// Whether `name` is the first member of its AtMostOne group (kept when another group varies).
+    fn g_first(groups: &[&[&str]], name: &str) -> bool {
+        groups.iter().any(|g| g.first() == Some(&name))
+    }
+
+    fn env() -> Environment {
+        let base = std::env::temp_dir();
+        Environment {
+            connection: "Sample".into(),
+            roots: SourceRoots::new(&base, &["data"]),
+            base_dir: base,
+            mapped_tables: Vec::new(),
+        }
+    }
+
+    /// Fields a schema declares that its package refuses whatever their value (findings for
+    /// the package's owner): generic SQL takes only URL connection strings, into which
+    /// SecuredOptions cannot merge.
+    const UNUSABLE: &[(&str, &str)] = &[("Usercube.SQL@0000001", "SecuredOptions")];
+
+    /// Supported in the registry, but no code runs them yet: `instantiate` says so.
+    const NOT_IMPLEMENTED: &[&str] = &[
+        "Usercube.SCIM@0000001",
+        "Usercube.Powershell@0000001",
+        "Usercube.PowershellSync@0000001",
+        "Usercube.Manual@0000001",
+        "Usercube.Custom@0000001",
+    ];
+
+    /// Parsers that ignore fields they do not know, so only one direction can be checked here:
+    /// adding `#[serde(deny_unknown_fields)]` to their raw settings (as CSV, LDIF and
+    /// FulfillToFile have) lets this test check the other one; it fails when one does, so
+    /// the list stays true.
+    const LENIENT: &[&str] = &[
+        "Idlink.SQL.SQLite@0000001",
+        "Usercube.SQL@0000001",
+        "Usercube.SQL.PostgreSQL@0000001",
+        "Usercube.SQL.MySQL@0000001",
+        "Usercube.LDAP@0000001",
+        "Usercube.OpenLDAP@0000001",
+    ];
+
+    /// "Describe each package's settings once" (issue #8): the settings schema (what `check`,
+    /// `protect` and the docs read) and each package's parser (what runs) must agree. For
+    /// every supported package: a document holding every field the schema declares is
+    /// accepted by the parser, and a field the schema lacks is refused by it, whose list of
+    /// the fields it knows is exactly the schema's.
+    #[test]
+    fn every_package_parser_accepts_exactly_the_fields_its_schema_declares() {
+        static REGISTRY: Registry = Registry::new();
+        let mut failures = Vec::new();
+        let mut checked = 0;
+        for package in REGISTRY
+            .all()
+            .filter(|p| p.availability == Availability::Supported)
+        {
+            for doc in documents(package) {
+                match idlink_packages::instantiate(package, doc.clone(), env()) {
+                    Ok(_) => {}
+                    Err(PackageError::NotAvailable { .. })
+                        if NOT_IMPLEMENTED.contains(&package.id) => {}
+                    Err(e) => failures.push(format!("{}: {doc} refused: {e}", package.id)),
+                }
+            }
+            if NOT_IMPLEMENTED.contains(&package.id) {
+                continue;
+            }
+            checked += 1;
+            let mut doc = documents(package).remove(0);
+            if let Value::Object(map) = &mut doc {
+                map.insert("ZzNotInTheSchema".into(), json!("x"));
+            }
+            let known: Option<Vec<String>> = match idlink_packages::instantiate(package, doc, env())
+            {
+                Err(PackageError::Settings { message, .. })
+                    if message.contains("unknown field `ZzNotInTheSchema`") =>
+                {
+                    let expected = message.split("expected").nth(1).unwrap_or_default();
+                    Some(
+                        expected
+                            .split('`')
+                            .skip(1)
+                            .step_by(2)
+                            .map(str::to_string)
+                            .collect(),
+                    )
+                }
+                _ => None,
+            };
+            match (known, LENIENT.contains(&package.id)) {
+                (Some(mut parser), false) => {
+                    let mut schema: Vec<String> =
+                        package.settings.fields.iter().map(|f| f.name.to_string()).collect();
+                    parser.sort();
+                    schema.sort();
+                    if parser != schema {
+                        failures.push(format!(
+                            "{}: the parser knows {parser:?}, the schema declares {schema:?}",
+                            package.id
+                        ));
+                    }
+                }
+                (None, true) => {}
+                (Some(_), true) => failures.push(format!(
+                    "{}: its parser now refuses unknown fields: remove it from LENIENT",
+                    package.id
+                )),
+                (None, false) => failures.push(format!(
+                    "{}: its parser accepts a field its schema lacks (add #[serde(deny_unknown_fields)])",
+                    package.id
+                )),
+            }
+        }
+        assert!(checked >= 8, "only {checked} packages checked");
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
 }

@@ -825,10 +825,12 @@ fn settings_are_checked_without_io() {
     assert!(f.instance(CSV, json!({"Path": "data/missing.csv"})).is_ok());
     let cases = [
         (CSV, json!({}), "Path"),
+        (COMPLETE, json!({}), "Path is required"),
+        // Usercube.CSV.Complete has no incremental file: its parser knows only its schema.
         (
             COMPLETE,
-            json!({"PathIncremental": "data/x.csv"}),
-            "Path is required",
+            json!({"Path": "data/x.csv", "PathIncremental": "data/x.csv"}),
+            "unknown field `PathIncremental`",
         ),
         (CSV, json!({"Path": "  "}), "empty"),
         (
