@@ -303,6 +303,35 @@ fn task_connections() {
     assert_eq!(msgs.len(), 2, "{msgs:?}");
 }
 
+/// Rough edge of issue #8: "ExportTask in job 'Complete' has no Connection" did not say which
+/// of twenty. A task is named by its Identifier, else its display name, else its position.
+#[test]
+fn regression_check_names_a_task_by_identifier_or_display_name() {
+    let body = BASE
+        .replace(
+            "<ExportTask DisplayName_L1=\"Export\" Connection=\"HRPeople\" />",
+            "<ExportTask Identifier=\"ExportPeople\" DisplayName_L1=\"Export\" />\n  <ExportTask DisplayName_L1=\"Export again\" />\n  <ExportTask />",
+        )
+        .replace(
+            "<FulfillTask DisplayName_L1=\"Fulfill\">",
+            "<FulfillTask DisplayName_L1=\"Fulfill\" Connection=\"DirLDAP\">",
+        );
+    // The nameless task also lacks its DisplayName_L1 (missing-attribute): look at task-connection only.
+    let checked = check_body(&body);
+    let msgs: Vec<&str> = checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.rule == Rule::TaskConnection)
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(msgs.len(), 4, "{msgs:?}");
+    let has = |s: &str| msgs.iter().any(|m| m.starts_with(s));
+    assert!(has("ExportTask 'ExportPeople' in job 'Daily'"), "{msgs:?}");
+    assert!(has("ExportTask 'Export again' in job 'Daily'"), "{msgs:?}");
+    assert!(has("ExportTask (task 3 of 7) in job 'Daily'"), "{msgs:?}");
+    assert!(has("FulfillTask 'Fulfill' in job 'Daily'"), "{msgs:?}");
+}
+
 #[test]
 fn mapping_keys() {
     let body = BASE.replace(
