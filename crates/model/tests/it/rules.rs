@@ -498,3 +498,73 @@ fn the_encrypted_settings_file_overrides_plain_values_deeply() {
         )
     );
 }
+
+/// Defect 2 of issue #8: the encrypted settings file must hold only secured, encrypted values;
+/// and a plain secured value it shadows is worth a warning.
+#[test]
+fn regression_encrypted_file_with_ordinary_or_plain_values_is_reported() {
+    use idlink_model::package::PackageCatalog as _;
+    use idlink_model::settings::{check_encrypted, parse};
+    let mut d = idlink_model::Diagnostics::default();
+    let plain = parse(
+        "plain.json",
+        br#"{"Connections": {
+  "HRPeople": {"Path": "people.csv"},
+  "DirLDAP": {"Servers": [{"Server": "ldap://a", "Password": "plain-pw-1"}]}
+}}"#,
+        &mut d,
+    );
+    let encrypted = parse(
+        "enc.json",
+        br#"{"SourcesRootPaths": ["/x"], "Connections": {
+  "hrpeople": {"Path": "other.csv"},
+  "DirLDAP": {"Servers": [{"Password": "age:abc", "Server": "ldap://b"}, {"Password": "clear-pw-2"}]},
+  "Unknown": {"Path": "x"}
+}}"#,
+        &mut d,
+    );
+    assert!(d.is_empty(), "{}", show(&d));
+    let c = check_body(BASE);
+    let schema_of = |id: &str| {
+        let conn = c.config.connection(id)?;
+        TestCatalog.get(&conn.package.value).map(|p| p.settings)
+    };
+    check_encrypted(&plain, &encrypted, schema_of, &mut d);
+    let got: Vec<String> = d
+        .iter()
+        .map(|x| format!("{}:{} {} {}", x.at.file, x.at.line, x.rule, x.message))
+        .collect();
+    let has = |s: &str| got.iter().any(|g| g.contains(s));
+    assert!(
+        has("enc.json:1 encrypted-settings SourcesRootPaths is not a secured setting"),
+        "{got:#?}"
+    );
+    assert!(
+        has("enc.json:2 encrypted-settings Connections.hrpeople.Path is not a secured setting"),
+        "{got:#?}"
+    );
+    assert!(
+        has(
+            "enc.json:3 encrypted-settings Connections.DirLDAP.Servers[0].Server is not a secured setting"
+        ),
+        "{got:#?}"
+    );
+    assert!(
+        has(
+            "enc.json:3 encrypted-settings Connections.DirLDAP.Servers[1].Password is a secured setting, but its value in enc.json is not encrypted"
+        ),
+        "{got:#?}"
+    );
+    assert!(
+        has(
+            "plain.json:3 plaintext-secret Connections.DirLDAP.Servers[0].Password is a secured setting stored in plain text, and enc.json holds an encrypted value for it"
+        ),
+        "{got:#?}"
+    );
+    assert_eq!(got.len(), 5, "{got:#?}");
+    assert!(
+        !got.iter()
+            .any(|g| g.contains("plain-pw-1") || g.contains("clear-pw-2"))
+    );
+    assert!(d.iter().all(|x| x.severity == Severity::Warning));
+}
