@@ -27,7 +27,12 @@ enum Format {
 /// Loads and checks; exit 0 when valid, 1 when not. I/O errors that leave nothing to check
 /// come back as `Err` (exit 2).
 pub fn run(g: &Global, args: &Args) -> anyhow::Result<ExitCode> {
-    let checked = load(g)?;
+    let mut checked = load(g)?;
+    // What each package finds wrong in its settings, without touching any system.
+    for d in idlink_engine::check::check_packages(&checked, &Registry::new(), &g.config) {
+        checked.diagnostics.push(d);
+    }
+    checked.diagnostics.sort();
     let out = std::io::stdout().lock();
     match args.format {
         Format::Text => print_text(out, &checked, g.quiet),
@@ -53,10 +58,10 @@ pub fn load(g: &Global) -> anyhow::Result<Checked> {
     )
 }
 
-/// The configuration with a given settings file.
-pub fn load_with_settings(g: &Global, settings: &std::path::Path) -> anyhow::Result<Checked> {
-    load_from(
-        g,
+/// A configuration folder with a given settings file.
+pub fn load_with(config: &std::path::Path, settings: &std::path::Path) -> anyhow::Result<Checked> {
+    load_dir(
+        config,
         SettingsSource {
             path: settings,
             explicit: true,
@@ -65,9 +70,13 @@ pub fn load_with_settings(g: &Global, settings: &std::path::Path) -> anyhow::Res
 }
 
 fn load_from(g: &Global, settings: SettingsSource<'_>) -> anyhow::Result<Checked> {
+    load_dir(&g.config, settings)
+}
+
+fn load_dir(config: &std::path::Path, settings: SettingsSource<'_>) -> anyhow::Result<Checked> {
     let env = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    let checked = idlink_model::load_and_check(&g.config, settings, env, &Registry::new())?;
+    let checked = idlink_model::load_and_check(config, settings, env, &Registry::new())?;
     tracing::info!(
         files = checked.config.files.len(),
         diagnostics = checked.diagnostics.len(),

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use idlink_model::settings::ENCRYPTED_SETTINGS_FILE;
 use idlink_secrets::{
-    encrypt_value, parse_recipient, path_to_string, protect_jsonc_text, write_identity,
+    encrypt_value, parse_recipient, path_to_string, protect_into_encrypted, write_identity,
 };
 
 use crate::Global;
@@ -31,14 +31,18 @@ pub struct ProtectArgs {
     /// Values to encrypt: one ciphertext is printed per value, in order.
     #[arg(long, value_name = "VALUE", num_args = 1..)]
     values: Vec<String>,
-    /// An appsettings.agent.json whose secured settings to encrypt; writes
-    /// appsettings.encrypted.agent.json beside it (or --out) with the same shape.
+    /// An appsettings.agent.json whose secured settings to encrypt into
+    /// appsettings.encrypted.agent.json beside it (or --out). Only secured values are written
+    /// there; an existing encrypted file is updated in place: its values, comments and order
+    /// are kept, each secured value is added or replaced, and no encrypted value is ever
+    /// dropped. The configuration is read from --config, or else from the file's folder.
     #[arg(long, value_name = "FILE")]
     file: Option<PathBuf>,
-    /// Where to write the encrypted settings.
+    /// The encrypted settings file to write or update.
     #[arg(long, value_name = "FILE", requires = "file")]
     out: Option<PathBuf>,
-    /// Replace an existing encrypted settings file (values only in it are lost).
+    /// Has no effect, kept so older scripts still run: protect always merges into an existing
+    /// encrypted file and never drops an encrypted value, so nothing needs forcing.
     #[arg(long, requires = "file")]
     force: bool,
 }
@@ -56,34 +60,50 @@ pub fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
 
 pub fn protect(g: &Global, args: &ProtectArgs) -> anyhow::Result<ExitCode> {
     let recipient = parse_recipient(&args.recipient)?;
+    // --force has no effect any more (see its help).
+    let _ = args.force;
     let Some(file) = &args.file else {
         for v in &args.values {
             println!("{}", encrypt_value(&recipient, v)?);
         }
         return Ok(ExitCode::SUCCESS);
     };
-    // Which settings are secured depends on each connection's package: read the configuration.
-    let checked = crate::check::load_with_settings(g, file)?;
+    // Which settings are secured depends on each connection's package: read the configuration,
+    // from --config, or else from the settings file's own folder.
+    let config = config_for(g, file);
+    let checked = crate::check::load_with(&config, file)?;
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read '{}'", file.display()))?;
-    let (protected, report) = protect_jsonc_text(&text, &recipient, |path| {
-        idlink_engine::secured::is_secured_path(&checked, path)
-    })?;
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| sibling(file, ENCRYPTED_SETTINGS_FILE));
-    if out.exists() && !args.force {
-        anyhow::bail!(
-            "'{}' exists: it may hold values that are no longer in '{}'; pass --force to replace it",
-            out.display(),
-            file.display()
-        );
+    let existing = match std::fs::read_to_string(&out) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read '{}'", out.display())),
+    };
+    let (merged, report) = protect_into_encrypted(&text, existing.as_deref(), &recipient, |path| {
+        idlink_engine::secured::is_secured_path(&checked, path)
+    })
+    .with_context(|| {
+        format!(
+            "cannot protect the secured settings of '{}' into '{}'",
+            file.display(),
+            out.display()
+        )
+    })?;
+    if existing.as_deref() != Some(merged.as_str()) {
+        idlink_packages::output::write_atomic(&out, merged.as_bytes())
+            .with_context(|| format!("cannot write '{}'", out.display()))?;
     }
-    idlink_packages::output::write_atomic(&out, protected.as_bytes())
-        .with_context(|| format!("cannot write '{}'", out.display()))?;
     for p in &report.encrypted {
-        eprintln!("encrypted {}", path_to_string(p));
+        let verb = if report.replaced.contains(p) {
+            "replaced"
+        } else {
+            "added"
+        };
+        eprintln!("encrypted {} ({verb})", path_to_string(p));
     }
     for p in &report.not_strings {
         eprintln!(
@@ -91,14 +111,64 @@ pub fn protect(g: &Global, args: &ProtectArgs) -> anyhow::Result<ExitCode> {
             path_to_string(p)
         );
     }
+    for p in &report.not_encrypted {
+        eprintln!(
+            "warning: {} in '{}' is not encrypted, yet overrides '{}': remove it from '{}' \
+             unless it is meant to",
+            path_to_string(p),
+            out.display(),
+            file.display(),
+            out.display()
+        );
+    }
+    let action = if existing.is_none() {
+        "wrote"
+    } else if existing.as_deref() == Some(merged.as_str()) {
+        "left unchanged"
+    } else {
+        "updated"
+    };
     println!(
-        "wrote {} ({} encrypted, {} already encrypted); remove the plain values from {}",
+        "{action} {} ({} encrypted, {} kept as they were, {} already encrypted in {}){}",
         out.display(),
         report.encrypted.len(),
+        report.kept.len(),
         report.already_encrypted.len(),
-        file.display()
+        file.display(),
+        if report.encrypted.is_empty() {
+            String::new()
+        } else {
+            format!("; now remove the plain values from {}", file.display())
+        }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration folder for `protect --file`: `--config` when the user gave one (it is not
+/// the default `./conf`), else the settings file's folder when it holds configuration files
+/// (as in `idlink check`'s plaintext-secret hint, which names only the settings file).
+fn config_for(g: &Global, settings: &Path) -> PathBuf {
+    let folder = settings
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    // The default of the global --config (main.rs).
+    let default = g.config == Path::new("./conf");
+    let holds_xml = || {
+        std::fs::read_dir(&folder).is_ok_and(|entries| {
+            entries.filter_map(Result::ok).any(|e| {
+                e.path()
+                    .extension()
+                    .is_some_and(|x| x.eq_ignore_ascii_case("xml"))
+            })
+        })
+    };
+    if default && folder != g.config && holds_xml() {
+        tracing::info!(config = %folder.display(), "configuration read from the settings file's folder");
+        folder
+    } else {
+        g.config.clone()
+    }
 }
 
 fn sibling(file: &Path, name: &str) -> PathBuf {

@@ -7,6 +7,7 @@
 //! one shared tokio runtime and keep it running across a configuration reload. The CLI and the
 //! server are two thin fronts over the same calls.
 
+pub mod check;
 pub mod commit;
 pub mod connection;
 pub mod export;

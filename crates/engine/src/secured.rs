@@ -160,6 +160,13 @@ fn decrypt_in<F: FnOnce() -> Result<Option<AgentIdentity>, EngineError>>(
     Ok(())
 }
 
+/// The redactor for a connection's typed settings: every secured value (see [`secured_values`]).
+pub fn redactor_for(settings: &serde_json::Value, schema: &SettingsSchema) -> Redactor {
+    let mut redactor = Redactor::new();
+    secured_values(settings, schema, &mut redactor);
+    redactor
+}
+
 /// Values of the secured settings (and of secured key-value options), for redaction. A secured
 /// string that is a connection string hides its secret parts on their own too, and leaves the
 /// host, port, database and user readable.

@@ -505,6 +505,24 @@ impl Task {
         }
     }
 
+    /// How a person tells this task from the job's others: its `Identifier` (export tasks
+    /// have one), else its `DisplayName_L1`.
+    pub fn label(&self) -> Option<&str> {
+        let names = match self {
+            Task::Export(t) => {
+                if let Some(id) = t.id.as_ref().filter(|i| !i.value.is_empty()) {
+                    return Some(&id.value);
+                }
+                &t.display_names
+            }
+            Task::PrepareSynchronization(t) => &t.display_names,
+            Task::Synchronize(t) => &t.display_names,
+            Task::GenerateProvisioningOrders(t) => &t.display_names,
+            Task::Fulfill(t) => &t.display_names,
+        };
+        names.l1().filter(|n| !n.is_empty())
+    }
+
     pub fn element_name(&self) -> &'static str {
         match self {
             Task::Export(_) => "ExportTask",

@@ -171,6 +171,9 @@ rules! {
     /// A secured setting (password, token, connection string) stored in plain text in
     /// appsettings.agent.json instead of encrypted with `idlink protect`.
     PlaintextSecret = "plaintext-secret", Warning;
+    /// appsettings.encrypted.agent.json holds a setting that is not secured (it silently
+    /// overrides appsettings.agent.json), or a secured value that is not encrypted.
+    EncryptedSettings = "encrypted-settings", Warning;
 }
 
 impl fmt::Display for Rule {

@@ -140,6 +140,18 @@ where
     match std::fs::read(&encrypted) {
         Ok(bytes) => {
             let top = settings::parse(&encrypted.display().to_string(), &bytes, &mut diagnostics);
+            settings::check_encrypted(
+                &agent,
+                &top,
+                |id| {
+                    let connection = config.connection(id)?;
+                    catalog
+                        .get(&connection.package.value)
+                        .filter(|p| p.availability == package::Availability::Supported)
+                        .map(|p| p.settings)
+                },
+                &mut diagnostics,
+            );
             settings::overlay(&mut agent, top);
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

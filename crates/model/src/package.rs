@@ -76,6 +76,9 @@ pub struct Field {
     pub required: bool,
     /// Secured settings are secrets: never printed, and encrypted at rest.
     pub secured: bool,
+    /// A file or folder path (relative to the settings file's folder) that must lie under
+    /// `SourcesRootPaths`: `check` verifies it, as the package does before reading or writing.
+    pub under_roots: bool,
     /// One line for messages and `--help`-like listings.
     pub doc: &'static str,
 }
@@ -87,6 +90,7 @@ impl Field {
             kind,
             required: false,
             secured: false,
+            under_roots: false,
             doc,
         }
     }
@@ -97,6 +101,7 @@ impl Field {
             kind,
             required: true,
             secured: false,
+            under_roots: false,
             doc,
         }
     }
@@ -105,6 +110,15 @@ impl Field {
     pub const fn secured(self) -> Field {
         Field {
             secured: true,
+            ..self
+        }
+    }
+
+    /// Marks a path that must lie under `SourcesRootPaths`.
+    #[must_use]
+    pub const fn under_roots(self) -> Field {
+        Field {
+            under_roots: true,
             ..self
         }
     }

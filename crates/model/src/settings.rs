@@ -461,6 +461,190 @@ fn json_path_at(text: &str, offset: usize) -> String {
     path
 }
 
+/// One scalar of a connection's settings, with what its package's schema says of it.
+struct Leaf<'a> {
+    /// `Connections.Dir.Servers[0].Password`.
+    shown: String,
+    /// Keys and indexes from the connection's object, to find the same place in another file.
+    steps: Vec<Step>,
+    value: &'a Sp<SettingValue>,
+    secured: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+fn leaves<'a>(
+    entries: &'a [Entry],
+    schema: Option<&SettingsSchema>,
+    shown: &str,
+    steps: &mut Vec<Step>,
+    secured: bool,
+    out: &mut Vec<Leaf<'a>>,
+) {
+    for (key, value) in entries {
+        let field = schema.and_then(|s| s.field(&key.value));
+        let here = format!("{shown}.{}", key.value);
+        steps.push(Step::Key(key.value.clone()));
+        let secured = secured || field.is_some_and(|f| f.secured);
+        let inner = match field.map(|f| f.kind) {
+            Some(Kind::ObjectList(inner)) => Some(inner),
+            _ => None,
+        };
+        value_leaves(value, inner, &here, steps, secured, out);
+        steps.pop();
+    }
+}
+
+fn value_leaves<'a>(
+    value: &'a Sp<SettingValue>,
+    schema: Option<&SettingsSchema>,
+    shown: &str,
+    steps: &mut Vec<Step>,
+    secured: bool,
+    out: &mut Vec<Leaf<'a>>,
+) {
+    match &value.value {
+        SettingValue::Null => {}
+        SettingValue::Object(entries) => leaves(entries, schema, shown, steps, secured, out),
+        SettingValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                steps.push(Step::Index(i));
+                value_leaves(item, schema, &format!("{shown}[{i}]"), steps, secured, out);
+                steps.pop();
+            }
+        }
+        _ => out.push(Leaf {
+            shown: shown.to_string(),
+            steps: steps.clone(),
+            value,
+            secured,
+        }),
+    }
+}
+
+/// The value at `steps` under a connection's entries (keys compare case-insensitively).
+fn value_at<'a>(entries: &'a [Entry], steps: &[Step]) -> Option<&'a Sp<SettingValue>> {
+    let (Step::Key(first), rest) = steps.split_first()? else {
+        return None;
+    };
+    let mut here = entries
+        .iter()
+        .rev()
+        .find(|(k, _)| k.value.eq_ignore_ascii_case(first))
+        .map(|(_, v)| v)?;
+    for step in rest {
+        here = match (step, &here.value) {
+            (Step::Key(k), SettingValue::Object(e)) => e
+                .iter()
+                .rev()
+                .find(|(x, _)| x.value.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v)?,
+            (Step::Index(i), SettingValue::Array(items)) => items.get(*i)?,
+            _ => return None,
+        };
+    }
+    Some(here)
+}
+
+/// What is wrong in the encrypted settings file `encrypted`, given the plain file `plain`
+/// (before the encrypted one is laid over it): settings that are not secured (they override the
+/// plain file, so later edits there are silently ignored), secured values that are not
+/// encrypted, and secured values written in plain text in the plain file although the encrypted
+/// file holds one. `schema_of` gives the settings schema of a connection's package (`None` for
+/// connections the configuration does not declare and packages this build cannot run).
+pub fn check_encrypted<'s>(
+    plain: &AgentSettings,
+    encrypted: &AgentSettings,
+    schema_of: impl Fn(&str) -> Option<&'s SettingsSchema>,
+    diags: &mut Diagnostics,
+) {
+    let plain_file = plain.file.as_deref().unwrap_or("appsettings.agent.json");
+    let enc_file = encrypted.file.as_deref().unwrap_or(ENCRYPTED_SETTINGS_FILE);
+    let ordinary = |what: &str, at: &Loc| {
+        Diagnostic::new(
+            Rule::EncryptedSettings,
+            at.clone(),
+            format!(
+                "{what} is not a secured setting, yet {enc_file} holds it: it overrides {plain_file}, where edits of it are silently ignored"
+            ),
+        )
+        .hint(format!(
+            "move it to {plain_file} (or delete it here if {plain_file} already has it): {enc_file} should hold only secured values, encrypted with `idlink protect`"
+        ))
+    };
+    if let Some(first) = encrypted.sources_root_paths.first() {
+        diags.push(ordinary("SourcesRootPaths", &first.at));
+    }
+    if let Some(id) = &encrypted.encryption_identity {
+        diags.push(ordinary("EncryptionIdentity", &id.at));
+    }
+    for conn in &encrypted.connections {
+        let Some(schema) = schema_of(&conn.id.value) else {
+            continue;
+        };
+        let shown = format!("Connections.{}", conn.id.value);
+        let mut found = Vec::new();
+        leaves(
+            &conn.entries,
+            Some(schema),
+            &shown,
+            &mut Vec::new(),
+            false,
+            &mut found,
+        );
+        let plain_conn = plain.connection(&conn.id.value);
+        for leaf in found {
+            if !leaf.secured {
+                diags.push(ordinary(&leaf.shown, &leaf.value.at));
+                continue;
+            }
+            let encrypted_value = matches!(&leaf.value.value, SettingValue::String(s) if s.starts_with(ENCRYPTED_PREFIX));
+            if !encrypted_value {
+                diags.push(
+                    Diagnostic::new(
+                        Rule::EncryptedSettings,
+                        leaf.value.at.clone(),
+                        format!("{} is a secured setting, but its value in {enc_file} is not encrypted", leaf.shown),
+                    )
+                    .hint(format!(
+                        "move the plain value to {plain_file}, then run `idlink protect --recipient <agent public key> --file {plain_file}`"
+                    )),
+                );
+                continue;
+            }
+            let Some(plain_value) = plain_conn.and_then(|c| value_at(&c.entries, &leaf.steps))
+            else {
+                continue;
+            };
+            let is_plain = &*plain_value.at.file == plain_file
+                && match &plain_value.value {
+                    SettingValue::String(s) => !s.is_empty() && !s.starts_with(ENCRYPTED_PREFIX),
+                    SettingValue::Number(_) | SettingValue::Bool(_) => true,
+                    _ => false,
+                };
+            if is_plain {
+                diags.push(
+                    Diagnostic::new(
+                        Rule::PlaintextSecret,
+                        plain_value.at.clone(),
+                        format!(
+                            "{} is a secured setting stored in plain text, and {enc_file} holds an encrypted value for it (which wins)",
+                            leaf.shown
+                        ),
+                    )
+                    .hint(format!(
+                        "remove the plain value from {plain_file}; to change the secret, run `idlink protect --recipient <agent public key> --file {plain_file}` first, which replaces the encrypted value"
+                    )),
+                );
+            }
+        }
+    }
+}
+
 /// Lays `top` (the encrypted settings file) over `base`: objects merge key by key, arrays
 /// element by element, and scalars of `top` win.
 pub fn overlay(base: &mut AgentSettings, top: AgentSettings) {

@@ -838,8 +838,17 @@ impl<'c> Validator<'c> {
                         .hint("write five fields: minute hour day-of-month month day-of-week, e.g. \"0 5 * * 1-5\""),
                 );
             }
-            for task in &job.tasks {
-                let from = format!("{} in {from}", task.element_name());
+            let count = job.tasks.len();
+            for (i, task) in job.tasks.iter().enumerate() {
+                // Named, so that one of twenty tasks can be found without counting lines.
+                let from = match task.label() {
+                    Some(name) => format!("{} '{name}' in {from}", task.element_name()),
+                    None => format!(
+                        "{} (task {} of {count}) in {from}",
+                        task.element_name(),
+                        i + 1
+                    ),
+                };
                 match task {
                     Task::Export(t) => {
                         if let Some(a) = &t.agent {

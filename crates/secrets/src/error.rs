@@ -112,4 +112,14 @@ pub enum SecretError {
         column: usize,
         kind: String,
     },
+
+    /// The encrypted settings file has another shape where a secured value must be written.
+    #[error(
+        "the encrypted settings file holds something else than {expected} at '{path}', where a \
+         secured value must be written; fix that part of the file by hand"
+    )]
+    Shape {
+        path: String,
+        expected: &'static str,
+    },
 }

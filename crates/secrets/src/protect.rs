@@ -3,6 +3,7 @@
 use std::fmt::{self, Write as _};
 
 use jsonc_parser::ast::Value as Ast;
+use jsonc_parser::cst::{CstArray, CstInputValue, CstNode, CstObject};
 use jsonc_parser::{CollectOptions, ParseOptions};
 use serde_json::Value;
 
@@ -199,6 +200,271 @@ pub fn protect_jsonc_text(
     }
     out.push_str(&body[copied..]);
     Ok((out, report))
+}
+
+/// What [`protect_into_encrypted`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeReport {
+    /// Secured plain values of the settings file, encrypted and written into the encrypted file
+    /// (added, or replacing the value it had at that path).
+    pub encrypted: Vec<JsonPath>,
+    /// Of `encrypted`, the paths where the encrypted file already held a value (now replaced).
+    pub replaced: Vec<JsonPath>,
+    /// Secured values of the settings file that are already encrypted there: left where they are.
+    pub already_encrypted: Vec<JsonPath>,
+    /// Secured paths holding a number or a boolean: left as they are (they would change type).
+    pub not_strings: Vec<JsonPath>,
+    /// Encrypted values of the encrypted file this run did not touch: kept as they were.
+    pub kept: Vec<JsonPath>,
+    /// Values of the encrypted file that are not encrypted (e.g. copies of ordinary settings
+    /// written by an older `protect`): kept, but they override the plain settings file.
+    pub not_encrypted: Vec<JsonPath>,
+}
+
+/// The text of a new encrypted settings file, when there is none yet.
+const NEW_ENCRYPTED_FILE: &str = "{\n  // Secured settings, encrypted with `idlink protect` to the agent's public key. These\n  // values override appsettings.agent.json and the environment.\n  \"Connections\": {}\n}\n";
+
+/// Encrypts the secured plain values of a settings file (`plain_text`, the text of
+/// appsettings.agent.json) *into* the encrypted settings file (`encrypted_text`, the text of
+/// appsettings.encrypted.agent.json, or `None` when there is none yet), and returns the new
+/// text of the encrypted file.
+///
+/// The encrypted file holds only secured values: nothing but the encrypted values is written
+/// into it. What it already holds is kept, with its comments, order and spacing: a secured
+/// value of the settings file adds its path or replaces the value at that path (keys compare
+/// case-insensitively, as in .NET configuration), and no value is ever removed, so an
+/// encrypted value that the settings file no longer holds in plain text stays.
+///
+/// Errors: either text is not JSON ([`SecretError::InvalidJson`], with the position and never
+/// the text), or the encrypted file has another shape at a path to write (e.g. a string where
+/// an object is needed: [`SecretError::Shape`]).
+pub fn protect_into_encrypted(
+    plain_text: &str,
+    encrypted_text: Option<&str>,
+    recipient: &AgentRecipient,
+    is_secured: impl Fn(&[PathSegment]) -> bool,
+) -> Result<(String, MergeReport), SecretError> {
+    let mut report = MergeReport::default();
+    // 1. The secured values of the plain file.
+    let (_, body) = split_bom(plain_text);
+    let parsed = jsonc_parser::parse_to_ast(body, &CollectOptions::default(), &parse_options())
+        .map_err(invalid_json)?;
+    let mut to_write: Vec<(JsonPath, String)> = Vec::new();
+    if let Some(root) = &parsed.value {
+        let mut path = Vec::new();
+        walk_ast(root, &mut path, &mut |path, node| {
+            match node {
+                Ast::StringLit(s) if is_secured(path) => {
+                    if looks_like_ciphertext(&s.value) {
+                        report.already_encrypted.push(path.to_vec());
+                    } else if !s.value.is_empty() {
+                        to_write.push((path.to_vec(), encrypt_value(recipient, &s.value)?));
+                        report.encrypted.push(path.to_vec());
+                    }
+                }
+                Ast::NumberLit(_) | Ast::BooleanLit(_) if is_secured(path) => {
+                    report.not_strings.push(path.to_vec());
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+    }
+    // 2. The encrypted file: what it holds, then the new values merged in.
+    let (bom, existing) = match encrypted_text {
+        Some(t) if !t.trim().is_empty() => split_bom(t),
+        _ => ("", NEW_ENCRYPTED_FILE),
+    };
+    let existing_ast =
+        jsonc_parser::parse_to_ast(existing, &CollectOptions::default(), &parse_options())
+            .map_err(invalid_json)?;
+    let mut held: Vec<(JsonPath, bool)> = Vec::new();
+    if let Some(root) = &existing_ast.value {
+        let mut path = Vec::new();
+        walk_ast(root, &mut path, &mut |path, node| {
+            match node {
+                Ast::StringLit(s) => held.push((path.to_vec(), looks_like_ciphertext(&s.value))),
+                Ast::NumberLit(_) | Ast::BooleanLit(_) => held.push((path.to_vec(), false)),
+                _ => {}
+            }
+            Ok(())
+        })?;
+    }
+    let same = |a: &[PathSegment], b: &[PathSegment]| {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| match (x, y) {
+                (PathSegment::Key(x), PathSegment::Key(y)) => x.eq_ignore_ascii_case(y),
+                (PathSegment::Index(x), PathSegment::Index(y)) => x == y,
+                _ => false,
+            })
+    };
+    for (path, encrypted) in &held {
+        if to_write.iter().any(|(p, _)| same(p, path)) {
+            report.replaced.push(path.clone());
+        } else if *encrypted {
+            report.kept.push(path.clone());
+        } else {
+            report.not_encrypted.push(path.clone());
+        }
+    }
+    if to_write.is_empty() && encrypted_text.is_some_and(|t| !t.trim().is_empty()) {
+        // Nothing to add: the file stays byte for byte.
+        return Ok((encrypted_text.unwrap_or_default().to_string(), report));
+    }
+    let cst =
+        jsonc_parser::cst::CstRootNode::parse(existing, &parse_options()).map_err(invalid_json)?;
+    let root = cst.object_value().ok_or_else(|| SecretError::Shape {
+        path: String::new(),
+        expected: "an object",
+    })?;
+    for (path, value) in to_write {
+        set_in_object(&root, &path, &path, value)?;
+    }
+    let mut text = format!("{bom}{cst}");
+    if existing.ends_with('\n') && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok((text, report))
+}
+
+fn split_bom(text: &str) -> (&'static str, &str) {
+    match text.strip_prefix('\u{feff}') {
+        Some(rest) => ("\u{feff}", rest),
+        None => ("", text),
+    }
+}
+
+fn invalid_json(e: jsonc_parser::errors::ParseError) -> SecretError {
+    SecretError::InvalidJson {
+        line: e.line_display(),
+        column: e.column_display(),
+        kind: e.kind().to_string(),
+    }
+}
+
+/// What a path step needs its value to be: an object for a key, an array for an index.
+fn container_for(next: &PathSegment) -> CstInputValue {
+    match next {
+        PathSegment::Key(_) => CstInputValue::Object(Vec::new()),
+        PathSegment::Index(_) => CstInputValue::Array(Vec::new()),
+    }
+}
+
+fn shape(upto: &[PathSegment], next: &PathSegment) -> SecretError {
+    SecretError::Shape {
+        path: path_to_string(upto),
+        expected: match next {
+            PathSegment::Key(_) => "an object",
+            PathSegment::Index(_) => "an array",
+        },
+    }
+}
+
+/// Sets `rest` (a path below `object`) to the string `value`, creating what is missing.
+fn set_in_object(
+    object: &CstObject,
+    full: &[PathSegment],
+    rest: &[PathSegment],
+    value: String,
+) -> Result<(), SecretError> {
+    let Some((PathSegment::Key(key), tail)) = rest.split_first() else {
+        let upto = &full[..full.len() - rest.len()];
+        return Err(shape(upto, &PathSegment::Index(0)));
+    };
+    let prop = object.properties().into_iter().rev().find(|p| {
+        p.decoded_name()
+            .is_some_and(|n| n.eq_ignore_ascii_case(key))
+    });
+    if tail.is_empty() {
+        match prop {
+            Some(p) => p.set_value(CstInputValue::String(value)),
+            None => {
+                object.append(key, CstInputValue::String(value));
+            }
+        }
+        return Ok(());
+    }
+    let Some(prop) = prop else {
+        object.append(key, build(tail, value));
+        return Ok(());
+    };
+    let upto = &full[..full.len() - tail.len()];
+    descend(prop.value(), full, upto, tail, value)
+}
+
+/// The value that holds `value` at `path` (created whole, so it is laid out as one piece);
+/// array elements before an index are empty objects (or nulls before a scalar).
+fn build(path: &[PathSegment], value: String) -> CstInputValue {
+    match path.split_first() {
+        None => CstInputValue::String(value),
+        Some((PathSegment::Key(k), rest)) => {
+            CstInputValue::Object(vec![(k.clone(), build(rest, value))])
+        }
+        Some((PathSegment::Index(i), rest)) => {
+            let mut items: Vec<CstInputValue> = (0..*i)
+                .map(|_| match rest.first() {
+                    Some(next) => container_for(next),
+                    None => CstInputValue::Null,
+                })
+                .collect();
+            items.push(build(rest, value));
+            CstInputValue::Array(items)
+        }
+    }
+}
+
+fn descend(
+    node: Option<CstNode>,
+    full: &[PathSegment],
+    upto: &[PathSegment],
+    tail: &[PathSegment],
+    value: String,
+) -> Result<(), SecretError> {
+    let Some(next) = tail.first() else {
+        return Ok(());
+    };
+    match (next, node) {
+        (PathSegment::Key(_), Some(n)) if n.as_object().is_some() => match n.as_object() {
+            Some(o) => set_in_object(&o, full, tail, value),
+            None => Err(shape(upto, next)),
+        },
+        (PathSegment::Index(_), Some(n)) if n.as_array().is_some() => match n.as_array() {
+            Some(a) => set_in_array(&a, full, tail, value),
+            None => Err(shape(upto, next)),
+        },
+        _ => Err(shape(upto, next)),
+    }
+}
+
+fn set_in_array(
+    array: &CstArray,
+    full: &[PathSegment],
+    rest: &[PathSegment],
+    value: String,
+) -> Result<(), SecretError> {
+    let Some((PathSegment::Index(i), tail)) = rest.split_first() else {
+        let upto = &full[..full.len() - rest.len()];
+        return Err(shape(upto, &PathSegment::Key(String::new())));
+    };
+    // Pad with empty containers: an empty object merges into the plain element it overlays
+    // without changing it.
+    let fill = || match tail.first() {
+        Some(next) => container_for(next),
+        None => CstInputValue::Null,
+    };
+    while array.elements().len() <= *i {
+        array.append(fill());
+    }
+    let Some(element) = array.elements().into_iter().nth(*i) else {
+        return Ok(());
+    };
+    if tail.is_empty() {
+        element.remove();
+        array.insert(*i, CstInputValue::String(value));
+        return Ok(());
+    }
+    let upto = &full[..full.len() - tail.len()];
+    descend(Some(element), full, upto, tail, value)
 }
 
 fn walk_ast(

@@ -212,3 +212,197 @@ fn packages_lists_every_identifier() {
         |l| l.starts_with("Usercube.SAP@0000001") && l.ends_with("not available in this build")
     ));
 }
+
+/// The quickstart plus a PostgreSQL connection `HRDb`, without its encrypted settings file, in
+/// `<tmp>/qs`; `settings` becomes its appsettings.agent.json.
+fn package_settings_case(settings: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let qs = dir.path().join("qs");
+    copy_dir(&repo_root().join("examples/quickstart"), &qs);
+    std::fs::remove_file(qs.join("appsettings.encrypted.agent.json")).expect("rm");
+    let hr = qs.join("hr.xml");
+    let text = std::fs::read_to_string(&hr).expect("read").replace(
+        "<!-- Schemas, as Refresh Schema writes them. -->",
+        "<Connection Identifier=\"HRDb\" DisplayName_L1=\"HR database\" Connector=\"HR\" Package=\"Usercube.SQL.PostgreSQL@0000001\" />",
+    );
+    std::fs::write(&hr, text).expect("write");
+    std::fs::write(qs.join("appsettings.agent.json"), settings).expect("write");
+    dir
+}
+
+/// Settings every package accepts; each case below breaks one thing.
+const GOOD_SETTINGS: &str = r#"{
+  "SourcesRootPaths": ["data"],
+  "Connections": {
+    "HRPeople": {
+      "Path": "data/hr_people.csv"
+    },
+    "HROrganizations": {
+      "Path": "data/hr_organizations.csv"
+    },
+    "DirectoryLDAP": {
+      "Servers": [
+        {
+          "Server": "ldap://127.0.0.1:3389",
+          "AuthType": "Anonymous"
+        }
+      ],
+      "Tables": [
+        { "Table": "entries", "BaseDN": "dc=example,dc=org" }
+      ]
+    },
+    "HRDb": {
+      "ConnectionString": "age:YWdlLWVuY3J5cHRpb24ub3JnL3YxCg==",
+      "Timeout": 30
+    }
+  }
+}"#;
+
+/// 1-based line and column (in characters) of the first occurrence of `needle`.
+fn position(text: &str, needle: &str) -> (u64, u64) {
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle} not in {text}"));
+    let before = &text[..at];
+    let line = before.matches('\n').count() as u64 + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u64 + 1;
+    (line, column)
+}
+
+/// `idlink check --format json` on a case: its exit code and diagnostics.
+fn check_json(dir: &std::path::Path) -> (Option<i32>, Vec<serde_json::Value>) {
+    let out = idlink()
+        .current_dir(dir)
+        .args(["check", "--config", "qs", "--format", "json"])
+        .output()
+        .expect("runs");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let diags = report["diagnostics"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    (out.status.code(), diags)
+}
+
+/// Defect 7 of issue #8: `check` never instantiated packages, so what they find wrong in their
+/// settings surfaced only at export time, one at a time. Each problem is now reported by
+/// `check`, at its place in appsettings.agent.json.
+#[test]
+fn regression_check_reports_what_packages_find_wrong_in_their_settings_with_locations() {
+    // (what, replace this, with that, the value where it is reported, words of the message)
+    let cases: &[(&str, &str, &str, &str, &str)] = &[
+        (
+            "a bad connection string",
+            "\"ConnectionString\": \"age:YWdlLWVuY3J5cHRpb24ub3JnL3YxCg==\"",
+            "\"ConnectionString\": \"Host=db.example.org;Port=5432;Databse=hr;Username=idlink\"",
+            "\"Host=db.example.org",
+            "Connections.HRDb.ConnectionString:",
+        ),
+        (
+            "EnableSSL with StartTls",
+            "\"AuthType\": \"Anonymous\"",
+            "\"AuthType\": \"Anonymous\", \"EnableSSL\": true, \"StartTls\": true",
+            "true\n",
+            "Connections.DirectoryLDAP.Servers[0].StartTls: EnableSSL (LDAPS) and StartTls exclude each other",
+        ),
+        (
+            "Tables without entries",
+            "\"Table\": \"entries\"",
+            "\"Table\": \"member\"",
+            "[\n        { \"Table\": \"member\"",
+            "Connections.DirectoryLDAP.Tables: a table named `entries` is required",
+        ),
+        (
+            "a bad Path regex",
+            "\"Path\": \"data/hr_people.csv\"",
+            "\"Path\": \"data/hr_(people.csv\", \"IsFileNameRegex\": true",
+            "\"data/hr_(people.csv\"",
+            "Connections.HRPeople.Path: 'hr_(people.csv' is not a valid regular expression: unclosed group",
+        ),
+        (
+            "a Path outside SourcesRootPaths",
+            "\"Path\": \"data/hr_organizations.csv\"",
+            "\"Path\": \"data/../../secret/hr_organizations.csv\"",
+            "\"data/../../secret",
+            "Connections.HROrganizations.Path: 'data/../../secret/hr_organizations.csv' is outside SourcesRootPaths (data)",
+        ),
+        (
+            "a Server holding credentials",
+            "\"ldap://127.0.0.1:3389\"",
+            "\"ldap://admin:Canary-pw-3141@127.0.0.1:3389\"",
+            "\"ldap://admin",
+            "Connections.DirectoryLDAP.Servers[0].Server: write host or host:port (no user, no path)",
+        ),
+        (
+            "a port that is not a number",
+            "\"ldap://127.0.0.1:3389\"",
+            "\"ldap://127.0.0.1:389x\"",
+            "\"ldap://127.0.0.1:389x\"",
+            "Connections.DirectoryLDAP.Servers[0].Server: '389x' is not a port",
+        ),
+    ];
+    // The good settings: nothing to say (the encrypted connection string is not looked into).
+    let dir = package_settings_case(GOOD_SETTINGS);
+    let (code, diags) = check_json(dir.path());
+    assert_eq!(code, Some(0), "{diags:#?}");
+    assert!(diags.is_empty(), "{diags:#?}");
+    for (what, from, to, at, words) in cases {
+        assert!(GOOD_SETTINGS.contains(from), "{what}");
+        let settings = GOOD_SETTINGS.replacen(from, to, 1);
+        let (line, column) = position(&settings, at);
+        let dir = package_settings_case(&settings);
+        let (code, diags) = check_json(dir.path());
+        assert_eq!(code, Some(1), "{what}: {diags:#?}");
+        let errors: Vec<&serde_json::Value> =
+            diags.iter().filter(|d| d["severity"] == "error").collect();
+        assert_eq!(errors.len(), 1, "{what}: {errors:#?}");
+        let d = errors[0];
+        assert_eq!(d["rule"], "setting-value", "{what}: {d:#}");
+        assert_eq!(d["file"], "qs/appsettings.agent.json", "{what}: {d:#}");
+        assert_eq!(
+            (d["line"].as_u64(), d["column"].as_u64()),
+            (Some(line), Some(column)),
+            "{what}: {d:#}"
+        );
+        let message = d["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(words), "{what}: {message}");
+        assert!(!d.to_string().contains("Canary-pw-3141"), "{what}: {d:#}");
+    }
+}
+
+/// Defect 7 of issue #8: every connection's problem is reported in one run, not only the
+/// first connection's, and a problem the schema check already reports is not said twice.
+#[test]
+fn regression_check_reports_package_problems_of_every_connection_at_once() {
+    let settings = GOOD_SETTINGS
+        .replacen("data/hr_people.csv", "../people.csv", 1)
+        .replacen(
+            "data/hr_organizations.csv\"",
+            "data/(x\", \"IsFileNameRegex\": true",
+            1,
+        )
+        .replacen("\"entries\"", "\"member\"", 1)
+        .replacen("age:YWdlLWVuY3J5cHRpb24ub3JnL3YxCg==", "Host=db;Port=0", 1)
+        .replacen("\"Timeout\": 30", "\"Timeout\": \"soon\"", 1);
+    let dir = package_settings_case(&settings);
+    let (code, diags) = check_json(dir.path());
+    assert_eq!(code, Some(1));
+    let errors: Vec<String> = diags
+        .iter()
+        .filter(|d| d["severity"] == "error")
+        .map(|d| {
+            format!(
+                "{}:{} {} {}",
+                d["line"], d["column"], d["rule"], d["message"]
+            )
+        })
+        .collect();
+    let with = |s: &str| errors.iter().filter(|e| e.contains(s)).count();
+    assert_eq!(with("Connections.HRPeople.Path"), 1, "{errors:#?}");
+    assert_eq!(with("Connections.HROrganizations.Path"), 1, "{errors:#?}");
+    assert_eq!(with("Connections.DirectoryLDAP.Tables"), 1, "{errors:#?}");
+    // HRDb breaks a schema rule (Timeout): reported once, by that rule; its package is not run.
+    assert_eq!(with("Connections.HRDb"), 1, "{errors:#?}");
+    assert_eq!(with("Connections.HRDb.Timeout"), 1, "{errors:#?}");
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+}

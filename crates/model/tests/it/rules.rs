@@ -303,6 +303,35 @@ fn task_connections() {
     assert_eq!(msgs.len(), 2, "{msgs:?}");
 }
 
+/// Rough edge of issue #8: "ExportTask in job 'Complete' has no Connection" did not say which
+/// of twenty. A task is named by its Identifier, else its display name, else its position.
+#[test]
+fn regression_check_names_a_task_by_identifier_or_display_name() {
+    let body = BASE
+        .replace(
+            "<ExportTask DisplayName_L1=\"Export\" Connection=\"HRPeople\" />",
+            "<ExportTask Identifier=\"ExportPeople\" DisplayName_L1=\"Export\" />\n  <ExportTask DisplayName_L1=\"Export again\" />\n  <ExportTask />",
+        )
+        .replace(
+            "<FulfillTask DisplayName_L1=\"Fulfill\">",
+            "<FulfillTask DisplayName_L1=\"Fulfill\" Connection=\"DirLDAP\">",
+        );
+    // The nameless task also lacks its DisplayName_L1 (missing-attribute): look at task-connection only.
+    let checked = check_body(&body);
+    let msgs: Vec<&str> = checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.rule == Rule::TaskConnection)
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(msgs.len(), 4, "{msgs:?}");
+    let has = |s: &str| msgs.iter().any(|m| m.starts_with(s));
+    assert!(has("ExportTask 'ExportPeople' in job 'Daily'"), "{msgs:?}");
+    assert!(has("ExportTask 'Export again' in job 'Daily'"), "{msgs:?}");
+    assert!(has("ExportTask (task 3 of 7) in job 'Daily'"), "{msgs:?}");
+    assert!(has("FulfillTask 'Fulfill' in job 'Daily'"), "{msgs:?}");
+}
+
 #[test]
 fn mapping_keys() {
     let body = BASE.replace(
@@ -468,4 +497,74 @@ fn the_encrypted_settings_file_overrides_plain_values_deeply() {
             serde_json::json!({"Servers":[{"Server":"a","Password":"age:x"},{"Server":"b"}],"Timeout":5})
         )
     );
+}
+
+/// Defect 2 of issue #8: the encrypted settings file must hold only secured, encrypted values;
+/// and a plain secured value it shadows is worth a warning.
+#[test]
+fn regression_encrypted_file_with_ordinary_or_plain_values_is_reported() {
+    use idlink_model::package::PackageCatalog as _;
+    use idlink_model::settings::{check_encrypted, parse};
+    let mut d = idlink_model::Diagnostics::default();
+    let plain = parse(
+        "plain.json",
+        br#"{"Connections": {
+  "HRPeople": {"Path": "people.csv"},
+  "DirLDAP": {"Servers": [{"Server": "ldap://a", "Password": "plain-pw-1"}]}
+}}"#,
+        &mut d,
+    );
+    let encrypted = parse(
+        "enc.json",
+        br#"{"SourcesRootPaths": ["/x"], "Connections": {
+  "hrpeople": {"Path": "other.csv"},
+  "DirLDAP": {"Servers": [{"Password": "age:abc", "Server": "ldap://b"}, {"Password": "clear-pw-2"}]},
+  "Unknown": {"Path": "x"}
+}}"#,
+        &mut d,
+    );
+    assert!(d.is_empty(), "{}", show(&d));
+    let c = check_body(BASE);
+    let schema_of = |id: &str| {
+        let conn = c.config.connection(id)?;
+        TestCatalog.get(&conn.package.value).map(|p| p.settings)
+    };
+    check_encrypted(&plain, &encrypted, schema_of, &mut d);
+    let got: Vec<String> = d
+        .iter()
+        .map(|x| format!("{}:{} {} {}", x.at.file, x.at.line, x.rule, x.message))
+        .collect();
+    let has = |s: &str| got.iter().any(|g| g.contains(s));
+    assert!(
+        has("enc.json:1 encrypted-settings SourcesRootPaths is not a secured setting"),
+        "{got:#?}"
+    );
+    assert!(
+        has("enc.json:2 encrypted-settings Connections.hrpeople.Path is not a secured setting"),
+        "{got:#?}"
+    );
+    assert!(
+        has(
+            "enc.json:3 encrypted-settings Connections.DirLDAP.Servers[0].Server is not a secured setting"
+        ),
+        "{got:#?}"
+    );
+    assert!(
+        has(
+            "enc.json:3 encrypted-settings Connections.DirLDAP.Servers[1].Password is a secured setting, but its value in enc.json is not encrypted"
+        ),
+        "{got:#?}"
+    );
+    assert!(
+        has(
+            "plain.json:3 plaintext-secret Connections.DirLDAP.Servers[0].Password is a secured setting stored in plain text, and enc.json holds an encrypted value for it"
+        ),
+        "{got:#?}"
+    );
+    assert_eq!(got.len(), 5, "{got:#?}");
+    assert!(
+        !got.iter()
+            .any(|g| g.contains("plain-pw-1") || g.contains("clear-pw-2"))
+    );
+    assert!(d.iter().all(|x| x.severity == Severity::Warning));
 }

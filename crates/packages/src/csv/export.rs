@@ -142,6 +142,8 @@ fn read_rows(
 ) {
     // Whether the last row read may hold an unclosed quote (see `Table::may_be_unclosed`).
     let mut suspicious = false;
+    // Where the last row read starts (see `Table::open_quote_at_end`).
+    let mut last_start = table.header_start;
     while let Ok(mut batch) = empty.recv() {
         batch.len = 0;
         let mut stop = None;
@@ -165,9 +167,14 @@ fn read_rows(
         }
         if let Some(last) = batch.len.checked_sub(1).and_then(|i| batch.rows.get(i)) {
             suspicious = table.may_be_unclosed(last);
+            last_start = last.position().map(csv::Position::byte);
         }
-        if end && suspicious {
-            stop = table.unclosed_quote();
+        if end && stop.is_none() {
+            stop = if suspicious {
+                table.unclosed_quote()
+            } else {
+                table.open_quote_at_end(last_start)
+            };
         }
         if batch.len > 0 && full.send(Ok(batch)).is_err() {
             return;

@@ -35,7 +35,10 @@
 //!   A trailing separator on every data row but not on the header is ragged too.
 //! - A quoted value never closed would take in every line after it: when the last row's last
 //!   value holds a line break, the file is read again to tell, and an open quote is an error
-//!   with the line where it opens. (Open in another column, it leaves its row short: ragged.)
+//!   with the line where it opens. A file that ends inside a quote opened on its last line
+//!   (`2,"Bob`, no line break after it) is refused too, with that line: the reader keeps the
+//!   last line it passed on, so telling costs nothing on the happy path. (Open in another
+//!   column, it leaves its row short: ragged.)
 //!
 //! # Work
 //! Export, schema and check do blocking file I/O on the calling thread (the

@@ -8,12 +8,13 @@ use crate::api::{PackageError, parse_settings};
 /// `Usercube.CSV`: `Path` and/or `PathIncremental`.
 pub static SETTINGS: SettingsSchema = SettingsSchema {
     fields: &[
-        Field::optional("Path", Kind::String, "CSV file read by a complete export"),
+        Field::optional("Path", Kind::String, "CSV file read by a complete export").under_roots(),
         Field::optional(
             "PathIncremental",
             Kind::String,
             "CSV file read by an incremental export",
-        ),
+        )
+        .under_roots(),
         IS_FILE_NAME_REGEX,
         SEPARATOR,
         ENCODING,
@@ -26,7 +27,7 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
 /// `Usercube.CSV.Complete`: no incremental file, so `Path` is required.
 pub static COMPLETE_SETTINGS: SettingsSchema = SettingsSchema {
     fields: &[
-        Field::required("Path", Kind::String, "CSV file to export"),
+        Field::required("Path", Kind::String, "CSV file to export").under_roots(),
         IS_FILE_NAME_REGEX,
         SEPARATOR,
         ENCODING,
@@ -117,6 +118,9 @@ pub fn check_separator(value: &str) -> Result<(), String> {
 /// The settings as `typed_json` gives them (names as the schema spells them).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
+// A field the schema lacks is refused, so the schema and this parser cannot disagree
+// silently (the settings schema test in idlink-engine walks both).
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawSettings {
     #[serde(default)]
     path: Option<String>,
@@ -132,6 +136,39 @@ pub(crate) struct RawSettings {
     number_of_lines_to_skip: Option<u64>,
     #[serde(default)]
     values_to_trim: Option<OneOrMany>,
+}
+
+/// `Usercube.CSV.Complete`'s settings: those of `Usercube.CSV` without `PathIncremental`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCompleteSettings {
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    is_file_name_regex: Option<bool>,
+    #[serde(default)]
+    separator: Option<String>,
+    #[serde(default)]
+    encoding: Option<String>,
+    #[serde(default)]
+    number_of_lines_to_skip: Option<u64>,
+    #[serde(default)]
+    values_to_trim: Option<OneOrMany>,
+}
+
+impl From<RawCompleteSettings> for RawSettings {
+    fn from(c: RawCompleteSettings) -> Self {
+        RawSettings {
+            path: c.path,
+            path_incremental: None,
+            is_file_name_regex: c.is_file_name_regex,
+            separator: c.separator,
+            encoding: c.encoding,
+            number_of_lines_to_skip: c.number_of_lines_to_skip,
+            values_to_trim: c.values_to_trim,
+        }
+    }
 }
 
 /// `ValuesToTrim` as a list, or as one string (read as a list of one).
@@ -182,7 +219,11 @@ impl CsvSettings {
         settings: serde_json::Value,
         incremental: bool,
     ) -> Result<CsvSettings, PackageError> {
-        let raw: RawSettings = parse_settings(connection, settings)?;
+        let raw: RawSettings = if incremental {
+            parse_settings(connection, settings)?
+        } else {
+            parse_settings::<RawCompleteSettings>(connection, settings)?.into()
+        };
         let bad = |path: &str, message: String| PackageError::Settings {
             connection: connection.to_string(),
             path: path.to_string(),
@@ -203,9 +244,20 @@ impl CsvSettings {
                         ));
                     }
                     let pattern = regex::Regex::new(&format!("^(?:{file})$")).map_err(|e| {
+                        // The regex error draws a caret under the anchored pattern over
+                        // several lines: keep its last line, the reason.
+                        let text = e.to_string();
+                        let why = text
+                            .lines()
+                            .rev()
+                            .find(|l| !l.trim().is_empty())
+                            .unwrap_or("invalid")
+                            .trim()
+                            .trim_start_matches("error: ")
+                            .to_string();
                         bad(
                             name,
-                            format!("'{file}' is not a valid regular expression: {e}"),
+                            format!("'{file}' is not a valid regular expression: {why}"),
                         )
                     })?;
                     Ok(Some(FileSpec::Regex {

@@ -101,13 +101,15 @@ const PARSE_BUFFER: usize = 128 * 1024;
 /// An open CSV file, positioned after its header.
 pub(crate) struct Table<'s> {
     pub source: &'s Source,
-    pub reader: csv::Reader<Decoded<File>>,
+    pub reader: csv::Reader<LastLine<Decoded<File>>>,
     /// Names of the kept columns (those with a header).
     pub header: Vec<String>,
     /// Indexes of the kept columns among all fields.
     pub keep: Vec<usize>,
     /// Fields in the header, dropped ones included: every row must have as many.
     pub width: usize,
+    /// Where the header record starts (its byte in the parsed text).
+    pub header_start: Option<u64>,
     settings: &'s CsvSettings,
 }
 
@@ -149,7 +151,7 @@ impl<'s> Table<'s> {
             .flexible(true)
             .delimiter(settings.separator)
             .buffer_capacity(PARSE_BUFFER)
-            .from_reader(decoded);
+            .from_reader(LastLine::new(decoded));
         let mut record = ByteRecord::new();
         let found = reader
             .read_byte_record(&mut record)
@@ -173,6 +175,7 @@ impl<'s> Table<'s> {
             header: Vec::new(),
             keep: Vec::new(),
             width: 0,
+            header_start: record.position().map(csv::Position::byte),
             settings,
         };
         table.read_header(&record)?;
@@ -272,40 +275,146 @@ impl Table<'_> {
     }
 }
 
+/// The longest last line [`LastLine`] keeps; past it, telling an open quote on the last line
+/// reads the file again.
+const LAST_LINE_MAX: usize = 64 * 1024;
+
+/// Passes the decoded text to the CSV reader and keeps its last line (the bytes after the last
+/// line break, up to [`LAST_LINE_MAX`]): when the file does not end with a line break, that is
+/// where a quote left open at the end of the file may hide, since the value it opens holds no
+/// line break (the CSV reader accepts it as the rest of the line). Cheap: one backward search
+/// per read, never a pass over every byte.
+pub(crate) struct LastLine<R> {
+    inner: R,
+    /// Bytes passed so far.
+    pos: u64,
+    /// Where the last line starts, in bytes of the text.
+    start: u64,
+    line: Vec<u8>,
+    /// The last line is longer than [`LAST_LINE_MAX`]: `line` holds only its start.
+    cut: bool,
+}
+
+impl<R> LastLine<R> {
+    fn new(inner: R) -> Self {
+        LastLine {
+            inner,
+            pos: 0,
+            start: 0,
+            line: Vec::new(),
+            cut: false,
+        }
+    }
+}
+
+impl<R: Read> Read for LastLine<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let chunk = &buf[..n];
+        match chunk.iter().rposition(|&b| b == b'\n' || b == b'\r') {
+            Some(i) => {
+                self.line.clear();
+                self.cut = false;
+                self.start = self.pos + i as u64 + 1;
+                self.keep(&chunk[i + 1..]);
+            }
+            None => self.keep(chunk),
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R> LastLine<R> {
+    fn keep(&mut self, bytes: &[u8]) {
+        let room = LAST_LINE_MAX.saturating_sub(self.line.len());
+        if bytes.len() > room {
+            self.cut = true;
+        }
+        self.line.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+}
+
+impl Table<'_> {
+    /// The error for a quote opened in the last record and left open by the end of a file that
+    /// does not end with a line break (`2,"Bob` at the very end): the CSV reader takes the rest
+    /// of the line as the value. `record_start` is where the last record starts (its byte in
+    /// the parsed text). Only the last line is looked at, unless the record starts before it
+    /// or the line is very long: then the file is read again.
+    pub fn open_quote_at_end(&self, record_start: Option<u64>) -> Option<PackageError> {
+        let tail = self.reader.get_ref();
+        if tail.line.is_empty() && !tail.cut {
+            // The file ends with a line break: an open quote would have taken it in, which
+            // `may_be_unclosed` sees.
+            return None;
+        }
+        let start = record_start?;
+        let open = match start.checked_sub(tail.start) {
+            Some(offset) if !tail.cut => {
+                let from = usize::try_from(offset).ok()?;
+                ends_in_open_quote(tail.line.get(from..)?, self.settings.separator)
+            }
+            _ => return self.unclosed_quote(),
+        };
+        open.then(|| PackageError::Data {
+            location: location(self.source, self.settings, Some(start)),
+            message: "a quoted value opens on this last line and is never closed: the file ends inside it; close it (a quote inside a quoted value is written twice: \"\")".into(),
+        })
+    }
+}
+
+/// Whether a record (from its first byte) ends inside a quoted value.
+fn ends_in_open_quote(record: &[u8], sep: u8) -> bool {
+    let mut state = QuoteState::FieldStart;
+    for &b in record {
+        state = state.next(b, sep);
+    }
+    state == QuoteState::Quoted
+}
+
+/// Where a byte stands with respect to quotes, following them as the CSV reader does.
+#[derive(Clone, Copy, PartialEq)]
+enum QuoteState {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    QuoteInQuoted,
+}
+
+impl QuoteState {
+    fn next(self, b: u8, sep: u8) -> QuoteState {
+        match self {
+            QuoteState::Quoted if b == b'"' => QuoteState::QuoteInQuoted,
+            QuoteState::Quoted => QuoteState::Quoted,
+            QuoteState::QuoteInQuoted if b == b'"' => QuoteState::Quoted,
+            QuoteState::FieldStart if b == b'"' => QuoteState::Quoted,
+            _ if b == sep || b == b'\r' || b == b'\n' => QuoteState::FieldStart,
+            _ => QuoteState::Unquoted,
+        }
+    }
+}
+
 /// The line where a quoted value opens that the end of the file leaves open.
 fn unclosed_quote_line(source: &Source, settings: &CsvSettings) -> std::io::Result<Option<u64>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum State {
-        FieldStart,
-        Unquoted,
-        Quoted,
-        QuoteInQuoted,
-    }
     let mut text = Decoded::new(File::open(&source.path)?, settings.encoding);
     for _ in 0..settings.skip {
         skip_line(&mut text)?;
     }
-    let (sep, quote) = (settings.separator, b'"');
-    let mut state = State::FieldStart;
+    let sep = settings.separator;
+    let mut state = QuoteState::FieldStart;
     let mut line = 1 + settings.skip;
     let mut opened = line;
     loop {
         let buf = text.fill_buf()?;
         if buf.is_empty() {
-            return Ok((state == State::Quoted).then_some(opened));
+            return Ok((state == QuoteState::Quoted).then_some(opened));
         }
         for &b in buf {
-            state = match state {
-                State::Quoted if b == quote => State::QuoteInQuoted,
-                State::Quoted => State::Quoted,
-                State::QuoteInQuoted if b == quote => State::Quoted,
-                State::FieldStart if b == quote => {
-                    opened = line;
-                    State::Quoted
-                }
-                _ if b == sep || b == b'\r' || b == b'\n' => State::FieldStart,
-                _ => State::Unquoted,
-            };
+            let next = state.next(b, sep);
+            if state == QuoteState::FieldStart && next == QuoteState::Quoted {
+                opened = line;
+            }
+            state = next;
             line += u64::from(b == b'\n');
         }
         let n = buf.len();

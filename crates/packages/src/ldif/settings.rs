@@ -12,7 +12,8 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
             "LDIFFile",
             Kind::String,
             "LDIF file to export, relative to the settings file, under SourcesRootPaths",
-        ),
+        )
+        .under_roots(),
         Field::optional(
             "FilterAttribute",
             Kind::String,
@@ -94,6 +95,9 @@ impl LdifEncoding {
 
 /// The settings as appsettings.agent.json holds them (after `typed_json`).
 #[derive(Debug, Clone, serde::Deserialize)]
+// A field the schema lacks is refused, so the schema and this parser cannot disagree
+// silently (the settings schema test in idlink-engine walks both).
+#[serde(deny_unknown_fields)]
 struct Raw {
     #[serde(rename = "LDIFFile")]
     ldif_file: String,

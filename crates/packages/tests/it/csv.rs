@@ -567,13 +567,79 @@ fn an_unclosed_quote_is_refused_with_its_line() {
         text,
         "id,note\n1,x\n2,\"say \"\"a,b\"\"\r\nthen \"\"c\r\nd\"\"\"\n"
     );
-    // Open on the last line: nothing is taken in, the value is the rest of the line.
-    f.file("data/last.csv", "id,name\n1,\"Ann");
-    assert_eq!(
-        f.export(json!({"Path": "data/last.csv"}))
-            .expect("last line"),
-        "id,name\n1,Ann\n"
+}
+
+/// Defect 5 of issue #8: a CSV that ends inside an open quote was accepted (`2,"Bob` exported
+/// as `2,Bob`). It is refused with its line, like every other malformed row.
+#[test]
+fn regression_csv_ending_inside_an_open_quote_is_refused_with_its_line() {
+    let f = Fixture::new();
+    let refused = |name: &str, text: &str, settings: Value| {
+        f.file(&format!("data/{name}"), text);
+        err_text(&f.export(settings).expect_err(name))
+    };
+    let path = |name: &str| json!({ "Path": format!("data/{name}") });
+    for (name, text, line) in [
+        ("bob.csv", "id,name\n1,Ann\n2,\"Bob", 3),
+        ("crlf.csv", "id,name\r\n1,Ann\r\n\r\n2,\"Bob", 4),
+        // `""` inside a quoted value is a quote: the value is still open.
+        ("doubled.csv", "id,name\n1,\"Bo\"\"b\"\"", 2),
+        ("header.csv", "id,\"name", 1),
+    ] {
+        let text = refused(name, text, path(name));
+        assert!(
+            text.starts_with(&format!("{name}:{line}: a quoted value opens"))
+                && text.contains("never closed"),
+            "{name}: {text}"
+        );
+    }
+    // Open in another column, the row is short: refused as ragged, with its line.
+    let text = refused("first.csv", "id,name,x\n1,\"Ann,x", path("first.csv"));
+    assert!(
+        text.starts_with("first.csv:2: this row has 2 field(s)"),
+        "{text}"
     );
+    // A separator other than the comma, and lines skipped before the header.
+    let text = refused(
+        "semi.csv",
+        "junk\nid;name\n1;\"Ann",
+        json!({"Path": "data/semi.csv", "Separator": ";", "NumberOfLinesToSkip": 1}),
+    );
+    assert!(
+        text.starts_with("semi.csv:3: a quoted value opens"),
+        "{text}"
+    );
+    // A last line longer than what is kept, and a last row that starts on an earlier line:
+    // the file is read again, and the line where the quote opens is named.
+    let long = format!("id,name\n1,\"{}", "x".repeat(100_000));
+    let text = refused("long.csv", &long, path("long.csv"));
+    assert!(
+        text.starts_with("long.csv:2: a quoted value opens"),
+        "{text}"
+    );
+    let text = refused(
+        "multi.csv",
+        "id,a,b\n1,\"two\nlines\",\"open",
+        path("multi.csv"),
+    );
+    assert!(
+        text.starts_with("multi.csv:3: a quoted value opens"),
+        "{text}"
+    );
+    // Closed values at the very end are fine.
+    for (name, text, table) in [
+        ("closed_end.csv", "id,name\n1,\"Ann\"", "id,name\n1,Ann\n"),
+        (
+            "quotes_end.csv",
+            "id,name\n1,\"A \"\"B\"\"\"",
+            "id,name\n1,\"A \"\"B\"\"\"\n",
+        ),
+        ("plain_end.csv", "id,name\n1,Ann", "id,name\n1,Ann\n"),
+        ("inner.csv", "id,name\n1,An\"n", "id,name\n1,\"An\"\"n\"\n"),
+    ] {
+        f.file(&format!("data/{name}"), text);
+        assert_eq!(f.export(path(name)).expect(name), table, "{name}");
+    }
 }
 
 #[test]
@@ -759,10 +825,12 @@ fn settings_are_checked_without_io() {
     assert!(f.instance(CSV, json!({"Path": "data/missing.csv"})).is_ok());
     let cases = [
         (CSV, json!({}), "Path"),
+        (COMPLETE, json!({}), "Path is required"),
+        // Usercube.CSV.Complete has no incremental file: its parser knows only its schema.
         (
             COMPLETE,
-            json!({"PathIncremental": "data/x.csv"}),
-            "Path is required",
+            json!({"Path": "data/x.csv", "PathIncremental": "data/x.csv"}),
+            "unknown field `PathIncremental`",
         ),
         (CSV, json!({"Path": "  "}), "empty"),
         (

@@ -192,3 +192,88 @@ fn protect_jsonc_text_without_secured_values_is_identity() {
     let (out, _) = protect_jsonc_text("", &id.recipient(), |_| true).unwrap();
     assert_eq!(out, "");
 }
+
+/// Defect 2 of issue #8: protect replaced the encrypted file with a copy of every setting.
+/// Now it merges: only secured values go in, what the file holds stays, nothing is dropped.
+#[test]
+fn regression_protect_merges_only_secured_values_and_never_drops_an_encrypted_one() {
+    use idlink_secrets::protect_into_encrypted;
+    let id = AgentIdentity::generate();
+    let kept = idlink_secrets::encrypt_value(&id.recipient(), "kept-login").unwrap();
+    let replaced = idlink_secrets::encrypt_value(&id.recipient(), "old-pw").unwrap();
+    let existing = format!(
+        "{{\n  // my comment\n  \"Connections\": {{\n    \"ldap\": {{ \"servers\": [ {{ \"login\": \"{kept}\", \"PASSWORD\": \"{replaced}\" }} ] }},\n    \"Gone\": {{ \"OAuthToken\": \"{kept}\" }}\n  }}\n}}\n"
+    );
+    let plain = r#"{
+      // plain
+      "SourcesRootPaths": ["/data"],
+      "Connections": {
+        "LDAP": { "Servers": [ { "Server": "ldap://a", "Password": "new-pw" }, { "Server": "ldap://b", "Login": "second" } ] },
+        "SCIM": { "Server": "http://x", "OAuthToken": "tok" },
+        "CSV": { "Path": "p.csv" },
+        "Weird": { "Password": 12 }
+      }
+    }"#;
+    let (out, report) =
+        protect_into_encrypted(plain, Some(&existing), &id.recipient(), is_secured).unwrap();
+    assert!(
+        out.starts_with("{\n  // my comment\n  \"Connections\": {\n    \"ldap\": {"),
+        "{out}"
+    );
+    assert!(out.ends_with("}\n"));
+    for ordinary in [
+        "Server\"",
+        "Path",
+        "SourcesRootPaths",
+        "new-pw",
+        "tok\"",
+        "second",
+    ] {
+        assert!(!out.contains(ordinary), "{ordinary} in:\n{out}");
+    }
+    let v: Value = jsonc_to_value(&out);
+    let clear = |p: &str| {
+        decrypt_value(&id, get(&v, p).as_str().unwrap())
+            .unwrap()
+            .expose_secret()
+            .to_string()
+    };
+    assert_eq!(clear("/Connections/ldap/servers/0/login"), "kept-login");
+    assert_eq!(clear("/Connections/ldap/servers/0/PASSWORD"), "new-pw");
+    assert_eq!(clear("/Connections/ldap/servers/1/Login"), "second");
+    assert_eq!(clear("/Connections/Gone/OAuthToken"), "kept-login");
+    assert_eq!(clear("/Connections/SCIM/OAuthToken"), "tok");
+    assert_eq!(report.encrypted.len(), 3);
+    assert_eq!(report.replaced.len(), 1);
+    assert_eq!(report.kept.len(), 2);
+    assert_eq!(report.not_strings.len(), 1);
+    // Nothing to encrypt: the text comes back byte for byte.
+    let (same, _) = protect_into_encrypted(
+        "{\"Connections\":{}}",
+        Some(&existing),
+        &id.recipient(),
+        is_secured,
+    )
+    .unwrap();
+    assert_eq!(same, existing);
+    // Another shape where a value must go: refused, with the path, never the values.
+    let bad = "{\"Connections\": {\"LDAP\": {\"Servers\": \"oops\"}}}";
+    let e = protect_into_encrypted(plain, Some(bad), &id.recipient(), is_secured)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("Connections.LDAP.Servers") && e.contains("an array"),
+        "{e}"
+    );
+    assert!(!e.contains("new-pw"), "{e}");
+}
+
+/// The JSON of a JSON-with-comments text.
+fn jsonc_to_value(text: &str) -> Value {
+    let stripped: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    serde_json::from_str(&stripped).unwrap()
+}
