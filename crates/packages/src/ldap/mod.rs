@@ -31,6 +31,7 @@ mod fulfill;
 mod schema;
 pub mod settings;
 mod sync;
+mod wire;
 
 use async_trait::async_trait;
 use idlink_model::package::{Availability, Capabilities, PackageInfo};
@@ -129,13 +130,38 @@ impl LdapPackage {
     }
 
     /// The root DSE and the schema; a directory that hides them is read with the standard
-    /// link attributes and binary detection by value.
-    async fn discover(&self, session: &mut Session) -> (RootDse, DirectorySchema) {
-        let dse = conn::root_dse(session).await.unwrap_or_default();
-        let schema = schema::read(session, dse.subschema.as_deref())
-            .await
-            .unwrap_or_default();
-        (dse, schema)
+    /// link attributes and binary detection by value. A server that broke the connection
+    /// (a message too large or malformed) or did not answer within TimeOut fails the export.
+    async fn discover(
+        &self,
+        session: &mut Session,
+    ) -> Result<(RootDse, DirectorySchema), PackageError> {
+        let fatal = |session: &Session, e: PackageError| {
+            if let Some(broken) = session.cx.broken("read the root DSE") {
+                return Some(broken);
+            }
+            match e {
+                PackageError::System {
+                    retryable: true, ..
+                } => Some(e),
+                _ => None,
+            }
+        };
+        let dse = match conn::root_dse(session).await {
+            Ok(d) => d,
+            Err(e) => match fatal(session, e) {
+                Some(e) => return Err(e),
+                None => RootDse::default(),
+            },
+        };
+        let schema = match schema::read(session, dse.subschema.as_deref()).await {
+            Ok(s) => s,
+            Err(e) => match fatal(session, e) {
+                Some(e) => return Err(e),
+                None => DirectorySchema::default(),
+            },
+        };
+        Ok((dse, schema))
     }
 
     async fn export_with(
@@ -144,7 +170,7 @@ impl LdapPackage {
         request: &ExportRequest<'_>,
         out: &mut ExportOutput,
     ) -> Result<ExportOutcome, PackageError> {
-        let (dse, schema) = self.discover(session).await;
+        let (dse, schema) = self.discover(session).await?;
         let paged = self.settings.servers[session.server].paged;
         let layout = match Layout::from_mapping(&self.env.mapped_tables, &self.settings, &schema) {
             Some(l) => l,
@@ -204,6 +230,30 @@ impl LdapPackage {
     }
 }
 
+/// Runs `work` until `limit` (the deadline, and `TimeOut` for the message): check-connection
+/// and schema refresh end within `TimeOut` of the start of connecting to the server.
+async fn within<T>(
+    limit: Option<(tokio::time::Instant, std::time::Duration)>,
+    cx: &Cx,
+    operation: &'static str,
+    work: impl std::future::Future<Output = Result<T, PackageError>>,
+) -> Result<T, PackageError> {
+    let Some((deadline, timeout)) = limit else {
+        return work.await;
+    };
+    match tokio::time::timeout_at(deadline, work).await {
+        Ok(r) => r,
+        Err(_) => Err(cx.error(
+            operation,
+            format!(
+                "not done within TimeOut ({}), which bounds the whole {operation}",
+                wire::timeout_text(Some(timeout))
+            ),
+            true,
+        )),
+    }
+}
+
 #[async_trait]
 impl Export for LdapPackage {
     /// `<connection>_entries` (`dn` and the attributes the mappings read, else every user
@@ -228,11 +278,13 @@ impl Schema for LdapPackage {
     /// link attribute.
     async fn schema(&self) -> Result<ConnectionSchema, PackageError> {
         let mut session = self.connect(&NoProgress).await?;
-        let dse = conn::root_dse(&mut session).await;
-        let result = match dse {
-            Ok(dse) => schema::read(&mut session, dse.subschema.as_deref()).await,
-            Err(e) => Err(e),
+        let cx = session.cx.clone();
+        let limit = session.whole_limit();
+        let work = async {
+            let dse = conn::root_dse(&mut session).await?;
+            schema::read(&mut session, dse.subschema.as_deref()).await
         };
+        let result = within(limit, &cx, "schema refresh", work).await;
         session.close().await;
         let directory = result?;
         if !directory.from_server {
@@ -257,10 +309,12 @@ impl CheckConnection for LdapPackage {
     /// credentials (result code 49) from an unreachable server from a TLS failure.
     async fn check_connection(&self) -> Result<String, PackageError> {
         let mut session = self.connect(&NoProgress).await?;
-        let dse = conn::root_dse(&mut session).await;
-        let system = session.cx.system.clone();
+        let cx = session.cx.clone();
+        let system = cx.system.clone();
+        let limit = session.whole_limit();
+        let result = within(limit, &cx, "check-connection", conn::root_dse(&mut session)).await;
         session.close().await;
-        let dse = dse?;
+        let dse = result?;
         let mut m = format!("{system}: bound");
         if let Some(v) = &dse.vendor {
             m.push_str(&format!(", {v}"));
