@@ -20,6 +20,7 @@
 mod mariadb;
 mod postgres;
 mod process;
+pub mod hostile;
 pub mod slapd;
 
 pub use mariadb::MariaDbServer;

@@ -31,7 +31,7 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ldap")
 }
 
-static SLAPD: LazyLock<SlapdServer> = LazyLock::new(|| {
+pub(crate) static SLAPD: LazyLock<SlapdServer> = LazyLock::new(|| {
     let mut ldif =
         std::fs::read_to_string(fixtures().join("fixtures.ldif")).expect("read fixtures");
     ldif.push_str(
@@ -52,11 +52,11 @@ static SLAPD: LazyLock<SlapdServer> = LazyLock::new(|| {
     })
 });
 
-fn server() -> String {
+pub(crate) fn server() -> String {
     format!("127.0.0.1:{}", SLAPD.port())
 }
 
-fn admin(server: String) -> Value {
+pub(crate) fn admin(server: String) -> Value {
     json!({
         "Server": server,
         "AuthType": "Basic",
