@@ -138,7 +138,23 @@ impl Bulk {
             }
             // The plain stream is taken back to wrap it; nothing is buffered at this point.
             let io = std::mem::replace(&mut bulk.wire.io, Box::new(tokio::io::duplex(1).0));
-            let tls = bounded(timeout, connector.connect(name, io)).await?;
+            let tls = bounded(timeout, connector.connect(name, io))
+                .await
+                .map_err(|(class, m)| match class {
+                    // A plain LDAP port hangs up on a TLS hello.
+                    Class::Unreachable if !m.starts_with("no complete response") => (
+                        Class::Tls,
+                        tls_message(&format!(
+                            "the handshake failed ({m}); is this port serving {}?",
+                            if server.tls == Tls::Ldaps {
+                                "LDAPS"
+                            } else {
+                                "StartTLS"
+                            }
+                        )),
+                    ),
+                    _ => (class, m),
+                })?;
             bulk.wire.io = Box::new(tls);
         }
         Ok(bulk)

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use idlink_model::package::PackageCatalog;
 use idlink_packages::api::{ExportRequest, Instance, NoProgress, PackageError};
 use idlink_packages::output::ExportOutput;
 use idlink_packages::paths::SourceRoots;
