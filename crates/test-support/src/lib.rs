@@ -17,10 +17,10 @@
 //! `runuser -u postgres --` but without an intermediate process that would stand between the
 //! signal and the server).
 
+pub mod hostile;
 mod mariadb;
 mod postgres;
 mod process;
-pub mod hostile;
 pub mod slapd;
 
 pub use mariadb::MariaDbServer;

@@ -16,9 +16,9 @@ use ldap3::asn1::{
 use tokio::io::AsyncWriteExt;
 
 use super::conn::{Class, describe_code, tls_config, tls_message};
-use super::wire::{Failure, Framer, Io, bounded, malformed};
 use super::entry::RawEntry;
 use super::settings::{Auth, ServerSettings, Tls};
+use super::wire::{Failure, Framer, Io, bounded, malformed};
 use crate::api::Environment;
 
 /// RFC 2696 paged results.
@@ -88,9 +88,7 @@ impl Bulk {
         max_message: usize,
         env: &Environment,
     ) -> Result<Framer<Box<dyn Io>>, Failure> {
-        Ok(Bulk::connect(server, timeout, max_message, env)
-            .await?
-            .wire)
+        Ok(Bulk::connect(server, timeout, max_message, env).await?.wire)
     }
 
     async fn connect(

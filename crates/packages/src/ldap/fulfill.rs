@@ -802,17 +802,17 @@ async fn apply(
                 } else {
                     format!("{new_rdn},{parent}")
                 };
-                if read(ldap, cx, &new, vec!["1.1".into()])
-                    .await?
-                    .is_some()
-                {
+                if read(ldap, cx, &new, vec!["1.1".into()]).await?.is_some() {
                     return Ok((r, Some(format!("already renamed to {new}"))));
                 }
             }
             Err(failed(op, &r))
         }
         Op::Delete { dn } => {
-            let r = timed(ldap, cx).delete(dn).await.map_err(|e| ldap_error(cx, e))?;
+            let r = timed(ldap, cx)
+                .delete(dn)
+                .await
+                .map_err(|e| ldap_error(cx, e))?;
             match r.rc {
                 0 => Ok((r, None)),
                 32 => Ok((r, Some("the entry was already gone: nothing to do".into()))),

@@ -493,9 +493,9 @@ pub fn parse(connection: &str, value: serde_json::Value) -> Result<LdapSettings,
         size_limit: secs(raw.size_limit),
         time_limit: secs(raw.time_limit),
         timeout,
-        max_message: raw
-            .max_message
-            .map_or(DEFAULT_MAX_MESSAGE, |m| m.clamp(1024, i32::MAX as i64) as usize),
+        max_message: raw.max_message.map_or(DEFAULT_MAX_MESSAGE, |m| {
+            m.clamp(1024, i32::MAX as i64) as usize
+        }),
         page_size: raw
             .page_size
             .map_or(DEFAULT_PAGE_SIZE, |p| p.clamp(1, 100_000) as i32),

@@ -342,14 +342,17 @@ mod tests {
 
     #[test]
     fn a_huge_announced_length_fails_at_the_header() {
-        let e = message_length(&[0x30, 0x84, 0x7f, 0xff, 0xff, 0xff], 1 << 24)
-            .expect_err("too large");
+        let e =
+            message_length(&[0x30, 0x84, 0x7f, 0xff, 0xff, 0xff], 1 << 24).expect_err("too large");
         assert!(
             e.1.contains("announced a 2147483647-byte message, above MaxMessageSize (16777216)"),
             "{}",
             e.1
         );
-        assert_eq!(message_length(&[0x30, 0x84, 0x7f], 1 << 24).expect("partial"), None);
+        assert_eq!(
+            message_length(&[0x30, 0x84, 0x7f], 1 << 24).expect("partial"),
+            None
+        );
         assert_eq!(message_length(&[0x30, 0x03], 100).expect("ok"), Some(5));
         assert!(message_length(&[0x04, 0x00], 100).is_err());
     }
@@ -362,9 +365,7 @@ mod tests {
         ];
         validate(&bind).expect("valid");
         // An octet string announcing 2 GiB inside a 10-byte message.
-        let inner = [
-            0x30, 0x08, 0x02, 0x01, 0x01, 0x04, 0x84, 0x7f, 0xff, 0xff,
-        ];
+        let inner = [0x30, 0x08, 0x02, 0x01, 0x01, 0x04, 0x84, 0x7f, 0xff, 0xff];
         assert!(validate(&inner).is_err());
         let mut deep = Vec::new();
         for i in 0..40usize {

@@ -116,8 +116,11 @@ async fn regression_ldap_huge_ber_length_in_bind_response_is_bounded() {
     for what in ["check-connection", "export", "schema"] {
         let m = match what {
             "check-connection" => {
-                fails_in_time(what, ldap.check_connection().expect("cap").check_connection())
-                    .await
+                fails_in_time(
+                    what,
+                    ldap.check_connection().expect("cap").check_connection(),
+                )
+                .await
             }
             "export" => fails_in_time(what, export(ldap.as_ref())).await,
             _ => fails_in_time(what, ldap.schema().expect("cap").schema()).await,
@@ -238,7 +241,9 @@ async fn regression_ldap_inner_element_longer_than_its_message_is_refused() {
     .await;
     names_the_server(&m, &server);
     assert!(
-        m.contains("malformed LDAP message from the server (an element is longer than what contains it)"),
+        m.contains(
+            "malformed LDAP message from the server (an element is longer than what contains it)"
+        ),
         "{m}"
     );
 }
@@ -255,7 +260,11 @@ fn bulk_scripts(search: Vec<Step>) -> Vec<Vec<Step>> {
         Step::Write(search_done(3, 32)),
         Step::Hang,
     ];
-    let mut bulk = vec![Step::ReadSome, Step::Write(BIND_OK.to_vec()), Step::ReadSome];
+    let mut bulk = vec![
+        Step::ReadSome,
+        Step::Write(BIND_OK.to_vec()),
+        Step::ReadSome,
+    ];
     bulk.extend(search);
     vec![ldap3, bulk]
 }
