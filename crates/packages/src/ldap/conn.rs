@@ -65,6 +65,17 @@ impl Cx {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Cx {
+        Cx {
+            connection: "Test".into(),
+            system: "LDAP server ldap://127.0.0.1:1".into(),
+            secrets: Vec::new(),
+            timeout: None,
+            link: None,
+        }
+    }
+
     /// The same context, naming the server actually reached (and its relay).
     pub(crate) fn on(&self, server: &ServerSettings, link: Option<Link>) -> Cx {
         Cx {

@@ -5,12 +5,17 @@
 //!   any certificate); anonymous or simple bind. Messages name the server and tell bad
 //!   credentials (result code 49) from an unreachable server from a TLS failure; `Login` and
 //!   `Password` never appear.
+//! - bounded reads (`wire.rs`): every message from a server is at most `MaxMessageSize`
+//!   (16 MiB) and awaited at most `TimeOut`; ldap3 reads through a relay that forwards only
+//!   whole, well-formed messages.
 //! - bulk reader (`bulk.rs`): the searches of exports run on a second, lean connection that
 //!   decodes responses in place (ldap3's decoder cost twice ldapsearch's CPU); ldap3 does the
 //!   rest.
 //! - export (`export.rs`): `<connection>_entries.csv` (`dn`, then the attributes the mappings
-//!   read from `<connection>_entries`, else every user attribute found by a first, types-only
-//!   pass) and `<connection>_<attribute>.csv` (`dn`, `<attribute>`, one row per value) for each
+//!   read from `<connection>_entries`, else every user attribute: `Usercube.LDAP` reads the
+//!   entries once, spooling them to an unlinked temporary file until the columns are known;
+//!   `Usercube.OpenLDAP` lists the names in a first, types-only pass) and
+//!   `<connection>_<attribute>.csv` (`dn`, `<attribute>`, one row per value) for each
 //!   multi-valued DN-valued attribute (from the subschema; `member`, `uniqueMember`,
 //!   `manager`, ... when it cannot be read). A `Tables` element other than `entries` names a
 //!   link attribute read by its own search (its BaseDN, Filter and Scope). Binary values are
@@ -172,7 +177,27 @@ impl LdapPackage {
     ) -> Result<ExportOutcome, PackageError> {
         let (dse, schema) = self.discover(session).await?;
         let paged = self.settings.servers[session.server].paged;
-        let layout = match Layout::from_mapping(&self.env.mapped_tables, &self.settings, &schema) {
+        let mapping = Layout::from_mapping(&self.env.mapped_tables, &self.settings, &schema);
+        if mapping.is_none() && !self.openldap {
+            // No mapping: one pass over the directory, spooled until the columns are known.
+            request.progress.phase(&format!(
+                "reading {} ({}) with every attribute (no mapping names them)",
+                self.settings.entries().base_dn,
+                self.settings.entries().filter
+            ));
+            let spool = export::spool_all(session, &self.settings, paged).await?;
+            let layout = Layout::from_names(spool.names(), &self.settings, &schema);
+            let cx = session.cx.clone();
+            let mut writer = Writer::open(&layout, &schema, out, false, request.progress)?;
+            spool.replay(&cx, &mut |raw| writer.entry(raw, "", out))?;
+            writer.report(out);
+            export::own_links(session, &self.settings, &layout, paged, out).await?;
+            return Ok(ExportOutcome {
+                cookie: None,
+                incremental: false,
+            });
+        }
+        let layout = match mapping {
             Some(l) => l,
             None => {
                 request
