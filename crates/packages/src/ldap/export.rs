@@ -704,6 +704,7 @@ pub(crate) async fn spool_all(
     session: &mut Session,
     settings: &LdapSettings,
     paged: bool,
+    extra: &[&str],
 ) -> Result<Spool, PackageError> {
     let cx = session.cx.clone();
     let spool_error = |e: std::io::Error| {
@@ -728,7 +729,10 @@ pub(crate) async fn spool_all(
         settings,
         Search {
             table: settings.entries(),
-            attrs: vec!["*".to_string()],
+            attrs: std::iter::once("*")
+                .chain(extra.iter().copied())
+                .map(str::to_string)
+                .collect(),
             paged,
             typesonly: false,
             controls: Vec::new(),

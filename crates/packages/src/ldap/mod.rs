@@ -12,9 +12,9 @@
 //!   decodes responses in place (ldap3's decoder cost twice ldapsearch's CPU); ldap3 does the
 //!   rest.
 //! - export (`export.rs`): `<connection>_entries.csv` (`dn`, then the attributes the mappings
-//!   read from `<connection>_entries`, else every user attribute: `Usercube.LDAP` reads the
+//!   read from `<connection>_entries`, else every user attribute: a complete export reads the
 //!   entries once, spooling them to an unlinked temporary file until the columns are known;
-//!   `Usercube.OpenLDAP` lists the names in a first, types-only pass) and
+//!   an incremental `Usercube.OpenLDAP` run lists the names in a first, types-only pass) and
 //!   `<connection>_<attribute>.csv` (`dn`, `<attribute>`, one row per value) for each
 //!   multi-valued DN-valued attribute (from the subschema; `member`, `uniqueMember`,
 //!   `manager`, ... when it cannot be read). A `Tables` element other than `entries` names a
@@ -185,7 +185,7 @@ impl LdapPackage {
                 self.settings.entries().base_dn,
                 self.settings.entries().filter
             ));
-            let spool = export::spool_all(session, &self.settings, paged).await?;
+            let spool = export::spool_all(session, &self.settings, paged, &[]).await?;
             let layout = Layout::from_names(spool.names(), &self.settings, &schema);
             let cx = session.cx.clone();
             let mut writer = Writer::open(&layout, &schema, out, false, request.progress)?;
@@ -196,6 +196,24 @@ impl LdapPackage {
                 cookie: None,
                 incremental: false,
             });
+        }
+        let complete = !(request.incremental && request.cookie.is_some());
+        if mapping.is_none() && self.openldap && complete {
+            // No mapping, complete: one pass, spooled (an incremental run lists the names
+            // first so that its columns are those of a complete export).
+            let empty = Layout::default();
+            let ctx = sync::Context {
+                settings: &self.settings,
+                layout: &empty,
+                schema: &schema,
+                dse: &dse,
+                paged,
+                progress: request.progress,
+            };
+            let (outcome, layout) = sync::complete_as(session, &ctx, true, out).await?;
+            let layout = layout.unwrap_or(empty);
+            export::own_links(session, &self.settings, &layout, paged, out).await?;
+            return Ok(outcome);
         }
         let layout = match mapping {
             Some(l) => l,

@@ -99,6 +99,49 @@ pub(crate) async fn complete(
     ctx: &Context<'_>,
     out: &mut ExportOutput,
 ) -> Result<ExportOutcome, PackageError> {
+    complete_as(session, ctx, false, out)
+        .await
+        .map(|(outcome, _)| outcome)
+}
+
+/// What a complete export learns for the cookie, entry by entry.
+struct Tracker {
+    syncrepl: bool,
+    index: HashMap<String, String>,
+    since: Option<String>,
+    last: HashMap<String, String>,
+}
+
+impl Tracker {
+    fn track(&mut self, raw: &entry::RawEntry) {
+        if self.syncrepl {
+            if let Some(u) = raw.text("entryUUID").into_iter().next() {
+                self.index.insert(u.to_ascii_lowercase(), raw.dn.clone());
+            }
+        } else {
+            let key = raw.dn.to_lowercase();
+            self.index.insert(key.clone(), raw.dn.clone());
+            if let Some(t) = raw.text("modifyTimestamp").into_iter().next() {
+                if self.since.as_ref().is_none_or(|s| t > *s) {
+                    self.since = Some(t.clone());
+                    self.last.clear();
+                }
+                if self.since.as_deref() == Some(t.as_str()) {
+                    self.last.insert(key, digest(raw));
+                }
+            }
+        }
+    }
+}
+
+/// [`complete`]; with `spooled` (no mapping), every user attribute is read in one pass and
+/// spooled until the columns are known, and the layout made from them is returned.
+pub(crate) async fn complete_as(
+    session: &mut Session,
+    ctx: &Context<'_>,
+    spooled: bool,
+    out: &mut ExportOutput,
+) -> Result<(ExportOutcome, Option<Layout>), PackageError> {
     let entries = ctx.settings.entries();
     let syncrepl = ctx.dse.supports(SYNC_OID);
     let mut start_cookie = None;
@@ -126,47 +169,58 @@ pub(crate) async fn complete(
     } else {
         "modifyTimestamp"
     };
-    let mut writer = Writer::open(ctx.layout, ctx.schema, out, false, ctx.progress)?;
-    let mut index = HashMap::new();
-    let mut since: Option<String> = None;
-    let mut last: HashMap<String, String> = HashMap::new();
-    let mut each = |item: Item| {
-        let Item::Entry(raw, _) = item else {
-            return Ok(());
-        };
-        if syncrepl {
-            if let Some(u) = raw.text("entryUUID").into_iter().next() {
-                index.insert(u.to_ascii_lowercase(), raw.dn.clone());
-            }
-        } else {
-            let key = raw.dn.to_lowercase();
-            index.insert(key.clone(), raw.dn.clone());
-            if let Some(t) = raw.text("modifyTimestamp").into_iter().next() {
-                if since.as_ref().is_none_or(|s| t > *s) {
-                    since = Some(t.clone());
-                    last.clear();
-                }
-                if since.as_deref() == Some(t.as_str()) {
-                    last.insert(key, digest(&raw));
-                }
-            }
-        }
-        writer.entry(raw, "", out)
+    let mut tracker = Tracker {
+        syncrepl,
+        index: HashMap::new(),
+        since: None,
+        last: HashMap::new(),
     };
-    export::search(
-        session,
-        ctx.settings,
-        Search {
-            table: entries,
-            attrs: attrs_with(ctx.layout, extra),
-            paged: ctx.paged,
-            typesonly: false,
-            controls: Vec::new(),
-        },
-        &mut each,
-    )
-    .await?;
-    writer.report(out);
+    let mut made = None;
+    if spooled {
+        let spool = export::spool_all(session, ctx.settings, ctx.paged, &[extra]).await?;
+        let names = spool
+            .names()
+            .into_iter()
+            .filter(|n| !n.eq_ignore_ascii_case(extra))
+            .collect();
+        let layout = Layout::from_names(names, ctx.settings, ctx.schema);
+        {
+            let cx = session.cx.clone();
+            let mut writer = Writer::open(&layout, ctx.schema, out, false, ctx.progress)?;
+            spool.replay(&cx, &mut |raw| {
+                tracker.track(&raw);
+                writer.entry(raw, "", out)
+            })?;
+            writer.report(out);
+        }
+        made = Some(layout);
+    } else {
+        let mut writer = Writer::open(ctx.layout, ctx.schema, out, false, ctx.progress)?;
+        let mut each = |item: Item| {
+            let Item::Entry(raw, _) = item else {
+                return Ok(());
+            };
+            tracker.track(&raw);
+            writer.entry(raw, "", out)
+        };
+        export::search(
+            session,
+            ctx.settings,
+            Search {
+                table: entries,
+                attrs: attrs_with(ctx.layout, extra),
+                paged: ctx.paged,
+                typesonly: false,
+                controls: Vec::new(),
+            },
+            &mut each,
+        )
+        .await?;
+        writer.report(out);
+    }
+    let Tracker {
+        index, since, last, ..
+    } = tracker;
     let cookie = if syncrepl {
         Cookie {
             v: 1,
@@ -186,10 +240,13 @@ pub(crate) async fn complete(
             last,
         }
     };
-    Ok(ExportOutcome {
-        cookie: Some(cookie.to_text(&session.cx)?),
-        incremental: false,
-    })
+    Ok((
+        ExportOutcome {
+            cookie: Some(cookie.to_text(&session.cx)?),
+            incremental: false,
+        },
+        made,
+    ))
 }
 
 /// A digest of an entry's DN and values (attribute names case-insensitive, in any order):

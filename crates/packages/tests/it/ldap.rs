@@ -1034,3 +1034,51 @@ async fn regression_ldap_incremental_with_no_change_yields_no_rows_syncrepl_pres
     )
     .await;
 }
+
+#[tokio::test]
+async fn openldap_complete_export_without_mapping_reads_every_attribute_once() {
+    let base = "ou=nomap,dc=example,dc=org";
+    SLAPD
+        .ldapadd(&format!(
+            "dn: {base}\nobjectClass: organizationalUnit\nou: nomap\n\n\
+             dn: uid=a,{base}\nobjectClass: inetOrgPerson\nuid: a\ncn: A\nsn: A\nmail: a@example.org\n\n\
+             dn: cn=team,{base}\nobjectClass: groupOfNames\ncn: team\nmember: uid=a,{base}\n"
+        ))
+        .expect("load subtree");
+    let i = instance(
+        OPENLDAP,
+        settings(
+            base,
+            "(|(objectClass=inetOrgPerson)(objectClass=groupOfNames))",
+        ),
+        vec![],
+    );
+    let (first, tables) = export(i.as_ref(), None).await.expect("complete");
+    let header = rows(&tables["Directory_entries"])[0].clone();
+    assert_eq!(header, ["dn", "cn", "mail", "objectClass", "sn", "uid"]);
+    assert_eq!(
+        row(&tables["Directory_entries"], &format!("uid=a,{base}"))["mail"],
+        "a@example.org"
+    );
+    assert_eq!(
+        rows(&tables["Directory_member"])[1],
+        [format!("cn=team,{base}"), format!("uid=a,{base}")]
+    );
+    // The incremental run lists the names first: the same columns, and a Command.
+    SLAPD
+        .ldapmodify(&format!(
+            "dn: uid=a,{base}\nchangetype: modify\nreplace: sn\nsn: Changed\n"
+        ))
+        .expect("change");
+    let cookie = first.cookie.expect("cookie");
+    let (_, tables) = export(i.as_ref(), Some(&cookie))
+        .await
+        .expect("incremental");
+    let mut expected = header.clone();
+    expected.push("Command".to_string());
+    assert_eq!(rows(&tables["Directory_entries"])[0], expected);
+    assert_eq!(
+        row(&tables["Directory_entries"], &format!("uid=a,{base}"))["sn"],
+        "Changed"
+    );
+}
