@@ -30,7 +30,7 @@ trap 'stop_slapd; rm -rf "$work"' EXIT
 source "$root/bench/slapd.sh"
 
 echo "building idlink and the example (release)..."
-(cd "$root" && cargo build --release --quiet -p idlink-cli -p idlink-packages --example export_ldap)
+(cd "$root" && cargo build --release --quiet -p idlink-packages --example export_ldap && cargo build --release --quiet -p idlink-cli)
 target=${CARGO_TARGET_DIR:-$root/target}
 idlink="$target/release/idlink"
 exe="$target/release/examples/export_ldap"
