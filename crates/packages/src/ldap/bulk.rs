@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use super::conn::{Class, describe_code, tls_config, tls_message};
 use super::entry::RawEntry;
 use super::settings::{Auth, ServerSettings, Tls};
-use super::wire::{Failure, Framer, Io, bounded, malformed};
+use super::wire::{Failure, Framer, Io, bounded, malformed, max_elements, validate};
 use crate::api::Environment;
 
 /// RFC 2696 paged results.
@@ -30,6 +30,8 @@ const STARTTLS_OID: &str = "1.3.6.1.4.1.1466.20037";
 pub(crate) struct Bulk {
     wire: Framer<Box<dyn Io>>,
     next_id: i32,
+    /// See [`max_elements`].
+    max_elements: usize,
 }
 
 impl std::fmt::Debug for Bulk {
@@ -103,6 +105,7 @@ impl Bulk {
         let mut bulk = Bulk {
             wire: Framer::new(Box::new(tcp), max_message, timeout),
             next_id: 1,
+            max_elements: max_elements(max_message),
         };
         if server.tls == Tls::StartTls {
             let req = Tag::Sequence(Sequence {
@@ -234,6 +237,7 @@ impl Bulk {
             if msg.id != id {
                 continue;
             }
+            validate(self.wire.bytes(m), self.max_elements)?;
             if msg.op_tag != op {
                 return Err(malformed("unexpected response"));
             }
@@ -312,6 +316,7 @@ impl Bulk {
                 if msg.id != id {
                     continue;
                 }
+                validate(self.wire.bytes(m), self.max_elements)?;
                 match msg.op_tag {
                     0x64 => {
                         let entry = parse_entry(msg.op)?;
@@ -637,7 +642,7 @@ mod tests {
             Some(bytes.len())
         );
         assert_eq!(message_length(&bytes[..3], max).expect("partial"), None);
-        crate::ldap::wire::validate(&bytes).expect("well formed");
+        crate::ldap::wire::validate(&bytes, 100).expect("well formed");
         let mut b = Ber::new(&bytes);
         let mut inner = Ber::new(b.expect(0x30, "seq").expect("seq"));
         assert_eq!(uint(inner.expect(0x02, "int").expect("int")), 7);

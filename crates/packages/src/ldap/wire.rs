@@ -151,12 +151,24 @@ pub(crate) fn message_length(b: &[u8], max: usize) -> Result<Option<usize>, Fail
     }
 }
 
+/// The most BER elements a message may hold: [`BYTES_PER_ELEMENT`] bytes of
+/// `MaxMessageSize` each. A decoder allocates for every element (ldap3 about 100 bytes with
+/// its copy), so a message of tiny elements would cost far more memory than its size.
+pub(crate) fn max_elements(max_message: usize) -> usize {
+    (max_message / BYTES_PER_ELEMENT).max(4096)
+}
+
+/// See [`max_elements`]: real entries average well above this per element.
+pub(crate) const BYTES_PER_ELEMENT: usize = 16;
+
 /// Checks that `msg` (one whole element) is well formed: every element inside its
-/// container, at most [`MAX_DEPTH`] levels deep. No allocation but the stack of open ends.
-pub(crate) fn validate(msg: &[u8]) -> Result<(), Failure> {
+/// container, at most [`MAX_DEPTH`] levels deep, at most `max_elements` elements. No
+/// allocation but the stack of open ends.
+pub(crate) fn validate(msg: &[u8], max_elements: usize) -> Result<(), Failure> {
     let mut ends: Vec<usize> = Vec::with_capacity(MAX_DEPTH);
     let mut pos = 0usize;
     let end = msg.len();
+    let mut elements = 0usize;
     loop {
         while ends.last() == Some(&pos) {
             ends.pop();
@@ -170,6 +182,15 @@ pub(crate) fn validate(msg: &[u8]) -> Result<(), Failure> {
         };
         if len > limit - pos - head {
             return Err(malformed("an element is longer than what contains it"));
+        }
+        elements += 1;
+        if elements > max_elements {
+            return Err((
+                Class::Malformed,
+                format!(
+                    "the server sent a message of more than {max_elements} elements (MaxMessageSize / {BYTES_PER_ELEMENT}); raise MaxMessageSize if the directory really holds entries with that many values"
+                ),
+            ));
         }
         if tag & 0x20 != 0 {
             if ends.len() >= MAX_DEPTH {
@@ -318,7 +339,7 @@ pub(crate) fn relay(
                 r = down.next(None) => r,
                 _ = &mut stopped => break,
             };
-            let message = next.and_then(|m| validate(down.bytes(m)).map(|()| m));
+            let message = next.and_then(|m| validate(down.bytes(m), max_elements(max)).map(|()| m));
             match message {
                 Ok(m) => {
                     if our_write.write_all(down.bytes(m)).await.is_err() {
@@ -363,16 +384,22 @@ mod tests {
         let bind = [
             0x30, 0x0c, 0x02, 0x01, 0x01, 0x61, 0x07, 0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00,
         ];
-        validate(&bind).expect("valid");
+        validate(&bind, 100).expect("valid");
+        assert!(
+            validate(&bind, 3)
+                .expect_err("too many")
+                .1
+                .contains("more than 3 elements")
+        );
         // An octet string announcing 2 GiB inside a 10-byte message.
         let inner = [0x30, 0x08, 0x02, 0x01, 0x01, 0x04, 0x84, 0x7f, 0xff, 0xff];
-        assert!(validate(&inner).is_err());
+        assert!(validate(&inner, 100).is_err());
         let mut deep = Vec::new();
         for i in 0..40usize {
             deep.push(0x30);
             deep.push((2 * (40 - i - 1)) as u8);
         }
-        assert!(validate(&deep).expect_err("deep").1.contains("nested"));
-        assert!(validate(&[0x30, 0x02, 0x30, 0x80]).is_err());
+        assert!(validate(&deep, 100).expect_err("deep").1.contains("nested"));
+        assert!(validate(&[0x30, 0x02, 0x30, 0x80], 100).is_err());
     }
 }

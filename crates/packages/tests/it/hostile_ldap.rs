@@ -328,3 +328,60 @@ async fn regression_ldap_hostile_first_server_fails_over_to_the_next() {
     );
     assert_eq!(hostile.connections(), 1);
 }
+
+/// A well-formed SearchResultEntry for message `id` with one attribute of `values` empty
+/// values: tiny elements that a decoder would allocate for one by one.
+fn entry_of_tiny_values(id: u8, values: usize) -> Vec<u8> {
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        let n = content.len();
+        if n < 0x80 {
+            v.push(n as u8);
+        } else {
+            v.push(0x84);
+            v.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+        v.extend_from_slice(content);
+        v
+    }
+    let set = tlv(0x31, &[0x04, 0x00].repeat(values));
+    let attr = tlv(0x30, &[tlv(0x04, b"description"), set].concat());
+    let attrs = tlv(0x30, &attr);
+    let entry = tlv(0x64, &[tlv(0x04, b"cn=x"), attrs].concat());
+    tlv(0x30, &[vec![0x02, 0x01, id], entry].concat())
+}
+
+#[tokio::test]
+async fn regression_ldap_message_of_tiny_elements_is_bounded_by_element_count() {
+    // 5,000 values in a 10 KB message: within MaxMessageSize (65536), above its 4,096
+    // elements (MaxMessageSize / 16), on both readers.
+    let message = entry_of_tiny_values(2, 5000);
+    assert!(message.len() < 65536);
+    let server = HostileServer::start(vec![
+        Step::ReadSome,
+        Step::Write(BIND_OK.to_vec()),
+        Step::ReadSome,
+        Step::Write(message.clone()),
+        Step::Hang,
+    ]);
+    let mut s = settings(vec![basic(&server.address())]);
+    s["MaxMessageSize"] = json!(65536);
+    let ldap = instance("Usercube.LDAP@0000001", s.clone());
+    let m = fails_in_time(
+        "check-connection",
+        ldap.check_connection().expect("cap").check_connection(),
+    )
+    .await;
+    names_the_server(&m, &server);
+    assert!(m.contains("more than 4096 elements"), "{m}");
+
+    let bulk = HostileServer::start_each(bulk_scripts(vec![Step::Write(message), Step::Hang]));
+    let mut s = settings(vec![basic(&bulk.address())]);
+    s["MaxMessageSize"] = json!(65536);
+    let ldap = instance("Usercube.LDAP@0000001", s);
+    let m = fails_in_time("export", export(ldap.as_ref())).await;
+    assert!(
+        m.contains("search on") && m.contains("more than 4096 elements"),
+        "{m}"
+    );
+}
