@@ -311,9 +311,15 @@ impl Session {
     /// The bulk reader (see `bulk.rs`), connected and bound to the same server.
     pub(crate) async fn bulk(&mut self) -> Result<&mut Bulk, PackageError> {
         if self.bulk.is_none() {
-            let b = Bulk::open(&self.settings, self.timeout, self.max_message, &self.env)
-                .await
-                .map_err(|(class, m)| self.cx.error("connect", m, retryable(class)))?;
+            // Like the first connection, connecting takes at most TimeOut in all.
+            let open = Bulk::open(&self.settings, self.timeout, self.max_message, &self.env);
+            let opened = match self.timeout {
+                Some(t) => tokio::time::timeout(t, open)
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out(Some(t)))),
+                None => open.await,
+            };
+            let b = opened.map_err(|(class, m)| self.cx.error("connect", m, retryable(class)))?;
             self.bulk = Some(b);
         }
         match self.bulk.as_mut() {

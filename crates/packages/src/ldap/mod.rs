@@ -6,8 +6,13 @@
 //!   credentials (result code 49) from an unreachable server from a TLS failure; `Login` and
 //!   `Password` never appear.
 //! - bounded reads (`wire.rs`): every message from a server is at most `MaxMessageSize`
-//!   (16 MiB) and awaited at most `TimeOut`; ldap3 reads through a relay that forwards only
-//!   whole, well-formed messages.
+//!   (16 MiB; a header announcing more fails before anything is buffered) and at most
+//!   `MaxMessageSize / 16` BER elements; ldap3 reads through a relay that forwards only
+//!   whole, well-formed messages. `TimeOut` (seconds, default 120, 0: no limit): connecting
+//!   to one server (TCP, TLS, bind) takes at most TimeOut, else the next server is tried;
+//!   check-connection and schema refresh end within TimeOut of the start of connecting to
+//!   the server that answered; export and fulfill wait at most TimeOut for each complete
+//!   response message (a server trickling bytes does not stretch it).
 //! - bulk reader (`bulk.rs`): the searches of exports run on a second, lean connection that
 //!   decodes responses in place (ldap3's decoder cost twice ldapsearch's CPU); ldap3 does the
 //!   rest.
