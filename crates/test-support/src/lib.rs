@@ -17,6 +17,7 @@
 //! `runuser -u postgres --` but without an intermediate process that would stand between the
 //! signal and the server).
 
+pub mod hostile;
 mod mariadb;
 mod postgres;
 mod process;

@@ -5,6 +5,7 @@ mod check;
 mod crash;
 mod export;
 mod fulfill;
+mod hostile_ldap;
 mod ldap;
 mod secrets;
 mod support;

@@ -13,32 +13,25 @@ use std::time::Duration;
 use ldap3::asn1::{
     ASNTag, Boolean, Enumerated, Integer, OctetString, PL, Sequence, StructureTag, Tag, TagClass,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::conn::{Class, describe_code, tls_config, tls_message};
 use super::entry::RawEntry;
 use super::settings::{Auth, ServerSettings, Tls};
+use super::wire::{Failure, Framer, Io, bounded, malformed, max_elements, validate};
 use crate::api::Environment;
-
-/// What the transport needs to be.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// RFC 2696 paged results.
 const PAGED_OID: &str = "1.2.840.113556.1.4.319";
 /// RFC 4511 StartTLS.
 const STARTTLS_OID: &str = "1.3.6.1.4.1.1466.20037";
-/// The largest message accepted (an entry with big binary values fits).
-const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
 /// A bound connection for searches.
 pub(crate) struct Bulk {
-    io: Box<dyn Io>,
-    buf: Vec<u8>,
-    /// Start of unread bytes in `buf`.
-    start: usize,
+    wire: Framer<Box<dyn Io>>,
     next_id: i32,
-    timeout: Option<Duration>,
+    /// See [`max_elements`].
+    max_elements: usize,
 }
 
 impl std::fmt::Debug for Bulk {
@@ -48,9 +41,6 @@ impl std::fmt::Debug for Bulk {
             .finish()
     }
 }
-
-/// An error of the bulk reader: its class and message.
-pub(crate) type Failure = (Class, String);
 
 /// The end of a search (all pages).
 #[derive(Debug, Default)]
@@ -79,66 +69,43 @@ pub(crate) struct Request<'a> {
     pub page: Option<i32>,
 }
 
-fn io_failure(e: std::io::Error) -> Failure {
-    if let Some(tls) = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
-        return (Class::Tls, tls_message(&tls.to_string()));
-    }
-    match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => (
-            Class::Unreachable,
-            "the server closed the connection".to_string(),
-        ),
-        _ => (Class::Unreachable, format!("cannot reach the server: {e}")),
-    }
-}
-
-fn timed_out() -> Failure {
-    (
-        Class::Unreachable,
-        "no answer within TimeOut (the TimeOut setting, in seconds; 0 waits without limit)"
-            .to_string(),
-    )
-}
-
-fn malformed(what: &str) -> Failure {
-    (
-        Class::Other,
-        format!("malformed LDAP message from the server ({what})"),
-    )
-}
-
-async fn bounded<T>(
-    timeout: Option<Duration>,
-    fut: impl std::future::Future<Output = std::io::Result<T>>,
-) -> Result<T, Failure> {
-    match timeout {
-        Some(t) => match tokio::time::timeout(t, fut).await {
-            Ok(r) => r.map_err(io_failure),
-            Err(_) => Err(timed_out()),
-        },
-        None => fut.await.map_err(io_failure),
-    }
-}
-
 impl Bulk {
     /// Connects (TCP, then LDAPS or StartTLS as set) and binds.
     pub(crate) async fn open(
         server: &ServerSettings,
         timeout: Option<Duration>,
+        max_message: usize,
+        env: &Environment,
+    ) -> Result<Bulk, Failure> {
+        let mut bulk = Bulk::connect(server, timeout, max_message, env).await?;
+        bulk.bind(server).await?;
+        Ok(bulk)
+    }
+
+    /// The transport (TCP, then LDAPS or StartTLS as set), not bound: for the relay in
+    /// front of ldap3 (see `wire.rs`).
+    pub(crate) async fn transport(
+        server: &ServerSettings,
+        timeout: Option<Duration>,
+        max_message: usize,
+        env: &Environment,
+    ) -> Result<Framer<Box<dyn Io>>, Failure> {
+        Ok(Bulk::connect(server, timeout, max_message, env).await?.wire)
+    }
+
+    async fn connect(
+        server: &ServerSettings,
+        timeout: Option<Duration>,
+        max_message: usize,
         env: &Environment,
     ) -> Result<Bulk, Failure> {
         let addr = (server.host.as_str(), server.port);
         let tcp = bounded(timeout, tokio::net::TcpStream::connect(addr)).await?;
         let _ = tcp.set_nodelay(true);
         let mut bulk = Bulk {
-            io: Box::new(tcp),
-            buf: Vec::with_capacity(256 * 1024),
-            start: 0,
+            wire: Framer::new(Box::new(tcp), max_message, timeout),
             next_id: 1,
-            timeout,
+            max_elements: max_elements(max_message),
         };
         if server.tls == Tls::StartTls {
             let req = Tag::Sequence(Sequence {
@@ -167,11 +134,36 @@ impl Bulk {
             let name = rustls::pki_types::ServerName::try_from(server.host.clone())
                 .map_err(|e| (Class::Tls, tls_message(&format!("server name: {e}"))))?;
             let connector = tokio_rustls::TlsConnector::from(Arc::clone(&config));
+            if bulk.wire.has_unread() {
+                return Err(malformed("data before the TLS handshake"));
+            }
             // The plain stream is taken back to wrap it; nothing is buffered at this point.
-            let io = std::mem::replace(&mut bulk.io, Box::new(tokio::io::duplex(1).0));
-            let tls = bounded(timeout, connector.connect(name, io)).await?;
-            bulk.io = Box::new(tls);
+            let io = std::mem::replace(&mut bulk.wire.io, Box::new(tokio::io::duplex(1).0));
+            let tls = bounded(timeout, connector.connect(name, io))
+                .await
+                .map_err(|(class, m)| match class {
+                    // A plain LDAP port hangs up on a TLS hello.
+                    Class::Unreachable if !m.starts_with("no complete response") => (
+                        Class::Tls,
+                        tls_message(&format!(
+                            "the handshake failed ({m}); is this port serving {}?",
+                            if server.tls == Tls::Ldaps {
+                                "LDAPS"
+                            } else {
+                                "StartTLS"
+                            }
+                        )),
+                    ),
+                    _ => (class, m),
+                })?;
+            bulk.wire.io = Box::new(tls);
         }
+        Ok(bulk)
+    }
+
+    /// The simple bind of `Login` (nothing when anonymous).
+    async fn bind(&mut self, server: &ServerSettings) -> Result<(), Failure> {
+        let bulk = self;
         if let Auth::Basic { login, password } = &server.auth {
             let req = Tag::Sequence(Sequence {
                 id: 0,
@@ -205,7 +197,7 @@ impl Bulk {
                 _ => return Err((Class::Refused, describe_code(rc, &text))),
             }
         }
-        Ok(bulk)
+        Ok(())
     }
 
     /// Sends an LDAP message with `op` and optional controls; returns its message ID.
@@ -229,51 +221,23 @@ impl Bulk {
         .into_structure();
         let mut bytes = Vec::new();
         encode(&msg, &mut bytes);
-        bounded(self.timeout, self.io.write_all(&bytes)).await?;
-        bounded(self.timeout, self.io.flush()).await?;
+        let timeout = self.wire.timeout;
+        bounded(timeout, self.wire.io.write_all(&bytes)).await?;
+        bounded(timeout, self.wire.io.flush()).await?;
         Ok(id)
-    }
-
-    /// Reads the next whole message: its bounds in `buf`.
-    async fn next_message(&mut self) -> Result<(usize, usize), Failure> {
-        loop {
-            let avail = &self.buf[self.start..];
-            if let Some(total) = message_length(avail)? {
-                if total > MAX_MESSAGE {
-                    return Err(malformed("message too large"));
-                }
-                if avail.len() >= total {
-                    let s = self.start;
-                    self.start += total;
-                    return Ok((s, s + total));
-                }
-            }
-            // Make room: drop what was read, then read more.
-            if self.start > 0 && self.start * 2 >= self.buf.len() {
-                self.buf.drain(..self.start);
-                self.start = 0;
-            }
-            if self.buf.capacity() - self.buf.len() < 64 * 1024 {
-                self.buf.reserve(256 * 1024);
-            }
-            let n = bounded(self.timeout, self.io.read_buf(&mut self.buf)).await?;
-            if n == 0 {
-                return Err((
-                    Class::Unreachable,
-                    "the server closed the connection".to_string(),
-                ));
-            }
-        }
     }
 
     /// Reads the response to `id` with protocol op tag `op`: result code, matched DN, text.
     async fn simple_response(&mut self, id: i32, op: u8) -> Result<(u32, String, String), Failure> {
+        // Messages of other IDs do not extend the wait.
+        let deadline = self.wire.deadline();
         loop {
-            let (s, e) = self.next_message().await?;
-            let msg = Message::parse(&self.buf[s..e])?;
+            let m = self.wire.next(deadline).await?;
+            let msg = Message::parse(self.wire.bytes(m))?;
             if msg.id != id {
                 continue;
             }
+            validate(self.wire.bytes(m), self.max_elements)?;
             if msg.op_tag != op {
                 return Err(malformed("unexpected response"));
             }
@@ -344,12 +308,15 @@ impl Bulk {
             let controls = req.page.map(|size| paged_control(size, &cookie));
             let id = self.send(op, controls).await?;
             cookie.clear();
+            // TimeOut bounds the wait for each whole response message of this search.
+            let mut deadline = self.wire.deadline();
             loop {
-                let (s, e) = self.next_message().await?;
-                let msg = Message::parse(&self.buf[s..e])?;
+                let m = self.wire.next(deadline).await?;
+                let msg = Message::parse(self.wire.bytes(m))?;
                 if msg.id != id {
                     continue;
                 }
+                validate(self.wire.bytes(m), self.max_elements)?;
                 match msg.op_tag {
                     0x64 => {
                         let entry = parse_entry(msg.op)?;
@@ -357,8 +324,12 @@ impl Bulk {
                         if let Err(e) = each(entry) {
                             return Ok(Err(e));
                         }
+                        deadline = self.wire.deadline();
                     }
-                    0x73 => done.referrals += 1,
+                    0x73 => {
+                        done.referrals += 1;
+                        deadline = self.wire.deadline();
+                    }
                     0x65 => {
                         let r = ResultFields::parse(msg.op)?;
                         done.rc = r.rc;
@@ -387,7 +358,7 @@ impl Bulk {
             inner: (),
         });
         let _ = self.send(unbind, None).await;
-        let _ = self.io.shutdown().await;
+        let _ = self.wire.io.shutdown().await;
     }
 }
 
@@ -464,31 +435,6 @@ fn push_len(out: &mut Vec<u8>, len: usize) {
         out.push(0x80 | (8 - skip) as u8);
         out.extend_from_slice(&bytes[skip..]);
     }
-}
-
-/// The total length of the message at the start of `b`, once its header is there.
-fn message_length(b: &[u8]) -> Result<Option<usize>, Failure> {
-    if b.len() < 2 {
-        return Ok(None);
-    }
-    if b[0] != 0x30 {
-        return Err(malformed("not a message"));
-    }
-    let first = b[1] as usize;
-    if first < 0x80 {
-        return Ok(Some(2 + first));
-    }
-    let n = first & 0x7f;
-    if n == 0 || n > 4 {
-        return Err(malformed("length"));
-    }
-    if b.len() < 2 + n {
-        return Ok(None);
-    }
-    let len = b[2..2 + n]
-        .iter()
-        .fold(0usize, |acc, x| (acc << 8) | *x as usize);
-    Ok(Some(2 + n + len))
 }
 
 /// A cursor over BER elements.
@@ -670,6 +616,7 @@ fn paged_cookie(controls: &[u8]) -> Result<Vec<u8>, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ldap::wire::message_length;
 
     #[test]
     fn lengths_and_elements_round_trip() {
@@ -689,8 +636,13 @@ mod tests {
         .into_structure();
         let mut bytes = Vec::new();
         encode(&tag, &mut bytes);
-        assert_eq!(message_length(&bytes).expect("length"), Some(bytes.len()));
-        assert_eq!(message_length(&bytes[..3]).expect("partial"), None);
+        let max = 1 << 20;
+        assert_eq!(
+            message_length(&bytes, max).expect("length"),
+            Some(bytes.len())
+        );
+        assert_eq!(message_length(&bytes[..3], max).expect("partial"), None);
+        crate::ldap::wire::validate(&bytes, 100).expect("well formed");
         let mut b = Ber::new(&bytes);
         let mut inner = Ber::new(b.expect(0x30, "seq").expect("seq"));
         assert_eq!(uint(inner.expect(0x02, "int").expect("int")), 7);

@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, SearchOptions};
 
+use ldap3::StdStream;
+
 use super::bulk::Bulk;
 use super::entry::{self, RawEntry};
-use super::settings::{Auth, LdapSettings, ServerSettings, Tls};
+use super::settings::{Auth, LdapSettings, ServerSettings};
+use super::wire::{self, Link, timed_out};
 use crate::api::{Environment, PackageError};
 
 /// The system's certificate authorities (Debian's `ca-certificates`), trusted when a server
@@ -24,6 +27,8 @@ pub(crate) enum Class {
     Tls,
     /// The server answered with an error result.
     Refused,
+    /// The server sent something that is not LDAP, or a message above `MaxMessageSize`.
+    Malformed,
     Other,
 }
 
@@ -33,6 +38,10 @@ pub(crate) struct Cx {
     pub connection: String,
     pub system: String,
     secrets: Vec<String>,
+    /// `TimeOut`, for messages.
+    pub timeout: Option<Duration>,
+    /// The relay in front of ldap3 on the server reached: why it closed, if it did.
+    link: Option<Link>,
 }
 
 impl Cx {
@@ -51,15 +60,47 @@ impl Cx {
             connection: env.connection.clone(),
             system,
             secrets: settings.secrets(),
+            timeout: settings.timeout,
+            link: None,
         }
     }
 
-    /// The same context, naming the server actually reached.
-    pub(crate) fn on(&self, server: &ServerSettings) -> Cx {
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Cx {
+        Cx {
+            connection: "Test".into(),
+            system: "LDAP server ldap://127.0.0.1:1".into(),
+            secrets: Vec::new(),
+            timeout: None,
+            link: None,
+        }
+    }
+
+    /// The same context, naming the server actually reached (and its relay).
+    pub(crate) fn on(&self, server: &ServerSettings, link: Option<Link>) -> Cx {
         Cx {
             system: format!("LDAP server {}", server.describe()),
+            link,
             ..self.clone()
         }
+    }
+
+    /// The class and message of an ldap3 error: the relay's reason when it closed the
+    /// connection (a message too large, malformed), else [`classify`].
+    pub(crate) fn explain(&self, e: &LdapError) -> (Class, String) {
+        if let Some(f) = self.link.as_ref().and_then(Link::failure) {
+            return f;
+        }
+        if let LdapError::Timeout { .. } = e {
+            return timed_out(self.timeout);
+        }
+        classify(e)
+    }
+
+    /// Why the connection is unusable, when the relay closed it.
+    pub(crate) fn broken(&self, operation: &'static str) -> Option<PackageError> {
+        let (class, m) = self.link.as_ref().and_then(Link::failure)?;
+        Some(self.error(operation, m, retryable(class)))
     }
 
     /// Removes every secret from `message`.
@@ -90,7 +131,7 @@ impl Cx {
 
     /// An ldap3 error during `operation`.
     pub(crate) fn ldap(&self, operation: &'static str, e: LdapError) -> PackageError {
-        let (class, message) = classify(&e);
+        let (class, message) = self.explain(&e);
         self.error(operation, message, retryable(class))
     }
 }
@@ -232,6 +273,11 @@ pub(crate) struct Session {
     pub cx: Cx,
     /// `TimeOut`: the wait for each response.
     pub timeout: Option<Duration>,
+    /// `MaxMessageSize`.
+    max_message: usize,
+    /// When connecting to this server began (check-connection and schema refresh end
+    /// within `TimeOut` of it).
+    pub started: tokio::time::Instant,
     /// The server's settings, to open the bulk reader.
     settings: ServerSettings,
     env: Environment,
@@ -240,6 +286,12 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// The deadline of a whole check-connection or schema refresh (`TimeOut` after connecting
+    /// began), with `TimeOut`.
+    pub(crate) fn whole_limit(&self) -> Option<(tokio::time::Instant, Duration)> {
+        self.timeout.map(|t| (self.started + t, t))
+    }
+
     /// The handle, with the response timeout set for its next operation.
     pub(crate) fn handle(&mut self) -> &mut Ldap {
         if let Some(t) = self.timeout {
@@ -259,9 +311,15 @@ impl Session {
     /// The bulk reader (see `bulk.rs`), connected and bound to the same server.
     pub(crate) async fn bulk(&mut self) -> Result<&mut Bulk, PackageError> {
         if self.bulk.is_none() {
-            let b = Bulk::open(&self.settings, self.timeout, &self.env)
-                .await
-                .map_err(|(class, m)| self.cx.error("connect", m, retryable(class)))?;
+            // Like the first connection, connecting takes at most TimeOut in all.
+            let open = Bulk::open(&self.settings, self.timeout, self.max_message, &self.env);
+            let opened = match self.timeout {
+                Some(t) => tokio::time::timeout(t, open)
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out(Some(t)))),
+                None => open.await,
+            };
+            let b = opened.map_err(|(class, m)| self.cx.error("connect", m, retryable(class)))?;
             self.bulk = Some(b);
         }
         match self.bulk.as_mut() {
@@ -281,13 +339,24 @@ pub(crate) async fn connect(
     let mut failures = Vec::new();
     let mut classes = Vec::new();
     for (i, server) in settings.servers.iter().enumerate() {
-        match connect_one(server, settings.timeout, env).await {
-            Ok(ldap) => {
+        let started = tokio::time::Instant::now();
+        let attempt = connect_one(server, settings.timeout, settings.max_message, env);
+        let attempt = match settings.timeout {
+            Some(t) => match tokio::time::timeout(t, attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(timed_out(Some(t))),
+            },
+            None => attempt.await,
+        };
+        match attempt {
+            Ok((ldap, link)) => {
                 return Ok(Session {
                     ldap,
                     server: i,
-                    cx: cx.on(server),
+                    cx: cx.on(server, Some(link)),
                     timeout: settings.timeout,
+                    max_message: settings.max_message,
+                    started,
                     settings: server.clone(),
                     env: env.clone(),
                     bulk: None,
@@ -312,31 +381,26 @@ pub(crate) async fn connect(
     Err(cx.error("connect", message, retryable))
 }
 
+/// Connects to one server: the transport (TCP, TLS) and a relay in front of ldap3 (see
+/// `wire.rs`), then ldap3's bind.
 async fn connect_one(
     server: &ServerSettings,
     timeout: Option<Duration>,
+    max_message: usize,
     env: &Environment,
-) -> Result<Ldap, (Class, String)> {
-    let mut conn_settings = LdapConnSettings::new();
-    if let Some(t) = timeout {
-        conn_settings = conn_settings.set_conn_timeout(t);
-    }
-    if server.tls != Tls::None {
-        let config = tls_config(server, env).map_err(|m| (Class::Tls, tls_message(&m)))?;
-        conn_settings = conn_settings.set_config(config);
-        conn_settings = conn_settings.set_starttls(server.tls == Tls::StartTls);
-    }
-    let mut ldap = open(conn_settings, server.url()).await.map_err(|e| {
-        let (class, m) = classify(&e);
-        if server.tls == Tls::StartTls && class == Class::Refused {
-            (
-                Class::Tls,
-                tls_message(&format!("the server refused StartTLS ({m})")),
-            )
-        } else {
-            (class, m)
-        }
-    })?;
+) -> Result<(Ldap, Link), (Class, String)> {
+    let transport = Bulk::transport(server, timeout, max_message, env).await?;
+    let (stream, link) = wire::relay(transport)?;
+    let conn_settings = LdapConnSettings::new().set_std_stream(StdStream::Unix(stream));
+    let explain = |e: &LdapError| {
+        link.failure().unwrap_or_else(|| match e {
+            LdapError::Timeout { .. } => timed_out(timeout),
+            _ => classify(e),
+        })
+    };
+    let mut ldap = open(conn_settings, RELAY_URL)
+        .await
+        .map_err(|e| explain(&e))?;
     if let Some(t) = timeout {
         ldap.with_timeout(t);
     }
@@ -346,15 +410,19 @@ async fn connect_one(
             .await
             .and_then(LdapResult::success);
         if let Err(e) = bound {
-            return Err(classify(&e));
+            let (class, m) = explain(&e);
+            return Err((class, format!("bind: {m}")));
         }
     }
-    Ok(ldap)
+    Ok((ldap, link))
 }
 
+/// What ldap3 connects to: the relay's end of a Unix socket pair (the path is not used).
+const RELAY_URL: &str = "ldapi://idlink-relay";
+
 /// Opens the connection; its driver runs as a task of the caller's runtime.
-async fn open(settings: LdapConnSettings, url: String) -> Result<Ldap, LdapError> {
-    let (conn, ldap) = LdapConnAsync::with_settings(settings, &url).await?;
+async fn open(settings: LdapConnSettings, url: &str) -> Result<Ldap, LdapError> {
+    let (conn, ldap) = LdapConnAsync::with_settings(settings, url).await?;
     ldap3::drive!(conn);
     Ok(ldap)
 }

@@ -587,6 +587,162 @@ pub(crate) async fn scan_names(
     Ok(seen.into_values().collect())
 }
 
+/// The entries of a search without a mapping, kept in an unnamed temporary file while the
+/// attribute names are collected, so that the directory is read once: the tables' columns
+/// are known only at the end. Memory stays flat (buffered I/O); the file is unlinked from
+/// its creation, so nothing is left behind whatever happens.
+pub(crate) struct Spool {
+    file: std::io::BufWriter<std::fs::File>,
+    /// Lowercased name -> the name as first seen.
+    names: HashMap<String, String>,
+    entries: u64,
+}
+
+fn put_len(w: &mut impl std::io::Write, n: usize) -> std::io::Result<()> {
+    let n = u32::try_from(n).map_err(|_| std::io::Error::other("value above 4 GiB"))?;
+    w.write_all(&n.to_le_bytes())
+}
+
+fn put_bytes(w: &mut impl std::io::Write, b: &[u8]) -> std::io::Result<()> {
+    put_len(w, b.len())?;
+    w.write_all(b)
+}
+
+fn get_len(r: &mut impl std::io::Read) -> std::io::Result<usize> {
+    let mut b = [0u8; 4];
+    r.read_exact(&mut b)?;
+    Ok(u32::from_le_bytes(b) as usize)
+}
+
+fn get_bytes(r: &mut impl std::io::Read) -> std::io::Result<Vec<u8>> {
+    let n = get_len(r)?;
+    let mut v = vec![0u8; n];
+    r.read_exact(&mut v)?;
+    Ok(v)
+}
+
+impl Spool {
+    pub(crate) fn new() -> std::io::Result<Spool> {
+        Ok(Spool {
+            file: std::io::BufWriter::with_capacity(256 * 1024, tempfile::tempfile()?),
+            names: HashMap::new(),
+            entries: 0,
+        })
+    }
+
+    /// Keeps an entry, and the names of its attributes.
+    pub(crate) fn push(&mut self, raw: &RawEntry) -> std::io::Result<()> {
+        let w = &mut self.file;
+        put_bytes(w, raw.dn.as_bytes())?;
+        put_len(w, raw.attrs.len())?;
+        for (name, values) in &raw.attrs {
+            if !self.names.contains_key(name.as_str()) {
+                let key = name.to_ascii_lowercase();
+                self.names.entry(key).or_insert_with(|| name.clone());
+            }
+            put_bytes(w, name.as_bytes())?;
+            put_len(w, values.len())?;
+            for v in values {
+                put_bytes(w, v)?;
+            }
+        }
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// The attribute names found.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.names.values().cloned().collect()
+    }
+
+    /// Hands every entry kept, in order, to `each`.
+    pub(crate) fn replay(
+        self,
+        cx: &Cx,
+        each: &mut dyn FnMut(RawEntry) -> Result<(), PackageError>,
+    ) -> Result<(), PackageError> {
+        use std::io::{Seek, SeekFrom};
+        let fail = |e: std::io::Error| {
+            cx.error(
+                "read the entries back",
+                format!(
+                    "the temporary spool file (in {}) failed: {e}",
+                    std::env::temp_dir().display()
+                ),
+                false,
+            )
+        };
+        let mut file = self.file.into_inner().map_err(|e| fail(e.into_error()))?;
+        file.seek(SeekFrom::Start(0)).map_err(fail)?;
+        let mut r = std::io::BufReader::with_capacity(256 * 1024, file);
+        for _ in 0..self.entries {
+            let dn = text_of(get_bytes(&mut r).map_err(fail)?);
+            let n = get_len(&mut r).map_err(fail)?;
+            let mut attrs = Vec::with_capacity(n);
+            for _ in 0..n {
+                let name = text_of(get_bytes(&mut r).map_err(fail)?);
+                let count = get_len(&mut r).map_err(fail)?;
+                let mut values = Vec::with_capacity(count.min(1024));
+                for _ in 0..count {
+                    values.push(get_bytes(&mut r).map_err(fail)?);
+                }
+                attrs.push((name, values));
+            }
+            each(RawEntry { dn, attrs })?;
+        }
+        Ok(())
+    }
+}
+
+fn text_of(b: Vec<u8>) -> String {
+    String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Without a mapping: reads the `entries` entries once (every user attribute), spooling them
+/// while their attribute names are collected; returns the spool.
+pub(crate) async fn spool_all(
+    session: &mut Session,
+    settings: &LdapSettings,
+    paged: bool,
+    extra: &[&str],
+) -> Result<Spool, PackageError> {
+    let cx = session.cx.clone();
+    let spool_error = |e: std::io::Error| {
+        cx.error(
+            "spool the entries",
+            format!(
+                "cannot write the temporary spool file in {}: {e}",
+                std::env::temp_dir().display()
+            ),
+            false,
+        )
+    };
+    let mut spool = Spool::new().map_err(spool_error)?;
+    let mut each = |item: Item| {
+        if let Item::Entry(raw, _) = item {
+            spool.push(&raw).map_err(spool_error)?;
+        }
+        Ok(())
+    };
+    search(
+        session,
+        settings,
+        Search {
+            table: settings.entries(),
+            attrs: std::iter::once("*")
+                .chain(extra.iter().copied())
+                .map(str::to_string)
+                .collect(),
+            paged,
+            typesonly: false,
+            controls: Vec::new(),
+        },
+        &mut each,
+    )
+    .await?;
+    Ok(spool)
+}
+
 /// Writes the tables of `Tables` elements other than `entries`: one search each, reading only
 /// that attribute.
 pub(crate) async fn own_links(
@@ -641,6 +797,39 @@ pub(crate) async fn own_links(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_spool_gives_back_every_entry_in_order() {
+        let mut spool = Spool::new().expect("spool");
+        let a = RawEntry {
+            dn: "cn=Zoë,dc=x".into(),
+            attrs: vec![
+                ("cn".into(), vec![b"Zo\xc3\xab".to_vec()]),
+                ("jpegPhoto".into(), vec![vec![0xff, 0xd8, 0, 1]]),
+            ],
+        };
+        let b = RawEntry {
+            dn: "cn=b,dc=x".into(),
+            attrs: vec![("CN".into(), vec![b"b".to_vec(), b"B".to_vec()])],
+        };
+        spool.push(&a).expect("push");
+        spool.push(&b).expect("push");
+        let mut names = spool.names();
+        names.sort();
+        assert_eq!(names, ["cn", "jpegPhoto"]);
+        let cx = Cx::for_tests();
+        let mut back = Vec::new();
+        spool
+            .replay(&cx, &mut |e| {
+                back.push(e);
+                Ok(())
+            })
+            .expect("replay");
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].dn, a.dn);
+        assert_eq!(back[0].attrs, a.attrs);
+        assert_eq!(back[1].attrs, b.attrs);
+    }
 
     #[test]
     fn binary_and_invalid_utf8_values_are_base64() {

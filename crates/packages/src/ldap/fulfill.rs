@@ -30,7 +30,7 @@ use futures_util::StreamExt as _;
 use ldap3::{Ldap, LdapResult, Mod, SearchOptions};
 use serde_json::Value;
 
-use super::conn::{self, Cx, classify, describe_result};
+use super::conn::{self, Cx, describe_result};
 use super::dn;
 use super::entry;
 use super::settings::LdapSettings;
@@ -481,7 +481,7 @@ pub(crate) async fn run(
         .phase(&format!("connecting to {}", cx.system));
     let mut session = conn::connect(settings, env, &cx).await?;
     let ldap = session.ldap.clone();
-    let timeout = settings.timeout;
+    let link_cx = session.cx.clone();
     let mut results: Vec<Option<OrderResult>> = vec![None; request.orders.len()];
     // Batches of orders that touch distinct DNs run concurrently; a conflict starts a new batch.
     let mut batch: Vec<(usize, Plan)> = Vec::new();
@@ -505,7 +505,8 @@ pub(crate) async fn run(
         let outcomes: Vec<(usize, Outcome)> = futures_util::stream::iter(batch)
             .map(|(i, p)| {
                 let ldap = ldap.clone();
-                async move { (i, execute(ldap, timeout, p).await) }
+                let cx = &link_cx;
+                async move { (i, execute(ldap, cx, p).await) }
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
@@ -541,7 +542,7 @@ struct Outcome {
 }
 
 /// Sends an order's operations in turn; stops at the first failure.
-async fn execute(mut ldap: Ldap, timeout: Option<std::time::Duration>, plan: Plan) -> Outcome {
+async fn execute(mut ldap: Ldap, cx: &Cx, plan: Plan) -> Outcome {
     let mut out = Outcome {
         ok: true,
         ..Default::default()
@@ -553,7 +554,7 @@ async fn execute(mut ldap: Ldap, timeout: Option<std::time::Duration>, plan: Pla
     }
     for op in plan.ops {
         out.operations.push(op.show());
-        match apply(&mut ldap, timeout, &op, &mut out.operations).await {
+        match apply(&mut ldap, cx, &op, &mut out.operations).await {
             Ok((r, note)) => {
                 last = describe_result(&r);
                 if let Some(n) = note {
@@ -574,8 +575,8 @@ async fn execute(mut ldap: Ldap, timeout: Option<std::time::Duration>, plan: Pla
     out
 }
 
-fn timed(ldap: &mut Ldap, timeout: Option<std::time::Duration>) -> &mut Ldap {
-    if let Some(t) = timeout {
+fn timed<'l>(ldap: &'l mut Ldap, cx: &Cx) -> &'l mut Ldap {
+    if let Some(t) = cx.timeout {
         ldap.with_timeout(t);
     }
     ldap
@@ -592,22 +593,23 @@ fn failed(op: &Op, r: &LdapResult) -> String {
     format!("{what} failed: {}", describe_result(r))
 }
 
-fn ldap_error(e: ldap3::LdapError) -> String {
-    classify(&e).1
+/// An ldap3 error as an order's message (the relay's reason when it closed the connection).
+fn ldap_error(cx: &Cx, e: ldap3::LdapError) -> String {
+    cx.explain(&e).1
 }
 
 /// Reads an entry's values of `attrs` (lowercased name -> values); `None` when it is gone.
 async fn read(
     ldap: &mut Ldap,
-    timeout: Option<std::time::Duration>,
+    cx: &Cx,
     dn: &str,
     attrs: Vec<String>,
 ) -> Result<Option<HashMap<String, Vec<Vec<u8>>>>, String> {
-    let r = timed(ldap, timeout)
+    let r = timed(ldap, cx)
         .with_search_options(SearchOptions::new())
         .search(dn, ldap3::Scope::Base, "(objectClass=*)", attrs)
         .await
-        .map_err(ldap_error)?;
+        .map_err(|e| ldap_error(cx, e))?;
     let ldap3::SearchResult(entries, res) = r;
     if res.rc == 32 {
         return Ok(None);
@@ -639,7 +641,7 @@ fn same_value(a: &[u8], b: &[u8]) -> bool {
 /// succeeds. Returns the result and a note, or the failure message.
 async fn apply(
     ldap: &mut Ldap,
-    timeout: Option<std::time::Duration>,
+    cx: &Cx,
     op: &Op,
     operations: &mut Vec<String>,
 ) -> Result<(LdapResult, Option<String>), String> {
@@ -649,10 +651,10 @@ async fn apply(
                 .iter()
                 .map(|a| (a.name.clone().into_bytes(), a.set()))
                 .collect();
-            let r = timed(ldap, timeout)
+            let r = timed(ldap, cx)
                 .add(dn, list)
                 .await
-                .map_err(ldap_error)?;
+                .map_err(|e| ldap_error(cx, e))?;
             if r.rc == 0 {
                 return Ok((r, None));
             }
@@ -665,7 +667,7 @@ async fn apply(
                 .filter(|a| !a.secret)
                 .map(|a| a.name.clone())
                 .collect();
-            let Some(current) = read(ldap, timeout, dn, names).await? else {
+            let Some(current) = read(ldap, cx, dn, names).await? else {
                 return Err(failed(op, &r));
             };
             let differ: Vec<&str> = attrs
@@ -701,7 +703,7 @@ async fn apply(
             }
         }
         Op::Modify { dn, changes } => {
-            let r = send_modify(ldap, timeout, dn, changes).await?;
+            let r = send_modify(ldap, cx, dn, changes).await?;
             if r.rc == 0 {
                 return Ok((r, None));
             }
@@ -714,7 +716,7 @@ async fn apply(
                 .filter(|c| c.kind != Kind::Replace)
                 .map(|c| c.attr.name.clone())
                 .collect();
-            let Some(current) = read(ldap, timeout, dn, names).await? else {
+            let Some(current) = read(ldap, cx, dn, names).await? else {
                 return Err(failed(op, &r));
             };
             let mut left = Vec::new();
@@ -773,7 +775,7 @@ async fn apply(
                 "{} (again, without the values already there)",
                 retry.show()
             ));
-            let r2 = send_modify(ldap, timeout, dn, &left).await?;
+            let r2 = send_modify(ldap, cx, dn, &left).await?;
             if r2.rc == 0 {
                 Ok((r2, Some("some values were already added or removed".into())))
             } else {
@@ -785,10 +787,10 @@ async fn apply(
             new_rdn,
             new_superior,
         } => {
-            let r = timed(ldap, timeout)
+            let r = timed(ldap, cx)
                 .modifydn(old, new_rdn, true, new_superior.as_deref())
                 .await
-                .map_err(ldap_error)?;
+                .map_err(|e| ldap_error(cx, e))?;
             if r.rc == 0 {
                 return Ok((r, None));
             }
@@ -800,17 +802,17 @@ async fn apply(
                 } else {
                     format!("{new_rdn},{parent}")
                 };
-                if read(ldap, timeout, &new, vec!["1.1".into()])
-                    .await?
-                    .is_some()
-                {
+                if read(ldap, cx, &new, vec!["1.1".into()]).await?.is_some() {
                     return Ok((r, Some(format!("already renamed to {new}"))));
                 }
             }
             Err(failed(op, &r))
         }
         Op::Delete { dn } => {
-            let r = timed(ldap, timeout).delete(dn).await.map_err(ldap_error)?;
+            let r = timed(ldap, cx)
+                .delete(dn)
+                .await
+                .map_err(|e| ldap_error(cx, e))?;
             match r.rc {
                 0 => Ok((r, None)),
                 32 => Ok((r, Some("the entry was already gone: nothing to do".into()))),
@@ -822,7 +824,7 @@ async fn apply(
 
 async fn send_modify(
     ldap: &mut Ldap,
-    timeout: Option<std::time::Duration>,
+    cx: &Cx,
     dn: &str,
     changes: &[Change],
 ) -> Result<LdapResult, String> {
@@ -837,10 +839,10 @@ async fn send_modify(
             }
         })
         .collect();
-    timed(ldap, timeout)
+    timed(ldap, cx)
         .modify(dn, mods)
         .await
-        .map_err(ldap_error)
+        .map_err(|e| ldap_error(cx, e))
 }
 
 #[cfg(test)]

@@ -5,12 +5,22 @@
 //!   any certificate); anonymous or simple bind. Messages name the server and tell bad
 //!   credentials (result code 49) from an unreachable server from a TLS failure; `Login` and
 //!   `Password` never appear.
+//! - bounded reads (`wire.rs`): every message from a server is at most `MaxMessageSize`
+//!   (16 MiB; a header announcing more fails before anything is buffered) and at most
+//!   `MaxMessageSize / 16` BER elements; ldap3 reads through a relay that forwards only
+//!   whole, well-formed messages. `TimeOut` (seconds, default 120, 0: no limit): connecting
+//!   to one server (TCP, TLS, bind) takes at most TimeOut, else the next server is tried;
+//!   check-connection and schema refresh end within TimeOut of the start of connecting to
+//!   the server that answered; export and fulfill wait at most TimeOut for each complete
+//!   response message (a server trickling bytes does not stretch it).
 //! - bulk reader (`bulk.rs`): the searches of exports run on a second, lean connection that
 //!   decodes responses in place (ldap3's decoder cost twice ldapsearch's CPU); ldap3 does the
 //!   rest.
 //! - export (`export.rs`): `<connection>_entries.csv` (`dn`, then the attributes the mappings
-//!   read from `<connection>_entries`, else every user attribute found by a first, types-only
-//!   pass) and `<connection>_<attribute>.csv` (`dn`, `<attribute>`, one row per value) for each
+//!   read from `<connection>_entries`, else every user attribute: a complete export reads the
+//!   entries once, spooling them to an unlinked temporary file until the columns are known;
+//!   an incremental `Usercube.OpenLDAP` run lists the names in a first, types-only pass) and
+//!   `<connection>_<attribute>.csv` (`dn`, `<attribute>`, one row per value) for each
 //!   multi-valued DN-valued attribute (from the subschema; `member`, `uniqueMember`,
 //!   `manager`, ... when it cannot be read). A `Tables` element other than `entries` names a
 //!   link attribute read by its own search (its BaseDN, Filter and Scope). Binary values are
@@ -31,6 +41,7 @@ mod fulfill;
 mod schema;
 pub mod settings;
 mod sync;
+mod wire;
 
 use async_trait::async_trait;
 use idlink_model::package::{Availability, Capabilities, PackageInfo};
@@ -129,13 +140,38 @@ impl LdapPackage {
     }
 
     /// The root DSE and the schema; a directory that hides them is read with the standard
-    /// link attributes and binary detection by value.
-    async fn discover(&self, session: &mut Session) -> (RootDse, DirectorySchema) {
-        let dse = conn::root_dse(session).await.unwrap_or_default();
-        let schema = schema::read(session, dse.subschema.as_deref())
-            .await
-            .unwrap_or_default();
-        (dse, schema)
+    /// link attributes and binary detection by value. A server that broke the connection
+    /// (a message too large or malformed) or did not answer within TimeOut fails the export.
+    async fn discover(
+        &self,
+        session: &mut Session,
+    ) -> Result<(RootDse, DirectorySchema), PackageError> {
+        let fatal = |session: &Session, e: PackageError| {
+            if let Some(broken) = session.cx.broken("read the root DSE") {
+                return Some(broken);
+            }
+            match e {
+                PackageError::System {
+                    retryable: true, ..
+                } => Some(e),
+                _ => None,
+            }
+        };
+        let dse = match conn::root_dse(session).await {
+            Ok(d) => d,
+            Err(e) => match fatal(session, e) {
+                Some(e) => return Err(e),
+                None => RootDse::default(),
+            },
+        };
+        let schema = match schema::read(session, dse.subschema.as_deref()).await {
+            Ok(s) => s,
+            Err(e) => match fatal(session, e) {
+                Some(e) => return Err(e),
+                None => DirectorySchema::default(),
+            },
+        };
+        Ok((dse, schema))
     }
 
     async fn export_with(
@@ -144,9 +180,47 @@ impl LdapPackage {
         request: &ExportRequest<'_>,
         out: &mut ExportOutput,
     ) -> Result<ExportOutcome, PackageError> {
-        let (dse, schema) = self.discover(session).await;
+        let (dse, schema) = self.discover(session).await?;
         let paged = self.settings.servers[session.server].paged;
-        let layout = match Layout::from_mapping(&self.env.mapped_tables, &self.settings, &schema) {
+        let mapping = Layout::from_mapping(&self.env.mapped_tables, &self.settings, &schema);
+        if mapping.is_none() && !self.openldap {
+            // No mapping: one pass over the directory, spooled until the columns are known.
+            request.progress.phase(&format!(
+                "reading {} ({}) with every attribute (no mapping names them)",
+                self.settings.entries().base_dn,
+                self.settings.entries().filter
+            ));
+            let spool = export::spool_all(session, &self.settings, paged, &[]).await?;
+            let layout = Layout::from_names(spool.names(), &self.settings, &schema);
+            let cx = session.cx.clone();
+            let mut writer = Writer::open(&layout, &schema, out, false, request.progress)?;
+            spool.replay(&cx, &mut |raw| writer.entry(raw, "", out))?;
+            writer.report(out);
+            export::own_links(session, &self.settings, &layout, paged, out).await?;
+            return Ok(ExportOutcome {
+                cookie: None,
+                incremental: false,
+            });
+        }
+        let complete = !(request.incremental && request.cookie.is_some());
+        if mapping.is_none() && self.openldap && complete {
+            // No mapping, complete: one pass, spooled (an incremental run lists the names
+            // first so that its columns are those of a complete export).
+            let empty = Layout::default();
+            let ctx = sync::Context {
+                settings: &self.settings,
+                layout: &empty,
+                schema: &schema,
+                dse: &dse,
+                paged,
+                progress: request.progress,
+            };
+            let (outcome, layout) = sync::complete_as(session, &ctx, true, out).await?;
+            let layout = layout.unwrap_or(empty);
+            export::own_links(session, &self.settings, &layout, paged, out).await?;
+            return Ok(outcome);
+        }
+        let layout = match mapping {
             Some(l) => l,
             None => {
                 request
@@ -204,6 +278,30 @@ impl LdapPackage {
     }
 }
 
+/// Runs `work` until `limit` (the deadline, and `TimeOut` for the message): check-connection
+/// and schema refresh end within `TimeOut` of the start of connecting to the server.
+async fn within<T>(
+    limit: Option<(tokio::time::Instant, std::time::Duration)>,
+    cx: &Cx,
+    operation: &'static str,
+    work: impl std::future::Future<Output = Result<T, PackageError>>,
+) -> Result<T, PackageError> {
+    let Some((deadline, timeout)) = limit else {
+        return work.await;
+    };
+    match tokio::time::timeout_at(deadline, work).await {
+        Ok(r) => r,
+        Err(_) => Err(cx.error(
+            operation,
+            format!(
+                "not done within TimeOut ({}), which bounds the whole {operation}",
+                wire::timeout_text(Some(timeout))
+            ),
+            true,
+        )),
+    }
+}
+
 #[async_trait]
 impl Export for LdapPackage {
     /// `<connection>_entries` (`dn` and the attributes the mappings read, else every user
@@ -228,11 +326,13 @@ impl Schema for LdapPackage {
     /// link attribute.
     async fn schema(&self) -> Result<ConnectionSchema, PackageError> {
         let mut session = self.connect(&NoProgress).await?;
-        let dse = conn::root_dse(&mut session).await;
-        let result = match dse {
-            Ok(dse) => schema::read(&mut session, dse.subschema.as_deref()).await,
-            Err(e) => Err(e),
+        let cx = session.cx.clone();
+        let limit = session.whole_limit();
+        let work = async {
+            let dse = conn::root_dse(&mut session).await?;
+            schema::read(&mut session, dse.subschema.as_deref()).await
         };
+        let result = within(limit, &cx, "schema refresh", work).await;
         session.close().await;
         let directory = result?;
         if !directory.from_server {
@@ -257,10 +357,12 @@ impl CheckConnection for LdapPackage {
     /// credentials (result code 49) from an unreachable server from a TLS failure.
     async fn check_connection(&self) -> Result<String, PackageError> {
         let mut session = self.connect(&NoProgress).await?;
-        let dse = conn::root_dse(&mut session).await;
-        let system = session.cx.system.clone();
+        let cx = session.cx.clone();
+        let system = cx.system.clone();
+        let limit = session.whole_limit();
+        let result = within(limit, &cx, "check-connection", conn::root_dse(&mut session)).await;
         session.close().await;
-        let dse = dse?;
+        let dse = result?;
         let mut m = format!("{system}: bound");
         if let Some(v) = &dse.vendor {
             m.push_str(&format!(", {v}"));

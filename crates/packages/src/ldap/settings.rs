@@ -41,7 +41,15 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
                 min: 0,
                 max: i32::MAX as i64,
             },
-            "longest the agent waits for a response, in seconds",
+            "seconds (default 120; 0: no limit). Connecting to one server (TCP, TLS, bind) takes at most TimeOut, else the next server is tried; check-connection and schema refresh take at most TimeOut in all on the server that answered; export and fulfill wait at most TimeOut for each complete response message (a server sending a message slowly, byte by byte, does not stretch it)",
+        ),
+        Field::optional(
+            "MaxMessageSize",
+            Kind::Int {
+                min: 1024,
+                max: i32::MAX as i64,
+            },
+            "largest LDAP message accepted from the server, in bytes (default 16777216, 16 MiB; one entry with its values is one message, so raise it for entries with larger photos or groups with more members). A message announcing more fails at once, before it is read",
         ),
         Field::optional(
             "PageSize",
@@ -131,6 +139,8 @@ pub const LDAPS_PORT: u16 = 636;
 pub const DEFAULT_PAGE_SIZE: i32 = 1000;
 /// The wait for each response when `TimeOut` is not set.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// The largest message accepted when `MaxMessageSize` is not set (16 MiB).
+pub const DEFAULT_MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
 /// How a connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,6 +241,8 @@ pub struct LdapSettings {
     pub time_limit: i32,
     /// Wait for each response; `None`: no limit.
     pub timeout: Option<Duration>,
+    /// `MaxMessageSize`: the largest message read from a server, in bytes.
+    pub max_message: usize,
     pub page_size: i32,
     pub default_object_class: Vec<String>,
     pub password_reset: bool,
@@ -301,6 +313,8 @@ struct Raw {
     timeout: Option<i64>,
     #[serde(rename = "PageSize", default)]
     page_size: Option<i64>,
+    #[serde(rename = "MaxMessageSize", default)]
+    max_message: Option<i64>,
     #[serde(rename = "DefaultObjectClass", default)]
     default_object_class: Option<OneOrMany>,
     #[serde(rename = "IsLdapPasswordReset", default)]
@@ -479,6 +493,9 @@ pub fn parse(connection: &str, value: serde_json::Value) -> Result<LdapSettings,
         size_limit: secs(raw.size_limit),
         time_limit: secs(raw.time_limit),
         timeout,
+        max_message: raw.max_message.map_or(DEFAULT_MAX_MESSAGE, |m| {
+            m.clamp(1024, i32::MAX as i64) as usize
+        }),
         page_size: raw
             .page_size
             .map_or(DEFAULT_PAGE_SIZE, |p| p.clamp(1, 100_000) as i32),
@@ -574,6 +591,7 @@ mod tests {
         assert_eq!(s.tables[1].filter, "(objectClass=groupOfNames)");
         assert_eq!(s.default_object_class, ["top", "inetOrgPerson"]);
         assert_eq!(s.timeout, Some(DEFAULT_TIMEOUT));
+        assert_eq!(s.max_message, DEFAULT_MAX_MESSAGE);
         assert!(!format!("{s:?}").contains("pw-123"));
     }
 

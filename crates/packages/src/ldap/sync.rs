@@ -10,9 +10,11 @@
 //! of the new one).
 //!
 //! Without syncprov, changes are read with `(modifyTimestamp>=T)` (T: the latest
-//! modifyTimestamp of the previous run; entries changed in that second come again, as
-//! `Update`), and deletions are found by listing the DNs (no attributes) and comparing them to
-//! the index.
+//! modifyTimestamp of the previous run: that second is read again, since an entry may have
+//! changed in it after the previous run; the cookie keeps a digest of each entry exported at
+//! T, and an entry read again with the same values is skipped, so a run with no change
+//! yields no rows), and deletions are found by listing the DNs (no attributes) and comparing
+//! them to the index.
 //!
 //! The cookie is JSON: `{"v":1,"mode":"syncrepl","cookie":"<base64>","index":{...}}` or
 //! `{"v":1,"mode":"timestamp","since":"20240101000000Z","index":{...}}`. The engine stores it
@@ -62,6 +64,11 @@ struct Cookie {
     since: Option<String>,
     /// entryUUID (syncrepl) or lowercased DN (timestamp) -> DN of the exported entries.
     index: HashMap<String, String>,
+    /// Timestamp mode: lowercased DN -> digest of the values exported, for the entries whose
+    /// modifyTimestamp is `since`. The next run reads that second again (a change later in
+    /// the same second must not be lost) but skips those entries when unchanged.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    last: HashMap<String, String>,
 }
 
 impl Cookie {
@@ -92,6 +99,49 @@ pub(crate) async fn complete(
     ctx: &Context<'_>,
     out: &mut ExportOutput,
 ) -> Result<ExportOutcome, PackageError> {
+    complete_as(session, ctx, false, out)
+        .await
+        .map(|(outcome, _)| outcome)
+}
+
+/// What a complete export learns for the cookie, entry by entry.
+struct Tracker {
+    syncrepl: bool,
+    index: HashMap<String, String>,
+    since: Option<String>,
+    last: HashMap<String, String>,
+}
+
+impl Tracker {
+    fn track(&mut self, raw: &entry::RawEntry) {
+        if self.syncrepl {
+            if let Some(u) = raw.text("entryUUID").into_iter().next() {
+                self.index.insert(u.to_ascii_lowercase(), raw.dn.clone());
+            }
+        } else {
+            let key = raw.dn.to_lowercase();
+            self.index.insert(key.clone(), raw.dn.clone());
+            if let Some(t) = raw.text("modifyTimestamp").into_iter().next() {
+                if self.since.as_ref().is_none_or(|s| t > *s) {
+                    self.since = Some(t.clone());
+                    self.last.clear();
+                }
+                if self.since.as_deref() == Some(t.as_str()) {
+                    self.last.insert(key, digest(raw));
+                }
+            }
+        }
+    }
+}
+
+/// [`complete`]; with `spooled` (no mapping), every user attribute is read in one pass and
+/// spooled until the columns are known, and the layout made from them is returned.
+pub(crate) async fn complete_as(
+    session: &mut Session,
+    ctx: &Context<'_>,
+    spooled: bool,
+    out: &mut ExportOutput,
+) -> Result<(ExportOutcome, Option<Layout>), PackageError> {
     let entries = ctx.settings.entries();
     let syncrepl = ctx.dse.supports(SYNC_OID);
     let mut start_cookie = None;
@@ -119,41 +169,58 @@ pub(crate) async fn complete(
     } else {
         "modifyTimestamp"
     };
-    let mut writer = Writer::open(ctx.layout, ctx.schema, out, false, ctx.progress)?;
-    let mut index = HashMap::new();
-    let mut since: Option<String> = None;
-    let mut each = |item: Item| {
-        let Item::Entry(raw, _) = item else {
-            return Ok(());
-        };
-        if syncrepl {
-            if let Some(u) = raw.text("entryUUID").into_iter().next() {
-                index.insert(u.to_ascii_lowercase(), raw.dn.clone());
-            }
-        } else {
-            index.insert(raw.dn.to_lowercase(), raw.dn.clone());
-            if let Some(t) = raw.text("modifyTimestamp").into_iter().next()
-                && since.as_ref().is_none_or(|s| t > *s)
-            {
-                since = Some(t);
-            }
-        }
-        writer.entry(raw, "", out)
+    let mut tracker = Tracker {
+        syncrepl,
+        index: HashMap::new(),
+        since: None,
+        last: HashMap::new(),
     };
-    export::search(
-        session,
-        ctx.settings,
-        Search {
-            table: entries,
-            attrs: attrs_with(ctx.layout, extra),
-            paged: ctx.paged,
-            typesonly: false,
-            controls: Vec::new(),
-        },
-        &mut each,
-    )
-    .await?;
-    writer.report(out);
+    let mut made = None;
+    if spooled {
+        let spool = export::spool_all(session, ctx.settings, ctx.paged, &[extra]).await?;
+        let names = spool
+            .names()
+            .into_iter()
+            .filter(|n| !n.eq_ignore_ascii_case(extra))
+            .collect();
+        let layout = Layout::from_names(names, ctx.settings, ctx.schema);
+        {
+            let cx = session.cx.clone();
+            let mut writer = Writer::open(&layout, ctx.schema, out, false, ctx.progress)?;
+            spool.replay(&cx, &mut |raw| {
+                tracker.track(&raw);
+                writer.entry(raw, "", out)
+            })?;
+            writer.report(out);
+        }
+        made = Some(layout);
+    } else {
+        let mut writer = Writer::open(ctx.layout, ctx.schema, out, false, ctx.progress)?;
+        let mut each = |item: Item| {
+            let Item::Entry(raw, _) = item else {
+                return Ok(());
+            };
+            tracker.track(&raw);
+            writer.entry(raw, "", out)
+        };
+        export::search(
+            session,
+            ctx.settings,
+            Search {
+                table: entries,
+                attrs: attrs_with(ctx.layout, extra),
+                paged: ctx.paged,
+                typesonly: false,
+                controls: Vec::new(),
+            },
+            &mut each,
+        )
+        .await?;
+        writer.report(out);
+    }
+    let Tracker {
+        index, since, last, ..
+    } = tracker;
     let cookie = if syncrepl {
         Cookie {
             v: 1,
@@ -161,6 +228,7 @@ pub(crate) async fn complete(
             cookie: start_cookie.map(|c| base64::engine::general_purpose::STANDARD.encode(c)),
             since: None,
             index,
+            last: HashMap::new(),
         }
     } else {
         Cookie {
@@ -169,12 +237,55 @@ pub(crate) async fn complete(
             cookie: None,
             since: Some(since.unwrap_or_else(now)),
             index,
+            last,
         }
     };
-    Ok(ExportOutcome {
-        cookie: Some(cookie.to_text(&session.cx)?),
-        incremental: false,
-    })
+    Ok((
+        ExportOutcome {
+            cookie: Some(cookie.to_text(&session.cx)?),
+            incremental: false,
+        },
+        made,
+    ))
+}
+
+/// A digest of an entry's DN and values (attribute names case-insensitive, in any order):
+/// FNV-1a, 64 bits, stable across versions, as hex.
+fn digest(raw: &entry::RawEntry) -> String {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    fn feed(h: &mut u64, bytes: &[u8]) {
+        for b in bytes {
+            *h ^= u64::from(*b);
+            *h = h.wrapping_mul(PRIME);
+        }
+        // A separator that no length-prefix-free concatenation can fake.
+        *h ^= 0xff;
+        *h = h.wrapping_mul(PRIME);
+        for b in (bytes.len() as u64).to_le_bytes() {
+            *h ^= u64::from(b);
+            *h = h.wrapping_mul(PRIME);
+        }
+    }
+    let mut attrs: Vec<(String, Vec<&Vec<u8>>)> = raw
+        .attrs
+        .iter()
+        .map(|(n, vs)| {
+            let mut vs: Vec<&Vec<u8>> = vs.iter().collect();
+            vs.sort();
+            (n.to_ascii_lowercase(), vs)
+        })
+        .collect();
+    attrs.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut h = OFFSET;
+    feed(&mut h, raw.dn.as_bytes());
+    for (n, vs) in attrs {
+        feed(&mut h, n.as_bytes());
+        for v in vs {
+            feed(&mut h, v);
+        }
+    }
+    format!("{h:016x}")
 }
 
 /// The current time as LDAP writes it.
@@ -379,17 +490,30 @@ async fn incremental_timestamp(
     ));
     let mut writer = Writer::open(ctx.layout, ctx.schema, out, true, ctx.progress)?;
     let index = &mut cookie.index;
+    let before = std::mem::take(&mut cookie.last);
     let mut latest = since.clone();
+    // The entries exported at `latest`, with their digests.
+    let mut last = before.clone();
     let mut each = |item: Item| {
         let Item::Entry(raw, _) = item else {
             return Ok(());
         };
-        if let Some(t) = raw.text("modifyTimestamp").into_iter().next()
-            && t > latest
-        {
-            latest = t;
-        }
         let key = raw.dn.to_lowercase();
+        if let Some(t) = raw.text("modifyTimestamp").into_iter().next() {
+            let d = digest(&raw);
+            // Read again from the previous run's last second, unchanged: already exported.
+            let unchanged = t == since && before.get(&key) == Some(&d);
+            if t > latest {
+                latest = t.clone();
+                last.clear();
+            }
+            if t == latest {
+                last.insert(key.clone(), d);
+            }
+            if unchanged && index.contains_key(&key) {
+                return Ok(());
+            }
+        }
         let command = if index.contains_key(&key) {
             "Update"
         } else {
@@ -439,12 +563,14 @@ async fn incremental_timestamp(
         .cloned()
         .collect();
     for k in gone {
+        last.remove(&k);
         if let Some(dn) = index.remove(&k) {
             writer.delete(&dn, out)?;
         }
     }
     writer.report(out);
     cookie.since = Some(latest);
+    cookie.last = last;
     Ok(ExportOutcome {
         cookie: Some(cookie.to_text(&session.cx)?),
         incremental: true,

@@ -31,7 +31,7 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ldap")
 }
 
-static SLAPD: LazyLock<SlapdServer> = LazyLock::new(|| {
+pub(crate) static SLAPD: LazyLock<SlapdServer> = LazyLock::new(|| {
     let mut ldif =
         std::fs::read_to_string(fixtures().join("fixtures.ldif")).expect("read fixtures");
     ldif.push_str(
@@ -52,11 +52,11 @@ static SLAPD: LazyLock<SlapdServer> = LazyLock::new(|| {
     })
 });
 
-fn server() -> String {
+pub(crate) fn server() -> String {
     format!("127.0.0.1:{}", SLAPD.port())
 }
 
-fn admin(server: String) -> Value {
+pub(crate) fn admin(server: String) -> Value {
     json!({
         "Server": server,
         "AuthType": "Basic",
@@ -871,4 +871,214 @@ fn settings_without_entries_table_are_refused() {
     });
     let e = try_instance(LDAP, s, vec![]).err().expect("refused");
     assert!(e.to_string().contains("`entries` is required"), "{e}");
+}
+
+/// Data rows (after the header) of every table of an export.
+fn data_rows(tables: &Tables) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for (name, text) in tables {
+        for r in rows(text).into_iter().skip(1) {
+            out.push((name.clone(), r));
+        }
+    }
+    out
+}
+
+/// Complete export, a change, then incremental exports: the one after the change carries it,
+/// and each later one, with no change in between, yields no row in any table.
+async fn no_change_yields_no_rows(i: &dyn Instance, change: impl Fn(), changed_dn: &str) {
+    let (first, _) = export(i, None).await.expect("complete");
+    let cookie = first.cookie.expect("cookie");
+    // Right after the complete export, nothing changed.
+    let (outcome, tables) = export(i, Some(&cookie)).await.expect("incremental");
+    assert!(outcome.incremental);
+    assert_eq!(
+        data_rows(&tables),
+        Vec::<(String, Vec<String>)>::new(),
+        "no change since the complete export"
+    );
+    let cookie = outcome.cookie.expect("cookie");
+    change();
+    let (outcome, tables) = export(i, Some(&cookie)).await.expect("incremental");
+    let rows_after_change = data_rows(&tables);
+    assert!(
+        rows_after_change
+            .iter()
+            .any(|(t, r)| t.ends_with("_entries") && r[0] == changed_dn),
+        "the change is exported: {rows_after_change:?}"
+    );
+    let mut cookie = outcome.cookie.expect("cookie");
+    for run in 0..2 {
+        let (outcome, tables) = export(i, Some(&cookie)).await.expect("incremental");
+        assert!(outcome.incremental);
+        assert_eq!(
+            data_rows(&tables),
+            Vec::<(String, Vec<String>)>::new(),
+            "run {run} with no change"
+        );
+        cookie = outcome.cookie.expect("cookie");
+    }
+}
+
+#[tokio::test]
+async fn regression_ldap_incremental_with_no_change_yields_no_rows_syncrepl() {
+    let base = "ou=nochange,dc=example,dc=org";
+    SLAPD
+        .ldapadd(&format!(
+            "dn: {base}\nobjectClass: organizationalUnit\nou: nochange\n\n\
+             dn: uid=a,{base}\nobjectClass: inetOrgPerson\nuid: a\ncn: A\nsn: A\n\n\
+             dn: uid=b,{base}\nobjectClass: inetOrgPerson\nuid: b\ncn: B\nsn: B\n\n\
+             dn: cn=team,{base}\nobjectClass: groupOfNames\ncn: team\nmember: uid=a,{base}\nmember: uid=b,{base}\n"
+        ))
+        .expect("load subtree");
+    let s = settings(
+        base,
+        "(|(objectClass=inetOrgPerson)(objectClass=groupOfNames))",
+    );
+    let i = instance(
+        OPENLDAP,
+        s,
+        vec![
+            mapped("entries", &["dn", "cn", "sn"]),
+            mapped("member", &["dn", "member"]),
+        ],
+    );
+    let dn = format!("uid=a,{base}");
+    no_change_yields_no_rows(
+        i.as_ref(),
+        || {
+            SLAPD
+                .ldapmodify(&format!(
+                    "dn: {dn}\nchangetype: modify\nreplace: sn\nsn: Changed\n"
+                ))
+                .expect("change");
+        },
+        &dn,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn regression_ldap_incremental_with_no_change_yields_no_rows_timestamp() {
+    let base = "ou=people,dc=example,dc=org";
+    let plain = SlapdServer::start(&SlapdOptions {
+        ldif: std::fs::read_to_string(fixtures().join("fixtures.ldif")).expect("fixtures"),
+        syncprov: false,
+        session_log: false,
+        tls: false,
+        size_limit: None,
+        quick_load: false,
+    });
+    let s = json!({
+        "Servers": [{"Server": format!("127.0.0.1:{}", plain.port()), "AuthType": "Basic", "Login": ADMIN_DN, "Password": plain.admin_password()}],
+        "Tables": [{"Table": "entries", "BaseDN": "dc=example,dc=org", "Filter": "(|(objectClass=inetOrgPerson)(objectClass=groupOfNames))"}],
+    });
+    let i = instance(
+        OPENLDAP,
+        s,
+        vec![
+            mapped("entries", &["dn", "sn"]),
+            mapped("member", &["dn", "member"]),
+        ],
+    );
+    let dn = format!("uid=asmith,{base}");
+    no_change_yields_no_rows(
+        i.as_ref(),
+        || {
+            plain
+                .ldapmodify(&format!(
+                    "dn: {dn}\nchangetype: modify\nreplace: sn\nsn: Smyth\n"
+                ))
+                .expect("change");
+        },
+        &dn,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn regression_ldap_incremental_with_no_change_yields_no_rows_syncrepl_present_phase() {
+    // Without a session log, the server lists every unchanged entry (present phase).
+    let base = "ou=people,dc=example,dc=org";
+    let plain = SlapdServer::start(&SlapdOptions {
+        ldif: std::fs::read_to_string(fixtures().join("fixtures.ldif")).expect("fixtures"),
+        syncprov: true,
+        session_log: false,
+        tls: false,
+        size_limit: None,
+        quick_load: false,
+    });
+    let s = json!({
+        "Servers": [{"Server": format!("127.0.0.1:{}", plain.port()), "AuthType": "Basic", "Login": ADMIN_DN, "Password": plain.admin_password()}],
+        "Tables": [{"Table": "entries", "BaseDN": "dc=example,dc=org", "Filter": "(|(objectClass=inetOrgPerson)(objectClass=groupOfNames))"}],
+    });
+    let i = instance(
+        OPENLDAP,
+        s,
+        vec![
+            mapped("entries", &["dn", "sn"]),
+            mapped("member", &["dn", "member"]),
+        ],
+    );
+    let dn = format!("uid=asmith,{base}");
+    no_change_yields_no_rows(
+        i.as_ref(),
+        || {
+            plain
+                .ldapmodify(&format!(
+                    "dn: {dn}\nchangetype: modify\nreplace: sn\nsn: Smyth\n"
+                ))
+                .expect("change");
+        },
+        &dn,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn openldap_complete_export_without_mapping_reads_every_attribute_once() {
+    let base = "ou=nomap,dc=example,dc=org";
+    SLAPD
+        .ldapadd(&format!(
+            "dn: {base}\nobjectClass: organizationalUnit\nou: nomap\n\n\
+             dn: uid=a,{base}\nobjectClass: inetOrgPerson\nuid: a\ncn: A\nsn: A\nmail: a@example.org\n\n\
+             dn: cn=team,{base}\nobjectClass: groupOfNames\ncn: team\nmember: uid=a,{base}\n"
+        ))
+        .expect("load subtree");
+    let i = instance(
+        OPENLDAP,
+        settings(
+            base,
+            "(|(objectClass=inetOrgPerson)(objectClass=groupOfNames))",
+        ),
+        vec![],
+    );
+    let (first, tables) = export(i.as_ref(), None).await.expect("complete");
+    let header = rows(&tables["Directory_entries"])[0].clone();
+    assert_eq!(header, ["dn", "cn", "mail", "objectClass", "sn", "uid"]);
+    assert_eq!(
+        row(&tables["Directory_entries"], &format!("uid=a,{base}"))["mail"],
+        "a@example.org"
+    );
+    assert_eq!(
+        rows(&tables["Directory_member"])[1],
+        [format!("cn=team,{base}"), format!("uid=a,{base}")]
+    );
+    // The incremental run lists the names first: the same columns, and a Command.
+    SLAPD
+        .ldapmodify(&format!(
+            "dn: uid=a,{base}\nchangetype: modify\nreplace: sn\nsn: Changed\n"
+        ))
+        .expect("change");
+    let cookie = first.cookie.expect("cookie");
+    let (_, tables) = export(i.as_ref(), Some(&cookie))
+        .await
+        .expect("incremental");
+    let mut expected = header.clone();
+    expected.push("Command".to_string());
+    assert_eq!(rows(&tables["Directory_entries"])[0], expected);
+    assert_eq!(
+        row(&tables["Directory_entries"], &format!("uid=a,{base}"))["sn"],
+        "Changed"
+    );
 }
