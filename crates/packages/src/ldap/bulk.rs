@@ -174,13 +174,13 @@ impl Bulk {
                         ..Default::default()
                     }),
                     Tag::OctetString(OctetString {
-                        inner: login.as_bytes().to_vec(),
+                        inner: login.expose_secret().as_bytes().to_vec(),
                         ..Default::default()
                     }),
                     Tag::OctetString(OctetString {
                         id: 0,
                         class: TagClass::Context,
-                        inner: password.as_bytes().to_vec(),
+                        inner: password.expose_secret().as_bytes().to_vec(),
                     }),
                 ],
             });

@@ -37,7 +37,7 @@ pub(crate) enum Class {
 pub(crate) struct Cx {
     pub connection: String,
     pub system: String,
-    secrets: Vec<String>,
+    secrets: idlink_secrets::Redactor,
     /// `TimeOut`, for messages.
     pub timeout: Option<Duration>,
     /// The relay in front of ldap3 on the server reached: why it closed, if it did.
@@ -70,7 +70,7 @@ impl Cx {
         Cx {
             connection: "Test".into(),
             system: "LDAP server ldap://127.0.0.1:1".into(),
-            secrets: Vec::new(),
+            secrets: idlink_secrets::Redactor::new(),
             timeout: None,
             link: None,
         }
@@ -105,13 +105,7 @@ impl Cx {
 
     /// Removes every secret from `message`.
     pub(crate) fn redact(&self, message: &str) -> String {
-        let mut m = message.to_string();
-        for s in &self.secrets {
-            if s.len() >= 3 {
-                m = m.replace(s.as_str(), "**REDACTED**");
-            }
-        }
-        m
+        self.secrets.redact(message)
     }
 
     pub(crate) fn error(
@@ -406,7 +400,7 @@ async fn connect_one(
     }
     if let Auth::Basic { login, password } = &server.auth {
         let bound = ldap
-            .simple_bind(login, password)
+            .simple_bind(login.expose_secret(), password.expose_secret())
             .await
             .and_then(LdapResult::success);
         if let Err(e) = bound {

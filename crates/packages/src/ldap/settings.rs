@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use idlink_model::package::{Constraint, Field, Kind, SettingsSchema};
+use idlink_secrets::{Redactor, Secret};
 
 use crate::api::{PackageError, parse_settings};
 
@@ -159,7 +160,7 @@ pub enum Auth {
     /// No bind.
     Anonymous,
     /// Simple bind with a DN and a password.
-    Basic { login: String, password: String },
+    Basic { login: Secret, password: Secret },
 }
 
 impl std::fmt::Debug for Auth {
@@ -255,12 +256,12 @@ impl LdapSettings {
     }
 
     /// The secured values, to remove from any message.
-    pub fn secrets(&self) -> Vec<String> {
-        let mut out = Vec::new();
+    pub fn secrets(&self) -> Redactor {
+        let mut out = Redactor::new();
         for s in &self.servers {
             if let Auth::Basic { login, password } = &s.auth {
-                out.push(password.clone());
-                out.push(login.clone());
+                out.add(password.expose_secret());
+                out.add(login.expose_secret());
             }
         }
         out
@@ -274,9 +275,9 @@ struct RawServer {
     #[serde(rename = "AuthType", default)]
     auth_type: Option<String>,
     #[serde(rename = "Login", default)]
-    login: Option<String>,
+    login: Option<Secret>,
     #[serde(rename = "Password", default)]
-    password: Option<String>,
+    password: Option<Secret>,
     #[serde(rename = "Controls", default)]
     controls: Option<OneOrMany>,
     #[serde(rename = "EnableSSL", default)]
