@@ -4,6 +4,7 @@ mod broken;
 mod check;
 mod export;
 mod fulfill;
+mod hostile_sql;
 mod ldap;
 mod secrets;
 mod support;
