@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -117,9 +118,16 @@ pub(crate) async fn start(plan: Plan, status: Arc<Status>) -> Result<PathBuf, Fa
                 .map_err(|e| Failure::new(format!("cannot reach the server: {e}"), true))?,
         ),
     };
+    // A Unix socket's path holds at most 107 bytes: a long TMPDIR falls back to /tmp.
+    let tmp = std::env::temp_dir();
+    let parent = if tmp.as_os_str().len() <= 64 {
+        tmp
+    } else {
+        PathBuf::from("/tmp")
+    };
     let dir = tempfile::Builder::new()
         .prefix("idlink-sql-")
-        .tempdir()
+        .tempdir_in(parent)
         .map_err(|e| Failure::new(format!("cannot create the relay's folder: {e}"), false))?;
     let socket = dir.path().join(match plan.protocol {
         Protocol::Postgres => format!(
@@ -183,7 +191,7 @@ async fn down(
     mut framer: Framer,
     timeout: Option<Duration>,
 ) -> Result<(), Failure> {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 128 * 1024];
     loop {
         let read = match (framer.started, timeout) {
             (Some(began), Some(t)) => {
@@ -202,7 +210,7 @@ async fn down(
             }
             _ => from.read(&mut buf).await,
         };
-        let n = match read {
+        let mut n = match read {
             Ok(0) if framer.started.is_some() => {
                 return Err(Failure::new(
                     "the server closed the connection in the middle of a message",
@@ -221,6 +229,14 @@ async fn down(
                 ));
             }
         };
+        // Take what else is already there, so that sqlx reads big chunks (fewer system calls
+        // on both sides of the relay).
+        while n < buf.len() {
+            match from.read(&mut buf[n..]).now_or_never() {
+                Some(Ok(m)) if m > 0 => n += m,
+                _ => break,
+            }
+        }
         let chunk = &buf[..n];
         framer.feed(chunk, Instant::now())?;
         if to.write_all(chunk).await.is_err() {

@@ -1019,6 +1019,69 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings_come_from_pairs_and_urls() {
+        let tls = |s: &str, d: Driver| {
+            let (t, _) = target(s, Some(d))?;
+            parse_tls(s, &t)
+        };
+        assert_eq!(
+            tls(
+                "Host=h;SSL Mode=VerifyFull;Root Certificate=certs/ca.pem",
+                Driver::Postgres
+            ),
+            Ok(TlsSettings {
+                mode: SslMode::VerifyFull,
+                root_cert: Some("certs/ca.pem".to_string())
+            })
+        );
+        assert_eq!(
+            tls(
+                "postgres://u@h/db?sslmode=verify-ca&sslrootcert=c%20a.pem",
+                Driver::Postgres
+            ),
+            Ok(TlsSettings {
+                mode: SslMode::VerifyCa,
+                root_cert: Some("c a.pem".to_string())
+            })
+        );
+        assert_eq!(
+            tls("Host=h", Driver::Postgres).map(|t| t.mode),
+            Ok(SslMode::Prefer),
+            "Prefer by default, as libpq and Npgsql"
+        );
+        let e = tls("Host=/run/postgresql;SSL Mode=Require", Driver::Postgres).expect_err("socket");
+        assert!(e.contains("Unix socket"), "{e}");
+        assert_eq!(
+            tls("Host=h;SSL Mode=Preferred", Driver::MySql).map(|t| t.mode),
+            Ok(SslMode::Disable)
+        );
+        for s in [
+            "Host=h;SSL Mode=Required",
+            "Host=h;SSL Mode=None;SslCa=ca.pem",
+            "mysql://u@h/db?ssl-mode=VERIFY_IDENTITY",
+        ] {
+            let e = tls(s, Driver::MySql).expect_err(s);
+            assert!(
+                e.contains("TLS to MySQL and MariaDB is not available"),
+                "{s}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn max_message_size_defaults_to_64_mib_and_is_bounded() {
+        let parse = |v: serde_json::Value| SqlSettings::parse("C", Some(Driver::Postgres), v);
+        let s = parse(serde_json::json!({"ConnectionString": "Host=h"})).expect("ok");
+        assert_eq!(s.max_message, 64 * 1024 * 1024);
+        let s = parse(serde_json::json!({"ConnectionString": "Host=h", "MaxMessageSize": 2048}))
+            .expect("ok");
+        assert_eq!(s.max_message, 2048);
+        let e = parse(serde_json::json!({"ConnectionString": "Host=h", "MaxMessageSize": 10}))
+            .expect_err("too small");
+        assert!(e.to_string().contains("MaxMessageSize"), "{e}");
+    }
+
+    #[test]
     fn settings_pick_the_source_and_timeout() {
         let parse = |v: serde_json::Value| SqlSettings::parse("C", Some(Driver::Postgres), v);
         let s = parse(
