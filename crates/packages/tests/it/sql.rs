@@ -1086,6 +1086,53 @@ fn regression_sql_max_message_size_bounds_real_rows() {
     assert!(e.to_string().contains("MaxMessageSize"), "{e}");
 }
 
+/// A MySQL-speaking server whose greeting is made of 16 MiB continuation packets without end
+/// (each packet is within the protocol's limit; the message they make is not).
+#[test]
+fn regression_sql_mysql_endless_continuation_packets_are_bounded() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let body = vec![0x41u8; 1 << 20];
+        for seq in 0u8.. {
+            if stream.write_all(&[0xff, 0xff, 0xff, seq]).is_err() {
+                return;
+            }
+            // 0xFFFFFF bytes: 16 MiB less one.
+            for i in 0..16 {
+                let part = if i == 15 { &body[1..] } else { &body[..] };
+                if stream.write_all(part).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let folder = Folder::new();
+    let start = Instant::now();
+    let e = folder
+        .check(
+            MY_ID,
+            json!({"ConnectionString": format!("mysql://u:Topsecret-1@127.0.0.1:{port}/d"),
+                "MaxMessageSize": 20_000_000, "Timeout": 5}),
+        )
+        .expect_err("endless message");
+    let shown = clean(&e, &["Topsecret-1"]);
+    assert!(
+        shown.contains("more than MaxMessageSize (20000000 bytes)")
+            && shown.contains(&format!("127.0.0.1:{port}")),
+        "{shown}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 // ---------------------------------------------------------------- TLS (issue 8, defect 8)
 
 static PG_TLS: LazyLock<PostgresServer> = LazyLock::new(PostgresServer::start_tls);
