@@ -12,6 +12,15 @@
 //! Errors name the connection, the server (never the password nor the connection string), and
 //! tell an unreachable server (a retry may help) from bad credentials, a missing database and
 //! an SQL error (the database's own message).
+//!
+//! Bounds on what a server may do (issue 8): PostgreSQL and MySQL connections go through a
+//! relay (`relay.rs`) that refuses any server message announcing more than `MaxMessageSize`
+//! bytes (default 64 MiB) before anything is allocated for it, and any message that does not
+//! arrive complete within `Timeout` seconds once begun. `Timeout` also bounds the connection
+//! (TCP, TLS and login together), each statement's answer, and the wait for the next rows.
+//! TLS to PostgreSQL (`SSL Mode`, `Root Certificate`; `sslmode`, `sslrootcert` in URLs) is
+//! negotiated by the relay with rustls (`tls.rs`); TLS to MySQL is refused when settings are
+//! checked.
 
 mod error;
 mod export;
