@@ -2,7 +2,7 @@
 //! (issue 8, defect 1): one that announces a 2 GB message and then streams bytes without end,
 //! one that trickles a byte a second, one that stays silent. Each command exits 1 within its
 //! `Timeout` + 2 s, with a peak RSS (VmHWM, polled while it runs) under 64 MiB and a message
-//! naming the server.
+//! naming the server. And PostgreSQL over TLS end to end (defect 8).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -102,7 +102,7 @@ fn run_watched(dir: &Path, args: &[&str]) -> Outcome {
                 std::fs::read_to_string(&out).unwrap_or_default()
             );
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(2));
     };
     Outcome {
         code: status.code(),
@@ -184,4 +184,59 @@ fn regression_sql_cli_silent_postgres_server_exits_1_within_timeout() {
             "{output}"
         );
     }
+}
+
+// ---------------------------------------------------------------- TLS end to end (defect 8)
+
+/// PostgreSQL over TLS through the CLI: `Root Certificate` is found beside the settings file,
+/// the export runs over TLS, and a wrong authority fails check-connection with exit 1.
+#[test]
+fn postgres_tls_export_and_wrong_ca_end_to_end() {
+    let pg = idlink_test_support::PostgresServer::start_tls();
+    pg.create_database("tls_cli").expect("database");
+    pg.execute(
+        "tls_cli",
+        "CREATE TABLE people (id int); INSERT INTO people VALUES (1), (2);",
+    )
+    .expect("setup");
+    let dir = tempfile::tempdir().expect("tempdir");
+    config(dir.path(), pg.port());
+    let conf = dir.path().join("conf");
+    std::fs::copy(pg.ca_file().expect("CA"), conf.join("ca.pem")).expect("copy");
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).expect("mkdir");
+    let other_ca = idlink_test_support::make_certificates(&other).expect("another CA");
+    std::fs::copy(other_ca, conf.join("other-ca.pem")).expect("copy");
+    let settings = |ca: &str| {
+        format!(
+            r#"{{ "Connections": {{ "HostileDb": {{
+  "ConnectionString": "postgres://postgres:{}@127.0.0.1:{}/tls_cli?sslmode=verify-full&sslrootcert={ca}",
+  "SqlCommand": "SELECT p.id, s.ssl FROM people p, pg_stat_ssl s WHERE s.pid = pg_backend_pid() ORDER BY p.id" }} }} }}"#,
+            pg.password(),
+            pg.port()
+        )
+    };
+    std::fs::write(conf.join("appsettings.agent.json"), settings("ca.pem")).expect("write");
+    let o = run_watched(dir.path(), &["export", "--connection", "HostileDb"]);
+    assert_eq!(o.code, Some(0), "{}", o.output);
+    let table = std::fs::read_to_string(dir.path().join("work/ExportOutput/HostileDb.csv"))
+        .expect("exported table");
+    assert_eq!(table, "id,ssl\n1,true\n2,true\n");
+    std::fs::write(
+        conf.join("appsettings.agent.json"),
+        settings("other-ca.pem"),
+    )
+    .expect("write");
+    let o = run_watched(
+        dir.path(),
+        &["check-connection", "--connection", "HostileDb"],
+    );
+    assert_eq!(o.code, Some(1), "{}", o.output);
+    assert!(
+        o.output.contains("certificate is not trusted")
+            && o.output.contains(&format!("127.0.0.1:{}", pg.port()))
+            && !o.output.contains(pg.password()),
+        "{}",
+        o.output
+    );
 }
