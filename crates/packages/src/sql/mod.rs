@@ -242,7 +242,11 @@ impl SqlPackage {
                     .start_relay(relay::Protocol::Postgres, server, tls, deadline, cx)
                     .await?;
                 let dir = socket.parent().unwrap_or(&socket).to_path_buf();
-                let inner = (**o).clone().socket(dir).ssl_mode(PgSslMode::Disable);
+                let inner = (**o)
+                    .clone()
+                    .socket(dir)
+                    .port(relay::PG_SOCKET_PORT)
+                    .ssl_mode(PgSslMode::Disable);
                 Conn::Pg(
                     until(
                         deadline,

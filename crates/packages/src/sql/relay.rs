@@ -97,9 +97,14 @@ pub(crate) struct Plan {
 pub(crate) trait StreamBox: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> StreamBox for T {}
 
+/// The relay's socket for PostgreSQL: sqlx takes a folder and a port, [`PG_SOCKET_PORT`].
+const PG_SOCKET: &str = ".s.PGSQL.5432";
+/// The port sqlx must be given with the relay's folder.
+pub(crate) const PG_SOCKET_PORT: u16 = 5432;
+
 /// Connects to the server (and negotiates TLS), then starts the relay. Returns the Unix socket
-/// sqlx must connect to: `<folder>/.s.PGSQL.<port>` for PostgreSQL (sqlx takes the folder and
-/// the port), `<folder>/mysql.sock` for MySQL. The caller bounds this call in time.
+/// sqlx must connect to: `<folder>/.s.PGSQL.5432` for PostgreSQL (sqlx takes the folder and
+/// [`PG_SOCKET_PORT`]), `<folder>/mysql.sock` for MySQL. The caller bounds this call in time.
 pub(crate) async fn start(plan: Plan, status: Arc<Status>) -> Result<PathBuf, Failure> {
     let server: Box<dyn StreamBox> = match &plan.server {
         Server::Tcp { host, port } => {
@@ -130,14 +135,8 @@ pub(crate) async fn start(plan: Plan, status: Arc<Status>) -> Result<PathBuf, Fa
         .tempdir_in(parent)
         .map_err(|e| Failure::new(format!("cannot create the relay's folder: {e}"), false))?;
     let socket = dir.path().join(match plan.protocol {
-        Protocol::Postgres => format!(
-            ".s.PGSQL.{}",
-            match &plan.server {
-                Server::Tcp { port, .. } => *port,
-                Server::Unix(_) => 5432,
-            }
-        ),
-        Protocol::MySql => "mysql.sock".to_string(),
+        Protocol::Postgres => PG_SOCKET,
+        Protocol::MySql => "mysql.sock",
     });
     let listener = tokio::net::UnixListener::bind(&socket)
         .map_err(|e| Failure::new(format!("cannot open the relay's socket: {e}"), false))?;

@@ -1251,6 +1251,29 @@ fn postgres_tls_require_against_a_server_without_tls_is_refused() {
 }
 
 #[test]
+fn postgres_unix_socket_connections_go_through_the_relay() {
+    pg_database("socket", "");
+    let folder = Folder::new();
+    let cs = format!(
+        "Host={};Port={};Database=socket;Username=postgres",
+        PG.socket_dir().display(),
+        PG.port()
+    );
+    let text = folder.export_one(
+        PG_ID,
+        json!({"ConnectionString": cs, "SqlCommand": "SELECT 1 AS one", "MaxMessageSize": 1024}),
+    );
+    assert_eq!(text, "one\n1\n");
+    let e = folder
+        .export(
+            PG_ID,
+            json!({"ConnectionString": cs, "SqlCommand": "SELECT repeat('x', 5000) AS v", "MaxMessageSize": 1024}),
+        )
+        .expect_err("bounded over a socket too");
+    assert!(e.to_string().contains("MaxMessageSize"), "{e}");
+}
+
+#[test]
 fn mysql_tls_modes_are_refused_when_settings_are_checked() {
     for cs in [
         "Host=127.0.0.1;Database=d;Username=u;Password=Topsecret-1;SSL Mode=Required",
