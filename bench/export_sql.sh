@@ -7,6 +7,7 @@
 #
 #   bench/export_sql.sh            # ROWS=1000000 RUNS=3 by default
 #   ROWS=100000 RUNS=1 bench/export_sql.sh
+#   BASELINE_EXE=/path/to/an/older/export_sql bench/export_sql.sh   # also times an earlier build
 set -euo pipefail
 
 ROWS=${ROWS:-1000000}
@@ -82,9 +83,11 @@ JSON
 psql_ -c "\\copy ($query) TO '$work/psql.csv' CSV HEADER"
 "$exe" "$url" "$query" "$work/out" >/dev/null
 
+BASELINE_EXE=${BASELINE_EXE:-}
 psql_times=()
 pkg_times=()
 cli_times=()
+base_times=()
 pkg_rss=0
 for _ in $(seq "$RUNS"); do
     /usr/bin/time -f "%e %M" -o "$work/t" \
@@ -97,6 +100,11 @@ for _ in $(seq "$RUNS"); do
     [ "$rss" -gt "$pkg_rss" ] && pkg_rss=$rss
     /usr/bin/time -f "%e %M" -o "$work/t" "$idlink" -q --config "$work/conf" --work "$work/cli" export --connection Bench
     cli_times+=("$(cut -d' ' -f1 "$work/t")")
+    if [ -n "$BASELINE_EXE" ]; then
+        mkdir -p "$work/base"
+        /usr/bin/time -f "%e %M" -o "$work/t" "$BASELINE_EXE" "$url" "$query" "$work/base" >/dev/null
+        base_times+=("$(cut -d' ' -f1 "$work/t")")
+    fi
 done
 
 lines_psql=$(wc -l <"$work/psql.csv")
@@ -106,7 +114,7 @@ if [ "$lines_psql" != "$lines_pkg" ]; then
     exit 1
 fi
 
-python3 - "$MAX_RATIO" "$MAX_RSS_KIB" "$pkg_rss" "$ROWS" "${psql_times[*]}" "${pkg_times[*]}" "$work/out/bench.csv" "${cli_times[*]}" <<'PY'
+python3 - "$MAX_RATIO" "$MAX_RSS_KIB" "$pkg_rss" "$ROWS" "${psql_times[*]}" "${pkg_times[*]}" "$work/out/bench.csv" "${cli_times[*]}" "${base_times[*]}" <<'PY'
 import statistics, sys
 max_ratio, max_rss, rss, rows = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 psql = [float(x) for x in sys.argv[5].split()]
@@ -123,6 +131,10 @@ print(f"package export:    {k:.2f} s (median of {pkg})")
 print(f"ratio:             {ratio:.2f} (goal <= {max_ratio})")
 c = statistics.median(cli)
 print(f"idlink export:     {c:.2f} s (median of {cli}; the CLI with configuration check and atomic commit), ratio {c / p:.2f}")
+if len(sys.argv) > 9 and sys.argv[9].strip():
+    base = [float(x) for x in sys.argv[9].split()]
+    b = statistics.median(base)
+    print(f"baseline build:    {b:.2f} s (median of {base}), ratio {b / p:.2f}; this build / baseline {k / b:.2f}")
 print(f"package peak RSS:  {rss / 1024:.1f} MiB (goal <= {max_rss / 1024:.0f} MiB)")
 ok = ratio <= max_ratio and rss <= max_rss
 print("result:            " + ("PASS" if ok else "FAIL"))

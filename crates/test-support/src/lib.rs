@@ -17,14 +17,16 @@
 //! `runuser -u postgres --` but without an intermediate process that would stand between the
 //! signal and the server).
 
+pub mod fake_pg;
 pub mod hostile;
 mod mariadb;
 mod postgres;
 mod process;
 pub mod slapd;
 
+pub use fake_pg::{FakePgServer, Hostility};
 pub use mariadb::MariaDbServer;
-pub use postgres::PostgresServer;
+pub use postgres::{PostgresServer, make_certificates};
 pub use slapd::{SlapdOptions, SlapdServer};
 
 /// Why a server could not be started or a setup command failed.

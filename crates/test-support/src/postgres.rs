@@ -20,6 +20,8 @@ pub struct PostgresServer {
     bin: PathBuf,
     run_as: RunAs,
     server: Watched,
+    /// With TLS: the authority that signed the server's certificate.
+    ca: Option<PathBuf>,
 }
 
 impl PostgresServer {
@@ -35,11 +37,25 @@ impl PostgresServer {
     /// Starts a server on a free port; retries on another port when the chosen one was taken
     /// in between.
     pub fn try_start() -> Result<PostgresServer, LaunchError> {
+        PostgresServer::try_start_with(false)
+    }
+
+    /// Starts a server that also accepts TLS (`ssl=on`), with a certificate for `127.0.0.1` and
+    /// `localhost` signed by a throwaway authority ([`PostgresServer::ca_file`]), both made with
+    /// the `openssl` command. Panics with the reason: for tests.
+    pub fn start_tls() -> PostgresServer {
+        match PostgresServer::try_start_with(true) {
+            Ok(s) => s,
+            Err(e) => panic!("cannot start PostgreSQL with TLS: {e}"),
+        }
+    }
+
+    fn try_start_with(tls: bool) -> Result<PostgresServer, LaunchError> {
         let bin = bin_dir()?;
         let run_as = RunAs::service_user("postgres")?;
         let mut last = None;
         for _ in 0..3 {
-            match PostgresServer::start_once(&bin, run_as) {
+            match PostgresServer::start_once(&bin, run_as, tls) {
                 Ok(s) => return Ok(s),
                 Err(e) if e.0.contains("already in use") => last = Some(e),
                 Err(e) => return Err(e),
@@ -48,7 +64,7 @@ impl PostgresServer {
         Err(last.unwrap_or_else(|| LaunchError("no free port".to_string())))
     }
 
-    fn start_once(bin: &Path, run_as: RunAs) -> Result<PostgresServer, LaunchError> {
+    fn start_once(bin: &Path, run_as: RunAs, tls: bool) -> Result<PostgresServer, LaunchError> {
         let dir = tempfile::Builder::new()
             .prefix("idlink-pg-")
             .tempdir()
@@ -100,6 +116,26 @@ impl PostgresServer {
         ] {
             args.extend(["-c".to_string(), setting.to_string()]);
         }
+        let ca = if tls {
+            let certs = dir.path().join("certs");
+            std::fs::create_dir(&certs)
+                .map_err(|e| LaunchError(format!("cannot create {}: {e}", certs.display())))?;
+            let ca = make_certificates(&certs)?;
+            let key = certs.join("server.key");
+            set_mode(&key, 0o600)?;
+            for f in [&certs, &key, &certs.join("server.pem")] {
+                run_as.own(f)?;
+            }
+            args.extend(["-c".to_string(), "ssl=on".to_string()]);
+            args.extend([
+                "-c".to_string(),
+                format!("ssl_cert_file={}", certs.join("server.pem").display()),
+            ]);
+            args.extend(["-c".to_string(), format!("ssl_key_file={}", key.display())]);
+            Some(ca)
+        } else {
+            None
+        };
         // SIGQUIT: immediate shutdown, fast and fine for a throwaway cluster.
         let server = Watched::spawn(dir, run_as, "QUIT", &args)?;
         let pg = PostgresServer {
@@ -108,6 +144,7 @@ impl PostgresServer {
             bin: bin.to_path_buf(),
             run_as,
             server,
+            ca,
         };
         pg.server
             .wait_ready("PostgreSQL", Duration::from_secs(60), || {
@@ -117,6 +154,12 @@ impl PostgresServer {
                     .map_err(|e| e.0)
             })?;
         Ok(pg)
+    }
+
+    /// With [`PostgresServer::start_tls`]: the PEM file of the authority that signed the
+    /// server's certificate.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca.as_deref()
     }
 
     /// The TCP port on `127.0.0.1`.
@@ -212,6 +255,19 @@ impl PostgresServer {
             .env("PGPASSWORD", &self.password);
         process::run(&mut psql, "psql login")
     }
+}
+
+/// A certificate authority and a server certificate for `127.0.0.1` and `localhost`, made in
+/// `dir` with the `openssl` command; returns the authority's PEM file. (A second call in
+/// another folder gives an authority that did not sign the first server's certificate.)
+pub fn make_certificates(dir: &Path) -> Result<PathBuf, LaunchError> {
+    crate::slapd::make_certificates(dir)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), LaunchError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| LaunchError(format!("cannot chmod {}: {e}", path.display())))
 }
 
 /// The newest `/usr/lib/postgresql/<version>/bin` holding `initdb`, else `initdb` on `PATH`.

@@ -308,7 +308,7 @@ fn config(root: &Path, password: &str, options: &SlapdOptions) -> String {
 
 /// A certificate authority and a server certificate for `127.0.0.1` and `localhost` (EC
 /// P-256), made with the `openssl` command; returns the CA's PEM file.
-fn make_certificates(root: &Path) -> Result<PathBuf, LaunchError> {
+pub(crate) fn make_certificates(root: &Path) -> Result<PathBuf, LaunchError> {
     let openssl = process::find_binary(&["openssl"], &[], "apt-get install -y openssl")?;
     let p = |name: &str| root.join(name).display().to_string();
     write(

@@ -6,6 +6,7 @@ mod crash;
 mod export;
 mod fulfill;
 mod hostile_ldap;
+mod hostile_sql;
 mod ldap;
 mod secrets;
 mod support;

@@ -18,6 +18,9 @@ pub(crate) struct Cx<'a> {
     pub secrets: &'a [String],
     pub timeout: Option<Duration>,
     pub progress: &'a dyn Progress,
+    /// Why the relay between sqlx and the server ended the connection, if it did: sqlx only
+    /// sees the connection close, so this is the real reason.
+    pub relay: std::sync::Arc<super::relay::Status>,
 }
 
 /// What went wrong, as the messages tell it.
@@ -79,6 +82,9 @@ impl Cx<'_> {
     }
 
     pub fn timed_out(&self, operation: &'static str) -> PackageError {
+        if let Some(f) = self.relay.failure() {
+            return self.system_error(operation, f.message, f.retryable);
+        }
         let secs = self.timeout.map_or(0, |t| t.as_secs());
         self.system_error(
             operation,
@@ -106,6 +112,9 @@ impl Cx<'_> {
 
     /// Classifies a database error.
     pub fn sqlx(&self, operation: &'static str, e: sqlx::Error) -> PackageError {
+        if let Some(f) = self.relay.failure() {
+            return self.system_error(operation, f.message, f.retryable);
+        }
         let (class, message) = classify(&e);
         let (prefix, retryable) = match class {
             Class::Unreachable => ("cannot reach the server: ", true),

@@ -12,23 +12,34 @@
 //! Errors name the connection, the server (never the password nor the connection string), and
 //! tell an unreachable server (a retry may help) from bad credentials, a missing database and
 //! an SQL error (the database's own message).
+//!
+//! Bounds on what a server may do (issue 8): PostgreSQL and MySQL connections go through a
+//! relay (`relay.rs`) that refuses any server message announcing more than `MaxMessageSize`
+//! bytes (default 64 MiB) before anything is allocated for it, and any message that does not
+//! arrive complete within `Timeout` seconds once begun. `Timeout` also bounds the connection
+//! (TCP, TLS and login together), each statement's answer, and the wait for the next rows.
+//! TLS to PostgreSQL (`SSL Mode`, `Root Certificate`; `sslmode`, `sslrootcert` in URLs) is
+//! negotiated by the relay with rustls (`tls.rs`); TLS to MySQL is refused when settings are
+//! checked.
 
 mod error;
 mod export;
 mod mysql;
 mod postgres;
+mod relay;
 mod render;
 mod schema;
 pub mod settings;
 mod sqlite;
+mod tls;
 
 use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use idlink_model::package::{Availability, Capabilities, PackageInfo};
-use sqlx::mysql::MySqlConnection;
-use sqlx::postgres::PgConnection;
+use sqlx::mysql::{MySqlConnection, MySqlSslMode};
+use sqlx::postgres::{PgConnection, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Connection, Executor};
 
@@ -156,6 +167,7 @@ impl SqlPackage {
             secrets: &self.settings.secrets,
             timeout: self.settings.timeout,
             progress,
+            relay: std::sync::Arc::default(),
         }
     }
 
@@ -197,12 +209,89 @@ impl SqlPackage {
         let op = "connect";
         let conn = match &self.settings.target {
             Target::Postgres(o) => {
-                Conn::Pg(cx.wait(op, Box::pin(PgConnection::connect_with(o))).await?)
-            }
-            Target::MySql(o) => Conn::My(
-                cx.wait(op, Box::pin(MySqlConnection::connect_with(o)))
+                let deadline = self
+                    .settings
+                    .timeout
+                    .map(|t| tokio::time::Instant::now() + t);
+                let server = if let Some(dir) = o.get_socket() {
+                    relay::Server::Unix(dir.join(format!(".s.PGSQL.{}", o.get_port())))
+                } else if o.get_host().starts_with('/') {
+                    relay::Server::Unix(
+                        std::path::Path::new(o.get_host())
+                            .join(format!(".s.PGSQL.{}", o.get_port())),
+                    )
+                } else {
+                    relay::Server::Tcp {
+                        host: o.get_host().to_string(),
+                        port: o.get_port(),
+                    }
+                };
+                let tls = match server {
+                    relay::Server::Tcp { .. } => {
+                        tls::TlsPlan::build(&self.settings.tls, &self.env.base_dir).map_err(
+                            |m| PackageError::Settings {
+                                connection: self.env.connection.clone(),
+                                path: "ConnectionString".to_string(),
+                                message: m,
+                            },
+                        )?
+                    }
+                    relay::Server::Unix(_) => tls::TlsPlan::none(),
+                };
+                let socket = self
+                    .start_relay(relay::Protocol::Postgres, server, tls, deadline, cx)
+                    .await?;
+                let dir = socket.parent().unwrap_or(&socket).to_path_buf();
+                let inner = (**o)
+                    .clone()
+                    .socket(dir)
+                    .port(relay::PG_SOCKET_PORT)
+                    .ssl_mode(PgSslMode::Disable);
+                Conn::Pg(
+                    until(
+                        deadline,
+                        cx,
+                        op,
+                        Box::pin(PgConnection::connect_with(&inner)),
+                    )
                     .await?,
-            ),
+                )
+            }
+            Target::MySql(o) => {
+                let deadline = self
+                    .settings
+                    .timeout
+                    .map(|t| tokio::time::Instant::now() + t);
+                let server = match o.get_socket() {
+                    Some(path) => relay::Server::Unix(path.clone()),
+                    None => relay::Server::Tcp {
+                        host: o.get_host().to_string(),
+                        port: o.get_port(),
+                    },
+                };
+                let socket = self
+                    .start_relay(
+                        relay::Protocol::MySql,
+                        server,
+                        tls::TlsPlan::none(),
+                        deadline,
+                        cx,
+                    )
+                    .await?;
+                let inner = (**o)
+                    .clone()
+                    .socket(socket)
+                    .ssl_mode(MySqlSslMode::Disabled);
+                Conn::My(
+                    until(
+                        deadline,
+                        cx,
+                        op,
+                        Box::pin(MySqlConnection::connect_with(&inner)),
+                    )
+                    .await?,
+                )
+            }
             Target::Sqlite(path) => {
                 let mut o = SqliteConnectOptions::new()
                     .read_only(true)
@@ -233,6 +322,33 @@ impl SqlPackage {
             }
         };
         Ok(conn)
+    }
+
+    /// Connects to the server through a relay that bounds every server message (see
+    /// `relay.rs`); returns the socket sqlx must connect to.
+    async fn start_relay(
+        &self,
+        protocol: relay::Protocol,
+        server: relay::Server,
+        tls: tls::TlsPlan,
+        deadline: Option<tokio::time::Instant>,
+        cx: &Cx<'_>,
+    ) -> Result<std::path::PathBuf, PackageError> {
+        let plan = relay::Plan {
+            protocol,
+            server,
+            tls,
+            max_message: self.settings.max_message,
+            timeout: self.settings.timeout,
+        };
+        let started = relay::start(plan, std::sync::Arc::clone(&cx.relay));
+        let result = match deadline {
+            Some(d) => tokio::time::timeout_at(d, started)
+                .await
+                .map_err(|_| cx.timed_out("connect"))?,
+            None => started.await,
+        };
+        result.map_err(|f| cx.system_error("connect", f.message, f.retryable))
     }
 
     /// Starts the export's transaction when an isolation level is set.
@@ -372,6 +488,22 @@ impl CheckConnection for SqlPackage {
         conn.close().await;
         Ok(format!("{} ({})", cx.system, version?))
     }
+}
+
+/// Runs a database call that must end by `deadline`; errors classified.
+async fn until<T>(
+    deadline: Option<tokio::time::Instant>,
+    cx: &Cx<'_>,
+    operation: &'static str,
+    fut: futures_util::future::BoxFuture<'_, Result<T, sqlx::Error>>,
+) -> Result<T, PackageError> {
+    let result = match deadline {
+        Some(d) => tokio::time::timeout_at(d, fut)
+            .await
+            .map_err(|_| cx.timed_out(operation))?,
+        None => fut.await,
+    };
+    result.map_err(|e| cx.sqlx(operation, e))
 }
 
 /// Runs `fut`, bounded by `timeout` when there is one.

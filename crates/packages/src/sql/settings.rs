@@ -14,6 +14,8 @@ use serde::Deserialize;
 use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
+use super::relay::DEFAULT_MAX_MESSAGE;
+pub use super::tls::{SslMode, TlsSettings};
 use crate::api::{PackageError, parse_settings};
 
 /// `ConnectionString`, then `SqlCommand` or `SqlFile` (neither: every mapped table).
@@ -43,7 +45,15 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
                 min: 0,
                 max: 86_400,
             },
-            "longest wait for the database, in seconds, when connecting and for each batch of rows (default 30; 0: no limit)",
+            "longest wait for the database, in seconds (default 30; 0: no limit): for connecting (TCP, TLS and login together), for each statement's answer, for the next rows while a result streams, and for each server message to arrive complete once its first byte has come (a server sending a message a byte at a time fails after this wait)",
+        ),
+        Field::optional(
+            "MaxMessageSize",
+            Kind::Int {
+                min: 1024,
+                max: 4_294_967_295,
+            },
+            "largest message the server may send, in bytes (default 67108864, 64 MiB): one row, one value or one reply; a server announcing more is refused before anything is allocated (PostgreSQL and MySQL)",
         ),
         Field::optional(
             "IsolationLevel",
@@ -211,6 +221,10 @@ pub struct SqlSettings {
     pub isolation: Option<Isolation>,
     /// Values no message may show (the password, the whole connection string).
     pub secrets: Vec<String>,
+    /// `MaxMessageSize`, in bytes.
+    pub max_message: u64,
+    /// TLS (PostgreSQL; MySQL connects without TLS, see [`parse_tls`]).
+    pub tls: TlsSettings,
 }
 
 impl std::fmt::Debug for SqlSettings {
@@ -220,6 +234,8 @@ impl std::fmt::Debug for SqlSettings {
             .field("source", &self.source)
             .field("timeout", &self.timeout)
             .field("isolation", &self.isolation)
+            .field("max_message", &self.max_message)
+            .field("tls", &self.tls)
             .field("secrets", &"**REDACTED**")
             .finish()
     }
@@ -234,6 +250,7 @@ struct Raw {
     sql_command: Option<String>,
     sql_file: Option<String>,
     timeout: Option<u64>,
+    max_message_size: Option<u64>,
     isolation_level: Option<String>,
 }
 
@@ -283,6 +300,17 @@ impl SqlSettings {
             .map_err(|m| err("SecuredOptions", m))?;
         let (target, password) = parse_connection_string(&connection_string, driver)
             .map_err(|m| err("ConnectionString", m))?;
+        let tls = parse_tls(&connection_string, &target).map_err(|m| err("ConnectionString", m))?;
+        let max_message = match raw.max_message_size {
+            None => DEFAULT_MAX_MESSAGE,
+            Some(n) if (1024..=u64::from(u32::MAX)).contains(&n) => n,
+            Some(_) => {
+                return Err(err(
+                    "MaxMessageSize",
+                    "expected a number of bytes from 1024 to 4294967295".to_string(),
+                ));
+            }
+        };
         let mut secrets = vec![raw.connection_string.clone(), connection_string];
         secrets.extend(raw.secured_options.values().cloned());
         secrets.extend(password);
@@ -292,6 +320,8 @@ impl SqlSettings {
             timeout,
             isolation,
             secrets,
+            max_message,
+            tls,
         })
     }
 }
@@ -601,6 +631,7 @@ enum Key {
     User,
     Password,
     SslMode,
+    RootCert,
     ApplicationName,
     SearchPath,
     /// SQLite's file.
@@ -620,6 +651,7 @@ fn key_of(k: &str, driver: Driver) -> Option<Key> {
         "username" | "userid" | "user" | "uid" => Key::User,
         "password" | "pwd" => Key::Password,
         "sslmode" | "ssl-mode" => Key::SslMode,
+        "rootcertificate" | "sslrootcert" | "sslca" | "ssl-ca" => Key::RootCert,
         "applicationname" => Key::ApplicationName,
         "searchpath" => Key::SearchPath,
         "integratedsecurity" | "trusted_connection" => Key::Refused(
@@ -660,7 +692,7 @@ fn key_of(k: &str, driver: Driver) -> Option<Key> {
     })
 }
 
-const KNOWN_KEYS: &str = "Host (or Server), Port, Database, Username (or User Id, Uid), Password (or Pwd), SSL Mode, Application Name, Search Path; Data Source for SQLite";
+const KNOWN_KEYS: &str = "Host (or Server), Port, Database, Username (or User Id, Uid), Password (or Pwd), SSL Mode, Root Certificate, Application Name, Search Path; Data Source for SQLite";
 
 fn from_pairs(
     pairs: &[(String, String)],
@@ -691,6 +723,7 @@ fn from_pairs(
             Key::User => user = Some(v),
             Key::Password => password = Some(v),
             Key::SslMode => ssl = Some(v),
+            Key::RootCert => {}
             Key::ApplicationName => app = Some(v),
             Key::SearchPath => search_path = Some(v),
             Key::File => file = Some(v),
@@ -787,6 +820,76 @@ fn norm(s: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .collect::<String>()
         .to_ascii_lowercase()
+}
+
+/// The TLS settings of a checked connection string: `SSL Mode` / `sslmode` (default Prefer, as
+/// libpq and Npgsql; see `tls.rs` for what each mode does) and `Root Certificate` /
+/// `sslrootcert`. TLS to MySQL and MariaDB is not available: the modes that require it are
+/// refused here, so `check` reports them; `Preferred` connects without TLS.
+pub fn parse_tls(text: &str, target: &Target) -> Result<TlsSettings, String> {
+    let root_cert = root_cert_of(text);
+    match target {
+        Target::Postgres(o) => {
+            let mode = match o.get_ssl_mode() {
+                PgSslMode::Disable => SslMode::Disable,
+                PgSslMode::Allow => SslMode::Allow,
+                PgSslMode::Prefer => SslMode::Prefer,
+                PgSslMode::Require => SslMode::Require,
+                PgSslMode::VerifyCa => SslMode::VerifyCa,
+                PgSslMode::VerifyFull => SslMode::VerifyFull,
+            };
+            if root_cert.as_deref().is_some_and(str::is_empty) {
+                return Err("Root Certificate is empty: give the PEM file of the authority that signed the server's certificate".to_string());
+            }
+            if (o.get_socket().is_some() || o.get_host().starts_with('/')) && mode.requires_tls() {
+                return Err(format!(
+                    "SSL Mode={} cannot work over a Unix socket (PostgreSQL has no TLS there): connect with a host name, or use SSL Mode=Prefer",
+                    mode.name()
+                ));
+            }
+            Ok(TlsSettings { mode, root_cert })
+        }
+        Target::MySql(o) => match o.get_ssl_mode() {
+            MySqlSslMode::Disabled | MySqlSslMode::Preferred if root_cert.is_none() => {
+                Ok(TlsSettings {
+                    mode: SslMode::Disable,
+                    root_cert: None,
+                })
+            }
+            _ => Err(
+                "TLS to MySQL and MariaDB is not available in idlink (SSL Mode Required, VerifyCA, VerifyFull or a CA file): idlink checks every server message through a relay that negotiates TLS for PostgreSQL only; remove the TLS settings (SSL Mode=None or Preferred connect without TLS) and reach the server over a trusted network".to_string(),
+            ),
+        },
+        Target::Sqlite(_) => Ok(TlsSettings {
+            mode: SslMode::Disable,
+            root_cert: None,
+        }),
+    }
+}
+
+/// `Root Certificate` (or `sslrootcert`, `ssl-ca`) of a URL's query or of Key=Value pairs.
+fn root_cert_of(text: &str) -> Option<String> {
+    let t = text.trim();
+    let is_root = |k: &str| {
+        matches!(
+            k.to_ascii_lowercase().as_str(),
+            "rootcertificate" | "sslrootcert" | "ssl-root-cert" | "sslca" | "ssl-ca"
+        )
+    };
+    if t.contains("://") {
+        let query = t.split_once('?')?.1;
+        query
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| is_root(k))
+            .map(|(_, v)| percent_decode(v))
+    } else {
+        parse_pairs(t)
+            .ok()?
+            .into_iter()
+            .find(|(k, _)| is_root(k))
+            .map(|(_, v)| v)
+    }
 }
 
 fn pg_ssl(s: &str) -> Result<PgSslMode, String> {
@@ -913,6 +1016,69 @@ mod tests {
             assert!(e.contains(wants), "{s}: {e}");
             assert!(!e.contains("topsecret"), "{s}: {e}");
         }
+    }
+
+    #[test]
+    fn tls_settings_come_from_pairs_and_urls() {
+        let tls = |s: &str, d: Driver| {
+            let (t, _) = target(s, Some(d))?;
+            parse_tls(s, &t)
+        };
+        assert_eq!(
+            tls(
+                "Host=h;SSL Mode=VerifyFull;Root Certificate=certs/ca.pem",
+                Driver::Postgres
+            ),
+            Ok(TlsSettings {
+                mode: SslMode::VerifyFull,
+                root_cert: Some("certs/ca.pem".to_string())
+            })
+        );
+        assert_eq!(
+            tls(
+                "postgres://u@h/db?sslmode=verify-ca&sslrootcert=c%20a.pem",
+                Driver::Postgres
+            ),
+            Ok(TlsSettings {
+                mode: SslMode::VerifyCa,
+                root_cert: Some("c a.pem".to_string())
+            })
+        );
+        assert_eq!(
+            tls("Host=h", Driver::Postgres).map(|t| t.mode),
+            Ok(SslMode::Prefer),
+            "Prefer by default, as libpq and Npgsql"
+        );
+        let e = tls("Host=/run/postgresql;SSL Mode=Require", Driver::Postgres).expect_err("socket");
+        assert!(e.contains("Unix socket"), "{e}");
+        assert_eq!(
+            tls("Host=h;SSL Mode=Preferred", Driver::MySql).map(|t| t.mode),
+            Ok(SslMode::Disable)
+        );
+        for s in [
+            "Host=h;SSL Mode=Required",
+            "Host=h;SSL Mode=None;SslCa=ca.pem",
+            "mysql://u@h/db?ssl-mode=VERIFY_IDENTITY",
+        ] {
+            let e = tls(s, Driver::MySql).expect_err(s);
+            assert!(
+                e.contains("TLS to MySQL and MariaDB is not available"),
+                "{s}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn max_message_size_defaults_to_64_mib_and_is_bounded() {
+        let parse = |v: serde_json::Value| SqlSettings::parse("C", Some(Driver::Postgres), v);
+        let s = parse(serde_json::json!({"ConnectionString": "Host=h"})).expect("ok");
+        assert_eq!(s.max_message, 64 * 1024 * 1024);
+        let s = parse(serde_json::json!({"ConnectionString": "Host=h", "MaxMessageSize": 2048}))
+            .expect("ok");
+        assert_eq!(s.max_message, 2048);
+        let e = parse(serde_json::json!({"ConnectionString": "Host=h", "MaxMessageSize": 10}))
+            .expect_err("too small");
+        assert!(e.to_string().contains("MaxMessageSize"), "{e}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use idlink_packages::api::{
 };
 use idlink_packages::output::ExportOutput;
 use idlink_packages::paths::SourceRoots;
-use idlink_test_support::{MariaDbServer, PostgresServer};
+use idlink_test_support::{FakePgServer, Hostility, MariaDbServer, PostgresServer};
 use serde_json::{Value, json};
 
 static PG: LazyLock<PostgresServer> = LazyLock::new(PostgresServer::start);
@@ -984,5 +984,313 @@ fn settings_are_checked_without_io() {
             .map(drop)
             .expect_err("invalid");
         assert!(e.to_string().contains(wants), "{settings}: {e}");
+    }
+}
+
+// ---------------------------------------------------------------- Hostile servers (issue 8, defect 1)
+
+/// The error of a check and of an export of `settings` (Timeout 2) against a fake server:
+/// each within the timeout + 2 s.
+fn against_fake(hostility: Hostility) -> (FakePgServer, Vec<PackageError>) {
+    let fake = FakePgServer::start(hostility).expect("fake server");
+    let url = format!("postgres://bob:Topsecret-1@127.0.0.1:{}/hr", fake.port());
+    let settings = json!({"ConnectionString": url, "SqlCommand": "SELECT 1", "Timeout": 2});
+    let folder = Folder::new();
+    let mut errors = Vec::new();
+    for export in [false, true] {
+        let start = Instant::now();
+        let e = if export {
+            folder
+                .export(PG_ID, settings.clone())
+                .expect_err("export fails")
+        } else {
+            folder
+                .check(PG_ID, settings.clone())
+                .expect_err("check fails")
+        };
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_secs(4),
+            "{hostility:?}: took {took:?}: {e}"
+        );
+        let shown = clean(&e, &["Topsecret-1"]);
+        assert!(
+            shown.contains(&format!("127.0.0.1:{}", fake.port())),
+            "the message names the server: {shown}"
+        );
+        errors.push(e);
+    }
+    (fake, errors)
+}
+
+#[test]
+fn regression_sql_postgres_huge_message_is_bounded() {
+    let (fake, errors) = against_fake(Hostility::HugeMessage);
+    assert!(fake.connections() >= 2);
+    for e in errors {
+        let shown = e.to_string();
+        assert!(
+            shown.contains("2147483647 bytes") && shown.contains("MaxMessageSize"),
+            "{shown}"
+        );
+        assert!(
+            !retryable(&e),
+            "a hostile server is not worth a retry: {shown}"
+        );
+    }
+}
+
+#[test]
+fn regression_sql_postgres_trickling_server_is_bounded_by_timeout() {
+    let (_fake, errors) = against_fake(Hostility::Trickle);
+    for e in errors {
+        let shown = e.to_string();
+        assert!(shown.contains("within 2 s"), "{shown}");
+        assert!(retryable(&e), "{shown}");
+    }
+}
+
+#[test]
+fn regression_sql_postgres_silent_server_is_bounded_by_timeout() {
+    let (_fake, errors) = against_fake(Hostility::Silent);
+    for e in errors {
+        let shown = e.to_string();
+        assert!(shown.contains("within 2 s"), "{shown}");
+    }
+}
+
+#[test]
+fn regression_sql_max_message_size_bounds_real_rows() {
+    let sql = "SELECT repeat('x', 5000) AS v";
+    let pg = pg_database("maxmsg", "");
+    let my = my_database("maxmsg", "");
+    let folder = Folder::new();
+    for (id, url) in [(PG_ID, &pg), (MY_ID, &my)] {
+        let e = folder
+            .export(
+                id,
+                json!({"ConnectionString": url, "SqlCommand": sql, "MaxMessageSize": 1024}),
+            )
+            .expect_err("a 5000-byte row is more than 1024");
+        let shown = e.to_string();
+        assert!(
+            shown.contains("more than MaxMessageSize (1024 bytes)") && !retryable(&e),
+            "{id}: {shown}"
+        );
+        let text = folder.export_one(id, json!({"ConnectionString": url, "SqlCommand": sql}));
+        assert_eq!(text.len(), "v\n".len() + 5001, "{id}");
+    }
+    let e = folder
+        .check(PG_ID, json!({"ConnectionString": pg, "MaxMessageSize": 12}))
+        .expect_err("below the minimum");
+    assert!(e.to_string().contains("MaxMessageSize"), "{e}");
+}
+
+/// A MySQL-speaking server whose greeting is made of 16 MiB continuation packets without end
+/// (each packet is within the protocol's limit; the message they make is not).
+#[test]
+fn regression_sql_mysql_endless_continuation_packets_are_bounded() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let body = vec![0x41u8; 1 << 20];
+        for seq in 0u8.. {
+            if stream.write_all(&[0xff, 0xff, 0xff, seq]).is_err() {
+                return;
+            }
+            // 0xFFFFFF bytes: 16 MiB less one.
+            for i in 0..16 {
+                let part = if i == 15 { &body[1..] } else { &body[..] };
+                if stream.write_all(part).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let folder = Folder::new();
+    let start = Instant::now();
+    let e = folder
+        .check(
+            MY_ID,
+            json!({"ConnectionString": format!("mysql://u:Topsecret-1@127.0.0.1:{port}/d"),
+                "MaxMessageSize": 20_000_000, "Timeout": 5}),
+        )
+        .expect_err("endless message");
+    let shown = clean(&e, &["Topsecret-1"]);
+    assert!(
+        shown.contains("more than MaxMessageSize (20000000 bytes)")
+            && shown.contains(&format!("127.0.0.1:{port}")),
+        "{shown}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------- TLS (issue 8, defect 8)
+
+static PG_TLS: LazyLock<PostgresServer> = LazyLock::new(PostgresServer::start_tls);
+
+/// Whether the session runs over TLS, as the server sees it.
+const SSL_IN_USE: &str = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+
+/// A folder holding the TLS server's authority as `ca.pem` and another one as `other-ca.pem`.
+fn tls_folder() -> Folder {
+    let folder = Folder::new();
+    let ca = PG_TLS.ca_file().expect("TLS server has a CA");
+    std::fs::copy(ca, folder.base().join("ca.pem")).expect("copy CA");
+    let other = folder.base().join("other");
+    std::fs::create_dir(&other).expect("mkdir");
+    let other_ca = idlink_test_support::make_certificates(&other).expect("another CA");
+    std::fs::copy(other_ca, folder.base().join("other-ca.pem")).expect("copy CA");
+    folder
+}
+
+fn tls_ado(database: &str, host: &str, extra: &str) -> String {
+    format!(
+        "Host={host};Port={};Database={database};Username=postgres;Password={};{extra}",
+        PG_TLS.port(),
+        PG_TLS.password()
+    )
+}
+
+#[test]
+fn postgres_tls_verify_full_with_the_right_ca_exports_over_tls() {
+    PG_TLS.create_database("tls_ok").expect("database");
+    let folder = tls_folder();
+    for cs in [
+        tls_ado(
+            "tls_ok",
+            "127.0.0.1",
+            "SSL Mode=VerifyFull;Root Certificate=ca.pem",
+        ),
+        format!(
+            "postgres://postgres:{}@localhost:{}/tls_ok?sslmode=verify-full&sslrootcert=ca.pem",
+            PG_TLS.password(),
+            PG_TLS.port()
+        ),
+        tls_ado(
+            "tls_ok",
+            "127.0.0.1",
+            "SSL Mode=VerifyCA;Root Certificate=ca.pem",
+        ),
+        // Require without an authority encrypts without checking the certificate (libpq).
+        tls_ado("tls_ok", "127.0.0.1", "SSL Mode=Require"),
+        // The default (Prefer) uses TLS when the server offers it.
+        tls_ado("tls_ok", "127.0.0.1", ""),
+    ] {
+        let text = folder.export_one(
+            PG_ID,
+            json!({"ConnectionString": cs, "SqlCommand": SSL_IN_USE}),
+        );
+        assert_eq!(text, "ssl\ntrue\n", "{cs}");
+    }
+    let text = folder.export_one(
+        PG_ID,
+        json!({"ConnectionString": tls_ado("tls_ok", "127.0.0.1", "SSL Mode=Disable"), "SqlCommand": SSL_IN_USE}),
+    );
+    assert_eq!(text, "ssl\nfalse\n");
+}
+
+#[test]
+fn postgres_tls_wrong_ca_is_refused_as_not_trusted() {
+    PG_TLS.create_database("tls_wrong").expect("database");
+    let folder = tls_folder();
+    for mode in ["VerifyFull", "VerifyCA", "Require"] {
+        let cs = tls_ado(
+            "tls_wrong",
+            "127.0.0.1",
+            &format!("SSL Mode={mode};Root Certificate=other-ca.pem"),
+        );
+        let e = folder
+            .check(PG_ID, json!({"ConnectionString": cs}))
+            .expect_err("wrong CA");
+        let shown = clean(&e, &[PG_TLS.password()]);
+        assert!(
+            shown.contains("certificate is not trusted")
+                && shown.contains("other-ca.pem")
+                && shown.contains(&format!("127.0.0.1:{}", PG_TLS.port())),
+            "{mode}: {shown}"
+        );
+        assert!(!retryable(&e), "{shown}");
+    }
+    let e = folder
+        .check(
+            PG_ID,
+            json!({"ConnectionString": tls_ado("tls_wrong", "127.0.0.1", "SSL Mode=VerifyFull;Root Certificate=missing.pem")}),
+        )
+        .expect_err("missing CA file");
+    assert!(e.to_string().contains("missing.pem"), "{e}");
+}
+
+#[test]
+fn postgres_tls_require_against_a_server_without_tls_is_refused() {
+    let url = pg_database("tls_none", "");
+    let folder = Folder::new();
+    for mode in ["require", "verify-full"] {
+        let e = folder
+            .check(
+                PG_ID,
+                json!({"ConnectionString": format!("{url}?sslmode={mode}")}),
+            )
+            .expect_err("no TLS on the server");
+        assert!(e.to_string().contains("does not accept TLS"), "{mode}: {e}");
+    }
+    // Prefer (the default) connects without TLS.
+    let text = folder.export_one(
+        PG_ID,
+        json!({"ConnectionString": url, "SqlCommand": SSL_IN_USE}),
+    );
+    assert_eq!(text, "ssl\nfalse\n");
+}
+
+#[test]
+fn postgres_unix_socket_connections_go_through_the_relay() {
+    pg_database("socket", "");
+    let folder = Folder::new();
+    let cs = format!(
+        "Host={};Port={};Database=socket;Username=postgres",
+        PG.socket_dir().display(),
+        PG.port()
+    );
+    let text = folder.export_one(
+        PG_ID,
+        json!({"ConnectionString": cs, "SqlCommand": "SELECT 1 AS one", "MaxMessageSize": 1024}),
+    );
+    assert_eq!(text, "one\n1\n");
+    let e = folder
+        .export(
+            PG_ID,
+            json!({"ConnectionString": cs, "SqlCommand": "SELECT repeat('x', 5000) AS v", "MaxMessageSize": 1024}),
+        )
+        .expect_err("bounded over a socket too");
+    assert!(e.to_string().contains("MaxMessageSize"), "{e}");
+}
+
+#[test]
+fn mysql_tls_modes_are_refused_when_settings_are_checked() {
+    for cs in [
+        "Host=127.0.0.1;Database=d;Username=u;Password=Topsecret-1;SSL Mode=Required",
+        "Host=127.0.0.1;Database=d;Username=u;Password=Topsecret-1;SSL Mode=VerifyFull",
+        "mysql://u:Topsecret-1@127.0.0.1/d?ssl-mode=verify_ca",
+    ] {
+        let e = idlink_packages::instantiate(
+            package(MY_ID),
+            json!({"ConnectionString": cs}),
+            Folder::new().env(vec![]),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{cs} is refused"));
+        let shown = clean(&e, &["Topsecret-1"]);
+        assert!(
+            shown.contains("TLS to MySQL and MariaDB is not available"),
+            "{shown}"
+        );
     }
 }
