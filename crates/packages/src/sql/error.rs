@@ -15,7 +15,7 @@ pub(crate) struct Cx<'a> {
     pub connection: &'a str,
     /// `PostgreSQL at host:port/db`.
     pub system: String,
-    pub secrets: &'a [String],
+    pub secrets: &'a idlink_secrets::Redactor,
     pub timeout: Option<Duration>,
     pub progress: &'a dyn Progress,
     /// Why the relay between sqlx and the server ended the connection, if it did: sqlx only
@@ -38,15 +38,7 @@ enum Class {
 impl Cx<'_> {
     /// Removes every secret from `message`.
     pub fn redact(&self, message: &str) -> String {
-        let mut m = message.to_string();
-        for s in self.secrets {
-            // A one- or two-character password would garble messages; such passwords are not
-            // found in database messages anyway.
-            if s.len() >= 3 {
-                m = m.replace(s.as_str(), "**REDACTED**");
-            }
-        }
-        m
+        self.secrets.redact(message)
     }
 
     pub fn system_error(

@@ -6,6 +6,7 @@
 //! kind; the generic `Usercube.SQL` takes it from the URL's scheme. Nothing here does I/O, and
 //! no message quotes a value of the connection string.
 
+use idlink_secrets::{Redactor, Secret};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -220,7 +221,7 @@ pub struct SqlSettings {
     /// The export's transaction isolation; `None`: no explicit transaction.
     pub isolation: Option<Isolation>,
     /// Values no message may show (the password, the whole connection string).
-    pub secrets: Vec<String>,
+    pub secrets: Redactor,
     /// `MaxMessageSize`, in bytes.
     pub max_message: u64,
     /// TLS (PostgreSQL; MySQL connects without TLS, see [`parse_tls`]).
@@ -244,9 +245,9 @@ impl std::fmt::Debug for SqlSettings {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Raw {
-    connection_string: String,
+    connection_string: Secret,
     #[serde(default)]
-    secured_options: std::collections::BTreeMap<String, String>,
+    secured_options: std::collections::BTreeMap<String, Secret>,
     sql_command: Option<String>,
     sql_file: Option<String>,
     timeout: Option<u64>,
@@ -296,8 +297,9 @@ impl SqlSettings {
                 )
             })?),
         };
-        let connection_string = merge_secured_options(&raw.connection_string, &raw.secured_options)
-            .map_err(|m| err("SecuredOptions", m))?;
+        let connection_string =
+            merge_secured_options(raw.connection_string.expose_secret(), &raw.secured_options)
+                .map_err(|m| err("SecuredOptions", m))?;
         let (target, password) = parse_connection_string(&connection_string, driver)
             .map_err(|m| err("ConnectionString", m))?;
         let tls = parse_tls(&connection_string, &target).map_err(|m| err("ConnectionString", m))?;
@@ -311,9 +313,15 @@ impl SqlSettings {
                 ));
             }
         };
-        let mut secrets = vec![raw.connection_string.clone(), connection_string];
-        secrets.extend(raw.secured_options.values().cloned());
-        secrets.extend(password);
+        let mut secrets = Redactor::new();
+        secrets.add_connection_string(raw.connection_string.expose_secret());
+        secrets.add_connection_string(&connection_string);
+        for v in raw.secured_options.values() {
+            secrets.add(v.expose_secret());
+        }
+        if let Some(p) = password {
+            secrets.add(p);
+        }
         Ok(SqlSettings {
             target,
             source,
@@ -331,7 +339,7 @@ impl SqlSettings {
 /// ADO.NET. URL connection strings cannot take them: their parts have fixed places.
 fn merge_secured_options(
     connection_string: &str,
-    options: &std::collections::BTreeMap<String, String>,
+    options: &std::collections::BTreeMap<String, Secret>,
 ) -> Result<String, String> {
     if options.is_empty() {
         return Ok(connection_string.to_string());
@@ -348,7 +356,10 @@ fn merge_secured_options(
             return Err(format!("'{key}' is not a connection string key"));
         }
         // Double quotes keep ';' and '=' inside a value; a quote inside is doubled.
-        merged.push_str(&format!(";{key}=\"{}\"", value.replace('"', "\"\"")));
+        merged.push_str(&format!(
+            ";{key}=\"{}\"",
+            value.expose_secret().replace('"', "\"\"")
+        ));
     }
     Ok(merged)
 }
@@ -934,8 +945,8 @@ mod tests {
 
     #[test]
     fn secured_options_merge_into_ado_strings_only() {
-        let options: std::collections::BTreeMap<String, String> =
-            [("Password".to_string(), "p;w=\"d".to_string())].into();
+        let options: std::collections::BTreeMap<String, Secret> =
+            [("Password".to_string(), Secret::new("p;w=\"d"))].into();
         let merged =
             merge_secured_options("Host=db;Database=hr;Username=bob;", &options).expect("merge");
         let (_, pw) = target(&merged, Some(Driver::Postgres)).expect("parse");
@@ -1092,7 +1103,7 @@ mod tests {
         assert_eq!(s.source, Source::Command("SELECT 1".to_string()));
         assert_eq!(s.timeout, None);
         assert_eq!(s.isolation, Some(Isolation::RepeatableRead));
-        assert!(s.secrets.contains(&"pw12".to_string()));
+        assert!(s.secrets.leaks("pw12"));
         assert!(!format!("{s:?}").contains("pw12"));
         let s = parse(serde_json::json!({"ConnectionString": "Host=h", "SqlCommand": " "}))
             .expect("ok");
