@@ -15,6 +15,10 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(flatten)]
     output: OutputArgs,
+    /// `--config`, `--settings` and `--work` written before the command (`idlink --config X
+    /// export ...`): still accepted, not shown.
+    #[command(flatten)]
+    before: HiddenPathArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,21 +37,33 @@ struct OutputArgs {
 /// Where the configuration and the working files are, for the commands that read them.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PathArgs {
-    /// Folder of the XML configuration files [default: ./conf, or the current folder when it
-    /// holds the configuration and ./conf does not exist].
-    #[arg(long, value_name = "DIR", env = "IDLINK_CONFIG")]
+    /// Folder of the XML configuration files [env: IDLINK_CONFIG] [default: ./conf, or the
+    /// current folder when it holds the configuration and ./conf does not exist].
+    #[arg(long, value_name = "DIR")]
     config: Option<PathBuf>,
-    /// The agent settings file [default: <config>/appsettings.agent.json].
-    #[arg(long, value_name = "FILE", env = "IDLINK_SETTINGS")]
+    /// The agent settings file [env: IDLINK_SETTINGS] [default: <config>/appsettings.agent.json].
+    #[arg(long, value_name = "FILE")]
     settings: Option<PathBuf>,
-    /// Working folder: export output, cookies, reports.
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "IDLINK_WORK",
-        default_value = "./work"
-    )]
-    work: PathBuf,
+    /// Working folder: export output, cookies, reports [env: IDLINK_WORK] [default: ./work].
+    #[arg(long, value_name = "DIR")]
+    work: Option<PathBuf>,
+}
+
+/// The same options before the command name, as earlier versions took them.
+#[derive(Debug, Clone, clap::Args)]
+struct HiddenPathArgs {
+    #[arg(long = "config", value_name = "DIR", hide = true)]
+    config: Option<PathBuf>,
+    #[arg(long = "settings", value_name = "FILE", hide = true)]
+    settings: Option<PathBuf>,
+    #[arg(long = "work", value_name = "DIR", hide = true)]
+    work: Option<PathBuf>,
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// The options a command runs with, resolved.
@@ -128,9 +144,15 @@ fn holds_configuration(dir: &Path) -> bool {
 }
 
 impl Global {
-    fn resolve(paths: &PathArgs, output: &OutputArgs) -> Global {
-        let (config, given) = match &paths.config {
-            Some(c) => (c.clone(), true),
+    fn resolve(paths: &PathArgs, before: &HiddenPathArgs, output: &OutputArgs) -> Global {
+        // A flag after the command, else one before it, else the environment.
+        let config = paths
+            .config
+            .clone()
+            .or_else(|| before.config.clone())
+            .or_else(|| env_path("IDLINK_CONFIG"));
+        let (config, given) = match config {
+            Some(c) => (c, true),
             None => {
                 let default = PathBuf::from("./conf");
                 if !default.exists() && holds_configuration(Path::new(".")) {
@@ -147,8 +169,17 @@ impl Global {
         Global {
             config,
             config_given: given,
-            settings: paths.settings.clone(),
-            work: paths.work.clone(),
+            settings: paths
+                .settings
+                .clone()
+                .or_else(|| before.settings.clone())
+                .or_else(|| env_path("IDLINK_SETTINGS")),
+            work: paths
+                .work
+                .clone()
+                .or_else(|| before.work.clone())
+                .or_else(|| env_path("IDLINK_WORK"))
+                .unwrap_or_else(|| PathBuf::from("./work")),
             verbose: output.verbose,
             quiet: output.quiet,
         }
@@ -175,7 +206,7 @@ fn init_logging(output: &OutputArgs) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.output);
-    let g = |paths: &PathArgs| Global::resolve(paths, &cli.output);
+    let g = |paths: &PathArgs| Global::resolve(paths, &cli.before, &cli.output);
     // One runtime for the whole command: work is spawned on it, signals are watched on its
     // worker while the command runs.
     let runtime = match tokio::runtime::Builder::new_multi_thread()

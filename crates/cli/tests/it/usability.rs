@@ -155,3 +155,43 @@ fn regression_fulfill_refuses_orders_for_undeclared_resource_types() {
     assert!(!orders.join("HRJson_bad.json").exists());
     assert!(out.contains("\"Errored\""), "{out}");
 }
+
+#[test]
+fn regression_options_before_the_command_are_still_accepted() {
+    let dir = quickstart();
+    let (code, out) = run(
+        dir.path(),
+        &[
+            "-q",
+            "--config",
+            ".",
+            "--work",
+            "w2",
+            "export",
+            "--connection",
+            "HRPeople",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(dir.path().join("w2/ExportOutput/HRPeople.csv").is_file());
+    // After the command wins over before it, and over the environment.
+    let (code, out) = run(
+        dir.path(),
+        &[
+            "--work",
+            "w3",
+            "export",
+            "--work",
+            "w4",
+            "--config",
+            ".",
+            "--connection",
+            "HRPeople",
+        ],
+        &[("IDLINK_WORK", "w5")],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(dir.path().join("w4/ExportOutput/HRPeople.csv").is_file());
+    assert!(!dir.path().join("w3").exists() && !dir.path().join("w5").exists());
+}
