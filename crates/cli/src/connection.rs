@@ -201,6 +201,7 @@ pub fn export(rt: &Runtime, g: &Global, args: &ExportArgs) -> anyhow::Result<Exi
         if let Some(c) = &report.cookie {
             writeln!(out, "  cookie: {}", c.display())?;
         }
+        let report_file = std::path::absolute(&report_file).unwrap_or(report_file);
         writeln!(out, "  report: {}", report_file.display())?;
     }
     Ok(ExitCode::SUCCESS)

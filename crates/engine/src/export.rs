@@ -237,7 +237,16 @@ fn human(bytes: u64) -> String {
 fn repair(connection: &str, output_dir: &Path, cookies: &Path) -> Result<Vec<String>, EngineError> {
     let mut notes = Vec::new();
     let journal = commit::journal_path(cookies, connection);
-    match commit::recover(&journal)? {
+    let recovered = commit::recover(&journal).map_err(|e| match e {
+        e @ EngineError::Commit { .. } => e,
+        other => EngineError::Commit {
+            connection: connection.to_string(),
+            message: format!("an interrupted commit could not be finished or undone: {other}"),
+            outcome: "until it is, the tables and cookie may mix two exports; fix the cause and run the export again".to_string(),
+            restored: false,
+        },
+    })?;
+    match recovered {
         Recovery::Nothing => {}
         Recovery::RolledBack => notes.push(format!(
             "an interrupted commit of '{connection}' was undone: the tables and cookie are those of the export before it"
@@ -358,7 +367,12 @@ impl Opened {
         let prepared = {
             let id = id.clone();
             blocking(move || {
-                let cookies = cookies_dir(&work);
+                // Absolute, so the journal still points at the right files when the next run
+                // starts from another folder.
+                let absolute =
+                    |p: &Path| std::path::absolute(p).map_err(|e| EngineError::io("resolve", p, e));
+                let output_dir = absolute(&output_dir)?;
+                let cookies = absolute(&cookies_dir(&work))?;
                 for dir in [&output_dir, &cookies] {
                     fs::create_dir_all(dir).map_err(|e| EngineError::io("create", dir, e))?;
                 }

@@ -555,3 +555,28 @@ async fn an_engine_is_owned_and_work_can_be_spawned() {
     assert_eq!(task.await.expect("join").expect("export").rows(), 4);
     assert_eq!(w.runs.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn regression_a_damaged_journal_stops_the_export_without_claiming_the_tables_are_intact() {
+    let w = World::new();
+    w.export(1, Script::Succeed, false).await.expect("first");
+    std::fs::write(
+        w.work().join("ExportCookies/Dir.journal"),
+        "{\"connection\":\"Dir\",\"state\":\"prep",
+    )
+    .expect("write");
+    let e = w
+        .export(1, Script::Succeed, false)
+        .await
+        .expect_err("refused");
+    assert!(!e.nothing_committed(), "{e}");
+    assert!(
+        e.to_string().contains("damaged") && e.to_string().contains("may mix two exports"),
+        "{e}"
+    );
+    let attempt = read(&w.work().join("Reports/export-Dir.last-attempt.json"));
+    assert!(
+        attempt.contains("\"previous_set_unchanged\": false"),
+        "{attempt}"
+    );
+}
