@@ -195,3 +195,43 @@ fn regression_options_before_the_command_are_still_accepted() {
     assert!(dir.path().join("w4/ExportOutput/HRPeople.csv").is_file());
     assert!(!dir.path().join("w3").exists() && !dir.path().join("w5").exists());
 }
+
+#[test]
+fn regression_redaction_hides_the_password_but_keeps_host_database_and_user() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("db.xml"),
+        r#"<?xml version="1.0" encoding="utf-8"?>
+<ConfigurationFile xmlns="urn:schemas-usercube-com:configuration">
+  <Connector Identifier="HR" DisplayName_L1="HR" />
+  <Connection Identifier="HRDb" DisplayName_L1="HR database" Connector="HR" Package="Usercube.SQL.PostgreSQL@0000001" />
+</ConfigurationFile>
+"#,
+    )
+    .expect("xml");
+    // Nothing listens on port 1: the export fails at once and its message must help.
+    std::fs::write(
+        dir.path().join("appsettings.agent.json"),
+        r#"{"Connections": {"HRDb": {
+  "ConnectionString": "Host=127.0.0.1;Port=1;Database=payroll_db;Username=hr_reader;Password=Zq9-unique-secret",
+  "SqlCommand": "SELECT 1", "Timeout": 5}}}"#,
+    )
+    .expect("json");
+    let (code, out) = run(
+        dir.path(),
+        &["export", "--config", ".", "--connection", "HRDb"],
+        &[],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(!out.contains("Zq9-unique-secret"), "{out}");
+    assert!(
+        out.contains("127.0.0.1") && out.contains("payroll_db"),
+        "the server and database stay readable: {out}"
+    );
+    let attempt = std::fs::read_to_string(
+        dir.path()
+            .join("work/Reports/export-HRDb.last-attempt.json"),
+    )
+    .expect("attempt");
+    assert!(!attempt.contains("Zq9-unique-secret"), "{attempt}");
+}
