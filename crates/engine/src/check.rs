@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use idlink_model::package::{Availability, PackageInfo};
 use idlink_model::settings::{ConnectionSettings, ENCRYPTED_PREFIX, SettingValue, typed_json};
 use idlink_model::{Checked, Diagnostic, Loc, Rule, Sp};
-use idlink_packages::api::Environment;
 use idlink_packages::paths::SourceRoots;
 use idlink_packages::{PackageError, Registry};
 
@@ -69,12 +68,7 @@ fn check_connection(
         .iter()
         .map(|r| r.value.as_str())
         .collect();
-    let env = Environment {
-        connection: id.clone(),
-        base_dir: base_dir.clone(),
-        roots: SourceRoots::new(&base_dir, &roots),
-        mapped_tables: crate::connection::mapped_tables(checked, id),
-    };
+    let env = crate::connection::environment(checked, config_dir, id);
     let file = checked
         .settings
         .file
@@ -292,6 +286,7 @@ fn locate<'a>(
 #[cfg(test)]
 mod tests {
     use idlink_model::package::{Kind, PackageCatalog, SettingsSchema};
+    use idlink_packages::api::Environment;
 
     use super::*;
 

@@ -150,18 +150,7 @@ impl Engine {
             package.settings,
             || crate::secured::agent_identity(checked, &base_dir),
         )?;
-        let roots: Vec<&str> = checked
-            .settings
-            .sources_root_paths
-            .iter()
-            .map(|r| r.value.as_str())
-            .collect();
-        let env = Environment {
-            connection: connection.id.value.clone(),
-            base_dir: base_dir.clone(),
-            roots: SourceRoots::new(&base_dir, &roots),
-            mapped_tables: mapped_tables(checked, &connection.id.value),
-        };
+        let env = environment(checked, self.config_dir(), &connection.id.value);
         let instance = self
             .registry()
             .instantiate(package, settings, env.clone())
@@ -186,6 +175,24 @@ impl Engine {
             env,
             redactor,
         })
+    }
+}
+
+/// What a package instance of connection `id` is given: its base folder, source roots and
+/// mapped tables.
+pub fn environment(checked: &Checked, config_dir: &Path, id: &str) -> Environment {
+    let base_dir = settings_base_dir(checked, config_dir);
+    let roots: Vec<&str> = checked
+        .settings
+        .sources_root_paths
+        .iter()
+        .map(|r| r.value.as_str())
+        .collect();
+    Environment {
+        connection: id.to_string(),
+        roots: SourceRoots::new(&base_dir, &roots),
+        base_dir,
+        mapped_tables: mapped_tables(checked, id),
     }
 }
 

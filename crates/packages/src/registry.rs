@@ -184,13 +184,7 @@ impl Registry {
 
 impl PackageCatalog for Registry {
     fn get(&self, id: &str) -> Option<&PackageInfo> {
-        if let Some((p, _)) = self.extra.iter().find(|(p, _)| p.id == id) {
-            return Some(p);
-        }
-        PACKAGES
-            .binary_search_by(|p| p.id.cmp(id))
-            .ok()
-            .map(|i| PACKAGES[i])
+        self.get_static(id)
     }
 
     fn all(&self) -> Box<dyn Iterator<Item = &PackageInfo> + '_> {

@@ -46,6 +46,26 @@ struct Setup {
 }
 
 impl Setup {
+    /// The quickstart pointed at `slapd`, its credentials given by the environment.
+    fn new(slapd: &SlapdServer) -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("conf");
+        copy_dir(&repo_root().join("examples/quickstart"), &conf);
+        std::fs::remove_file(conf.join("appsettings.encrypted.agent.json")).expect("rm");
+        let prefix = "IDLINK__Connections__DirectoryLDAP__Servers__0__";
+        Setup {
+            dir,
+            env: vec![
+                (format!("{prefix}Server"), slapd.url()),
+                (format!("{prefix}Login"), ADMIN_DN.to_string()),
+                (
+                    format!("{prefix}Password"),
+                    slapd.admin_password().to_string(),
+                ),
+            ],
+        }
+    }
+
     fn work(&self) -> PathBuf {
         self.dir.path().join("work")
     }
@@ -102,22 +122,7 @@ fn regression_export_killed_at_any_instant_leaves_the_old_or_the_new_set() {
         tls: false,
         ..SlapdOptions::default()
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let conf = dir.path().join("conf");
-    copy_dir(&repo_root().join("examples/quickstart"), &conf);
-    std::fs::remove_file(conf.join("appsettings.encrypted.agent.json")).expect("rm");
-    let prefix = "IDLINK__Connections__DirectoryLDAP__Servers__0__";
-    let setup = Setup {
-        dir,
-        env: vec![
-            (format!("{prefix}Server"), slapd.url()),
-            (format!("{prefix}Login"), ADMIN_DN.to_string()),
-            (
-                format!("{prefix}Password"),
-                slapd.admin_password().to_string(),
-            ),
-        ],
-    };
+    let setup = Setup::new(&slapd);
     let out_dir = setup.work().join("ExportOutput");
     let entries = out_dir.join("DirectoryLDAP_entries.csv");
     let members = out_dir.join("DirectoryLDAP_member.csv");
@@ -261,22 +266,7 @@ fn regression_sigterm_and_sigint_remove_the_staging_folder_before_exiting() {
         tls: false,
         ..SlapdOptions::default()
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let conf = dir.path().join("conf");
-    copy_dir(&repo_root().join("examples/quickstart"), &conf);
-    std::fs::remove_file(conf.join("appsettings.encrypted.agent.json")).expect("rm");
-    let prefix = "IDLINK__Connections__DirectoryLDAP__Servers__0__";
-    let setup = Setup {
-        dir,
-        env: vec![
-            (format!("{prefix}Server"), slapd.url()),
-            (format!("{prefix}Login"), ADMIN_DN.to_string()),
-            (
-                format!("{prefix}Password"),
-                slapd.admin_password().to_string(),
-            ),
-        ],
-    };
+    let setup = Setup::new(&slapd);
     let out_dir = setup.work().join("ExportOutput");
     let entries = out_dir.join("DirectoryLDAP_entries.csv");
     let started = Instant::now();
