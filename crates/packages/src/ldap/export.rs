@@ -1,7 +1,9 @@
 //! Export: directory entries -> `<connection>_entries` and one link table per link attribute,
 //! written as the entries arrive (paged when `PagedResult` is on, so memory stays flat).
 
-use std::collections::HashMap;
+// Seeded (not SipHash): attribute names come from the server, so the seed keeps collisions
+// out of its reach, and hashing stays cheap on the hot path.
+use foldhash::HashMap;
 
 use base64::Engine as _;
 use ldap3::{LdapResult, SearchOptions};
@@ -53,7 +55,7 @@ impl Layout {
         sort_names(&mut entries);
         sort_names(&mut links);
         sort_names(&mut own_links);
-        let mut index: HashMap<String, Slot> = HashMap::new();
+        let mut index: HashMap<String, Slot> = HashMap::default();
         for (i, e) in entries.iter().enumerate() {
             index.entry(e.to_ascii_lowercase()).or_default().entry = Some(i);
         }
@@ -562,7 +564,7 @@ pub(crate) async fn scan_names(
     settings: &LdapSettings,
     paged: bool,
 ) -> Result<Vec<String>, PackageError> {
-    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut seen: HashMap<String, String> = HashMap::default();
     let mut each = |item: Item| {
         if let Item::Entry(raw, _) = item {
             for (name, _) in raw.attrs {
@@ -625,7 +627,7 @@ impl Spool {
     pub(crate) fn new() -> std::io::Result<Spool> {
         Ok(Spool {
             file: std::io::BufWriter::with_capacity(256 * 1024, tempfile::tempfile()?),
-            names: HashMap::new(),
+            names: HashMap::default(),
             entries: 0,
         })
     }
