@@ -627,7 +627,18 @@ impl Loader {
             if child.tag_name().name() == "Property" {
                 let mut a = Attrs::new(cx, child, &mut self.diags);
                 let p_at = a.at.clone();
-                let p_id = a.required("Identifier");
+                // The typed mapping pages write the property as `Property="dn"`; older
+                // configurations write `Identifier="dn"`. Both name the target property.
+                let p_id = match (a.text("Property"), a.text("Identifier")) {
+                    (Some(p), _) | (None, Some(p)) => p,
+                    (None, None) => {
+                        a.missing(
+                            "Property",
+                            "add Property=\"...\" (the target entity type's property) to this <Property>",
+                        );
+                        Sp::new(String::new(), p_at.clone())
+                    }
+                };
                 let rest = a.rest();
                 a.finish(&[]);
                 properties.push(ResourceTypeMappingProperty {
