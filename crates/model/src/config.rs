@@ -380,6 +380,16 @@ pub enum RuleSource {
     Expression(Text),
 }
 
+/// Splits a binding into its entity type prefix, if written (`Directory_UserRecord:Mail`, as
+/// the provisioning pages write them), and its property path (`Mail`, `manager.department`).
+pub fn binding_parts(binding: &str) -> (Option<&str>, &str) {
+    match binding.split_once(':') {
+        Some((et, path)) if !et.trim().is_empty() => (Some(et.trim()), path.trim()),
+        Some((_, path)) => (None, path.trim()),
+        None => (None, binding.trim()),
+    }
+}
+
 impl RuleSource {
     pub fn is_csharp(&self) -> bool {
         matches!(self, RuleSource::Expression(e) if e.value.trim_start().starts_with("C#:"))

@@ -230,9 +230,19 @@ impl<'c> Validator<'c> {
 
     /// A property path (`manager.department.name`) starting at `et`: every segment but the last
     /// must be a navigation property (an association end).
+    ///
+    /// A binding may start with an entity type and a colon (`Directory_UserRecord:Mail`): the
+    /// path is then resolved from that entity type when it is declared, else from `et_id`.
     fn resolve_path(&mut self, et_id: &str, path: &Text, from: &str) {
-        let mut current = et_id;
-        for seg in path.value.split('.') {
+        let (prefix, rest) = binding_parts(&path.value);
+        let mut current = match prefix {
+            Some(p) => match self.ix.entity_types.get_key_value(p) {
+                Some((k, _)) => *k,
+                None => et_id,
+            },
+            None => et_id,
+        };
+        for seg in rest.split('.') {
             let Some(et) = self.ix.entity_types.get(current).copied() else {
                 return;
             };

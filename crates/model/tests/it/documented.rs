@@ -48,3 +48,30 @@ fn regression_rtm_property_written_with_property_attribute_is_accepted() {
     ));
     assert_eq!(errors(&c.diagnostics), [Rule::UnresolvedReference], "{}", show(&c.diagnostics));
 }
+
+#[test]
+fn regression_bindings_prefixed_with_an_entity_type_are_accepted_and_resolved() {
+    let body = BASE.replace(
+        r#"<ScalarRule Property="cn" Binding="Name" />"#,
+        r#"<ScalarRule Property="cn" Binding="Person:Name" />"#,
+    ) + r#"<ResourceCorrelationRule ResourceType="Account_Person" TargetBinding="Account:cn" SourceBinding="Person:Name" />
+<ResourceCorrelationRule ResourceType="Account_Person" TargetBinding="cn" SourceBinding="User:Name" />"#;
+    clean(&check_body(&body));
+
+    // The prefix decides where the path is resolved: Person has no 'cn', Account has no 'Name'.
+    let body = BASE.replace(
+        r#"<ScalarRule Property="cn" Binding="Name" />"#,
+        r#"<ScalarRule Property="cn" Binding="Person:cn" />"#,
+    ) + r#"<ResourceCorrelationRule ResourceType="Account_Person" TargetBinding="Account:Name" SourceBinding="Person:Name" />"#;
+    let c = check_body(&body);
+    let msgs: Vec<_> = c
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| (d.rule, d.message.clone()))
+        .collect();
+    assert_eq!(msgs.len(), 2, "{}", show(&c.diagnostics));
+    assert!(msgs.iter().all(|(r, _)| *r == Rule::UnresolvedReference));
+    assert!(msgs[0].1.contains("entity type 'Person' does not have"), "{msgs:?}");
+    assert!(msgs[1].1.contains("entity type 'Account' does not have"), "{msgs:?}");
+}
