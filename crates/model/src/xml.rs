@@ -1040,11 +1040,12 @@ impl<'d> Attrs<'d> {
             return default;
         };
         match self.attrs[i].1.trim() {
-            v if v.eq_ignore_ascii_case("true") => true,
-            v if v.eq_ignore_ascii_case("false") => false,
+            // XML Schema's boolean: true, false, 1 or 0 (the job how-tos write 1).
+            v if v.eq_ignore_ascii_case("true") || v == "1" => true,
+            v if v.eq_ignore_ascii_case("false") || v == "0" => false,
             "" => default,
             _ => {
-                self.invalid(i, "true or false");
+                self.invalid(i, "true, false, 1 or 0");
                 default
             }
         }

@@ -75,3 +75,39 @@ fn regression_bindings_prefixed_with_an_entity_type_are_accepted_and_resolved() 
     assert!(msgs[0].1.contains("entity type 'Person' does not have"), "{msgs:?}");
     assert!(msgs[1].1.contains("entity type 'Account' does not have"), "{msgs:?}");
 }
+
+#[test]
+fn regression_booleans_written_1_and_0_are_accepted() {
+    let body = BASE
+        .replace(
+            r#"<ExportTask DisplayName_L1="Export" Connection="HRPeople" />"#,
+            r#"<ExportTask DisplayName_L1="Export" Connection="HRPeople" ContinueOnError="1" IgnoreCookieFile="0" />"#,
+        )
+        .replace(
+            r#"<Property Identifier="Id" ConnectionColumn="Id" IsPrimaryKey="true" />"#,
+            r#"<Property Identifier="Id" ConnectionColumn="Id" IsPrimaryKey="1" />"#,
+        )
+        .replace(
+            r#"SourceEntityType="Person" TargetEntityType="Account">"#,
+            r#"SourceEntityType="Person" TargetEntityType="Account" AllowAdd="0" RemoveOrphans="1">"#,
+        );
+    let c = check_body(&body);
+    clean(&c);
+    let idlink_model::config::Task::Export(t) = &c.config.jobs[0].tasks[0] else {
+        panic!("first task is the export");
+    };
+    assert!(t.continue_on_error && !t.ignore_cookie_file);
+    assert!(c.config.entity_type_mappings[0].properties[0].is_primary_key);
+    let rt = &c.config.resource_types[0];
+    assert!(!rt.allow_add && rt.remove_orphans && rt.allow_remove);
+
+    // Anything else is still refused, and the message gives the four accepted forms.
+    let c = check_body(&BASE.replace(r#"IsPrimaryKey="true""#, r#"IsPrimaryKey="yes""#));
+    assert!(
+        c.diagnostics
+            .iter()
+            .any(|d| d.rule == Rule::AttributeValue && d.message.contains("true, false, 1 or 0")),
+        "{}",
+        show(&c.diagnostics)
+    );
+}

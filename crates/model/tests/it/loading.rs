@@ -265,7 +265,7 @@ fn wrong_attribute_types_list_the_allowed_values() {
             .any(|m| m.contains("lots") && m.contains("whole number")),
         "{msgs:?}"
     );
-    assert!(msgs.iter().any(|m| m.contains("true or false")), "{msgs:?}");
+    assert!(msgs.iter().any(|m| m.contains("true, false, 1 or 0")), "{msgs:?}");
 }
 
 #[test]
