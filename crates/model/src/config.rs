@@ -122,10 +122,24 @@ pub struct Connector {
     pub display_names: DisplayNames,
     pub agent: Option<Text>,
     pub is_deactivated: bool,
-    pub complete_job: Option<Text>,
-    pub incremental_job: Option<Text>,
+    /// How the complete job scaffolding uses this connector (a value, not a job reference).
+    pub complete_job: JobIntegrationRule,
+    /// How the incremental job scaffolding uses this connector.
+    pub incremental_job: JobIntegrationRule,
     /// As written; use `.or(&SyncThresholds::CONNECTOR_DEFAULTS)` for the effective values.
     pub thresholds: SyncThresholds,
+}
+
+/// Connector `CompleteJob` / `IncrementalJob`: how the product's job scaffolding uses the
+/// connector (`0` Used, `1` NotUsed, `2` OnlySynchronization, `3` OnlyProvisioning). idlink does
+/// not expand scaffoldings, so the value is kept for reports and has no effect on jobs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum JobIntegrationRule {
+    #[default]
+    Used,
+    NotUsed,
+    OnlySynchronization,
+    OnlyProvisioning,
 }
 
 /// Which side of a connection is turned off.
@@ -189,7 +203,8 @@ pub struct Transformation {
     pub remove_empty: bool,
     pub remove_duplicates: bool,
     pub sort_values: bool,
-    pub added_days: Option<i32>,
+    /// Days added to the date; may be fractional (`-0.5` is twelve hours earlier).
+    pub added_days: Option<f64>,
     pub min_year: Option<i32>,
     pub max_year: Option<i32>,
     pub date_pattern: Option<String>,

@@ -386,9 +386,6 @@ impl<'c> Validator<'c> {
             if let Some(a) = &c.agent {
                 resolve(&mut self.diags, &self.ix.agents, a, "Agent", &from);
             }
-            for j in [&c.complete_job, &c.incremental_job].into_iter().flatten() {
-                resolve(&mut self.diags, &self.ix.jobs, j, "Job", &from);
-            }
         }
     }
 

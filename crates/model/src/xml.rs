@@ -286,8 +286,8 @@ impl Loader {
             display_names: a.display_names_required(),
             agent: a.text("Agent"),
             is_deactivated: a.bool("IsDeactivated", false),
-            complete_job: a.text("CompleteJob"),
-            incremental_job: a.text("IncrementalJob"),
+            complete_job: a.choice("CompleteJob", JOB_INTEGRATION).unwrap_or_default(),
+            incremental_job: a.choice("IncrementalJob", JOB_INTEGRATION).unwrap_or_default(),
             thresholds: a.sync_thresholds(),
         };
         a.finish(&[]);
@@ -361,7 +361,7 @@ impl Loader {
             remove_empty: a.bool("RemoveEmpty", false),
             remove_duplicates: a.bool("RemoveDuplicates", false),
             sort_values: a.bool("SortValues", false),
-            added_days: a.int("AddedDays"),
+            added_days: a.days("AddedDays"),
             min_year: a.int("MinYear"),
             max_year: a.int("MaxYear"),
             date_pattern: a.raw("DatePattern"),
@@ -865,6 +865,20 @@ const RULE_IGNORED: &[&str] = &[
 const JOB_IGNORED: &[&str] = &["IsIncremental", "IsConnectorJob", "Tags"];
 const TASK_IGNORED: &[&str] = &["Level", "OpenIdClient", "Tags", "ResourceTypeMappings"];
 
+const JOB_INTEGRATION: &[(&str, JobIntegrationRule)] = &[
+    ("Used", JobIntegrationRule::Used),
+    ("NotUsed", JobIntegrationRule::NotUsed),
+    ("OnlySynchronization", JobIntegrationRule::OnlySynchronization),
+    ("OnlyProvisioning", JobIntegrationRule::OnlyProvisioning),
+    ("0", JobIntegrationRule::Used),
+    ("1", JobIntegrationRule::NotUsed),
+    ("2", JobIntegrationRule::OnlySynchronization),
+    ("3", JobIntegrationRule::OnlyProvisioning),
+];
+
+/// Largest |AddedDays| accepted: far beyond any date shift, well inside chrono's range.
+const MAX_ADDED_DAYS: f64 = 1_000_000.0;
+
 const VALUE_TYPES: &[(&str, ValueType)] = &[
     ("String", ValueType::String),
     ("Bytes", ValueType::Bytes),
@@ -1068,6 +1082,23 @@ impl<'d> Attrs<'d> {
 
     fn int(&mut self, name: &'static str) -> Option<i32> {
         self.parsed(name, "a whole number")
+    }
+
+    /// A number of days, possibly fractional and negative (`-0.5`), bounded.
+    fn days(&mut self, name: &'static str) -> Option<f64> {
+        const EXPECTED: &str = "a number of days, possibly fractional (e.g. 1, -0.5), within one million";
+        let i = self.find(name)?;
+        let v = self.attrs[i].1.trim();
+        if v.is_empty() {
+            return None;
+        }
+        match v.parse::<f64>() {
+            Ok(n) if n.is_finite() && n.abs() <= MAX_ADDED_DAYS => Some(n),
+            _ => {
+                self.invalid(i, EXPECTED);
+                None
+            }
+        }
     }
 
     fn uint(&mut self, name: &'static str) -> Option<u32> {

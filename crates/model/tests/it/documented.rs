@@ -111,3 +111,36 @@ fn regression_booleans_written_1_and_0_are_accepted() {
         show(&c.diagnostics)
     );
 }
+
+#[test]
+fn regression_connector_jobs_are_values_and_added_days_may_be_fractional() {
+    use idlink_model::config::JobIntegrationRule;
+    let body = BASE.replace(
+        r#"<Connector Identifier="HR" DisplayName_L1="HR" Agent="Local" />"#,
+        r#"<Connector Identifier="HR" DisplayName_L1="HR" Agent="Local" CompleteJob="1" IncrementalJob="OnlySynchronization" />"#,
+    )
+    .replace(
+        r#"Package="Usercube.CSV@0000001" />"#,
+        r#"Package="Usercube.CSV@0000001"><Transformation Type="TransformDate" Column="Start" DatePattern="dd/MM/yyyy" AddedDays="-0.5" /></Connection>"#,
+    );
+    let c = check_body(&body);
+    clean(&c);
+    let hr = c.config.connector("HR").expect("HR");
+    assert_eq!(hr.complete_job, JobIntegrationRule::NotUsed);
+    assert_eq!(hr.incremental_job, JobIntegrationRule::OnlySynchronization);
+    assert_eq!(c.config.connector("Dir").expect("Dir").complete_job, JobIntegrationRule::Used);
+    assert_eq!(c.config.connections[0].transformations[0].added_days, Some(-0.5));
+
+    // Not a job reference any more, and not a free text either; AddedDays stays a bounded number.
+    let body = BASE
+        .replace(r#"DisplayName_L1="HR" Agent="Local""#, r#"DisplayName_L1="HR" Agent="Local" CompleteJob="Daily""#)
+        .replace(
+            r#"Package="Usercube.CSV@0000001" />"#,
+            r#"Package="Usercube.CSV@0000001"><Transformation Type="TransformDate" Column="Start" DatePattern="dd/MM/yyyy" AddedDays="1e300" /></Connection>"#,
+        );
+    let c = check_body(&body);
+    let msgs: Vec<_> = c.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.message.clone()).collect();
+    assert_eq!(msgs.len(), 2, "{}", show(&c.diagnostics));
+    assert!(msgs.iter().any(|m| m.contains("CompleteJob") && m.contains("NotUsed")), "{msgs:?}");
+    assert!(msgs.iter().any(|m| m.contains("AddedDays") && m.contains("fractional")), "{msgs:?}");
+}
