@@ -152,6 +152,10 @@ rules! {
     UnknownColumn = "unknown-column", Error;
     /// A job's `CrontabExpression` is not a valid five-field crontab expression.
     Crontab = "crontab", Error;
+    /// A job's `TaskDependsOnTask` children form a cycle: no order runs every task after its parents.
+    TaskCycle = "task-cycle", Error;
+    /// A job's `<Step>` names a task that is not declared (it may come from a scaffolding).
+    UndeclaredStep = "undeclared-step", Warning;
     /// An element outside idlink's scope, skipped (one warning per element kind).
     OutOfScopeElement = "out-of-scope-element", Warning;
     /// An attribute idlink does not know on this element.

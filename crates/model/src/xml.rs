@@ -193,6 +193,7 @@ impl Loader {
     fn unexpected(&mut self, cx: &FileCx, node: Node, expected: &[&'static str], place: &str) {
         let name = node.tag_name().name();
         if !KNOWN_OUT_OF_SCOPE.contains(&name)
+            && !KNOWN_OUT_OF_SCOPE_TASKS.contains(&name)
             && let Some(s) = did_you_mean(name, expected.iter().copied())
         {
             self.diags.push(
@@ -257,6 +258,19 @@ impl Loader {
                 let el = self.job(cx, node);
                 self.config.jobs.push(el);
             }
+            _ if TASKS.contains(&name) => {
+                if let Some(t) = self.task(cx, node) {
+                    self.config.tasks.push(t);
+                }
+            }
+            _ if name.ends_with("Task") && KNOWN_OUT_OF_SCOPE_TASKS.contains(&name) => {
+                if let Some(id) = node.attribute("Identifier") {
+                    self.config
+                        .out_of_scope_tasks
+                        .push((id.to_string(), name.to_string()));
+                }
+                self.skip(cx, node);
+            }
             _ if name.ends_with("ResourceTypeMapping") => {
                 let el = self.resource_type_mapping(cx, node);
                 self.config.resource_type_mappings.push(el);
@@ -287,7 +301,9 @@ impl Loader {
             agent: a.text("Agent"),
             is_deactivated: a.bool("IsDeactivated", false),
             complete_job: a.choice("CompleteJob", JOB_INTEGRATION).unwrap_or_default(),
-            incremental_job: a.choice("IncrementalJob", JOB_INTEGRATION).unwrap_or_default(),
+            incremental_job: a
+                .choice("IncrementalJob", JOB_INTEGRATION)
+                .unwrap_or_default(),
             thresholds: a.sync_thresholds(),
         };
         a.finish(&[]);
@@ -667,22 +683,56 @@ impl Loader {
             id: a.required("Identifier"),
             display_names: a.display_names(),
             agent: a.text("Agent"),
-            crontab: a.text("CrontabExpression"),
-            tasks: Vec::new(),
+            // The job page writes CronTabExpression; idlink's own examples wrote Crontab.
+            crontab: a
+                .text("CronTabExpression")
+                .or_else(|| a.text("CrontabExpression")),
+            steps: Vec::new(),
         };
         a.finish(JOB_IGNORED);
         for child in node.children().filter(Node::is_element) {
-            if let Some(task) = self.task(cx, child) {
-                el.tasks.push(task);
+            let name = child.tag_name().name();
+            if name == "Step" {
+                let mut a = Attrs::new(cx, child, &mut self.diags);
+                let step = StepRef {
+                    at: a.at.clone(),
+                    id: a.required("Identifier"),
+                    level: a.int("Level"),
+                };
+                a.finish(&[]);
+                self.no_children(cx, child);
+                el.steps.push(JobStep::Step(step));
+            } else if !TASKS.contains(&name)
+                && (KNOWN_OUT_OF_SCOPE_TASKS.contains(&name) || name.ends_with("TaskOverride"))
+            {
+                self.skip(cx, child);
+            } else if let Some(task) = self.task(cx, child) {
+                el.steps.push(JobStep::Inline(task));
             }
         }
         el
     }
 
+    /// `Identifier`, `Agent`, display names: what every task kind has.
+    fn task_common(a: &mut Attrs, display_name_required: bool) -> TaskCommon {
+        TaskCommon {
+            id: a.text("Identifier"),
+            display_names: if display_name_required {
+                a.display_names_required()
+            } else {
+                a.display_names()
+            },
+            agent: a.text("Agent"),
+            depends_on: Vec::new(),
+        }
+    }
+
     fn task(&mut self, cx: &FileCx, node: Node) -> Option<Task> {
         let name = node.tag_name().name();
         if !TASKS.contains(&name) {
-            self.unexpected(cx, node, TASKS, "in <Job>");
+            let mut expected = TASKS.to_vec();
+            expected.push("Step");
+            self.unexpected(cx, node, &expected, "in <Job>");
             return None;
         }
         let mut a = Attrs::new(cx, node, &mut self.diags);
@@ -690,9 +740,7 @@ impl Loader {
         let task = match name {
             "ExportTask" => Task::Export(ExportTask {
                 at,
-                id: a.text("Identifier"),
-                display_names: a.display_names_required(),
-                agent: a.text("Agent"),
+                common: Self::task_common(&mut a, true),
                 connection: a.text("Connection"),
                 continue_on_error: a.bool("ContinueOnError", false),
                 ignore_cookie_file: a.bool("IgnoreCookieFile", false),
@@ -700,7 +748,7 @@ impl Loader {
             "PrepareSynchronizationTask" => {
                 Task::PrepareSynchronization(PrepareSynchronizationTask {
                     at,
-                    display_names: a.display_names(),
+                    common: Self::task_common(&mut a, false),
                     connector: a.required("Connector"),
                     mode: a
                         .choice_required(
@@ -716,7 +764,7 @@ impl Loader {
             }
             "SynchronizeTask" => Task::Synchronize(SynchronizeTask {
                 at,
-                display_names: a.display_names(),
+                common: Self::task_common(&mut a, false),
                 connector: a.required("Connector"),
                 force_synchronization: a.bool("ForceSynchronization", false),
                 do_not_delete_changes: a.bool("DoNotDeleteChanges", false),
@@ -724,15 +772,14 @@ impl Loader {
             "GenerateProvisioningOrdersTask" => {
                 Task::GenerateProvisioningOrders(GenerateProvisioningOrdersTask {
                     at,
-                    display_names: a.display_names(),
+                    common: Self::task_common(&mut a, false),
                     resource_types: a.list("ResourceTypes"),
                     connector: a.text("Connector"),
                 })
             }
             _ => Task::Fulfill(FulfillTask {
                 at,
-                display_names: a.display_names_required(),
-                agent: a.text("Agent"),
+                common: Self::task_common(&mut a, true),
                 connector: a.text("Connector"),
                 connection: a.text("Connection"),
                 batch_size: a.uint("BatchSize"),
@@ -743,16 +790,33 @@ impl Loader {
         a.finish(TASK_IGNORED);
         let mut task = task;
         for child in node.children().filter(Node::is_element) {
+            let place = format!("in <{name}>");
             match (&mut task, child.tag_name().name()) {
-                (Task::Fulfill(f), "TaskResourceType") => {
+                (_, "TaskDependsOnTask") => {
                     let mut a = Attrs::new(cx, child, &mut self.diags);
-                    f.resource_types.push(a.required("ResourceType"));
+                    let parent = a.required("ParentTask");
                     a.finish(&[]);
+                    self.no_children(cx, child);
+                    task_common_mut(&mut task).depends_on.push(parent);
                 }
-                (Task::Fulfill(_), _) => {
-                    self.unexpected(cx, child, &["TaskResourceType"], "in <FulfillTask>")
+                (Task::Fulfill(_) | Task::GenerateProvisioningOrders(_), "TaskResourceType") => {
+                    let mut a = Attrs::new(cx, child, &mut self.diags);
+                    let rt = a.required("ResourceType");
+                    a.finish(&[]);
+                    self.no_children(cx, child);
+                    match &mut task {
+                        Task::Fulfill(f) => f.resource_types.push(rt),
+                        Task::GenerateProvisioningOrders(g) => g.resource_types.push(rt),
+                        _ => {}
+                    }
                 }
-                _ => self.unexpected(cx, child, &[], &format!("in <{name}>")),
+                (Task::Fulfill(_) | Task::GenerateProvisioningOrders(_), _) => self.unexpected(
+                    cx,
+                    child,
+                    &["TaskResourceType", "TaskDependsOnTask"],
+                    &place,
+                ),
+                _ => self.unexpected(cx, child, &["TaskDependsOnTask"], &place),
             }
         }
         Some(task)
@@ -762,6 +826,16 @@ impl Loader {
         for child in node.children().filter(Node::is_element) {
             self.unexpected(cx, child, &[], &format!("in <{}>", node.tag_name().name()));
         }
+    }
+}
+
+fn task_common_mut(task: &mut Task) -> &mut TaskCommon {
+    match task {
+        Task::Export(t) => &mut t.common,
+        Task::PrepareSynchronization(t) => &mut t.common,
+        Task::Synchronize(t) => &mut t.common,
+        Task::GenerateProvisioningOrders(t) => &mut t.common,
+        Task::Fulfill(t) => &mut t.common,
     }
 }
 
@@ -787,6 +861,37 @@ const TASKS: &[&str] = &[
     "SynchronizeTask",
     "GenerateProvisioningOrdersTask",
     "FulfillTask",
+];
+
+/// Task kinds of the 6.2 reference (agent and server tasks) that idlink does not run. Declared
+/// outside a job they are skipped, and a `<Step>` naming one is skipped with them.
+const KNOWN_OUT_OF_SCOPE_TASKS: &[&str] = &[
+    "ActivityInstanceActorTask",
+    "BuildRoleModelTask",
+    "ComputeCorrelationKeysTask",
+    "ComputeRiskScoresTask",
+    "ComputeRoleModelTask",
+    "CreateDatabaseViewsTask",
+    "DeployConfigurationTask",
+    "GetRoleMiningTask",
+    "InvokeApiTask",
+    "InvokeAspectsTask",
+    "InvokeExpressionTask",
+    "InvokeSqlCommandTask",
+    "MaintainIndexesTask",
+    "ManageConfigurationIndexesTask",
+    "ProcessAccessCertificationItemsTask",
+    "ResetValidFromTask",
+    "SavePreExistingAccessRightsTask",
+    "SendAccessCertificationNotificationTask",
+    "SendNotificationsTask",
+    "SendRoleModelNotificationsTask",
+    "SetAccessCertificationReviewerTask",
+    "SetInternalUserProfilesTask",
+    "SetRecentlyModifiedFlagTask",
+    "UpdateAccessCertificationCampaignTask",
+    "UpdateClassificationTask",
+    "UpdateEntityPropertyExpressionsTask",
 ];
 
 /// Netwrix Identity Manager elements that are outside idlink's scope. They are skipped with one
@@ -868,7 +973,10 @@ const TASK_IGNORED: &[&str] = &["Level", "OpenIdClient", "Tags", "ResourceTypeMa
 const JOB_INTEGRATION: &[(&str, JobIntegrationRule)] = &[
     ("Used", JobIntegrationRule::Used),
     ("NotUsed", JobIntegrationRule::NotUsed),
-    ("OnlySynchronization", JobIntegrationRule::OnlySynchronization),
+    (
+        "OnlySynchronization",
+        JobIntegrationRule::OnlySynchronization,
+    ),
     ("OnlyProvisioning", JobIntegrationRule::OnlyProvisioning),
     ("0", JobIntegrationRule::Used),
     ("1", JobIntegrationRule::NotUsed),
@@ -1086,7 +1194,8 @@ impl<'d> Attrs<'d> {
 
     /// A number of days, possibly fractional and negative (`-0.5`), bounded.
     fn days(&mut self, name: &'static str) -> Option<f64> {
-        const EXPECTED: &str = "a number of days, possibly fractional (e.g. 1, -0.5), within one million";
+        const EXPECTED: &str =
+            "a number of days, possibly fractional (e.g. 1, -0.5), within one million";
         let i = self.find(name)?;
         let v = self.attrs[i].1.trim();
         if v.is_empty() {
