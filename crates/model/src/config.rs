@@ -458,7 +458,11 @@ pub struct ResourceCorrelationRule {
     pub at: Loc,
     pub resource_type: Text,
     pub target_binding: Text,
+    /// `TargetExpression`: a function applied to the target value before comparing (`ToLower`).
+    pub target_expression: Option<Text>,
     pub source: Option<RuleSource>,
+    /// `SourceExpression` written together with `SourceBinding`: applied to the bound value.
+    pub source_expression: Option<Text>,
 }
 
 /// The element a resource type mapping was written as.

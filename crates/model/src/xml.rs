@@ -177,6 +177,7 @@ impl Loader {
                 .hint("nothing to do unless you expected idlink to use it; attributes that point at it are not resolved"),
             );
         }
+        self.diags.fold_without_effect();
         (self.config, self.diags)
     }
 
@@ -559,11 +560,28 @@ impl Loader {
                 {
                     *slot = a.uint(name);
                 }
+                // The resource type page names the percentages MaximumInsertPercent, ...
+                for (slot, name) in [
+                    (&mut t.max_percentage_added, "MaximumInsertPercent"),
+                    (&mut t.max_percentage_modified, "MaximumUpdatePercent"),
+                    (&mut t.max_percentage_deleted, "MaximumDeletePercent"),
+                ] {
+                    if let Some(v) = a.uint(name) {
+                        slot.get_or_insert(v);
+                    }
+                }
                 t
             },
             scalar_rules: Vec::new(),
             navigation_rules: Vec::new(),
         };
+        a.without_effect(
+            RESOURCE_TYPE_WITHOUT_EFFECT,
+            Some((
+                is_dimension_flag,
+                "dimension parameters (P0.., R0..) belong to the product's role model",
+            )),
+        );
         a.finish(RESOURCE_TYPE_IGNORED);
         for child in node.children().filter(Node::is_element) {
             match child.tag_name().name() {
@@ -574,6 +592,7 @@ impl Loader {
                         property: a.required("Property"),
                         source: a.rule_source(true),
                     };
+                    a.without_effect(RULE_WITHOUT_EFFECT, None);
                     a.finish(RULE_IGNORED);
                     el.scalar_rules.push(r);
                 }
@@ -586,6 +605,7 @@ impl Loader {
                         single_role: a.text("SingleRole"),
                         source: a.rule_source(false),
                     };
+                    a.without_effect(RULE_WITHOUT_EFFECT, None);
                     a.finish(RULE_IGNORED);
                     el.navigation_rules.push(r);
                 }
@@ -605,8 +625,14 @@ impl Loader {
         let at = a.at.clone();
         let resource_type = a.required("ResourceType");
         let target_binding = a.required("TargetBinding");
+        let target_expression = a.text("TargetExpression");
+        let mut source_expression = None;
         let source = match (a.text("SourceBinding"), a.text("SourceExpression")) {
-            (Some(b), _) => Some(RuleSource::Binding(b)),
+            (Some(b), e) => {
+                // Both: the expression (e.g. ToLower) applies to the bound value.
+                source_expression = e;
+                Some(RuleSource::Binding(b))
+            }
             (None, Some(e)) => Some(RuleSource::Expression(e)),
             (None, None) => {
                 a.missing(
@@ -616,13 +642,16 @@ impl Loader {
                 None
             }
         };
+        a.without_effect(CORRELATION_WITHOUT_EFFECT, None);
         a.finish(RULE_IGNORED);
         self.no_children(cx, node);
         ResourceCorrelationRule {
             at,
             resource_type,
             target_binding,
+            target_expression,
             source,
+            source_expression,
         }
     }
 
@@ -689,6 +718,7 @@ impl Loader {
                 .or_else(|| a.text("CrontabExpression")),
             steps: Vec::new(),
         };
+        a.without_effect(JOB_WITHOUT_EFFECT, None);
         a.finish(JOB_IGNORED);
         for child in node.children().filter(Node::is_element) {
             let name = child.tag_name().name();
@@ -787,6 +817,7 @@ impl Loader {
                 resource_types: Vec::new(),
             }),
         };
+        a.without_effect(TASK_WITHOUT_EFFECT, None);
         a.finish(TASK_IGNORED);
         let mut task = task;
         for child in node.children().filter(Node::is_element) {
@@ -944,31 +975,184 @@ const PROPERTY_IGNORED: &[&str] = &[
     "Language",
     "FlexibleComparisonType",
 ];
-const RESOURCE_TYPE_IGNORED: &[&str] = &[
+/// Documented attributes idlink accepts without effect, each with the reason; one info line
+/// per attribute and element is shown with `-v` (see [`Rule::AcceptedWithoutEffect`]).
+type WithoutEffect = &'static [(&'static str, &'static str)];
+
+const POLICY: (&str, &str) = (
     "Policy",
-    "Category",
-    "ApprovalWorkflowType",
-    "BlockProvisioning",
-    "DiscardManualAssignments",
-    "HideOnSimplifiedView",
-    "CorrelateMultipleResources",
-    "ApproveRoleImplicit",
-    "ArgumentsExpression",
-    "P0",
-    "P1",
-    "P2",
+    "policies (role model, approvals) are outside idlink's scope",
+);
+const OPENID_CLIENT: (&str, &str) = (
+    "OpenIdClient",
+    "it names the client the product's job engine signs in with; idlink runs tasks itself",
+);
+
+const RESOURCE_TYPE_WITHOUT_EFFECT: WithoutEffect = &[
+    POLICY,
+    (
+        "Category",
+        "categories only group resource types on the product's screens",
+    ),
+    (
+        "ApprovalWorkflowType",
+        "manual assignment workflows are outside idlink's scope",
+    ),
+    (
+        "ImplicitApproval",
+        "manual assignment workflows are outside idlink's scope",
+    ),
+    (
+        "ProlongationWithoutApproval",
+        "manual assignment workflows are outside idlink's scope",
+    ),
+    (
+        "ManualAssignmentEndDateLockedToContextMode",
+        "manual assignment workflows are outside idlink's scope",
+    ),
+    (
+        "BlockProvisioning",
+        "it blocks the product's provisioning policy orders; idlink has no policies",
+    ),
+    (
+        "DiscardManualAssignments",
+        "idlink does not track manual approvals of property values",
+    ),
+    (
+        "CorrelateMultipleResources",
+        "idlink correlates each owner with the resources its correlation rules match",
+    ),
+    (
+        "SuggestAllCorrelations",
+        "correlation suggestions go to the product's review screens, which idlink does not have",
+    ),
+    (
+        "HideOnSimplifiedView",
+        "it only changes the product's basket view",
+    ),
+    (
+        "ArgumentsExpression",
+        "its C# expression feeds the product's workflow connectors, which idlink does not run",
+    ),
+    (
+        "DependsOn",
+        "idlink does not yet hold orders back until the prerequisite resource type is provisioned",
+    ),
+    (
+        "DependsOnOwnerProperty",
+        "idlink does not yet hold orders back until the owner property is filled",
+    ),
+    (
+        "FulfillHoursAheadOfTime",
+        "idlink fulfills orders when they are generated, not ahead of a start date",
+    ),
+    (
+        "TransmittedStateValidityPeriod",
+        "idlink does not age transmitted orders into errors",
+    ),
+    (
+        "Type",
+        "resource type kinds only change the product's screens",
+    ),
+    (
+        "Description_L1",
+        "descriptions are shown on the product's screens only",
+    ),
 ];
+
+const RULE_WITHOUT_EFFECT: WithoutEffect = &[
+    POLICY,
+    (
+        "TimeOffsetReference",
+        "idlink computes rules for the present: time offsets around assignment dates do not apply",
+    ),
+    (
+        "TimeOffsetBeforeReference",
+        "idlink computes rules for the present: time offsets around assignment dates do not apply",
+    ),
+    (
+        "TimeOffsetAfterReference",
+        "idlink computes rules for the present: time offsets around assignment dates do not apply",
+    ),
+    (
+        "ComparisonType",
+        "idlink compares computed and existing values as written",
+    ),
+    ("IsMapped", "idlink provisions every rule's property"),
+];
+
+const CORRELATION_WITHOUT_EFFECT: WithoutEffect = &[
+    POLICY,
+    (
+        "SourceMatchedConfidenceLevel",
+        "the product sends matches below 100 to a manual review, which idlink does not have; every match correlates",
+    ),
+];
+
+const JOB_WITHOUT_EFFECT: WithoutEffect = &[
+    (
+        "LogLevel",
+        "idlink's log level comes from -v/-q and IDLINK_LOG",
+    ),
+    (
+        "CronTimeZone",
+        "idlink reads CronTabExpression but does not schedule jobs in this build",
+    ),
+    (
+        "IsConnectorJob",
+        "it only places the job on the product's connector screen",
+    ),
+    (
+        "IsIncremental",
+        "each task's own mode (SynchronizationMode) decides",
+    ),
+    (
+        "IsInitializationJob",
+        "it only marks the job on the product's screens",
+    ),
+    (
+        "UserStartDenied",
+        "it only hides the product's manual launch button",
+    ),
+];
+
+const TASK_WITHOUT_EFFECT: WithoutEffect = &[
+    OPENID_CLIENT,
+    (
+        "Level",
+        "idlink runs a job's tasks one at a time, in an order that respects TaskDependsOnTask",
+    ),
+    (
+        "Type",
+        "it picks one of the product's executables; idlink has one implementation per task",
+    ),
+    ("InitMode", "idlink keeps no archive of changes to skip"),
+    (
+        "ColumnName",
+        "idlink's exports do not write a command column",
+    ),
+    ("WorkingDirectory", "idlink works in its --work folder"),
+];
+
+/// Undocumented attributes real configurations carry that idlink reads no meaning from (no line).
+const RESOURCE_TYPE_IGNORED: &[&str] = &["ApproveRoleImplicit"];
 const RULE_IGNORED: &[&str] = &[
-    "Policy",
     "TimeOffset",
-    "IsMapped",
     "Priority",
     "ResourceType",
     "Binding1",
     "Binding2",
 ];
-const JOB_IGNORED: &[&str] = &["IsIncremental", "IsConnectorJob", "Tags"];
-const TASK_IGNORED: &[&str] = &["Level", "OpenIdClient", "Tags", "ResourceTypeMappings"];
+const JOB_IGNORED: &[&str] = &["Tags"];
+const TASK_IGNORED: &[&str] = &["Tags", "ResourceTypeMappings"];
+
+/// `P0`..`P3V`, `R0`..`R3V`: a resource type's dimension parameters (base32hex).
+fn is_dimension_flag(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('P' | 'R'))
+        && (2..=3).contains(&name.len())
+        && chars.all(|c| c.is_ascii_digit() || ('A'..='V').contains(&c))
+}
 
 const JOB_INTEGRATION: &[(&str, JobIntegrationRule)] = &[
     ("Used", JobIntegrationRule::Used),
@@ -1341,6 +1525,36 @@ impl<'d> Attrs<'d> {
             }
         }
         out
+    }
+
+    /// Accepts the documented attributes of `table` (and those `also` matches) without effect:
+    /// one info line each, folded per attribute and element by [`Loader::finish`].
+    fn without_effect(&mut self, table: WithoutEffect, also: Option<(fn(&str) -> bool, &str)>) {
+        // Documented names are candidates for "did you mean" too.
+        self.asked.extend(table.iter().map(|(n, _)| *n));
+        for i in 0..self.attrs.len() {
+            if self.used[i] {
+                continue;
+            }
+            let name = self.attrs[i].0.as_str();
+            let why = table
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, w)| *w)
+                .or_else(|| also.and_then(|(f, w)| f(name).then_some(w)));
+            if let Some(why) = why {
+                self.used[i] = true;
+                let (name, _, at) = &self.attrs[i];
+                self.diags.push(
+                    Diagnostic::new(
+                        Rule::AcceptedWithoutEffect,
+                        at.clone(),
+                        format!("{name} is accepted without effect in idlink: {why}"),
+                    )
+                    .hint(format!("<{}>", self.element)),
+                );
+            }
+        }
     }
 
     /// Warns about attributes nobody asked for. `ignored` lists attributes real configurations

@@ -313,3 +313,104 @@ fn regression_step_naming_an_undeclared_task_warns_about_scaffoldings() {
     );
     assert_eq!(order(&c, 0), ["HR_Export"]);
 }
+
+#[test]
+fn regression_documented_attributes_are_accepted_without_effect_not_unknown() {
+    let body = with_job(
+        r#"<Job Identifier="Daily" DisplayName_L1="Daily" CronTabExpression="0 5 * * *" LogLevel="2" CronTimeZone="0" UserStartDenied="1">
+  <ExportTask Identifier="E" DisplayName_L1="E" Agent="Local" OpenIdClient="Job" Connection="HRPeople" InitMode="0" />
+  <PrepareSynchronizationTask Identifier="P" Connector="HR" SynchronizationMode="Complete" OpenIdClient="Job" Type="Changes" Level="1" />
+</Job>"#,
+    )
+    .replace(
+        r#"<ResourceType Identifier="Account_Person" SourceEntityType="Person" TargetEntityType="Account">
+  <ScalarRule Property="cn" Binding="Name" />"#,
+        r#"<ResourceType Identifier="Account_Person" SourceEntityType="Person" TargetEntityType="Account" Policy="Default" Type="Account" DependsOn="Other" P0="true" R1V="false" MaximumInsertPercent="20">
+  <ScalarRule Property="cn" Binding="Name" Policy="Default" TimeOffsetReference="Around" TimeOffsetBeforeReference="-10080" TimeOffsetAfterReference="43200" ComparisonType="CaseInsensitive" />"#,
+    ) + r#"<ResourceCorrelationRule ResourceType="Account_Person" Policy="Default" SourceMatchedConfidenceLevel="80" TargetBinding="cn" TargetExpression="ToLower" SourceBinding="Name" SourceExpression="ToLower" />"#;
+    let c = check_body(&body);
+    clean(&c);
+    let infos: Vec<_> = c
+        .diagnostics
+        .iter()
+        .filter(|d| d.rule == Rule::AcceptedWithoutEffect)
+        .collect();
+    assert!(infos.iter().all(|d| d.severity == Severity::Info));
+    let names: Vec<&str> = infos
+        .iter()
+        .map(|d| d.message.split(' ').next().unwrap_or(""))
+        .collect();
+    for attr in [
+        "LogLevel",
+        "CronTimeZone",
+        "UserStartDenied",
+        "OpenIdClient",
+        "InitMode",
+        "Type",
+        "Level",
+        "Policy",
+        "DependsOn",
+        "P0",
+        "R1V",
+        "TimeOffsetReference",
+        "TimeOffsetBeforeReference",
+        "TimeOffsetAfterReference",
+        "ComparisonType",
+        "SourceMatchedConfidenceLevel",
+    ] {
+        assert!(
+            names.contains(&attr),
+            "{attr} missing: {}",
+            show(&c.diagnostics)
+        );
+    }
+    // One line per attribute and reason, whatever number of elements carry it.
+    let policy: Vec<_> = infos
+        .iter()
+        .filter(|d| d.message.starts_with("Policy "))
+        .collect();
+    assert_eq!(policy.len(), 1, "{}", show(&c.diagnostics));
+    let hint = policy[0].hint.as_deref().unwrap_or("");
+    assert!(
+        hint.contains("<ResourceType>")
+            && hint.contains("<ScalarRule>")
+            && hint.contains("<ResourceCorrelationRule>"),
+        "{hint}"
+    );
+    // Read, not just accepted: the job page's casing, the percentage alias, the expressions.
+    assert!(c.config.jobs[0].crontab.is_some());
+    assert_eq!(
+        c.config.resource_types[0].thresholds.max_percentage_added,
+        Some(20)
+    );
+    let r = &c.config.resource_correlation_rules[0];
+    assert_eq!(
+        r.target_expression.as_ref().map(|t| t.value.as_str()),
+        Some("ToLower")
+    );
+    assert_eq!(
+        r.source_expression.as_ref().map(|t| t.value.as_str()),
+        Some("ToLower")
+    );
+
+    // What is not documented stays unknown, with its suggestion.
+    let c = check_body(&BASE.replace(
+        r#"<SynchronizeTask Connector="HR" />"#,
+        r#"<SynchronizeTask Connector="HR" OpenIdClien="Job" />"#,
+    ));
+    let unknown: Vec<_> = c
+        .diagnostics
+        .iter()
+        .filter(|d| d.rule == Rule::UnknownAttribute)
+        .collect();
+    assert_eq!(unknown.len(), 1, "{}", show(&c.diagnostics));
+    assert!(
+        unknown[0]
+            .hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("OpenIdClient"),
+        "{}",
+        show(&c.diagnostics)
+    );
+}
