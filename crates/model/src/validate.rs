@@ -344,12 +344,12 @@ impl<'c> Validator<'c> {
                     Diagnostic::new(
                         Rule::ConnectionIdentifier,
                         conn.id.at.clone(),
-                        format!("connection identifier '{}' is not valid: {why}", conn.id.value),
+                        format!(
+                            "connection identifier '{}' is not valid: {why}",
+                            conn.id.value
+                        ),
                     )
-                    .hint(
-                        "a connection identifier starts with a letter, then up to 441 letters, digits, '.' or '-'; \
-                         '_' separates the connection from its table suffix",
-                    ),
+                    .hint(connection_id_hint(&conn.id.value)),
                 );
             }
         }
@@ -1176,6 +1176,21 @@ pub fn check_connection_id(id: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// How to fix a connection identifier. Some how-tos of the documentation write identifiers with
+/// '_'; the Connection reference page forbids it, and idlink follows the reference.
+fn connection_id_hint(id: &str) -> String {
+    let rule = "the Connection reference requires a letter, then up to 441 letters, digits, '.' or '-'; \
+                '_' separates the connection from its table suffix";
+    if id.contains('_') {
+        let fixed: String = id.chars().filter(|c| *c != '_').collect();
+        format!(
+            "{rule} (some how-tos write '_' anyway): rename it, e.g. '{fixed}', in the XML, in appsettings.agent.json and in the table names"
+        )
+    } else {
+        rule.to_string()
+    }
 }
 
 /// `table` is named `<connection>` or `<connection>_<suffix>` (case-insensitively).

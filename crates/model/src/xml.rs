@@ -780,16 +780,32 @@ impl Loader {
                     at,
                     common: Self::task_common(&mut a, false),
                     connector: a.required("Connector"),
-                    mode: a
-                        .choice_required(
+                    mode: {
+                        let mode = a.choice_required(
                             "SynchronizationMode",
                             &[
                                 ("Initial", SynchronizationMode::Initial),
                                 ("Complete", SynchronizationMode::Complete),
                                 ("Incremental", SynchronizationMode::Incremental),
+                                ("0", SynchronizationMode::Initial),
+                                ("1", SynchronizationMode::Complete),
+                                ("2", SynchronizationMode::Incremental),
                             ],
-                        )
-                        .unwrap_or(SynchronizationMode::Complete),
+                        );
+                        if !a.has("SynchronizationMode") {
+                            // Some job examples of the documentation leave it out; the task's
+                            // reference page lists it as required.
+                            if let Some(d) = a.diags_last() {
+                                d.hint = Some(
+                                    "the PrepareSynchronizationTask reference requires it (some job examples omit it): \
+                                     add SynchronizationMode=\"Complete\" to re-read the whole export, \
+                                     \"Incremental\" to apply changes, or \"Initial\" for the first load"
+                                        .to_string(),
+                                );
+                            }
+                        }
+                        mode.unwrap_or(SynchronizationMode::Complete)
+                    },
                 })
             }
             "SynchronizeTask" => Task::Synchronize(SynchronizeTask {
@@ -1415,6 +1431,13 @@ impl<'d> Attrs<'d> {
             last.hint = Some(format!("did you mean '{s}'? allowed: {}", names.join(", ")));
         }
         None
+    }
+
+    /// Whether the attribute is written with a non-empty value.
+    fn has(&self, name: &str) -> bool {
+        self.attrs
+            .iter()
+            .any(|(n, v, _)| n == name && !v.trim().is_empty())
     }
 
     fn diags_last(&mut self) -> Option<&mut Diagnostic> {

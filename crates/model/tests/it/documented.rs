@@ -414,3 +414,48 @@ fn regression_documented_attributes_are_accepted_without_effect_not_unknown() {
         show(&c.diagnostics)
     );
 }
+
+#[test]
+fn regression_documentation_contradictions_follow_the_reference_and_say_how_to_fix() {
+    // A how-to's connection identifier with '_': the reference forbids it.
+    let c = check(
+        &[(
+            "conf.xml",
+            &file(&BASE.replace("\"HRPeople\"", "\"HR_People\"")),
+        )],
+        r#"{"Connections":{"HR_People":{"Path":"p.csv"},"DirLDAP":{"Servers":[{"Server":"s"}]}}}"#,
+        &[],
+    );
+    let d = c
+        .diagnostics
+        .iter()
+        .find(|d| d.rule == Rule::ConnectionIdentifier)
+        .expect("reported");
+    let hint = d.hint.as_deref().unwrap_or("");
+    assert!(
+        hint.contains("Connection reference") && hint.contains("'HRPeople'"),
+        "{hint}"
+    );
+
+    // A job example's PrepareSynchronizationTask without SynchronizationMode.
+    let c = check_body(&BASE.replace(
+        r#"<PrepareSynchronizationTask Connector="HR" SynchronizationMode="Complete" />"#,
+        r#"<PrepareSynchronizationTask Connector="HR" />"#,
+    ));
+    let d = c
+        .diagnostics
+        .iter()
+        .find(|d| d.rule == Rule::MissingAttribute)
+        .expect("reported");
+    let hint = d.hint.as_deref().unwrap_or("");
+    assert!(
+        hint.contains("reference requires it") && hint.contains("SynchronizationMode=\"Complete\""),
+        "{hint}"
+    );
+    // The numeric form of the reference's table is read.
+    let c = check_body(&BASE.replace(
+        r#"SynchronizationMode="Complete""#,
+        r#"SynchronizationMode="2""#,
+    ));
+    clean(&c);
+}
