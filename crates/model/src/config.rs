@@ -524,7 +524,7 @@ pub struct Job {
 /// declared outside any job.
 #[derive(Debug)]
 pub enum JobStep {
-    Inline(Task),
+    Inline(Box<Task>),
     Step(StepRef),
 }
 
@@ -551,7 +551,7 @@ impl Job {
     /// Inline tasks only (those written inside the `<Job>`).
     pub fn inline_tasks(&self) -> impl Iterator<Item = &Task> {
         self.steps.iter().filter_map(|s| match s {
-            JobStep::Inline(t) => Some(t),
+            JobStep::Inline(t) => Some(t.as_ref()),
             JobStep::Step(_) => None,
         })
     }
@@ -703,7 +703,7 @@ impl Configuration {
         job.steps
             .iter()
             .filter_map(|s| match s {
-                JobStep::Inline(t) => Some(t),
+                JobStep::Inline(t) => Some(t.as_ref()),
                 JobStep::Step(r) => self.task(&r.id.value),
             })
             .collect()

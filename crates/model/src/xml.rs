@@ -737,7 +737,7 @@ impl Loader {
             {
                 self.skip(cx, child);
             } else if let Some(task) = self.task(cx, child) {
-                el.steps.push(JobStep::Inline(task));
+                el.steps.push(JobStep::Inline(Box::new(task)));
             }
         }
         el
@@ -994,6 +994,9 @@ const PROPERTY_IGNORED: &[&str] = &[
 /// Documented attributes idlink accepts without effect, each with the reason; one info line
 /// per attribute and element is shown with `-v` (see [`Rule::AcceptedWithoutEffect`]).
 type WithoutEffect = &'static [(&'static str, &'static str)];
+
+/// A family of documented attribute names (e.g. `P0`..`P3V`) and why it has no effect.
+type NameMatcher = (fn(&str) -> bool, &'static str);
 
 const POLICY: (&str, &str) = (
     "Policy",
@@ -1552,7 +1555,7 @@ impl<'d> Attrs<'d> {
 
     /// Accepts the documented attributes of `table` (and those `also` matches) without effect:
     /// one info line each, folded per attribute and element by [`Loader::finish`].
-    fn without_effect(&mut self, table: WithoutEffect, also: Option<(fn(&str) -> bool, &str)>) {
+    fn without_effect(&mut self, table: WithoutEffect, also: Option<NameMatcher>) {
         // Documented names are candidates for "did you mean" too.
         self.asked.extend(table.iter().map(|(n, _)| *n));
         for i in 0..self.attrs.len() {
