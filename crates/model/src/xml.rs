@@ -1151,6 +1151,15 @@ const TASK_WITHOUT_EFFECT: WithoutEffect = &[
         "idlink's exports do not write a command column",
     ),
     ("WorkingDirectory", "idlink works in its --work folder"),
+    (
+        "IgnoreHistorization",
+        "idlink keeps no archive of changes to skip",
+    ),
+    (
+        "Dirty",
+        "it tags the product's internal resources, which idlink does not have",
+    ),
+    ("Orphans", "idlink does not write an orphans file"),
 ];
 
 /// Undocumented attributes real configurations carry that idlink reads no meaning from (no line).

@@ -320,6 +320,8 @@ fn regression_documented_attributes_are_accepted_without_effect_not_unknown() {
         r#"<Job Identifier="Daily" DisplayName_L1="Daily" CronTabExpression="0 5 * * *" LogLevel="2" CronTimeZone="0" UserStartDenied="1">
   <ExportTask Identifier="E" DisplayName_L1="E" Agent="Local" OpenIdClient="Job" Connection="HRPeople" InitMode="0" />
   <PrepareSynchronizationTask Identifier="P" Connector="HR" SynchronizationMode="Complete" OpenIdClient="Job" Type="Changes" Level="1" />
+  <SynchronizeTask Identifier="S" Connector="HR" Orphans="1" />
+  <FulfillTask Identifier="F" DisplayName_L1="F" Connector="Dir" IgnoreHistorization="true" Dirty="0" />
 </Job>"#,
     )
     .replace(
