@@ -35,7 +35,7 @@ pub fn run(g: &Global, args: &Args) -> anyhow::Result<ExitCode> {
     checked.diagnostics.sort();
     let out = std::io::stdout().lock();
     match args.format {
-        Format::Text => print_text(out, &checked, g.quiet),
+        Format::Text => print_text(out, &checked, g.quiet, g.verbose > 0),
         Format::Json => print_json(out, &checked),
     }
     .context("cannot write the report")?;
@@ -85,11 +85,18 @@ fn load_dir(config: &std::path::Path, settings: SettingsSource<'_>) -> anyhow::R
     Ok(checked)
 }
 
-fn print_text(mut out: impl Write, checked: &Checked, quiet: bool) -> std::io::Result<()> {
+fn print_text(
+    mut out: impl Write,
+    checked: &Checked,
+    quiet: bool,
+    verbose: bool,
+) -> std::io::Result<()> {
+    // Info lines (documented items accepted without effect) only with -v.
     for d in checked
         .diagnostics
         .iter()
         .filter(|d| !quiet || d.is_error())
+        .filter(|d| verbose || d.severity != idlink_model::Severity::Info)
     {
         writeln!(out, "{d}")?;
     }

@@ -66,7 +66,7 @@ enum Plan {
         out: Option<usize>,
         format: String,
         has_time: bool,
-        days: i64,
+        shift: TimeDelta,
         min_year: i32,
         max_year: i32,
     },
@@ -134,7 +134,8 @@ fn apply(tr: &Transformation, table: &mut StagedTable, staging: &Path) -> Result
                 out: out_col(Some(target)),
                 format,
                 has_time,
-                days: i64::from(tr.added_days.unwrap_or(0)),
+                // AddedDays may be fractional (-0.5); the model bounds it, so whole seconds fit.
+                shift: TimeDelta::seconds((tr.added_days.unwrap_or(0.0) * 86_400.0).round() as i64),
                 min_year: tr.min_year.unwrap_or(i32::MIN),
                 max_year: tr.max_year.unwrap_or(i32::MAX),
             }
@@ -209,7 +210,7 @@ fn run(plan: &Plan, record: &csv::StringRecord, out: &mut Vec<String>) -> Result
             out: target,
             format,
             has_time,
-            days,
+            shift,
             min_year,
             max_year,
         } => {
@@ -225,8 +226,8 @@ fn run(plan: &Plan, record: &csv::StringRecord, out: &mut Vec<String>) -> Result
                 }
                 .map_err(|e| format!("'{raw}' does not match DatePattern ({e})"))?;
                 let shifted = parsed
-                    .checked_add_signed(TimeDelta::days(*days))
-                    .ok_or_else(|| format!("'{raw}' plus {days} days is out of range"))?;
+                    .checked_add_signed(*shift)
+                    .ok_or_else(|| format!("'{raw}' shifted by AddedDays is out of range"))?;
                 let year = chrono::Datelike::year(&shifted);
                 if year < *min_year || year > *max_year {
                     String::new()
@@ -456,7 +457,7 @@ mod tests {
         let mut date = tr(TransformationType::TransformDate);
         date.column = Some(text("start"));
         date.date_pattern = Some("dd/MM/yyyy".into());
-        date.added_days = Some(1);
+        date.added_days = Some(1.0);
         date.max_year = Some(2100);
         let mut filter = tr(TransformationType::WhereValue);
         filter.column = Some(text("kind"));
@@ -468,6 +469,19 @@ mod tests {
             "id,first,last,start,kind,full\n1,Ada,Lovelace,2019-03-02T00:00:00Z,emp,Ada Lovelace\n3,Grace,Hopper,,emp,Grace Hopper\n"
         );
         assert_eq!(tables[0].rows, 2);
+    }
+
+    #[test]
+    fn regression_transform_date_fractional_added_days_shift_by_hours() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut tables = vec![staged(dir.path(), "id,start\n1,01/03/2019\n")];
+        let mut date = tr(TransformationType::TransformDate);
+        date.column = Some(text("start"));
+        date.date_pattern = Some("dd/MM/yyyy".into());
+        date.added_days = Some(-0.5);
+        apply_all(&[date], &mut tables, dir.path()).expect("applies");
+        let out = std::fs::read_to_string(&tables[0].path).expect("read");
+        assert_eq!(out, "id,start\n1,2019-02-28T12:00:00Z\n");
     }
 
     #[test]

@@ -23,6 +23,11 @@ pub struct Configuration {
     pub resource_correlation_rules: Vec<ResourceCorrelationRule>,
     pub resource_type_mappings: Vec<ResourceTypeMapping>,
     pub jobs: Vec<Job>,
+    /// Tasks declared outside any `Job` (each task page's own form), used by `<Step>`.
+    pub tasks: Vec<Task>,
+    /// Identifiers of declared tasks of kinds idlink skips (e.g. `BuildRoleModelTask`), with
+    /// their element name: a `<Step>` naming one is skipped, not reported as undeclared.
+    pub out_of_scope_tasks: Vec<(String, String)>,
 }
 
 /// `DisplayName_L1` .. `DisplayName_L16`; index 0 is L1.
@@ -122,10 +127,24 @@ pub struct Connector {
     pub display_names: DisplayNames,
     pub agent: Option<Text>,
     pub is_deactivated: bool,
-    pub complete_job: Option<Text>,
-    pub incremental_job: Option<Text>,
+    /// How the complete job scaffolding uses this connector (a value, not a job reference).
+    pub complete_job: JobIntegrationRule,
+    /// How the incremental job scaffolding uses this connector.
+    pub incremental_job: JobIntegrationRule,
     /// As written; use `.or(&SyncThresholds::CONNECTOR_DEFAULTS)` for the effective values.
     pub thresholds: SyncThresholds,
+}
+
+/// Connector `CompleteJob` / `IncrementalJob`: how the product's job scaffolding uses the
+/// connector (`0` Used, `1` NotUsed, `2` OnlySynchronization, `3` OnlyProvisioning). idlink does
+/// not expand scaffoldings, so the value is kept for reports and has no effect on jobs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum JobIntegrationRule {
+    #[default]
+    Used,
+    NotUsed,
+    OnlySynchronization,
+    OnlyProvisioning,
 }
 
 /// Which side of a connection is turned off.
@@ -189,7 +208,8 @@ pub struct Transformation {
     pub remove_empty: bool,
     pub remove_duplicates: bool,
     pub sort_values: bool,
-    pub added_days: Option<i32>,
+    /// Days added to the date; may be fractional (`-0.5` is twelve hours earlier).
+    pub added_days: Option<f64>,
     pub min_year: Option<i32>,
     pub max_year: Option<i32>,
     pub date_pattern: Option<String>,
@@ -380,6 +400,16 @@ pub enum RuleSource {
     Expression(Text),
 }
 
+/// Splits a binding into its entity type prefix, if written (`Directory_UserRecord:Mail`, as
+/// the provisioning pages write them), and its property path (`Mail`, `manager.department`).
+pub fn binding_parts(binding: &str) -> (Option<&str>, &str) {
+    match binding.split_once(':') {
+        Some((et, path)) if !et.trim().is_empty() => (Some(et.trim()), path.trim()),
+        Some((_, path)) => (None, path.trim()),
+        None => (None, binding.trim()),
+    }
+}
+
 impl RuleSource {
     pub fn is_csharp(&self) -> bool {
         matches!(self, RuleSource::Expression(e) if e.value.trim_start().starts_with("C#:"))
@@ -428,7 +458,11 @@ pub struct ResourceCorrelationRule {
     pub at: Loc,
     pub resource_type: Text,
     pub target_binding: Text,
+    /// `TargetExpression`: a function applied to the target value before comparing (`ToLower`).
+    pub target_expression: Option<Text>,
     pub source: Option<RuleSource>,
+    /// `SourceExpression` written together with `SourceBinding`: applied to the bound value.
+    pub source_expression: Option<Text>,
 }
 
 /// The element a resource type mapping was written as.
@@ -482,7 +516,45 @@ pub struct Job {
     pub display_names: DisplayNames,
     pub agent: Option<Text>,
     pub crontab: Option<Text>,
-    pub tasks: Vec<Task>,
+    /// The job's tasks in document order: written inside the job, or named by `<Step>`.
+    pub steps: Vec<JobStep>,
+}
+
+/// One entry of a job: a task written inside it, or a `<Step Identifier="..."/>` naming a task
+/// declared outside any job.
+#[derive(Debug)]
+pub enum JobStep {
+    Inline(Box<Task>),
+    Step(StepRef),
+}
+
+#[derive(Debug)]
+pub struct StepRef {
+    pub at: Loc,
+    /// The identifier of a stand-alone task.
+    pub id: Text,
+    /// `Level`: tasks of one level may run together (documented; idlink runs them in order).
+    pub level: Option<i32>,
+}
+
+/// A job whose tasks cannot be ordered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobOrderError {
+    #[error(
+        "job '{job}': tasks {} cannot be ordered: their TaskDependsOnTask parents form a cycle",
+        .tasks.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ")
+    )]
+    Cycle { job: String, tasks: Vec<String> },
+}
+
+impl Job {
+    /// Inline tasks only (those written inside the `<Job>`).
+    pub fn inline_tasks(&self) -> impl Iterator<Item = &Task> {
+        self.steps.iter().filter_map(|s| match s {
+            JobStep::Inline(t) => Some(t.as_ref()),
+            JobStep::Step(_) => None,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -505,22 +577,29 @@ impl Task {
         }
     }
 
-    /// How a person tells this task from the job's others: its `Identifier` (export tasks
-    /// have one), else its `DisplayName_L1`.
+    /// What every task kind shares: identifier, dependencies, agent, display names.
+    pub fn common(&self) -> &TaskCommon {
+        match self {
+            Task::Export(t) => &t.common,
+            Task::PrepareSynchronization(t) => &t.common,
+            Task::Synchronize(t) => &t.common,
+            Task::GenerateProvisioningOrders(t) => &t.common,
+            Task::Fulfill(t) => &t.common,
+        }
+    }
+
+    /// The task's `Identifier`, when written.
+    pub fn id(&self) -> Option<&Text> {
+        self.common().id.as_ref().filter(|i| !i.value.is_empty())
+    }
+
+    /// How a person tells this task from the job's others: its `Identifier`, else its
+    /// `DisplayName_L1`.
     pub fn label(&self) -> Option<&str> {
-        let names = match self {
-            Task::Export(t) => {
-                if let Some(id) = t.id.as_ref().filter(|i| !i.value.is_empty()) {
-                    return Some(&id.value);
-                }
-                &t.display_names
-            }
-            Task::PrepareSynchronization(t) => &t.display_names,
-            Task::Synchronize(t) => &t.display_names,
-            Task::GenerateProvisioningOrders(t) => &t.display_names,
-            Task::Fulfill(t) => &t.display_names,
-        };
-        names.l1().filter(|n| !n.is_empty())
+        if let Some(id) = self.id() {
+            return Some(&id.value);
+        }
+        self.common().display_names.l1().filter(|n| !n.is_empty())
     }
 
     pub fn element_name(&self) -> &'static str {
@@ -534,12 +613,20 @@ impl Task {
     }
 }
 
-#[derive(Debug)]
-pub struct ExportTask {
-    pub at: Loc,
+/// Attributes and children every task kind has.
+#[derive(Debug, Default)]
+pub struct TaskCommon {
     pub id: Option<Text>,
     pub display_names: DisplayNames,
     pub agent: Option<Text>,
+    /// `TaskDependsOnTask ParentTask="..."`: tasks of the same job that must run first.
+    pub depends_on: Vec<Text>,
+}
+
+#[derive(Debug)]
+pub struct ExportTask {
+    pub at: Loc,
+    pub common: TaskCommon,
     pub connection: Option<Text>,
     pub continue_on_error: bool,
     pub ignore_cookie_file: bool,
@@ -548,7 +635,7 @@ pub struct ExportTask {
 #[derive(Debug)]
 pub struct PrepareSynchronizationTask {
     pub at: Loc,
-    pub display_names: DisplayNames,
+    pub common: TaskCommon,
     pub connector: Text,
     pub mode: SynchronizationMode,
 }
@@ -556,7 +643,7 @@ pub struct PrepareSynchronizationTask {
 #[derive(Debug)]
 pub struct SynchronizeTask {
     pub at: Loc,
-    pub display_names: DisplayNames,
+    pub common: TaskCommon,
     pub connector: Text,
     pub force_synchronization: bool,
     pub do_not_delete_changes: bool,
@@ -565,8 +652,9 @@ pub struct SynchronizeTask {
 #[derive(Debug)]
 pub struct GenerateProvisioningOrdersTask {
     pub at: Loc,
-    pub display_names: DisplayNames,
-    /// Resource type identifiers (space, comma or semicolon separated in XML).
+    pub common: TaskCommon,
+    /// Resource type identifiers: `TaskResourceType` children, or the `ResourceTypes`
+    /// attribute (space, comma or semicolon separated).
     pub resource_types: Vec<Text>,
     pub connector: Option<Text>,
 }
@@ -574,8 +662,7 @@ pub struct GenerateProvisioningOrdersTask {
 #[derive(Debug)]
 pub struct FulfillTask {
     pub at: Loc,
-    pub display_names: DisplayNames,
-    pub agent: Option<Text>,
+    pub common: TaskCommon,
     pub connector: Option<Text>,
     pub connection: Option<Text>,
     pub batch_size: Option<u32>,
@@ -601,5 +688,101 @@ impl Configuration {
 
     pub fn resource_type(&self, id: &str) -> Option<&ResourceType> {
         self.resource_types.iter().find(|c| c.id.value == id)
+    }
+
+    /// A stand-alone task (declared outside any job) by identifier.
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.tasks
+            .iter()
+            .find(|t| t.id().is_some_and(|i| i.value == id))
+    }
+
+    /// The job's tasks in document order: inline tasks, and stand-alone tasks its steps name.
+    /// Steps naming no declared task (reported by `check`) are left out.
+    pub fn job_tasks<'c>(&'c self, job: &'c Job) -> Vec<&'c Task> {
+        job.steps
+            .iter()
+            .filter_map(|s| match s {
+                JobStep::Inline(t) => Some(t.as_ref()),
+                JobStep::Step(r) => self.task(&r.id.value),
+            })
+            .collect()
+    }
+
+    /// The job's tasks in an order a runner can follow: every task after the tasks its
+    /// `TaskDependsOnTask` children name, otherwise in document order. Parents that are not
+    /// tasks of this job are ignored here (`check` reports them). A cycle is an error.
+    pub fn ordered_job_tasks<'c>(&'c self, job: &'c Job) -> Result<Vec<&'c Task>, JobOrderError> {
+        let tasks = self.job_tasks(job);
+        let position = |id: &str| {
+            tasks
+                .iter()
+                .position(|t| t.id().is_some_and(|i| i.value == id))
+        };
+        // parents[i]: indexes of the tasks that must run before task i.
+        let parents: Vec<Vec<usize>> = tasks
+            .iter()
+            .map(|t| {
+                let mut p: Vec<usize> = t
+                    .common()
+                    .depends_on
+                    .iter()
+                    .filter_map(|d| position(&d.value))
+                    .collect();
+                p.sort_unstable();
+                p.dedup();
+                p
+            })
+            .collect();
+        let mut waiting: Vec<usize> = parents.iter().map(Vec::len).collect();
+        let mut children: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
+        for (i, ps) in parents.iter().enumerate() {
+            for &p in ps {
+                children[p].push(i);
+            }
+        }
+        // Always run the earliest ready task: document order wherever dependencies allow.
+        let mut ready: std::collections::BTreeSet<usize> =
+            (0..tasks.len()).filter(|&i| waiting[i] == 0).collect();
+        let mut order = Vec::with_capacity(tasks.len());
+        while let Some(i) = ready.pop_first() {
+            order.push(tasks[i]);
+            for &c in &children[i] {
+                waiting[c] -= 1;
+                if waiting[c] == 0 {
+                    ready.insert(c);
+                }
+            }
+        }
+        if order.len() == tasks.len() {
+            return Ok(order);
+        }
+        // Name the tasks on the cycle, not those merely waiting behind it: trim, again and
+        // again, stuck tasks no stuck task waits for.
+        let mut stuck: Vec<bool> = waiting.iter().map(|&w| w > 0).collect();
+        loop {
+            let tail: Vec<usize> = (0..tasks.len())
+                .filter(|&i| stuck[i] && !children[i].iter().any(|&c| stuck[c]))
+                .collect();
+            if tail.is_empty() {
+                break;
+            }
+            for i in tail {
+                stuck[i] = false;
+            }
+        }
+        let stuck = (0..tasks.len())
+            .filter(|&i| stuck[i])
+            .map(|i| {
+                tasks[i].label().map_or_else(
+                    || format!("{} #{}", tasks[i].element_name(), i + 1),
+                    str::to_string,
+                )
+            })
+            .collect();
+        Err(JobOrderError::Cycle {
+            job: job.id.value.clone(),
+            tasks: stuck,
+        })
     }
 }

@@ -73,6 +73,8 @@ impl<T: fmt::Display> fmt::Display for Sp<T> {
 pub enum Severity {
     Error,
     Warning,
+    /// Shown with `-v` only: a documented item idlink accepts but does not act on.
+    Info,
 }
 
 impl fmt::Display for Severity {
@@ -80,6 +82,7 @@ impl fmt::Display for Severity {
         f.write_str(match self {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Info => "info",
         })
     }
 }
@@ -152,6 +155,13 @@ rules! {
     UnknownColumn = "unknown-column", Error;
     /// A job's `CrontabExpression` is not a valid five-field crontab expression.
     Crontab = "crontab", Error;
+    /// A job's `TaskDependsOnTask` children form a cycle: no order runs every task after its parents.
+    TaskCycle = "task-cycle", Error;
+    /// A job's `<Step>` names a task that is not declared (it may come from a scaffolding).
+    UndeclaredStep = "undeclared-step", Warning;
+    /// A documented attribute idlink accepts without effect, with the reason (one line per
+    /// attribute and element, shown with `-v`).
+    AcceptedWithoutEffect = "accepted-without-effect", Info;
     /// An element outside idlink's scope, skipped (one warning per element kind).
     OutOfScopeElement = "out-of-scope-element", Warning;
     /// An attribute idlink does not know on this element.
@@ -288,7 +298,59 @@ impl Diagnostics {
     }
 
     pub fn warnings(&self) -> usize {
-        self.items.len() - self.errors()
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
+    }
+
+    /// Keeps one `accepted-without-effect` line per attribute and reason (at the first place
+    /// it was seen); its hint lists the elements that carry it and how often.
+    pub fn fold_without_effect(&mut self) {
+        // message -> (element, count) in first-seen order
+        let mut seen: Vec<(String, Vec<(String, usize)>)> = Vec::new();
+        for d in self
+            .items
+            .iter()
+            .filter(|d| d.rule == Rule::AcceptedWithoutEffect)
+        {
+            let element = d.hint.clone().unwrap_or_default();
+            let i = match seen.iter().position(|(m, _)| *m == d.message) {
+                Some(i) => i,
+                None => {
+                    seen.push((d.message.clone(), Vec::new()));
+                    seen.len() - 1
+                }
+            };
+            let els = &mut seen[i].1;
+            match els.iter_mut().find(|(e, _)| *e == element) {
+                Some((_, n)) => *n += 1,
+                None => els.push((element, 1)),
+            }
+        }
+        let mut kept = std::collections::HashSet::new();
+        self.items.retain_mut(|d| {
+            if d.rule != Rule::AcceptedWithoutEffect {
+                return true;
+            }
+            if !kept.insert(d.message.clone()) {
+                return false;
+            }
+            if let Some((_, els)) = seen.iter().find(|(m, _)| *m == d.message) {
+                let list: Vec<String> = els
+                    .iter()
+                    .map(|(e, n)| {
+                        if *n > 1 {
+                            format!("{e} ({n})")
+                        } else {
+                            e.clone()
+                        }
+                    })
+                    .collect();
+                d.hint = Some(format!("written on {}; nothing to change", list.join(", ")));
+            }
+            true
+        });
     }
 
     pub fn has_errors(&self) -> bool {

@@ -85,7 +85,6 @@ struct Index<'c> {
     entity_type_mappings: HashMap<&'c str, Vec<&'c EntityTypeMapping>>,
     resource_types: HashMap<&'c str, &'c ResourceType>,
     resource_type_mappings: HashMap<&'c str, &'c ResourceTypeMapping>,
-    jobs: HashMap<&'c str, &'c Job>,
 }
 
 fn by_id<T>(items: &[T], id: impl Fn(&T) -> &Text) -> HashMap<&str, &T> {
@@ -138,7 +137,6 @@ impl<'c> Index<'c> {
             entity_type_mappings,
             resource_types: by_id(&c.resource_types, |a| &a.id),
             resource_type_mappings: by_id(&c.resource_type_mappings, |a| &a.id),
-            jobs: by_id(&c.jobs, |a| &a.id),
         }
     }
 
@@ -230,9 +228,19 @@ impl<'c> Validator<'c> {
 
     /// A property path (`manager.department.name`) starting at `et`: every segment but the last
     /// must be a navigation property (an association end).
+    ///
+    /// A binding may start with an entity type and a colon (`Directory_UserRecord:Mail`): the
+    /// path is then resolved from that entity type when it is declared, else from `et_id`.
     fn resolve_path(&mut self, et_id: &str, path: &Text, from: &str) {
-        let mut current = et_id;
-        for seg in path.value.split('.') {
+        let (prefix, rest) = binding_parts(&path.value);
+        let mut current = match prefix {
+            Some(p) => match self.ix.entity_types.get_key_value(p) {
+                Some((k, _)) => *k,
+                None => et_id,
+            },
+            None => et_id,
+        };
+        for seg in rest.split('.') {
             let Some(et) = self.ix.entity_types.get(current).copied() else {
                 return;
             };
@@ -297,6 +305,18 @@ impl<'c> Validator<'c> {
             false,
         );
         self.unique("job", c.jobs.iter().map(|x| &x.id), false);
+        self.unique(
+            "stand-alone task",
+            c.tasks.iter().filter_map(Task::id),
+            false,
+        );
+        for job in &c.jobs {
+            self.unique(
+                &format!("task of job '{}'", job.id),
+                job.inline_tasks().filter_map(Task::id),
+                false,
+            );
+        }
         for et in &c.entity_types {
             self.unique(
                 &format!("property of entity type '{}'", et.id),
@@ -324,12 +344,12 @@ impl<'c> Validator<'c> {
                     Diagnostic::new(
                         Rule::ConnectionIdentifier,
                         conn.id.at.clone(),
-                        format!("connection identifier '{}' is not valid: {why}", conn.id.value),
+                        format!(
+                            "connection identifier '{}' is not valid: {why}",
+                            conn.id.value
+                        ),
                     )
-                    .hint(
-                        "a connection identifier starts with a letter, then up to 441 letters, digits, '.' or '-'; \
-                         '_' separates the connection from its table suffix",
-                    ),
+                    .hint(connection_id_hint(&conn.id.value)),
                 );
             }
         }
@@ -375,9 +395,6 @@ impl<'c> Validator<'c> {
             let from = format!("connector '{}'", c.id);
             if let Some(a) = &c.agent {
                 resolve(&mut self.diags, &self.ix.agents, a, "Agent", &from);
-            }
-            for j in [&c.complete_job, &c.incremental_job].into_iter().flatten() {
-                resolve(&mut self.diags, &self.ix.jobs, j, "Job", &from);
             }
         }
     }
@@ -825,6 +842,13 @@ impl<'c> Validator<'c> {
     }
 
     fn jobs(&mut self) {
+        for task in &self.config.tasks {
+            let from = match task.label() {
+                Some(name) => format!("{} '{name}'", task.element_name()),
+                None => task.element_name().to_string(),
+            };
+            self.task(task, &from);
+        }
         for job in &self.config.jobs {
             let from = format!("job '{}'", job.id);
             if let Some(a) = &job.agent {
@@ -838,129 +862,199 @@ impl<'c> Validator<'c> {
                         .hint("write five fields: minute hour day-of-month month day-of-week, e.g. \"0 5 * * 1-5\""),
                 );
             }
-            let count = job.tasks.len();
-            for (i, task) in job.tasks.iter().enumerate() {
-                // Named, so that one of twenty tasks can be found without counting lines.
-                let from = match task.label() {
-                    Some(name) => format!("{} '{name}' in {from}", task.element_name()),
-                    None => format!(
-                        "{} (task {} of {count}) in {from}",
-                        task.element_name(),
-                        i + 1
-                    ),
-                };
-                match task {
-                    Task::Export(t) => {
-                        if let Some(a) = &t.agent {
-                            resolve(&mut self.diags, &self.ix.agents, a, "Agent", &from);
-                        }
-                        let Some(c) = &t.connection else {
-                            self.push(
-                                Diagnostic::new(
-                                    Rule::TaskConnection,
-                                    t.at.clone(),
-                                    format!("{from} has no Connection"),
-                                )
-                                .hint("add Connection=\"...\": the connection to export"),
-                            );
-                            continue;
+            let count = job.steps.len();
+            for (i, step) in job.steps.iter().enumerate() {
+                match step {
+                    JobStep::Inline(task) => {
+                        // Named, so that one of twenty tasks can be found without counting lines.
+                        let from = match task.label() {
+                            Some(name) => format!("{} '{name}' in {from}", task.element_name()),
+                            None => format!(
+                                "{} (task {} of {count}) in {from}",
+                                task.element_name(),
+                                i + 1
+                            ),
                         };
+                        self.task(task, &from);
+                    }
+                    JobStep::Step(r) => self.step(r, &from),
+                }
+            }
+            self.task_dependencies(job, &from);
+        }
+    }
+
+    /// A `<Step>` names a stand-alone task; one that is not declared may come from the
+    /// product's job scaffoldings, which idlink does not expand.
+    fn step(&mut self, r: &StepRef, from: &str) {
+        let id = r.id.value.as_str();
+        if id.is_empty()
+            || self.config.task(id).is_some()
+            || self.config.out_of_scope_tasks.iter().any(|(t, _)| t == id)
+        {
+            return;
+        }
+        let names = self
+            .config
+            .tasks
+            .iter()
+            .filter_map(|t| t.id().map(|i| i.value.as_str()));
+        self.push(
+            Diagnostic::new(
+                Rule::UndeclaredStep,
+                r.id.at.clone(),
+                format!("{from} has a step '{id}' that names no declared task; it may come from a job scaffolding, which idlink does not expand, so the job runs without it"),
+            )
+            .hint(format!("declare the task outside the job, e.g. <ExportTask Identifier=\"{id}\" .../>, or remove the step"))
+            .did_you_mean(id, names),
+        );
+    }
+
+    /// `TaskDependsOnTask`: each parent is a task of the same job, and no cycle.
+    fn task_dependencies(&mut self, job: &Job, from: &str) {
+        let tasks = self.config.job_tasks(job);
+        let ids: Vec<&str> = tasks
+            .iter()
+            .filter_map(|t| t.id().map(|i| i.value.as_str()))
+            .collect();
+        for task in &tasks {
+            for parent in &task.common().depends_on {
+                if parent.value.is_empty() || ids.contains(&parent.value.as_str()) {
+                    continue;
+                }
+                let who = task.label().map_or_else(
+                    || task.element_name().to_string(),
+                    |l| format!("{} '{l}'", task.element_name()),
+                );
+                self.push(
+                    Diagnostic::new(
+                        Rule::UnresolvedReference,
+                        parent.at.clone(),
+                        format!("{who} in {from} depends on ParentTask '{}', which is not a task of this job", parent.value),
+                    )
+                    .hint("name the Identifier of a task written in the job or listed by its <Step>, or add that task to the job")
+                    .did_you_mean(&parent.value, ids.iter().copied()),
+                );
+            }
+        }
+        if let Err(e) = self.config.ordered_job_tasks(job) {
+            self.push(
+                Diagnostic::new(Rule::TaskCycle, job.at.clone(), e.to_string()).hint(
+                    "remove one TaskDependsOnTask of the cycle so that some task can run first",
+                ),
+            );
+        }
+    }
+
+    fn task(&mut self, task: &Task, from: &str) {
+        let from = from.to_string();
+        if let Some(a) = &task.common().agent {
+            resolve(&mut self.diags, &self.ix.agents, a, "Agent", &from);
+        }
+        match task {
+            Task::Export(t) => {
+                let Some(c) = &t.connection else {
+                    self.push(
+                        Diagnostic::new(
+                            Rule::TaskConnection,
+                            t.at.clone(),
+                            format!("{from} has no Connection"),
+                        )
+                        .hint("add Connection=\"...\": the connection to export"),
+                    );
+                    return;
+                };
+                if let Some(conn) = self.resolve_connection(c, &from) {
+                    self.needs_side(conn, c, &from, Side::Export);
+                }
+            }
+            Task::PrepareSynchronization(t) => {
+                resolve(
+                    &mut self.diags,
+                    &self.ix.connectors,
+                    &t.connector,
+                    "Connector",
+                    &from,
+                );
+            }
+            Task::Synchronize(t) => {
+                resolve(
+                    &mut self.diags,
+                    &self.ix.connectors,
+                    &t.connector,
+                    "Connector",
+                    &from,
+                );
+            }
+            Task::GenerateProvisioningOrders(t) => {
+                for r in &t.resource_types {
+                    resolve(
+                        &mut self.diags,
+                        &self.ix.resource_types,
+                        r,
+                        "ResourceType",
+                        &from,
+                    );
+                }
+                if let Some(c) = &t.connector {
+                    resolve(&mut self.diags, &self.ix.connectors, c, "Connector", &from);
+                }
+                if t.resource_types.is_empty() && t.connector.is_none() {
+                    self.push(
+                        Diagnostic::new(
+                            Rule::MissingAttribute,
+                            t.at.clone(),
+                            format!("{from} names neither resource types nor Connector"),
+                        )
+                        .hint("add <TaskResourceType ResourceType=\"...\"/> children (or ResourceTypes=\"...\"), or Connector=\"...\""),
+                    );
+                }
+            }
+            Task::Fulfill(t) => {
+                if let Some(c) = &t.connector {
+                    resolve(&mut self.diags, &self.ix.connectors, c, "Connector", &from);
+                }
+                for r in &t.resource_types {
+                    if resolve(
+                        &mut self.diags,
+                        &self.ix.resource_types,
+                        r,
+                        "ResourceType",
+                        &from,
+                    ) && !self
+                        .ix
+                        .resource_type_mappings
+                        .contains_key(r.value.as_str())
+                    {
+                        self.push(
+                            Diagnostic::new(
+                                Rule::TaskConnection,
+                                r.at.clone(),
+                                format!("{from} fulfills resource type '{}', which has no resource type mapping to give it a connection", r),
+                            )
+                            .hint("add a <ResourceTypeMapping Identifier=\"...\" Connection=\"...\"/> for it"),
+                        );
+                    }
+                }
+                match (&t.connection, t.resource_types.is_empty()) {
+                    (Some(c), false) => self.push(
+                        Diagnostic::new(
+                            Rule::TaskConnection,
+                            c.at.clone(),
+                            format!("{from} names Connection '{c}' and TaskResourceType children; each resource type's mapping supplies the connection"),
+                        )
+                        .hint("remove Connection from the FulfillTask, or remove its TaskResourceType children"),
+                    ),
+                    (Some(c), true) => {
                         if let Some(conn) = self.resolve_connection(c, &from) {
-                            self.needs_side(conn, c, &from, Side::Export);
+                            self.needs_side(conn, c, &from, Side::Fulfill);
                         }
                     }
-                    Task::PrepareSynchronization(t) => {
-                        resolve(
-                            &mut self.diags,
-                            &self.ix.connectors,
-                            &t.connector,
-                            "Connector",
-                            &from,
-                        );
-                    }
-                    Task::Synchronize(t) => {
-                        resolve(
-                            &mut self.diags,
-                            &self.ix.connectors,
-                            &t.connector,
-                            "Connector",
-                            &from,
-                        );
-                    }
-                    Task::GenerateProvisioningOrders(t) => {
-                        for r in &t.resource_types {
-                            resolve(
-                                &mut self.diags,
-                                &self.ix.resource_types,
-                                r,
-                                "ResourceType",
-                                &from,
-                            );
-                        }
-                        if let Some(c) = &t.connector {
-                            resolve(&mut self.diags, &self.ix.connectors, c, "Connector", &from);
-                        }
-                        if t.resource_types.is_empty() && t.connector.is_none() {
-                            self.push(
-                                Diagnostic::new(
-                                    Rule::MissingAttribute,
-                                    t.at.clone(),
-                                    format!("{from} names neither ResourceTypes nor Connector"),
-                                )
-                                .hint("add ResourceTypes=\"...\" or Connector=\"...\""),
-                            );
-                        }
-                    }
-                    Task::Fulfill(t) => {
-                        if let Some(a) = &t.agent {
-                            resolve(&mut self.diags, &self.ix.agents, a, "Agent", &from);
-                        }
-                        if let Some(c) = &t.connector {
-                            resolve(&mut self.diags, &self.ix.connectors, c, "Connector", &from);
-                        }
-                        for r in &t.resource_types {
-                            if resolve(
-                                &mut self.diags,
-                                &self.ix.resource_types,
-                                r,
-                                "ResourceType",
-                                &from,
-                            ) && !self
-                                .ix
-                                .resource_type_mappings
-                                .contains_key(r.value.as_str())
-                            {
-                                self.push(
-                                    Diagnostic::new(
-                                        Rule::TaskConnection,
-                                        r.at.clone(),
-                                        format!("{from} fulfills resource type '{}', which has no resource type mapping to give it a connection", r),
-                                    )
-                                    .hint("add a <ResourceTypeMapping Identifier=\"...\" Connection=\"...\"/> for it"),
-                                );
-                            }
-                        }
-                        match (&t.connection, t.resource_types.is_empty()) {
-                            (Some(c), false) => self.push(
-                                Diagnostic::new(
-                                    Rule::TaskConnection,
-                                    c.at.clone(),
-                                    format!("{from} names Connection '{c}' and TaskResourceType children; each resource type's mapping supplies the connection"),
-                                )
-                                .hint("remove Connection from the FulfillTask, or remove its TaskResourceType children"),
-                            ),
-                            (Some(c), true) => {
-                                if let Some(conn) = self.resolve_connection(c, &from) {
-                                    self.needs_side(conn, c, &from, Side::Fulfill);
-                                }
-                            }
-                            (None, true) if t.connector.is_none() => self.push(
-                                Diagnostic::new(Rule::TaskConnection, t.at.clone(), format!("{from} names no Connection, Connector nor TaskResourceType"))
-                                    .hint("add Connection=\"...\", Connector=\"...\" or <TaskResourceType ResourceType=\"...\"/> children"),
-                            ),
-                            _ => {}
-                        }
-                    }
+                    (None, true) if t.connector.is_none() => self.push(
+                        Diagnostic::new(Rule::TaskConnection, t.at.clone(), format!("{from} names no Connection, Connector nor TaskResourceType"))
+                            .hint("add Connection=\"...\", Connector=\"...\" or <TaskResourceType ResourceType=\"...\"/> children"),
+                    ),
+                    _ => {}
                 }
             }
         }
@@ -1082,6 +1176,21 @@ pub fn check_connection_id(id: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// How to fix a connection identifier. Some how-tos of the documentation write identifiers with
+/// '_'; the Connection reference page forbids it, and idlink follows the reference.
+fn connection_id_hint(id: &str) -> String {
+    let rule = "the Connection reference requires a letter, then up to 441 letters, digits, '.' or '-'; \
+                '_' separates the connection from its table suffix";
+    if id.contains('_') {
+        let fixed: String = id.chars().filter(|c| *c != '_').collect();
+        format!(
+            "{rule} (some how-tos write '_' anyway): rename it, e.g. '{fixed}', in the XML, in appsettings.agent.json and in the table names"
+        )
+    } else {
+        rule.to_string()
+    }
 }
 
 /// `table` is named `<connection>` or `<connection>_<suffix>` (case-insensitively).

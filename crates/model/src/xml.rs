@@ -177,6 +177,7 @@ impl Loader {
                 .hint("nothing to do unless you expected idlink to use it; attributes that point at it are not resolved"),
             );
         }
+        self.diags.fold_without_effect();
         (self.config, self.diags)
     }
 
@@ -193,6 +194,7 @@ impl Loader {
     fn unexpected(&mut self, cx: &FileCx, node: Node, expected: &[&'static str], place: &str) {
         let name = node.tag_name().name();
         if !KNOWN_OUT_OF_SCOPE.contains(&name)
+            && !KNOWN_OUT_OF_SCOPE_TASKS.contains(&name)
             && let Some(s) = did_you_mean(name, expected.iter().copied())
         {
             self.diags.push(
@@ -257,6 +259,19 @@ impl Loader {
                 let el = self.job(cx, node);
                 self.config.jobs.push(el);
             }
+            _ if TASKS.contains(&name) => {
+                if let Some(t) = self.task(cx, node) {
+                    self.config.tasks.push(t);
+                }
+            }
+            _ if name.ends_with("Task") && KNOWN_OUT_OF_SCOPE_TASKS.contains(&name) => {
+                if let Some(id) = node.attribute("Identifier") {
+                    self.config
+                        .out_of_scope_tasks
+                        .push((id.to_string(), name.to_string()));
+                }
+                self.skip(cx, node);
+            }
             _ if name.ends_with("ResourceTypeMapping") => {
                 let el = self.resource_type_mapping(cx, node);
                 self.config.resource_type_mappings.push(el);
@@ -286,8 +301,10 @@ impl Loader {
             display_names: a.display_names_required(),
             agent: a.text("Agent"),
             is_deactivated: a.bool("IsDeactivated", false),
-            complete_job: a.text("CompleteJob"),
-            incremental_job: a.text("IncrementalJob"),
+            complete_job: a.choice("CompleteJob", JOB_INTEGRATION).unwrap_or_default(),
+            incremental_job: a
+                .choice("IncrementalJob", JOB_INTEGRATION)
+                .unwrap_or_default(),
             thresholds: a.sync_thresholds(),
         };
         a.finish(&[]);
@@ -361,7 +378,7 @@ impl Loader {
             remove_empty: a.bool("RemoveEmpty", false),
             remove_duplicates: a.bool("RemoveDuplicates", false),
             sort_values: a.bool("SortValues", false),
-            added_days: a.int("AddedDays"),
+            added_days: a.days("AddedDays"),
             min_year: a.int("MinYear"),
             max_year: a.int("MaxYear"),
             date_pattern: a.raw("DatePattern"),
@@ -543,11 +560,28 @@ impl Loader {
                 {
                     *slot = a.uint(name);
                 }
+                // The resource type page names the percentages MaximumInsertPercent, ...
+                for (slot, name) in [
+                    (&mut t.max_percentage_added, "MaximumInsertPercent"),
+                    (&mut t.max_percentage_modified, "MaximumUpdatePercent"),
+                    (&mut t.max_percentage_deleted, "MaximumDeletePercent"),
+                ] {
+                    if let Some(v) = a.uint(name) {
+                        slot.get_or_insert(v);
+                    }
+                }
                 t
             },
             scalar_rules: Vec::new(),
             navigation_rules: Vec::new(),
         };
+        a.without_effect(
+            RESOURCE_TYPE_WITHOUT_EFFECT,
+            Some((
+                is_dimension_flag,
+                "dimension parameters (P0.., R0..) belong to the product's role model",
+            )),
+        );
         a.finish(RESOURCE_TYPE_IGNORED);
         for child in node.children().filter(Node::is_element) {
             match child.tag_name().name() {
@@ -558,6 +592,7 @@ impl Loader {
                         property: a.required("Property"),
                         source: a.rule_source(true),
                     };
+                    a.without_effect(RULE_WITHOUT_EFFECT, None);
                     a.finish(RULE_IGNORED);
                     el.scalar_rules.push(r);
                 }
@@ -570,6 +605,7 @@ impl Loader {
                         single_role: a.text("SingleRole"),
                         source: a.rule_source(false),
                     };
+                    a.without_effect(RULE_WITHOUT_EFFECT, None);
                     a.finish(RULE_IGNORED);
                     el.navigation_rules.push(r);
                 }
@@ -589,8 +625,14 @@ impl Loader {
         let at = a.at.clone();
         let resource_type = a.required("ResourceType");
         let target_binding = a.required("TargetBinding");
+        let target_expression = a.text("TargetExpression");
+        let mut source_expression = None;
         let source = match (a.text("SourceBinding"), a.text("SourceExpression")) {
-            (Some(b), _) => Some(RuleSource::Binding(b)),
+            (Some(b), e) => {
+                // Both: the expression (e.g. ToLower) applies to the bound value.
+                source_expression = e;
+                Some(RuleSource::Binding(b))
+            }
             (None, Some(e)) => Some(RuleSource::Expression(e)),
             (None, None) => {
                 a.missing(
@@ -600,13 +642,16 @@ impl Loader {
                 None
             }
         };
+        a.without_effect(CORRELATION_WITHOUT_EFFECT, None);
         a.finish(RULE_IGNORED);
         self.no_children(cx, node);
         ResourceCorrelationRule {
             at,
             resource_type,
             target_binding,
+            target_expression,
             source,
+            source_expression,
         }
     }
 
@@ -627,7 +672,18 @@ impl Loader {
             if child.tag_name().name() == "Property" {
                 let mut a = Attrs::new(cx, child, &mut self.diags);
                 let p_at = a.at.clone();
-                let p_id = a.required("Identifier");
+                // The typed mapping pages write the property as `Property="dn"`; older
+                // configurations write `Identifier="dn"`. Both name the target property.
+                let p_id = match (a.text("Property"), a.text("Identifier")) {
+                    (Some(p), _) | (None, Some(p)) => p,
+                    (None, None) => {
+                        a.missing(
+                            "Property",
+                            "add Property=\"...\" (the target entity type's property) to this <Property>",
+                        );
+                        Sp::new(String::new(), p_at.clone())
+                    }
+                };
                 let rest = a.rest();
                 a.finish(&[]);
                 properties.push(ResourceTypeMappingProperty {
@@ -656,22 +712,57 @@ impl Loader {
             id: a.required("Identifier"),
             display_names: a.display_names(),
             agent: a.text("Agent"),
-            crontab: a.text("CrontabExpression"),
-            tasks: Vec::new(),
+            // The job page writes CronTabExpression; idlink's own examples wrote Crontab.
+            crontab: a
+                .text("CronTabExpression")
+                .or_else(|| a.text("CrontabExpression")),
+            steps: Vec::new(),
         };
+        a.without_effect(JOB_WITHOUT_EFFECT, None);
         a.finish(JOB_IGNORED);
         for child in node.children().filter(Node::is_element) {
-            if let Some(task) = self.task(cx, child) {
-                el.tasks.push(task);
+            let name = child.tag_name().name();
+            if name == "Step" {
+                let mut a = Attrs::new(cx, child, &mut self.diags);
+                let step = StepRef {
+                    at: a.at.clone(),
+                    id: a.required("Identifier"),
+                    level: a.int("Level"),
+                };
+                a.finish(&[]);
+                self.no_children(cx, child);
+                el.steps.push(JobStep::Step(step));
+            } else if !TASKS.contains(&name)
+                && (KNOWN_OUT_OF_SCOPE_TASKS.contains(&name) || name.ends_with("TaskOverride"))
+            {
+                self.skip(cx, child);
+            } else if let Some(task) = self.task(cx, child) {
+                el.steps.push(JobStep::Inline(Box::new(task)));
             }
         }
         el
     }
 
+    /// `Identifier`, `Agent`, display names: what every task kind has.
+    fn task_common(a: &mut Attrs, display_name_required: bool) -> TaskCommon {
+        TaskCommon {
+            id: a.text("Identifier"),
+            display_names: if display_name_required {
+                a.display_names_required()
+            } else {
+                a.display_names()
+            },
+            agent: a.text("Agent"),
+            depends_on: Vec::new(),
+        }
+    }
+
     fn task(&mut self, cx: &FileCx, node: Node) -> Option<Task> {
         let name = node.tag_name().name();
         if !TASKS.contains(&name) {
-            self.unexpected(cx, node, TASKS, "in <Job>");
+            let mut expected = TASKS.to_vec();
+            expected.push("Step");
+            self.unexpected(cx, node, &expected, "in <Job>");
             return None;
         }
         let mut a = Attrs::new(cx, node, &mut self.diags);
@@ -679,9 +770,7 @@ impl Loader {
         let task = match name {
             "ExportTask" => Task::Export(ExportTask {
                 at,
-                id: a.text("Identifier"),
-                display_names: a.display_names_required(),
-                agent: a.text("Agent"),
+                common: Self::task_common(&mut a, true),
                 connection: a.text("Connection"),
                 continue_on_error: a.bool("ContinueOnError", false),
                 ignore_cookie_file: a.bool("IgnoreCookieFile", false),
@@ -689,23 +778,39 @@ impl Loader {
             "PrepareSynchronizationTask" => {
                 Task::PrepareSynchronization(PrepareSynchronizationTask {
                     at,
-                    display_names: a.display_names(),
+                    common: Self::task_common(&mut a, false),
                     connector: a.required("Connector"),
-                    mode: a
-                        .choice_required(
+                    mode: {
+                        let mode = a.choice_required(
                             "SynchronizationMode",
                             &[
                                 ("Initial", SynchronizationMode::Initial),
                                 ("Complete", SynchronizationMode::Complete),
                                 ("Incremental", SynchronizationMode::Incremental),
+                                ("0", SynchronizationMode::Initial),
+                                ("1", SynchronizationMode::Complete),
+                                ("2", SynchronizationMode::Incremental),
                             ],
-                        )
-                        .unwrap_or(SynchronizationMode::Complete),
+                        );
+                        if !a.has("SynchronizationMode") {
+                            // Some job examples of the documentation leave it out; the task's
+                            // reference page lists it as required.
+                            if let Some(d) = a.diags_last() {
+                                d.hint = Some(
+                                    "the PrepareSynchronizationTask reference requires it (some job examples omit it): \
+                                     add SynchronizationMode=\"Complete\" to re-read the whole export, \
+                                     \"Incremental\" to apply changes, or \"Initial\" for the first load"
+                                        .to_string(),
+                                );
+                            }
+                        }
+                        mode.unwrap_or(SynchronizationMode::Complete)
+                    },
                 })
             }
             "SynchronizeTask" => Task::Synchronize(SynchronizeTask {
                 at,
-                display_names: a.display_names(),
+                common: Self::task_common(&mut a, false),
                 connector: a.required("Connector"),
                 force_synchronization: a.bool("ForceSynchronization", false),
                 do_not_delete_changes: a.bool("DoNotDeleteChanges", false),
@@ -713,15 +818,14 @@ impl Loader {
             "GenerateProvisioningOrdersTask" => {
                 Task::GenerateProvisioningOrders(GenerateProvisioningOrdersTask {
                     at,
-                    display_names: a.display_names(),
+                    common: Self::task_common(&mut a, false),
                     resource_types: a.list("ResourceTypes"),
                     connector: a.text("Connector"),
                 })
             }
             _ => Task::Fulfill(FulfillTask {
                 at,
-                display_names: a.display_names_required(),
-                agent: a.text("Agent"),
+                common: Self::task_common(&mut a, true),
                 connector: a.text("Connector"),
                 connection: a.text("Connection"),
                 batch_size: a.uint("BatchSize"),
@@ -729,19 +833,37 @@ impl Loader {
                 resource_types: Vec::new(),
             }),
         };
+        a.without_effect(TASK_WITHOUT_EFFECT, None);
         a.finish(TASK_IGNORED);
         let mut task = task;
         for child in node.children().filter(Node::is_element) {
+            let place = format!("in <{name}>");
             match (&mut task, child.tag_name().name()) {
-                (Task::Fulfill(f), "TaskResourceType") => {
+                (_, "TaskDependsOnTask") => {
                     let mut a = Attrs::new(cx, child, &mut self.diags);
-                    f.resource_types.push(a.required("ResourceType"));
+                    let parent = a.required("ParentTask");
                     a.finish(&[]);
+                    self.no_children(cx, child);
+                    task_common_mut(&mut task).depends_on.push(parent);
                 }
-                (Task::Fulfill(_), _) => {
-                    self.unexpected(cx, child, &["TaskResourceType"], "in <FulfillTask>")
+                (Task::Fulfill(_) | Task::GenerateProvisioningOrders(_), "TaskResourceType") => {
+                    let mut a = Attrs::new(cx, child, &mut self.diags);
+                    let rt = a.required("ResourceType");
+                    a.finish(&[]);
+                    self.no_children(cx, child);
+                    match &mut task {
+                        Task::Fulfill(f) => f.resource_types.push(rt),
+                        Task::GenerateProvisioningOrders(g) => g.resource_types.push(rt),
+                        _ => {}
+                    }
                 }
-                _ => self.unexpected(cx, child, &[], &format!("in <{name}>")),
+                (Task::Fulfill(_) | Task::GenerateProvisioningOrders(_), _) => self.unexpected(
+                    cx,
+                    child,
+                    &["TaskResourceType", "TaskDependsOnTask"],
+                    &place,
+                ),
+                _ => self.unexpected(cx, child, &["TaskDependsOnTask"], &place),
             }
         }
         Some(task)
@@ -751,6 +873,16 @@ impl Loader {
         for child in node.children().filter(Node::is_element) {
             self.unexpected(cx, child, &[], &format!("in <{}>", node.tag_name().name()));
         }
+    }
+}
+
+fn task_common_mut(task: &mut Task) -> &mut TaskCommon {
+    match task {
+        Task::Export(t) => &mut t.common,
+        Task::PrepareSynchronization(t) => &mut t.common,
+        Task::Synchronize(t) => &mut t.common,
+        Task::GenerateProvisioningOrders(t) => &mut t.common,
+        Task::Fulfill(t) => &mut t.common,
     }
 }
 
@@ -776,6 +908,37 @@ const TASKS: &[&str] = &[
     "SynchronizeTask",
     "GenerateProvisioningOrdersTask",
     "FulfillTask",
+];
+
+/// Task kinds of the 6.2 reference (agent and server tasks) that idlink does not run. Declared
+/// outside a job they are skipped, and a `<Step>` naming one is skipped with them.
+const KNOWN_OUT_OF_SCOPE_TASKS: &[&str] = &[
+    "ActivityInstanceActorTask",
+    "BuildRoleModelTask",
+    "ComputeCorrelationKeysTask",
+    "ComputeRiskScoresTask",
+    "ComputeRoleModelTask",
+    "CreateDatabaseViewsTask",
+    "DeployConfigurationTask",
+    "GetRoleMiningTask",
+    "InvokeApiTask",
+    "InvokeAspectsTask",
+    "InvokeExpressionTask",
+    "InvokeSqlCommandTask",
+    "MaintainIndexesTask",
+    "ManageConfigurationIndexesTask",
+    "ProcessAccessCertificationItemsTask",
+    "ResetValidFromTask",
+    "SavePreExistingAccessRightsTask",
+    "SendAccessCertificationNotificationTask",
+    "SendNotificationsTask",
+    "SendRoleModelNotificationsTask",
+    "SetAccessCertificationReviewerTask",
+    "SetInternalUserProfilesTask",
+    "SetRecentlyModifiedFlagTask",
+    "UpdateAccessCertificationCampaignTask",
+    "UpdateClassificationTask",
+    "UpdateEntityPropertyExpressionsTask",
 ];
 
 /// Netwrix Identity Manager elements that are outside idlink's scope. They are skipped with one
@@ -828,31 +991,213 @@ const PROPERTY_IGNORED: &[&str] = &[
     "Language",
     "FlexibleComparisonType",
 ];
-const RESOURCE_TYPE_IGNORED: &[&str] = &[
+/// Documented attributes idlink accepts without effect, each with the reason; one info line
+/// per attribute and element is shown with `-v` (see [`Rule::AcceptedWithoutEffect`]).
+type WithoutEffect = &'static [(&'static str, &'static str)];
+
+/// A family of documented attribute names (e.g. `P0`..`P3V`) and why it has no effect.
+type NameMatcher = (fn(&str) -> bool, &'static str);
+
+const POLICY: (&str, &str) = (
     "Policy",
-    "Category",
-    "ApprovalWorkflowType",
-    "BlockProvisioning",
-    "DiscardManualAssignments",
-    "HideOnSimplifiedView",
-    "CorrelateMultipleResources",
-    "ApproveRoleImplicit",
-    "ArgumentsExpression",
-    "P0",
-    "P1",
-    "P2",
+    "policies (role model, approvals) are outside idlink's scope",
+);
+const OPENID_CLIENT: (&str, &str) = (
+    "OpenIdClient",
+    "it names the client the product's job engine signs in with; idlink runs tasks itself",
+);
+
+const RESOURCE_TYPE_WITHOUT_EFFECT: WithoutEffect = &[
+    POLICY,
+    (
+        "Category",
+        "categories only group resource types on the product's screens",
+    ),
+    (
+        "ApprovalWorkflowType",
+        "manual assignment workflows are outside idlink's scope",
+    ),
+    (
+        "ImplicitApproval",
+        "manual assignment workflows are outside idlink's scope",
+    ),
+    (
+        "ProlongationWithoutApproval",
+        "manual assignment workflows are outside idlink's scope",
+    ),
+    (
+        "ManualAssignmentEndDateLockedToContextMode",
+        "manual assignment workflows are outside idlink's scope",
+    ),
+    (
+        "BlockProvisioning",
+        "it blocks the product's provisioning policy orders; idlink has no policies",
+    ),
+    (
+        "DiscardManualAssignments",
+        "idlink does not track manual approvals of property values",
+    ),
+    (
+        "CorrelateMultipleResources",
+        "idlink correlates each owner with the resources its correlation rules match",
+    ),
+    (
+        "SuggestAllCorrelations",
+        "correlation suggestions go to the product's review screens, which idlink does not have",
+    ),
+    (
+        "HideOnSimplifiedView",
+        "it only changes the product's basket view",
+    ),
+    (
+        "ArgumentsExpression",
+        "its C# expression feeds the product's workflow connectors, which idlink does not run",
+    ),
+    (
+        "DependsOn",
+        "idlink does not yet hold orders back until the prerequisite resource type is provisioned",
+    ),
+    (
+        "DependsOnOwnerProperty",
+        "idlink does not yet hold orders back until the owner property is filled",
+    ),
+    (
+        "FulfillHoursAheadOfTime",
+        "idlink fulfills orders when they are generated, not ahead of a start date",
+    ),
+    (
+        "TransmittedStateValidityPeriod",
+        "idlink does not age transmitted orders into errors",
+    ),
+    (
+        "Type",
+        "resource type kinds only change the product's screens",
+    ),
+    (
+        "Description_L1",
+        "descriptions are shown on the product's screens only",
+    ),
 ];
+
+const RULE_WITHOUT_EFFECT: WithoutEffect = &[
+    POLICY,
+    (
+        "TimeOffsetReference",
+        "idlink computes rules for the present: time offsets around assignment dates do not apply",
+    ),
+    (
+        "TimeOffsetBeforeReference",
+        "idlink computes rules for the present: time offsets around assignment dates do not apply",
+    ),
+    (
+        "TimeOffsetAfterReference",
+        "idlink computes rules for the present: time offsets around assignment dates do not apply",
+    ),
+    (
+        "ComparisonType",
+        "idlink compares computed and existing values as written",
+    ),
+    ("IsMapped", "idlink provisions every rule's property"),
+];
+
+const CORRELATION_WITHOUT_EFFECT: WithoutEffect = &[
+    POLICY,
+    (
+        "SourceMatchedConfidenceLevel",
+        "the product sends matches below 100 to a manual review, which idlink does not have; every match correlates",
+    ),
+];
+
+const JOB_WITHOUT_EFFECT: WithoutEffect = &[
+    (
+        "LogLevel",
+        "idlink's log level comes from -v/-q and IDLINK_LOG",
+    ),
+    (
+        "CronTimeZone",
+        "idlink reads CronTabExpression but does not schedule jobs in this build",
+    ),
+    (
+        "IsConnectorJob",
+        "it only places the job on the product's connector screen",
+    ),
+    (
+        "IsIncremental",
+        "each task's own mode (SynchronizationMode) decides",
+    ),
+    (
+        "IsInitializationJob",
+        "it only marks the job on the product's screens",
+    ),
+    (
+        "UserStartDenied",
+        "it only hides the product's manual launch button",
+    ),
+];
+
+const TASK_WITHOUT_EFFECT: WithoutEffect = &[
+    OPENID_CLIENT,
+    (
+        "Level",
+        "idlink runs a job's tasks one at a time, in an order that respects TaskDependsOnTask",
+    ),
+    (
+        "Type",
+        "it picks one of the product's executables; idlink has one implementation per task",
+    ),
+    ("InitMode", "idlink keeps no archive of changes to skip"),
+    (
+        "ColumnName",
+        "idlink's exports do not write a command column",
+    ),
+    ("WorkingDirectory", "idlink works in its --work folder"),
+    (
+        "IgnoreHistorization",
+        "idlink keeps no archive of changes to skip",
+    ),
+    (
+        "Dirty",
+        "it tags the product's internal resources, which idlink does not have",
+    ),
+    ("Orphans", "idlink does not write an orphans file"),
+];
+
+/// Undocumented attributes real configurations carry that idlink reads no meaning from (no line).
+const RESOURCE_TYPE_IGNORED: &[&str] = &["ApproveRoleImplicit"];
 const RULE_IGNORED: &[&str] = &[
-    "Policy",
     "TimeOffset",
-    "IsMapped",
     "Priority",
     "ResourceType",
     "Binding1",
     "Binding2",
 ];
-const JOB_IGNORED: &[&str] = &["IsIncremental", "IsConnectorJob", "Tags"];
-const TASK_IGNORED: &[&str] = &["Level", "OpenIdClient", "Tags", "ResourceTypeMappings"];
+const JOB_IGNORED: &[&str] = &["Tags"];
+const TASK_IGNORED: &[&str] = &["Tags", "ResourceTypeMappings"];
+
+/// `P0`..`P3V`, `R0`..`R3V`: a resource type's dimension parameters (base32hex).
+fn is_dimension_flag(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('P' | 'R'))
+        && (2..=3).contains(&name.len())
+        && chars.all(|c| c.is_ascii_digit() || ('A'..='V').contains(&c))
+}
+
+const JOB_INTEGRATION: &[(&str, JobIntegrationRule)] = &[
+    ("Used", JobIntegrationRule::Used),
+    ("NotUsed", JobIntegrationRule::NotUsed),
+    (
+        "OnlySynchronization",
+        JobIntegrationRule::OnlySynchronization,
+    ),
+    ("OnlyProvisioning", JobIntegrationRule::OnlyProvisioning),
+    ("0", JobIntegrationRule::Used),
+    ("1", JobIntegrationRule::NotUsed),
+    ("2", JobIntegrationRule::OnlySynchronization),
+    ("3", JobIntegrationRule::OnlyProvisioning),
+];
+
+/// Largest |AddedDays| accepted: far beyond any date shift, well inside chrono's range.
+const MAX_ADDED_DAYS: f64 = 1_000_000.0;
 
 const VALUE_TYPES: &[(&str, ValueType)] = &[
     ("String", ValueType::String),
@@ -1029,11 +1374,12 @@ impl<'d> Attrs<'d> {
             return default;
         };
         match self.attrs[i].1.trim() {
-            v if v.eq_ignore_ascii_case("true") => true,
-            v if v.eq_ignore_ascii_case("false") => false,
+            // XML Schema's boolean: true, false, 1 or 0 (the job how-tos write 1).
+            v if v.eq_ignore_ascii_case("true") || v == "1" => true,
+            v if v.eq_ignore_ascii_case("false") || v == "0" => false,
             "" => default,
             _ => {
-                self.invalid(i, "true or false");
+                self.invalid(i, "true, false, 1 or 0");
                 default
             }
         }
@@ -1058,6 +1404,24 @@ impl<'d> Attrs<'d> {
         self.parsed(name, "a whole number")
     }
 
+    /// A number of days, possibly fractional and negative (`-0.5`), bounded.
+    fn days(&mut self, name: &'static str) -> Option<f64> {
+        const EXPECTED: &str =
+            "a number of days, possibly fractional (e.g. 1, -0.5), within one million";
+        let i = self.find(name)?;
+        let v = self.attrs[i].1.trim();
+        if v.is_empty() {
+            return None;
+        }
+        match v.parse::<f64>() {
+            Ok(n) if n.is_finite() && n.abs() <= MAX_ADDED_DAYS => Some(n),
+            _ => {
+                self.invalid(i, EXPECTED);
+                None
+            }
+        }
+    }
+
     fn uint(&mut self, name: &'static str) -> Option<u32> {
         self.parsed(name, "a whole number, 0 or more")
     }
@@ -1079,6 +1443,13 @@ impl<'d> Attrs<'d> {
             last.hint = Some(format!("did you mean '{s}'? allowed: {}", names.join(", ")));
         }
         None
+    }
+
+    /// Whether the attribute is written with a non-empty value.
+    fn has(&self, name: &str) -> bool {
+        self.attrs
+            .iter()
+            .any(|(n, v, _)| n == name && !v.trim().is_empty())
     }
 
     fn diags_last(&mut self) -> Option<&mut Diagnostic> {
@@ -1189,6 +1560,36 @@ impl<'d> Attrs<'d> {
             }
         }
         out
+    }
+
+    /// Accepts the documented attributes of `table` (and those `also` matches) without effect:
+    /// one info line each, folded per attribute and element by [`Loader::finish`].
+    fn without_effect(&mut self, table: WithoutEffect, also: Option<NameMatcher>) {
+        // Documented names are candidates for "did you mean" too.
+        self.asked.extend(table.iter().map(|(n, _)| *n));
+        for i in 0..self.attrs.len() {
+            if self.used[i] {
+                continue;
+            }
+            let name = self.attrs[i].0.as_str();
+            let why = table
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, w)| *w)
+                .or_else(|| also.and_then(|(f, w)| f(name).then_some(w)));
+            if let Some(why) = why {
+                self.used[i] = true;
+                let (name, _, at) = &self.attrs[i];
+                self.diags.push(
+                    Diagnostic::new(
+                        Rule::AcceptedWithoutEffect,
+                        at.clone(),
+                        format!("{name} is accepted without effect in idlink: {why}"),
+                    )
+                    .hint(format!("<{}>", self.element)),
+                );
+            }
+        }
     }
 
     /// Warns about attributes nobody asked for. `ignored` lists attributes real configurations

@@ -22,6 +22,63 @@ fn quickstart_is_valid() {
     );
 }
 
+/// examples/documented: configuration written the way the 6.2 reference pages write it
+/// (issue #9). Valid with no warning; documented items without effect in idlink show only
+/// with -v, one line per attribute.
+#[test]
+fn regression_documented_forms_check_clean_and_explain_no_effect_items_with_verbose() {
+    let run = |verbose: bool| {
+        let mut cmd = idlink();
+        if verbose {
+            cmd.arg("-v");
+        }
+        let out = cmd
+            .args(["check", "--config", "examples/documented"])
+            .output()
+            .expect("runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let quiet = run(false);
+    assert_eq!(
+        quiet.trim(),
+        "valid: 2 connectors, 3 connections, 3 entity types, 5 mappings, 1 resource type, 1 job \
+         (5 files, 0 errors, 0 warnings)"
+    );
+    let verbose = run(true);
+    let infos: Vec<&str> = verbose
+        .lines()
+        .filter(|l| l.contains("info[accepted-without-effect]"))
+        .collect();
+    assert!(!verbose.contains("unknown"), "{verbose}");
+    // OpenIdClient is on eight tasks of five kinds: one line.
+    assert_eq!(
+        infos.iter().filter(|l| l.contains("OpenIdClient")).count(),
+        1,
+        "{verbose}"
+    );
+    for attr in [
+        "LogLevel",
+        "SourceMatchedConfidenceLevel",
+        "TimeOffsetReference",
+        "ComparisonType",
+        "Policy",
+    ] {
+        assert!(
+            infos
+                .iter()
+                .any(|l| l.contains(&format!(": {attr} is accepted without effect in idlink: "))),
+            "{attr}: {verbose}"
+        );
+    }
+}
+
 #[test]
 fn json_output_lists_every_diagnostic_with_its_fields() {
     let dir = tempfile::tempdir().expect("tempdir");

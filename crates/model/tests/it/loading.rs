@@ -81,7 +81,7 @@ fn elements_may_sit_in_any_file_in_any_order_with_any_encoding_form() {
         config.entity_type_mappings.len(),
         base.entity_type_mappings.len()
     );
-    assert_eq!(config.jobs[0].tasks.len(), 5);
+    assert_eq!(config.jobs[0].steps.len(), 5);
 }
 
 #[test]
@@ -265,7 +265,10 @@ fn wrong_attribute_types_list_the_allowed_values() {
             .any(|m| m.contains("lots") && m.contains("whole number")),
         "{msgs:?}"
     );
-    assert!(msgs.iter().any(|m| m.contains("true or false")), "{msgs:?}");
+    assert!(
+        msgs.iter().any(|m| m.contains("true, false, 1 or 0")),
+        "{msgs:?}"
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Integration tests of the configuration model (one test binary per crate).
 
+mod documented;
 mod fuzz;
 mod loading;
 mod rules;
