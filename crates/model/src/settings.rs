@@ -935,7 +935,39 @@ fn check_object(
         }
     }
     for c in schema.constraints {
+        if let Constraint::OneShapeOf(shapes) = c {
+            let given: Vec<Vec<&str>> = shapes
+                .iter()
+                .map(|shape| shape.iter().copied().filter(|n| present(n)).collect())
+                .collect();
+            let used: Vec<usize> = (0..shapes.len())
+                .filter(|&i| !given[i].is_empty())
+                .collect();
+            if used.len() > 1 {
+                let described: Vec<String> = used
+                    .iter()
+                    .map(|&i| format!("{} (the {} shape)", given[i].join(", "), shapes[i][0]))
+                    .collect();
+                let keep: Vec<String> = used
+                    .iter()
+                    .map(|&i| format!("keep only {}", shapes[i].join(", ")))
+                    .collect();
+                diags.push(
+                    Diagnostic::new(
+                        Rule::SettingValue,
+                        at.clone(),
+                        format!(
+                            "{path} mixes two shapes of {package} settings: {}",
+                            described.join(" and ")
+                        ),
+                    )
+                    .hint(format!("choose one shape: {}", keep.join(", or "))),
+                );
+            }
+            continue;
+        }
         let broken = match c {
+            Constraint::OneShapeOf(_) => false,
             Constraint::AtLeastOne(names) => !names.iter().any(|n| present(n)),
             Constraint::AtMostOne(names) => names.iter().filter(|n| present(n)).count() > 1,
             Constraint::RequiresWhen {
