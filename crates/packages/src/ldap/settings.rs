@@ -882,4 +882,65 @@ mod tests {
         let e = settings(refused).expect_err("AsAdLds true");
         assert!(e.to_string().contains("AD LDS"), "{e}");
     }
+
+    fn check(json: &str) -> Vec<String> {
+        let mut d = idlink_model::diag::Diagnostics::default();
+        let s = idlink_model::settings::parse("appsettings.agent.json", json.as_bytes(), &mut d);
+        for c in &s.connections {
+            idlink_model::settings::check_against(
+                c,
+                "Usercube.OpenLDAP@0000001",
+                &SETTINGS,
+                &mut d,
+            );
+        }
+        d.iter()
+            .map(|d| {
+                format!(
+                    "{}: {} ({})",
+                    d.rule,
+                    d.message,
+                    d.hint.clone().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    /// Issue #9: `check` reads the OpenLDAP page's examples (export and fulfill, booleans as
+    /// strings) with no finding, and says which shape to keep when they are mixed.
+    #[test]
+    fn regression_openldap_flat_settings_pass_check_and_mixing_says_what_to_keep() {
+        let found = check(
+            r#"{"Connections": {
+                "OpenLDAPExport": {"Server": "ldap.example.org", "DistinguishedName": "DC=example,DC=org",
+                    "Login": "cn=admin,dc=example,dc=org", "Password": "pw-1",
+                    "Filter": "(|(objectclass=person)(objectclass=ou))", "Scope": "SubTree", "SSL": "true"},
+                "OpenLDAPFulfillment": {"Server": "ldap.example.org", "DistinguishedName": "DC=example,DC=org",
+                    "Login": "cn=admin,dc=example,dc=org", "Password": "pw-1", "SSL": "true",
+                    "IsLdapPasswordReset": "true"},
+                "LDAPFulfillment": {"Servers": [{"Server": "h", "AuthType": "Basic", "Login": "cn=a", "Password": "pw-1"}],
+                    "Tables": [{"Table": "entries", "BaseDN": "DC=example,DC=org"}],
+                    "IsLdapPasswordReset": true, "AsAdLds": false}
+            }}"#,
+        );
+        assert!(found.is_empty(), "{found:?}");
+        let found = check(
+            r#"{"Connections": {"Dir": {"Servers": [{"Server": "h"}], "Tables": [{"Table": "entries", "BaseDN": "dc=x"}],
+                "DistinguishedName": "dc=x", "Password": "pw-1"}}}"#,
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("mixes two shapes"), "{found:?}");
+        assert!(
+            found[0].contains("keep only Servers, Tables, or keep only Server"),
+            "{found:?}"
+        );
+        assert!(!found[0].contains("pw-1"), "{found:?}");
+        let found = check(r#"{"Connections": {"Dir": {"SizeLimit": 5}}}"#);
+        assert!(
+            found
+                .iter()
+                .any(|m| m.contains("at least one of Servers, Server")),
+            "{found:?}"
+        );
+    }
 }
