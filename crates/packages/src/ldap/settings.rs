@@ -163,7 +163,7 @@ pub static SERVER: SettingsSchema = SettingsSchema {
         Field::optional(
             "Controls",
             Kind::StringList,
-            "LDAP controls to use, e.g. PagedResult",
+            "LDAP controls to use: PagedResult (paged searches); DomainScope is accepted without effect (idlink follows no referral)",
         ),
         Field::optional("EnableSSL", Kind::Bool, "connect with LDAPS"),
         Field::optional(
@@ -581,10 +581,15 @@ pub fn parse(connection: &str, value: serde_json::Value) -> Result<LdapSettings,
         for c in s.controls.map(OneOrMany::into_vec).unwrap_or_default() {
             if c.eq_ignore_ascii_case("PagedResult") || c.eq_ignore_ascii_case("PagedResults") {
                 paged = true;
+            } else if c.eq_ignore_ascii_case("DomainScope") {
+                // Documented (Active Directory's "no referrals" control): idlink follows no
+                // referral anyway, so it has nothing to add.
             } else {
                 return Err(err(
                     path("Controls"),
-                    format!("unknown control '{c}': the one supported is PagedResult"),
+                    format!(
+                        "unknown control '{c}': the documented ones are PagedResult and DomainScope"
+                    ),
                 ));
             }
         }
@@ -871,7 +876,7 @@ mod tests {
     #[test]
     fn regression_ldap_as_ad_lds_false_is_accepted_and_true_refused() {
         let base = serde_json::json!({
-            "Servers": [{"Server": "h", "NoSigning": true}],
+            "Servers": [{"Server": "h", "NoSigning": true, "Controls": ["PagedResult", "DomainScope"]}],
             "Tables": [{"Table": "entries", "BaseDN": "dc=x"}],
         });
         let mut ok = base.clone();
