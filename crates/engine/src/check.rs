@@ -327,6 +327,8 @@ mod tests {
             "Tables.Table" => json!("entries"),
             "Tables.Filter" => json!("(objectClass=*)"),
             "Tables.BaseDN" => json!("dc=example,dc=org"),
+            // The OpenLDAP page's flat shape.
+            "Filter" => json!("(objectClass=*)"),
             "Path" | "PathIncremental" => json!("data/x.csv"),
             "LDIFFile" => json!("data/x.ldif"),
             "FilterAttribute" => json!("objectClass"),
@@ -374,9 +376,37 @@ mod tests {
         Value::Object(map)
     }
 
-    /// Documents that together hold every field: for each AtMostOne group, one document per
-    /// member (the others left out).
+    /// Documents that together hold every field: for each documented shape of the settings
+    /// (`OneShapeOf`), the documents of that shape alone.
     fn documents(package: &PackageInfo) -> Vec<Value> {
+        let shapes: Vec<&[&[&str]]> = package
+            .settings
+            .constraints
+            .iter()
+            .filter_map(|c| match c {
+                Constraint::OneShapeOf(shapes) => Some(*shapes),
+                _ => None,
+            })
+            .collect();
+        let Some(shapes) = shapes.first() else {
+            return documents_of_shape(package, &[]);
+        };
+        let mut out = Vec::new();
+        for (i, _) in shapes.iter().enumerate() {
+            let others: Vec<&str> = shapes
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .flat_map(|(_, s)| s.iter().copied())
+                .collect();
+            out.extend(documents_of_shape(package, &others));
+        }
+        out
+    }
+
+    /// For each AtMostOne group, one document per member (the others left out), without the
+    /// fields `shape_skip` names.
+    fn documents_of_shape(package: &PackageInfo, shape_skip: &[&str]) -> Vec<Value> {
         let groups: Vec<&[&str]> = package
             .settings
             .constraints
@@ -387,7 +417,7 @@ mod tests {
             })
             .collect();
         if groups.is_empty() {
-            return vec![document(package.id, "", package.settings, &[])];
+            return vec![document(package.id, "", package.settings, shape_skip)];
         }
         let mut out = Vec::new();
         for group in &groups {
@@ -396,6 +426,7 @@ mod tests {
                     .iter()
                     .flat_map(|g| g.iter().copied())
                     .filter(|n| n != keep && (group.contains(n) || !g_first(&groups, n)))
+                    .chain(shape_skip.iter().copied())
                     .collect();
                 out.push(document(package.id, "", package.settings, &skip));
             }

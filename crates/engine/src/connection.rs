@@ -133,7 +133,8 @@ impl Engine {
             .unwrap_or_else(|| "appsettings.agent.json".into());
         let mut settings = match checked.settings.connection(&connection.id.value) {
             Some(s) => typed_json(s, package.settings),
-            None if package.settings.fields.is_empty() => {
+            // A package none of whose settings is required runs without any (FulfillToFile).
+            None if package.settings.fields.iter().all(|f| !f.required) => {
                 serde_json::Value::Object(Default::default())
             }
             None => {

@@ -81,6 +81,10 @@ pub struct Field {
     pub under_roots: bool,
     /// One line for messages and `--help`-like listings.
     pub doc: &'static str,
+    /// Documented for Netwrix Identity Manager but without effect in idlink: why. Such a
+    /// setting is accepted (its value still checked against its kind), never reported as
+    /// unknown; `check -v` may say once per kind that it has no effect.
+    pub no_effect: Option<&'static str>,
 }
 
 impl Field {
@@ -92,6 +96,7 @@ impl Field {
             secured: false,
             under_roots: false,
             doc,
+            no_effect: None,
         }
     }
 
@@ -103,6 +108,20 @@ impl Field {
             secured: false,
             under_roots: false,
             doc,
+            no_effect: None,
+        }
+    }
+
+    /// A documented setting idlink accepts without effect; `why` says why (one line).
+    pub const fn no_effect(name: &'static str, kind: Kind, why: &'static str) -> Field {
+        Field {
+            name,
+            kind,
+            required: false,
+            secured: false,
+            under_roots: false,
+            doc: why,
+            no_effect: Some(why),
         }
     }
 
@@ -177,6 +196,10 @@ pub enum Constraint {
         equals: &'static str,
         then: &'static [&'static str],
     },
+    /// The settings come in one of several documented shapes (e.g. the LDAP page's
+    /// `Servers`/`Tables` and the OpenLDAP page's `Server`/`DistinguishedName`): fields of two
+    /// shapes may not be given together. Each shape is named by its first field in messages.
+    OneShapeOf(&'static [&'static [&'static str]]),
 }
 
 impl fmt::Display for Constraint {
@@ -197,6 +220,14 @@ impl fmt::Display for Constraint {
                     f,
                     "{} is required when {field} is {equals}",
                     then.join(" and ")
+                )
+            }
+            Constraint::OneShapeOf(shapes) => {
+                let shapes: Vec<String> = shapes.iter().map(|s| s.join(", ")).collect();
+                write!(
+                    f,
+                    "the settings take one of these shapes, not a mix: {}",
+                    shapes.join(" | ")
                 )
             }
         }

@@ -119,8 +119,82 @@ pub struct AgentSettings {
     /// The file could not be parsed (reported as `json-syntax`): connections are not reported
     /// as lacking settings that may well be in it.
     pub unreadable: bool,
+    /// Documented top-level sections idlink reads without effect (the agent settings page's
+    /// other sections), for `check -v` (see [`NoEffect`]).
+    pub without_effect: Vec<NoEffect>,
     /// Lower-cased connection identifier -> index in `connections`.
     index: HashMap<String, usize>,
+}
+
+/// A documented item idlink accepts without effect: not a warning, an information `check -v`
+/// shows at most once per kind (see [`once_per_kind`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoEffect {
+    /// What it is, the same for every occurrence of one kind: `top-level section 'OpenId'`,
+    /// `setting NoSigning of Usercube.LDAP@0000001`.
+    pub kind: String,
+    /// Where it was first seen.
+    pub at: Loc,
+    /// Why it has no effect in idlink.
+    pub why: &'static str,
+}
+
+impl std::fmt::Display for NoEffect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} without effect in idlink: {}",
+            self.at, self.kind, self.why
+        )
+    }
+}
+
+/// The first of each kind, in order.
+pub fn once_per_kind(items: impl IntoIterator<Item = NoEffect>) -> Vec<NoEffect> {
+    let mut seen = std::collections::HashSet::new();
+    items
+        .into_iter()
+        .filter(|n| seen.insert(n.kind.clone()))
+        .collect()
+}
+
+/// The settings of one connection that its package's schema marks as without effect
+/// (`Field::no_effect`), nested lists included.
+pub fn settings_without_effect(
+    settings: &ConnectionSettings,
+    package: &str,
+    schema: &SettingsSchema,
+) -> Vec<NoEffect> {
+    let mut out = Vec::new();
+    collect_no_effect(&settings.entries, package, schema, &mut out);
+    out
+}
+
+fn collect_no_effect(
+    entries: &[Entry],
+    package: &str,
+    schema: &SettingsSchema,
+    out: &mut Vec<NoEffect>,
+) {
+    for (key, value) in entries {
+        let Some(field) = schema.field(&key.value) else {
+            continue;
+        };
+        if let Some(why) = field.no_effect {
+            out.push(NoEffect {
+                kind: format!("setting {} of {package}", field.name),
+                at: key.at.clone(),
+                why,
+            });
+        }
+        if let (Kind::ObjectList(inner), SettingValue::Array(items)) = (field.kind, &value.value) {
+            for item in items {
+                if let SettingValue::Object(e) = &item.value {
+                    collect_no_effect(e, package, inner, out);
+                }
+            }
+        }
+    }
 }
 
 impl AgentSettings {
@@ -152,20 +226,59 @@ impl AgentSettings {
     }
 }
 
-/// Top-level keys of Netwrix agent settings files that idlink does not read (no warning).
-const IGNORED_TOP_LEVEL: &[&str] = &[
-    "OpenId",
-    "Logging",
-    "Serilog",
-    "Scheduler",
-    "TaskAgentConfiguration",
-    "EncryptionCertificate",
-    "PasswordResetSettings",
-    "Databases",
-    "InvitationSettings",
-    "Authentication",
-    "IdentityServer",
-    "ApplicationUri",
+/// Top-level sections of Netwrix settings files that idlink reads without effect, and why:
+/// the agent settings page's other sections (Databases, OpenId, PasswordResetSettings,
+/// TaskAgentConfiguration), and sections of the product's other settings files that are
+/// often copied into this one.
+pub const SECTIONS_WITHOUT_EFFECT: &[(&str, &str)] = &[
+    (
+        "OpenId",
+        "client ids and secrets the Netwrix agent uses to start jobs on the Netwrix server; idlink's agent does not authenticate with OpenId",
+    ),
+    (
+        "PasswordResetSettings",
+        "settings of the password reset process (certificate, mail, notifications, two-way tokens); idlink does not run password resets",
+    ),
+    (
+        "Databases",
+        "connection strings for InvokeSqlCommandTask; idlink has no such task",
+    ),
+    (
+        "TaskAgentConfiguration",
+        "tunes tasks of the Netwrix agent; idlink's tasks take no such settings",
+    ),
+    (
+        "Logging",
+        "logging of the .NET host; idlink logs through tracing (-v, RUST_LOG)",
+    ),
+    (
+        "Serilog",
+        "logging of the .NET host; idlink logs through tracing (-v, RUST_LOG)",
+    ),
+    (
+        "Scheduler",
+        "the Netwrix server's scheduler; idlink schedules jobs from their CrontabExpression",
+    ),
+    (
+        "EncryptionCertificate",
+        "the .NET agent's X.509 certificate for encrypted settings; idlink encrypts to an age key (EncryptionIdentity)",
+    ),
+    (
+        "InvitationSettings",
+        "a Netwrix server setting; idlink's agent has none",
+    ),
+    (
+        "Authentication",
+        "a Netwrix server setting; idlink's agent has none",
+    ),
+    (
+        "IdentityServer",
+        "a Netwrix server setting; idlink's agent has none",
+    ),
+    (
+        "ApplicationUri",
+        "a Netwrix server setting; idlink's agent has none",
+    ),
 ];
 const TOP_LEVEL: &[&str] = &["Connections", "SourcesRootPaths", "EncryptionIdentity"];
 
@@ -303,7 +416,16 @@ pub fn parse(file: &str, bytes: &[u8], diags: &mut Diagnostics) -> AgentSettings
                     value.at,
                 )),
             },
-            k if IGNORED_TOP_LEVEL.iter().any(|i| i.eq_ignore_ascii_case(k)) => {}
+            k if let Some((name, why)) = SECTIONS_WITHOUT_EFFECT
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(k)) =>
+            {
+                out.without_effect.push(NoEffect {
+                    kind: format!("top-level section '{name}'"),
+                    at: key_at,
+                    why,
+                });
+            }
             k => diags.push(
                 Diagnostic::new(
                     Rule::UnknownSetting,
@@ -311,7 +433,13 @@ pub fn parse(file: &str, bytes: &[u8], diags: &mut Diagnostics) -> AgentSettings
                     format!("unknown top-level setting '{k}'"),
                 )
                 .hint("idlink ignores it")
-                .did_you_mean(k, TOP_LEVEL.iter().copied()),
+                .did_you_mean(
+                    k,
+                    TOP_LEVEL
+                        .iter()
+                        .copied()
+                        .chain(SECTIONS_WITHOUT_EFFECT.iter().map(|(n, _)| *n)),
+                ),
             ),
         }
     }
@@ -935,7 +1063,39 @@ fn check_object(
         }
     }
     for c in schema.constraints {
+        if let Constraint::OneShapeOf(shapes) = c {
+            let given: Vec<Vec<&str>> = shapes
+                .iter()
+                .map(|shape| shape.iter().copied().filter(|n| present(n)).collect())
+                .collect();
+            let used: Vec<usize> = (0..shapes.len())
+                .filter(|&i| !given[i].is_empty())
+                .collect();
+            if used.len() > 1 {
+                let described: Vec<String> = used
+                    .iter()
+                    .map(|&i| format!("{} (the {} shape)", given[i].join(", "), shapes[i][0]))
+                    .collect();
+                let keep: Vec<String> = used
+                    .iter()
+                    .map(|&i| format!("keep only {}", shapes[i].join(", ")))
+                    .collect();
+                diags.push(
+                    Diagnostic::new(
+                        Rule::SettingValue,
+                        at.clone(),
+                        format!(
+                            "{path} mixes two shapes of {package} settings: {}",
+                            described.join(" and ")
+                        ),
+                    )
+                    .hint(format!("choose one shape: {}", keep.join(", or "))),
+                );
+            }
+            continue;
+        }
         let broken = match c {
+            Constraint::OneShapeOf(_) => false,
             Constraint::AtLeastOne(names) => !names.iter().any(|n| present(n)),
             Constraint::AtMostOne(names) => names.iter().filter(|n| present(n)).count() > 1,
             Constraint::RequiresWhen {
@@ -1240,5 +1400,110 @@ mod tests {
             Some(serde_json::json!({"Servers": [{"Server": "ldap://b"}, {"Server": "ldap://c"}]}))
         );
         assert!(s.connection("new").is_some());
+    }
+
+    /// Issue #9: the agent settings page's other top-level sections are accepted without
+    /// effect (listed once each for `check -v`), never warned "unknown"; a misspelt section
+    /// still is, with its "did you mean".
+    #[test]
+    fn regression_agent_file_documented_sections_are_without_effect_not_unknown() {
+        let mut d = Diagnostics::default();
+        let s = parse(
+            "a.json",
+            br#"{"OpenId": {"AgentIdentifier": "Local", "DefaultOpenIdClient": "Job", "OpenIdClients": {"Job": "s"}},
+                "PasswordResetSettings": {}, "Databases": {"Db": "data source=."},
+                "TaskAgentConfiguration": {}, "SourcesRootPaths": ["data"], "Connections": {},
+                "Conections": {}}"#,
+            &mut d,
+        );
+        let found: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        assert_eq!(d.len(), 1, "{found:?}");
+        let only = d
+            .iter()
+            .next()
+            .map(|d| (d.rule, d.message.clone(), d.hint.clone()));
+        let (rule, message, hint) = only.unwrap_or((Rule::Crontab, String::new(), None));
+        assert_eq!(rule, Rule::UnknownSetting);
+        assert!(message.contains("Conections"), "{message}");
+        assert!(
+            hint.unwrap_or_default().contains("Connections"),
+            "{found:?}"
+        );
+        let kinds: Vec<&str> = s.without_effect.iter().map(|n| n.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "top-level section 'OpenId'",
+                "top-level section 'PasswordResetSettings'",
+                "top-level section 'Databases'",
+                "top-level section 'TaskAgentConfiguration'"
+            ]
+        );
+        assert!(
+            s.without_effect[0]
+                .to_string()
+                .contains("without effect in idlink: ")
+        );
+    }
+
+    static INNER: SettingsSchema = SettingsSchema {
+        fields: &[
+            crate::package::Field::required("Server", Kind::String, "host"),
+            crate::package::Field::no_effect("NoSigning", Kind::Bool, "no Kerberos here"),
+        ],
+        constraints: &[],
+    };
+    static SCHEMA: SettingsSchema = SettingsSchema {
+        fields: &[
+            crate::package::Field::optional("Servers", Kind::ObjectList(&INNER), "servers"),
+            crate::package::Field::no_effect(
+                "Provider",
+                Kind::Enum(&["A", "B"]),
+                "a .NET provider name",
+            ),
+        ],
+        constraints: &[],
+    };
+
+    /// Issue #9: a schema field marked `no_effect` is accepted without a warning (its value
+    /// still checked), listed for `check -v`, and shown once per kind.
+    #[test]
+    fn regression_no_effect_settings_are_accepted_listed_once_per_kind_and_still_checked() {
+        let mut d = Diagnostics::default();
+        let s = parse(
+            "a.json",
+            br#"{"Connections": {
+                "One": {"Provider": "A", "Servers": [{"Server": "h", "NoSigning": true}, {"Server": "i", "NoSigning": false}]},
+                "Two": {"Provider": "C", "Sever": "x"}}}"#,
+            &mut d,
+        );
+        for c in &s.connections {
+            check_against(c, "P@1", &SCHEMA, &mut d);
+        }
+        let found: Vec<(Rule, String)> = d.iter().map(|d| (d.rule, d.message.clone())).collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|(r, m)| *r == Rule::SettingValue && m.contains("Provider")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|(r, m)| *r == Rule::UnknownSetting && m.contains("Sever")),
+            "{found:?}"
+        );
+        let all: Vec<NoEffect> = s
+            .connections
+            .iter()
+            .flat_map(|c| settings_without_effect(c, "P@1", &SCHEMA))
+            .collect();
+        assert_eq!(all.len(), 4, "{all:?}");
+        let once: Vec<String> = once_per_kind(all).into_iter().map(|n| n.kind).collect();
+        assert_eq!(
+            once,
+            ["setting Provider of P@1", "setting NoSigning of P@1"]
+        );
     }
 }

@@ -28,6 +28,12 @@ impl SourceRoots {
         out
     }
 
+    /// The first root as configured (resolved against the settings folder, not canonical):
+    /// where packages put a default output folder.
+    pub fn first(&self) -> Option<PathBuf> {
+        self.shown.first().map(PathBuf::from)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.shown.is_empty()
     }

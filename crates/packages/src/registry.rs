@@ -404,6 +404,7 @@ mod tests {
             let names: Vec<&str> = match *c {
                 Constraint::AtLeastOne(names) | Constraint::AtMostOne(names) => names.to_vec(),
                 Constraint::RequiresWhen { field, then, .. } => [&[field], then].concat(),
+                Constraint::OneShapeOf(shapes) => shapes.concat(),
             };
             for name in names {
                 assert!(

@@ -1,4 +1,8 @@
 //! Settings of the LDAP packages (`Usercube.LDAP` and `Usercube.OpenLDAP` share them).
+//!
+//! Two documented shapes are read: the LDAP page's `Servers[]` + `Tables[]`, and the OpenLDAP
+//! page's flat form (`Server`, `DistinguishedName`, `Login`, `Password`, `Filter`, `Scope`,
+//! `SSL` at the connection level), which stands for one server and one `entries` table.
 
 use std::time::Duration;
 
@@ -7,18 +11,61 @@ use idlink_secrets::{Redactor, Secret};
 
 use crate::api::{PackageError, parse_settings};
 
-/// `Servers[]`, `Tables[]` and search limits.
+/// The fields of the LDAP page's shape.
+const LIST_SHAPE: &[&str] = &["Servers", "Tables"];
+/// The fields of the OpenLDAP page's flat shape.
+const FLAT_SHAPE: &[&str] = &[
+    "Server",
+    "DistinguishedName",
+    "Login",
+    "Password",
+    "SSL",
+    "Filter",
+    "Scope",
+];
+
+const SCOPES: &[&str] = &["Base", "OneLevel", "Subtree"];
+
+/// `Servers[]`, `Tables[]` (or the flat shape) and search limits.
 pub static SETTINGS: SettingsSchema = SettingsSchema {
     fields: &[
-        Field::required(
+        Field::optional(
             "Servers",
             Kind::ObjectList(&SERVER),
-            "servers to try, in order",
+            "servers to try, in order (LDAP page's shape; with Tables)",
         ),
-        Field::required(
+        Field::optional(
             "Tables",
             Kind::ObjectList(&TABLE),
-            "searches; one table must be `entries`",
+            "searches; one table must be `entries` (LDAP page's shape; with Servers)",
+        ),
+        Field::optional(
+            "Server",
+            Kind::String,
+            "host or host:port of the one server (OpenLDAP page's flat shape)",
+        ),
+        Field::optional(
+            "DistinguishedName",
+            Kind::String,
+            "DN the `entries` search starts from (flat shape; required with Server)",
+        ),
+        Field::optional("Login", Kind::String, "DN to bind as (flat shape)").secured(),
+        Field::optional(
+            "Password",
+            Kind::String,
+            "password of the bind DN (flat shape)",
+        )
+        .secured(),
+        Field::optional("SSL", Kind::Bool, "connect with LDAPS (flat shape)"),
+        Field::optional(
+            "Filter",
+            Kind::String,
+            "LDAP search filter of the `entries` table (flat shape; default (objectClass=*))",
+        ),
+        Field::optional(
+            "Scope",
+            Kind::Enum(SCOPES),
+            "search depth of the `entries` table (flat shape; default Subtree)",
         ),
         Field::optional(
             "SizeLimit",
@@ -70,8 +117,32 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
             Kind::Bool,
             "fulfill sets userPassword when an order carries a password",
         ),
+        Field::optional(
+            "AsAdLds",
+            Kind::Bool,
+            "the directory is an AD LDS instance: idlink does not implement AD LDS specifics, so only false (or absent) is accepted",
+        ),
+        Field::no_effect(
+            "TimeFormat",
+            Kind::Int {
+                min: 0,
+                max: i32::MAX as i64,
+            },
+            "the OpenLDAP page describes it as a request timeout under another name; idlink's wait is TimeOut",
+        ),
+        Field::no_effect(
+            "WaitingTimeInSeconds",
+            Kind::Int {
+                min: 0,
+                max: i32::MAX as i64,
+            },
+            "paces the polling of a persistent syncrepl phase; idlink's incremental export is one refreshOnly pass per run, with no persistent phase",
+        ),
     ],
-    constraints: &[],
+    constraints: &[
+        Constraint::AtLeastOne(&["Servers", "Server"]),
+        Constraint::OneShapeOf(&[LIST_SHAPE, FLAT_SHAPE]),
+    ],
 };
 
 /// One element of `Servers`.
@@ -92,7 +163,7 @@ pub static SERVER: SettingsSchema = SettingsSchema {
         Field::optional(
             "Controls",
             Kind::StringList,
-            "LDAP controls to use, e.g. PagedResult",
+            "LDAP controls to use: PagedResult (paged searches); DomainScope is accepted without effect (idlink follows no referral)",
         ),
         Field::optional("EnableSSL", Kind::Bool, "connect with LDAPS"),
         Field::optional(
@@ -104,6 +175,11 @@ pub static SERVER: SettingsSchema = SettingsSchema {
             "CaFile",
             Kind::String,
             "PEM file of the CA certificates to trust",
+        ),
+        Field::no_effect(
+            "NoSigning",
+            Kind::Bool,
+            "turns off Kerberos signing; idlink binds anonymously or with a simple bind (over TLS when asked), never with Kerberos",
         ),
     ],
     constraints: &[Constraint::RequiresWhen {
@@ -123,11 +199,7 @@ pub static TABLE: SettingsSchema = SettingsSchema {
         ),
         Field::required("BaseDN", Kind::String, "DN the search starts from"),
         Field::optional("Filter", Kind::String, "LDAP search filter"),
-        Field::optional(
-            "Scope",
-            Kind::Enum(&["Base", "OneLevel", "Subtree"]),
-            "search depth",
-        ),
+        Field::optional("Scope", Kind::Enum(SCOPES), "search depth"),
     ],
     constraints: &[],
 };
@@ -302,10 +374,26 @@ struct RawTable {
 
 #[derive(Debug, serde::Deserialize)]
 struct Raw {
-    #[serde(rename = "Servers")]
-    servers: Vec<RawServer>,
+    #[serde(rename = "Servers", default)]
+    servers: Option<Vec<RawServer>>,
+    #[serde(rename = "Server", default)]
+    server: Option<String>,
+    #[serde(rename = "DistinguishedName", default)]
+    distinguished_name: Option<String>,
+    #[serde(rename = "Login", default)]
+    login: Option<Secret>,
+    #[serde(rename = "Password", default)]
+    password: Option<Secret>,
+    #[serde(rename = "SSL", default)]
+    ssl: Option<bool>,
+    #[serde(rename = "Filter", default)]
+    filter: Option<String>,
+    #[serde(rename = "Scope", default)]
+    scope: Option<String>,
+    #[serde(rename = "AsAdLds", default)]
+    as_ad_lds: Option<bool>,
     #[serde(rename = "Tables", default)]
-    tables: Vec<RawTable>,
+    tables: Option<Vec<RawTable>>,
     #[serde(rename = "SizeLimit", default)]
     size_limit: Option<i64>,
     #[serde(rename = "TimeLimit", default)]
@@ -345,22 +433,115 @@ impl OneOrMany {
     }
 }
 
+/// The OpenLDAP page's flat shape as one server and one `entries` table; the LDAP page's
+/// shape as written. Mixing the two is refused, naming what to keep.
+fn servers_and_tables(
+    raw: &mut Raw,
+    err: impl Fn(String, String) -> PackageError,
+) -> Result<(Vec<RawServer>, Vec<RawTable>), PackageError> {
+    let flat: Vec<&str> = [
+        ("Server", raw.server.is_some()),
+        ("DistinguishedName", raw.distinguished_name.is_some()),
+        ("Login", raw.login.is_some()),
+        ("Password", raw.password.is_some()),
+        ("SSL", raw.ssl.is_some()),
+        ("Filter", raw.filter.is_some()),
+        ("Scope", raw.scope.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, given)| given.then_some(name))
+    .collect();
+    let list: Vec<&str> = [
+        ("Servers", raw.servers.is_some()),
+        ("Tables", raw.tables.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, given)| given.then_some(name))
+    .collect();
+    if !flat.is_empty() && !list.is_empty() {
+        return Err(err(
+            flat[0].to_string(),
+            format!(
+                "mixes the LDAP page's shape ({}) with the OpenLDAP page's flat shape ({}): keep either Servers and Tables, moving {} into them (Server, Login, Password into Servers[0], DistinguishedName as Tables[entries].BaseDN, Filter and Scope into Tables[entries], SSL as Servers[0].EnableSSL), or only the flat settings",
+                list.join(", "),
+                flat.join(", "),
+                flat.join(", ")
+            ),
+        ));
+    }
+    if flat.is_empty() {
+        return Ok((
+            raw.servers.take().unwrap_or_default(),
+            raw.tables.take().unwrap_or_default(),
+        ));
+    }
+    let Some(server) = raw.server.take() else {
+        return Err(err(
+            "Server".into(),
+            format!(
+                "{} given without Server: add \"Server\": \"host:port\"",
+                flat.join(", ")
+            ),
+        ));
+    };
+    let Some(base_dn) = raw
+        .distinguished_name
+        .take()
+        .filter(|d| !d.trim().is_empty())
+    else {
+        return Err(err(
+            "DistinguishedName".into(),
+            "is required with Server: the DN the entries are read under, e.g. \"dc=example,dc=org\""
+                .into(),
+        ));
+    };
+    let auth_type = match (&raw.login, &raw.password) {
+        (None, None) => None,
+        _ => Some("Basic".to_string()),
+    };
+    Ok((
+        vec![RawServer {
+            server,
+            auth_type,
+            login: raw.login.take(),
+            password: raw.password.take(),
+            controls: None,
+            enable_ssl: raw.ssl,
+            start_tls: None,
+            ca_file: None,
+        }],
+        vec![RawTable {
+            table: "entries".into(),
+            base_dn,
+            filter: raw.filter.take(),
+            scope: raw.scope.take(),
+        }],
+    ))
+}
+
 /// Parses and checks the settings (no I/O). Messages name the setting, never a secured value.
 pub fn parse(connection: &str, value: serde_json::Value) -> Result<LdapSettings, PackageError> {
-    let raw: Raw = parse_settings(connection, value)?;
+    let mut raw: Raw = parse_settings(connection, value)?;
     let err = |path: String, message: String| PackageError::Settings {
         connection: connection.to_string(),
         path,
         message,
     };
-    if raw.servers.is_empty() {
+    if raw.as_ad_lds == Some(true) {
+        return Err(err(
+            "AsAdLds".into(),
+            "is true, but idlink does not implement AD LDS specifics (unicodePwd passwords, msDS-UserAccountDisabled): it manages standard LDAP v3 directories only; set AsAdLds to false or remove it".into(),
+        ));
+    }
+    let (raw_servers, raw_tables) = servers_and_tables(&mut raw, err)?;
+    if raw_servers.is_empty() {
         return Err(err(
             "Servers".into(),
             "list at least one server ({\"Server\": \"host:port\", ...})".into(),
         ));
     }
     let mut servers = Vec::new();
-    for (i, s) in raw.servers.into_iter().enumerate() {
+    for (i, s) in raw_servers.into_iter().enumerate() {
         let path = |field: &str| format!("Servers[{i}].{field}");
         let ldaps = s.enable_ssl.unwrap_or(false);
         let starttls = s.start_tls.unwrap_or(false);
@@ -400,10 +581,15 @@ pub fn parse(connection: &str, value: serde_json::Value) -> Result<LdapSettings,
         for c in s.controls.map(OneOrMany::into_vec).unwrap_or_default() {
             if c.eq_ignore_ascii_case("PagedResult") || c.eq_ignore_ascii_case("PagedResults") {
                 paged = true;
+            } else if c.eq_ignore_ascii_case("DomainScope") {
+                // Documented (Active Directory's "no referrals" control): idlink follows no
+                // referral anyway, so it has nothing to add.
             } else {
                 return Err(err(
                     path("Controls"),
-                    format!("unknown control '{c}': the one supported is PagedResult"),
+                    format!(
+                        "unknown control '{c}': the documented ones are PagedResult and DomainScope"
+                    ),
                 ));
             }
         }
@@ -417,7 +603,7 @@ pub fn parse(connection: &str, value: serde_json::Value) -> Result<LdapSettings,
         });
     }
     let mut tables: Vec<TableSettings> = Vec::new();
-    for (i, t) in raw.tables.into_iter().enumerate() {
+    for (i, t) in raw_tables.into_iter().enumerate() {
         let path = |field: &str| format!("Tables[{i}].{field}");
         let name = t.table.trim().to_string();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
@@ -618,5 +804,148 @@ mod tests {
         }))
         .expect_err("bad port");
         assert!(e.to_string().contains("Servers[0].Server"), "{e}");
+    }
+
+    /// Issue #9: the OpenLDAP page's flat shape maps onto the same typed settings as one
+    /// server and one `entries` table.
+    #[test]
+    fn regression_openldap_flat_settings_map_to_one_server_and_entries_table() {
+        let s = settings(serde_json::json!({
+            "Server": "ldap.example.org:1636",
+            "DistinguishedName": "DC=example,DC=org",
+            "Login": "cn=admin,dc=example,dc=org",
+            "Password": "pw-123",
+            "Filter": "(|(objectclass=person)(objectclass=ou))",
+            "Scope": "SubTree",
+            "SSL": true,
+            "IsLdapPasswordReset": true,
+            "AsAdLds": false,
+        }))
+        .expect("flat settings");
+        assert_eq!(s.servers.len(), 1);
+        assert_eq!(s.servers[0].host, "ldap.example.org");
+        assert_eq!(s.servers[0].port, 1636);
+        assert_eq!(s.servers[0].tls, Tls::Ldaps);
+        assert!(matches!(s.servers[0].auth, Auth::Basic { .. }));
+        assert_eq!(s.tables.len(), 1);
+        assert_eq!(s.entries().table, "entries");
+        assert_eq!(s.entries().base_dn, "DC=example,DC=org");
+        assert_eq!(
+            s.entries().filter,
+            "(|(objectclass=person)(objectclass=ou))"
+        );
+        assert_eq!(s.entries().scope, Scope::Subtree);
+        assert!(s.password_reset);
+        // Without SSL, the default port of plain LDAP; without Login/Password, anonymous.
+        let s = settings(serde_json::json!({"Server": "h", "DistinguishedName": "dc=x"}))
+            .expect("anonymous");
+        assert_eq!(
+            (s.servers[0].port, s.servers[0].tls),
+            (LDAP_PORT, Tls::None)
+        );
+        assert_eq!(s.servers[0].auth, Auth::Anonymous);
+        assert_eq!(s.entries().filter, "(objectClass=*)");
+        // DistinguishedName is the base of the search: required.
+        let e = settings(serde_json::json!({"Server": "h", "Login": "cn=a", "Password": "pw-123"}))
+            .expect_err("no DN");
+        assert!(e.to_string().contains("DistinguishedName"), "{e}");
+        assert!(!e.to_string().contains("pw-123"));
+        let e = settings(serde_json::json!({"Filter": "(cn=*)"})).expect_err("no server");
+        assert!(e.to_string().contains("without Server"), "{e}");
+    }
+
+    /// Issue #9: the two shapes mixed is an error that says which to keep.
+    #[test]
+    fn regression_ldap_mixed_settings_shapes_are_refused_naming_what_to_keep() {
+        let e = settings(serde_json::json!({
+            "Servers": [{"Server": "h"}],
+            "Tables": [{"Table": "entries", "BaseDN": "dc=x"}],
+            "DistinguishedName": "dc=x",
+            "Password": "pw-123",
+        }))
+        .expect_err("mixed");
+        let m = e.to_string();
+        assert!(m.contains("Servers, Tables"), "{m}");
+        assert!(m.contains("DistinguishedName, Password"), "{m}");
+        assert!(m.contains("keep either Servers and Tables"), "{m}");
+        assert!(!m.contains("pw-123"), "{m}");
+    }
+
+    /// Issue #9: AsAdLds is documented (as required) for LDAP fulfill: false is accepted,
+    /// true is refused because idlink does not implement AD LDS specifics.
+    #[test]
+    fn regression_ldap_as_ad_lds_false_is_accepted_and_true_refused() {
+        let base = serde_json::json!({
+            "Servers": [{"Server": "h", "NoSigning": true, "Controls": ["PagedResult", "DomainScope"]}],
+            "Tables": [{"Table": "entries", "BaseDN": "dc=x"}],
+        });
+        let mut ok = base.clone();
+        ok["AsAdLds"] = serde_json::json!(false);
+        settings(ok).expect("AsAdLds false");
+        let mut refused = base;
+        refused["AsAdLds"] = serde_json::json!(true);
+        let e = settings(refused).expect_err("AsAdLds true");
+        assert!(e.to_string().contains("AD LDS"), "{e}");
+    }
+
+    fn check(json: &str) -> Vec<String> {
+        let mut d = idlink_model::diag::Diagnostics::default();
+        let s = idlink_model::settings::parse("appsettings.agent.json", json.as_bytes(), &mut d);
+        for c in &s.connections {
+            idlink_model::settings::check_against(
+                c,
+                "Usercube.OpenLDAP@0000001",
+                &SETTINGS,
+                &mut d,
+            );
+        }
+        d.iter()
+            .map(|d| {
+                format!(
+                    "{}: {} ({})",
+                    d.rule,
+                    d.message,
+                    d.hint.clone().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    /// Issue #9: `check` reads the OpenLDAP page's examples (export and fulfill, booleans as
+    /// strings) with no finding, and says which shape to keep when they are mixed.
+    #[test]
+    fn regression_openldap_flat_settings_pass_check_and_mixing_says_what_to_keep() {
+        let found = check(
+            r#"{"Connections": {
+                "OpenLDAPExport": {"Server": "ldap.example.org", "DistinguishedName": "DC=example,DC=org",
+                    "Login": "cn=admin,dc=example,dc=org", "Password": "pw-1",
+                    "Filter": "(|(objectclass=person)(objectclass=ou))", "Scope": "SubTree", "SSL": "true"},
+                "OpenLDAPFulfillment": {"Server": "ldap.example.org", "DistinguishedName": "DC=example,DC=org",
+                    "Login": "cn=admin,dc=example,dc=org", "Password": "pw-1", "SSL": "true",
+                    "IsLdapPasswordReset": "true"},
+                "LDAPFulfillment": {"Servers": [{"Server": "h", "AuthType": "Basic", "Login": "cn=a", "Password": "pw-1"}],
+                    "Tables": [{"Table": "entries", "BaseDN": "DC=example,DC=org"}],
+                    "IsLdapPasswordReset": true, "AsAdLds": false}
+            }}"#,
+        );
+        assert!(found.is_empty(), "{found:?}");
+        let found = check(
+            r#"{"Connections": {"Dir": {"Servers": [{"Server": "h"}], "Tables": [{"Table": "entries", "BaseDN": "dc=x"}],
+                "DistinguishedName": "dc=x", "Password": "pw-1"}}}"#,
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("mixes two shapes"), "{found:?}");
+        assert!(
+            found[0].contains("keep only Servers, Tables, or keep only Server"),
+            "{found:?}"
+        );
+        assert!(!found[0].contains("pw-1"), "{found:?}");
+        let found = check(r#"{"Connections": {"Dir": {"SizeLimit": 5}}}"#);
+        assert!(
+            found
+                .iter()
+                .any(|m| m.contains("at least one of Servers, Server")),
+            "{found:?}"
+        );
     }
 }

@@ -39,6 +39,11 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
             Kind::Bool,
             "send changes as /Bulk requests",
         ),
+        Field::no_effect(
+            "ScimSyntax",
+            Kind::Enum(&["RFC", "Salesforce", "CyberArk"]),
+            "picks a vendor's SCIM dialect; idlink's SCIM client is to speak RFC 7643/7644 only (no Salesforce or CyberArk variant)",
+        ),
         Field::optional(
             "BulkMaxOperation",
             Kind::Int {
@@ -48,9 +53,58 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
             "most operations in one /Bulk request",
         ),
     ],
-    constraints: &[Constraint::AtMostOne(&[
-        "Password",
-        "OAuthToken",
-        "ApplicationKey",
-    ])],
+    // As the SCIM page documents, an account's Login/Password may go with the application's
+    // ApplicationId/ApplicationKey (together they obtain a token); a ready OAuthToken replaces
+    // both.
+    constraints: &[
+        Constraint::AtMostOne(&["OAuthToken", "Password"]),
+        Constraint::AtMostOne(&["OAuthToken", "ApplicationKey"]),
+    ],
 };
+
+#[cfg(test)]
+mod tests {
+    use idlink_model::diag::Diagnostics;
+    use idlink_model::settings::{check_against, parse};
+
+    use super::SETTINGS;
+
+    fn check(json: &str) -> Vec<String> {
+        let mut d = Diagnostics::default();
+        let s = parse("appsettings.agent.json", json.as_bytes(), &mut d);
+        for c in &s.connections {
+            check_against(c, "Usercube.SCIM@0000001", &SETTINGS, &mut d);
+        }
+        d.iter()
+            .map(|d| format!("{}: {}", d.rule, d.message))
+            .collect()
+    }
+
+    /// Issue #9: the SCIM page's own example (an account's Login/Password with the
+    /// application's ApplicationId/ApplicationKey, and ScimSyntax) passes check untouched.
+    #[test]
+    fn regression_scim_documented_login_password_with_application_credentials_pass_check() {
+        let found = check(
+            r#"{"Connections": {"SCIMExport": {
+                "ApplicationId": "app-1", "Server": "https://scim.example.org/services/scim",
+                "ApplicationKey": "key-1", "Login": "admin", "Password": "pw-1",
+                "Filter": "Users|?filter=active eq \"true\"", "ScimSyntax": "RFC",
+                "ServiceSupportBulk": true, "BulkMaxOperation": 10
+            }}}"#,
+        );
+        assert!(found.is_empty(), "{found:?}");
+        // A ready token goes alone.
+        let found = check(
+            r#"{"Connections": {"S": {"Server": "https://x", "OAuthToken": "t", "Password": "p"}}}"#,
+        );
+        assert!(
+            found
+                .iter()
+                .any(|m| m.contains("only one of OAuthToken, Password")),
+            "{found:?}"
+        );
+        let found =
+            check(r#"{"Connections": {"S": {"Server": "https://x", "ScimSyntax": "Okta"}}}"#);
+        assert!(found.iter().any(|m| m.contains("ScimSyntax")), "{found:?}");
+    }
+}

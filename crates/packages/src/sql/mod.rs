@@ -177,8 +177,24 @@ impl SqlPackage {
             Source::Command(sql) => Ok(vec![(sql.clone(), None)]),
             Source::File(file) => {
                 let path = self.env.source_path(file)?;
-                let sql = std::fs::read_to_string(&path)
-                    .map_err(|e| PackageError::io("read", &path, e))?;
+                let bytes = std::fs::read(&path).map_err(|e| PackageError::io("read", &path, e))?;
+                let wanted = self.settings.file_encoding;
+                // A byte order mark wins over CsvEncoding, as .NET's readers do.
+                let (sql, used, malformed) = wanted.encoding().decode(&bytes);
+                if malformed {
+                    return Err(PackageError::Data {
+                        location: path.display().to_string(),
+                        message: format!(
+                            "the SqlFile is not valid {} (CsvEncoding): save it in that encoding or set CsvEncoding to the file's",
+                            if used == wanted.encoding() {
+                                wanted.name
+                            } else {
+                                used.name()
+                            }
+                        ),
+                    });
+                }
+                let sql = sql.into_owned();
                 if sql.trim().is_empty() {
                     return Err(PackageError::Data {
                         location: path.display().to_string(),

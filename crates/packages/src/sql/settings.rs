@@ -18,6 +18,7 @@ use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use super::relay::DEFAULT_MAX_MESSAGE;
 pub use super::tls::{SslMode, TlsSettings};
 use crate::api::{PackageError, parse_settings};
+use crate::csv::decode::SourceEncoding;
 
 /// `ConnectionString`, then `SqlCommand` or `SqlFile` (neither: every mapped table).
 pub static SETTINGS: SettingsSchema = SettingsSchema {
@@ -39,6 +40,21 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
             "SqlFile",
             Kind::String,
             "file holding the query whose result is exported",
+        ),
+        Field::optional(
+            "CsvEncoding",
+            Kind::CheckedString(crate::csv::settings::check_encoding),
+            "encoding of the SqlFile (default UTF-8; a byte order mark wins)",
+        ),
+        Field::no_effect(
+            "ProviderClassFullName",
+            Kind::String,
+            "names a .NET ADO.NET provider class; idlink connects with its own PostgreSQL, MySQL/MariaDB and SQLite drivers, chosen by the package or the connection string",
+        ),
+        Field::no_effect(
+            "ProviderDllName",
+            Kind::String,
+            "names the .NET assembly of an ADO.NET provider; idlink loads no .NET assembly: its drivers are built in",
         ),
         Field::optional(
             "Timeout",
@@ -226,6 +242,8 @@ pub struct SqlSettings {
     pub max_message: u64,
     /// TLS (PostgreSQL; MySQL connects without TLS, see [`parse_tls`]).
     pub tls: TlsSettings,
+    /// `CsvEncoding`: how the `SqlFile` is decoded.
+    pub file_encoding: SourceEncoding,
 }
 
 impl std::fmt::Debug for SqlSettings {
@@ -253,6 +271,7 @@ struct Raw {
     timeout: Option<u64>,
     max_message_size: Option<u64>,
     isolation_level: Option<String>,
+    csv_encoding: Option<String>,
 }
 
 impl SqlSettings {
@@ -322,6 +341,17 @@ impl SqlSettings {
         if let Some(p) = password {
             secrets.add(p);
         }
+        let file_encoding = match raw.csv_encoding.as_deref().map(str::trim) {
+            None | Some("") => SourceEncoding::UTF8,
+            Some(name) => SourceEncoding::from_name(name).ok_or_else(|| {
+                err(
+                    "CsvEncoding",
+                    crate::csv::settings::check_encoding(name)
+                        .err()
+                        .unwrap_or_default(),
+                )
+            })?,
+        };
         Ok(SqlSettings {
             target,
             source,
@@ -330,6 +360,7 @@ impl SqlSettings {
             secrets,
             max_message,
             tls,
+            file_encoding,
         })
     }
 }

@@ -1082,3 +1082,46 @@ async fn openldap_complete_export_without_mapping_reads_every_attribute_once() {
         "Changed"
     );
 }
+
+/// Issue #9: the OpenLDAP page's own shape (Server, DistinguishedName, Login, Password, Filter,
+/// Scope, SSL at the connection level, values as strings the way the page writes them) runs
+/// against a real slapd as one server and one `entries` table.
+#[tokio::test]
+async fn regression_openldap_flat_settings_shape_exports_entries() {
+    let flat = json!({
+        "Server": server(),
+        "DistinguishedName": "ou=people,dc=example,dc=org",
+        "Login": ADMIN_DN,
+        "Password": SLAPD.admin_password(),
+        "Filter": "(objectClass=inetOrgPerson)",
+        "Scope": "SubTree",
+        "SSL": false,
+    });
+    let i = instance(OPENLDAP, flat.clone(), vec![]);
+    let (_, tables) = export(i.as_ref(), None).await.expect("export");
+    let entries = &tables["Directory_entries"];
+    let jdoe = row(entries, "uid=jdoe,ou=people,dc=example,dc=org");
+    assert_eq!(jdoe["objectClass"], "inetOrgPerson");
+    assert!(
+        rows(entries)
+            .iter()
+            .skip(1)
+            .all(|r| r[0].ends_with("ou=people,dc=example,dc=org")),
+        "DistinguishedName is the base of the search:\n{entries}"
+    );
+    // A wrong password is told as such: the flat Login/Password are used to bind.
+    let mut wrong = flat.clone();
+    wrong["Password"] = json!("not-the-password-77");
+    let i = instance(OPENLDAP, wrong, vec![]);
+    let e = export(i.as_ref(), None).await.expect_err("bad password");
+    assert!(!e.to_string().contains("not-the-password-77"), "{e}");
+    // Mixing it with the LDAP page's shape is refused, saying what to keep.
+    let mut mixed = flat;
+    mixed["Tables"] = json!([{"Table": "entries", "BaseDN": SUFFIX}]);
+    let e = try_instance(OPENLDAP, mixed, vec![])
+        .err()
+        .expect("mixed shapes");
+    let m = e.to_string();
+    assert!(m.contains("keep either Servers and Tables"), "{m}");
+    assert!(!m.contains(SLAPD.admin_password()), "{m}");
+}

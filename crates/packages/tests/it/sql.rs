@@ -1294,3 +1294,40 @@ fn mysql_tls_modes_are_refused_when_settings_are_checked() {
         );
     }
 }
+
+/// Issue #9: `CsvEncoding` (documented: the encoding of the SqlFile, default UTF-8) is used:
+/// a Windows-1252 SqlFile reads right with it, and is refused without it rather than garbled.
+/// `ProviderClassFullName` and `ProviderDllName` are accepted without effect.
+#[test]
+fn regression_sql_csv_encoding_decodes_the_sql_file() {
+    let folder = Folder::new();
+    let db = folder.base().join("data/hr.db");
+    block_on(sqlite_file(&db, LITE_SETUP));
+    // `SELECT name FROM people WHERE name = 'Émile'` in Windows-1252 (É is 0xC9).
+    let mut query = b"SELECT name FROM people WHERE name = '".to_vec();
+    query.push(0xC9);
+    query.extend_from_slice(b"mile'");
+    std::fs::write(folder.base().join("data/q.sql"), &query).expect("write");
+    let settings = json!({
+        "ConnectionString": "Data Source=data/hr.db",
+        "SqlFile": "data/q.sql",
+        "CsvEncoding": "Windows-1252",
+        "ProviderClassFullName": "System.Data.SQLite.SQLiteFactory",
+        "ProviderDllName": "System.Data.SQLite.dll",
+    });
+    let text = folder.export_one(LITE_ID, settings.clone());
+    assert_eq!(text, "name\nÉmile\n");
+    let mut utf8 = settings.clone();
+    utf8["CsvEncoding"] = json!("UTF-8");
+    let e = folder.export(LITE_ID, utf8).expect_err("not UTF-8");
+    assert!(
+        e.to_string().contains("not valid UTF-8 (CsvEncoding)"),
+        "{e}"
+    );
+    let mut unknown = settings;
+    unknown["CsvEncoding"] = json!("EBCDIC");
+    let e = folder
+        .export(LITE_ID, unknown)
+        .expect_err("unknown encoding");
+    assert!(e.to_string().contains("CsvEncoding"), "{e}");
+}
