@@ -134,7 +134,7 @@ impl Engine {
         let mut settings = match checked.settings.connection(&connection.id.value) {
             Some(s) => typed_json(s, package.settings),
             // A package none of whose settings is required runs without any (FulfillToFile).
-            None if package.settings.fields.iter().all(|f| !f.required) => {
+            None if package.settings.optional_as_a_whole() => {
                 serde_json::Value::Object(Default::default())
             }
             None => {

@@ -60,6 +60,12 @@ impl SettingsSchema {
         constraints: &[],
     };
 
+    /// Whether a connection of this package may have no settings entry at all: nothing is
+    /// required, by a field or by a rule across fields.
+    pub fn optional_as_a_whole(&self) -> bool {
+        self.fields.iter().all(|f| !f.required) && self.constraints.is_empty()
+    }
+
     /// Field lookup; setting names are case-insensitive, as in .NET configuration.
     pub fn field(&self, name: &str) -> Option<&Field> {
         self.fields

@@ -1060,9 +1060,40 @@ impl<'c> Validator<'c> {
         }
     }
 
+    /// Documented settings and sections idlink accepts without effect: one information line
+    /// per kind (shown by `check -v`), never an "unknown" warning.
+    fn settings_without_effect(&mut self) {
+        let mut items = self.settings.without_effect.clone();
+        for conn in &self.config.connections {
+            let (Some(p), Some(s)) = (
+                self.package_of(conn),
+                self.settings.connection(&conn.id.value),
+            ) else {
+                continue;
+            };
+            if p.availability == Availability::Supported {
+                items.extend(settings::settings_without_effect(s, p.id, p.settings));
+            }
+        }
+        for item in settings::once_per_kind(items) {
+            self.diags.push(
+                Diagnostic::new(
+                    Rule::AcceptedWithoutEffect,
+                    item.at.clone(),
+                    format!(
+                        "{} is accepted without effect in idlink: {}",
+                        item.kind, item.why
+                    ),
+                )
+                .hint("nothing to change"),
+            );
+        }
+    }
+
     /// Rule 4: every connection has settings that match its package's schema; settings for
     /// unknown connections are reported.
     fn agent_settings(&mut self) {
+        self.settings_without_effect();
         let where_ = self
             .settings
             .file
@@ -1096,7 +1127,7 @@ impl<'c> Validator<'c> {
                         );
                     }
                 }
-                None if p.settings.fields.is_empty() || self.settings.unreadable => {}
+                None if p.settings.optional_as_a_whole() || self.settings.unreadable => {}
                 None => {
                     let required: Vec<&str> = p
                         .settings

@@ -235,3 +235,82 @@ fn regression_redaction_hides_the_password_but_keeps_host_database_and_user() {
     .expect("attempt");
     assert!(!attempt.contains("Zq9-unique-secret"), "{attempt}");
 }
+
+#[test]
+fn regression_documented_settings_without_effect_are_listed_with_verbose_only() {
+    let root = repo_root();
+    let (code, quiet) = run(
+        &root,
+        &["check", "--config", "examples/documented-settings"],
+        &[],
+    );
+    assert_eq!(code, 0, "{quiet}");
+    assert!(!quiet.contains("accepted-without-effect"), "{quiet}");
+    assert!(!quiet.contains("unknown-setting"), "{quiet}");
+    let (code, verbose) = run(
+        &root,
+        &["check", "-v", "--config", "examples/documented-settings"],
+        &[],
+    );
+    assert_eq!(code, 0, "{verbose}");
+    assert!(
+        verbose.contains(
+            "info[accepted-without-effect]: setting NoSigning of Usercube.LDAP@0000001 is accepted without effect"
+        ),
+        "{verbose}"
+    );
+    assert!(
+        verbose.contains("top-level section 'OpenId' is accepted without effect"),
+        "{verbose}"
+    );
+}
+
+#[test]
+fn regression_fulfill_to_file_connection_needs_no_settings_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("c.xml"),
+        r#"<?xml version="1.0" encoding="utf-8"?>
+<ConfigurationFile xmlns="urn:schemas-usercube-com:configuration">
+  <Connector Identifier="Cloud" DisplayName_L1="Cloud" />
+  <Connection Identifier="CloudOrders" DisplayName_L1="Orders" Connector="Cloud" Package="Usercube.FulfillToFile@0000001" />
+  <EntityType Identifier="Person" DisplayName_L1="Person"><Property Identifier="id" DisplayName_L1="Id" IsKey="true" /></EntityType>
+  <EntityType Identifier="Account" DisplayName_L1="Account"><Property Identifier="id" DisplayName_L1="Id" IsKey="true" /></EntityType>
+  <ResourceType Identifier="CloudAccount" DisplayName_L1="Account" SourceEntityType="Person" TargetEntityType="Account" />
+</ConfigurationFile>
+"#,
+    )
+    .expect("xml");
+    std::fs::create_dir(dir.path().join("out")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("appsettings.agent.json"),
+        r#"{"SourcesRootPaths": ["out"]}"#,
+    )
+    .expect("json");
+    let (code, out) = run(dir.path(), &["check", "--config", "."], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("missing-settings"), "{out}");
+    std::fs::write(
+        dir.path().join("o.json"),
+        r#"{"ProvisioningOrdersList": [{"Id": "1", "ChangeType": "Added", "ResourceType": {"Identifier": "CloudAccount"}, "Changes": {"id": "a"}}]}"#,
+    )
+    .expect("orders");
+    let (code, out) = run(
+        dir.path(),
+        &[
+            "fulfill",
+            "--config",
+            ".",
+            "--connection",
+            "CloudOrders",
+            "--orders",
+            "o.json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let written: Vec<_> = std::fs::read_dir(dir.path().join("out/FulfillToFile"))
+        .expect("the default folder")
+        .collect();
+    assert_eq!(written.len(), 1, "{out}");
+}
