@@ -42,6 +42,29 @@ pub fn check_packages(
             continue;
         };
         let Some(settings) = checked.settings.connection(id) else {
+            // No settings entry (allowed when the package requires nothing): the package's
+            // own defaults must still work, e.g. a default folder under SourcesRootPaths.
+            if package.settings.optional_as_a_whole()
+                && let Err(e) = registry.instantiate(
+                    package,
+                    serde_json::Value::Object(Default::default()),
+                    crate::connection::environment(checked, config_dir, id),
+                )
+                && !matches!(e, PackageError::NotAvailable { .. })
+            {
+                out.push(
+                    Diagnostic::new(
+                        Rule::SettingValue,
+                        connection.id.at.clone(),
+                        format!("connection '{id}' has no settings, and its package's defaults do not work here: {e}"),
+                    )
+                    .hint(format!(
+                        "add \"Connections\": {{ \"{id}\": {{ ... }} }} to {} with the settings {} needs",
+                        checked.settings.file.as_deref().unwrap_or("appsettings.agent.json"),
+                        package.id
+                    )),
+                );
+            }
             continue;
         };
         if already_reported(checked, settings) {

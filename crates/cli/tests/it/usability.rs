@@ -314,3 +314,26 @@ fn regression_fulfill_to_file_connection_needs_no_settings_entry() {
         .collect();
     assert_eq!(written.len(), 1, "{out}");
 }
+
+#[test]
+fn regression_check_tries_the_defaults_of_a_connection_without_settings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("c.xml"),
+        r#"<?xml version="1.0" encoding="utf-8"?>
+<ConfigurationFile xmlns="urn:schemas-usercube-com:configuration">
+  <Connector Identifier="Cloud" DisplayName_L1="Cloud" />
+  <Connection Identifier="CloudOrders" DisplayName_L1="Orders" Connector="Cloud" Package="Usercube.FulfillToFile@0000001" />
+</ConfigurationFile>
+"#,
+    )
+    .expect("xml");
+    // No SourcesRootPaths: the default output folder has nowhere to go.
+    std::fs::write(dir.path().join("appsettings.agent.json"), "{}").expect("json");
+    let (code, out) = run(dir.path(), &["check", "--config", "."], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("c.xml:4:") && out.contains("connection 'CloudOrders' has no settings"),
+        "{out}"
+    );
+}
