@@ -294,6 +294,61 @@ fn finish(journal_file: &Path, journal: &Journal) -> Result<(), EngineError> {
     sync_dir(parent(journal_file)).map_err(|e| io("sync", parent(journal_file), e))
 }
 
+/// A journal moves and removes files: before acting on one, check that it names only files
+/// of its connection in the folders a commit uses (the output folder, its staging folder, the
+/// cookies folder), so a planted or altered journal cannot make recovery touch anything else.
+fn check_journal(journal_file: &Path, j: &Journal) -> Result<(), String> {
+    use std::path::Component;
+    let id = j.connection.to_ascii_lowercase();
+    let stem = journal_file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .map(str::to_ascii_lowercase);
+    if id.is_empty() || id.contains(['/', '\\', '_']) || stem.as_deref() != Some(id.as_str()) {
+        return Err(format!(
+            "it is for connection '{}', not the one its file name says",
+            j.connection
+        ));
+    }
+    let cookies = parent(journal_file);
+    let staging = j.staging.as_path();
+    let staging_ok = staging
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| {
+            n.to_ascii_lowercase()
+                .starts_with(&format!(".staging-{id}"))
+        });
+    let Some(out) = staging.parent().filter(|_| staging_ok) else {
+        return Err(format!(
+            "its staging folder '{}' is not a staging folder of '{}'",
+            staging.display(),
+            j.connection
+        ));
+    };
+    let old = staging.join("old");
+    let of_connection = |p: &Path, dirs: &[&Path]| {
+        !p.components().any(|c| matches!(c, Component::ParentDir))
+            && p.parent().is_some_and(|d| dirs.contains(&d))
+            && p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.to_ascii_lowercase().starts_with(&id))
+    };
+    for m in &j.moves {
+        let ok = of_connection(&m.to, &[out, cookies])
+            && of_connection(&m.from, &[staging, cookies])
+            && of_connection(&m.backup, &[old.as_path(), cookies]);
+        if !ok {
+            return Err(format!(
+                "it names files outside the folders of a commit of '{}' ('{}')",
+                j.connection,
+                m.to.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What [`recover`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recovery {
@@ -322,6 +377,16 @@ pub fn recover(journal_file: &Path) -> Result<Recovery, EngineError> {
             )),
         )
     })?;
+    if let Err(why) = check_journal(journal_file, &journal) {
+        return Err(EngineError::io(
+            "trust the commit journal",
+            journal_file,
+            std::io::Error::other(format!(
+                "{why}; idlink writes no such journal, so nothing was moved or removed: \
+                 find out who wrote it, then remove it"
+            )),
+        ));
+    }
     match journal.state {
         State::Prepared => {
             roll_back(&journal)?;
@@ -456,6 +521,44 @@ mod tests {
                 assert_eq!(recover(&journal).unwrap(), Recovery::Nothing);
             }
         }
+    }
+
+    #[test]
+    fn regression_a_planted_journal_cannot_make_recovery_touch_other_files() {
+        let s = set();
+        write_old(&s);
+        let victim = s.out.parent().unwrap().join("precious.txt");
+        fs::write(&victim, "keep me").unwrap();
+        let (staging, mut moves) = stage(&s, false);
+        // A journal that "rolls back" a new file where the victim is.
+        moves[0].to = victim.clone();
+        fs::remove_file(&moves[0].from).unwrap();
+        let journal = journal_path(&s.cookies, "D");
+        let planted = Journal {
+            connection: "D".into(),
+            state: State::Prepared,
+            staging,
+            moves,
+        };
+        fs::write(&journal, serde_json::to_vec(&planted).unwrap()).unwrap();
+        let e = recover(&journal).unwrap_err();
+        assert!(e.to_string().contains("outside the folders"), "{e}");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+        // A journal for another connection, or with `..`, is refused too.
+        let (staging, moves) = stage(&s, true);
+        let mut other = Journal {
+            connection: "Other".into(),
+            state: State::Committed,
+            staging: staging.clone(),
+            moves: moves.clone(),
+        };
+        fs::write(&journal, serde_json::to_vec(&other).unwrap()).unwrap();
+        assert!(recover(&journal).is_err());
+        other.connection = "D".into();
+        other.moves[1].backup = s.cookies.join("..").join("ExportCookies").join("D.x");
+        fs::write(&journal, serde_json::to_vec(&other).unwrap()).unwrap();
+        assert!(recover(&journal).is_err());
+        assert!(staging.exists(), "nothing was removed");
     }
 
     #[test]

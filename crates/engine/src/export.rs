@@ -582,8 +582,10 @@ pub fn recover_connection(
     output_dir: Option<&Path>,
     connection: &str,
 ) -> Result<Vec<String>, EngineError> {
-    let cookies = cookies_dir(work_dir);
-    let output = output_dir.map_or_else(|| work_dir.join("ExportOutput"), Path::to_path_buf);
+    let absolute = |p: &Path| std::path::absolute(p).map_err(|e| EngineError::io("resolve", p, e));
+    let cookies = absolute(&cookies_dir(work_dir))?;
+    let output =
+        absolute(&output_dir.map_or_else(|| work_dir.join("ExportOutput"), Path::to_path_buf))?;
     fs::create_dir_all(&cookies).map_err(|e| EngineError::io("create", &cookies, e))?;
     let _lock = lock(&cookies, connection)?;
     repair(connection, &output, &cookies)
