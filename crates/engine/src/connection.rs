@@ -70,27 +70,6 @@ impl Opened {
             capability,
         }
     }
-
-    /// Assembles an opened connection from parts (tests with a scripted package use
-    /// [`Engine::open`] with a registry instead; this is for callers that build instances).
-    pub fn from_parts(
-        engine: Engine,
-        connection: &str,
-        package: &'static PackageInfo,
-        instance: Arc<dyn Instance>,
-        env: Environment,
-        redactor: Redactor,
-    ) -> Result<Self, EngineError> {
-        let index = find(engine.checked(), connection)?;
-        Ok(Opened {
-            engine,
-            index,
-            package,
-            instance,
-            env,
-            redactor,
-        })
-    }
 }
 
 fn find(checked: &Checked, id: &str) -> Result<usize, EngineError> {

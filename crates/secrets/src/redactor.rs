@@ -83,13 +83,6 @@ impl Redactor {
         }
     }
 
-    /// Adds every value of another redactor.
-    pub fn extend(&mut self, other: &Redactor) {
-        for s in &other.secrets {
-            self.add(s.expose_secret());
-        }
-    }
-
     pub fn is_empty(&self) -> bool {
         self.secrets.is_empty()
     }
