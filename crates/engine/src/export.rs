@@ -350,10 +350,9 @@ impl Opened {
     ) -> Result<ExportReport, EngineError> {
         let started = Instant::now();
         let id = self.id().to_string();
-        let export = self
-            .instance
-            .export()
-            .ok_or_else(|| self.unsupported("export"))?;
+        if self.instance.export().is_none() {
+            return Err(self.unsupported("export"));
+        }
         if !self.connection().export_enabled() {
             return Err(EngineError::Deactivated { connection: id });
         }
@@ -410,26 +409,58 @@ impl Opened {
         let token = cancel.clone();
         let mut out = ExportOutput::new(&id, prepared.staging.path())
             .with_cancel(Box::new(move || token.is_cancelled()));
-        let request = ExportRequest {
-            // Incremental only after a complete export left a cookie.
-            incremental: prepared.cookie.is_some(),
-            cookie: prepared.cookie.as_deref(),
-            progress: &*progress,
-        };
+        let incremental = prepared.cookie.is_some();
         progress.phase(&format!("exporting {id} ({})", self.package.id));
         tracing::info!(
             connection = %id,
             package = self.package.id,
-            incremental = request.incremental,
+            incremental,
             "export starts"
         );
         let cancelled = || EngineError::Cancelled {
             what: "the export",
             connection: id.clone(),
         };
-        let outcome = tokio::select! {
-            r = export.export(&request, &mut out) => Some(r),
-            () = cancel.cancelled() => None,
+        // The package runs on a blocking-pool thread that drives its future: packages read
+        // files and write rows synchronously between awaits, and that must not stall the
+        // runtime's workers (a server runs other work on them). Network I/O still goes
+        // through the runtime's reactor.
+        let runtime = tokio::runtime::Handle::current();
+        let package = self.package.id;
+        let (instance, cookie, run_cancel, run_progress) = (
+            self.instance.clone(),
+            prepared.cookie.clone(),
+            cancel.clone(),
+            progress.clone(),
+        );
+        let run = tokio::task::spawn_blocking(move || {
+            let outcome = runtime.block_on(async {
+                let Some(export) = instance.export() else {
+                    return Some(Err(idlink_packages::PackageError::Unsupported {
+                        package: package.to_string(),
+                        capability: "export",
+                    }));
+                };
+                let request = ExportRequest {
+                    // Incremental only after a complete export left a cookie.
+                    incremental,
+                    cookie: cookie.as_deref(),
+                    progress: &*run_progress,
+                };
+                tokio::select! {
+                    r = export.export(&request, &mut out) => Some(r),
+                    () = run_cancel.cancelled() => None,
+                }
+            });
+            (outcome, out)
+        })
+        .await;
+        let (outcome, out) = match run {
+            Ok(r) => r,
+            Err(e) => {
+                let e = EngineError::Contract(format!("the package's export task failed: {e}"));
+                return Err(discard(prepared, e).await);
+            }
         };
         let outcome = match outcome {
             Some(Ok(o)) => o,

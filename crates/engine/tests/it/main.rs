@@ -37,7 +37,7 @@ static PACKAGE: PackageInfo = PackageInfo {
 enum Script {
     Succeed,
     Fail,
-    /// Writes rows until the run is cancelled (never returns on its own).
+    /// Writes rows until the run is cancelled (or for a very long while).
     Endless,
 }
 
@@ -61,7 +61,8 @@ impl Export for Scripted {
         let entries = out.create(Some("entries"), &["dn", "cn"])?;
         let members = out.create(Some("member"), &["dn", "member"])?;
         let mut i = 0usize;
-        while i < self.rows || self.script == Script::Endless {
+        // "Endless" stops after a long while, so a test of cancellation fails rather than hangs.
+        while i < self.rows || (self.script == Script::Endless && i < 20_000_000) {
             out.write(entries, [format!("cn={i}"), format!("run{run}")])?;
             out.write(members, [format!("cn=g{i}"), format!("cn={i}")])?;
             i += 1;
@@ -579,4 +580,38 @@ async fn regression_a_damaged_journal_stops_the_export_without_claiming_the_tabl
         attempt.contains("\"previous_set_unchanged\": false"),
         "{attempt}"
     );
+}
+
+/// The scripted package never yields (like a package reading a file synchronously): on a
+/// single-threaded runtime the test's own task must still run, so the export is not on the
+/// executor's only worker.
+#[tokio::test(flavor = "current_thread")]
+async fn regression_a_package_that_never_yields_does_not_stall_the_runtime() {
+    let w = World::new();
+    let opened = w.engine(0, Script::Endless, "").open("Dir").expect("open");
+    let cancel = CancellationToken::new();
+    let started = std::time::Instant::now();
+    let task = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            opened
+                .export(&ExportOptions::default(), Arc::new(NoProgress), &cancel)
+                .await
+        })
+    };
+    // Wakes on time only if the runtime's one worker is free while the package runs (else
+    // after the package's long run, seconds later).
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let woke = started.elapsed();
+    cancel.cancel();
+    assert!(
+        woke < std::time::Duration::from_secs(3),
+        "the test's task waited {woke:?} for the package to yield"
+    );
+    let e = tokio::time::timeout(std::time::Duration::from_secs(10), task)
+        .await
+        .expect("stops soon after the cancel")
+        .expect("task")
+        .expect_err("cancelled");
+    assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
 }
