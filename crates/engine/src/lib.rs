@@ -9,6 +9,7 @@
 
 pub mod check;
 pub mod commit;
+pub mod conformance;
 pub mod connection;
 pub mod export;
 pub mod fulfill;

@@ -1239,6 +1239,41 @@ impl FileCx<'_> {
 
 /// Reads the attributes of one element, remembering which were asked for so the rest can be
 /// reported as unknown (with a suggestion).
+/// Element -> attribute -> how the loader reads it (a type, or "accepted without effect: ..."),
+/// collected while [`record_attributes`] runs: `docs/conformance.md` is made from it, so it
+/// tells what the loader really reads.
+pub type AttributeReads =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
+
+thread_local! {
+    static RECORDED: std::cell::RefCell<Option<AttributeReads>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (which loads configurations) and returns what it returned and every attribute
+/// the loader read, per element, with how it read it.
+pub fn record_attributes<T>(f: impl FnOnce() -> T) -> (T, AttributeReads) {
+    RECORDED.with(|r| *r.borrow_mut() = Some(AttributeReads::new()));
+    let out = f();
+    let reads = RECORDED.with(|r| r.borrow_mut().take()).unwrap_or_default();
+    (out, reads)
+}
+
+fn record(element: &str, name: &str, how: impl FnOnce() -> String) {
+    RECORDED.with(|r| {
+        if let Some(map) = r.borrow_mut().as_mut() {
+            let el = map.entry(element.to_string()).or_default();
+            let how = how();
+            // A more specific read (required, a type) replaces a plain one.
+            match el.get(name) {
+                Some(old) if old.len() >= how.len() && !how.starts_with("string, required") => {}
+                _ => {
+                    el.insert(name.to_string(), how);
+                }
+            }
+        }
+    });
+}
+
 struct Attrs<'d> {
     diags: &'d mut Diagnostics,
     at: Loc,
@@ -1274,6 +1309,7 @@ impl<'d> Attrs<'d> {
 
     fn find(&mut self, name: &'static str) -> Option<usize> {
         self.asked.push(name);
+        record(&self.element, name, || "string".to_string());
         let i = self.attrs.iter().position(|(n, _, _)| n == name)?;
         self.used[i] = true;
         Some(i)
@@ -1306,6 +1342,7 @@ impl<'d> Attrs<'d> {
     /// A required attribute. When absent, reports it and returns an empty value located at the
     /// element, which later rules skip (it is already reported).
     fn required(&mut self, name: &'static str) -> Text {
+        record(&self.element, name, || "string, required".to_string());
         match self.text(name) {
             Some(t) => t,
             None => {
@@ -1370,6 +1407,9 @@ impl<'d> Attrs<'d> {
     }
 
     fn bool(&mut self, name: &'static str, default: bool) -> bool {
+        record(&self.element, name, || {
+            format!("boolean (true, false, 1, 0), default {default}")
+        });
         let Some(i) = self.find(name) else {
             return default;
         };
@@ -1401,11 +1441,15 @@ impl<'d> Attrs<'d> {
     }
 
     fn int(&mut self, name: &'static str) -> Option<i32> {
+        record(&self.element, name, || "integer".to_string());
         self.parsed(name, "a whole number")
     }
 
     /// A number of days, possibly fractional and negative (`-0.5`), bounded.
     fn days(&mut self, name: &'static str) -> Option<f64> {
+        record(&self.element, name, || {
+            "number of days (may be fractional)".to_string()
+        });
         const EXPECTED: &str =
             "a number of days, possibly fractional (e.g. 1, -0.5), within one million";
         let i = self.find(name)?;
@@ -1423,10 +1467,15 @@ impl<'d> Attrs<'d> {
     }
 
     fn uint(&mut self, name: &'static str) -> Option<u32> {
+        record(&self.element, name, || "whole number ≥ 0".to_string());
         self.parsed(name, "a whole number, 0 or more")
     }
 
     fn choice<T: Copy>(&mut self, name: &'static str, allowed: &[(&str, T)]) -> Option<T> {
+        record(&self.element, name, || {
+            let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
+            format!("one of {}", names.join(", "))
+        });
         let i = self.find(name)?;
         let v = self.attrs[i].1.trim();
         if v.is_empty() {
@@ -1552,6 +1601,9 @@ impl<'d> Attrs<'d> {
 
     /// Every attribute not asked for yet (variant attributes of resource type mappings).
     fn rest(&mut self) -> Vec<(String, Text)> {
+        record(&self.element, "(any other)", || {
+            "string, kept for the package (variant attributes)".to_string()
+        });
         let mut out = Vec::new();
         for (i, (n, v, at)) in self.attrs.iter().enumerate() {
             if !self.used[i] {
@@ -1565,6 +1617,11 @@ impl<'d> Attrs<'d> {
     /// Accepts the documented attributes of `table` (and those `also` matches) without effect:
     /// one info line each, folded per attribute and element by [`Loader::finish`].
     fn without_effect(&mut self, table: WithoutEffect, also: Option<NameMatcher>) {
+        for (name, why) in table {
+            record(&self.element, name, || {
+                format!("accepted without effect: {why}")
+            });
+        }
         // Documented names are candidates for "did you mean" too.
         self.asked.extend(table.iter().map(|(n, _)| *n));
         for i in 0..self.attrs.len() {

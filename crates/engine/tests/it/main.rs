@@ -615,3 +615,32 @@ async fn regression_a_package_that_never_yields_does_not_stall_the_runtime() {
         .expect_err("cancelled");
     assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
 }
+
+/// `docs/conformance.md` is what the loader and the packages really do: regenerated here and
+/// compared. `IDLINK_BLESS=1` writes it instead.
+#[test]
+fn conformance_document_matches_the_code() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let file = root.join("docs/conformance.md");
+    let made = idlink_engine::conformance::render(&root, &Registry::new());
+    if std::env::var_os("IDLINK_BLESS").is_some() {
+        std::fs::create_dir_all(root.join("docs")).expect("docs");
+        std::fs::write(&file, &made).expect("write");
+        return;
+    }
+    let written = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(
+        written == made,
+        "docs/conformance.md is out of date: run `IDLINK_BLESS=1 cargo test -p idlink-engine --test it conformance` and commit it"
+    );
+    // It covers the elements and packages in scope.
+    for item in [
+        "### `<Connection>`",
+        "### `<ExportTask>`",
+        "### `<ResourceType>`",
+        "### Usercube.OpenLDAP@0000001",
+        "### Usercube.SQL.PostgreSQL@0000001",
+    ] {
+        assert!(made.contains(item), "{item} missing");
+    }
+}
