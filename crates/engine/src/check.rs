@@ -30,6 +30,7 @@ pub fn check_packages(
     config_dir: &Path,
 ) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    let mut tables = crate::connection::mapped_tables_by_connection(checked);
     for connection in &checked.config.connections {
         let id = &connection.id.value;
         if id.is_empty() {
@@ -48,7 +49,12 @@ pub fn check_packages(
                 && let Err(e) = registry.instantiate(
                     package,
                     serde_json::Value::Object(Default::default()),
-                    crate::connection::environment(checked, config_dir, id),
+                    crate::connection::environment_with(
+                        checked,
+                        config_dir,
+                        id,
+                        tables.remove(&id.to_ascii_lowercase()).unwrap_or_default(),
+                    ),
                 )
                 && !matches!(e, PackageError::NotAvailable { .. })
             {
@@ -70,7 +76,10 @@ pub fn check_packages(
         if already_reported(checked, settings) {
             continue;
         }
-        check_connection(checked, registry, config_dir, package, settings, &mut out);
+        let mapped = tables.remove(&id.to_ascii_lowercase()).unwrap_or_default();
+        check_connection(
+            checked, registry, config_dir, package, settings, mapped, &mut out,
+        );
     }
     out
 }
@@ -81,6 +90,7 @@ fn check_connection(
     config_dir: &Path,
     package: &'static PackageInfo,
     settings: &ConnectionSettings,
+    mapped: Vec<idlink_packages::api::MappedTable>,
     out: &mut Vec<Diagnostic>,
 ) {
     let id = &settings.id.value;
@@ -91,7 +101,7 @@ fn check_connection(
         .iter()
         .map(|r| r.value.as_str())
         .collect();
-    let env = crate::connection::environment(checked, config_dir, id);
+    let env = crate::connection::environment_with(checked, config_dir, id, mapped);
     let file = checked
         .settings
         .file

@@ -10,7 +10,6 @@ use idlink_model::config::Connection;
 use idlink_model::diag::did_you_mean;
 use idlink_model::package::{Availability, PackageInfo};
 use idlink_model::settings::typed_json;
-use idlink_model::validate::table_belongs_to;
 use idlink_packages::PackageError;
 use idlink_packages::api::{Environment, Instance, MappedTable};
 use idlink_packages::paths::SourceRoots;
@@ -161,6 +160,16 @@ impl Engine {
 /// What a package instance of connection `id` is given: its base folder, source roots and
 /// mapped tables.
 pub fn environment(checked: &Checked, config_dir: &Path, id: &str) -> Environment {
+    environment_with(checked, config_dir, id, mapped_tables(checked, id))
+}
+
+/// [`environment`] with the mapped tables already found (see [`mapped_tables_by_connection`]).
+pub fn environment_with(
+    checked: &Checked,
+    config_dir: &Path,
+    id: &str,
+    mapped_tables: Vec<MappedTable>,
+) -> Environment {
     let base_dir = settings_base_dir(checked, config_dir);
     let roots: Vec<&str> = checked
         .settings
@@ -172,7 +181,7 @@ pub fn environment(checked: &Checked, config_dir: &Path, id: &str) -> Environmen
         connection: id.to_string(),
         roots: SourceRoots::new(&base_dir, &roots),
         base_dir,
-        mapped_tables: mapped_tables(checked, id),
+        mapped_tables,
     }
 }
 
@@ -191,12 +200,27 @@ pub fn settings_base_dir(checked: &Checked, config_dir: &Path) -> PathBuf {
 /// The connection's tables that entity type and association mappings read, with the columns
 /// they use, in configuration order.
 pub fn mapped_tables(checked: &Checked, connection: &str) -> Vec<MappedTable> {
+    mapped_tables_by_connection(checked)
+        .remove(&connection.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Every connection's mapped tables (see [`mapped_tables`]) by lower-cased connection
+/// identifier, in one pass over the mappings: a table `<connection>` or
+/// `<connection>_<suffix>` belongs to the connection before its first `_` (connection
+/// identifiers have none).
+pub fn mapped_tables_by_connection(
+    checked: &Checked,
+) -> std::collections::HashMap<String, Vec<MappedTable>> {
     let config = &checked.config;
-    let mut tables: Vec<MappedTable> = Vec::new();
+    let mut by: std::collections::HashMap<String, Vec<MappedTable>> =
+        std::collections::HashMap::new();
     let mut add = |table: &str, columns: &mut dyn Iterator<Item = &str>| {
-        if !table_belongs_to(table, connection) {
+        let connection = table.split('_').next().unwrap_or(table);
+        if connection.is_empty() {
             return;
         }
+        let tables = by.entry(connection.to_ascii_lowercase()).or_default();
         let i = match tables
             .iter()
             .position(|t| t.name.eq_ignore_ascii_case(table))
@@ -238,5 +262,5 @@ pub fn mapped_tables(checked: &Checked, connection: &str) -> Vec<MappedTable> {
             );
         }
     }
-    tables
+    by
 }
