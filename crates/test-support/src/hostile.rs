@@ -213,6 +213,27 @@ pub mod ldap {
         ]
     }
 
+    /// A SearchResultDone (success) for message `id` carrying a Paged Results control whose
+    /// cookie is `abc`: a server that says "there is more" with the same cookie every time.
+    pub fn search_done_with_cookie(id: u8) -> Vec<u8> {
+        let oid = b"1.2.840.113556.1.4.319";
+        let value = [0x30, 0x08, 0x02, 0x01, 0x00, 0x04, 0x03, b'a', b'b', b'c'];
+        let mut control = vec![0x04, oid.len() as u8];
+        control.extend_from_slice(oid);
+        control.extend_from_slice(&[0x04, value.len() as u8]);
+        control.extend_from_slice(&value);
+        let mut controls = vec![0x30, control.len() as u8];
+        controls.extend(control);
+        let mut inner = vec![
+            0x02, 0x01, id, 0x65, 0x07, 0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00,
+        ];
+        inner.extend_from_slice(&[0xa0, controls.len() as u8]);
+        inner.extend(controls);
+        let mut m = vec![0x30, inner.len() as u8];
+        m.extend(inner);
+        m
+    }
+
     /// A SearchResultEntry for message `id` whose DN announces 2 GiB inside a message of
     /// normal size: the message header is fine, an element inside is not.
     pub fn entry_with_huge_inner_length(id: u8) -> Vec<u8> {

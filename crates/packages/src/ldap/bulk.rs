@@ -259,6 +259,8 @@ impl Bulk {
             )
         })?;
         let mut cookie: Vec<u8> = Vec::new();
+        // Every cookie the server gave: one given twice would page forever.
+        let mut cookies_seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         let mut done = Done::default();
         loop {
             let op = Tag::Sequence(Sequence {
@@ -346,6 +348,15 @@ impl Bulk {
             }
             if done.rc != 0 || req.page.is_none() || cookie.is_empty() {
                 return Ok(Ok(done));
+            }
+            if !cookies_seen.insert(cookie.clone()) {
+                return Err((
+                    Class::Malformed,
+                    format!(
+                        "the server gave a paged-results cookie it had already given (after {} entries): following it would read the same pages forever",
+                        done.entries
+                    ),
+                ));
             }
         }
     }

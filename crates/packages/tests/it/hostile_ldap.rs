@@ -308,6 +308,28 @@ async fn regression_ldap_bulk_reader_trickle_is_bounded_per_message_not_per_byte
 }
 
 #[tokio::test]
+async fn regression_ldap_server_repeating_its_paged_results_cookie_cannot_page_forever() {
+    let mut pages = Vec::new();
+    for id in 2..=12u8 {
+        pages.push(Step::Write(
+            idlink_test_support::hostile::ldap::search_done_with_cookie(id),
+        ));
+        pages.push(Step::ReadSome);
+    }
+    pages.push(Step::Hang);
+    let server = HostileServer::start_each(bulk_scripts(pages));
+    let mut server_settings = basic(&server.address());
+    server_settings["Controls"] = json!(["PagedResult"]);
+    let ldap = instance("Usercube.LDAP@0000001", settings(vec![server_settings]));
+    let m = fails_in_time("export", export(ldap.as_ref())).await;
+    names_the_server(&m, &server);
+    assert!(
+        m.contains("paged-results cookie it had already given"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
 async fn regression_ldap_hostile_first_server_fails_over_to_the_next() {
     let hostile = HostileServer::start(huge_bind_answer());
     let mut real = crate::ldap::admin(crate::ldap::server());
