@@ -3,7 +3,7 @@
 //!
 //! - XML elements: the loader records every attribute it reads and how (type, default,
 //!   allowed values) or accepts without effect (and why) while it loads the fixtures written
-//!   from the 6.2 reference pages (`examples/documented`, `examples/quickstart`).
+//!   from the 6.2 reference pages (see [`FIXTURES`]).
 //! - Packages: each supported package's settings schema (the one `check`, the parser and
 //!   `protect` share), with each setting's kind, whether it is required or secured, and
 //!   whether idlink uses it or accepts it without effect.
@@ -17,7 +17,11 @@ use idlink_packages::Registry;
 
 /// The folders whose configurations the XML tables are recorded from, relative to the
 /// repository root.
-pub const FIXTURES: [&str; 2] = ["examples/documented", "examples/quickstart"];
+pub const FIXTURES: [&str; 3] = [
+    "examples/documented",
+    "examples/documented-provisioning",
+    "examples/quickstart",
+];
 
 /// Where the 6.2 reference documents an element, under
 /// `docs/identitymanager/6.2/integration-guide/toolkit/xml-configuration/` in `netwrix/docs`.

@@ -337,3 +337,22 @@ fn regression_check_tries_the_defaults_of_a_connection_without_settings() {
         "{out}"
     );
 }
+
+#[test]
+fn regression_documented_resource_type_mappings_check_clean() {
+    let (code, out) = run(
+        &repo_root(),
+        &[
+            "check",
+            "-v",
+            "--config",
+            "examples/documented-provisioning",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("(1 file, 0 errors, 0 warnings)") && !out.contains("unknown"),
+        "{out}"
+    );
+}

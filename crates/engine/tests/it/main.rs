@@ -638,6 +638,8 @@ fn conformance_document_matches_the_code() {
         "### `<Connection>`",
         "### `<ExportTask>`",
         "### `<ResourceType>`",
+        "### `<ScimResourceTypeMapping>`",
+        "### `<ManualProvisioningResourceTypeMapping>`",
         "### Usercube.OpenLDAP@0000001",
         "### Usercube.SQL.PostgreSQL@0000001",
     ] {
