@@ -512,9 +512,18 @@ impl Opened {
                 staging.path(),
                 new_cookie.as_deref(),
             );
-            // The staging folder is gone after a commit; after a failure it holds nothing
-            // the old set needs (the roll-back put the old files back).
-            drop(staging);
+            match &result {
+                // The roll-back did not finish: the staging folder holds the previous tables
+                // the journal needs to finish it on the next run. Keep it.
+                Err(EngineError::Commit {
+                    restored: false, ..
+                }) => {
+                    let _ = staging.keep();
+                }
+                // After a commit the folder is gone; after a finished roll-back it holds
+                // nothing the previous set needs.
+                _ => drop(staging),
+            }
             result.map(|(t, c)| (t, c, notes))
         })
         .await?;
