@@ -26,6 +26,8 @@ pub const FIXTURES: [&str; 3] = [
 /// Where the 6.2 reference documents an element, under
 /// `docs/identitymanager/6.2/integration-guide/toolkit/xml-configuration/` in `netwrix/docs`.
 fn page(element: &str) -> Option<String> {
+    // A child recorded under its parent (`EntityTypeMapping/Property`) is on the parent's page.
+    let element = element.split('/').next().unwrap_or(element);
     let lower = element.to_ascii_lowercase();
     Some(match element {
         "Connector" | "Connection" | "EntityTypeMapping" | "EntityAssociationMapping" => {
@@ -43,6 +45,14 @@ fn page(element: &str) -> Option<String> {
         "ResourceType" | "ResourceCorrelationRule" => format!("provisioning/{lower}"),
         _ => return None,
     })
+}
+
+/// `<Property>` in `<EntityType>` for `EntityType/Property`, else `<Element>`.
+fn title(element: &str) -> String {
+    match element.split_once('/') {
+        Some((parent, child)) => format!("`<{child}>` in `<{parent}>`"),
+        None => format!("`<{element}>`"),
+    }
 }
 
 fn status(how: &str) -> (&'static str, String) {
@@ -90,7 +100,8 @@ pub fn render(root: &Path, registry: &Registry) -> String {
             .count();
         let _ = writeln!(
             out,
-            "| `<{element}>` | {known} | {} | {none} |",
+            "| {} | {known} | {} | {none} |",
+            title(element),
             known - none
         );
     }
@@ -104,7 +115,7 @@ pub fn render(root: &Path, registry: &Registry) -> String {
     }
     out.push_str("\n## XML elements\n");
     for (element, attrs) in &reads {
-        let _ = writeln!(out, "\n### `<{element}>`\n");
+        let _ = writeln!(out, "\n### {}\n", title(element));
         if let Some(page) = page(element) {
             let _ = writeln!(out, "Reference: `{page}`\n");
         }

@@ -1281,6 +1281,8 @@ struct Attrs<'d> {
     attrs: Vec<(String, String, Loc)>,
     used: Vec<bool>,
     asked: Vec<&'static str>,
+    /// The name reads are recorded under (see [`record_attributes`]).
+    recorded_as: String,
 }
 
 impl<'d> Attrs<'d> {
@@ -1297,10 +1299,19 @@ impl<'d> Attrs<'d> {
             })
             .collect();
         let used = vec![false; attrs.len()];
+        let element = node.tag_name().name().to_string();
+        // `Property` means something else under each parent: record it per parent.
+        let recorded_as = match node.parent_element() {
+            Some(parent) if element == "Property" => {
+                format!("{}/Property", parent.tag_name().name())
+            }
+            _ => element.clone(),
+        };
         Self {
             diags,
             at: cx.at(node),
-            element: node.tag_name().name().to_string(),
+            element,
+            recorded_as,
             attrs,
             used,
             asked: Vec::new(),
@@ -1309,7 +1320,7 @@ impl<'d> Attrs<'d> {
 
     fn find(&mut self, name: &'static str) -> Option<usize> {
         self.asked.push(name);
-        record(&self.element, name, || "string".to_string());
+        record(&self.recorded_as, name, || "string".to_string());
         let i = self.attrs.iter().position(|(n, _, _)| n == name)?;
         self.used[i] = true;
         Some(i)
@@ -1342,7 +1353,7 @@ impl<'d> Attrs<'d> {
     /// A required attribute. When absent, reports it and returns an empty value located at the
     /// element, which later rules skip (it is already reported).
     fn required(&mut self, name: &'static str) -> Text {
-        record(&self.element, name, || "string, required".to_string());
+        record(&self.recorded_as, name, || "string, required".to_string());
         match self.text(name) {
             Some(t) => t,
             None => {
@@ -1407,7 +1418,7 @@ impl<'d> Attrs<'d> {
     }
 
     fn bool(&mut self, name: &'static str, default: bool) -> bool {
-        record(&self.element, name, || {
+        record(&self.recorded_as, name, || {
             format!("boolean (true, false, 1, 0), default {default}")
         });
         let Some(i) = self.find(name) else {
@@ -1441,13 +1452,13 @@ impl<'d> Attrs<'d> {
     }
 
     fn int(&mut self, name: &'static str) -> Option<i32> {
-        record(&self.element, name, || "integer".to_string());
+        record(&self.recorded_as, name, || "integer".to_string());
         self.parsed(name, "a whole number")
     }
 
     /// A number of days, possibly fractional and negative (`-0.5`), bounded.
     fn days(&mut self, name: &'static str) -> Option<f64> {
-        record(&self.element, name, || {
+        record(&self.recorded_as, name, || {
             "number of days (may be fractional)".to_string()
         });
         const EXPECTED: &str =
@@ -1467,12 +1478,12 @@ impl<'d> Attrs<'d> {
     }
 
     fn uint(&mut self, name: &'static str) -> Option<u32> {
-        record(&self.element, name, || "whole number ≥ 0".to_string());
+        record(&self.recorded_as, name, || "whole number ≥ 0".to_string());
         self.parsed(name, "a whole number, 0 or more")
     }
 
     fn choice<T: Copy>(&mut self, name: &'static str, allowed: &[(&str, T)]) -> Option<T> {
-        record(&self.element, name, || {
+        record(&self.recorded_as, name, || {
             let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
             format!("one of {}", names.join(", "))
         });
@@ -1601,7 +1612,7 @@ impl<'d> Attrs<'d> {
 
     /// Every attribute not asked for yet (variant attributes of resource type mappings).
     fn rest(&mut self) -> Vec<(String, Text)> {
-        record(&self.element, "(any other)", || {
+        record(&self.recorded_as, "(any other)", || {
             "string, kept for the package (variant attributes)".to_string()
         });
         let mut out = Vec::new();
@@ -1618,7 +1629,7 @@ impl<'d> Attrs<'d> {
     /// one info line each, folded per attribute and element by [`Loader::finish`].
     fn without_effect(&mut self, table: WithoutEffect, also: Option<NameMatcher>) {
         for (name, why) in table {
-            record(&self.element, name, || {
+            record(&self.recorded_as, name, || {
                 format!("accepted without effect: {why}")
             });
         }
