@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 use idlink_model::package::{Availability, PackageInfo};
 use idlink_model::settings::{ConnectionSettings, ENCRYPTED_PREFIX, SettingValue, typed_json};
 use idlink_model::{Checked, Diagnostic, Loc, Rule, Sp};
+use idlink_packages::api::Environment;
 use idlink_packages::paths::SourceRoots;
+
+use crate::connection::Site;
 use idlink_packages::{PackageError, Registry};
 
 /// The package-level problems of every connection's settings, located in the settings file.
@@ -31,6 +34,7 @@ pub fn check_packages(
 ) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut tables = crate::connection::mapped_tables_by_connection(checked);
+    let site = Site::of(checked, config_dir);
     for connection in &checked.config.connections {
         let id = &connection.id.value;
         if id.is_empty() {
@@ -49,9 +53,7 @@ pub fn check_packages(
                 && let Err(e) = registry.instantiate(
                     package,
                     serde_json::Value::Object(Default::default()),
-                    crate::connection::environment_with(
-                        checked,
-                        config_dir,
+                    site.environment(
                         id,
                         tables.remove(&id.to_ascii_lowercase()).unwrap_or_default(),
                     ),
@@ -77,9 +79,8 @@ pub fn check_packages(
             continue;
         }
         let mapped = tables.remove(&id.to_ascii_lowercase()).unwrap_or_default();
-        check_connection(
-            checked, registry, config_dir, package, settings, mapped, &mut out,
-        );
+        let env = site.environment(id, mapped);
+        check_connection(checked, registry, &site, package, settings, env, &mut out);
     }
     out
 }
@@ -87,21 +88,15 @@ pub fn check_packages(
 fn check_connection(
     checked: &Checked,
     registry: &Registry,
-    config_dir: &Path,
+    site: &Site,
     package: &'static PackageInfo,
     settings: &ConnectionSettings,
-    mapped: Vec<idlink_packages::api::MappedTable>,
+    env: Environment,
     out: &mut Vec<Diagnostic>,
 ) {
     let id = &settings.id.value;
-    let base_dir: PathBuf = crate::connection::settings_base_dir(checked, config_dir);
-    let roots: Vec<&str> = checked
-        .settings
-        .sources_root_paths
-        .iter()
-        .map(|r| r.value.as_str())
-        .collect();
-    let env = crate::connection::environment_with(checked, config_dir, id, mapped);
+    let base_dir = &site.base_dir;
+    let roots: Vec<&str> = site.root_names.iter().map(String::as_str).collect();
     let file = checked
         .settings
         .file
@@ -118,7 +113,7 @@ fn check_connection(
         if path.trim().is_empty() || path.starts_with(ENCRYPTED_PREFIX) {
             continue;
         }
-        if let Some(why) = outside_roots(&env.roots, &base_dir, &roots, path) {
+        if let Some(why) = outside_roots(&env.roots, base_dir, &roots, path) {
             out.push(
                 Diagnostic::new(
                     Rule::SettingValue,

@@ -122,14 +122,17 @@ impl Engine {
                 });
             }
         };
-        let base_dir = settings_base_dir(checked, self.config_dir());
+        let site = Site::of(checked, self.config_dir());
         let redactor = crate::secured::decrypt_settings(
             &connection.id.value,
             &mut settings,
             package.settings,
-            || crate::secured::agent_identity(checked, &base_dir),
+            || crate::secured::agent_identity(checked, &site.base_dir),
         )?;
-        let env = environment(checked, self.config_dir(), &connection.id.value);
+        let env = site.environment(
+            &connection.id.value,
+            mapped_tables(checked, &connection.id.value),
+        );
         let instance = self
             .registry()
             .instantiate(package, settings, env.clone())
@@ -157,31 +160,41 @@ impl Engine {
     }
 }
 
-/// What a package instance of connection `id` is given: its base folder, source roots and
-/// mapped tables.
-pub fn environment(checked: &Checked, config_dir: &Path, id: &str) -> Environment {
-    environment_with(checked, config_dir, id, mapped_tables(checked, id))
+/// Where a configuration's packages run: the folder relative settings paths start from and
+/// the resolved `SourcesRootPaths`, the same for every connection (resolved once).
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub base_dir: PathBuf,
+    /// `SourcesRootPaths` as written.
+    pub root_names: Vec<String>,
+    pub roots: SourceRoots,
 }
 
-/// [`environment`] with the mapped tables already found (see [`mapped_tables_by_connection`]).
-pub fn environment_with(
-    checked: &Checked,
-    config_dir: &Path,
-    id: &str,
-    mapped_tables: Vec<MappedTable>,
-) -> Environment {
-    let base_dir = settings_base_dir(checked, config_dir);
-    let roots: Vec<&str> = checked
-        .settings
-        .sources_root_paths
-        .iter()
-        .map(|r| r.value.as_str())
-        .collect();
-    Environment {
-        connection: id.to_string(),
-        roots: SourceRoots::new(&base_dir, &roots),
-        base_dir,
-        mapped_tables,
+impl Site {
+    pub fn of(checked: &Checked, config_dir: &Path) -> Site {
+        let base_dir = settings_base_dir(checked, config_dir);
+        let root_names: Vec<String> = checked
+            .settings
+            .sources_root_paths
+            .iter()
+            .map(|r| r.value.clone())
+            .collect();
+        let names: Vec<&str> = root_names.iter().map(String::as_str).collect();
+        Site {
+            roots: SourceRoots::new(&base_dir, &names),
+            base_dir,
+            root_names,
+        }
+    }
+
+    /// What a package instance of connection `id` is given, with the tables mapped from it.
+    pub fn environment(&self, id: &str, mapped_tables: Vec<MappedTable>) -> Environment {
+        Environment {
+            connection: id.to_string(),
+            base_dir: self.base_dir.clone(),
+            roots: self.roots.clone(),
+            mapped_tables,
+        }
     }
 }
 
