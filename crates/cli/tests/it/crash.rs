@@ -45,7 +45,32 @@ struct Setup {
     env: Vec<(String, String)>,
 }
 
+/// A private slapd holding [`fixture`].
+fn slapd() -> SlapdServer {
+    SlapdServer::start(&SlapdOptions {
+        ldif: fixture(),
+        tls: false,
+        ..SlapdOptions::default()
+    })
+}
+
 impl Setup {
+    /// Runs `n` complete exports (each must succeed) and returns the fastest one's time.
+    fn fastest_of(&self, n: usize) -> Duration {
+        let mut fastest = Duration::MAX;
+        for _ in 0..n {
+            let started = Instant::now();
+            let out = self.command().output().expect("runs");
+            fastest = fastest.min(started.elapsed());
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        fastest
+    }
+
     /// The quickstart pointed at `slapd`, its credentials given by the environment.
     fn new(slapd: &SlapdServer) -> Setup {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -117,11 +142,7 @@ fn staging_folders(dir: &Path) -> Vec<String> {
 
 #[test]
 fn regression_export_killed_at_any_instant_leaves_the_old_or_the_new_set() {
-    let slapd = SlapdServer::start(&SlapdOptions {
-        ldif: fixture(),
-        tls: false,
-        ..SlapdOptions::default()
-    });
+    let slapd = slapd();
     let setup = Setup::new(&slapd);
     let out_dir = setup.work().join("ExportOutput");
     let entries = out_dir.join("DirectoryLDAP_entries.csv");
@@ -130,17 +151,7 @@ fn regression_export_killed_at_any_instant_leaves_the_old_or_the_new_set() {
 
     // Complete runs: the old set of generation 0, and how long a run takes (the fastest of
     // three: the first one warms the caches).
-    let mut full = Duration::MAX;
-    for _ in 0..3 {
-        let started = Instant::now();
-        let out = setup.command().output().expect("runs");
-        full = full.min(started.elapsed());
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let full = setup.fastest_of(3);
     assert_eq!(generation(&entries), Some(0));
     assert_eq!(generation(&members), Some(0));
     let mut old_cookie = std::fs::read_to_string(&cookie).expect("cookie");
@@ -261,22 +272,11 @@ fn regression_export_killed_at_any_instant_leaves_the_old_or_the_new_set() {
 
 #[test]
 fn regression_sigterm_and_sigint_remove_the_staging_folder_before_exiting() {
-    let slapd = SlapdServer::start(&SlapdOptions {
-        ldif: fixture(),
-        tls: false,
-        ..SlapdOptions::default()
-    });
+    let slapd = slapd();
     let setup = Setup::new(&slapd);
     let out_dir = setup.work().join("ExportOutput");
     let entries = out_dir.join("DirectoryLDAP_entries.csv");
-    let started = Instant::now();
-    let out = setup.command().output().expect("runs");
-    let full = started.elapsed();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let full = setup.fastest_of(1);
     let before = std::fs::read(&entries).expect("entries");
     let mut interrupted = [0, 0];
     for attempt in 0..40 {
