@@ -2,6 +2,20 @@
 
 use crate::support::{copy_dir, repo_root, run};
 
+/// A folder holding one configuration file `name` with `body` inside its root element (the
+/// body starts on line 3).
+fn configuration(name: &str, body: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join(name),
+        format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<ConfigurationFile xmlns=\"urn:schemas-usercube-com:configuration\">\n{body}</ConfigurationFile>\n"
+        ),
+    )
+    .expect("xml");
+    dir
+}
+
 fn quickstart() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     copy_dir(&repo_root().join("examples/quickstart"), dir.path());
@@ -198,17 +212,12 @@ fn regression_options_before_the_command_are_still_accepted() {
 
 #[test]
 fn regression_redaction_hides_the_password_but_keeps_host_database_and_user() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("db.xml"),
-        r#"<?xml version="1.0" encoding="utf-8"?>
-<ConfigurationFile xmlns="urn:schemas-usercube-com:configuration">
-  <Connector Identifier="HR" DisplayName_L1="HR" />
+    let dir = configuration(
+        "db.xml",
+        r#"  <Connector Identifier="HR" DisplayName_L1="HR" />
   <Connection Identifier="HRDb" DisplayName_L1="HR database" Connector="HR" Package="Usercube.SQL.PostgreSQL@0000001" />
-</ConfigurationFile>
 "#,
-    )
-    .expect("xml");
+    );
     // Nothing listens on port 1: the export fails at once and its message must help.
     std::fs::write(
         dir.path().join("appsettings.agent.json"),
@@ -267,20 +276,15 @@ fn regression_documented_settings_without_effect_are_listed_with_verbose_only() 
 
 #[test]
 fn regression_fulfill_to_file_connection_needs_no_settings_entry() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("c.xml"),
-        r#"<?xml version="1.0" encoding="utf-8"?>
-<ConfigurationFile xmlns="urn:schemas-usercube-com:configuration">
-  <Connector Identifier="Cloud" DisplayName_L1="Cloud" />
+    let dir = configuration(
+        "c.xml",
+        r#"  <Connector Identifier="Cloud" DisplayName_L1="Cloud" />
   <Connection Identifier="CloudOrders" DisplayName_L1="Orders" Connector="Cloud" Package="Usercube.FulfillToFile@0000001" />
   <EntityType Identifier="Person" DisplayName_L1="Person"><Property Identifier="id" DisplayName_L1="Id" IsKey="true" /></EntityType>
   <EntityType Identifier="Account" DisplayName_L1="Account"><Property Identifier="id" DisplayName_L1="Id" IsKey="true" /></EntityType>
   <ResourceType Identifier="CloudAccount" DisplayName_L1="Account" SourceEntityType="Person" TargetEntityType="Account" />
-</ConfigurationFile>
 "#,
-    )
-    .expect("xml");
+    );
     std::fs::create_dir(dir.path().join("out")).expect("mkdir");
     std::fs::write(
         dir.path().join("appsettings.agent.json"),
@@ -317,17 +321,12 @@ fn regression_fulfill_to_file_connection_needs_no_settings_entry() {
 
 #[test]
 fn regression_check_tries_the_defaults_of_a_connection_without_settings() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("c.xml"),
-        r#"<?xml version="1.0" encoding="utf-8"?>
-<ConfigurationFile xmlns="urn:schemas-usercube-com:configuration">
-  <Connector Identifier="Cloud" DisplayName_L1="Cloud" />
+    let dir = configuration(
+        "c.xml",
+        r#"  <Connector Identifier="Cloud" DisplayName_L1="Cloud" />
   <Connection Identifier="CloudOrders" DisplayName_L1="Orders" Connector="Cloud" Package="Usercube.FulfillToFile@0000001" />
-</ConfigurationFile>
 "#,
-    )
-    .expect("xml");
+    );
     // No SourcesRootPaths: the default output folder has nowhere to go.
     std::fs::write(dir.path().join("appsettings.agent.json"), "{}").expect("json");
     let (code, out) = run(dir.path(), &["check", "--config", "."], &[]);
