@@ -216,6 +216,19 @@ impl World {
     }
 }
 
+/// Runs an export of `opened` as its own task, cancelled by `cancel`.
+fn spawn_export(
+    opened: idlink_engine::Opened,
+    cancel: &CancellationToken,
+) -> tokio::task::JoinHandle<Result<idlink_engine::ExportReport, EngineError>> {
+    let cancel = cancel.clone();
+    tokio::spawn(async move {
+        opened
+            .export(&ExportOptions::default(), Arc::new(NoProgress), &cancel)
+            .await
+    })
+}
+
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
@@ -371,14 +384,7 @@ async fn regression_a_cancelled_export_removes_its_staging_and_changes_nothing()
     let before = read(&w.out("Dir_entries.csv"));
     let opened = w.engine(0, Script::Endless, "").open("Dir").expect("open");
     let cancel = CancellationToken::new();
-    let task = {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            opened
-                .export(&ExportOptions::default(), Arc::new(NoProgress), &cancel)
-                .await
-        })
-    };
+    let task = spawn_export(opened, &cancel);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     cancel.cancel();
     let e = tokio::time::timeout(std::time::Duration::from_secs(10), task)
@@ -399,15 +405,7 @@ async fn regression_a_second_export_of_the_same_connection_is_refused_while_one_
     let w = World::new();
     let opened = w.engine(0, Script::Endless, "").open("Dir").expect("open");
     let cancel = CancellationToken::new();
-    let task = {
-        let cancel = cancel.clone();
-        let opened = opened.clone();
-        tokio::spawn(async move {
-            opened
-                .export(&ExportOptions::default(), Arc::new(NoProgress), &cancel)
-                .await
-        })
-    };
+    let task = spawn_export(opened.clone(), &cancel);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let e = opened
         .export(
@@ -591,14 +589,7 @@ async fn regression_a_package_that_never_yields_does_not_stall_the_runtime() {
     let opened = w.engine(0, Script::Endless, "").open("Dir").expect("open");
     let cancel = CancellationToken::new();
     let started = std::time::Instant::now();
-    let task = {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            opened
-                .export(&ExportOptions::default(), Arc::new(NoProgress), &cancel)
-                .await
-        })
-    };
+    let task = spawn_export(opened, &cancel);
     // Wakes on time only if the runtime's one worker is free while the package runs (else
     // after the package's long run, seconds later).
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
