@@ -104,6 +104,15 @@ fn failure(e: &EngineError) -> ExitCode {
     }
 }
 
+/// Prints why `what` (e.g. "export of") failed for the opened connection, secrets hidden.
+fn report_failure(opened: &Opened, what: &str, e: &EngineError) {
+    eprintln!(
+        "error: {what} '{}' failed: {}",
+        opened.id(),
+        opened.redact(&e.to_string())
+    );
+}
+
 /// Cancels `cancel` on SIGINT or SIGTERM (the run then cleans up and ends); a second signal
 /// ends the process at once.
 fn cancel_on_signals(rt: &Runtime, cancel: &CancellationToken) {
@@ -155,11 +164,7 @@ pub fn export(rt: &Runtime, g: &Global, args: &ExportArgs) -> anyhow::Result<Exi
     let report = match result {
         Ok(r) => r,
         Err(e) => {
-            eprintln!(
-                "error: export of '{}' failed: {}",
-                opened.id(),
-                opened.redact(&e.to_string())
-            );
+            report_failure(&opened, "export of", &e);
             if e.nothing_committed() && !matches!(e, EngineError::Commit { .. }) {
                 eprintln!(
                     "    nothing was committed: the tables and cookie are those of the previous export"
@@ -219,11 +224,7 @@ pub fn refresh_schema(rt: &Runtime, g: &Global, args: &SchemaArgs) -> anyhow::Re
     let schema = match rt.block_on(opened.refresh_schema()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!(
-                "error: schema refresh of '{}' failed: {}",
-                opened.id(),
-                opened.redact(&e.to_string())
-            );
+            report_failure(&opened, "schema refresh of", &e);
             return Ok(failure(&e));
         }
     };
@@ -299,11 +300,7 @@ pub fn fulfill(rt: &Runtime, g: &Global, args: &FulfillArgs) -> anyhow::Result<E
     let results = match result {
         Ok(r) => r,
         Err(e) => {
-            eprintln!(
-                "error: fulfill through '{}' failed: {}",
-                opened.id(),
-                opened.redact(&e.to_string())
-            );
+            report_failure(&opened, "fulfill through", &e);
             return Ok(failure(&e));
         }
     };
