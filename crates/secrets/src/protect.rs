@@ -154,39 +154,20 @@ pub fn protect_jsonc_text(
     recipient: &AgentRecipient,
     is_secured: impl Fn(&[PathSegment]) -> bool,
 ) -> Result<(String, ProtectReport), SecretError> {
-    let (bom, body) = match text.strip_prefix('\u{feff}') {
-        Some(rest) => ("\u{feff}", rest),
-        None => ("", text),
-    };
-    let parsed = jsonc_parser::parse_to_ast(body, &CollectOptions::default(), &parse_options())
-        .map_err(|e| SecretError::InvalidJson {
-            line: e.line_display(),
-            column: e.column_display(),
-            kind: e.kind().to_string(),
-        })?;
+    let (bom, body) = split_bom(text);
     let mut report = ProtectReport::default();
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
-    if let Some(root) = &parsed.value {
-        let mut path = Vec::new();
-        walk_ast(root, &mut path, &mut |path, node| {
-            match node {
-                Ast::StringLit(s) if is_secured(path) => {
-                    if looks_like_ciphertext(&s.value) {
-                        report.already_encrypted.push(path.to_vec());
-                    } else {
-                        let encrypted = encrypt_value(recipient, &s.value)?;
-                        // `age:` + base64 needs no JSON escaping.
-                        edits.push((s.range.start, s.range.end, format!("\"{encrypted}\"")));
-                        report.encrypted.push(path.to_vec());
-                    }
-                }
-                Ast::NumberLit(_) | Ast::BooleanLit(_) if is_secured(path) => {
-                    report.not_strings.push(path.to_vec());
-                }
-                _ => {}
+    for (path, found) in secured_values(body, &is_secured)? {
+        match found {
+            Secured::Plain { value, start, end } => {
+                let encrypted = encrypt_value(recipient, &value)?;
+                // `age:` + base64 needs no JSON escaping.
+                edits.push((start, end, format!("\"{encrypted}\"")));
+                report.encrypted.push(path);
             }
-            Ok(())
-        })?;
+            Secured::Encrypted => report.already_encrypted.push(path),
+            Secured::NotString => report.not_strings.push(path),
+        }
     }
     edits.sort_by_key(|e| e.0);
     let mut out =
@@ -247,28 +228,17 @@ pub fn protect_into_encrypted(
     let mut report = MergeReport::default();
     // 1. The secured values of the plain file.
     let (_, body) = split_bom(plain_text);
-    let parsed = jsonc_parser::parse_to_ast(body, &CollectOptions::default(), &parse_options())
-        .map_err(invalid_json)?;
     let mut to_write: Vec<(JsonPath, String)> = Vec::new();
-    if let Some(root) = &parsed.value {
-        let mut path = Vec::new();
-        walk_ast(root, &mut path, &mut |path, node| {
-            match node {
-                Ast::StringLit(s) if is_secured(path) => {
-                    if looks_like_ciphertext(&s.value) {
-                        report.already_encrypted.push(path.to_vec());
-                    } else if !s.value.is_empty() {
-                        to_write.push((path.to_vec(), encrypt_value(recipient, &s.value)?));
-                        report.encrypted.push(path.to_vec());
-                    }
-                }
-                Ast::NumberLit(_) | Ast::BooleanLit(_) if is_secured(path) => {
-                    report.not_strings.push(path.to_vec());
-                }
-                _ => {}
+    for (path, found) in secured_values(body, &is_secured)? {
+        match found {
+            Secured::Plain { value, .. } if value.is_empty() => {}
+            Secured::Plain { value, .. } => {
+                to_write.push((path.clone(), encrypt_value(recipient, &value)?));
+                report.encrypted.push(path);
             }
-            Ok(())
-        })?;
+            Secured::Encrypted => report.already_encrypted.push(path),
+            Secured::NotString => report.not_strings.push(path),
+        }
     }
     // 2. The encrypted file: what it holds, then the new values merged in.
     let (bom, existing) = match encrypted_text {
@@ -325,6 +295,55 @@ pub fn protect_into_encrypted(
         text.push('\n');
     }
     Ok((text, report))
+}
+
+/// A secured value of a settings document, as `protect` sees it.
+enum Secured {
+    /// A plain string, with its byte range (quotes included) in the text.
+    Plain {
+        value: String,
+        start: usize,
+        end: usize,
+    },
+    /// Already an `age:` ciphertext.
+    Encrypted,
+    /// A number or a boolean: left as it is (it would change type).
+    NotString,
+}
+
+/// Every value of the JSONC `body` whose path `is_secured` accepts, in document order.
+fn secured_values(
+    body: &str,
+    is_secured: &impl Fn(&[PathSegment]) -> bool,
+) -> Result<Vec<(JsonPath, Secured)>, SecretError> {
+    let parsed = jsonc_parser::parse_to_ast(body, &CollectOptions::default(), &parse_options())
+        .map_err(invalid_json)?;
+    let mut found = Vec::new();
+    if let Some(root) = &parsed.value {
+        let mut path = Vec::new();
+        walk_ast(root, &mut path, &mut |path, node| {
+            match node {
+                Ast::StringLit(s) if is_secured(path) => {
+                    let secured = if looks_like_ciphertext(&s.value) {
+                        Secured::Encrypted
+                    } else {
+                        Secured::Plain {
+                            value: s.value.to_string(),
+                            start: s.range.start,
+                            end: s.range.end,
+                        }
+                    };
+                    found.push((path.to_vec(), secured));
+                }
+                Ast::NumberLit(_) | Ast::BooleanLit(_) if is_secured(path) => {
+                    found.push((path.to_vec(), Secured::NotString));
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+    }
+    Ok(found)
 }
 
 fn split_bom(text: &str) -> (&'static str, &str) {
