@@ -83,8 +83,9 @@ pub fn protect(g: &Global, args: &ProtectArgs) -> anyhow::Result<ExitCode> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("cannot read '{}'", out.display())),
     };
+    let registry = idlink_packages::Registry::new();
     let (merged, report) = protect_into_encrypted(&text, existing.as_deref(), &recipient, |path| {
-        idlink_engine::secured::is_secured_path(&checked, path)
+        idlink_engine::secured::is_secured_path(&checked, &registry, path)
     })
     .with_context(|| {
         format!(

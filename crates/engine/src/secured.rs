@@ -19,7 +19,7 @@ pub const AGENT_KEY_ENV: &str = "IDLINK_AGENT_KEY";
 /// Whether the setting at `path` (from the top of appsettings.agent.json) is secured: the
 /// connection's package schema says so. For settings of connections the configuration does
 /// not declare, any field that some package secures is treated as secured.
-pub fn is_secured_path(checked: &Checked, path: &[PathSegment]) -> bool {
+pub fn is_secured_path(checked: &Checked, registry: &Registry, path: &[PathSegment]) -> bool {
     let [
         PathSegment::Key(top),
         PathSegment::Key(connection),
@@ -31,16 +31,15 @@ pub fn is_secured_path(checked: &Checked, path: &[PathSegment]) -> bool {
     if !top.eq_ignore_ascii_case("Connections") || rest.is_empty() {
         return false;
     }
-    static REGISTRY: Registry = Registry::new();
     let schema = checked
         .config
         .connection(connection)
-        .and_then(|c| REGISTRY.get(&c.package.value))
+        .and_then(|c| registry.get(&c.package.value))
         .filter(|p| p.availability == Availability::Supported)
         .map(|p| p.settings);
     match schema {
         Some(schema) => secured_in(schema, rest),
-        None => REGISTRY.all().any(|p| secured_in(p.settings, rest)),
+        None => registry.all().any(|p| secured_in(p.settings, rest)),
     }
 }
 
