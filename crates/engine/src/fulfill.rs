@@ -38,11 +38,9 @@ impl Opened {
         let mut positions = Vec::with_capacity(orders.len());
         for (i, order) in orders.into_iter().enumerate() {
             let rt = &order.resource_type.identifier;
-            if config
-                .resource_types
-                .iter()
-                .any(|r| r.id.value.eq_ignore_ascii_case(rt))
-            {
+            // Resource type identifiers are case-sensitive (only connections' are not), as
+            // the mapping defaults above look them up.
+            if config.resource_type(rt).is_some() {
                 positions.push(i);
                 sent.push(order);
             } else {

@@ -518,7 +518,7 @@ async fn regression_orders_for_undeclared_resource_types_are_errored_and_not_sen
         [
             OrderState::Executed,
             OrderState::Errored,
-            OrderState::Executed
+            OrderState::Errored
         ]
     );
     assert_eq!(
@@ -530,9 +530,15 @@ async fn regression_orders_for_undeclared_resource_types_are_errored_and_not_sen
         "{}",
         results[1].message
     );
+    // Identifiers other than connections' are case-sensitive: 'account' is not 'Account'.
+    assert!(
+        results[2].message.contains("did you mean 'Account'?"),
+        "{}",
+        results[2].message
+    );
     assert_eq!(
         w.fulfilled.load(Ordering::SeqCst),
-        2,
+        1,
         "only declared types are sent"
     );
 }
