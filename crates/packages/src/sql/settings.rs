@@ -396,12 +396,7 @@ fn merge_secured_options(
 }
 
 fn parse_isolation(s: &str) -> Option<Isolation> {
-    let norm: String = s
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    Some(match norm.as_str() {
+    Some(match norm(s).as_str() {
         "readuncommitted" => Isolation::ReadUncommitted,
         "readcommitted" => Isolation::ReadCommitted,
         "repeatableread" => Isolation::RepeatableRead,
@@ -840,7 +835,8 @@ fn split_host_port(host: &str) -> Result<(String, Option<u16>), String> {
     Ok((host.trim_matches(['[', ']']).to_string(), None))
 }
 
-fn norm(s: &str) -> String {
+/// A name compared loosely: letters and digits only, lower-case (`Verify-Full` = `verifyfull`).
+pub(crate) fn norm(s: &str) -> String {
     s.chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .collect::<String>()

@@ -42,12 +42,7 @@ pub enum SslMode {
 impl SslMode {
     /// Parses `Disable`, `verify-full`, `VerifyCA`, ... (any case, `-`/`_` ignored).
     pub fn parse(s: &str) -> Option<SslMode> {
-        let norm: String = s
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .collect::<String>()
-            .to_ascii_lowercase();
-        Some(match norm.as_str() {
+        Some(match super::settings::norm(s).as_str() {
             "disable" | "disabled" | "none" => SslMode::Disable,
             "allow" => SslMode::Allow,
             "prefer" | "preferred" => SslMode::Prefer,
