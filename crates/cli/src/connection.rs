@@ -68,7 +68,7 @@ pub struct FulfillArgs {
 }
 
 /// Loads the configuration into an engine; refuses to run one with errors (they are printed).
-fn engine(g: &Global) -> anyhow::Result<Result<Engine, ExitCode>> {
+pub(crate) fn engine(g: &Global) -> anyhow::Result<Result<Engine, ExitCode>> {
     let checked = crate::check::load(g)?;
     if !checked.is_valid() {
         let mut err = std::io::stderr().lock();
@@ -96,7 +96,7 @@ fn open(engine: &Engine, id: &str) -> Result<Opened, EngineError> {
 }
 
 /// Exit code of a failed run: 130 when interrupted, else 1.
-fn failure(e: &EngineError) -> ExitCode {
+pub(crate) fn failure(e: &EngineError) -> ExitCode {
     if e.kind() == ErrorKind::Cancelled {
         ExitCode::from(130)
     } else {
@@ -115,7 +115,7 @@ fn report_failure(opened: &Opened, what: &str, e: &EngineError) {
 
 /// Cancels `cancel` on SIGINT or SIGTERM (the run then cleans up and ends); a second signal
 /// ends the process at once.
-fn cancel_on_signals(rt: &Runtime, cancel: &CancellationToken) {
+pub(crate) fn cancel_on_signals(rt: &Runtime, cancel: &CancellationToken) {
     let cancel = cancel.clone();
     rt.spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -359,7 +359,7 @@ pub fn fulfill(rt: &Runtime, g: &Global, args: &FulfillArgs) -> anyhow::Result<E
 }
 
 /// A progress bar on a terminal; plain lines every 100,000 rows otherwise.
-struct CliProgress {
+pub(crate) struct CliProgress {
     bar: Option<indicatif::ProgressBar>,
     total: AtomicU64,
     logged: AtomicU64,
@@ -370,7 +370,7 @@ struct CliProgress {
 const LOG_EVERY: u64 = 100_000;
 
 impl CliProgress {
-    fn new(quiet: bool) -> Self {
+    pub(crate) fn new(quiet: bool) -> Self {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = indicatif::ProgressBar::new_spinner();
             if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -390,7 +390,7 @@ impl CliProgress {
         }
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

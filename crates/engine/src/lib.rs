@@ -16,6 +16,7 @@ pub mod fulfill;
 pub mod orders;
 pub mod schema;
 pub mod secured;
+pub mod sync;
 pub mod transform;
 
 use std::path::{Path, PathBuf};
@@ -156,6 +157,20 @@ pub enum EngineError {
         /// The previous set was put back: nothing changed.
         restored: bool,
     },
+    #[error("connector '{id}' is not declared in the configuration{}", suggestion.as_ref().map(|s| format!("; did you mean '{s}'?")).unwrap_or_default())]
+    UnknownConnector {
+        id: String,
+        suggestion: Option<String>,
+    },
+    /// A table cannot be synchronized as it is (a mapped column missing, a Command column in a
+    /// complete run, ...).
+    #[error("{0}")]
+    Data(String),
+    /// A synchronization threshold was exceeded: nothing changed. The report says which.
+    #[error("{}", blocked_message(.0))]
+    Blocked(Box<sync::SyncReport>),
+    #[error(transparent)]
+    Store(#[from] idlink_store::StoreError),
     /// The orders file is not what SPEC §6 describes.
     #[error("{file}{}: {message}", location.as_ref().map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
     Orders {
@@ -190,7 +205,16 @@ impl EngineError {
             | EngineError::Secret { .. }
             | EngineError::Orders { .. } => ErrorKind::Configuration,
             EngineError::Package(e) => e.kind(),
-            EngineError::Transform(_) => ErrorKind::Data,
+            EngineError::Transform(_) | EngineError::Data(_) => ErrorKind::Data,
+            EngineError::UnknownConnector { .. } => ErrorKind::Configuration,
+            EngineError::Blocked(_) => ErrorKind::Refused,
+            EngineError::Store(e) => match e.kind() {
+                idlink_store::ErrorKind::Unavailable => ErrorKind::Unavailable,
+                idlink_store::ErrorKind::Configuration => ErrorKind::Configuration,
+                idlink_store::ErrorKind::Bug => ErrorKind::Bug,
+                idlink_store::ErrorKind::Data => ErrorKind::Data,
+                _ => ErrorKind::Io,
+            },
             EngineError::Contract(_) => ErrorKind::Bug,
             EngineError::Io { .. } | EngineError::Commit { .. } => ErrorKind::Io,
             EngineError::Busy { .. } => ErrorKind::Unavailable,
@@ -206,6 +230,26 @@ impl EngineError {
             _ => true,
         }
     }
+}
+
+fn blocked_message(r: &sync::SyncReport) -> String {
+    let mut s = format!(
+        "synchronization of connector '{}' blocked by {} threshold{}; nothing changed",
+        r.connector,
+        r.exceeded.len(),
+        if r.exceeded.len() == 1 { "" } else { "s" }
+    );
+    for b in &r.exceeded {
+        s.push_str("\n  ");
+        s.push_str(&b.to_string());
+    }
+    let empty = r.mappings.iter().all(|m| m.before == 0);
+    if empty && r.mode == sync::SyncMode::Complete {
+        s.push_str("\n  the store holds nothing for this connector yet: a first load runs with --mode initial");
+    } else {
+        s.push_str("\n  check the tables, then raise the threshold in the configuration or run again with --force");
+    }
+    s
 }
 
 /// Runs blocking file work (fsync, renames, directory walks) off the async executor.

@@ -10,6 +10,7 @@ pub mod package;
 pub mod settings;
 pub mod text;
 pub mod validate;
+pub mod values;
 pub mod xml;
 
 use std::path::Path;

@@ -4,6 +4,8 @@
 //! refusing orders for undeclared resource types, and error kinds.
 //! (Real packages are tested against real systems in `idlink-packages`.)
 
+mod sync;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

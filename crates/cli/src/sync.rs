@@ -1,0 +1,295 @@
+//! `idlink sync` and `idlink resources`: the identity store's side. They parse arguments, call
+//! the engine or the store and print.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use idlink_engine::sync::{SyncMode, SyncOptions, SyncReport};
+use idlink_engine::{CancellationToken, EngineError};
+use idlink_store::Store;
+use tokio::runtime::Runtime;
+
+use crate::Global;
+use crate::connection::{CliProgress, cancel_on_signals, engine, failure};
+
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    /// The connector whose exported tables (<work>/ExportOutput) to synchronize.
+    #[arg(long, value_name = "ID")]
+    connector: String,
+    /// initial: a plain load without thresholds (the first run); complete: the tables are the
+    /// whole system (rows absent are deleted); incremental: the tables hold changes only.
+    #[arg(long, value_enum, default_value_t = Mode::Complete)]
+    mode: Mode,
+    /// Run even when a threshold is exceeded (the report still lists them).
+    #[arg(long)]
+    force: bool,
+    /// Output format of the report.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    format: ReportFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Mode {
+    Initial,
+    Complete,
+    Incremental,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ResourcesArgs {
+    /// The entity type whose resources to list.
+    #[arg(long, value_name = "ID")]
+    entity_type: String,
+    /// Only resources whose property equals the value (repeat to combine).
+    #[arg(long = "where", value_name = "PROP=VALUE")]
+    filters: Vec<String>,
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    format: ListFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ListFormat {
+    Text,
+    Json,
+    Csv,
+}
+
+pub fn sync(rt: &Runtime, g: &Global, args: &SyncArgs) -> anyhow::Result<ExitCode> {
+    let engine = match engine(g)? {
+        Ok(e) => e,
+        Err(code) => return Ok(code),
+    };
+    let location = crate::store_location(g)?;
+    let store = match rt.block_on(Store::open(&location)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let cancel = CancellationToken::new();
+    cancel_on_signals(rt, &cancel);
+    let progress = Arc::new(CliProgress::new(g.quiet));
+    let options = SyncOptions {
+        mode: match args.mode {
+            Mode::Initial => SyncMode::Initial,
+            Mode::Complete => SyncMode::Complete,
+            Mode::Incremental => SyncMode::Incremental,
+        },
+        force: args.force,
+    };
+    let result = rt.block_on(engine.sync(&store, &args.connector, &options, &*progress, &cancel));
+    progress.finish();
+    rt.block_on(store.close());
+    let mut out = std::io::stdout().lock();
+    match result {
+        Ok(report) => {
+            match args.format {
+                ReportFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+                ReportFormat::Text => print_report(&mut out, &report, g)?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(EngineError::Blocked(report)) => {
+            if let ReportFormat::Json = args.format {
+                writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+            }
+            eprintln!("error: {}", EngineError::Blocked(report));
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => {
+            eprintln!("error: synchronization of connector '{}' failed: {e}", args.connector);
+            Ok(failure(&e))
+        }
+    }
+}
+
+fn print_report(out: &mut impl Write, r: &SyncReport, g: &Global) -> std::io::Result<()> {
+    if !g.quiet {
+        writeln!(
+            out,
+            "{:<28} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "mapping", "rows", "inserted", "updated", "deleted", "unchanged", "set aside"
+        )?;
+        for m in &r.mappings {
+            let c = &m.counts;
+            writeln!(
+                out,
+                "{:<28} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                m.entity_type,
+                c.rows,
+                c.inserted,
+                c.updated,
+                c.deleted,
+                c.unchanged,
+                c.set_aside()
+            )?;
+            for b in &m.bad_values {
+                writeln!(
+                    out,
+                    "  {}.csv:{}: column '{}': {}",
+                    b.table, b.line, b.column, b.message
+                )?;
+            }
+        }
+        for a in &r.associations {
+            let c = &a.counts;
+            write!(
+                out,
+                "{:<28} links: {} added, {} removed",
+                a.association, c.added, c.removed
+            )?;
+            if c.unresolved > 0 {
+                write!(out, ", {} naming no resource", c.unresolved)?;
+            }
+            writeln!(out)?;
+        }
+    }
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+    for b in &r.exceeded {
+        eprintln!("warning: forced past a threshold: {b}");
+    }
+    let (ins, upd, del) = r.mappings.iter().fold((0, 0, 0), |(i, u, d), m| {
+        (i + m.counts.inserted, u + m.counts.updated, d + m.counts.deleted)
+    });
+    writeln!(
+        out,
+        "synchronized {} ({:?}): {ins} inserted, {upd} updated, {del} deleted in {:.2} s; report: {}",
+        r.connector,
+        r.mode,
+        r.duration.as_secs_f64(),
+        g.work
+            .join("Reports")
+            .join(format!("sync-{}.json", r.connector))
+            .display()
+    )
+}
+
+pub fn resources(rt: &Runtime, g: &Global, args: &ResourcesArgs) -> anyhow::Result<ExitCode> {
+    let checked = crate::check::load(g)?;
+    let config = &checked.config;
+    let Some(et) = config.entity_type(&args.entity_type) else {
+        let names = config.entity_types.iter().map(|e| e.id.value.as_str());
+        let hint = idlink_model::diag::did_you_mean(&args.entity_type, names)
+            .map(|s| format!("; did you mean '{s}'?"))
+            .unwrap_or_default();
+        eprintln!("error: entity type '{}' is not declared in the configuration{hint}", args.entity_type);
+        return Ok(ExitCode::from(1));
+    };
+    let mut filters = Vec::new();
+    for f in &args.filters {
+        let Some((p, v)) = f.split_once('=') else {
+            eprintln!("error: --where '{f}' is not PROP=VALUE");
+            return Ok(ExitCode::from(2));
+        };
+        if et.property(p).is_none() {
+            eprintln!("error: entity type '{}' has no property '{p}'", et.id.value);
+            return Ok(ExitCode::from(2));
+        }
+        filters.push((p.to_string(), v.to_string()));
+    }
+    let location = crate::store_location(g)?;
+    let store = match rt.block_on(Store::open_existing(&location)) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            eprintln!("error: there is no store at {location} yet: run `idlink sync --connector ...` first");
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    // Navigation properties: the associations whose Property1 or Property2 is on this type.
+    let mut navigations = Vec::new();
+    for a in &config.entity_associations {
+        for (side, p, collection) in [
+            (1u8, &a.property1.value, a.is_property1_collection),
+            (2u8, &a.property2.value, a.is_property2_collection),
+        ] {
+            if p.entity_type == et.id.value {
+                let linked = rt.block_on(store.linked_keys(&a.id.value, side))?;
+                navigations.push((p.property.clone(), collection, linked));
+            }
+        }
+    }
+    let rows = rt.block_on(store.resources(&et.id.value, &filters))?;
+    let props: Vec<&str> = et
+        .properties
+        .iter()
+        .map(|p| p.id.value.as_str())
+        .collect();
+    let object = |r: &idlink_store::Resource| {
+        let mut o = serde_json::Map::new();
+        for p in &props {
+            if let Some(v) = r.data.get(*p) {
+                o.insert((*p).to_string(), v.clone());
+            }
+        }
+        for (p, collection, linked) in &navigations {
+            let keys = linked.get(&r.id).cloned().unwrap_or_default();
+            let v = if *collection {
+                serde_json::Value::from(keys)
+            } else {
+                keys.into_iter().next().map_or(serde_json::Value::Null, serde_json::Value::from)
+            };
+            o.insert(p.clone(), v);
+        }
+        o
+    };
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        ListFormat::Json => {
+            let all: Vec<serde_json::Value> = rows.iter().map(|r| serde_json::Value::Object(object(r))).collect();
+            writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
+        }
+        ListFormat::Csv | ListFormat::Text => {
+            let cell = |v: Option<&serde_json::Value>| match v {
+                None | Some(serde_json::Value::Null) => String::new(),
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Array(a)) => a
+                    .iter()
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                    .collect::<Vec<_>>()
+                    .join(if matches!(args.format, ListFormat::Csv) { "\n" } else { ", " }),
+                Some(v) => v.to_string(),
+            };
+            if matches!(args.format, ListFormat::Csv) {
+                let mut w = csv::Writer::from_writer(&mut out);
+                w.write_record(&props)?;
+                for r in &rows {
+                    let o = object(r);
+                    w.write_record(props.iter().map(|p| cell(o.get(*p))))?;
+                }
+                w.flush()?;
+            } else {
+                for r in &rows {
+                    let o = object(r);
+                    let fields: Vec<String> = props
+                        .iter()
+                        .filter_map(|p| {
+                            let c = cell(o.get(*p));
+                            (!c.is_empty()).then(|| format!("{p}={c}"))
+                        })
+                        .collect();
+                    writeln!(out, "{}", fields.join("  "))?;
+                }
+                if !g.quiet {
+                    eprintln!("{} resource(s) of {}", rows.len(), et.id.value);
+                }
+            }
+        }
+    }
+    rt.block_on(store.close());
+    Ok(ExitCode::SUCCESS)
+}

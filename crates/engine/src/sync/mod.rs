@@ -1,0 +1,544 @@
+//! Synchronization (SPEC §5): a connector's exported tables into the identity store.
+//!
+//! For each entity type mapping of the connector, [`prepare`] reads its table and diffs it
+//! against the store's rows of the entity type; thresholds are checked on the counts; then the
+//! changes, and the links of the connector's association mappings, are applied in one store
+//! transaction, so a run killed at any instant leaves the store as before or as after it. A
+//! blocked run changes nothing and says which threshold, the count and the limit.
+
+pub mod prepare;
+pub mod thresholds;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use idlink_model::config::{EntityAssociationMapping, EntityTypeMapping, SyncThresholds};
+use idlink_model::values::ValueFormat;
+use idlink_packages::api::Progress;
+use idlink_store::{Store, SyncTx};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Engine, EngineError, blocking};
+pub use prepare::{Apply, BadValue, Counts};
+pub use thresholds::{Blocked, LinkCounts};
+
+/// How a run treats the tables (SPEC §5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SyncMode {
+    /// A plain load: no thresholds.
+    Initial,
+    /// The tables are the whole system: rows absent from them are deleted.
+    Complete,
+    /// The tables hold changes only (`Command` column: Insert, Update, Delete).
+    Incremental,
+}
+
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "initial" => Ok(SyncMode::Initial),
+            "complete" => Ok(SyncMode::Complete),
+            "incremental" => Ok(SyncMode::Incremental),
+            _ => Err(format!("'{s}' is not a synchronization mode: use initial, complete or incremental")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub mode: SyncMode,
+    /// Run even when a threshold is exceeded.
+    pub force: bool,
+}
+
+/// What one entity type mapping did.
+#[derive(Debug, Clone, Serialize)]
+pub struct MappingReport {
+    pub entity_type: String,
+    pub table: String,
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Resources of the entity type before the run.
+    pub before: u64,
+    pub bad_values: Vec<BadValue>,
+    pub set_aside_files: Vec<PathBuf>,
+}
+
+/// What one association mapping did.
+#[derive(Debug, Clone, Serialize)]
+pub struct AssociationReport {
+    pub association: String,
+    pub table: String,
+    #[serde(flatten)]
+    pub counts: LinkCounts,
+}
+
+/// The run report, saved in `<work>/Reports/sync-<connector>.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    pub connector: String,
+    pub mode: SyncMode,
+    pub forced: bool,
+    pub mappings: Vec<MappingReport>,
+    pub associations: Vec<AssociationReport>,
+    /// Thresholds exceeded (with `--force`, the run went on; else nothing changed).
+    pub exceeded: Vec<Blocked>,
+    pub committed: bool,
+    #[serde(serialize_with = "secs")]
+    pub duration: Duration,
+    pub warnings: Vec<String>,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl Engine {
+    /// Prepares and synchronizes the tables of `connector` found in `<work>/ExportOutput`.
+    pub async fn sync(
+        &self,
+        store: &Store,
+        connector: &str,
+        options: &SyncOptions,
+        progress: &dyn Progress,
+        cancel: &CancellationToken,
+    ) -> Result<SyncReport, EngineError> {
+        let started = Instant::now();
+        let config = &self.checked().config;
+        let Some(conn) = config.connector(connector) else {
+            let names = config.connectors.iter().map(|c| c.id.value.as_str());
+            return Err(EngineError::UnknownConnector {
+                id: connector.to_string(),
+                suggestion: idlink_model::diag::did_you_mean(connector, names).map(str::to_string),
+            });
+        };
+        let connector = conn.id.value.clone();
+        let mappings: Vec<&EntityTypeMapping> = config
+            .entity_type_mappings
+            .iter()
+            .filter(|m| m.connector.value == connector)
+            .collect();
+        let associations: Vec<&EntityAssociationMapping> = config
+            .entity_association_mappings
+            .iter()
+            .filter(|m| m.connector.value == connector)
+            .collect();
+        if mappings.is_empty() && associations.is_empty() {
+            return Err(EngineError::Data(format!(
+                "connector '{connector}' has no entity type or association mapping: nothing to synchronize"
+            )));
+        }
+        let _lock = store.lock_connector(&connector, "sync").await?;
+        let plans = mappings.iter().map(|m| self.plan(m)).collect::<Result<Vec<_>, _>>()?;
+        let set_aside_dir = self.work_dir().join("Prepared");
+        let apply = match options.mode {
+            SyncMode::Incremental => Apply::Delta,
+            _ => Apply::Whole,
+        };
+        let connector_limits = conn.thresholds.or(&SyncThresholds::CONNECTOR_DEFAULTS);
+        let mut tx = store.begin_sync(&connector).await?;
+        let mut reports = Vec::new();
+        let mut exceeded = Vec::new();
+        let mut prepared_all = Vec::new();
+        for (plan, m) in plans.into_iter().zip(&mappings) {
+            progress.phase(&format!("preparing {} ({})", plan.table, plan.entity_type));
+            let index = tx.resource_index(&plan.entity_type).await?;
+            let before = index.len() as u64;
+            let dir = set_aside_dir.clone();
+            let token = cancel.clone();
+            let (plan, index, prepared) = blocking(move || {
+                let p = prepare::prepare(&plan, &index, apply, &dir, &|| token.is_cancelled());
+                p.map(|p| (plan, index, p))
+            })
+            .await?;
+            drop(index);
+            if options.mode != SyncMode::Initial {
+                exceeded.extend(thresholds::check_resources(
+                    &plan.entity_type,
+                    &prepared.counts,
+                    before,
+                    &connector_limits,
+                    &m.thresholds,
+                ));
+            }
+            reports.push(MappingReport {
+                entity_type: plan.entity_type.clone(),
+                table: plan.table.clone(),
+                counts: prepared.counts.clone(),
+                before,
+                bad_values: prepared.bad_values.clone(),
+                set_aside_files: prepared.set_aside_files.clone(),
+            });
+            prepared_all.push((plan, std::sync::Arc::new(prepared)));
+        }
+        let mut warnings = Vec::new();
+        for r in &reports {
+            let c = &r.counts;
+            if c.set_aside() > 0 {
+                warnings.push(format!(
+                    "{}: {} row(s) set aside ({} without primary key, {} with a duplicate key, {} with a bad value); see {}",
+                    r.table,
+                    c.set_aside(),
+                    c.nullpk,
+                    c.duplicates,
+                    c.invalid,
+                    set_aside_dir.display()
+                ));
+            }
+        }
+        let blocked = !exceeded.is_empty() && !options.force;
+        let report = |reports, associations, exceeded, committed, warnings| SyncReport {
+            connector: connector.clone(),
+            mode: options.mode,
+            forced: options.force,
+            mappings: reports,
+            associations,
+            exceeded,
+            committed,
+            duration: started.elapsed(),
+            warnings,
+        };
+        if blocked {
+            tx.rollback().await?;
+            let r = report(reports, Vec::new(), exceeded, false, warnings);
+            self.save_sync_report(&r).await;
+            return Err(EngineError::Blocked(Box::new(r)));
+        }
+        for (plan, prepared) in &prepared_all {
+            progress.phase(&format!("synchronizing {}", plan.entity_type));
+            apply_resources(&mut tx, &connector, plan, prepared, cancel).await?;
+            progress.rows(&plan.table, prepared.counts.rows);
+        }
+        let mut assoc_reports = Vec::new();
+        for a in &associations {
+            progress.phase(&format!("linking {}", a.id.value));
+            let (table, counts) = self.apply_links(&mut tx, a, &mappings, apply, cancel).await?;
+            if options.mode != SyncMode::Initial {
+                let limits = connector_limits;
+                exceeded.extend(thresholds::check_links(&a.id.value, &counts, &limits));
+            }
+            assoc_reports.push(AssociationReport {
+                association: a.id.value.clone(),
+                table,
+                counts,
+            });
+        }
+        if !exceeded.is_empty() && !options.force {
+            tx.rollback().await?;
+            let r = report(reports, assoc_reports, exceeded, false, warnings);
+            self.save_sync_report(&r).await;
+            return Err(EngineError::Blocked(Box::new(r)));
+        }
+        if cancel.is_cancelled() {
+            tx.rollback().await?;
+            return Err(EngineError::Cancelled {
+                what: "the synchronization",
+                connection: connector,
+            });
+        }
+        tx.commit().await?;
+        let r = report(reports, assoc_reports, exceeded, true, warnings);
+        self.save_sync_report(&r).await;
+        Ok(r)
+    }
+
+    fn plan(&self, m: &EntityTypeMapping) -> Result<prepare::TablePlan, EngineError> {
+        let config = &self.checked().config;
+        let et = config.entity_type(&m.id.value).ok_or_else(|| {
+            EngineError::Data(format!("mapping '{}' has no entity type of that name", m.id.value))
+        })?;
+        let mut columns = Vec::new();
+        let mut pk = None;
+        for p in &m.properties {
+            let ty = et.property(&p.id.value).map(|x| x.ty).unwrap_or_default();
+            let col = prepare::MappedColumn {
+                property: p.id.value.clone(),
+                column: p.connection_column.value.clone(),
+                ty,
+                format: ValueFormat::parse(p.format.as_deref().unwrap_or("")),
+            };
+            if p.is_primary_key && pk.is_none() {
+                pk = Some(col);
+            } else {
+                columns.push(col);
+            }
+        }
+        let Some(pk) = pk else {
+            return Err(EngineError::Data(format!(
+                "mapping '{}' has no primary key: mark one property IsPrimaryKey=\"true\"",
+                m.id.value
+            )));
+        };
+        columns.insert(0, pk);
+        Ok(prepare::TablePlan {
+            entity_type: m.id.value.clone(),
+            table: m.connection_table.value.clone(),
+            path: self.table_path(&m.connection_table.value),
+            columns,
+        })
+    }
+
+    fn table_path(&self, table: &str) -> PathBuf {
+        self.work_dir().join("ExportOutput").join(format!("{table}.csv"))
+    }
+
+    async fn save_sync_report(&self, r: &SyncReport) {
+        let dir = self.work_dir().join("Reports");
+        let path = dir.join(format!("sync-{}.json", r.connector));
+        let Ok(text) = serde_json::to_string_pretty(r) else {
+            return;
+        };
+        let _ = blocking(move || {
+            std::fs::create_dir_all(&dir).map_err(|e| EngineError::io("create", &dir, e))?;
+            crate::export::write_atomically(&path, text.as_bytes())
+        })
+        .await;
+    }
+
+    /// Resolves the association mapping's table into links and applies the difference.
+    async fn apply_links(
+        &self,
+        tx: &mut SyncTx<'_>,
+        a: &EntityAssociationMapping,
+        mappings: &[&EntityTypeMapping],
+        apply: Apply,
+        cancel: &CancellationToken,
+    ) -> Result<(String, LinkCounts), EngineError> {
+        let side1 = &a.entity_property_mapping1.value;
+        let side2 = &a.entity_property_mapping2.value;
+        // The table: the mapping's own, or the first side's entity type mapping's.
+        let table = match &a.connection_table {
+            Some(t) => t.value.clone(),
+            None => mappings
+                .iter()
+                .find(|m| m.id.value == side1.entity_type)
+                .map(|m| m.connection_table.value.clone())
+                .ok_or_else(|| {
+                    EngineError::Data(format!(
+                        "association mapping '{}' has no ConnectionTable and entity type '{}' has no mapping in this connector",
+                        a.id.value, side1.entity_type
+                    ))
+                })?,
+        };
+        let path = self.table_path(&table);
+        let key_property = |et: &str| {
+            mappings
+                .iter()
+                .find(|m| m.id.value == et)
+                .and_then(|m| m.properties.iter().find(|p| p.is_primary_key))
+                .map(|p| p.id.value.clone())
+        };
+        let by = |p: &idlink_model::config::PropertyRef| {
+            if key_property(&p.entity_type).as_deref() == Some(p.property.as_str()) {
+                None
+            } else {
+                Some(p.property.clone())
+            }
+        };
+        let ids1 = tx.resource_ids(&side1.entity_type, by(side1).as_deref()).await?;
+        let ids2 = if side1 == side2 {
+            None
+        } else {
+            Some(tx.resource_ids(&side2.entity_type, by(side2).as_deref()).await?)
+        };
+        let existing = tx.link_set(&a.id.value).await?;
+        let (c1, c2) = (a.column1.value.clone(), a.column2.value.clone());
+        let token = cancel.clone();
+        let assoc = a.id.value.clone();
+        let tname = table.clone();
+        let (add, remove, mut counts) = blocking(move || {
+            let ids2 = ids2.as_ref().unwrap_or(&ids1);
+            links::diff(&assoc, &tname, &path, &c1, &c2, &ids1, ids2, &existing, apply, &|| token.is_cancelled())
+        })
+        .await?;
+        tx.insert_links(&a.id.value, &add).await?;
+        tx.delete_links(&a.id.value, &remove).await?;
+        counts.added = add.len() as u64;
+        counts.removed = remove.len() as u64;
+        Ok((table, counts))
+    }
+}
+
+async fn apply_resources(
+    tx: &mut SyncTx<'_>,
+    connector: &str,
+    plan: &prepare::TablePlan,
+    prepared: &std::sync::Arc<prepare::Prepared>,
+    cancel: &CancellationToken,
+) -> Result<(), EngineError> {
+    const BATCH: usize = 1000;
+    // The spill is read on a blocking thread and sent in batches: memory holds a few batches,
+    // never the whole table.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<prepare::Change>>(4);
+    let reader = {
+        let prepared = prepared.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            prepared.for_each_change(|c| {
+                batch.push(c);
+                if batch.len() >= BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    // The receiver is gone only when applying failed: stop reading.
+                    sender.blocking_send(full).map_err(|_| EngineError::Cancelled {
+                        what: "the synchronization",
+                        connection: String::new(),
+                    })?;
+                }
+                Ok(())
+            })?;
+            if !batch.is_empty() {
+                let _ = sender.blocking_send(batch);
+            }
+            Ok::<(), EngineError>(())
+        })
+    };
+    let mut inserts: Vec<idlink_store::NewResource> = Vec::with_capacity(BATCH);
+    let mut updates: Vec<idlink_store::ResourceUpdate> = Vec::new();
+    while let Some(batch) = receiver.recv().await {
+        if cancel.is_cancelled() {
+            return Err(EngineError::Cancelled {
+                what: "the synchronization",
+                connection: connector.to_string(),
+            });
+        }
+        for c in batch {
+            match c {
+                prepare::Change::Insert { key, data, digest } => {
+                    inserts.push(idlink_store::NewResource { key, data, digest });
+                }
+                prepare::Change::Update { id, data, digest } => {
+                    updates.push(idlink_store::ResourceUpdate { id, data, digest });
+                }
+            }
+        }
+        if inserts.len() >= BATCH {
+            tx.insert_resources(connector, &plan.entity_type, &inserts).await?;
+            inserts.clear();
+        }
+        if updates.len() >= BATCH {
+            tx.update_resources(&updates).await?;
+            updates.clear();
+        }
+    }
+    reader
+        .await
+        .map_err(|e| EngineError::Contract(format!("a background task failed: {e}")))??;
+    tx.insert_resources(connector, &plan.entity_type, &inserts).await?;
+    tx.update_resources(&updates).await?;
+    for chunk in prepared.deletes.chunks(BATCH) {
+        tx.delete_resources(chunk).await?;
+    }
+    Ok(())
+}
+
+mod links {
+    use super::*;
+
+    /// Reads the link table and returns the links to add and to remove.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn diff(
+        association: &str,
+        table: &str,
+        path: &std::path::Path,
+        column1: &str,
+        column2: &str,
+        ids1: &HashMap<Box<str>, i64>,
+        ids2: &HashMap<Box<str>, i64>,
+        existing: &HashSet<(i64, i64)>,
+        apply: Apply,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<(Vec<(i64, i64)>, Vec<(i64, i64)>, LinkCounts), EngineError> {
+        let file = std::fs::File::open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                EngineError::Data(format!(
+                    "table '{table}' of association mapping '{association}' was not found at {}: export its connection first",
+                    path.display()
+                ))
+            } else {
+                EngineError::io("open", path, e)
+            }
+        })?;
+        let mut r = csv::Reader::from_reader(std::io::BufReader::with_capacity(1 << 16, file));
+        let header = r
+            .headers()
+            .map_err(|e| EngineError::Data(format!("{}: {e}", path.display())))?
+            .clone();
+        let find = |name: &str| {
+            header
+                .iter()
+                .position(|h| h == name)
+                .or_else(|| header.iter().position(|h| h.eq_ignore_ascii_case(name)))
+        };
+        let col = |name: &str| {
+            find(name).ok_or_else(|| {
+                EngineError::Data(format!(
+                    "table '{table}' has no column '{name}', which association mapping '{association}' reads"
+                ))
+            })
+        };
+        let (i1, i2) = (col(column1)?, col(column2)?);
+        let command = find("Command");
+        let mut counts = LinkCounts {
+            before: existing.len() as u64,
+            ..LinkCounts::default()
+        };
+        let mut wanted: HashSet<(i64, i64)> = HashSet::new();
+        let mut unwanted: HashSet<(i64, i64)> = HashSet::new();
+        // Incremental without Command: the rows present describe their side-1 links whole.
+        let mut touched1: HashSet<i64> = HashSet::new();
+        let mut rec = csv::StringRecord::new();
+        let mut n = 0u64;
+        while r
+            .read_record(&mut rec)
+            .map_err(|e| EngineError::Data(format!("{}: {e}", path.display())))?
+        {
+            n += 1;
+            if n % 4096 == 0 && cancelled() {
+                return Err(EngineError::Cancelled {
+                    what: "the synchronization",
+                    connection: table.to_string(),
+                });
+            }
+            let delete = command
+                .and_then(|c| rec.get(c))
+                .is_some_and(|c| c.trim().eq_ignore_ascii_case("Delete"));
+            let (v1, v2) = (rec.get(i1).unwrap_or(""), rec.get(i2).unwrap_or(""));
+            for a in v1.split('\n').filter(|s| !s.is_empty()) {
+                let Some(&a_id) = ids1.get(a) else {
+                    if !v2.is_empty() {
+                        counts.unresolved += 1;
+                    }
+                    continue;
+                };
+                if apply == Apply::Delta && command.is_none() {
+                    touched1.insert(a_id);
+                }
+                for b in v2.split('\n').filter(|s| !s.is_empty()) {
+                    let Some(&b_id) = ids2.get(b) else {
+                        counts.unresolved += 1;
+                        continue;
+                    };
+                    if delete {
+                        unwanted.insert((a_id, b_id));
+                    } else {
+                        wanted.insert((a_id, b_id));
+                    }
+                }
+            }
+        }
+        let add: Vec<(i64, i64)> = wanted.iter().filter(|p| !existing.contains(p)).copied().collect();
+        let remove: Vec<(i64, i64)> = match (apply, command.is_some()) {
+            (Apply::Whole, _) => existing.iter().filter(|p| !wanted.contains(p)).copied().collect(),
+            (Apply::Delta, true) => unwanted.into_iter().filter(|p| existing.contains(p)).collect(),
+            (Apply::Delta, false) => existing
+                .iter()
+                .filter(|p| touched1.contains(&p.0) && !wanted.contains(p))
+                .copied()
+                .collect(),
+        };
+        Ok((add, remove, counts))
+    }
+}

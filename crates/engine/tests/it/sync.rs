@@ -1,0 +1,460 @@
+//! Synchronization (issue #10) against real stores: SQLite in a temporary folder and
+//! PostgreSQL started by test-support. Each test runs on both.
+
+use std::path::PathBuf;
+
+use idlink_engine::sync::{SyncMode, SyncOptions, SyncReport};
+use idlink_engine::{CancellationToken, Engine, EngineError};
+use idlink_model::SettingsSource;
+use idlink_packages::Registry;
+use idlink_packages::api::NoProgress;
+use idlink_store::{Location, Store};
+use idlink_test_support::postgres::PostgresServer;
+
+const CONFIG: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<ConfigurationFile xmlns="urn:schemas-usercube-com:configuration">
+  <Connector Identifier="HR" DisplayName_L1="HR" CONNECTOR_THRESHOLDS />
+  <Connection Identifier="HRP" DisplayName_L1="People" Connector="HR" Package="Usercube.CSV@0000001" />
+  <Connection Identifier="HRO" DisplayName_L1="Orgs" Connector="HR" Package="Usercube.CSV@0000001" />
+  <EntityType Identifier="Person" DisplayName_L1="Person">
+    <Property Identifier="Id" DisplayName_L1="Id" IsKey="true" />
+    <Property Identifier="Name" DisplayName_L1="Name" />
+    <Property Identifier="Age" DisplayName_L1="Age" Type="Int32" />
+    <Property Identifier="Start" DisplayName_L1="Start" Type="DateTime" />
+    EXTRA_PROPERTY
+    <Property Identifier="Org" DisplayName_L1="Org" Type="ForeignKey" />
+  </EntityType>
+  <EntityType Identifier="Org" DisplayName_L1="Org">
+    <Property Identifier="Code" DisplayName_L1="Code" IsKey="true" />
+    <Property Identifier="Title" DisplayName_L1="Title" />
+    <Property Identifier="Members" DisplayName_L1="Members" Type="ForeignKey" />
+  </EntityType>
+  <EntityAssociation Identifier="Person_Org" DisplayName_L1="Org of a person"
+                     Property1="Person:Org" Property2="Org:Members" IsProperty2Collection="true" />
+  <EntityTypeMapping Identifier="Person" Connector="HR" ConnectionTable="HRP" MAPPING_THRESHOLDS>
+    <Property Identifier="Id" ConnectionColumn="id" IsPrimaryKey="true" />
+    <Property Identifier="Name" ConnectionColumn="name" />
+    <Property Identifier="Age" ConnectionColumn="age" />
+    <Property Identifier="Start" ConnectionColumn="start" Format="dd/MM/yyyy" />
+    EXTRA_MAPPING
+  </EntityTypeMapping>
+  <EntityTypeMapping Identifier="Org" Connector="HR" ConnectionTable="HRO">
+    <Property Identifier="Code" ConnectionColumn="code" IsPrimaryKey="true" />
+    <Property Identifier="Title" ConnectionColumn="title" />
+  </EntityTypeMapping>
+  <EntityAssociationMapping Identifier="Person_Org" Connector="HR" ConnectionTable="HRP"
+                            Column1="id" EntityPropertyMapping1="Person:Id"
+                            Column2="org" EntityPropertyMapping2="Org:Code" />
+</ConfigurationFile>
+"#;
+
+const SETTINGS: &str = r#"{
+  "SourcesRootPaths": ["data"],
+  "Connections": {
+    "HRP": { "Path": "data/p.csv" },
+    "HRO": { "Path": "data/o.csv" }
+  }
+}"#;
+
+struct Site {
+    dir: tempfile::TempDir,
+    store: Store,
+    connector_thresholds: String,
+    mapping_thresholds: String,
+    extra: bool,
+}
+
+enum Backend<'a> {
+    Sqlite,
+    Postgres(&'a PostgresServer, &'a str),
+}
+
+impl Site {
+    async fn new(backend: Backend<'_>) -> Site {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let location = match backend {
+            Backend::Sqlite => Location::default_in(&dir.path().join("work")),
+            Backend::Postgres(pg, db) => {
+                pg.execute("postgres", &format!("CREATE DATABASE {db}")).expect("create db");
+                Location::parse(&pg.url(db)).expect("url")
+            }
+        };
+        std::fs::create_dir_all(dir.path().join("work")).expect("work");
+        let store = Store::open(&location).await.expect("store");
+        Site {
+            dir,
+            store,
+            // Thresholds off unless a test sets them: tests of other things change many rows.
+            connector_thresholds: ALL_OFF.to_string(),
+            mapping_thresholds: String::new(),
+            extra: false,
+        }
+    }
+
+    fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    fn engine(&self) -> Engine {
+        let conf = self.dir.path().join("conf");
+        std::fs::create_dir_all(conf.join("data")).expect("conf");
+        let xml = CONFIG
+            .replace("CONNECTOR_THRESHOLDS", &self.connector_thresholds)
+            .replace("MAPPING_THRESHOLDS", &self.mapping_thresholds)
+            .replace(
+                "EXTRA_PROPERTY",
+                if self.extra {
+                    r#"<Property Identifier="Mail" DisplayName_L1="Mail" />"#
+                } else {
+                    ""
+                },
+            )
+            .replace(
+                "EXTRA_MAPPING",
+                if self.extra {
+                    r#"<Property Identifier="Mail" ConnectionColumn="mail" />"#
+                } else {
+                    ""
+                },
+            );
+        std::fs::write(conf.join("c.xml"), xml).expect("xml");
+        std::fs::write(conf.join("appsettings.agent.json"), SETTINGS).expect("json");
+        let registry = Registry::new();
+        let checked = idlink_model::load_and_check(
+            &conf,
+            SettingsSource {
+                path: &conf.join("appsettings.agent.json"),
+                explicit: true,
+            },
+            std::iter::empty::<(String, String)>(),
+            &registry,
+        )
+        .expect("load");
+        let errors: Vec<String> = checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        Engine::new(checked, registry, &conf, &self.work())
+    }
+
+    fn table(&self, name: &str, text: &str) {
+        let dir = self.work().join("ExportOutput");
+        std::fs::create_dir_all(&dir).expect("out");
+        std::fs::write(dir.join(format!("{name}.csv")), text).expect("table");
+    }
+
+    async fn sync(&self, mode: SyncMode, force: bool) -> Result<SyncReport, EngineError> {
+        self.engine()
+            .sync(
+                &self.store,
+                "HR",
+                &SyncOptions { mode, force },
+                &NoProgress,
+                &CancellationToken::new(),
+            )
+            .await
+    }
+
+    /// Every resource of an entity type as "key: data", sorted.
+    async fn dump(&self, entity_type: &str) -> Vec<String> {
+        self.store
+            .resources(entity_type, &[])
+            .await
+            .expect("resources")
+            .into_iter()
+            .map(|r| format!("{}: {}", r.key, serde_json::Value::Object(r.data)))
+            .collect()
+    }
+
+    /// person key -> org key, and org key -> person keys, read both ways.
+    async fn links(&self) -> (Vec<String>, Vec<String>) {
+        let persons = self.store.resources("Person", &[]).await.expect("p");
+        let orgs = self.store.resources("Org", &[]).await.expect("o");
+        let forward = self.store.linked_keys("Person_Org", 1).await.expect("l1");
+        let backward = self.store.linked_keys("Person_Org", 2).await.expect("l2");
+        let f = persons
+            .iter()
+            .filter_map(|p| forward.get(&p.id).map(|o| format!("{}->{}", p.key, o.join(","))))
+            .collect();
+        let b = orgs
+            .iter()
+            .filter_map(|o| backward.get(&o.id).map(|p| format!("{}<-{}", o.key, p.join(","))))
+            .collect();
+        (f, b)
+    }
+}
+
+const ALL_OFF: &str = r#"MaximumInsertedLines="0" MaximumUpdatedLines="0" MaximumDeletedLines="0" MaximumLinkInsertedLines="0" MaximumLinkDeletedLines="0" MaxPercentageInsertedLines="0" MaxPercentageUpdatedLines="0" MaxPercentageDeletedLines="0" MaxLinkPercentageInsertedLines="0" MaxLinkPercentageDeletedLines="0""#;
+
+const ORGS: &str = "code,title\nENG,Engineering\nOPS,Operations\n";
+const PEOPLE: &str = "id,name,age,start,org\n\
+E1,Ada,36,01/03/2019,ENG\n\
+E2,Alan,41,15/01/2020,ENG\n\
+E3,Grace,45,02/02/2018,OPS\n";
+
+/// Runs `test` on a SQLite store and on a PostgreSQL store.
+async fn on_both<F, Fut>(name: &str, test: F)
+where
+    F: Fn(Site) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    test(Site::new(Backend::Sqlite).await).await;
+    let pg = pg();
+    test(Site::new(Backend::Postgres(pg, name)).await).await;
+}
+
+fn pg() -> &'static PostgresServer {
+    static PG: std::sync::OnceLock<PostgresServer> = std::sync::OnceLock::new();
+    PG.get_or_init(PostgresServer::start)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_runs_insert_update_delete_and_link_both_ways() {
+    on_both("complete_runs", |s| async move {
+        s.table("HRO", ORGS);
+        s.table("HRP", PEOPLE);
+        let r = s.sync(SyncMode::Initial, false).await.expect("initial");
+        assert!(r.committed);
+        assert_eq!((r.mappings[0].counts.inserted, r.mappings[1].counts.inserted), (3, 2));
+        assert_eq!(r.associations[0].counts.added, 3);
+        assert_eq!(
+            s.dump("Person").await,
+            [
+                r#"E1: {"Age":36,"Id":"E1","Name":"Ada","Start":"2019-03-01T00:00:00Z"}"#,
+                r#"E2: {"Age":41,"Id":"E2","Name":"Alan","Start":"2020-01-15T00:00:00Z"}"#,
+                r#"E3: {"Age":45,"Id":"E3","Name":"Grace","Start":"2018-02-02T00:00:00Z"}"#,
+            ]
+        );
+        let (f, b) = s.links().await;
+        assert_eq!(f, ["E1->ENG", "E2->ENG", "E3->OPS"]);
+        assert_eq!(b, ["ENG<-E1,E2", "OPS<-E3"]);
+
+        // Same tables again: nothing changes.
+        let r = s.sync(SyncMode::Complete, false).await.expect("again");
+        let c = &r.mappings[0].counts;
+        assert_eq!((c.inserted, c.updated, c.deleted, c.unchanged), (0, 0, 0, 3));
+        assert_eq!((r.associations[0].counts.added, r.associations[0].counts.removed), (0, 0));
+
+        // Alan leaves, Grace moves to ENG and has a birthday, Edsger arrives.
+        s.table(
+            "HRP",
+            "id,name,age,start,org\nE1,Ada,36,01/03/2019,ENG\nE3,Grace,46,02/02/2018,ENG\nE4,Edsger,,,OPS\n",
+        );
+        let r = s.sync(SyncMode::Complete, false).await.expect("complete");
+        let c = &r.mappings[0].counts;
+        assert_eq!((c.inserted, c.updated, c.deleted, c.unchanged), (1, 1, 1, 1));
+        assert_eq!(s.dump("Person").await[2], r#"E4: {"Id":"E4","Name":"Edsger"}"#);
+        let (f, b) = s.links().await;
+        assert_eq!(f, ["E1->ENG", "E3->ENG", "E4->OPS"]);
+        assert_eq!(b, ["ENG<-E1,E3", "OPS<-E4"]);
+        let report = std::fs::read_to_string(s.work().join("Reports/sync-HR.json")).expect("report");
+        assert!(report.contains("\"committed\": true"), "{report}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_without_key_with_duplicate_keys_or_bad_values_are_set_aside_and_located() {
+    on_both("set_aside", |s| async move {
+        s.table("HRO", ORGS);
+        s.table("HRP", PEOPLE);
+        s.sync(SyncMode::Initial, false).await.expect("initial");
+        // E1 twice, a row without id, E2 with a bad age and E3 with a bad date.
+        s.table(
+            "HRP",
+            "id,name,age,start,org\n\
+             E1,Ada,36,01/03/2019,ENG\n\
+             E1,Ada Byron,37,01/03/2019,ENG\n\
+             ,Nobody,1,01/01/2000,ENG\n\
+             E2,Alan,forty,15/01/2020,ENG\n\
+             E3,Grace,45,2018-02-02,OPS\n\
+             E5,New,20,01/01/2024,OPS\n",
+        );
+        let r = s.sync(SyncMode::Complete, false).await.expect("complete");
+        let m = &r.mappings[0];
+        let c = &m.counts;
+        assert_eq!((c.nullpk, c.duplicates, c.invalid), (1, 2, 2), "{c:?}");
+        assert_eq!((c.inserted, c.updated, c.deleted), (1, 0, 0), "{c:?}");
+        assert_eq!(m.bad_values.len(), 2);
+        let bad = &m.bad_values[0];
+        assert_eq!((bad.table.as_str(), bad.line, bad.column.as_str()), ("HRP", 5, "age"));
+        assert!(bad.message.contains("Int32"), "{}", bad.message);
+        assert_eq!((m.bad_values[1].line, m.bad_values[1].column.as_str()), (6, "start"));
+        assert!(m.bad_values[1].message.contains("dd/MM/yyyy"), "{}", m.bad_values[1].message);
+        // Set-aside keys keep what the store had: nothing deleted, nothing coerced.
+        let people = s.dump("Person").await;
+        assert_eq!(people.len(), 4);
+        assert!(people[0].contains("\"Ada\"") && people[1].contains("\"Age\":41"), "{people:?}");
+        let dir = s.work().join("Prepared");
+        let dups = std::fs::read_to_string(dir.join("HRP.duplicates.csv")).expect("dups");
+        assert_eq!(dups.lines().count(), 3, "{dups}");
+        assert!(dups.contains("Ada Byron"));
+        let nullpk = std::fs::read_to_string(dir.join("HRP.nullpk.csv")).expect("nullpk");
+        assert!(nullpk.contains("Nobody"));
+        let invalid = std::fs::read_to_string(dir.join("HRP.invalid.csv")).expect("invalid");
+        assert!(invalid.contains("5,age,") && invalid.contains("forty"), "{invalid}");
+        assert!(r.warnings.iter().any(|w| w.contains("5 row(s) set aside")), "{:?}", r.warnings);
+
+        // The next clean run removes the old set-aside files.
+        s.table("HRP", PEOPLE);
+        s.sync(SyncMode::Complete, false).await.expect("clean");
+        assert!(!dir.join("HRP.duplicates.csv").exists());
+        assert!(!dir.join("HRP.invalid.csv").exists());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_tables_apply_command_rows_or_upsert_without_them() {
+    on_both("incremental", |s| async move {
+        s.table("HRO", ORGS);
+        s.table("HRP", PEOPLE);
+        s.sync(SyncMode::Initial, false).await.expect("initial");
+        // A Command column: E2 deleted, E1 updated, E6 inserted, an unknown command set aside.
+        s.table(
+            "HRP",
+            "id,name,age,start,org,Command\n\
+             E2,,,,,Delete\n\
+             E1,Ada L.,36,01/03/2019,ENG,Update\n\
+             E6,Barbara,30,01/06/2021,OPS,Insert\n\
+             E3,Grace,45,02/02/2018,OPS,Rename\n",
+        );
+        s.table("HRO", "code,title,Command\n");
+        let err = s.sync(SyncMode::Complete, false).await.expect_err("Command in a complete run");
+        assert!(err.to_string().contains("--mode incremental"), "{err}");
+        let r = s.sync(SyncMode::Incremental, false).await.expect("incremental");
+        let c = &r.mappings[0].counts;
+        assert_eq!((c.inserted, c.updated, c.deleted, c.invalid), (1, 1, 1, 1), "{c:?}");
+        let keys: Vec<String> = s.dump("Person").await.iter().map(|l| l[..2].to_string()).collect();
+        assert_eq!(keys, ["E1", "E3", "E6"]);
+        let (f, _) = s.links().await;
+        assert_eq!(f, ["E1->ENG", "E3->OPS", "E6->OPS"]);
+
+        // Without a Command column: the rows present are inserted or updated, others stay.
+        s.table("HRP", "id,name,age,start,org\nE3,Grace H.,45,02/02/2018,ENG\n");
+        let r = s.sync(SyncMode::Incremental, false).await.expect("upserts");
+        let c = &r.mappings[0].counts;
+        assert_eq!((c.inserted, c.updated, c.deleted), (0, 1, 0));
+        assert_eq!(s.dump("Person").await.len(), 3);
+        let (f, _) = s.links().await;
+        assert_eq!(f, ["E1->ENG", "E3->ENG", "E6->OPS"]);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_threshold_kind_blocks_changes_nothing_and_force_runs_anyway() {
+    on_both("thresholds", |mut s| async move {
+        s.table("HRO", ORGS);
+        s.table("HRP", PEOPLE);
+        s.sync(SyncMode::Initial, false).await.expect("initial");
+        let before = (s.dump("Person").await, s.links().await);
+        let five = "id,name,age,start,org\n\
+                    E1,Ada,37,01/03/2019,OPS\n\
+                    E2,Alan,42,15/01/2020,OPS\n\
+                    E7,Seven,1,01/01/2024,OPS\n\
+                    E8,Eight,1,01/01/2024,OPS\n";
+        s.table("HRP", five);
+        // Inserted 2, updated 2, deleted 1, links added 4 (E1, E2 moved; E7, E8), removed 2.
+        let cases = [
+            (r#"MaximumInsertedLines="1""#, "", "MaximumInsertedLines"),
+            (r#"MaximumUpdatedLines="1""#, "", "MaximumUpdatedLines"),
+            (r#"MaxPercentageDeletedLines="30""#, "", "MaxPercentageDeletedLines"),
+            (r#"MaximumLinkInsertedLines="3""#, "", "MaximumLinkInsertedLines"),
+            (r#"MaxLinkPercentageDeletedLines="50""#, "", "MaxLinkPercentageDeletedLines"),
+            ("", r#"MaximumDeletedLines="0" MaxPercentageInsertedLines="50""#, "MaxPercentageInsertedLines"),
+        ];
+        for (connector, mapping, expected) in cases {
+            // Every other connector threshold off, so only the one under test can block.
+            s.connector_thresholds = ALL_OFF
+                .split(' ')
+                .filter(|a| connector.is_empty() || a.split('=').next() != connector.split('=').next())
+                .chain(std::iter::once(connector))
+                .collect::<Vec<_>>()
+                .join(" ");
+            s.mapping_thresholds = mapping.to_string();
+            let err = s.sync(SyncMode::Complete, false).await.expect_err(expected);
+            let EngineError::Blocked(r) = &err else {
+                panic!("{expected}: {err}");
+            };
+            assert!(!r.committed);
+            assert_eq!(r.exceeded.len(), 1, "{expected}: {err}");
+            assert_eq!(r.exceeded[0].threshold, expected, "{err}");
+            assert!(err.to_string().contains("nothing changed"), "{err}");
+            assert_eq!((s.dump("Person").await, s.links().await), before, "{expected}");
+        }
+        // The connector's documented defaults (100, 5%) block 100% of deletions.
+        s.connector_thresholds = String::new();
+        s.mapping_thresholds = String::new();
+        s.table("HRP", "id,name,age,start,org\n");
+        let err = s.sync(SyncMode::Complete, false).await.expect_err("defaults");
+        assert!(err.to_string().contains("MaxPercentageDeletedLines = 5%"), "{err}");
+        assert_eq!((s.dump("Person").await, s.links().await), before);
+        // --force runs anyway and says what was exceeded.
+        let r = s.sync(SyncMode::Complete, true).await.expect("forced");
+        assert!(r.committed && r.forced && !r.exceeded.is_empty());
+        assert!(s.dump("Person").await.is_empty());
+        // Initial ignores thresholds.
+        s.table("HRP", PEOPLE);
+        s.sync(SyncMode::Initial, false).await.expect("initial ignores thresholds");
+        assert_eq!(s.dump("Person").await.len(), 3);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_property_added_then_removed_needs_no_migration_and_loses_nothing_else() {
+    on_both("property_change", |mut s| async move {
+        s.table("HRO", ORGS);
+        s.table("HRP", PEOPLE);
+        s.sync(SyncMode::Initial, false).await.expect("initial");
+        s.extra = true;
+        s.table(
+            "HRP",
+            "id,name,age,start,org,mail\nE1,Ada,36,01/03/2019,ENG,ada@x.org\nE2,Alan,41,15/01/2020,ENG,\nE3,Grace,45,02/02/2018,OPS,grace@x.org\n",
+        );
+        let r = s.sync(SyncMode::Complete, false).await.expect("added");
+        assert_eq!(r.mappings[0].counts.updated, 2);
+        let people = s.dump("Person").await;
+        assert!(people[0].contains(r#""Mail":"ada@x.org""#) && people[0].contains(r#""Age":36"#), "{people:?}");
+        s.extra = false;
+        s.table("HRP", PEOPLE);
+        s.sync(SyncMode::Complete, false).await.expect("removed");
+        let people = s.dump("Person").await;
+        assert!(!people[0].contains("Mail") && people[0].contains(r#""Name":"Ada""#), "{people:?}");
+        assert_eq!(s.dump("Org").await.len(), 2);
+        assert_eq!(s.links().await.0.len(), 3);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_connector_lock_refuses_the_run_and_names_its_holder() {
+    on_both("lock", |s| async move {
+        s.table("HRO", ORGS);
+        s.table("HRP", PEOPLE);
+        let held = s.store.lock_connector("HR", "sync").await.expect("lock");
+        let err = s.sync(SyncMode::Initial, false).await.expect_err("locked");
+        let text = err.to_string();
+        assert!(text.contains(&std::process::id().to_string()) && text.contains("since"), "{text}");
+        held.release().await.expect("release");
+        s.sync(SyncMode::Initial, false).await.expect("after release");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_missing_a_mapped_column_or_missing_altogether_is_refused_with_what_to_do() {
+    let s = Site::new(Backend::Sqlite).await;
+    let err = s.sync(SyncMode::Initial, false).await.expect_err("no tables");
+    assert!(err.to_string().contains("export its connection first"), "{err}");
+    s.table("HRO", ORGS);
+    s.table("HRP", "id,name,start,org\nE1,Ada,01/03/2019,ENG\n");
+    let err = s.sync(SyncMode::Initial, false).await.expect_err("no age");
+    assert!(err.to_string().contains("no column 'age'"), "{err}");
+    assert!(s.dump("Org").await.is_empty(), "nothing committed");
+}
+

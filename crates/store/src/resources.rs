@@ -1,0 +1,391 @@
+//! Resources and links (SPEC §5.2): what synchronization writes and provisioning, the server
+//! and the UI read.
+//!
+//! A resource is one row of an entity type, found by its primary key; its property values are
+//! one JSON object (`data`), so a property added to or removed from an entity type needs no
+//! migration, and a digest of that text lets a run compare a table with the store without
+//! reading the values back. A link joins two resources through an association: `id1` is the
+//! resource on the side of the association's `Property1`, `id2` the other.
+//!
+//! Writes go through a [`SyncTx`]: one transaction per connector, so a run killed at any
+//! instant leaves the store as before or as after it.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{Postgres, QueryBuilder, Sqlite, Transaction};
+
+use crate::{Pool, Store, StoreError, on_pool};
+
+/// What the store holds of one resource for a diff: its row id and the digest of its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub id: i64,
+    pub digest: [u8; 16],
+}
+
+/// A resource to insert.
+#[derive(Debug, Clone)]
+pub struct NewResource {
+    pub key: String,
+    /// The property values, a JSON object.
+    pub data: String,
+    pub digest: [u8; 16],
+}
+
+/// New values of a stored resource.
+#[derive(Debug, Clone)]
+pub struct ResourceUpdate {
+    pub id: i64,
+    pub data: String,
+    pub digest: [u8; 16],
+}
+
+/// A stored resource, as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    pub id: i64,
+    pub key: String,
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// One synchronization's transaction. Dropped without [`SyncTx::commit`], it rolls back.
+pub struct SyncTx<'s> {
+    store: &'s Store,
+    tx: Tx,
+}
+
+impl std::fmt::Debug for SyncTx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncTx").field("store", self.store).finish()
+    }
+}
+
+/// Runs `$body` with `$c` bound to the transaction's connection, once per backend.
+macro_rules! on_tx {
+    ($self:expr, $c:ident => $body:expr) => {
+        match &mut $self.tx {
+            Tx::Sqlite(t) => {
+                let $c = &mut **t;
+                $body
+            }
+            Tx::Postgres(t) => {
+                let $c = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
+fn digest_of(bytes: &[u8]) -> [u8; 16] {
+    let mut d = [0u8; 16];
+    if bytes.len() == 16 {
+        d.copy_from_slice(bytes);
+    }
+    d
+}
+
+/// Rows per multi-row INSERT (SQLite allows 32766 bound values).
+const ROWS_PER_INSERT: usize = 500;
+
+impl Store {
+    /// Starts the transaction of one synchronization (SQLite: `BEGIN IMMEDIATE`, so it holds
+    /// the write lock from the start instead of failing midway).
+    pub async fn begin_sync(&self, connector: &str) -> Result<SyncTx<'_>, StoreError> {
+        let _ = connector;
+        let tx = match self.pool() {
+            Pool::Sqlite(p) => Tx::Sqlite(
+                p.begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(|e| self.db_error("start a synchronization", e))?,
+            ),
+            Pool::Postgres(p) => Tx::Postgres(
+                p.begin()
+                    .await
+                    .map_err(|e| self.db_error("start a synchronization", e))?,
+            ),
+        };
+        Ok(SyncTx { store: self, tx })
+    }
+
+    /// The resources of `entity_type` whose properties equal every `(property, value)` of
+    /// `filters` (a multi-valued property matches when one of its values does), by key.
+    pub async fn resources(
+        &self,
+        entity_type: &str,
+        filters: &[(String, String)],
+    ) -> Result<Vec<Resource>, StoreError> {
+        let rows: Vec<(i64, String, String)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT id, key, data FROM resources WHERE entity_type = $1 ORDER BY key"
+        )
+        .bind(entity_type)
+        .fetch_all(p)
+        .await)
+        .map_err(|e| self.db_error("read resources", e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, key, data) in rows {
+            let data: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&data)
+                .map_err(|e| StoreError::Corrupt {
+                    store: self.location().to_string(),
+                    what: format!("resource {entity_type} '{key}'"),
+                    message: e.to_string(),
+                })?;
+            let matches = filters.iter().all(|(prop, want)| match data.get(prop) {
+                Some(serde_json::Value::Array(vs)) => vs.iter().any(|v| value_eq(v, want)),
+                Some(v) => value_eq(v, want),
+                None => want.is_empty(),
+            });
+            if matches {
+                out.push(Resource { id, key, data });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The links of `association` as (id on the `side` given, key of the resource on the other
+    /// side): `side` 1 reads `Property1`'s navigation (id1 -> id2's key), 2 the reverse.
+    pub async fn linked_keys(
+        &self,
+        association: &str,
+        side: u8,
+    ) -> Result<HashMap<i64, Vec<String>>, StoreError> {
+        let sql = if side == 1 {
+            "SELECT l.id1, r.key FROM links l JOIN resources r ON r.id = l.id2 WHERE l.association = $1 ORDER BY r.key"
+        } else {
+            "SELECT l.id2, r.key FROM links l JOIN resources r ON r.id = l.id1 WHERE l.association = $1 ORDER BY r.key"
+        };
+        let rows: Vec<(i64, String)> = on_pool!(self, p => sqlx::query_as(sql)
+            .bind(association)
+            .fetch_all(p)
+            .await)
+        .map_err(|e| self.db_error("read links", e))?;
+        let mut out: HashMap<i64, Vec<String>> = HashMap::new();
+        for (id, key) in rows {
+            out.entry(id).or_default().push(key);
+        }
+        Ok(out)
+    }
+
+    /// How many resources of `entity_type` and links of `association` the store holds.
+    pub async fn count_resources(&self, entity_type: &str) -> Result<u64, StoreError> {
+        let n: i64 = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM resources WHERE entity_type = $1"
+        )
+        .bind(entity_type)
+        .fetch_one(p)
+        .await)
+        .map_err(|e| self.db_error("count resources", e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    pub async fn count_links(&self, association: &str) -> Result<u64, StoreError> {
+        let n: i64 = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM links WHERE association = $1"
+        )
+        .bind(association)
+        .fetch_one(p)
+        .await)
+        .map_err(|e| self.db_error("count links", e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+fn value_eq(v: &serde_json::Value, want: &str) -> bool {
+    match v {
+        serde_json::Value::String(s) => s == want,
+        other => other.to_string() == want,
+    }
+}
+
+impl SyncTx<'_> {
+    fn err(&self, operation: &'static str, e: sqlx::Error) -> StoreError {
+        self.store.db_error(operation, e)
+    }
+
+    /// Every resource of `entity_type`: key -> (id, digest).
+    pub async fn resource_index(
+        &mut self,
+        entity_type: &str,
+    ) -> Result<HashMap<Box<str>, IndexEntry>, StoreError> {
+        use futures_util::TryStreamExt as _;
+        let mut out = HashMap::new();
+        let sql = "SELECT key, id, digest FROM resources WHERE entity_type = $1";
+        let r: Result<(), sqlx::Error> = on_tx!(self, c => {
+            let mut rows = sqlx::query_as::<_, (String, i64, Vec<u8>)>(sql).bind(entity_type).fetch(c);
+            while let Some((key, id, digest)) = rows.try_next().await? {
+                out.insert(key.into_boxed_str(), IndexEntry { id, digest: digest_of(&digest) });
+            }
+            Ok(())
+        });
+        r.map_err(|e| self.err("read the resources of an entity type", e))?;
+        Ok(out)
+    }
+
+    pub async fn insert_resources(
+        &mut self,
+        connector: &str,
+        entity_type: &str,
+        rows: &[NewResource],
+    ) -> Result<(), StoreError> {
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let r = on_tx!(self, c => {
+                let mut q = QueryBuilder::new("INSERT INTO resources (entity_type, key, connector, data, digest) ");
+                q.push_values(chunk, |mut b, r| {
+                    b.push_bind(entity_type)
+                        .push_bind(&r.key)
+                        .push_bind(connector)
+                        .push_bind(&r.data)
+                        .push_bind(&r.digest[..]);
+                });
+                q.build().persistent(true).execute(c).await
+            });
+            r.map_err(|e| self.err("insert resources", e))?;
+        }
+        Ok(())
+    }
+
+    pub async fn update_resources(&mut self, rows: &[ResourceUpdate]) -> Result<(), StoreError> {
+        for r in rows {
+            let sql = "UPDATE resources SET data = $1, digest = $2 WHERE id = $3";
+            let res = on_tx!(self, c => sqlx::query(sql)
+                .bind(&r.data)
+                .bind(&r.digest[..])
+                .bind(r.id)
+                .execute(c)
+                .await);
+            res.map_err(|e| self.err("update resources", e))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes resources (and, by cascade, their links).
+    pub async fn delete_resources(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+        for chunk in ids.chunks(ROWS_PER_INSERT) {
+            let r = on_tx!(self, c => {
+                let mut q = QueryBuilder::new("DELETE FROM resources WHERE id IN (");
+                let mut sep = q.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                q.push(")");
+                q.build().execute(c).await
+            });
+            r.map_err(|e| self.err("delete resources", e))?;
+        }
+        Ok(())
+    }
+
+    /// The ids of `entity_type`'s resources by key (`property` None) or by the value of a
+    /// property (values of multi-valued properties are not used to link).
+    pub async fn resource_ids(
+        &mut self,
+        entity_type: &str,
+        property: Option<&str>,
+    ) -> Result<HashMap<Box<str>, i64>, StoreError> {
+        use futures_util::TryStreamExt as _;
+        let mut out = HashMap::new();
+        let r: Result<(), sqlx::Error> = match property {
+            None => on_tx!(self, c => {
+                let mut rows = sqlx::query_as::<_, (String, i64)>(
+                    "SELECT key, id FROM resources WHERE entity_type = $1",
+                )
+                .bind(entity_type)
+                .fetch(c);
+                while let Some((k, id)) = rows.try_next().await? {
+                    out.insert(k.into_boxed_str(), id);
+                }
+                Ok(())
+            }),
+            Some(prop) => on_tx!(self, c => {
+                let mut rows = sqlx::query_as::<_, (String, i64)>(
+                    "SELECT data, id FROM resources WHERE entity_type = $1",
+                )
+                .bind(entity_type)
+                .fetch(c);
+                while let Some((data, id)) = rows.try_next().await? {
+                    if let Ok(serde_json::Value::Object(m)) = serde_json::from_str(&data)
+                        && let Some(v) = m.get(prop)
+                    {
+                        match v {
+                            serde_json::Value::String(s) => {
+                                out.insert(s.as_str().into(), id);
+                            }
+                            serde_json::Value::Array(_) | serde_json::Value::Null => {}
+                            other => {
+                                out.insert(other.to_string().into_boxed_str(), id);
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            }),
+        };
+        r.map_err(|e| self.err("read resource keys", e))?;
+        Ok(out)
+    }
+
+    /// Every link of `association` as (id1, id2).
+    pub async fn link_set(&mut self, association: &str) -> Result<HashSet<(i64, i64)>, StoreError> {
+        use futures_util::TryStreamExt as _;
+        let mut out = HashSet::new();
+        let r: Result<(), sqlx::Error> = on_tx!(self, c => {
+            let mut rows = sqlx::query_as::<_, (i64, i64)>(
+                "SELECT id1, id2 FROM links WHERE association = $1",
+            )
+            .bind(association)
+            .fetch(c);
+            while let Some(p) = rows.try_next().await? {
+                out.insert(p);
+            }
+            Ok(())
+        });
+        r.map_err(|e| self.err("read links", e))?;
+        Ok(out)
+    }
+
+    pub async fn insert_links(&mut self, association: &str, pairs: &[(i64, i64)]) -> Result<(), StoreError> {
+        for chunk in pairs.chunks(ROWS_PER_INSERT) {
+            let r = on_tx!(self, c => {
+                let mut q = QueryBuilder::new("INSERT INTO links (association, id1, id2) ");
+                q.push_values(chunk, |mut b, (a, z)| {
+                    b.push_bind(association).push_bind(*a).push_bind(*z);
+                });
+                q.push(" ON CONFLICT DO NOTHING");
+                q.build().persistent(true).execute(c).await
+            });
+            r.map_err(|e| self.err("insert links", e))?;
+        }
+        Ok(())
+    }
+
+    pub async fn delete_links(&mut self, association: &str, pairs: &[(i64, i64)]) -> Result<(), StoreError> {
+        for (a, z) in pairs {
+            let sql = "DELETE FROM links WHERE association = $1 AND id1 = $2 AND id2 = $3";
+            let r = on_tx!(self, c => sqlx::query(sql).bind(association).bind(*a).bind(*z).execute(c).await);
+            r.map_err(|e| self.err("delete links", e))?;
+        }
+        Ok(())
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        let store = self.store;
+        match self.tx {
+            Tx::Sqlite(t) => t.commit().await,
+            Tx::Postgres(t) => t.commit().await,
+        }
+        .map_err(|e| store.db_error("commit the synchronization", e))
+    }
+
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        let store = self.store;
+        match self.tx {
+            Tx::Sqlite(t) => t.rollback().await,
+            Tx::Postgres(t) => t.rollback().await,
+        }
+        .map_err(|e| store.db_error("roll the synchronization back", e))
+    }
+}
