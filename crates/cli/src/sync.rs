@@ -67,7 +67,7 @@ pub fn sync(rt: &Runtime, g: &Global, args: &SyncArgs) -> anyhow::Result<ExitCod
         Ok(e) => e,
         Err(code) => return Ok(code),
     };
-    let location = crate::store_location(g)?;
+    let location = crate::store::location(g)?;
     let store = match rt.block_on(Store::open(&location)) {
         Ok(s) => s,
         Err(e) => {
@@ -198,7 +198,7 @@ pub fn resources(rt: &Runtime, g: &Global, args: &ResourcesArgs) -> anyhow::Resu
         }
         filters.push((p.to_string(), v.to_string()));
     }
-    let location = crate::store_location(g)?;
+    let location = crate::store::location(g)?;
     let store = match rt.block_on(Store::open_existing(&location)) {
         Ok(Some(s)) => s,
         Ok(None) => {

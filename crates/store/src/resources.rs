@@ -214,13 +214,13 @@ impl SyncTx<'_> {
         use futures_util::TryStreamExt as _;
         let mut out = HashMap::new();
         let sql = "SELECT key, id, digest FROM resources WHERE entity_type = $1";
-        let r: Result<(), sqlx::Error> = on_tx!(self, c => {
+        let r: Result<(), sqlx::Error> = on_tx!(self, c => async {
             let mut rows = sqlx::query_as::<_, (String, i64, Vec<u8>)>(sql).bind(entity_type).fetch(c);
             while let Some((key, id, digest)) = rows.try_next().await? {
                 out.insert(key.into_boxed_str(), IndexEntry { id, digest: digest_of(&digest) });
             }
             Ok(())
-        });
+        }.await);
         r.map_err(|e| self.err("read the resources of an entity type", e))?;
         Ok(out)
     }
@@ -241,7 +241,7 @@ impl SyncTx<'_> {
                         .push_bind(&r.data)
                         .push_bind(&r.digest[..]);
                 });
-                q.build().persistent(true).execute(c).await
+                q.build().persistent(true).execute(c).await.map(|_| ())
             });
             r.map_err(|e| self.err("insert resources", e))?;
         }
@@ -256,7 +256,8 @@ impl SyncTx<'_> {
                 .bind(&r.digest[..])
                 .bind(r.id)
                 .execute(c)
-                .await);
+                .await
+                .map(|_| ()));
             res.map_err(|e| self.err("update resources", e))?;
         }
         Ok(())
@@ -272,7 +273,7 @@ impl SyncTx<'_> {
                     sep.push_bind(*id);
                 }
                 q.push(")");
-                q.build().execute(c).await
+                q.build().execute(c).await.map(|_| ())
             });
             r.map_err(|e| self.err("delete resources", e))?;
         }
@@ -289,7 +290,7 @@ impl SyncTx<'_> {
         use futures_util::TryStreamExt as _;
         let mut out = HashMap::new();
         let r: Result<(), sqlx::Error> = match property {
-            None => on_tx!(self, c => {
+            None => on_tx!(self, c => async {
                 let mut rows = sqlx::query_as::<_, (String, i64)>(
                     "SELECT key, id FROM resources WHERE entity_type = $1",
                 )
@@ -299,8 +300,8 @@ impl SyncTx<'_> {
                     out.insert(k.into_boxed_str(), id);
                 }
                 Ok(())
-            }),
-            Some(prop) => on_tx!(self, c => {
+            }.await),
+            Some(prop) => on_tx!(self, c => async {
                 let mut rows = sqlx::query_as::<_, (String, i64)>(
                     "SELECT data, id FROM resources WHERE entity_type = $1",
                 )
@@ -322,7 +323,7 @@ impl SyncTx<'_> {
                     }
                 }
                 Ok(())
-            }),
+            }.await),
         };
         r.map_err(|e| self.err("read resource keys", e))?;
         Ok(out)
@@ -332,7 +333,7 @@ impl SyncTx<'_> {
     pub async fn link_set(&mut self, association: &str) -> Result<HashSet<(i64, i64)>, StoreError> {
         use futures_util::TryStreamExt as _;
         let mut out = HashSet::new();
-        let r: Result<(), sqlx::Error> = on_tx!(self, c => {
+        let r: Result<(), sqlx::Error> = on_tx!(self, c => async {
             let mut rows = sqlx::query_as::<_, (i64, i64)>(
                 "SELECT id1, id2 FROM links WHERE association = $1",
             )
@@ -342,7 +343,7 @@ impl SyncTx<'_> {
                 out.insert(p);
             }
             Ok(())
-        });
+        }.await);
         r.map_err(|e| self.err("read links", e))?;
         Ok(out)
     }
@@ -355,7 +356,7 @@ impl SyncTx<'_> {
                     b.push_bind(association).push_bind(*a).push_bind(*z);
                 });
                 q.push(" ON CONFLICT DO NOTHING");
-                q.build().persistent(true).execute(c).await
+                q.build().persistent(true).execute(c).await.map(|_| ())
             });
             r.map_err(|e| self.err("insert links", e))?;
         }
@@ -365,7 +366,7 @@ impl SyncTx<'_> {
     pub async fn delete_links(&mut self, association: &str, pairs: &[(i64, i64)]) -> Result<(), StoreError> {
         for (a, z) in pairs {
             let sql = "DELETE FROM links WHERE association = $1 AND id1 = $2 AND id2 = $3";
-            let r = on_tx!(self, c => sqlx::query(sql).bind(association).bind(*a).bind(*z).execute(c).await);
+            let r = on_tx!(self, c => sqlx::query(sql).bind(association).bind(*a).bind(*z).execute(c).await.map(|_| ()));
             r.map_err(|e| self.err("delete links", e))?;
         }
         Ok(())

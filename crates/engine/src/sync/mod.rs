@@ -293,7 +293,8 @@ impl Engine {
         };
         let _ = blocking(move || {
             std::fs::create_dir_all(&dir).map_err(|e| EngineError::io("create", &dir, e))?;
-            crate::export::write_atomically(&path, text.as_bytes())
+            idlink_packages::output::write_atomic(&path, text.as_bytes())
+                .map_err(|e| EngineError::io("write", &path, e))
         })
         .await;
     }

@@ -112,7 +112,7 @@ fn digest(data: &str) -> [u8; 16] {
     xxhash_rust::xxh3::xxh3_128(data.as_bytes()).to_le_bytes()
 }
 
-fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
+fn io<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> EngineError + 'p {
     move |e| EngineError::io(op, path, e)
 }
 

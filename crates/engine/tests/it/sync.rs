@@ -9,7 +9,7 @@ use idlink_model::SettingsSource;
 use idlink_packages::Registry;
 use idlink_packages::api::NoProgress;
 use idlink_store::{Location, Store};
-use idlink_test_support::postgres::PostgresServer;
+use idlink_test_support::PostgresServer;
 
 const CONFIG: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <ConfigurationFile xmlns="urn:schemas-usercube-com:configuration">
