@@ -1,0 +1,288 @@
+//! `idlink sync` and `idlink resources` end to end: the quickstart's HR connector as the README
+//! tour shows it, and a synchronization killed with SIGKILL at random instants on both stores
+//! (SQLite and PostgreSQL), which must leave the store as before or as after the run.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use idlink_test_support::PostgresServer;
+
+use crate::support::{copy_dir, idlink, repo_root};
+
+fn run_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = idlink().current_dir(dir).args(args).output().expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn quickstart_hr_synchronizes_and_lists_resources_with_navigation_both_ways() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let conf = tmp.path().join("conf");
+    copy_dir(&repo_root().join("examples/quickstart"), &conf);
+    let work = tmp.path().join("work");
+    let w = work.to_str().expect("utf-8");
+    let c = conf.to_str().expect("utf-8");
+    for connection in ["HRPeople", "HROrganizations"] {
+        let (code, _, err) = run_in(tmp.path(), &["export", "--config", c, "--work", w, "--connection", connection]);
+        assert_eq!(code, 0, "{err}");
+    }
+    // A complete run against an empty store is blocked by the percentage thresholds, and says
+    // how a first load runs.
+    let (code, _, err) = run_in(tmp.path(), &["sync", "--config", c, "--work", w, "--connector", "HR"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("nothing changed") && err.contains("--mode initial"), "{err}");
+    let (code, out, err) = run_in(
+        tmp.path(),
+        &["sync", "--config", c, "--work", w, "--connector", "HR", "--mode", "initial"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("synchronized HR (Initial): 11 inserted"), "{out}");
+    assert!(out.contains("links: 8 added"), "{out}");
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(work.join("Reports/sync-HR.json")).expect("report"),
+    )
+    .expect("json");
+    assert_eq!(report["mappings"][0]["inserted"], 8);
+    assert_eq!(report["committed"], true);
+
+    // Navigation both ways: a person's organization, an organization's members.
+    let (code, out, err) = run_in(
+        tmp.path(),
+        &["resources", "--config", c, "--work", w, "--entity-type", "HR_Person", "--where", "EmployeeId=E001", "--format", "json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let people: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(people.as_array().map(Vec::len), Some(1), "{out}");
+    assert_eq!(people[0]["Organization"], "ENG");
+    assert_eq!(people[0]["StartDate"], "2019-03-01T00:00:00Z");
+    let (_, out, _) = run_in(
+        tmp.path(),
+        &["resources", "--config", c, "--work", w, "--entity-type", "HR_Organization", "--format", "json"],
+    );
+    let orgs: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(orgs[0]["Code"], "ENG");
+    assert_eq!(orgs[0]["Members"], serde_json::json!(["E001", "E002", "E005", "E008"]));
+    let (_, out, _) = run_in(
+        tmp.path(),
+        &["resources", "--config", c, "--work", w, "--entity-type", "HR_Organization", "--format", "csv"],
+    );
+    assert!(out.starts_with("Code,Name,Members\n"), "{out}");
+    assert!(out.contains("MKT,Marketing,\"E004\nE007\"\n"), "{out}");
+
+    // Nothing changed since: a complete run is allowed and changes nothing.
+    let (code, out, err) = run_in(tmp.path(), &["sync", "--config", c, "--work", w, "--connector", "HR"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("0 inserted, 0 updated, 0 deleted"), "{out}");
+    // An unknown connector or entity type is named with a suggestion.
+    let (code, _, err) = run_in(tmp.path(), &["sync", "--config", c, "--work", w, "--connector", "Hr"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("did you mean 'HR'"), "{err}");
+    let (code, _, err) = run_in(tmp.path(), &["resources", "--config", c, "--work", w, "--entity-type", "HR_Persons"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("did you mean 'HR_Person'"), "{err}");
+}
+
+const CONFIG: &str = r#"<ConfigurationFile xmlns="urn:schemas-usercube-com:configuration">
+  <Connector Identifier="HR" DisplayName_L1="HR" MaximumInsertedLines="0" MaximumUpdatedLines="0" MaximumDeletedLines="0" MaximumLinkInsertedLines="0" MaximumLinkDeletedLines="0" MaxPercentageInsertedLines="0" MaxPercentageUpdatedLines="0" MaxPercentageDeletedLines="0" MaxLinkPercentageInsertedLines="0" MaxLinkPercentageDeletedLines="0" />
+  <Connection Identifier="HRP" DisplayName_L1="People" Connector="HR" Package="Usercube.CSV@0000001" />
+  <EntityType Identifier="Person" DisplayName_L1="Person">
+    <Property Identifier="Id" DisplayName_L1="Id" IsKey="true" />
+    <Property Identifier="Name" DisplayName_L1="Name" />
+    <Property Identifier="Grade" DisplayName_L1="Grade" Type="Int32" />
+    <Property Identifier="Manager" DisplayName_L1="Manager" Type="ForeignKey" />
+    <Property Identifier="Reports" DisplayName_L1="Reports" Type="ForeignKey" />
+  </EntityType>
+  <EntityAssociation Identifier="Person_Manager" DisplayName_L1="Manager"
+                     Property1="Person:Manager" Property2="Person:Reports" IsProperty2Collection="true" />
+  <EntityTypeMapping Identifier="Person" Connector="HR" ConnectionTable="HRP">
+    <Property Identifier="Id" ConnectionColumn="id" IsPrimaryKey="true" />
+    <Property Identifier="Name" ConnectionColumn="name" />
+    <Property Identifier="Grade" ConnectionColumn="grade" />
+  </EntityTypeMapping>
+  <EntityAssociationMapping Identifier="Person_Manager" Connector="HR" ConnectionTable="HRP"
+                            Column1="id" EntityPropertyMapping1="Person:Id"
+                            Column2="manager" EntityPropertyMapping2="Person:Id" />
+</ConfigurationFile>
+"#;
+
+/// A table of `n` people; `variant` changes names, grades, managers and who is there.
+fn table(n: usize, variant: usize) -> String {
+    let mut s = String::from("id,name,grade,manager\n");
+    for i in 0..n {
+        if (i + variant) % 10 == 0 {
+            continue; // a tenth absent, a different tenth in each variant
+        }
+        let manager = if i == 0 { String::new() } else { format!("P{:06}", (i * 7 + variant) % i) };
+        s.push_str(&format!("P{i:06},Person {i} v{},{},{manager}\n", variant % 3, (i + variant) % 12));
+    }
+    s
+}
+
+struct Site {
+    dir: tempfile::TempDir,
+    database: Option<String>,
+}
+
+impl Site {
+    fn new(database: Option<String>) -> Site {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(dir.path().join("conf/data")).expect("conf");
+        std::fs::write(dir.path().join("conf/hr.xml"), CONFIG).expect("xml");
+        std::fs::write(
+            dir.path().join("conf/appsettings.agent.json"),
+            r#"{"SourcesRootPaths": ["data"], "Connections": {"HRP": {"Path": "data/p.csv"}}}"#,
+        )
+        .expect("json");
+        Site { dir, database }
+    }
+
+    fn args<'a>(&'a self, cmd: &'a str, extra: &[&'a str]) -> Vec<String> {
+        let mut a = vec![
+            cmd.to_string(),
+            "--config".into(),
+            self.path("conf"),
+            "--work".into(),
+            self.path("work"),
+        ];
+        if let Some(db) = &self.database {
+            a.push("--database".into());
+            a.push(db.clone());
+        }
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    }
+
+    fn path(&self, p: &str) -> String {
+        self.dir.path().join(p).to_string_lossy().into_owned()
+    }
+
+    fn put_table(&self, text: &str) {
+        let out = PathBuf::from(self.path("work/ExportOutput"));
+        std::fs::create_dir_all(&out).expect("out");
+        std::fs::write(out.join("HRP.csv.tmp"), text).expect("write");
+        std::fs::rename(out.join("HRP.csv.tmp"), out.join("HRP.csv")).expect("rename");
+    }
+
+    fn sync(&self, mode: &str) -> (i32, String) {
+        let out = idlink()
+            .args(self.args("sync", &["--connector", "HR", "--mode", mode, "-q"]))
+            .output()
+            .expect("runs");
+        (
+            out.status.code().unwrap_or(-1),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    }
+
+    /// The whole store's view of Person: resources with their navigations, as CSV.
+    fn state(&self) -> String {
+        let out = idlink()
+            .args(self.args("resources", &["--entity-type", "Person", "--format", "csv"]))
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Kills `idlink sync` at random instants; after each kill the store must be the state before
+/// or the state after that run, never between; the next run (the lock released by the kill)
+/// goes on from whichever it is.
+fn killed_at_random_instants_leave_the_store_before_or_after(site: &Site) {
+    const ROWS: usize = 6000;
+    let variants: Vec<String> = (0..2).map(|v| table(ROWS, v + 1)).collect();
+    // The state each table gives, learnt by running each to the end once.
+    let mut states = Vec::new();
+    for t in &variants {
+        site.put_table(t);
+        let (code, out) = site.sync("initial");
+        assert_eq!(code, 0, "{out}");
+        states.push(site.state());
+    }
+    assert_ne!(states[0], states[1]);
+    // How long a complete run takes: the kills land from its start to a little past its end.
+    let mut slowest = Duration::ZERO;
+    for t in [0, 1] {
+        site.put_table(&variants[t]);
+        let started = Instant::now();
+        let (code, out) = site.sync("complete");
+        assert_eq!(code, 0, "{out}");
+        slowest = slowest.max(started.elapsed());
+    }
+    let mut current = 1; // the store holds variant 1's state
+    let mut rng = fastrand_seed();
+    let (mut kills, mut old, mut new, mut finished_runs) = (0, 0, 0, 0);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while kills < 12 {
+        assert!(Instant::now() < deadline, "only {kills} kills in time");
+        let target = 1 - current;
+        site.put_table(&variants[target]);
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("idlink"))
+            .args(site.args("sync", &["--connector", "HR", "--mode", "complete", "-q"]))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        // Somewhere in the run, most often in its second half where the commit is.
+        let wait = slowest.mul_f64(0.2 + next(&mut rng) * 1.0);
+        std::thread::sleep(wait);
+        let finished = child.try_wait().expect("wait").is_some();
+        let _ = child.kill();
+        let _ = child.wait();
+        if finished {
+            finished_runs += 1;
+            current = target;
+            continue;
+        }
+        kills += 1;
+        let state = site.state();
+        if state == states[current] {
+            old += 1;
+        } else if state == states[target] {
+            new += 1;
+            current = target;
+        } else {
+            panic!("after a kill at {wait:?} the store is neither before nor after the run");
+        }
+    }
+    eprintln!(
+        "{kills} kills: {old} left the store as before, {new} as after; {finished_runs} runs ended before their kill"
+    );
+    // The lock did not outlive the killed processes.
+    site.put_table(&variants[1 - current]);
+    let (code, out) = site.sync("complete");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(site.state(), states[1 - current]);
+}
+
+/// A small generator (no dependency): xorshift seeded from the clock.
+fn fastrand_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0x9E37_79B9, |d| d.as_nanos() as u64)
+        | 1
+}
+
+fn next(state: &mut u64) -> f64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    (*state >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[test]
+fn regression_sync_killed_at_any_instant_leaves_the_sqlite_store_before_or_after() {
+    killed_at_random_instants_leave_the_store_before_or_after(&Site::new(None));
+}
+
+#[test]
+fn regression_sync_killed_at_any_instant_leaves_the_postgres_store_before_or_after() {
+    let pg = PostgresServer::start();
+    pg.execute("postgres", "CREATE DATABASE killed").expect("db");
+    killed_at_random_instants_leave_the_store_before_or_after(&Site::new(Some(pg.url("killed"))));
+}
