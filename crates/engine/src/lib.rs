@@ -16,6 +16,7 @@ pub mod fulfill;
 pub mod orders;
 pub mod schema;
 pub mod secured;
+pub mod snapshots;
 pub mod transform;
 
 use std::path::{Path, PathBuf};
@@ -94,6 +95,11 @@ pub enum EngineError {
         id: String,
         suggestion: Option<String>,
     },
+    #[error("connector '{id}' is not declared in the configuration{}", suggestion.as_ref().map(|s| format!("; did you mean '{s}'?")).unwrap_or_default())]
+    UnknownConnector {
+        id: String,
+        suggestion: Option<String>,
+    },
     #[error("connection '{connection}' uses package '{package}', which is not a known package")]
     UnknownPackage { connection: String, package: String },
     #[error(
@@ -114,6 +120,9 @@ pub enum EngineError {
     FulfillDeactivated { connection: String },
     #[error(transparent)]
     Package(#[from] idlink_packages::PackageError),
+    /// The store could not be opened or written, or a connector is locked by another run.
+    #[error(transparent)]
+    Store(#[from] idlink_store::StoreError),
     #[error("{}{}{message}", connection.as_ref().map(|c| format!("connection '{c}': ")).unwrap_or_default(), setting.as_ref().map(|s| format!("setting {s}: ")).unwrap_or_default())]
     Secret {
         connection: Option<String>,
@@ -182,6 +191,7 @@ impl EngineError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             EngineError::UnknownConnection { .. }
+            | EngineError::UnknownConnector { .. }
             | EngineError::UnknownPackage { .. }
             | EngineError::MissingSettings { .. }
             | EngineError::Unsupported { .. }
@@ -190,6 +200,13 @@ impl EngineError {
             | EngineError::Secret { .. }
             | EngineError::Orders { .. } => ErrorKind::Configuration,
             EngineError::Package(e) => e.kind(),
+            EngineError::Store(e) => match e.kind() {
+                idlink_store::ErrorKind::Configuration => ErrorKind::Configuration,
+                idlink_store::ErrorKind::Unavailable => ErrorKind::Unavailable,
+                idlink_store::ErrorKind::Io => ErrorKind::Io,
+                idlink_store::ErrorKind::Data => ErrorKind::Data,
+                idlink_store::ErrorKind::Bug => ErrorKind::Bug,
+            },
             EngineError::Transform(_) => ErrorKind::Data,
             EngineError::Contract(_) => ErrorKind::Bug,
             EngineError::Io { .. } | EngineError::Commit { .. } => ErrorKind::Io,
