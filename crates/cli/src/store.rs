@@ -109,12 +109,12 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// The schema state in words.
-pub fn schema_text(s: &SchemaStatus) -> String {
+/// The schema state of `connection` in words.
+fn schema_text(connection: &str, s: &SchemaStatus) -> String {
     match s {
         SchemaStatus::NoSchema => NO_SCHEMA.to_string(),
         SchemaStatus::NeverRefreshed => {
-            "never refreshed (run `idlink refresh-schema --connection ...`)".to_string()
+            format!("never refreshed (run `idlink refresh-schema --connection {connection}`)")
         }
         SchemaStatus::Refreshed {
             at,
@@ -154,7 +154,7 @@ fn print_text(mut out: impl Write, views: &[ConnectionView]) -> std::io::Result<
                     format!("{} (not available in this build)", v.package)
                 },
                 capabilities(v),
-                schema_text(&v.schema),
+                schema_text(&v.connection, &v.schema),
             ]
         })
         .collect();

@@ -250,7 +250,7 @@ pub fn check_snapshots(checked: &mut Checked, states: &[SchemaState]) {
         let id = &connection.id.value;
         let refresh = format!("`idlink refresh-schema --connection {id}`");
         let stale = if state.failure.is_some() {
-            " (the last refresh failed; this is the last good snapshot)"
+            "; the last refresh failed, so this is the last good snapshot"
         } else {
             ""
         };
@@ -260,7 +260,7 @@ pub fn check_snapshots(checked: &mut Checked, states: &[SchemaState]) {
                     Rule::SchemaDrift,
                     table.at.clone(),
                     format!(
-                        "{from} reads table '{}', which the latest schema snapshot of connection '{id}' (refreshed {when}){stale} does not have",
+                        "{from} reads table '{}', which is not in the latest schema snapshot of connection '{id}' (refreshed {when}){stale}",
                         table.value
                     ),
                 )

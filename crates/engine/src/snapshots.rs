@@ -289,3 +289,191 @@ pub fn connection_views(
 pub fn show_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
+
+#[cfg(test)]
+mod tests {
+    use idlink_model::config::{KeyType, ValueType};
+    use idlink_model::schema::{ColumnSchema, TableSchema};
+    use idlink_model::{Rule, SettingsSource};
+    use idlink_store::{SchemaFailure, SchemaSnapshot};
+
+    use super::*;
+
+    const CONFIG: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<ConfigurationFile xmlns="urn:schemas-usercube-com:configuration">
+  <Agent Identifier="Local" DisplayName_L1="Local" />
+  <Connector Identifier="HR" DisplayName_L1="HR" Agent="Local" />
+  <Connection Identifier="HRPeople" DisplayName_L1="People" Connector="HR" Package="Usercube.CSV@0000001" />
+  <Connection Identifier="HRGroups" DisplayName_L1="Groups" Connector="HR" Package="Usercube.CSV@0000001" />
+  <Connection Identifier="HRTickets" DisplayName_L1="Tickets" Connector="HR" Package="Usercube.FulfillToFile@0000001" />
+  <EntityType Identifier="Person" DisplayName_L1="Person">
+    <Property Identifier="Id" DisplayName_L1="Id" IsKey="true" />
+    <Property Identifier="Mail" DisplayName_L1="Mail" />
+  </EntityType>
+  <EntityType Identifier="Group" DisplayName_L1="Group">
+    <Property Identifier="Name" DisplayName_L1="Name" IsKey="true" />
+  </EntityType>
+  <EntityTypeMapping Identifier="Person" Connector="HR" ConnectionTable="HRPeople">
+    <Property Identifier="Id" ConnectionColumn="Id" IsPrimaryKey="true" />
+    <Property Identifier="Mail" ConnectionColumn="Mail" />
+  </EntityTypeMapping>
+  <EntityTypeMapping Identifier="Group" Connector="HR" ConnectionTable="HRGroups_list">
+    <Property Identifier="Name" ConnectionColumn="Name" IsPrimaryKey="true" />
+  </EntityTypeMapping>
+</ConfigurationFile>
+"#;
+
+    fn checked() -> (tempfile::TempDir, Checked) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("hr.xml"), CONFIG).expect("write");
+        std::fs::create_dir(dir.path().join("data")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("appsettings.agent.json"),
+            r#"{"SourcesRootPaths": ["data"], "Connections": {"HRPeople": {"Path": "data/p.csv"}, "HRGroups": {"Path": "data/g.csv"}}}"#,
+        )
+        .expect("write");
+        let checked = idlink_model::load_and_check(
+            dir.path(),
+            SettingsSource {
+                path: &dir.path().join("appsettings.agent.json"),
+                explicit: true,
+            },
+            std::iter::empty::<(String, String)>(),
+            &Registry::new(),
+        )
+        .expect("loads");
+        assert!(checked.is_valid(), "{:?}", checked.diagnostics);
+        (dir, checked)
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    fn state(connection: &str, table: &str, columns: &[&str], failed: bool) -> SchemaState {
+        SchemaState {
+            connection: connection.into(),
+            snapshot: Some(SchemaSnapshot {
+                package: "Usercube.CSV@0000001".into(),
+                schema: ConnectionSchema {
+                    tables: vec![TableSchema {
+                        name: table.into(),
+                        columns: columns
+                            .iter()
+                            .map(|c| ColumnSchema {
+                                key: KeyType::None,
+                                value_type: ValueType::String,
+                                ..ColumnSchema::string(*c)
+                            })
+                            .collect(),
+                    }],
+                },
+                refreshed_at: at("2025-03-01T10:00:00Z"),
+            }),
+            failure: failed.then(|| SchemaFailure {
+                at: at("2025-03-02T10:00:00Z"),
+                message: "file not found".into(),
+            }),
+        }
+    }
+
+    fn rules(checked: &Checked, rule: Rule) -> Vec<String> {
+        checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.rule == rule)
+            .map(|d| d.message.clone())
+            .collect()
+    }
+
+    #[test]
+    fn snapshots_replace_not_refreshed_and_flag_missing_tables_and_columns() {
+        let (_dir, mut checked) = checked();
+        assert_eq!(rules(&checked, Rule::SchemaNotRefreshed).len(), 2);
+        let states = [
+            // Keys compare case-insensitively; the Mail column is gone.
+            state("hrpeople", "HRPEOPLE", &["Id", "mail"], false),
+            // The mapped table is gone; this snapshot is the last good one.
+            state("HRGroups", "HRGroups_all", &["Name"], true),
+        ];
+        crate::check::check_snapshots(&mut checked, &states);
+        assert!(rules(&checked, Rule::SchemaNotRefreshed).is_empty());
+        let drift = rules(&checked, Rule::SchemaDrift);
+        assert_eq!(
+            drift,
+            [
+                "entity type mapping 'Person' reads column 'Mail', which table 'HRPEOPLE' does not have in the latest schema snapshot of connection 'HRPeople' (refreshed 2025-03-01T10:00:00Z)",
+                "entity type mapping 'Group' reads table 'HRGroups_list', which is not in the latest schema snapshot of connection 'HRGroups' (refreshed 2025-03-01T10:00:00Z); the last refresh failed, so this is the last good snapshot",
+            ]
+        );
+        let hint = checked
+            .diagnostics
+            .iter()
+            .find(|d| d.rule == Rule::SchemaDrift)
+            .and_then(|d| d.hint.clone())
+            .unwrap_or_default();
+        assert!(hint.contains("did you mean 'mail'?"), "{hint}");
+        assert!(checked.is_valid(), "drift is a warning");
+    }
+
+    #[test]
+    fn a_failure_without_any_snapshot_leaves_the_configuration_rules_alone() {
+        let (_dir, mut checked) = checked();
+        let before = checked.diagnostics.len();
+        let failed = SchemaState {
+            connection: "HRPeople".into(),
+            snapshot: None,
+            failure: Some(SchemaFailure {
+                at: at("2025-03-02T10:00:00Z"),
+                message: "x".into(),
+            }),
+        };
+        crate::check::check_snapshots(&mut checked, &[failed]);
+        assert_eq!(checked.diagnostics.len(), before);
+    }
+
+    #[test]
+    fn connection_views_give_each_schema_state() {
+        let (_dir, checked) = checked();
+        let states = [
+            state("HRPeople", "HRPeople", &["Id", "Mail"], false),
+            state("HRGroups", "HRGroups_list", &["Name"], true),
+        ];
+        let views =
+            connection_views(&checked, &Registry::new(), &states, Some("HR")).expect("views");
+        let schemas: Vec<(&str, &SchemaStatus)> = views
+            .iter()
+            .map(|v| (v.connection.as_str(), &v.schema))
+            .collect();
+        assert_eq!(
+            schemas,
+            [
+                (
+                    "HRPeople",
+                    &SchemaStatus::Refreshed {
+                        at: at("2025-03-01T10:00:00Z"),
+                        tables: 1,
+                        columns: 2
+                    }
+                ),
+                (
+                    "HRGroups",
+                    &SchemaStatus::Failed {
+                        at: at("2025-03-02T10:00:00Z"),
+                        message: "file not found".into(),
+                        last_success: Some(at("2025-03-01T10:00:00Z"))
+                    }
+                ),
+                ("HRTickets", &SchemaStatus::NoSchema),
+            ]
+        );
+        assert!(views.iter().all(|v| v.connector == "HR" && v.available));
+        let e = connection_views(&checked, &Registry::new(), &[], Some("hr")).expect_err("exact");
+        assert_eq!(
+            e.to_string(),
+            "connector 'hr' is not declared in the configuration; did you mean 'HR'?"
+        );
+    }
+}
