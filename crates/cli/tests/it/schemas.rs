@@ -45,6 +45,23 @@ fn fixture() -> tempfile::TempDir {
     dir
 }
 
+/// Runs `sql` on the SQLite file at `path` (created if needed), as another program would.
+fn sqlite_execute(path: &Path, sql: &str) {
+    use sqlx::Connection;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .expect("open");
+        sqlx::raw_sql(sql).execute(&mut conn).await.expect(sql);
+        conn.close().await.expect("close");
+    });
+}
+
 fn json(text: &str) -> Value {
     let start = text
         .find(['[', '{'])
@@ -400,13 +417,7 @@ fn regression_a_file_that_is_not_an_idlink_store_is_refused_by_every_store_comma
     let notes = dir.path().join("notes.csv");
     std::fs::write(&notes, "a,b\n1,2\n").expect("write");
     let foreign = dir.path().join("app.db");
-    let made = std::process::Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(&foreign)
-        .arg("CREATE TABLE customers (id INTEGER);")
-        .status()
-        .expect("sqlite3 (apt-get install -y sqlite3)");
-    assert!(made.success());
+    sqlite_execute(&foreign, "CREATE TABLE customers (id INTEGER);");
     for (file, expected) in [
         (
             &notes,
@@ -451,13 +462,10 @@ fn regression_a_store_written_by_a_newer_idlink_is_refused() {
     );
     assert_eq!(code, 0, "{out}");
     let db = dir.path().join("work/idlink.db");
-    let status = std::process::Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(&db)
-        .arg("UPDATE idlink_meta SET value = '99' WHERE key = 'format_version';")
-        .status()
-        .expect("sqlite3");
-    assert!(status.success());
+    sqlite_execute(
+        &db,
+        "UPDATE idlink_meta SET value = '99' WHERE key = 'format_version';",
+    );
     for args in [
         vec!["connections"],
         vec!["check"],

@@ -87,7 +87,8 @@ async fn regression_a_store_written_by_a_newer_idlink_is_refused(t: Target, _: &
     let newer = FORMAT_VERSION + 3;
     t.execute(&format!(
         "UPDATE idlink_meta SET value = '{newer}' WHERE key = 'format_version'"
-    ));
+    ))
+    .await;
     for e in [
         Store::open(&t.location).await.expect_err("refused"),
         Store::open_existing(&t.location)
@@ -113,7 +114,8 @@ async fn regression_a_database_of_another_application_is_refused_untouched(t: Ta
     if let Some(path) = t.sqlite_path() {
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     }
-    t.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT); CREATE TABLE orders (id INTEGER)");
+    t.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT); CREATE TABLE orders (id INTEGER)")
+        .await;
     let before = t.sqlite_path().map(|p| std::fs::read(p).expect("read"));
     for e in [
         Store::open(&t.location).await.expect_err("refused"),
@@ -187,12 +189,11 @@ async fn regression_a_file_that_is_not_sqlite_is_refused_untouched() {
 async fn regression_a_sqlite_file_of_another_application_id_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("app.db");
-    let out = std::process::Command::new("sqlite3")
-        .arg(&path)
-        .arg("PRAGMA application_id = 1234; CREATE TABLE t (x); DROP TABLE t;")
-        .output()
-        .expect("sqlite3");
-    assert!(out.status.success());
+    crate::support::sqlite_execute(
+        &path,
+        "PRAGMA application_id = 1234; CREATE TABLE t (x); DROP TABLE t;",
+    )
+    .await;
     let e = Store::open(&Location::Sqlite(path.clone()))
         .await
         .expect_err("refused");
@@ -256,7 +257,8 @@ async fn an_empty_file_becomes_a_store() {
 async fn a_postgres_schema_of_its_own_beside_foreign_tables_is_accepted() {
     let t = crate::support::postgres();
     let db = t.database.clone().expect("db");
-    t.execute("CREATE TABLE customers (id INTEGER); CREATE SCHEMA idlink;");
+    t.execute("CREATE TABLE customers (id INTEGER); CREATE SCHEMA idlink;")
+        .await;
     let url = format!("{}?options=-csearch_path%3Didlink", PG.url(&db));
     let location = Location::parse(&url).expect("url");
     let store = Store::open(&location)

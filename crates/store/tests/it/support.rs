@@ -1,6 +1,6 @@
 //! Fresh stores on both backends.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -29,31 +29,32 @@ impl Target {
     }
 
     /// Runs SQL directly on the target, as another application would (not through the store).
-    pub fn execute(&self, sql: &str) {
+    pub async fn execute(&self, sql: &str) {
         match (&self.location, &self.database) {
-            (Location::Sqlite(path), _) => {
-                let out = std::process::Command::new("sqlite3")
-                    .args(["-cmd", ".timeout 10000"])
-                    .arg(path)
-                    .arg(sql)
-                    .output()
-                    .unwrap_or_else(|e| {
-                        panic!(
-                            "cannot run sqlite3 ({e}); install it with: apt-get install -y sqlite3"
-                        )
-                    });
-                assert!(
-                    out.status.success(),
-                    "sqlite3 {sql}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
+            (Location::Sqlite(path), _) => sqlite_execute(path, sql).await,
             (Location::Postgres(_), Some(db)) => {
                 PG.execute(db, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
             }
             (Location::Postgres(_), None) => unreachable!("a PostgreSQL target has a database"),
         }
     }
+}
+
+/// Runs `sql` (one or more statements) on the SQLite file at `path`, creating it if needed.
+pub async fn sqlite_execute(path: &Path, sql: &str) {
+    use sqlx::Connection;
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .busy_timeout(std::time::Duration::from_secs(10));
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    sqlx::raw_sql(sql)
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    conn.close().await.expect("close");
 }
 
 pub fn sqlite() -> Target {
