@@ -30,22 +30,25 @@ pub struct ExportArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct SchemaArgs {
+    #[command(flatten)]
+    which: SchemaWhich,
+    /// Output format (with --connection); `xml` prints <ConnectionTable> elements to paste
+    /// into the configuration.
+    #[arg(long, value_enum, default_value_t = SchemaFormat::Text)]
+    format: SchemaFormat,
+}
+
+/// One connection, or every connection of a connector.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct SchemaWhich {
     /// The connection whose schema to read.
-    #[arg(
-        long,
-        value_name = "ID",
-        required_unless_present = "connector",
-        conflicts_with = "connector"
-    )]
+    #[arg(long, value_name = "ID")]
     connection: Option<String>,
     /// Every connection of this connector ("Refresh all schemas"): one line per connection,
     /// continuing past failures.
     #[arg(long, value_name = "ID")]
     connector: Option<String>,
-    /// Output format (with --connection); `xml` prints <ConnectionTable> elements to paste
-    /// into the configuration.
-    #[arg(long, value_enum, default_value_t = SchemaFormat::Text)]
-    format: SchemaFormat,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -232,10 +235,10 @@ pub fn refresh_schema(rt: &Runtime, g: &Global, args: &SchemaArgs) -> anyhow::Re
         Err(code) => return Ok(code),
     };
     let store = crate::store::open(rt, g)?;
-    if let Some(connector) = &args.connector {
+    if let Some(connector) = &args.which.connector {
         return refresh_connector(rt, &engine, &store, connector, g.quiet);
     }
-    let Some(id) = &args.connection else {
+    let Some(id) = &args.which.connection else {
         anyhow::bail!("give --connection ID or --connector ID");
     };
     let refresh = match rt.block_on(engine.refresh_schema_into(&store, id)) {

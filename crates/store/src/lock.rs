@@ -164,7 +164,19 @@ impl Store {
         purpose: &str,
     ) -> Result<ConnectorLock, StoreError> {
         match (self.pool(), self.location()) {
-            (Pool::Sqlite(_), Location::Sqlite(path)) => lock_sqlite(path, connector, purpose),
+            (Pool::Sqlite(_), Location::Sqlite(path)) => {
+                // File work (and a short wait for a holder writing its details) off the executor.
+                let (path, connector, purpose) =
+                    (path.clone(), connector.to_string(), purpose.to_string());
+                tokio::task::spawn_blocking(move || lock_sqlite(&path, &connector, &purpose))
+                    .await
+                    .map_err(|e| StoreError::Database {
+                        store: self.location().to_string(),
+                        operation: "lock a connector",
+                        message: format!("the locking task failed: {e}"),
+                        kind: crate::ErrorKind::Bug,
+                    })?
+            }
             (Pool::Postgres(_), Location::Postgres(url)) => {
                 self.lock_postgres(&url.options, connector, purpose).await
             }
