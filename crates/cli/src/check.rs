@@ -26,11 +26,18 @@ enum Format {
 
 /// Loads and checks; exit 0 when valid, 1 when not. I/O errors that leave nothing to check
 /// come back as `Err` (exit 2).
-pub fn run(g: &Global, args: &Args) -> anyhow::Result<ExitCode> {
+pub fn run(rt: &tokio::runtime::Runtime, g: &Global, args: &Args) -> anyhow::Result<ExitCode> {
     let mut checked = load(g)?;
     // What each package finds wrong in its settings, without touching any system.
     for d in idlink_engine::check::check_packages(&checked, &Registry::new(), &g.config) {
         checked.diagnostics.push(d);
+    }
+    // Mapped tables and columns against the stored schema snapshots, when there is a store
+    // (none is created for this).
+    if let Some(store) = crate::store::open_existing(rt, g)? {
+        let states = rt.block_on(store.schema_states())?;
+        idlink_engine::check::check_snapshots(&mut checked, &states);
+        rt.block_on(store.close());
     }
     checked.diagnostics.sort();
     let out = std::io::stdout().lock();

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use idlink_engine::snapshots::{NO_SCHEMA, Refresh, show_time};
 use idlink_engine::{CancellationToken, Engine, EngineError, ErrorKind, ExportOptions, Opened};
 use idlink_packages::Registry;
 use idlink_packages::api::{OrderState, Progress};
@@ -29,12 +30,25 @@ pub struct ExportArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct SchemaArgs {
-    /// The connection whose schema to read.
-    #[arg(long, value_name = "ID")]
-    connection: String,
-    /// Output format; `xml` prints <ConnectionTable> elements to paste into the configuration.
+    #[command(flatten)]
+    which: SchemaWhich,
+    /// Output format (with --connection); `xml` prints <ConnectionTable> elements to paste
+    /// into the configuration.
     #[arg(long, value_enum, default_value_t = SchemaFormat::Text)]
     format: SchemaFormat,
+}
+
+/// One connection, or every connection of a connector.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct SchemaWhich {
+    /// The connection whose schema to read.
+    #[arg(long, value_name = "ID")]
+    connection: Option<String>,
+    /// Every connection of this connector ("Refresh all schemas"): one line per connection,
+    /// continuing past failures.
+    #[arg(long, value_name = "ID")]
+    connector: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -212,33 +226,130 @@ pub fn export(rt: &Runtime, g: &Global, args: &ExportArgs) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
+/// `idlink refresh-schema`: reads the schema of one connection (`--connection`) or of every
+/// connection of a connector (`--connector`) and records each outcome in the store. Exit 1 when
+/// a refresh failed.
 pub fn refresh_schema(rt: &Runtime, g: &Global, args: &SchemaArgs) -> anyhow::Result<ExitCode> {
     let engine = match engine(g)? {
         Ok(e) => e,
         Err(code) => return Ok(code),
     };
-    let opened = match open(&engine, &args.connection) {
-        Ok(o) => o,
-        Err(e) => return Ok(failure(&e)),
+    let store = crate::store::open(rt, g)?;
+    if let Some(connector) = &args.which.connector {
+        return refresh_connector(rt, &engine, &store, connector, g.quiet);
+    }
+    let Some(id) = &args.which.connection else {
+        anyhow::bail!("give --connection ID or --connector ID");
     };
-    let schema = match rt.block_on(opened.refresh_schema()) {
-        Ok(s) => s,
+    let refresh = match rt.block_on(engine.refresh_schema_into(&store, id)) {
+        Ok(r) => r,
         Err(e) => {
-            report_failure(&opened, "schema refresh of", &e);
+            eprintln!("error: {e}");
             return Ok(failure(&e));
         }
     };
-    use idlink_engine::schema::{render_json, render_text, render_xml};
-    let (id, package) = (opened.id(), opened.package.id);
-    let text = match args.format {
-        SchemaFormat::Text => render_text(id, package, &schema),
-        SchemaFormat::Json => render_json(id, package, &schema),
-        SchemaFormat::Xml => render_xml(id, &schema),
+    let (id, package) = (refresh.connection.as_str(), refresh.package.as_str());
+    match &refresh.outcome {
+        Refresh::Refreshed { schema, .. } => {
+            use idlink_engine::schema::{render_json, render_text, render_xml};
+            let text = match args.format {
+                SchemaFormat::Text => render_text(id, package, schema),
+                SchemaFormat::Json => render_json(id, package, schema),
+                SchemaFormat::Xml => render_xml(id, schema),
+            };
+            std::io::stdout()
+                .lock()
+                .write_all(refresh.redactor.redact(&text).as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Refresh::NoSchema => {
+            println!("{id}: {NO_SCHEMA} (package {package} does not describe one)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Refresh::Failed { message, kind, .. } => {
+            eprintln!("error: schema refresh of '{id}' failed: {message}");
+            eprintln!(
+                "    the failure is recorded in the store; the last good snapshot, if any, is kept"
+            );
+            Ok(if *kind == ErrorKind::Cancelled {
+                ExitCode::from(130)
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+/// "Refresh all schemas": one line per connection; exit 1 if any failed.
+fn refresh_connector(
+    rt: &Runtime,
+    engine: &Engine,
+    store: &idlink_store::Store,
+    connector: &str,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let results = match rt.block_on(engine.refresh_connector_schemas(store, connector)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(failure(&e));
+        }
     };
-    std::io::stdout()
-        .lock()
-        .write_all(opened.redact(&text).as_bytes())?;
-    Ok(ExitCode::SUCCESS)
+    let mut out = std::io::stdout().lock();
+    if results.is_empty() {
+        writeln!(out, "connector '{connector}' has no connection")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = results
+        .iter()
+        .map(|r| r.connection.len())
+        .max()
+        .unwrap_or(0);
+    let (mut refreshed, mut failed, mut none) = (0, 0, 0);
+    for r in &results {
+        let what = match &r.outcome {
+            Refresh::Refreshed { schema, at } => {
+                refreshed += 1;
+                let columns: usize = schema.tables.iter().map(|t| t.columns.len()).sum();
+                let n = schema.tables.len();
+                format!(
+                    "refreshed: {n} table{}, {columns} column{} ({}, {})",
+                    if n == 1 { "" } else { "s" },
+                    if columns == 1 { "" } else { "s" },
+                    r.package,
+                    show_time(at)
+                )
+            }
+            Refresh::NoSchema => {
+                none += 1;
+                NO_SCHEMA.to_string()
+            }
+            Refresh::Failed { message, .. } => {
+                failed += 1;
+                format!("failed: {message}")
+            }
+        };
+        // One line per connection, whatever the message holds.
+        let what = what.split_whitespace().collect::<Vec<_>>().join(" ");
+        writeln!(
+            out,
+            "{:<width$}  {}",
+            r.connection,
+            r.redactor.redact(&what)
+        )?;
+    }
+    if !quiet {
+        eprintln!(
+            "connector '{connector}': {} connection{}: {refreshed} refreshed, {failed} failed, {none} without schema",
+            results.len(),
+            if results.len() == 1 { "" } else { "s" }
+        );
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub fn check_connection(

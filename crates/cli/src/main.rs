@@ -3,6 +3,8 @@
 mod check;
 mod connection;
 mod secrets;
+mod store;
+mod sync;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -49,6 +51,16 @@ pub struct PathArgs {
     work: Option<PathBuf>,
 }
 
+/// Where the identity store is, for the commands that read or write it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// The identity store: a SQLite file, or a PostgreSQL database as
+    /// postgres://user:password@host:port/database [env: IDLINK_DATABASE] [default:
+    /// <work>/idlink.db].
+    #[arg(long, value_name = "PATH|URL")]
+    database: Option<String>,
+}
+
 /// The same options before the command name, as earlier versions took them.
 #[derive(Debug, Clone, clap::Args)]
 struct HiddenPathArgs {
@@ -58,6 +70,8 @@ struct HiddenPathArgs {
     settings: Option<PathBuf>,
     #[arg(long = "work", value_name = "DIR", hide = true)]
     work: Option<PathBuf>,
+    #[arg(long = "database", value_name = "PATH|URL", hide = true)]
+    database: Option<String>,
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {
@@ -74,6 +88,8 @@ pub struct Global {
     pub config_given: bool,
     pub settings: Option<PathBuf>,
     pub work: PathBuf,
+    /// `--database` (or IDLINK_DATABASE), when given; else the store is `<work>/idlink.db`.
+    pub database: Option<String>,
     pub verbose: u8,
     pub quiet: bool,
 }
@@ -86,6 +102,8 @@ enum Command {
         #[command(flatten)]
         paths: PathArgs,
         #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
         args: check::Args,
     },
     /// Export a connection's data into connection tables (<work>/ExportOutput).
@@ -95,12 +113,42 @@ enum Command {
         #[command(flatten)]
         args: connection::ExportArgs,
     },
-    /// Read a connection's tables and columns from its system.
+    /// Read a connection's tables and columns from its system (or every connection of a
+    /// connector's) and keep them in the store; exit 1 if any refresh failed.
     RefreshSchema {
         #[command(flatten)]
         paths: PathArgs,
         #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
         args: connection::SchemaArgs,
+    },
+    /// List the connections with their connector, package, capabilities and schema state.
+    Connections {
+        #[command(flatten)]
+        paths: PathArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        args: store::ConnectionsArgs,
+    },
+    /// Prepare and synchronize a connector's exported tables into the identity store.
+    Sync {
+        #[command(flatten)]
+        paths: PathArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        args: sync::SyncArgs,
+    },
+    /// List the resources of an entity type from the identity store.
+    Resources {
+        #[command(flatten)]
+        paths: PathArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        args: sync::ResourcesArgs,
     },
     /// Test that a connection's system is reachable with its settings (exit 0 yes, 1 no).
     CheckConnection {
@@ -144,7 +192,12 @@ fn holds_configuration(dir: &Path) -> bool {
 }
 
 impl Global {
-    fn resolve(paths: &PathArgs, before: &HiddenPathArgs, output: &OutputArgs) -> Global {
+    fn resolve(
+        paths: &PathArgs,
+        store: Option<&StoreArgs>,
+        before: &HiddenPathArgs,
+        output: &OutputArgs,
+    ) -> Global {
         // A flag after the command, else one before it, else the environment.
         let config = paths
             .config
@@ -180,6 +233,11 @@ impl Global {
                 .or_else(|| before.work.clone())
                 .or_else(|| env_path("IDLINK_WORK"))
                 .unwrap_or_else(|| PathBuf::from("./work")),
+            database: store
+                .and_then(|s| s.database.clone())
+                .or_else(|| before.database.clone())
+                .or_else(|| std::env::var("IDLINK_DATABASE").ok())
+                .filter(|d| !d.is_empty()),
             verbose: output.verbose,
             quiet: output.quiet,
         }
@@ -206,7 +264,10 @@ fn init_logging(output: &OutputArgs) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.output);
-    let g = |paths: &PathArgs| Global::resolve(paths, &cli.before, &cli.output);
+    let g = |paths: &PathArgs| Global::resolve(paths, None, &cli.before, &cli.output);
+    let gs = |paths: &PathArgs, store: &StoreArgs| {
+        Global::resolve(paths, Some(store), &cli.before, &cli.output)
+    };
     // One runtime for the whole command: work is spawned on it, signals are watched on its
     // worker while the command runs.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -221,10 +282,17 @@ fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
-        Command::Check { paths, args } => check::run(&g(paths), args),
+        Command::Check { paths, store, args } => check::run(&runtime, &gs(paths, store), args),
         Command::Export { paths, args } => connection::export(&runtime, &g(paths), args),
-        Command::RefreshSchema { paths, args } => {
-            connection::refresh_schema(&runtime, &g(paths), args)
+        Command::RefreshSchema { paths, store, args } => {
+            connection::refresh_schema(&runtime, &gs(paths, store), args)
+        }
+        Command::Connections { paths, store, args } => {
+            store::connections(&runtime, &gs(paths, store), args)
+        }
+        Command::Sync { paths, store, args } => sync::sync(&runtime, &gs(paths, store), args),
+        Command::Resources { paths, store, args } => {
+            sync::resources(&runtime, &gs(paths, store), args)
         }
         Command::CheckConnection { paths, args } => {
             connection::check_connection(&runtime, &g(paths), args)

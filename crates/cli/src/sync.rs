@@ -106,7 +106,10 @@ pub fn sync(rt: &Runtime, g: &Global, args: &SyncArgs) -> anyhow::Result<ExitCod
             Ok(ExitCode::from(1))
         }
         Err(e) => {
-            eprintln!("error: synchronization of connector '{}' failed: {e}", args.connector);
+            eprintln!(
+                "error: synchronization of connector '{}' failed: {e}",
+                args.connector
+            );
             Ok(failure(&e))
         }
     }
@@ -160,7 +163,11 @@ fn print_report(out: &mut impl Write, r: &SyncReport, g: &Global) -> std::io::Re
         eprintln!("warning: forced past a threshold: {b}");
     }
     let (ins, upd, del) = r.mappings.iter().fold((0, 0, 0), |(i, u, d), m| {
-        (i + m.counts.inserted, u + m.counts.updated, d + m.counts.deleted)
+        (
+            i + m.counts.inserted,
+            u + m.counts.updated,
+            d + m.counts.deleted,
+        )
     });
     writeln!(
         out,
@@ -183,7 +190,10 @@ pub fn resources(rt: &Runtime, g: &Global, args: &ResourcesArgs) -> anyhow::Resu
         let hint = idlink_model::diag::did_you_mean(&args.entity_type, names)
             .map(|s| format!("; did you mean '{s}'?"))
             .unwrap_or_default();
-        eprintln!("error: entity type '{}' is not declared in the configuration{hint}", args.entity_type);
+        eprintln!(
+            "error: entity type '{}' is not declared in the configuration{hint}",
+            args.entity_type
+        );
         return Ok(ExitCode::from(1));
     };
     let mut filters = Vec::new();
@@ -202,7 +212,9 @@ pub fn resources(rt: &Runtime, g: &Global, args: &ResourcesArgs) -> anyhow::Resu
     let store = match rt.block_on(Store::open_existing(&location)) {
         Ok(Some(s)) => s,
         Ok(None) => {
-            eprintln!("error: there is no store at {location} yet: run `idlink sync --connector ...` first");
+            eprintln!(
+                "error: there is no store at {location} yet: run `idlink sync --connector ...` first"
+            );
             return Ok(ExitCode::from(1));
         }
         Err(e) => {
@@ -224,11 +236,7 @@ pub fn resources(rt: &Runtime, g: &Global, args: &ResourcesArgs) -> anyhow::Resu
         }
     }
     let rows = rt.block_on(store.resources(&et.id.value, &filters))?;
-    let props: Vec<&str> = et
-        .properties
-        .iter()
-        .map(|p| p.id.value.as_str())
-        .collect();
+    let props: Vec<&str> = et.properties.iter().map(|p| p.id.value.as_str()).collect();
     let object = |r: &idlink_store::Resource| {
         let mut o = serde_json::Map::new();
         for p in &props {
@@ -241,7 +249,9 @@ pub fn resources(rt: &Runtime, g: &Global, args: &ResourcesArgs) -> anyhow::Resu
             let v = if *collection {
                 serde_json::Value::from(keys)
             } else {
-                keys.into_iter().next().map_or(serde_json::Value::Null, serde_json::Value::from)
+                keys.into_iter()
+                    .next()
+                    .map_or(serde_json::Value::Null, serde_json::Value::from)
             };
             o.insert(p.clone(), v);
         }
@@ -250,7 +260,10 @@ pub fn resources(rt: &Runtime, g: &Global, args: &ResourcesArgs) -> anyhow::Resu
     let mut out = std::io::stdout().lock();
     match args.format {
         ListFormat::Json => {
-            let all: Vec<serde_json::Value> = rows.iter().map(|r| serde_json::Value::Object(object(r))).collect();
+            let all: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| serde_json::Value::Object(object(r)))
+                .collect();
             writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
         }
         ListFormat::Csv | ListFormat::Text => {
@@ -261,7 +274,11 @@ pub fn resources(rt: &Runtime, g: &Global, args: &ResourcesArgs) -> anyhow::Resu
                     .iter()
                     .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
                     .collect::<Vec<_>>()
-                    .join(if matches!(args.format, ListFormat::Csv) { "\n" } else { ", " }),
+                    .join(if matches!(args.format, ListFormat::Csv) {
+                        "\n"
+                    } else {
+                        ", "
+                    }),
                 Some(v) => v.to_string(),
             };
             if matches!(args.format, ListFormat::Csv) {

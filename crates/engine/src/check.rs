@@ -13,11 +13,13 @@
 
 use std::path::{Path, PathBuf};
 
+use idlink_model::config::Text;
 use idlink_model::package::{Availability, PackageInfo};
 use idlink_model::settings::{ConnectionSettings, ENCRYPTED_PREFIX, SettingValue, typed_json};
 use idlink_model::{Checked, Diagnostic, Loc, Rule, Sp};
 use idlink_packages::api::Environment;
 use idlink_packages::paths::SourceRoots;
+use idlink_store::SchemaState;
 
 use crate::connection::Site;
 use idlink_packages::{PackageError, Registry};
@@ -199,6 +201,105 @@ fn outside_roots(
         return Some(e.to_string());
     }
     None
+}
+
+/// What the stored schema snapshots (SPEC §7) say about the mappings, applied to `checked`'s
+/// diagnostics. A mapped table whose connection has a snapshot is checked against it (so no
+/// `ConnectionTable` XML is needed, and its `schema-not-refreshed` warning goes); a table or a
+/// column a mapping reads that the latest snapshot lacks is a `schema-drift` warning naming
+/// the mapping, the column and the snapshot's time. Connections without a snapshot are left to
+/// the configuration rules.
+pub fn check_snapshots(checked: &mut Checked, states: &[SchemaState]) {
+    let mut covered: Vec<Loc> = Vec::new();
+    let mut found: Vec<Diagnostic> = Vec::new();
+    let config = &checked.config;
+    let mut uses: Vec<(String, &Text, Vec<&Text>)> = Vec::new();
+    for m in &config.entity_type_mappings {
+        uses.push((
+            format!("entity type mapping '{}'", m.id),
+            &m.connection_table,
+            m.properties.iter().map(|p| &p.connection_column).collect(),
+        ));
+    }
+    for m in &config.entity_association_mappings {
+        if let Some(t) = &m.connection_table {
+            uses.push((
+                format!("entity association mapping '{}'", m.id),
+                t,
+                vec![&m.column1, &m.column2],
+            ));
+        }
+    }
+    for (from, table, columns) in uses {
+        if table.value.is_empty() {
+            continue;
+        }
+        let prefix = table.value.split('_').next().unwrap_or_default();
+        let Some(connection) = config.connection(prefix) else {
+            continue; // reported by the mapping-table rule
+        };
+        let Some((state, snapshot)) = states
+            .iter()
+            .filter(|s| s.connection.eq_ignore_ascii_case(&connection.id.value))
+            .find_map(|s| s.snapshot.as_ref().map(|snap| (s, snap)))
+        else {
+            continue;
+        };
+        covered.push(table.at.clone());
+        let when = crate::snapshots::show_time(&snapshot.refreshed_at);
+        let id = &connection.id.value;
+        let refresh = format!("`idlink refresh-schema --connection {id}`");
+        let stale = if state.failure.is_some() {
+            "; the last refresh failed, so this is the last good snapshot"
+        } else {
+            ""
+        };
+        let Some(schema) = snapshot.schema.table(&table.value) else {
+            found.push(
+                Diagnostic::new(
+                    Rule::SchemaDrift,
+                    table.at.clone(),
+                    format!(
+                        "{from} reads table '{}', which is not in the latest schema snapshot of connection '{id}' (refreshed {when}){stale}",
+                        table.value
+                    ),
+                )
+                .hint(format!(
+                    "the source no longer exports it, or the mapping names it wrongly: correct the mapping, or run {refresh} again once the source has it"
+                ))
+                .did_you_mean(
+                    &table.value,
+                    snapshot.schema.tables.iter().map(|t| t.name.as_str()),
+                ),
+            );
+            continue;
+        };
+        for column in columns {
+            if column.value.is_empty() || schema.column(&column.value).is_some() {
+                continue;
+            }
+            found.push(
+                Diagnostic::new(
+                    Rule::SchemaDrift,
+                    column.at.clone(),
+                    format!(
+                        "{from} reads column '{}', which table '{}' does not have in the latest schema snapshot of connection '{id}' (refreshed {when}){stale}",
+                        column.value, schema.name
+                    ),
+                )
+                .hint(format!(
+                    "the source dropped or renamed it: map another column, or run {refresh} again once the source has it"
+                ))
+                .did_you_mean(&column.value, schema.columns.iter().map(|c| c.name.as_str())),
+            );
+        }
+    }
+    checked
+        .diagnostics
+        .retain(|d| !(d.rule == Rule::SchemaNotRefreshed && covered.contains(&d.at)));
+    for d in found {
+        checked.diagnostics.push(d);
+    }
 }
 
 /// `path` with `.` and `..` resolved as written (no link followed).

@@ -16,6 +16,7 @@ pub mod fulfill;
 pub mod orders;
 pub mod schema;
 pub mod secured;
+pub mod snapshots;
 pub mod sync;
 pub mod transform;
 
@@ -95,6 +96,11 @@ pub enum EngineError {
         id: String,
         suggestion: Option<String>,
     },
+    #[error("connector '{id}' is not declared in the configuration{}", suggestion.as_ref().map(|s| format!("; did you mean '{s}'?")).unwrap_or_default())]
+    UnknownConnector {
+        id: String,
+        suggestion: Option<String>,
+    },
     #[error("connection '{connection}' uses package '{package}', which is not a known package")]
     UnknownPackage { connection: String, package: String },
     #[error(
@@ -115,6 +121,9 @@ pub enum EngineError {
     FulfillDeactivated { connection: String },
     #[error(transparent)]
     Package(#[from] idlink_packages::PackageError),
+    /// The store could not be opened or written, or a connector is locked by another run.
+    #[error(transparent)]
+    Store(#[from] idlink_store::StoreError),
     #[error("{}{}{message}", connection.as_ref().map(|c| format!("connection '{c}': ")).unwrap_or_default(), setting.as_ref().map(|s| format!("setting {s}: ")).unwrap_or_default())]
     Secret {
         connection: Option<String>,
@@ -157,11 +166,6 @@ pub enum EngineError {
         /// The previous set was put back: nothing changed.
         restored: bool,
     },
-    #[error("connector '{id}' is not declared in the configuration{}", suggestion.as_ref().map(|s| format!("; did you mean '{s}'?")).unwrap_or_default())]
-    UnknownConnector {
-        id: String,
-        suggestion: Option<String>,
-    },
     /// A table cannot be synchronized as it is (a mapped column missing, a Command column in a
     /// complete run, ...).
     #[error("{0}")]
@@ -169,8 +173,6 @@ pub enum EngineError {
     /// A synchronization threshold was exceeded: nothing changed. The report says which.
     #[error("{}", blocked_message(.0))]
     Blocked(Box<sync::SyncReport>),
-    #[error(transparent)]
-    Store(#[from] idlink_store::StoreError),
     /// The orders file is not what SPEC §6 describes.
     #[error("{file}{}: {message}", location.as_ref().map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
     Orders {
@@ -197,6 +199,7 @@ impl EngineError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             EngineError::UnknownConnection { .. }
+            | EngineError::UnknownConnector { .. }
             | EngineError::UnknownPackage { .. }
             | EngineError::MissingSettings { .. }
             | EngineError::Unsupported { .. }
@@ -205,16 +208,15 @@ impl EngineError {
             | EngineError::Secret { .. }
             | EngineError::Orders { .. } => ErrorKind::Configuration,
             EngineError::Package(e) => e.kind(),
-            EngineError::Transform(_) | EngineError::Data(_) => ErrorKind::Data,
-            EngineError::UnknownConnector { .. } => ErrorKind::Configuration,
-            EngineError::Blocked(_) => ErrorKind::Refused,
             EngineError::Store(e) => match e.kind() {
-                idlink_store::ErrorKind::Unavailable => ErrorKind::Unavailable,
                 idlink_store::ErrorKind::Configuration => ErrorKind::Configuration,
-                idlink_store::ErrorKind::Bug => ErrorKind::Bug,
+                idlink_store::ErrorKind::Unavailable => ErrorKind::Unavailable,
+                idlink_store::ErrorKind::Io => ErrorKind::Io,
                 idlink_store::ErrorKind::Data => ErrorKind::Data,
-                _ => ErrorKind::Io,
+                idlink_store::ErrorKind::Bug => ErrorKind::Bug,
             },
+            EngineError::Transform(_) | EngineError::Data(_) => ErrorKind::Data,
+            EngineError::Blocked(_) => ErrorKind::Refused,
             EngineError::Contract(_) => ErrorKind::Bug,
             EngineError::Io { .. } | EngineError::Commit { .. } => ErrorKind::Io,
             EngineError::Busy { .. } => ErrorKind::Unavailable,

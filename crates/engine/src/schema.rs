@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use idlink_model::config::{KeyType, ValueType};
-use idlink_packages::api::{ConnectionSchema, value_type_name};
+use idlink_model::schema::{ConnectionSchema, value_type_name};
 
 use crate::EngineError;
 use crate::connection::Opened;

@@ -174,6 +174,9 @@ rules! {
     PackageNotAvailable = "package-not-available", Warning;
     /// A mapping on a table whose schema has not been refreshed: its columns cannot be checked.
     SchemaNotRefreshed = "schema-not-refreshed", Warning;
+    /// A mapped table or column is missing from the latest schema snapshot of its connection
+    /// (SPEC §7: a refresh dropped what a mapping reads).
+    SchemaDrift = "schema-drift", Warning;
     /// An expression written in C#, which idlink cannot run.
     CsharpExpression = "csharp-expression", Warning;
     /// A task names a connection whose matching side is turned off by `DeactivationExportFulfill`.
@@ -351,6 +354,12 @@ impl Diagnostics {
             }
             true
         });
+    }
+
+    /// Keeps the diagnostics `keep` says yes to (a later stage that knows more, such as the
+    /// stored schema snapshots, replaces what an earlier one could only guess).
+    pub fn retain(&mut self, keep: impl FnMut(&Diagnostic) -> bool) {
+        self.items.retain(keep);
     }
 
     pub fn has_errors(&self) -> bool {

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod diag;
 pub mod package;
+pub mod schema;
 pub mod settings;
 pub mod text;
 pub mod validate;

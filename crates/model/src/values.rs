@@ -124,7 +124,11 @@ fn dotnet_to_chrono(f: &str) -> String {
 
 /// Reads one cell as a value of `ty` written in `format`. `Ok(None)` for an empty cell (no
 /// value); `Err` says what was expected.
-pub fn read_value(ty: PropertyType, format: &ValueFormat, cell: &str) -> Result<Option<Value>, String> {
+pub fn read_value(
+    ty: PropertyType,
+    format: &ValueFormat,
+    cell: &str,
+) -> Result<Option<Value>, String> {
     if cell.is_empty() {
         return Ok(None);
     }
@@ -143,8 +147,14 @@ pub fn read_value(ty: PropertyType, format: &ValueFormat, cell: &str) -> Result<
     let t = cell.trim();
     Ok(Some(match ty {
         PropertyType::String | PropertyType::ForeignKey => Value::String(cell.to_string()),
-        PropertyType::Int32 => Value::from(t.parse::<i32>().map_err(|_| expected("a whole number (Int32)"))?),
-        PropertyType::Int64 => Value::from(t.parse::<i64>().map_err(|_| expected("a whole number (Int64)"))?),
+        PropertyType::Int32 => Value::from(
+            t.parse::<i32>()
+                .map_err(|_| expected("a whole number (Int32)"))?,
+        ),
+        PropertyType::Int64 => Value::from(
+            t.parse::<i64>()
+                .map_err(|_| expected("a whole number (Int64)"))?,
+        ),
         PropertyType::Bool => Value::Bool(match t {
             _ if t.eq_ignore_ascii_case("true") || t == "1" => true,
             _ if t.eq_ignore_ascii_case("false") || t == "0" => false,
@@ -158,7 +168,11 @@ pub fn read_value(ty: PropertyType, format: &ValueFormat, cell: &str) -> Result<
             let g = t.trim_start_matches('{').trim_end_matches('}');
             match parse_guid(g) {
                 Some(g) => Value::String(g),
-                None => return Err(expected("a GUID (Guid), e.g. 0f8fad5b-d9cb-469f-a165-70867728950e")),
+                None => {
+                    return Err(expected(
+                        "a GUID (Guid), e.g. 0f8fad5b-d9cb-469f-a165-70867728950e",
+                    ));
+                }
             }
         }
         PropertyType::Binary => {
@@ -173,7 +187,9 @@ pub fn read_value(ty: PropertyType, format: &ValueFormat, cell: &str) -> Result<
             Some(None) => return Ok(None),
             None => {
                 return Err(expected(match format {
-                    ValueFormat::Default => "a date (DateTime) such as 2024-05-31, 2024-05-31T08:30:00 or 2024-05-31T08:30:00+02:00",
+                    ValueFormat::Default => {
+                        "a date (DateTime) such as 2024-05-31, 2024-05-31T08:30:00 or 2024-05-31T08:30:00+02:00"
+                    }
                     ValueFormat::FileTime => "a date (DateTime)",
                     _ => "a date (DateTime)",
                 }));
@@ -184,12 +200,20 @@ pub fn read_value(ty: PropertyType, format: &ValueFormat, cell: &str) -> Result<
 
 fn parse_guid(s: &str) -> Option<String> {
     let hex: String = s.chars().filter(|c| *c != '-').collect();
-    let dashes_ok = s.len() == 32 || (s.len() == 36 && [8, 13, 18, 23].iter().all(|&i| s.as_bytes()[i] == b'-'));
+    let dashes_ok = s.len() == 32
+        || (s.len() == 36 && [8, 13, 18, 23].iter().all(|&i| s.as_bytes()[i] == b'-'));
     if hex.len() != 32 || !dashes_ok || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let h = hex.to_ascii_lowercase();
-    Some(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
 }
 
 /// `Some(None)`: a date that means "never" (1601date 0 or max). Values without a zone are UTC.
@@ -223,7 +247,12 @@ fn read_datetime(format: &ValueFormat, t: &str) -> Option<Option<DateTime<Utc>>>
             if let Ok(d) = DateTime::parse_from_rfc3339(t) {
                 return Some(Some(d.with_timezone(&Utc)));
             }
-            for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+            for f in [
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%d %H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M",
+                "%Y-%m-%d %H:%M",
+            ] {
                 if let Ok(d) = NaiveDateTime::parse_from_str(t, f) {
                     return Some(Some(d.and_utc()));
                 }
@@ -249,50 +278,104 @@ mod tests {
         assert_eq!(dotnet_to_chrono("yyyy-MM-dd"), "%Y-%m-%d");
         assert_eq!(dotnet_to_chrono("dd/MM/yyyy HH:mm:ss"), "%d/%m/%Y %H:%M:%S");
         assert_eq!(dotnet_to_chrono("yyyyMMddHHmmss'.0Z'"), "%Y%m%d%H%M%S.0Z");
-        assert_eq!(dotnet_to_chrono("yyyy-MM-ddTHH:mm:ss.fffzzz"), "%Y-%m-%dT%H:%M:%S.%3f%:z");
+        assert_eq!(
+            dotnet_to_chrono("yyyy-MM-ddTHH:mm:ss.fffzzz"),
+            "%Y-%m-%dT%H:%M:%S.%3f%:z"
+        );
         assert_eq!(dotnet_to_chrono("100%"), "100%%");
     }
 
     #[test]
     fn dates_read_in_their_format_and_normalize_to_utc() {
-        let d = |f: &str, c: &str| read(PropertyType::DateTime, f, c).map(|v| v.and_then(|v| v.as_str().map(str::to_string)));
-        assert_eq!(d("yyyy-MM-dd", "2019-03-01"), Ok(Some("2019-03-01T00:00:00Z".into())));
-        assert_eq!(d("dd/MM/yyyy", "31/12/2020"), Ok(Some("2020-12-31T00:00:00Z".into())));
-        assert_eq!(d("yyyyMMddHHmmss'.0Z'", "20240102030405.0Z"), Ok(Some("2024-01-02T03:04:05Z".into())));
-        assert_eq!(d("", "2024-05-31T08:30:00+02:00"), Ok(Some("2024-05-31T06:30:00Z".into())));
-        assert_eq!(d("", "2024-05-31 08:30:00"), Ok(Some("2024-05-31T08:30:00Z".into())));
-        assert_eq!(d("1601date", "133485408000000000"), Ok(Some("2024-01-01T00:00:00Z".into())));
+        let d = |f: &str, c: &str| {
+            read(PropertyType::DateTime, f, c)
+                .map(|v| v.and_then(|v| v.as_str().map(str::to_string)))
+        };
+        assert_eq!(
+            d("yyyy-MM-dd", "2019-03-01"),
+            Ok(Some("2019-03-01T00:00:00Z".into()))
+        );
+        assert_eq!(
+            d("dd/MM/yyyy", "31/12/2020"),
+            Ok(Some("2020-12-31T00:00:00Z".into()))
+        );
+        assert_eq!(
+            d("yyyyMMddHHmmss'.0Z'", "20240102030405.0Z"),
+            Ok(Some("2024-01-02T03:04:05Z".into()))
+        );
+        assert_eq!(
+            d("", "2024-05-31T08:30:00+02:00"),
+            Ok(Some("2024-05-31T06:30:00Z".into()))
+        );
+        assert_eq!(
+            d("", "2024-05-31 08:30:00"),
+            Ok(Some("2024-05-31T08:30:00Z".into()))
+        );
+        assert_eq!(
+            d("1601date", "133485408000000000"),
+            Ok(Some("2024-01-01T00:00:00Z".into()))
+        );
         assert_eq!(d("1601date", "9223372036854775807"), Ok(None));
-        assert!(d("yyyy-MM-dd", "01/03/2019").unwrap_err().contains("yyyy-MM-dd"));
+        assert!(
+            d("yyyy-MM-dd", "01/03/2019")
+                .unwrap_err()
+                .contains("yyyy-MM-dd")
+        );
         assert!(d("", "yesterday").is_err());
         assert!(d("yyyy-MM-dd", "2019-02-30").is_err());
     }
 
     #[test]
     fn numbers_booleans_guids_and_binary_are_checked_not_coerced() {
-        assert_eq!(read(PropertyType::Int32, "", " 42 "), Ok(Some(Value::from(42))));
+        assert_eq!(
+            read(PropertyType::Int32, "", " 42 "),
+            Ok(Some(Value::from(42)))
+        );
         assert!(read(PropertyType::Int32, "", "3000000000").is_err());
-        assert_eq!(read(PropertyType::Int64, "", "3000000000"), Ok(Some(Value::from(3_000_000_000_i64))));
+        assert_eq!(
+            read(PropertyType::Int64, "", "3000000000"),
+            Ok(Some(Value::from(3_000_000_000_i64)))
+        );
         assert!(read(PropertyType::Int64, "", "4.5").is_err());
-        assert_eq!(read(PropertyType::Bool, "", "1"), Ok(Some(Value::Bool(true))));
-        assert_eq!(read(PropertyType::Bool, "", "FALSE"), Ok(Some(Value::Bool(false))));
+        assert_eq!(
+            read(PropertyType::Bool, "", "1"),
+            Ok(Some(Value::Bool(true)))
+        );
+        assert_eq!(
+            read(PropertyType::Bool, "", "FALSE"),
+            Ok(Some(Value::Bool(false)))
+        );
         assert!(read(PropertyType::Bool, "", "yes").is_err());
         assert!(read(PropertyType::Double, "", "NaN").is_err());
-        assert_eq!(read(PropertyType::Double, "", "2.5"), Ok(Some(Value::from(2.5))));
         assert_eq!(
-            read(PropertyType::Guid, "", "{0F8FAD5B-D9CB-469F-A165-70867728950E}"),
+            read(PropertyType::Double, "", "2.5"),
+            Ok(Some(Value::from(2.5)))
+        );
+        assert_eq!(
+            read(
+                PropertyType::Guid,
+                "",
+                "{0F8FAD5B-D9CB-469F-A165-70867728950E}"
+            ),
             Ok(Some(Value::from("0f8fad5b-d9cb-469f-a165-70867728950e")))
         );
         assert!(read(PropertyType::Guid, "", "0f8fad5b").is_err());
         assert!(read(PropertyType::Binary, "", "not base64!").is_err());
         assert_eq!(read(PropertyType::String, "", ""), Ok(None));
-        assert_eq!(read(PropertyType::String, "", " kept as written "), Ok(Some(Value::from(" kept as written "))));
+        assert_eq!(
+            read(PropertyType::String, "", " kept as written "),
+            Ok(Some(Value::from(" kept as written ")))
+        );
     }
 
     #[test]
     fn multivalued_text_is_a_list_of_checked_values() {
         assert_eq!(
-            read(PropertyType::String, "multivaluedtext", "top\ninetOrgPerson\n"),
+            read(
+                PropertyType::String,
+                "multivaluedtext",
+                "top\ninetOrgPerson\n"
+            ),
             Ok(Some(serde_json::json!(["top", "inetOrgPerson"])))
         );
         assert!(read(PropertyType::Int32, "MultivaluedText", "1\nx").is_err());

@@ -8,8 +8,10 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use idlink_model::config::{KeyType, ValueType};
 use serde::Serialize;
+
+/// The schema types live in the model (the store keeps them too); packages produce them.
+pub use idlink_model::schema::{ColumnSchema, ConnectionSchema, TableSchema, value_type_name};
 
 use crate::output::ExportOutput;
 use crate::paths::SourceRoots;
@@ -227,73 +229,6 @@ pub struct OrderResult {
     pub message: String,
     /// The operations sent (or, in a dry run, that would be sent), one line each.
     pub operations: Vec<String>,
-}
-
-/// A connection's schema: its tables and their columns.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ConnectionSchema {
-    pub tables: Vec<TableSchema>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TableSchema {
-    /// The full connection table name.
-    pub name: String,
-    pub columns: Vec<ColumnSchema>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ColumnSchema {
-    pub name: String,
-    #[serde(serialize_with = "ser_value_type")]
-    pub value_type: ValueType,
-    /// The source's own type name (e.g. `timestamp with time zone`), when it has one.
-    pub source_type: Option<String>,
-    pub multivalued: bool,
-    #[serde(serialize_with = "ser_key_type")]
-    pub key: KeyType,
-}
-
-impl ColumnSchema {
-    /// A plain string column.
-    pub fn string(name: impl Into<String>) -> Self {
-        ColumnSchema {
-            name: name.into(),
-            value_type: ValueType::String,
-            source_type: None,
-            multivalued: false,
-            key: KeyType::None,
-        }
-    }
-}
-
-/// `ValueType` as the configuration writes it.
-pub fn value_type_name(t: ValueType) -> &'static str {
-    match t {
-        ValueType::String => "String",
-        ValueType::Bytes => "Bytes",
-        ValueType::Int32 => "Int32",
-        ValueType::Int64 => "Int64",
-        ValueType::DateTime => "DateTime",
-        ValueType::Bool => "Bool",
-        ValueType::Guid => "Guid",
-        ValueType::Double => "Double",
-        ValueType::Binary => "Binary",
-        ValueType::Byte => "Byte",
-        ValueType::Int16 => "Int16",
-    }
-}
-
-fn ser_value_type<S: serde::Serializer>(t: &ValueType, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(value_type_name(*t))
-}
-
-fn ser_key_type<S: serde::Serializer>(k: &KeyType, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(match k {
-        KeyType::None => "none",
-        KeyType::Primary => "primary",
-        KeyType::Unique => "unique",
-    })
 }
 
 /// Why a package could not do what was asked. Messages name the connection, the system and the

@@ -348,7 +348,11 @@ impl SyncTx<'_> {
         Ok(out)
     }
 
-    pub async fn insert_links(&mut self, association: &str, pairs: &[(i64, i64)]) -> Result<(), StoreError> {
+    pub async fn insert_links(
+        &mut self,
+        association: &str,
+        pairs: &[(i64, i64)],
+    ) -> Result<(), StoreError> {
         for chunk in pairs.chunks(ROWS_PER_INSERT) {
             let r = on_tx!(self, c => {
                 let mut q = QueryBuilder::new("INSERT INTO links (association, id1, id2) ");
@@ -363,7 +367,11 @@ impl SyncTx<'_> {
         Ok(())
     }
 
-    pub async fn delete_links(&mut self, association: &str, pairs: &[(i64, i64)]) -> Result<(), StoreError> {
+    pub async fn delete_links(
+        &mut self,
+        association: &str,
+        pairs: &[(i64, i64)],
+    ) -> Result<(), StoreError> {
         for (a, z) in pairs {
             let sql = "DELETE FROM links WHERE association = $1 AND id1 = $2 AND id2 = $3";
             let r = on_tx!(self, c => sqlx::query(sql).bind(association).bind(*a).bind(*z).execute(c).await.map(|_| ()));

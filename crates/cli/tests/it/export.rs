@@ -92,6 +92,8 @@ fn a_failed_export_keeps_the_previous_table() {
 
 #[test]
 fn refresh_schema_lists_the_header_and_check_connection_reads_the_file() {
+    // The snapshots go to a store in a folder of the test's own, never the repository's.
+    let work = tempfile::tempdir().expect("tempdir");
     let out = idlink()
         .args([
             "refresh-schema",
@@ -101,7 +103,9 @@ fn refresh_schema_lists_the_header_and_check_connection_reads_the_file() {
             "HRPeople",
             "--format",
             "json",
+            "--work",
         ])
+        .arg(work.path())
         .output()
         .expect("runs");
     assert_eq!(
@@ -138,7 +142,9 @@ fn refresh_schema_lists_the_header_and_check_connection_reads_the_file() {
             "HROrganizations",
             "--format",
             "xml",
+            "--work",
         ])
+        .arg(work.path())
         .output()
         .expect("runs");
     let xml = String::from_utf8_lossy(&out.stdout);

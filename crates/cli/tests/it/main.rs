@@ -8,6 +8,8 @@ mod fulfill;
 mod hostile_ldap;
 mod hostile_sql;
 mod ldap;
+mod schemas;
 mod secrets;
 mod support;
+mod sync;
 mod usability;

@@ -318,6 +318,13 @@ fn the_secret_never_appears_in_outputs_or_files() {
         &["export", "--connection", "HRDb"],
         &[("IDLINK__Connections__HRDb__ConnectionString", &wrong)],
     ));
+    // A failed schema refresh is recorded in the store (scanned below with the work folder).
+    outputs.push(run(
+        dir.path(),
+        &["refresh-schema", "--connection", "HRDb"],
+        &[("IDLINK__Connections__HRDb__ConnectionString", &wrong)],
+    ));
+    outputs.push(run(dir.path(), &["connections", "--format", "json"], &[]));
     // Encrypted settings: the same runs with the agent key.
     protect(dir.path());
     outputs.push(run(

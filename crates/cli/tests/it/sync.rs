@@ -28,20 +28,50 @@ fn quickstart_hr_synchronizes_and_lists_resources_with_navigation_both_ways() {
     let w = work.to_str().expect("utf-8");
     let c = conf.to_str().expect("utf-8");
     for connection in ["HRPeople", "HROrganizations"] {
-        let (code, _, err) = run_in(tmp.path(), &["export", "--config", c, "--work", w, "--connection", connection]);
+        let (code, _, err) = run_in(
+            tmp.path(),
+            &[
+                "export",
+                "--config",
+                c,
+                "--work",
+                w,
+                "--connection",
+                connection,
+            ],
+        );
         assert_eq!(code, 0, "{err}");
     }
     // A complete run against an empty store is blocked by the percentage thresholds, and says
     // how a first load runs.
-    let (code, _, err) = run_in(tmp.path(), &["sync", "--config", c, "--work", w, "--connector", "HR"]);
+    let (code, _, err) = run_in(
+        tmp.path(),
+        &["sync", "--config", c, "--work", w, "--connector", "HR"],
+    );
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("nothing changed") && err.contains("--mode initial"), "{err}");
+    assert!(
+        err.contains("nothing changed") && err.contains("--mode initial"),
+        "{err}"
+    );
     let (code, out, err) = run_in(
         tmp.path(),
-        &["sync", "--config", c, "--work", w, "--connector", "HR", "--mode", "initial"],
+        &[
+            "sync",
+            "--config",
+            c,
+            "--work",
+            w,
+            "--connector",
+            "HR",
+            "--mode",
+            "initial",
+        ],
     );
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("synchronized HR (Initial): 11 inserted"), "{out}");
+    assert!(
+        out.contains("synchronized HR (Initial): 11 inserted"),
+        "{out}"
+    );
     assert!(out.contains("links: 8 added"), "{out}");
     let report: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(work.join("Reports/sync-HR.json")).expect("report"),
@@ -53,7 +83,19 @@ fn quickstart_hr_synchronizes_and_lists_resources_with_navigation_both_ways() {
     // Navigation both ways: a person's organization, an organization's members.
     let (code, out, err) = run_in(
         tmp.path(),
-        &["resources", "--config", c, "--work", w, "--entity-type", "HR_Person", "--where", "EmployeeId=E001", "--format", "json"],
+        &[
+            "resources",
+            "--config",
+            c,
+            "--work",
+            w,
+            "--entity-type",
+            "HR_Person",
+            "--where",
+            "EmployeeId=E001",
+            "--format",
+            "json",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     let people: serde_json::Value = serde_json::from_str(&out).expect("json");
@@ -62,27 +104,67 @@ fn quickstart_hr_synchronizes_and_lists_resources_with_navigation_both_ways() {
     assert_eq!(people[0]["StartDate"], "2019-03-01T00:00:00Z");
     let (_, out, _) = run_in(
         tmp.path(),
-        &["resources", "--config", c, "--work", w, "--entity-type", "HR_Organization", "--format", "json"],
+        &[
+            "resources",
+            "--config",
+            c,
+            "--work",
+            w,
+            "--entity-type",
+            "HR_Organization",
+            "--format",
+            "json",
+        ],
     );
     let orgs: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(orgs[0]["Code"], "ENG");
-    assert_eq!(orgs[0]["Members"], serde_json::json!(["E001", "E002", "E005", "E008"]));
+    assert_eq!(
+        orgs[0]["Members"],
+        serde_json::json!(["E001", "E002", "E005", "E008"])
+    );
     let (_, out, _) = run_in(
         tmp.path(),
-        &["resources", "--config", c, "--work", w, "--entity-type", "HR_Organization", "--format", "csv"],
+        &[
+            "resources",
+            "--config",
+            c,
+            "--work",
+            w,
+            "--entity-type",
+            "HR_Organization",
+            "--format",
+            "csv",
+        ],
     );
     assert!(out.starts_with("Code,Name,Members\n"), "{out}");
     assert!(out.contains("MKT,Marketing,\"E004\nE007\"\n"), "{out}");
 
     // Nothing changed since: a complete run is allowed and changes nothing.
-    let (code, out, err) = run_in(tmp.path(), &["sync", "--config", c, "--work", w, "--connector", "HR"]);
+    let (code, out, err) = run_in(
+        tmp.path(),
+        &["sync", "--config", c, "--work", w, "--connector", "HR"],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("0 inserted, 0 updated, 0 deleted"), "{out}");
     // An unknown connector or entity type is named with a suggestion.
-    let (code, _, err) = run_in(tmp.path(), &["sync", "--config", c, "--work", w, "--connector", "Hr"]);
+    let (code, _, err) = run_in(
+        tmp.path(),
+        &["sync", "--config", c, "--work", w, "--connector", "Hr"],
+    );
     assert_eq!(code, 1);
     assert!(err.contains("did you mean 'HR'"), "{err}");
-    let (code, _, err) = run_in(tmp.path(), &["resources", "--config", c, "--work", w, "--entity-type", "HR_Persons"]);
+    let (code, _, err) = run_in(
+        tmp.path(),
+        &[
+            "resources",
+            "--config",
+            c,
+            "--work",
+            w,
+            "--entity-type",
+            "HR_Persons",
+        ],
+    );
     assert_eq!(code, 1);
     assert!(err.contains("did you mean 'HR_Person'"), "{err}");
 }
@@ -117,8 +199,16 @@ fn table(n: usize, variant: usize) -> String {
         if (i + variant) % 10 == 0 {
             continue; // a tenth absent, a different tenth in each variant
         }
-        let manager = if i == 0 { String::new() } else { format!("P{:06}", (i * 7 + variant) % i) };
-        s.push_str(&format!("P{i:06},Person {i} v{},{},{manager}\n", variant % 3, (i + variant) % 12));
+        let manager = if i == 0 {
+            String::new()
+        } else {
+            format!("P{:06}", (i * 7 + variant) % i)
+        };
+        s.push_str(&format!(
+            "P{i:06},Person {i} v{},{},{manager}\n",
+            variant % 3,
+            (i + variant) % 12
+        ));
     }
     s
 }
@@ -175,7 +265,11 @@ impl Site {
             .expect("runs");
         (
             out.status.code().unwrap_or(-1),
-            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
         )
     }
 
@@ -185,7 +279,11 @@ impl Site {
             .args(self.args("resources", &["--entity-type", "Person", "--format", "csv"]))
             .output()
             .expect("runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
@@ -283,6 +381,7 @@ fn regression_sync_killed_at_any_instant_leaves_the_sqlite_store_before_or_after
 #[test]
 fn regression_sync_killed_at_any_instant_leaves_the_postgres_store_before_or_after() {
     let pg = PostgresServer::start();
-    pg.execute("postgres", "CREATE DATABASE killed").expect("db");
+    pg.execute("postgres", "CREATE DATABASE killed")
+        .expect("db");
     killed_at_random_instants_leave_the_store_before_or_after(&Site::new(Some(pg.url("killed"))));
 }

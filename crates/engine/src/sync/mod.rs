@@ -42,7 +42,9 @@ impl std::str::FromStr for SyncMode {
             "initial" => Ok(SyncMode::Initial),
             "complete" => Ok(SyncMode::Complete),
             "incremental" => Ok(SyncMode::Incremental),
-            _ => Err(format!("'{s}' is not a synchronization mode: use initial, complete or incremental")),
+            _ => Err(format!(
+                "'{s}' is not a synchronization mode: use initial, complete or incremental"
+            )),
         }
     }
 }
@@ -132,7 +134,10 @@ impl Engine {
             )));
         }
         let _lock = store.lock_connector(&connector, "sync").await?;
-        let plans = mappings.iter().map(|m| self.plan(m)).collect::<Result<Vec<_>, _>>()?;
+        let plans = mappings
+            .iter()
+            .map(|m| self.plan(m))
+            .collect::<Result<Vec<_>, _>>()?;
         let set_aside_dir = self.work_dir().join("Prepared");
         let apply = match options.mode {
             SyncMode::Incremental => Apply::Delta,
@@ -215,7 +220,9 @@ impl Engine {
         let mut assoc_reports = Vec::new();
         for a in &associations {
             progress.phase(&format!("linking {}", a.id.value));
-            let (table, counts) = self.apply_links(&mut tx, a, &mappings, apply, cancel).await?;
+            let (table, counts) = self
+                .apply_links(&mut tx, a, &mappings, apply, cancel)
+                .await?;
             if options.mode != SyncMode::Initial {
                 let limits = connector_limits;
                 exceeded.extend(thresholds::check_links(&a.id.value, &counts, &limits));
@@ -248,7 +255,10 @@ impl Engine {
     fn plan(&self, m: &EntityTypeMapping) -> Result<prepare::TablePlan, EngineError> {
         let config = &self.checked().config;
         let et = config.entity_type(&m.id.value).ok_or_else(|| {
-            EngineError::Data(format!("mapping '{}' has no entity type of that name", m.id.value))
+            EngineError::Data(format!(
+                "mapping '{}' has no entity type of that name",
+                m.id.value
+            ))
         })?;
         let mut columns = Vec::new();
         let mut pk = None;
@@ -282,7 +292,9 @@ impl Engine {
     }
 
     fn table_path(&self, table: &str) -> PathBuf {
-        self.work_dir().join("ExportOutput").join(format!("{table}.csv"))
+        self.work_dir()
+            .join("ExportOutput")
+            .join(format!("{table}.csv"))
     }
 
     async fn save_sync_report(&self, r: &SyncReport) {
@@ -339,11 +351,16 @@ impl Engine {
                 Some(p.property.clone())
             }
         };
-        let ids1 = tx.resource_ids(&side1.entity_type, by(side1).as_deref()).await?;
+        let ids1 = tx
+            .resource_ids(&side1.entity_type, by(side1).as_deref())
+            .await?;
         let ids2 = if side1 == side2 {
             None
         } else {
-            Some(tx.resource_ids(&side2.entity_type, by(side2).as_deref()).await?)
+            Some(
+                tx.resource_ids(&side2.entity_type, by(side2).as_deref())
+                    .await?,
+            )
         };
         let existing = tx.link_set(&a.id.value).await?;
         let (c1, c2) = (a.column1.value.clone(), a.column2.value.clone());
@@ -352,7 +369,18 @@ impl Engine {
         let tname = table.clone();
         let (add, remove, mut counts) = blocking(move || {
             let ids2 = ids2.as_ref().unwrap_or(&ids1);
-            links::diff(&assoc, &tname, &path, &c1, &c2, &ids1, ids2, &existing, apply, &|| token.is_cancelled())
+            links::diff(
+                &assoc,
+                &tname,
+                &path,
+                &c1,
+                &c2,
+                &ids1,
+                ids2,
+                &existing,
+                apply,
+                &|| token.is_cancelled(),
+            )
         })
         .await?;
         tx.insert_links(&a.id.value, &add).await?;
@@ -383,10 +411,12 @@ async fn apply_resources(
                 if batch.len() >= BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                     // The receiver is gone only when applying failed: stop reading.
-                    sender.blocking_send(full).map_err(|_| EngineError::Cancelled {
-                        what: "the synchronization",
-                        connection: String::new(),
-                    })?;
+                    sender
+                        .blocking_send(full)
+                        .map_err(|_| EngineError::Cancelled {
+                            what: "the synchronization",
+                            connection: String::new(),
+                        })?;
                 }
                 Ok(())
             })?;
@@ -416,7 +446,8 @@ async fn apply_resources(
             }
         }
         if inserts.len() >= BATCH {
-            tx.insert_resources(connector, &plan.entity_type, &inserts).await?;
+            tx.insert_resources(connector, &plan.entity_type, &inserts)
+                .await?;
             inserts.clear();
         }
         if updates.len() >= BATCH {
@@ -427,7 +458,8 @@ async fn apply_resources(
     reader
         .await
         .map_err(|e| EngineError::Contract(format!("a background task failed: {e}")))??;
-    tx.insert_resources(connector, &plan.entity_type, &inserts).await?;
+    tx.insert_resources(connector, &plan.entity_type, &inserts)
+        .await?;
     tx.update_resources(&updates).await?;
     for chunk in prepared.deletes.chunks(BATCH) {
         tx.delete_resources(chunk).await?;
@@ -530,10 +562,21 @@ mod links {
                 }
             }
         }
-        let add: Vec<(i64, i64)> = wanted.iter().filter(|p| !existing.contains(p)).copied().collect();
+        let add: Vec<(i64, i64)> = wanted
+            .iter()
+            .filter(|p| !existing.contains(p))
+            .copied()
+            .collect();
         let remove: Vec<(i64, i64)> = match (apply, command.is_some()) {
-            (Apply::Whole, _) => existing.iter().filter(|p| !wanted.contains(p)).copied().collect(),
-            (Apply::Delta, true) => unwanted.into_iter().filter(|p| existing.contains(p)).collect(),
+            (Apply::Whole, _) => existing
+                .iter()
+                .filter(|p| !wanted.contains(p))
+                .copied()
+                .collect(),
+            (Apply::Delta, true) => unwanted
+                .into_iter()
+                .filter(|p| existing.contains(p))
+                .collect(),
             (Apply::Delta, false) => existing
                 .iter()
                 .filter(|p| touched1.contains(&p.0) && !wanted.contains(p))

@@ -102,8 +102,16 @@ pub struct Prepared {
 /// One change read back from the spill.
 #[derive(Debug)]
 pub enum Change {
-    Insert { key: String, data: String, digest: [u8; 16] },
-    Update { id: i64, data: String, digest: [u8; 16] },
+    Insert {
+        key: String,
+        data: String,
+        digest: [u8; 16],
+    },
+    Update {
+        id: i64,
+        data: String,
+        digest: [u8; 16],
+    },
 }
 
 const MAX_BAD_VALUES_REPORTED: usize = 50;
@@ -129,7 +137,13 @@ struct SetAside {
 }
 
 impl SetAside {
-    fn new(dir: &Path, table: &str, kind: &str, header: &csv::StringRecord, extra: &[&str]) -> Self {
+    fn new(
+        dir: &Path,
+        table: &str,
+        kind: &str,
+        header: &csv::StringRecord,
+        extra: &[&str],
+    ) -> Self {
         let path = dir.join(format!("{table}.{kind}.csv"));
         let _ = std::fs::remove_file(&path);
         let mut h: Vec<String> = vec!["line".into()];
@@ -142,18 +156,26 @@ impl SetAside {
         }
     }
 
-    fn write(&mut self, line: u64, extra: &[&str], record: &csv::StringRecord) -> Result<(), EngineError> {
+    fn write(
+        &mut self,
+        line: u64,
+        extra: &[&str],
+        record: &csv::StringRecord,
+    ) -> Result<(), EngineError> {
         if self.writer.is_none() {
             let f = File::create(&self.path).map_err(io("create", &self.path))?;
             let mut w = csv::Writer::from_writer(BufWriter::new(f));
-            w.write_record(&self.header).map_err(|e| csv_err(&self.path, e))?;
+            w.write_record(&self.header)
+                .map_err(|e| csv_err(&self.path, e))?;
             self.writer = Some(w);
         }
         let Some(w) = self.writer.as_mut() else {
             return Ok(());
         };
         let line = line.to_string();
-        let fields = std::iter::once(line.as_str()).chain(extra.iter().copied()).chain(record.iter());
+        let fields = std::iter::once(line.as_str())
+            .chain(extra.iter().copied())
+            .chain(record.iter());
         w.write_record(fields).map_err(|e| csv_err(&self.path, e))
     }
 
@@ -169,7 +191,10 @@ impl SetAside {
 }
 
 /// Finds the mapped columns (and `Command`) in the header, exactly or else ignoring case.
-fn locate(plan: &TablePlan, header: &csv::StringRecord) -> Result<(Vec<usize>, Option<usize>), EngineError> {
+fn locate(
+    plan: &TablePlan,
+    header: &csv::StringRecord,
+) -> Result<(Vec<usize>, Option<usize>), EngineError> {
     let find = |name: &str| {
         header
             .iter()
@@ -233,14 +258,23 @@ pub fn prepare(
     }
     std::fs::create_dir_all(set_aside_dir).map_err(io("create", set_aside_dir))?;
     let mut nullpk = SetAside::new(set_aside_dir, &plan.table, "nullpk", &header, &[]);
-    let mut invalid = SetAside::new(set_aside_dir, &plan.table, "invalid", &header, &["column", "error"]);
+    let mut invalid = SetAside::new(
+        set_aside_dir,
+        &plan.table,
+        "invalid",
+        &header,
+        &["column", "error"],
+    );
     let duplicates_path = set_aside_dir.join(format!("{}.duplicates.csv", plan.table));
     let _ = std::fs::remove_file(&duplicates_path);
 
-    let spill = tempfile::NamedTempFile::new_in(set_aside_dir).map_err(io("create a temporary file in", set_aside_dir))?;
+    let spill = tempfile::NamedTempFile::new_in(set_aside_dir)
+        .map_err(io("create a temporary file in", set_aside_dir))?;
     let mut changes = csv::WriterBuilder::new()
         .has_headers(false)
-        .from_writer(BufWriter::new(spill.reopen().map_err(io("open", spill.path()))?));
+        .from_writer(BufWriter::new(
+            spill.reopen().map_err(io("open", spill.path()))?,
+        ));
 
     let mut counts = Counts::default();
     let mut bad_values = Vec::new();
@@ -289,14 +323,21 @@ pub fn prepare(
         }
         let command = match command_col.map(|c| record.get(c).unwrap_or("").trim()) {
             None => Command::Upsert,
-            Some(c) if c.eq_ignore_ascii_case("Insert") || c.eq_ignore_ascii_case("Update") => Command::Upsert,
+            Some(c) if c.eq_ignore_ascii_case("Insert") || c.eq_ignore_ascii_case("Update") => {
+                Command::Upsert
+            }
             Some(c) if c.eq_ignore_ascii_case("Delete") => Command::Delete,
             Some(c) => {
                 counts.invalid += 1;
                 let msg = format!("Command '{c}' is not Insert, Update or Delete");
                 invalid.write(line, &["Command", &msg], &record)?;
                 if bad_values.len() < MAX_BAD_VALUES_REPORTED {
-                    bad_values.push(BadValue { table: plan.table.clone(), line, column: "Command".into(), message: msg });
+                    bad_values.push(BadValue {
+                        table: plan.table.clone(),
+                        line,
+                        column: "Command".into(),
+                        message: msg,
+                    });
                 }
                 if let Some(e) = existing {
                     protected.insert(e.id);
@@ -328,14 +369,20 @@ pub fn prepare(
             counts.invalid += 1;
             invalid.write(line, &[&column, &msg], &record)?;
             if bad_values.len() < MAX_BAD_VALUES_REPORTED {
-                bad_values.push(BadValue { table: plan.table.clone(), line, column, message: msg });
+                bad_values.push(BadValue {
+                    table: plan.table.clone(),
+                    line,
+                    column,
+                    message: msg,
+                });
             }
             if let Some(e) = existing {
                 protected.insert(e.id);
             }
             continue;
         }
-        let text = serde_json::to_string(&data).map_err(|e| EngineError::Contract(e.to_string()))?;
+        let text =
+            serde_json::to_string(&data).map_err(|e| EngineError::Contract(e.to_string()))?;
         let d = digest(&text);
         match existing {
             Some(e) if e.digest == d => counts.unchanged += 1,
@@ -408,16 +455,26 @@ impl Prepared {
         let mut rec = csv::StringRecord::new();
         let bad = || EngineError::Contract(format!("the spill file {} is damaged", path.display()));
         while r.read_record(&mut rec).map_err(|e| csv_err(path, e))? {
-            let (Some(kind), Some(k), Some(data), Some(d)) = (rec.get(0), rec.get(1), rec.get(2), rec.get(3)) else {
+            let (Some(kind), Some(k), Some(data), Some(d)) =
+                (rec.get(0), rec.get(1), rec.get(2), rec.get(3))
+            else {
                 return Err(bad());
             };
             let digest = unhex(d).ok_or_else(bad)?;
             match kind {
-                "I" if !self.dup_keys.contains(k) => f(Change::Insert { key: k.to_string(), data: data.to_string(), digest })?,
+                "I" if !self.dup_keys.contains(k) => f(Change::Insert {
+                    key: k.to_string(),
+                    data: data.to_string(),
+                    digest,
+                })?,
                 "U" => {
                     let id: i64 = k.parse().map_err(|_| bad())?;
                     if !self.dup_ids.contains(&id) {
-                        f(Change::Update { id, data: data.to_string(), digest })?;
+                        f(Change::Update {
+                            id,
+                            data: data.to_string(),
+                            digest,
+                        })?;
                     }
                 }
                 _ => {}
@@ -439,7 +496,13 @@ fn write_duplicates(
     let file = File::open(path).map_err(io("open", path))?;
     let mut reader = csv::Reader::from_reader(BufReader::new(file));
     let header = reader.headers().map_err(|e| csv_err(path, e))?.clone();
-    let mut w = SetAside::new(out.parent().unwrap_or(Path::new(".")), &plan.table, "duplicates", &header, &[]);
+    let mut w = SetAside::new(
+        out.parent().unwrap_or(Path::new(".")),
+        &plan.table,
+        "duplicates",
+        &header,
+        &[],
+    );
     let mut rec = csv::StringRecord::new();
     let mut n = 0;
     while reader.read_record(&mut rec).map_err(|e| csv_err(path, e))? {

@@ -176,7 +176,10 @@ mod tests {
         assert!(check_resources("P", &counts(100, 0, 0), 10_000, &d, &none).is_empty());
         let b = check_resources("P", &counts(101, 0, 0), 10_000, &d, &none);
         assert_eq!(b.len(), 1);
-        assert_eq!((b[0].threshold, b[0].limit, b[0].count), ("MaximumInsertedLines", 100, 101));
+        assert_eq!(
+            (b[0].threshold, b[0].limit, b[0].count),
+            ("MaximumInsertedLines", 100, 101)
+        );
         let b = check_resources("P", &counts(0, 0, 6), 100, &d, &none);
         assert_eq!(b[0].threshold, "MaxPercentageDeletedLines");
         assert!(b[0].to_string().contains("6 of 100 is 6.0%"), "{}", b[0]);
@@ -193,9 +196,15 @@ mod tests {
             max_deleted_lines: Some(2),
             ..SyncThresholds::default()
         };
-        assert!(check_resources("P", &counts(0, 0, 50), 60, &off, &SyncThresholds::default()).is_empty());
+        assert!(
+            check_resources("P", &counts(0, 0, 50), 60, &off, &SyncThresholds::default())
+                .is_empty()
+        );
         let b = check_resources("P", &counts(0, 0, 3), 60, &off, &mapping);
-        assert_eq!((b[0].threshold, b[0].level), ("MaximumDeletedLines", "mapping"));
+        assert_eq!(
+            (b[0].threshold, b[0].level),
+            ("MaximumDeletedLines", "mapping")
+        );
     }
 
     #[test]

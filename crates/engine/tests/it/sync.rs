@@ -75,7 +75,8 @@ impl Site {
         let location = match backend {
             Backend::Sqlite => Location::default_in(&dir.path().join("work")),
             Backend::Postgres(pg, db) => {
-                pg.execute("postgres", &format!("CREATE DATABASE {db}")).expect("create db");
+                pg.execute("postgres", &format!("CREATE DATABASE {db}"))
+                    .expect("create db");
                 Location::parse(&pg.url(db)).expect("url")
             }
         };
@@ -177,11 +178,19 @@ impl Site {
         let backward = self.store.linked_keys("Person_Org", 2).await.expect("l2");
         let f = persons
             .iter()
-            .filter_map(|p| forward.get(&p.id).map(|o| format!("{}->{}", p.key, o.join(","))))
+            .filter_map(|p| {
+                forward
+                    .get(&p.id)
+                    .map(|o| format!("{}->{}", p.key, o.join(",")))
+            })
             .collect();
         let b = orgs
             .iter()
-            .filter_map(|o| backward.get(&o.id).map(|p| format!("{}<-{}", o.key, p.join(","))))
+            .filter_map(|o| {
+                backward
+                    .get(&o.id)
+                    .map(|p| format!("{}<-{}", o.key, p.join(",")))
+            })
             .collect();
         (f, b)
     }
@@ -280,14 +289,27 @@ async fn rows_without_key_with_duplicate_keys_or_bad_values_are_set_aside_and_lo
         assert_eq!((c.inserted, c.updated, c.deleted), (1, 0, 0), "{c:?}");
         assert_eq!(m.bad_values.len(), 2);
         let bad = &m.bad_values[0];
-        assert_eq!((bad.table.as_str(), bad.line, bad.column.as_str()), ("HRP", 5, "age"));
+        assert_eq!(
+            (bad.table.as_str(), bad.line, bad.column.as_str()),
+            ("HRP", 5, "age")
+        );
         assert!(bad.message.contains("Int32"), "{}", bad.message);
-        assert_eq!((m.bad_values[1].line, m.bad_values[1].column.as_str()), (6, "start"));
-        assert!(m.bad_values[1].message.contains("dd/MM/yyyy"), "{}", m.bad_values[1].message);
+        assert_eq!(
+            (m.bad_values[1].line, m.bad_values[1].column.as_str()),
+            (6, "start")
+        );
+        assert!(
+            m.bad_values[1].message.contains("dd/MM/yyyy"),
+            "{}",
+            m.bad_values[1].message
+        );
         // Set-aside keys keep what the store had: nothing deleted, nothing coerced.
         let people = s.dump("Person").await;
         assert_eq!(people.len(), 4);
-        assert!(people[0].contains("\"Ada\"") && people[1].contains("\"Age\":41"), "{people:?}");
+        assert!(
+            people[0].contains("\"Ada\"") && people[1].contains("\"Age\":41"),
+            "{people:?}"
+        );
         let dir = s.work().join("Prepared");
         let dups = std::fs::read_to_string(dir.join("HRP.duplicates.csv")).expect("dups");
         assert_eq!(dups.lines().count(), 3, "{dups}");
@@ -295,8 +317,15 @@ async fn rows_without_key_with_duplicate_keys_or_bad_values_are_set_aside_and_lo
         let nullpk = std::fs::read_to_string(dir.join("HRP.nullpk.csv")).expect("nullpk");
         assert!(nullpk.contains("Nobody"));
         let invalid = std::fs::read_to_string(dir.join("HRP.invalid.csv")).expect("invalid");
-        assert!(invalid.contains("5,age,") && invalid.contains("forty"), "{invalid}");
-        assert!(r.warnings.iter().any(|w| w.contains("5 row(s) set aside")), "{:?}", r.warnings);
+        assert!(
+            invalid.contains("5,age,") && invalid.contains("forty"),
+            "{invalid}"
+        );
+        assert!(
+            r.warnings.iter().any(|w| w.contains("5 row(s) set aside")),
+            "{:?}",
+            r.warnings
+        );
 
         // The next clean run removes the old set-aside files.
         s.table("HRP", PEOPLE);
@@ -323,18 +352,36 @@ async fn incremental_tables_apply_command_rows_or_upsert_without_them() {
              E3,Grace,45,02/02/2018,OPS,Rename\n",
         );
         s.table("HRO", "code,title,Command\n");
-        let err = s.sync(SyncMode::Complete, false).await.expect_err("Command in a complete run");
+        let err = s
+            .sync(SyncMode::Complete, false)
+            .await
+            .expect_err("Command in a complete run");
         assert!(err.to_string().contains("--mode incremental"), "{err}");
-        let r = s.sync(SyncMode::Incremental, false).await.expect("incremental");
+        let r = s
+            .sync(SyncMode::Incremental, false)
+            .await
+            .expect("incremental");
         let c = &r.mappings[0].counts;
-        assert_eq!((c.inserted, c.updated, c.deleted, c.invalid), (1, 1, 1, 1), "{c:?}");
-        let keys: Vec<String> = s.dump("Person").await.iter().map(|l| l[..2].to_string()).collect();
+        assert_eq!(
+            (c.inserted, c.updated, c.deleted, c.invalid),
+            (1, 1, 1, 1),
+            "{c:?}"
+        );
+        let keys: Vec<String> = s
+            .dump("Person")
+            .await
+            .iter()
+            .map(|l| l[..2].to_string())
+            .collect();
         assert_eq!(keys, ["E1", "E3", "E6"]);
         let (f, _) = s.links().await;
         assert_eq!(f, ["E1->ENG", "E3->OPS", "E6->OPS"]);
 
         // Without a Command column: the rows present are inserted or updated, others stay.
-        s.table("HRP", "id,name,age,start,org\nE3,Grace H.,45,02/02/2018,ENG\n");
+        s.table(
+            "HRP",
+            "id,name,age,start,org\nE3,Grace H.,45,02/02/2018,ENG\n",
+        );
         let r = s.sync(SyncMode::Incremental, false).await.expect("upserts");
         let c = &r.mappings[0].counts;
         assert_eq!((c.inserted, c.updated, c.deleted), (0, 1, 0));
@@ -362,16 +409,34 @@ async fn each_threshold_kind_blocks_changes_nothing_and_force_runs_anyway() {
         let cases = [
             (r#"MaximumInsertedLines="1""#, "", "MaximumInsertedLines"),
             (r#"MaximumUpdatedLines="1""#, "", "MaximumUpdatedLines"),
-            (r#"MaxPercentageDeletedLines="30""#, "", "MaxPercentageDeletedLines"),
-            (r#"MaximumLinkInsertedLines="3""#, "", "MaximumLinkInsertedLines"),
-            (r#"MaxLinkPercentageDeletedLines="50""#, "", "MaxLinkPercentageDeletedLines"),
-            ("", r#"MaximumDeletedLines="0" MaxPercentageInsertedLines="50""#, "MaxPercentageInsertedLines"),
+            (
+                r#"MaxPercentageDeletedLines="30""#,
+                "",
+                "MaxPercentageDeletedLines",
+            ),
+            (
+                r#"MaximumLinkInsertedLines="3""#,
+                "",
+                "MaximumLinkInsertedLines",
+            ),
+            (
+                r#"MaxLinkPercentageDeletedLines="50""#,
+                "",
+                "MaxLinkPercentageDeletedLines",
+            ),
+            (
+                "",
+                r#"MaximumDeletedLines="0" MaxPercentageInsertedLines="50""#,
+                "MaxPercentageInsertedLines",
+            ),
         ];
         for (connector, mapping, expected) in cases {
             // Every other connector threshold off, so only the one under test can block.
             s.connector_thresholds = ALL_OFF
                 .split(' ')
-                .filter(|a| connector.is_empty() || a.split('=').next() != connector.split('=').next())
+                .filter(|a| {
+                    connector.is_empty() || a.split('=').next() != connector.split('=').next()
+                })
                 .chain(std::iter::once(connector))
                 .collect::<Vec<_>>()
                 .join(" ");
@@ -384,14 +449,24 @@ async fn each_threshold_kind_blocks_changes_nothing_and_force_runs_anyway() {
             assert_eq!(r.exceeded.len(), 1, "{expected}: {err}");
             assert_eq!(r.exceeded[0].threshold, expected, "{err}");
             assert!(err.to_string().contains("nothing changed"), "{err}");
-            assert_eq!((s.dump("Person").await, s.links().await), before, "{expected}");
+            assert_eq!(
+                (s.dump("Person").await, s.links().await),
+                before,
+                "{expected}"
+            );
         }
         // The connector's documented defaults (100, 5%) block 100% of deletions.
         s.connector_thresholds = String::new();
         s.mapping_thresholds = String::new();
         s.table("HRP", "id,name,age,start,org\n");
-        let err = s.sync(SyncMode::Complete, false).await.expect_err("defaults");
-        assert!(err.to_string().contains("MaxPercentageDeletedLines = 5%"), "{err}");
+        let err = s
+            .sync(SyncMode::Complete, false)
+            .await
+            .expect_err("defaults");
+        assert!(
+            err.to_string().contains("MaxPercentageDeletedLines = 5%"),
+            "{err}"
+        );
         assert_eq!((s.dump("Person").await, s.links().await), before);
         // --force runs anyway and says what was exceeded.
         let r = s.sync(SyncMode::Complete, true).await.expect("forced");
@@ -399,7 +474,9 @@ async fn each_threshold_kind_blocks_changes_nothing_and_force_runs_anyway() {
         assert!(s.dump("Person").await.is_empty());
         // Initial ignores thresholds.
         s.table("HRP", PEOPLE);
-        s.sync(SyncMode::Initial, false).await.expect("initial ignores thresholds");
+        s.sync(SyncMode::Initial, false)
+            .await
+            .expect("initial ignores thresholds");
         assert_eq!(s.dump("Person").await.len(), 3);
     })
     .await;
@@ -439,9 +516,14 @@ async fn a_held_connector_lock_refuses_the_run_and_names_its_holder() {
         let held = s.store.lock_connector("HR", "sync").await.expect("lock");
         let err = s.sync(SyncMode::Initial, false).await.expect_err("locked");
         let text = err.to_string();
-        assert!(text.contains(&std::process::id().to_string()) && text.contains("since"), "{text}");
+        assert!(
+            text.contains(&std::process::id().to_string()) && text.contains("since"),
+            "{text}"
+        );
         held.release().await.expect("release");
-        s.sync(SyncMode::Initial, false).await.expect("after release");
+        s.sync(SyncMode::Initial, false)
+            .await
+            .expect("after release");
     })
     .await;
 }
@@ -449,12 +531,17 @@ async fn a_held_connector_lock_refuses_the_run_and_names_its_holder() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_missing_a_mapped_column_or_missing_altogether_is_refused_with_what_to_do() {
     let s = Site::new(Backend::Sqlite).await;
-    let err = s.sync(SyncMode::Initial, false).await.expect_err("no tables");
-    assert!(err.to_string().contains("export its connection first"), "{err}");
+    let err = s
+        .sync(SyncMode::Initial, false)
+        .await
+        .expect_err("no tables");
+    assert!(
+        err.to_string().contains("export its connection first"),
+        "{err}"
+    );
     s.table("HRO", ORGS);
     s.table("HRP", "id,name,start,org\nE1,Ada,01/03/2019,ENG\n");
     let err = s.sync(SyncMode::Initial, false).await.expect_err("no age");
     assert!(err.to_string().contains("no column 'age'"), "{err}");
     assert!(s.dump("Org").await.is_empty(), "nothing committed");
 }
-

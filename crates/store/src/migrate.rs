@@ -1,0 +1,149 @@
+//! Versioned migrations, per backend, compiled into the binary.
+//!
+//! A small ordered list rather than sqlx's `migrate!`: the store must recognise itself (the
+//! `idlink_meta` marker) and refuse a foreign or newer database *before* anything runs, with
+//! its own messages; the format version a refusal quotes is simply the last migration applied;
+//! both backends share one list (each entry carries the SQLite and the PostgreSQL statements,
+//! so they cannot drift apart in numbering); and a later migration can be plain statements or
+//! Rust code without a migrations folder per backend. All pending migrations run in one
+//! transaction (SQLite `BEGIN IMMEDIATE`, PostgreSQL under a transaction-scoped advisory lock),
+//! so two processes opening a new store at once apply them once, and a crash leaves the
+//! previous version.
+//!
+//! To add a migration: append an entry with the next version. Never edit an applied one.
+
+/// One step of the store's format.
+#[derive(Debug)]
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sqlite: &'static [&'static str],
+    pub postgres: &'static [&'static str],
+}
+
+/// The meta table every version has: `format`, `format_version`, `created_by`, `created_at`.
+pub(crate) const META_TABLE: &str = "idlink_meta";
+
+/// Every migration, in order. The store's format version is the last one's.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "meta, applied migrations, schema snapshots, connector locks",
+        sqlite: &[
+            "CREATE TABLE idlink_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
+            "CREATE TABLE idlink_migrations (
+            version INTEGER PRIMARY KEY NOT NULL,
+            name TEXT NOT NULL,
+            applied_at TEXT NOT NULL,
+            applied_by TEXT NOT NULL)",
+            // One row per connection (the identifier lower-cased: connection identifiers compare
+            // case-insensitively): the last good snapshot and, when the last refresh failed, when
+            // and why.
+            "CREATE TABLE schema_snapshots (
+            connection_key TEXT PRIMARY KEY NOT NULL,
+            connection TEXT NOT NULL,
+            package TEXT,
+            snapshot TEXT,
+            refreshed_at TEXT,
+            failed_at TEXT,
+            failure TEXT)",
+            // Connector locks are files beside a SQLite store (see `lock`): no table.
+            "PRAGMA application_id = 1229212747",
+        ],
+        postgres: &[
+            "CREATE TABLE idlink_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
+            "CREATE TABLE idlink_migrations (
+            version BIGINT PRIMARY KEY NOT NULL,
+            name TEXT NOT NULL,
+            applied_at TIMESTAMPTZ NOT NULL,
+            applied_by TEXT NOT NULL)",
+            "CREATE TABLE schema_snapshots (
+            connection_key TEXT PRIMARY KEY NOT NULL,
+            connection TEXT NOT NULL,
+            package TEXT,
+            snapshot TEXT,
+            refreshed_at TIMESTAMPTZ,
+            failed_at TIMESTAMPTZ,
+            failure TEXT)",
+            // The holder of each connector's advisory lock (the lock itself is
+            // pg_try_advisory_lock(LOCK_CLASS, id), on a connection its guard holds).
+            "CREATE TABLE connector_locks (
+            connector TEXT PRIMARY KEY NOT NULL,
+            id INTEGER GENERATED ALWAYS AS IDENTITY UNIQUE,
+            pid BIGINT,
+            host TEXT,
+            purpose TEXT,
+            since TIMESTAMPTZ)",
+        ],
+    },
+    Migration {
+        version: 2,
+        name: "resources and links",
+        sqlite: &[
+            // A resource: one row of an entity type by its primary key; its values as one JSON
+            // object (a property added or removed needs no migration) and a digest of that text.
+            "CREATE TABLE resources (
+            id INTEGER PRIMARY KEY,
+            entity_type TEXT NOT NULL,
+            key TEXT NOT NULL,
+            connector TEXT NOT NULL,
+            data TEXT NOT NULL,
+            digest BLOB NOT NULL,
+            UNIQUE (entity_type, key))",
+            // A link of an association: id1 on the side of its Property1, id2 on the other.
+            "CREATE TABLE links (
+            association TEXT NOT NULL,
+            id1 INTEGER NOT NULL REFERENCES resources (id) ON DELETE CASCADE,
+            id2 INTEGER NOT NULL REFERENCES resources (id) ON DELETE CASCADE,
+            PRIMARY KEY (association, id1, id2)) WITHOUT ROWID",
+            "CREATE INDEX links_by_id1 ON links (id1)",
+            "CREATE INDEX links_by_id2 ON links (id2, association, id1)",
+        ],
+        postgres: &[
+            "CREATE TABLE resources (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            entity_type TEXT NOT NULL,
+            key TEXT NOT NULL,
+            connector TEXT NOT NULL,
+            data TEXT NOT NULL,
+            digest BYTEA NOT NULL,
+            UNIQUE (entity_type, key))",
+            "CREATE TABLE links (
+            association TEXT NOT NULL,
+            id1 BIGINT NOT NULL REFERENCES resources (id) ON DELETE CASCADE,
+            id2 BIGINT NOT NULL REFERENCES resources (id) ON DELETE CASCADE,
+            PRIMARY KEY (association, id1, id2))",
+            "CREATE INDEX links_by_id1 ON links (id1)",
+            "CREATE INDEX links_by_id2 ON links (id2, association, id1)",
+        ],
+    },
+];
+
+/// The newest format this build reads and writes.
+pub const FORMAT_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+/// Who applies a migration or creates a store: `idlink <version>`.
+pub fn idlink_version() -> String {
+    format!("idlink {}", env!("CARGO_PKG_VERSION"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_follow_each_other_from_one() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1, "{}", m.name);
+            assert!(!m.sqlite.is_empty() && !m.postgres.is_empty(), "{}", m.name);
+        }
+        assert_eq!(FORMAT_VERSION, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn the_sqlite_application_id_is_the_crate_constant() {
+        assert!(MIGRATIONS[0].sqlite.contains(
+            &format!("PRAGMA application_id = {}", crate::SQLITE_APPLICATION_ID).as_str()
+        ));
+    }
+}
