@@ -318,7 +318,7 @@ mod tests {
         assert_eq!(d("1601date", "9223372036854775807"), Ok(None));
         assert!(
             d("yyyy-MM-dd", "01/03/2019")
-                .unwrap_err()
+                .expect_err("a date in another format")
                 .contains("yyyy-MM-dd")
         );
         assert!(d("", "yesterday").is_err());

@@ -197,7 +197,7 @@ impl Store {
 fn value_eq(v: &serde_json::Value, want: &str) -> bool {
     match v {
         serde_json::Value::String(s) => s == want,
-        other => other.to_string() == want,
+        other => serde_json::from_str::<serde_json::Value>(want).is_ok_and(|w| &w == other),
     }
 }
 

@@ -196,7 +196,7 @@ const CONFIG: &str = r#"<ConfigurationFile xmlns="urn:schemas-usercube-com:confi
 fn table(n: usize, variant: usize) -> String {
     let mut s = String::from("id,name,grade,manager\n");
     for i in 0..n {
-        if (i + variant) % 10 == 0 {
+        if (i + variant).is_multiple_of(10) {
             continue; // a tenth absent, a different tenth in each variant
         }
         let manager = if i == 0 {

@@ -470,6 +470,9 @@ async fn apply_resources(
 mod links {
     use super::*;
 
+    /// Links to add, links to remove, and the counts.
+    pub(super) type LinkDiff = (Vec<(i64, i64)>, Vec<(i64, i64)>, LinkCounts);
+
     /// Reads the link table and returns the links to add and to remove.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn diff(
@@ -483,7 +486,7 @@ mod links {
         existing: &HashSet<(i64, i64)>,
         apply: Apply,
         cancelled: &dyn Fn() -> bool,
-    ) -> Result<(Vec<(i64, i64)>, Vec<(i64, i64)>, LinkCounts), EngineError> {
+    ) -> Result<LinkDiff, EngineError> {
         let file = std::fs::File::open(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 EngineError::Data(format!(
@@ -529,7 +532,7 @@ mod links {
             .map_err(|e| EngineError::Data(format!("{}: {e}", path.display())))?
         {
             n += 1;
-            if n % 4096 == 0 && cancelled() {
+            if n.is_multiple_of(4096) && cancelled() {
                 return Err(EngineError::Cancelled {
                     what: "the synchronization",
                     connection: table.to_string(),

@@ -296,7 +296,7 @@ pub fn prepare(
         }
         counts.rows += 1;
         let line = record.position().map_or(counts.rows + 1, |p| p.line());
-        if counts.rows % 4096 == 0 && cancelled() {
+        if counts.rows.is_multiple_of(4096) && cancelled() {
             return Err(EngineError::Cancelled {
                 what: "the synchronization",
                 connection: plan.table.clone(),
