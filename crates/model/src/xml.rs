@@ -845,9 +845,10 @@ impl Loader {
                             // reference page lists it as required.
                             if let Some(d) = a.diags_last() {
                                 d.hint = Some(
-                                    "the PrepareSynchronizationTask reference requires it (some job examples omit it): \
-                                     add SynchronizationMode=\"Complete\" to re-read the whole export, \
-                                     \"Incremental\" to apply changes, or \"Initial\" for the first load"
+                                    "the PrepareSynchronizationTask reference page (toolkit/xml-configuration/jobs/tasks/agent/preparesynchronizationtask) \
+                                     requires it, though an example of the job page omits it; idlink follows the reference: \
+                                     add SynchronizationMode=\"Complete\" (1) to re-read the whole export, \
+                                     \"Incremental\" (2) to apply changes, or \"Initial\" (0) for the first load"
                                         .to_string(),
                                 );
                             }
