@@ -1250,6 +1250,9 @@ fn is_display_name(name: &str) -> bool {
 
 /// Records the child elements `parent` reads (`<Child>`) and those it skips, with why.
 fn record_children(parent: &str, read: &[&str], skipped: &[(&str, &str)]) {
+    if !recording() {
+        return;
+    }
     for child in read {
         record(parent, &format!("<{child}>"), || {
             "child element".to_string()
@@ -1267,6 +1270,9 @@ fn record_children(parent: &str, read: &[&str], skipped: &[(&str, &str)]) {
 /// A job's children: the tasks idlink runs, `<Step>`, and the task kinds (and task overrides)
 /// it skips.
 fn record_job_children() {
+    if !recording() {
+        return;
+    }
     let mut read = TASKS.to_vec();
     read.push("Step");
     let skipped: Vec<(&str, &str)> = KNOWN_OUT_OF_SCOPE_TASKS
@@ -1650,6 +1656,11 @@ pub fn record_attributes<T>(f: impl FnOnce() -> T) -> (T, AttributeReads) {
     let out = f();
     let reads = RECORDED.with(|r| r.borrow_mut().take()).unwrap_or_default();
     (out, reads)
+}
+
+/// Whether [`record_attributes`] is running (outside it, loading records nothing).
+fn recording() -> bool {
+    RECORDED.with(|r| r.borrow().is_some())
 }
 
 /// Records `item` of `element`. The first record of an item wins: a typed read records before
