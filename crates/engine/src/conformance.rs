@@ -52,7 +52,8 @@ pub struct Documented {
     pub doc_type: String,
     /// `required`, `optional`, `default: X`, or `example` (shown in the page's examples only).
     pub requirement: String,
-    /// Page of element rows (under `toolkit/xml-configuration/`); empty for settings.
+    /// The page: under `toolkit/xml-configuration/` for element rows, the connector page (the
+    /// owner) for settings.
     pub page: String,
 }
 
@@ -117,7 +118,7 @@ impl Corpus {
                 item: c[1].clone(),
                 doc_type: c[2].clone(),
                 requirement: c[3].clone(),
-                page: String::new(),
+                page: c[0].clone(),
             })
             .collect();
         let packages = rows(packages, "packages.tsv", 2)?
@@ -651,6 +652,10 @@ fn cell(text: &str) -> String {
 fn table(out: &mut String, t: &Table, base: &str) {
     let _ = writeln!(out, "\n### {}\n", t.title);
     match t.pages.as_slice() {
+        [] if t.rows.is_empty() => {
+            out.push_str("No reference page documents settings for it, and idlink reads none.\n");
+            return;
+        }
         [] => out.push_str("Not on a reference page: every row is an idlink extension.\n\n"),
         pages => {
             let pages: Vec<String> = pages.iter().map(|p| format!("`{p}`")).collect();
