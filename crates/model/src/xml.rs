@@ -771,9 +771,8 @@ impl Loader {
             let name = child.tag_name().name();
             if name == "Step" {
                 let mut a = Attrs::new(cx, child, &mut self.diags);
-                let at = a.at.clone();
                 let step = StepRef {
-                    at: at.clone(),
+                    at: a.at.clone(),
                     id: a.step_task(),
                     level: a.int("Level"),
                 };
@@ -783,7 +782,12 @@ impl Loader {
             } else if !TASKS.contains(&name)
                 && (KNOWN_OUT_OF_SCOPE_TASKS.contains(&name) || name.ends_with("TaskOverride"))
             {
-                self.skip_because(cx, child, OUT_OF_SCOPE_TASK);
+                let why = if name.ends_with("TaskOverride") {
+                    TASK_OVERRIDE_SKIPPED
+                } else {
+                    OUT_OF_SCOPE_TASK
+                };
+                self.skip_because(cx, child, why);
             } else if let Some(task) = self.task(cx, child) {
                 el.steps.push(JobStep::Inline(Box::new(task)));
             }

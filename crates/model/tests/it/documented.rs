@@ -814,3 +814,40 @@ fn regression_loader_records_items_of_reached_elements_even_when_not_written() {
     // Elements not reached are not recorded.
     assert!(!reads.contains_key("ResourceType"));
 }
+
+#[test]
+fn regression_job_children_idlink_does_not_run_are_skipped_saying_why() {
+    let body = BASE.replace(
+        r#"<SynchronizeTask Connector="HR" />"#,
+        r#"<SynchronizeTask Connector="HR" />
+  <BuildRoleModelTask Identifier="AD_ApplyRoleMappings" Connector="HR" DisplayName_L1="Roles" />
+  <UpdateClassificationTaskOverride Identifier="UpdateClassification" Dirty="1" />"#,
+    );
+    let c = check_body(&body);
+    assert!(
+        errors(&c.diagnostics).is_empty(),
+        "{}",
+        show(&c.diagnostics)
+    );
+    let skipped: Vec<_> = c
+        .diagnostics
+        .iter()
+        .filter(|d| d.rule == Rule::OutOfScopeElement)
+        .map(|d| d.message.clone())
+        .collect();
+    assert!(
+        skipped
+            .iter()
+            .any(|m| m.contains("<BuildRoleModelTask>") && m.contains("which idlink does not run")),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped
+            .iter()
+            .any(|m| m.contains("<UpdateClassificationTaskOverride>")
+                && m.contains("a task override changes")),
+        "{skipped:?}"
+    );
+    // The job keeps the tasks it can run.
+    assert_eq!(c.config.job_tasks(&c.config.jobs[0]).len(), 5);
+}
