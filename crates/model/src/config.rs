@@ -273,6 +273,9 @@ pub enum PropertyType {
     Double,
     Binary,
     ForeignKey,
+    Bytes,
+    Byte,
+    Int16,
 }
 
 #[derive(Debug)]
@@ -356,6 +359,8 @@ pub struct EntityAssociationMapping {
     pub column2: Text,
     pub entity_property_mapping1: Sp<PropertyRef>,
     pub entity_property_mapping2: Sp<PropertyRef>,
+    /// Link thresholds of this association (its page writes MaximumInsertedLines, ...).
+    pub thresholds: SyncThresholds,
 }
 
 /// Thresholds on the orders one provisioning run may generate. `None`: not set; 0 disables.
@@ -447,8 +452,6 @@ pub struct NavigationRule {
     pub property: Text,
     /// The resource (e.g. a group) the navigation points at, when fixed.
     pub resource: Option<Text>,
-    /// Skipped elements this rule refers to (e.g. a `SingleRole`); kept, never resolved.
-    pub single_role: Option<Text>,
     pub source: Option<RuleSource>,
 }
 

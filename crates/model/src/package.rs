@@ -91,7 +91,14 @@ pub struct Field {
     /// setting is accepted (its value still checked against its kind), never reported as
     /// unknown; `check -v` may say once per kind that it has no effect.
     pub no_effect: Option<&'static str>,
+    /// Documented values idlink refuses, each with why (e.g. `AsAdLds` true, `AuthType`
+    /// Negotiate): `check` reports them as errors and the package refuses them with the same
+    /// reason, both from this table.
+    pub refused: &'static [Refusal],
 }
+
+/// A documented value of a setting that idlink refuses, and why.
+pub type Refusal = (&'static str, &'static str);
 
 impl Field {
     pub const fn optional(name: &'static str, kind: Kind, doc: &'static str) -> Field {
@@ -103,6 +110,7 @@ impl Field {
             under_roots: false,
             doc,
             no_effect: None,
+            refused: &[],
         }
     }
 
@@ -115,6 +123,7 @@ impl Field {
             under_roots: false,
             doc,
             no_effect: None,
+            refused: &[],
         }
     }
 
@@ -128,6 +137,7 @@ impl Field {
             under_roots: false,
             doc: why,
             no_effect: Some(why),
+            refused: &[],
         }
     }
 
@@ -137,6 +147,22 @@ impl Field {
             secured: true,
             ..self
         }
+    }
+
+    /// Documented values idlink refuses, each with why.
+    #[must_use]
+    pub const fn refusing(self, refused: &'static [Refusal]) -> Field {
+        Field { refused, ..self }
+    }
+
+    /// Why `value` is refused, when it is one of the refused values (compared
+    /// case-insensitively, as .NET configuration reads values).
+    pub fn refusal(&self, value: &str) -> Option<&'static str> {
+        let value = value.trim();
+        self.refused
+            .iter()
+            .find(|(v, _)| v.eq_ignore_ascii_case(value))
+            .map(|(_, why)| *why)
     }
 
     /// Marks a path that must lie under `SourcesRootPaths`.

@@ -280,7 +280,21 @@ pub const SECTIONS_WITHOUT_EFFECT: &[(&str, &str)] = &[
         "a Netwrix server setting; idlink's agent has none",
     ),
 ];
-const TOP_LEVEL: &[&str] = &["Connections", "SourcesRootPaths", "EncryptionIdentity"];
+/// Top-level sections idlink reads, and what for (the parser's arms below read them).
+pub const SECTIONS_READ: &[(&str, &str)] = &[
+    (
+        "Connections",
+        "each connection's settings, checked against its package's settings schema",
+    ),
+    (
+        "SourcesRootPaths",
+        "the folders file-based connections may read and write under",
+    ),
+    (
+        "EncryptionIdentity",
+        "the age identity that decrypts appsettings.encrypted.agent.json",
+    ),
+];
 
 /// Parses the text of an appsettings file. Problems become diagnostics; what could be read is kept.
 pub fn parse(file: &str, bytes: &[u8], diags: &mut Diagnostics) -> AgentSettings {
@@ -435,9 +449,9 @@ pub fn parse(file: &str, bytes: &[u8], diags: &mut Diagnostics) -> AgentSettings
                 .hint("idlink ignores it")
                 .did_you_mean(
                     k,
-                    TOP_LEVEL
+                    SECTIONS_READ
                         .iter()
-                        .copied()
+                        .map(|(n, _)| *n)
                         .chain(SECTIONS_WITHOUT_EFFECT.iter().map(|(n, _)| *n)),
                 ),
             ),
@@ -1046,6 +1060,24 @@ fn check_object(
             package,
             diags,
         );
+        if let Some(text) = value.value.as_scalar_text()
+            && let Some(why) = field.refusal(&text)
+        {
+            diags.push(
+                Diagnostic::new(
+                    Rule::SettingValue,
+                    value.at.clone(),
+                    format!(
+                        "{field_path} = '{}' is refused by idlink: {why}",
+                        text.trim()
+                    ),
+                )
+                .hint(format!(
+                    "change or remove {} in appsettings.agent.json",
+                    field.name
+                )),
+            );
+        }
     }
     for field in schema.fields.iter().filter(|f| f.required) {
         if !present(field.name) {

@@ -1212,12 +1212,13 @@ pub fn check_connection_id(id: &str) -> Result<(), String> {
 /// How to fix a connection identifier. Some how-tos of the documentation write identifiers with
 /// '_'; the Connection reference page forbids it, and idlink follows the reference.
 fn connection_id_hint(id: &str) -> String {
-    let rule = "the Connection reference requires a letter, then up to 441 letters, digits, '.' or '-'; \
-                '_' separates the connection from its table suffix";
+    let rule = "the Connection reference page (toolkit/xml-configuration/connectors/connection) requires a letter, \
+                then up to 441 letters, digits, '.' or '-'; '_' separates the connection from its table suffix";
     if id.contains('_') {
         let fixed: String = id.chars().filter(|c| *c != '_').collect();
         format!(
-            "{rule} (some how-tos write '_' anyway): rename it, e.g. '{fixed}', in the XML, in appsettings.agent.json and in the table names"
+            "{rule}, and the connector pages forbid it too (some how-tos write '_' anyway; idlink follows the reference): \
+             rename it, e.g. '{fixed}', in the XML, in appsettings.agent.json and in the table names"
         )
     } else {
         rule.to_string()

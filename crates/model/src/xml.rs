@@ -100,8 +100,9 @@ pub fn load_dir(dir: &Path) -> Result<(Configuration, Diagnostics), LoadError> {
 pub struct Loader {
     config: Configuration,
     diags: Diagnostics,
-    /// Skipped element kinds: first location and count, reported once each at the end.
-    skipped: BTreeMap<String, (Loc, usize)>,
+    /// Skipped element kinds: first location, count and why (when the kind is documented as a
+    /// child idlink does not read), reported once each at the end.
+    skipped: BTreeMap<String, (Loc, usize, Option<&'static str>)>,
 }
 
 impl Loader {
@@ -162,17 +163,18 @@ impl Loader {
 
     /// The configuration and every diagnostic found while reading.
     pub fn finish(mut self) -> (Configuration, Diagnostics) {
-        for (kind, (at, count)) in std::mem::take(&mut self.skipped) {
+        for (kind, (at, count, why)) in std::mem::take(&mut self.skipped) {
             let what = if count == 1 {
                 "1 element".to_string()
             } else {
                 format!("{count} elements")
             };
+            let why = why.map(|w| format!(" ({w})")).unwrap_or_default();
             self.diags.push(
                 Diagnostic::new(
                     Rule::OutOfScopeElement,
                     at,
-                    format!("<{kind}> is outside idlink's scope: {what} of this kind skipped"),
+                    format!("<{kind}> is outside idlink's scope{why}: {what} of this kind skipped"),
                 )
                 .hint("nothing to do unless you expected idlink to use it; attributes that point at it are not resolved"),
             );
@@ -185,8 +187,19 @@ impl Loader {
         let name = node.tag_name().name().to_string();
         self.skipped
             .entry(name)
-            .or_insert_with(|| (cx.at(node), 0))
+            .or_insert_with(|| (cx.at(node), 0, None))
             .1 += 1;
+    }
+
+    /// Skips an element documented where it stands that idlink does not read, saying why.
+    fn skip_because(&mut self, cx: &FileCx, node: Node, why: &'static str) {
+        let name = node.tag_name().name().to_string();
+        let entry = self
+            .skipped
+            .entry(name)
+            .or_insert_with(|| (cx.at(node), 0, Some(why)));
+        entry.1 += 1;
+        entry.2.get_or_insert(why);
     }
 
     /// Decides what to do with an element idlink does not read: a likely typo of one it does
@@ -288,6 +301,7 @@ impl Loader {
             display_names: a.display_names(),
             uri: a.text("URI"),
         };
+        a.without_effect(AGENT_WITHOUT_EFFECT, &[]);
         a.finish(&[]);
         self.no_children(cx, node);
         el
@@ -336,6 +350,7 @@ impl Loader {
             transformations: Vec::new(),
         };
         a.finish(&[]);
+        record_children("Connection", &["Transformation"], &[]);
         for child in node.children().filter(Node::is_element) {
             match child.tag_name().name() {
                 "Transformation" => {
@@ -407,21 +422,19 @@ impl Loader {
             at: a.at.clone(),
             connection: a.required("Connection"),
             id: a.required("Identifier"),
-            display_name: a
-                .raw("DisplayName")
-                .or_else(|| a.display_names().l1().map(str::to_string)),
+            display_name: a.display_name(),
             columns: Vec::new(),
         };
+        a.without_effect(CONNECTION_TABLE_WITHOUT_EFFECT, &[]);
         a.finish(&[]);
+        record_children("ConnectionTable", &["Column"], &[]);
         for child in node.children().filter(Node::is_element) {
             if child.tag_name().name() == "Column" {
                 let mut a = Attrs::new(cx, child, &mut self.diags);
                 let col = Column {
                     at: a.at.clone(),
                     id: a.required("Identifier"),
-                    display_name: a
-                        .raw("DisplayName")
-                        .or_else(|| a.display_names().l1().map(str::to_string)),
+                    display_name: a.display_name(),
                     is_multivalued: a.bool("IsMultivalued", false),
                     key_type: a
                         .choice(
@@ -438,6 +451,7 @@ impl Loader {
                         .unwrap_or_default(),
                     value_type: a.choice("ValueType", VALUE_TYPES).unwrap_or_default(),
                 };
+                a.without_effect(COLUMN_WITHOUT_EFFECT, &[]);
                 a.finish(&[]);
                 el.columns.push(col);
             } else {
@@ -455,7 +469,9 @@ impl Loader {
             display_names: a.display_names(),
             properties: Vec::new(),
         };
+        a.without_effect(ENTITY_TYPE_WITHOUT_EFFECT, &[]);
         a.finish(ENTITY_TYPE_IGNORED);
+        record_children("EntityType", &["Property"], &[]);
         for child in node.children().filter(Node::is_element) {
             if child.tag_name().name() == "Property" {
                 let mut a = Attrs::new(cx, child, &mut self.diags);
@@ -467,6 +483,7 @@ impl Loader {
                     is_key: a.bool("IsKey", false),
                     target_column_index: a.int("TargetColumnIndex"),
                 };
+                a.without_effect(ENTITY_PROPERTY_WITHOUT_EFFECT, &[]);
                 a.finish(PROPERTY_IGNORED);
                 el.properties.push(p);
             } else {
@@ -502,7 +519,9 @@ impl Loader {
             thresholds: a.sync_thresholds(),
             properties: Vec::new(),
         };
+        a.without_effect(GENERIC_COLUMN_WITHOUT_EFFECT, &[]);
         a.finish(&[]);
+        record_children("EntityTypeMapping", &["Property"], &[]);
         for child in node.children().filter(Node::is_element) {
             if child.tag_name().name() == "Property" {
                 let mut a = Attrs::new(cx, child, &mut self.diags);
@@ -534,7 +553,9 @@ impl Loader {
             column2: a.required("Column2"),
             entity_property_mapping1: a.property_ref("EntityPropertyMapping1"),
             entity_property_mapping2: a.property_ref("EntityPropertyMapping2"),
+            thresholds: a.association_thresholds(),
         };
+        a.without_effect(GENERIC_COLUMN_WITHOUT_EFFECT, &[]);
         a.finish(&[]);
         self.no_children(cx, node);
         el
@@ -577,14 +598,21 @@ impl Loader {
         };
         a.without_effect(
             RESOURCE_TYPE_WITHOUT_EFFECT,
-            Some((
+            &[(
+                "P0 … P3V, R0 … R3V",
                 is_dimension_flag,
                 "dimension parameters (P0.., R0..) belong to the product's role model",
-            )),
+            )],
         );
         a.finish(RESOURCE_TYPE_IGNORED);
+        record_children(
+            "ResourceType",
+            &["ScalarRule", "NavigationRule"],
+            RESOURCE_TYPE_SKIPPED_CHILDREN,
+        );
         for child in node.children().filter(Node::is_element) {
-            match child.tag_name().name() {
+            let name = child.tag_name().name();
+            match name {
                 "ScalarRule" => {
                     let mut a = Attrs::new(cx, child, &mut self.diags);
                     let r = ScalarRule {
@@ -592,7 +620,7 @@ impl Loader {
                         property: a.required("Property"),
                         source: a.rule_source(true),
                     };
-                    a.without_effect(RULE_WITHOUT_EFFECT, None);
+                    a.without_effect(RULE_WITHOUT_EFFECT, &[]);
                     a.finish(RULE_IGNORED);
                     el.scalar_rules.push(r);
                 }
@@ -602,12 +630,18 @@ impl Loader {
                         at: a.at.clone(),
                         property: a.required("Property"),
                         resource: a.text("Resource"),
-                        single_role: a.text("SingleRole"),
                         source: a.rule_source(false),
                     };
-                    a.without_effect(RULE_WITHOUT_EFFECT, None);
+                    a.refuse_true("IsDenied", DENY_RULES_REFUSED);
+                    a.without_effect(RULE_WITHOUT_EFFECT, RULE_CRITERIA_WITHOUT_EFFECT);
                     a.finish(RULE_IGNORED);
                     el.navigation_rules.push(r);
+                }
+                _ if let Some((_, why)) = RESOURCE_TYPE_SKIPPED_CHILDREN
+                    .iter()
+                    .find(|(n, _)| *n == name) =>
+                {
+                    self.skip_because(cx, child, why);
                 }
                 _ => self.unexpected(
                     cx,
@@ -642,7 +676,7 @@ impl Loader {
                 None
             }
         };
-        a.without_effect(CORRELATION_WITHOUT_EFFECT, None);
+        a.without_effect(CORRELATION_WITHOUT_EFFECT, &[]);
         a.finish(RULE_IGNORED);
         self.no_children(cx, node);
         ResourceCorrelationRule {
@@ -661,12 +695,19 @@ impl Loader {
             Some("") | None => ResourceTypeMappingKind::Generic,
             Some(prefix) => ResourceTypeMappingKind::Typed(prefix.to_string()),
         };
+        // The mappings of implemented packages read their documented attributes; the others
+        // keep every attribute for a package this build does not run.
+        let known = MAPPING_KINDS.iter().find(|k| k.element == name);
         let mut a = Attrs::new(cx, node, &mut self.diags);
         let at = a.at.clone();
         let id = a.required("Identifier");
         let connection = a.text("Connection");
-        let attributes = a.rest();
+        let attributes = match known {
+            Some(k) => a.kept(k.attributes),
+            None => a.rest(),
+        };
         a.finish(&[]);
+        record_children(name, &["Property"], &[]);
         let mut properties = Vec::new();
         for child in node.children().filter(Node::is_element) {
             if child.tag_name().name() == "Property" {
@@ -684,7 +725,10 @@ impl Loader {
                         Sp::new(String::new(), p_at.clone())
                     }
                 };
-                let rest = a.rest();
+                let rest = match known {
+                    Some(k) => a.kept(k.property),
+                    None => a.rest(),
+                };
                 a.finish(&[]);
                 properties.push(ResourceTypeMappingProperty {
                     at: p_at,
@@ -713,20 +757,23 @@ impl Loader {
             display_names: a.display_names(),
             agent: a.text("Agent"),
             // The job page writes CronTabExpression; idlink's own examples wrote Crontab.
-            crontab: a
-                .text("CronTabExpression")
-                .or_else(|| a.text("CrontabExpression")),
+            crontab: {
+                let documented = a.text("CronTabExpression");
+                let older = a.text("CrontabExpression");
+                documented.or(older)
+            },
             steps: Vec::new(),
         };
-        a.without_effect(JOB_WITHOUT_EFFECT, None);
+        a.without_effect(JOB_WITHOUT_EFFECT, &[]);
         a.finish(JOB_IGNORED);
+        record_job_children();
         for child in node.children().filter(Node::is_element) {
             let name = child.tag_name().name();
             if name == "Step" {
                 let mut a = Attrs::new(cx, child, &mut self.diags);
                 let step = StepRef {
                     at: a.at.clone(),
-                    id: a.required("Identifier"),
+                    id: a.step_task(),
                     level: a.int("Level"),
                 };
                 a.finish(&[]);
@@ -735,7 +782,12 @@ impl Loader {
             } else if !TASKS.contains(&name)
                 && (KNOWN_OUT_OF_SCOPE_TASKS.contains(&name) || name.ends_with("TaskOverride"))
             {
-                self.skip(cx, child);
+                let why = if name.ends_with("TaskOverride") {
+                    TASK_OVERRIDE_SKIPPED
+                } else {
+                    OUT_OF_SCOPE_TASK
+                };
+                self.skip_because(cx, child, why);
             } else if let Some(task) = self.task(cx, child) {
                 el.steps.push(JobStep::Inline(Box::new(task)));
             }
@@ -797,9 +849,10 @@ impl Loader {
                             // reference page lists it as required.
                             if let Some(d) = a.diags_last() {
                                 d.hint = Some(
-                                    "the PrepareSynchronizationTask reference requires it (some job examples omit it): \
-                                     add SynchronizationMode=\"Complete\" to re-read the whole export, \
-                                     \"Incremental\" to apply changes, or \"Initial\" for the first load"
+                                    "the PrepareSynchronizationTask reference page (toolkit/xml-configuration/jobs/tasks/agent/preparesynchronizationtask) \
+                                     requires it, though an example of the job page omits it; idlink follows the reference: \
+                                     add SynchronizationMode=\"Complete\" (1) to re-read the whole export, \
+                                     \"Incremental\" (2) to apply changes, or \"Initial\" (0) for the first load"
                                         .to_string(),
                                 );
                             }
@@ -833,8 +886,14 @@ impl Loader {
                 resource_types: Vec::new(),
             }),
         };
-        a.without_effect(TASK_WITHOUT_EFFECT, None);
+        a.without_effect(TASK_WITHOUT_EFFECT, &[]);
         a.finish(TASK_IGNORED);
+        match task {
+            Task::Fulfill(_) | Task::GenerateProvisioningOrders(_) => {
+                record_children(name, &["TaskDependsOnTask", "TaskResourceType"], &[]);
+            }
+            _ => record_children(name, &["TaskDependsOnTask"], &[]),
+        }
         let mut task = task;
         for child in node.children().filter(Node::is_element) {
             let place = format!("in <{name}>");
@@ -985,18 +1044,14 @@ const KNOWN_OUT_OF_SCOPE: &[&str] = &[
 
 /// Attributes real configurations carry that idlink reads no meaning from (no warning).
 const ENTITY_TYPE_IGNORED: &[&str] = &["IsLocal", "IsDeactivated", "ValidFrom", "ValidTo"];
-const PROPERTY_IGNORED: &[&str] = &[
-    "IsNotSearchable",
-    "IsMultiValued",
-    "Language",
-    "FlexibleComparisonType",
-];
+const PROPERTY_IGNORED: &[&str] = &["IsNotSearchable", "IsMultiValued", "FlexibleComparisonType"];
 /// Documented attributes idlink accepts without effect, each with the reason; one info line
 /// per attribute and element is shown with `-v` (see [`Rule::AcceptedWithoutEffect`]).
 type WithoutEffect = &'static [(&'static str, &'static str)];
 
-/// A family of documented attribute names (e.g. `P0`..`P3V`) and why it has no effect.
-type NameMatcher = (fn(&str) -> bool, &'static str);
+/// A family of documented attribute names (e.g. `P0`..`P3V`): its label in the conformance
+/// document, whether a name belongs to it, and why it has no effect.
+type Family = (&'static str, fn(&str) -> bool, &'static str);
 
 const POLICY: (&str, &str) = (
     "Policy",
@@ -1082,6 +1137,10 @@ const RESOURCE_TYPE_WITHOUT_EFFECT: WithoutEffect = &[
 const RULE_WITHOUT_EFFECT: WithoutEffect = &[
     POLICY,
     (
+        "SingleRole",
+        "single roles belong to the product's role model (outside idlink's scope): the rule applies to every owner of the resource type",
+    ),
+    (
         "TimeOffsetReference",
         "idlink computes rules for the present: time offsets around assignment dates do not apply",
     ),
@@ -1160,6 +1219,18 @@ const TASK_WITHOUT_EFFECT: WithoutEffect = &[
         "it tags the product's internal resources, which idlink does not have",
     ),
     ("Orphans", "idlink does not write an orphans file"),
+    (
+        "BatchInsertSize",
+        "idlink's order generation takes no batch sizes",
+    ),
+    (
+        "BatchSelectSize",
+        "idlink's order generation takes no batch sizes",
+    ),
+    (
+        "ForceProvisioning",
+        "it acts on the product's provisioning policy orders; idlink has no provisioning policies",
+    ),
 ];
 
 /// Undocumented attributes real configurations carry that idlink reads no meaning from (no line).
@@ -1173,6 +1244,271 @@ const RULE_IGNORED: &[&str] = &[
 ];
 const JOB_IGNORED: &[&str] = &["Tags"];
 const TASK_IGNORED: &[&str] = &["Tags", "ResourceTypeMappings"];
+
+/// `DisplayName_L1` .. `DisplayName_L16`.
+fn is_display_name(name: &str) -> bool {
+    name.strip_prefix("DisplayName_L")
+        .and_then(|n| n.parse::<u8>().ok())
+        .is_some_and(|n| (1..=16).contains(&n))
+}
+
+/// Records the child elements `parent` reads (`<Child>`) and those it skips, with why.
+fn record_children(parent: &str, read: &[&str], skipped: &[(&str, &str)]) {
+    if !recording() {
+        return;
+    }
+    for child in read {
+        record(parent, &format!("<{child}>"), || {
+            "child element".to_string()
+        });
+    }
+    for (child, why) in skipped {
+        record_known(parent, &format!("<{child}>"), || Known {
+            status: Status::Skipped(why.to_string()),
+            refused: None,
+            family: None,
+        });
+    }
+}
+
+/// A job's children: the tasks idlink runs, `<Step>`, and the task kinds (and task overrides)
+/// it skips.
+fn record_job_children() {
+    if !recording() {
+        return;
+    }
+    let mut read = TASKS.to_vec();
+    read.push("Step");
+    let skipped: Vec<(&str, &str)> = KNOWN_OUT_OF_SCOPE_TASKS
+        .iter()
+        .map(|t| (*t, OUT_OF_SCOPE_TASK))
+        .collect();
+    record_children("Job", &read, &skipped);
+    record_known("Job", "<…TaskOverride>", || Known {
+        status: Status::Skipped(TASK_OVERRIDE_SKIPPED.to_string()),
+        refused: None,
+        family: Some(|n| n.starts_with('<') && n.ends_with("TaskOverride>")),
+    });
+}
+
+const OUT_OF_SCOPE_TASK: &str =
+    "a task of the product's role model, campaigns or maintenance, which idlink does not run";
+const TASK_OVERRIDE_SKIPPED: &str = "a task override changes a task idlink does not run, or a task of a scaffolding idlink does not expand";
+
+const AGENT_WITHOUT_EFFECT: WithoutEffect = &[(
+    "State",
+    "the agent's status is shown on the product's screens; idlink reads no status from the configuration",
+)];
+
+const CONNECTION_TABLE_WITHOUT_EFFECT: WithoutEffect = &[(
+    "Path",
+    "the product's path to a stored schema; idlink keeps refreshed schemas itself",
+)];
+
+const COLUMN_WITHOUT_EFFECT: WithoutEffect = &[
+    (
+        "ForeignColumn",
+        "the product's internal id of a foreign key column; idlink links tables through association mappings",
+    ),
+    ("Path", "it only groups columns on the product's screens"),
+    (
+        "ValueLength",
+        "idlink does not limit the length of exported values",
+    ),
+];
+
+const ENTITY_TYPE_WITHOUT_EFFECT: WithoutEffect = &[
+    (
+        "LicenseTag",
+        "it ties the entity type to a product license key; idlink has no license keys",
+    ),
+    ("TableName", "reserved to the product's Power BI connector"),
+];
+
+const ENTITY_PROPERTY_WITHOUT_EFFECT: WithoutEffect = &[
+    (
+        "FlexibleComparisonExpression",
+        "it serves the product's flexible search operators, which idlink does not have",
+    ),
+    (
+        "GroupByProperty",
+        "it serves the product's Evaluate policy, which idlink does not run",
+    ),
+    ("HistoryPrecision", "idlink keeps no record history"),
+    (
+        "Language",
+        "localized properties only change the product's screens",
+    ),
+    (
+        "NeutralProperty",
+        "localized properties only change the product's screens",
+    ),
+];
+
+/// `C0` of entity type and association mappings.
+const GENERIC_COLUMN_WITHOUT_EFFECT: WithoutEffect = &[(
+    "C0",
+    "a generic column of the Microsoft Entra ID and ServiceNow connectors, which idlink does not implement",
+)];
+
+/// Children of `<ResourceType>` that idlink skips, and why.
+const RESOURCE_TYPE_SKIPPED_CHILDREN: &[(&str, &str)] = &[
+    (
+        "BinaryRule",
+        "binary rules copy files the product stores; idlink provisions scalar and navigation properties",
+    ),
+    (
+        "QueryRule",
+        "query rules select resources with C# queries on the product's database; idlink computes navigation properties from NavigationRule",
+    ),
+    (
+        "TypeRule",
+        "type rules assign resource types through the product's role model; idlink gives a resource type to every resource of its SourceEntityType",
+    ),
+];
+
+const DENY_RULES_REFUSED: &str = "idlink does not implement deny rules, so this rule would grant the resource it is meant to forbid";
+
+/// Role-model criteria of navigation rules: dimension values and their inheritance.
+const RULE_CRITERIA_WITHOUT_EFFECT: &[Family] = &[
+    (
+        "D0 … D127",
+        is_dimension_value,
+        "idlink has no dimensions: the rule applies whatever the owner's dimension values",
+    ),
+    (
+        "L0 … L127",
+        is_dimension_inheritance,
+        "idlink has no dimensions, so no dimension inheritance",
+    ),
+];
+
+/// `D0`..`D127` (decimal, as the resource type page writes them) or `D0`..`D3V` (base32hex).
+fn is_dimension_value(name: &str) -> bool {
+    dimension_suffix(name, 'D')
+}
+
+/// `L0`..`L127` or `L0`..`L3V`.
+fn is_dimension_inheritance(name: &str) -> bool {
+    dimension_suffix(name, 'L')
+}
+
+fn dimension_suffix(name: &str, prefix: char) -> bool {
+    let Some(rest) = name.strip_prefix(prefix) else {
+        return false;
+    };
+    let decimal = rest.parse::<u8>().is_ok_and(|n| n <= 127) && !rest.starts_with('+');
+    let base32 = (1..=2).contains(&rest.len())
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('A'..='V').contains(&c));
+    decimal || base32
+}
+
+/// What idlink does with a documented attribute of a resource type mapping.
+#[derive(Debug, Clone, Copy)]
+enum Use {
+    /// Kept for the package and used: how.
+    Used(&'static str),
+    /// Kept for the package, without effect: why.
+    WithoutEffect(&'static str),
+}
+
+/// A resource type mapping element of a package idlink implements, with its documented
+/// attributes and those of its `<Property>` children.
+struct MappingKind {
+    element: &'static str,
+    attributes: &'static [(&'static str, Use)],
+    property: &'static [(&'static str, Use)],
+}
+
+const DEFAULT_OBJECT_CLASS: (&str, Use) = (
+    "DefaultObjectClass",
+    Use::Used("string: the objectClass an Added order gets when it carries none (fulfill)"),
+);
+
+const MAPPING_KINDS: &[MappingKind] = &[
+    MappingKind {
+        element: "LdapResourceTypeMapping",
+        attributes: &[
+            DEFAULT_OBJECT_CLASS,
+            (
+                "PasswordResetSetting",
+                Use::WithoutEffect("idlink runs no password reset process"),
+            ),
+            (
+                "RDNAttributeIdentifier",
+                Use::WithoutEffect("idlink reads an entry's RDN attribute from its DN"),
+            ),
+            (
+                "UsePermissiveModify",
+                Use::WithoutEffect(
+                    "idlink compares with the entry first: adding a present value or removing a missing one is Executed without an error",
+                ),
+            ),
+            (
+                "UseTreeDelete",
+                Use::WithoutEffect(
+                    "idlink deletes one entry per order; deleting an entry that still has children fails with the server's error",
+                ),
+            ),
+        ],
+        property: &[
+            (
+                "IsDNProperty",
+                Use::WithoutEffect("idlink takes an entry's DN from the order's dn property"),
+            ),
+            (
+                "IsParentProperty",
+                Use::WithoutEffect(
+                    "idlink reads the parent from the DN: a changed dn moves the entry",
+                ),
+            ),
+            (
+                "IsRDNProperty",
+                Use::WithoutEffect("idlink reads the RDN from the DN"),
+            ),
+            (
+                "IsUserAccountControlProperty",
+                Use::WithoutEffect(
+                    "Active Directory's userAccountControl means nothing to the standard LDAP v3 directories idlink manages",
+                ),
+            ),
+            (
+                "DataSourceBacklinkColumnName",
+                Use::WithoutEffect(
+                    "idlink writes a membership on the attribute the order names; it does not turn a back-link (memberOf) into the linked entry's forward link (member)",
+                ),
+            ),
+            (
+                "MultiValueSeparator",
+                Use::WithoutEffect(
+                    "orders carry multi-valued properties as JSON arrays, not as separated strings",
+                ),
+            ),
+        ],
+    },
+    MappingKind {
+        element: "ScimResourceTypeMapping",
+        attributes: &[DEFAULT_OBJECT_CLASS],
+        property: &[(
+            "IsDNProperty",
+            Use::WithoutEffect(
+                "the SCIM package, which would name resources by it, does not run in this build",
+            ),
+        )],
+    },
+    MappingKind {
+        element: "ManualProvisioningResourceTypeMapping",
+        attributes: &[(
+            "TicketSynchroIsNotAvailable",
+            Use::WithoutEffect(
+                "the manual ticket package, which would verify tickets by it, does not run in this build",
+            ),
+        )],
+        property: &[],
+    },
+];
 
 /// `P0`..`P3V`, `R0`..`R3V`: a resource type's dimension parameters (base32hex).
 fn is_dimension_flag(name: &str) -> bool {
@@ -1211,6 +1547,18 @@ const VALUE_TYPES: &[(&str, ValueType)] = &[
     ("Binary", ValueType::Binary),
     ("Byte", ValueType::Byte),
     ("Int16", ValueType::Int16),
+    // The connection table page's numeric codes.
+    ("0", ValueType::String),
+    ("1", ValueType::Bytes),
+    ("2", ValueType::Int32),
+    ("3", ValueType::Int64),
+    ("4", ValueType::DateTime),
+    ("5", ValueType::Bool),
+    ("6", ValueType::Guid),
+    ("7", ValueType::Double),
+    ("8", ValueType::Binary),
+    ("9", ValueType::Byte),
+    ("10", ValueType::Int16),
 ];
 
 const PROPERTY_TYPES: &[(&str, PropertyType)] = &[
@@ -1223,6 +1571,22 @@ const PROPERTY_TYPES: &[(&str, PropertyType)] = &[
     ("Double", PropertyType::Double),
     ("Binary", PropertyType::Binary),
     ("ForeignKey", PropertyType::ForeignKey),
+    ("Bytes", PropertyType::Bytes),
+    ("Byte", PropertyType::Byte),
+    ("Int16", PropertyType::Int16),
+    // The entity type page's numeric codes (11 is not used).
+    ("0", PropertyType::String),
+    ("1", PropertyType::Bytes),
+    ("2", PropertyType::Int32),
+    ("3", PropertyType::Int64),
+    ("4", PropertyType::DateTime),
+    ("5", PropertyType::Bool),
+    ("6", PropertyType::Guid),
+    ("7", PropertyType::Double),
+    ("8", PropertyType::Binary),
+    ("9", PropertyType::Byte),
+    ("10", PropertyType::Int16),
+    ("12", PropertyType::ForeignKey),
 ];
 
 /// Per-file context: the file's name and its line index.
@@ -1237,20 +1601,60 @@ impl FileCx<'_> {
     }
 }
 
-/// Reads the attributes of one element, remembering which were asked for so the rest can be
-/// reported as unknown (with a suggestion).
-/// Element -> attribute -> how the loader reads it (a type, or "accepted without effect: ..."),
-/// collected while [`record_attributes`] runs: `docs/conformance.md` is made from it, so it
-/// tells what the loader really reads.
-pub type AttributeReads =
-    std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
+/// What the loader does with one item (an attribute, or a child element written `<Child>`) of
+/// an element, recorded while [`record_attributes`] runs: `docs/conformance.md` is made from it,
+/// so it tells what the loader really does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Read into the configuration: how (type, default, allowed values).
+    Used(String),
+    /// Accepted without effect, and why.
+    WithoutEffect(String),
+    /// A child element skipped as outside idlink's scope, and why.
+    Skipped(String),
+}
+
+/// One item the loader knows, with what it does with it.
+#[derive(Debug, Clone)]
+pub struct Known {
+    pub status: Status,
+    /// Values the loader refuses (an error), and why: `true: deny rules are not implemented`.
+    pub refused: Option<String>,
+    /// For a family of names recorded under one label (`DisplayName_L1 … DisplayName_L16`):
+    /// whether a name belongs to it.
+    pub family: Option<fn(&str) -> bool>,
+}
+
+impl Known {
+    fn used(how: String) -> Known {
+        Known {
+            status: Status::Used(how),
+            refused: None,
+            family: None,
+        }
+    }
+
+    /// Whether this item, recorded as `label`, is `name` (or, for a family, has it as a member).
+    pub fn matches(&self, label: &str, name: &str) -> bool {
+        match self.family {
+            Some(f) => f(name),
+            None => label == name,
+        }
+    }
+}
+
+/// Element (a child `Property` recorded under its parent: `EntityType/Property`) -> item -> what
+/// the loader does with it.
+pub type AttributeReads = BTreeMap<String, BTreeMap<String, Known>>;
 
 thread_local! {
     static RECORDED: std::cell::RefCell<Option<AttributeReads>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Runs `f` (which loads configurations) and returns what it returned and every attribute
-/// the loader read, per element, with how it read it.
+/// Runs `f` (which loads configurations) and returns what it returned and every item the
+/// loader asked for, per element, with what it does with it. The loader records every item it
+/// asks for at each element it reads, written or not, so what is recorded depends on the
+/// element kinds reached, not on the attributes the configurations happen to write.
 pub fn record_attributes<T>(f: impl FnOnce() -> T) -> (T, AttributeReads) {
     RECORDED.with(|r| *r.borrow_mut() = Some(AttributeReads::new()));
     let out = f();
@@ -1258,22 +1662,30 @@ pub fn record_attributes<T>(f: impl FnOnce() -> T) -> (T, AttributeReads) {
     (out, reads)
 }
 
-fn record(element: &str, name: &str, how: impl FnOnce() -> String) {
+/// Whether [`record_attributes`] is running (outside it, loading records nothing).
+fn recording() -> bool {
+    RECORDED.with(|r| r.borrow().is_some())
+}
+
+/// Records `item` of `element`. The first record of an item wins: a typed read records before
+/// it looks the attribute up, so the plain lookup does not replace it.
+fn record_known(element: &str, item: &str, known: impl FnOnce() -> Known) {
     RECORDED.with(|r| {
         if let Some(map) = r.borrow_mut().as_mut() {
-            let el = map.entry(element.to_string()).or_default();
-            let how = how();
-            // A more specific read (required, a type) replaces a plain one.
-            match el.get(name) {
-                Some(old) if old.len() >= how.len() && !how.starts_with("string, required") => {}
-                _ => {
-                    el.insert(name.to_string(), how);
-                }
-            }
+            map.entry(element.to_string())
+                .or_default()
+                .entry(item.to_string())
+                .or_insert_with(known);
         }
     });
 }
 
+fn record(element: &str, name: &str, how: impl FnOnce() -> String) {
+    record_known(element, name, || Known::used(how()));
+}
+
+/// Reads the attributes of one element, remembering which were asked for so the rest can be
+/// reported as unknown (with a suggestion).
 struct Attrs<'d> {
     diags: &'d mut Diagnostics,
     at: Loc,
@@ -1319,8 +1731,13 @@ impl<'d> Attrs<'d> {
     }
 
     fn find(&mut self, name: &'static str) -> Option<usize> {
-        self.asked.push(name);
         record(&self.recorded_as, name, || "string".to_string());
+        self.lookup(name)
+    }
+
+    /// `find` without recording (for names recorded as a family).
+    fn lookup(&mut self, name: &'static str) -> Option<usize> {
+        self.asked.push(name);
         let i = self.attrs.iter().position(|(n, _, _)| n == name)?;
         self.used[i] = true;
         Some(i)
@@ -1383,7 +1800,21 @@ impl<'d> Attrs<'d> {
             "DisplayName_L15",
             "DisplayName_L16",
         ];
-        let mut names: Vec<Option<String>> = NAMES.iter().map(|n| self.raw(n)).collect();
+        record_known(
+            &self.recorded_as,
+            "DisplayName_L1 … DisplayName_L16",
+            || Known {
+                family: Some(is_display_name),
+                ..Known::used("string".to_string())
+            },
+        );
+        let mut names: Vec<Option<String>> = NAMES
+            .iter()
+            .map(|n| {
+                let i = self.lookup(n)?;
+                Some(self.attrs[i].1.clone())
+            })
+            .collect();
         while names.last().is_some_and(Option::is_none) {
             names.pop();
         }
@@ -1518,6 +1949,10 @@ impl<'d> Attrs<'d> {
     }
 
     fn choice_required<T: Copy>(&mut self, name: &'static str, allowed: &[(&str, T)]) -> Option<T> {
+        record(&self.recorded_as, name, || {
+            let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
+            format!("one of {}, required", names.join(", "))
+        });
         if self
             .attrs
             .iter()
@@ -1547,6 +1982,9 @@ impl<'d> Attrs<'d> {
 
     /// `EntityType:Property`, required.
     fn property_ref(&mut self, name: &'static str) -> Sp<PropertyRef> {
+        record(&self.recorded_as, name, || {
+            "EntityType:Property, required".to_string()
+        });
         let t = self.required(name);
         if t.value.is_empty() {
             return Sp::new(
@@ -1593,6 +2031,110 @@ impl<'d> Attrs<'d> {
         t
     }
 
+    /// An association mapping's thresholds. Its page names them like the connector's line
+    /// thresholds (MaximumInsertedLines, ...); for an association they count links.
+    fn association_thresholds(&mut self) -> SyncThresholds {
+        SyncThresholds {
+            max_link_inserted_lines: self.uint("MaximumInsertedLines"),
+            max_link_deleted_lines: self.uint("MaximumDeletedLines"),
+            max_link_percentage_inserted_lines: self.uint("MaxPercentageInsertedLines"),
+            max_link_percentage_deleted_lines: self.uint("MaxPercentageDeletedLines"),
+            ..SyncThresholds::default()
+        }
+    }
+
+    /// `DisplayName`, else `DisplayName_L1` (connection tables and columns).
+    fn display_name(&mut self) -> Option<String> {
+        let plain = self.raw("DisplayName");
+        let localized = self.display_names();
+        plain.or_else(|| localized.l1().map(str::to_string))
+    }
+
+    /// A boolean whose `true` idlink refuses (an error saying why), e.g. a deny rule that would
+    /// otherwise be applied as a grant.
+    fn refuse_true(&mut self, name: &'static str, why: &'static str) {
+        record_known(&self.recorded_as, name, || Known {
+            refused: Some(format!("true: {why}")),
+            ..Known::used("boolean (true, false, 1, 0), default false".to_string())
+        });
+        if self.bool(name, false) {
+            let i = self.lookup(name).expect("just read");
+            let (name, value, at) = &self.attrs[i];
+            self.diags.push(
+                Diagnostic::new(
+                    Rule::AttributeValue,
+                    at.clone(),
+                    format!("{name}=\"{value}\" on <{}> is refused: {why}", self.element),
+                )
+                .hint(format!(
+                    "remove this <{}> (or set {name}=\"false\")",
+                    self.element
+                )),
+            );
+        }
+    }
+
+    /// The documented attributes of a resource type mapping (or of its `<Property>`), kept for
+    /// the package in document order; those idlink does not use say so once with `-v`.
+    fn kept(&mut self, table: &'static [(&'static str, Use)]) -> Vec<(String, Text)> {
+        for (name, u) in table {
+            self.asked.push(name);
+            record_known(&self.recorded_as, name, || match u {
+                Use::Used(how) => Known::used(how.to_string()),
+                Use::WithoutEffect(why) => Known {
+                    status: Status::WithoutEffect(why.to_string()),
+                    refused: None,
+                    family: None,
+                },
+            });
+        }
+        let mut out = Vec::new();
+        for i in 0..self.attrs.len() {
+            if self.used[i] {
+                continue;
+            }
+            let Some((_, u)) = table.iter().find(|(n, _)| *n == self.attrs[i].0) else {
+                continue;
+            };
+            self.used[i] = true;
+            let (name, value, at) = &self.attrs[i];
+            if let Use::WithoutEffect(why) = u {
+                self.diags.push(
+                    Diagnostic::new(
+                        Rule::AcceptedWithoutEffect,
+                        at.clone(),
+                        format!("{name} is accepted without effect in idlink: {why}"),
+                    )
+                    .hint(format!("<{}>", self.element)),
+                );
+            }
+            out.push((name.clone(), Sp::new(value.clone(), at.clone())));
+        }
+        out
+    }
+
+    /// The task a `<Step>` names: `Task` in the job page's table, `Identifier` in its examples.
+    fn step_task(&mut self) -> Text {
+        record(&self.recorded_as, "Task", || {
+            "string: the Identifier of a task declared outside any job".to_string()
+        });
+        record(&self.recorded_as, "Identifier", || {
+            "string: the Identifier of a task declared outside any job (as the job page's examples write it)".to_string()
+        });
+        let task = self.text("Task");
+        let identifier = self.text("Identifier");
+        match (task, identifier) {
+            (Some(t), _) | (None, Some(t)) => t,
+            (None, None) => {
+                self.missing(
+                    "Task",
+                    "add Task=\"...\" (or Identifier=\"...\", as the job page's examples write it): the Identifier of the task this step runs",
+                );
+                Sp::new(String::new(), self.at.clone())
+            }
+        }
+    }
+
     /// `Binding` or `Expression`; with `required`, one of them must be there.
     fn rule_source(&mut self, required: bool) -> Option<RuleSource> {
         match (self.text("Binding"), self.text("Expression")) {
@@ -1627,10 +2169,19 @@ impl<'d> Attrs<'d> {
 
     /// Accepts the documented attributes of `table` (and those `also` matches) without effect:
     /// one info line each, folded per attribute and element by [`Loader::finish`].
-    fn without_effect(&mut self, table: WithoutEffect, also: Option<NameMatcher>) {
+    fn without_effect(&mut self, table: WithoutEffect, families: &[Family]) {
         for (name, why) in table {
-            record(&self.recorded_as, name, || {
-                format!("accepted without effect: {why}")
+            record_known(&self.recorded_as, name, || Known {
+                status: Status::WithoutEffect(why.to_string()),
+                refused: None,
+                family: None,
+            });
+        }
+        for (label, f, why) in families {
+            record_known(&self.recorded_as, label, || Known {
+                status: Status::WithoutEffect(why.to_string()),
+                refused: None,
+                family: Some(*f),
             });
         }
         // Documented names are candidates for "did you mean" too.
@@ -1644,7 +2195,12 @@ impl<'d> Attrs<'d> {
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, w)| *w)
-                .or_else(|| also.and_then(|(f, w)| f(name).then_some(w)));
+                .or_else(|| {
+                    families
+                        .iter()
+                        .find(|(_, f, _)| f(name))
+                        .map(|(_, _, w)| *w)
+                });
             if let Some(why) = why {
                 self.used[i] = true;
                 let (name, _, at) = &self.attrs[i];

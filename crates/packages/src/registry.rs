@@ -485,10 +485,16 @@ mod tests {
         }
     }
 
+    /// Issue #9: the CSV page documents PathIncremental; Usercube.CSV.Complete runs complete
+    /// exports only, so it accepts it without effect instead of calling it unknown.
     #[test]
-    fn csv_complete_has_no_incremental_path() {
+    fn regression_csv_complete_accepts_the_incremental_path_without_effect() {
         let complete = get("Usercube.CSV.Complete").settings;
-        assert!(complete.field("PathIncremental").is_none());
+        assert!(
+            complete
+                .field("PathIncremental")
+                .is_some_and(|f| f.no_effect.is_some() && !f.required)
+        );
         assert!(complete.field("path").is_some_and(|f| f.required));
         assert!(
             get("Usercube.CSV")

@@ -435,7 +435,10 @@ fn regression_documentation_contradictions_follow_the_reference_and_say_how_to_f
         .expect("reported");
     let hint = d.hint.as_deref().unwrap_or("");
     assert!(
-        hint.contains("Connection reference") && hint.contains("'HRPeople'"),
+        hint.contains(
+            "Connection reference page (toolkit/xml-configuration/connectors/connection)"
+        ) && hint.contains("idlink follows the reference")
+            && hint.contains("rename it, e.g. 'HRPeople'"),
         "{hint}"
     );
 
@@ -451,7 +454,11 @@ fn regression_documentation_contradictions_follow_the_reference_and_say_how_to_f
         .expect("reported");
     let hint = d.hint.as_deref().unwrap_or("");
     assert!(
-        hint.contains("reference requires it") && hint.contains("SynchronizationMode=\"Complete\""),
+        hint.contains(
+            "reference page (toolkit/xml-configuration/jobs/tasks/agent/preparesynchronizationtask)"
+        ) && hint.contains("requires it")
+            && hint.contains("idlink follows the reference")
+            && hint.contains("SynchronizationMode=\"Complete\" (1)"),
         "{hint}"
     );
     // The numeric form of the reference's table is read.
@@ -460,4 +467,387 @@ fn regression_documentation_contradictions_follow_the_reference_and_say_how_to_f
         r#"SynchronizationMode="2""#,
     ));
     clean(&c);
+}
+
+/// The `info[accepted-without-effect]` lines of a check, as `name on <element>` pairs.
+fn without_effect(c: &idlink_model::Checked) -> Vec<String> {
+    c.diagnostics
+        .iter()
+        .filter(|d| d.rule == Rule::AcceptedWithoutEffect)
+        .map(|d| d.message.clone())
+        .collect()
+}
+
+#[test]
+fn regression_numeric_type_codes_of_columns_and_entity_properties_are_read() {
+    use idlink_model::config::{PropertyType, ValueType};
+    let body = BASE
+        .replace(
+            r#"<Column Identifier="Name" />
+</ConnectionTable>
+<Connector Identifier="Dir""#,
+            r#"<Column Identifier="Name" ValueType="10" />
+</ConnectionTable>
+<Connector Identifier="Dir""#,
+        )
+        .replace(
+            r#"<Property Identifier="Name" />"#,
+            r#"<Property Identifier="Name" Type="Int16" /><Property Identifier="Manager" Type="12" /><Property Identifier="Photo" Type="1" />"#,
+        );
+    let c = check_body(&body);
+    clean(&c);
+    let table = &c.config.connection_tables[0];
+    assert_eq!(table.columns[1].value_type, ValueType::Int16);
+    let person = &c.config.entity_types[0];
+    let types: Vec<_> = person.properties.iter().map(|p| p.ty).collect();
+    assert_eq!(
+        types,
+        [
+            PropertyType::String,
+            PropertyType::Int16,
+            PropertyType::ForeignKey,
+            PropertyType::Bytes
+        ]
+    );
+    // 11 is not a code of the entity type page.
+    let c = check_body(&BASE.replace(
+        r#"<Property Identifier="Name" />"#,
+        r#"<Property Identifier="Name" Type="11" />"#,
+    ));
+    assert_eq!(errors(&c.diagnostics), [Rule::AttributeValue]);
+}
+
+#[test]
+fn regression_association_mapping_thresholds_are_read_as_link_thresholds() {
+    let body = BASE.replace(
+        r#"<Property Identifier="Name" />
+</EntityType>"#,
+        r#"<Property Identifier="Name" />
+  <Property Identifier="Manager" Type="ForeignKey" />
+  <Property Identifier="Reports" Type="ForeignKey" />
+</EntityType>
+<EntityAssociation Identifier="Person_Manager" Property1="Person:Manager" Property2="Person:Reports" IsProperty2Collection="true" />
+<EntityAssociationMapping Identifier="Person_Manager" Connector="HR" ConnectionTable="HRPeople" Column1="Manager" Column2="Id"
+    EntityPropertyMapping1="Person:Id" EntityPropertyMapping2="Person:Id"
+    MaximumInsertedLines="50" MaximumDeletedLines="40" MaxPercentageInsertedLines="3" MaxPercentageDeletedLines="2" C0="x" />"#,
+    )
+    .replace(
+        r#"<Column Identifier="Name" />
+</ConnectionTable>
+<Connector Identifier="Dir""#,
+        r#"<Column Identifier="Name" />
+  <Column Identifier="Manager" />
+</ConnectionTable>
+<Connector Identifier="Dir""#,
+    );
+    let c = check_body(&body);
+    clean(&c);
+    let t = c.config.entity_association_mappings[0].thresholds;
+    assert_eq!(t.max_link_inserted_lines, Some(50));
+    assert_eq!(t.max_link_deleted_lines, Some(40));
+    assert_eq!(t.max_link_percentage_inserted_lines, Some(3));
+    assert_eq!(t.max_link_percentage_deleted_lines, Some(2));
+    assert_eq!(t.max_inserted_lines, None);
+    assert!(
+        without_effect(&c).iter().any(|m| m.starts_with("C0 ")),
+        "{}",
+        show(&c.diagnostics)
+    );
+}
+
+#[test]
+fn regression_step_names_its_task_with_task_as_the_job_table_writes_it() {
+    let body = BASE.replace(
+        r#"<Job Identifier="Daily" DisplayName_L1="Daily" CrontabExpression="0 5 * * *">"#,
+        r#"<ExportTask Identifier="ExportHR" DisplayName_L1="Export HR" Connection="HRPeople" />
+<Job Identifier="Steps" DisplayName_L1="Steps"><Step Task="ExportHR" Level="1" /><Step Identifier="ExportHR" /></Job>
+<Job Identifier="Daily" DisplayName_L1="Daily" CrontabExpression="0 5 * * *">"#,
+    );
+    let c = check_body(&body);
+    clean(&c);
+    let steps = c.config.job_tasks(&c.config.jobs[0]);
+    assert_eq!(steps.len(), 2);
+    // Neither: an error naming both forms.
+    let c = check_body(&body.replace(r#"<Step Task="ExportHR" Level="1" />"#, "<Step />"));
+    let d = c
+        .diagnostics
+        .iter()
+        .find(|d| d.rule == Rule::MissingAttribute)
+        .expect("reported");
+    assert!(d.message.contains("Task"), "{d}");
+    assert!(
+        d.hint.as_deref().unwrap_or("").contains("Identifier="),
+        "{d}"
+    );
+}
+
+#[test]
+fn regression_navigation_rule_deny_is_refused_and_dimension_criteria_are_without_effect() {
+    let rule = |attrs: &str| {
+        BASE.replace(
+            r#"<ScalarRule Property="cn" Binding="Name" />"#,
+            &format!(
+                r#"<ScalarRule Property="cn" Binding="Name" SingleRole="Staff" />
+  <NavigationRule Property="cn" Resource="cn=staff" {attrs} />"#
+            ),
+        )
+    };
+    let c = check_body(&rule(
+        r#"D0="France" L0="true" D127="x" IsDenied="0" Policy="Default""#,
+    ));
+    clean(&c);
+    let infos = without_effect(&c);
+    for attr in ["D0 ", "L0 ", "D127 ", "SingleRole ", "Policy "] {
+        assert!(
+            infos.iter().any(|m| m.starts_with(attr)),
+            "{attr}: {}",
+            show(&c.diagnostics)
+        );
+    }
+    let c = check_body(&rule(r#"IsDenied="true""#));
+    let refused: Vec<_> = c.diagnostics.iter().filter(|d| d.is_error()).collect();
+    assert_eq!(refused.len(), 1, "{}", show(&c.diagnostics));
+    assert_eq!(refused[0].rule, Rule::AttributeValue);
+    assert!(
+        refused[0].message.contains("is refused")
+            && refused[0].message.contains("does not implement deny rules"),
+        "{}",
+        refused[0]
+    );
+    // Not a dimension: still unknown.
+    let c = check_body(&rule(r#"D128x="1""#));
+    assert!(
+        c.diagnostics
+            .iter()
+            .any(|d| d.rule == Rule::UnknownAttribute && d.message.contains("D128x")),
+        "{}",
+        show(&c.diagnostics)
+    );
+}
+
+#[test]
+fn regression_typed_mappings_read_their_documented_attributes_and_warn_on_others() {
+    let body = BASE.replace(
+        r#"<ResourceTypeMapping Identifier="Account_Person" Connection="DirLDAP" />"#,
+        r#"<LdapResourceTypeMapping Identifier="Account_Person" Connection="DirLDAP" DefaultObjectClass="inetOrgPerson"
+    RDNAttributeIdentifier="cn" UsePermissiveModify="true" UseTreeDelete="false" PasswordResetSetting="Default">
+  <Property Property="dn" IsDNProperty="true" IsParentProperty="false" />
+  <Property Property="cn" MultiValueSeparator=";" DataSourceBacklinkColumnName="member" IsUserAccountControlProperty="false" />
+</LdapResourceTypeMapping>"#,
+    );
+    let c = check_body(&body);
+    clean(&c);
+    let m = &c.config.resource_type_mappings[0];
+    assert_eq!(
+        m.attribute("DefaultObjectClass").map(|t| t.value.as_str()),
+        Some("inetOrgPerson")
+    );
+    let infos = without_effect(&c);
+    for attr in [
+        "RDNAttributeIdentifier ",
+        "UsePermissiveModify ",
+        "UseTreeDelete ",
+        "PasswordResetSetting ",
+        "IsDNProperty ",
+        "IsParentProperty ",
+        "MultiValueSeparator ",
+        "DataSourceBacklinkColumnName ",
+        "IsUserAccountControlProperty ",
+    ] {
+        assert!(
+            infos.iter().any(|m| m.starts_with(attr)),
+            "{attr}: {}",
+            show(&c.diagnostics)
+        );
+    }
+    // A misspelt attribute of a typed mapping is no longer kept silently.
+    let c = check_body(&body.replace("UseTreeDelete=", "UseTreeDelet="));
+    let unknown: Vec<_> = c
+        .diagnostics
+        .iter()
+        .filter(|d| d.rule == Rule::UnknownAttribute)
+        .collect();
+    assert_eq!(unknown.len(), 1, "{}", show(&c.diagnostics));
+    assert!(
+        unknown[0]
+            .hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("UseTreeDelete"),
+        "{}",
+        unknown[0]
+    );
+    // The generic mapping still keeps any attribute for the package.
+    clean(&check_body(&BASE.replace(
+        r#"<ResourceTypeMapping Identifier="Account_Person" Connection="DirLDAP" />"#,
+        r#"<ResourceTypeMapping Identifier="Account_Person" Connection="DirLDAP" AnyVariant="x" />"#,
+    )));
+}
+
+#[test]
+fn regression_documented_resource_type_children_are_skipped_saying_why() {
+    let body = BASE.replace(
+        r#"<ScalarRule Property="cn" Binding="Name" />"#,
+        r#"<ScalarRule Property="cn" Binding="Name" />
+  <TypeRule Policy="Default" D0="Marketing" />
+  <TypeRule Policy="Default" />
+  <QueryRule Property="cn" Policy="Default" TargetBinding="Account:dn" SourceExpression="C#:r:return null;" />"#,
+    );
+    let c = check_body(&body);
+    assert!(
+        errors(&c.diagnostics).is_empty(),
+        "{}",
+        show(&c.diagnostics)
+    );
+    let skipped: Vec<_> = c
+        .diagnostics
+        .iter()
+        .filter(|d| d.rule == Rule::OutOfScopeElement)
+        .map(|d| d.message.clone())
+        .collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(
+        skipped.iter().any(|m| m.contains("<TypeRule>")
+            && m.contains("type rules assign resource types")
+            && m.contains("2 elements")),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped
+            .iter()
+            .any(|m| m.contains("<QueryRule>") && m.contains("query rules")),
+        "{skipped:?}"
+    );
+}
+
+#[test]
+fn regression_documented_items_of_metadata_and_tasks_are_accepted_without_effect() {
+    let body = BASE
+        .replace(
+            r#"<Agent Identifier="Local" />"#,
+            r#"<Agent Identifier="Local" State="1" />"#,
+        )
+        .replace(
+            r#"<EntityType Identifier="Person">
+  <Property Identifier="Id" />"#,
+            r#"<EntityType Identifier="Person" LicenseTag="Premium" TableName="x">
+  <Property Identifier="Id" GroupByProperty="Name" HistoryPrecision="5" FlexibleComparisonExpression="x" Language="en" NeutralProperty="Name" />"#,
+        )
+        .replace(
+            r#"<ConnectionTable Connection="HRPeople" Identifier="HRPeople">
+  <Column Identifier="Id" />"#,
+            r#"<ConnectionTable Connection="HRPeople" Identifier="HRPeople" Path="schemas/hr">
+  <Column Identifier="Id" ForeignColumn="3" Path="person" ValueLength="40" />"#,
+        )
+        .replace(
+            r#"<EntityTypeMapping Identifier="Person" Connector="HR" ConnectionTable="HRPeople">"#,
+            r#"<EntityTypeMapping Identifier="Person" Connector="HR" ConnectionTable="HRPeople" C0="user">"#,
+        )
+        .replace(
+            r#"<GenerateProvisioningOrdersTask ResourceTypes="Account_Person" />"#,
+            r#"<GenerateProvisioningOrdersTask ResourceTypes="Account_Person" BatchInsertSize="100" BatchSelectSize="100" ForceProvisioning="true" />"#,
+        );
+    let c = check_body(&body);
+    clean(&c);
+    let infos = without_effect(&c);
+    for attr in [
+        "State ",
+        "LicenseTag ",
+        "TableName ",
+        "GroupByProperty ",
+        "HistoryPrecision ",
+        "FlexibleComparisonExpression ",
+        "Language ",
+        "NeutralProperty ",
+        "Path ",
+        "ForeignColumn ",
+        "ValueLength ",
+        "C0 ",
+        "BatchInsertSize ",
+        "BatchSelectSize ",
+        "ForceProvisioning ",
+    ] {
+        assert!(
+            infos.iter().any(|m| m.starts_with(attr)),
+            "{attr}: {}",
+            show(&c.diagnostics)
+        );
+    }
+}
+
+/// What the conformance document is made from does not depend on the attributes a fixture
+/// writes: every item the loader asks for at an element it reaches is recorded.
+#[test]
+fn regression_loader_records_items_of_reached_elements_even_when_not_written() {
+    use idlink_model::xml::{Status, record_attributes};
+    let ((), reads) = record_attributes(|| {
+        let mut loader = idlink_model::xml::Loader::default();
+        loader.add_file(
+            "c.xml",
+            file(r#"<Connector Identifier="A" DisplayName_L1="A" /><Job Identifier="J" />"#)
+                .as_bytes(),
+        );
+        let _ = loader.finish();
+    });
+    let connector = &reads["Connector"];
+    for item in [
+        "MaximumDeletedLines",
+        "CompleteJob",
+        "IsDeactivated",
+        "Agent",
+    ] {
+        assert!(
+            matches!(connector[item].status, Status::Used(_)),
+            "{item}: {connector:?}"
+        );
+    }
+    let job = &reads["Job"];
+    assert!(matches!(job["LogLevel"].status, Status::WithoutEffect(_)));
+    assert!(matches!(job["<Step>"].status, Status::Used(_)));
+    assert!(matches!(
+        job["<BuildRoleModelTask>"].status,
+        Status::Skipped(_)
+    ));
+    let family = &job["DisplayName_L1 … DisplayName_L16"];
+    assert!(family.matches("DisplayName_L1 … DisplayName_L16", "DisplayName_L16"));
+    assert!(!family.matches("DisplayName_L1 … DisplayName_L16", "DisplayName_L17"));
+    // Elements not reached are not recorded.
+    assert!(!reads.contains_key("ResourceType"));
+}
+
+#[test]
+fn regression_job_children_idlink_does_not_run_are_skipped_saying_why() {
+    let body = BASE.replace(
+        r#"<SynchronizeTask Connector="HR" />"#,
+        r#"<SynchronizeTask Connector="HR" />
+  <BuildRoleModelTask Identifier="AD_ApplyRoleMappings" Connector="HR" DisplayName_L1="Roles" />
+  <UpdateClassificationTaskOverride Identifier="UpdateClassification" Dirty="1" />"#,
+    );
+    let c = check_body(&body);
+    assert!(
+        errors(&c.diagnostics).is_empty(),
+        "{}",
+        show(&c.diagnostics)
+    );
+    let skipped: Vec<_> = c
+        .diagnostics
+        .iter()
+        .filter(|d| d.rule == Rule::OutOfScopeElement)
+        .map(|d| d.message.clone())
+        .collect();
+    assert!(
+        skipped
+            .iter()
+            .any(|m| m.contains("<BuildRoleModelTask>") && m.contains("which idlink does not run")),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped
+            .iter()
+            .any(|m| m.contains("<UpdateClassificationTaskOverride>")
+                && m.contains("a task override changes")),
+        "{skipped:?}"
+    );
+    // The job keeps the tasks it can run.
+    assert_eq!(c.config.job_tasks(&c.config.jobs[0]).len(), 5);
 }

@@ -28,6 +28,11 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
 pub static COMPLETE_SETTINGS: SettingsSchema = SettingsSchema {
     fields: &[
         Field::required("Path", Kind::String, "CSV file to export").under_roots(),
+        Field::no_effect(
+            "PathIncremental",
+            Kind::String,
+            "the CSV page documents it for incremental exports; this package runs complete exports only (use Usercube.CSV@0000001 for incremental ones)",
+        ),
         IS_FILE_NAME_REGEX,
         SEPARATOR,
         ENCODING,
@@ -138,13 +143,17 @@ pub(crate) struct RawSettings {
     values_to_trim: Option<OneOrMany>,
 }
 
-/// `Usercube.CSV.Complete`'s settings: those of `Usercube.CSV` without `PathIncremental`.
+/// `Usercube.CSV.Complete`'s settings: those of `Usercube.CSV`; `PathIncremental` is accepted without effect.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCompleteSettings {
     #[serde(default)]
     path: Option<String>,
+    /// Accepted without effect (see [`COMPLETE_SETTINGS`]).
+    #[serde(default)]
+    #[allow(dead_code)]
+    path_incremental: Option<String>,
     #[serde(default)]
     is_file_name_regex: Option<bool>,
     #[serde(default)]
@@ -213,7 +222,7 @@ pub(crate) struct CsvSettings {
 
 impl CsvSettings {
     /// Parses and checks settings, without I/O. `incremental` is false for
-    /// `Usercube.CSV.Complete`, which has no `PathIncremental`.
+    /// `Usercube.CSV.Complete`, which accepts `PathIncremental` without effect.
     pub(crate) fn parse(
         connection: &str,
         settings: serde_json::Value,
@@ -336,5 +345,24 @@ impl CsvSettings {
                 .map(|t| t.into_bytes().into_boxed_slice())
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CsvSettings;
+
+    /// Issue #9: what `check` accepts for Usercube.CSV.Complete (PathIncremental, without
+    /// effect), the package accepts too; it reads Path only.
+    #[test]
+    fn regression_csv_complete_package_accepts_the_incremental_path_without_effect() {
+        let s = CsvSettings::parse(
+            "HR",
+            serde_json::json!({"Path": "hr.csv", "PathIncremental": "hr_delta.csv"}),
+            false,
+        )
+        .expect("accepted");
+        assert!(format!("{s:?}").contains("hr.csv"));
+        assert!(!format!("{s:?}").contains("hr_delta.csv"), "{s:?}");
     }
 }

@@ -120,8 +120,9 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
         Field::optional(
             "AsAdLds",
             Kind::Bool,
-            "the directory is an AD LDS instance: idlink does not implement AD LDS specifics, so only false (or absent) is accepted",
-        ),
+            "the directory is an AD LDS instance (documented as required for fulfill; false and absent mean the same)",
+        )
+        .refusing(&[("true", AS_AD_LDS_REFUSED)]),
         Field::no_effect(
             "TimeFormat",
             Kind::Int {
@@ -145,6 +146,10 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
     ],
 };
 
+const AS_AD_LDS_REFUSED: &str = "idlink does not implement AD LDS specifics (unicodePwd passwords, msDS-UserAccountDisabled): it manages standard LDAP v3 directories only; set AsAdLds to false or remove it";
+
+const NEGOTIATE_REFUSED: &str = "Kerberos (GSS-API) binds are not implemented: idlink binds anonymously or with a simple bind (over TLS with EnableSSL or StartTls); set AuthType to Basic with Login and Password";
+
 /// One element of `Servers`.
 pub static SERVER: SettingsSchema = SettingsSchema {
     fields: &[
@@ -155,9 +160,10 @@ pub static SERVER: SettingsSchema = SettingsSchema {
         ),
         Field::optional(
             "AuthType",
-            Kind::Enum(&["Anonymous", "Basic"]),
-            "how to bind",
-        ),
+            Kind::Enum(&["Anonymous", "Basic", "Negotiate"]),
+            "how to bind: Anonymous, or Basic with Login and Password (absent: Basic when Login is given, else Anonymous; the page's default, Negotiate, is refused)",
+        )
+        .refusing(&[("Negotiate", NEGOTIATE_REFUSED)]),
         Field::optional("Login", Kind::String, "DN to bind as").secured(),
         Field::optional("Password", Kind::String, "password of the bind DN").secured(),
         Field::optional(
@@ -519,6 +525,15 @@ fn servers_and_tables(
     ))
 }
 
+/// The message for a refused value, from the schema's own table (what `check` says too).
+fn refused(schema: &SettingsSchema, field: &str, value: &str) -> String {
+    let why = schema
+        .field(field)
+        .and_then(|f| f.refusal(value))
+        .unwrap_or("idlink refuses this value");
+    format!("is {value}, which idlink refuses: {why}")
+}
+
 /// Parses and checks the settings (no I/O). Messages name the setting, never a secured value.
 pub fn parse(connection: &str, value: serde_json::Value) -> Result<LdapSettings, PackageError> {
     let mut raw: Raw = parse_settings(connection, value)?;
@@ -528,10 +543,7 @@ pub fn parse(connection: &str, value: serde_json::Value) -> Result<LdapSettings,
         message,
     };
     if raw.as_ad_lds == Some(true) {
-        return Err(err(
-            "AsAdLds".into(),
-            "is true, but idlink does not implement AD LDS specifics (unicodePwd passwords, msDS-UserAccountDisabled): it manages standard LDAP v3 directories only; set AsAdLds to false or remove it".into(),
-        ));
+        return Err(err("AsAdLds".into(), refused(&SETTINGS, "AsAdLds", "true")));
     }
     let (raw_servers, raw_tables) = servers_and_tables(&mut raw, err)?;
     if raw_servers.is_empty() {
@@ -562,7 +574,16 @@ pub fn parse(connection: &str, value: serde_json::Value) -> Result<LdapSettings,
         let auth = match s.auth_type.as_deref() {
             Some(a) if a.eq_ignore_ascii_case("Anonymous") => Auth::Anonymous,
             Some(a) if !a.eq_ignore_ascii_case("Basic") => {
-                return Err(err(path("AuthType"), "must be Anonymous or Basic".into()));
+                let message = if SERVER
+                    .field("AuthType")
+                    .and_then(|f| f.refusal(a))
+                    .is_some()
+                {
+                    refused(&SERVER, "AuthType", a)
+                } else {
+                    "must be Anonymous or Basic".to_string()
+                };
+                return Err(err(path("AuthType"), message));
             }
             explicit => match (s.login, s.password) {
                 (Some(login), Some(password)) if !login.is_empty() => {
@@ -886,6 +907,42 @@ mod tests {
         refused["AsAdLds"] = serde_json::json!(true);
         let e = settings(refused).expect_err("AsAdLds true");
         assert!(e.to_string().contains("AD LDS"), "{e}");
+    }
+
+    /// Issue #9: the values idlink refuses (AsAdLds true; AuthType Negotiate, the page's
+    /// default) are refused by `check` and by the package with the same reason, taken from the
+    /// settings schema both read.
+    #[test]
+    fn regression_ldap_refused_values_are_refused_by_check_and_package_for_the_same_reason() {
+        for (json, field, value) in [
+            (
+                serde_json::json!({"Servers": [{"Server": "h"}], "Tables": [{"Table": "entries", "BaseDN": "dc=x"}], "AsAdLds": true}),
+                ("AsAdLds", &SETTINGS),
+                "true",
+            ),
+            (
+                serde_json::json!({"Servers": [{"Server": "h", "AuthType": "Negotiate"}], "Tables": [{"Table": "entries", "BaseDN": "dc=x"}]}),
+                ("AuthType", &SERVER),
+                "Negotiate",
+            ),
+        ] {
+            let why = field
+                .1
+                .field(field.0)
+                .and_then(|f| f.refusal(value))
+                .expect("refused");
+            let e = settings(json.clone()).expect_err(field.0);
+            assert!(e.to_string().contains(why), "{e}");
+            let found = check(&format!(r#"{{"Connections": {{"Dir": {json}}}}}"#));
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert!(
+                found[0].contains("is refused by idlink") && found[0].contains(why),
+                "{found:?}"
+            );
+        }
+        // Basic and Anonymous stay accepted.
+        settings(serde_json::json!({"Servers": [{"Server": "h", "AuthType": "Anonymous"}], "Tables": [{"Table": "entries", "BaseDN": "dc=x"}]}))
+            .expect("Anonymous");
     }
 
     fn check(json: &str) -> Vec<String> {

@@ -3,6 +3,8 @@
 use idlink_model::package::{Constraint, Field, Kind, SettingsSchema};
 
 /// `Server`, one way to authenticate, and paging/bulk options.
+const VENDOR_DIALECT_REFUSED: &str = "idlink's SCIM client speaks RFC 7643/7644 only, not this vendor's variant; use ScimSyntax RFC if the service follows the RFC, else a package for that vendor";
+
 pub static SETTINGS: SettingsSchema = SettingsSchema {
     fields: &[
         Field::required(
@@ -39,11 +41,15 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
             Kind::Bool,
             "send changes as /Bulk requests",
         ),
-        Field::no_effect(
+        Field::optional(
             "ScimSyntax",
             Kind::Enum(&["RFC", "Salesforce", "CyberArk"]),
-            "picks a vendor's SCIM dialect; idlink's SCIM client is to speak RFC 7643/7644 only (no Salesforce or CyberArk variant)",
-        ),
+            "the SCIM dialect (default RFC): idlink speaks RFC 7643/7644",
+        )
+        .refusing(&[
+            ("Salesforce", VENDOR_DIALECT_REFUSED),
+            ("CyberArk", VENDOR_DIALECT_REFUSED),
+        ]),
         Field::optional(
             "BulkMaxOperation",
             Kind::Int {
@@ -106,5 +112,25 @@ mod tests {
         let found =
             check(r#"{"Connections": {"S": {"Server": "https://x", "ScimSyntax": "Okta"}}}"#);
         assert!(found.iter().any(|m| m.contains("ScimSyntax")), "{found:?}");
+    }
+
+    /// Issue #9: ScimSyntax's vendor dialects are documented values idlink refuses, saying why;
+    /// RFC (the default) is accepted.
+    #[test]
+    fn regression_scim_vendor_dialects_are_refused_with_the_reason() {
+        for dialect in ["Salesforce", "cyberark"] {
+            let found = check(&format!(
+                r#"{{"Connections": {{"S": {{"Server": "https://x", "ScimSyntax": "{dialect}"}}}}}}"#
+            ));
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert!(
+                found[0].contains("is refused by idlink") && found[0].contains("RFC 7643/7644"),
+                "{found:?}"
+            );
+        }
+        assert!(
+            check(r#"{"Connections": {"S": {"Server": "https://x", "ScimSyntax": "rfc"}}}"#)
+                .is_empty()
+        );
     }
 }

@@ -826,11 +826,12 @@ fn settings_are_checked_without_io() {
     let cases = [
         (CSV, json!({}), "Path"),
         (COMPLETE, json!({}), "Path is required"),
-        // Usercube.CSV.Complete has no incremental file: its parser knows only its schema.
+        // Usercube.CSV.Complete's parser knows only its schema (PathIncremental, which the CSV
+        // page documents, is in it without effect: see the csv settings unit tests).
         (
             COMPLETE,
-            json!({"Path": "data/x.csv", "PathIncremental": "data/x.csv"}),
-            "unknown field `PathIncremental`",
+            json!({"Path": "data/x.csv", "Pathincremental2": "data/x.csv"}),
+            "unknown field `Pathincremental2`",
         ),
         (CSV, json!({"Path": "  "}), "empty"),
         (
