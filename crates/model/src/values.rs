@@ -147,6 +147,14 @@ pub fn read_value(
     let t = cell.trim();
     Ok(Some(match ty {
         PropertyType::String | PropertyType::ForeignKey => Value::String(cell.to_string()),
+        PropertyType::Byte => Value::from(
+            t.parse::<u8>()
+                .map_err(|_| expected("a whole number from 0 to 255 (Byte)"))?,
+        ),
+        PropertyType::Int16 => Value::from(
+            t.parse::<i16>()
+                .map_err(|_| expected("a whole number (Int16)"))?,
+        ),
         PropertyType::Int32 => Value::from(
             t.parse::<i32>()
                 .map_err(|_| expected("a whole number (Int32)"))?,
@@ -175,7 +183,7 @@ pub fn read_value(
                 }
             }
         }
-        PropertyType::Binary => {
+        PropertyType::Binary | PropertyType::Bytes => {
             use base64::Engine as _;
             match base64::engine::general_purpose::STANDARD.decode(t) {
                 Ok(_) => Value::String(t.to_string()),

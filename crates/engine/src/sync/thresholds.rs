@@ -38,6 +38,11 @@ pub struct Blocked {
 impl std::fmt::Display for Blocked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.percent {
+            Some(_) if self.before == 0 => write!(
+                f,
+                "{}: {} = {}% ({}) exceeded: {} where the store holds none yet (100%)",
+                self.scope, self.threshold, self.limit, self.level, self.count
+            ),
             Some(p) => write!(
                 f,
                 "{}: {} = {}% ({}) exceeded: {} of {} is {:.1}%",
