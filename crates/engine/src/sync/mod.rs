@@ -224,8 +224,12 @@ impl Engine {
                 .apply_links(&mut tx, a, &mappings, apply, cancel)
                 .await?;
             if options.mode != SyncMode::Initial {
-                let limits = connector_limits;
-                exceeded.extend(thresholds::check_links(&a.id.value, &counts, &limits));
+                exceeded.extend(thresholds::check_links(
+                    &a.id.value,
+                    &counts,
+                    &connector_limits,
+                    &a.thresholds,
+                ));
             }
             assoc_reports.push(AssociationReport {
                 association: a.id.value.clone(),

@@ -138,8 +138,15 @@ pub fn check_resources(
     out
 }
 
-/// The link thresholds of one association mapping (the connector's).
-pub fn check_links(scope: &str, counts: &LinkCounts, connector: &SyncThresholds) -> Vec<Blocked> {
+/// The link thresholds of one association mapping: the connector's `MaximumLink*` and
+/// `MaxLinkPercentage*`, and the association mapping's own (its page writes them
+/// `MaximumInsertedLines`, `MaxPercentageDeletedLines`, ...; the `Link` forms count too).
+pub fn check_links(
+    scope: &str,
+    counts: &LinkCounts,
+    connector: &SyncThresholds,
+    mapping: &SyncThresholds,
+) -> Vec<Blocked> {
     let mut out = Vec::new();
     let checks: [Check; 2] = [
         (
@@ -158,6 +165,37 @@ pub fn check_links(scope: &str, counts: &LinkCounts, connector: &SyncThresholds)
         ),
     ];
     check(scope, counts.before, "connector", &checks, &mut out);
+    let own: [Check; 4] = [
+        (
+            "MaximumInsertedLines",
+            "MaxPercentageInsertedLines",
+            counts.added,
+            mapping.max_inserted_lines,
+            mapping.max_percentage_inserted_lines,
+        ),
+        (
+            "MaximumDeletedLines",
+            "MaxPercentageDeletedLines",
+            counts.removed,
+            mapping.max_deleted_lines,
+            mapping.max_percentage_deleted_lines,
+        ),
+        (
+            "MaximumLinkInsertedLines",
+            "MaxLinkPercentageInsertedLines",
+            counts.added,
+            mapping.max_link_inserted_lines,
+            mapping.max_link_percentage_inserted_lines,
+        ),
+        (
+            "MaximumLinkDeletedLines",
+            "MaxLinkPercentageDeletedLines",
+            counts.removed,
+            mapping.max_link_deleted_lines,
+            mapping.max_link_percentage_deleted_lines,
+        ),
+    ];
+    check(scope, counts.before, "mapping", &own, &mut out);
     out
 }
 
@@ -221,8 +259,25 @@ mod tests {
             removed: 0,
             unresolved: 0,
         };
-        let b = check_links("A", &c, &d);
+        let none = SyncThresholds::default();
+        let b = check_links("A", &c, &d, &none);
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].threshold, "MaximumLinkInsertedLines");
+        // The association mapping's own limit, as its page writes it.
+        let own = SyncThresholds {
+            max_deleted_lines: Some(10),
+            ..SyncThresholds::default()
+        };
+        let c = LinkCounts {
+            before: 100_000,
+            added: 0,
+            removed: 11,
+            unresolved: 0,
+        };
+        let b = check_links("A", &c, &d, &own);
+        assert_eq!(
+            (b.len(), b[0].threshold, b[0].level),
+            (1, "MaximumDeletedLines", "mapping")
+        );
     }
 }
