@@ -299,7 +299,10 @@ async fn open_sqlite(
         .create_if_missing(true)
         .foreign_keys(true)
         .busy_timeout(BUSY_TIMEOUT)
-        .synchronous(SqliteSynchronous::Normal);
+        .synchronous(SqliteSynchronous::Normal)
+        // A 64 MiB page cache per connection (SQLite's default is 2 MiB): a synchronization
+        // writes its index pages in key order, not file order, and must not thrash.
+        .pragma("cache_size", "-65536");
     // WAL is a property of the file: set once (it needs the file to itself), not per connection.
     let mut conn = SqliteConnection::connect_with(&options)
         .await

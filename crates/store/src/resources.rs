@@ -194,6 +194,32 @@ impl Store {
     }
 }
 
+/// Writes one CSV field for PostgreSQL's COPY: always quoted, quotes doubled.
+fn copy_field(out: &mut Vec<u8>, value: &str) {
+    out.push(b'"');
+    for b in value.bytes() {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+/// Runs a `COPY ... FROM STDIN` with `data` on a PostgreSQL connection.
+async fn copy(
+    c: &mut sqlx::PgConnection,
+    statement: &str,
+    data: Vec<u8>,
+) -> Result<(), sqlx::Error> {
+    let mut copy = c.copy_in_raw(statement).await?;
+    if let Err(e) = copy.send(data).await {
+        let _ = copy.abort(e.to_string()).await;
+        return Err(e);
+    }
+    copy.finish().await.map(|_| ())
+}
+
 fn value_eq(v: &serde_json::Value, want: &str) -> bool {
     match v {
         serde_json::Value::String(s) => s == want,
@@ -231,6 +257,34 @@ impl SyncTx<'_> {
         entity_type: &str,
         rows: &[NewResource],
     ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if let Tx::Postgres(t) = &mut self.tx {
+            // PostgreSQL's fast path: one COPY per batch.
+            let mut csv = Vec::with_capacity(rows.len() * 160);
+            for r in rows {
+                copy_field(&mut csv, entity_type);
+                csv.push(b',');
+                copy_field(&mut csv, &r.key);
+                csv.push(b',');
+                copy_field(&mut csv, connector);
+                csv.push(b',');
+                copy_field(&mut csv, &r.data);
+                csv.extend_from_slice(b",\\x");
+                for b in r.digest {
+                    csv.extend_from_slice(format!("{b:02x}").as_bytes());
+                }
+                csv.push(b'\n');
+            }
+            let r = copy(
+                &mut **t,
+                "COPY resources (entity_type, key, connector, data, digest) FROM STDIN (FORMAT csv)",
+                csv,
+            )
+            .await;
+            return r.map_err(|e| self.err("insert resources", e));
+        }
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let r = on_tx!(self, c => {
                 let mut q = QueryBuilder::new("INSERT INTO resources (entity_type, key, connector, data, digest) ");
@@ -348,12 +402,33 @@ impl SyncTx<'_> {
         Ok(out)
     }
 
+    /// Inserts links, sorted first: in key order each index page is written once.
     pub async fn insert_links(
         &mut self,
         association: &str,
         pairs: &[(i64, i64)],
     ) -> Result<(), StoreError> {
-        for chunk in pairs.chunks(ROWS_PER_INSERT) {
+        let mut sorted = pairs.to_vec();
+        sorted.sort_unstable();
+        if sorted.is_empty() {
+            return Ok(());
+        }
+        if let Tx::Postgres(t) = &mut self.tx {
+            // The pairs are new (the caller diffed them against the store): one COPY.
+            let mut csv = Vec::with_capacity(sorted.len() * 32);
+            for (a, z) in &sorted {
+                copy_field(&mut csv, association);
+                csv.extend_from_slice(format!(",{a},{z}\n").as_bytes());
+            }
+            let r = copy(
+                &mut **t,
+                "COPY links (association, id1, id2) FROM STDIN (FORMAT csv)",
+                csv,
+            )
+            .await;
+            return r.map_err(|e| self.err("insert links", e));
+        }
+        for chunk in sorted.chunks(ROWS_PER_INSERT) {
             let r = on_tx!(self, c => {
                 let mut q = QueryBuilder::new("INSERT INTO links (association, id1, id2) ");
                 q.push_values(chunk, |mut b, (a, z)| {

@@ -133,7 +133,38 @@ impl Engine {
                 "connector '{connector}' has no entity type or association mapping: nothing to synchronize"
             )));
         }
-        let _lock = store.lock_connector(&connector, "sync").await?;
+        let lock = store.lock_connector(&connector, "sync").await?;
+        let result = self
+            .sync_locked(
+                store,
+                conn,
+                &mappings,
+                &associations,
+                options,
+                progress,
+                cancel,
+                started,
+            )
+            .await;
+        // Released explicitly: a PostgreSQL lock dropped with its connection ends only when
+        // the server notices, and the next run must not find it still held.
+        let _ = lock.release().await;
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn sync_locked(
+        &self,
+        store: &Store,
+        conn: &idlink_model::config::Connector,
+        mappings: &[&EntityTypeMapping],
+        associations: &[&EntityAssociationMapping],
+        options: &SyncOptions,
+        progress: &dyn Progress,
+        cancel: &CancellationToken,
+        started: Instant,
+    ) -> Result<SyncReport, EngineError> {
+        let connector = conn.id.value.clone();
         let plans = mappings
             .iter()
             .map(|m| self.plan(m))
@@ -148,9 +179,11 @@ impl Engine {
         let mut reports = Vec::new();
         let mut exceeded = Vec::new();
         let mut prepared_all = Vec::new();
-        for (plan, m) in plans.into_iter().zip(&mappings) {
+        for (plan, m) in plans.into_iter().zip(mappings) {
             progress.phase(&format!("preparing {} ({})", plan.table, plan.entity_type));
+            let phase = Instant::now();
             let index = tx.resource_index(&plan.entity_type).await?;
+            tracing::info!(entity_type = %plan.entity_type, rows = index.len(), seconds = phase.elapsed().as_secs_f64(), "store index read");
             let before = index.len() as u64;
             let dir = set_aside_dir.clone();
             let token = cancel.clone();
@@ -160,6 +193,7 @@ impl Engine {
             })
             .await?;
             drop(index);
+            tracing::info!(table = %plan.table, rows = prepared.counts.rows, seconds = phase.elapsed().as_secs_f64(), "prepared");
             if options.mode != SyncMode::Initial {
                 exceeded.extend(thresholds::check_resources(
                     &plan.entity_type,
@@ -214,14 +248,17 @@ impl Engine {
         }
         for (plan, prepared) in &prepared_all {
             progress.phase(&format!("synchronizing {}", plan.entity_type));
+            let phase = Instant::now();
             apply_resources(&mut tx, &connector, plan, prepared, cancel).await?;
+            tracing::info!(entity_type = %plan.entity_type, seconds = phase.elapsed().as_secs_f64(), "resources applied");
             progress.rows(&plan.table, prepared.counts.rows);
         }
         let mut assoc_reports = Vec::new();
-        for a in &associations {
+        for a in associations {
             progress.phase(&format!("linking {}", a.id.value));
+            let phase = Instant::now();
             let (table, counts) = self
-                .apply_links(&mut tx, a, &mappings, apply, cancel)
+                .apply_links(&mut tx, a, mappings, apply, cancel)
                 .await?;
             if options.mode != SyncMode::Initial {
                 exceeded.extend(thresholds::check_links(
@@ -231,6 +268,7 @@ impl Engine {
                     &a.thresholds,
                 ));
             }
+            tracing::info!(association = %a.id.value, added = counts.added, removed = counts.removed, seconds = phase.elapsed().as_secs_f64(), "links applied");
             assoc_reports.push(AssociationReport {
                 association: a.id.value.clone(),
                 table,
@@ -250,7 +288,9 @@ impl Engine {
                 connection: connector,
             });
         }
+        let phase = Instant::now();
         tx.commit().await?;
+        tracing::info!(seconds = phase.elapsed().as_secs_f64(), "committed");
         let r = report(reports, assoc_reports, exceeded, true, warnings);
         self.save_sync_report(&r).await;
         Ok(r)
@@ -367,6 +407,7 @@ impl Engine {
             )
         };
         let existing = tx.link_set(&a.id.value).await?;
+        let read = Instant::now();
         let (c1, c2) = (a.column1.value.clone(), a.column2.value.clone());
         let token = cancel.clone();
         let assoc = a.id.value.clone();
@@ -387,6 +428,10 @@ impl Engine {
             )
         })
         .await?;
+        tracing::debug!(
+            seconds = read.elapsed().as_secs_f64(),
+            "link table read and diffed"
+        );
         tx.insert_links(&a.id.value, &add).await?;
         tx.delete_links(&a.id.value, &remove).await?;
         counts.added = add.len() as u64;

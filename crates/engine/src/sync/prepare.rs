@@ -9,6 +9,7 @@
 //! applied afterwards, so the rows of a key found twice are all kept out of the store.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
@@ -287,7 +288,21 @@ pub fn prepare(
     let mut deletes_by_command: Vec<i64> = Vec::new();
 
     let mut record = csv::StringRecord::new();
-    let mut data = serde_json::Map::new();
+    // Values are written as one JSON object, keys in byte order (a canonical text, so equal
+    // values give equal digests), straight into a reused buffer.
+    let mut json_order: Vec<usize> = (0..plan.columns.len()).collect();
+    json_order.sort_by(|&a, &b| plan.columns[a].property.cmp(&plan.columns[b].property));
+    let json_keys: Vec<String> = plan
+        .columns
+        .iter()
+        .map(|c| format!("{}:", serde_json::Value::from(c.property.as_str())))
+        .collect();
+    let mut json: Vec<u8> = Vec::with_capacity(512);
+    let mut id_text = String::new();
+    // Ids of store rows whose first row was spilled as an update (to uncount duplicates).
+    let mut spilled_updates: HashSet<i64> = HashSet::new();
+    // Keys whose first row was set aside or a Delete: nothing of theirs was counted as applied.
+    let mut odd_first: HashSet<Box<str>> = HashSet::new();
     loop {
         match reader.read_record(&mut record) {
             Ok(true) => {}
@@ -315,7 +330,15 @@ pub fn prepare(
             None => seen_new.insert(key.into(), line),
         };
         if first.is_some() {
-            dup_keys.insert(key.into());
+            // The first row of the key was counted (and maybe spilled): it is set aside too.
+            if dup_keys.insert(key.into()) {
+                match existing {
+                    _ if odd_first.contains(key) => {}
+                    Some(e) if spilled_updates.contains(&e.id) => counts.updated -= 1,
+                    Some(_) => counts.unchanged -= 1,
+                    None => counts.inserted -= 1,
+                }
+            }
             if let Some(e) = existing {
                 protected.insert(e.id);
             }
@@ -328,6 +351,7 @@ pub fn prepare(
             }
             Some(c) if c.eq_ignore_ascii_case("Delete") => Command::Delete,
             Some(c) => {
+                odd_first.insert(key.into());
                 counts.invalid += 1;
                 let msg = format!("Command '{c}' is not Insert, Update or Delete");
                 invalid.write(line, &["Command", &msg], &record)?;
@@ -346,17 +370,25 @@ pub fn prepare(
             }
         };
         if command == Command::Delete {
+            odd_first.insert(key.into());
             if let Some(e) = existing {
                 deletes_by_command.push(e.id);
             }
             continue;
         }
-        data.clear();
+        json.clear();
+        json.push(b'{');
         let mut bad = None;
-        for (c, &i) in plan.columns.iter().zip(&idx) {
-            match read_value(c.ty, &c.format, record.get(i).unwrap_or("")) {
+        for &k in &json_order {
+            let c = &plan.columns[k];
+            match read_value(c.ty, &c.format, record.get(idx[k]).unwrap_or("")) {
                 Ok(Some(v)) => {
-                    data.insert(c.property.clone(), v);
+                    if json.len() > 1 {
+                        json.push(b',');
+                    }
+                    json.extend_from_slice(json_keys[k].as_bytes());
+                    serde_json::to_writer(&mut json, &v)
+                        .map_err(|e| EngineError::Contract(e.to_string()))?;
                 }
                 Ok(None) => {}
                 Err(msg) => {
@@ -365,7 +397,9 @@ pub fn prepare(
                 }
             }
         }
+        json.push(b'}');
         if let Some((column, msg)) = bad {
+            odd_first.insert(key.into());
             counts.invalid += 1;
             invalid.write(line, &[&column, &msg], &record)?;
             if bad_values.len() < MAX_BAD_VALUES_REPORTED {
@@ -381,17 +415,26 @@ pub fn prepare(
             }
             continue;
         }
-        let text =
-            serde_json::to_string(&data).map_err(|e| EngineError::Contract(e.to_string()))?;
-        let d = digest(&text);
+        let text = std::str::from_utf8(&json)
+            .map_err(|e| EngineError::Contract(format!("a value is not UTF-8: {e}")))?;
+        let d = digest(text);
         match existing {
             Some(e) if e.digest == d => counts.unchanged += 1,
-            Some(e) => changes
-                .write_record(["U", &e.id.to_string(), &text, &hex(&d)])
-                .map_err(|e| csv_err(spill.path(), e))?,
-            None => changes
-                .write_record(["I", key, &text, &hex(&d)])
-                .map_err(|e| csv_err(spill.path(), e))?,
+            Some(e) => {
+                counts.updated += 1;
+                spilled_updates.insert(e.id);
+                id_text.clear();
+                let _ = write!(id_text, "{}", e.id);
+                changes
+                    .write_record(["U", id_text.as_str(), text, hex(&d).as_str()])
+                    .map_err(|e| csv_err(spill.path(), e))?;
+            }
+            None => {
+                counts.inserted += 1;
+                changes
+                    .write_record(["I", key, text, hex(&d).as_str()])
+                    .map_err(|e| csv_err(spill.path(), e))?;
+            }
         }
     }
     changes.flush().map_err(io("write", spill.path()))?;
@@ -417,7 +460,7 @@ pub fn prepare(
             .collect(),
     };
     counts.deleted = deletes.len() as u64;
-    let mut prepared = Prepared {
+    let prepared = Prepared {
         counts,
         had_command_column: command_col.is_some(),
         changes: spill,
@@ -427,17 +470,6 @@ pub fn prepare(
         dup_keys,
         dup_ids: protected,
     };
-    // Inserted and updated count what will be applied: without the duplicated keys.
-    let (mut ins, mut upd) = (0, 0);
-    prepared.for_each_change(|c| {
-        match c {
-            Change::Insert { .. } => ins += 1,
-            Change::Update { .. } => upd += 1,
-        }
-        Ok(())
-    })?;
-    prepared.counts.inserted = ins;
-    prepared.counts.updated = upd;
     Ok(prepared)
 }
 
@@ -517,7 +549,13 @@ fn write_duplicates(
 }
 
 fn hex(d: &[u8; 16]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(32);
+    for b in d {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
 }
 
 fn unhex(s: &str) -> Option<[u8; 16]> {
