@@ -383,6 +383,39 @@ impl SyncTx<'_> {
         Ok(out)
     }
 
+    /// The largest resource id so far (0 in an empty store): rows inserted after it have
+    /// larger ids, see [`SyncTx::resource_ids_after`].
+    pub async fn last_resource_id(&mut self) -> Result<i64, StoreError> {
+        let sql = "SELECT COALESCE(MAX(id), 0) FROM resources";
+        let r: Result<i64, sqlx::Error> =
+            on_tx!(self, c => sqlx::query_scalar(sql).fetch_one(c).await);
+        r.map_err(|e| self.err("read the last resource id", e))
+    }
+
+    /// The ids of `entity_type`'s resources inserted after `last_id`, by key.
+    pub async fn resource_ids_after(
+        &mut self,
+        entity_type: &str,
+        last_id: i64,
+    ) -> Result<HashMap<Box<str>, i64>, StoreError> {
+        use futures_util::TryStreamExt as _;
+        let mut out = HashMap::new();
+        let sql = "SELECT key, id FROM resources WHERE entity_type = $1 AND id > $2";
+        let r: Result<(), sqlx::Error> = on_tx!(self, c => async {
+            let mut rows = sqlx::query_as::<_, (String, i64)>(sql)
+                .bind(entity_type)
+                .bind(last_id)
+                .fetch(c);
+            while let Some((k, id)) = rows.try_next().await? {
+                out.insert(k.into_boxed_str(), id);
+            }
+            Ok(())
+        }
+        .await);
+        r.map_err(|e| self.err("read the ids of new resources", e))?;
+        Ok(out)
+    }
+
     /// Every link of `association` as (id1, id2).
     pub async fn link_set(&mut self, association: &str) -> Result<HashSet<(i64, i64)>, StoreError> {
         use futures_util::TryStreamExt as _;

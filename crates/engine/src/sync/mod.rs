@@ -179,6 +179,10 @@ impl Engine {
         let mut reports = Vec::new();
         let mut exceeded = Vec::new();
         let mut prepared_all = Vec::new();
+        // The store's index of each entity type, kept for the links: with the ids of the rows
+        // this run inserts, it maps every key to its id without reading the table again.
+        let mut indexes: HashMap<String, HashMap<Box<str>, idlink_store::IndexEntry>> =
+            HashMap::new();
         for (plan, m) in plans.into_iter().zip(mappings) {
             progress.phase(&format!("preparing {} ({})", plan.table, plan.entity_type));
             let phase = Instant::now();
@@ -192,7 +196,7 @@ impl Engine {
                 p.map(|p| (plan, index, p))
             })
             .await?;
-            drop(index);
+            indexes.insert(plan.entity_type.clone(), index);
             tracing::info!(table = %plan.table, rows = prepared.counts.rows, seconds = phase.elapsed().as_secs_f64(), "prepared");
             if options.mode != SyncMode::Initial {
                 exceeded.extend(thresholds::check_resources(
@@ -246,10 +250,24 @@ impl Engine {
             self.save_sync_report(&r).await;
             return Err(EngineError::Blocked(Box::new(r)));
         }
+        let mut ids_by_key: HashMap<String, std::sync::Arc<HashMap<Box<str>, i64>>> =
+            HashMap::new();
         for (plan, prepared) in &prepared_all {
             progress.phase(&format!("synchronizing {}", plan.entity_type));
             let phase = Instant::now();
+            let last_id = tx.last_resource_id().await?;
             apply_resources(&mut tx, &connector, plan, prepared, cancel).await?;
+            // key -> id: the index without the deleted rows, and the rows just inserted.
+            let deleted: HashSet<i64> = prepared.deletes.iter().copied().collect();
+            let mut ids: HashMap<Box<str>, i64> = indexes
+                .remove(&plan.entity_type)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, e)| !deleted.contains(&e.id))
+                .map(|(k, e)| (k, e.id))
+                .collect();
+            ids.extend(tx.resource_ids_after(&plan.entity_type, last_id).await?);
+            ids_by_key.insert(plan.entity_type.clone(), std::sync::Arc::new(ids));
             tracing::info!(entity_type = %plan.entity_type, seconds = phase.elapsed().as_secs_f64(), "resources applied");
             progress.rows(&plan.table, prepared.counts.rows);
         }
@@ -258,7 +276,7 @@ impl Engine {
             progress.phase(&format!("linking {}", a.id.value));
             let phase = Instant::now();
             let (table, counts) = self
-                .apply_links(&mut tx, a, mappings, apply, cancel)
+                .apply_links(&mut tx, a, mappings, &ids_by_key, apply, cancel)
                 .await?;
             if options.mode != SyncMode::Initial {
                 exceeded.extend(thresholds::check_links(
@@ -361,6 +379,7 @@ impl Engine {
         tx: &mut SyncTx<'_>,
         a: &EntityAssociationMapping,
         mappings: &[&EntityTypeMapping],
+        ids_by_key: &HashMap<String, std::sync::Arc<HashMap<Box<str>, i64>>>,
         apply: Apply,
         cancel: &CancellationToken,
     ) -> Result<(String, LinkCounts), EngineError> {
@@ -395,16 +414,23 @@ impl Engine {
                 Some(p.property.clone())
             }
         };
-        let ids1 = tx
-            .resource_ids(&side1.entity_type, by(side1).as_deref())
-            .await?;
+        // Resources found by key come from this run's maps; by another property, or of an
+        // entity type another connector maps, from the store.
+        let mut read_ids = async |p: &idlink_model::config::PropertyRef| {
+            let by = by(p);
+            match (&by, ids_by_key.get(&p.entity_type)) {
+                (None, Some(ids)) => Ok(ids.clone()),
+                _ => tx
+                    .resource_ids(&p.entity_type, by.as_deref())
+                    .await
+                    .map(std::sync::Arc::new),
+            }
+        };
+        let ids1 = read_ids(side1).await?;
         let ids2 = if side1 == side2 {
             None
         } else {
-            Some(
-                tx.resource_ids(&side2.entity_type, by(side2).as_deref())
-                    .await?,
-            )
+            Some(read_ids(side2).await?)
         };
         let existing = tx.link_set(&a.id.value).await?;
         let read = Instant::now();
