@@ -194,6 +194,84 @@ impl Store {
     }
 }
 
+fn corrupt(store: &Store, what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt {
+        store: store.location().to_string(),
+        what: what.to_string(),
+        message: format!("'{value}' is not readable"),
+    }
+}
+
+/// SQLite's fast path for reading many rows: sqlx hands SQLite rows over one at a time through
+/// its worker thread (microseconds each), so SQLite packs each chunk of 50,000 rows into one
+/// text, read by `parse` (which also raises `last`, the largest id seen: the next chunk starts
+/// after it). `sql` takes the entity type as `$1` and the last id as `$2`.
+async fn sqlite_packed(
+    c: &mut sqlx::SqliteConnection,
+    sql: &str,
+    entity_type: &str,
+    mut parse: impl FnMut(&str, &mut i64) -> Result<(), String>,
+) -> Result<(), sqlx::Error> {
+    let mut last = i64::MIN;
+    loop {
+        let text: Option<String> = sqlx::query_scalar(sql)
+            .bind(entity_type)
+            .bind(last)
+            .fetch_one(&mut *c)
+            .await?;
+        let Some(text) = text.filter(|t| !t.is_empty()) else {
+            return Ok(());
+        };
+        let before = last;
+        parse(&text, &mut last).map_err(|e| sqlx::Error::Decode(e.into()))?;
+        if last <= before {
+            return Err(sqlx::Error::Decode("a packed chunk did not advance".into()));
+        }
+    }
+}
+
+/// Reads `<key length in bytes>:<key><id>[,<digest in hex>];` repeated.
+fn parse_packed(
+    text: &str,
+    with_digest: bool,
+    mut each: impl FnMut(&str, i64, [u8; 16]),
+) -> Result<(), String> {
+    let b = text.as_bytes();
+    let bad = |at: usize| format!("packed rows unreadable at byte {at}");
+    let mut i = 0;
+    while i < b.len() {
+        let colon = i + b[i..]
+            .iter()
+            .position(|&c| c == b':')
+            .ok_or_else(|| bad(i))?;
+        let n: usize = text[i..colon].parse().map_err(|_| bad(i))?;
+        let key = text
+            .get(colon + 1..colon + 1 + n)
+            .ok_or_else(|| bad(colon))?;
+        i = colon + 1 + n;
+        let end = i + b[i..]
+            .iter()
+            .position(|&c| c == b',' || c == b';')
+            .ok_or_else(|| bad(i))?;
+        let id: i64 = text[i..end].parse().map_err(|_| bad(i))?;
+        let mut digest = [0u8; 16];
+        i = end;
+        if with_digest {
+            let hex = text.get(i + 1..i + 33).ok_or_else(|| bad(i))?;
+            for (k, d) in digest.iter_mut().enumerate() {
+                *d = u8::from_str_radix(&hex[k * 2..k * 2 + 2], 16).map_err(|_| bad(i))?;
+            }
+            i += 33;
+        }
+        if b.get(i) != Some(&b';') {
+            return Err(bad(i));
+        }
+        i += 1;
+        each(key, id, digest);
+    }
+    Ok(())
+}
+
 /// Writes one CSV field for PostgreSQL's COPY: always quoted, quotes doubled.
 fn copy_field(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
@@ -239,6 +317,23 @@ impl SyncTx<'_> {
     ) -> Result<HashMap<Box<str>, IndexEntry>, StoreError> {
         use futures_util::TryStreamExt as _;
         let mut out = HashMap::new();
+        if let Tx::Sqlite(t) = &mut self.tx {
+            let r = sqlite_packed(
+                &mut **t,
+                "SELECT group_concat(length(CAST(key AS BLOB)) || ':' || key || id || ',' || hex(digest) || ';', '')
+                 FROM (SELECT key, id, digest FROM resources WHERE entity_type = $1 AND id > $2 ORDER BY id LIMIT 50000)",
+                entity_type,
+                |text, last| {
+                    parse_packed(text, true, |key, id, digest| {
+                        *last = (*last).max(id);
+                        out.insert(key.into(), IndexEntry { id, digest });
+                    })
+                },
+            )
+            .await;
+            r.map_err(|e| self.err("read the resources of an entity type", e))?;
+            return Ok(out);
+        }
         let sql = "SELECT key, id, digest FROM resources WHERE entity_type = $1";
         let r: Result<(), sqlx::Error> = on_tx!(self, c => async {
             let mut rows = sqlx::query_as::<_, (String, i64, Vec<u8>)>(sql).bind(entity_type).fetch(c);
@@ -343,6 +438,23 @@ impl SyncTx<'_> {
     ) -> Result<HashMap<Box<str>, i64>, StoreError> {
         use futures_util::TryStreamExt as _;
         let mut out = HashMap::new();
+        if let (None, Tx::Sqlite(t)) = (property, &mut self.tx) {
+            let r = sqlite_packed(
+                &mut **t,
+                "SELECT group_concat(length(CAST(key AS BLOB)) || ':' || key || id || ';', '')
+                 FROM (SELECT key, id FROM resources WHERE entity_type = $1 AND id > $2 ORDER BY id LIMIT 50000)",
+                entity_type,
+                |text, last| {
+                    parse_packed(text, false, |key, id, _| {
+                        *last = (*last).max(id);
+                        out.insert(key.into(), id);
+                    })
+                },
+            )
+            .await;
+            r.map_err(|e| self.err("read resource keys", e))?;
+            return Ok(out);
+        }
         let r: Result<(), sqlx::Error> = match property {
             None => on_tx!(self, c => async {
                 let mut rows = sqlx::query_as::<_, (String, i64)>(
@@ -420,6 +532,35 @@ impl SyncTx<'_> {
     pub async fn link_set(&mut self, association: &str) -> Result<HashSet<(i64, i64)>, StoreError> {
         use futures_util::TryStreamExt as _;
         let mut out = HashSet::new();
+        if let Tx::Sqlite(t) = &mut self.tx {
+            // Packed by SQLite, keyset-paginated on the primary key (see `sqlite_packed`).
+            let mut last = (i64::MIN, i64::MIN);
+            loop {
+                let text: Option<String> = sqlx::query_scalar(
+                    "SELECT group_concat(id1 || ',' || id2, ';') FROM (SELECT id1, id2 FROM links
+                     WHERE association = $1 AND (id1 > $2 OR (id1 = $2 AND id2 > $3))
+                     ORDER BY id1, id2 LIMIT 50000)",
+                )
+                .bind(association)
+                .bind(last.0)
+                .bind(last.1)
+                .fetch_one(&mut **t)
+                .await
+                .map_err(|e| self.store.db_error("read links", e))?;
+                let Some(text) = text.filter(|t| !t.is_empty()) else {
+                    break;
+                };
+                for pair in text.split(';') {
+                    let (a, z) = pair
+                        .split_once(',')
+                        .and_then(|(a, z)| Some((a.parse().ok()?, z.parse().ok()?)))
+                        .ok_or_else(|| corrupt(self.store, "a link", pair))?;
+                    last = last.max((a, z));
+                    out.insert((a, z));
+                }
+            }
+            return Ok(out);
+        }
         let r: Result<(), sqlx::Error> = on_tx!(self, c => async {
             let mut rows = sqlx::query_as::<_, (i64, i64)>(
                 "SELECT id1, id2 FROM links WHERE association = $1",

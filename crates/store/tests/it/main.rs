@@ -3,5 +3,6 @@
 
 mod lock;
 mod open;
+mod resources;
 mod schemas;
 mod support;

@@ -1,0 +1,73 @@
+//! Resources and links through a synchronization transaction: many rows (more than one packed
+//! chunk of SQLite's fast read path), keys with the characters the packing uses, and links.
+
+use idlink_store::{NewResource, Store};
+
+use crate::both;
+use crate::support::Target;
+
+/// More rows than one 50,000-row chunk, so reads cross chunk boundaries.
+const ROWS: usize = 100_050;
+
+fn key(i: usize) -> String {
+    // Keys holding the packing's own separators, digits after them, and multi-byte text.
+    match i % 5 {
+        0 => format!("K{i}"),
+        1 => format!("{i}:{i};x,y"),
+        2 => format!("é{i}ü"),
+        3 => format!("12:{i}"),
+        _ => format!("k;{i},"),
+    }
+}
+
+async fn many_rows_and_odd_keys_read_back_across_chunks(target: Target, _name: &str) {
+    let store = Store::open(&target.location).await.expect("open");
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    let rows: Vec<NewResource> = (0..ROWS)
+        .map(|i| NewResource {
+            key: key(i),
+            data: format!("{{\"n\":{i}}}"),
+            digest: [(i % 251) as u8; 16],
+        })
+        .collect();
+    tx.insert_resources("HR", "Person", &rows)
+        .await
+        .expect("insert");
+    tx.insert_resources("HR", "Other", &rows[..10])
+        .await
+        .expect("insert other");
+    let index = tx.resource_index("Person").await.expect("index");
+    assert_eq!(index.len(), ROWS);
+    for i in [0, 1, 2, 3, 4, 49_999, 50_000, 50_001, ROWS - 1] {
+        let e = index
+            .get(key(i).as_str())
+            .unwrap_or_else(|| panic!("{}", key(i)));
+        assert_eq!(e.digest, [(i % 251) as u8; 16], "{}", key(i));
+    }
+    let ids = tx.resource_ids("Person", None).await.expect("ids");
+    assert_eq!(ids.len(), ROWS);
+    assert!(ids.iter().all(|(k, id)| index[k].id == *id));
+    let pairs: Vec<(i64, i64)> = (0..ROWS)
+        .map(|i| {
+            (
+                index[key(i).as_str()].id,
+                index[key((i * 7) % ROWS).as_str()].id,
+            )
+        })
+        .collect();
+    tx.insert_links("A", &pairs).await.expect("links");
+    let set = tx.link_set("A").await.expect("link set");
+    assert_eq!(set.len(), ROWS);
+    assert!(pairs.iter().all(|p| set.contains(p)));
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        store.count_resources("Person").await.expect("count"),
+        ROWS as u64
+    );
+    assert_eq!(store.count_links("A").await.expect("count"), ROWS as u64);
+}
+
+both!(
+    many_rows_and_odd_keys,
+    many_rows_and_odd_keys_read_back_across_chunks
+);
