@@ -21,6 +21,9 @@ use crate::{Pool, Store, StoreError, on_pool};
 pub struct IndexEntry {
     pub id: i64,
     pub digest: [u8; 16],
+    /// 0 when read; the caller's to use (synchronization notes the line where it saw the key,
+    /// so it needs no second map of a million keys).
+    pub mark: u64,
 }
 
 /// A resource to insert.
@@ -326,7 +329,7 @@ impl SyncTx<'_> {
                 |text, last| {
                     parse_packed(text, true, |key, id, digest| {
                         *last = (*last).max(id);
-                        out.insert(key.into(), IndexEntry { id, digest });
+                        out.insert(key.into(), IndexEntry { id, digest, mark: 0 });
                     })
                 },
             )
@@ -338,7 +341,7 @@ impl SyncTx<'_> {
         let r: Result<(), sqlx::Error> = on_tx!(self, c => async {
             let mut rows = sqlx::query_as::<_, (String, i64, Vec<u8>)>(sql).bind(entity_type).fetch(c);
             while let Some((key, id, digest)) = rows.try_next().await? {
-                out.insert(key.into_boxed_str(), IndexEntry { id, digest: digest_of(&digest) });
+                out.insert(key.into_boxed_str(), IndexEntry { id, digest: digest_of(&digest), mark: 0 });
             }
             Ok(())
         }.await);
@@ -580,9 +583,8 @@ impl SyncTx<'_> {
     pub async fn insert_links(
         &mut self,
         association: &str,
-        pairs: &[(i64, i64)],
+        mut sorted: Vec<(i64, i64)>,
     ) -> Result<(), StoreError> {
-        let mut sorted = pairs.to_vec();
         sorted.sort_unstable();
         if sorted.is_empty() {
             return Ok(());

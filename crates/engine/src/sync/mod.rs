@@ -192,7 +192,8 @@ impl Engine {
             let dir = set_aside_dir.clone();
             let token = cancel.clone();
             let (plan, index, prepared) = blocking(move || {
-                let p = prepare::prepare(&plan, &index, apply, &dir, &|| token.is_cancelled());
+                let mut index = index;
+                let p = prepare::prepare(&plan, &mut index, apply, &dir, &|| token.is_cancelled());
                 p.map(|p| (plan, index, p))
             })
             .await?;
@@ -458,9 +459,10 @@ impl Engine {
             seconds = read.elapsed().as_secs_f64(),
             "link table read and diffed"
         );
-        tx.insert_links(&a.id.value, &add).await?;
+        let added = add.len() as u64;
+        tx.insert_links(&a.id.value, add).await?;
         tx.delete_links(&a.id.value, &remove).await?;
-        counts.added = add.len() as u64;
+        counts.added = added;
         counts.removed = remove.len() as u64;
         Ok((table, counts))
     }

@@ -227,7 +227,7 @@ fn locate(
 /// `index` (the store's rows of the entity type). `set_aside_dir` receives the set-aside files.
 pub fn prepare(
     plan: &TablePlan,
-    index: &HashMap<Box<str>, IndexEntry>,
+    index: &mut HashMap<Box<str>, IndexEntry>,
     apply: Apply,
     set_aside_dir: &Path,
     cancelled: &dyn Fn() -> bool,
@@ -279,8 +279,7 @@ pub fn prepare(
 
     let mut counts = Counts::default();
     let mut bad_values = Vec::new();
-    // Line of the first occurrence of every key seen (store keys and new ones).
-    let mut seen_existing: HashMap<i64, u64> = HashMap::with_capacity(index.len());
+    // Line of the first occurrence of every key seen: in the index's `mark` for store keys.
     let mut seen_new: HashMap<Box<str>, u64> = HashMap::new();
     let mut dup_keys: HashSet<Box<str>> = HashSet::new();
     // Keys whose rows were set aside: never deleted because of it.
@@ -323,12 +322,18 @@ pub fn prepare(
             nullpk.write(line, &[], &record)?;
             continue;
         }
-        let existing = index.get(key);
         // Duplicates: all rows of the key are set aside (which one is right is not ours to say).
-        let first = match existing {
-            Some(e) => seen_existing.insert(e.id, line),
-            None => seen_new.insert(key.into(), line),
+        let (existing, first) = match index.get_mut(key) {
+            Some(e) => {
+                let first = (e.mark != 0).then_some(e.mark);
+                if e.mark == 0 {
+                    e.mark = line;
+                }
+                (Some(*e), first)
+            }
+            None => (None, seen_new.insert(key.into(), line)),
         };
+        let existing = existing.as_ref();
         if first.is_some() {
             // The first row of the key was counted (and maybe spilled): it is set aside too.
             if dup_keys.insert(key.into()) {
@@ -451,7 +456,7 @@ pub fn prepare(
     let deletes: Vec<i64> = match apply {
         Apply::Whole => index
             .values()
-            .filter(|e| !seen_existing.contains_key(&e.id) && !protected.contains(&e.id))
+            .filter(|e| e.mark == 0 && !protected.contains(&e.id))
             .map(|e| e.id)
             .collect(),
         Apply::Delta => deletes_by_command

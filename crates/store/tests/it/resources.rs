@@ -55,7 +55,7 @@ async fn many_rows_and_odd_keys_read_back_across_chunks(target: Target, _name: &
             )
         })
         .collect();
-    tx.insert_links("A", &pairs).await.expect("links");
+    tx.insert_links("A", pairs.clone()).await.expect("links");
     let set = tx.link_set("A").await.expect("link set");
     assert_eq!(set.len(), ROWS);
     assert!(pairs.iter().all(|p| set.contains(p)));
