@@ -272,12 +272,25 @@ impl Engine {
             tracing::info!(entity_type = %plan.entity_type, seconds = phase.elapsed().as_secs_f64(), "resources applied");
             progress.rows(&plan.table, prepared.counts.rows);
         }
+        // Links read from an entity table skip the rows set aside from it.
+        let set_aside_keys: HashMap<String, std::sync::Arc<HashSet<Box<str>>>> = prepared_all
+            .iter()
+            .map(|(plan, p)| (plan.table.clone(), std::sync::Arc::new(p.set_aside_keys())))
+            .collect();
         let mut assoc_reports = Vec::new();
         for a in associations {
             progress.phase(&format!("linking {}", a.id.value));
             let phase = Instant::now();
             let (table, counts) = self
-                .apply_links(&mut tx, a, mappings, &ids_by_key, apply, cancel)
+                .apply_links(
+                    &mut tx,
+                    a,
+                    mappings,
+                    &ids_by_key,
+                    &set_aside_keys,
+                    apply,
+                    cancel,
+                )
                 .await?;
             if options.mode != SyncMode::Initial {
                 exceeded.extend(thresholds::check_links(
@@ -381,6 +394,7 @@ impl Engine {
         a: &EntityAssociationMapping,
         mappings: &[&EntityTypeMapping],
         ids_by_key: &HashMap<String, std::sync::Arc<HashMap<Box<str>, i64>>>,
+        set_aside_keys: &HashMap<String, std::sync::Arc<HashSet<Box<str>>>>,
         apply: Apply,
         cancel: &CancellationToken,
     ) -> Result<(String, LinkCounts), EngineError> {
@@ -434,6 +448,18 @@ impl Engine {
             Some(read_ids(side2).await?)
         };
         let existing = tx.link_set(&a.id.value).await?;
+        // When the table is side 1's entity table, keyed by its primary key, the rows set aside
+        // from it carry no links either.
+        let skip = mappings
+            .iter()
+            .any(|m| {
+                m.id.value == side1.entity_type
+                    && m.connection_table.value == table
+                    && by(side1).is_none()
+            })
+            .then(|| set_aside_keys.get(&table).cloned())
+            .flatten()
+            .unwrap_or_default();
         let read = Instant::now();
         let (c1, c2) = (a.column1.value.clone(), a.column2.value.clone());
         let token = cancel.clone();
@@ -450,6 +476,7 @@ impl Engine {
                 &ids1,
                 ids2,
                 &existing,
+                &skip,
                 apply,
                 &|| token.is_cancelled(),
             )
@@ -561,6 +588,7 @@ mod links {
         ids1: &HashMap<Box<str>, i64>,
         ids2: &HashMap<Box<str>, i64>,
         existing: &HashSet<(i64, i64)>,
+        skip: &HashSet<Box<str>>,
         apply: Apply,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<LinkDiff, EngineError> {
@@ -619,7 +647,10 @@ mod links {
                 .and_then(|c| rec.get(c))
                 .is_some_and(|c| c.trim().eq_ignore_ascii_case("Delete"));
             let (v1, v2) = (rec.get(i1).unwrap_or(""), rec.get(i2).unwrap_or(""));
-            for a in v1.split('\n').filter(|s| !s.is_empty()) {
+            for a in v1
+                .split('\n')
+                .filter(|s| !s.is_empty() && !skip.contains(*s))
+            {
                 let Some(&a_id) = ids1.get(a) else {
                     if !v2.is_empty() {
                         counts.unresolved += 1;
@@ -647,10 +678,12 @@ mod links {
             .filter(|p| !existing.contains(p))
             .copied()
             .collect();
+        // The links of rows set aside are kept as they are.
+        let kept: HashSet<i64> = skip.iter().filter_map(|k| ids1.get(k).copied()).collect();
         let remove: Vec<(i64, i64)> = match (apply, command.is_some()) {
             (Apply::Whole, _) => existing
                 .iter()
-                .filter(|p| !wanted.contains(p))
+                .filter(|p| !wanted.contains(p) && !kept.contains(&p.0))
                 .copied()
                 .collect(),
             (Apply::Delta, true) => unwanted

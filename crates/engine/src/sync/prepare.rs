@@ -96,6 +96,8 @@ pub struct Prepared {
     /// Files written beside the prepared tables (only those with rows).
     pub set_aside_files: Vec<PathBuf>,
     dup_keys: HashSet<Box<str>>,
+    /// Keys whose row had a bad value or command.
+    invalid_keys: HashSet<Box<str>>,
     /// Store rows whose table rows were set aside: neither updated nor deleted.
     dup_ids: HashSet<i64>,
 }
@@ -302,6 +304,7 @@ pub fn prepare(
     let mut spilled_updates: HashSet<i64> = HashSet::new();
     // Keys whose first row was set aside or a Delete: nothing of theirs was counted as applied.
     let mut odd_first: HashSet<Box<str>> = HashSet::new();
+    let mut invalid_keys: HashSet<Box<str>> = HashSet::new();
     loop {
         match reader.read_record(&mut record) {
             Ok(true) => {}
@@ -357,6 +360,7 @@ pub fn prepare(
             Some(c) if c.eq_ignore_ascii_case("Delete") => Command::Delete,
             Some(c) => {
                 odd_first.insert(key.into());
+                invalid_keys.insert(key.into());
                 counts.invalid += 1;
                 let msg = format!("Command '{c}' is not Insert, Update or Delete");
                 invalid.write(line, &["Command", &msg], &record)?;
@@ -405,6 +409,7 @@ pub fn prepare(
         json.push(b'}');
         if let Some((column, msg)) = bad {
             odd_first.insert(key.into());
+            invalid_keys.insert(key.into());
             counts.invalid += 1;
             invalid.write(line, &[&column, &msg], &record)?;
             if bad_values.len() < MAX_BAD_VALUES_REPORTED {
@@ -473,12 +478,19 @@ pub fn prepare(
         bad_values,
         set_aside_files,
         dup_keys,
+        invalid_keys,
         dup_ids: protected,
     };
     Ok(prepared)
 }
 
 impl Prepared {
+    /// The keys whose rows were set aside (duplicated, or with a bad value or command): the
+    /// links those rows carry are set aside with them.
+    pub fn set_aside_keys(&self) -> HashSet<Box<str>> {
+        self.dup_keys.union(&self.invalid_keys).cloned().collect()
+    }
+
     /// Reads the spilled changes back, without those of duplicated or set-aside keys.
     pub fn for_each_change(
         &self,

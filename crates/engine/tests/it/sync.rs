@@ -276,9 +276,9 @@ async fn rows_without_key_with_duplicate_keys_or_bad_values_are_set_aside_and_lo
             "HRP",
             "id,name,age,start,org\n\
              E1,Ada,36,01/03/2019,ENG\n\
-             E1,Ada Byron,37,01/03/2019,ENG\n\
+             E1,Ada Byron,37,01/03/2019,OPS\n\
              ,Nobody,1,01/01/2000,ENG\n\
-             E2,Alan,forty,15/01/2020,ENG\n\
+             E2,Alan,forty,15/01/2020,OPS\n\
              E3,Grace,45,2018-02-02,OPS\n\
              E5,New,20,01/01/2024,OPS\n",
         );
@@ -310,6 +310,9 @@ async fn rows_without_key_with_duplicate_keys_or_bad_values_are_set_aside_and_lo
             people[0].contains("\"Ada\"") && people[1].contains("\"Age\":41"),
             "{people:?}"
         );
+        // Their links are set aside with them: E1 and E2 stay in ENG, E3 in OPS.
+        let (f, _) = s.links().await;
+        assert_eq!(f, ["E1->ENG", "E2->ENG", "E3->OPS", "E5->OPS"]);
         let dir = s.work().join("Prepared");
         let dups = std::fs::read_to_string(dir.join("HRP.duplicates.csv")).expect("dups");
         assert_eq!(dups.lines().count(), 3, "{dups}");
