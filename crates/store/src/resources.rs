@@ -370,8 +370,10 @@ impl SyncTx<'_> {
                 csv.push(b',');
                 copy_field(&mut csv, &r.data);
                 csv.extend_from_slice(b",\\x");
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
                 for b in r.digest {
-                    csv.extend_from_slice(format!("{b:02x}").as_bytes());
+                    csv.push(DIGITS[usize::from(b >> 4)]);
+                    csv.push(DIGITS[usize::from(b & 15)]);
                 }
                 csv.push(b'\n');
             }
@@ -416,18 +418,25 @@ impl SyncTx<'_> {
     }
 
     /// Deletes resources (and, by cascade, their links).
+    /// Deletes resources and their links (both sides; links have no foreign keys).
     pub async fn delete_resources(&mut self, ids: &[i64]) -> Result<(), StoreError> {
         for chunk in ids.chunks(ROWS_PER_INSERT) {
-            let r = on_tx!(self, c => {
-                let mut q = QueryBuilder::new("DELETE FROM resources WHERE id IN (");
-                let mut sep = q.separated(", ");
-                for id in chunk {
-                    sep.push_bind(*id);
-                }
-                q.push(")");
-                q.build().execute(c).await.map(|_| ())
-            });
-            r.map_err(|e| self.err("delete resources", e))?;
+            for statement in [
+                "DELETE FROM links WHERE id1 IN (",
+                "DELETE FROM links WHERE id2 IN (",
+                "DELETE FROM resources WHERE id IN (",
+            ] {
+                let r = on_tx!(self, c => {
+                    let mut q = QueryBuilder::new(statement);
+                    let mut sep = q.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(*id);
+                    }
+                    q.push(")");
+                    q.build().execute(c).await.map(|_| ())
+                });
+                r.map_err(|e| self.err("delete resources", e))?;
+            }
         }
         Ok(())
     }

@@ -502,7 +502,8 @@ async fn apply_resources(
     prepared: &std::sync::Arc<prepare::Prepared>,
     cancel: &CancellationToken,
 ) -> Result<(), EngineError> {
-    const BATCH: usize = 1000;
+    // Rows per store write: PostgreSQL sends each batch as one COPY.
+    const BATCH: usize = 10_000;
     // The spill is read on a blocking thread and sent in batches: memory holds a few batches,
     // never the whole table.
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<prepare::Change>>(4);
