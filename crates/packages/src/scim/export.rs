@@ -19,8 +19,11 @@
 //! when the export began (the `Date` of its first answer, else the newest
 //! `meta.lastModified` read); the next run asks for `meta.lastModified gt "<cookie>"` (with
 //! the entity's own filter) and writes a `Command` column (`Insert` when `meta.created` is
-//! after the cookie, else `Update`). SCIM keeps no trace of deleted resources: deletions show
-//! at the next complete export. Other entities are exported completely every time.
+//! after the cookie's whole second, else `Update`). The `Date` is to the second, so resources
+//! changed within the second the previous export began are read again (at least once, never
+//! missed: a change made while the previous export ran, to a page it had read, is after its
+//! `Date`). SCIM keeps no trace of deleted resources: deletions show at the next complete
+//! export. Other entities are exported completely every time.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -506,8 +509,10 @@ pub async fn run(
                 cells.push(path.cell(r));
             }
             if let Some((_, at)) = inc {
+                // Created after the cookie's whole second: surely not in the previous export.
+                // Within that second it may have been: Update (the engine's upsert) is safe.
                 let created = meta_time(r, "created");
-                let insert = created.is_some_and(|c| c > *at);
+                let insert = created.is_some_and(|c| c >= *at + chrono::Duration::seconds(1));
                 cells.push(if insert { "Insert" } else { "Update" }.to_string());
             }
             out.write(table, &cells)?;

@@ -6,4 +6,5 @@ mod fulfill_to_file;
 mod hostile_ldap;
 mod ldap;
 mod ldif;
+mod scim;
 mod sql;
