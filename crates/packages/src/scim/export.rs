@@ -298,7 +298,7 @@ impl Lister<'_> {
                 let mut inflight = FuturesOrdered::new();
                 let mut planned: VecDeque<u64> = VecDeque::new();
                 loop {
-                    let total = guard.total.or(first_total);
+                    let total = guard.latest.or(first_total);
                     if total.is_some_and(|t| next > t) {
                         break;
                     }
@@ -366,8 +366,11 @@ struct Guard {
     /// The ids of the previous page, in order.
     previous: Vec<String>,
     previous_set: HashSet<String>,
-    /// The first page's totalResults.
+    /// The first page's totalResults (the bound on what a listing may read).
     total: Option<u64>,
+    /// The last page's totalResults (where the listing ends: resources created meanwhile
+    /// are read too).
+    latest: Option<u64>,
     read: u64,
 }
 
@@ -375,6 +378,9 @@ impl Guard {
     fn page(&mut self, lister: &Lister<'_>, page: &Page, at: &str) -> Result<(), PackageError> {
         if self.total.is_none() && self.read == 0 {
             self.total = page.total;
+        }
+        if page.total.is_some() {
+            self.latest = page.total;
         }
         let ids: Vec<String> = page.resources.iter().map(id_of).collect();
         if !ids.is_empty() && ids == self.previous {

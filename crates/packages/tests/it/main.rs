@@ -7,4 +7,5 @@ mod hostile_ldap;
 mod ldap;
 mod ldif;
 mod scim;
+mod scim_faults;
 mod sql;
