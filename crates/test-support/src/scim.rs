@@ -378,7 +378,14 @@ impl std::fmt::Debug for FaultProxy {
 impl FaultProxy {
     /// A proxy to `127.0.0.1:upstream` applying `rule`; panics when it cannot bind.
     pub fn start(upstream: u16, rule: Rule) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        FaultProxy::start_on(0, upstream, rule)
+    }
+
+    /// [`FaultProxy::start`] on a given port (0: any free one), for rules that must know
+    /// the proxy's own address.
+    pub fn start_on(port: u16, upstream: u16, rule: Rule) -> FaultProxy {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("bind 127.0.0.1:{port}: {e}"));
         let port = listener.local_addr().expect("port").port();
         let stop = Arc::new(AtomicBool::new(false));
         let log: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));

@@ -539,11 +539,15 @@ impl Client {
         else {
             return Err(self.cx.error(operation, "no OAuth2 settings", false));
         };
+        let url = match url {
+            Some(u) => u.clone(),
+            None => self.token_endpoint(operation).await?,
+        };
         let request = format!("POST {url} (OAuth2 token)");
-        let mut form: Vec<(&str, &str)> = vec![
-            ("client_id", client_id.as_str()),
-            ("client_secret", client_secret.expose_secret()),
-        ];
+        let mut form: Vec<(&str, &str)> = vec![("client_id", client_id.as_str())];
+        if let Some(k) = client_secret {
+            form.push(("client_secret", k.expose_secret()));
+        }
         match account {
             Some((login, password)) => {
                 form.push(("grant_type", "password"));
@@ -554,7 +558,7 @@ impl Client {
         }
         let response = self
             .http
-            .post(url.clone())
+            .post(url)
             .header(ACCEPT, "application/json")
             .form(&form)
             .send()
@@ -609,6 +613,54 @@ impl Client {
                 .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
         });
         Ok((Secret::new(token), expires_in))
+    }
+}
+
+impl Client {
+    /// The token endpoint the service's origin publishes (RFC 8414 authorization server
+    /// metadata, then OpenID Connect discovery).
+    async fn token_endpoint(&self, operation: &'static str) -> Result<Url, PackageError> {
+        let mut tried = Vec::new();
+        for path in [
+            "/.well-known/oauth-authorization-server",
+            "/.well-known/openid-configuration",
+        ] {
+            let mut url = self.base.clone();
+            url.set_path(path);
+            url.set_query(None);
+            tried.push(url.to_string());
+            let request = format!("GET {url} (OAuth2 metadata)");
+            let response = match self
+                .http
+                .get(url)
+                .header(ACCEPT, "application/json")
+                .send()
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => return Err(self.transport(&e, &request, operation)),
+            };
+            if !response.status().is_success() {
+                continue;
+            }
+            let body = self.read_body(response, &request, operation).await?;
+            let endpoint = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("token_endpoint")?.as_str().map(str::to_string))
+                .and_then(|e| Url::parse(&e).ok())
+                .filter(|u| matches!(u.scheme(), "http" | "https"));
+            if let Some(e) = endpoint {
+                return Ok(e);
+            }
+        }
+        Err(self.cx.error(
+            operation,
+            format!(
+                "OAuth2Url is not set and the service publishes no token endpoint ({} hold no token_endpoint); set OAuth2Url to its OAuth2 token endpoint",
+                tried.join(", ")
+            ),
+            false,
+        ))
     }
 }
 

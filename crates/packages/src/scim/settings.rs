@@ -62,7 +62,7 @@ const APPLICATION_KEY: Field =
 const OAUTH2_URL: Field = Field::optional(
     "OAuth2Url",
     Kind::String,
-    "OAuth2 token endpoint (required with ApplicationId)",
+    "OAuth2 token endpoint (absent: the token_endpoint of the metadata the service's origin publishes at /.well-known/oauth-authorization-server or /.well-known/openid-configuration)",
 );
 const FILTER: Field = Field::optional(
     "Filter",
@@ -231,9 +231,12 @@ pub enum Auth {
     /// A token from `OAuth2Url`: client credentials (`ApplicationId` / `ApplicationKey`), or a
     /// password grant when `Login` / `Password` come with them.
     OAuth2 {
-        url: Url,
+        /// `None`: found in the authorization server's metadata (RFC 8414, or OpenID
+        /// Connect discovery) at the service's origin.
+        url: Option<Url>,
         client_id: String,
-        client_secret: Secret,
+        /// `None`: a public client (password grant only).
+        client_secret: Option<Secret>,
         account: Option<(Secret, Secret)>,
     },
 }
@@ -251,7 +254,8 @@ impl std::fmt::Debug for Auth {
                 ..
             } => write!(
                 f,
-                "OAuth2 {{ url: {url}, client_id: {client_id}, grant: {} }}",
+                "OAuth2 {{ url: {}, client_id: {client_id}, grant: {} }}",
+                url.as_ref().map_or("(discovered)", Url::as_str),
                 if account.is_some() {
                     "password"
                 } else {
@@ -336,7 +340,9 @@ impl ScimSettings {
                 account,
                 ..
             } => {
-                out.add(client_secret.expose_secret());
+                if let Some(k) = client_secret {
+                    out.add(k.expose_secret());
+                }
                 if let Some((login, password)) = account {
                     out.add(password.expose_secret());
                     out.add(login.expose_secret());
@@ -519,18 +525,19 @@ fn auth(
         }
     };
     let application = match (&raw.application_id, &raw.application_key) {
-        (Some(id), Some(key)) if !id.trim().is_empty() => {
-            Some((id.trim().to_string(), key.clone()))
-        }
+        (Some(id), key) if !id.trim().is_empty() => match (key, &account) {
+            (Some(k), _) => Some((id.trim().to_string(), Some(k.clone()))),
+            // A public client: the account's password grant without a client secret.
+            (None, Some(_)) => Some((id.trim().to_string(), None)),
+            (None, None) => {
+                return Err(err(
+                    "ApplicationKey",
+                    "is missing: ApplicationId needs ApplicationKey (OAuth2 client credentials), or Login and Password (a password grant)".into(),
+                ));
+            }
+        },
         (None, None) => None,
-        (Some(_), Some(_)) => return Err(err("ApplicationId", "is empty".into())),
-        (Some(_), None) => {
-            return Err(err(
-                "ApplicationKey",
-                "is missing: ApplicationId needs its ApplicationKey (the OAuth2 client secret)"
-                    .into(),
-            ));
-        }
+        (Some(_), _) => return Err(err("ApplicationId", "is empty".into())),
         (None, Some(_)) => {
             return Err(err(
                 "ApplicationId",
@@ -546,16 +553,20 @@ fn auth(
                 .as_deref()
                 .map(str::trim)
                 .filter(|u| !u.is_empty());
-            let Some(url) = written.or(defaults.oauth2_url) else {
-                return Err(err(
-                    "OAuth2Url",
-                    "is required with ApplicationId and ApplicationKey: the service's OAuth2 token endpoint, e.g. \"https://login.example.org/oauth2/token\"".into(),
-                ));
+            // Without one, the token endpoint is read from the service's metadata.
+            let url = match written.or(defaults.oauth2_url) {
+                None => None,
+                Some(url) => Some(
+                    Url::parse(url)
+                        .ok()
+                        .filter(|u| {
+                            matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
+                        })
+                        .ok_or_else(|| {
+                            err("OAuth2Url", format!("'{url}' is not an http or https URL"))
+                        })?,
+                ),
             };
-            let url = Url::parse(url)
-                .ok()
-                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-                .ok_or_else(|| err("OAuth2Url", format!("'{url}' is not an http or https URL")))?;
             Ok(Auth::OAuth2 {
                 url,
                 client_id,
@@ -743,11 +754,11 @@ mod tests {
             assert!(!debug.contains(secret), "{debug}");
             assert!(s.secrets().leaks(secret));
         }
-        // Without OAuth2Url there is nowhere to get the token from.
-        let e =
+        // Without OAuth2Url, the endpoint is discovered when the first token is needed.
+        let s =
             settings(json!({"Server": "https://x", "ApplicationId": "a", "ApplicationKey": "k"}))
-                .expect_err("no url");
-        assert!(message(e).contains("OAuth2Url"));
+                .expect("discovered");
+        assert!(matches!(&s.auth, Auth::OAuth2 { url: None, .. }));
         // Salesforce's variant knows its endpoint.
         let s = parse(
             "S",
@@ -759,7 +770,7 @@ mod tests {
         )
         .expect("salesforce");
         assert!(
-            matches!(&s.auth, Auth::OAuth2 { url, account: None, .. } if url.as_str() == SALESFORCE_OAUTH2_URL)
+            matches!(&s.auth, Auth::OAuth2 { url: Some(url), account: None, .. } if url.as_str() == SALESFORCE_OAUTH2_URL)
         );
     }
 

@@ -778,9 +778,22 @@ async fn scim_oauth2_tokens_are_cached_and_fetched_again_once_on_401() {
     let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let seen = issued.clone();
     // The token endpoint lives on the proxy: its first token is stale, the next ones good.
-    let proxy = FaultProxy::start(
+    // The first connection names it; the second finds it in the OpenID metadata.
+    let port = idlink_test_support::free_port().expect("port");
+    let origin = format!("http://127.0.0.1:{port}");
+    let proxy = FaultProxy::start_on(
+        port,
         SERVER.port(),
         Box::new(move |r: &Request, _| {
+            if r.target == "/.well-known/oauth-authorization-server" {
+                return Fault::json(404, "{}");
+            }
+            if r.target == "/.well-known/openid-configuration" {
+                return Fault::json(
+                    200,
+                    &format!(r#"{{"token_endpoint": "{origin}/oauth2/token"}}"#),
+                );
+            }
             if r.target == "/oauth2/token" {
                 let body = String::from_utf8_lossy(&r.body).to_string();
                 let grant_ok = body.contains("grant_type=client_credentials")
@@ -821,6 +834,23 @@ async fn scim_oauth2_tokens_are_cached_and_fetched_again_once_on_401() {
     assert_eq!(
         issued.load(std::sync::atomic::Ordering::SeqCst),
         2,
+        "{:?}",
+        proxy.requests()
+    );
+    // Without OAuth2Url: the endpoint comes from the service's metadata.
+    let mut discovered = s.clone();
+    discovered
+        .as_object_mut()
+        .expect("object")
+        .remove("OAuth2Url");
+    let d = instance(discovered, Vec::new());
+    let (_, tables) = export(&*d, None).await.expect("export");
+    assert_eq!(rows(&tables["SCIMExport_Users"]).len(), 2);
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|r| r == "GET /.well-known/openid-configuration"),
         "{:?}",
         proxy.requests()
     );
