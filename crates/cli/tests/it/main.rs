@@ -8,6 +8,7 @@ mod fulfill;
 mod hostile_ldap;
 mod hostile_sql;
 mod ldap;
+mod scim;
 mod secrets;
 mod support;
 mod usability;
