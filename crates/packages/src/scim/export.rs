@@ -7,9 +7,10 @@
 //! `Groups`. Which columns: `id` and the columns the mappings read, else every attribute the
 //! service's schema describes (see [`super::schema`]).
 //!
-//! Paging: by `startIndex` and `count` (PageSize), reading up to three pages ahead once the
-//! first page told `totalResults`; by cursor (RFC 9865) when the service announces cursors and
-//! not indexes. It ends at an empty page, past `totalResults`, or (cursors) without a
+//! Paging: by `startIndex` and `count` (PageSize), one page at a time, or with `PagesAhead`
+//! that many pages requested ahead once the first page told `totalResults` (a service that
+//! caps `count` shifts them: they follow its page size); by cursor (RFC 9865) when the
+//! service announces cursors and not indexes. It ends at an empty page, past `totalResults`, or (cursors) without a
 //! `nextCursor`. A page repeating the previous one, a cursor given back unchanged, or more
 //! resources than twice the first `totalResults` plus 1,000 fail the export instead of
 //! looping: the service's paging is broken. A resource already on the previous page (an
@@ -39,8 +40,6 @@ use crate::api::{Environment, ExportOutcome, ExportRequest, PackageError, Progre
 use crate::output::{ExportOutput, TableId, multivalued_cell};
 
 const OPERATION: &str = "export";
-/// Pages read ahead at most.
-const READ_AHEAD: usize = 3;
 
 /// How the service pages, from its `/ServiceProviderConfig`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -502,7 +501,7 @@ pub async fn run(
             params,
             page_size: settings.page_size,
             paging,
-            ahead: settings.concurrency.clamp(1, READ_AHEAD),
+            ahead: settings.pages_ahead + 1,
         };
         let paths: Vec<Path> = p.columns.iter().map(|c| Path::parse(c)).collect();
         let mut cells: Vec<String> = Vec::with_capacity(header.len());

@@ -118,7 +118,12 @@ const MAX_MESSAGE_SIZE: Field = Field::optional(
 const MAX_CONCURRENT_REQUESTS: Field = Field::optional(
     "MaxConcurrentRequests",
     Kind::Int { min: 1, max: 256 },
-    "fulfill requests in flight at once without /Bulk, and pages read ahead by an export (default 8)",
+    "fulfill requests in flight at once without /Bulk (default 8)",
+);
+const PAGES_AHEAD: Field = Field::optional(
+    "PagesAhead",
+    Kind::Int { min: 0, max: 16 },
+    "pages an export requests ahead of the one it writes, once the first page told totalResults (default 0: one page at a time, the kindest to the service; more helps with a distant service that serves requests in parallel)",
 );
 const CA_FILE: Field = Field::optional(
     "CaFile",
@@ -145,6 +150,7 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
         TIME_OUT,
         MAX_MESSAGE_SIZE,
         MAX_CONCURRENT_REQUESTS,
+        PAGES_AHEAD,
         CA_FILE,
     ],
     constraints: CONSTRAINTS,
@@ -172,6 +178,7 @@ pub static SLACK_SETTINGS: SettingsSchema = SettingsSchema {
         TIME_OUT,
         MAX_MESSAGE_SIZE,
         MAX_CONCURRENT_REQUESTS,
+        PAGES_AHEAD,
         CA_FILE,
     ],
     constraints: CONSTRAINTS,
@@ -199,6 +206,7 @@ pub static SALESFORCE_SETTINGS: SettingsSchema = SettingsSchema {
         TIME_OUT,
         MAX_MESSAGE_SIZE,
         MAX_CONCURRENT_REQUESTS,
+        PAGES_AHEAD,
         CA_FILE,
     ],
     constraints: CONSTRAINTS,
@@ -320,6 +328,8 @@ pub struct ScimSettings {
     /// `MaxMessageSize`, in bytes.
     pub max_message: u64,
     pub concurrency: usize,
+    /// `PagesAhead`: export pages requested ahead (0: one at a time).
+    pub pages_ahead: usize,
     /// `CaFile` as written (resolved against the settings folder when the client is built).
     pub ca_file: Option<String>,
 }
@@ -393,6 +403,8 @@ struct Raw {
     max_message: Option<i64>,
     #[serde(rename = "MaxConcurrentRequests", default)]
     concurrency: Option<i64>,
+    #[serde(rename = "PagesAhead", default)]
+    pages_ahead: Option<i64>,
     #[serde(rename = "CaFile", default)]
     ca_file: Option<String>,
 }
@@ -459,6 +471,7 @@ pub fn parse(
         concurrency: raw
             .concurrency
             .map_or(DEFAULT_CONCURRENCY, |c| c.clamp(1, 256) as usize),
+        pages_ahead: raw.pages_ahead.map_or(0, |p| p.clamp(0, 16) as usize),
         ca_file: raw.ca_file.filter(|c| !c.trim().is_empty()),
     })
 }
@@ -852,18 +865,20 @@ mod tests {
 
     #[test]
     fn limits_have_defaults_and_zero_timeout_means_none() {
-        let s = settings(json!({"Server": "https://h", "PageSize": 50, "TimeOut": 0, "MaxMessageSize": 2048, "MaxConcurrentRequests": 3, "ServiceSupportBulk": true, "BulkMaxOperation": 10}))
+        let s = settings(json!({"Server": "https://h", "PageSize": 50, "TimeOut": 0, "MaxMessageSize": 2048, "MaxConcurrentRequests": 3, "PagesAhead": 2, "ServiceSupportBulk": true, "BulkMaxOperation": 10}))
             .expect("settings");
         assert_eq!(s.page_size, 50);
         assert_eq!(s.timeout, None);
         assert_eq!(s.max_message, 2048);
         assert_eq!(s.concurrency, 3);
+        assert_eq!(s.pages_ahead, 2);
         assert!(s.bulk);
         assert_eq!(s.bulk_max, Some(10));
         let d = settings(json!({"Server": "https://h"})).expect("defaults");
         assert_eq!(d.timeout, Some(DEFAULT_TIMEOUT));
         assert_eq!(d.max_message, DEFAULT_MAX_MESSAGE);
         assert_eq!(d.concurrency, DEFAULT_CONCURRENCY);
+        assert_eq!(d.pages_ahead, 0);
         assert!(settings(json!({"Server": "https://h", "Unknown": 1})).is_err());
     }
 }

@@ -262,11 +262,12 @@ async fn scim_export_reads_the_mapped_columns_of_the_filtered_entities() {
 async fn scim_export_pages_through_many_resources() {
     let t = SERVER.tenant();
     bulk_users(&t, "p", 1234);
-    for page_size in [100, 5000] {
+    for (page_size, ahead) in [(100, 0), (100, 3), (5000, 2)] {
         // 5,000 is more than the service's maxResults (1,000): it caps each page, and the
         // pages read ahead follow its size.
         let mut s = settings(&SERVER.url(&t));
         s["PageSize"] = json!(page_size);
+        s["PagesAhead"] = json!(ahead);
         let i = instance(s, vec![mapped("Users", &["userName"])]);
         let (_, tables) = export(&*i, None).await.expect("export");
         let users = rows(&tables["SCIMExport_Users"]);
