@@ -444,8 +444,9 @@ pub async fn run(
         "reading the service's configuration at {}",
         client.cx.system
     ));
-    let paging = paging(client).await?;
-    let catalog = match Catalog::read(client, OPERATION).await {
+    let (paging, catalog) = tokio::join!(paging(client), Catalog::read(client, OPERATION));
+    let paging = paging?;
+    let catalog = match catalog {
         Ok(c) => c,
         // A service that does not describe itself: the mappings must name the columns.
         Err(

@@ -67,8 +67,11 @@ pub struct Column {
 impl Catalog {
     /// Reads `/ResourceTypes` and `/Schemas`.
     pub async fn read(client: &Client, operation: &'static str) -> Result<Catalog, PackageError> {
-        let types = list(client, "ResourceTypes", operation).await?;
-        let schemas = list(client, "Schemas", operation).await?;
+        let (types, schemas) = tokio::join!(
+            list(client, "ResourceTypes", operation),
+            list(client, "Schemas", operation)
+        );
+        let (types, schemas) = (types?, schemas?);
         let mut out = Catalog::default();
         for t in &types {
             let Some(name) = t.get("name").and_then(Value::as_str) else {
