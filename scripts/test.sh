@@ -2,7 +2,9 @@
 # The whole test suite: formatting, lints, then every test of every crate.
 # It installs what the tests need: rustfmt and clippy, and the real servers the package tests
 # start privately on 127.0.0.1 (PostgreSQL, MariaDB, OpenLDAP's slapd) from Debian's packages
-# when they are missing. It needs no network beyond the package registries.
+# when they are missing, and PyPI's scim2-server in a virtual environment
+# ($IDLINK_SCIM2_VENV, default /var/cache/idlink/scim2-venv). It needs no network beyond the
+# package registries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +24,8 @@ need iconv || missing+=(libc-bin)
 [ -x /usr/sbin/slapd ] || missing+=(slapd)
 need ldapsearch || missing+=(ldap-utils)
 need openssl || missing+=(openssl)
+need python3 || missing+=(python3)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then
@@ -31,6 +35,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
 fi
+
+# The SCIM service the SCIM tests run against (the tests install it too when it is missing,
+# but one install here keeps parallel test binaries from waiting on each other).
+scim_venv=${IDLINK_SCIM2_VENV:-/var/cache/idlink/scim2-venv}
+if [ ! -x "$scim_venv/bin/scim2-server" ]; then
+  echo "== installing scim2-server into $scim_venv"
+  mkdir -p "$(dirname "$scim_venv")"
+  python3 -m venv "$scim_venv"
+  "$scim_venv/bin/pip" install --quiet 'scim2-server[cursor]'
+fi
+export IDLINK_SCIM2_VENV="$scim_venv"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

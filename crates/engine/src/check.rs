@@ -442,6 +442,14 @@ mod tests {
 
     /// Values for settings whose package checks more than their kind.
     fn sample_override(package: &str, path: &str) -> Option<Value> {
+        if package.starts_with("Usercube.SCIM") {
+            match path {
+                "Server" => return Some(json!("https://scim.example.org/scim")),
+                "OAuth2Url" => return Some(json!("https://login.example.org/oauth2/token")),
+                "Filter" => return Some(json!("Users|?filter=active eq \"true\"*Groups")),
+                _ => {}
+            }
+        }
         let sql_cs = || match package {
             p if p.contains("MySQL") => "Server=localhost;Database=x;Uid=u",
             p if p.contains("SQLite") => "Data Source=x.db",
@@ -501,6 +509,13 @@ mod tests {
                 format!("{prefix}.{}", f.name)
             };
             map.insert(f.name.to_string(), sample(package, &path, f.kind));
+        }
+        // Settings that mean something only together: both or neither.
+        for (prefix_of, a, b) in PAIRS {
+            if package.starts_with(prefix_of) && map.contains_key(*a) != map.contains_key(*b) {
+                map.remove(*a);
+                map.remove(*b);
+            }
         }
         Value::Object(map)
     }
@@ -583,9 +598,11 @@ mod tests {
     /// SecuredOptions cannot merge.
     const UNUSABLE: &[(&str, &str)] = &[("Usercube.SQL@0000001", "SecuredOptions")];
 
+    /// Settings of a package (by identifier prefix) that only mean something together.
+    const PAIRS: &[(&str, &str, &str)] = &[("Usercube.SCIM", "Login", "Password")];
+
     /// Supported in the registry, but no code runs them yet: `instantiate` says so.
     const NOT_IMPLEMENTED: &[&str] = &[
-        "Usercube.SCIM@0000001",
         "Usercube.Powershell@0000001",
         "Usercube.PowershellSync@0000001",
         "Usercube.Manual@0000001",

@@ -1494,7 +1494,7 @@ const MAPPING_KINDS: &[MappingKind] = &[
         property: &[(
             "IsDNProperty",
             Use::WithoutEffect(
-                "the SCIM package, which would name resources by it, does not run in this build",
+                "the SCIM package finds a resource by the order's `id` property (its SCIM id), whatever property this marks",
             ),
         )],
     },

@@ -32,6 +32,9 @@ pub fn instantiate(
         id if id == ldap::LDAP.id || id == ldap::OPENLDAP.id => {
             ldap::instantiate(package, settings, env)
         }
+        id if scim::ALL_PACKAGES.iter().any(|p| p.id == id) => {
+            scim::instantiate(package, settings, env)
+        }
         id if id == fulfill_to_file::FULFILL_TO_FILE.id => {
             fulfill_to_file::instantiate(package, settings, env)
         }
@@ -76,9 +79,9 @@ static PACKAGES: &[&PackageInfo] = &[
     &documented("Usercube.RobotFramework@0000001",                 "Custom/Robot Framework",             N, Y, N),
     &documented("Usercube.SAP.ERP60@0000001",                      "ERP/SAP ERP 6.0",                    Y, Y, N),
     &documented("Usercube.SAP@0000001",                            "ERP/SAP",                            Y, Y, N),
-    &documented("Usercube.SCIM.CyberArk@0000001",                  "PAM/CyberArk (SCIM)",                Y, Y, N),
-    &documented("Usercube.SCIM.Salesforce@0000001",                "CRM/Salesforce (SCIM)",              Y, Y, Y),
-    &documented("Usercube.SCIM.Slack@0000001",                     "Collaboration/Slack (SCIM)",         Y, Y, Y),
+    &scim::CYBERARK,
+    &scim::SALESFORCE,
+    &scim::SLACK,
     &scim::SCIM,
     &sql::MYSQL,
     &documented("Usercube.SQL.ODBC@0000001",                       "Database/ODBC",                      Y, N, N),
@@ -279,6 +282,9 @@ mod tests {
         ("Usercube.LDAP", "Directory/Generic LDAP", "yyny"),
         ("Usercube.OpenLDAP", "Directory/Open LDAP", "yyyy"),
         ("Usercube.SCIM", "Custom/SCIM", "yyyy"),
+        ("Usercube.SCIM.Salesforce", "CRM/Salesforce (SCIM)", "yyyy"),
+        ("Usercube.SCIM.Slack", "Collaboration/Slack (SCIM)", "yyyy"),
+        ("Usercube.SCIM.CyberArk", "PAM/CyberArk (SCIM)", "yyny"),
         ("Usercube.LDIF", "Directory/LDIF", "ynny"),
         ("Usercube.FulfillToFile", "Custom/JSON", "nynn"),
         ("Usercube.Powershell", "Custom/Script fulfill", "nynn"),

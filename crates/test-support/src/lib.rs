@@ -1,4 +1,4 @@
-//! Launchers for the real servers idlink's tests use.
+//! Launchers for the real servers idlink's tests use (PostgreSQL, MariaDB, slapd, scim2-server).
 //!
 //! Each launcher starts a PRIVATE server on a free `127.0.0.1` port, in a temporary folder,
 //! and stops it when dropped. A missing server binary is a failure that names the install
@@ -22,11 +22,13 @@ pub mod hostile;
 mod mariadb;
 mod postgres;
 mod process;
+pub mod scim;
 pub mod slapd;
 
 pub use fake_pg::{FakePgServer, Hostility};
 pub use mariadb::MariaDbServer;
 pub use postgres::{PostgresServer, make_certificates};
+pub use scim::{Fault, FaultProxy, ScimOptions, ScimServer};
 pub use slapd::{SlapdOptions, SlapdServer};
 
 /// Why a server could not be started or a setup command failed.

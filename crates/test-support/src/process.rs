@@ -42,6 +42,11 @@ impl RunAs {
         )))
     }
 
+    /// The current user (for servers that run as anyone).
+    pub(crate) fn current() -> RunAs {
+        RunAs(None)
+    }
+
     /// Makes `path` belong to the service user.
     pub(crate) fn own(&self, path: &Path) -> Result<(), LaunchError> {
         if let Some((uid, gid)) = self.0 {

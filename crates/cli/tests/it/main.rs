@@ -9,6 +9,7 @@ mod hostile_ldap;
 mod hostile_sql;
 mod ldap;
 mod schemas;
+mod scim;
 mod secrets;
 mod support;
 mod sync;

@@ -6,4 +6,6 @@ mod fulfill_to_file;
 mod hostile_ldap;
 mod ldap;
 mod ldif;
+mod scim;
+mod scim_faults;
 mod sql;
