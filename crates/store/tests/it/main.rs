@@ -5,3 +5,4 @@ mod lock;
 mod open;
 mod schemas;
 mod support;
+mod users;
