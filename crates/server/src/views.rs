@@ -463,3 +463,58 @@ pub async fn resource(
         "links": links,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use idlink_model::package::Field;
+
+    use super::*;
+
+    static INNER: SettingsSchema = SettingsSchema {
+        fields: &[
+            Field::optional("Server", Kind::String, "host"),
+            Field::optional("Password", Kind::String, "password").secured(),
+        ],
+        constraints: &[],
+    };
+
+    static SCHEMA: SettingsSchema = SettingsSchema {
+        fields: &[
+            Field::optional("ConnectionString", Kind::String, "plain part"),
+            Field::optional("SecuredOptions", Kind::Map, "secret parts").secured(),
+            Field::optional("Token", Kind::String, "a token").secured(),
+            Field::optional("Servers", Kind::ObjectList(&INNER), "servers"),
+        ],
+        constraints: &[],
+    };
+
+    #[test]
+    fn secured_values_key_value_pairs_and_nested_ones_are_masked() {
+        let mut diags = idlink_model::Diagnostics::default();
+        let settings = idlink_model::settings::parse(
+            "appsettings.agent.json",
+            br#"{"Connections": {"C": {
+                "ConnectionString": "Host=db",
+                "SecuredOptions": {"Password": "s3cret", "Empty": ""},
+                "Servers": [{"Server": "ldap://h", "Password": "p4ss"}]
+            }}}"#,
+            &mut diags,
+        );
+        let entries = &settings.connection("C").expect("parsed").entries;
+        let shown = masked(entries, &SCHEMA);
+        assert_eq!(
+            shown,
+            json!({
+                "ConnectionString": "Host=db",
+                "SecuredOptions": {
+                    "Password": { "secured": true, "set": true },
+                    "Empty": { "secured": true, "set": false },
+                },
+                "Token": { "secured": true, "set": false },
+                "Servers": [{ "Server": "ldap://h", "Password": { "secured": true, "set": true } }],
+            })
+        );
+        let text = shown.to_string();
+        assert!(!text.contains("s3cret") && !text.contains("p4ss"), "{text}");
+    }
+}
