@@ -22,6 +22,7 @@ need iconv || missing+=(libc-bin)
 [ -x /usr/sbin/slapd ] || missing+=(slapd)
 need ldapsearch || missing+=(ldap-utils)
 need openssl || missing+=(openssl)
+need curl || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then

@@ -122,17 +122,18 @@ fn display_name(names: &idlink_model::config::DisplayNames, id: &str) -> String 
 
 pub fn connectors(engine: &Engine) -> Vec<ConnectorSummary> {
     let config = &engine.checked().config;
+    // One pass over the connections, not one per connector.
+    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for c in &config.connections {
+        *counts.entry(c.connector.value.as_str()).or_default() += 1;
+    }
     config
         .connectors
         .iter()
         .map(|c| ConnectorSummary {
             id: c.id.value.clone(),
             name: display_name(&c.display_names, &c.id.value),
-            connections: config
-                .connections
-                .iter()
-                .filter(|x| x.connector.value == c.id.value)
-                .count(),
+            connections: counts.get(c.id.value.as_str()).copied().unwrap_or(0),
         })
         .collect()
 }

@@ -10,6 +10,7 @@ mod hostile_sql;
 mod ldap;
 mod schemas;
 mod secrets;
+mod serve;
 mod support;
 mod sync;
 mod usability;
