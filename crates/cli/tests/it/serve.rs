@@ -71,6 +71,7 @@ fn start(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
             }
             Err(_) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 let mut err = String::new();
                 if let Some(mut e) = child.stderr.take() {
                     let _ = e.read_to_string(&mut err);
