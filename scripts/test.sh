@@ -26,6 +26,7 @@ need ldapsearch || missing+=(ldap-utils)
 need openssl || missing+=(openssl)
 need python3 || missing+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+need curl || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then

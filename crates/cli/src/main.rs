@@ -3,6 +3,7 @@
 mod check;
 mod connection;
 mod secrets;
+mod serve;
 mod store;
 mod sync;
 
@@ -175,6 +176,16 @@ enum Command {
     },
     /// List the packages this build knows, with their capabilities.
     Packages,
+    /// Serve the HTTP API and the web UI over the store and the configuration folder, which
+    /// is watched: a change that passes check runs, one that does not is shown with its errors.
+    Serve {
+        #[command(flatten)]
+        paths: PathArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        args: serve::ServeArgs,
+    },
 }
 
 /// Whether `dir` holds configuration files: an appsettings.agent.json or an XML file.
@@ -301,6 +312,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => secrets::keygen(args),
         Command::Protect { paths, args } => secrets::protect(&g(paths), args),
         Command::Packages => check::packages(),
+        Command::Serve { paths, store, args } => serve::serve(&runtime, &gs(paths, store), args),
     };
     match result {
         Ok(code) => code,

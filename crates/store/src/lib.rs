@@ -13,8 +13,10 @@
 //! - `open`: opening, recognising an idlink store and refusing anything else;
 //! - [`migrate`]: the ordered list of versioned migrations per backend;
 //! - [`lock`]: connector locks held across processes;
-//! - [`schemas`]: schema snapshots (last success, last failure).
+//! - [`schemas`]: schema snapshots (last success, last failure);
+//! - [`users`]: the server's users, sessions and API tokens; [`audit`]: its audit log.
 
+pub mod audit;
 mod error;
 pub mod location;
 pub mod lock;
@@ -22,12 +24,15 @@ pub mod migrate;
 mod open;
 pub mod resources;
 pub mod schemas;
+pub mod users;
 
+pub use audit::AuditEntry;
 pub use error::{ErrorKind, StoreError};
 pub use location::Location;
 pub use lock::{ConnectorLock, Holder};
 pub use resources::{IndexEntry, NewResource, Resource, ResourceUpdate, SyncTx};
 pub use schemas::{SchemaFailure, SchemaSnapshot, SchemaState};
+pub use users::{Session, User};
 
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;

@@ -120,6 +120,68 @@ pub const MIGRATIONS: &[Migration] = &[
             "CREATE INDEX links_by_id2 ON links (id2, association, id1)",
         ],
     },
+    Migration {
+        version: 3,
+        name: "users, sessions, API tokens, audit log",
+        sqlite: &[
+            // A person or automation that signs in to the server; the password as an argon2 PHC
+            // string, never the password itself.
+            "CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            role TEXT NOT NULL,
+            created_at TEXT NOT NULL)",
+            // A signed-in browser: the SHA-256 of its cookie's token (the token itself is only
+            // in the cookie) and the CSRF token its forms carry.
+            "CREATE TABLE sessions (
+            token_hash TEXT PRIMARY KEY NOT NULL,
+            user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            csrf TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL)",
+            // An API token for automation: its SHA-256 only.
+            "CREATE TABLE api_tokens (
+            token_hash TEXT PRIMARY KEY NOT NULL,
+            user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            created_at TEXT NOT NULL)",
+            // Who did what and when; never a secret value.
+            "CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            detail TEXT NOT NULL)",
+        ],
+        postgres: &[
+            "CREATE TABLE users (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            role TEXT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL)",
+            "CREATE TABLE sessions (
+            token_hash TEXT PRIMARY KEY NOT NULL,
+            user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            csrf TEXT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            expires_at TIMESTAMPTZ NOT NULL)",
+            "CREATE TABLE api_tokens (
+            token_hash TEXT PRIMARY KEY NOT NULL,
+            user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL)",
+            "CREATE TABLE audit_log (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            at TIMESTAMPTZ NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            detail TEXT NOT NULL)",
+        ],
+    },
 ];
 
 /// The newest format this build reads and writes.

@@ -11,6 +11,7 @@ mod ldap;
 mod schemas;
 mod scim;
 mod secrets;
+mod serve;
 mod support;
 mod sync;
 mod usability;

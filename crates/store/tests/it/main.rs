@@ -6,3 +6,4 @@ mod open;
 mod resources;
 mod schemas;
 mod support;
+mod users;

@@ -1,0 +1,109 @@
+//! `idlink serve`: the HTTP API and web UI over the store and the running configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use idlink_engine::CancellationToken;
+use idlink_server::{Options, Paths};
+use tokio::runtime::Runtime;
+
+use crate::Global;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The address and port to listen on.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:5000")]
+    listen: SocketAddr,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// How often the configuration folder is looked at for changes, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
+    watch_ms: u64,
+}
+
+/// How long requests under way may run on after a stop before their work is cancelled.
+const GRACE: Duration = Duration::from_secs(30);
+
+pub fn serve(rt: &Runtime, g: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let options = Options {
+        paths: Paths {
+            config_dir: g.config.clone(),
+            settings: g.settings.clone(),
+            work_dir: g.work.clone(),
+        },
+        database: crate::store::location(g)?,
+        listen: args.listen,
+        tls: args.tls_cert.clone().zip(args.tls_key.clone()),
+        watch_every: Duration::from_millis(args.watch_ms.max(50)),
+        admin_password: std::env::var("IDLINK_ADMIN_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty()),
+        grace: GRACE,
+    };
+    let server = match rt.block_on(idlink_server::start(options)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if let Some(password) = &server.admin_password {
+        println!("created the administrator 'admin' with the password: {password}");
+        println!(
+            "  it is shown this once: keep it somewhere safe (set IDLINK_ADMIN_PASSWORD before the first start to choose it)"
+        );
+    }
+    println!(
+        "idlink serving {} (configuration {}; Ctrl-C stops)",
+        server.url(),
+        g.config.display()
+    );
+    let stop = CancellationToken::new();
+    stop_on_signals(rt, &stop);
+    match rt.block_on(server.run(stop)) {
+        Ok(()) => {
+            eprintln!("stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// The first SIGINT or SIGTERM stops gracefully (requests under way finish); a second one ends
+/// the process at once.
+fn stop_on_signals(rt: &Runtime, stop: &CancellationToken) {
+    let stop = stop.clone();
+    rt.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        for n in 0..2 {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            if n == 0 {
+                eprintln!(
+                    "stopping: requests under way finish (work still running after {} s is interrupted); a second signal stops at once",
+                    GRACE.as_secs()
+                );
+                stop.cancel();
+            } else {
+                std::process::exit(130);
+            }
+        }
+    });
+}

@@ -1,0 +1,548 @@
+//! The JSON API under `/api`. Every route is added through [`ApiRouter`], which records it, so
+//! a test can hold the router and the OpenAPI document ([`crate::openapi`]) to each other.
+//!
+//! The operations (refresh, check, export) live here as functions the UI calls too: one
+//! place times them, counts them in the metrics and writes the audit log.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use axum::{Json, Router};
+use idlink_engine::snapshots::{Refresh, show_time};
+use idlink_engine::{CancellationToken, ExportOptions};
+use idlink_packages::api::NoProgress;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Role, User};
+use crate::error::AppError;
+use crate::metrics::Operation;
+use crate::state::AppState;
+use crate::views;
+
+/// The API's router and the list of what it routes.
+#[derive(Debug)]
+pub struct ApiRouter {
+    pub router: Router<AppState>,
+    /// Every `(method, path)` routed, in OpenAPI's path syntax (which axum's is).
+    pub routes: Vec<(Method, &'static str)>,
+}
+
+impl ApiRouter {
+    fn new() -> Self {
+        ApiRouter {
+            router: Router::new(),
+            routes: Vec::new(),
+        }
+    }
+
+    fn add(mut self, method: Method, path: &'static str, route: MethodRouter<AppState>) -> Self {
+        self.routes.push((method, path));
+        self.router = self.router.route(path, route);
+        self
+    }
+}
+
+/// Every API route.
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .add(Method::GET, "/api/openapi.json", get(openapi))
+        .add(Method::GET, "/api/me", get(me))
+        .add(Method::GET, "/api/configuration", get(configuration))
+        .add(Method::GET, "/api/connectors", get(list_connectors))
+        .add(
+            Method::GET,
+            "/api/connectors/{connector}",
+            get(get_connector),
+        )
+        .add(
+            Method::POST,
+            "/api/connectors/{connector}/refresh-schemas",
+            post(refresh_connector),
+        )
+        .add(Method::GET, "/api/connections", get(list_connections))
+        .add(
+            Method::GET,
+            "/api/connections/{connection}",
+            get(get_connection),
+        )
+        .add(
+            Method::GET,
+            "/api/connections/{connection}/schema",
+            get(get_schema),
+        )
+        .add(
+            Method::POST,
+            "/api/connections/{connection}/refresh-schema",
+            post(refresh_connection),
+        )
+        .add(
+            Method::POST,
+            "/api/connections/{connection}/check",
+            post(check_connection),
+        )
+        .add(
+            Method::POST,
+            "/api/connections/{connection}/export",
+            post(export_connection),
+        )
+        .add(Method::GET, "/api/entity-types", get(list_entity_types))
+        .add(
+            Method::GET,
+            "/api/entity-types/{entityType}/resources",
+            get(search_resources),
+        )
+        .add(
+            Method::GET,
+            "/api/entity-types/{entityType}/resources/{key}",
+            get(get_resource),
+        )
+        .add(Method::GET, "/api/entity-type-mappings", get(list_mappings))
+        .add(Method::GET, "/api/audit", get(audit))
+        .add(Method::POST, "/api/tokens", post(create_token))
+        .add(Method::POST, "/api/users", post(create_user))
+}
+
+async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}
+
+async fn me(User(p): User) -> Json<Value> {
+    Json(json!({ "name": p.name, "role": p.role }))
+}
+
+/// The running configuration and the last change refused, with its errors.
+pub fn configuration_view(state: &AppState) -> Value {
+    let r = state.running();
+    json!({
+        "configDir": state.paths().config_dir.display().to_string(),
+        "running": r.engine.is_some(),
+        "loadedAt": r.loaded_at.as_ref().map(show_time),
+        "warnings": r.warnings,
+        "rejected": r.rejected.as_ref().map(|x| json!({
+            "at": show_time(&x.at),
+            "errors": x.errors,
+        })),
+    })
+}
+
+async fn configuration(State(state): State<AppState>, _: User) -> Json<Value> {
+    Json(configuration_view(&state))
+}
+
+async fn list_connectors(State(state): State<AppState>, _: User) -> Result<Json<Value>, AppError> {
+    let engine = state.engine()?;
+    Ok(Json(json!(views::connectors(&engine))))
+}
+
+async fn get_connector(
+    State(state): State<AppState>,
+    _: User,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let engine = state.engine()?;
+    Ok(Json(json!(views::connector(&state, &engine, &id).await?)))
+}
+
+async fn list_connections(State(state): State<AppState>, _: User) -> Result<Json<Value>, AppError> {
+    let engine = state.engine()?;
+    Ok(Json(json!(
+        views::connections(&state, &engine, None).await?
+    )))
+}
+
+async fn get_connection(
+    State(state): State<AppState>,
+    _: User,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let engine = state.engine()?;
+    Ok(Json(views::connection(&state, &engine, &id).await?))
+}
+
+async fn get_schema(
+    State(state): State<AppState>,
+    _: User,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let engine = state.engine()?;
+    Ok(Json(views::schema(&state, &engine, &id).await?))
+}
+
+/// The outcome of one refresh, as the API returns it.
+fn refresh_json(r: &idlink_engine::snapshots::ConnectionRefresh) -> Value {
+    match &r.outcome {
+        Refresh::Refreshed { schema, at } => json!({
+            "connection": r.connection,
+            "package": r.package,
+            "outcome": "refreshed",
+            "refreshedAt": show_time(at),
+            "tables": schema.tables.len(),
+            "columns": schema.tables.iter().map(|t| t.columns.len()).sum::<usize>(),
+        }),
+        Refresh::NoSchema => json!({
+            "connection": r.connection,
+            "package": r.package,
+            "outcome": "none",
+            "message": idlink_engine::snapshots::NO_SCHEMA,
+        }),
+        Refresh::Failed { message, at, kind } => json!({
+            "connection": r.connection,
+            "package": r.package,
+            "outcome": "failed",
+            "failedAt": show_time(at),
+            "kind": kind.to_string(),
+            "message": r.redactor.redact(message),
+        }),
+    }
+}
+
+fn record_refresh(
+    state: &AppState,
+    r: &idlink_engine::snapshots::ConnectionRefresh,
+    took: std::time::Duration,
+) {
+    let failure = match &r.outcome {
+        Refresh::Failed { kind, .. } => Some(*kind),
+        _ => None,
+    };
+    if !matches!(r.outcome, Refresh::NoSchema) {
+        state
+            .metrics()
+            .record(Operation::RefreshSchema, &r.connection, took, failure);
+    }
+}
+
+fn outcome_word(r: &idlink_engine::snapshots::ConnectionRefresh) -> &'static str {
+    match r.outcome {
+        Refresh::Refreshed { .. } => "refreshed",
+        Refresh::NoSchema => "no schema",
+        Refresh::Failed { .. } => "failed",
+    }
+}
+
+/// "Refresh schema" of one connection: recorded in the store, the metrics and the audit log.
+pub async fn refresh_one(state: &AppState, who: &str, id: &str) -> Result<Value, AppError> {
+    let engine = state.engine()?;
+    let started = Instant::now();
+    let r = engine.refresh_schema_into(state.store(), id).await?;
+    record_refresh(state, &r, started.elapsed());
+    state
+        .store()
+        .audit(who, "refresh-schema", &r.connection, outcome_word(&r))
+        .await?;
+    Ok(refresh_json(&r))
+}
+
+/// "Refresh all schemas" of a connector.
+pub async fn refresh_all(state: &AppState, who: &str, connector: &str) -> Result<Value, AppError> {
+    let engine = state.engine()?;
+    let connector = engine.connector_id(connector)?;
+    let started = Instant::now();
+    let results = engine
+        .refresh_connector_schemas(state.store(), &connector)
+        .await?;
+    // The connector's time, shared out: each refresh ran in turn.
+    let each = started.elapsed() / u32::try_from(results.len().max(1)).unwrap_or(1);
+    for r in &results {
+        record_refresh(state, r, each);
+    }
+    let failed = results.iter().filter(|r| r.outcome.failed()).count();
+    state
+        .store()
+        .audit(
+            who,
+            "refresh-all-schemas",
+            &connector,
+            &format!("{} connections, {failed} failed", results.len()),
+        )
+        .await?;
+    Ok(json!({
+        "connector": connector,
+        "results": results.iter().map(refresh_json).collect::<Vec<_>>(),
+    }))
+}
+
+/// "Check connection": whether the system is reachable with the current settings. A system
+/// that cannot be reached is an answer (`reachable: false`), not an error.
+pub async fn check_one(state: &AppState, who: &str, id: &str) -> Result<Value, AppError> {
+    let engine = state.engine()?;
+    let started = Instant::now();
+    let (connection, result) = match engine.open(id) {
+        Err(e) if !idlink_engine::snapshots::records_open_failure(&e) => return Err(e.into()),
+        Err(e) => (id.to_string(), Err((e.kind(), e.to_string()))),
+        Ok(opened) => {
+            let r = opened
+                .check_connection()
+                .await
+                .map(|what| opened.redact(&what))
+                .map_err(|e| (e.kind(), opened.redact(&e.to_string())));
+            (opened.id().to_string(), r)
+        }
+    };
+    state.metrics().record(
+        Operation::CheckConnection,
+        &connection,
+        started.elapsed(),
+        result.as_ref().err().map(|(k, _)| *k),
+    );
+    let (reachable, message) = match result {
+        Ok(m) => (true, m),
+        Err((_, m)) => (false, m),
+    };
+    state
+        .store()
+        .audit(
+            who,
+            "check-connection",
+            &connection,
+            if reachable {
+                "reachable"
+            } else {
+                "not reachable"
+            },
+        )
+        .await?;
+    Ok(json!({ "connection": connection, "reachable": reachable, "message": message }))
+}
+
+/// "Export now": one export of the connection into `<work>/ExportOutput`.
+pub async fn export_one(
+    state: &AppState,
+    who: &str,
+    id: &str,
+    cancel: &CancellationToken,
+) -> Result<Value, AppError> {
+    let engine = state.engine()?;
+    let started = Instant::now();
+    let opened = match engine.open(id) {
+        Ok(o) => o,
+        Err(e) => {
+            if idlink_engine::snapshots::records_open_failure(&e) {
+                engine.record_failed_export(id, &e, &e.to_string());
+                state
+                    .metrics()
+                    .record(Operation::Export, id, started.elapsed(), Some(e.kind()));
+                state.store().audit(who, "export", id, "failed").await?;
+            }
+            return Err(e.into());
+        }
+    };
+    let result = opened
+        .export(&ExportOptions::default(), Arc::new(NoProgress), cancel)
+        .await;
+    state.metrics().record(
+        Operation::Export,
+        opened.id(),
+        started.elapsed(),
+        result.as_ref().err().map(idlink_engine::EngineError::kind),
+    );
+    match result {
+        Ok(report) => {
+            state
+                .store()
+                .audit(
+                    who,
+                    "export",
+                    opened.id(),
+                    &format!("{} rows", report.rows()),
+                )
+                .await?;
+            let json =
+                serde_json::to_string(&report).map_err(|e| AppError::Internal(e.to_string()))?;
+            serde_json::from_str(&opened.redact(&json))
+                .map_err(|e| AppError::Internal(e.to_string()))
+        }
+        Err(e) => {
+            state
+                .store()
+                .audit(who, "export", opened.id(), "failed")
+                .await?;
+            Err(AppError::engine(&e, |m| opened.redact(m)))
+        }
+    }
+}
+
+async fn refresh_connection(
+    State(state): State<AppState>,
+    User(p): User,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(refresh_one(&state, &p.name, &id).await?))
+}
+
+async fn refresh_connector(
+    State(state): State<AppState>,
+    User(p): User,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(refresh_all(&state, &p.name, &id).await?))
+}
+
+async fn check_connection(
+    State(state): State<AppState>,
+    User(p): User,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(check_one(&state, &p.name, &id).await?))
+}
+
+async fn export_connection(
+    State(state): State<AppState>,
+    User(p): User,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(
+        export_one(&state, &p.name, &id, &state.shutdown()).await?,
+    ))
+}
+
+async fn list_entity_types(
+    State(state): State<AppState>,
+    _: User,
+) -> Result<Json<Value>, AppError> {
+    let engine = state.engine()?;
+    Ok(Json(json!(views::entity_types(&engine))))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SearchQuery {
+    #[serde(default)]
+    pub q: String,
+}
+
+async fn search_resources(
+    State(state): State<AppState>,
+    _: User,
+    Path(et): Path<String>,
+    Query(q): Query<SearchQuery>,
+) -> Result<Json<Value>, AppError> {
+    let engine = state.engine()?;
+    Ok(Json(views::search(&state, &engine, &et, &q.q).await?))
+}
+
+async fn get_resource(
+    State(state): State<AppState>,
+    _: User,
+    Path((et, key)): Path<(String, String)>,
+) -> Result<Json<Value>, AppError> {
+    let engine = state.engine()?;
+    Ok(Json(views::resource(&state, &engine, &et, &key).await?))
+}
+
+async fn list_mappings(State(state): State<AppState>, _: User) -> Result<Json<Value>, AppError> {
+    let engine = state.engine()?;
+    Ok(Json(json!(views::mappings(&engine))))
+}
+
+/// The audit log as JSON.
+pub async fn audit_entries(state: &AppState) -> Result<Vec<Value>, AppError> {
+    Ok(state
+        .store()
+        .audit_log(200)
+        .await?
+        .into_iter()
+        .map(|e| {
+            json!({
+                "at": show_time(&e.at),
+                "actor": e.actor,
+                "action": e.action,
+                "target": e.target,
+                "detail": e.detail,
+            })
+        })
+        .collect())
+}
+
+async fn audit(State(state): State<AppState>, _: User) -> Result<Json<Value>, AppError> {
+    Ok(Json(json!(audit_entries(&state).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+struct NewToken {
+    name: String,
+}
+
+/// An API token for the signed-in user, shown once.
+async fn create_token(
+    State(state): State<AppState>,
+    User(p): User,
+    Json(body): Json<NewToken>,
+) -> Result<Response, AppError> {
+    let name = body.name.trim();
+    if name.is_empty() {
+        return Err(AppError::BadRequest(
+            "give the token a name (\"name\")".into(),
+        ));
+    }
+    let token = crate::auth::random_token();
+    state
+        .store()
+        .create_api_token(&crate::auth::token_hash(&token), p.id, name)
+        .await?;
+    state
+        .store()
+        .audit(&p.name, "create-api-token", name, "created")
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "name": name, "token": token, "user": p.name })),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct NewUser {
+    name: String,
+    password: String,
+    role: String,
+}
+
+/// Adds a user (administrators only).
+async fn create_user(
+    State(state): State<AppState>,
+    User(p): User,
+    Json(body): Json<NewUser>,
+) -> Result<Response, AppError> {
+    p.require_admin("creating a user")?;
+    let role = Role::parse(&body.role).ok_or_else(|| {
+        AppError::BadRequest(format!(
+            "role '{}' is not known: use administrator or operator",
+            body.role
+        ))
+    })?;
+    let name = body.name.trim().to_string();
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return Err(AppError::BadRequest(
+            "a user name is 1 to 64 printable characters".into(),
+        ));
+    }
+    if body.password.chars().count() < crate::auth::MIN_PASSWORD {
+        return Err(AppError::BadRequest(format!(
+            "the password is shorter than {} characters",
+            crate::auth::MIN_PASSWORD
+        )));
+    }
+    let password = body.password;
+    let hash = tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))??;
+    let created = state
+        .store()
+        .create_user(&name, &hash, role.as_str())
+        .await?
+        .ok_or_else(|| AppError::BadRequest(format!("user '{name}' exists already")))?;
+    state
+        .store()
+        .audit(&p.name, "create-user", &name, role.as_str())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "name": created.name, "role": role })),
+    )
+        .into_response())
+}

@@ -1,0 +1,96 @@
+//! The idlink server: the store, an engine over the running configuration, a JSON API under
+//! `/api` (described by `/api/openapi.json`), a server-rendered web UI whose templates and
+//! assets are embedded in the binary, authentication (users, sessions, API tokens, roles),
+//! Prometheus metrics and a configuration watcher.
+//!
+//! The configuration folder stays the source of truth (SPEC §7.1): [`running`] watches it and
+//! replaces the running configuration only with one that passes `check`; a change that does
+//! not pass keeps the last valid one running and its errors are shown (file:line:col).
+//!
+//! [`app`] builds the whole router from an [`AppState`], so handlers are tested with
+//! `tower::ServiceExt::oneshot`; [`serve`] binds, watches and shuts down gracefully.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod running;
+pub mod serve;
+pub mod state;
+pub mod tls;
+pub mod ui;
+mod views;
+
+pub use error::{AppError, ErrorKind, ServerError};
+pub use running::Paths;
+pub use serve::{Options, Server, serve, start};
+pub use state::AppState;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, header};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// The Content-Security-Policy of every response: scripts and styles from the server itself
+/// only (no inline script), no framing.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+form-action 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'";
+
+/// The whole server: health, metrics, the API and the UI, behind authentication and the
+/// security headers.
+pub fn app(state: AppState) -> Router {
+    let headers: [(HeaderName, &'static str); 5] = [
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+    ];
+    let mut router = Router::new()
+        .route("/healthz", axum::routing::get(health))
+        .route("/metrics", axum::routing::get(metrics::handler))
+        .merge(api::router().router)
+        .merge(ui::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::middleware,
+        ))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20));
+    for (name, value) in headers {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    if state.secure_cookies() {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ));
+    }
+    router.with_state(state)
+}
+
+/// `/healthz`: 200 with the state of the running configuration; 503 while the store does not
+/// answer.
+async fn health(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let running = state.running();
+    let store_ok = state.store().format_version().await.is_ok();
+    let body = serde_json::json!({
+        "status": if store_ok { "ok" } else { "store unavailable" },
+        "configuration": if running.engine.is_some() { "running" } else { "none valid" },
+        "rejectedChange": running.rejected.is_some(),
+    });
+    let status = if store_ok {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}

@@ -1,0 +1,339 @@
+//! The OpenAPI 3.1 document of the API, served at `/api/openapi.json`. Written out here (not
+//! derived from the router) and held to the router by a test: every route is documented and
+//! every documented operation is routed.
+
+use serde_json::{Map, Value, json};
+
+/// One documented operation.
+#[derive(Debug)]
+pub struct Operation {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub id: &'static str,
+    pub tag: &'static str,
+    pub summary: &'static str,
+    /// Query parameters: name and description.
+    pub query: &'static [(&'static str, &'static str)],
+    /// The request body's schema.
+    pub body: Option<&'static str>,
+    /// The success status and its body's schema.
+    pub ok: (u16, &'static str),
+}
+
+const fn op(
+    method: &'static str,
+    path: &'static str,
+    id: &'static str,
+    tag: &'static str,
+    summary: &'static str,
+    ok: (u16, &'static str),
+) -> Operation {
+    Operation {
+        method,
+        path,
+        id,
+        tag,
+        summary,
+        query: &[],
+        body: None,
+        ok,
+    }
+}
+
+/// Every operation of the API.
+pub const OPERATIONS: &[Operation] = &[
+    op(
+        "get",
+        "/api/openapi.json",
+        "openapi",
+        "meta",
+        "This document",
+        (200, "Object"),
+    ),
+    op(
+        "get",
+        "/api/me",
+        "me",
+        "users",
+        "Who is signed in, and their role",
+        (200, "Me"),
+    ),
+    op(
+        "get",
+        "/api/configuration",
+        "configuration",
+        "configuration",
+        "The running configuration, its warnings, and the last change refused with its errors (file:line:col)",
+        (200, "Configuration"),
+    ),
+    op(
+        "get",
+        "/api/connectors",
+        "listConnectors",
+        "connectors",
+        "Every connector",
+        (200, "ConnectorList"),
+    ),
+    op(
+        "get",
+        "/api/connectors/{connector}",
+        "getConnector",
+        "connectors",
+        "A connector and its connections with their schema state",
+        (200, "ConnectorDetail"),
+    ),
+    op(
+        "post",
+        "/api/connectors/{connector}/refresh-schemas",
+        "refreshConnectorSchemas",
+        "schema",
+        "Refresh all schemas: every connection of the connector, continuing past failures",
+        (200, "RefreshAll"),
+    ),
+    op(
+        "get",
+        "/api/connections",
+        "listConnections",
+        "connections",
+        "Every connection with its schema state",
+        (200, "ConnectionList"),
+    ),
+    op(
+        "get",
+        "/api/connections/{connection}",
+        "getConnection",
+        "connections",
+        "A connection with its settings; each secured value as {\"secured\": true, \"set\": bool}",
+        (200, "ConnectionDetail"),
+    ),
+    op(
+        "get",
+        "/api/connections/{connection}/schema",
+        "getSchema",
+        "schema",
+        "The connection's schema state and its last good snapshot",
+        (200, "Schema"),
+    ),
+    op(
+        "post",
+        "/api/connections/{connection}/refresh-schema",
+        "refreshSchema",
+        "schema",
+        "Refresh schema: read the tables and columns from the system and record them (or the failure)",
+        (200, "RefreshResult"),
+    ),
+    op(
+        "post",
+        "/api/connections/{connection}/check",
+        "checkConnection",
+        "connections",
+        "Check connection: whether the system is reachable with the current settings",
+        (200, "CheckResult"),
+    ),
+    op(
+        "post",
+        "/api/connections/{connection}/export",
+        "exportConnection",
+        "connections",
+        "Export now: export the connection into <work>/ExportOutput",
+        (200, "ExportReport"),
+    ),
+    op(
+        "get",
+        "/api/entity-types",
+        "listEntityTypes",
+        "resources",
+        "Every entity type with its properties",
+        (200, "EntityTypeList"),
+    ),
+    Operation {
+        query: &[(
+            "q",
+            "text the key or a value contains (case-insensitive); empty for all",
+        )],
+        ..op(
+            "get",
+            "/api/entity-types/{entityType}/resources",
+            "searchResources",
+            "resources",
+            "Search the resources of an entity type (the first 100 found, and the total)",
+            (200, "SearchResult"),
+        )
+    },
+    op(
+        "get",
+        "/api/entity-types/{entityType}/resources/{key}",
+        "getResource",
+        "resources",
+        "A resource with its properties and links",
+        (200, "Resource"),
+    ),
+    op(
+        "get",
+        "/api/entity-type-mappings",
+        "listMappings",
+        "mappings",
+        "The entity type mappings",
+        (200, "MappingList"),
+    ),
+    op(
+        "get",
+        "/api/audit",
+        "audit",
+        "users",
+        "The audit log, newest first (200 entries)",
+        (200, "AuditList"),
+    ),
+    Operation {
+        body: Some("NewToken"),
+        ..op(
+            "post",
+            "/api/tokens",
+            "createToken",
+            "users",
+            "An API token for the signed-in user (shown once)",
+            (201, "Token"),
+        )
+    },
+    Operation {
+        body: Some("NewUser"),
+        ..op(
+            "post",
+            "/api/users",
+            "createUser",
+            "users",
+            "Add a user (administrators only)",
+            (201, "Me"),
+        )
+    },
+];
+
+fn schemas() -> Value {
+    let s = |t: &str| json!({ "type": t });
+    let string = s("string");
+    let opt_string = json!({ "type": ["string", "null"] });
+    json!({
+        "Object": { "type": "object" },
+        "Error": { "type": "object", "properties": { "error": { "type": "object", "properties": {
+            "status": s("integer"), "message": string } } } },
+        "Me": { "type": "object", "properties": { "name": string, "role": { "enum": ["administrator", "operator"] } } },
+        "Problem": { "type": "object", "properties": { "rule": string, "severity": string, "location": string, "message": string, "hint": string } },
+        "Configuration": { "type": "object", "properties": {
+            "configDir": string, "running": s("boolean"), "loadedAt": opt_string,
+            "warnings": { "type": "array", "items": { "$ref": "#/components/schemas/Problem" } },
+            "rejected": { "type": ["object", "null"], "properties": { "at": string,
+                "errors": { "type": "array", "items": { "$ref": "#/components/schemas/Problem" } } } } } },
+        "Connector": { "type": "object", "properties": { "id": string, "name": string, "connections": s("integer") } },
+        "ConnectorList": { "type": "array", "items": { "$ref": "#/components/schemas/Connector" } },
+        "SchemaState": { "type": "object", "properties": {
+            "state": { "enum": ["none", "never-refreshed", "refreshed", "failed"] },
+            "message": string, "refreshedAt": string, "failedAt": string, "tables": s("integer"), "columns": s("integer") } },
+        "Connection": { "type": "object", "properties": {
+            "id": string, "name": string, "connector": string, "package": string, "available": s("boolean"),
+            "capabilities": { "type": "object", "properties": { "export": s("boolean"), "incremental": s("boolean"), "fulfill": s("boolean"), "schema": s("boolean") } },
+            "schema": { "$ref": "#/components/schemas/SchemaState" } } },
+        "ConnectionList": { "type": "array", "items": { "$ref": "#/components/schemas/Connection" } },
+        "ConnectorDetail": { "type": "object", "properties": { "id": string, "name": string,
+            "connections": { "$ref": "#/components/schemas/ConnectionList" } } },
+        "SecuredValue": { "type": "object", "description": "A secured setting: never its value", "properties": {
+            "secured": { "const": true }, "set": s("boolean") } },
+        "ConnectionDetail": { "allOf": [ { "$ref": "#/components/schemas/Connection" }, { "type": "object", "properties": {
+            "settings": { "type": "object", "description": "The settings as written; each secured value is a SecuredValue" } } } ] },
+        "Schema": { "type": "object", "properties": { "connection": string, "package": string,
+            "state": { "$ref": "#/components/schemas/SchemaState" },
+            "tables": { "type": "array", "items": { "type": "object", "properties": { "name": string,
+                "columns": { "type": "array", "items": { "type": "object", "properties": {
+                    "name": string, "type": string, "key": string, "multivalued": s("boolean") } } } } } } } },
+        "RefreshResult": { "type": "object", "properties": { "connection": string, "package": string,
+            "outcome": { "enum": ["refreshed", "none", "failed"] }, "refreshedAt": string, "failedAt": string,
+            "tables": s("integer"), "columns": s("integer"), "kind": string, "message": string } },
+        "RefreshAll": { "type": "object", "properties": { "connector": string,
+            "results": { "type": "array", "items": { "$ref": "#/components/schemas/RefreshResult" } } } },
+        "CheckResult": { "type": "object", "properties": { "connection": string, "reachable": s("boolean"), "message": string } },
+        "ExportReport": { "type": "object", "properties": { "connection": string, "package": string, "incremental": s("boolean"),
+            "duration": s("number"), "cookie": opt_string,
+            "tables": { "type": "array", "items": { "type": "object", "properties": { "name": string, "file": string, "rows": s("integer"), "bytes": s("integer") } } } } },
+        "EntityTypeList": { "type": "array", "items": { "type": "object", "properties": { "id": string, "name": string,
+            "properties": { "type": "array", "items": string } } } },
+        "SearchResult": { "type": "object", "properties": { "entityType": string, "total": s("integer"),
+            "resources": { "type": "array", "items": { "type": "object", "properties": { "key": string, "properties": { "type": "object" } } } } } },
+        "Resource": { "type": "object", "properties": { "entityType": string, "key": string, "properties": { "type": "object" },
+            "links": { "type": "array", "items": { "type": "object", "properties": { "association": string, "property": string, "entityType": string,
+                "keys": { "type": "array", "items": string } } } } } },
+        "MappingList": { "type": "array", "items": { "type": "object", "properties": { "entityType": string, "connector": string,
+            "connectionTable": string, "location": string,
+            "properties": { "type": "array", "items": { "type": "object", "properties": { "property": string, "connectionColumn": string,
+                "isPrimaryKey": s("boolean"), "isUniqueKey": s("boolean") } } } } } },
+        "AuditList": { "type": "array", "items": { "type": "object", "properties": { "at": string, "actor": string, "action": string, "target": string, "detail": string } } },
+        "NewToken": { "type": "object", "required": ["name"], "properties": { "name": string } },
+        "Token": { "type": "object", "properties": { "name": string, "token": string, "user": string } },
+        "NewUser": { "type": "object", "required": ["name", "password", "role"], "properties": {
+            "name": string, "password": { "type": "string", "minLength": crate::auth::MIN_PASSWORD },
+            "role": { "enum": ["administrator", "operator"] } } },
+    })
+}
+
+/// The names between braces in a path.
+pub fn path_parameters(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .collect()
+}
+
+/// The document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for o in OPERATIONS {
+        let mut params: Vec<Value> = path_parameters(o.path)
+            .into_iter()
+            .map(|p| json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        params.extend(o.query.iter().map(|(name, description)| {
+            json!({ "name": name, "in": "query", "required": false, "description": description, "schema": { "type": "string" } })
+        }));
+        let error = json!({ "description": "An error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
+        let mut operation = json!({
+            "operationId": o.id,
+            "tags": [o.tag],
+            "summary": o.summary,
+            "responses": {
+                o.ok.0.to_string(): { "description": "Success", "content": { "application/json": {
+                    "schema": { "$ref": format!("#/components/schemas/{}", o.ok.1) } } } },
+                "default": error,
+            },
+        });
+        if !params.is_empty() {
+            operation["parameters"] = Value::Array(params);
+        }
+        if let Some(body) = o.body {
+            operation["requestBody"] = json!({ "required": true, "content": { "application/json": {
+                "schema": { "$ref": format!("#/components/schemas/{body}") } } } });
+        }
+        if o.method != "get" {
+            operation["description"] = json!(
+                "With a session cookie, send the session's CSRF token in the X-CSRF-Token header; with an API token, no CSRF token is needed."
+            );
+        }
+        let entry = paths
+            .entry(o.path.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        entry[o.method] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "idlink API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Connectors, connections, schemas, exports, resources and entity type mappings of the running configuration. Secured setting values are never returned.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "session": { "type": "apiKey", "in": "cookie", "name": crate::auth::SESSION_COOKIE },
+                "token": { "type": "http", "scheme": "bearer" },
+            },
+        },
+        "security": [ { "session": [] }, { "token": [] } ],
+    })
+}

@@ -1,0 +1,154 @@
+//! What every handler shares: the store, the running configuration, metrics, the login
+//! limiter and the templates. Cheap to clone.
+
+use std::sync::{Arc, RwLock};
+
+use idlink_engine::Engine;
+use idlink_store::Store;
+
+use crate::auth::LoginLimiter;
+use crate::error::AppError;
+use crate::metrics::Metrics;
+use crate::running::{Loaded, Paths, Running, apply, load};
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    paths: Paths,
+    running: RwLock<Arc<Running>>,
+    metrics: Metrics,
+    limiter: LoginLimiter,
+    secure_cookies: bool,
+    templates: minijinja::Environment<'static>,
+    /// Cancelled when work still running after a stop's grace period must end.
+    shutdown: idlink_engine::CancellationToken,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.0.store)
+            .field("paths", &self.0.paths)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Loads the configuration once (off the executor) and shares it with the store.
+    /// `secure_cookies`: the server runs under TLS (cookies get `Secure`).
+    pub async fn new(store: Store, paths: Paths, secure_cookies: bool) -> AppState {
+        let for_load = paths.clone();
+        let loaded = tokio::task::spawn_blocking(move || load(&for_load))
+            .await
+            .unwrap_or_else(|e| Loaded::Invalid {
+                errors: vec![crate::running::Problem {
+                    rule: "load",
+                    severity: "error".into(),
+                    location: String::new(),
+                    message: format!("loading failed: {e}"),
+                    hint: None,
+                }],
+            });
+        let running = apply(&Running::default(), loaded, &paths);
+        if let Some(r) = &running.rejected {
+            tracing::warn!(
+                errors = r.errors.len(),
+                "the configuration does not pass check: nothing runs until it is fixed"
+            );
+        }
+        AppState(Arc::new(Inner {
+            store,
+            paths,
+            running: RwLock::new(Arc::new(running)),
+            metrics: Metrics::default(),
+            limiter: LoginLimiter::default(),
+            secure_cookies,
+            templates: crate::ui::templates(),
+            shutdown: idlink_engine::CancellationToken::new(),
+        }))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.0.paths
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    pub fn limiter(&self) -> &LoginLimiter {
+        &self.0.limiter
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.0.secure_cookies
+    }
+
+    pub fn templates(&self) -> &minijinja::Environment<'static> {
+        &self.0.templates
+    }
+
+    /// The token long work (exports) runs under: cancelled at the end of a stop's grace period.
+    pub fn shutdown(&self) -> idlink_engine::CancellationToken {
+        self.0.shutdown.clone()
+    }
+
+    /// What runs now.
+    pub fn running(&self) -> Arc<Running> {
+        match self.0.running.read() {
+            Ok(r) => Arc::clone(&r),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The engine of the running configuration, or why there is none.
+    pub fn engine(&self) -> Result<Engine, AppError> {
+        self.running()
+            .engine
+            .clone()
+            .ok_or(AppError::NoConfiguration)
+    }
+
+    /// Applies a load of the folder: a valid configuration replaces the running one; an
+    /// invalid one is kept aside with its errors. Logged and audited.
+    pub async fn replace_running(&self, loaded: Loaded) {
+        let valid = matches!(loaded, Loaded::Valid { .. });
+        let next = {
+            let current = self.running();
+            Arc::new(apply(&current, loaded, &self.0.paths))
+        };
+        let detail = if valid {
+            tracing::info!("configuration changed: the new one passes check and runs now");
+            "the change passes check and runs now".to_string()
+        } else {
+            let n = next.rejected.as_ref().map_or(0, |r| r.errors.len());
+            tracing::warn!(
+                errors = n,
+                "configuration changed but does not pass check: the last valid one keeps running"
+            );
+            format!(
+                "the change does not pass check ({n} error{}); the last valid configuration keeps running",
+                if n == 1 { "" } else { "s" }
+            )
+        };
+        match self.0.running.write() {
+            Ok(mut w) => *w = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+        let target = self.0.paths.config_dir.display().to_string();
+        if let Err(e) = self
+            .0
+            .store
+            .audit("system", "configuration", &target, &detail)
+            .await
+        {
+            tracing::error!(error = %e, "cannot write the audit log");
+        }
+    }
+}

@@ -1,0 +1,559 @@
+//! The web UI: server-rendered pages (minijinja templates embedded in the binary), one
+//! stylesheet and one script served from `/assets` (no inline script, no network), forms that
+//! work with a keyboard and carry the session's CSRF token.
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{AppendHeaders, Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api;
+use crate::auth::{self, Auth, Principal};
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::views;
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../templates/base.html")),
+    ("login.html", include_str!("../templates/login.html")),
+    (
+        "connectors.html",
+        include_str!("../templates/connectors.html"),
+    ),
+    (
+        "connector.html",
+        include_str!("../templates/connector.html"),
+    ),
+    (
+        "entity_types.html",
+        include_str!("../templates/entity_types.html"),
+    ),
+    (
+        "resources.html",
+        include_str!("../templates/resources.html"),
+    ),
+    ("resource.html", include_str!("../templates/resource.html")),
+    ("audit.html", include_str!("../templates/audit.html")),
+    (
+        "configuration.html",
+        include_str!("../templates/configuration.html"),
+    ),
+    ("error.html", include_str!("../templates/error.html")),
+];
+
+/// The embedded assets: name, content type, bytes.
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../assets/app.css"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/app.js"),
+    ),
+];
+
+/// The templates, parsed once.
+pub fn templates() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    for (name, source) in TEMPLATES {
+        if let Err(e) = env.add_template(name, source) {
+            // A template that does not parse is a bug caught by the tests; the page that
+            // needs it answers with a generic error.
+            tracing::error!(template = name, error = %e, "template does not parse");
+        }
+    }
+    env
+}
+
+/// An error shown as a page: sign-in needed redirects to the login page.
+#[derive(Debug)]
+pub struct UiError(pub AppError);
+
+impl From<AppError> for UiError {
+    fn from(e: AppError) -> Self {
+        UiError(e)
+    }
+}
+
+impl From<idlink_store::StoreError> for UiError {
+    fn from(e: idlink_store::StoreError) -> Self {
+        UiError(e.into())
+    }
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        error_response(false, self.0)
+    }
+}
+
+/// A refused or failed request: JSON for the API, a page (or the login redirect) otherwise.
+pub fn error_response(api: bool, e: AppError) -> Response {
+    if api {
+        return e.into_response();
+    }
+    if matches!(e, AppError::Unauthorized) {
+        return Redirect::to("/login").into_response();
+    }
+    let status = e.status();
+    let message = e.public_message();
+    let env = templates();
+    let body = env
+        .get_template("error.html")
+        .and_then(|t| t.render(json!({ "status": status.as_u16(), "message": message })))
+        .unwrap_or_else(|_| format!("{} {message}", status.as_u16()));
+    (status, Html(body)).into_response()
+}
+
+/// A signed-in user, for pages: the login page otherwise.
+#[derive(Debug, Clone)]
+pub struct Viewer(pub Principal);
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = UiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, UiError> {
+        match parts.extensions.get::<Auth>() {
+            Some(Auth(Some(p))) => Ok(Viewer(p.clone())),
+            _ => Err(UiError(AppError::Unauthorized)),
+        }
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(connectors))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/connectors/{connector}", get(connector))
+        .route(
+            "/connectors/{connector}/refresh-schemas",
+            post(refresh_connector),
+        )
+        .route(
+            "/connections/{connection}/refresh-schema",
+            post(refresh_connection),
+        )
+        .route("/connections/{connection}/check", post(check_connection))
+        .route("/connections/{connection}/export", post(export_connection))
+        .route("/resources", get(entity_types))
+        .route("/resources/{entityType}", get(resources))
+        .route("/resources/{entityType}/{key}", get(resource))
+        .route("/audit", get(audit))
+        .route("/configuration", get(configuration))
+        .route("/assets/{name}", get(asset))
+}
+
+fn render(state: &AppState, name: &str, ctx: Value) -> Result<Html<String>, UiError> {
+    state
+        .templates()
+        .get_template(name)
+        .and_then(|t| t.render(ctx))
+        .map(Html)
+        .map_err(|e| UiError(AppError::Internal(format!("template {name}: {e:#}"))))
+}
+
+/// What every page's frame needs: who is signed in, the CSRF token, the configuration state.
+fn page(state: &AppState, viewer: &Principal, title: &str, mut ctx: Value) -> Value {
+    let running = state.running();
+    let base = json!({
+        "title": title,
+        "user": { "name": viewer.name, "role": viewer.role, "admin": viewer.role == auth::Role::Administrator },
+        "csrf": viewer.csrf.clone().unwrap_or_default(),
+        "running": running.engine.is_some(),
+        "rejected": running.rejected.as_ref().map(|r| r.errors.len()),
+    });
+    if let (Value::Object(c), Value::Object(b)) = (&mut ctx, base) {
+        for (k, v) in b {
+            c.entry(k).or_insert(v);
+        }
+    }
+    ctx
+}
+
+async fn asset(Path(name): Path<String>) -> Response {
+    match ASSETS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, ty, bytes)) => (
+            [
+                (header::CONTENT_TYPE, *ty),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+            ],
+            *bytes,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+}
+
+fn login_form(state: &AppState, error: Option<&str>, status: StatusCode) -> Response {
+    let token = auth::random_token();
+    let cookie = auth::set_cookie(auth::LOGIN_COOKIE, &token, None, state.secure_cookies());
+    match render(
+        state,
+        "login.html",
+        json!({ "title": "Sign in", "csrf": token, "error": error }),
+    ) {
+        Ok(html) => (status, [(header::SET_COOKIE, cookie)], html).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn login_page(State(state): State<AppState>) -> Response {
+    login_form(&state, None, StatusCode::OK)
+}
+
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    crate::tls::ClientIp(ip): crate::tls::ClientIp,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    // Double submit: the form's token must be the one its page set in a cookie.
+    let cookie = auth::cookie(&headers, auth::LOGIN_COOKIE).unwrap_or_default();
+    if form.csrf.is_empty() || !auth::same_token(&form.csrf, cookie) {
+        return UiError(AppError::Csrf).into_response();
+    }
+    let mut keys = vec![format!("user:{}", form.name.trim().to_lowercase())];
+    if let Some(ip) = ip {
+        keys.push(format!("ip:{ip}"));
+    }
+    if let Some(wait) = state.limiter().blocked(&keys) {
+        let _ = state
+            .store()
+            .audit(
+                form.name.trim(),
+                "login",
+                form.name.trim(),
+                "refused: too many failures",
+            )
+            .await;
+        let e = AppError::TooManyRequests(wait);
+        return login_form(&state, Some(&e.to_string()), StatusCode::TOO_MANY_REQUESTS);
+    }
+    let user = match auth::check_password(&state, form.name.trim(), &form.password).await {
+        Ok(u) => u,
+        Err(e) => return UiError(e).into_response(),
+    };
+    let Some(user) = user else {
+        state.limiter().failed(&keys);
+        let _ = state
+            .store()
+            .audit(form.name.trim(), "login", form.name.trim(), "failed")
+            .await;
+        return login_form(
+            &state,
+            Some("the user name or the password is wrong"),
+            StatusCode::UNAUTHORIZED,
+        );
+    };
+    state.limiter().succeeded(&keys[..1]);
+    let cookie = match auth::start_session(&state, &user).await {
+        Ok(c) => c,
+        Err(e) => return UiError(e).into_response(),
+    };
+    let _ = state
+        .store()
+        .audit(&user.name, "login", &user.name, "signed in")
+        .await;
+    let clear = auth::set_cookie(
+        auth::LOGIN_COOKIE,
+        "",
+        Some(std::time::Duration::ZERO),
+        state.secure_cookies(),
+    );
+    (
+        StatusCode::SEE_OTHER,
+        AppendHeaders([
+            (header::LOCATION, "/".to_string()),
+            (header::SET_COOKIE, cookie),
+            (header::SET_COOKIE, clear),
+        ]),
+    )
+        .into_response()
+}
+
+async fn logout(State(state): State<AppState>, Viewer(p): Viewer, headers: HeaderMap) -> Response {
+    let cookie = match auth::end_session(&state, &headers).await {
+        Ok(c) => c,
+        Err(e) => return UiError(e).into_response(),
+    };
+    let _ = state
+        .store()
+        .audit(&p.name, "logout", &p.name, "signed out")
+        .await;
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/login".to_string()),
+            (header::SET_COOKIE, cookie),
+        ],
+    )
+        .into_response()
+}
+
+async fn connectors(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+) -> Result<Html<String>, UiError> {
+    let list = match state.engine() {
+        Ok(engine) => views::connectors(&engine),
+        Err(_) => Vec::new(),
+    };
+    render(
+        &state,
+        "connectors.html",
+        page(&state, &p, "Connectors", json!({ "connectors": list })),
+    )
+}
+
+async fn connector_page(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+    notice: Option<Value>,
+) -> Result<Html<String>, UiError> {
+    let engine = state.engine()?;
+    let detail = views::connector(state, &engine, id).await?;
+    render(
+        state,
+        "connector.html",
+        page(
+            state,
+            p,
+            &detail.name.clone(),
+            json!({ "connector": detail, "notice": notice }),
+        ),
+    )
+}
+
+async fn connector(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(id): Path<String>,
+) -> Result<Html<String>, UiError> {
+    connector_page(&state, &p, &id, None).await
+}
+
+/// The connector of a connection (to show its page after an action).
+fn connector_of(state: &AppState, connection: &str) -> Result<String, UiError> {
+    let engine = state.engine()?;
+    engine
+        .checked()
+        .config
+        .connections
+        .iter()
+        .find(|c| c.id.value.eq_ignore_ascii_case(connection))
+        .map(|c| c.connector.value.clone())
+        .ok_or_else(|| {
+            UiError(AppError::NotFound(format!(
+                "connection '{connection}' is not declared"
+            )))
+        })
+}
+
+async fn refresh_connector(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(id): Path<String>,
+) -> Result<Html<String>, UiError> {
+    let result = api::refresh_all(&state, &p.name, &id).await?;
+    let results = result["results"].as_array().cloned().unwrap_or_default();
+    let failed = results.iter().filter(|r| r["outcome"] == "failed").count();
+    let notice = json!({
+        "ok": failed == 0,
+        "text": format!("Refresh all schemas: {} connections, {failed} failed", results.len()),
+        "details": results,
+    });
+    connector_page(&state, &p, &id, Some(notice)).await
+}
+
+async fn refresh_connection(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(id): Path<String>,
+) -> Result<Html<String>, UiError> {
+    let connector = connector_of(&state, &id)?;
+    let r = api::refresh_one(&state, &p.name, &id).await?;
+    let notice = json!({
+        "ok": r["outcome"] != "failed",
+        "text": match r["outcome"].as_str() {
+            Some("refreshed") => format!("{}: schema refreshed ({} tables, {} columns)", r["connection"].as_str().unwrap_or_default(), r["tables"], r["columns"]),
+            Some("none") => format!("{}: {}", r["connection"].as_str().unwrap_or_default(), idlink_engine::snapshots::NO_SCHEMA),
+            _ => format!("{}: schema refresh failed: {}", r["connection"].as_str().unwrap_or_default(), r["message"].as_str().unwrap_or_default()),
+        },
+    });
+    connector_page(&state, &p, &connector, Some(notice)).await
+}
+
+async fn check_connection(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(id): Path<String>,
+) -> Result<Html<String>, UiError> {
+    let connector = connector_of(&state, &id)?;
+    let r = api::check_one(&state, &p.name, &id).await?;
+    let reachable = r["reachable"].as_bool().unwrap_or(false);
+    let notice = json!({
+        "ok": reachable,
+        "text": format!(
+            "{}: {}: {}",
+            r["connection"].as_str().unwrap_or_default(),
+            if reachable { "reachable" } else { "not reachable" },
+            r["message"].as_str().unwrap_or_default()
+        ),
+    });
+    connector_page(&state, &p, &connector, Some(notice)).await
+}
+
+async fn export_connection(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(id): Path<String>,
+) -> Result<Html<String>, UiError> {
+    let connector = connector_of(&state, &id)?;
+    let notice = match api::export_one(&state, &p.name, &id, &state.shutdown()).await {
+        Ok(r) => {
+            let rows: u64 = r["tables"]
+                .as_array()
+                .map(|t| t.iter().filter_map(|t| t["rows"].as_u64()).sum())
+                .unwrap_or(0);
+            json!({ "ok": true, "text": format!("{}: exported {rows} rows", r["connection"].as_str().unwrap_or(&id)) })
+        }
+        Err(e @ (AppError::Engine { .. } | AppError::NoConfiguration)) => {
+            json!({ "ok": false, "text": format!("{id}: export failed: {}", e.public_message()) })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    connector_page(&state, &p, &connector, Some(notice)).await
+}
+
+async fn entity_types(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+) -> Result<Html<String>, UiError> {
+    let engine = state.engine()?;
+    let mut types = views::entity_types(&engine);
+    for t in &mut types {
+        let id = t["id"].as_str().unwrap_or_default().to_string();
+        t["count"] = json!(state.store().count_resources(&id).await?);
+    }
+    render(
+        &state,
+        "entity_types.html",
+        page(&state, &p, "Resources", json!({ "types": types })),
+    )
+}
+
+async fn resources(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(et): Path<String>,
+    Query(q): Query<api::SearchQuery>,
+) -> Result<Html<String>, UiError> {
+    let engine = state.engine()?;
+    let found = views::search(&state, &engine, &et, &q.q).await?;
+    let properties = engine
+        .checked()
+        .config
+        .entity_type(&et)
+        .map(|e| {
+            e.properties
+                .iter()
+                .map(|p| p.id.value.clone())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let rows: Vec<Value> = found["resources"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .map(|r| {
+                    json!({
+                        "key": r["key"],
+                        "values": properties.iter().map(|p| views::value_text(&r["properties"][p])).collect::<Vec<_>>(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    render(
+        &state,
+        "resources.html",
+        page(
+            &state,
+            &p,
+            &format!("Resources: {et}"),
+            json!({ "entityType": found["entityType"], "q": q.q, "total": found["total"], "properties": properties, "rows": rows, "limit": views::SEARCH_LIMIT }),
+        ),
+    )
+}
+
+async fn resource(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path((et, key)): Path<(String, String)>,
+) -> Result<Html<String>, UiError> {
+    let engine = state.engine()?;
+    let r = views::resource(&state, &engine, &et, &key).await?;
+    let properties: Vec<Value> = r["properties"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| json!({ "name": k, "value": views::value_text(v) }))
+                .collect()
+        })
+        .unwrap_or_default();
+    render(
+        &state,
+        "resource.html",
+        page(
+            &state,
+            &p,
+            &format!("{et}: {key}"),
+            json!({ "resource": r, "properties": properties }),
+        ),
+    )
+}
+
+async fn audit(State(state): State<AppState>, Viewer(p): Viewer) -> Result<Html<String>, UiError> {
+    let entries = api::audit_entries(&state).await?;
+    render(
+        &state,
+        "audit.html",
+        page(&state, &p, "Audit log", json!({ "entries": entries })),
+    )
+}
+
+async fn configuration(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+) -> Result<Html<String>, UiError> {
+    let view = api::configuration_view(&state);
+    render(
+        &state,
+        "configuration.html",
+        page(
+            &state,
+            &p,
+            "Configuration",
+            json!({ "configuration": view }),
+        ),
+    )
+}

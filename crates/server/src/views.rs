@@ -1,0 +1,521 @@
+//! What the API returns and the UI shows, built once from the running configuration and the
+//! store. Secured settings are masked here: each becomes `{"secured": true, "set": bool}`.
+
+use idlink_engine::Engine;
+use idlink_engine::snapshots::{
+    ConnectionView, NO_SCHEMA, SchemaStatus, connection_views, show_time,
+};
+use idlink_model::package::{Kind, SettingsSchema};
+use idlink_model::settings::{Entry, SettingValue};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectorSummary {
+    pub id: String,
+    pub name: String,
+    pub connections: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Capabilities {
+    pub export: bool,
+    pub incremental: bool,
+    pub fulfill: bool,
+    pub schema: bool,
+}
+
+/// A connection's schema state.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaView {
+    /// `none`, `never-refreshed`, `refreshed` or `failed`.
+    pub state: &'static str,
+    /// The error of a failed refresh, or the sentence for a package without schema.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The last successful refresh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refreshed_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tables: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub columns: Option<usize>,
+}
+
+impl From<&SchemaStatus> for SchemaView {
+    fn from(s: &SchemaStatus) -> Self {
+        let none = SchemaView {
+            state: "none",
+            message: None,
+            refreshed_at: None,
+            failed_at: None,
+            tables: None,
+            columns: None,
+        };
+        match s {
+            SchemaStatus::NoSchema => SchemaView {
+                message: Some(NO_SCHEMA.into()),
+                ..none
+            },
+            SchemaStatus::NeverRefreshed => SchemaView {
+                state: "never-refreshed",
+                ..none
+            },
+            SchemaStatus::Refreshed {
+                at,
+                tables,
+                columns,
+            } => SchemaView {
+                state: "refreshed",
+                refreshed_at: Some(show_time(at)),
+                tables: Some(*tables),
+                columns: Some(*columns),
+                ..none
+            },
+            SchemaStatus::Failed {
+                at,
+                message,
+                last_success,
+            } => SchemaView {
+                state: "failed",
+                message: Some(message.clone()),
+                failed_at: Some(show_time(at)),
+                refreshed_at: last_success.as_ref().map(show_time),
+                ..none
+            },
+        }
+    }
+}
+
+/// One connection in a list.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionRow {
+    pub id: String,
+    pub name: String,
+    pub connector: String,
+    pub package: String,
+    pub available: bool,
+    pub capabilities: Capabilities,
+    pub schema: SchemaView,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectorDetail {
+    pub id: String,
+    pub name: String,
+    pub connections: Vec<ConnectionRow>,
+}
+
+fn display_name(names: &idlink_model::config::DisplayNames, id: &str) -> String {
+    names.l1().unwrap_or(id).to_string()
+}
+
+pub fn connectors(engine: &Engine) -> Vec<ConnectorSummary> {
+    let config = &engine.checked().config;
+    // One pass over the connections, not one per connector.
+    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for c in &config.connections {
+        *counts.entry(c.connector.value.as_str()).or_default() += 1;
+    }
+    config
+        .connectors
+        .iter()
+        .map(|c| ConnectorSummary {
+            id: c.id.value.clone(),
+            name: display_name(&c.display_names, &c.id.value),
+            connections: counts.get(c.id.value.as_str()).copied().unwrap_or(0),
+        })
+        .collect()
+}
+
+fn row(engine: &Engine, v: &ConnectionView) -> ConnectionRow {
+    let name = engine
+        .checked()
+        .config
+        .connection(&v.connection)
+        .map_or_else(
+            || v.connection.clone(),
+            |c| display_name(&c.display_names, &v.connection),
+        );
+    let c = v.capabilities;
+    ConnectionRow {
+        id: v.connection.clone(),
+        name,
+        connector: v.connector.clone(),
+        package: v.package.clone(),
+        available: v.available,
+        capabilities: Capabilities {
+            export: c.export,
+            incremental: c.incremental,
+            fulfill: c.fulfill,
+            schema: c.schema,
+        },
+        schema: SchemaView::from(&v.schema),
+    }
+}
+
+/// Every connection (of `connector`, when given) with its schema state.
+pub async fn connections(
+    state: &AppState,
+    engine: &Engine,
+    connector: Option<&str>,
+) -> Result<Vec<ConnectionRow>, AppError> {
+    let states = state.store().schema_states().await?;
+    let views = connection_views(engine.checked(), engine.registry(), &states, connector)?;
+    Ok(views.iter().map(|v| row(engine, v)).collect())
+}
+
+pub async fn connector(
+    state: &AppState,
+    engine: &Engine,
+    id: &str,
+) -> Result<ConnectorDetail, AppError> {
+    let id = engine.connector_id(id)?;
+    let c = engine
+        .checked()
+        .config
+        .connector(&id)
+        .ok_or_else(|| AppError::NotFound(format!("connector '{id}' is not declared")))?;
+    Ok(ConnectorDetail {
+        id: id.clone(),
+        name: display_name(&c.display_names, &id),
+        connections: connections(state, engine, Some(&id)).await?,
+    })
+}
+
+/// One connection with its settings, secured values masked.
+pub async fn connection(state: &AppState, engine: &Engine, id: &str) -> Result<Value, AppError> {
+    let all = connections(state, engine, None).await?;
+    let row = all
+        .into_iter()
+        .find(|r| r.id.eq_ignore_ascii_case(id))
+        .ok_or_else(|| {
+            AppError::from(idlink_engine::EngineError::UnknownConnection {
+                id: id.to_string(),
+                suggestion: None,
+            })
+        })?;
+    let schema = engine
+        .registry()
+        .get_static(&row.package)
+        .map(|p| p.settings);
+    let entries = engine
+        .checked()
+        .settings
+        .connection(&row.id)
+        .map(|s| s.entries.clone())
+        .unwrap_or_default();
+    let settings = match schema {
+        Some(schema) => masked(&entries, schema),
+        // An unknown package: nothing says which values are secret, so none is shown.
+        None => Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.value.clone(), secured(&v.value)))
+                .collect(),
+        ),
+    };
+    let mut out = serde_json::to_value(&row).map_err(|e| AppError::Internal(e.to_string()))?;
+    if let Value::Object(o) = &mut out {
+        o.insert("settings".into(), settings);
+    }
+    Ok(out)
+}
+
+fn is_set(v: &SettingValue) -> bool {
+    match v {
+        SettingValue::Null => false,
+        SettingValue::String(s) => !s.is_empty(),
+        SettingValue::Array(a) => !a.is_empty(),
+        SettingValue::Object(o) => !o.is_empty(),
+        SettingValue::Bool(_) | SettingValue::Number(_) => true,
+    }
+}
+
+fn secured(v: &SettingValue) -> Value {
+    json!({ "secured": true, "set": is_set(v) })
+}
+
+/// Settings as JSON, each secured value replaced by `{"secured": true, "set": bool}` (key-value
+/// secured options: each value), secured fields not given shown as not set.
+pub fn masked(entries: &[Entry], schema: &SettingsSchema) -> Value {
+    let mut out = Map::new();
+    for (key, value) in entries {
+        let shown = match schema.field(&key.value) {
+            None => value.value.to_json(),
+            Some(f) => match (&value.value, f.kind) {
+                (SettingValue::Object(pairs), Kind::Map) if f.secured => Value::Object(
+                    pairs
+                        .iter()
+                        .map(|(k, v)| (k.value.clone(), secured(&v.value)))
+                        .collect(),
+                ),
+                _ if f.secured => secured(&value.value),
+                (SettingValue::Array(items), Kind::ObjectList(inner)) => Value::Array(
+                    items
+                        .iter()
+                        .map(|item| match &item.value {
+                            SettingValue::Object(e) => masked(e, inner),
+                            other => other.to_json(),
+                        })
+                        .collect(),
+                ),
+                _ => value.value.to_json(),
+            },
+        };
+        out.insert(key.value.clone(), shown);
+    }
+    for f in schema.fields.iter().filter(|f| f.secured) {
+        if !out.keys().any(|k| k.eq_ignore_ascii_case(f.name)) && !matches!(f.kind, Kind::Map) {
+            out.insert(f.name.to_string(), json!({ "secured": true, "set": false }));
+        }
+    }
+    Value::Object(out)
+}
+
+/// A connection's schema: its state and the last good snapshot's tables and columns.
+pub async fn schema(state: &AppState, engine: &Engine, id: &str) -> Result<Value, AppError> {
+    let all = connections(state, engine, None).await?;
+    let row = all
+        .into_iter()
+        .find(|r| r.id.eq_ignore_ascii_case(id))
+        .ok_or_else(|| {
+            AppError::from(idlink_engine::EngineError::UnknownConnection {
+                id: id.to_string(),
+                suggestion: None,
+            })
+        })?;
+    let snapshot = state
+        .store()
+        .schema_state(&row.id)
+        .await?
+        .and_then(|s| s.snapshot);
+    let tables: Vec<Value> = snapshot
+        .map(|s| {
+            s.schema
+                .tables
+                .iter()
+                .map(|t| {
+                    json!({
+                        "name": t.name,
+                        "columns": t.columns.iter().map(|c| json!({
+                            "name": c.name,
+                            "type": format!("{:?}", c.value_type),
+                            "key": format!("{:?}", c.key),
+                            "multivalued": c.multivalued,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(
+        json!({ "connection": row.id, "package": row.package, "state": row.schema, "tables": tables }),
+    )
+}
+
+/// The entity type mappings, as declared.
+pub fn mappings(engine: &Engine) -> Vec<Value> {
+    engine
+        .checked()
+        .config
+        .entity_type_mappings
+        .iter()
+        .map(|m| {
+            json!({
+                "entityType": m.id.value,
+                "connector": m.connector.value,
+                "connectionTable": m.connection_table.value,
+                "location": m.at.to_string(),
+                "properties": m.properties.iter().map(|p| json!({
+                    "property": p.id.value,
+                    "connectionColumn": p.connection_column.value,
+                    "isPrimaryKey": p.is_primary_key,
+                    "isUniqueKey": p.is_unique_key,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
+/// The entity types with their properties.
+pub fn entity_types(engine: &Engine) -> Vec<Value> {
+    engine
+        .checked()
+        .config
+        .entity_types
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id.value,
+                "name": display_name(&e.display_names, &e.id.value),
+                "properties": e.properties.iter().map(|p| p.id.value.clone()).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
+fn entity_type<'e>(
+    engine: &'e Engine,
+    id: &str,
+) -> Result<&'e idlink_model::config::EntityType, AppError> {
+    engine.checked().config.entity_type(id).ok_or_else(|| {
+        let names = engine
+            .checked()
+            .config
+            .entity_types
+            .iter()
+            .map(|e| e.id.value.as_str());
+        let hint = idlink_model::diag::did_you_mean(id, names)
+            .map(|s| format!("; did you mean '{s}'?"))
+            .unwrap_or_default();
+        AppError::NotFound(format!("entity type '{id}' is not declared{hint}"))
+    })
+}
+
+/// At most this many resources per search.
+pub const SEARCH_LIMIT: usize = 100;
+
+/// Resources of `entity_type` whose key or a value contains `q` (case-insensitively); the
+/// total found and the first [`SEARCH_LIMIT`].
+pub async fn search(
+    state: &AppState,
+    engine: &Engine,
+    entity_type: &str,
+    q: &str,
+) -> Result<Value, AppError> {
+    let et = entity_type_ref(engine, entity_type)?;
+    let all = state.store().resources(&et, &[]).await?;
+    let q = q.trim().to_lowercase();
+    let hit = |r: &idlink_store::Resource| {
+        q.is_empty()
+            || r.key.to_lowercase().contains(&q)
+            || r.data
+                .values()
+                .any(|v| value_text(v).to_lowercase().contains(&q))
+    };
+    let found: Vec<&idlink_store::Resource> = all.iter().filter(|r| hit(r)).collect();
+    let items: Vec<Value> = found
+        .iter()
+        .take(SEARCH_LIMIT)
+        .map(|r| json!({ "key": r.key, "properties": r.data }))
+        .collect();
+    Ok(json!({ "entityType": et, "total": found.len(), "resources": items }))
+}
+
+fn entity_type_ref(engine: &Engine, id: &str) -> Result<String, AppError> {
+    entity_type(engine, id).map(|e| e.id.value.clone())
+}
+
+/// A value as text, for searching and showing.
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(value_text).collect::<Vec<_>>().join(", "),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// One resource with its properties and its links (navigation properties through the
+/// associations of its entity type).
+pub async fn resource(
+    state: &AppState,
+    engine: &Engine,
+    type_id: &str,
+    key: &str,
+) -> Result<Value, AppError> {
+    let et = entity_type(engine, type_id)?;
+    let all = state.store().resources(&et.id.value, &[]).await?;
+    let r = all.into_iter().find(|r| r.key == key).ok_or_else(|| {
+        AppError::NotFound(format!("{} '{key}' is not in the store", et.id.value))
+    })?;
+    let mut links = Vec::new();
+    for a in &engine.checked().config.entity_associations {
+        for (side, p, other) in [
+            (1u8, &a.property1.value, &a.property2.value),
+            (2u8, &a.property2.value, &a.property1.value),
+        ] {
+            if p.entity_type == et.id.value {
+                let linked = state.store().linked_keys(&a.id.value, side).await?;
+                links.push(json!({
+                    "association": a.id.value,
+                    "property": p.property,
+                    "entityType": other.entity_type,
+                    "keys": linked.get(&r.id).cloned().unwrap_or_default(),
+                }));
+            }
+        }
+    }
+    Ok(json!({
+        "entityType": et.id.value,
+        "key": r.key,
+        "properties": r.data,
+        "links": links,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use idlink_model::package::Field;
+
+    use super::*;
+
+    static INNER: SettingsSchema = SettingsSchema {
+        fields: &[
+            Field::optional("Server", Kind::String, "host"),
+            Field::optional("Password", Kind::String, "password").secured(),
+        ],
+        constraints: &[],
+    };
+
+    static SCHEMA: SettingsSchema = SettingsSchema {
+        fields: &[
+            Field::optional("ConnectionString", Kind::String, "plain part"),
+            Field::optional("SecuredOptions", Kind::Map, "secret parts").secured(),
+            Field::optional("Token", Kind::String, "a token").secured(),
+            Field::optional("Servers", Kind::ObjectList(&INNER), "servers"),
+        ],
+        constraints: &[],
+    };
+
+    #[test]
+    fn secured_values_key_value_pairs_and_nested_ones_are_masked() {
+        let mut diags = idlink_model::Diagnostics::default();
+        let settings = idlink_model::settings::parse(
+            "appsettings.agent.json",
+            br#"{"Connections": {"C": {
+                "ConnectionString": "Host=db",
+                "SecuredOptions": {"Password": "s3cret", "Empty": ""},
+                "Servers": [{"Server": "ldap://h", "Password": "p4ss"}]
+            }}}"#,
+            &mut diags,
+        );
+        let entries = &settings.connection("C").expect("parsed").entries;
+        let shown = masked(entries, &SCHEMA);
+        assert_eq!(
+            shown,
+            json!({
+                "ConnectionString": "Host=db",
+                "SecuredOptions": {
+                    "Password": { "secured": true, "set": true },
+                    "Empty": { "secured": true, "set": false },
+                },
+                "Token": { "secured": true, "set": false },
+                "Servers": [{ "Server": "ldap://h", "Password": { "secured": true, "set": true } }],
+            })
+        );
+        let text = shown.to_string();
+        assert!(!text.contains("s3cret") && !text.contains("p4ss"), "{text}");
+    }
+}

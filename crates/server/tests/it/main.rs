@@ -1,0 +1,9 @@
+//! The server's test suite: handlers through `oneshot` on the whole router (authentication,
+//! CSRF and security headers included), over a SQLite store and a copy of the quickstart.
+
+mod api;
+mod auth;
+mod openapi;
+mod support;
+mod ui;
+mod watcher;
