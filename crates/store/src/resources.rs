@@ -322,7 +322,7 @@ impl SyncTx<'_> {
         let mut out = HashMap::new();
         if let Tx::Sqlite(t) = &mut self.tx {
             let r = sqlite_packed(
-                &mut **t,
+                t,
                 "SELECT group_concat(length(CAST(key AS BLOB)) || ':' || key || id || ',' || hex(digest) || ';', '')
                  FROM (SELECT key, id, digest FROM resources WHERE entity_type = $1 AND id > $2 ORDER BY id LIMIT 50000)",
                 entity_type,
@@ -378,7 +378,7 @@ impl SyncTx<'_> {
                 csv.push(b'\n');
             }
             let r = copy(
-                &mut **t,
+                t,
                 "COPY resources (entity_type, key, connector, data, digest) FROM STDIN (FORMAT csv)",
                 csv,
             )
@@ -452,7 +452,7 @@ impl SyncTx<'_> {
         let mut out = HashMap::new();
         if let (None, Tx::Sqlite(t)) = (property, &mut self.tx) {
             let r = sqlite_packed(
-                &mut **t,
+                t,
                 "SELECT group_concat(length(CAST(key AS BLOB)) || ':' || key || id || ';', '')
                  FROM (SELECT key, id FROM resources WHERE entity_type = $1 AND id > $2 ORDER BY id LIMIT 50000)",
                 entity_type,
@@ -606,7 +606,7 @@ impl SyncTx<'_> {
                 csv.extend_from_slice(format!(",{a},{z}\n").as_bytes());
             }
             let r = copy(
-                &mut **t,
+                t,
                 "COPY links (association, id1, id2) FROM STDIN (FORMAT csv)",
                 csv,
             )
