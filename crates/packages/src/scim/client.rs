@@ -269,15 +269,17 @@ impl Client {
                     .header(CONTENT_TYPE, "application/scim+json")
                     .body(b.clone());
             }
-            rb = self.authorize(rb, operation).await?;
+            let (rb, used) = self.authorize(rb, operation).await?;
             let response = rb
                 .send()
                 .await
                 .map_err(|e| self.transport(&e, &request, operation))?;
             let status = response.status().as_u16();
             if status == 401 && matches!(self.auth, Auth::OAuth2 { .. }) && !refreshed {
-                // The token may have expired early: fetch a new one, once.
-                self.forget_token();
+                // The token may have expired early: fetch a new one, once. Only the token
+                // this request used is forgotten: requests in flight with it all come back
+                // 401, and the first one's new token serves the others.
+                self.forget_token(used.as_ref());
                 refreshed = true;
                 continue;
             }
@@ -471,21 +473,22 @@ impl Client {
             .error(operation, format!("{request}: {}", chain(e)), true)
     }
 
-    /// Adds the credentials to a request.
+    /// Adds the credentials to a request; returns the OAuth2 token it used, if any.
     async fn authorize(
         &self,
         rb: reqwest::RequestBuilder,
         operation: &'static str,
-    ) -> Result<reqwest::RequestBuilder, PackageError> {
+    ) -> Result<(reqwest::RequestBuilder, Option<Secret>), PackageError> {
         Ok(match &self.auth {
-            Auth::None => rb,
-            Auth::Basic { login, password } => {
-                rb.basic_auth(login.expose_secret(), Some(password.expose_secret()))
-            }
-            Auth::Bearer(t) => rb.bearer_auth(t.expose_secret()),
+            Auth::None => (rb, None),
+            Auth::Basic { login, password } => (
+                rb.basic_auth(login.expose_secret(), Some(password.expose_secret())),
+                None,
+            ),
+            Auth::Bearer(t) => (rb.bearer_auth(t.expose_secret()), None),
             Auth::OAuth2 { .. } => {
                 let token = self.token(operation).await?;
-                rb.bearer_auth(token.expose_secret())
+                (rb.bearer_auth(token.expose_secret()), Some(token))
             }
         })
     }
@@ -499,8 +502,11 @@ impl Client {
         }
     }
 
-    fn forget_token(&self) {
-        if let Ok(mut t) = self.token.lock() {
+    /// Forgets the cached token if it is `used` (a newer one stays).
+    fn forget_token(&self, used: Option<&Secret>) {
+        if let Ok(mut t) = self.token.lock()
+            && t.as_ref().is_some_and(|c| Some(&c.value) == used)
+        {
             *t = None;
         }
     }

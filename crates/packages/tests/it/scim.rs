@@ -907,3 +907,44 @@ fn base64_text(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+/// A stale token met by requests in flight together (the export's three discovery requests
+/// go at once): each comes back 401, and the token must be fetched again once, not once per
+/// request (each refresh used to drop the token the previous one had just got).
+#[tokio::test]
+async fn regression_scim_concurrent_401s_fetch_the_oauth2_token_again_once() {
+    let t = SERVER.tenant();
+    SERVER.create(&t, "Users", &user("ada", "Ada", &[]));
+    let token = SERVER.token().to_string();
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = issued.clone();
+    let proxy = FaultProxy::start(
+        SERVER.port(),
+        Box::new(move |r: &Request, _| {
+            if r.target == "/token" {
+                let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let value = if n == 0 {
+                    "stale-token"
+                } else {
+                    token.as_str()
+                };
+                return Fault::json(200, &format!(r#"{{"access_token": "{value}"}}"#));
+            }
+            Fault::Forward
+        }),
+    );
+    let s = json!({"Server": proxy.url(&t), "ApplicationId": "app", "ApplicationKey": "key",
+                   "OAuth2Url": format!("{}/token", proxy.url(""))});
+    for _ in 0..3 {
+        issued.store(0, std::sync::atomic::Ordering::SeqCst);
+        let i = instance(s.clone(), Vec::new());
+        let (_, tables) = export(&*i, None).await.expect("export");
+        assert_eq!(rows(&tables["SCIMExport_Users"]).len(), 2);
+        assert_eq!(
+            issued.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "{:?}",
+            proxy.requests()
+        );
+    }
+}
