@@ -388,6 +388,7 @@ impl Engine {
     }
 
     /// Resolves the association mapping's table into links and applies the difference.
+    #[allow(clippy::too_many_arguments)]
     async fn apply_links(
         &self,
         tx: &mut SyncTx<'_>,
