@@ -29,6 +29,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/connector.html"),
     ),
     (
+        "connection.html",
+        include_str!("../templates/connection.html"),
+    ),
+    (
         "entity_types.html",
         include_str!("../templates/entity_types.html"),
     ),
@@ -141,6 +145,7 @@ pub fn router() -> Router<AppState> {
             "/connections/{connection}/refresh-schema",
             post(refresh_connection),
         )
+        .route("/connections/{connection}", get(connection))
         .route("/connections/{connection}/check", post(check_connection))
         .route("/connections/{connection}/export", post(export_connection))
         .route("/resources", get(entity_types))
@@ -556,4 +561,107 @@ async fn configuration(
             json!({ "configuration": view }),
         ),
     )
+}
+
+/// A setting's value as the connection page shows it: secured values as `??????` (or nothing
+/// when not set), secured key-value options as their keys with `??????`.
+fn shown_value(v: &Value) -> Option<String> {
+    fn text(v: &Value) -> String {
+        match v {
+            Value::Object(o) if o.get("secured") == Some(&Value::Bool(true)) => {
+                if o.get("set") == Some(&Value::Bool(true)) {
+                    "??????".into()
+                } else {
+                    String::new()
+                }
+            }
+            Value::Object(o) => {
+                let inner: Vec<String> =
+                    o.iter().map(|(k, v)| format!("{k}: {}", text(v))).collect();
+                format!("{{ {} }}", inner.join(", "))
+            }
+            Value::Array(items) => {
+                let inner: Vec<String> = items.iter().map(text).collect();
+                format!("[{}]", inner.join(", "))
+            }
+            other => views::value_text(other),
+        }
+    }
+    match v {
+        Value::Null => None,
+        Value::Object(o)
+            if o.get("secured") == Some(&Value::Bool(true))
+                && o.get("set") != Some(&Value::Bool(true)) =>
+        {
+            None
+        }
+        other => Some(text(other)),
+    }
+}
+
+async fn connection(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(id): Path<String>,
+) -> Result<Html<String>, UiError> {
+    let engine = state.engine()?;
+    let detail = views::connection(&state, &engine, &id).await?;
+    let package = detail["package"].as_str().unwrap_or_default().to_string();
+    let values = detail["settings"].as_object().cloned().unwrap_or_default();
+    let mut settings = Vec::new();
+    if let Some(info) = engine.registry().get_static(&package) {
+        for f in info.settings.fields {
+            let value = values
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(f.name))
+                .and_then(|(_, v)| shown_value(v));
+            if f.no_effect.is_some() && value.is_none() {
+                continue;
+            }
+            settings.push(json!({
+                "name": f.name,
+                "kind": f.kind.describe(),
+                "required": f.required,
+                "secured": f.secured,
+                "doc": f.doc,
+                "value": value,
+            }));
+        }
+    }
+    let name = detail["name"].as_str().unwrap_or(&id).to_string();
+    render(
+        &state,
+        "connection.html",
+        page(
+            &state,
+            &p,
+            &name,
+            json!({ "connection": detail, "settings": settings }),
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn regression_every_template_file_is_registered_and_parses() {
+        let env = super::templates();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        for file in std::fs::read_dir(dir).expect("templates") {
+            let name = file
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .to_string();
+            assert!(
+                super::TEMPLATES.iter().any(|(n, _)| *n == name),
+                "templates/{name} is not registered in TEMPLATES"
+            );
+        }
+        for (name, _) in super::TEMPLATES {
+            if let Err(e) = env.get_template(name) {
+                panic!("{name}: {e:#}");
+            }
+        }
+    }
 }

@@ -375,6 +375,8 @@ async fn no_response_holds_a_secured_value() {
         "/",
         "/connectors/Directory",
         "/connectors/HR",
+        "/connections/DirectoryLDAP",
+        "/connections/HRPeople",
         "/resources",
         "/resources/HR_Person",
         "/resources/HR_Person/E001",

@@ -167,3 +167,53 @@ async fn assets_are_embedded() {
     assert!(js.body.contains("data-secured"));
     assert_eq!(c.get("/assets/nope.js").await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_connection_page_lists_the_settings_with_secured_values_masked() {
+    let f = Fixture::new().await;
+    let mut c = f.admin().await;
+    let hr = c.get("/connectors/Directory").await.body;
+    assert!(
+        hr.contains("<a href=\"/connections/DirectoryLDAP\">DirectoryLDAP</a>"),
+        "{hr}"
+    );
+    let page = c.get("/connections/DirectoryLDAP").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let servers = &page.body[page
+        .body
+        .find("id=\"setting-Servers\"")
+        .expect("Servers row")..];
+    let servers = &servers[..servers.find("</tr>").expect("end")];
+    assert!(
+        servers.contains("Server: ldap:&#x2f;&#x2f;127.0.0.1:9"),
+        "{servers}"
+    );
+    assert!(
+        servers.contains("Password: ??????") && servers.contains("Login: ??????"),
+        "{servers}"
+    );
+    // The flat shape's secured Password is not set: no mask.
+    let flat = &page.body[page
+        .body
+        .find("id=\"setting-Password\"")
+        .expect("Password row")..];
+    let flat = &flat[..flat.find("</tr>").expect("end")];
+    assert!(
+        flat.contains("not set") && flat.contains("(secured)"),
+        "{flat}"
+    );
+    assert!(
+        !page.body.to_lowercase().contains("canary"),
+        "{}",
+        page.body
+    );
+    let people = c.get("/connections/HRPeople").await.body;
+    assert!(
+        people.contains("<code>data&#x2f;hr_people.csv</code>"),
+        "{people}"
+    );
+    assert_eq!(
+        c.get("/connections/Nope").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
