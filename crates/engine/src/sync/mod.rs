@@ -594,27 +594,13 @@ mod links {
         apply: Apply,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<LinkDiff, EngineError> {
-        let file = std::fs::File::open(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                EngineError::Data(format!(
-                    "table '{table}' of association mapping '{association}' was not found at {}: export its connection first",
-                    path.display()
-                ))
-            } else {
-                EngineError::io("open", path, e)
-            }
-        })?;
+        let file = prepare::open_table(
+            path,
+            &format!("table '{table}' of association mapping '{association}'"),
+        )?;
         let mut r = csv::Reader::from_reader(std::io::BufReader::with_capacity(1 << 16, file));
-        let header = r
-            .headers()
-            .map_err(|e| EngineError::Data(format!("{}: {e}", path.display())))?
-            .clone();
-        let find = |name: &str| {
-            header
-                .iter()
-                .position(|h| h == name)
-                .or_else(|| header.iter().position(|h| h.eq_ignore_ascii_case(name)))
-        };
+        let header = r.headers().map_err(|e| prepare::csv_err(path, e))?.clone();
+        let find = |name: &str| prepare::find_column(&header, name);
         let col = |name: &str| {
             find(name).ok_or_else(|| {
                 EngineError::Data(format!(
@@ -636,7 +622,7 @@ mod links {
         let mut n = 0u64;
         while r
             .read_record(&mut rec)
-            .map_err(|e| EngineError::Data(format!("{}: {e}", path.display())))?
+            .map_err(|e| prepare::csv_err(path, e))?
         {
             n += 1;
             if n.is_multiple_of(4096) && cancelled() {

@@ -127,7 +127,8 @@ fn io<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> En
     move |e| EngineError::io(op, path, e)
 }
 
-fn csv_err(path: &Path, e: csv::Error) -> EngineError {
+/// A CSV error of a table, located at its line.
+pub(super) fn csv_err(path: &Path, e: csv::Error) -> EngineError {
     let line = e.position().map(|p| p.line()).unwrap_or(0);
     EngineError::Data(format!("{}:{line}: {e}", path.display()))
 }
@@ -193,17 +194,35 @@ impl SetAside {
     }
 }
 
+/// The column called `name` in `header`: exactly, or else ignoring case.
+pub(super) fn find_column(header: &csv::StringRecord, name: &str) -> Option<usize> {
+    header
+        .iter()
+        .position(|h| h == name)
+        .or_else(|| header.iter().position(|h| h.eq_ignore_ascii_case(name)))
+}
+
+/// Opens a table to synchronize; `what` names it ("table 'X' of mapping 'Y'"). A missing
+/// file says to export its connection first.
+pub(super) fn open_table(path: &Path, what: &str) -> Result<File, EngineError> {
+    File::open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            EngineError::Data(format!(
+                "{what} was not found at {}: export its connection first (idlink export --connection ...)",
+                path.display()
+            ))
+        } else {
+            EngineError::io("open", path, e)
+        }
+    })
+}
+
 /// Finds the mapped columns (and `Command`) in the header, exactly or else ignoring case.
 fn locate(
     plan: &TablePlan,
     header: &csv::StringRecord,
 ) -> Result<(Vec<usize>, Option<usize>), EngineError> {
-    let find = |name: &str| {
-        header
-            .iter()
-            .position(|h| h == name)
-            .or_else(|| header.iter().position(|h| h.eq_ignore_ascii_case(name)))
-    };
+    let find = |name: &str| find_column(header, name);
     let mut idx = Vec::with_capacity(plan.columns.len());
     for c in &plan.columns {
         match find(&c.column) {
@@ -235,18 +254,10 @@ pub fn prepare(
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Prepared, EngineError> {
     let path = &plan.path;
-    let file = File::open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            EngineError::Data(format!(
-                "table '{}' of mapping '{}' was not found at {}: export its connection first (idlink export --connection ...)",
-                plan.table,
-                plan.entity_type,
-                path.display()
-            ))
-        } else {
-            EngineError::io("open", path, e)
-        }
-    })?;
+    let file = open_table(
+        path,
+        &format!("table '{}' of mapping '{}'", plan.table, plan.entity_type),
+    )?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(BufReader::with_capacity(1 << 16, file));
