@@ -30,7 +30,7 @@ pub use audit::AuditEntry;
 pub use error::{ErrorKind, StoreError};
 pub use location::Location;
 pub use lock::{ConnectorLock, Holder};
-pub use resources::{IndexEntry, NewResource, Resource, ResourceUpdate, SyncTx};
+pub use resources::{Digest, IndexEntry, NewResource, Resource, ResourceUpdate, SyncTx};
 pub use schemas::{SchemaFailure, SchemaSnapshot, SchemaState};
 pub use users::{Session, User};
 

@@ -93,6 +93,10 @@ impl std::fmt::Debug for ConnectorLock {
     }
 }
 
+/// Tries at taking a PostgreSQL connector lock, and the pause between them.
+const LOCK_ATTEMPTS: u32 = 8;
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl ConnectorLock {
     pub fn connector(&self) -> &str {
         &self.connector
@@ -210,12 +214,23 @@ impl Store {
             .fetch_one(&mut conn)
             .await
             .map_err(err("read a connector lock"))?;
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
-            .bind(LOCK_CLASS)
-            .bind(id)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(err("take a connector lock"))?;
+        // A holder that just let go by dropping its connection still holds the lock until the
+        // server has ended that session, a moment later: a few short retries take it then.
+        let mut got = false;
+        for attempt in 0..LOCK_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(LOCK_RETRY).await;
+            }
+            got = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+                .bind(LOCK_CLASS)
+                .bind(id)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(err("take a connector lock"))?;
+            if got {
+                break;
+            }
+        }
         if !got {
             let row: Option<HolderRow> = sqlx::query_as(
                 "SELECT pid, host, purpose, since FROM connector_locks WHERE id = $1",

@@ -16,31 +16,65 @@ use sqlx::{Postgres, QueryBuilder, Sqlite, Transaction};
 
 use crate::{Pool, Store, StoreError, on_pool};
 
-/// What the store holds of one resource for a diff: its row id and the digest of its values.
+/// What a synchronization compares a row with: the digest of the resource's values (xxh3-128
+/// of its data text) and of the raw cells it was read from (xxh3-64 seeded by the mapping, so
+/// a changed mapping changes it; 0 when unknown, as in stores written before it existed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Digest {
+    pub value: [u8; 16],
+    pub raw: u64,
+}
+
+impl Digest {
+    /// Stored as the 16 bytes of the value digest, then the 8 of the raw one.
+    pub fn to_bytes(&self) -> [u8; 24] {
+        let mut out = [0u8; 24];
+        out[..16].copy_from_slice(&self.value);
+        out[16..].copy_from_slice(&self.raw.to_le_bytes());
+        out
+    }
+
+    /// Reads 24 bytes, or the 16 of a value digest alone; anything else reads as unknown.
+    pub fn from_bytes(bytes: &[u8]) -> Digest {
+        let mut d = Digest::default();
+        if bytes.len() == 16 || bytes.len() == 24 {
+            d.value.copy_from_slice(&bytes[..16]);
+        }
+        if let Some(raw) = bytes.get(16..24) {
+            let mut r = [0u8; 8];
+            r.copy_from_slice(raw);
+            d.raw = u64::from_le_bytes(r);
+        }
+        d
+    }
+}
+
+/// What the store holds of one resource for a diff: its row id and its digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexEntry {
     pub id: i64,
-    pub digest: [u8; 16],
+    pub digest: Digest,
     /// 0 when read; the caller's to use (synchronization notes the line where it saw the key,
     /// so it needs no second map of a million keys).
     pub mark: u64,
 }
 
-/// A resource to insert.
+/// A resource to insert, with an id from [`SyncTx::allocate_ids`].
 #[derive(Debug, Clone)]
 pub struct NewResource {
+    pub id: i64,
     pub key: String,
     /// The property values, a JSON object.
     pub data: String,
-    pub digest: [u8; 16],
+    pub digest: Digest,
 }
 
-/// New values of a stored resource.
+/// New values of a stored resource: its data and digest, or (`data` None) its digest alone.
 #[derive(Debug, Clone)]
 pub struct ResourceUpdate {
     pub id: i64,
-    pub data: String,
-    pub digest: [u8; 16],
+    pub data: Option<String>,
+    pub digest: Digest,
 }
 
 /// A stored resource, as read back.
@@ -60,6 +94,9 @@ enum Tx {
 pub struct SyncTx<'s> {
     store: &'s Store,
     tx: Tx,
+    /// SQLite: the next free id (the transaction holds the write lock, so ids counted from the
+    /// largest one are nobody else's).
+    next_id: Option<i64>,
 }
 
 impl std::fmt::Debug for SyncTx<'_> {
@@ -84,16 +121,11 @@ macro_rules! on_tx {
     };
 }
 
-fn digest_of(bytes: &[u8]) -> [u8; 16] {
-    let mut d = [0u8; 16];
-    if bytes.len() == 16 {
-        d.copy_from_slice(bytes);
-    }
-    d
-}
-
 /// Rows per multi-row INSERT (SQLite allows 32766 bound values).
 const ROWS_PER_INSERT: usize = 500;
+
+/// The PostgreSQL advisory lock key that serializes resource id reservations ("idlink ids").
+const ID_ALLOCATION_LOCK: i64 = 0x6964_6c69_6e6b_6964;
 
 impl Store {
     /// Starts the transaction of one synchronization (SQLite: `BEGIN IMMEDIATE`, so it holds
@@ -112,7 +144,11 @@ impl Store {
                     .map_err(|e| self.db_error("start a synchronization", e))?,
             ),
         };
-        Ok(SyncTx { store: self, tx })
+        Ok(SyncTx {
+            store: self,
+            tx,
+            next_id: None,
+        })
     }
 
     /// The resources of `entity_type` whose properties equal every `(property, value)` of
@@ -205,39 +241,53 @@ fn corrupt(store: &Store, what: &str, value: &str) -> StoreError {
     }
 }
 
-/// SQLite's fast path for reading many rows: sqlx hands SQLite rows over one at a time through
-/// its worker thread (microseconds each), so SQLite packs each chunk of 50,000 rows into one
-/// text, read by `parse` (which also raises `last`, the largest id seen: the next chunk starts
-/// after it). `sql` takes the entity type as `$1` and the last id as `$2`.
+/// SQLite's fast path for reading an entity type's rows: sqlx hands SQLite rows over one at a
+/// time through its worker thread (microseconds each), so SQLite packs each chunk of 50,000
+/// rows into one text (`<key length in bytes>:<key><id>[,<digest in hex>];` repeated), and
+/// `each` gets the rows. Chunks follow the `(entity_type, key)` index in key order (keys are
+/// never empty: rows without one are set aside), so no chunk sorts and an entity type costs
+/// its own rows, whatever the size of the others.
 async fn sqlite_packed(
     c: &mut sqlx::SqliteConnection,
-    sql: &str,
     entity_type: &str,
-    mut parse: impl FnMut(&str, &mut i64) -> Result<(), String>,
+    with_digest: bool,
+    mut each: impl FnMut(&str, i64, Digest),
 ) -> Result<(), sqlx::Error> {
-    let mut last = i64::MIN;
+    let sql = if with_digest {
+        "SELECT group_concat(length(CAST(key AS BLOB)) || ':' || key || id || ',' || hex(digest) || ';', '')
+         FROM (SELECT key, id, digest FROM resources WHERE entity_type = $1 AND key > $2 ORDER BY key LIMIT 50000)"
+    } else {
+        "SELECT group_concat(length(CAST(key AS BLOB)) || ':' || key || id || ';', '')
+         FROM (SELECT key, id FROM resources WHERE entity_type = $1 AND key > $2 ORDER BY key LIMIT 50000)"
+    };
+    let mut last = String::new();
     loop {
         let text: Option<String> = sqlx::query_scalar(sql)
             .bind(entity_type)
-            .bind(last)
+            .bind(&last)
             .fetch_one(&mut *c)
             .await?;
         let Some(text) = text.filter(|t| !t.is_empty()) else {
             return Ok(());
         };
-        let before = last;
-        parse(&text, &mut last).map_err(|e| sqlx::Error::Decode(e.into()))?;
-        if last <= before {
-            return Err(sqlx::Error::Decode("a packed chunk did not advance".into()));
+        let mut next: Option<&str> = None;
+        parse_packed(&text, with_digest, |key, id, digest| {
+            next = Some(key);
+            each(key, id, digest);
+        })
+        .map_err(|e| sqlx::Error::Decode(e.into()))?;
+        match next {
+            Some(k) if k.as_bytes() > last.as_bytes() => last = k.to_string(),
+            _ => return Err(sqlx::Error::Decode("a packed chunk did not advance".into())),
         }
     }
 }
 
 /// Reads `<key length in bytes>:<key><id>[,<digest in hex>];` repeated.
-fn parse_packed(
-    text: &str,
+fn parse_packed<'t>(
+    text: &'t str,
     with_digest: bool,
-    mut each: impl FnMut(&str, i64, [u8; 16]),
+    mut each: impl FnMut(&'t str, i64, Digest),
 ) -> Result<(), String> {
     let b = text.as_bytes();
     let bad = |at: usize| format!("packed rows unreadable at byte {at}");
@@ -257,14 +307,24 @@ fn parse_packed(
             .position(|&c| c == b',' || c == b';')
             .ok_or_else(|| bad(i))?;
         let id: i64 = text[i..end].parse().map_err(|_| bad(i))?;
-        let mut digest = [0u8; 16];
+        let mut digest = Digest::default();
         i = end;
         if with_digest {
-            let hex = text.get(i + 1..i + 33).ok_or_else(|| bad(i))?;
-            for (k, d) in digest.iter_mut().enumerate() {
+            let semi = i + b[i..]
+                .iter()
+                .position(|&c| c == b';')
+                .ok_or_else(|| bad(i))?;
+            let hex = text.get(i + 1..semi).ok_or_else(|| bad(i))?;
+            let mut bytes = [0u8; 24];
+            let n = hex.len() / 2;
+            if hex.len() % 2 != 0 || n > bytes.len() {
+                return Err(bad(i));
+            }
+            for (k, d) in bytes[..n].iter_mut().enumerate() {
                 *d = u8::from_str_radix(&hex[k * 2..k * 2 + 2], 16).map_err(|_| bad(i))?;
             }
-            i += 33;
+            digest = Digest::from_bytes(&bytes[..n]);
+            i = semi;
         }
         if b.get(i) != Some(&b';') {
             return Err(bad(i));
@@ -321,18 +381,16 @@ impl SyncTx<'_> {
         use futures_util::TryStreamExt as _;
         let mut out = HashMap::new();
         if let Tx::Sqlite(t) = &mut self.tx {
-            let r = sqlite_packed(
-                t,
-                "SELECT group_concat(length(CAST(key AS BLOB)) || ':' || key || id || ',' || hex(digest) || ';', '')
-                 FROM (SELECT key, id, digest FROM resources WHERE entity_type = $1 AND id > $2 ORDER BY id LIMIT 50000)",
-                entity_type,
-                |text, last| {
-                    parse_packed(text, true, |key, id, digest| {
-                        *last = (*last).max(id);
-                        out.insert(key.into(), IndexEntry { id, digest, mark: 0 });
-                    })
-                },
-            )
+            let r = sqlite_packed(t, entity_type, true, |key, id, digest| {
+                out.insert(
+                    key.into(),
+                    IndexEntry {
+                        id,
+                        digest,
+                        mark: 0,
+                    },
+                );
+            })
             .await;
             r.map_err(|e| self.err("read the resources of an entity type", e))?;
             return Ok(out);
@@ -341,7 +399,7 @@ impl SyncTx<'_> {
         let r: Result<(), sqlx::Error> = on_tx!(self, c => async {
             let mut rows = sqlx::query_as::<_, (String, i64, Vec<u8>)>(sql).bind(entity_type).fetch(c);
             while let Some((key, id, digest)) = rows.try_next().await? {
-                out.insert(key.into_boxed_str(), IndexEntry { id, digest: digest_of(&digest), mark: 0 });
+                out.insert(key.into_boxed_str(), IndexEntry { id, digest: Digest::from_bytes(&digest), mark: 0 });
             }
             Ok(())
         }.await);
@@ -362,6 +420,8 @@ impl SyncTx<'_> {
             // PostgreSQL's fast path: one COPY per batch.
             let mut csv = Vec::with_capacity(rows.len() * 160);
             for r in rows {
+                csv.extend_from_slice(r.id.to_string().as_bytes());
+                csv.push(b',');
                 copy_field(&mut csv, entity_type);
                 csv.push(b',');
                 copy_field(&mut csv, &r.key);
@@ -371,7 +431,7 @@ impl SyncTx<'_> {
                 copy_field(&mut csv, &r.data);
                 csv.extend_from_slice(b",\\x");
                 const DIGITS: &[u8; 16] = b"0123456789abcdef";
-                for b in r.digest {
+                for b in r.digest.to_bytes() {
                     csv.push(DIGITS[usize::from(b >> 4)]);
                     csv.push(DIGITS[usize::from(b & 15)]);
                 }
@@ -379,7 +439,7 @@ impl SyncTx<'_> {
             }
             let r = copy(
                 t,
-                "COPY resources (entity_type, key, connector, data, digest) FROM STDIN (FORMAT csv)",
+                "COPY resources (id, entity_type, key, connector, data, digest) FROM STDIN (FORMAT csv)",
                 csv,
             )
             .await;
@@ -387,13 +447,14 @@ impl SyncTx<'_> {
         }
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let r = on_tx!(self, c => {
-                let mut q = QueryBuilder::new("INSERT INTO resources (entity_type, key, connector, data, digest) ");
+                let mut q = QueryBuilder::new("INSERT INTO resources (id, entity_type, key, connector, data, digest) ");
                 q.push_values(chunk, |mut b, r| {
-                    b.push_bind(entity_type)
+                    b.push_bind(r.id)
+                        .push_bind(entity_type)
                         .push_bind(&r.key)
                         .push_bind(connector)
                         .push_bind(&r.data)
-                        .push_bind(&r.digest[..]);
+                        .push_bind(r.digest.to_bytes().to_vec());
                 });
                 q.build().persistent(true).execute(c).await.map(|_| ())
             });
@@ -402,16 +463,50 @@ impl SyncTx<'_> {
         Ok(())
     }
 
+    /// Updates resources, many per statement (`UPDATE ... FROM (SELECT ... UNION ALL ...)`).
     pub async fn update_resources(&mut self, rows: &[ResourceUpdate]) -> Result<(), StoreError> {
-        for r in rows {
-            let sql = "UPDATE resources SET data = $1, digest = $2 WHERE id = $3";
-            let res = on_tx!(self, c => sqlx::query(sql)
-                .bind(&r.data)
-                .bind(&r.digest[..])
-                .bind(r.id)
-                .execute(c)
-                .await
-                .map(|_| ()));
+        let (with_data, digest_only): (Vec<&ResourceUpdate>, Vec<&ResourceUpdate>) =
+            rows.iter().partition(|r| r.data.is_some());
+        for chunk in with_data.chunks(ROWS_PER_INSERT) {
+            self.update_chunk(chunk, true).await?;
+        }
+        for chunk in digest_only.chunks(ROWS_PER_INSERT) {
+            self.update_chunk(chunk, false).await?;
+        }
+        Ok(())
+    }
+
+    async fn update_chunk(
+        &mut self,
+        chunk: &[&ResourceUpdate],
+        with_data: bool,
+    ) -> Result<(), StoreError> {
+        {
+            let res = on_tx!(self, c => {
+                let mut q = QueryBuilder::new(if with_data {
+                    "UPDATE resources SET data = v.data, digest = v.digest FROM ("
+                } else {
+                    "UPDATE resources SET digest = v.digest FROM ("
+                });
+                // The first row names the columns (and, for PostgreSQL, their types).
+                let pg = matches!(self.store.pool(), Pool::Postgres(_));
+                for (i, r) in chunk.iter().enumerate() {
+                    q.push(if i == 0 { "SELECT " } else { " UNION ALL SELECT " });
+                    q.push_bind(r.id);
+                    q.push(if pg { "::bigint" } else { "" });
+                    q.push(if i == 0 { " AS id, " } else { ", " });
+                    if with_data {
+                        q.push_bind(r.data.as_deref().unwrap_or_default());
+                        q.push(if pg { "::text" } else { "" });
+                        q.push(if i == 0 { " AS data, " } else { ", " });
+                    }
+                    q.push_bind(r.digest.to_bytes().to_vec());
+                    q.push(if pg { "::bytea" } else { "" });
+                    q.push(if i == 0 { " AS digest" } else { "" });
+                }
+                q.push(") AS v WHERE resources.id = v.id");
+                q.build().execute(c).await.map(|_| ())
+            });
             res.map_err(|e| self.err("update resources", e))?;
         }
         Ok(())
@@ -451,18 +546,9 @@ impl SyncTx<'_> {
         use futures_util::TryStreamExt as _;
         let mut out = HashMap::new();
         if let (None, Tx::Sqlite(t)) = (property, &mut self.tx) {
-            let r = sqlite_packed(
-                t,
-                "SELECT group_concat(length(CAST(key AS BLOB)) || ':' || key || id || ';', '')
-                 FROM (SELECT key, id FROM resources WHERE entity_type = $1 AND id > $2 ORDER BY id LIMIT 50000)",
-                entity_type,
-                |text, last| {
-                    parse_packed(text, false, |key, id, _| {
-                        *last = (*last).max(id);
-                        out.insert(key.into(), id);
-                    })
-                },
-            )
+            let r = sqlite_packed(t, entity_type, false, |key, id, _| {
+                out.insert(key.into(), id);
+            })
             .await;
             r.map_err(|e| self.err("read resource keys", e))?;
             return Ok(out);
@@ -507,37 +593,78 @@ impl SyncTx<'_> {
         Ok(out)
     }
 
-    /// The largest resource id so far (0 in an empty store): rows inserted after it have
-    /// larger ids, see [`SyncTx::resource_ids_after`].
+    /// Reserves `n` fresh resource ids and returns the first (the others follow it).
+    /// SQLite: counted from the largest id under the transaction's write lock. PostgreSQL:
+    /// taken from the identity sequence under an advisory lock (sequence changes are not
+    /// transactional, so a run rolled back leaves a gap, never a reuse).
+    pub async fn allocate_ids(&mut self, n: usize) -> Result<i64, StoreError> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        if let Tx::Sqlite(_) = self.tx {
+            let next = match self.next_id {
+                Some(id) => id,
+                None => self.last_resource_id().await? + 1,
+            };
+            self.next_id = Some(next + n);
+            return Ok(next);
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        let r: Result<i64, sqlx::Error> = on_tx!(self, c => async {
+            // A session lock, released at once: held to the end of the transaction, it
+            // would make concurrent synchronizations of other connectors wait for this one.
+            sqlx::query("SELECT pg_advisory_lock($1)").bind(ID_ALLOCATION_LOCK).execute(&mut *c).await?;
+            let last: Result<i64, sqlx::Error> = sqlx::query_scalar(
+                "SELECT setval(pg_get_serial_sequence('resources', 'id'), nextval(pg_get_serial_sequence('resources', 'id')) + $1 - 1)",
+            )
+            .bind(n)
+            .fetch_one(&mut *c)
+            .await;
+            sqlx::query("SELECT pg_advisory_unlock($1)").bind(ID_ALLOCATION_LOCK).execute(&mut *c).await?;
+            Ok(last? - n + 1)
+        }.await);
+        r.map_err(|e| self.err("reserve resource ids", e))
+    }
+
+    /// The links of `association` whose `id1` is one of `ids1`.
+    pub async fn links_of(
+        &mut self,
+        association: &str,
+        ids1: &[i64],
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in ids1.chunks(ROWS_PER_INSERT) {
+            let r: Result<Vec<(i64, i64)>, sqlx::Error> = on_tx!(self, c => {
+                let mut q = QueryBuilder::new("SELECT id1, id2 FROM links WHERE association = ");
+                q.push_bind(association);
+                q.push(" AND id1 IN (");
+                let mut sep = q.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                q.push(")");
+                q.build_query_as().fetch_all(c).await
+            });
+            out.extend(r.map_err(|e| self.err("read links", e))?);
+        }
+        Ok(out)
+    }
+
+    /// How many links `association` has, in this transaction.
+    pub async fn count_links(&mut self, association: &str) -> Result<u64, StoreError> {
+        let sql = "SELECT COUNT(*) FROM links WHERE association = $1";
+        let r: Result<i64, sqlx::Error> =
+            on_tx!(self, c => sqlx::query_scalar(sql).bind(association).fetch_one(c).await);
+        r.map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(|e| self.err("count links", e))
+    }
+
+    /// The largest resource id so far (0 in an empty store).
     pub async fn last_resource_id(&mut self) -> Result<i64, StoreError> {
         let sql = "SELECT COALESCE(MAX(id), 0) FROM resources";
         let r: Result<i64, sqlx::Error> =
             on_tx!(self, c => sqlx::query_scalar(sql).fetch_one(c).await);
         r.map_err(|e| self.err("read the last resource id", e))
-    }
-
-    /// The ids of `entity_type`'s resources inserted after `last_id`, by key.
-    pub async fn resource_ids_after(
-        &mut self,
-        entity_type: &str,
-        last_id: i64,
-    ) -> Result<HashMap<Box<str>, i64>, StoreError> {
-        use futures_util::TryStreamExt as _;
-        let mut out = HashMap::new();
-        let sql = "SELECT key, id FROM resources WHERE entity_type = $1 AND id > $2";
-        let r: Result<(), sqlx::Error> = on_tx!(self, c => async {
-            let mut rows = sqlx::query_as::<_, (String, i64)>(sql)
-                .bind(entity_type)
-                .bind(last_id)
-                .fetch(c);
-            while let Some((k, id)) = rows.try_next().await? {
-                out.insert(k.into_boxed_str(), id);
-            }
-            Ok(())
-        }
-        .await);
-        r.map_err(|e| self.err("read the ids of new resources", e))?;
-        Ok(out)
     }
 
     /// Every link of `association` as (id1, id2).
@@ -632,9 +759,22 @@ impl SyncTx<'_> {
         association: &str,
         pairs: &[(i64, i64)],
     ) -> Result<(), StoreError> {
-        for (a, z) in pairs {
-            let sql = "DELETE FROM links WHERE association = $1 AND id1 = $2 AND id2 = $3";
-            let r = on_tx!(self, c => sqlx::query(sql).bind(association).bind(*a).bind(*z).execute(c).await.map(|_| ()));
+        for chunk in pairs.chunks(ROWS_PER_INSERT) {
+            let r = on_tx!(self, c => {
+                let mut q = QueryBuilder::new("DELETE FROM links WHERE association = ");
+                q.push_bind(association);
+                q.push(" AND (id1, id2) IN (");
+                let mut sep = q.separated(", ");
+                for (a, z) in chunk {
+                    sep.push("(");
+                    sep.push_bind_unseparated(*a);
+                    sep.push_unseparated(", ");
+                    sep.push_bind_unseparated(*z);
+                    sep.push_unseparated(")");
+                }
+                q.push(")");
+                q.build().execute(c).await.map(|_| ())
+            });
             r.map_err(|e| self.err("delete links", e))?;
         }
         Ok(())

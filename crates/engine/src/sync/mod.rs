@@ -167,7 +167,7 @@ impl Engine {
         let connector = conn.id.value.clone();
         let plans = mappings
             .iter()
-            .map(|m| self.plan(m))
+            .map(|m| self.plan(m, mappings, associations))
             .collect::<Result<Vec<_>, _>>()?;
         let set_aside_dir = self.work_dir().join("Prepared");
         let apply = match options.mode {
@@ -183,6 +183,20 @@ impl Engine {
         // this run inserts, it maps every key to its id without reading the table again.
         let mut indexes: HashMap<String, HashMap<Box<str>, idlink_store::IndexEntry>> =
             HashMap::new();
+        // Entity types whose key -> id map the links need (the others' indexes are dropped
+        // after their preparation).
+        let keyed = |et: &str| mappings.iter().any(|m| m.id.value == et);
+        let mut needs_map: HashSet<String> = HashSet::new();
+        for a in associations {
+            for side in [
+                &a.entity_property_mapping1.value,
+                &a.entity_property_mapping2.value,
+            ] {
+                if keyed(&side.entity_type) {
+                    needs_map.insert(side.entity_type.clone());
+                }
+            }
+        }
         for (plan, m) in plans.into_iter().zip(mappings) {
             progress.phase(&format!("preparing {} ({})", plan.table, plan.entity_type));
             let phase = Instant::now();
@@ -197,7 +211,9 @@ impl Engine {
                 p.map(|p| (plan, index, p))
             })
             .await?;
-            indexes.insert(plan.entity_type.clone(), index);
+            if needs_map.contains(&plan.entity_type) {
+                indexes.insert(plan.entity_type.clone(), index);
+            }
             tracing::info!(table = %plan.table, rows = prepared.counts.rows, seconds = phase.elapsed().as_secs_f64(), "prepared");
             if options.mode != SyncMode::Initial {
                 exceeded.extend(thresholds::check_resources(
@@ -251,27 +267,89 @@ impl Engine {
             self.save_sync_report(&r).await;
             return Err(EngineError::Blocked(Box::new(r)));
         }
+        // Associations whose links the entity table's rows carry (see `prepare::Carried`) are
+        // applied from the changed rows alone when the rows that did not change cannot have
+        // gained a link: the other side is this connector's, found by its key, and got no new
+        // resource in this run, or no row of this side is unchanged.
+        let counts_of = |et: &str| {
+            reports
+                .iter()
+                .find(|r| r.entity_type == et)
+                .map(|r| r.counts.clone())
+        };
+        let mut from_rows: HashSet<String> = HashSet::new();
+        if apply == Apply::Whole {
+            for (plan, _) in &prepared_all {
+                for c in &plan.carried {
+                    let Some(a) = associations.iter().find(|a| a.id.value == c.association) else {
+                        continue;
+                    };
+                    let side2 = &a.entity_property_mapping2.value;
+                    let by_key = key_property(mappings, &side2.entity_type).as_deref()
+                        == Some(side2.property.as_str());
+                    let (Some(other), Some(this)) =
+                        (counts_of(&side2.entity_type), counts_of(&plan.entity_type))
+                    else {
+                        continue;
+                    };
+                    if by_key && (other.inserted == 0 || this.unchanged == 0) {
+                        from_rows.insert(c.association.clone());
+                    }
+                }
+            }
+        }
+        // The generic link pass needs both sides' maps; the row-carried one only the other
+        // side's.
+        needs_map.clear();
+        for a in associations {
+            let (s1, s2) = (
+                &a.entity_property_mapping1.value,
+                &a.entity_property_mapping2.value,
+            );
+            if !from_rows.contains(&a.id.value) {
+                needs_map.insert(s1.entity_type.clone());
+            }
+            needs_map.insert(s2.entity_type.clone());
+        }
+        indexes.retain(|et, _| needs_map.contains(et));
         let mut ids_by_key: HashMap<String, std::sync::Arc<HashMap<Box<str>, i64>>> =
             HashMap::new();
+        let mut carried_cells: HashMap<String, CarriedCells> = HashMap::new();
         for (plan, prepared) in &prepared_all {
             progress.phase(&format!("synchronizing {}", plan.entity_type));
             let phase = Instant::now();
-            let last_id = tx.last_resource_id().await?;
-            apply_resources(&mut tx, &connector, plan, prepared, cancel).await?;
-            // key -> id: the index without the deleted rows, and the rows just inserted.
-            let deleted: HashSet<i64> = prepared.deletes.iter().copied().collect();
-            let mut ids: HashMap<Box<str>, i64> = indexes
-                .remove(&plan.entity_type)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(_, e)| !deleted.contains(&e.id))
-                .map(|(k, e)| (k, e.id))
+            let collect: Vec<bool> = plan
+                .carried
+                .iter()
+                .map(|c| from_rows.contains(&c.association))
                 .collect();
-            ids.extend(tx.resource_ids_after(&plan.entity_type, last_id).await?);
-            ids_by_key.insert(plan.entity_type.clone(), std::sync::Arc::new(ids));
+            let want_keys = needs_map.contains(&plan.entity_type);
+            let applied = apply_resources(
+                &mut tx, &connector, plan, prepared, want_keys, &collect, cancel,
+            )
+            .await?;
+            for (c, cells) in plan.carried.iter().zip(applied.carried) {
+                if let Some(cells) = cells {
+                    carried_cells.insert(c.association.clone(), cells);
+                }
+            }
+            if want_keys {
+                // key -> id: the index without the deleted rows, and the rows just inserted.
+                let deleted: HashSet<i64> = prepared.deletes.iter().copied().collect();
+                let mut ids: HashMap<Box<str>, i64> = indexes
+                    .remove(&plan.entity_type)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(_, e)| !deleted.contains(&e.id))
+                    .map(|(k, e)| (k, e.id))
+                    .collect();
+                ids.extend(applied.inserted);
+                ids_by_key.insert(plan.entity_type.clone(), std::sync::Arc::new(ids));
+            }
             tracing::info!(entity_type = %plan.entity_type, seconds = phase.elapsed().as_secs_f64(), "resources applied");
             progress.rows(&plan.table, prepared.counts.rows);
         }
+        drop(indexes);
         // Links read from an entity table skip the rows set aside from it.
         let set_aside_keys: HashMap<String, std::sync::Arc<HashSet<Box<str>>>> = prepared_all
             .iter()
@@ -281,17 +359,31 @@ impl Engine {
         for a in associations {
             progress.phase(&format!("linking {}", a.id.value));
             let phase = Instant::now();
-            let (table, counts) = self
-                .apply_links(
-                    &mut tx,
-                    a,
-                    mappings,
-                    &ids_by_key,
-                    &set_aside_keys,
-                    apply,
-                    cancel,
-                )
-                .await?;
+            let (table, counts) = match carried_cells.remove(&a.id.value) {
+                Some(cells) => {
+                    let side2 = &a.entity_property_mapping2.value.entity_type;
+                    let ids2 = ids_by_key.get(side2).cloned().unwrap_or_default();
+                    let table = prepared_all
+                        .iter()
+                        .find(|(p, _)| p.carried.iter().any(|c| c.association == a.id.value))
+                        .map(|(p, _)| p.table.clone())
+                        .unwrap_or_default();
+                    let counts = apply_carried_links(&mut tx, &a.id.value, cells, &ids2).await?;
+                    (table, counts)
+                }
+                None => {
+                    self.apply_links(
+                        &mut tx,
+                        a,
+                        mappings,
+                        &ids_by_key,
+                        &set_aside_keys,
+                        apply,
+                        cancel,
+                    )
+                    .await?
+                }
+            };
             if options.mode != SyncMode::Initial {
                 exceeded.extend(thresholds::check_links(
                     &a.id.value,
@@ -328,7 +420,12 @@ impl Engine {
         Ok(r)
     }
 
-    fn plan(&self, m: &EntityTypeMapping) -> Result<prepare::TablePlan, EngineError> {
+    fn plan(
+        &self,
+        m: &EntityTypeMapping,
+        mappings: &[&EntityTypeMapping],
+        associations: &[&EntityAssociationMapping],
+    ) -> Result<prepare::TablePlan, EngineError> {
         let config = &self.checked().config;
         let et = config.entity_type(&m.id.value).ok_or_else(|| {
             EngineError::Data(format!(
@@ -358,12 +455,31 @@ impl Engine {
                 m.id.value
             )));
         };
+        // The associations whose table is this one, keyed on its primary key column: each row
+        // carries its own links.
+        let carried = associations
+            .iter()
+            .filter(|a| {
+                let side1 = &a.entity_property_mapping1.value;
+                side1.entity_type == m.id.value
+                    && association_table(a, mappings).as_deref()
+                        == Some(m.connection_table.value.as_str())
+                    && key_property(mappings, &side1.entity_type).as_deref()
+                        == Some(side1.property.as_str())
+                    && a.column1.value.eq_ignore_ascii_case(&pk.column)
+            })
+            .map(|a| prepare::Carried {
+                association: a.id.value.clone(),
+                column: a.column2.value.clone(),
+            })
+            .collect();
         columns.insert(0, pk);
         Ok(prepare::TablePlan {
             entity_type: m.id.value.clone(),
             table: m.connection_table.value.clone(),
             path: self.table_path(&m.connection_table.value),
             columns,
+            carried,
         })
     }
 
@@ -401,30 +517,15 @@ impl Engine {
     ) -> Result<(String, LinkCounts), EngineError> {
         let side1 = &a.entity_property_mapping1.value;
         let side2 = &a.entity_property_mapping2.value;
-        // The table: the mapping's own, or the first side's entity type mapping's.
-        let table = match &a.connection_table {
-            Some(t) => t.value.clone(),
-            None => mappings
-                .iter()
-                .find(|m| m.id.value == side1.entity_type)
-                .map(|m| m.connection_table.value.clone())
-                .ok_or_else(|| {
-                    EngineError::Data(format!(
-                        "association mapping '{}' has no ConnectionTable and entity type '{}' has no mapping in this connector",
-                        a.id.value, side1.entity_type
-                    ))
-                })?,
-        };
+        let table = association_table(a, mappings).ok_or_else(|| {
+            EngineError::Data(format!(
+                "association mapping '{}' has no ConnectionTable and entity type '{}' has no mapping in this connector",
+                a.id.value, side1.entity_type
+            ))
+        })?;
         let path = self.table_path(&table);
-        let key_property = |et: &str| {
-            mappings
-                .iter()
-                .find(|m| m.id.value == et)
-                .and_then(|m| m.properties.iter().find(|p| p.is_primary_key))
-                .map(|p| p.id.value.clone())
-        };
         let by = |p: &idlink_model::config::PropertyRef| {
-            if key_property(&p.entity_type).as_deref() == Some(p.property.as_str()) {
+            if key_property(mappings, &p.entity_type).as_deref() == Some(p.property.as_str()) {
                 None
             } else {
                 Some(p.property.clone())
@@ -496,23 +597,86 @@ impl Engine {
     }
 }
 
+/// The table of an association mapping: its own, or the first side's entity type mapping's.
+fn association_table(
+    a: &EntityAssociationMapping,
+    mappings: &[&EntityTypeMapping],
+) -> Option<String> {
+    match &a.connection_table {
+        Some(t) => Some(t.value.clone()),
+        None => mappings
+            .iter()
+            .find(|m| m.id.value == a.entity_property_mapping1.value.entity_type)
+            .map(|m| m.connection_table.value.clone()),
+    }
+}
+
+/// The primary key property of `entity_type`'s mapping in this connector.
+fn key_property(mappings: &[&EntityTypeMapping], entity_type: &str) -> Option<String> {
+    mappings
+        .iter()
+        .find(|m| m.id.value == entity_type)
+        .and_then(|m| m.properties.iter().find(|p| p.is_primary_key))
+        .map(|p| p.id.value.clone())
+}
+
+/// The link cells of the rows written in this run, for one row-carried association: the
+/// row's resource id and its cell, the cells end to end in one text.
+#[derive(Debug, Default)]
+struct CarriedCells {
+    ids: Vec<i64>,
+    ends: Vec<usize>,
+    text: String,
+    /// The ids that were in the store before (updated rows): only they can have links.
+    updated: Vec<i64>,
+}
+
+impl CarriedCells {
+    fn push(&mut self, id: i64, cell: &str, updated: bool) {
+        self.ids.push(id);
+        self.text.push_str(cell);
+        self.ends.push(self.text.len());
+        if updated {
+            self.updated.push(id);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (i64, &str)> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        self.ids
+            .iter()
+            .zip(starts.zip(self.ends.iter()))
+            .map(|(id, (a, z))| (*id, &self.text[a..*z]))
+    }
+}
+
+/// What applying one table gave: the keys and ids inserted (when asked), and the carried
+/// link cells (for the associations asked).
+struct Applied {
+    inserted: Vec<(Box<str>, i64)>,
+    carried: Vec<Option<CarriedCells>>,
+}
+
 async fn apply_resources(
     tx: &mut SyncTx<'_>,
     connector: &str,
     plan: &prepare::TablePlan,
     prepared: &std::sync::Arc<prepare::Prepared>,
+    want_keys: bool,
+    collect: &[bool],
     cancel: &CancellationToken,
-) -> Result<(), EngineError> {
+) -> Result<Applied, EngineError> {
     // Rows per store write: PostgreSQL sends each batch as one COPY.
     const BATCH: usize = 10_000;
     // The spill is read on a blocking thread and sent in batches: memory holds a few batches,
     // never the whole table.
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<prepare::Change>>(4);
+    let carried_columns = plan.carried.len();
     let reader = {
         let prepared = prepared.clone();
         tokio::task::spawn_blocking(move || {
             let mut batch = Vec::with_capacity(BATCH);
-            prepared.for_each_change(|c| {
+            prepared.for_each_change(carried_columns, |c| {
                 batch.push(c);
                 if batch.len() >= BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
@@ -532,6 +696,18 @@ async fn apply_resources(
             Ok::<(), EngineError>(())
         })
     };
+    let mut applied = Applied {
+        inserted: Vec::new(),
+        carried: collect
+            .iter()
+            .map(|&c| c.then(CarriedCells::default))
+            .collect(),
+    };
+    // Ids for the rows to insert, reserved at once: the spill holds as many as counted.
+    let mut next_id = tx
+        .allocate_ids(usize::try_from(prepared.counts.inserted).unwrap_or(0))
+        .await?;
+    let mut reserved = prepared.counts.inserted;
     let mut inserts: Vec<idlink_store::NewResource> = Vec::with_capacity(BATCH);
     let mut updates: Vec<idlink_store::ResourceUpdate> = Vec::new();
     while let Some(batch) = receiver.recv().await {
@@ -542,12 +718,60 @@ async fn apply_resources(
             });
         }
         for c in batch {
-            match c {
-                prepare::Change::Insert { key, data, digest } => {
-                    inserts.push(idlink_store::NewResource { key, data, digest });
+            let (id, cells, updated) = match c {
+                prepare::Change::Insert {
+                    key,
+                    data,
+                    digest,
+                    carried,
+                } => {
+                    if reserved == 0 {
+                        next_id = tx.allocate_ids(1).await?;
+                        reserved = 1;
+                    }
+                    let id = next_id;
+                    next_id += 1;
+                    reserved -= 1;
+                    if want_keys {
+                        applied.inserted.push((key.as_str().into(), id));
+                    }
+                    inserts.push(idlink_store::NewResource {
+                        id,
+                        key,
+                        data,
+                        digest,
+                    });
+                    (id, carried, false)
                 }
-                prepare::Change::Update { id, data, digest } => {
-                    updates.push(idlink_store::ResourceUpdate { id, data, digest });
+                prepare::Change::Update {
+                    id,
+                    data,
+                    digest,
+                    carried,
+                } => {
+                    updates.push(idlink_store::ResourceUpdate {
+                        id,
+                        data: Some(data),
+                        digest,
+                    });
+                    (id, carried, true)
+                }
+                prepare::Change::Refresh {
+                    id,
+                    digest,
+                    carried,
+                } => {
+                    updates.push(idlink_store::ResourceUpdate {
+                        id,
+                        data: None,
+                        digest,
+                    });
+                    (id, carried, true)
+                }
+            };
+            for (cell, out) in cells.iter().zip(applied.carried.iter_mut()) {
+                if let Some(out) = out {
+                    out.push(id, cell, updated);
                 }
             }
         }
@@ -570,7 +794,62 @@ async fn apply_resources(
     for chunk in prepared.deletes.chunks(BATCH) {
         tx.delete_resources(chunk).await?;
     }
-    Ok(())
+    Ok(applied)
+}
+
+/// Applies a row-carried association from the cells of the rows written in this run: their
+/// links are what their cells say; the links of the rows that did not change stay.
+async fn apply_carried_links(
+    tx: &mut SyncTx<'_>,
+    association: &str,
+    cells: CarriedCells,
+    ids2: &HashMap<Box<str>, i64>,
+) -> Result<LinkCounts, EngineError> {
+    let mut counts = LinkCounts {
+        before: tx.count_links(association).await?,
+        ..LinkCounts::default()
+    };
+    let mut wanted: Vec<(i64, i64)> = Vec::with_capacity(cells.ids.len());
+    for (id1, cell) in cells.iter() {
+        for b in cell.split('\n').filter(|s| !s.is_empty()) {
+            match ids2.get(b) {
+                Some(&id2) => wanted.push((id1, id2)),
+                None => counts.unresolved += 1,
+            }
+        }
+    }
+    wanted.sort_unstable();
+    wanted.dedup();
+    // Only the rows that were in the store before can hold links now.
+    let existing: HashSet<(i64, i64)> = tx
+        .links_of(association, &cells.updated)
+        .await?
+        .into_iter()
+        .collect();
+    drop(cells);
+    let remove: Vec<(i64, i64)> = if existing.is_empty() {
+        Vec::new()
+    } else {
+        let wanted_set: HashSet<&(i64, i64)> = wanted.iter().collect();
+        existing
+            .iter()
+            .filter(|p| !wanted_set.contains(p))
+            .copied()
+            .collect()
+    };
+    let add: Vec<(i64, i64)> = if existing.is_empty() {
+        wanted
+    } else {
+        wanted
+            .into_iter()
+            .filter(|p| !existing.contains(p))
+            .collect()
+    };
+    counts.added = add.len() as u64;
+    counts.removed = remove.len() as u64;
+    tx.insert_links(association, add).await?;
+    tx.delete_links(association, &remove).await?;
+    Ok(counts)
 }
 
 mod links {

@@ -2,21 +2,28 @@
 //! checks every value against its property's type, sets aside rows without a primary key
 //! (`<table>.nullpk.csv`), with duplicate keys (`<table>.duplicates.csv`) or with a bad value
 //! (`<table>.invalid.csv`, with the line, column and reason), and compares each row with what
-//! the store holds (by a digest of its values) to find what to insert, update and delete.
+//! the store holds to find what to insert, update and delete.
+//!
+//! The comparison is in two steps (see [`Digest`]). First by a digest of the row's raw cells
+//! (the mapped columns, and the link columns the row carries, see [`Carried`]), seeded with a
+//! fingerprint of the plan: a row whose cells did not change since the last run is neither
+//! typed nor written, so a run costs reading the table plus the work of the rows that
+//! changed. Then, for a row whose cells changed, by a digest of its typed values: equal values
+//! (`01` read as the Int32 `1` again, a new mapped column left empty, a changed link cell) are
+//! not an update; the row's raw digest is refreshed and its carried links recomputed.
 //!
 //! The pass streams the table: memory holds the store's index of the entity type (key, id,
 //! digest) and the keys seen, never the rows. Changes are spilled to a temporary file and
 //! applied afterwards, so the rows of a key found twice are all kept out of the store.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use idlink_model::config::PropertyType;
 use idlink_model::values::{ValueFormat, read_value};
-use idlink_store::IndexEntry;
+use idlink_store::{Digest, IndexEntry};
 use serde::Serialize;
 
 use crate::EngineError;
@@ -30,6 +37,17 @@ pub struct MappedColumn {
     pub format: ValueFormat,
 }
 
+/// A link column the entity table carries: an association mapping whose table is this one and
+/// whose first column is this table's primary key, so each row holds its own links (the
+/// foreign key shape: `Person.OrgCode`). The cell goes into the row's digest, and a row
+/// whose digest did not change keeps its links without their being read.
+#[derive(Debug, Clone)]
+pub struct Carried {
+    pub association: String,
+    /// The association mapping's `Column2`.
+    pub column: String,
+}
+
 /// What to read for one entity type mapping.
 #[derive(Debug, Clone)]
 pub struct TablePlan {
@@ -38,6 +56,27 @@ pub struct TablePlan {
     pub path: PathBuf,
     /// The primary key column first.
     pub columns: Vec<MappedColumn>,
+    pub carried: Vec<Carried>,
+}
+
+/// Changes when the digests of the same cells must differ: a new digest scheme.
+const DIGEST_SCHEME: &str = "idlink raw cells v1";
+
+impl TablePlan {
+    /// The digest seed: everything about the plan that changes what a row's cells mean.
+    fn fingerprint(&self) -> u64 {
+        let mut text = format!("{DIGEST_SCHEME}\u{1f}{}\u{1f}", self.entity_type);
+        for c in &self.columns {
+            text.push_str(&format!(
+                "{}\u{1e}{}\u{1e}{:?}\u{1e}{:?}\u{1f}",
+                c.property, c.column, c.ty, c.format
+            ));
+        }
+        for c in &self.carried {
+            text.push_str(&format!("{}\u{1e}{}\u{1f}", c.association, c.column));
+        }
+        xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+    }
 }
 
 /// A row's command in an incremental table.
@@ -89,7 +128,7 @@ pub struct BadValue {
 pub struct Prepared {
     pub counts: Counts,
     pub had_command_column: bool,
-    /// Keys to insert / ids to update, spilled: (kind, key, data, digest hex).
+    /// Rows to insert and to update, spilled (see [`Spill`]).
     pub changes: tempfile::NamedTempFile,
     pub deletes: Vec<i64>,
     pub bad_values: Vec<BadValue>,
@@ -102,26 +141,31 @@ pub struct Prepared {
     dup_ids: HashSet<i64>,
 }
 
-/// One change read back from the spill.
+/// One change read back from the spill. `carried` holds the cells of the plan's
+/// [`Carried`] link columns, in order.
 #[derive(Debug)]
 pub enum Change {
     Insert {
         key: String,
         data: String,
-        digest: [u8; 16],
+        digest: Digest,
+        carried: Vec<String>,
     },
     Update {
         id: i64,
         data: String,
-        digest: [u8; 16],
+        digest: Digest,
+        carried: Vec<String>,
+    },
+    /// The cells changed, the values did not: a new raw digest (and maybe new links).
+    Refresh {
+        id: i64,
+        digest: Digest,
+        carried: Vec<String>,
     },
 }
 
 const MAX_BAD_VALUES_REPORTED: usize = 50;
-
-fn digest(data: &str) -> [u8; 16] {
-    xxhash_rust::xxh3::xxh3_128(data.as_bytes()).to_le_bytes()
-}
 
 fn io<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> EngineError + 'p {
     move |e| EngineError::io(op, path, e)
@@ -194,6 +238,52 @@ impl SetAside {
     }
 }
 
+/// The spill: one record per change, `kind` (b'I' with the key, b'U' with the id), the data,
+/// the digest and the carried cells, each text as a little-endian u32 length and its bytes.
+/// It is written and read by this module only, in the same run.
+struct Spill {
+    w: BufWriter<File>,
+}
+
+impl Spill {
+    fn text(&mut self, s: &str) -> std::io::Result<()> {
+        let n = u32::try_from(s.len()).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "a cell exceeds 4 GiB")
+        })?;
+        self.w.write_all(&n.to_le_bytes())?;
+        self.w.write_all(s.as_bytes())
+    }
+
+    fn record(
+        &mut self,
+        kind: u8,
+        key_or_id: &str,
+        data: &str,
+        digest: &Digest,
+        carried: &[&str],
+    ) -> std::io::Result<()> {
+        self.w.write_all(&[kind])?;
+        self.text(key_or_id)?;
+        self.text(data)?;
+        self.w.write_all(&digest.to_bytes())?;
+        for c in carried {
+            self.text(c)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a spilled text; `None` at the end of the file (only before a record's kind).
+fn read_text(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<String> {
+    let mut n = [0u8; 4];
+    r.read_exact(&mut n)?;
+    buf.clear();
+    buf.resize(u32::from_le_bytes(n) as usize, 0);
+    r.read_exact(buf)?;
+    String::from_utf8(std::mem::take(buf))
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 /// The column called `name` in `header`: exactly, or else ignoring case.
 pub(super) fn find_column(header: &csv::StringRecord, name: &str) -> Option<usize> {
     header
@@ -217,31 +307,54 @@ pub(super) fn open_table(path: &Path, what: &str) -> Result<File, EngineError> {
     })
 }
 
-/// Finds the mapped columns (and `Command`) in the header, exactly or else ignoring case.
+/// Finds the mapped columns, the carried link columns and `Command` in the header, exactly
+/// or else ignoring case.
 fn locate(
     plan: &TablePlan,
     header: &csv::StringRecord,
-) -> Result<(Vec<usize>, Option<usize>), EngineError> {
+) -> Result<(Vec<usize>, Vec<usize>, Option<usize>), EngineError> {
     let find = |name: &str| find_column(header, name);
+    let missing = |column: &str, reader: String| {
+        let have: Vec<&str> = header.iter().collect();
+        EngineError::Data(format!(
+            "table '{}' ({}) has no column '{column}', which {reader} reads; its columns are: {}",
+            plan.table,
+            plan.path.display(),
+            have.join(", ")
+        ))
+    };
     let mut idx = Vec::with_capacity(plan.columns.len());
     for c in &plan.columns {
-        match find(&c.column) {
-            Some(i) => idx.push(i),
-            None => {
-                let have: Vec<&str> = header.iter().collect();
-                return Err(EngineError::Data(format!(
-                    "table '{}' ({}) has no column '{}', which mapping '{}' reads for property '{}'; its columns are: {}",
-                    plan.table,
-                    plan.path.display(),
-                    c.column,
-                    plan.entity_type,
-                    c.property,
-                    have.join(", ")
-                )));
-            }
-        }
+        let reader = format!(
+            "mapping '{}' for property '{}'",
+            plan.entity_type, c.property
+        );
+        idx.push(find(&c.column).ok_or_else(|| missing(&c.column, reader))?);
     }
-    Ok((idx, find("Command")))
+    let mut carried = Vec::with_capacity(plan.carried.len());
+    for c in &plan.carried {
+        let reader = format!("association mapping '{}'", c.association);
+        carried.push(find(&c.column).ok_or_else(|| missing(&c.column, reader))?);
+    }
+    Ok((idx, carried, find("Command")))
+}
+
+/// The digest of a row's raw cells, seeded with the plan's fingerprint: each cell as its
+/// length and bytes, so no two rows of different cells share their text.
+fn raw_digest(
+    buf: &mut Vec<u8>,
+    seed: u64,
+    record: &csv::StringRecord,
+    idx: &[usize],
+    carried: &[usize],
+) -> u64 {
+    buf.clear();
+    for &i in idx.iter().chain(carried) {
+        let cell = record.get(i).unwrap_or("");
+        buf.extend_from_slice(&(cell.len() as u64).to_le_bytes());
+        buf.extend_from_slice(cell.as_bytes());
+    }
+    xxhash_rust::xxh3::xxh3_64_with_seed(buf, seed)
 }
 
 /// Reads the table, sets aside what cannot be synchronized, and diffs the rest against
@@ -262,7 +375,7 @@ pub fn prepare(
         .has_headers(true)
         .from_reader(BufReader::with_capacity(1 << 16, file));
     let header = reader.headers().map_err(|e| csv_err(path, e))?.clone();
-    let (idx, command_col) = locate(plan, &header)?;
+    let (idx, carried_idx, command_col) = locate(plan, &header)?;
     if command_col.is_some() && apply == Apply::Whole {
         return Err(EngineError::Data(format!(
             "table '{}' ({}) is an incremental export (it has a Command column): synchronize it with --mode incremental, or export the connection again with --ignore-cookies for a complete table",
@@ -282,13 +395,15 @@ pub fn prepare(
     let duplicates_path = set_aside_dir.join(format!("{}.duplicates.csv", plan.table));
     let _ = std::fs::remove_file(&duplicates_path);
 
-    let spill = tempfile::NamedTempFile::new_in(set_aside_dir)
+    let spill_file = tempfile::NamedTempFile::new_in(set_aside_dir)
         .map_err(io("create a temporary file in", set_aside_dir))?;
-    let mut changes = csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(BufWriter::new(
-            spill.reopen().map_err(io("open", spill.path()))?,
-        ));
+    let mut spill = Spill {
+        w: BufWriter::with_capacity(
+            1 << 16,
+            spill_file.reopen().map_err(io("open", spill_file.path()))?,
+        ),
+    };
+    let spill_err = |e: std::io::Error| EngineError::io("write", spill_file.path(), e);
 
     let mut counts = Counts::default();
     let mut bad_values = Vec::new();
@@ -300,8 +415,8 @@ pub fn prepare(
     let mut deletes_by_command: Vec<i64> = Vec::new();
 
     let mut record = csv::StringRecord::new();
-    // Values are written as one JSON object, keys in byte order (a canonical text, so equal
-    // values give equal digests), straight into a reused buffer.
+    // Values are written as one JSON object, keys in byte order (a canonical text), straight
+    // into a reused buffer.
     let mut json_order: Vec<usize> = (0..plan.columns.len()).collect();
     json_order.sort_by(|&a, &b| plan.columns[a].property.cmp(&plan.columns[b].property));
     let json_keys: Vec<String> = plan
@@ -310,7 +425,8 @@ pub fn prepare(
         .map(|c| format!("{}:", serde_json::Value::from(c.property.as_str())))
         .collect();
     let mut json: Vec<u8> = Vec::with_capacity(512);
-    let mut id_text = String::new();
+    let mut digest_buf: Vec<u8> = Vec::with_capacity(512);
+    let seed = plan.fingerprint();
     // Ids of store rows whose first row was spilled as an update (to uncount duplicates).
     let mut spilled_updates: HashSet<i64> = HashSet::new();
     // Keys whose first row was set aside or a Delete: nothing of theirs was counted as applied.
@@ -396,6 +512,11 @@ pub fn prepare(
             }
             continue;
         }
+        let raw = raw_digest(&mut digest_buf, seed, &record, &idx, &carried_idx);
+        if existing.is_some_and(|e| e.digest.raw == raw) {
+            counts.unchanged += 1;
+            continue;
+        }
         json.clear();
         json.push(b'{');
         let mut bad = None;
@@ -438,28 +559,38 @@ pub fn prepare(
         }
         let text = std::str::from_utf8(&json)
             .map_err(|e| EngineError::Contract(format!("a value is not UTF-8: {e}")))?;
-        let d = digest(text);
+        let carried: Vec<&str> = carried_idx
+            .iter()
+            .map(|&i| record.get(i).unwrap_or(""))
+            .collect();
+        let d = Digest {
+            value: xxhash_rust::xxh3::xxh3_128(text.as_bytes()).to_le_bytes(),
+            raw,
+        };
         match existing {
-            Some(e) if e.digest == d => counts.unchanged += 1,
+            Some(e) if e.digest.value == d.value => {
+                counts.unchanged += 1;
+                spill
+                    .record(b'R', &e.id.to_string(), "", &d, &carried)
+                    .map_err(spill_err)?;
+            }
             Some(e) => {
                 counts.updated += 1;
                 spilled_updates.insert(e.id);
-                id_text.clear();
-                let _ = write!(id_text, "{}", e.id);
-                changes
-                    .write_record(["U", id_text.as_str(), text, hex(&d).as_str()])
-                    .map_err(|e| csv_err(spill.path(), e))?;
+                spill
+                    .record(b'U', &e.id.to_string(), text, &d, &carried)
+                    .map_err(spill_err)?;
             }
             None => {
                 counts.inserted += 1;
-                changes
-                    .write_record(["I", key, text, hex(&d).as_str()])
-                    .map_err(|e| csv_err(spill.path(), e))?;
+                spill
+                    .record(b'I', key, text, &d, &carried)
+                    .map_err(spill_err)?;
             }
         }
     }
-    changes.flush().map_err(io("write", spill.path()))?;
-    drop(changes);
+    spill.w.flush().map_err(spill_err)?;
+    drop(spill);
 
     let mut set_aside_files = Vec::new();
     set_aside_files.extend(nullpk.finish()?);
@@ -484,7 +615,7 @@ pub fn prepare(
     let prepared = Prepared {
         counts,
         had_command_column: command_col.is_some(),
-        changes: spill,
+        changes: spill_file,
         deletes,
         bad_values,
         set_aside_files,
@@ -503,44 +634,65 @@ impl Prepared {
     }
 
     /// Reads the spilled changes back, without those of duplicated or set-aside keys.
+    /// `carried` is the number of carried link columns of the plan.
     pub fn for_each_change(
         &self,
+        carried: usize,
         mut f: impl FnMut(Change) -> Result<(), EngineError>,
     ) -> Result<(), EngineError> {
         let path = self.changes.path();
         let file = File::open(path).map_err(io("open", path))?;
-        let mut r = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_reader(BufReader::with_capacity(1 << 16, file));
-        let mut rec = csv::StringRecord::new();
+        let mut r = BufReader::with_capacity(1 << 16, file);
         let bad = || EngineError::Contract(format!("the spill file {} is damaged", path.display()));
-        while r.read_record(&mut rec).map_err(|e| csv_err(path, e))? {
-            let (Some(kind), Some(k), Some(data), Some(d)) =
-                (rec.get(0), rec.get(1), rec.get(2), rec.get(3))
-            else {
-                return Err(bad());
-            };
-            let digest = unhex(d).ok_or_else(bad)?;
-            match kind {
-                "I" if !self.dup_keys.contains(k) => f(Change::Insert {
-                    key: k.to_string(),
-                    data: data.to_string(),
+        let damaged = |_: std::io::Error| bad();
+        let mut buf = Vec::new();
+        loop {
+            let mut kind = [0u8; 1];
+            match r.read(&mut kind) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(EngineError::io("read", path, e)),
+            }
+            let k = read_text(&mut r, &mut buf).map_err(damaged)?;
+            let data = read_text(&mut r, &mut buf).map_err(damaged)?;
+            let mut digest = [0u8; 24];
+            r.read_exact(&mut digest).map_err(damaged)?;
+            let digest = Digest::from_bytes(&digest);
+            let cells = (0..carried)
+                .map(|_| read_text(&mut r, &mut buf))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(damaged)?;
+            match kind[0] {
+                b'I' if !self.dup_keys.contains(k.as_str()) => f(Change::Insert {
+                    key: k,
+                    data,
                     digest,
+                    carried: cells,
                 })?,
-                "U" => {
+                b'I' => {}
+                b'U' | b'R' => {
                     let id: i64 = k.parse().map_err(|_| bad())?;
-                    if !self.dup_ids.contains(&id) {
-                        f(Change::Update {
-                            id,
-                            data: data.to_string(),
-                            digest,
-                        })?;
+                    if self.dup_ids.contains(&id) {
+                        continue;
                     }
+                    f(if kind[0] == b'U' {
+                        Change::Update {
+                            id,
+                            data,
+                            digest,
+                            carried: cells,
+                        }
+                    } else {
+                        Change::Refresh {
+                            id,
+                            digest,
+                            carried: cells,
+                        }
+                    })?;
                 }
-                _ => {}
+                _ => return Err(bad()),
             }
         }
-        Ok(())
     }
 }
 
@@ -574,25 +726,4 @@ fn write_duplicates(
     }
     w.finish()?;
     Ok(n)
-}
-
-fn hex(d: &[u8; 16]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(32);
-    for b in d {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    out
-}
-
-fn unhex(s: &str) -> Option<[u8; 16]> {
-    let mut out = [0u8; 16];
-    if s.len() != 32 {
-        return None;
-    }
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(out)
 }

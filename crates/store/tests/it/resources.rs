@@ -1,7 +1,7 @@
 //! Resources and links through a synchronization transaction: many rows (more than one packed
 //! chunk of SQLite's fast read path), keys with the characters the packing uses, and links.
 
-use idlink_store::{NewResource, Store};
+use idlink_store::{Digest, NewResource, Store};
 
 use crate::both;
 use crate::support::Target;
@@ -23,17 +23,31 @@ fn key(i: usize) -> String {
 async fn many_rows_and_odd_keys_read_back_across_chunks(target: Target, _name: &str) {
     let store = Store::open(&target.location).await.expect("open");
     let mut tx = store.begin_sync("HR").await.expect("begin");
+    let first = tx.allocate_ids(ROWS).await.expect("ids");
     let rows: Vec<NewResource> = (0..ROWS)
         .map(|i| NewResource {
+            id: first + i as i64,
             key: key(i),
             data: format!("{{\"n\":{i}}}"),
-            digest: [(i % 251) as u8; 16],
+            digest: Digest {
+                value: [(i % 251) as u8; 16],
+                raw: i as u64,
+            },
         })
         .collect();
     tx.insert_resources("HR", "Person", &rows)
         .await
         .expect("insert");
-    tx.insert_resources("HR", "Other", &rows[..10])
+    let first = tx.allocate_ids(10).await.expect("ids");
+    let others: Vec<NewResource> = rows[..10]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| NewResource {
+            id: first + i as i64,
+            ..r.clone()
+        })
+        .collect();
+    tx.insert_resources("HR", "Other", &others)
         .await
         .expect("insert other");
     let index = tx.resource_index("Person").await.expect("index");
@@ -42,11 +56,14 @@ async fn many_rows_and_odd_keys_read_back_across_chunks(target: Target, _name: &
         let e = index
             .get(key(i).as_str())
             .unwrap_or_else(|| panic!("{}", key(i)));
-        assert_eq!(e.digest, [(i % 251) as u8; 16], "{}", key(i));
+        assert_eq!(e.digest.value, [(i % 251) as u8; 16], "{}", key(i));
+        assert_eq!(e.digest.raw, i as u64, "{}", key(i));
     }
     let ids = tx.resource_ids("Person", None).await.expect("ids");
     assert_eq!(ids.len(), ROWS);
     assert!(ids.iter().all(|(k, id)| index[k].id == *id));
+    // The ids are the ones reserved.
+    assert!(rows.iter().all(|r| index[r.key.as_str()].id == r.id));
     let pairs: Vec<(i64, i64)> = (0..ROWS)
         .map(|i| {
             (
