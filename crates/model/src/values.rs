@@ -5,7 +5,10 @@
 //! A value is never coerced: a cell that does not read as its property's type is an error
 //! that says what was expected, so the row can be set aside and reported.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+use std::sync::LazyLock;
+
+use chrono::format::{Item, Parsed, StrftimeItems};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
 use crate::config::PropertyType;
@@ -17,8 +20,13 @@ pub enum ValueFormat {
     #[default]
     Default,
     /// A .NET custom date and time format (`yyyy-MM-dd`, `dd/MM/yyyy HH:mm:ss`,
-    /// `yyyyMMddHHmmss.0Z`), translated to chrono's.
-    Date { written: String, chrono: String },
+    /// `yyyyMMddHHmmss.0Z`), translated to chrono's, parsed once (`items`; an unreadable
+    /// format reads no cell).
+    Date {
+        written: String,
+        chrono: String,
+        items: Vec<Item<'static>>,
+    },
     /// `1601date`: a count of 100-nanosecond intervals since 1601-01-01 UTC, as Active
     /// Directory writes `accountExpires` or `pwdLastSet`; 0 and the largest Int64 mean "never".
     FileTime,
@@ -41,9 +49,14 @@ impl ValueFormat {
         if w.eq_ignore_ascii_case("multivaluedtext") {
             return ValueFormat::MultivaluedText;
         }
+        let chrono = dotnet_to_chrono(w);
+        let items = StrftimeItems::new(&chrono)
+            .parse_to_owned()
+            .unwrap_or_else(|_| vec![Item::Error]);
         ValueFormat::Date {
             written: w.to_string(),
-            chrono: dotnet_to_chrono(w),
+            chrono,
+            items,
         }
     }
 
@@ -239,38 +252,52 @@ fn read_datetime(format: &ValueFormat, t: &str) -> Option<Option<DateTime<Utc>>>
             let nanos = u32::try_from(since_1970.rem_euclid(10_000_000) * 100).ok()?;
             Some(Some(DateTime::from_timestamp(secs, nanos)?))
         }
-        ValueFormat::Date { chrono, .. } => {
-            if let Ok(d) = DateTime::parse_from_str(t, chrono) {
-                return Some(Some(d.with_timezone(&Utc)));
-            }
-            if let Ok(d) = NaiveDateTime::parse_from_str(t, chrono) {
-                return Some(Some(d.and_utc()));
-            }
-            NaiveDate::parse_from_str(t, chrono)
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|d| Some(d.and_utc()))
-        }
+        ValueFormat::Date { items, .. } => parse_with(t, items).map(Some),
         ValueFormat::Default | ValueFormat::MultivaluedText => {
             if let Ok(d) = DateTime::parse_from_rfc3339(t) {
                 return Some(Some(d.with_timezone(&Utc)));
             }
-            for f in [
-                "%Y-%m-%dT%H:%M:%S%.f",
-                "%Y-%m-%d %H:%M:%S%.f",
-                "%Y-%m-%dT%H:%M",
-                "%Y-%m-%d %H:%M",
-            ] {
-                if let Ok(d) = NaiveDateTime::parse_from_str(t, f) {
-                    return Some(Some(d.and_utc()));
-                }
-            }
-            NaiveDate::parse_from_str(t, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|d| Some(d.and_utc()))
+            DEFAULT_DATE_FORMATS
+                .iter()
+                .find_map(|items| parse_with(t, items))
+                .map(Some)
         }
     }
+}
+
+/// The written forms of a date without a `Format`, after RFC 3339, parsed once.
+static DEFAULT_DATE_FORMATS: LazyLock<Vec<Vec<Item<'static>>>> = LazyLock::new(|| {
+    [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%d",
+    ]
+    .iter()
+    .map(|f| {
+        StrftimeItems::new(f)
+            .parse_to_owned()
+            .unwrap_or_else(|_| vec![Item::Error])
+    })
+    .collect()
+});
+
+/// Reads `t` whole with a parsed format: a date and time with its offset, else one without
+/// (UTC), else a date alone (midnight UTC).
+fn parse_with(t: &str, items: &[Item<'_>]) -> Option<DateTime<Utc>> {
+    let mut p = Parsed::new();
+    chrono::format::parse(&mut p, t, items.iter()).ok()?;
+    if let Ok(d) = p.to_datetime() {
+        return Some(d.with_timezone(&Utc));
+    }
+    if let Ok(d) = p.to_naive_datetime_with_offset(0) {
+        return Some(d.and_utc());
+    }
+    p.to_naive_date()
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc())
 }
 
 #[cfg(test)]

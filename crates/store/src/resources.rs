@@ -335,6 +335,28 @@ fn parse_packed<'t>(
     Ok(())
 }
 
+/// Runs `f` with rusqlite over the transaction's own SQLite connection, inside the same
+/// transaction: the bulk writes of a synchronization prepare one statement and step it per
+/// row, where sqlx would hand every bound value to its worker thread (several times slower
+/// at a million rows).
+#[allow(unsafe_code)]
+async fn with_rusqlite<T>(
+    c: &mut sqlx::SqliteConnection,
+    f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+) -> Result<T, sqlx::Error> {
+    let mut handle = c.lock_handle().await?;
+    let raw = handle.as_raw_handle().as_ptr();
+    // SAFETY: `lock_handle` gives us the connection alone (sqlx's worker waits for the guard),
+    // the wrapper is dropped before the guard, and `from_handle` never closes the handle.
+    // sqlx and rusqlite link the same `libsqlite3-sys`, so the handle types are one type.
+    let conn = unsafe { rusqlite::Connection::from_handle(raw) }
+        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    let r = f(&conn);
+    drop(conn);
+    drop(handle);
+    r.map_err(|e| sqlx::Error::Protocol(e.to_string()))
+}
+
 /// Writes one CSV field for PostgreSQL's COPY: always quoted, quotes doubled.
 fn copy_field(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
@@ -445,19 +467,24 @@ impl SyncTx<'_> {
             .await;
             return r.map_err(|e| self.err("insert resources", e));
         }
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let r = on_tx!(self, c => {
-                let mut q = QueryBuilder::new("INSERT INTO resources (id, entity_type, key, connector, data, digest) ");
-                q.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.id)
-                        .push_bind(entity_type)
-                        .push_bind(&r.key)
-                        .push_bind(connector)
-                        .push_bind(&r.data)
-                        .push_bind(r.digest.to_bytes().to_vec());
-                });
-                q.build().persistent(true).execute(c).await.map(|_| ())
-            });
+        if let Tx::Sqlite(t) = &mut self.tx {
+            let r = with_rusqlite(t, |db| {
+                let mut st = db.prepare_cached(
+                    "INSERT INTO resources (id, entity_type, key, connector, data, digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for r in rows {
+                    st.execute(rusqlite::params![
+                        r.id,
+                        entity_type,
+                        r.key,
+                        connector,
+                        r.data,
+                        &r.digest.to_bytes()[..]
+                    ])?;
+                }
+                Ok(())
+            })
+            .await;
             r.map_err(|e| self.err("insert resources", e))?;
         }
         Ok(())
@@ -740,15 +767,17 @@ impl SyncTx<'_> {
             .await;
             return r.map_err(|e| self.err("insert links", e));
         }
-        for chunk in sorted.chunks(ROWS_PER_INSERT) {
-            let r = on_tx!(self, c => {
-                let mut q = QueryBuilder::new("INSERT INTO links (association, id1, id2) ");
-                q.push_values(chunk, |mut b, (a, z)| {
-                    b.push_bind(association).push_bind(*a).push_bind(*z);
-                });
-                q.push(" ON CONFLICT DO NOTHING");
-                q.build().persistent(true).execute(c).await.map(|_| ())
-            });
+        if let Tx::Sqlite(t) = &mut self.tx {
+            let r = with_rusqlite(t, |db| {
+                let mut st = db.prepare_cached(
+                    "INSERT INTO links (association, id1, id2) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                )?;
+                for (a, z) in &sorted {
+                    st.execute(rusqlite::params![association, a, z])?;
+                }
+                Ok(())
+            })
+            .await;
             r.map_err(|e| self.err("insert links", e))?;
         }
         Ok(())

@@ -307,12 +307,17 @@ pub(super) fn open_table(path: &Path, what: &str) -> Result<File, EngineError> {
     })
 }
 
+/// Where a table's columns are: the mapped ones (in plan order), the carried link columns,
+/// and `Command`.
+struct Located {
+    mapped: Vec<usize>,
+    carried: Vec<usize>,
+    command: Option<usize>,
+}
+
 /// Finds the mapped columns, the carried link columns and `Command` in the header, exactly
 /// or else ignoring case.
-fn locate(
-    plan: &TablePlan,
-    header: &csv::StringRecord,
-) -> Result<(Vec<usize>, Vec<usize>, Option<usize>), EngineError> {
+fn locate(plan: &TablePlan, header: &csv::StringRecord) -> Result<Located, EngineError> {
     let find = |name: &str| find_column(header, name);
     let missing = |column: &str, reader: String| {
         let have: Vec<&str> = header.iter().collect();
@@ -336,7 +341,11 @@ fn locate(
         let reader = format!("association mapping '{}'", c.association);
         carried.push(find(&c.column).ok_or_else(|| missing(&c.column, reader))?);
     }
-    Ok((idx, carried, find("Command")))
+    Ok(Located {
+        mapped: idx,
+        carried,
+        command: find("Command"),
+    })
 }
 
 /// The digest of a row's raw cells, seeded with the plan's fingerprint: each cell as its
@@ -375,7 +384,11 @@ pub fn prepare(
         .has_headers(true)
         .from_reader(BufReader::with_capacity(1 << 16, file));
     let header = reader.headers().map_err(|e| csv_err(path, e))?.clone();
-    let (idx, carried_idx, command_col) = locate(plan, &header)?;
+    let Located {
+        mapped: idx,
+        carried: carried_idx,
+        command: command_col,
+    } = locate(plan, &header)?;
     if command_col.is_some() && apply == Apply::Whole {
         return Err(EngineError::Data(format!(
             "table '{}' ({}) is an incremental export (it has a Command column): synchronize it with --mode incremental, or export the connection again with --ignore-cookies for a complete table",

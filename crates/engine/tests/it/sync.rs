@@ -548,3 +548,61 @@ async fn a_table_missing_a_mapped_column_or_missing_altogether_is_refused_with_w
     assert!(err.to_string().contains("no column 'age'"), "{err}");
     assert!(s.dump("Org").await.is_empty(), "nothing committed");
 }
+
+/// Rows whose cells did not change carry their links from run to run without being read; a
+/// person whose organization was missing must still be linked once it arrives (the rows did
+/// not change, the other side did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_an_unchanged_row_is_linked_when_its_missing_target_arrives() {
+    on_both("late_target", |s| async move {
+        s.table("HRO", "code,title\nENG,Engineering\n");
+        s.table("HRP", PEOPLE);
+        let r = s.sync(SyncMode::Initial, false).await.expect("initial");
+        assert_eq!(r.associations[0].counts.added, 2);
+        assert_eq!(r.associations[0].counts.unresolved, 1);
+        assert_eq!(s.links().await.0, ["E1->ENG", "E2->ENG"]);
+        // OPS arrives; the people table is the same.
+        s.table("HRO", ORGS);
+        let r = s.sync(SyncMode::Complete, false).await.expect("complete");
+        assert_eq!(r.mappings[0].counts.unchanged, 3);
+        assert_eq!(r.mappings[1].counts.inserted, 1);
+        assert_eq!(r.associations[0].counts.added, 1);
+        let (f, b) = s.links().await;
+        assert_eq!(f, ["E1->ENG", "E2->ENG", "E3->OPS"]);
+        assert_eq!(b, ["ENG<-E1,E2", "OPS<-E3"]);
+    })
+    .await;
+}
+
+/// A row whose link cell alone changed moves its link and is not an update of the person;
+/// a row rewritten with equal values (`036` for 36) is not an update either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_link_cell_moves_the_link_and_equal_values_are_no_update() {
+    on_both("link_cell", |s| async move {
+        s.table("HRO", ORGS);
+        s.table("HRP", PEOPLE);
+        s.sync(SyncMode::Initial, false).await.expect("initial");
+        s.table(
+            "HRP",
+            "id,name,age,start,org\nE1,Ada,036,01/03/2019,OPS\nE2,Alan,41,15/01/2020,ENG\nE3,Grace,45,02/02/2018,OPS\n",
+        );
+        let r = s.sync(SyncMode::Complete, false).await.expect("complete");
+        let c = &r.mappings[0].counts;
+        assert_eq!((c.inserted, c.updated, c.deleted, c.unchanged), (0, 0, 0, 3));
+        let a = &r.associations[0].counts;
+        assert_eq!((a.before, a.added, a.removed), (3, 1, 1));
+        let (f, b) = s.links().await;
+        assert_eq!(f, ["E1->OPS", "E2->ENG", "E3->OPS"]);
+        assert_eq!(b, ["ENG<-E2", "OPS<-E1,E3"]);
+        // The digests were refreshed: the same table again reads as unchanged, links too.
+        let r = s.sync(SyncMode::Complete, false).await.expect("again");
+        assert_eq!(r.mappings[0].counts.unchanged, 3);
+        let a = &r.associations[0].counts;
+        assert_eq!((a.added, a.removed), (0, 0));
+        assert_eq!(
+            s.dump("Person").await[0],
+            r#"E1: {"Age":36,"Id":"E1","Name":"Ada","Start":"2019-03-01T00:00:00Z"}"#
+        );
+    })
+    .await;
+}
