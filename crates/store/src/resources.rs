@@ -400,33 +400,42 @@ impl SyncTx<'_> {
         &mut self,
         entity_type: &str,
     ) -> Result<HashMap<Box<str>, IndexEntry>, StoreError> {
-        use futures_util::TryStreamExt as _;
         let mut out = HashMap::new();
+        self.each_resource(entity_type, |key, id, digest| {
+            out.insert(
+                key.into(),
+                IndexEntry {
+                    id,
+                    digest,
+                    mark: 0,
+                },
+            );
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Calls `f` with the key, id and digest of every resource of `entity_type`, so the
+    /// caller keeps them as it likes (a synchronization keeps a hash of the key).
+    pub async fn each_resource(
+        &mut self,
+        entity_type: &str,
+        mut f: impl FnMut(&str, i64, Digest),
+    ) -> Result<(), StoreError> {
+        use futures_util::TryStreamExt as _;
         if let Tx::Sqlite(t) = &mut self.tx {
-            let r = sqlite_packed(t, entity_type, true, |key, id, digest| {
-                out.insert(
-                    key.into(),
-                    IndexEntry {
-                        id,
-                        digest,
-                        mark: 0,
-                    },
-                );
-            })
-            .await;
-            r.map_err(|e| self.err("read the resources of an entity type", e))?;
-            return Ok(out);
+            let r = sqlite_packed(t, entity_type, true, &mut f).await;
+            return r.map_err(|e| self.err("read the resources of an entity type", e));
         }
         let sql = "SELECT key, id, digest FROM resources WHERE entity_type = $1";
         let r: Result<(), sqlx::Error> = on_tx!(self, c => async {
             let mut rows = sqlx::query_as::<_, (String, i64, Vec<u8>)>(sql).bind(entity_type).fetch(c);
             while let Some((key, id, digest)) = rows.try_next().await? {
-                out.insert(key.into_boxed_str(), IndexEntry { id, digest: Digest::from_bytes(&digest), mark: 0 });
+                f(&key, id, Digest::from_bytes(&digest));
             }
             Ok(())
         }.await);
-        r.map_err(|e| self.err("read the resources of an entity type", e))?;
-        Ok(out)
+        r.map_err(|e| self.err("read the resources of an entity type", e))
     }
 
     pub async fn insert_resources(

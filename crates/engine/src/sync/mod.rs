@@ -6,6 +6,7 @@
 //! transaction, so a run killed at any instant leaves the store as before or as after it. A
 //! blocked run changes nothing and says which threshold, the count and the limit.
 
+pub mod keys;
 pub mod prepare;
 pub mod thresholds;
 
@@ -21,6 +22,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Engine, EngineError, blocking};
+use keys::{KeyHasher, Keyed};
 pub use prepare::{Apply, BadValue, Counts};
 pub use thresholds::{Blocked, LinkCounts};
 
@@ -181,8 +183,8 @@ impl Engine {
         let mut prepared_all = Vec::new();
         // The store's index of each entity type, kept for the links: with the ids of the rows
         // this run inserts, it maps every key to its id without reading the table again.
-        let mut indexes: HashMap<String, HashMap<Box<str>, idlink_store::IndexEntry>> =
-            HashMap::new();
+        let keys = KeyHasher::new();
+        let mut indexes: HashMap<String, Keyed<idlink_store::IndexEntry>> = HashMap::new();
         // Entity types whose key -> id map the links need (the others' indexes are dropped
         // after their preparation).
         let keyed = |et: &str| mappings.iter().any(|m| m.id.value == et);
@@ -200,14 +202,27 @@ impl Engine {
         for (plan, m) in plans.into_iter().zip(mappings) {
             progress.phase(&format!("preparing {} ({})", plan.table, plan.entity_type));
             let phase = Instant::now();
-            let index = tx.resource_index(&plan.entity_type).await?;
+            let mut index: Keyed<idlink_store::IndexEntry> = Keyed::default();
+            tx.each_resource(&plan.entity_type, |key, id, digest| {
+                index.insert(
+                    keys.of(key),
+                    idlink_store::IndexEntry {
+                        id,
+                        digest,
+                        mark: 0,
+                    },
+                );
+            })
+            .await?;
             tracing::info!(entity_type = %plan.entity_type, rows = index.len(), seconds = phase.elapsed().as_secs_f64(), "store index read");
             let before = index.len() as u64;
             let dir = set_aside_dir.clone();
             let token = cancel.clone();
             let (plan, index, prepared) = blocking(move || {
                 let mut index = index;
-                let p = prepare::prepare(&plan, &mut index, apply, &dir, &|| token.is_cancelled());
+                let p = prepare::prepare(&plan, &keys, &mut index, apply, &dir, &|| {
+                    token.is_cancelled()
+                });
                 p.map(|p| (plan, index, p))
             })
             .await?;
@@ -312,8 +327,7 @@ impl Engine {
             needs_map.insert(s2.entity_type.clone());
         }
         indexes.retain(|et, _| needs_map.contains(et));
-        let mut ids_by_key: HashMap<String, std::sync::Arc<HashMap<Box<str>, i64>>> =
-            HashMap::new();
+        let mut ids_by_key: HashMap<String, std::sync::Arc<Keyed<i64>>> = HashMap::new();
         let mut carried_cells: HashMap<String, CarriedCells> = HashMap::new();
         for (plan, prepared) in &prepared_all {
             progress.phase(&format!("synchronizing {}", plan.entity_type));
@@ -325,7 +339,7 @@ impl Engine {
                 .collect();
             let want_keys = needs_map.contains(&plan.entity_type);
             let applied = apply_resources(
-                &mut tx, &connector, plan, prepared, want_keys, &collect, cancel,
+                &mut tx, &keys, &connector, plan, prepared, want_keys, &collect, cancel,
             )
             .await?;
             for (c, cells) in plan.carried.iter().zip(applied.carried) {
@@ -336,7 +350,7 @@ impl Engine {
             if want_keys {
                 // key -> id: the index without the deleted rows, and the rows just inserted.
                 let deleted: HashSet<i64> = prepared.deletes.iter().copied().collect();
-                let mut ids: HashMap<Box<str>, i64> = indexes
+                let mut ids: Keyed<i64> = indexes
                     .remove(&plan.entity_type)
                     .unwrap_or_default()
                     .into_iter()
@@ -368,7 +382,8 @@ impl Engine {
                         .find(|(p, _)| p.carried.iter().any(|c| c.association == a.id.value))
                         .map(|(p, _)| p.table.clone())
                         .unwrap_or_default();
-                    let counts = apply_carried_links(&mut tx, &a.id.value, cells, &ids2).await?;
+                    let counts =
+                        apply_carried_links(&mut tx, &a.id.value, cells, &keys, &ids2).await?;
                     (table, counts)
                 }
                 None => {
@@ -376,6 +391,7 @@ impl Engine {
                         &mut tx,
                         a,
                         mappings,
+                        &keys,
                         &ids_by_key,
                         &set_aside_keys,
                         apply,
@@ -510,7 +526,8 @@ impl Engine {
         tx: &mut SyncTx<'_>,
         a: &EntityAssociationMapping,
         mappings: &[&EntityTypeMapping],
-        ids_by_key: &HashMap<String, std::sync::Arc<HashMap<Box<str>, i64>>>,
+        keys: &KeyHasher,
+        ids_by_key: &HashMap<String, std::sync::Arc<Keyed<i64>>>,
         set_aside_keys: &HashMap<String, std::sync::Arc<HashSet<Box<str>>>>,
         apply: Apply,
         cancel: &CancellationToken,
@@ -540,7 +557,13 @@ impl Engine {
                 _ => tx
                     .resource_ids(&p.entity_type, by.as_deref())
                     .await
-                    .map(std::sync::Arc::new),
+                    .map(|ids| {
+                        std::sync::Arc::new(
+                            ids.into_iter()
+                                .map(|(k, id)| (keys.of(&k), id))
+                                .collect::<Keyed<i64>>(),
+                        )
+                    }),
             }
         };
         let ids1 = read_ids(side1).await?;
@@ -567,9 +590,11 @@ impl Engine {
         let token = cancel.clone();
         let assoc = a.id.value.clone();
         let tname = table.clone();
+        let keys = *keys;
         let (add, remove, mut counts) = blocking(move || {
             let ids2 = ids2.as_ref().unwrap_or(&ids1);
             links::diff(
+                &keys,
                 &assoc,
                 &tname,
                 &path,
@@ -653,12 +678,15 @@ impl CarriedCells {
 /// What applying one table gave: the keys and ids inserted (when asked), and the carried
 /// link cells (for the associations asked).
 struct Applied {
-    inserted: Vec<(Box<str>, i64)>,
+    /// Key hashes and ids.
+    inserted: Vec<(u128, i64)>,
     carried: Vec<Option<CarriedCells>>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn apply_resources(
     tx: &mut SyncTx<'_>,
+    keys: &KeyHasher,
     connector: &str,
     plan: &prepare::TablePlan,
     prepared: &std::sync::Arc<prepare::Prepared>,
@@ -733,7 +761,7 @@ async fn apply_resources(
                     next_id += 1;
                     reserved -= 1;
                     if want_keys {
-                        applied.inserted.push((key.as_str().into(), id));
+                        applied.inserted.push((keys.of(&key), id));
                     }
                     inserts.push(idlink_store::NewResource {
                         id,
@@ -803,7 +831,8 @@ async fn apply_carried_links(
     tx: &mut SyncTx<'_>,
     association: &str,
     cells: CarriedCells,
-    ids2: &HashMap<Box<str>, i64>,
+    keys: &KeyHasher,
+    ids2: &Keyed<i64>,
 ) -> Result<LinkCounts, EngineError> {
     let mut counts = LinkCounts {
         before: tx.count_links(association).await?,
@@ -812,7 +841,7 @@ async fn apply_carried_links(
     let mut wanted: Vec<(i64, i64)> = Vec::with_capacity(cells.ids.len());
     for (id1, cell) in cells.iter() {
         for b in cell.split('\n').filter(|s| !s.is_empty()) {
-            match ids2.get(b) {
+            match ids2.get(&keys.of(b)) {
                 Some(&id2) => wanted.push((id1, id2)),
                 None => counts.unresolved += 1,
             }
@@ -861,13 +890,14 @@ mod links {
     /// Reads the link table and returns the links to add and to remove.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn diff(
+        keys: &KeyHasher,
         association: &str,
         table: &str,
         path: &std::path::Path,
         column1: &str,
         column2: &str,
-        ids1: &HashMap<Box<str>, i64>,
-        ids2: &HashMap<Box<str>, i64>,
+        ids1: &Keyed<i64>,
+        ids2: &Keyed<i64>,
         existing: &HashSet<(i64, i64)>,
         skip: &HashSet<Box<str>>,
         apply: Apply,
@@ -918,7 +948,7 @@ mod links {
                 .split('\n')
                 .filter(|s| !s.is_empty() && !skip.contains(*s))
             {
-                let Some(&a_id) = ids1.get(a) else {
+                let Some(&a_id) = ids1.get(&keys.of(a)) else {
                     if !v2.is_empty() {
                         counts.unresolved += 1;
                     }
@@ -928,7 +958,7 @@ mod links {
                     touched1.insert(a_id);
                 }
                 for b in v2.split('\n').filter(|s| !s.is_empty()) {
-                    let Some(&b_id) = ids2.get(b) else {
+                    let Some(&b_id) = ids2.get(&keys.of(b)) else {
                         counts.unresolved += 1;
                         continue;
                     };
@@ -946,7 +976,10 @@ mod links {
             .copied()
             .collect();
         // The links of rows set aside are kept as they are.
-        let kept: HashSet<i64> = skip.iter().filter_map(|k| ids1.get(k).copied()).collect();
+        let kept: HashSet<i64> = skip
+            .iter()
+            .filter_map(|k| ids1.get(&keys.of(k)).copied())
+            .collect();
         let remove: Vec<(i64, i64)> = match (apply, command.is_some()) {
             (Apply::Whole, _) => existing
                 .iter()

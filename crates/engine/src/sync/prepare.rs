@@ -16,7 +16,7 @@
 //! digest) and the keys seen, never the rows. Changes are spilled to a temporary file and
 //! applied afterwards, so the rows of a key found twice are all kept out of the store.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 use idlink_model::config::PropertyType;
 use idlink_model::values::{ValueFormat, read_value};
 use idlink_store::{Digest, IndexEntry};
+
+use super::keys::{KeyHasher, Keyed};
 use serde::Serialize;
 
 use crate::EngineError;
@@ -367,10 +369,12 @@ fn raw_digest(
 }
 
 /// Reads the table, sets aside what cannot be synchronized, and diffs the rest against
-/// `index` (the store's rows of the entity type). `set_aside_dir` receives the set-aside files.
+/// `index` (the store's rows of the entity type, by key hash). `set_aside_dir` receives the
+/// set-aside files.
 pub fn prepare(
     plan: &TablePlan,
-    index: &mut HashMap<Box<str>, IndexEntry>,
+    keys: &KeyHasher,
+    index: &mut Keyed<IndexEntry>,
     apply: Apply,
     set_aside_dir: &Path,
     cancelled: &dyn Fn() -> bool,
@@ -421,7 +425,7 @@ pub fn prepare(
     let mut counts = Counts::default();
     let mut bad_values = Vec::new();
     // Line of the first occurrence of every key seen: in the index's `mark` for store keys.
-    let mut seen_new: HashMap<Box<str>, u64> = HashMap::new();
+    let mut seen_new: Keyed<u64> = Keyed::default();
     let mut dup_keys: HashSet<Box<str>> = HashSet::new();
     // Keys whose rows were set aside: never deleted because of it.
     let mut protected: HashSet<i64> = HashSet::new();
@@ -466,7 +470,8 @@ pub fn prepare(
             continue;
         }
         // Duplicates: all rows of the key are set aside (which one is right is not ours to say).
-        let (existing, first) = match index.get_mut(key) {
+        let hash = keys.of(key);
+        let (existing, first) = match index.get_mut(&hash) {
             Some(e) => {
                 let first = (e.mark != 0).then_some(e.mark);
                 if e.mark == 0 {
@@ -474,7 +479,7 @@ pub fn prepare(
                 }
                 (Some(*e), first)
             }
-            None => (None, seen_new.insert(key.into(), line)),
+            None => (None, seen_new.insert(hash, line)),
         };
         let existing = existing.as_ref();
         if first.is_some() {
