@@ -264,6 +264,12 @@ async fn identify_sqlite(conn: &mut SqliteConnection) -> Result<Found, sqlx::Err
     })
 }
 
+/// The page cache of a SQLite connection, in `PRAGMA cache_size` terms (negative: KiB).
+pub(crate) const SQLITE_CACHE: &str = "-65536";
+/// The page cache while a synchronization reads an entity type's index: the read is in key
+/// order and needs few pages, and the memory is the index's.
+pub(crate) const SQLITE_READ_CACHE: &str = "-8192";
+
 async fn open_sqlite(
     location: &Location,
     path: &Path,
@@ -302,7 +308,7 @@ async fn open_sqlite(
         .synchronous(SqliteSynchronous::Normal)
         // A 64 MiB page cache per connection (SQLite's default is 2 MiB): a synchronization
         // writes its index pages in key order, not file order, and must not thrash.
-        .pragma("cache_size", "-65536");
+        .pragma("cache_size", SQLITE_CACHE);
     // WAL is a property of the file: set once (it needs the file to itself), not per connection.
     let mut conn = SqliteConnection::connect_with(&options)
         .await

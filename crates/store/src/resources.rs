@@ -424,8 +424,20 @@ impl SyncTx<'_> {
     ) -> Result<(), StoreError> {
         use futures_util::TryStreamExt as _;
         if let Tx::Sqlite(t) = &mut self.tx {
-            let r = sqlite_packed(t, entity_type, true, &mut f).await;
-            return r.map_err(|e| self.err("read the resources of an entity type", e));
+            let cache = |kib: &str| format!("PRAGMA cache_size = {kib}");
+            let mut r = sqlx::query(&cache(crate::open::SQLITE_READ_CACHE))
+                .execute(&mut **t)
+                .await
+                .map(|_| ());
+            if r.is_ok() {
+                r = sqlite_packed(t, entity_type, true, &mut f).await;
+            }
+            let restored = sqlx::query(&cache(crate::open::SQLITE_CACHE))
+                .execute(&mut **t)
+                .await;
+            return r
+                .and(restored.map(|_| ()))
+                .map_err(|e| self.err("read the resources of an entity type", e));
         }
         let sql = "SELECT key, id, digest FROM resources WHERE entity_type = $1";
         let r: Result<(), sqlx::Error> = on_tx!(self, c => async {
@@ -693,6 +705,15 @@ impl SyncTx<'_> {
             on_tx!(self, c => sqlx::query_scalar(sql).bind(association).fetch_one(c).await);
         r.map(|n| u64::try_from(n).unwrap_or(0))
             .map_err(|e| self.err("count links", e))
+    }
+
+    /// How many resources of `entity_type` the store holds, in this transaction.
+    pub async fn count_resources(&mut self, entity_type: &str) -> Result<u64, StoreError> {
+        let sql = "SELECT COUNT(*) FROM resources WHERE entity_type = $1";
+        let r: Result<i64, sqlx::Error> =
+            on_tx!(self, c => sqlx::query_scalar(sql).bind(entity_type).fetch_one(c).await);
+        r.map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(|e| self.err("count resources", e))
     }
 
     /// The largest resource id so far (0 in an empty store).

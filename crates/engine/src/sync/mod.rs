@@ -202,7 +202,12 @@ impl Engine {
         for (plan, m) in plans.into_iter().zip(mappings) {
             progress.phase(&format!("preparing {} ({})", plan.table, plan.entity_type));
             let phase = Instant::now();
-            let mut index: Keyed<idlink_store::IndexEntry> = Keyed::default();
+            // Sized at once: a map that grows holds its old and new tables together.
+            let n = tx.count_resources(&plan.entity_type).await?;
+            let mut index: Keyed<idlink_store::IndexEntry> = Keyed::with_capacity_and_hasher(
+                usize::try_from(n).unwrap_or(0),
+                Default::default(),
+            );
             tx.each_resource(&plan.entity_type, |key, id, digest| {
                 index.insert(
                     keys.of(key),
