@@ -65,6 +65,13 @@ pub fn router() -> ApiRouter {
             post(refresh_connector),
         )
         .add(Method::GET, "/api/connections", get(list_connections))
+        .add(Method::POST, "/api/connections", post(create_connection))
+        .add(Method::GET, "/api/packages", get(list_packages))
+        .add(
+            Method::PATCH,
+            "/api/connections/{connection}/settings",
+            axum::routing::patch(update_settings),
+        )
         .add(
             Method::GET,
             "/api/connections/{connection}",
@@ -153,6 +160,84 @@ async fn list_connections(State(state): State<AppState>, _: User) -> Result<Json
     Ok(Json(json!(
         views::connections(&state, &engine, None).await?
     )))
+}
+
+/// The packages a connection may use (those this build runs), with their settings.
+pub fn packages_view(engine: &idlink_engine::Engine) -> Vec<Value> {
+    use idlink_model::package::{Availability, PackageCatalog};
+    let mut list: Vec<Value> = engine
+        .registry()
+        .all()
+        .filter(|p| p.availability == Availability::Supported)
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "name": p.display_name,
+                "capabilities": {
+                    "export": p.capabilities.export,
+                    "incremental": p.capabilities.incremental,
+                    "fulfill": p.capabilities.fulfill,
+                    "schema": p.capabilities.schema,
+                },
+                "settings": p.settings.fields.iter().filter(|f| f.no_effect.is_none()).map(|f| json!({
+                    "name": f.name,
+                    "kind": f.kind.describe(),
+                    "required": f.required,
+                    "secured": f.secured,
+                    "doc": f.doc,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    list.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    list
+}
+
+async fn list_packages(State(state): State<AppState>, _: User) -> Result<Json<Value>, AppError> {
+    let engine = state.engine()?;
+    Ok(Json(json!(packages_view(&engine))))
+}
+
+/// Creates a connection (administrators only), then refreshes its schema when its package
+/// has one.
+async fn create_connection(
+    State(state): State<AppState>,
+    User(p): User,
+    Json(body): Json<crate::configure::NewConnection>,
+) -> Result<Response, AppError> {
+    p.require_admin("creating a connection")?;
+    let id = crate::configure::create(&state, &p.name, &body).await?;
+    let engine = state.engine()?;
+    let has_schema = engine
+        .checked()
+        .config
+        .connection(&id)
+        .and_then(|c| engine.registry().get_static(&c.package.value))
+        .is_some_and(|p| p.capabilities.schema);
+    let refresh = if has_schema {
+        Some(refresh_one(&state, &p.name, &id).await?)
+    } else {
+        None
+    };
+    let mut out = views::connection(&state, &engine, &id).await?;
+    out["refresh"] = json!(refresh);
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+/// Changes a connection's settings (administrators only): only the settings given change,
+/// in place.
+async fn update_settings(
+    State(state): State<AppState>,
+    User(p): User,
+    Path(id): Path<String>,
+    Json(body): Json<serde_json::Map<String, Value>>,
+) -> Result<Json<Value>, AppError> {
+    p.require_admin("editing connection settings")?;
+    let changes = crate::configure::update_settings(&state, &p.name, &id, &body).await?;
+    let engine = state.engine()?;
+    let mut out = views::connection(&state, &engine, &id).await?;
+    out["changes"] = json!(changes);
+    Ok(Json(out))
 }
 
 async fn get_connection(

@@ -12,6 +12,8 @@
 
 pub mod api;
 pub mod auth;
+pub mod configure;
+pub mod edit;
 pub mod error;
 pub mod metrics;
 pub mod openapi;

@@ -98,6 +98,36 @@ pub const OPERATIONS: &[Operation] = &[
         "Every connection with its schema state",
         (200, "ConnectionList"),
     ),
+    Operation {
+        body: Some("NewConnection"),
+        ..op(
+            "post",
+            "/api/connections",
+            "createConnection",
+            "connections",
+            "Create a connection (administrators only): its Connection element goes into the connector's file, its settings into appsettings.agent.json (secured values encrypted into appsettings.encrypted.agent.json); the change must pass check; the schema is then refreshed when the package has one",
+            (201, "ConnectionDetail"),
+        )
+    },
+    op(
+        "get",
+        "/api/packages",
+        "listPackages",
+        "connections",
+        "The packages this build runs, with their capabilities and settings",
+        (200, "PackageList"),
+    ),
+    Operation {
+        body: Some("SettingsPatch"),
+        ..op(
+            "patch",
+            "/api/connections/{connection}/settings",
+            "updateSettings",
+            "connections",
+            "Change a connection's settings in place (administrators only); 422 with the errors when the change does not pass check",
+            (200, "ConnectionDetail"),
+        )
+    },
     op(
         "get",
         "/api/connections/{connection}",
@@ -209,13 +239,38 @@ pub const OPERATIONS: &[Operation] = &[
 ];
 
 fn schemas() -> Value {
+    let mut all = base_schemas();
+    if let (Value::Object(all), Value::Object(more)) = (&mut all, editing_schemas()) {
+        all.extend(more);
+    }
+    all
+}
+
+/// What editing the configuration takes.
+fn editing_schemas() -> Value {
+    let s = |t: &str| json!({ "type": t });
+    let string = s("string");
+    json!({
+        "NewConnection": { "type": "object", "required": ["identifier", "name", "connector", "package"], "properties": {
+            "identifier": string, "name": string, "connector": string, "package": string,
+            "settings": { "$ref": "#/components/schemas/SettingsPatch" } } },
+        "SettingsPatch": { "type": "object", "description": "Setting name to value; null removes a setting. A secured setting takes its new value as a string (encrypted to the agent's public key before it is written), null deletes it, an empty string or a SecuredValue keeps it. Key-value settings merge pair by pair (null removes a pair); arrays of objects merge item by item, a shorter array removing the last items." },
+        "PackageList": { "type": "array", "items": { "type": "object", "properties": { "id": string, "name": string,
+            "capabilities": { "type": "object" },
+            "settings": { "type": "array", "items": { "type": "object", "properties": { "name": string, "kind": string,
+                "required": s("boolean"), "secured": s("boolean"), "doc": string } } } } } },
+    })
+}
+
+fn base_schemas() -> Value {
     let s = |t: &str| json!({ "type": t });
     let string = s("string");
     let opt_string = json!({ "type": ["string", "null"] });
     json!({
         "Object": { "type": "object" },
         "Error": { "type": "object", "properties": { "error": { "type": "object", "properties": {
-            "status": s("integer"), "message": string } } } },
+            "status": s("integer"), "message": string,
+            "problems": { "type": "array", "items": { "$ref": "#/components/schemas/Problem" } } } } } },
         "Me": { "type": "object", "properties": { "name": string, "role": { "enum": ["administrator", "operator"] } } },
         "Problem": { "type": "object", "properties": { "rule": string, "severity": string, "location": string, "message": string, "hint": string } },
         "Configuration": { "type": "object", "properties": {

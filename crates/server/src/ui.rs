@@ -47,6 +47,11 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/configuration.html"),
     ),
     ("error.html", include_str!("../templates/error.html")),
+    ("fields.html", include_str!("../templates/fields.html")),
+    (
+        "new_connection.html",
+        include_str!("../templates/new_connection.html"),
+    ),
 ];
 
 /// The embedded assets: name, content type, bytes.
@@ -146,6 +151,11 @@ pub fn router() -> Router<AppState> {
             post(refresh_connection),
         )
         .route("/connections/{connection}", get(connection))
+        .route("/connections/{connection}/settings", post(save_settings))
+        .route(
+            "/connectors/{connector}/new-connection",
+            get(new_connection).post(create_connection),
+        )
         .route("/connections/{connection}/check", post(check_connection))
         .route("/connections/{connection}/export", post(export_connection))
         .route("/resources", get(entity_types))
@@ -604,11 +614,23 @@ async fn connection(
     Viewer(p): Viewer,
     Path(id): Path<String>,
 ) -> Result<Html<String>, UiError> {
+    connection_page(&state, &p, &id, None).await
+}
+
+/// The connection page: the settings form for an administrator, the settings read-only for
+/// an operator.
+async fn connection_page(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+    notice: Option<Value>,
+) -> Result<Html<String>, UiError> {
     let engine = state.engine()?;
-    let detail = views::connection(&state, &engine, &id).await?;
+    let detail = views::connection(state, &engine, id).await?;
     let package = detail["package"].as_str().unwrap_or_default().to_string();
     let values = detail["settings"].as_object().cloned().unwrap_or_default();
     let mut settings = Vec::new();
+    let mut form = Value::Null;
     if let Some(info) = engine.registry().get_static(&package) {
         for f in info.settings.fields {
             let value = values
@@ -627,18 +649,225 @@ async fn connection(
                 "value": value,
             }));
         }
+        if p.role == auth::Role::Administrator
+            && info.availability == idlink_model::package::Availability::Supported
+        {
+            let current = engine
+                .checked()
+                .settings
+                .connection(detail["id"].as_str().unwrap_or(id))
+                .map(|s| s.entries.clone())
+                .unwrap_or_default();
+            form = json!(crate::configure::form_fields(info.settings, &current, ""));
+        }
     }
-    let name = detail["name"].as_str().unwrap_or(&id).to_string();
+    let name = detail["name"].as_str().unwrap_or(id).to_string();
     render(
-        &state,
+        state,
         "connection.html",
         page(
-            &state,
-            &p,
+            state,
+            p,
             &name,
-            json!({ "connection": detail, "settings": settings }),
+            json!({ "connection": detail, "settings": settings, "form": form, "notice": notice }),
         ),
     )
+}
+
+/// A refused edit as a notice: the message, and the check's errors when there are some.
+fn edit_notice(e: &AppError) -> Value {
+    let problems = match e {
+        AppError::Invalid(p) => json!(p),
+        _ => Value::Null,
+    };
+    let text = match e {
+        AppError::Invalid(_) => {
+            "The change does not pass check, so nothing was written:".to_string()
+        }
+        other => other.public_message(),
+    };
+    json!({ "ok": false, "text": text, "problems": problems })
+}
+
+fn is_refusal(e: &AppError) -> bool {
+    matches!(
+        e,
+        AppError::Invalid(_) | AppError::BadRequest(_) | AppError::Engine { .. }
+    )
+}
+
+async fn save_settings(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(id): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, UiError> {
+    p.require_admin("editing connection settings")?;
+    let engine = state.engine()?;
+    let connection = engine.checked().config.connection(&id).ok_or_else(|| {
+        UiError(AppError::NotFound(format!(
+            "connection '{id}' is not declared"
+        )))
+    })?;
+    let cid = connection.id.value.clone();
+    let info = engine
+        .registry()
+        .get_static(&connection.package.value)
+        .ok_or_else(|| UiError(AppError::BadRequest("unknown package".into())))?;
+    let current = engine
+        .checked()
+        .settings
+        .connection(&cid)
+        .map(|s| s.entries.clone())
+        .unwrap_or_default();
+    let patch = crate::configure::form_patch(info.settings, &current, &form, "");
+    drop(engine);
+    let notice = match crate::configure::update_settings(&state, &p.name, &cid, &patch).await {
+        Ok(changes) if changes.is_empty() => json!({ "ok": true, "text": "Nothing changed." }),
+        Ok(changes) => json!({ "ok": true, "text": format!("Saved: {}.", changes.join("; ")) }),
+        Err(e) if is_refusal(&e) => {
+            let html = connection_page(&state, &p, &cid, Some(edit_notice(&e))).await?;
+            return Ok((e.status(), html).into_response());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(connection_page(&state, &p, &cid, Some(notice))
+        .await?
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct PackageQuery {
+    #[serde(default)]
+    package: String,
+}
+
+async fn new_connection_page(
+    state: &AppState,
+    p: &Principal,
+    connector: &str,
+    form: &crate::configure::Form,
+    notice: Option<Value>,
+) -> Result<Html<String>, UiError> {
+    p.require_admin("creating a connection")?;
+    let engine = state.engine()?;
+    let detail = views::connector(state, &engine, connector).await?;
+    let packages = api::packages_view(&engine);
+    let get = |k: &str| {
+        form.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let package = get("package");
+    let fields = engine
+        .registry()
+        .get_static(&package)
+        .filter(|i| i.availability == idlink_model::package::Availability::Supported)
+        .map(|i| crate::configure::form_fields(i.settings, &[], ""));
+    render(
+        state,
+        "new_connection.html",
+        page(
+            state,
+            p,
+            "New connection",
+            json!({
+                "connector": detail,
+                "packages": packages,
+                "package": if fields.is_some() { package } else { String::new() },
+                "identifier": get("identifier"),
+                "name": get("name"),
+                "form": fields,
+                "notice": notice,
+            }),
+        ),
+    )
+}
+
+async fn new_connection(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(connector): Path<String>,
+    Query(q): Query<PackageQuery>,
+) -> Result<Html<String>, UiError> {
+    let form = vec![("package".to_string(), q.package)];
+    new_connection_page(&state, &p, &connector, &form, None).await
+}
+
+async fn create_connection(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(connector): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, UiError> {
+    p.require_admin("creating a connection")?;
+    let engine = state.engine()?;
+    let get = |k: &str| {
+        form.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let package = get("package");
+    let schema = engine
+        .registry()
+        .get_static(&package)
+        .map_or(&idlink_model::package::SettingsSchema::EMPTY, |i| {
+            i.settings
+        });
+    let new = crate::configure::NewConnection {
+        identifier: get("identifier"),
+        name: get("name"),
+        connector: connector.clone(),
+        package: package.clone(),
+        settings: crate::configure::form_patch(schema, &[], &form, ""),
+    };
+    drop(engine);
+    let id = match crate::configure::create(&state, &p.name, &new).await {
+        Ok(id) => id,
+        Err(e) if is_refusal(&e) => {
+            // The form again, as typed (secured values are not sent back).
+            let html =
+                new_connection_page(&state, &p, &connector, &form, Some(edit_notice(&e))).await?;
+            return Ok((e.status(), html).into_response());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let engine = state.engine()?;
+    let has_schema = engine
+        .registry()
+        .get_static(&package)
+        .is_some_and(|i| i.capabilities.schema);
+    let mut text = format!("Connection {id} created");
+    let mut ok = true;
+    if has_schema {
+        let r = api::refresh_one(&state, &p.name, &id).await?;
+        match r["outcome"].as_str() {
+            Some("refreshed") => text.push_str(&format!(
+                "; schema refreshed ({} tables, {} columns)",
+                r["tables"], r["columns"]
+            )),
+            _ => {
+                ok = false;
+                text.push_str(&format!(
+                    "; its schema refresh failed: {}",
+                    r["message"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    let connector = connector_of(&state, &id)?;
+    Ok(connector_page(
+        &state,
+        &p,
+        &connector,
+        Some(json!({ "ok": ok, "text": text })),
+    )
+    .await?
+    .into_response())
 }
 
 #[cfg(test)]

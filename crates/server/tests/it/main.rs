@@ -3,6 +3,7 @@
 
 mod api;
 mod auth;
+mod edit;
 mod openapi;
 mod support;
 mod ui;
