@@ -109,6 +109,16 @@ pub fn router() -> ApiRouter {
             get(get_resource),
         )
         .add(Method::GET, "/api/entity-type-mappings", get(list_mappings))
+        .add(
+            Method::GET,
+            "/api/entity-type-mappings/{entityType}",
+            get(get_mapping),
+        )
+        .add(
+            Method::PUT,
+            "/api/entity-type-mappings/{entityType}",
+            axum::routing::put(save_mapping),
+        )
         .add(Method::GET, "/api/audit", get(audit))
         .add(Method::POST, "/api/tokens", post(create_token))
         .add(Method::POST, "/api/users", post(create_user))
@@ -521,7 +531,31 @@ async fn get_resource(
 
 async fn list_mappings(State(state): State<AppState>, _: User) -> Result<Json<Value>, AppError> {
     let engine = state.engine()?;
-    Ok(Json(json!(views::mappings(&engine))))
+    Ok(Json(json!(crate::mappings::list(&state, &engine).await?)))
+}
+
+async fn get_mapping(
+    State(state): State<AppState>,
+    _: User,
+    Path(et): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let engine = state.engine()?;
+    Ok(Json(crate::mappings::editor(&state, &engine, &et).await?))
+}
+
+/// Saves an entity type mapping (administrators only), in place.
+async fn save_mapping(
+    State(state): State<AppState>,
+    User(p): User,
+    Path(et): Path<String>,
+    Json(body): Json<crate::mappings::MappingEdit>,
+) -> Result<Json<Value>, AppError> {
+    p.require_admin("editing an entity type mapping")?;
+    let changes = crate::mappings::save(&state, &p.name, &et, &body).await?;
+    let engine = state.engine()?;
+    let mut out = crate::mappings::editor(&state, &engine, &et).await?;
+    out["changes"] = json!(changes);
+    Ok(Json(out))
 }
 
 /// The audit log as JSON.

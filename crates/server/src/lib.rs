@@ -15,6 +15,7 @@ pub mod auth;
 pub mod configure;
 pub mod edit;
 pub mod error;
+pub mod mappings;
 pub mod metrics;
 pub mod openapi;
 pub mod running;

@@ -208,6 +208,25 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     op(
         "get",
+        "/api/entity-type-mappings/{entityType}",
+        "getMapping",
+        "mappings",
+        "One entity type mapping for the editor: its properties, its schema drift, the Source tables (of the refreshed schemas of the connector's connections) with their columns, and whether it can be saved",
+        (200, "MappingEditor"),
+    ),
+    Operation {
+        body: Some("MappingEdit"),
+        ..op(
+            "put",
+            "/api/entity-type-mappings/{entityType}",
+            "saveMapping",
+            "mappings",
+            "Save an entity type mapping (administrators only): Source and Source Columns from a refreshed schema; that element only is edited in place, and the change must pass check",
+            (200, "MappingEditor"),
+        )
+    },
+    op(
+        "get",
         "/api/audit",
         "audit",
         "users",
@@ -251,6 +270,16 @@ fn editing_schemas() -> Value {
     let s = |t: &str| json!({ "type": t });
     let string = s("string");
     json!({
+        "MappingEditor": { "type": "object", "properties": { "entityType": string, "connector": string, "connectionTable": string,
+            "location": string, "properties": { "type": "array", "items": { "type": "object" } },
+            "drift": { "type": "array", "items": string, "description": "What the latest schema lacks of what the mapping reads" },
+            "entityTypeProperties": { "type": "array", "items": string },
+            "sources": { "type": "array", "items": { "type": "object", "properties": { "connection": string, "table": string,
+                "columns": { "type": "array", "items": string }, "refreshedAt": string } } },
+            "canSave": s("boolean"), "message": string, "changes": { "type": "array", "items": string } } },
+        "MappingEdit": { "type": "object", "required": ["connectionTable", "properties"], "properties": { "connectionTable": string,
+            "properties": { "type": "array", "items": { "type": "object", "required": ["property", "connectionColumn"], "properties": {
+                "property": string, "connectionColumn": string, "isPrimaryKey": s("boolean"), "isUniqueKey": s("boolean"), "format": string } } } } },
         "NewConnection": { "type": "object", "required": ["identifier", "name", "connector", "package"], "properties": {
             "identifier": string, "name": string, "connector": string, "package": string,
             "settings": { "$ref": "#/components/schemas/SettingsPatch" } } },
@@ -318,7 +347,8 @@ fn base_schemas() -> Value {
         "MappingList": { "type": "array", "items": { "type": "object", "properties": { "entityType": string, "connector": string,
             "connectionTable": string, "location": string,
             "properties": { "type": "array", "items": { "type": "object", "properties": { "property": string, "connectionColumn": string,
-                "isPrimaryKey": s("boolean"), "isUniqueKey": s("boolean") } } } } } },
+                "isPrimaryKey": s("boolean"), "isUniqueKey": s("boolean") } } },
+            "drift": { "type": "array", "items": string } } } },
         "AuditList": { "type": "array", "items": { "type": "object", "properties": { "at": string, "actor": string, "action": string, "target": string, "detail": string } } },
         "NewToken": { "type": "object", "required": ["name"], "properties": { "name": string } },
         "Token": { "type": "object", "properties": { "name": string, "token": string, "user": string } },

@@ -48,6 +48,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("error.html", include_str!("../templates/error.html")),
     ("fields.html", include_str!("../templates/fields.html")),
+    ("mappings.html", include_str!("../templates/mappings.html")),
+    ("mapping.html", include_str!("../templates/mapping.html")),
     (
         "new_connection.html",
         include_str!("../templates/new_connection.html"),
@@ -158,6 +160,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/connections/{connection}/check", post(check_connection))
         .route("/connections/{connection}/export", post(export_connection))
+        .route("/mappings", get(mappings))
+        .route("/mappings/{entityType}", get(mapping).post(save_mapping))
         .route("/resources", get(entity_types))
         .route("/resources/{entityType}", get(resources))
         .route("/resources/{entityType}/{key}", get(resource))
@@ -868,6 +872,163 @@ async fn create_connection(
     )
     .await?
     .into_response())
+}
+
+async fn mappings(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+) -> Result<Html<String>, UiError> {
+    let engine = state.engine()?;
+    let list = crate::mappings::list(&state, &engine).await?;
+    render(
+        &state,
+        "mappings.html",
+        page(&state, &p, "Mappings", json!({ "mappings": list })),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct TableQuery {
+    #[serde(default)]
+    table: String,
+}
+
+async fn mapping_page(
+    state: &AppState,
+    p: &Principal,
+    et: &str,
+    table: &str,
+    notice: Option<Value>,
+) -> Result<Html<String>, UiError> {
+    let engine = state.engine()?;
+    let m = crate::mappings::editor(state, &engine, et).await?;
+    let sources = m["sources"].as_array().cloned().unwrap_or_default();
+    let pick = |name: &str| {
+        sources
+            .iter()
+            .find(|s| {
+                s["table"]
+                    .as_str()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(name))
+            })
+            .cloned()
+    };
+    let chosen = pick(table)
+        .or_else(|| pick(m["connectionTable"].as_str().unwrap_or_default()))
+        .or_else(|| sources.first().cloned());
+    let columns: Vec<String> = chosen
+        .as_ref()
+        .and_then(|s| s["columns"].as_array())
+        .map(|c| {
+            c.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mapped = m["properties"].as_array().cloned().unwrap_or_default();
+    let rows: Vec<Value> = m["entityTypeProperties"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.as_str())
+        .map(|prop| {
+            let cur = mapped.iter().find(|x| x["property"] == prop);
+            let column = cur
+                .and_then(|c| c["connectionColumn"].as_str())
+                .unwrap_or_default();
+            json!({
+                "property": prop,
+                "column": column,
+                "missing": !column.is_empty() && !columns.iter().any(|c| c == column),
+                "pk": cur.is_some_and(|c| c["isPrimaryKey"] == true),
+                "uk": cur.is_some_and(|c| c["isUniqueKey"] == true),
+                "format": cur.and_then(|c| c["format"].as_str()),
+            })
+        })
+        .collect();
+    let title = format!("Mapping {}", m["entityType"].as_str().unwrap_or(et));
+    render(
+        state,
+        "mapping.html",
+        page(
+            state,
+            p,
+            &title,
+            json!({
+                "mapping": m,
+                "table": chosen.as_ref().map(|s| s["table"].clone()),
+                "columns": columns,
+                "rows": rows,
+                "notice": notice,
+            }),
+        ),
+    )
+}
+
+async fn mapping(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(et): Path<String>,
+    Query(q): Query<TableQuery>,
+) -> Result<Html<String>, UiError> {
+    mapping_page(&state, &p, &et, &q.table, None).await
+}
+
+async fn save_mapping(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(et): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, UiError> {
+    p.require_admin("editing an entity type mapping")?;
+    let get = |k: &str| {
+        form.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    let table = get("connectionTable").unwrap_or_default();
+    let pk = get("pk").unwrap_or_default();
+    let engine = state.engine()?;
+    let properties: Vec<String> = engine
+        .checked()
+        .config
+        .entity_type_mappings
+        .iter()
+        .find(|m| m.id.value == et)
+        .and_then(|m| engine.checked().config.entity_type(&m.id.value))
+        .map(|e| e.properties.iter().map(|p| p.id.value.clone()).collect())
+        .unwrap_or_default();
+    drop(engine);
+    let edit = crate::mappings::MappingEdit {
+        connection_table: table.clone(),
+        properties: properties
+            .iter()
+            .filter_map(|prop| {
+                let column = get(&format!("col.{prop}")).filter(|c| !c.is_empty())?;
+                Some(crate::mappings::PropertyEdit {
+                    property: prop.clone(),
+                    connection_column: column,
+                    is_primary_key: pk == *prop,
+                    is_unique_key: get(&format!("uk.{prop}")).is_some(),
+                    format: get(&format!("fmt.{prop}")).filter(|f| !f.trim().is_empty()),
+                })
+            })
+            .collect(),
+    };
+    let notice = match crate::mappings::save(&state, &p.name, &et, &edit).await {
+        Ok(changes) if changes.is_empty() => json!({ "ok": true, "text": "Nothing changed." }),
+        Ok(changes) => json!({ "ok": true, "text": format!("Saved: {}.", changes.join("; ")) }),
+        Err(e) if is_refusal(&e) => {
+            let html = mapping_page(&state, &p, &et, &table, Some(edit_notice(&e))).await?;
+            return Ok((e.status(), html).into_response());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(mapping_page(&state, &p, &et, &table, Some(notice))
+        .await?
+        .into_response())
 }
 
 #[cfg(test)]

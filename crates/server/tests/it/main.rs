@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 mod edit;
+mod mappings;
 mod openapi;
 mod support;
 mod ui;
