@@ -121,6 +121,12 @@ pub fn router() -> ApiRouter {
         )
         .add(Method::GET, "/api/audit", get(audit))
         .add(Method::POST, "/api/tokens", post(create_token))
+        .add(Method::GET, "/api/tokens", get(list_tokens))
+        .add(
+            Method::DELETE,
+            "/api/tokens/{token}",
+            axum::routing::delete(revoke_token),
+        )
         .add(Method::POST, "/api/users", post(create_user))
 }
 
@@ -598,6 +604,20 @@ async fn create_token(
             "give the token a name (\"name\")".into(),
         ));
     }
+    let token = new_token(&state, &p, name).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "name": name, "token": token, "user": p.name, "id": crate::auth::token_hash(&token).get(..TOKEN_ID_LEN) })),
+    )
+        .into_response())
+}
+
+/// Creates an API token for `p` (audited); returns it, to show once.
+pub async fn new_token(
+    state: &AppState,
+    p: &crate::auth::Principal,
+    name: &str,
+) -> Result<String, AppError> {
     let token = crate::auth::random_token();
     state
         .store()
@@ -607,11 +627,92 @@ async fn create_token(
         .store()
         .audit(&p.name, "create-api-token", name, "created")
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "name": name, "token": token, "user": p.name })),
-    )
-        .into_response())
+    Ok(token)
+}
+
+/// How many hex characters of a token's hash name it in lists and in `DELETE /api/tokens/{token}`.
+pub const TOKEN_ID_LEN: usize = 16;
+
+/// The API tokens the user may see: their own, or every one for an administrator. Never a
+/// token: its name, owner, creation time and an identifier (the start of its hash).
+pub async fn tokens_view(
+    state: &AppState,
+    p: &crate::auth::Principal,
+) -> Result<Vec<Value>, AppError> {
+    let of = match p.role {
+        Role::Administrator => None,
+        Role::Operator => Some(p.id),
+    };
+    Ok(state
+        .store()
+        .api_tokens(of)
+        .await?
+        .into_iter()
+        .map(|t| {
+            json!({
+                "id": t.token_hash.get(..TOKEN_ID_LEN).unwrap_or_default(),
+                "name": t.name,
+                "user": t.user_name,
+                "createdAt": show_time(&t.created_at),
+                "mine": t.user_id == p.id,
+            })
+        })
+        .collect())
+}
+
+async fn list_tokens(
+    State(state): State<AppState>,
+    User(p): User,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(json!(tokens_view(&state, &p).await?)))
+}
+
+/// Revokes the token named by `id` (the start of its hash): one's own, or any for an
+/// administrator. Audited with the token's name and owner.
+pub async fn revoke(
+    state: &AppState,
+    p: &crate::auth::Principal,
+    id: &str,
+) -> Result<Value, AppError> {
+    let id = id.trim().to_ascii_lowercase();
+    let of = match p.role {
+        Role::Administrator => None,
+        Role::Operator => Some(p.id),
+    };
+    let found = if id.len() == TOKEN_ID_LEN && id.chars().all(|c| c.is_ascii_hexdigit()) {
+        state
+            .store()
+            .api_tokens(of)
+            .await?
+            .into_iter()
+            .find(|t| t.token_hash.starts_with(&id))
+    } else {
+        None
+    };
+    let t = found.ok_or_else(|| {
+        AppError::NotFound(format!(
+            "no API token '{id}' that you may revoke: GET /api/tokens lists them"
+        ))
+    })?;
+    state.store().delete_api_token(&t.token_hash).await?;
+    state
+        .store()
+        .audit(
+            &p.name,
+            "revoke-api-token",
+            &t.name,
+            &format!("revoked (a token of {})", t.user_name),
+        )
+        .await?;
+    Ok(json!({ "id": id, "name": t.name, "user": t.user_name, "revoked": true }))
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    User(p): User,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(revoke(&state, &p, &id).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -244,6 +244,22 @@ pub const OPERATIONS: &[Operation] = &[
             (201, "Token"),
         )
     },
+    op(
+        "get",
+        "/api/tokens",
+        "listTokens",
+        "users",
+        "The API tokens: one's own, or every one for an administrator; never a token, only its name, owner, time and identifier",
+        (200, "TokenList"),
+    ),
+    op(
+        "delete",
+        "/api/tokens/{token}",
+        "revokeToken",
+        "users",
+        "Revoke an API token by its identifier: one's own, or any for an administrator (audited)",
+        (200, "Revoked"),
+    ),
     Operation {
         body: Some("NewUser"),
         ..op(
@@ -280,6 +296,9 @@ fn editing_schemas() -> Value {
         "MappingEdit": { "type": "object", "required": ["connectionTable", "properties"], "properties": { "connectionTable": string,
             "properties": { "type": "array", "items": { "type": "object", "required": ["property", "connectionColumn"], "properties": {
                 "property": string, "connectionColumn": string, "isPrimaryKey": s("boolean"), "isUniqueKey": s("boolean"), "format": string } } } } },
+        "TokenList": { "type": "array", "items": { "type": "object", "properties": { "id": string, "name": string, "user": string,
+            "createdAt": string, "mine": s("boolean") } } },
+        "Revoked": { "type": "object", "properties": { "id": string, "name": string, "user": string, "revoked": s("boolean") } },
         "NewConnection": { "type": "object", "required": ["identifier", "name", "connector", "package"], "properties": {
             "identifier": string, "name": string, "connector": string, "package": string,
             "settings": { "$ref": "#/components/schemas/SettingsPatch" } } },
@@ -351,7 +370,7 @@ fn base_schemas() -> Value {
             "drift": { "type": "array", "items": string } } } },
         "AuditList": { "type": "array", "items": { "type": "object", "properties": { "at": string, "actor": string, "action": string, "target": string, "detail": string } } },
         "NewToken": { "type": "object", "required": ["name"], "properties": { "name": string } },
-        "Token": { "type": "object", "properties": { "name": string, "token": string, "user": string } },
+        "Token": { "type": "object", "properties": { "name": string, "token": string, "user": string, "id": string } },
         "NewUser": { "type": "object", "required": ["name", "password", "role"], "properties": {
             "name": string, "password": { "type": "string", "minLength": crate::auth::MIN_PASSWORD },
             "role": { "enum": ["administrator", "operator"] } } },

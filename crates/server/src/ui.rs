@@ -50,6 +50,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("fields.html", include_str!("../templates/fields.html")),
     ("mappings.html", include_str!("../templates/mappings.html")),
     ("mapping.html", include_str!("../templates/mapping.html")),
+    ("tokens.html", include_str!("../templates/tokens.html")),
     (
         "new_connection.html",
         include_str!("../templates/new_connection.html"),
@@ -166,6 +167,8 @@ pub fn router() -> Router<AppState> {
         .route("/resources/{entityType}", get(resources))
         .route("/resources/{entityType}/{key}", get(resource))
         .route("/audit", get(audit))
+        .route("/tokens", get(tokens).post(create_token))
+        .route("/tokens/{token}/revoke", post(revoke_token))
         .route("/configuration", get(configuration))
         .route("/assets/{name}", get(asset))
 }
@@ -1029,6 +1032,85 @@ async fn save_mapping(
     Ok(mapping_page(&state, &p, &et, &table, Some(notice))
         .await?
         .into_response())
+}
+
+async fn tokens_page(
+    state: &AppState,
+    p: &Principal,
+    notice: Option<Value>,
+    created: Option<Value>,
+) -> Result<Html<String>, UiError> {
+    let list = api::tokens_view(state, p).await?;
+    render(
+        state,
+        "tokens.html",
+        page(
+            state,
+            p,
+            "API tokens",
+            json!({ "tokens": list, "notice": notice, "created": created }),
+        ),
+    )
+}
+
+async fn tokens(State(state): State<AppState>, Viewer(p): Viewer) -> Result<Html<String>, UiError> {
+    tokens_page(&state, &p, None, None).await
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenForm {
+    #[serde(default)]
+    name: String,
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Form(form): Form<TokenForm>,
+) -> Result<Response, UiError> {
+    let name = form.name.trim();
+    if name.is_empty() {
+        let html = tokens_page(
+            &state,
+            &p,
+            Some(json!({ "ok": false, "text": "Give the token a name." })),
+            None,
+        )
+        .await?;
+        return Ok((StatusCode::BAD_REQUEST, html).into_response());
+    }
+    let token = api::new_token(&state, &p, name).await?;
+    // The one time the token is shown; the page is not cached.
+    let html = tokens_page(
+        &state,
+        &p,
+        None,
+        Some(json!({ "name": name, "token": token })),
+    )
+    .await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], html).into_response())
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    match api::revoke(&state, &p, &id).await {
+        Ok(r) => Ok(tokens_page(
+            &state,
+            &p,
+            Some(json!({ "ok": true, "text": format!("Token {} of {} revoked.", r["name"].as_str().unwrap_or_default(), r["user"].as_str().unwrap_or_default()) })),
+            None,
+        )
+        .await?
+        .into_response()),
+        Err(e @ AppError::NotFound(_)) => {
+            let html = tokens_page(&state, &p, Some(json!({ "ok": false, "text": e.public_message() })), None).await?;
+            Ok((StatusCode::NOT_FOUND, html).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

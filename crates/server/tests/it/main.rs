@@ -7,5 +7,6 @@ mod edit;
 mod mappings;
 mod openapi;
 mod support;
+mod tokens;
 mod ui;
 mod watcher;
