@@ -143,11 +143,15 @@ pub async fn list(state: &AppState, engine: &Engine) -> Result<Vec<Value>, AppEr
 }
 
 fn view(m: &EntityTypeMapping, all: &[Source], engine: &Engine) -> Value {
+    // Shown relative to the configuration folder.
+    let location = m.at.to_string();
+    let dir = format!("{}/", engine.config_dir().display());
+    let location = location.strip_prefix(&dir).unwrap_or(&location).to_string();
     json!({
         "entityType": m.id.value,
         "connector": m.connector.value,
         "connectionTable": m.connection_table.value,
-        "location": m.at.to_string(),
+        "location": location,
         "properties": m.properties.iter().map(|p| json!({
             "property": p.id.value,
             "connectionColumn": p.connection_column.value,

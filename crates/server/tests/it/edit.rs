@@ -16,11 +16,7 @@ fn read(path: &std::path::Path) -> String {
 
 /// Gives the fixture an agent key (named by EncryptionIdentity) and reloads it.
 async fn with_agent_key(f: &Fixture) -> idlink_secrets::AgentIdentity {
-    let (identity, _) = idlink_secrets::generate_identity();
-    idlink_secrets::write_identity(&f.conf().join("agent.key"), &identity, false).expect("key");
-    let settings = f.conf().join("appsettings.agent.json");
-    let text = read(&settings).replacen('{', "{\n  \"EncryptionIdentity\": \"agent.key\",", 1);
-    std::fs::write(&settings, text).expect("write");
+    let identity = crate::support::add_agent_key(&f.conf());
     let loaded = idlink_server::running::load(f.state.paths());
     f.state.replace_running(loaded).await;
     assert!(

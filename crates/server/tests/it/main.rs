@@ -3,6 +3,7 @@
 
 mod api;
 mod auth;
+mod browser;
 mod edit;
 mod mappings;
 mod openapi;
