@@ -78,6 +78,11 @@ pub fn router() -> ApiRouter {
             get(get_connection),
         )
         .add(
+            Method::DELETE,
+            "/api/connections/{connection}",
+            axum::routing::delete(delete_connection),
+        )
+        .add(
             Method::GET,
             "/api/connections/{connection}/schema",
             get(get_schema),
@@ -254,6 +259,18 @@ async fn update_settings(
     let mut out = views::connection(&state, &engine, &id).await?;
     out["changes"] = json!(changes);
     Ok(Json(out))
+}
+
+/// Deletes a connection (administrators only), in place; refused (422) while something
+/// still refers to it.
+async fn delete_connection(
+    State(state): State<AppState>,
+    User(p): User,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    p.require_admin("deleting a connection")?;
+    let id = crate::configure::delete(&state, &p.name, &id).await?;
+    Ok(Json(json!({ "deleted": id })))
 }
 
 async fn get_connection(

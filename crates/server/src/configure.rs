@@ -444,6 +444,60 @@ pub async fn create(state: &AppState, who: &str, new: &NewConnection) -> Result<
     Ok(id)
 }
 
+/// Deletes the connection: its element (with its line) and its settings in both settings
+/// files. What still refers to it (mappings, tables, tasks) makes the change fail check, and
+/// then nothing is written.
+pub async fn delete(state: &AppState, who: &str, id: &str) -> Result<String, AppError> {
+    let _lock = state.edit_lock().await;
+    let engine = state.engine()?;
+    let connection = engine.checked().config.connection(id).ok_or_else(|| {
+        AppError::from(idlink_engine::EngineError::UnknownConnection {
+            id: id.to_string(),
+            suggestion: None,
+        })
+    })?;
+    let cid = connection.id.value.clone();
+    let package = connection.package.value.clone();
+    let file = std::path::PathBuf::from(&*connection.at.file);
+    let written = engine
+        .checked()
+        .settings
+        .connection(&cid)
+        .map_or_else(|| cid.clone(), |s| s.id.value.clone());
+    drop(engine);
+    let mut draft = Draft::new();
+    let text = draft.text(&file, None)?;
+    let range = edit::element_range(text, "Connection", &cid)?.ok_or_else(|| {
+        AppError::NotFound(format!(
+            "the Connection element of '{cid}' is not in '{}' any more: reload the page",
+            file.display()
+        ))
+    })?;
+    *text = edit::remove_element(text, &range);
+    let path = [key("Connections"), key(&written)];
+    let plain_path = state.paths().settings_file();
+    for p in [
+        plain_path.clone(),
+        plain_path.with_file_name(ENCRYPTED_SETTINGS_FILE),
+    ] {
+        if p.exists() {
+            let t = draft.text(&p, None)?;
+            *t = edit::json_remove(t, &p, &path)?;
+        }
+    }
+    edit::commit(state, draft).await?;
+    state
+        .store()
+        .audit(
+            who,
+            "delete-connection",
+            &cid,
+            &format!("package {package}"),
+        )
+        .await?;
+    Ok(cid)
+}
+
 // ---------------------------------------------------------------- the UI's form
 
 /// The form's fields: `f.<path>` values, `del.<path>` deletes a secured value, `mk.<path>.<j>`

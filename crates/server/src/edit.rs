@@ -239,6 +239,18 @@ pub fn insert_after(text: &str, after: &Range<usize>, element: &str) -> String {
     out
 }
 
+/// Removes the element at `range`, with its line when it is alone on it.
+pub fn remove_element(text: &str, range: &Range<usize>) -> String {
+    let start = text[..range.start].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[range.end..].find('\n').map(|i| range.end + i + 1);
+    let alone = text[start..range.start].trim().is_empty()
+        && end.is_some_and(|e| text[range.end..e].trim().is_empty());
+    match (alone, end) {
+        (true, Some(end)) => replace_range(text, &(start..end), ""),
+        _ => replace_range(text, range, ""),
+    }
+}
+
 /// Replaces the bytes of `range`.
 pub fn replace_range(text: &str, range: &Range<usize>, with: &str) -> String {
     let mut out = String::with_capacity(text.len() + with.len());

@@ -137,6 +137,14 @@ pub const OPERATIONS: &[Operation] = &[
         (200, "ConnectionDetail"),
     ),
     op(
+        "delete",
+        "/api/connections/{connection}",
+        "deleteConnection",
+        "connections",
+        "Delete a connection (administrators only): its element and its settings leave the files, in place; refused (422, with the errors) while a mapping, table or task still refers to it",
+        (200, "Deleted"),
+    ),
+    op(
         "get",
         "/api/connections/{connection}/schema",
         "getSchema",
@@ -296,6 +304,7 @@ fn editing_schemas() -> Value {
         "MappingEdit": { "type": "object", "required": ["connectionTable", "properties"], "properties": { "connectionTable": string,
             "properties": { "type": "array", "items": { "type": "object", "required": ["property", "connectionColumn"], "properties": {
                 "property": string, "connectionColumn": string, "isPrimaryKey": s("boolean"), "isUniqueKey": s("boolean"), "format": string } } } } },
+        "Deleted": { "type": "object", "properties": { "deleted": string } },
         "TokenList": { "type": "array", "items": { "type": "object", "properties": { "id": string, "name": string, "user": string,
             "createdAt": string, "mine": s("boolean") } } },
         "Revoked": { "type": "object", "properties": { "id": string, "name": string, "user": string, "revoked": s("boolean") } },

@@ -155,6 +155,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/connections/{connection}", get(connection))
         .route("/connections/{connection}/settings", post(save_settings))
+        .route("/connections/{connection}/delete", post(delete_connection))
         .route(
             "/connectors/{connector}/new-connection",
             get(new_connection).post(create_connection),
@@ -741,6 +742,30 @@ async fn save_settings(
     Ok(connection_page(&state, &p, &cid, Some(notice))
         .await?
         .into_response())
+}
+
+async fn delete_connection(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    p.require_admin("deleting a connection")?;
+    let connector = connector_of(&state, &id)?;
+    match crate::configure::delete(&state, &p.name, &id).await {
+        Ok(cid) => Ok(connector_page(
+            &state,
+            &p,
+            &connector,
+            Some(json!({ "ok": true, "text": format!("Connection {cid} deleted.") })),
+        )
+        .await?
+        .into_response()),
+        Err(e) if is_refusal(&e) => {
+            let html = connection_page(&state, &p, &id, Some(edit_notice(&e))).await?;
+            Ok((e.status(), html).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -321,8 +321,13 @@ async fn an_operator_cannot_edit_or_create() {
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = op
+        .api(Method::DELETE, "/api/connections/HRTickets", None)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     let page = op.get("/connections/HRPeople").await.body;
     assert!(!page.contains("settings-form"), "{page}");
+    assert!(!page.contains("delete-connection"), "{page}");
     let csrf = op.csrf.clone();
     let post = op
         .post_form(
@@ -481,4 +486,50 @@ async fn the_new_connection_form_creates_a_connection_and_refreshes_its_schema()
         bad.body
     );
     assert_eq!(read(&f.conf().join("hr.xml")), hr_xml);
+}
+
+#[tokio::test]
+async fn deleting_a_connection_takes_back_what_creating_it_wrote() {
+    let f = Fixture::new().await;
+    let hr = f.conf().join("hr.xml");
+    let settings = f.conf().join("appsettings.agent.json");
+    let (xml_before, json_before) = (read(&hr), read(&settings));
+    let mut c = f.admin().await;
+    let r = c
+        .api(
+            Method::POST,
+            "/api/connections",
+            Some(json!({ "identifier": "HRGone", "name": "Gone", "connector": "HR",
+                         "package": "Usercube.CSV@0000001", "settings": { "Path": "data/hr_people.csv" } })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = c.api(Method::DELETE, "/api/connections/hrgone", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["deleted"], "HRGone");
+    assert_eq!(read(&hr), xml_before);
+    assert_eq!(read(&settings), json_before);
+    // A connection the mappings read cannot go: nothing is written.
+    let r = c
+        .api(Method::DELETE, "/api/connections/HRPeople", None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(read(&hr), xml_before);
+    assert_eq!(read(&settings), json_before);
+    // Through the page, for one nothing refers to.
+    let page = c.get("/connections/HRTickets").await.body;
+    assert!(page.contains("id=\"delete-connection\""), "{page}");
+    let csrf = c.csrf.clone();
+    let r = c
+        .post_form("/connections/HRTickets/delete", &[], csrf.as_deref())
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        r.body.contains("Connection HRTickets deleted."),
+        "{}",
+        r.body
+    );
+    assert!(!read(&hr).contains("HRTickets"));
+    let audit = c.api(Method::GET, "/api/audit", None).await.body;
+    assert!(audit.contains("delete-connection"), "{audit}");
 }
