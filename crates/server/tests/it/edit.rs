@@ -533,3 +533,85 @@ async fn deleting_a_connection_takes_back_what_creating_it_wrote() {
     let audit = c.api(Method::GET, "/api/audit", None).await.body;
     assert!(audit.contains("delete-connection"), "{audit}");
 }
+
+#[tokio::test]
+async fn secured_key_value_options_are_added_and_removed_pair_by_pair() {
+    let f = Fixture::new().await;
+    let identity = with_agent_key(&f).await;
+    let settings = f.conf().join("appsettings.agent.json");
+    let encrypted = f.conf().join("appsettings.encrypted.agent.json");
+    let mut c = f.admin().await;
+    let r = c
+        .api(
+            Method::POST,
+            "/api/connections",
+            Some(json!({ "identifier": "HRDb", "name": "HR database", "connector": "HR",
+                         "package": "Idlink.SQL.SQLite@0000001",
+                         "settings": { "ConnectionString": "sqlite:data/hr.db", "SqlCommand": "SELECT 1 AS x",
+                                       "SecuredOptions": { "Password": TYPED } } })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(
+        r.json()["settings"]["SecuredOptions"],
+        json!({ "Password": { "secured": true, "set": true } })
+    );
+    assert!(!read(&settings).contains(TYPED) && !r.body.contains(TYPED));
+    let enc = read(&encrypted);
+    let start = enc.find("\"Password\": \"").expect("encrypted pair") + "\"Password\": \"".len();
+    let value = &enc[start..start + enc[start..].find('"').expect("end")];
+    assert_eq!(
+        idlink_secrets::decrypt_value(&identity, value)
+            .expect("decrypt")
+            .expose_secret(),
+        TYPED
+    );
+    // The page lists the pair's key, never its value; the form removes it and adds another.
+    let page = c.get("/connections/HRDb").await.body;
+    assert!(
+        page.contains("name=\"mk.SecuredOptions.0\" value=\"Password\""),
+        "{page}"
+    );
+    assert!(!page.contains(TYPED));
+    let csrf = c.csrf.clone();
+    let r = c
+        .post_form(
+            "/connections/HRDb/settings",
+            &[
+                ("f.ConnectionString", ""),
+                ("mk.SecuredOptions.0", "Password"),
+                ("mv.SecuredOptions.0", ""),
+                ("mdel.SecuredOptions.0", "on"),
+                ("mk.SecuredOptions.new", "Database"),
+                ("mv.SecuredOptions.new", "hr-main"),
+                ("f.SqlCommand", "SELECT 1 AS x"),
+            ],
+            csrf.as_deref(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        r.body.contains(
+            "Saved: set secured SecuredOptions.Database; removed SecuredOptions.Password."
+        ),
+        "{}",
+        r.body
+    );
+    let enc = read(&encrypted);
+    assert!(
+        !enc.contains(value) && enc.contains("\"Database\": \"age:"),
+        "{enc}"
+    );
+    let got = c
+        .api(Method::GET, "/api/connections/HRDb", None)
+        .await
+        .json();
+    assert_eq!(
+        got["settings"]["SecuredOptions"],
+        json!({ "Database": { "secured": true, "set": true } })
+    );
+    assert_eq!(
+        got["settings"]["ConnectionString"],
+        json!({ "secured": true, "set": true })
+    );
+}
