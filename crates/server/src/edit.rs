@@ -280,6 +280,9 @@ pub fn xml_attr(value: &str) -> String {
 
 // ---------------------------------------------------------------- JSON
 
+/// A byte order mark, which .NET writes and jsonc-parser does not read: kept as it is.
+const BOM: char = '\u{feff}';
+
 fn json_options() -> ParseOptions {
     ParseOptions {
         allow_comments: true,
@@ -330,6 +333,9 @@ pub fn json_set(
     path: &[PathSegment],
     value: CstInputValue,
 ) -> Result<String, AppError> {
+    if let Some(body) = text.strip_prefix(BOM) {
+        return Ok(format!("{BOM}{}", json_set(body, file, path, value)?));
+    }
     let root = json_root(text, file)?;
     let Some(object) = root.object_value() else {
         return Err(shape(file, &[]));
@@ -416,6 +422,9 @@ fn set_in(
 
 /// Removes the member or array element at `path`, when there is one.
 pub fn json_remove(text: &str, file: &Path, path: &[PathSegment]) -> Result<String, AppError> {
+    if let Some(body) = text.strip_prefix(BOM) {
+        return Ok(format!("{BOM}{}", json_remove(body, file, path)?));
+    }
     let root = json_root(text, file)?;
     let Some(object) = root.object_value() else {
         return Ok(text.to_string());
@@ -511,6 +520,26 @@ mod tests {
             serde_json::json!({ "Path": "b.csv" })
         );
         assert!(back.contains("\"A\": { \"Path\": \"a.csv\", \"Separator\": \";\" }"));
+    }
+
+    #[test]
+    fn regression_a_settings_file_with_a_byte_order_mark_is_edited_and_keeps_it() {
+        let f = Path::new("s.json");
+        let text = format!("\u{feff}{SETTINGS}");
+        let out = json_set(
+            &text,
+            f,
+            &[key("Connections"), key("A"), key("Path")],
+            CstInputValue::String("x.csv".into()),
+        )
+        .expect("set");
+        assert_eq!(out, text.replace("\"a.csv\"", "\"x.csv\""));
+        let out =
+            json_remove(&out, f, &[key("Connections"), key("A"), key("Path")]).expect("remove");
+        assert!(
+            out.starts_with('\u{feff}') && !out.contains("x.csv"),
+            "{out}"
+        );
     }
 
     #[test]
