@@ -615,6 +615,16 @@ pub fn form_patch(
             }
             kind => match field(form, &format!("f.{base}")) {
                 None => {}
+                // A list written as one string (as the documentation writes some) and shown
+                // as it is: unchanged, it stays a string.
+                Some(v)
+                    if matches!(kind, Kind::StringList)
+                        && present
+                            .and_then(|(_, c)| match &c.value {
+                                SettingValue::String(s) => Some(s.trim() == v.trim()),
+                                _ => None,
+                            })
+                            .unwrap_or(false) => {}
                 Some(v) if v.trim().is_empty() && present.is_some() => {
                     out.insert(f.name.to_string(), Value::Null);
                 }

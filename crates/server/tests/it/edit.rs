@@ -615,3 +615,33 @@ async fn secured_key_value_options_are_added_and_removed_pair_by_pair() {
         json!({ "secured": true, "set": true })
     );
 }
+
+#[tokio::test]
+async fn regression_a_list_written_as_one_string_stays_a_string_when_the_form_is_saved() {
+    let f = Fixture::new().await;
+    let settings = f.conf().join("appsettings.agent.json");
+    let text = read(&settings).replace(
+        "\"Separator\": \",\" }",
+        "\"Separator\": \",\", \"ValuesToTrim\": \"N/A\" }",
+    );
+    std::fs::write(&settings, &text).expect("write");
+    let loaded = idlink_server::running::load(f.state.paths());
+    f.state.replace_running(loaded).await;
+    let mut c = f.admin().await;
+    let page = c.get("/connections/HRPeople").await.body;
+    assert!(page.contains(">N&#x2f;A</textarea>"), "{page}");
+    let csrf = c.csrf.clone();
+    let r = c
+        .post_form(
+            "/connections/HRPeople/settings",
+            &[
+                ("f.Path", "data/hr_people.csv"),
+                ("f.Separator", ","),
+                ("f.ValuesToTrim", "N/A"),
+            ],
+            csrf.as_deref(),
+        )
+        .await;
+    assert!(r.body.contains("Nothing changed."), "{}", r.body);
+    assert_eq!(read(&settings), text);
+}
