@@ -315,6 +315,22 @@ async fn the_ui_in_chromium() {
     let (a0, a1, a2) = element_split(&after, open, "</EntityTypeMapping>");
     assert_eq!((a0, a2), (b0, b2), "the file changed outside the mapping");
     assert_ne!(a1, b1);
+    // Choosing another Source lists its columns as Source Columns (app.js).
+    c.find(Locator::Css("#source"))
+        .await
+        .expect("source")
+        .select_by_value("HROrganizations")
+        .await
+        .expect("choose");
+    let mut columns = Vec::new();
+    for o in c
+        .find_all(Locator::Css("select[name='col.EmployeeId'] option"))
+        .await
+        .expect("options")
+    {
+        columns.push(o.text().await.expect("text"));
+    }
+    assert_eq!(columns, ["(not mapped)", "Code", "Name"]);
 
     // Creating a connection.
     c.goto(&format!("{base}connectors/HR")).await.expect("HR");
