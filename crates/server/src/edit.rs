@@ -33,12 +33,21 @@ pub struct Draft {
     pub secrets: Redactor,
 }
 
-#[derive(Debug)]
+/// Its `Debug` names the file only: the texts may hold secrets.
 struct DraftFile {
     path: PathBuf,
     /// `None`: the file does not exist yet.
     original: Option<String>,
     text: String,
+}
+
+impl std::fmt::Debug for DraftFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DraftFile")
+            .field("path", &self.path)
+            .field("new", &self.original.is_none())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Draft {
