@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, then every test of every crate.
 # It installs what the tests need: rustfmt and clippy, and the real servers the package tests
-# start privately on 127.0.0.1 (PostgreSQL, MariaDB, OpenLDAP's slapd) from Debian's packages
+# start privately on 127.0.0.1 (PostgreSQL, MariaDB, OpenLDAP's slapd) and Chromium with its
+# WebDriver (the web UI's tests) from Debian's packages
 # when they are missing, and PyPI's scim2-server in a virtual environment
 # ($IDLINK_SCIM2_VENV, default /var/cache/idlink/scim2-venv). It needs no network beyond the
 # package registries.
@@ -27,6 +28,9 @@ need openssl || missing+=(openssl)
 need python3 || missing+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 need curl || missing+=(curl)
+# The web UI's browser tests (crates/server/tests/it/browser.rs) drive headless Chromium.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then

@@ -114,8 +114,28 @@ where
     K: AsRef<str>,
     V: AsRef<str>,
 {
-    let (config, mut diagnostics) = xml::load_dir(config_dir)?;
-    let mut agent = match std::fs::read(settings.path) {
+    load_and_check_with(config_dir, settings, env, catalog, &|p: &Path| {
+        std::fs::read(p)
+    })
+}
+
+/// [`load_and_check`], reading every file (XML, settings, encrypted settings) through `read`:
+/// the server checks an edit this way, with the edited texts under their real names, before it
+/// writes them.
+pub fn load_and_check_with<I, K, V>(
+    config_dir: &Path,
+    settings: SettingsSource<'_>,
+    env: I,
+    catalog: &dyn package::PackageCatalog,
+    read: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>,
+) -> Result<Checked, LoadError>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    let (config, mut diagnostics) = xml::load_dir_with(config_dir, read)?;
+    let mut agent = match read(settings.path) {
         Ok(bytes) => settings::parse(
             &settings.path.display().to_string(),
             &bytes,
@@ -139,7 +159,7 @@ where
     let encrypted = settings
         .path
         .with_file_name(settings::ENCRYPTED_SETTINGS_FILE);
-    match std::fs::read(&encrypted) {
+    match read(&encrypted) {
         Ok(bytes) => {
             let top = settings::parse(&encrypted.display().to_string(), &bytes, &mut diagnostics);
             settings::check_encrypted(

@@ -83,9 +83,18 @@ pub fn config_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
 
 /// Loads every XML file of `dir` into one configuration.
 pub fn load_dir(dir: &Path) -> Result<(Configuration, Diagnostics), LoadError> {
+    load_dir_with(dir, &|p: &Path| std::fs::read(p))
+}
+
+/// [`load_dir`], reading each file through `read` (e.g. to check edited texts before they are
+/// written: the server checks an edit under the files' real names).
+pub fn load_dir_with(
+    dir: &Path,
+    read: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>,
+) -> Result<(Configuration, Diagnostics), LoadError> {
     let mut loader = Loader::default();
     for path in config_files(dir)? {
-        let bytes = std::fs::read(&path).map_err(|e| LoadError::Io {
+        let bytes = read(&path).map_err(|e| LoadError::Io {
             path: path.clone(),
             source: e,
         })?;

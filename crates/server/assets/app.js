@@ -25,3 +25,23 @@ document.addEventListener('DOMContentLoaded', function () {
     input.after(eye);
   });
 });
+// 3. The mapping editor: choosing a Source lists that table's columns in every Source Column.
+document.addEventListener('DOMContentLoaded', function () {
+  var source = document.getElementById('source');
+  if (!source) { return; }
+  source.addEventListener('change', function () {
+    var option = source.options[source.selectedIndex];
+    var columns = option ? option.getAttribute('data-columns').split('\t').filter(function (c) { return c !== ''; }) : [];
+    document.querySelectorAll('select.source-column').forEach(function (select) {
+      var current = select.value;
+      while (select.options.length > 1) { select.remove(1); }
+      columns.forEach(function (c) {
+        var o = document.createElement('option');
+        o.textContent = c;
+        o.value = c;
+        if (c === current) { o.selected = true; }
+        select.appendChild(o);
+      });
+    });
+  });
+});

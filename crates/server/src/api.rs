@@ -65,10 +65,22 @@ pub fn router() -> ApiRouter {
             post(refresh_connector),
         )
         .add(Method::GET, "/api/connections", get(list_connections))
+        .add(Method::POST, "/api/connections", post(create_connection))
+        .add(Method::GET, "/api/packages", get(list_packages))
+        .add(
+            Method::PATCH,
+            "/api/connections/{connection}/settings",
+            axum::routing::patch(update_settings),
+        )
         .add(
             Method::GET,
             "/api/connections/{connection}",
             get(get_connection),
+        )
+        .add(
+            Method::DELETE,
+            "/api/connections/{connection}",
+            axum::routing::delete(delete_connection),
         )
         .add(
             Method::GET,
@@ -102,8 +114,24 @@ pub fn router() -> ApiRouter {
             get(get_resource),
         )
         .add(Method::GET, "/api/entity-type-mappings", get(list_mappings))
+        .add(
+            Method::GET,
+            "/api/entity-type-mappings/{entityType}",
+            get(get_mapping),
+        )
+        .add(
+            Method::PUT,
+            "/api/entity-type-mappings/{entityType}",
+            axum::routing::put(save_mapping),
+        )
         .add(Method::GET, "/api/audit", get(audit))
         .add(Method::POST, "/api/tokens", post(create_token))
+        .add(Method::GET, "/api/tokens", get(list_tokens))
+        .add(
+            Method::DELETE,
+            "/api/tokens/{token}",
+            axum::routing::delete(revoke_token),
+        )
         .add(Method::POST, "/api/users", post(create_user))
 }
 
@@ -153,6 +181,96 @@ async fn list_connections(State(state): State<AppState>, _: User) -> Result<Json
     Ok(Json(json!(
         views::connections(&state, &engine, None).await?
     )))
+}
+
+/// The packages a connection may use (those this build runs), with their settings.
+pub fn packages_view(engine: &idlink_engine::Engine) -> Vec<Value> {
+    use idlink_model::package::{Availability, PackageCatalog};
+    let mut list: Vec<Value> = engine
+        .registry()
+        .all()
+        .filter(|p| p.availability == Availability::Supported)
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "name": p.display_name,
+                "capabilities": {
+                    "export": p.capabilities.export,
+                    "incremental": p.capabilities.incremental,
+                    "fulfill": p.capabilities.fulfill,
+                    "schema": p.capabilities.schema,
+                },
+                "settings": p.settings.fields.iter().filter(|f| f.no_effect.is_none()).map(|f| json!({
+                    "name": f.name,
+                    "kind": f.kind.describe(),
+                    "required": f.required,
+                    "secured": f.secured,
+                    "doc": f.doc,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    list.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    list
+}
+
+async fn list_packages(State(state): State<AppState>, _: User) -> Result<Json<Value>, AppError> {
+    let engine = state.engine()?;
+    Ok(Json(json!(packages_view(&engine))))
+}
+
+/// Creates a connection (administrators only), then refreshes its schema when its package
+/// has one.
+async fn create_connection(
+    State(state): State<AppState>,
+    User(p): User,
+    Json(body): Json<crate::configure::NewConnection>,
+) -> Result<Response, AppError> {
+    p.require_admin("creating a connection")?;
+    let id = crate::configure::create(&state, &p.name, &body).await?;
+    let engine = state.engine()?;
+    let has_schema = engine
+        .checked()
+        .config
+        .connection(&id)
+        .and_then(|c| engine.registry().get_static(&c.package.value))
+        .is_some_and(|p| p.capabilities.schema);
+    let refresh = if has_schema {
+        Some(refresh_one(&state, &p.name, &id).await?)
+    } else {
+        None
+    };
+    let mut out = views::connection(&state, &engine, &id).await?;
+    out["refresh"] = json!(refresh);
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+/// Changes a connection's settings (administrators only): only the settings given change,
+/// in place.
+async fn update_settings(
+    State(state): State<AppState>,
+    User(p): User,
+    Path(id): Path<String>,
+    Json(body): Json<serde_json::Map<String, Value>>,
+) -> Result<Json<Value>, AppError> {
+    p.require_admin("editing connection settings")?;
+    let changes = crate::configure::update_settings(&state, &p.name, &id, &body).await?;
+    let engine = state.engine()?;
+    let mut out = views::connection(&state, &engine, &id).await?;
+    out["changes"] = json!(changes);
+    Ok(Json(out))
+}
+
+/// Deletes a connection (administrators only), in place; refused (422) while something
+/// still refers to it.
+async fn delete_connection(
+    State(state): State<AppState>,
+    User(p): User,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    p.require_admin("deleting a connection")?;
+    let id = crate::configure::delete(&state, &p.name, &id).await?;
+    Ok(Json(json!({ "deleted": id })))
 }
 
 async fn get_connection(
@@ -436,7 +554,31 @@ async fn get_resource(
 
 async fn list_mappings(State(state): State<AppState>, _: User) -> Result<Json<Value>, AppError> {
     let engine = state.engine()?;
-    Ok(Json(json!(views::mappings(&engine))))
+    Ok(Json(json!(crate::mappings::list(&state, &engine).await?)))
+}
+
+async fn get_mapping(
+    State(state): State<AppState>,
+    _: User,
+    Path(et): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let engine = state.engine()?;
+    Ok(Json(crate::mappings::editor(&state, &engine, &et).await?))
+}
+
+/// Saves an entity type mapping (administrators only), in place.
+async fn save_mapping(
+    State(state): State<AppState>,
+    User(p): User,
+    Path(et): Path<String>,
+    Json(body): Json<crate::mappings::MappingEdit>,
+) -> Result<Json<Value>, AppError> {
+    p.require_admin("editing an entity type mapping")?;
+    let changes = crate::mappings::save(&state, &p.name, &et, &body).await?;
+    let engine = state.engine()?;
+    let mut out = crate::mappings::editor(&state, &engine, &et).await?;
+    out["changes"] = json!(changes);
+    Ok(Json(out))
 }
 
 /// The audit log as JSON.
@@ -479,6 +621,20 @@ async fn create_token(
             "give the token a name (\"name\")".into(),
         ));
     }
+    let token = new_token(&state, &p, name).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "name": name, "token": token, "user": p.name, "id": crate::auth::token_hash(&token).get(..TOKEN_ID_LEN) })),
+    )
+        .into_response())
+}
+
+/// Creates an API token for `p` (audited); returns it, to show once.
+pub async fn new_token(
+    state: &AppState,
+    p: &crate::auth::Principal,
+    name: &str,
+) -> Result<String, AppError> {
     let token = crate::auth::random_token();
     state
         .store()
@@ -488,11 +644,92 @@ async fn create_token(
         .store()
         .audit(&p.name, "create-api-token", name, "created")
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "name": name, "token": token, "user": p.name })),
-    )
-        .into_response())
+    Ok(token)
+}
+
+/// How many hex characters of a token's hash name it in lists and in `DELETE /api/tokens/{token}`.
+pub const TOKEN_ID_LEN: usize = 16;
+
+/// The API tokens the user may see: their own, or every one for an administrator. Never a
+/// token: its name, owner, creation time and an identifier (the start of its hash).
+pub async fn tokens_view(
+    state: &AppState,
+    p: &crate::auth::Principal,
+) -> Result<Vec<Value>, AppError> {
+    let of = match p.role {
+        Role::Administrator => None,
+        Role::Operator => Some(p.id),
+    };
+    Ok(state
+        .store()
+        .api_tokens(of)
+        .await?
+        .into_iter()
+        .map(|t| {
+            json!({
+                "id": t.token_hash.get(..TOKEN_ID_LEN).unwrap_or_default(),
+                "name": t.name,
+                "user": t.user_name,
+                "createdAt": show_time(&t.created_at),
+                "mine": t.user_id == p.id,
+            })
+        })
+        .collect())
+}
+
+async fn list_tokens(
+    State(state): State<AppState>,
+    User(p): User,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(json!(tokens_view(&state, &p).await?)))
+}
+
+/// Revokes the token named by `id` (the start of its hash): one's own, or any for an
+/// administrator. Audited with the token's name and owner.
+pub async fn revoke(
+    state: &AppState,
+    p: &crate::auth::Principal,
+    id: &str,
+) -> Result<Value, AppError> {
+    let id = id.trim().to_ascii_lowercase();
+    let of = match p.role {
+        Role::Administrator => None,
+        Role::Operator => Some(p.id),
+    };
+    let found = if id.len() == TOKEN_ID_LEN && id.chars().all(|c| c.is_ascii_hexdigit()) {
+        state
+            .store()
+            .api_tokens(of)
+            .await?
+            .into_iter()
+            .find(|t| t.token_hash.starts_with(&id))
+    } else {
+        None
+    };
+    let t = found.ok_or_else(|| {
+        AppError::NotFound(format!(
+            "no API token '{id}' that you may revoke: GET /api/tokens lists them"
+        ))
+    })?;
+    state.store().delete_api_token(&t.token_hash).await?;
+    state
+        .store()
+        .audit(
+            &p.name,
+            "revoke-api-token",
+            &t.name,
+            &format!("revoked (a token of {})", t.user_name),
+        )
+        .await?;
+    Ok(json!({ "id": id, "name": t.name, "user": t.user_name, "revoked": true }))
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    User(p): User,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(revoke(&state, &p, &id).await?))
 }
 
 #[derive(Debug, Deserialize)]

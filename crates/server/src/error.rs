@@ -82,6 +82,9 @@ pub enum AppError {
         not_found: bool,
         message: String,
     },
+    /// An edit that does not pass check: nothing was written.
+    #[error("the change does not pass check, so nothing was written: {}", show_problems(.0))]
+    Invalid(Vec<crate::running::Problem>),
     /// A bug or an unavailable store: logged in full, shown as a generic message.
     #[error("internal error")]
     Internal(String),
@@ -95,6 +98,7 @@ impl AppError {
             AppError::Forbidden(_) | AppError::Csrf => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::NoConfiguration => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Engine {
@@ -132,6 +136,21 @@ impl AppError {
     }
 }
 
+fn show_problems(problems: &[crate::running::Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| {
+            let hint = p
+                .hint
+                .as_ref()
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            format!("{}: {}{hint}", p.location, p.message)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 impl From<EngineError> for AppError {
     fn from(e: EngineError) -> Self {
         AppError::engine(&e, str::to_string)
@@ -147,13 +166,13 @@ impl From<StoreError> for AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut response = (
-            status,
-            Json(serde_json::json!({
-                "error": { "status": status.as_u16(), "message": self.public_message() }
-            })),
-        )
-            .into_response();
+        let mut body = serde_json::json!({
+            "error": { "status": status.as_u16(), "message": self.public_message() }
+        });
+        if let AppError::Invalid(problems) = &self {
+            body["error"]["problems"] = serde_json::json!(problems);
+        }
+        let mut response = (status, Json(body)).into_response();
         if let AppError::TooManyRequests(secs) = self
             && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
         {

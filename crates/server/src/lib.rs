@@ -12,7 +12,10 @@
 
 pub mod api;
 pub mod auth;
+pub mod configure;
+pub mod edit;
 pub mod error;
+pub mod mappings;
 pub mod metrics;
 pub mod openapi;
 pub mod running;

@@ -98,6 +98,36 @@ pub const OPERATIONS: &[Operation] = &[
         "Every connection with its schema state",
         (200, "ConnectionList"),
     ),
+    Operation {
+        body: Some("NewConnection"),
+        ..op(
+            "post",
+            "/api/connections",
+            "createConnection",
+            "connections",
+            "Create a connection (administrators only): its Connection element goes into the connector's file, its settings into appsettings.agent.json (secured values encrypted into appsettings.encrypted.agent.json); the change must pass check; the schema is then refreshed when the package has one",
+            (201, "ConnectionDetail"),
+        )
+    },
+    op(
+        "get",
+        "/api/packages",
+        "listPackages",
+        "connections",
+        "The packages this build runs, with their capabilities and settings",
+        (200, "PackageList"),
+    ),
+    Operation {
+        body: Some("SettingsPatch"),
+        ..op(
+            "patch",
+            "/api/connections/{connection}/settings",
+            "updateSettings",
+            "connections",
+            "Change a connection's settings in place (administrators only); 422 with the errors when the change does not pass check",
+            (200, "ConnectionDetail"),
+        )
+    },
     op(
         "get",
         "/api/connections/{connection}",
@@ -105,6 +135,14 @@ pub const OPERATIONS: &[Operation] = &[
         "connections",
         "A connection with its settings; each secured value as {\"secured\": true, \"set\": bool}",
         (200, "ConnectionDetail"),
+    ),
+    op(
+        "delete",
+        "/api/connections/{connection}",
+        "deleteConnection",
+        "connections",
+        "Delete a connection (administrators only): its element and its settings leave the files, in place; refused (422, with the errors) while a mapping, table or task still refers to it",
+        (200, "Deleted"),
     ),
     op(
         "get",
@@ -178,6 +216,25 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     op(
         "get",
+        "/api/entity-type-mappings/{entityType}",
+        "getMapping",
+        "mappings",
+        "One entity type mapping for the editor: its properties, its schema drift, the Source tables (of the refreshed schemas of the connector's connections) with their columns, and whether it can be saved",
+        (200, "MappingEditor"),
+    ),
+    Operation {
+        body: Some("MappingEdit"),
+        ..op(
+            "put",
+            "/api/entity-type-mappings/{entityType}",
+            "saveMapping",
+            "mappings",
+            "Save an entity type mapping (administrators only): Source and Source Columns from a refreshed schema; that element only is edited in place, and the change must pass check",
+            (200, "MappingEditor"),
+        )
+    },
+    op(
+        "get",
         "/api/audit",
         "audit",
         "users",
@@ -195,6 +252,22 @@ pub const OPERATIONS: &[Operation] = &[
             (201, "Token"),
         )
     },
+    op(
+        "get",
+        "/api/tokens",
+        "listTokens",
+        "users",
+        "The API tokens: one's own, or every one for an administrator; never a token, only its name, owner, time and identifier",
+        (200, "TokenList"),
+    ),
+    op(
+        "delete",
+        "/api/tokens/{token}",
+        "revokeToken",
+        "users",
+        "Revoke an API token by its identifier: one's own, or any for an administrator (audited)",
+        (200, "Revoked"),
+    ),
     Operation {
         body: Some("NewUser"),
         ..op(
@@ -209,13 +282,52 @@ pub const OPERATIONS: &[Operation] = &[
 ];
 
 fn schemas() -> Value {
+    let mut all = base_schemas();
+    if let (Value::Object(all), Value::Object(more)) = (&mut all, editing_schemas()) {
+        all.extend(more);
+    }
+    all
+}
+
+/// What editing the configuration takes.
+fn editing_schemas() -> Value {
+    let s = |t: &str| json!({ "type": t });
+    let string = s("string");
+    json!({
+        "MappingEditor": { "type": "object", "properties": { "entityType": string, "connector": string, "connectionTable": string,
+            "location": string, "properties": { "type": "array", "items": { "type": "object" } },
+            "drift": { "type": "array", "items": string, "description": "What the latest schema lacks of what the mapping reads" },
+            "entityTypeProperties": { "type": "array", "items": string },
+            "sources": { "type": "array", "items": { "type": "object", "properties": { "connection": string, "table": string,
+                "columns": { "type": "array", "items": string }, "refreshedAt": string } } },
+            "canSave": s("boolean"), "message": string, "changes": { "type": "array", "items": string } } },
+        "MappingEdit": { "type": "object", "required": ["connectionTable", "properties"], "properties": { "connectionTable": string,
+            "properties": { "type": "array", "items": { "type": "object", "required": ["property", "connectionColumn"], "properties": {
+                "property": string, "connectionColumn": string, "isPrimaryKey": s("boolean"), "isUniqueKey": s("boolean"), "format": string } } } } },
+        "Deleted": { "type": "object", "properties": { "deleted": string } },
+        "TokenList": { "type": "array", "items": { "type": "object", "properties": { "id": string, "name": string, "user": string,
+            "createdAt": string, "mine": s("boolean") } } },
+        "Revoked": { "type": "object", "properties": { "id": string, "name": string, "user": string, "revoked": s("boolean") } },
+        "NewConnection": { "type": "object", "required": ["identifier", "name", "connector", "package"], "properties": {
+            "identifier": string, "name": string, "connector": string, "package": string,
+            "settings": { "$ref": "#/components/schemas/SettingsPatch" } } },
+        "SettingsPatch": { "type": "object", "description": "Setting name to value; null removes a setting. A secured setting takes its new value as a string (encrypted to the agent's public key before it is written), null deletes it, an empty string or a SecuredValue keeps it. Key-value settings merge pair by pair (null removes a pair); arrays of objects merge item by item, a shorter array removing the last items." },
+        "PackageList": { "type": "array", "items": { "type": "object", "properties": { "id": string, "name": string,
+            "capabilities": { "type": "object" },
+            "settings": { "type": "array", "items": { "type": "object", "properties": { "name": string, "kind": string,
+                "required": s("boolean"), "secured": s("boolean"), "doc": string } } } } } },
+    })
+}
+
+fn base_schemas() -> Value {
     let s = |t: &str| json!({ "type": t });
     let string = s("string");
     let opt_string = json!({ "type": ["string", "null"] });
     json!({
         "Object": { "type": "object" },
         "Error": { "type": "object", "properties": { "error": { "type": "object", "properties": {
-            "status": s("integer"), "message": string } } } },
+            "status": s("integer"), "message": string,
+            "problems": { "type": "array", "items": { "$ref": "#/components/schemas/Problem" } } } } } },
         "Me": { "type": "object", "properties": { "name": string, "role": { "enum": ["administrator", "operator"] } } },
         "Problem": { "type": "object", "properties": { "rule": string, "severity": string, "location": string, "message": string, "hint": string } },
         "Configuration": { "type": "object", "properties": {
@@ -263,10 +375,11 @@ fn schemas() -> Value {
         "MappingList": { "type": "array", "items": { "type": "object", "properties": { "entityType": string, "connector": string,
             "connectionTable": string, "location": string,
             "properties": { "type": "array", "items": { "type": "object", "properties": { "property": string, "connectionColumn": string,
-                "isPrimaryKey": s("boolean"), "isUniqueKey": s("boolean") } } } } } },
+                "isPrimaryKey": s("boolean"), "isUniqueKey": s("boolean") } } },
+            "drift": { "type": "array", "items": string } } } },
         "AuditList": { "type": "array", "items": { "type": "object", "properties": { "at": string, "actor": string, "action": string, "target": string, "detail": string } } },
         "NewToken": { "type": "object", "required": ["name"], "properties": { "name": string } },
-        "Token": { "type": "object", "properties": { "name": string, "token": string, "user": string } },
+        "Token": { "type": "object", "properties": { "name": string, "token": string, "user": string, "id": string } },
         "NewUser": { "type": "object", "required": ["name", "password", "role"], "properties": {
             "name": string, "password": { "type": "string", "minLength": crate::auth::MIN_PASSWORD },
             "role": { "enum": ["administrator", "operator"] } } },

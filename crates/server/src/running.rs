@@ -92,11 +92,21 @@ pub enum Loaded {
 
 /// Loads and checks the folder as `idlink check` does (without touching any system).
 pub fn load(paths: &Paths) -> Loaded {
+    load_with(paths, &std::collections::HashMap::new())
+}
+
+/// [`load`], with some files' texts replaced by `overrides` (full path to bytes): an edit is
+/// checked this way, under the files' real names, before it is written.
+pub fn load_with(paths: &Paths, overrides: &std::collections::HashMap<PathBuf, Vec<u8>>) -> Loaded {
+    let read = |p: &std::path::Path| match overrides.get(p) {
+        Some(bytes) => Ok(bytes.clone()),
+        None => std::fs::read(p),
+    };
     let settings = paths.settings_file();
     let env = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
     let registry = Registry::new();
-    let mut checked = match idlink_model::load_and_check(
+    let mut checked = match idlink_model::load_and_check_with(
         &paths.config_dir,
         SettingsSource {
             path: &settings,
@@ -104,6 +114,7 @@ pub fn load(paths: &Paths) -> Loaded {
         },
         env,
         &registry,
+        &read,
     ) {
         Ok(c) => c,
         Err(e) => {

@@ -24,6 +24,8 @@ struct Inner {
     templates: minijinja::Environment<'static>,
     /// Cancelled when work still running after a stop's grace period must end.
     shutdown: idlink_engine::CancellationToken,
+    /// Serializes edits of the configuration folder.
+    edits: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -67,6 +69,7 @@ impl AppState {
             secure_cookies,
             templates: crate::ui::templates(),
             shutdown: idlink_engine::CancellationToken::new(),
+            edits: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -97,6 +100,11 @@ impl AppState {
     /// The token long work (exports) runs under: cancelled at the end of a stop's grace period.
     pub fn shutdown(&self) -> idlink_engine::CancellationToken {
         self.0.shutdown.clone()
+    }
+
+    /// Held while an edit of the configuration folder reads, checks and writes its files.
+    pub async fn edit_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.0.edits.lock().await
     }
 
     /// What runs now.

@@ -47,6 +47,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/configuration.html"),
     ),
     ("error.html", include_str!("../templates/error.html")),
+    ("fields.html", include_str!("../templates/fields.html")),
+    ("mappings.html", include_str!("../templates/mappings.html")),
+    ("mapping.html", include_str!("../templates/mapping.html")),
+    ("tokens.html", include_str!("../templates/tokens.html")),
+    (
+        "new_connection.html",
+        include_str!("../templates/new_connection.html"),
+    ),
 ];
 
 /// The embedded assets: name, content type, bytes.
@@ -146,12 +154,22 @@ pub fn router() -> Router<AppState> {
             post(refresh_connection),
         )
         .route("/connections/{connection}", get(connection))
+        .route("/connections/{connection}/settings", post(save_settings))
+        .route("/connections/{connection}/delete", post(delete_connection))
+        .route(
+            "/connectors/{connector}/new-connection",
+            get(new_connection).post(create_connection),
+        )
         .route("/connections/{connection}/check", post(check_connection))
         .route("/connections/{connection}/export", post(export_connection))
+        .route("/mappings", get(mappings))
+        .route("/mappings/{entityType}", get(mapping).post(save_mapping))
         .route("/resources", get(entity_types))
         .route("/resources/{entityType}", get(resources))
         .route("/resources/{entityType}/{key}", get(resource))
         .route("/audit", get(audit))
+        .route("/tokens", get(tokens).post(create_token))
+        .route("/tokens/{token}/revoke", post(revoke_token))
         .route("/configuration", get(configuration))
         .route("/assets/{name}", get(asset))
 }
@@ -604,11 +622,23 @@ async fn connection(
     Viewer(p): Viewer,
     Path(id): Path<String>,
 ) -> Result<Html<String>, UiError> {
+    connection_page(&state, &p, &id, None).await
+}
+
+/// The connection page: the settings form for an administrator, the settings read-only for
+/// an operator.
+async fn connection_page(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+    notice: Option<Value>,
+) -> Result<Html<String>, UiError> {
     let engine = state.engine()?;
-    let detail = views::connection(&state, &engine, &id).await?;
+    let detail = views::connection(state, &engine, id).await?;
     let package = detail["package"].as_str().unwrap_or_default().to_string();
     let values = detail["settings"].as_object().cloned().unwrap_or_default();
     let mut settings = Vec::new();
+    let mut form = Value::Null;
     if let Some(info) = engine.registry().get_static(&package) {
         for f in info.settings.fields {
             let value = values
@@ -627,18 +657,485 @@ async fn connection(
                 "value": value,
             }));
         }
+        if p.role == auth::Role::Administrator
+            && info.availability == idlink_model::package::Availability::Supported
+        {
+            let current = engine
+                .checked()
+                .settings
+                .connection(detail["id"].as_str().unwrap_or(id))
+                .map(|s| s.entries.clone())
+                .unwrap_or_default();
+            form = json!(crate::configure::form_fields(info.settings, &current, ""));
+        }
     }
-    let name = detail["name"].as_str().unwrap_or(&id).to_string();
+    let name = detail["name"].as_str().unwrap_or(id).to_string();
     render(
-        &state,
+        state,
         "connection.html",
         page(
-            &state,
-            &p,
+            state,
+            p,
             &name,
-            json!({ "connection": detail, "settings": settings }),
+            json!({ "connection": detail, "settings": settings, "form": form, "notice": notice }),
         ),
     )
+}
+
+/// A refused edit as a notice: the message, and the check's errors when there are some.
+fn edit_notice(e: &AppError) -> Value {
+    let problems = match e {
+        AppError::Invalid(p) => json!(p),
+        _ => Value::Null,
+    };
+    let text = match e {
+        AppError::Invalid(_) => {
+            "The change does not pass check, so nothing was written:".to_string()
+        }
+        other => other.public_message(),
+    };
+    json!({ "ok": false, "text": text, "problems": problems })
+}
+
+fn is_refusal(e: &AppError) -> bool {
+    matches!(
+        e,
+        AppError::Invalid(_) | AppError::BadRequest(_) | AppError::Engine { .. }
+    )
+}
+
+async fn save_settings(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(id): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, UiError> {
+    p.require_admin("editing connection settings")?;
+    let engine = state.engine()?;
+    let connection = engine.checked().config.connection(&id).ok_or_else(|| {
+        UiError(AppError::NotFound(format!(
+            "connection '{id}' is not declared"
+        )))
+    })?;
+    let cid = connection.id.value.clone();
+    let info = engine
+        .registry()
+        .get_static(&connection.package.value)
+        .ok_or_else(|| UiError(AppError::BadRequest("unknown package".into())))?;
+    let current = engine
+        .checked()
+        .settings
+        .connection(&cid)
+        .map(|s| s.entries.clone())
+        .unwrap_or_default();
+    let patch = crate::configure::form_patch(info.settings, &current, &form, "");
+    drop(engine);
+    let notice = match crate::configure::update_settings(&state, &p.name, &cid, &patch).await {
+        Ok(changes) if changes.is_empty() => json!({ "ok": true, "text": "Nothing changed." }),
+        Ok(changes) => json!({ "ok": true, "text": format!("Saved: {}.", changes.join("; ")) }),
+        Err(e) if is_refusal(&e) => {
+            let html = connection_page(&state, &p, &cid, Some(edit_notice(&e))).await?;
+            return Ok((e.status(), html).into_response());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(connection_page(&state, &p, &cid, Some(notice))
+        .await?
+        .into_response())
+}
+
+async fn delete_connection(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    p.require_admin("deleting a connection")?;
+    let connector = connector_of(&state, &id)?;
+    match crate::configure::delete(&state, &p.name, &id).await {
+        Ok(cid) => Ok(connector_page(
+            &state,
+            &p,
+            &connector,
+            Some(json!({ "ok": true, "text": format!("Connection {cid} deleted.") })),
+        )
+        .await?
+        .into_response()),
+        Err(e) if is_refusal(&e) => {
+            let html = connection_page(&state, &p, &id, Some(edit_notice(&e))).await?;
+            Ok((e.status(), html).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PackageQuery {
+    #[serde(default)]
+    package: String,
+}
+
+async fn new_connection_page(
+    state: &AppState,
+    p: &Principal,
+    connector: &str,
+    form: &crate::configure::Form,
+    notice: Option<Value>,
+) -> Result<Html<String>, UiError> {
+    p.require_admin("creating a connection")?;
+    let engine = state.engine()?;
+    let detail = views::connector(state, &engine, connector).await?;
+    let packages = api::packages_view(&engine);
+    let get = |k: &str| {
+        form.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let package = get("package");
+    let fields = engine
+        .registry()
+        .get_static(&package)
+        .filter(|i| i.availability == idlink_model::package::Availability::Supported)
+        .map(|i| crate::configure::form_fields(i.settings, &[], ""));
+    render(
+        state,
+        "new_connection.html",
+        page(
+            state,
+            p,
+            "New connection",
+            json!({
+                "connector": detail,
+                "packages": packages,
+                "package": if fields.is_some() { package } else { String::new() },
+                "identifier": get("identifier"),
+                "name": get("name"),
+                "form": fields,
+                "notice": notice,
+            }),
+        ),
+    )
+}
+
+async fn new_connection(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(connector): Path<String>,
+    Query(q): Query<PackageQuery>,
+) -> Result<Html<String>, UiError> {
+    let form = vec![("package".to_string(), q.package)];
+    new_connection_page(&state, &p, &connector, &form, None).await
+}
+
+async fn create_connection(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(connector): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, UiError> {
+    p.require_admin("creating a connection")?;
+    let engine = state.engine()?;
+    let get = |k: &str| {
+        form.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let package = get("package");
+    let schema = engine
+        .registry()
+        .get_static(&package)
+        .map_or(&idlink_model::package::SettingsSchema::EMPTY, |i| {
+            i.settings
+        });
+    let new = crate::configure::NewConnection {
+        identifier: get("identifier"),
+        name: get("name"),
+        connector: connector.clone(),
+        package: package.clone(),
+        settings: crate::configure::form_patch(schema, &[], &form, ""),
+    };
+    drop(engine);
+    let id = match crate::configure::create(&state, &p.name, &new).await {
+        Ok(id) => id,
+        Err(e) if is_refusal(&e) => {
+            // The form again, as typed (secured values are not sent back).
+            let html =
+                new_connection_page(&state, &p, &connector, &form, Some(edit_notice(&e))).await?;
+            return Ok((e.status(), html).into_response());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let engine = state.engine()?;
+    let has_schema = engine
+        .registry()
+        .get_static(&package)
+        .is_some_and(|i| i.capabilities.schema);
+    let mut text = format!("Connection {id} created");
+    let mut ok = true;
+    if has_schema {
+        let r = api::refresh_one(&state, &p.name, &id).await?;
+        match r["outcome"].as_str() {
+            Some("refreshed") => text.push_str(&format!(
+                "; schema refreshed ({} tables, {} columns)",
+                r["tables"], r["columns"]
+            )),
+            _ => {
+                ok = false;
+                text.push_str(&format!(
+                    "; its schema refresh failed: {}",
+                    r["message"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    let connector = connector_of(&state, &id)?;
+    Ok(connector_page(
+        &state,
+        &p,
+        &connector,
+        Some(json!({ "ok": ok, "text": text })),
+    )
+    .await?
+    .into_response())
+}
+
+async fn mappings(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+) -> Result<Html<String>, UiError> {
+    let engine = state.engine()?;
+    let list = crate::mappings::list(&state, &engine).await?;
+    render(
+        &state,
+        "mappings.html",
+        page(&state, &p, "Mappings", json!({ "mappings": list })),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct TableQuery {
+    #[serde(default)]
+    table: String,
+}
+
+async fn mapping_page(
+    state: &AppState,
+    p: &Principal,
+    et: &str,
+    table: &str,
+    notice: Option<Value>,
+) -> Result<Html<String>, UiError> {
+    let engine = state.engine()?;
+    let m = crate::mappings::editor(state, &engine, et).await?;
+    let sources = m["sources"].as_array().cloned().unwrap_or_default();
+    let pick = |name: &str| {
+        sources
+            .iter()
+            .find(|s| {
+                s["table"]
+                    .as_str()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(name))
+            })
+            .cloned()
+    };
+    let chosen = pick(table)
+        .or_else(|| pick(m["connectionTable"].as_str().unwrap_or_default()))
+        .or_else(|| sources.first().cloned());
+    let columns: Vec<String> = chosen
+        .as_ref()
+        .and_then(|s| s["columns"].as_array())
+        .map(|c| {
+            c.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mapped = m["properties"].as_array().cloned().unwrap_or_default();
+    let rows: Vec<Value> = m["entityTypeProperties"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.as_str())
+        .map(|prop| {
+            let cur = mapped.iter().find(|x| x["property"] == prop);
+            let column = cur
+                .and_then(|c| c["connectionColumn"].as_str())
+                .unwrap_or_default();
+            json!({
+                "property": prop,
+                "column": column,
+                "missing": !column.is_empty() && !columns.iter().any(|c| c == column),
+                "pk": cur.is_some_and(|c| c["isPrimaryKey"] == true),
+                "uk": cur.is_some_and(|c| c["isUniqueKey"] == true),
+                "format": cur.and_then(|c| c["format"].as_str()),
+            })
+        })
+        .collect();
+    let title = format!("Mapping {}", m["entityType"].as_str().unwrap_or(et));
+    render(
+        state,
+        "mapping.html",
+        page(
+            state,
+            p,
+            &title,
+            json!({
+                "mapping": m,
+                "table": chosen.as_ref().map(|s| s["table"].clone()),
+                "columns": columns,
+                "rows": rows,
+                "notice": notice,
+            }),
+        ),
+    )
+}
+
+async fn mapping(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(et): Path<String>,
+    Query(q): Query<TableQuery>,
+) -> Result<Html<String>, UiError> {
+    mapping_page(&state, &p, &et, &q.table, None).await
+}
+
+async fn save_mapping(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(et): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, UiError> {
+    p.require_admin("editing an entity type mapping")?;
+    let get = |k: &str| {
+        form.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    let table = get("connectionTable").unwrap_or_default();
+    let pk = get("pk").unwrap_or_default();
+    let engine = state.engine()?;
+    let properties: Vec<String> = engine
+        .checked()
+        .config
+        .entity_type_mappings
+        .iter()
+        .find(|m| m.id.value == et)
+        .and_then(|m| engine.checked().config.entity_type(&m.id.value))
+        .map(|e| e.properties.iter().map(|p| p.id.value.clone()).collect())
+        .unwrap_or_default();
+    drop(engine);
+    let edit = crate::mappings::MappingEdit {
+        connection_table: table.clone(),
+        properties: properties
+            .iter()
+            .filter_map(|prop| {
+                let column = get(&format!("col.{prop}")).filter(|c| !c.is_empty())?;
+                Some(crate::mappings::PropertyEdit {
+                    property: prop.clone(),
+                    connection_column: column,
+                    is_primary_key: pk == *prop,
+                    is_unique_key: get(&format!("uk.{prop}")).is_some(),
+                    format: get(&format!("fmt.{prop}")).filter(|f| !f.trim().is_empty()),
+                })
+            })
+            .collect(),
+    };
+    let notice = match crate::mappings::save(&state, &p.name, &et, &edit).await {
+        Ok(changes) if changes.is_empty() => json!({ "ok": true, "text": "Nothing changed." }),
+        Ok(changes) => json!({ "ok": true, "text": format!("Saved: {}.", changes.join("; ")) }),
+        Err(e) if is_refusal(&e) => {
+            let html = mapping_page(&state, &p, &et, &table, Some(edit_notice(&e))).await?;
+            return Ok((e.status(), html).into_response());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(mapping_page(&state, &p, &et, &table, Some(notice))
+        .await?
+        .into_response())
+}
+
+async fn tokens_page(
+    state: &AppState,
+    p: &Principal,
+    notice: Option<Value>,
+    created: Option<Value>,
+) -> Result<Html<String>, UiError> {
+    let list = api::tokens_view(state, p).await?;
+    render(
+        state,
+        "tokens.html",
+        page(
+            state,
+            p,
+            "API tokens",
+            json!({ "tokens": list, "notice": notice, "created": created }),
+        ),
+    )
+}
+
+async fn tokens(State(state): State<AppState>, Viewer(p): Viewer) -> Result<Html<String>, UiError> {
+    tokens_page(&state, &p, None, None).await
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenForm {
+    #[serde(default)]
+    name: String,
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Form(form): Form<TokenForm>,
+) -> Result<Response, UiError> {
+    let name = form.name.trim();
+    if name.is_empty() {
+        let html = tokens_page(
+            &state,
+            &p,
+            Some(json!({ "ok": false, "text": "Give the token a name." })),
+            None,
+        )
+        .await?;
+        return Ok((StatusCode::BAD_REQUEST, html).into_response());
+    }
+    let token = api::new_token(&state, &p, name).await?;
+    // The one time the token is shown; the page is not cached.
+    let html = tokens_page(
+        &state,
+        &p,
+        None,
+        Some(json!({ "name": name, "token": token })),
+    )
+    .await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], html).into_response())
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    Viewer(p): Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    match api::revoke(&state, &p, &id).await {
+        Ok(r) => Ok(tokens_page(
+            &state,
+            &p,
+            Some(json!({ "ok": true, "text": format!("Token {} of {} revoked.", r["name"].as_str().unwrap_or_default(), r["user"].as_str().unwrap_or_default()) })),
+            None,
+        )
+        .await?
+        .into_response()),
+        Err(e @ AppError::NotFound(_)) => {
+            let html = tokens_page(&state, &p, Some(json!({ "ok": false, "text": e.public_message() })), None).await?;
+            Ok((StatusCode::NOT_FOUND, html).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

@@ -324,30 +324,6 @@ pub async fn schema(state: &AppState, engine: &Engine, id: &str) -> Result<Value
     )
 }
 
-/// The entity type mappings, as declared.
-pub fn mappings(engine: &Engine) -> Vec<Value> {
-    engine
-        .checked()
-        .config
-        .entity_type_mappings
-        .iter()
-        .map(|m| {
-            json!({
-                "entityType": m.id.value,
-                "connector": m.connector.value,
-                "connectionTable": m.connection_table.value,
-                "location": m.at.to_string(),
-                "properties": m.properties.iter().map(|p| json!({
-                    "property": p.id.value,
-                    "connectionColumn": p.connection_column.value,
-                    "isPrimaryKey": p.is_primary_key,
-                    "isUniqueKey": p.is_unique_key,
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect()
-}
-
 /// The entity types with their properties.
 pub fn entity_types(engine: &Engine) -> Vec<Value> {
     engine

@@ -32,7 +32,7 @@ pub use location::Location;
 pub use lock::{ConnectorLock, Holder};
 pub use resources::{Digest, IndexEntry, NewResource, Resource, ResourceUpdate, SyncTx};
 pub use schemas::{SchemaFailure, SchemaSnapshot, SchemaState};
-pub use users::{Session, User};
+pub use users::{ApiToken, Session, User};
 
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;

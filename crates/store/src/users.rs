@@ -27,6 +27,17 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
 }
 
+/// An API token, as listed: never the token, only its hash (the first characters of which
+/// name it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub token_hash: String,
+    pub user_id: i64,
+    pub user_name: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
 type UserRow = (i64, String, String, String, DateTime<Utc>);
 
 fn user((id, name, password_hash, role, created_at): UserRow) -> User {
@@ -202,5 +213,43 @@ impl Store {
         .await)
         .map_err(|e| self.db_error("read an API token", e))?;
         Ok(row.map(user))
+    }
+
+    /// The API tokens (of `user_id` when given), newest first.
+    pub async fn api_tokens(&self, user_id: Option<i64>) -> Result<Vec<ApiToken>, StoreError> {
+        type Row = (String, i64, String, String, DateTime<Utc>);
+        let rows: Vec<Row> = on_pool!(self, p => sqlx::query_as(
+            "SELECT t.token_hash, t.user_id, u.name, t.name, t.created_at
+             FROM api_tokens t JOIN users u ON u.id = t.user_id
+             WHERE $1 IS NULL OR t.user_id = $1
+             ORDER BY t.created_at DESC, t.name",
+        )
+        .bind(user_id)
+        .fetch_all(p)
+        .await)
+        .map_err(|e| self.db_error("read the API tokens", e))?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(token_hash, user_id, user_name, name, created_at)| ApiToken {
+                    token_hash,
+                    user_id,
+                    user_name,
+                    name,
+                    created_at,
+                },
+            )
+            .collect())
+    }
+
+    /// Revokes the API token stored under `token_hash`; `false` when there was none.
+    pub async fn delete_api_token(&self, token_hash: &str) -> Result<bool, StoreError> {
+        let n = on_pool!(self, p => sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(|e| self.db_error("revoke an API token", e))?;
+        Ok(n > 0)
     }
 }

@@ -3,7 +3,11 @@
 
 mod api;
 mod auth;
+mod browser;
+mod edit;
+mod mappings;
 mod openapi;
 mod support;
+mod tokens;
 mod ui;
 mod watcher;

@@ -49,6 +49,24 @@ pub const SETTINGS: &str = r#"{
   }
 }"#;
 
+/// The fixture's configuration folder under `root` (`root/conf`): the quickstart, its
+/// encrypted settings removed, a FulfillToFile connection added, the settings of [`SETTINGS`].
+pub fn prepare_conf(root: &Path) -> PathBuf {
+    let conf = root.join("conf");
+    copy_dir(&repo_root().join("examples/quickstart"), &conf);
+
+    std::fs::remove_file(conf.join("appsettings.encrypted.agent.json")).expect("rm");
+    std::fs::create_dir_all(conf.join("tickets")).expect("mkdir");
+    let hr = conf.join("hr.xml");
+    let text = std::fs::read_to_string(&hr).expect("read").replace(
+            "<!-- Schemas, as Refresh Schema writes them. -->",
+            "<Connection Identifier=\"HRTickets\" DisplayName_L1=\"HR tickets\" Connector=\"HR\" Package=\"Usercube.FulfillToFile@0000001\" />",
+        );
+    std::fs::write(&hr, text).expect("write");
+    std::fs::write(conf.join("appsettings.agent.json"), SETTINGS).expect("write");
+    conf
+}
+
 /// A test server and what keeps it alive.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
@@ -67,17 +85,7 @@ impl Fixture {
 
     pub async fn with_tls(tls: bool) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
-        let conf = dir.path().join("conf");
-        copy_dir(&repo_root().join("examples/quickstart"), &conf);
-        std::fs::remove_file(conf.join("appsettings.encrypted.agent.json")).expect("rm");
-        std::fs::create_dir_all(conf.join("tickets")).expect("mkdir");
-        let hr = conf.join("hr.xml");
-        let text = std::fs::read_to_string(&hr).expect("read").replace(
-            "<!-- Schemas, as Refresh Schema writes them. -->",
-            "<Connection Identifier=\"HRTickets\" DisplayName_L1=\"HR tickets\" Connector=\"HR\" Package=\"Usercube.FulfillToFile@0000001\" />",
-        );
-        std::fs::write(&hr, text).expect("write");
-        std::fs::write(conf.join("appsettings.agent.json"), SETTINGS).expect("write");
+        let conf = prepare_conf(dir.path());
         let store = Store::open(&Location::Sqlite(dir.path().join("work/idlink.db")))
             .await
             .expect("store");
@@ -287,4 +295,19 @@ impl Client {
         )
         .await
     }
+}
+
+/// Writes an agent key into `conf` (`agent.key`) and names it in the settings
+/// (`EncryptionIdentity`), so secured values typed in the UI can be encrypted to it.
+pub fn add_agent_key(conf: &Path) -> idlink_secrets::AgentIdentity {
+    let (identity, _) = idlink_secrets::generate_identity();
+    idlink_secrets::write_identity(&conf.join("agent.key"), &identity, false).expect("key");
+    let settings = conf.join("appsettings.agent.json");
+    let text = std::fs::read_to_string(&settings).expect("read").replacen(
+        '{',
+        "{\n  \"EncryptionIdentity\": \"agent.key\",",
+        1,
+    );
+    std::fs::write(&settings, text).expect("write");
+    identity
 }

@@ -171,7 +171,17 @@ async fn assets_are_embedded() {
 #[tokio::test]
 async fn the_connection_page_lists_the_settings_with_secured_values_masked() {
     let f = Fixture::new().await;
-    let mut c = f.admin().await;
+    let mut admin = f.admin().await;
+    let made = admin
+        .api(
+            axum::http::Method::POST,
+            "/api/users",
+            Some(serde_json::json!({ "name": "olga", "password": "operator-password-1", "role": "operator" })),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    // An operator reads the settings; an administrator gets the form (see the edit tests).
+    let mut c = f.login("olga", "operator-password-1").await;
     let hr = c.get("/connectors/Directory").await.body;
     assert!(
         hr.contains("<a href=\"/connections/DirectoryLDAP\">DirectoryLDAP</a>"),

@@ -60,6 +60,33 @@ async fn users_sessions_tokens_and_audit(t: Target, _: &str) {
         Some("admin".into())
     );
     assert!(store.api_token_user("nope").await.expect("reads").is_none());
+    // Listed (all, or one user's) and revoked.
+    let olga = store
+        .create_user("olga", "x", "operator")
+        .await
+        .expect("creates")
+        .expect("new");
+    store
+        .create_api_token("tok2", olga.id, "backup")
+        .await
+        .expect("token");
+    let all = store.api_tokens(None).await.expect("lists");
+    let mut names: Vec<(&str, &str)> = all
+        .iter()
+        .map(|t| (t.name.as_str(), t.user_name.as_str()))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, [("backup", "olga"), ("ci", "admin")]);
+    let hers = store.api_tokens(Some(olga.id)).await.expect("lists");
+    assert_eq!(hers.len(), 1);
+    assert_eq!(hers[0].token_hash, "tok2");
+    assert!(store.delete_api_token("tok2").await.expect("revokes"));
+    assert!(
+        !store.delete_api_token("tok2").await.expect("runs"),
+        "gone already"
+    );
+    assert!(store.api_token_user("tok2").await.expect("reads").is_none());
+    assert_eq!(store.api_tokens(None).await.expect("lists").len(), 1);
 
     store
         .audit("admin", "login", "admin", "signed in")
