@@ -67,7 +67,7 @@ const TIMEOUT: Field = Field::optional(
         min: 1,
         max: 7 * 24 * 3600,
     },
-    "idlink extension: seconds the script may run before its whole process group is killed (default 3600)",
+    "seconds the script may run before its whole process group is killed (default 3600)",
 );
 
 /// The checked settings of a script connection.
