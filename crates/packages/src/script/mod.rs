@@ -262,3 +262,201 @@ fn work_dir(connection: &str) -> Result<tempfile::TempDir, PackageError> {
         .tempdir()
         .map_err(|e| PackageError::io("create a temporary folder in", &std::env::temp_dir(), e))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::{ExportRequest, FulfillRequest, NoProgress, OrderState, OrdersFile};
+    use crate::output::ExportOutput;
+    use crate::paths::SourceRoots;
+
+    fn executable(path: &Path, text: &str) {
+        std::fs::write(path, text).expect("write");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+
+    /// A script connection whose `pwsh` and `robot` are looked for in `bin` only.
+    fn script(dir: &Path, file: &str, robot: bool, export: bool) -> Script {
+        let env = Environment {
+            connection: "Conn".into(),
+            base_dir: dir.to_path_buf(),
+            roots: SourceRoots::new(dir, &["."]),
+            mapped_tables: Vec::new(),
+        };
+        let name = if robot {
+            "RobotFrameworkScriptPath"
+        } else {
+            "PowerShellScriptPath"
+        };
+        let value = json!({ name: file, "Options": {"Password": "secret-7d1e"} });
+        let settings = ScriptSettings::parse(&env, value, robot).expect("settings");
+        let mut redactor = Redactor::new();
+        redactor.add("secret-7d1e");
+        Script {
+            export,
+            settings,
+            redactor,
+            env,
+            path_var: Some(dir.join("bin").into_os_string()),
+        }
+    }
+
+    /// A fake interpreter: saves its arguments (one per line) and stdin, then runs `then`.
+    fn fake(dir: &Path, name: &str, then: &str) {
+        std::fs::create_dir_all(dir.join("bin")).expect("mkdir");
+        executable(
+            &dir.join("bin").join(name),
+            &format!(
+                "#!/bin/bash\nprintf '%s\\n' \"$@\" > \"$PWD/argv.txt\"\ncat > \"$PWD/stdin.txt\"\n{then}\n"
+            ),
+        );
+    }
+
+    fn argv(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("argv.txt"))
+            .expect("the fake ran")
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn one_order() -> Vec<crate::api::ProvisioningOrder> {
+        let file: OrdersFile = serde_json::from_value(json!({"ProvisioningOrdersList": [
+            {"Id": "a", "ChangeType": "Added", "ResourceType": {"Identifier": "R"}}
+        ]}))
+        .expect("orders");
+        file.orders
+    }
+
+    async fn fulfill(s: &Script) -> Result<Vec<crate::api::OrderResult>, PackageError> {
+        let orders = one_order();
+        Instance::fulfill(s)
+            .expect("fulfills")
+            .fulfill(&FulfillRequest {
+                orders: &orders,
+                dry_run: false,
+                progress: &NoProgress,
+            })
+            .await
+    }
+
+    #[tokio::test]
+    async fn ps1_scripts_run_through_pwsh_with_the_documented_parameter_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("Fulfill.PS1"), "# PowerShell").expect("write");
+        fake(
+            d,
+            "pwsh",
+            r#"echo '{"Id":"a","State":"Executed","Message":"via pwsh"}' >> "$6""#,
+        );
+        let s = script(d, "Fulfill.PS1", false, false);
+        let results = fulfill(&s).await.expect("runs");
+        assert_eq!(results[0].state, OrderState::Executed, "{results:?}");
+        assert_eq!(results[0].message, "via pwsh");
+        let a = argv(d);
+        assert_eq!(a[..3], ["-NoProfile", "-NonInteractive", "-File"]);
+        assert_eq!(Path::new(&a[3]), d.join("Fulfill.PS1"));
+        assert_eq!(
+            (a[4].as_str(), a[6].as_str()),
+            ("-resultsFilePath", "-ordersPath")
+        );
+        assert!(
+            a[5].ends_with("results.jsonl") && a[7].ends_with("orders.json"),
+            "{a:?}"
+        );
+        let stdin = std::fs::read_to_string(d.join("stdin.txt")).expect("stdin");
+        assert_eq!(stdin, "{\"Password\":\"secret-7d1e\"}\n");
+    }
+
+    #[tokio::test]
+    async fn robot_scripts_run_through_robot_with_variables() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("fulfill.robot"), "*** Test Cases ***").expect("write");
+        fake(
+            d,
+            "robot",
+            r#"echo '{"Id":"a","State":"Errored","Message":"via robot"}' >> "${6#resultsFilePath:}""#,
+        );
+        let s = script(d, "fulfill.robot", true, false);
+        let results = fulfill(&s).await.expect("runs");
+        assert_eq!(results[0].state, OrderState::Errored, "{results:?}");
+        assert_eq!(results[0].message, "via robot");
+        let a = argv(d);
+        assert_eq!(a.len(), 7, "{a:?}");
+        assert_eq!(
+            (a[0].as_str(), a[2].as_str(), a[4].as_str()),
+            ("--outputdir", "--variable", "--variable")
+        );
+        assert!(
+            a[3].starts_with("ordersPath:") && a[3].ends_with("orders.json"),
+            "{a:?}"
+        );
+        assert!(a[5].starts_with("resultsFilePath:"), "{a:?}");
+        assert_eq!(Path::new(&a[6]), d.join("fulfill.robot"));
+    }
+
+    #[tokio::test]
+    async fn pwsh_exports_get_output_path_and_is_incremental_as_variables() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("export.ps1"), "# PowerShell").expect("write");
+        fake(
+            d,
+            "pwsh",
+            r#"prefix=$(printf '%s' "$4" | sed -n "s/^\$OutputPath = '\([^']*\)'.*/\1/p")
+printf 'id\n1\n' > "${prefix}users.csv""#,
+        );
+        let s = script(d, "export.ps1", false, true);
+        let staging = tempfile::tempdir().expect("staging");
+        let mut out = ExportOutput::new("Conn", staging.path());
+        let request = ExportRequest {
+            incremental: true,
+            cookie: Some("earlier"),
+            progress: &NoProgress,
+        };
+        let outcome = Instance::export(&s)
+            .expect("exports")
+            .export(&request, &mut out)
+            .await
+            .expect("runs");
+        assert!(outcome.incremental);
+        let tables = out.finish().expect("finish");
+        assert_eq!(tables[0].name, "Conn_users");
+        let a = argv(d);
+        assert_eq!(a[..3], ["-NoProfile", "-NonInteractive", "-Command"]);
+        assert!(
+            a[3].starts_with("$OutputPath = '")
+                && a[3].contains("/ExportOutput/Conn_'; $IsIncremental = $true; & '")
+                && a[3].ends_with("export.ps1'"),
+            "{a:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_interpreter_says_how_to_install_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("f.ps1"), "").expect("write");
+        std::fs::write(d.join("f.robot"), "").expect("write");
+        let m = fulfill(&script(d, "f.ps1", false, false))
+            .await
+            .expect_err("no pwsh")
+            .to_string();
+        assert!(
+            m.contains("pwsh is not on PATH") && m.contains("install PowerShell"),
+            "{m}"
+        );
+        let m = fulfill(&script(d, "f.robot", true, false))
+            .await
+            .expect_err("no robot")
+            .to_string();
+        assert!(m.contains("pip install robotframework"), "{m}");
+    }
+}
