@@ -39,6 +39,10 @@
 //!   already reported stand.
 //! - Dry run: nothing runs; each order's result says what would run.
 //!
+//! # Check connection
+//! The script exists and can run (a file, executable, or its interpreter on `PATH`); it is not
+//! run.
+//!
 //! # Export (`Usercube.PowershellSync`)
 //! - `OutputPath` is `<private temp folder>/<connection>_`: the script writes each table as
 //!   `$OutputPath<table>.csv` (`<connection>_<table>.csv`, the table `<connection>_<table>`) or
@@ -64,7 +68,7 @@ pub mod settings;
 use idlink_model::package::{Availability, Capabilities, PackageInfo};
 use idlink_secrets::Redactor;
 
-use crate::api::{Environment, Export, Fulfill, Instance, PackageError};
+use crate::api::{CheckConnection, Environment, Export, Fulfill, Instance, PackageError};
 use settings::ScriptSettings;
 
 /// `Usercube.Powershell@0000001`: runs a script on the provisioning orders.
@@ -147,6 +151,22 @@ impl Instance for Script {
     }
     fn fulfill(&self) -> Option<&dyn Fulfill> {
         (!self.export).then_some(self as &dyn Fulfill)
+    }
+    fn check_connection(&self) -> Option<&dyn CheckConnection> {
+        Some(self)
+    }
+}
+
+/// Check connection: the script exists and can run (its interpreter is installed); nothing runs.
+#[async_trait::async_trait]
+impl CheckConnection for Script {
+    async fn check_connection(&self) -> Result<String, PackageError> {
+        let script = self.settings.script.display();
+        Ok(match self.runner()? {
+            Runner::Pwsh(p) => format!("{script} (run through {})", p.display()),
+            Runner::Robot(p) => format!("{script} (run through {})", p.display()),
+            Runner::Direct => format!("{script} (executable)"),
+        })
     }
 }
 

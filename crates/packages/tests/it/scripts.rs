@@ -678,3 +678,28 @@ async fn a_bad_file_fails_the_export() {
         assert!(m.contains(expected), "{case}: {m}");
     }
 }
+
+#[tokio::test]
+async fn check_connection_finds_the_script_without_running_it() {
+    let f = Fixture::new();
+    let script = f.script("mark.sh", "#!/bin/bash\ntouch \"$PWD/ran\"\n");
+    for package in [FULFILL, EXPORT] {
+        let i = f.instance(package, settings(&script)).expect("settings");
+        let reached = i
+            .check_connection()
+            .expect("checks")
+            .check_connection()
+            .await
+            .expect("the script is there");
+        assert!(reached.contains("mark.sh (executable)"), "{reached}");
+        let i = f.instance(package, settings("gone.sh")).expect("settings");
+        let e = i
+            .check_connection()
+            .expect("checks")
+            .check_connection()
+            .await
+            .expect_err("no script");
+        assert!(e.to_string().contains("gone.sh"), "{e}");
+    }
+    assert!(!f.path("ran").exists(), "check connection ran the script");
+}
