@@ -270,6 +270,7 @@ impl Script {
             redactor: &self.redactor,
             longest_secret: self.longest_secret(),
             progress,
+            environment: std::env::vars_os().collect(),
             connection: &self.env.connection,
         }
     }
@@ -456,6 +457,43 @@ printf 'id\n1\n' > "${prefix}users.csv""#,
                 && a[3].contains("/ExportOutput/Conn_'; $IsIncremental = $true; & '")
                 && a[3].ends_with("export.ps1'"),
             "{a:?}"
+        );
+    }
+
+    /// Settings overrides (`IDLINK__...`) may hold secured values: the script's environment
+    /// has none of idlink's variables, and keeps the others.
+    #[tokio::test]
+    async fn idlink_variables_never_reach_the_script_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        executable(
+            &d.join("env.sh"),
+            "#!/bin/bash\ntr '\\0' '\\n' < /proc/$$/environ > \"$PWD/environ.txt\"\n",
+        );
+        let s = script(d, "env.sh", false, false);
+        let invocation = run::Invocation {
+            program: d.join("env.sh"),
+            args: Vec::new(),
+        };
+        let mut spec = s.run_spec(&invocation, &NoProgress);
+        spec.environment = vec![
+            ("PATH".into(), "/usr/bin:/bin".into()),
+            ("KEEP_ME".into(), "yes".into()),
+            (
+                "IDLINK__Connections__Conn__Options__Password".into(),
+                "secret-7d1e".into(),
+            ),
+            ("idlink_agent_key".into(), "AGE-SECRET-KEY-1XYZ".into()),
+        ];
+        let outcome = run::run(spec).await.expect("runs");
+        assert!(outcome.exit.success(), "{}", outcome.describe());
+        let environ = std::fs::read_to_string(d.join("environ.txt")).expect("environ");
+        assert!(environ.lines().any(|l| l == "KEEP_ME=yes"), "{environ}");
+        assert!(
+            !environ.contains("secret-7d1e")
+                && !environ.contains("AGE-SECRET")
+                && !environ.to_ascii_uppercase().contains("IDLINK"),
+            "{environ}"
         );
     }
 

@@ -131,6 +131,9 @@ pub(crate) struct Run<'a> {
     /// The longest secret, in bytes: text cut from a stream loses this much more at the cut.
     pub longest_secret: usize,
     pub progress: &'a dyn Progress,
+    /// The environment the script starts from (idlink's own); [`withheld_variable`]s are
+    /// removed from it.
+    pub environment: Vec<(OsString, OsString)>,
     /// How the script is named in messages.
     pub connection: &'a str,
 }
@@ -185,12 +188,13 @@ pub(crate) async fn run(mut run: Run<'_>) -> Result<Outcome, PackageError> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0);
-    for (name, _) in std::env::vars_os() {
-        if withheld_variable(&name) {
-            command.env_remove(name);
-        }
-    }
+        .process_group(0)
+        .env_clear()
+        .envs(
+            std::mem::take(&mut run.environment)
+                .into_iter()
+                .filter(|(name, _)| !withheld_variable(name)),
+        );
     let mut child = command.spawn().map_err(|e| PackageError::System {
         connection: run.connection.to_string(),
         system: run.invocation.program.display().to_string(),
