@@ -703,3 +703,33 @@ async fn check_connection_finds_the_script_without_running_it() {
     }
     assert!(!f.path("ran").exists(), "check connection ran the script");
 }
+
+/// A cancelled run (the job stopped: its future dropped) kills the script and its children.
+#[tokio::test]
+async fn a_cancelled_run_kills_the_whole_process_group() {
+    let f = Fixture::new();
+    let script = f.script(
+        "forever.sh",
+        r#"#!/bin/bash
+sleep 300 &
+echo $! > "$PWD/child.pid"
+echo $$ > "$PWD/script.pid"
+while true; do sleep 1; done
+"#,
+    );
+    let orders = orders(1);
+    let run = f.fulfill(settings(&script), &orders, false);
+    let cancelled = tokio::time::timeout(Duration::from_millis(1500), run).await;
+    assert!(cancelled.is_err(), "the script cannot finish on its own");
+    for pid_file in ["script.pid", "child.pid"] {
+        let pid = read_pid(&f.path(pid_file));
+        let until = Instant::now() + Duration::from_secs(5);
+        while !dead(pid) {
+            assert!(
+                Instant::now() < until,
+                "{pid_file}: process {pid} survived the cancel"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
