@@ -423,6 +423,35 @@ mod tests {
         assert_eq!(Path::new(&a[6]), d.join("fulfill.robot"));
     }
 
+    /// The real `robot` (PyPI's robotframework, installed into a cache venv by the test
+    /// harness) runs a .robot script that reads the documented variables and the options on
+    /// stdin, and writes its result.
+    #[tokio::test]
+    async fn real_robot_framework_runs_a_robot_script() {
+        let bin = idlink_test_support::robot::robot_bin().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(
+            d.join("fulfill.robot"),
+            "*** Settings ***\n\
+             Library    OperatingSystem\n\
+             \n\
+             *** Test Cases ***\n\
+             Provision\n\
+             \x20   ${options}=    Evaluate    json.loads(sys.stdin.readline())    modules=json,sys\n\
+             \x20   ${orders}=    Get File    ${ordersPath}\n\
+             \x20   ${count}=    Evaluate    len(json.loads($orders)['ProvisioningOrdersList'])    modules=json\n\
+             \x20   Should Be Equal As Integers    ${count}    1\n\
+             \x20   Append To File    ${resultsFilePath}    {\"Id\":\"a\",\"State\":\"Executed\",\"Message\":\"robot saw ${options}[Password]\"}\\n\n",
+        )
+        .expect("write");
+        let mut s = script(d, "fulfill.robot", true, false);
+        s.path_var = Some(bin.into_os_string());
+        let results = fulfill(&s).await.expect("runs");
+        assert_eq!(results[0].state, OrderState::Executed, "{results:?}");
+        assert_eq!(results[0].message, "robot saw **REDACTED**");
+    }
+
     #[tokio::test]
     async fn pwsh_exports_get_output_path_and_is_incremental_as_variables() {
         let dir = tempfile::tempdir().expect("tempdir");
