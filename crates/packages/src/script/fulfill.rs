@@ -218,7 +218,9 @@ fn apply_line(
 ) -> Result<(), String> {
     // serde_json's messages quote no input, but the line itself may hold a secret: say only
     // where it breaks.
-    let line: ResultLine = serde_json::from_str(text.trim()).map_err(|e| {
+    // Windows PowerShell writes UTF-8 with a byte-order mark.
+    let text = text.trim().trim_start_matches('\u{feff}');
+    let line: ResultLine = serde_json::from_str(text).map_err(|e| {
         format!(
             "not a JSON object with Id or Index, State and Message (column {}: {:?})",
             e.column(),

@@ -215,7 +215,7 @@ printf '%s\n' "$#" "$1" "$2" > "$PWD/args.txt"
 grep -q '"ProvisioningOrdersList"' "$1"
 echo "working on $(grep -o '"Id":"[^"]*"' "$1" | wc -l) orders"
 echo '{"Id":"o0","State":"Executed","Message":"created user0"}' >> "$2"
-echo '{"Id":"o1","State":"executed"}' >> "$2"
+printf '\xef\xbb\xbf{"Id":"o1","State":"executed"}\r\n' >> "$2"
 echo '{"Index":2,"State":"Executed","Message":"modified noid"}' >> "$2"
 "#,
     );
