@@ -33,7 +33,9 @@
 //!   `{"Id":"<order Id>","State":"Executed"|"Errored","Message":"..."}`, or `"Index": <n>`
 //!   (0-based position in `ProvisioningOrdersList`) in place of `Id` for orders without one.
 //!   `State` is compared case-insensitively; `Message` is optional; when an order is reported
-//!   twice, the last line wins. Messages are redacted like every other output.
+//!   twice, the last line wins; an `Id` names the first order that has it (report orders that
+//!   share an Id by `Index`). Messages are redacted like every other output. Lines that name
+//!   no order or are not such objects are listed in the messages of the unreported orders.
 //! - Orders the script did not report are Errored: after a clean exit, "no result"; after a
 //!   non-zero exit, a signal or the time limit, why it ended and the end of its stderr. Results
 //!   already reported stand.
