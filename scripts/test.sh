@@ -4,7 +4,8 @@
 # start privately on 127.0.0.1 (PostgreSQL, MariaDB, OpenLDAP's slapd) and Chromium with its
 # WebDriver (the web UI's tests) from Debian's packages
 # when they are missing, and PyPI's scim2-server in a virtual environment
-# ($IDLINK_SCIM2_VENV, default /var/cache/idlink/scim2-venv). It needs no network beyond the
+# ($IDLINK_SCIM2_VENV, default /var/cache/idlink/scim2-venv) and robotframework in another
+# ($IDLINK_ROBOT_VENV, default /var/cache/idlink/robot-venv). It needs no network beyond the
 # package registries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +52,16 @@ if [ ! -x "$scim_venv/bin/scim2-server" ]; then
   "$scim_venv/bin/pip" install --quiet 'scim2-server[cursor]'
 fi
 export IDLINK_SCIM2_VENV="$scim_venv"
+
+# Robot Framework, for the Robot Framework script package's test (installed the same way).
+robot_venv=${IDLINK_ROBOT_VENV:-/var/cache/idlink/robot-venv}
+if [ ! -x "$robot_venv/bin/robot" ]; then
+  echo "== installing robotframework into $robot_venv"
+  mkdir -p "$(dirname "$robot_venv")"
+  python3 -m venv "$robot_venv"
+  "$robot_venv/bin/pip" install --quiet robotframework
+fi
+export IDLINK_ROBOT_VENV="$robot_venv"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

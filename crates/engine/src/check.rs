@@ -602,12 +602,7 @@ mod tests {
     const PAIRS: &[(&str, &str, &str)] = &[("Usercube.SCIM", "Login", "Password")];
 
     /// Supported in the registry, but no code runs them yet: `instantiate` says so.
-    const NOT_IMPLEMENTED: &[&str] = &[
-        "Usercube.Powershell@0000001",
-        "Usercube.PowershellSync@0000001",
-        "Usercube.Manual@0000001",
-        "Usercube.Custom@0000001",
-    ];
+    const NOT_IMPLEMENTED: &[&str] = &["Usercube.Manual@0000001", "Usercube.Custom@0000001"];
 
     /// Parsers that ignore fields they do not know, so only one direction can be checked here:
     /// adding `#[serde(deny_unknown_fields)]` to their raw settings (as CSV, LDIF and

@@ -35,6 +35,15 @@ pub fn instantiate(
         id if scim::ALL_PACKAGES.iter().any(|p| p.id == id) => {
             scim::instantiate(package, settings, env)
         }
+        id if [
+            script::POWERSHELL.id,
+            script::POWERSHELL_SYNC.id,
+            script::ROBOT_FRAMEWORK.id,
+        ]
+        .contains(&id) =>
+        {
+            script::instantiate(package, settings, env)
+        }
         id if id == fulfill_to_file::FULFILL_TO_FILE.id => {
             fulfill_to_file::instantiate(package, settings, env)
         }
@@ -76,7 +85,7 @@ static PACKAGES: &[&PackageInfo] = &[
     &script::POWERSHELL,
     &script::POWERSHELL_SYNC,
     &documented("Usercube.RACF@0000001",                           "Mainframe/RACF",                     Y, N, N),
-    &documented("Usercube.RobotFramework@0000001",                 "Custom/Robot Framework",             N, Y, N),
+    &script::ROBOT_FRAMEWORK,
     &documented("Usercube.SAP.ERP60@0000001",                      "ERP/SAP ERP 6.0",                    Y, Y, N),
     &documented("Usercube.SAP@0000001",                            "ERP/SAP",                            Y, Y, N),
     &scim::CYBERARK,
@@ -289,6 +298,8 @@ mod tests {
         ("Usercube.FulfillToFile", "Custom/JSON", "nynn"),
         ("Usercube.Powershell", "Custom/Script fulfill", "nynn"),
         ("Usercube.PowershellSync", "Custom/Script export", "ynyn"),
+        // Issue 13: the script fulfill, with the Robot Framework page's setting name.
+        ("Usercube.RobotFramework", "Custom/Robot Framework", "nynn"),
         ("Usercube.Manual", "Ticket/manual", "nynn"),
         ("Usercube.Custom", "Custom/Unplugged", "nnnn"),
     ];

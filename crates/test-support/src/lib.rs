@@ -22,6 +22,7 @@ pub mod hostile;
 mod mariadb;
 mod postgres;
 mod process;
+pub mod robot;
 pub mod scim;
 pub mod slapd;
 

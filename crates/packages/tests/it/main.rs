@@ -8,4 +8,5 @@ mod ldap;
 mod ldif;
 mod scim;
 mod scim_faults;
+mod scripts;
 mod sql;
