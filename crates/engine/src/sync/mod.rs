@@ -221,15 +221,16 @@ impl Engine {
             .await?;
             tracing::info!(entity_type = %plan.entity_type, rows = index.len(), seconds = phase.elapsed().as_secs_f64(), "store index read");
             let before = index.len() as u64;
-            let dir = set_aside_dir.clone();
-            let token = cancel.clone();
-            let (plan, index, prepared) = blocking(move || {
-                let mut index = index;
-                let p = prepare::prepare(&plan, &keys, &mut index, apply, &dir, &|| {
-                    token.is_cancelled()
-                });
-                p.map(|p| (plan, index, p))
-            })
+            let (plan, index, prepared, inserted) = prepare_and_insert(
+                &mut tx,
+                &keys,
+                &connector,
+                plan,
+                index,
+                apply,
+                &set_aside_dir,
+                cancel,
+            )
             .await?;
             if needs_map.contains(&plan.entity_type) {
                 indexes.insert(plan.entity_type.clone(), index);
@@ -252,7 +253,7 @@ impl Engine {
                 bad_values: prepared.bad_values.clone(),
                 set_aside_files: prepared.set_aside_files.clone(),
             });
-            prepared_all.push((plan, std::sync::Arc::new(prepared)));
+            prepared_all.push((plan, std::sync::Arc::new(prepared), inserted));
         }
         let mut warnings = Vec::new();
         for r in &reports {
@@ -299,7 +300,7 @@ impl Engine {
         };
         let mut from_rows: HashSet<String> = HashSet::new();
         if apply == Apply::Whole {
-            for (plan, _) in &prepared_all {
+            for (plan, _, _) in &prepared_all {
                 for c in &plan.carried {
                     let Some(a) = associations.iter().find(|a| a.id.value == c.association) else {
                         continue;
@@ -334,25 +335,17 @@ impl Engine {
         indexes.retain(|et, _| needs_map.contains(et));
         let mut ids_by_key: HashMap<String, std::sync::Arc<Keyed<i64>>> = HashMap::new();
         let mut carried_cells: HashMap<String, CarriedCells> = HashMap::new();
-        for (plan, prepared) in &prepared_all {
+        for (plan, prepared, inserted) in prepared_all.iter_mut() {
             progress.phase(&format!("synchronizing {}", plan.entity_type));
             let phase = Instant::now();
-            let collect: Vec<bool> = plan
-                .carried
-                .iter()
-                .map(|c| from_rows.contains(&c.association))
-                .collect();
-            let want_keys = needs_map.contains(&plan.entity_type);
-            let applied = apply_resources(
-                &mut tx, &keys, &connector, plan, prepared, want_keys, &collect, cancel,
-            )
-            .await?;
-            for (c, cells) in plan.carried.iter().zip(applied.carried) {
-                if let Some(cells) = cells {
+            let mut inserted = std::mem::take(inserted);
+            apply_changes(&mut tx, prepared, &mut inserted.carried, cancel).await?;
+            for (c, cells) in plan.carried.iter().zip(inserted.carried) {
+                if from_rows.contains(&c.association) {
                     carried_cells.insert(c.association.clone(), cells);
                 }
             }
-            if want_keys {
+            if needs_map.contains(&plan.entity_type) {
                 // key -> id: the index without the deleted rows, and the rows just inserted.
                 let deleted: HashSet<i64> = prepared.deletes.iter().copied().collect();
                 let mut ids: Keyed<i64> = indexes
@@ -362,7 +355,7 @@ impl Engine {
                     .filter(|(_, e)| !deleted.contains(&e.id))
                     .map(|(k, e)| (k, e.id))
                     .collect();
-                ids.extend(applied.inserted);
+                ids.extend(inserted.rows);
                 ids_by_key.insert(plan.entity_type.clone(), std::sync::Arc::new(ids));
             }
             tracing::info!(entity_type = %plan.entity_type, seconds = phase.elapsed().as_secs_f64(), "resources applied");
@@ -372,7 +365,7 @@ impl Engine {
         // Links read from an entity table skip the rows set aside from it.
         let set_aside_keys: HashMap<String, std::sync::Arc<HashSet<Box<str>>>> = prepared_all
             .iter()
-            .map(|(plan, p)| (plan.table.clone(), std::sync::Arc::new(p.set_aside_keys())))
+            .map(|(plan, p, _)| (plan.table.clone(), std::sync::Arc::new(p.set_aside_keys())))
             .collect();
         let mut assoc_reports = Vec::new();
         for a in associations {
@@ -384,8 +377,8 @@ impl Engine {
                     let ids2 = ids_by_key.get(side2).cloned().unwrap_or_default();
                     let table = prepared_all
                         .iter()
-                        .find(|(p, _)| p.carried.iter().any(|c| c.association == a.id.value))
-                        .map(|(p, _)| p.table.clone())
+                        .find(|(p, _, _)| p.carried.iter().any(|c| c.association == a.id.value))
+                        .map(|(p, _, _)| p.table.clone())
                         .unwrap_or_default();
                     let counts =
                         apply_carried_links(&mut tx, &a.id.value, cells, &keys, &ids2).await?;
@@ -671,6 +664,23 @@ impl CarriedCells {
         }
     }
 
+    /// Keeps the rows whose id `keep` says.
+    fn retain(&mut self, keep: impl Fn(i64) -> bool) {
+        let mut kept = CarriedCells::default();
+        for (id, cell) in self.iter() {
+            if keep(id) {
+                kept.push(id, cell, false);
+            }
+        }
+        kept.updated = self
+            .updated
+            .iter()
+            .copied()
+            .filter(|id| keep(*id))
+            .collect();
+        *self = kept;
+    }
+
     fn iter(&self) -> impl Iterator<Item = (i64, &str)> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         self.ids
@@ -680,31 +690,147 @@ impl CarriedCells {
     }
 }
 
-/// What applying one table gave: the keys and ids inserted (when asked), and the carried
-/// link cells (for the associations asked).
-struct Applied {
-    /// Key hashes and ids.
-    inserted: Vec<(u128, i64)>,
-    carried: Vec<Option<CarriedCells>>,
+/// What a table's inserts gave, gathered while it is read.
+#[derive(Debug, Default)]
+struct Inserted {
+    /// Key hash and id of each row inserted.
+    rows: Vec<(u128, i64)>,
+    /// The carried link cells of the rows written, one per carried column of the plan.
+    carried: Vec<CarriedCells>,
 }
 
+/// Rows per store write: PostgreSQL sends each batch as one COPY.
+const BATCH: usize = 10_000;
+
+/// Reads one table (on a blocking thread) and inserts its new rows as they come, in batches:
+/// the store writes while the table is read. Afterwards, what was inserted for a key found on
+/// more than one row is taken back (all its rows are set aside).
 #[allow(clippy::too_many_arguments)]
-async fn apply_resources(
+async fn prepare_and_insert(
     tx: &mut SyncTx<'_>,
     keys: &KeyHasher,
     connector: &str,
-    plan: &prepare::TablePlan,
-    prepared: &std::sync::Arc<prepare::Prepared>,
-    want_keys: bool,
-    collect: &[bool],
+    plan: prepare::TablePlan,
+    index: Keyed<idlink_store::IndexEntry>,
+    apply: Apply,
+    set_aside_dir: &std::path::Path,
     cancel: &CancellationToken,
-) -> Result<Applied, EngineError> {
-    // Rows per store write: PostgreSQL sends each batch as one COPY.
-    const BATCH: usize = 10_000;
+) -> Result<
+    (
+        prepare::TablePlan,
+        Keyed<idlink_store::IndexEntry>,
+        prepare::Prepared,
+        Inserted,
+    ),
+    EngineError,
+> {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<prepare::NewRow>>(4);
+    let entity_type = plan.entity_type.clone();
+    let carried_columns = plan.carried.len();
+    let reader = {
+        let (keys, dir, token) = (*keys, set_aside_dir.to_path_buf(), cancel.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut index = index;
+            let mut batch = Vec::with_capacity(BATCH);
+            let p = prepare::prepare(
+                &plan,
+                &keys,
+                &mut index,
+                apply,
+                &dir,
+                &|| token.is_cancelled(),
+                &mut |row| {
+                    batch.push(row);
+                    if batch.len() >= BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        // The receiver is gone only when inserting failed: stop reading.
+                        sender
+                            .blocking_send(full)
+                            .map_err(|_| EngineError::Cancelled {
+                                what: "the synchronization",
+                                connection: String::new(),
+                            })?;
+                    }
+                    Ok(())
+                },
+            );
+            if p.is_ok() && !batch.is_empty() {
+                let _ = sender.blocking_send(batch);
+            }
+            p.map(|p| (plan, index, p))
+        })
+    };
+    let mut inserted = Inserted {
+        rows: Vec::new(),
+        carried: (0..carried_columns)
+            .map(|_| CarriedCells::default())
+            .collect(),
+    };
+    while let Some(batch) = receiver.recv().await {
+        if cancel.is_cancelled() {
+            return Err(EngineError::Cancelled {
+                what: "the synchronization",
+                connection: connector.to_string(),
+            });
+        }
+        let first = tx.allocate_ids(batch.len()).await?;
+        let mut rows = Vec::with_capacity(batch.len());
+        for (id, r) in (first..).zip(batch) {
+            inserted.rows.push((keys.of(&r.key), id));
+            for (cell, cells) in r.carried.iter().zip(inserted.carried.iter_mut()) {
+                cells.push(id, cell, false);
+            }
+            rows.push(idlink_store::NewResource {
+                id,
+                key: r.key,
+                data: r.data,
+                digest: r.digest,
+            });
+        }
+        tx.insert_resources(connector, &entity_type, &rows).await?;
+    }
+    let (plan, index, prepared) = reader
+        .await
+        .map_err(|e| EngineError::Contract(format!("a background task failed: {e}")))??;
+    // Take back the rows inserted for keys found twice.
+    if !prepared.duplicated_keys().is_empty() && !inserted.rows.is_empty() {
+        let dup: HashSet<u128> = prepared
+            .duplicated_keys()
+            .iter()
+            .map(|k| keys.of(k))
+            .collect();
+        let gone: HashSet<i64> = inserted
+            .rows
+            .iter()
+            .filter(|(h, _)| dup.contains(h))
+            .map(|(_, id)| *id)
+            .collect();
+        if !gone.is_empty() {
+            let ids: Vec<i64> = gone.iter().copied().collect();
+            for chunk in ids.chunks(BATCH) {
+                tx.delete_resources(chunk).await?;
+            }
+            inserted.rows.retain(|(_, id)| !gone.contains(id));
+            for cells in &mut inserted.carried {
+                cells.retain(|id| !gone.contains(&id));
+            }
+        }
+    }
+    Ok((plan, index, prepared, inserted))
+}
+
+/// Applies the spilled changes of stored rows (updates, refreshed digests) and the deletes;
+/// the carried link cells of the rows changed join `carried`.
+async fn apply_changes(
+    tx: &mut SyncTx<'_>,
+    prepared: &std::sync::Arc<prepare::Prepared>,
+    carried: &mut [CarriedCells],
+    cancel: &CancellationToken,
+) -> Result<(), EngineError> {
     // The spill is read on a blocking thread and sent in batches: memory holds a few batches,
     // never the whole table.
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<prepare::Change>>(4);
-    let carried_columns = plan.carried.len();
+    let carried_columns = carried.len();
     let reader = {
         let prepared = prepared.clone();
         tokio::task::spawn_blocking(move || {
@@ -729,105 +855,42 @@ async fn apply_resources(
             Ok::<(), EngineError>(())
         })
     };
-    let mut applied = Applied {
-        inserted: Vec::new(),
-        carried: collect
-            .iter()
-            .map(|&c| c.then(CarriedCells::default))
-            .collect(),
-    };
-    // Ids for the rows to insert, reserved at once: the spill holds as many as counted.
-    let mut next_id = tx
-        .allocate_ids(usize::try_from(prepared.counts.inserted).unwrap_or(0))
-        .await?;
-    let mut reserved = prepared.counts.inserted;
-    let mut inserts: Vec<idlink_store::NewResource> = Vec::with_capacity(BATCH);
-    let mut updates: Vec<idlink_store::ResourceUpdate> = Vec::new();
     while let Some(batch) = receiver.recv().await {
         if cancel.is_cancelled() {
             return Err(EngineError::Cancelled {
                 what: "the synchronization",
-                connection: connector.to_string(),
+                connection: String::new(),
             });
         }
+        let mut updates = Vec::with_capacity(batch.len());
         for c in batch {
-            let (id, cells, updated) = match c {
-                prepare::Change::Insert {
-                    key,
-                    data,
-                    digest,
-                    carried,
-                } => {
-                    if reserved == 0 {
-                        next_id = tx.allocate_ids(1).await?;
-                        reserved = 1;
-                    }
-                    let id = next_id;
-                    next_id += 1;
-                    reserved -= 1;
-                    if want_keys {
-                        applied.inserted.push((keys.of(&key), id));
-                    }
-                    inserts.push(idlink_store::NewResource {
-                        id,
-                        key,
-                        data,
-                        digest,
-                    });
-                    (id, carried, false)
-                }
+            let (id, data, digest, cells) = match c {
                 prepare::Change::Update {
                     id,
                     data,
                     digest,
                     carried,
-                } => {
-                    updates.push(idlink_store::ResourceUpdate {
-                        id,
-                        data: Some(data),
-                        digest,
-                    });
-                    (id, carried, true)
-                }
+                } => (id, Some(data), digest, carried),
                 prepare::Change::Refresh {
                     id,
                     digest,
                     carried,
-                } => {
-                    updates.push(idlink_store::ResourceUpdate {
-                        id,
-                        data: None,
-                        digest,
-                    });
-                    (id, carried, true)
-                }
+                } => (id, None, digest, carried),
             };
-            for (cell, out) in cells.iter().zip(applied.carried.iter_mut()) {
-                if let Some(out) = out {
-                    out.push(id, cell, updated);
-                }
+            for (cell, out) in cells.iter().zip(carried.iter_mut()) {
+                out.push(id, cell, true);
             }
+            updates.push(idlink_store::ResourceUpdate { id, data, digest });
         }
-        if inserts.len() >= BATCH {
-            tx.insert_resources(connector, &plan.entity_type, &inserts)
-                .await?;
-            inserts.clear();
-        }
-        if updates.len() >= BATCH {
-            tx.update_resources(&updates).await?;
-            updates.clear();
-        }
+        tx.update_resources(&updates).await?;
     }
     reader
         .await
         .map_err(|e| EngineError::Contract(format!("a background task failed: {e}")))??;
-    tx.insert_resources(connector, &plan.entity_type, &inserts)
-        .await?;
-    tx.update_resources(&updates).await?;
     for chunk in prepared.deletes.chunks(BATCH) {
         tx.delete_resources(chunk).await?;
     }
-    Ok(applied)
+    Ok(())
 }
 
 /// Applies a row-carried association from the cells of the rows written in this run: their

@@ -143,16 +143,19 @@ pub struct Prepared {
     dup_ids: HashSet<i64>,
 }
 
-/// One change read back from the spill. `carried` holds the cells of the plan's
-/// [`Carried`] link columns, in order.
+/// A row to insert, handed over as soon as it is read (see [`prepare`]). `carried` holds the
+/// cells of the plan's [`Carried`] link columns, in order.
+#[derive(Debug)]
+pub struct NewRow {
+    pub key: String,
+    pub data: String,
+    pub digest: Digest,
+    pub carried: Vec<String>,
+}
+
+/// A change to a stored resource, read back from the spill after the pass.
 #[derive(Debug)]
 pub enum Change {
-    Insert {
-        key: String,
-        data: String,
-        digest: Digest,
-        carried: Vec<String>,
-    },
     Update {
         id: i64,
         data: String,
@@ -240,7 +243,7 @@ impl SetAside {
     }
 }
 
-/// The spill: one record per change, `kind` (b'I' with the key, b'U' with the id), the data,
+/// The spill: one record per change, `kind` (b'U' update, b'R' refresh) and the id, the data,
 /// the digest and the carried cells, each text as a little-endian u32 length and its bytes.
 /// It is written and read by this module only, in the same run.
 struct Spill {
@@ -371,6 +374,13 @@ fn raw_digest(
 /// Reads the table, sets aside what cannot be synchronized, and diffs the rest against
 /// `index` (the store's rows of the entity type, by key hash). `set_aside_dir` receives the
 /// set-aside files.
+///
+/// Rows to insert go to `insert` as they are read, so the store writes them while the table
+/// is still being read; a key found twice later has all its rows set aside, and the caller
+/// takes back what it inserted for it ([`Prepared::duplicated_keys`]). Changes to stored rows
+/// are spilled and applied after the pass ([`Prepared::for_each_change`]): a stored row is
+/// never changed for a key that turns out duplicated.
+#[allow(clippy::too_many_arguments)]
 pub fn prepare(
     plan: &TablePlan,
     keys: &KeyHasher,
@@ -378,6 +388,7 @@ pub fn prepare(
     apply: Apply,
     set_aside_dir: &Path,
     cancelled: &dyn Fn() -> bool,
+    insert: &mut dyn FnMut(NewRow) -> Result<(), EngineError>,
 ) -> Result<Prepared, EngineError> {
     let path = &plan.path;
     let file = open_table(
@@ -601,9 +612,12 @@ pub fn prepare(
             }
             None => {
                 counts.inserted += 1;
-                spill
-                    .record(b'I', key, text, &d, &carried)
-                    .map_err(spill_err)?;
+                insert(NewRow {
+                    key: key.to_string(),
+                    data: text.to_string(),
+                    digest: d,
+                    carried: carried.iter().map(|c| c.to_string()).collect(),
+                })?;
             }
         }
     }
@@ -651,6 +665,12 @@ impl Prepared {
         self.dup_keys.union(&self.invalid_keys).cloned().collect()
     }
 
+    /// The keys found on more than one row: their rows were all set aside, and what was
+    /// inserted for them must be taken back.
+    pub fn duplicated_keys(&self) -> &HashSet<Box<str>> {
+        &self.dup_keys
+    }
+
     /// Reads the spilled changes back, without those of duplicated or set-aside keys.
     /// `carried` is the number of carried link columns of the plan.
     pub fn for_each_change(
@@ -681,13 +701,6 @@ impl Prepared {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(damaged)?;
             match kind[0] {
-                b'I' if !self.dup_keys.contains(k.as_str()) => f(Change::Insert {
-                    key: k,
-                    data,
-                    digest,
-                    carried: cells,
-                })?,
-                b'I' => {}
                 b'U' | b'R' => {
                     let id: i64 = k.parse().map_err(|_| bad())?;
                     if self.dup_ids.contains(&id) {
