@@ -707,6 +707,30 @@ impl SyncTx<'_> {
             .map_err(|e| self.err("count links", e))
     }
 
+    /// The ids of `entity_type`'s resources whose key is one of `keys`.
+    pub async fn ids_of_keys(
+        &mut self,
+        entity_type: &str,
+        keys: &[&str],
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(ROWS_PER_INSERT) {
+            let r: Result<Vec<i64>, sqlx::Error> = on_tx!(self, c => {
+                let mut q = QueryBuilder::new("SELECT id FROM resources WHERE entity_type = ");
+                q.push_bind(entity_type);
+                q.push(" AND key IN (");
+                let mut sep = q.separated(", ");
+                for k in chunk {
+                    sep.push_bind(*k);
+                }
+                q.push(")");
+                q.build_query_scalar().fetch_all(c).await
+            });
+            out.extend(r.map_err(|e| self.err("read resource ids", e))?);
+        }
+        Ok(out)
+    }
+
     /// How many resources of `entity_type` the store holds, in this transaction.
     pub async fn count_resources(&mut self, entity_type: &str) -> Result<u64, StoreError> {
         let sql = "SELECT COUNT(*) FROM resources WHERE entity_type = $1";

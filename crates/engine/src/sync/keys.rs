@@ -35,6 +35,9 @@ impl Default for KeyHasher {
 /// A map by key hash: the hash is already uniform, so the map uses its low bits as they are.
 pub type Keyed<V> = HashMap<u128, V, BuildHasherDefault<Folded>>;
 
+/// A set of key hashes.
+pub type KeySet = std::collections::HashSet<u128, BuildHasherDefault<Folded>>;
+
 /// Folds a `u128` key hash into the map's 64 bits.
 #[derive(Debug, Default)]
 pub struct Folded(u64);

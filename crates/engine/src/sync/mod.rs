@@ -185,20 +185,30 @@ impl Engine {
         // this run inserts, it maps every key to its id without reading the table again.
         let keys = KeyHasher::new();
         let mut indexes: HashMap<String, Keyed<idlink_store::IndexEntry>> = HashMap::new();
-        // Entity types whose key -> id map the links need (the others' indexes are dropped
-        // after their preparation).
+        // Entity types whose key -> id map the links may need: the second side of every
+        // association, and the first side of those its rows do not carry (the others' indexes
+        // are dropped after their preparation, and their inserted keys are not kept: should a
+        // row-carried association need them after all, they are read back from the store).
         let keyed = |et: &str| mappings.iter().any(|m| m.id.value == et);
+        let carried_here = |a: &EntityAssociationMapping| {
+            plans
+                .iter()
+                .any(|p| p.carried.iter().any(|c| c.association == a.id.value))
+        };
         let mut needs_map: HashSet<String> = HashSet::new();
         for a in associations {
-            for side in [
+            let (s1, s2) = (
                 &a.entity_property_mapping1.value,
                 &a.entity_property_mapping2.value,
-            ] {
-                if keyed(&side.entity_type) {
-                    needs_map.insert(side.entity_type.clone());
-                }
+            );
+            if keyed(&s1.entity_type) && !carried_here(a) {
+                needs_map.insert(s1.entity_type.clone());
+            }
+            if keyed(&s2.entity_type) {
+                needs_map.insert(s2.entity_type.clone());
             }
         }
+        let kept_keys = needs_map.clone();
         for (plan, m) in plans.into_iter().zip(mappings) {
             progress.phase(&format!("preparing {} ({})", plan.table, plan.entity_type));
             let phase = Instant::now();
@@ -221,12 +231,14 @@ impl Engine {
             .await?;
             tracing::info!(entity_type = %plan.entity_type, rows = index.len(), seconds = phase.elapsed().as_secs_f64(), "store index read");
             let before = index.len() as u64;
+            let keep_keys = needs_map.contains(&plan.entity_type);
             let (plan, index, prepared, inserted) = prepare_and_insert(
                 &mut tx,
                 &keys,
                 &connector,
                 plan,
                 index,
+                keep_keys,
                 apply,
                 &set_aside_dir,
                 cancel,
@@ -345,7 +357,17 @@ impl Engine {
                     carried_cells.insert(c.association.clone(), cells);
                 }
             }
-            if needs_map.contains(&plan.entity_type) {
+            if needs_map.contains(&plan.entity_type) && !kept_keys.contains(&plan.entity_type) {
+                // Needed after all (the row-carried links fell back to the whole table): the
+                // ids from the store, this run's rows included.
+                let ids: Keyed<i64> = tx
+                    .resource_ids(&plan.entity_type, None)
+                    .await?
+                    .into_iter()
+                    .map(|(k, id)| (keys.of(&k), id))
+                    .collect();
+                ids_by_key.insert(plan.entity_type.clone(), std::sync::Arc::new(ids));
+            } else if needs_map.contains(&plan.entity_type) {
                 // key -> id: the index without the deleted rows, and the rows just inserted.
                 let deleted: HashSet<i64> = prepared.deletes.iter().copied().collect();
                 let mut ids: Keyed<i64> = indexes
@@ -693,7 +715,7 @@ impl CarriedCells {
 /// What a table's inserts gave, gathered while it is read.
 #[derive(Debug, Default)]
 struct Inserted {
-    /// Key hash and id of each row inserted.
+    /// Key hash and id of each row inserted (when the links need them).
     rows: Vec<(u128, i64)>,
     /// The carried link cells of the rows written, one per carried column of the plan.
     carried: Vec<CarriedCells>,
@@ -712,6 +734,7 @@ async fn prepare_and_insert(
     connector: &str,
     plan: prepare::TablePlan,
     index: Keyed<idlink_store::IndexEntry>,
+    keep_keys: bool,
     apply: Apply,
     set_aside_dir: &std::path::Path,
     cancel: &CancellationToken,
@@ -766,6 +789,8 @@ async fn prepare_and_insert(
             .map(|_| CarriedCells::default())
             .collect(),
     };
+    // The first id this table's inserts got (ids grow): the store's rows have smaller ones.
+    let mut first_id = i64::MAX;
     while let Some(batch) = receiver.recv().await {
         if cancel.is_cancelled() {
             return Err(EngineError::Cancelled {
@@ -774,9 +799,12 @@ async fn prepare_and_insert(
             });
         }
         let first = tx.allocate_ids(batch.len()).await?;
+        first_id = first_id.min(first);
         let mut rows = Vec::with_capacity(batch.len());
         for (id, r) in (first..).zip(batch) {
-            inserted.rows.push((keys.of(&r.key), id));
+            if keep_keys {
+                inserted.rows.push((keys.of(&r.key), id));
+            }
             for (cell, cells) in r.carried.iter().zip(inserted.carried.iter_mut()) {
                 cells.push(id, cell, false);
             }
@@ -792,18 +820,15 @@ async fn prepare_and_insert(
     let (plan, index, prepared) = reader
         .await
         .map_err(|e| EngineError::Contract(format!("a background task failed: {e}")))??;
-    // Take back the rows inserted for keys found twice.
-    if !prepared.duplicated_keys().is_empty() && !inserted.rows.is_empty() {
-        let dup: HashSet<u128> = prepared
-            .duplicated_keys()
-            .iter()
-            .map(|k| keys.of(k))
-            .collect();
-        let gone: HashSet<i64> = inserted
-            .rows
-            .iter()
-            .filter(|(h, _)| dup.contains(h))
-            .map(|(_, id)| *id)
+    // Take back the rows inserted for keys found twice: the ids this run gave those keys
+    // (the store held none of them before, or they would be updates).
+    if !prepared.duplicated_keys().is_empty() && first_id != i64::MAX {
+        let dup: Vec<&str> = prepared.duplicated_keys().iter().map(|k| &**k).collect();
+        let gone: HashSet<i64> = tx
+            .ids_of_keys(&entity_type, &dup)
+            .await?
+            .into_iter()
+            .filter(|&id| id >= first_id)
             .collect();
         if !gone.is_empty() {
             let ids: Vec<i64> = gone.iter().copied().collect();

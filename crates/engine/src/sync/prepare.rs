@@ -25,7 +25,7 @@ use idlink_model::config::PropertyType;
 use idlink_model::values::{ValueFormat, read_value};
 use idlink_store::{Digest, IndexEntry};
 
-use super::keys::{KeyHasher, Keyed};
+use super::keys::{KeyHasher, KeySet, Keyed};
 use serde::Serialize;
 
 use crate::EngineError;
@@ -436,7 +436,8 @@ pub fn prepare(
     let mut counts = Counts::default();
     let mut bad_values = Vec::new();
     // Line of the first occurrence of every key seen: in the index's `mark` for store keys.
-    let mut seen_new: Keyed<u64> = Keyed::default();
+    // Hashes of the keys seen that the store does not hold (a duplicate among new rows).
+    let mut seen_new = KeySet::default();
     let mut dup_keys: HashSet<Box<str>> = HashSet::new();
     // Keys whose rows were set aside: never deleted because of it.
     let mut protected: HashSet<i64> = HashSet::new();
@@ -490,7 +491,7 @@ pub fn prepare(
                 }
                 (Some(*e), first)
             }
-            None => (None, seen_new.insert(hash, line)),
+            None => (None, (!seen_new.insert(hash)).then_some(line)),
         };
         let existing = existing.as_ref();
         if first.is_some() {
