@@ -2,7 +2,8 @@
 //! server on a loopback port: the Connections frame in each state, both refresh buttons,
 //! creating a connection, a secured value that never comes back, the mapping editor's Source
 //! before and after a refresh and a save that changes only its element, an operator who
-//! cannot edit, and CSRF. It saves the screenshots of the README into docs/.
+//! cannot edit, and CSRF. With `IDLINK_BLESS=1` it saves the screenshots of the README into
+//! docs/.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (scripts/test.sh installs them).
 
@@ -245,11 +246,10 @@ async fn the_ui_in_chromium() {
     assert!(page.contains("0 failed"), "{page}");
     assert!(row(&c, "HROrganizations").await.contains("Refreshed"));
     pages.push(page);
-    std::fs::write(
-        repo_root().join("docs/screenshot-connector.png"),
+    save_screenshot(
+        "screenshot-connector.png",
         c.screenshot().await.expect("screenshot"),
-    )
-    .expect("write the screenshot");
+    );
 
     // A failed refresh: its icon and its error.
     c.goto(&format!("{base}connectors/Directory"))
@@ -296,11 +296,10 @@ async fn the_ui_in_chromium() {
         tables.push(o.attr("value").await.expect("value").unwrap_or_default());
     }
     assert!(tables.contains(&"HRPeople".to_string()), "{tables:?}");
-    std::fs::write(
-        repo_root().join("docs/screenshot-mapping-editor.png"),
+    save_screenshot(
+        "screenshot-mapping-editor.png",
         c.screenshot().await.expect("screenshot"),
-    )
-    .expect("write the screenshot");
+    );
     c.find(Locator::Css("select[name='col.StartDate']"))
         .await
         .expect("StartDate")
@@ -451,4 +450,17 @@ async fn the_ui_in_chromium() {
     c.close().await.expect("close");
     stop.cancel();
     let _ = running.await;
+}
+
+/// Saves a screenshot: into docs/ (the README's) with `IDLINK_BLESS=1`, else into a temporary
+/// folder, so a test run leaves the checkout as it was. Either way it must be a PNG.
+fn save_screenshot(name: &str, png: Vec<u8>) {
+    assert!(png.starts_with(b"\x89PNG"), "{name} is not a PNG");
+    let dir = if std::env::var_os("IDLINK_BLESS").is_some() {
+        repo_root().join("docs")
+    } else {
+        std::env::temp_dir().join("idlink-screenshots")
+    };
+    std::fs::create_dir_all(&dir).expect("screenshot folder");
+    std::fs::write(dir.join(name), png).expect("write the screenshot");
 }
