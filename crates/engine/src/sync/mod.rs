@@ -724,6 +724,50 @@ struct Inserted {
 /// Rows per store write: PostgreSQL sends each batch as one COPY.
 const BATCH: usize = 10_000;
 
+/// Runs `produce` on a blocking thread; what it hands to its sink arrives on the receiver in
+/// batches of [`BATCH`] (a few batches in flight: memory never holds the whole table). When
+/// the receiver is dropped (the store write failed), the sink fails and `produce` stops.
+fn produce_in_batches<T: Send + 'static, R: Send + 'static>(
+    produce: impl FnOnce(&mut dyn FnMut(T) -> Result<(), EngineError>) -> Result<R, EngineError>
+    + Send
+    + 'static,
+) -> (
+    tokio::sync::mpsc::Receiver<Vec<T>>,
+    tokio::task::JoinHandle<Result<R, EngineError>>,
+) {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<T>>(4);
+    let handle = tokio::task::spawn_blocking(move || {
+        let mut batch = Vec::with_capacity(BATCH);
+        let r = produce(&mut |item| {
+            batch.push(item);
+            if batch.len() >= BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                sender
+                    .blocking_send(full)
+                    .map_err(|_| EngineError::Cancelled {
+                        what: "the synchronization",
+                        connection: String::new(),
+                    })?;
+            }
+            Ok(())
+        });
+        if r.is_ok() && !batch.is_empty() {
+            let _ = sender.blocking_send(batch);
+        }
+        r
+    });
+    (receiver, handle)
+}
+
+/// Waits for a producer thread of [`produce_in_batches`].
+async fn joined<R>(
+    handle: tokio::task::JoinHandle<Result<R, EngineError>>,
+) -> Result<R, EngineError> {
+    handle
+        .await
+        .map_err(|e| EngineError::Contract(format!("a background task failed: {e}")))?
+}
+
 /// Reads one table (on a blocking thread) and inserts its new rows as they come, in batches:
 /// the store writes while the table is read. Afterwards, what was inserted for a key found on
 /// more than one row is taken back (all its rows are set aside).
@@ -747,14 +791,12 @@ async fn prepare_and_insert(
     ),
     EngineError,
 > {
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<prepare::NewRow>>(4);
     let entity_type = plan.entity_type.clone();
     let carried_columns = plan.carried.len();
-    let reader = {
+    let (mut receiver, reader) = {
         let (keys, dir, token) = (*keys, set_aside_dir.to_path_buf(), cancel.clone());
-        tokio::task::spawn_blocking(move || {
+        produce_in_batches(move |sink| {
             let mut index = index;
-            let mut batch = Vec::with_capacity(BATCH);
             let p = prepare::prepare(
                 &plan,
                 &keys,
@@ -762,25 +804,9 @@ async fn prepare_and_insert(
                 apply,
                 &dir,
                 &|| token.is_cancelled(),
-                &mut |row| {
-                    batch.push(row);
-                    if batch.len() >= BATCH {
-                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                        // The receiver is gone only when inserting failed: stop reading.
-                        sender
-                            .blocking_send(full)
-                            .map_err(|_| EngineError::Cancelled {
-                                what: "the synchronization",
-                                connection: String::new(),
-                            })?;
-                    }
-                    Ok(())
-                },
-            );
-            if p.is_ok() && !batch.is_empty() {
-                let _ = sender.blocking_send(batch);
-            }
-            p.map(|p| (plan, index, p))
+                sink,
+            )?;
+            Ok((plan, index, p))
         })
     };
     let mut inserted = Inserted {
@@ -817,9 +843,7 @@ async fn prepare_and_insert(
         }
         tx.insert_resources(connector, &entity_type, &rows).await?;
     }
-    let (plan, index, prepared) = reader
-        .await
-        .map_err(|e| EngineError::Contract(format!("a background task failed: {e}")))??;
+    let (plan, index, prepared) = joined(reader).await?;
     // Take back the rows inserted for keys found twice: the ids this run gave those keys
     // (the store held none of them before, or they would be updates).
     if !prepared.duplicated_keys().is_empty() && first_id != i64::MAX {
@@ -852,33 +876,11 @@ async fn apply_changes(
     carried: &mut [CarriedCells],
     cancel: &CancellationToken,
 ) -> Result<(), EngineError> {
-    // The spill is read on a blocking thread and sent in batches: memory holds a few batches,
-    // never the whole table.
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<prepare::Change>>(4);
+    // The spill is read on a blocking thread.
     let carried_columns = carried.len();
-    let reader = {
+    let (mut receiver, reader) = {
         let prepared = prepared.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut batch = Vec::with_capacity(BATCH);
-            prepared.for_each_change(carried_columns, |c| {
-                batch.push(c);
-                if batch.len() >= BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    // The receiver is gone only when applying failed: stop reading.
-                    sender
-                        .blocking_send(full)
-                        .map_err(|_| EngineError::Cancelled {
-                            what: "the synchronization",
-                            connection: String::new(),
-                        })?;
-                }
-                Ok(())
-            })?;
-            if !batch.is_empty() {
-                let _ = sender.blocking_send(batch);
-            }
-            Ok::<(), EngineError>(())
-        })
+        produce_in_batches(move |sink| prepared.for_each_change(carried_columns, sink))
     };
     while let Some(batch) = receiver.recv().await {
         if cancel.is_cancelled() {
@@ -909,9 +911,7 @@ async fn apply_changes(
         }
         tx.update_resources(&updates).await?;
     }
-    reader
-        .await
-        .map_err(|e| EngineError::Contract(format!("a background task failed: {e}")))??;
+    joined(reader).await?;
     for chunk in prepared.deletes.chunks(BATCH) {
         tx.delete_resources(chunk).await?;
     }

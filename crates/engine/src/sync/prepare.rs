@@ -677,7 +677,7 @@ impl Prepared {
     pub fn for_each_change(
         &self,
         carried: usize,
-        mut f: impl FnMut(Change) -> Result<(), EngineError>,
+        f: &mut dyn FnMut(Change) -> Result<(), EngineError>,
     ) -> Result<(), EngineError> {
         let path = self.changes.path();
         let file = File::open(path).map_err(io("open", path))?;
