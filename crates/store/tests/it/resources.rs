@@ -88,3 +88,51 @@ both!(
     many_rows_and_odd_keys,
     many_rows_and_odd_keys_read_back_across_chunks
 );
+
+/// Two synchronizations of different connectors at once on PostgreSQL (SQLite runs them one
+/// after the other): the ids each reserves are its own, both insert and both commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_synchronizations_reserve_distinct_ids_on_postgres() {
+    let target = crate::support::postgres();
+    let store = Store::open(&target.location).await.expect("open");
+    let mut a = store.begin_sync("A").await.expect("begin a");
+    let mut b = store.begin_sync("B").await.expect("begin b");
+    let row = |id: i64, key: String| NewResource {
+        id,
+        key,
+        data: "{}".into(),
+        digest: Digest::default(),
+    };
+    let mut all = Vec::new();
+    for round in 0..3 {
+        let fa = a.allocate_ids(1_000).await.expect("ids a");
+        let fb = b.allocate_ids(1_000).await.expect("ids b");
+        let ra: Vec<NewResource> = (0..1_000)
+            .map(|i| row(fa + i, format!("a{round}-{i}")))
+            .collect();
+        let rb: Vec<NewResource> = (0..1_000)
+            .map(|i| row(fb + i, format!("b{round}-{i}")))
+            .collect();
+        a.insert_resources("A", "PersonA", &ra)
+            .await
+            .expect("insert a");
+        b.insert_resources("B", "PersonB", &rb)
+            .await
+            .expect("insert b");
+        all.extend(ra.iter().chain(&rb).map(|r| r.id));
+    }
+    a.commit().await.expect("commit a");
+    b.commit().await.expect("commit b");
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "an id was reserved twice");
+    assert_eq!(
+        store.count_resources("PersonA").await.expect("count"),
+        3_000
+    );
+    assert_eq!(
+        store.count_resources("PersonB").await.expect("count"),
+        3_000
+    );
+}
