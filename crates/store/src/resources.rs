@@ -49,11 +49,13 @@ impl Digest {
     }
 }
 
-/// What the store holds of one resource for a diff: its row id and its digest.
+/// What the store holds of one resource for a diff: its row id and the raw part of its
+/// digest (the value part is read for the rows whose cells changed, see
+/// [`SyncTx::value_digests`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexEntry {
     pub id: i64,
-    pub digest: Digest,
+    pub raw: u64,
     /// 0 when read; the caller's to use (synchronization notes the line where it saw the key,
     /// so it needs no second map of a million keys).
     pub mark: u64,
@@ -251,10 +253,10 @@ async fn sqlite_packed(
     c: &mut sqlx::SqliteConnection,
     entity_type: &str,
     with_digest: bool,
-    mut each: impl FnMut(&str, i64, Digest),
+    mut each: impl FnMut(&str, i64, u64),
 ) -> Result<(), sqlx::Error> {
     let sql = if with_digest {
-        "SELECT group_concat(length(CAST(key AS BLOB)) || ':' || key || id || ',' || hex(digest) || ';', '')
+        "SELECT group_concat(length(CAST(key AS BLOB)) || ':' || key || id || ',' || hex(substr(digest, 17, 8)) || ';', '')
          FROM (SELECT key, id, digest FROM resources WHERE entity_type = $1 AND key > $2 ORDER BY key LIMIT 50000)"
     } else {
         "SELECT group_concat(length(CAST(key AS BLOB)) || ':' || key || id || ';', '')
@@ -271,9 +273,9 @@ async fn sqlite_packed(
             return Ok(());
         };
         let mut next: Option<&str> = None;
-        parse_packed(&text, with_digest, |key, id, digest| {
+        parse_packed(&text, with_digest, |key, id, raw| {
             next = Some(key);
-            each(key, id, digest);
+            each(key, id, raw);
         })
         .map_err(|e| sqlx::Error::Decode(e.into()))?;
         match next {
@@ -283,11 +285,11 @@ async fn sqlite_packed(
     }
 }
 
-/// Reads `<key length in bytes>:<key><id>[,<digest in hex>];` repeated.
+/// Reads `<key length in bytes>:<key><id>[,<raw digest in hex>];` repeated.
 fn parse_packed<'t>(
     text: &'t str,
     with_digest: bool,
-    mut each: impl FnMut(&'t str, i64, Digest),
+    mut each: impl FnMut(&'t str, i64, u64),
 ) -> Result<(), String> {
     let b = text.as_bytes();
     let bad = |at: usize| format!("packed rows unreadable at byte {at}");
@@ -307,7 +309,7 @@ fn parse_packed<'t>(
             .position(|&c| c == b',' || c == b';')
             .ok_or_else(|| bad(i))?;
         let id: i64 = text[i..end].parse().map_err(|_| bad(i))?;
-        let mut digest = Digest::default();
+        let mut raw = 0u64;
         i = end;
         if with_digest {
             let semi = i + b[i..]
@@ -315,22 +317,23 @@ fn parse_packed<'t>(
                 .position(|&c| c == b';')
                 .ok_or_else(|| bad(i))?;
             let hex = text.get(i + 1..semi).ok_or_else(|| bad(i))?;
-            let mut bytes = [0u8; 24];
-            let n = hex.len() / 2;
-            if hex.len() % 2 != 0 || n > bytes.len() {
+            // 8 bytes, or none when the digest predates the raw part.
+            if hex.len() == 16 {
+                let mut bytes = [0u8; 8];
+                for (k, d) in bytes.iter_mut().enumerate() {
+                    *d = u8::from_str_radix(&hex[k * 2..k * 2 + 2], 16).map_err(|_| bad(i))?;
+                }
+                raw = u64::from_le_bytes(bytes);
+            } else if !hex.is_empty() {
                 return Err(bad(i));
             }
-            for (k, d) in bytes[..n].iter_mut().enumerate() {
-                *d = u8::from_str_radix(&hex[k * 2..k * 2 + 2], 16).map_err(|_| bad(i))?;
-            }
-            digest = Digest::from_bytes(&bytes[..n]);
             i = semi;
         }
         if b.get(i) != Some(&b';') {
             return Err(bad(i));
         }
         i += 1;
-        each(key, id, digest);
+        each(key, id, raw);
     }
     Ok(())
 }
@@ -401,26 +404,19 @@ impl SyncTx<'_> {
         entity_type: &str,
     ) -> Result<HashMap<Box<str>, IndexEntry>, StoreError> {
         let mut out = HashMap::new();
-        self.each_resource(entity_type, |key, id, digest| {
-            out.insert(
-                key.into(),
-                IndexEntry {
-                    id,
-                    digest,
-                    mark: 0,
-                },
-            );
+        self.each_resource(entity_type, |key, id, raw| {
+            out.insert(key.into(), IndexEntry { id, raw, mark: 0 });
         })
         .await?;
         Ok(out)
     }
 
-    /// Calls `f` with the key, id and digest of every resource of `entity_type`, so the
+    /// Calls `f` with the key, id and raw digest of every resource of `entity_type`, so the
     /// caller keeps them as it likes (a synchronization keeps a hash of the key).
     pub async fn each_resource(
         &mut self,
         entity_type: &str,
-        mut f: impl FnMut(&str, i64, Digest),
+        mut f: impl FnMut(&str, i64, u64),
     ) -> Result<(), StoreError> {
         use futures_util::TryStreamExt as _;
         if let Tx::Sqlite(t) = &mut self.tx {
@@ -443,7 +439,7 @@ impl SyncTx<'_> {
         let r: Result<(), sqlx::Error> = on_tx!(self, c => async {
             let mut rows = sqlx::query_as::<_, (String, i64, Vec<u8>)>(sql).bind(entity_type).fetch(c);
             while let Some((key, id, digest)) = rows.try_next().await? {
-                f(&key, id, Digest::from_bytes(&digest));
+                f(&key, id, Digest::from_bytes(&digest).raw);
             }
             Ok(())
         }.await);
@@ -705,6 +701,28 @@ impl SyncTx<'_> {
             on_tx!(self, c => sqlx::query_scalar(sql).bind(association).fetch_one(c).await);
         r.map(|n| u64::try_from(n).unwrap_or(0))
             .map_err(|e| self.err("count links", e))
+    }
+
+    /// The value digests (the first 16 bytes of the digest) of the resources `ids`.
+    pub async fn value_digests(&mut self, ids: &[i64]) -> Result<Vec<(i64, [u8; 16])>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(ROWS_PER_INSERT) {
+            let r: Result<Vec<(i64, Vec<u8>)>, sqlx::Error> = on_tx!(self, c => {
+                let mut q = QueryBuilder::new("SELECT id, digest FROM resources WHERE id IN (");
+                let mut sep = q.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                q.push(")");
+                q.build_query_as().fetch_all(c).await
+            });
+            let rows = r.map_err(|e| self.err("read resource digests", e))?;
+            out.extend(
+                rows.into_iter()
+                    .map(|(id, d)| (id, Digest::from_bytes(&d).value)),
+            );
+        }
+        Ok(out)
     }
 
     /// The ids of `entity_type`'s resources whose key is one of `keys`.

@@ -218,21 +218,14 @@ impl Engine {
                 usize::try_from(n).unwrap_or(0),
                 Default::default(),
             );
-            tx.each_resource(&plan.entity_type, |key, id, digest| {
-                index.insert(
-                    keys.of(key),
-                    idlink_store::IndexEntry {
-                        id,
-                        digest,
-                        mark: 0,
-                    },
-                );
+            tx.each_resource(&plan.entity_type, |key, id, raw| {
+                index.insert(keys.of(key), idlink_store::IndexEntry { id, raw, mark: 0 });
             })
             .await?;
             tracing::info!(entity_type = %plan.entity_type, rows = index.len(), seconds = phase.elapsed().as_secs_f64(), "store index read");
             let before = index.len() as u64;
             let keep_keys = needs_map.contains(&plan.entity_type);
-            let (plan, index, prepared, inserted) = prepare_and_insert(
+            let (plan, index, mut prepared, inserted) = prepare_and_insert(
                 &mut tx,
                 &keys,
                 &connector,
@@ -244,6 +237,12 @@ impl Engine {
                 cancel,
             )
             .await?;
+            // Rows whose cells changed: an update only if their values did too.
+            let candidates: Vec<i64> = prepared.candidates().map(|(id, _)| id).collect();
+            if !candidates.is_empty() {
+                let stored = tx.value_digests(&candidates).await?;
+                prepared.settle(&stored);
+            }
             if needs_map.contains(&plan.entity_type) {
                 indexes.insert(plan.entity_type.clone(), index);
             }

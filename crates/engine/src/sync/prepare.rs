@@ -8,9 +8,10 @@
 //! (the mapped columns, and the link columns the row carries, see [`Carried`]), seeded with a
 //! fingerprint of the plan: a row whose cells did not change since the last run is neither
 //! typed nor written, so a run costs reading the table plus the work of the rows that
-//! changed. Then, for a row whose cells changed, by a digest of its typed values: equal values
-//! (`01` read as the Int32 `1` again, a new mapped column left empty, a changed link cell) are
-//! not an update; the row's raw digest is refreshed and its carried links recomputed.
+//! changed. Then, for a row whose cells changed, by a digest of its typed values, read from
+//! the store for those rows only ([`Prepared::settle`]): equal values (`01` read as the Int32
+//! `1` again, a new mapped column left empty, a changed link cell) are not an update; the
+//! row's raw digest is refreshed and its carried links recomputed.
 //!
 //! The pass streams the table: memory holds the store's index of the entity type (key, id,
 //! digest) and the keys seen, never the rows. Changes are spilled to a temporary file and
@@ -141,6 +142,11 @@ pub struct Prepared {
     invalid_keys: HashSet<Box<str>>,
     /// Store rows whose table rows were set aside: neither updated nor deleted.
     dup_ids: HashSet<i64>,
+    /// Store rows whose cells changed, with the digest of their new values: counted as updates
+    /// until [`Prepared::settle`] compares the values with the store's.
+    candidates: Vec<(i64, [u8; 16])>,
+    /// Store rows whose cells changed but whose values did not: their digest is refreshed.
+    refresh: HashSet<i64>,
 }
 
 /// A row to insert, handed over as soon as it is read (see [`prepare`]). `carried` holds the
@@ -461,6 +467,7 @@ pub fn prepare(
     // Keys whose first row was set aside or a Delete: nothing of theirs was counted as applied.
     let mut odd_first: HashSet<Box<str>> = HashSet::new();
     let mut invalid_keys: HashSet<Box<str>> = HashSet::new();
+    let mut candidates: Vec<(i64, [u8; 16])> = Vec::new();
     loop {
         match reader.read_record(&mut record) {
             Ok(true) => {}
@@ -543,7 +550,7 @@ pub fn prepare(
             continue;
         }
         let raw = raw_digest(&mut digest_buf, seed, &record, &idx, &carried_idx);
-        if existing.is_some_and(|e| e.digest.raw == raw) {
+        if existing.is_some_and(|e| e.raw == raw) {
             counts.unchanged += 1;
             continue;
         }
@@ -598,15 +605,10 @@ pub fn prepare(
             raw,
         };
         match existing {
-            Some(e) if e.digest.value == d.value => {
-                counts.unchanged += 1;
-                spill
-                    .record(b'R', &e.id.to_string(), "", &d, &carried)
-                    .map_err(spill_err)?;
-            }
             Some(e) => {
                 counts.updated += 1;
                 spilled_updates.insert(e.id);
+                candidates.push((e.id, d.value));
                 spill
                     .record(b'U', &e.id.to_string(), text, &d, &carried)
                     .map_err(spill_err)?;
@@ -655,6 +657,8 @@ pub fn prepare(
         dup_keys,
         invalid_keys,
         dup_ids: protected,
+        candidates,
+        refresh: HashSet::new(),
     };
     Ok(prepared)
 }
@@ -664,6 +668,28 @@ impl Prepared {
     /// links those rows carry are set aside with them.
     pub fn set_aside_keys(&self) -> HashSet<Box<str>> {
         self.dup_keys.union(&self.invalid_keys).cloned().collect()
+    }
+
+    /// The stored rows whose cells changed (set-aside ones excepted), with the digest of their
+    /// new values: [`Prepared::settle`] takes the store's value digests of the same rows.
+    pub fn candidates(&self) -> impl Iterator<Item = (i64, [u8; 16])> + '_ {
+        self.candidates
+            .iter()
+            .copied()
+            .filter(|(id, _)| !self.dup_ids.contains(id))
+    }
+
+    /// Given the store's value digests of the [`Prepared::candidates`], the rows whose values
+    /// did not change are no updates: their digest is refreshed, and they count as unchanged.
+    pub fn settle(&mut self, stored: &[(i64, [u8; 16])]) {
+        let new: std::collections::HashMap<i64, [u8; 16]> = self.candidates().collect();
+        for (id, value) in stored {
+            if new.get(id) == Some(value) && self.refresh.insert(*id) {
+                self.counts.updated -= 1;
+                self.counts.unchanged += 1;
+            }
+        }
+        self.candidates = Vec::new();
     }
 
     /// The keys found on more than one row: their rows were all set aside, and what was
@@ -707,7 +733,7 @@ impl Prepared {
                     if self.dup_ids.contains(&id) {
                         continue;
                     }
-                    f(if kind[0] == b'U' {
+                    f(if kind[0] == b'U' && !self.refresh.contains(&id) {
                         Change::Update {
                             id,
                             data,
