@@ -172,8 +172,7 @@ async fn get_connector(
     _: User,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    let engine = state.engine()?;
-    Ok(Json(json!(views::connector(&state, &engine, &id).await?)))
+    Ok(Json(json!(views::connector(&state, &id).await?)))
 }
 
 async fn list_connections(State(state): State<AppState>, _: User) -> Result<Json<Value>, AppError> {

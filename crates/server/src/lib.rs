@@ -18,6 +18,7 @@ pub mod error;
 pub mod mappings;
 pub mod metrics;
 pub mod openapi;
+pub mod pages;
 pub mod running;
 pub mod serve;
 pub mod state;

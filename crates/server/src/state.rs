@@ -123,6 +123,20 @@ impl AppState {
             .ok_or(AppError::NoConfiguration)
     }
 
+    /// The engine of the running configuration with its cached page parts (built on first
+    /// use after each configuration change).
+    pub fn pages(&self) -> Result<(Engine, Arc<crate::pages::Pages>), AppError> {
+        let running = self.running();
+        let engine = running.engine.clone().ok_or(AppError::NoConfiguration)?;
+        if let Some(p) = running.pages.get() {
+            return Ok((engine, Arc::clone(p)));
+        }
+        let built = Arc::new(crate::pages::Pages::build(&engine, self.templates())?);
+        // Two requests may build at once: both results are the same, the first one stays.
+        let kept = running.pages.get_or_init(|| built);
+        Ok((engine, Arc::clone(kept)))
+    }
+
     /// Applies a load of the folder: a valid configuration replaces the running one; an
     /// invalid one is kept aside with its errors. Logged and audited.
     pub async fn replace_running(&self, loaded: Loaded) {

@@ -3,7 +3,7 @@
 
 use idlink_engine::Engine;
 use idlink_engine::snapshots::{
-    ConnectionView, NO_SCHEMA, SchemaStatus, connection_views, show_time,
+    ConnectionView, NO_SCHEMA, SchemaStatus, connection_view, connection_views, show_time,
 };
 use idlink_model::package::{Kind, SettingsSchema};
 use idlink_model::settings::{Entry, SettingValue};
@@ -147,6 +147,10 @@ fn row(engine: &Engine, v: &ConnectionView) -> ConnectionRow {
             || v.connection.clone(),
             |c| display_name(&c.display_names, &v.connection),
         );
+    row_named(name, v)
+}
+
+fn row_named(name: String, v: &ConnectionView) -> ConnectionRow {
     let c = v.capabilities;
     ConnectionRow {
         id: v.connection.clone(),
@@ -175,21 +179,49 @@ pub async fn connections(
     Ok(views.iter().map(|v| row(engine, v)).collect())
 }
 
-pub async fn connector(
-    state: &AppState,
-    engine: &Engine,
-    id: &str,
-) -> Result<ConnectorDetail, AppError> {
-    let id = engine.connector_id(id)?;
-    let c = engine
-        .checked()
-        .config
-        .connector(&id)
-        .ok_or_else(|| AppError::NotFound(format!("connector '{id}' is not declared")))?;
+/// A connector with its connections and their schema states: the connections come from the
+/// configuration's index ([`crate::pages`]), each schema state from the store (one read per
+/// connection with the schema capability, so the page costs the same whatever the other
+/// connectors hold).
+pub async fn connector(state: &AppState, id: &str) -> Result<ConnectorDetail, AppError> {
+    let (engine, pages) = state.pages()?;
+    let c =
+        match engine.checked().config.connector(id) {
+            Some(c) => c,
+            None => {
+                let id = engine.connector_id(id)?;
+                engine.checked().config.connector(&id).ok_or_else(|| {
+                    AppError::NotFound(format!("connector '{id}' is not declared"))
+                })?
+            }
+        };
+    let id = c.id.value.clone();
+    let mut rows = Vec::new();
+    for conn in pages.connections_of(&engine, &id).unwrap_or_default() {
+        let has_schema = engine
+            .registry()
+            .get_static(&conn.package.value)
+            .is_some_and(|p| p.capabilities.schema);
+        let states: Vec<_> = if has_schema {
+            state
+                .store()
+                .schema_state(&conn.id.value)
+                .await?
+                .into_iter()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let view = connection_view(conn, engine.registry(), &states);
+        rows.push(row_named(
+            display_name(&conn.display_names, &conn.id.value),
+            &view,
+        ));
+    }
     Ok(ConnectorDetail {
-        id: id.clone(),
         name: display_name(&c.display_names, &id),
-        connections: connections(state, engine, Some(&id)).await?,
+        id,
+        connections: rows,
     })
 }
 
