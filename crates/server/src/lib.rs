@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod configure;
 pub mod edit;
 pub mod error;

@@ -202,17 +202,19 @@ pub async fn connector(state: &AppState, id: &str) -> Result<ConnectorDetail, Ap
             .registry()
             .get_static(&conn.package.value)
             .is_some_and(|p| p.capabilities.schema);
-        let states: Vec<_> = if has_schema {
-            state
-                .store()
-                .schema_state(&conn.id.value)
-                .await?
-                .into_iter()
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let view = connection_view(conn, engine.registry(), &states);
+        let key = conn.id.value.to_ascii_lowercase();
+        let mut view = connection_view(conn, engine.registry(), &[]);
+        if has_schema {
+            view.schema = match state.schemas().get(&key) {
+                Some(s) => s,
+                None => {
+                    let found = state.store().schema_state(&conn.id.value).await?;
+                    let s = connection_view(conn, engine.registry(), found.as_slice()).schema;
+                    state.schemas().put(key, s.clone());
+                    s
+                }
+            };
+        }
         rows.push(row_named(
             display_name(&conn.display_names, &conn.id.value),
             &view,
