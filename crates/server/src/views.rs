@@ -3,7 +3,7 @@
 
 use idlink_engine::Engine;
 use idlink_engine::snapshots::{
-    ConnectionView, NO_SCHEMA, SchemaStatus, connection_view, connection_views, show_time,
+    ConnectionView, NO_SCHEMA, SchemaStatus, connection_view, show_time,
 };
 use idlink_model::package::{Kind, SettingsSchema};
 use idlink_model::settings::{Entry, SettingValue};
@@ -138,18 +138,6 @@ pub fn connectors(engine: &Engine) -> Vec<ConnectorSummary> {
         .collect()
 }
 
-fn row(engine: &Engine, v: &ConnectionView) -> ConnectionRow {
-    let name = engine
-        .checked()
-        .config
-        .connection(&v.connection)
-        .map_or_else(
-            || v.connection.clone(),
-            |c| display_name(&c.display_names, &v.connection),
-        );
-    row_named(name, v)
-}
-
 fn row_named(name: String, v: &ConnectionView) -> ConnectionRow {
     let c = v.capabilities;
     ConnectionRow {
@@ -174,9 +162,27 @@ pub async fn connections(
     engine: &Engine,
     connector: Option<&str>,
 ) -> Result<Vec<ConnectionRow>, AppError> {
+    let connector = connector.map(|c| engine.connector_id(c)).transpose()?;
     let states = state.store().schema_states().await?;
-    let views = connection_views(engine.checked(), engine.registry(), &states, connector)?;
-    Ok(views.iter().map(|v| row(engine, v)).collect())
+    // By identifier, so each connection finds its state without a scan of them all.
+    let by_id: std::collections::HashMap<String, &idlink_store::SchemaState> = states
+        .iter()
+        .map(|s| (s.connection.to_ascii_lowercase(), s))
+        .collect();
+    Ok(engine
+        .checked()
+        .config
+        .connections
+        .iter()
+        .filter(|c| connector.as_ref().is_none_or(|k| *k == c.connector.value))
+        .map(|c| {
+            let found = by_id
+                .get(&c.id.value.to_ascii_lowercase())
+                .map_or(&[][..], |s| std::slice::from_ref(*s));
+            let view = connection_view(c, engine.registry(), found);
+            row_named(display_name(&c.display_names, &c.id.value), &view)
+        })
+        .collect())
 }
 
 /// A connector with its connections and their schema states: the connections come from the
@@ -227,18 +233,26 @@ pub async fn connector(state: &AppState, id: &str) -> Result<ConnectorDetail, Ap
     })
 }
 
+/// One connection (case-insensitive identifier) with its schema state: one store read, not
+/// every connection's.
+async fn one(state: &AppState, engine: &Engine, id: &str) -> Result<ConnectionRow, AppError> {
+    let c = engine.checked().config.connection(id).ok_or_else(|| {
+        AppError::from(idlink_engine::EngineError::UnknownConnection {
+            id: id.to_string(),
+            suggestion: None,
+        })
+    })?;
+    let found = state.store().schema_state(&c.id.value).await?;
+    let view = connection_view(c, engine.registry(), found.as_slice());
+    Ok(row_named(
+        display_name(&c.display_names, &c.id.value),
+        &view,
+    ))
+}
+
 /// One connection with its settings, secured values masked.
 pub async fn connection(state: &AppState, engine: &Engine, id: &str) -> Result<Value, AppError> {
-    let all = connections(state, engine, None).await?;
-    let row = all
-        .into_iter()
-        .find(|r| r.id.eq_ignore_ascii_case(id))
-        .ok_or_else(|| {
-            AppError::from(idlink_engine::EngineError::UnknownConnection {
-                id: id.to_string(),
-                suggestion: None,
-            })
-        })?;
+    let row = one(state, engine, id).await?;
     let schema = engine
         .registry()
         .get_static(&row.package)
@@ -319,16 +333,7 @@ pub fn masked(entries: &[Entry], schema: &SettingsSchema) -> Value {
 
 /// A connection's schema: its state and the last good snapshot's tables and columns.
 pub async fn schema(state: &AppState, engine: &Engine, id: &str) -> Result<Value, AppError> {
-    let all = connections(state, engine, None).await?;
-    let row = all
-        .into_iter()
-        .find(|r| r.id.eq_ignore_ascii_case(id))
-        .ok_or_else(|| {
-            AppError::from(idlink_engine::EngineError::UnknownConnection {
-                id: id.to_string(),
-                suggestion: None,
-            })
-        })?;
+    let row = one(state, engine, id).await?;
     let snapshot = state
         .store()
         .schema_state(&row.id)
