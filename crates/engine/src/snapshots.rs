@@ -242,47 +242,55 @@ pub fn connection_views(
     connector: Option<&str>,
 ) -> Result<Vec<ConnectionView>, EngineError> {
     let connector = connector.map(|c| connector_id(checked, c)).transpose()?;
-    let mut out = Vec::new();
-    for c in &checked.config.connections {
-        if connector.as_ref().is_some_and(|k| *k != c.connector.value) {
-            continue;
-        }
-        let info = registry.get_static(&c.package.value);
-        let capabilities = info.map(|p| p.capabilities).unwrap_or_default();
-        let available = info.is_some_and(|p| p.availability == Availability::Supported);
-        let state = states
-            .iter()
-            .find(|s| s.connection.eq_ignore_ascii_case(&c.id.value));
-        let schema = if !capabilities.schema {
-            SchemaStatus::NoSchema
-        } else {
-            match state {
-                None => SchemaStatus::NeverRefreshed,
-                Some(s) => match (&s.failure, &s.snapshot) {
-                    (Some(f), snap) => SchemaStatus::Failed {
-                        at: f.at,
-                        message: f.message.clone(),
-                        last_success: snap.as_ref().map(|s| s.refreshed_at),
-                    },
-                    (None, Some(snap)) => SchemaStatus::Refreshed {
-                        at: snap.refreshed_at,
-                        tables: snap.schema.tables.len(),
-                        columns: snap.schema.tables.iter().map(|t| t.columns.len()).sum(),
-                    },
-                    (None, None) => SchemaStatus::NeverRefreshed,
+    Ok(checked
+        .config
+        .connections
+        .iter()
+        .filter(|c| connector.as_ref().is_none_or(|k| *k == c.connector.value))
+        .map(|c| connection_view(c, registry, states))
+        .collect())
+}
+
+/// One connection with its schema state (`states`: the store's, any order).
+pub fn connection_view(
+    c: &idlink_model::config::Connection,
+    registry: &Registry,
+    states: &[SchemaState],
+) -> ConnectionView {
+    let info = registry.get_static(&c.package.value);
+    let capabilities = info.map(|p| p.capabilities).unwrap_or_default();
+    let available = info.is_some_and(|p| p.availability == Availability::Supported);
+    let state = states
+        .iter()
+        .find(|s| s.connection.eq_ignore_ascii_case(&c.id.value));
+    let schema = if !capabilities.schema {
+        SchemaStatus::NoSchema
+    } else {
+        match state {
+            None => SchemaStatus::NeverRefreshed,
+            Some(s) => match (&s.failure, &s.snapshot) {
+                (Some(f), snap) => SchemaStatus::Failed {
+                    at: f.at,
+                    message: f.message.clone(),
+                    last_success: snap.as_ref().map(|s| s.refreshed_at),
                 },
-            }
-        };
-        out.push(ConnectionView {
-            connection: c.id.value.clone(),
-            connector: c.connector.value.clone(),
-            package: c.package.value.clone(),
-            capabilities,
-            available,
-            schema,
-        });
+                (None, Some(snap)) => SchemaStatus::Refreshed {
+                    at: snap.refreshed_at,
+                    tables: snap.schema.tables.len(),
+                    columns: snap.schema.tables.iter().map(|t| t.columns.len()).sum(),
+                },
+                (None, None) => SchemaStatus::NeverRefreshed,
+            },
+        }
+    };
+    ConnectionView {
+        connection: c.id.value.clone(),
+        connector: c.connector.value.clone(),
+        package: c.package.value.clone(),
+        capabilities,
+        available,
+        schema,
     }
-    Ok(out)
 }
 
 /// A time as listings show it: `2025-03-01T10:00:00Z`.

@@ -172,8 +172,7 @@ async fn get_connector(
     _: User,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    let engine = state.engine()?;
-    Ok(Json(json!(views::connector(&state, &engine, &id).await?)))
+    Ok(Json(json!(views::connector(&state, &id).await?)))
 }
 
 async fn list_connections(State(state): State<AppState>, _: User) -> Result<Json<Value>, AppError> {
@@ -347,7 +346,9 @@ fn outcome_word(r: &idlink_engine::snapshots::ConnectionRefresh) -> &'static str
 pub async fn refresh_one(state: &AppState, who: &str, id: &str) -> Result<Value, AppError> {
     let engine = state.engine()?;
     let started = Instant::now();
-    let r = engine.refresh_schema_into(state.store(), id).await?;
+    let r = engine.refresh_schema_into(state.store(), id).await;
+    state.schemas().clear();
+    let r = r?;
     record_refresh(state, &r, started.elapsed());
     state
         .store()
@@ -363,7 +364,9 @@ pub async fn refresh_all(state: &AppState, who: &str, connector: &str) -> Result
     let started = Instant::now();
     let results = engine
         .refresh_connector_schemas(state.store(), &connector)
-        .await?;
+        .await;
+    state.schemas().clear();
+    let results = results?;
     // The connector's time, shared out: each refresh ran in turn.
     let each = started.elapsed() / u32::try_from(results.len().max(1)).unwrap_or(1);
     for r in &results {

@@ -238,8 +238,17 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Princip
     let Some(token) = cookie(headers, SESSION_COOKIE) else {
         return Ok(None);
     };
-    let Some(session) = state.store().session(&token_hash(token)).await? else {
-        return Ok(None);
+    let hash = token_hash(token);
+    let session = match state.sessions().get(&hash) {
+        Some(s) if s.expires_at > idlink_store::now() => s,
+        _ => {
+            let Some(s) = state.store().session(&hash).await? else {
+                state.sessions().remove(&hash);
+                return Ok(None);
+            };
+            state.sessions().put(hash, s.clone());
+            s
+        }
     };
     let role = Role::parse(&session.user.role).ok_or_else(|| {
         AppError::Internal(format!("user '{}' has no known role", session.user.name))
@@ -413,7 +422,9 @@ pub async fn start_session(
 /// Ends the request's session, if any; the cookie that clears it.
 pub async fn end_session(state: &AppState, headers: &HeaderMap) -> Result<String, AppError> {
     if let Some(token) = cookie(headers, SESSION_COOKIE) {
-        state.store().delete_session(&token_hash(token)).await?;
+        let hash = token_hash(token);
+        state.sessions().remove(&hash);
+        state.store().delete_session(&hash).await?;
     }
     Ok(set_cookie(
         SESSION_COOKIE,

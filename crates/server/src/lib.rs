@@ -12,12 +12,14 @@
 
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod configure;
 pub mod edit;
 pub mod error;
 pub mod mappings;
 pub mod metrics;
 pub mod openapi;
+pub mod pages;
 pub mod running;
 pub mod serve;
 pub mod state;

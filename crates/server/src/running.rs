@@ -81,6 +81,8 @@ pub struct Running {
     pub warnings: Vec<Problem>,
     /// The latest change that did not pass, when it came after the running one.
     pub rejected: Option<Rejected>,
+    /// The busy pages' parts computed from `engine`, once (see [`crate::pages`]).
+    pub pages: std::sync::OnceLock<Arc<crate::pages::Pages>>,
 }
 
 /// The result of loading the folder once.
@@ -193,6 +195,7 @@ pub fn apply(current: &Running, loaded: Loaded, paths: &Paths) -> Running {
                 loaded_at: Some(idlink_store::now()),
                 warnings,
                 rejected: None,
+                pages: std::sync::OnceLock::new(),
             }
         }
         Loaded::Invalid { errors } => Running {

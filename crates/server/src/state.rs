@@ -26,6 +26,10 @@ struct Inner {
     shutdown: idlink_engine::CancellationToken,
     /// Serializes edits of the configuration folder.
     edits: tokio::sync::Mutex<()>,
+    /// Sessions recently read from the store, by token hash.
+    sessions: crate::cache::Recent<idlink_store::Session>,
+    /// Schema states recently read from the store, by lower-case connection identifier.
+    schemas: crate::cache::Recent<idlink_engine::snapshots::SchemaStatus>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -70,6 +74,8 @@ impl AppState {
             templates: crate::ui::templates(),
             shutdown: idlink_engine::CancellationToken::new(),
             edits: tokio::sync::Mutex::new(()),
+            sessions: crate::cache::Recent::default(),
+            schemas: crate::cache::Recent::default(),
         }))
     }
 
@@ -123,6 +129,30 @@ impl AppState {
             .ok_or(AppError::NoConfiguration)
     }
 
+    /// Sessions recently read from the store (see [`crate::cache`]).
+    pub fn sessions(&self) -> &crate::cache::Recent<idlink_store::Session> {
+        &self.0.sessions
+    }
+
+    /// Connections' schema states recently read from the store (see [`crate::cache`]).
+    pub fn schemas(&self) -> &crate::cache::Recent<idlink_engine::snapshots::SchemaStatus> {
+        &self.0.schemas
+    }
+
+    /// The engine of the running configuration with its cached page parts (built on first
+    /// use after each configuration change).
+    pub fn pages(&self) -> Result<(Engine, Arc<crate::pages::Pages>), AppError> {
+        let running = self.running();
+        let engine = running.engine.clone().ok_or(AppError::NoConfiguration)?;
+        if let Some(p) = running.pages.get() {
+            return Ok((engine, Arc::clone(p)));
+        }
+        let built = Arc::new(crate::pages::Pages::build(&engine, self.templates())?);
+        // Two requests may build at once: both results are the same, the first one stays.
+        let kept = running.pages.get_or_init(|| built);
+        Ok((engine, Arc::clone(kept)))
+    }
+
     /// Applies a load of the folder: a valid configuration replaces the running one; an
     /// invalid one is kept aside with its errors. Logged and audited.
     pub async fn replace_running(&self, loaded: Loaded) {
@@ -149,6 +179,7 @@ impl AppState {
             Ok(mut w) => *w = next,
             Err(poisoned) => *poisoned.into_inner() = next,
         }
+        self.0.schemas.clear();
         let target = self.0.paths.config_dir.display().to_string();
         if let Err(e) = self
             .0

@@ -25,6 +25,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/connectors.html"),
     ),
     (
+        "connector_rows.html",
+        include_str!("../templates/connector_rows.html"),
+    ),
+    (
         "connector.html",
         include_str!("../templates/connector.html"),
     ),
@@ -335,15 +339,28 @@ async fn connectors(
     State(state): State<AppState>,
     Viewer(p): Viewer,
 ) -> Result<Html<String>, UiError> {
-    let list = match state.engine() {
-        Ok(engine) => views::connectors(&engine),
-        Err(_) => Vec::new(),
+    // The table is rendered once per configuration (it depends on nothing else).
+    let (rows, count) = match state.pages() {
+        Ok((_, pages)) => (pages.connector_rows.clone(), pages.connectors),
+        Err(AppError::NoConfiguration) => (std::sync::Arc::from(""), 0),
+        Err(e) => return Err(e.into()),
     };
-    render(
-        &state,
-        "connectors.html",
-        page(&state, &p, "Connectors", json!({ "connectors": list })),
-    )
+    let ctx = page(&state, &p, "Connectors", json!({ "count": count }));
+    state
+        .templates()
+        .get_template("connectors.html")
+        .and_then(|t| {
+            t.render(minijinja::context! {
+                rows => minijinja::Value::from_safe_string(rows.to_string()),
+                ..minijinja::Value::from_serialize(&ctx)
+            })
+        })
+        .map(Html)
+        .map_err(|e| {
+            UiError(AppError::Internal(format!(
+                "template connectors.html: {e:#}"
+            )))
+        })
 }
 
 async fn connector_page(
@@ -352,8 +369,7 @@ async fn connector_page(
     id: &str,
     notice: Option<Value>,
 ) -> Result<Html<String>, UiError> {
-    let engine = state.engine()?;
-    let detail = views::connector(state, &engine, id).await?;
+    let detail = views::connector(state, id).await?;
     render(
         state,
         "connector.html",
@@ -783,7 +799,7 @@ async fn new_connection_page(
 ) -> Result<Html<String>, UiError> {
     p.require_admin("creating a connection")?;
     let engine = state.engine()?;
-    let detail = views::connector(state, &engine, connector).await?;
+    let detail = views::connector(state, connector).await?;
     let packages = api::packages_view(&engine);
     let get = |k: &str| {
         form.iter()

@@ -3,7 +3,7 @@
 
 use idlink_engine::Engine;
 use idlink_engine::snapshots::{
-    ConnectionView, NO_SCHEMA, SchemaStatus, connection_views, show_time,
+    ConnectionView, NO_SCHEMA, SchemaStatus, connection_view, show_time,
 };
 use idlink_model::package::{Kind, SettingsSchema};
 use idlink_model::settings::{Entry, SettingValue};
@@ -138,15 +138,7 @@ pub fn connectors(engine: &Engine) -> Vec<ConnectorSummary> {
         .collect()
 }
 
-fn row(engine: &Engine, v: &ConnectionView) -> ConnectionRow {
-    let name = engine
-        .checked()
-        .config
-        .connection(&v.connection)
-        .map_or_else(
-            || v.connection.clone(),
-            |c| display_name(&c.display_names, &v.connection),
-        );
+fn row_named(name: String, v: &ConnectionView) -> ConnectionRow {
     let c = v.capabilities;
     ConnectionRow {
         id: v.connection.clone(),
@@ -170,41 +162,97 @@ pub async fn connections(
     engine: &Engine,
     connector: Option<&str>,
 ) -> Result<Vec<ConnectionRow>, AppError> {
+    let connector = connector.map(|c| engine.connector_id(c)).transpose()?;
     let states = state.store().schema_states().await?;
-    let views = connection_views(engine.checked(), engine.registry(), &states, connector)?;
-    Ok(views.iter().map(|v| row(engine, v)).collect())
-}
-
-pub async fn connector(
-    state: &AppState,
-    engine: &Engine,
-    id: &str,
-) -> Result<ConnectorDetail, AppError> {
-    let id = engine.connector_id(id)?;
-    let c = engine
+    // By identifier, so each connection finds its state without a scan of them all.
+    let by_id: std::collections::HashMap<String, &idlink_store::SchemaState> = states
+        .iter()
+        .map(|s| (s.connection.to_ascii_lowercase(), s))
+        .collect();
+    Ok(engine
         .checked()
         .config
-        .connector(&id)
-        .ok_or_else(|| AppError::NotFound(format!("connector '{id}' is not declared")))?;
+        .connections
+        .iter()
+        .filter(|c| connector.as_ref().is_none_or(|k| *k == c.connector.value))
+        .map(|c| {
+            let found = by_id
+                .get(&c.id.value.to_ascii_lowercase())
+                .map_or(&[][..], |s| std::slice::from_ref(*s));
+            let view = connection_view(c, engine.registry(), found);
+            row_named(display_name(&c.display_names, &c.id.value), &view)
+        })
+        .collect())
+}
+
+/// A connector with its connections and their schema states: the connections come from the
+/// configuration's index ([`crate::pages`]), each schema state from the store (one read per
+/// connection with the schema capability, so the page costs the same whatever the other
+/// connectors hold).
+pub async fn connector(state: &AppState, id: &str) -> Result<ConnectorDetail, AppError> {
+    let (engine, pages) = state.pages()?;
+    let c =
+        match engine.checked().config.connector(id) {
+            Some(c) => c,
+            None => {
+                let id = engine.connector_id(id)?;
+                engine.checked().config.connector(&id).ok_or_else(|| {
+                    AppError::NotFound(format!("connector '{id}' is not declared"))
+                })?
+            }
+        };
+    let id = c.id.value.clone();
+    let mut rows = Vec::new();
+    for conn in pages.connections_of(&engine, &id).unwrap_or_default() {
+        let has_schema = engine
+            .registry()
+            .get_static(&conn.package.value)
+            .is_some_and(|p| p.capabilities.schema);
+        let key = conn.id.value.to_ascii_lowercase();
+        let mut view = connection_view(conn, engine.registry(), &[]);
+        if has_schema {
+            view.schema = match state.schemas().get(&key) {
+                Some(s) => s,
+                None => {
+                    let found = state.store().schema_state(&conn.id.value).await?;
+                    let s = connection_view(conn, engine.registry(), found.as_slice()).schema;
+                    state.schemas().put(key, s.clone());
+                    s
+                }
+            };
+        }
+        rows.push(row_named(
+            display_name(&conn.display_names, &conn.id.value),
+            &view,
+        ));
+    }
     Ok(ConnectorDetail {
-        id: id.clone(),
         name: display_name(&c.display_names, &id),
-        connections: connections(state, engine, Some(&id)).await?,
+        id,
+        connections: rows,
     })
+}
+
+/// One connection (case-insensitive identifier) with its schema state: one store read, not
+/// every connection's.
+async fn one(state: &AppState, engine: &Engine, id: &str) -> Result<ConnectionRow, AppError> {
+    let c = engine.checked().config.connection(id).ok_or_else(|| {
+        AppError::from(idlink_engine::EngineError::UnknownConnection {
+            id: id.to_string(),
+            suggestion: None,
+        })
+    })?;
+    let found = state.store().schema_state(&c.id.value).await?;
+    let view = connection_view(c, engine.registry(), found.as_slice());
+    Ok(row_named(
+        display_name(&c.display_names, &c.id.value),
+        &view,
+    ))
 }
 
 /// One connection with its settings, secured values masked.
 pub async fn connection(state: &AppState, engine: &Engine, id: &str) -> Result<Value, AppError> {
-    let all = connections(state, engine, None).await?;
-    let row = all
-        .into_iter()
-        .find(|r| r.id.eq_ignore_ascii_case(id))
-        .ok_or_else(|| {
-            AppError::from(idlink_engine::EngineError::UnknownConnection {
-                id: id.to_string(),
-                suggestion: None,
-            })
-        })?;
+    let row = one(state, engine, id).await?;
     let schema = engine
         .registry()
         .get_static(&row.package)
@@ -285,16 +333,7 @@ pub fn masked(entries: &[Entry], schema: &SettingsSchema) -> Value {
 
 /// A connection's schema: its state and the last good snapshot's tables and columns.
 pub async fn schema(state: &AppState, engine: &Engine, id: &str) -> Result<Value, AppError> {
-    let all = connections(state, engine, None).await?;
-    let row = all
-        .into_iter()
-        .find(|r| r.id.eq_ignore_ascii_case(id))
-        .ok_or_else(|| {
-            AppError::from(idlink_engine::EngineError::UnknownConnection {
-                id: id.to_string(),
-                suggestion: None,
-            })
-        })?;
+    let row = one(state, engine, id).await?;
     let snapshot = state
         .store()
         .schema_state(&row.id)

@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 mod browser;
+mod cache;
 mod edit;
 mod mappings;
 mod openapi;
