@@ -103,27 +103,40 @@ impl Opened {
     }
 }
 
-/// Fills what the configuration knows and orders may leave out: an `Added` order without an
-/// `objectClass` takes its resource type mapping's `DefaultObjectClass`.
+/// Fills what the configuration knows and orders may leave out, from the resource type
+/// mapping's `DefaultObjectClass` ("the default object class used by the provisioner"):
+/// - every order (Added, Modified, Deleted) that names none carries it as
+///   `ResourceType.DefaultObjectClass`, so that a package finds where the resource lives (a
+///   SCIM order for a `Groups` resource type goes to `/Groups`, not to `/Users`);
+/// - an `Added` order without an `objectClass` change also gets it as `Changes.objectClass`
+///   (the classes the new entry is created with). `Modified` and `Deleted` orders do not: the
+///   object class is not one of their changes.
 pub fn with_mapping_defaults(config: &Configuration, orders: &mut [ProvisioningOrder]) {
-    for order in orders
-        .iter_mut()
-        .filter(|o| o.change_type == ChangeType::Added)
-    {
-        let has_class = order
-            .changes
-            .keys()
-            .any(|k| k.eq_ignore_ascii_case("objectClass"));
+    for order in orders.iter_mut() {
         let default = config
             .resource_type_mappings
             .iter()
             .find(|m| m.id.value == order.resource_type.identifier)
-            .and_then(|m| m.attribute("DefaultObjectClass"));
-        if let (false, Some(class)) = (has_class, default) {
-            order.changes.insert(
-                "objectClass".into(),
-                serde_json::Value::String(class.value.clone()),
-            );
+            .and_then(|m| m.attribute("DefaultObjectClass"))
+            .map(|class| class.value.clone())
+            .filter(|class| !class.trim().is_empty());
+        let Some(class) = default else { continue };
+        if order
+            .resource_type
+            .default_object_class
+            .as_deref()
+            .is_none_or(|c| c.trim().is_empty())
+        {
+            order.resource_type.default_object_class = Some(class.clone());
+        }
+        let has_class = order
+            .changes
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("objectClass"));
+        if order.change_type == ChangeType::Added && !has_class {
+            order
+                .changes
+                .insert("objectClass".into(), serde_json::Value::String(class));
         }
     }
 }

@@ -208,6 +208,15 @@ pub struct ResourceTypeRef {
         skip_serializing_if = "Option::is_none"
     )]
     pub target_entity_type: Option<serde_json::Value>,
+    /// The object class the provisioner uses for this resource type's resources (for SCIM, the
+    /// endpoint: `Users`, `Groups`, ...): the resource type mapping's `DefaultObjectClass`,
+    /// which the engine fills in for every order (Added, Modified and Deleted) that names none.
+    #[serde(
+        rename = "DefaultObjectClass",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub default_object_class: Option<String>,
 }
 
 /// The state an order reaches at the agent.

@@ -279,3 +279,98 @@ fn scim_check_connection_with_a_wrong_token_fails_without_showing_it() {
     assert!(out.contains("401") && out.contains("OAuthToken"), "{out}");
     assert!(!out.contains("Wrong-token-5150"), "{out}");
 }
+
+/// Issue 13: Modified and Deleted orders of a resource type mapped to another SCIM resource
+/// type than Users (here `DefaultObjectClass="Groups"`) were sent to `/Users` (a DELETE there
+/// even answered 404, taken for "already gone": the group stayed and the order said Executed).
+#[test]
+fn regression_scim_group_orders_modify_and_delete_groups_not_users() {
+    let t = SERVER.tenant();
+    let user = |name: &str| {
+        format!(
+            r#"{{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "{name}"}}"#
+        )
+    };
+    let group = |name: &str, member: &str| {
+        format!(
+            r#"{{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "{name}", "members": [{{"value": "{member}"}}]}}"#
+        )
+    };
+    let ada = SERVER.create(&t, "Users", &user("ada"));
+    let bob = SERVER.create(&t, "Users", &user("bob"));
+    let staff = SERVER.create(&t, "Groups", &group("staff", &ada));
+    let old = SERVER.create(&t, "Groups", &group("old", &bob));
+    let (dir, env) = setup(&t);
+    let d = dir.path();
+    let groups = r#"  <ResourceType Identifier="Cloud_GroupResource" DisplayName_L1="Cloud group"
+                SourceEntityType="Cloud_Group" TargetEntityType="Cloud_Group" />
+  <ScimResourceTypeMapping Identifier="Cloud_GroupResource" Connection="CloudSCIM" DefaultObjectClass="Groups" />
+</ConfigurationFile>"#;
+    std::fs::write(
+        d.join("conf/cloud.xml"),
+        CONFIG.replace("</ConfigurationFile>", groups),
+    )
+    .expect("write");
+    let orders = format!(
+        r#"{{"ProvisioningOrdersList": [
+          {{"Id": "rename-staff", "ChangeType": "Modified", "ResourceType": {{"Identifier": "Cloud_GroupResource"}},
+            "Resource": {{"id": "{staff}", "displayName": "staff"}},
+            "Changes": {{"displayName": "staff-2", "members_add": [{{"id": "{bob}"}}],
+                         "members_remove": [{{"id": "{ada}"}}]}}}},
+          {{"Id": "delete-old", "ChangeType": "Deleted", "ResourceType": {{"Identifier": "Cloud_GroupResource"}},
+            "Resource": {{"id": "{old}"}}}}
+        ]}}"#
+    );
+    std::fs::write(d.join("orders.json"), orders).expect("write");
+    let fulfill = |extra: &[&str]| {
+        let mut args = vec![
+            "fulfill",
+            "--connection",
+            "CloudSCIM",
+            "--orders",
+            "orders.json",
+            "--results",
+            "results.json",
+        ];
+        args.extend_from_slice(extra);
+        run(d, &args, &env)
+    };
+
+    let (code, out) = fulfill(&["--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("PATCH /{t}/v2/Groups/{staff}"))
+            && out.contains(&format!("DELETE /{t}/v2/Groups/{old}"))
+            && !out.contains("/v2/Users/"),
+        "{out}"
+    );
+
+    let (code, out) = fulfill(&[]);
+    assert_eq!(code, 0, "{out}");
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("results.json")).expect("results"))
+            .expect("json");
+    for r in results["results"].as_array().expect("results") {
+        assert_eq!(r["state"], "Executed", "{results}");
+        let ops = r["operations"].to_string();
+        assert!(!ops.contains("/v2/Users/"), "{results}");
+    }
+    // The group was modified: renamed, Bob in, Ada out.
+    let (status, body) = SERVER.get(&t, &format!("Groups/{staff}")).expect("get");
+    assert_eq!(status, 200, "{body}");
+    let g: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(g["displayName"], "staff-2", "{body}");
+    let members: Vec<&str> = g["members"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m["value"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(members, [bob.as_str()], "{body}");
+    // The other group is gone; both users are still there.
+    let (status, body) = SERVER.get(&t, &format!("Groups/{old}")).expect("get");
+    assert_eq!(status, 404, "{body}");
+    for u in [&ada, &bob] {
+        let (status, body) = SERVER.get(&t, &format!("Users/{u}")).expect("get");
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_no_secret_in_files(d);
+}

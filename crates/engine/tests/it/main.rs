@@ -496,6 +496,7 @@ fn order(rt: &str) -> ProvisioningOrder {
             identifier: rt.into(),
             source_entity_type: None,
             target_entity_type: None,
+            default_object_class: None,
         },
         owner: None,
         resource: None,

@@ -870,6 +870,7 @@ mod tests {
                 identifier: "LDAP_Account".into(),
                 source_entity_type: None,
                 target_entity_type: None,
+                default_object_class: None,
             },
             owner: None,
             resource: resource.as_object().cloned(),

@@ -1,9 +1,10 @@
 //! Fulfill: provisioning orders -> SCIM requests.
 //!
 //! How an order reads:
-//! - The endpoint is `Changes.objectClass` (the engine puts the ScimResourceTypeMapping's
-//!   `DefaultObjectClass` there, e.g. `Users`), an endpoint or a resource type name; `Users`
-//!   when the order names none.
+//! - The endpoint is `Changes.objectClass`, else `Resource.objectClass`, else
+//!   `ResourceType.DefaultObjectClass` (the engine fills the ScimResourceTypeMapping's
+//!   `DefaultObjectClass`, e.g. `Groups`, into every order, and into `Changes.objectClass` of
+//!   Added orders): an endpoint or a resource type name; `Users` when the order names none.
 //! - The resource's SCIM id is the `id` property, in `Resource` (or `Changes`): `Modified` and
 //!   `Deleted` need it.
 //! - Other properties are attributes, named as export columns name them: `userName`,
@@ -334,6 +335,13 @@ impl Planner<'_> {
             .and_then(|v| match v {
                 Value::Array(a) => a.first().and_then(scalar),
                 other => scalar(other),
+            })
+            .or_else(|| {
+                order
+                    .resource_type
+                    .default_object_class
+                    .clone()
+                    .filter(|c| !c.trim().is_empty())
             });
         let users_endpoint = self.endpoint_of_schema(super::schema::USER_SCHEMA, "Users");
         let groups_endpoint = self.endpoint_of_schema(GROUP_SCHEMA, "Groups");
@@ -1594,6 +1602,7 @@ mod tests {
                 identifier: "SCIM_User".into(),
                 source_entity_type: None,
                 target_entity_type: None,
+                default_object_class: None,
             },
             owner: None,
             resource: resource.map(obj),
@@ -1604,6 +1613,40 @@ mod tests {
     fn plan(o: &ProvisioningOrder) -> Result<Plan, String> {
         let catalog = Catalog::fallback();
         Planner { catalog: &catalog }.plan(o)
+    }
+
+    #[test]
+    fn regression_modified_and_deleted_orders_go_to_the_resource_types_default_object_class() {
+        // The engine carries the mapping's DefaultObjectClass in ResourceType: orders with no
+        // objectClass of their own go to that endpoint, not to /Users.
+        let with_class = |change, changes: Value, class: Option<&str>| {
+            let mut o = order(change, changes, Some(json!({"id": "g-1"})));
+            o.resource_type.default_object_class = class.map(str::to_string);
+            o
+        };
+        let m = plan(&with_class(
+            ChangeType::Modified,
+            json!({"displayName": "staff-2", "members_add": [{"id": "u-1"}]}),
+            Some("Groups"),
+        ))
+        .expect("plan");
+        assert_eq!(
+            (m.endpoint.as_str(), m.id.as_deref()),
+            ("Groups", Some("g-1"))
+        );
+        assert_eq!(m.links[0].via, Via::Own("members".into()));
+        let d = plan(&with_class(ChangeType::Deleted, json!({}), Some("Groups"))).expect("plan");
+        assert_eq!(d.endpoint, "Groups");
+        // The order's own objectClass wins; none at all is /Users.
+        let own = plan(&with_class(
+            ChangeType::Deleted,
+            json!({"objectClass": "Users"}),
+            Some("Groups"),
+        ))
+        .expect("plan");
+        assert_eq!(own.endpoint, "Users");
+        let none = plan(&with_class(ChangeType::Deleted, json!({}), None)).expect("plan");
+        assert_eq!(none.endpoint, "Users");
     }
 
     #[test]
