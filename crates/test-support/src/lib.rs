@@ -25,6 +25,7 @@ mod process;
 pub mod robot;
 pub mod scim;
 pub mod slapd;
+mod venv;
 
 pub use fake_pg::{FakePgServer, Hostility};
 pub use mariadb::MariaDbServer;

@@ -13,7 +13,6 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,11 +34,7 @@ pub fn venv() -> PathBuf {
 
 /// The line that installs the server by hand.
 pub fn install_line() -> String {
-    let v = venv();
-    format!(
-        "python3 -m venv {0} && {0}/bin/pip install '{PACKAGE}'",
-        v.display()
-    )
+    package().install_line()
 }
 
 /// How a server is started.
@@ -209,67 +204,14 @@ impl ScimServer {
 
 /// Installs the server into the cache venv when missing (one process at a time).
 fn ensure_installed() -> Result<PathBuf, LaunchError> {
-    let venv = venv();
-    let binary = venv.join("bin/scim2-server");
-    if binary.is_file() {
-        return Ok(binary);
-    }
-    let fail = |why: String| {
-        LaunchError(format!(
-            "scim2-server is not installed in {} and installing it failed ({why}); install it with: {}",
-            venv.display(),
-            install_line()
-        ))
-    };
-    let python = process::find_binary(&["python3"], &[], "apt-get install -y python3 python3-venv")
-        .map_err(|e| fail(e.0))?;
-    if let Some(parent) = venv.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
-    }
-    // A lock folder: the first process installs, the others wait for it.
-    let lock = venv.with_extension("lock");
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        match std::fs::create_dir(&lock) {
-            Ok(()) => break,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if binary.is_file() {
-                    return Ok(binary);
-                }
-                if Instant::now() > deadline {
-                    return Err(fail(format!(
-                        "{} has been locked for 10 minutes; remove it if no install runs",
-                        lock.display()
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => return Err(fail(format!("cannot create {}: {e}", lock.display()))),
-        }
-    }
-    let result = (|| {
-        if binary.is_file() {
-            return Ok(());
-        }
-        process::run(
-            Command::new(&python).arg("-m").arg("venv").arg(&venv),
-            "python3 -m venv",
-        )?;
-        process::run(
-            Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", PACKAGE])
-                .env("PIP_DISABLE_PIP_VERSION_CHECK", "1"),
-            "pip install scim2-server",
-        )?;
-        Ok::<(), LaunchError>(())
-    })();
-    let _ = std::fs::remove_dir(&lock);
-    result.map_err(|e| fail(e.0))?;
-    if binary.is_file() {
-        Ok(binary)
-    } else {
-        Err(fail(format!("{} is still missing", binary.display())))
+    package().ensure()
+}
+
+fn package() -> crate::venv::PyPackage<'static> {
+    crate::venv::PyPackage {
+        venv: venv(),
+        package: PACKAGE,
+        executable: "scim2-server",
     }
 }
 
