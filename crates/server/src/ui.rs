@@ -120,8 +120,10 @@ pub fn error_response(api: bool, e: AppError) -> Response {
     }
     let status = e.status();
     let message = e.public_message();
-    let env = templates();
-    let body = env
+    // Parsed once: an error page needs no state, and errors must stay cheap under load.
+    static ERROR_TEMPLATES: std::sync::LazyLock<minijinja::Environment<'static>> =
+        std::sync::LazyLock::new(templates);
+    let body = ERROR_TEMPLATES
         .get_template("error.html")
         .and_then(|t| t.render(json!({ "status": status.as_u16(), "message": message })))
         .unwrap_or_else(|_| format!("{} {message}", status.as_u16()));
