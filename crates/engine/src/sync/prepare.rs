@@ -19,7 +19,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use idlink_model::config::PropertyType;
@@ -249,9 +249,9 @@ impl SetAside {
     }
 }
 
-/// The spill: one record per change, `kind` (b'U' update, b'R' refresh) and the id, the data,
-/// the digest and the carried cells, each text as a little-endian u32 length and its bytes.
-/// It is written and read by this module only, in the same run.
+/// The spill: one record per stored row whose cells changed: its id (8 bytes), its data, its
+/// digest (24 bytes) and its carried cells, each text as a little-endian u32 length and its
+/// bytes. It is written and read by this module only, in the same run.
 struct Spill {
     w: BufWriter<File>,
 }
@@ -267,14 +267,12 @@ impl Spill {
 
     fn record(
         &mut self,
-        kind: u8,
-        key_or_id: &str,
+        id: i64,
         data: &str,
         digest: &Digest,
         carried: &[&str],
     ) -> std::io::Result<()> {
-        self.w.write_all(&[kind])?;
-        self.text(key_or_id)?;
+        self.w.write_all(&id.to_le_bytes())?;
         self.text(data)?;
         self.w.write_all(&digest.to_bytes())?;
         for c in carried {
@@ -609,9 +607,7 @@ pub fn prepare(
                 counts.updated += 1;
                 spilled_updates.insert(e.id);
                 candidates.push((e.id, d.value));
-                spill
-                    .record(b'U', &e.id.to_string(), text, &d, &carried)
-                    .map_err(spill_err)?;
+                spill.record(e.id, text, &d, &carried).map_err(spill_err)?;
             }
             None => {
                 counts.inserted += 1;
@@ -712,13 +708,12 @@ impl Prepared {
         let damaged = |_: std::io::Error| bad();
         let mut buf = Vec::new();
         loop {
-            let mut kind = [0u8; 1];
-            match r.read(&mut kind) {
-                Ok(0) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err(EngineError::io("read", path, e)),
+            if r.fill_buf().map_err(io("read", path))?.is_empty() {
+                return Ok(());
             }
-            let k = read_text(&mut r, &mut buf).map_err(damaged)?;
+            let mut id = [0u8; 8];
+            r.read_exact(&mut id).map_err(damaged)?;
+            let id = i64::from_le_bytes(id);
             let data = read_text(&mut r, &mut buf).map_err(damaged)?;
             let mut digest = [0u8; 24];
             r.read_exact(&mut digest).map_err(damaged)?;
@@ -727,29 +722,23 @@ impl Prepared {
                 .map(|_| read_text(&mut r, &mut buf))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(damaged)?;
-            match kind[0] {
-                b'U' | b'R' => {
-                    let id: i64 = k.parse().map_err(|_| bad())?;
-                    if self.dup_ids.contains(&id) {
-                        continue;
-                    }
-                    f(if kind[0] == b'U' && !self.refresh.contains(&id) {
-                        Change::Update {
-                            id,
-                            data,
-                            digest,
-                            carried: cells,
-                        }
-                    } else {
-                        Change::Refresh {
-                            id,
-                            digest,
-                            carried: cells,
-                        }
-                    })?;
-                }
-                _ => return Err(bad()),
+            if self.dup_ids.contains(&id) {
+                continue;
             }
+            f(if self.refresh.contains(&id) {
+                Change::Refresh {
+                    id,
+                    digest,
+                    carried: cells,
+                }
+            } else {
+                Change::Update {
+                    id,
+                    data,
+                    digest,
+                    carried: cells,
+                }
+            })?;
         }
     }
 }
