@@ -91,13 +91,12 @@ pub struct SyncReport {
     /// Thresholds exceeded (with `--force`, the run went on; else nothing changed).
     pub exceeded: Vec<Blocked>,
     pub committed: bool,
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "crate::secs")]
     pub duration: Duration,
     pub warnings: Vec<String>,
-}
-
-fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
+    /// Executed orders the committed run confirmed (Verified) or not yet (SPEC §6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<crate::provision::verify::VerifyReport>,
 }
 
 impl Engine {
@@ -292,6 +291,7 @@ impl Engine {
             committed,
             duration: started.elapsed(),
             warnings,
+            verification: None,
         };
         if blocked {
             tx.rollback().await?;
@@ -450,7 +450,14 @@ impl Engine {
         let phase = Instant::now();
         tx.commit().await?;
         tracing::info!(seconds = phase.elapsed().as_secs_f64(), "committed");
-        let r = report(reports, assoc_reports, exceeded, true, warnings);
+        let mut r = report(reports, assoc_reports, exceeded, true, warnings);
+        // The committed resources confirm (or not yet) the orders executed into this system.
+        match self.verify_orders(store, &connector).await {
+            Ok(v) => r.verification = (v.checked > 0).then_some(v),
+            Err(e) => r
+                .warnings
+                .push(format!("the executed orders could not be verified: {e}")),
+        }
         self.save_sync_report(&r).await;
         Ok(r)
     }
