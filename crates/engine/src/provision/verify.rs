@@ -152,9 +152,13 @@ impl Engine {
                 }
                 let targets = &world.entities[target];
                 // The target: by the key the order names, else by a correlated value it sets.
-                let mut tid = stored
-                    .target_key
+                // A Modified order that changes the key finds the target under its new key.
+                let new_key = (order.change_type == ChangeType::Modified)
+                    .then(|| strings(order.changes.get(&key_prop)).into_iter().next())
+                    .flatten();
+                let mut tid = new_key
                     .as_ref()
+                    .or(stored.target_key.as_ref())
                     .and_then(|k| targets.by_key.get(k).copied());
                 if tid.is_none() && order.change_type == ChangeType::Added {
                     for prop in &correlations {
