@@ -729,8 +729,13 @@ impl<'c> Validator<'c> {
     fn expression(&mut self, e: &Text, et: &str, from: &str) {
         match Expr::parse(&e.value) {
             Ok(x) => {
-                for path in x.paths() {
-                    self.resolve_path(et, &Sp::new(path.to_string(), e.at.clone()), from);
+                let mut seen = Vec::new();
+                for (offset, path) in x.paths_at() {
+                    if !seen.contains(&path) {
+                        seen.push(path);
+                        let at = self.at_offset(e, offset);
+                        self.resolve_path(et, &Sp::new(path.to_string(), at), from);
+                    }
                 }
             }
             Err(err) => {
@@ -738,12 +743,32 @@ impl<'c> Validator<'c> {
                 self.push(
                     Diagnostic::new(
                         Rule::Expression,
-                        e.at.clone(),
+                        self.at_offset(e, err.offset),
                         format!("{from}: the expression is not valid at character {n}: {}", err.message),
                     )
                     .hint(format!("the problem is marked with ⟪here⟫: {marked}; the language is described in docs/expressions.md")),
                 );
             }
+        }
+    }
+
+    /// Where byte `offset` of expression `e` is in its file: exact when the loader saw the value
+    /// written verbatim, else the attribute.
+    fn at_offset(&self, e: &Text, offset: usize) -> Loc {
+        match self.config.expression_value_starts.get(&e.at) {
+            Some(start) => {
+                let mut offset = offset.min(e.value.len());
+                while !e.value.is_char_boundary(offset) {
+                    offset -= 1;
+                }
+                let before = &e.value[..offset];
+                let chars = u32::try_from(before.chars().count()).unwrap_or(u32::MAX);
+                Loc {
+                    column: start.column.saturating_add(chars),
+                    ..start.clone()
+                }
+            }
+            None => e.at.clone(),
         }
     }
 
@@ -756,7 +781,7 @@ impl<'c> Validator<'c> {
             self.push(
                 Diagnostic::new(
                     Rule::Expression,
-                    e.at.clone(),
+                    self.at_offset(e, 0),
                     format!("resource correlation rule: {which} '{}' is not a function idlink can apply to the bound value", e.value),
                 )
                 .hint(format!("write one of {}", crate::expr::NAMED_FUNCTIONS.join(", ")))

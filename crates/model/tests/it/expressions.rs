@@ -48,14 +48,14 @@ fn errors_of(c: &idlink_model::Checked) -> Vec<&idlink_model::Diagnostic> {
 }
 
 #[test]
-fn a_bad_expression_is_reported_at_its_attribute_with_the_place_in_it() {
+fn a_bad_expression_is_reported_at_the_offending_character() {
     let (text, c) =
         with_rule("<ScalarRule Property=\"cn\" Expression=\"lower(Name) + lowr(Id)\" />");
     let errs = errors_of(&c);
     assert_eq!(errs.len(), 1, "{}", show(&c.diagnostics));
     let d = errs[0];
     assert_eq!(d.rule, Rule::Expression);
-    let (line, column) = position(&text, "Expression=\"lower(Name) + lowr");
+    let (line, column) = position(&text, "lowr(Id)"); // verbatim: the offending character itself
     assert_eq!(
         (d.at.file.as_ref(), d.at.line, d.at.column),
         ("conf.xml", line, column)
@@ -107,10 +107,7 @@ fn a_misspelt_property_in_an_expression_is_reported_like_a_binding() {
     assert_eq!(errs.len(), 1, "{}", show(&c.diagnostics));
     let d = errs[0];
     assert_eq!(d.rule, Rule::UnresolvedReference);
-    assert_eq!(
-        (d.at.line, d.at.column),
-        position(&text, "Expression=\"lower(Nmae)")
-    );
+    assert_eq!((d.at.line, d.at.column), position(&text, "Nmae"));
     assert!(
         d.message.contains("'Nmae'") && d.message.contains("entity type 'Person'"),
         "{d}"
@@ -139,6 +136,52 @@ fn good_expressions_pass() {
         ));
         assert!(clean(&c), "{expr}:\n{}", show(&c.diagnostics));
     }
+}
+
+#[test]
+fn leading_spaces_and_multibyte_characters_keep_the_column_exact() {
+    let (text, c) =
+        with_rule("<ScalarRule Property=\"cn\" Expression=\"  'Éloïse ☃' + lowr(Id)\" />");
+    let errs = errors_of(&c);
+    assert_eq!(errs.len(), 1, "{}", show(&c.diagnostics));
+    assert_eq!(
+        (errs[0].at.line, errs[0].at.column),
+        position(&text, "lowr(Id)")
+    );
+    assert!(errs[0].message.contains("at character 14"), "{}", errs[0]);
+}
+
+#[test]
+fn an_expression_not_written_verbatim_is_reported_at_its_attribute() {
+    // An entity reference (or a line break) in the value: columns in the value and in the
+    // file differ, so the diagnostic points at the attribute and says where in the value.
+    for rule in [
+        "<ScalarRule Property=\"cn\" Expression=\"Name + &quot;x&quot; + lowr(Id)\" />",
+        "<ScalarRule Property=\"cn\" Expression=\"Name +\n   lowr(Id)\" />",
+    ] {
+        let (text, c) = with_rule(rule);
+        let errs = errors_of(&c);
+        assert_eq!(errs.len(), 1, "{}", show(&c.diagnostics));
+        assert_eq!(errs[0].rule, Rule::Expression);
+        assert_eq!(
+            (errs[0].at.line, errs[0].at.column),
+            position(&text, "Expression="),
+            "{rule}"
+        );
+        assert!(
+            errs[0].message.contains("unknown function 'lowr'"),
+            "{}",
+            errs[0]
+        );
+    }
+    // Misspelt properties are located the same way.
+    let (text, c) = with_rule("<ScalarRule Property=\"cn\" Expression=\"&apos;x&apos; + Nmae\" />");
+    let errs = errors_of(&c);
+    assert_eq!(errs.len(), 1, "{}", show(&c.diagnostics));
+    assert_eq!(
+        (errs[0].at.line, errs[0].at.column),
+        position(&text, "Expression=")
+    );
 }
 
 #[test]
@@ -197,7 +240,7 @@ fn correlation_rules_name_functions_beside_bindings_and_expressions_alone() {
     assert_eq!(errs[0].rule, Rule::Expression);
     assert_eq!(
         (errs[0].at.line, errs[0].at.column),
-        position(&text, "TargetExpression=\"ToLowr")
+        position(&text, "ToLowr")
     );
     assert!(
         errs[0]
