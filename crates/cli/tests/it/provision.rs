@@ -89,18 +89,6 @@ fn directory_job_provisions_verifies_and_follows_hr_changes() {
     });
     let (dir, env) = quickstart_with_directory(&slapd);
     let dir = dir.path();
-    // One person leaving is 1 of 8 (12.5%): above the quickstart's 10% guard on HR deletions.
-    let hr = dir.join("conf/hr.xml");
-    let text = std::fs::read_to_string(&hr).expect("hr.xml");
-    std::fs::write(
-        &hr,
-        text.replace(
-            "MaxPercentageDeletedLines=\"10\"",
-            "MaxPercentageDeletedLines=\"20\"",
-        ),
-    )
-    .expect("hr.xml");
-
     // First run: 8 people; E002 exists (adopted by uid, its mail corrected), 7 are created.
     let (code, out) = job(dir, &env);
     assert_eq!(code, 0, "{out}");

@@ -63,19 +63,9 @@ pub(crate) struct Compiled {
     correlations: Vec<Correlation>,
 }
 
-/// The correlation functions a `TargetExpression` / `SourceExpression` may name.
-pub(crate) fn apply_named(name: &str, values: Vec<String>) -> Result<Vec<String>, String> {
-    let f: fn(&str) -> String = match name.trim().to_ascii_lowercase().as_str() {
-        "tolower" | "lower" | "tolowerinvariant" => str::to_lowercase,
-        "toupper" | "upper" | "toupperinvariant" => str::to_uppercase,
-        "trim" => |s: &str| s.trim().to_string(),
-        _ => {
-            return Err(format!(
-                "'{name}' is not a correlation function: use ToLower, ToUpper or Trim"
-            ));
-        }
-    };
-    Ok(values.iter().map(|v| f(v)).collect())
+/// A correlation rule's named function (`ToLower`, ...) applied to values.
+fn apply_named(name: &str, values: Vec<String>) -> Result<Vec<String>, String> {
+    idlink_model::expr::apply_named(name, values).map_err(|e| e.message)
 }
 
 fn compile(source: &Option<RuleSource>, what: &str) -> Result<Option<Expr>, String> {
