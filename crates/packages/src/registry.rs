@@ -44,6 +44,7 @@ pub fn instantiate(
         {
             script::instantiate(package, settings, env)
         }
+        id if id == manual::MANUAL.id => manual::instantiate(package, settings, env),
         id if id == fulfill_to_file::FULFILL_TO_FILE.id => {
             fulfill_to_file::instantiate(package, settings, env)
         }
