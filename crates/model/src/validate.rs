@@ -840,7 +840,27 @@ impl<'c> Validator<'c> {
             }
             let rt = self.ix.resource_types[r.resource_type.value.as_str()];
             self.resolve_path(&rt.target_entity_type.value, &r.target_binding, &from);
-            self.rule_source(&r.source, &rt.source_entity_type.value, &from);
+            match &r.source {
+                // `SourceExpression="ToLower"` alone: a function with nothing to apply it to.
+                Some(RuleSource::Expression(e))
+                    if crate::expr::is_named_function(&e.value)
+                        && self
+                            .ix
+                            .entity_types
+                            .get(rt.source_entity_type.value.as_str())
+                            .is_some_and(|et| et.property(e.value.trim()).is_none()) =>
+                {
+                    self.push(
+                        Diagnostic::new(
+                            Rule::Expression,
+                            self.at_offset(e, 0),
+                            format!("{from}: SourceExpression '{}' names a function, but no SourceBinding gives the value it applies to", e.value),
+                        )
+                        .hint(format!("add SourceBinding=\"<property of '{}'>\", or write the whole expression, such as {}(Name)", rt.source_entity_type, e.value.trim())),
+                    );
+                }
+                _ => self.rule_source(&r.source, &rt.source_entity_type.value, &from),
+            }
             if let Some(e) = &r.target_expression {
                 self.named_function(e, "TargetExpression");
             }

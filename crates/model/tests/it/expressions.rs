@@ -261,6 +261,17 @@ fn correlation_rules_name_functions_beside_bindings_and_expressions_alone() {
         show(&c.diagnostics)
     );
 
+    let function_alone = format!("{CORRELATION}SourceExpression=\"ToLower\" />");
+    let (_, c) = with_elements(&function_alone);
+    let errs = errors_of(&c);
+    assert!(
+        errs.len() == 1
+            && errs[0].rule == Rule::Expression
+            && errs[0].message.contains("no SourceBinding"),
+        "{}",
+        show(&c.diagnostics)
+    );
+
     let csharp = format!(
         "{CORRELATION}SourceBinding=\"Name\" SourceExpression=\"C#:p:return p.ToLower();\" />"
     );
