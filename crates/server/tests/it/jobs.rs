@@ -712,3 +712,143 @@ async fn the_pages_show_jobs_runs_orders_and_tickets_and_their_buttons_by_role()
         Some(2)
     );
 }
+
+#[tokio::test]
+async fn a_failed_run_shows_where_it_stopped_and_never_a_secret() {
+    use crate::support::{SECRET, SECRET_LOGIN};
+    // The quickstart: its directory export fails (nothing listens on port 9) with a secured
+    // login and password in the settings.
+    let f = Fixture::new().await;
+    let mut admin = f.admin().await;
+    let started = start(&mut admin, "Quickstart", false).await;
+    let url = started["url"].as_str().expect("url").to_string();
+    let run = wait_for(&mut admin, &url).await;
+    assert_eq!(run["state"], "Failed", "{run}");
+    let tasks = run["report"]["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks[0]["status"], "Succeeded");
+    assert_eq!(tasks[2]["name"], "Export the directory");
+    assert_eq!(tasks[2]["status"], "Failed", "{run}");
+    assert!(
+        tasks[2]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{run}"
+    );
+    assert!(tasks[3..].iter().all(|t| t["status"] == "Skipped"), "{run}");
+    let page = admin.get(&format!("/job-runs/{}", started["run"])).await;
+    assert!(page.body.contains("status-failed"), "{}", page.body);
+    assert!(
+        page.body.contains("an earlier task failed"),
+        "{}",
+        page.body
+    );
+    for body in [
+        run.to_string(),
+        page.body,
+        admin.get(&url).await.body,
+        admin.get("/api/jobs").await.body,
+        admin.get("/api/audit").await.body,
+    ] {
+        assert!(!body.contains(SECRET), "{body}");
+        assert!(!body.contains(SECRET_LOGIN), "{body}");
+    }
+
+    // The viewer role is read-only for the older operations too.
+    let mut viewer = user(&f, "vera", "viewer").await;
+    for path in [
+        "/api/connections/HRPeople/export",
+        "/api/connections/HRPeople/refresh-schema",
+        "/api/connections/HRPeople/check",
+        "/api/connectors/HR/refresh-schemas",
+    ] {
+        let r = viewer.api(Method::POST, path, None).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}: {}", r.body);
+    }
+    let connector = viewer.get("/connectors/HR").await;
+    assert_eq!(connector.status, StatusCode::OK);
+    assert!(!connector.body.contains("export-now"));
+    assert!(connector.body.contains("Read only"));
+    let connector = admin.get("/connectors/HR").await;
+    assert!(connector.body.contains("export-now"));
+    let me = viewer.get("/api/me").await.json();
+    assert_eq!(me["role"], "viewer");
+}
+
+/// In Chromium, against a real server: a running run's page follows its log through the API
+/// (the script, under the Content-Security-Policy) and shows the report once it ended; Run now
+/// from the jobs page lands on the run's page, which ends on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_run_page_follows_the_run_in_chromium() {
+    use crate::browser::{browser, click, driver, sign_in, wait_text};
+    let d = driver();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = crate::support::prepare_conf(dir.path());
+    let server = idlink_server::start(idlink_server::Options {
+        paths: Paths {
+            config_dir: conf,
+            settings: None,
+            work_dir: dir.path().join("work"),
+        },
+        database: Location::Sqlite(dir.path().join("work/idlink.db")),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        tls: None,
+        watch_every: Duration::from_millis(500),
+        admin_password: Some(ADMIN_PASSWORD.into()),
+        grace: Duration::from_secs(1),
+    })
+    .await
+    .expect("server");
+    let base = server.url();
+    let store = server.state.store().clone();
+    let stop = idlink_engine::CancellationToken::new();
+    let serving = tokio::spawn(server.run(stop.clone()));
+    let c = browser(&d).await;
+    sign_in(&c, &base, "admin", ADMIN_PASSWORD).await;
+
+    // A run under way (its row and first line, as the engine writes them).
+    let run = store.start_job_run("Quickstart", false).await.expect("run");
+    store
+        .append_job_log(run, "12:00:00 [1/9] Export HR people (ExportTask)\n")
+        .await
+        .expect("log");
+    c.goto(&format!("{base}job-runs/{run}"))
+        .await
+        .expect("run page");
+    wait_text(&c, "task 1 of 9: Export HR people").await;
+    // The log grows: the page shows it without a reload.
+    store
+        .append_job_log(run, "12:00:01 [2/9] Export HR organizations (ExportTask)\n")
+        .await
+        .expect("log");
+    wait_text(&c, "task 2 of 9: Export HR organizations").await;
+    // It ends: the page shows the report.
+    let report = json!({
+        "job": "Quickstart", "run": run, "dry_run": false, "state": "Succeeded", "duration": 1.5,
+        "totals": { "exported_rows": 7, "inserted": 0, "updated": 0, "deleted": 0, "orders_generated": 0,
+            "orders_executed": 0, "orders_errored": 0, "orders_transmitted": 0, "orders_verified": 0 },
+        "tasks": [ { "kind": "ExportTask", "name": "Export HR people", "status": "Succeeded",
+            "summary": "exported HRPeople: 4 rows in 1 table", "error": null, "duration": 0.5, "details": null } ],
+    });
+    store
+        .finish_job_run(run, "Succeeded", &report.to_string())
+        .await
+        .expect("finish");
+    let page = wait_text(&c, "id=\"report\"").await;
+    assert!(
+        page.contains("exported HRPeople: 4 rows in 1 table"),
+        "{page}"
+    );
+    assert!(!page.contains("data-poll"), "{page}");
+
+    // Run now from the jobs page: the run's page, then its end (the directory is unreachable).
+    c.goto(&format!("{base}jobs")).await.expect("jobs");
+    wait_text(&c, "Quickstart cycle").await;
+    click(&c, "#job-Quickstart .run-now").await;
+    let page = wait_text(&c, "id=\"report\"").await;
+    assert!(page.contains("Export the directory"), "{page}");
+    assert!(page.contains("state-failed"), "{page}");
+    let url = c.current_url().await.expect("url");
+    assert!(url.path().starts_with("/job-runs/"), "{url}");
+
+    c.close().await.expect("close");
+    stop.cancel();
+    let _ = serving.await;
+}
