@@ -655,6 +655,18 @@ async fn the_pages_show_jobs_runs_orders_and_tickets_and_their_buttons_by_role()
     assert_eq!(closed.status, StatusCode::OK, "{}", closed.body);
     assert!(closed.body.contains("closed: Errored"), "{}", closed.body);
     assert_eq!(closed.body.matches("class=\"ticket\"").count(), 2);
+    // Failed without a reason: refused, the ticket stays open.
+    let csrf = admin.csrf.clone();
+    let refused = admin
+        .post_form(
+            &format!("/tickets/{}/complete", open[1]["id"]),
+            &[("outcome", "failed"), ("reason", " ")],
+            csrf.as_deref(),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body.contains("needs a reason"), "{}", refused.body);
+    assert_eq!(refused.body.matches("class=\"ticket\"").count(), 2);
 
     // /orders: badges, the filter, the message of an errored order, the JSON link.
     let orders = admin.get("/orders").await;
