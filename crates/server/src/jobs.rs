@@ -35,6 +35,8 @@ use crate::ui::{UiError, Viewer, page, render};
 
 /// How long "Run now" waits for the run to be recorded before it gives up answering.
 pub const START_WAIT: Duration = Duration::from_secs(10);
+/// How long a stop waits, after its grace period, for job runs to end.
+pub const STOP_WAIT: Duration = Duration::from_secs(30);
 /// Orders listed when no `limit` is given.
 pub const DEFAULT_ORDER_LIMIT: u32 = 200;
 /// Runs listed in a job's history.
@@ -351,9 +353,11 @@ pub async fn start_run(
     };
     let store = state.store().clone();
     let cancel = state.shutdown();
+    let running = state.background_guard().await;
     let for_task = Arc::clone(&started);
     let name = job.clone();
     tokio::spawn(async move {
+        let _running = running;
         let on_line = Arc::clone(&for_task);
         // The engine writes the run's row, then its first line: from then on the run exists.
         let log = move |_: &str| signal(&on_line, Ok(()));
@@ -414,6 +418,42 @@ pub async fn start_run(
         "url": format!("/api/job-runs/{}", run.id),
         "page": format!("/job-runs/{}", run.id),
     }))
+}
+
+/// At start: runs left `Running` by a process that ended (killed, or stopped before they
+/// did) become `Interrupted`, unless their job's lock shows a run under way elsewhere.
+pub async fn interrupt_stale_runs(state: &AppState) {
+    let runs = match state.store().job_runs(None, 1000).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the job runs");
+            return;
+        }
+    };
+    let mut jobs: Vec<String> = runs
+        .into_iter()
+        .filter(|r| r.state == "Running")
+        .map(|r| r.job)
+        .collect();
+    jobs.sort();
+    jobs.dedup();
+    for job in jobs {
+        let Ok(lock) = state
+            .store()
+            .lock_connector(&format!("job:{job}"), "mark interrupted runs")
+            .await
+        else {
+            continue;
+        };
+        match state.store().interrupt_stale_job_runs(&job).await {
+            Ok(n) if n > 0 => {
+                tracing::warn!(job = %job, runs = n, "job runs left running by an earlier process are marked Interrupted");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(job = %job, error = %e, "cannot mark interrupted job runs"),
+        }
+        let _ = lock.release().await;
+    }
 }
 
 /// Closes ticket `id`: done, or failed with `error`. Audited (the reason is the operator's

@@ -864,3 +864,64 @@ async fn a_running_run_page_follows_the_run_in_chromium() {
     stop.cancel();
     let _ = serving.await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_waits_for_a_run_and_a_start_marks_runs_left_running_interrupted() {
+    let f = fixture().await;
+    let conf = f.conf();
+    let work = f.dir.path().join("work");
+    let db = Location::Sqlite(work.join("idlink.db"));
+    // A run left Running by a process that ended.
+    let stale = f
+        .state
+        .store()
+        .start_job_run("Cycle", false)
+        .await
+        .expect("run");
+    f.state.store().close().await;
+    let options = || idlink_server::Options {
+        paths: Paths {
+            config_dir: conf.clone(),
+            settings: None,
+            work_dir: work.clone(),
+        },
+        database: db.clone(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        tls: None,
+        watch_every: Duration::from_secs(5),
+        admin_password: None,
+        grace: Duration::from_secs(5),
+    };
+    let server = idlink_server::start(options()).await.expect("server");
+    let state = server.state.clone();
+    let run = state
+        .store()
+        .job_run(stale)
+        .await
+        .expect("store")
+        .expect("run");
+    assert_eq!(run.state, "Interrupted");
+
+    // A run started, then the server stopped at once: the stop waits for the run to end.
+    let stop = idlink_engine::CancellationToken::new();
+    let serving = tokio::spawn(server.run(stop.clone()));
+    let admin = idlink_server::auth::Principal {
+        id: 1,
+        name: "admin".into(),
+        role: idlink_server::auth::Role::Administrator,
+        csrf: None,
+    };
+    let started = idlink_server::jobs::start_run(&state, &admin, "Cycle", false)
+        .await
+        .expect("started");
+    stop.cancel();
+    serving.await.expect("join").expect("served");
+    let store = Store::open(&db).await.expect("store");
+    let run = store
+        .job_run(started["run"].as_i64().expect("id"))
+        .await
+        .expect("store")
+        .expect("run");
+    assert_eq!(run.state, "Succeeded", "{}", run.log);
+    store.close().await;
+}
