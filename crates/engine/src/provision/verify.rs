@@ -24,7 +24,62 @@ pub struct VerifyReport {
     pub waiting: u64,
 }
 
+/// The changes Executed orders announce, which the next synchronization of their system
+/// will show: they are not surprises, so they do not count toward its thresholds.
+#[derive(Debug, Default)]
+pub struct Expected {
+    /// Target entity type -> (inserted, updated, deleted).
+    pub resources: HashMap<String, (u64, u64, u64)>,
+    /// Association -> (links added, links removed).
+    pub links: HashMap<String, (u64, u64)>,
+}
+
 impl Engine {
+    /// What the Executed orders of every resource type are expected to change.
+    pub async fn expected_changes(&self, store: &Store) -> Result<Expected, EngineError> {
+        let config = &self.checked().config;
+        let mut out = Expected::default();
+        let orders = store
+            .orders(&OrderFilter {
+                states: vec![OrderState::Executed],
+                ..OrderFilter::default()
+            })
+            .await?;
+        for o in orders {
+            let Some(rt) = config.resource_type(&o.resource_type) else {
+                continue;
+            };
+            let target = rt.target_entity_type.value.as_str();
+            let e = out.resources.entry(target.to_string()).or_default();
+            match o.change_type.as_str() {
+                "Added" => e.0 += 1,
+                "Modified" => e.1 += 1,
+                "Deleted" => e.2 += 1,
+                _ => {}
+            }
+            let Ok(order) = serde_json::from_str::<ProvisioningOrder>(&o.body) else {
+                continue;
+            };
+            for (k, v) in &order.changes {
+                let (prop, add) = match (k.strip_suffix("_add"), k.strip_suffix("_remove")) {
+                    (Some(p), _) => (p, true),
+                    (_, Some(p)) => (p, false),
+                    _ => continue,
+                };
+                if let Some(nav) = navigation(config, target, prop) {
+                    let n = object_keys(v).len() as u64;
+                    let l = out.links.entry(nav.association).or_default();
+                    if add {
+                        l.0 += n;
+                    } else {
+                        l.1 += n;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Verifies the Executed orders of the resource types whose target entity type `connector`
     /// synchronizes.
     pub async fn verify_orders(
@@ -97,9 +152,13 @@ impl Engine {
                 }
                 let targets = &world.entities[target];
                 // The target: by the key the order names, else by a correlated value it sets.
-                let mut tid = stored
-                    .target_key
+                // A Modified order that changes the key finds the target under its new key.
+                let new_key = (order.change_type == ChangeType::Modified)
+                    .then(|| strings(order.changes.get(&key_prop)).into_iter().next())
+                    .flatten();
+                let mut tid = new_key
                     .as_ref()
+                    .or(stored.target_key.as_ref())
                     .and_then(|k| targets.by_key.get(k).copied());
                 if tid.is_none() && order.change_type == ChangeType::Added {
                     for prop in &correlations {

@@ -176,6 +176,11 @@ impl Engine {
             _ => Apply::Whole,
         };
         let connector_limits = conn.thresholds.or(&SyncThresholds::CONNECTOR_DEFAULTS);
+        let expected = if options.mode == SyncMode::Initial {
+            crate::provision::verify::Expected::default()
+        } else {
+            self.expected_changes(store).await?
+        };
         let mut tx = store.begin_sync(&connector).await?;
         let mut reports = Vec::new();
         let mut exceeded = Vec::new();
@@ -247,9 +252,16 @@ impl Engine {
             }
             tracing::info!(table = %plan.table, rows = prepared.counts.rows, seconds = phase.elapsed().as_secs_f64(), "prepared");
             if options.mode != SyncMode::Initial {
+                // Changes idlink itself ordered (Executed orders) are expected: they do not count.
+                let mut counted = prepared.counts.clone();
+                if let Some(e) = expected.resources.get(&plan.entity_type) {
+                    counted.inserted = counted.inserted.saturating_sub(e.0);
+                    counted.updated = counted.updated.saturating_sub(e.1);
+                    counted.deleted = counted.deleted.saturating_sub(e.2);
+                }
                 exceeded.extend(thresholds::check_resources(
                     &plan.entity_type,
-                    &prepared.counts,
+                    &counted,
                     before,
                     &connector_limits,
                     &m.thresholds,
@@ -420,9 +432,14 @@ impl Engine {
                 }
             };
             if options.mode != SyncMode::Initial {
+                let mut counted = counts.clone();
+                if let Some(e) = expected.links.get(&a.id.value) {
+                    counted.added = counted.added.saturating_sub(e.0);
+                    counted.removed = counted.removed.saturating_sub(e.1);
+                }
                 exceeded.extend(thresholds::check_links(
                     &a.id.value,
-                    &counts,
+                    &counted,
                     &connector_limits,
                     &a.thresholds,
                 ));
