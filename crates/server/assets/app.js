@@ -45,3 +45,26 @@ document.addEventListener('DOMContentLoaded', function () {
     });
   });
 });
+// 4. A running job's page: polls its run (GET /api/job-runs/{run}) every second, shows the log
+//    as it grows, and reloads the page for the report once the run ended.
+document.addEventListener('DOMContentLoaded', function () {
+  var status = document.querySelector('#run-state[data-poll]');
+  if (!status) { return; }
+  var url = status.getAttribute('data-poll');
+  var log = document.getElementById('run-log');
+  var tick = function () {
+    fetch(url, { credentials: 'same-origin', headers: { 'Accept': 'application/json' } })
+      .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
+      .then(function (run) {
+        if (log && typeof run.log === 'string') { log.textContent = run.log; log.scrollTop = log.scrollHeight; }
+        var progress = document.getElementById('run-progress');
+        if (progress && run.progress) {
+          progress.textContent = 'task ' + run.progress.task + ' of ' + run.progress.of + ': ' + run.progress.name;
+        }
+        if (run.state !== 'Running') { window.location.reload(); return; }
+        setTimeout(tick, 1000);
+      })
+      .catch(function () { setTimeout(tick, 3000); });
+  };
+  setTimeout(tick, 1000);
+});

@@ -40,7 +40,17 @@ impl ApiRouter {
         }
     }
 
-    fn add(mut self, method: Method, path: &'static str, route: MethodRouter<AppState>) -> Self {
+    /// `f(self)`: lets another module add its routes to the chain.
+    fn pipe(self, f: impl FnOnce(Self) -> Self) -> Self {
+        f(self)
+    }
+
+    pub(crate) fn add(
+        mut self,
+        method: Method,
+        path: &'static str,
+        route: MethodRouter<AppState>,
+    ) -> Self {
         self.routes.push((method, path));
         self.router = self.router.route(path, route);
         self
@@ -133,6 +143,7 @@ pub fn router() -> ApiRouter {
             axum::routing::delete(revoke_token),
         )
         .add(Method::POST, "/api/users", post(create_user))
+        .pipe(crate::jobs::api_routes)
 }
 
 async fn openapi() -> Json<Value> {
@@ -493,6 +504,7 @@ async fn refresh_connection(
     User(p): User,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
+    p.require_operator("refreshing a schema")?;
     Ok(Json(refresh_one(&state, &p.name, &id).await?))
 }
 
@@ -501,6 +513,7 @@ async fn refresh_connector(
     User(p): User,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
+    p.require_operator("refreshing schemas")?;
     Ok(Json(refresh_all(&state, &p.name, &id).await?))
 }
 
@@ -509,6 +522,7 @@ async fn check_connection(
     User(p): User,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
+    p.require_operator("checking a connection")?;
     Ok(Json(check_one(&state, &p.name, &id).await?))
 }
 
@@ -517,6 +531,7 @@ async fn export_connection(
     User(p): User,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
+    p.require_operator("exporting a connection")?;
     Ok(Json(
         export_one(&state, &p.name, &id, &state.shutdown()).await?,
     ))
@@ -661,7 +676,7 @@ pub async fn tokens_view(
 ) -> Result<Vec<Value>, AppError> {
     let of = match p.role {
         Role::Administrator => None,
-        Role::Operator => Some(p.id),
+        Role::Operator | Role::Viewer => Some(p.id),
     };
     Ok(state
         .store()
@@ -697,7 +712,7 @@ pub async fn revoke(
     let id = id.trim().to_ascii_lowercase();
     let of = match p.role {
         Role::Administrator => None,
-        Role::Operator => Some(p.id),
+        Role::Operator | Role::Viewer => Some(p.id),
     };
     let found = if id.len() == TOKEN_ID_LEN && id.chars().all(|c| c.is_ascii_hexdigit()) {
         state
@@ -751,7 +766,7 @@ async fn create_user(
     p.require_admin("creating a user")?;
     let role = Role::parse(&body.role).ok_or_else(|| {
         AppError::BadRequest(format!(
-            "role '{}' is not known: use administrator or operator",
+            "role '{}' is not known: use administrator, operator or viewer",
             body.role
         ))
     })?;

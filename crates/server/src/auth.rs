@@ -45,8 +45,11 @@ pub const MIN_PASSWORD: usize = 12;
 pub enum Role {
     /// Everything.
     Administrator,
-    /// Read, refresh schemas, check connections, export; no settings, mapping or user edits.
+    /// Read, refresh schemas, check connections, export, run jobs, close tickets; no
+    /// settings, mapping or user edits.
     Operator,
+    /// Read only: sees every page and list, starts and changes nothing.
+    Viewer,
 }
 
 impl Role {
@@ -54,7 +57,17 @@ impl Role {
         match s {
             "administrator" => Some(Role::Administrator),
             "operator" => Some(Role::Operator),
+            "viewer" => Some(Role::Viewer),
             _ => None,
+        }
+    }
+
+    /// `an administrator`, `an operator`, `a viewer`.
+    pub fn with_article(self) -> &'static str {
+        match self {
+            Role::Administrator => "an administrator",
+            Role::Operator => "an operator",
+            Role::Viewer => "a viewer",
         }
     }
 
@@ -62,6 +75,7 @@ impl Role {
         match self {
             Role::Administrator => "administrator",
             Role::Operator => "operator",
+            Role::Viewer => "viewer",
         }
     }
 }
@@ -81,8 +95,20 @@ impl Principal {
     pub fn require_admin(&self, what: &str) -> Result<(), AppError> {
         match self.role {
             Role::Administrator => Ok(()),
-            Role::Operator => Err(AppError::Forbidden(format!(
-                "{what} needs the administrator role; '{}' is an operator",
+            Role::Operator | Role::Viewer => Err(AppError::Forbidden(format!(
+                "{what} needs the administrator role; '{}' is {}",
+                self.name,
+                self.role.with_article()
+            ))),
+        }
+    }
+
+    /// Refuses a viewer (read only).
+    pub fn require_operator(&self, what: &str) -> Result<(), AppError> {
+        match self.role {
+            Role::Administrator | Role::Operator => Ok(()),
+            Role::Viewer => Err(AppError::Forbidden(format!(
+                "{what} needs the operator or administrator role; '{}' is a viewer (read only)",
                 self.name
             ))),
         }

@@ -16,6 +16,7 @@ pub mod cache;
 pub mod configure;
 pub mod edit;
 pub mod error;
+pub mod jobs;
 pub mod mappings;
 pub mod metrics;
 pub mod openapi;

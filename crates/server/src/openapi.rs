@@ -279,14 +279,160 @@ pub const OPERATIONS: &[Operation] = &[
             (201, "Me"),
         )
     },
+    op(
+        "get",
+        "/api/jobs",
+        "listJobs",
+        "jobs",
+        "Every job of the configuration: its tasks in the order they run, its crontab and its last run",
+        (200, "JobList"),
+    ),
+    op(
+        "get",
+        "/api/jobs/{job}/runs",
+        "listJobRuns",
+        "jobs",
+        "The job's runs, newest first (the last 50), without their logs",
+        (200, "JobRunList"),
+    ),
+    Operation {
+        body: Some("NewJobRun"),
+        ..op(
+            "post",
+            "/api/jobs/{job}/runs",
+            "runJob",
+            "jobs",
+            "Run now (operators and administrators): starts a run in the background and answers 202 with its id and URL (also in Location) once it is recorded; 409 while the job runs already. A dry run changes nothing. Audited",
+            (202, "JobRunStarted"),
+        )
+    },
+    op(
+        "get",
+        "/api/job-runs/{run}",
+        "getJobRun",
+        "jobs",
+        "A job run: its state (Running, Succeeded, Failed, Interrupted), its log so far, where it is while it runs, and its report once it ended",
+        (200, "JobRun"),
+    ),
+    Operation {
+        query: &[
+            (
+                "state",
+                "only orders in this state: Pending, Transmitted, Executed, Errored or Verified",
+            ),
+            ("resourceType", "only orders of this resource type"),
+            ("limit", "at most this many, the newest (default 200)"),
+        ],
+        ..op(
+            "get",
+            "/api/orders",
+            "listOrders",
+            "orders",
+            "Provisioning orders, newest first, with their state and the system's message",
+            (200, "OrderList"),
+        )
+    },
+    op(
+        "get",
+        "/api/orders/{order}",
+        "getOrder",
+        "orders",
+        "One provisioning order with the order as packages receive it",
+        (200, "Order"),
+    ),
+    Operation {
+        query: &[("all", "true: closed tickets too")],
+        ..op(
+            "get",
+            "/api/tickets",
+            "listTickets",
+            "tickets",
+            "Tickets (orders handed to a Usercube.Manual connection): the open ones, oldest first, with what to do",
+            (200, "TicketList"),
+        )
+    },
+    Operation {
+        body: Some("CloseTicket"),
+        ..op(
+            "post",
+            "/api/tickets/{ticket}/complete",
+            "completeTicket",
+            "tickets",
+            "Close an open ticket (operators and administrators): done (Executed), or failed with the reason given as error (Errored). Audited",
+            (200, "Ticket"),
+        )
+    },
 ];
 
 fn schemas() -> Value {
     let mut all = base_schemas();
-    if let (Value::Object(all), Value::Object(more)) = (&mut all, editing_schemas()) {
-        all.extend(more);
+    for more in [editing_schemas(), job_schemas()] {
+        if let (Value::Object(all), Value::Object(more)) = (&mut all, more) {
+            all.extend(more);
+        }
     }
     all
+}
+
+/// Jobs, orders and tickets.
+fn job_schemas() -> Value {
+    let s = |t: &str| json!({ "type": t });
+    let string = s("string");
+    let opt_string = json!({ "type": ["string", "null"] });
+    let run_state = json!({ "enum": ["Running", "Succeeded", "Failed", "Interrupted"] });
+    let order_state =
+        json!({ "enum": ["Pending", "Transmitted", "Executed", "Errored", "Verified"] });
+    let totals = json!({ "type": "object", "properties": {
+        "exported_rows": s("integer"), "inserted": s("integer"), "updated": s("integer"), "deleted": s("integer"),
+        "orders_generated": s("integer"), "orders_executed": s("integer"), "orders_errored": s("integer"),
+        "orders_transmitted": s("integer"), "orders_verified": s("integer") } });
+    let run_summary = json!({ "id": s("integer"), "job": string, "state": run_state, "dryRun": s("boolean"),
+        "startedAt": string, "finishedAt": opt_string, "url": string, "page": string,
+        "duration": s("number"), "totals": totals });
+    let mut run_full = run_summary.clone();
+    if let Value::Object(m) = &mut run_full {
+        m.insert("log".into(), json!({ "type": "string", "description": "One line per event, growing while the run goes on" }));
+        m.insert(
+            "progress".into(),
+            json!({ "type": ["object", "null"], "description": "While Running: the task under way",
+            "properties": { "task": s("integer"), "of": s("integer"), "name": string } }),
+        );
+        m.insert("report".into(), json!({ "type": ["object", "null"], "description": "Once the run ended", "properties": {
+            "job": string, "run": s("integer"), "dry_run": s("boolean"), "state": { "enum": ["Succeeded", "Failed"] },
+            "duration": s("number"), "totals": totals,
+            "tasks": { "type": "array", "items": { "type": "object", "properties": {
+                "kind": string, "name": string, "status": { "enum": ["Succeeded", "Failed", "Skipped", "Planned"] },
+                "summary": string, "error": opt_string, "duration": s("number"), "details": {} } } } } }));
+    }
+    let order = json!({ "id": s("integer"), "state": order_state, "changeType": { "enum": ["Added", "Modified", "Deleted"] },
+        "resourceType": string, "connection": opt_string, "owner": opt_string, "target": opt_string,
+        "message": string, "createdAt": string, "updatedAt": string,
+        "order": { "type": "object", "description": "The order as packages receive it (ChangeType, ResourceType, Owner, Resource, Changes)" } });
+    let mut ticket = order.clone();
+    if let Value::Object(m) = &mut ticket {
+        m.insert(
+            "todo".into(),
+            json!({ "type": "string", "description": "What the person has to do" }),
+        );
+    }
+    json!({
+        "JobList": { "type": "array", "items": { "type": "object", "properties": {
+            "id": string, "name": string, "crontab": opt_string, "agent": opt_string,
+            "tasks": { "type": "array", "items": { "type": "object", "properties": { "kind": string, "name": string, "target": string } } },
+            "lastRun": { "oneOf": [ { "type": "null" }, { "$ref": "#/components/schemas/JobRunSummary" } ] } } } },
+        "JobRunSummary": { "type": "object", "properties": run_summary },
+        "JobRunList": { "type": "array", "items": { "$ref": "#/components/schemas/JobRunSummary" } },
+        "JobRun": { "type": "object", "properties": run_full },
+        "NewJobRun": { "type": "object", "properties": { "dryRun": { "type": "boolean", "default": false } } },
+        "JobRunStarted": { "type": "object", "properties": { "run": s("integer"), "job": string, "dryRun": s("boolean"),
+            "state": run_state, "url": string, "page": string } },
+        "Order": { "type": "object", "properties": order },
+        "OrderList": { "type": "array", "items": { "$ref": "#/components/schemas/Order" } },
+        "Ticket": { "type": "object", "properties": ticket },
+        "TicketList": { "type": "array", "items": { "$ref": "#/components/schemas/Ticket" } },
+        "CloseTicket": { "type": "object", "properties": { "error": { "type": "string",
+            "description": "The ticket could not be done: why. Absent: it was done" } } },
+    })
 }
 
 /// What editing the configuration takes.
@@ -328,7 +474,7 @@ fn base_schemas() -> Value {
         "Error": { "type": "object", "properties": { "error": { "type": "object", "properties": {
             "status": s("integer"), "message": string,
             "problems": { "type": "array", "items": { "$ref": "#/components/schemas/Problem" } } } } } },
-        "Me": { "type": "object", "properties": { "name": string, "role": { "enum": ["administrator", "operator"] } } },
+        "Me": { "type": "object", "properties": { "name": string, "role": { "enum": ["administrator", "operator", "viewer"] } } },
         "Problem": { "type": "object", "properties": { "rule": string, "severity": string, "location": string, "message": string, "hint": string } },
         "Configuration": { "type": "object", "properties": {
             "configDir": string, "running": s("boolean"), "loadedAt": opt_string,
@@ -382,7 +528,7 @@ fn base_schemas() -> Value {
         "Token": { "type": "object", "properties": { "name": string, "token": string, "user": string, "id": string } },
         "NewUser": { "type": "object", "required": ["name", "password", "role"], "properties": {
             "name": string, "password": { "type": "string", "minLength": crate::auth::MIN_PASSWORD },
-            "role": { "enum": ["administrator", "operator"] } } },
+            "role": { "enum": ["administrator", "operator", "viewer"] } } },
     })
 }
 
@@ -437,7 +583,7 @@ pub fn document() -> Value {
         "info": {
             "title": "idlink API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Connectors, connections, schemas, exports, resources and entity type mappings of the running configuration. Secured setting values are never returned.",
+            "description": "Connectors, connections, schemas, exports, resources, entity type mappings, jobs, provisioning orders and tickets of the running configuration. Secured setting values are never returned.",
         },
         "paths": paths,
         "components": {

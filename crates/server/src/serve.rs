@@ -69,6 +69,7 @@ pub async fn start(options: Options) -> Result<Server, ServerError> {
             source,
         })?;
     let state = AppState::new(store, options.paths.clone(), tls.is_some()).await;
+    crate::jobs::interrupt_stale_runs(&state).await;
     Ok(Server {
         state,
         addr,
@@ -137,6 +138,15 @@ impl Server {
         };
         stop.cancel();
         let _ = watcher.await;
+        // Job runs end at their next step once `work` is cancelled (after the grace period).
+        if tokio::time::timeout(grace + crate::jobs::STOP_WAIT, state.background_idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "a job run did not end in time: it is marked Interrupted at the next start"
+            );
+        }
         state.store().close().await;
         served.map_err(|e| ServerError::Serve(e.to_string()))
     }

@@ -30,6 +30,9 @@ struct Inner {
     sessions: crate::cache::Recent<idlink_store::Session>,
     /// Schema states recently read from the store, by lower-case connection identifier.
     schemas: crate::cache::Recent<idlink_engine::snapshots::SchemaStatus>,
+    /// Work running in the background (job runs) holds a read guard; a stop waits for the
+    /// write side, that is for all of them to end, before it closes the store.
+    background: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -76,6 +79,7 @@ impl AppState {
             edits: tokio::sync::Mutex::new(()),
             sessions: crate::cache::Recent::default(),
             schemas: crate::cache::Recent::default(),
+            background: Arc::new(tokio::sync::RwLock::new(())),
         }))
     }
 
@@ -106,6 +110,16 @@ impl AppState {
     /// The token long work (exports) runs under: cancelled at the end of a stop's grace period.
     pub fn shutdown(&self) -> idlink_engine::CancellationToken {
         self.0.shutdown.clone()
+    }
+
+    /// Held by work running in the background (a job run) until it ends.
+    pub async fn background_guard(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        Arc::clone(&self.0.background).read_owned().await
+    }
+
+    /// Waits until no background work runs.
+    pub async fn background_idle(&self) {
+        let _all_ended = self.0.background.write().await;
     }
 
     /// Held while an edit of the configuration folder reads, checks and writes its files.

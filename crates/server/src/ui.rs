@@ -59,6 +59,11 @@ const TEMPLATES: &[(&str, &str)] = &[
         "new_connection.html",
         include_str!("../templates/new_connection.html"),
     ),
+    ("jobs.html", include_str!("../templates/jobs.html")),
+    ("job.html", include_str!("../templates/job.html")),
+    ("job_run.html", include_str!("../templates/job_run.html")),
+    ("orders.html", include_str!("../templates/orders.html")),
+    ("tickets.html", include_str!("../templates/tickets.html")),
 ];
 
 /// The embedded assets: name, content type, bytes.
@@ -178,9 +183,10 @@ pub fn router() -> Router<AppState> {
         .route("/tokens/{token}/revoke", post(revoke_token))
         .route("/configuration", get(configuration))
         .route("/assets/{name}", get(asset))
+        .merge(crate::jobs::ui_routes())
 }
 
-fn render(state: &AppState, name: &str, ctx: Value) -> Result<Html<String>, UiError> {
+pub(crate) fn render(state: &AppState, name: &str, ctx: Value) -> Result<Html<String>, UiError> {
     state
         .templates()
         .get_template(name)
@@ -190,11 +196,11 @@ fn render(state: &AppState, name: &str, ctx: Value) -> Result<Html<String>, UiEr
 }
 
 /// What every page's frame needs: who is signed in, the CSRF token, the configuration state.
-fn page(state: &AppState, viewer: &Principal, title: &str, mut ctx: Value) -> Value {
+pub(crate) fn page(state: &AppState, viewer: &Principal, title: &str, mut ctx: Value) -> Value {
     let running = state.running();
     let base = json!({
         "title": title,
-        "user": { "name": viewer.name, "role": viewer.role, "admin": viewer.role == auth::Role::Administrator },
+        "user": { "name": viewer.name, "role": viewer.role, "admin": viewer.role == auth::Role::Administrator, "operator": viewer.role != auth::Role::Viewer },
         "csrf": viewer.csrf.clone().unwrap_or_default(),
         "running": running.engine.is_some(),
         "rejected": running.rejected.as_ref().map(|r| r.errors.len()),
@@ -414,6 +420,7 @@ async fn refresh_connector(
     Viewer(p): Viewer,
     Path(id): Path<String>,
 ) -> Result<Html<String>, UiError> {
+    p.require_operator("refreshing schemas")?;
     let result = api::refresh_all(&state, &p.name, &id).await?;
     let results = result["results"].as_array().cloned().unwrap_or_default();
     let failed = results.iter().filter(|r| r["outcome"] == "failed").count();
@@ -430,6 +437,7 @@ async fn refresh_connection(
     Viewer(p): Viewer,
     Path(id): Path<String>,
 ) -> Result<Html<String>, UiError> {
+    p.require_operator("refreshing a schema")?;
     let connector = connector_of(&state, &id)?;
     let r = api::refresh_one(&state, &p.name, &id).await?;
     let notice = json!({
@@ -448,6 +456,7 @@ async fn check_connection(
     Viewer(p): Viewer,
     Path(id): Path<String>,
 ) -> Result<Html<String>, UiError> {
+    p.require_operator("checking a connection")?;
     let connector = connector_of(&state, &id)?;
     let r = api::check_one(&state, &p.name, &id).await?;
     let reachable = r["reachable"].as_bool().unwrap_or(false);
@@ -468,6 +477,7 @@ async fn export_connection(
     Viewer(p): Viewer,
     Path(id): Path<String>,
 ) -> Result<Html<String>, UiError> {
+    p.require_operator("exporting a connection")?;
     let connector = connector_of(&state, &id)?;
     let notice = match api::export_one(&state, &p.name, &id, &state.shutdown()).await {
         Ok(r) => {

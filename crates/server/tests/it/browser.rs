@@ -35,7 +35,7 @@ fn free_port() -> u16 {
 }
 
 /// chromedriver on a loopback port, stopped on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
 }
@@ -47,7 +47,7 @@ impl Drop for Driver {
     }
 }
 
-fn driver() -> Driver {
+pub(crate) fn driver() -> Driver {
     for tool in [CHROMIUM, CHROMEDRIVER] {
         assert!(
             Path::new(tool).exists(),
@@ -67,7 +67,7 @@ fn driver() -> Driver {
     }
 }
 
-async fn browser(d: &Driver) -> Client {
+pub(crate) async fn browser(d: &Driver) -> Client {
     let caps = json!({
         "browserName": "chrome",
         "goog:chromeOptions": {
@@ -98,7 +98,7 @@ async fn browser(d: &Driver) -> Client {
 }
 
 /// Waits until the page holds `text`; returns the page.
-async fn wait_text(c: &Client, text: &str) -> String {
+pub(crate) async fn wait_text(c: &Client, text: &str) -> String {
     let started = Instant::now();
     loop {
         let page = c.source().await.expect("source");
@@ -113,7 +113,7 @@ async fn wait_text(c: &Client, text: &str) -> String {
     }
 }
 
-async fn click(c: &Client, css: &str) {
+pub(crate) async fn click(c: &Client, css: &str) {
     c.find(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("{css}: {e}"))
@@ -131,7 +131,7 @@ async fn fill(c: &Client, css: &str, text: &str) {
     e.send_keys(text).await.expect("type");
 }
 
-async fn sign_in(c: &Client, base: &str, name: &str, password: &str) {
+pub(crate) async fn sign_in(c: &Client, base: &str, name: &str, password: &str) {
     c.goto(&format!("{base}login")).await.expect("login page");
     fill(c, "#name", name).await;
     fill(c, "#password", password).await;

@@ -6,6 +6,7 @@ mod auth;
 mod browser;
 mod cache;
 mod edit;
+mod jobs;
 mod mappings;
 mod openapi;
 mod support;
