@@ -68,7 +68,7 @@ pub struct JobReport {
     pub job: String,
     pub run: i64,
     pub dry_run: bool,
-    /// `Succeeded` or `Failed`.
+    /// `Succeeded`, `Failed`, or `Interrupted` (cancelled before its last task).
     pub state: &'static str,
     pub tasks: Vec<TaskReport>,
     pub totals: JobTotals,
@@ -279,11 +279,20 @@ impl Engine {
             });
         }
         let any_failed = reports.iter().any(|r| r.status == "Failed");
+        let interrupted = reports
+            .iter()
+            .any(|r| r.status == "Skipped" && r.summary.contains("interrupted"));
         let report = JobReport {
             job: job.to_string(),
             run,
             dry_run: options.dry_run,
-            state: if any_failed { "Failed" } else { "Succeeded" },
+            state: if any_failed {
+                "Failed"
+            } else if interrupted {
+                "Interrupted"
+            } else {
+                "Succeeded"
+            },
             tasks: reports,
             totals,
             duration: started.elapsed(),

@@ -88,6 +88,15 @@ const CONFIG: &str = r#"<?xml version="1.0" encoding="utf-8"?>
   </ResourceType>
   <ResourceCorrelationRule ResourceType="Acc" TargetBinding="mail" SourceBinding="Mail" />
   <ResourceTypeMapping Identifier="Acc" Connection="RT_CONNECTION" />
+
+  <Job Identifier="Loop" DisplayName_L1="Loop">
+    <ExportTask DisplayName_L1="Export people" Connection="HRP" />
+    <ExportTask DisplayName_L1="Export organizations" Connection="HRO" />
+    <PrepareSynchronizationTask DisplayName_L1="Prepare HR" Connector="HR" SynchronizationMode="Complete" />
+    <SynchronizeTask DisplayName_L1="Synchronize HR" Connector="HR" />
+    <GenerateProvisioningOrdersTask DisplayName_L1="Compute orders" ResourceTypes="Acc" />
+    <FulfillTask DisplayName_L1="Fulfill"><TaskResourceType ResourceType="Acc" /></FulfillTask>
+  </Job>
 </ConfigurationFile>
 "#;
 
@@ -498,4 +507,111 @@ async fn manual_orders_become_tickets_closed_by_a_person() {
             .expect("tickets")
             .is_empty()
     );
+}
+
+impl Site {
+    async fn run_job(
+        &self,
+        dry_run: bool,
+        cancel: &CancellationToken,
+    ) -> Result<idlink_engine::jobs::JobReport, EngineError> {
+        let data = self.dir.path().join("conf/data");
+        std::fs::create_dir_all(&data).expect("data");
+        std::fs::write(
+            data.join("p.csv"),
+            "id,first,mail,org\np1,Ada,ada@x,ENG\np2,Alan,alan@x,OPS\n",
+        )
+        .expect("people");
+        std::fs::write(
+            data.join("o.csv"),
+            "code,name\nENG,Engineering\nOPS,Operations\n",
+        )
+        .expect("orgs");
+        let lines = std::sync::Mutex::new(Vec::<String>::new());
+        let log = |l: &str| lines.lock().expect("lock").push(l.to_string());
+        self.engine()
+            .run_job(
+                &self.store,
+                "Loop",
+                &idlink_engine::jobs::JobOptions { dry_run },
+                Arc::new(NoProgress),
+                &log,
+                cancel,
+            )
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_job_runs_its_tasks_in_order_and_records_the_run() {
+    let site = Site::new(None).await;
+    site.app("", "");
+    site.sync("App").await;
+    // A dry run changes nothing: no resource, no order.
+    let r = site
+        .run_job(true, &CancellationToken::new())
+        .await
+        .expect("dry run");
+    assert_eq!(r.state, "Succeeded");
+    assert!(
+        r.tasks.iter().any(|t| t.status == "Planned"),
+        "{:?}",
+        r.tasks
+    );
+    assert_eq!(
+        site.store.count_resources("Person").await.expect("count"),
+        0
+    );
+    assert!(site.states().await.is_empty());
+
+    let r = site
+        .run_job(false, &CancellationToken::new())
+        .await
+        .expect("run");
+    assert_eq!(r.state, "Succeeded", "{:#?}", r.tasks);
+    let statuses: Vec<&str> = r.tasks.iter().map(|t| t.status).collect();
+    assert_eq!(statuses, ["Succeeded"; 6]);
+    assert_eq!(
+        (
+            r.totals.exported_rows,
+            r.totals.inserted,
+            r.totals.orders_generated,
+            r.totals.orders_executed
+        ),
+        (4, 4, 2, 2)
+    );
+    let runs = site.store.job_runs(Some("Loop"), 10).await.expect("runs");
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].state, "Succeeded");
+    assert!(
+        runs[0].log.contains("[5/6] Compute orders"),
+        "{}",
+        runs[0].log
+    );
+    assert!(
+        runs[0]
+            .report
+            .as_deref()
+            .is_some_and(|j| j.contains("\"orders_executed\":2"))
+    );
+
+    // Two runs of one job never overlap.
+    let held = site
+        .store
+        .lock_connector("job:Loop", "test")
+        .await
+        .expect("lock");
+    let e = site
+        .run_job(false, &CancellationToken::new())
+        .await
+        .expect_err("busy");
+    assert!(e.to_string().contains("already running"), "{e}");
+    held.release().await.expect("release");
+
+    // Cancelled: the run stops before its tasks and says it was interrupted.
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let r = site.run_job(false, &cancel).await.expect("cancelled run");
+    assert_eq!(r.state, "Interrupted", "{:#?}", r.tasks);
+    assert!(r.tasks.iter().all(|t| t.status == "Skipped"));
 }
