@@ -491,19 +491,19 @@ async fn execute(
 ) -> Result<u64, PackageError> {
     match conn {
         Conn::Pg(c) => {
-            let q = bind_pg!(sqlx::query(&st.sql), &st.params);
+            let q = bind_pg!(sqlx::query::<sqlx::Postgres>(&st.sql), &st.params);
             cx.wait(op, Box::pin(q.execute(&mut *c)))
                 .await
                 .map(|r| r.rows_affected())
         }
         Conn::My(c) => {
-            let q = bind_typed!(sqlx::query(&st.sql), &st.params);
+            let q = bind_typed!(sqlx::query::<sqlx::MySql>(&st.sql), &st.params);
             cx.wait(op, Box::pin(q.execute(&mut *c)))
                 .await
                 .map(|r| r.rows_affected())
         }
         Conn::Lite(c) => {
-            let q = bind_typed!(sqlx::query(&st.sql), &st.params);
+            let q = bind_typed!(sqlx::query::<sqlx::Sqlite>(&st.sql), &st.params);
             cx.wait(op, Box::pin(q.execute(&mut *c)))
                 .await
                 .map(|r| r.rows_affected())
@@ -516,15 +516,18 @@ async fn count(conn: &mut Conn, cx: &Cx<'_>, st: &Stmt) -> Result<i64, PackageEr
     let op = "look the row up";
     match conn {
         Conn::Pg(c) => {
-            let q = bind_pg!(sqlx::query_scalar::<_, i64>(&st.sql), &st.params);
+            let q = bind_pg!(
+                sqlx::query_scalar::<sqlx::Postgres, i64>(&st.sql),
+                &st.params
+            );
             cx.wait(op, Box::pin(q.fetch_one(&mut *c))).await
         }
         Conn::My(c) => {
-            let q = bind_typed!(sqlx::query_scalar::<_, i64>(&st.sql), &st.params);
+            let q = bind_typed!(sqlx::query_scalar::<sqlx::MySql, i64>(&st.sql), &st.params);
             cx.wait(op, Box::pin(q.fetch_one(&mut *c))).await
         }
         Conn::Lite(c) => {
-            let q = bind_typed!(sqlx::query_scalar::<_, i64>(&st.sql), &st.params);
+            let q = bind_typed!(sqlx::query_scalar::<sqlx::Sqlite, i64>(&st.sql), &st.params);
             cx.wait(op, Box::pin(q.fetch_one(&mut *c))).await
         }
     }

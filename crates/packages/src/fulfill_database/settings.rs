@@ -282,7 +282,7 @@ mod tests {
                     {"ResourceType": "a", "Table": "u", "KeyColumn": "k"}
                 ])),
                 "Tables[1].ResourceType",
-                "already mapped by Tables[0]",
+                "resource type 'a' is already mapped by Tables[0]",
             ),
         ] {
             let mut v = json!({ "ConnectionString": cs });
