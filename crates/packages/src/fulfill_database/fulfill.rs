@@ -47,6 +47,9 @@ use crate::sql::error::Cx;
 use crate::sql::settings::Driver;
 use crate::sql::{Conn, SqlPackage, schema};
 
+/// The property the engine adds to Added orders from the mapping's `DefaultObjectClass`.
+const OBJECT_CLASS: &str = "objectClass";
+
 /// A configured fulfill-to-database connection.
 pub(crate) struct FulfillDatabase {
     sql: SqlPackage,
@@ -665,8 +668,9 @@ impl FulfillDatabase {
         &self,
         plan: &Plan,
         table: &'t TableInfo,
-    ) -> Result<(&'t Col, Vec<(Col, Val)>), String> {
+    ) -> Result<(&'t Col, Vec<(Col, Val)>, Option<String>), String> {
         let map = &self.tables[plan.table];
+        let mut note = None;
         let key = table.column(&map.key_column).map_err(|why| {
             format!(
                 "{}: KeyColumn of resource type {}: {why}",
@@ -675,6 +679,13 @@ impl FulfillDatabase {
         })?;
         let mut cols = Vec::with_capacity(plan.values.len());
         for (name, v) in &plan.values {
+            if name.eq_ignore_ascii_case(OBJECT_CLASS) && table.column(name).is_err() {
+                note = Some(format!(
+                    "Changes.{name} (the resource type mapping's DefaultObjectClass, which the engine adds to Added orders) is not a column of {}: not written",
+                    table.name
+                ));
+                continue;
+            }
             let c = table.column(name).map_err(|why| {
                 format!(
                     "{}: Changes.{name}: {why}; the properties of the order's target entity type must be the table's columns",
@@ -683,7 +694,7 @@ impl FulfillDatabase {
             })?;
             cols.push((c.clone(), v.clone()));
         }
-        Ok((key, cols))
+        Ok((key, cols, note))
     }
 
     /// Runs one order inside the transaction (its savepoint is the caller's).
@@ -694,9 +705,7 @@ impl FulfillDatabase {
         plan: &Plan,
         table: &TableInfo,
     ) -> Result<Outcome, PackageError> {
-        let d = self.driver;
-        let conn_name = &self.connection;
-        let (key_col, cols) = match self.resolve(plan, table) {
+        let (key_col, cols, note) = match self.resolve(plan, table) {
             Ok(r) => r,
             Err(m) => {
                 return Ok(Outcome {
@@ -706,6 +715,28 @@ impl FulfillDatabase {
                 });
             }
         };
+        let mut outcome = self
+            .apply_resolved(conn, cx, plan, table, key_col, &cols)
+            .await?;
+        if let Some(note) = note {
+            outcome.message.push_str("; ");
+            outcome.message.push_str(&note);
+        }
+        Ok(outcome)
+    }
+
+    /// Runs one order whose names are the table's.
+    async fn apply_resolved(
+        &self,
+        conn: &mut Conn,
+        cx: &Cx<'_>,
+        plan: &Plan,
+        table: &TableInfo,
+        key_col: &Col,
+        cols: &[(Col, Val)],
+    ) -> Result<Outcome, PackageError> {
+        let d = self.driver;
+        let conn_name = &self.connection;
         let t = &table.name;
         let shown_key = show_key(&key_col.name, &plan.key);
         let mut ops = Vec::new();
@@ -757,7 +788,7 @@ impl FulfillDatabase {
             ChangeType::Added => {
                 let n = lookup!(&plan.key);
                 if n == 0 {
-                    send!(insert_stmt(d, table, &cols), "insert", "INSERT INTO");
+                    send!(insert_stmt(d, table, cols), "insert", "INSERT INTO");
                     return Ok(done(
                         format!("{conn_name}: inserted the row {shown_key} into {t}"),
                         ops,
@@ -766,7 +797,7 @@ impl FulfillDatabase {
                 if n > 1 {
                     return Ok(failed(not_one(n, &shown_key), ops));
                 }
-                let sets = without_key(&cols);
+                let sets = without_key(cols);
                 if sets.is_empty() {
                     return Ok(done(
                         format!(

@@ -251,7 +251,8 @@ fn lifecycle(folder: &Folder, db: &Db, secrets: &[&str]) {
             json!([
                 added("1", json!({"login": "jdoe", "mail": "j@x", "age": 30, "active": true,
                                   "roles": ["user", "Admin"]})),
-                added("2", json!({"login": "asmith", "mail": "a@x", "age": "41"})),
+                added("2", json!({"login": "asmith", "mail": "a@x", "age": "41",
+                                  "objectClass": "inetOrgPerson"})),
                 json!({"Id": "3", "ChangeType": "Added", "ResourceType": {"Identifier": "Apps_Group"},
                        "Changes": {"name": "staff", "title": "O'Hara's staff"}})
             ]),
@@ -270,6 +271,15 @@ fn lifecycle(folder: &Folder, db: &Db, secrets: &[&str]) {
         r[0].message
     );
     assert_eq!(r[0].operations.len(), 1, "{:?}", r[0].operations);
+    assert!(
+        r[1].message.contains("Changes.objectClass")
+            && r[1]
+                .message
+                .contains("is not a column of accounts: not written")
+            && !r[1].operations[0].contains("objectClass"),
+        "the engine's DefaultObjectClass is left out when the table has no such column: {:?}",
+        r[1]
+    );
     assert!(
         r[0].operations[0].starts_with(&format!("INSERT INTO {} (", db.q("accounts"))),
         "{:?}",
