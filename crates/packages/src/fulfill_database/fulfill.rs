@@ -922,6 +922,17 @@ impl FulfillDatabase {
             .collect();
         let shown_key = show_key(&map.key_column, &plan.key);
         let mut message = format!("dry run: nothing sent to {system}");
+        if plan.change != ChangeType::Deleted
+            && let Some((name, _)) = plan
+                .values
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(OBJECT_CLASS))
+        {
+            message.push_str(&format!(
+                "; Changes.{name} is written only if {} has such a column",
+                map.table
+            ));
+        }
         let ops = match plan.change {
             ChangeType::Added => {
                 message.push_str(&format!(
