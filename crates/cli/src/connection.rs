@@ -70,9 +70,10 @@ pub struct FulfillArgs {
     /// The connection that applies the orders.
     #[arg(long, value_name = "ID")]
     connection: String,
-    /// The orders, as SPEC §6's JSON: {"ProvisioningOrdersList": [...]}.
+    /// The orders, as SPEC §6's JSON: {"ProvisioningOrdersList": [...]}. Without it, the
+    /// connection's Pending orders in the identity store are sent and their results recorded.
     #[arg(long, value_name = "FILE")]
-    orders: std::path::PathBuf,
+    orders: Option<std::path::PathBuf>,
     /// Print the exact operations that would be sent, and touch nothing.
     #[arg(long)]
     dry_run: bool,
@@ -390,11 +391,20 @@ pub fn check_connection(
 /// `idlink fulfill`: exit 0 when every order was executed (or, in a dry run, would be), 1 when
 /// any errored or the batch failed.
 pub fn fulfill(rt: &Runtime, g: &Global, args: &FulfillArgs) -> anyhow::Result<ExitCode> {
+    let Some(orders_file) = &args.orders else {
+        if args.results.is_some() {
+            eprintln!(
+                "error: --results goes with --orders; the store records the results of its orders (see `idlink orders`)"
+            );
+            return Ok(ExitCode::from(2));
+        }
+        return crate::provision::fulfill_store(rt, g, &args.connection, args.dry_run);
+    };
     let engine = match engine(g)? {
         Ok(e) => e,
         Err(code) => return Ok(code),
     };
-    let orders = match idlink_engine::orders::load(&args.orders) {
+    let orders = match idlink_engine::orders::load(orders_file) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");
@@ -438,6 +448,11 @@ pub fn fulfill(rt: &Runtime, g: &Global, args: &FulfillArgs) -> anyhow::Result<E
                 OrderState::Errored => {
                     writeln!(out, "order {id}: would fail: {}", opened.redact(&r.message))?
                 }
+                OrderState::Transmitted => writeln!(
+                    out,
+                    "order {id}: would be handed over: {}",
+                    opened.redact(&r.message)
+                )?,
             }
             for op in &r.operations {
                 writeln!(out, "  {}", opened.redact(op))?;
@@ -498,6 +513,14 @@ impl CliProgress {
             logged: AtomicU64::new(0),
             table: Mutex::new(String::new()),
             quiet,
+        }
+    }
+
+    /// Prints a line above the bar (or on its own without one).
+    pub(crate) fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
         }
     }
 

@@ -2,6 +2,7 @@
 
 mod check;
 mod connection;
+mod provision;
 mod secrets;
 mod serve;
 mod store;
@@ -158,12 +159,53 @@ enum Command {
         #[command(flatten)]
         args: connection::CheckConnectionArgs,
     },
-    /// Apply provisioning orders through a connection (or preview them with --dry-run).
+    /// Apply provisioning orders through a connection: an orders file, or the connection's
+    /// pending orders in the store (or preview them with --dry-run).
     Fulfill {
         #[command(flatten)]
         paths: PathArgs,
         #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
         args: connection::FulfillArgs,
+    },
+    /// Compute provisioning orders from the resource types' rules and the store; store them
+    /// as Pending (or print them with --dry-run).
+    Provision {
+        #[command(flatten)]
+        paths: PathArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        args: provision::ProvisionArgs,
+    },
+    /// List provisioning orders with their state and the system's last word.
+    Orders {
+        #[command(flatten)]
+        paths: PathArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        args: provision::OrdersArgs,
+    },
+    /// List and close the tickets of manual provisioning (Usercube.Manual connections).
+    Tickets {
+        #[command(flatten)]
+        paths: PathArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        args: provision::TicketsArgs,
+    },
+    /// Run a job's tasks in order (export, synchronize, provision, fulfill) and print its
+    /// report; exit 1 when a task failed.
+    RunJob {
+        #[command(flatten)]
+        paths: PathArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        args: provision::RunJobArgs,
     },
     /// Create the agent's key pair: writes the private identity, prints the public key.
     Keygen(secrets::KeygenArgs),
@@ -308,7 +350,21 @@ fn main() -> ExitCode {
         Command::CheckConnection { paths, args } => {
             connection::check_connection(&runtime, &g(paths), args)
         }
-        Command::Fulfill { paths, args } => connection::fulfill(&runtime, &g(paths), args),
+        Command::Fulfill { paths, store, args } => {
+            connection::fulfill(&runtime, &gs(paths, store), args)
+        }
+        Command::Provision { paths, store, args } => {
+            provision::provision(&runtime, &gs(paths, store), args)
+        }
+        Command::Orders { paths, store, args } => {
+            provision::orders(&runtime, &gs(paths, store), args)
+        }
+        Command::Tickets { paths, store, args } => {
+            provision::tickets(&runtime, &gs(paths, store), args)
+        }
+        Command::RunJob { paths, store, args } => {
+            provision::run_job(&runtime, &gs(paths, store), args)
+        }
         Command::Keygen(args) => secrets::keygen(args),
         Command::Protect { paths, args } => secrets::protect(&g(paths), args),
         Command::Packages => check::packages(),

@@ -11,13 +11,17 @@ pub mod check;
 pub mod commit;
 pub mod conformance;
 pub mod connection;
+pub mod dispatch;
 pub mod export;
 pub mod fulfill;
+pub mod jobs;
 pub mod orders;
+pub mod provision;
 pub mod schema;
 pub mod secured;
 pub mod snapshots;
 pub mod sync;
+pub mod tickets;
 pub mod transform;
 
 use std::path::{Path, PathBuf};
@@ -173,6 +177,9 @@ pub enum EngineError {
     /// A synchronization threshold was exceeded: nothing changed. The report says which.
     #[error("{}", blocked_message(.0))]
     Blocked(Box<sync::SyncReport>),
+    /// A provisioning threshold was exceeded: no order was stored. The report says which.
+    #[error("{}", provisioning_blocked_message(.0))]
+    ProvisioningBlocked(Box<provision::ProvisionReport>),
     /// The orders file is not what SPEC §6 describes.
     #[error("{file}{}: {message}", location.as_ref().map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
     Orders {
@@ -216,7 +223,7 @@ impl EngineError {
                 idlink_store::ErrorKind::Bug => ErrorKind::Bug,
             },
             EngineError::Transform(_) | EngineError::Data(_) => ErrorKind::Data,
-            EngineError::Blocked(_) => ErrorKind::Refused,
+            EngineError::Blocked(_) | EngineError::ProvisioningBlocked(_) => ErrorKind::Refused,
             EngineError::Contract(_) => ErrorKind::Bug,
             EngineError::Io { .. } | EngineError::Commit { .. } => ErrorKind::Io,
             EngineError::Busy { .. } => ErrorKind::Unavailable,
@@ -232,6 +239,21 @@ impl EngineError {
             _ => true,
         }
     }
+}
+
+fn provisioning_blocked_message(r: &provision::ProvisionReport) -> String {
+    let exceeded: Vec<String> = r.exceeded().map(ToString::to_string).collect();
+    let mut s = format!(
+        "provisioning blocked by {} threshold{}; no order was stored",
+        exceeded.len(),
+        if exceeded.len() == 1 { "" } else { "s" }
+    );
+    for b in exceeded {
+        s.push_str("\n  ");
+        s.push_str(&b);
+    }
+    s.push_str("\n  check the orders with --dry-run, then raise the threshold on the resource type or run again with --force");
+    s
 }
 
 fn blocked_message(r: &sync::SyncReport) -> String {
@@ -252,6 +274,11 @@ fn blocked_message(r: &sync::SyncReport) -> String {
         s.push_str("\n  check the tables, then raise the threshold in the configuration or run again with --force");
     }
     s
+}
+
+/// A duration as seconds in reports.
+pub(crate) fn secs<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 /// Runs blocking file work (fsync, renames, directory walks) off the async executor.

@@ -1,6 +1,8 @@
 //! The configuration model: one typed value per element of SPEC §2.1. Every element keeps the
 //! location of its start tag (`at`), and attributes that rules talk about keep their own.
 
+use std::collections::HashMap;
+
 use crate::diag::{Loc, Sp};
 
 /// Identifier references and other attribute values that rules report on.
@@ -28,6 +30,11 @@ pub struct Configuration {
     /// Identifiers of declared tasks of kinds idlink skips (e.g. `BuildRoleModelTask`), with
     /// their element name: a `<Step>` naming one is skipped, not reported as undeclared.
     pub out_of_scope_tasks: Vec<(String, String)>,
+    /// For expression attributes (`Expression`, `SourceExpression`, `TargetExpression`) whose
+    /// value is written verbatim (no entity reference, line break or tab): the attribute's
+    /// location -> the location of the value's first character. `check` points at the offending
+    /// character of an expression from there; other expressions are reported at the attribute.
+    pub expression_value_starts: HashMap<Loc, Loc>,
 }
 
 /// `DisplayName_L1` .. `DisplayName_L16`; index 0 is L1.

@@ -157,6 +157,9 @@ rules! {
     Crontab = "crontab", Error;
     /// A job's `TaskDependsOnTask` children form a cycle: no order runs every task after its parents.
     TaskCycle = "task-cycle", Error;
+    /// An expression (a rule's `Expression`, a correlation rule's `SourceExpression` or
+    /// `TargetExpression`) that is not one of idlink's expression language (docs/expressions.md).
+    Expression = "expression", Error;
     /// A job's `<Step>` names a task that is not declared (it may come from a scaffolding).
     UndeclaredStep = "undeclared-step", Warning;
     /// A documented attribute idlink accepts without effect, with the reason (one line per

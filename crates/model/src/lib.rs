@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod diag;
+pub mod expr;
 pub mod package;
 pub mod schema;
 pub mod settings;

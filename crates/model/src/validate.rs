@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use crate::config::*;
 use crate::diag::{Diagnostic, Diagnostics, Loc, Rule, Sp};
+use crate::expr::Expr;
 use crate::package::{Availability, PackageCatalog, PackageInfo};
 use crate::settings::{self, AgentSettings};
 
@@ -70,6 +71,30 @@ fn resolve<T>(
         .did_you_mean(&reference.value, map.keys().copied()),
     );
     false
+}
+
+/// The 1-based character position of byte `offset` in `text`, and `text` with that place
+/// marked (at most 40 characters on each side).
+fn mark_offset(text: &str, offset: usize) -> (usize, String) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let (before, after) = text.split_at(offset);
+    let n = before.chars().count() + 1;
+    let head: Vec<char> = before.chars().rev().take(41).collect();
+    let head: String = if head.len() > 40 {
+        std::iter::once('…')
+            .chain(head[..40].iter().rev().copied())
+            .collect()
+    } else {
+        head.iter().rev().collect()
+    };
+    let mut tail: String = after.chars().take(40).collect();
+    if after.chars().nth(40).is_some() {
+        tail.push('…');
+    }
+    (n, format!("{head}⟪here⟫{tail}"))
 }
 
 /// Lookups by identifier. Connections and connection tables are keyed case-insensitively.
@@ -686,11 +711,82 @@ impl<'c> Validator<'c> {
     fn rule_source(&mut self, source: &Option<RuleSource>, et: &str, from: &str) {
         match source {
             Some(RuleSource::Binding(b)) => self.resolve_path(et, b, from),
-            Some(s @ RuleSource::Expression(e)) if s.is_csharp() => self.push(
-                Diagnostic::new(Rule::CsharpExpression, e.at.clone(), format!("{from} uses a C# expression, which idlink cannot run"))
-                    .hint("rewrite it as a Binding or in idlink's expression language before this resource type can generate orders"),
-            ),
-            _ => {}
+            Some(s @ RuleSource::Expression(e)) if s.is_csharp() => self.csharp(e, from),
+            Some(RuleSource::Expression(e)) => self.expression(e, et, from),
+            None => {}
+        }
+    }
+
+    fn csharp(&mut self, e: &Text, from: &str) {
+        self.push(
+            Diagnostic::new(Rule::CsharpExpression, e.at.clone(), format!("{from} uses a C# expression, which idlink cannot run"))
+                .hint("rewrite it as a Binding or in idlink's expression language (docs/expressions.md) before this resource type can generate orders"),
+        );
+    }
+
+    /// An expression of idlink's language: it parses, and every property path it reads
+    /// resolves from `et` like a Binding.
+    fn expression(&mut self, e: &Text, et: &str, from: &str) {
+        match Expr::parse(&e.value) {
+            Ok(x) => {
+                let mut seen = Vec::new();
+                for (offset, path) in x.paths_at() {
+                    if !seen.contains(&path) {
+                        seen.push(path);
+                        let at = self.at_offset(e, offset);
+                        self.resolve_path(et, &Sp::new(path.to_string(), at), from);
+                    }
+                }
+            }
+            Err(err) => {
+                let (n, marked) = mark_offset(&e.value, err.offset);
+                self.push(
+                    Diagnostic::new(
+                        Rule::Expression,
+                        self.at_offset(e, err.offset),
+                        format!("{from}: the expression is not valid at character {n}: {}", err.message),
+                    )
+                    .hint(format!("the problem is marked with ⟪here⟫: {marked}; the language is described in docs/expressions.md")),
+                );
+            }
+        }
+    }
+
+    /// Where byte `offset` of expression `e` is in its file: exact when the loader saw the value
+    /// written verbatim, else the attribute.
+    fn at_offset(&self, e: &Text, offset: usize) -> Loc {
+        match self.config.expression_value_starts.get(&e.at) {
+            Some(start) => {
+                let mut offset = offset.min(e.value.len());
+                while !e.value.is_char_boundary(offset) {
+                    offset -= 1;
+                }
+                let before = &e.value[..offset];
+                let chars = u32::try_from(before.chars().count()).unwrap_or(u32::MAX);
+                Loc {
+                    column: start.column.saturating_add(chars),
+                    ..start.clone()
+                }
+            }
+            None => e.at.clone(),
+        }
+    }
+
+    /// A correlation rule's `SourceExpression` or `TargetExpression` written beside a binding:
+    /// the name of a function applied to the bound value.
+    fn named_function(&mut self, e: &Text, which: &str) {
+        if e.value.trim_start().starts_with("C#:") {
+            self.csharp(e, &format!("resource correlation rule ({which})"));
+        } else if !crate::expr::is_named_function(&e.value) {
+            self.push(
+                Diagnostic::new(
+                    Rule::Expression,
+                    self.at_offset(e, 0),
+                    format!("resource correlation rule: {which} '{}' is not a function idlink can apply to the bound value", e.value),
+                )
+                .hint(format!("write one of {}", crate::expr::NAMED_FUNCTIONS.join(", ")))
+                .did_you_mean(&e.value, crate::expr::NAMED_FUNCTIONS.iter().copied()),
+            );
         }
     }
 
@@ -744,7 +840,33 @@ impl<'c> Validator<'c> {
             }
             let rt = self.ix.resource_types[r.resource_type.value.as_str()];
             self.resolve_path(&rt.target_entity_type.value, &r.target_binding, &from);
-            self.rule_source(&r.source, &rt.source_entity_type.value, &from);
+            match &r.source {
+                // `SourceExpression="ToLower"` alone: a function with nothing to apply it to.
+                Some(RuleSource::Expression(e))
+                    if crate::expr::is_named_function(&e.value)
+                        && self
+                            .ix
+                            .entity_types
+                            .get(rt.source_entity_type.value.as_str())
+                            .is_some_and(|et| et.property(e.value.trim()).is_none()) =>
+                {
+                    self.push(
+                        Diagnostic::new(
+                            Rule::Expression,
+                            self.at_offset(e, 0),
+                            format!("{from}: SourceExpression '{}' names a function, but no SourceBinding gives the value it applies to", e.value),
+                        )
+                        .hint(format!("add SourceBinding=\"<property of '{}'>\", or write the whole expression, such as {}(Name)", rt.source_entity_type, e.value.trim())),
+                    );
+                }
+                _ => self.rule_source(&r.source, &rt.source_entity_type.value, &from),
+            }
+            if let Some(e) = &r.target_expression {
+                self.named_function(e, "TargetExpression");
+            }
+            if let Some(e) = &r.source_expression {
+                self.named_function(e, "SourceExpression");
+            }
         }
     }
 

@@ -238,7 +238,7 @@ fn parse_guid(s: &str) -> Option<String> {
 }
 
 /// `Some(None)`: a date that means "never" (1601date 0 or max). Values without a zone are UTC.
-fn read_datetime(format: &ValueFormat, t: &str) -> Option<Option<DateTime<Utc>>> {
+pub fn read_datetime(format: &ValueFormat, t: &str) -> Option<Option<DateTime<Utc>>> {
     match format {
         ValueFormat::FileTime => {
             let ticks: i64 = t.parse().ok()?;

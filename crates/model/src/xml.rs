@@ -629,6 +629,9 @@ impl Loader {
                         property: a.required("Property"),
                         source: a.rule_source(true),
                     };
+                    self.config
+                        .expression_value_starts
+                        .extend(std::mem::take(&mut a.expression_starts));
                     a.without_effect(RULE_WITHOUT_EFFECT, &[]);
                     a.finish(RULE_IGNORED);
                     el.scalar_rules.push(r);
@@ -641,6 +644,9 @@ impl Loader {
                         resource: a.text("Resource"),
                         source: a.rule_source(false),
                     };
+                    self.config
+                        .expression_value_starts
+                        .extend(std::mem::take(&mut a.expression_starts));
                     a.refuse_true("IsDenied", DENY_RULES_REFUSED);
                     a.without_effect(RULE_WITHOUT_EFFECT, RULE_CRITERIA_WITHOUT_EFFECT);
                     a.finish(RULE_IGNORED);
@@ -668,9 +674,9 @@ impl Loader {
         let at = a.at.clone();
         let resource_type = a.required("ResourceType");
         let target_binding = a.required("TargetBinding");
-        let target_expression = a.text("TargetExpression");
+        let target_expression = a.expression("TargetExpression");
         let mut source_expression = None;
-        let source = match (a.text("SourceBinding"), a.text("SourceExpression")) {
+        let source = match (a.text("SourceBinding"), a.expression("SourceExpression")) {
             (Some(b), e) => {
                 // Both: the expression (e.g. ToLower) applies to the bound value.
                 source_expression = e;
@@ -686,6 +692,9 @@ impl Loader {
             }
         };
         a.without_effect(CORRELATION_WITHOUT_EFFECT, &[]);
+        self.config
+            .expression_value_starts
+            .extend(std::mem::take(&mut a.expression_starts));
         a.finish(RULE_IGNORED);
         self.no_children(cx, node);
         ResourceCorrelationRule {
@@ -1704,21 +1713,47 @@ struct Attrs<'d> {
     asked: Vec<&'static str>,
     /// The name reads are recorded under (see [`record_attributes`]).
     recorded_as: String,
+    /// Per attribute: where its trimmed value starts, when written verbatim (see
+    /// [`verbatim_value_start`]).
+    value_starts: Vec<Option<Loc>>,
+    /// `(attribute, value start)` of the expression attributes read (see
+    /// [`Configuration::expression_value_starts`]).
+    expression_starts: Vec<(Loc, Loc)>,
+}
+
+/// Where the trimmed value of `a` starts, when the value is written verbatim between its quotes
+/// (no entity reference, line break or tab): a byte offset in the value is then the same
+/// number of characters from there, on the same line.
+fn verbatim_value_start(cx: &FileCx, input: &str, a: &roxmltree::Attribute) -> Option<Loc> {
+    let range = a.range_value();
+    let raw = input.get(range.clone())?;
+    let quoted = range.start > 0
+        && matches!(input.as_bytes().get(range.start - 1), Some(b'"' | b'\''))
+        && input.as_bytes().get(range.start - 1) == input.as_bytes().get(range.end);
+    if !quoted || raw != a.value() {
+        return None;
+    }
+    let lead = raw.len() - raw.trim_start().len();
+    Some(cx.lines.loc(&cx.file, range.start + lead))
 }
 
 impl<'d> Attrs<'d> {
     fn new(cx: &FileCx, node: Node, diags: &'d mut Diagnostics) -> Self {
-        let attrs: Vec<_> = node
+        let input = node.document().input_text();
+        let (attrs, value_starts): (Vec<_>, Vec<_>) = node
             .attributes()
             .filter(|a| a.namespace().is_none_or(|ns| ns == NAMESPACE))
             .map(|a| {
                 (
-                    a.name().to_string(),
-                    a.value().to_string(),
-                    cx.lines.loc(&cx.file, a.range().start),
+                    (
+                        a.name().to_string(),
+                        a.value().to_string(),
+                        cx.lines.loc(&cx.file, a.range().start),
+                    ),
+                    verbatim_value_start(cx, input, &a),
                 )
             })
-            .collect();
+            .unzip();
         let used = vec![false; attrs.len()];
         let element = node.tag_name().name().to_string();
         // `Property` means something else under each parent: record it per parent.
@@ -1736,7 +1771,23 @@ impl<'d> Attrs<'d> {
             attrs,
             used,
             asked: Vec::new(),
+            value_starts,
+            expression_starts: Vec::new(),
         }
+    }
+
+    /// An expression attribute: as [`Attrs::text`], and where its value starts is kept for
+    /// [`Configuration::expression_value_starts`] when it is written verbatim.
+    fn expression(&mut self, name: &'static str) -> Option<Text> {
+        let i = self.find(name)?;
+        let (_, v, at) = &self.attrs[i];
+        if v.trim().is_empty() {
+            return None;
+        }
+        if let Some(start) = &self.value_starts[i] {
+            self.expression_starts.push((at.clone(), start.clone()));
+        }
+        Some(Sp::new(v.trim().to_string(), at.clone()))
     }
 
     fn find(&mut self, name: &'static str) -> Option<usize> {
@@ -2146,7 +2197,7 @@ impl<'d> Attrs<'d> {
 
     /// `Binding` or `Expression`; with `required`, one of them must be there.
     fn rule_source(&mut self, required: bool) -> Option<RuleSource> {
-        match (self.text("Binding"), self.text("Expression")) {
+        match (self.text("Binding"), self.expression("Expression")) {
             (Some(b), _) => Some(RuleSource::Binding(b)),
             (None, Some(e)) => Some(RuleSource::Expression(e)),
             (None, None) => {

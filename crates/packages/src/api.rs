@@ -224,6 +224,8 @@ pub struct ResourceTypeRef {
 pub enum OrderState {
     Executed,
     Errored,
+    /// Handed over; the outcome comes later (a ticket a person closes).
+    Transmitted,
 }
 
 /// The outcome of one order.

@@ -49,6 +49,7 @@ pub fn instantiate(
         id if id == fulfill_database::FULFILL_DATABASE.id => {
             fulfill_database::instantiate(package, settings, env)
         }
+        id if id == manual::MANUAL.id => manual::instantiate(package, settings, env),
         id if id == fulfill_to_file::FULFILL_TO_FILE.id => {
             fulfill_to_file::instantiate(package, settings, env)
         }

@@ -14,6 +14,7 @@
 //! - [`migrate`]: the ordered list of versioned migrations per backend;
 //! - [`lock`]: connector locks held across processes;
 //! - [`schemas`]: schema snapshots (last success, last failure);
+//! - [`provisioning`]: orders, assignments and job runs;
 //! - [`users`]: the server's users, sessions and API tokens; [`audit`]: its audit log.
 
 pub mod audit;
@@ -22,6 +23,7 @@ pub mod location;
 pub mod lock;
 pub mod migrate;
 mod open;
+pub mod provisioning;
 pub mod resources;
 pub mod schemas;
 pub mod users;
@@ -30,6 +32,9 @@ pub use audit::AuditEntry;
 pub use error::{ErrorKind, StoreError};
 pub use location::Location;
 pub use lock::{ConnectorLock, Holder};
+pub use provisioning::{
+    Assignment, JobRun, NewOrder, OrderFilter, OrderState, OrderUpdate, StoredOrder,
+};
 pub use resources::{Digest, IndexEntry, NewResource, Resource, ResourceUpdate, SyncTx};
 pub use schemas::{SchemaFailure, SchemaSnapshot, SchemaState};
 pub use users::{ApiToken, Session, User};

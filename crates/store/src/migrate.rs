@@ -182,6 +182,74 @@ pub const MIGRATIONS: &[Migration] = &[
             detail TEXT NOT NULL)",
         ],
     },
+    Migration {
+        version: 4,
+        name: "provisioning orders, assignments, job runs",
+        sqlite: &[
+            // One provisioning order (SPEC §6): the order as packages receive it (`body`), its
+            // state and the system's last word about it.
+            "CREATE TABLE orders (
+            id INTEGER PRIMARY KEY,
+            resource_type TEXT NOT NULL,
+            connection TEXT,
+            owner_key TEXT,
+            target_key TEXT,
+            change_type TEXT NOT NULL,
+            body TEXT NOT NULL,
+            state TEXT NOT NULL,
+            message TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL)",
+            "CREATE INDEX orders_by_state ON orders (state, resource_type)",
+            // Which target resource each owner holds, per resource type (learnt from verified
+            // orders and from correlation).
+            "CREATE TABLE assignments (
+            resource_type TEXT NOT NULL,
+            owner_key TEXT NOT NULL,
+            target_key TEXT NOT NULL,
+            PRIMARY KEY (resource_type, owner_key))",
+            "CREATE TABLE job_runs (
+            id INTEGER PRIMARY KEY,
+            job TEXT NOT NULL,
+            state TEXT NOT NULL,
+            dry_run BOOLEAN NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            report TEXT,
+            log TEXT NOT NULL)",
+            "CREATE INDEX job_runs_by_job ON job_runs (job, id)",
+        ],
+        postgres: &[
+            "CREATE TABLE orders (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            resource_type TEXT NOT NULL,
+            connection TEXT,
+            owner_key TEXT,
+            target_key TEXT,
+            change_type TEXT NOT NULL,
+            body TEXT NOT NULL,
+            state TEXT NOT NULL,
+            message TEXT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL)",
+            "CREATE INDEX orders_by_state ON orders (state, resource_type)",
+            "CREATE TABLE assignments (
+            resource_type TEXT NOT NULL,
+            owner_key TEXT NOT NULL,
+            target_key TEXT NOT NULL,
+            PRIMARY KEY (resource_type, owner_key))",
+            "CREATE TABLE job_runs (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            job TEXT NOT NULL,
+            state TEXT NOT NULL,
+            dry_run BOOLEAN NOT NULL,
+            started_at TIMESTAMPTZ NOT NULL,
+            finished_at TIMESTAMPTZ,
+            report TEXT,
+            log TEXT NOT NULL)",
+            "CREATE INDEX job_runs_by_job ON job_runs (job, id)",
+        ],
+    },
 ];
 
 /// The newest format this build reads and writes.

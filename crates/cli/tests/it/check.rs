@@ -110,7 +110,7 @@ fn json_output_lists_every_diagnostic_with_its_fields() {
         .expect("unresolved reference");
     assert_eq!(unresolved["severity"], "error");
     assert_eq!(unresolved["file"], hr.display().to_string());
-    assert_eq!(unresolved["line"], 7);
+    assert_eq!(unresolved["line"], 11);
     assert!(unresolved["column"].as_u64().is_some_and(|c| c > 1));
     assert!(
         unresolved["message"]

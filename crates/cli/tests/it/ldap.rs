@@ -4,10 +4,8 @@
 
 use std::path::Path;
 
-use idlink_test_support::slapd::{ADMIN_DN, SUFFIX};
+use idlink_test_support::slapd::SUFFIX;
 use idlink_test_support::{SlapdOptions, SlapdServer};
-
-use crate::support::{copy_dir, repo_root};
 
 const PEOPLE: &str = "dn: ou=people,dc=example,dc=org
 objectClass: organizationalUnit
@@ -55,45 +53,7 @@ fn quickstart_directory_exports_and_fulfills_against_slapd() {
         tls: false,
         ..SlapdOptions::default()
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let conf = dir.path().join("conf");
-    copy_dir(&repo_root().join("examples/quickstart"), &conf);
-    // This agent's own key: protect the directory's credentials to it.
-    let (code, out) = run(dir.path(), &["keygen", "--out", "agent.key"], &[]);
-    assert_eq!(code, 0, "{out}");
-    let pubkey = out
-        .lines()
-        .find(|l| l.starts_with("age1"))
-        .expect("public key")
-        .to_string();
-    let secrets = format!(
-        r#"{{"Connections": {{"DirectoryLDAP": {{"Servers": [{{"Login": "{ADMIN_DN}", "Password": "{}"}}]}}}}}}"#,
-        slapd.admin_password()
-    );
-    std::fs::write(dir.path().join("secrets.json"), secrets).expect("write");
-    std::fs::remove_file(conf.join("appsettings.encrypted.agent.json")).expect("rm");
-    let (code, out) = run(
-        dir.path(),
-        &[
-            "protect",
-            "--recipient",
-            &pubkey,
-            "--file",
-            "secrets.json",
-            "--out",
-            "conf/appsettings.encrypted.agent.json",
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}");
-    std::fs::remove_file(dir.path().join("secrets.json")).expect("rm");
-    let env = [
-        ("IDLINK_AGENT_KEY", "agent.key".to_string()),
-        (
-            "IDLINK__Connections__DirectoryLDAP__Servers__0__Server",
-            slapd.url(),
-        ),
-    ];
+    let (dir, env) = crate::support::quickstart_with_directory(&slapd);
     let (code, out) = run(
         dir.path(),
         &["check-connection", "--connection", "DirectoryLDAP"],

@@ -8,6 +8,7 @@ mod fulfill;
 mod hostile_ldap;
 mod hostile_sql;
 mod ldap;
+mod provision;
 mod schemas;
 mod scim;
 mod secrets;

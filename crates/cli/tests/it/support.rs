@@ -52,3 +52,51 @@ pub fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     );
     (out.status.code().unwrap_or(-1), text)
 }
+
+/// The quickstart in a temporary folder, its Directory connection pointed at `slapd` with the
+/// directory's credentials protected to an agent key of its own (`agent.key` in the folder):
+/// the folder, and the environment every `idlink` run there needs.
+pub fn quickstart_with_directory(
+    slapd: &idlink_test_support::SlapdServer,
+) -> (tempfile::TempDir, Vec<(&'static str, String)>) {
+    use idlink_test_support::slapd::ADMIN_DN;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("conf");
+    copy_dir(&repo_root().join("examples/quickstart"), &conf);
+    let (code, out) = run(dir.path(), &["keygen", "--out", "agent.key"], &[]);
+    assert_eq!(code, 0, "{out}");
+    let pubkey = out
+        .lines()
+        .find(|l| l.starts_with("age1"))
+        .expect("public key")
+        .to_string();
+    let secrets = format!(
+        r#"{{"Connections": {{"DirectoryLDAP": {{"Servers": [{{"Login": "{ADMIN_DN}", "Password": "{}"}}]}}}}}}"#,
+        slapd.admin_password()
+    );
+    std::fs::write(dir.path().join("secrets.json"), secrets).expect("write");
+    std::fs::remove_file(conf.join("appsettings.encrypted.agent.json")).expect("rm");
+    let (code, out) = run(
+        dir.path(),
+        &[
+            "protect",
+            "--recipient",
+            &pubkey,
+            "--file",
+            "secrets.json",
+            "--out",
+            "conf/appsettings.encrypted.agent.json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    std::fs::remove_file(dir.path().join("secrets.json")).expect("rm");
+    let env = vec![
+        ("IDLINK_AGENT_KEY", "agent.key".to_string()),
+        (
+            "IDLINK__Connections__DirectoryLDAP__Servers__0__Server",
+            slapd.url(),
+        ),
+    ];
+    (dir, env)
+}

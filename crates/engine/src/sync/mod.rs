@@ -91,13 +91,12 @@ pub struct SyncReport {
     /// Thresholds exceeded (with `--force`, the run went on; else nothing changed).
     pub exceeded: Vec<Blocked>,
     pub committed: bool,
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "crate::secs")]
     pub duration: Duration,
     pub warnings: Vec<String>,
-}
-
-fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
+    /// Executed orders the committed run confirmed (Verified) or not yet (SPEC §6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<crate::provision::verify::VerifyReport>,
 }
 
 impl Engine {
@@ -177,6 +176,11 @@ impl Engine {
             _ => Apply::Whole,
         };
         let connector_limits = conn.thresholds.or(&SyncThresholds::CONNECTOR_DEFAULTS);
+        let expected = if options.mode == SyncMode::Initial {
+            crate::provision::verify::Expected::default()
+        } else {
+            self.expected_changes(store).await?
+        };
         let mut tx = store.begin_sync(&connector).await?;
         let mut reports = Vec::new();
         let mut exceeded = Vec::new();
@@ -248,9 +252,16 @@ impl Engine {
             }
             tracing::info!(table = %plan.table, rows = prepared.counts.rows, seconds = phase.elapsed().as_secs_f64(), "prepared");
             if options.mode != SyncMode::Initial {
+                // Changes idlink itself ordered (Executed orders) are expected: they do not count.
+                let mut counted = prepared.counts.clone();
+                if let Some(e) = expected.resources.get(&plan.entity_type) {
+                    counted.inserted = counted.inserted.saturating_sub(e.0);
+                    counted.updated = counted.updated.saturating_sub(e.1);
+                    counted.deleted = counted.deleted.saturating_sub(e.2);
+                }
                 exceeded.extend(thresholds::check_resources(
                     &plan.entity_type,
-                    &prepared.counts,
+                    &counted,
                     before,
                     &connector_limits,
                     &m.thresholds,
@@ -292,6 +303,7 @@ impl Engine {
             committed,
             duration: started.elapsed(),
             warnings,
+            verification: None,
         };
         if blocked {
             tx.rollback().await?;
@@ -420,9 +432,14 @@ impl Engine {
                 }
             };
             if options.mode != SyncMode::Initial {
+                let mut counted = counts.clone();
+                if let Some(e) = expected.links.get(&a.id.value) {
+                    counted.added = counted.added.saturating_sub(e.0);
+                    counted.removed = counted.removed.saturating_sub(e.1);
+                }
                 exceeded.extend(thresholds::check_links(
                     &a.id.value,
-                    &counts,
+                    &counted,
                     &connector_limits,
                     &a.thresholds,
                 ));
@@ -450,7 +467,14 @@ impl Engine {
         let phase = Instant::now();
         tx.commit().await?;
         tracing::info!(seconds = phase.elapsed().as_secs_f64(), "committed");
-        let r = report(reports, assoc_reports, exceeded, true, warnings);
+        let mut r = report(reports, assoc_reports, exceeded, true, warnings);
+        // The committed resources confirm (or not yet) the orders executed into this system.
+        match self.verify_orders(store, &connector).await {
+            Ok(v) => r.verification = (v.checked > 0).then_some(v),
+            Err(e) => r
+                .warnings
+                .push(format!("the executed orders could not be verified: {e}")),
+        }
         self.save_sync_report(&r).await;
         Ok(r)
     }

@@ -58,9 +58,15 @@ impl std::fmt::Display for Blocked {
 }
 
 /// (absolute attribute, percentage attribute, count, absolute limit, percentage limit)
-type Check = (&'static str, &'static str, u64, Option<u32>, Option<u32>);
+pub(crate) type Check = (&'static str, &'static str, u64, Option<u32>, Option<u32>);
 
-fn check(scope: &str, before: u64, level: &'static str, checks: &[Check], out: &mut Vec<Blocked>) {
+pub(crate) fn check(
+    scope: &str,
+    before: u64,
+    level: &'static str,
+    checks: &[Check],
+    out: &mut Vec<Blocked>,
+) {
     for &(abs_name, pct_name, count, abs, pct) in checks {
         if count == 0 {
             continue;

@@ -4,6 +4,7 @@
 //! refusing orders for undeclared resource types, and error kinds.
 //! (Real packages are tested against real systems in `idlink-packages`.)
 
+mod provision;
 mod scripts;
 mod sync;
 

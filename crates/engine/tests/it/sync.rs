@@ -215,7 +215,7 @@ where
     test(Site::new(Backend::Postgres(pg, name)).await).await;
 }
 
-fn pg() -> &'static PostgresServer {
+pub(crate) fn pg() -> &'static PostgresServer {
     static PG: std::sync::OnceLock<PostgresServer> = std::sync::OnceLock::new();
     PG.get_or_init(PostgresServer::start)
 }

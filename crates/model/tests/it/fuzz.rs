@@ -91,3 +91,64 @@ proptest! {
         let _ = check(&[("conf.xml", &file(BASE))], BASE_SETTINGS, &[(&name, &value)]);
     }
 }
+
+/// A valid expression using every function, mutated below.
+const EXPRESSION: &str = "lower(unaccent(trim(FirstName))) + '.' + substring(replace(LastName, '-', ''), 0, 8) + if(Middle, first(Middle), coalesce(Nick, 'x')) + join(Groups, ';') + format_date(HireDate, 'yyyyMMdd')";
+
+fn values(path: &str) -> Vec<String> {
+    let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect();
+    match path {
+        "FirstName" => v(&["  Éloïse "]),
+        "LastName" => v(&["Müller-Østergård"]),
+        "Groups" => v(&["a", "b"]),
+        "HireDate" => v(&["2024-05-31T00:00:00Z"]),
+        _ => Vec::new(),
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Whatever the text, parsing returns an expression or an error located inside the text
+    /// (on a character boundary), and evaluating what parses returns a value or an error.
+    #[test]
+    fn expressions_parse_or_fail_at_a_place_in_the_text(src in "\\PC{0,64}") {
+        match idlink_model::expr::Expr::parse(&src) {
+            Ok(e) => { let _ = e.eval(&values); }
+            Err(e) => {
+                prop_assert!(e.offset <= src.len() && src.is_char_boundary(e.offset), "{e:?} in {src:?}");
+                prop_assert!(!e.message.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn mutated_expressions_parse_or_fail_at_a_place_in_the_text(
+        at in 0.0f64..1.0,
+        len in 0usize..12,
+        insert in "[()',+ a-zA-Z0-9_.:\"é]{0,6}",
+    ) {
+        let src = mutate(EXPRESSION, at, len, &insert);
+        match idlink_model::expr::Expr::parse(&src) {
+            Ok(e) => {
+                let _ = e.eval(&values);
+                for (offset, path) in e.paths_at() {
+                    prop_assert!(src[offset..].starts_with(path), "{path} at {offset} in {src:?}");
+                }
+            }
+            Err(e) => prop_assert!(
+                e.offset <= src.len() && src.is_char_boundary(e.offset),
+                "{e:?} in {src:?}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn the_fuzzed_expression_is_valid_and_evaluates() {
+    let e = idlink_model::expr::Expr::parse(EXPRESSION).expect("valid");
+    assert_eq!(
+        e.eval(&values),
+        Ok(vec!["eloise.MüllerØsxa;b20240531".to_string()])
+    );
+}

@@ -17,6 +17,11 @@
 //!   true; its value never appears in any text (`userPassword=**REDACTED**`).
 //! - Binary attributes (`jpegPhoto`, certificates, `;binary`) take base64 values.
 //!
+//! - `memberOf_add` / `memberOf_remove` (and `memberOf` in an Added order) change the groups:
+//!   each group named gets (or loses) the entry's DN in its `member` attribute, after the
+//!   entry's own operations (OpenLDAP's memberOf overlay and Active Directory compute `memberOf`
+//!   from `member`; it cannot be written on the person).
+//!
 //! Idempotent: an add whose entry exists with the same values, a delete of an entry already
 //! gone, member values already added or already removed, a rename already done: all are
 //! Executed. Each order gets one result with the LDAP result code and message; a failing
@@ -38,6 +43,11 @@ use crate::api::{
     ChangeType, Environment, FulfillRequest, OrderResult, OrderState, PackageError,
     ProvisioningOrder,
 };
+
+/// The navigation property on a person that lists its groups; changes to it go to the groups.
+const MEMBER_OF: &str = "memberOf";
+/// The groups' attribute listing their members (groupOfNames).
+const MEMBER_ATTRIBUTE: &str = "member";
 
 /// Orders in flight at once.
 const CONCURRENCY: usize = 16;
@@ -278,8 +288,29 @@ fn plan(order: &ProvisioningOrder, settings: &LdapSettings) -> Result<Plan, Stri
     let mut adds: Vec<Attr> = Vec::new();
     let mut removes: Vec<Attr> = Vec::new();
     let mut object_class: Option<Attr> = None;
+    // `memberOf` is the groups' side of `member` (an OpenLDAP overlay computes it, Active
+    // Directory a back link): membership changes on it are written to the groups.
+    let mut join: Vec<String> = Vec::new();
+    let mut leave: Vec<String> = Vec::new();
     for (key, value) in changes {
         if is_control_key(key) {
+            continue;
+        }
+        let base = key
+            .strip_suffix("_add")
+            .or_else(|| key.strip_suffix("_remove"))
+            .unwrap_or(key);
+        if base.eq_ignore_ascii_case(MEMBER_OF) {
+            let groups = values_of(value);
+            if key.ends_with("_remove") {
+                leave.extend(groups);
+            } else if key.ends_with("_add") || order.change_type == ChangeType::Added {
+                join.extend(groups);
+            } else {
+                return Err(format!(
+                    "{key} cannot be replaced as a whole: send {MEMBER_OF}_add and {MEMBER_OF}_remove (the groups' {MEMBER_ATTRIBUTE} values are changed)"
+                ));
+            }
             continue;
         }
         if let Some(a) = key.strip_suffix("_add") {
@@ -430,6 +461,30 @@ fn plan(order: &ProvisioningOrder, settings: &LdapSettings) -> Result<Plan, Stri
                 .ok_or("a Deleted order needs the entry's DN: a `dn` property in Resource")?;
             p.dns.push(dn::normalize(&target));
             p.ops.push(Op::Delete { dn: target });
+        }
+    }
+    if !join.is_empty() || !leave.is_empty() {
+        // The entry's DN once this order's own operations are done.
+        let entry = match p.ops.iter().rev().find_map(|op| match op {
+            Op::Add { dn, .. } | Op::Modify { dn, .. } => Some(dn.clone()),
+            Op::Rename { .. } | Op::Delete { .. } => None,
+        }) {
+            Some(dn) => dn,
+            None => dn_in(changes)
+                .or_else(|| dn_in(resource))
+                .ok_or("a membership change needs the entry's DN: a `dn` property in Resource")?,
+        };
+        for (groups, kind) in [(join, Kind::Add), (leave, Kind::Delete)] {
+            for group in groups {
+                p.dns.push(dn::normalize(&group));
+                p.ops.push(Op::Modify {
+                    dn: group,
+                    changes: vec![Change {
+                        kind,
+                        attr: attr(MEMBER_ATTRIBUTE, vec![entry.clone()])?,
+                    }],
+                });
+            }
         }
     }
     Ok(p)
@@ -919,6 +974,50 @@ mod tests {
                 "modrdn cn=g,ou=a,dc=x: newrdn=cn=h, deleteoldrdn=1, newsuperior=ou=b,dc=x",
                 "modify cn=h,ou=b,dc=x: replace description (remove all values); add member=uid=a,dc=x; delete member=uid=b,dc=x",
             ]
+        );
+    }
+
+    #[test]
+    fn member_of_changes_are_written_to_the_groups_member_attribute() {
+        let o = order(
+            ChangeType::Modified,
+            serde_json::json!({"dn": "uid=a,ou=p,dc=x"}),
+            serde_json::json!({
+                "memberOf_add": [{"dn": "cn=staff,ou=g,dc=x"}],
+                "memberOf_remove": [{"dn": "cn=old,ou=g,dc=x"}],
+            }),
+        );
+        let p = plan(&o, &settings()).expect("plan");
+        let shown: Vec<String> = p.ops.iter().map(Op::show).collect();
+        assert_eq!(p.ops.len(), 2, "{shown:?}");
+        assert!(
+            shown[0].contains("cn=staff,ou=g,dc=x") && shown[0].contains("add member"),
+            "{shown:?}"
+        );
+        assert!(shown[0].contains("uid=a,ou=p,dc=x"), "{shown:?}");
+        assert!(
+            shown[1].contains("cn=old,ou=g,dc=x") && shown[1].contains("delete member"),
+            "{shown:?}"
+        );
+        // An Added entry joins its groups after it is created.
+        let o = order(
+            ChangeType::Added,
+            Value::Null,
+            serde_json::json!({"dn": "uid=n,ou=p,dc=x", "sn": "N", "memberOf_add": ["cn=staff,ou=g,dc=x"]}),
+        );
+        let p = plan(&o, &settings()).expect("plan");
+        assert!(matches!(p.ops[0], Op::Add { .. }));
+        assert!(matches!(&p.ops[1], Op::Modify { dn, .. } if dn == "cn=staff,ou=g,dc=x"));
+        // Replacing memberOf as a whole is refused with the way out.
+        let o = order(
+            ChangeType::Modified,
+            serde_json::json!({"dn": "uid=a,ou=p,dc=x"}),
+            serde_json::json!({"memberOf": ["cn=staff,ou=g,dc=x"]}),
+        );
+        assert!(
+            plan(&o, &settings())
+                .expect_err("refused")
+                .contains("memberOf_add")
         );
     }
 

@@ -49,7 +49,7 @@ async fn an_invalid_change_keeps_the_last_valid_configuration_running() {
         rejected
             .errors
             .iter()
-            .any(|e| e.location.contains("hr.xml:7:") && e.message.contains("HRR")),
+            .any(|e| e.location.contains("hr.xml:11:") && e.message.contains("HRR")),
         "{:?}",
         rejected.errors
     );
@@ -67,7 +67,7 @@ async fn an_invalid_change_keeps_the_last_valid_configuration_running() {
         "{conf}"
     );
     let page = c.get("/configuration").await.body;
-    assert!(page.contains("hr.xml:7:"), "{page}");
+    assert!(page.contains("hr.xml:11:"), "{page}");
     assert!(
         c.get("/").await.body.contains("does not pass check"),
         "the banner"

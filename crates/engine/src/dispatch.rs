@@ -1,0 +1,293 @@
+//! Fulfill from the store (SPEC §6): the Pending orders go to the connection their resource
+//! type mapping names, in batches; each result is recorded (Executed, Errored, or Transmitted
+//! for a ticket). Orders are claimed (Pending → Transmitted) before they are sent, so two
+//! fulfills never send one order twice; an order whose batch could not be sent at all goes
+//! back to Pending when a retry may help.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use idlink_packages::api::{OrderState as Sent, Progress, ProvisioningOrder};
+use idlink_store::{OrderFilter, OrderState, OrderUpdate, Store, StoredOrder};
+use serde::Serialize;
+
+use crate::provision::mapping_connection;
+use crate::{Engine, EngineError};
+
+/// Orders per batch when the task does not say (`BatchSize`).
+pub const DEFAULT_BATCH_SIZE: u32 = 500;
+
+/// Which pending orders to send, and how.
+#[derive(Debug, Clone, Default)]
+pub struct DispatchOptions {
+    /// Only the orders of this connection (the `FulfillTask`'s `Connection`, or
+    /// `idlink fulfill --connection`).
+    pub connection: Option<String>,
+    /// Only the orders of these resource types (empty: all).
+    pub resource_types: Vec<String>,
+    pub batch_size: Option<u32>,
+    /// List what would be sent; change nothing.
+    pub dry_run: bool,
+}
+
+/// One order's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderOutcome {
+    pub id: i64,
+    pub resource_type: String,
+    pub change_type: String,
+    pub owner: Option<String>,
+    pub target: Option<String>,
+    /// Executed, Errored or Transmitted; in a dry run, what would be.
+    pub state: String,
+    pub message: String,
+    /// What was (or would be) sent, one line each, secrets redacted.
+    pub operations: Vec<String>,
+}
+
+/// What one connection did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConnectionDispatch {
+    pub connection: String,
+    pub package: String,
+    pub orders: u64,
+    pub executed: u64,
+    pub errored: u64,
+    pub transmitted: u64,
+    /// Orders put back to Pending because their batch could not be sent.
+    pub not_sent: u64,
+    /// Why the connection stopped before its last batch.
+    pub failure: Option<String>,
+    pub outcomes: Vec<OrderOutcome>,
+}
+
+/// The run's report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DispatchReport {
+    pub dry_run: bool,
+    pub connections: Vec<ConnectionDispatch>,
+    /// Pending orders no connection can take (no resource type mapping), Errored.
+    pub unroutable: u64,
+    #[serde(serialize_with = "crate::secs")]
+    pub duration: Duration,
+}
+
+impl DispatchReport {
+    pub fn errored(&self) -> u64 {
+        self.unroutable
+            + self
+                .connections
+                .iter()
+                .map(|c| c.errored + c.not_sent)
+                .sum::<u64>()
+    }
+}
+
+impl Engine {
+    /// Sends the pending orders `options` selects and records each result.
+    pub async fn fulfill_pending(
+        &self,
+        store: &Store,
+        options: &DispatchOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<DispatchReport, EngineError> {
+        let started = Instant::now();
+        let config = &self.checked().config;
+        if let Some(c) = &options.connection {
+            // An unknown connection is an error, not an empty run.
+            self.open(c)?;
+        }
+        let pending = store
+            .orders(&OrderFilter {
+                states: vec![OrderState::Pending],
+                resource_types: options.resource_types.clone(),
+                ..OrderFilter::default()
+            })
+            .await?;
+        let mut report = DispatchReport {
+            dry_run: options.dry_run,
+            ..DispatchReport::default()
+        };
+        // By the connection the mapping names now (the configuration may have changed since
+        // the orders were generated).
+        let mut by_connection: BTreeMap<String, Vec<StoredOrder>> = BTreeMap::new();
+        let mut unroutable = Vec::new();
+        for o in pending {
+            match mapping_connection(config, &o.resource_type) {
+                Some(c) => {
+                    let wanted = options
+                        .connection
+                        .as_ref()
+                        .is_none_or(|w| w.eq_ignore_ascii_case(&c));
+                    if wanted {
+                        by_connection.entry(c).or_default().push(o);
+                    }
+                }
+                None if options.connection.is_none() => unroutable.push(o),
+                None => {}
+            }
+        }
+        if !options.dry_run && !unroutable.is_empty() {
+            report.unroutable = unroutable.len() as u64;
+            let updates: Vec<OrderUpdate> = unroutable
+                .iter()
+                .map(|o| OrderUpdate {
+                    id: o.id,
+                    state: OrderState::Errored,
+                    message: format!(
+                        "resource type '{}' has no resource type mapping naming a connection; nothing was sent",
+                        o.resource_type
+                    ),
+                })
+                .collect();
+            store.update_orders(&updates).await?;
+        }
+        let batch = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1) as usize;
+        for (connection, orders) in by_connection {
+            let r = self
+                .dispatch_connection(
+                    store,
+                    &connection,
+                    orders,
+                    batch,
+                    options.dry_run,
+                    &progress,
+                )
+                .await?;
+            report.connections.push(r);
+        }
+        report.duration = started.elapsed();
+        Ok(report)
+    }
+
+    async fn dispatch_connection(
+        &self,
+        store: &Store,
+        connection: &str,
+        orders: Vec<StoredOrder>,
+        batch: usize,
+        dry_run: bool,
+        progress: &Arc<dyn Progress>,
+    ) -> Result<ConnectionDispatch, EngineError> {
+        let mut r = ConnectionDispatch {
+            connection: connection.to_string(),
+            orders: orders.len() as u64,
+            ..ConnectionDispatch::default()
+        };
+        let opened = match self.open(connection) {
+            Ok(o) => o,
+            Err(e) => {
+                // The orders wait: the connection cannot be opened (settings, package).
+                r.failure = Some(e.to_string());
+                r.not_sent = orders.len() as u64;
+                return Ok(r);
+            }
+        };
+        r.package = opened.package.id.to_string();
+        for chunk in orders.chunks(batch) {
+            let ids: Vec<i64> = chunk.iter().map(|o| o.id).collect();
+            let claimed: Vec<&StoredOrder> = if dry_run {
+                chunk.iter().collect()
+            } else {
+                let got = store
+                    .claim_orders(&ids, OrderState::Pending, OrderState::Transmitted)
+                    .await?;
+                chunk
+                    .iter()
+                    .filter(|o| got.binary_search(&o.id).is_ok())
+                    .collect()
+            };
+            if claimed.is_empty() {
+                continue;
+            }
+            let mut sent = Vec::with_capacity(claimed.len());
+            let mut updates = Vec::new();
+            let mut kept = Vec::with_capacity(claimed.len());
+            for o in &claimed {
+                match serde_json::from_str::<ProvisioningOrder>(&o.body) {
+                    Ok(mut order) => {
+                        order.id = Some(o.id.to_string());
+                        sent.push(order);
+                        kept.push(*o);
+                    }
+                    Err(e) => updates.push(OrderUpdate {
+                        id: o.id,
+                        state: OrderState::Errored,
+                        message: format!("the stored order cannot be read: {e}"),
+                    }),
+                }
+            }
+            let result = opened.fulfill(sent, dry_run, progress.clone()).await;
+            match result {
+                Ok(results) => {
+                    for (res, o) in results.into_iter().zip(&kept) {
+                        let message = opened.redact(&res.message);
+                        let operations: Vec<String> =
+                            res.operations.iter().map(|op| opened.redact(op)).collect();
+                        let state = match res.state {
+                            Sent::Executed => {
+                                r.executed += 1;
+                                OrderState::Executed
+                            }
+                            Sent::Errored => {
+                                r.errored += 1;
+                                OrderState::Errored
+                            }
+                            Sent::Transmitted => {
+                                r.transmitted += 1;
+                                OrderState::Transmitted
+                            }
+                        };
+                        updates.push(OrderUpdate {
+                            id: o.id,
+                            state,
+                            message: message.clone(),
+                        });
+                        r.outcomes.push(OrderOutcome {
+                            id: o.id,
+                            resource_type: o.resource_type.clone(),
+                            change_type: o.change_type.clone(),
+                            owner: o.owner_key.clone(),
+                            target: o.target_key.clone(),
+                            state: state.to_string(),
+                            message,
+                            operations,
+                        });
+                    }
+                    if !dry_run {
+                        store.update_orders(&updates).await?;
+                    }
+                }
+                Err(e) => {
+                    let message = opened.redact(&e.to_string());
+                    let retry = e.kind().retryable();
+                    let state = if retry {
+                        OrderState::Pending
+                    } else {
+                        OrderState::Errored
+                    };
+                    for o in &kept {
+                        updates.push(OrderUpdate {
+                            id: o.id,
+                            state,
+                            message: format!("not sent: {message}"),
+                        });
+                    }
+                    if !dry_run {
+                        store.update_orders(&updates).await?;
+                    }
+                    if retry {
+                        r.not_sent += kept.len() as u64;
+                    } else {
+                        r.errored += kept.len() as u64;
+                    }
+                    // The rest of this connection's orders wait for the next run.
+                    r.failure = Some(message);
+                    break;
+                }
+            }
+        }
+        Ok(r)
+    }
+}
