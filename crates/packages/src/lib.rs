@@ -16,6 +16,7 @@ pub mod registry;
 
 pub mod csv;
 pub mod custom;
+pub mod fulfill_database;
 pub mod fulfill_to_file;
 pub mod ldap;
 pub mod ldif;

@@ -5,7 +5,9 @@ use idlink_model::package::{
 };
 
 use crate::api::{Environment, Instance, PackageError};
-use crate::{csv, custom, fulfill_to_file, ldap, ldif, manual, scim, script, sql};
+use crate::{
+    csv, custom, fulfill_database, fulfill_to_file, ldap, ldif, manual, scim, script, sql,
+};
 
 /// Checks a connection's settings (`settings` from [`idlink_model::settings::typed_json`]) and
 /// returns the package ready to run. Packages this build cannot run say so.
@@ -44,6 +46,9 @@ pub fn instantiate(
         {
             script::instantiate(package, settings, env)
         }
+        id if id == fulfill_database::FULFILL_DATABASE.id => {
+            fulfill_database::instantiate(package, settings, env)
+        }
         id if id == manual::MANUAL.id => manual::instantiate(package, settings, env),
         id if id == fulfill_to_file::FULFILL_TO_FILE.id => {
             fulfill_to_file::instantiate(package, settings, env)
@@ -69,7 +74,7 @@ static PACKAGES: &[&PackageInfo] = &[
     &documented("Usercube.EasyVista@0000001",                      "ITSM/EasyVista",                     Y, Y, Y),
     &documented("Usercube.EasyVistaTicket@0000001",                "Ticket/EasyVista",                   N, Y, N),
     &documented("Usercube.Excel@0000001",                          "File/Excel",                         Y, N, Y),
-    &documented("Usercube.FulfillDatabase@0000001",                "Database/Fulfill to database",       N, Y, N),
+    &fulfill_database::FULFILL_DATABASE,
     &fulfill_to_file::FULFILL_TO_FILE,
     &documented("Usercube.FulfillWorkflow@0000001",                "Workflow/Fulfill workflow",          N, Y, N),
     &documented("Usercube.GoogleWorkspace@0000001",                "Cloud/Google Workspace",             Y, Y, N),
@@ -297,6 +302,11 @@ mod tests {
         ("Usercube.SCIM.CyberArk", "PAM/CyberArk (SCIM)", "yyny"),
         ("Usercube.LDIF", "Directory/LDIF", "ynny"),
         ("Usercube.FulfillToFile", "Custom/JSON", "nynn"),
+        (
+            "Usercube.FulfillDatabase",
+            "Database/Fulfill to database",
+            "nynn",
+        ),
         ("Usercube.Powershell", "Custom/Script fulfill", "nynn"),
         ("Usercube.PowershellSync", "Custom/Script export", "ynyn"),
         // Issue 13: the script fulfill, with the Robot Framework page's setting name.

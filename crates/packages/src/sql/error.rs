@@ -115,6 +115,15 @@ impl Cx<'_> {
             Class::Query => ("the database refused the statement: ", false),
             Class::Other => ("", false),
         };
+        if class == Class::BadCredentials {
+            // Its own kind, so jobs and exit codes tell a refused login from a refused statement.
+            return PackageError::Credentials {
+                connection: self.connection.to_string(),
+                system: self.system.clone(),
+                operation,
+                message: self.redact(&format!("{prefix}{message}")),
+            };
+        }
         self.system_error(operation, format!("{prefix}{message}"), retryable)
     }
 }

@@ -22,13 +22,13 @@
 //! negotiated by the relay with rustls (`tls.rs`); TLS to MySQL is refused when settings are
 //! checked.
 
-mod error;
+pub(crate) mod error;
 mod export;
 mod mysql;
 mod postgres;
 mod relay;
 mod render;
-mod schema;
+pub(crate) mod schema;
 pub mod settings;
 mod sqlite;
 mod tls;
@@ -142,7 +142,7 @@ pub(crate) enum Conn {
 }
 
 impl Conn {
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         // Closing politely is a courtesy: the data are already read.
         let _ = match self {
             Conn::Pg(c) => c.close().await,
@@ -160,7 +160,12 @@ pub(crate) struct Query<'a> {
 }
 
 impl SqlPackage {
-    fn cx<'a>(&'a self, progress: &'a dyn Progress) -> Cx<'a> {
+    /// A package over checked settings (the fulfill-to-database package connects with it).
+    pub(crate) fn new(settings: SqlSettings, env: Environment) -> Self {
+        SqlPackage { settings, env }
+    }
+
+    pub(crate) fn cx<'a>(&'a self, progress: &'a dyn Progress) -> Cx<'a> {
         Cx {
             connection: &self.env.connection,
             system: self.settings.target.describe(),
@@ -221,6 +226,12 @@ impl SqlPackage {
     }
 
     async fn connect(&self, cx: &Cx<'_>) -> Result<Conn, PackageError> {
+        self.connect_for(cx, false).await
+    }
+
+    /// Connects; `write`: an SQLite file opens read-write (servers are reached the same way
+    /// either way: what a session may write is the account's business).
+    pub(crate) async fn connect_for(&self, cx: &Cx<'_>, write: bool) -> Result<Conn, PackageError> {
         cx.progress.phase(&format!("connecting to {}", cx.system));
         let op = "connect";
         let conn = match &self.settings.target {
@@ -310,7 +321,7 @@ impl SqlPackage {
             }
             Target::Sqlite(path) => {
                 let mut o = SqliteConnectOptions::new()
-                    .read_only(true)
+                    .read_only(!write)
                     .create_if_missing(false)
                     .busy_timeout(self.settings.timeout.unwrap_or(Duration::from_secs(3600)));
                 o = match path {

@@ -2,6 +2,7 @@
 
 mod csv;
 mod documented_settings;
+mod fulfill_database;
 mod fulfill_to_file;
 mod hostile_ldap;
 mod ldap;
