@@ -450,8 +450,9 @@ pub fn run_job(rt: &Runtime, g: &Global, args: &RunJobArgs) -> anyhow::Result<Ex
     let progress = Arc::new(CliProgress::new(g.quiet));
     let quiet = g.quiet;
     let bar = progress.clone();
+    // Live: each task as it starts (the report below gives what each did).
     let log = move |line: &str| {
-        if !quiet {
+        if !quiet && line.starts_with('[') {
             bar.println(line);
         }
     };

@@ -879,10 +879,21 @@ fn plaintext_in(
                     }
                 }
             }
-            _ if field.secured && is_plain(value) => out.push((here, value.at.clone())),
+            _ if field.secured
+                && is_plain(value)
+                && !names_only_a_file(field.name, &value.value) =>
+            {
+                out.push((here, value.at.clone()))
+            }
             _ => {}
         }
     }
+}
+
+/// A SQLite connection string names a file and carries no credential: nothing to hide.
+fn names_only_a_file(field: &str, value: &SettingValue) -> bool {
+    field.eq_ignore_ascii_case("ConnectionString")
+        && matches!(value, SettingValue::String(s) if s.trim_start().get(..7).is_some_and(|p| p.eq_ignore_ascii_case("sqlite:")))
 }
 
 /// Applies `IDLINK__...` environment variables over the file's values. Keys are

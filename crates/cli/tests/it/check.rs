@@ -17,8 +17,8 @@ fn quickstart_is_valid() {
     );
     assert_eq!(
         stdout.trim(),
-        "valid: 2 connectors, 3 connections, 3 entity types, 5 mappings, 1 resource type, 1 job \
-         (5 files, 0 errors, 0 warnings)"
+        "valid: 3 connectors, 5 connections, 4 entity types, 6 mappings, 2 resource types, 2 jobs \
+         (6 files, 0 errors, 0 warnings)"
     );
 }
 
@@ -102,7 +102,7 @@ fn json_output_lists_every_diagnostic_with_its_fields() {
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     assert_eq!(report["valid"], false);
-    assert_eq!(report["summary"]["connections"], 3);
+    assert_eq!(report["summary"]["connections"], 5);
     let diags = report["diagnostics"].as_array().expect("diagnostics");
     let unresolved = diags
         .iter()
@@ -251,7 +251,7 @@ fn a_missing_default_settings_file_reports_each_connection() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert_eq!(
         stdout.matches("error[missing-settings]").count(),
-        3,
+        5,
         "{stdout}"
     );
 }
@@ -311,7 +311,12 @@ const GOOD_SETTINGS: &str = r#"{
     "HRDb": {
       "ConnectionString": "age:YWdlLWVuY3J5cHRpb24ub3JnL3YxCg==",
       "Timeout": 30
-    }
+    },
+    "AppsDB": {
+      "ConnectionString": "sqlite:data/apps.db",
+      "Tables": [{ "ResourceType": "Apps_Account", "Table": "accounts", "KeyColumn": "login" }]
+    },
+    "AppsExport": { "ConnectionString": "sqlite:data/apps.db", "SqlCommand": "SELECT 1" }
   }
 }"#;
 
@@ -462,4 +467,41 @@ fn regression_check_reports_package_problems_of_every_connection_at_once() {
     assert_eq!(with("Connections.HRDb"), 1, "{errors:#?}");
     assert_eq!(with("Connections.HRDb.Timeout"), 1, "{errors:#?}");
     assert_eq!(errors.len(), 4, "{errors:#?}");
+}
+
+/// The quickstart's applications database is a SQLite file: its connection string carries no
+/// credential, so it is no plaintext secret; a server's connection string is one.
+#[test]
+fn regression_a_sqlite_connection_string_is_not_a_plaintext_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(
+        &repo_root().join("examples/quickstart"),
+        &dir.path().join("qs"),
+    );
+    let (code, diags) = check_json(dir.path());
+    assert_eq!(code, Some(0));
+    assert!(
+        !diags.iter().any(|d| d["rule"] == "plaintext-secret"),
+        "{diags:#?}"
+    );
+    let settings = dir.path().join("qs/appsettings.agent.json");
+    let text = std::fs::read_to_string(&settings).expect("read");
+    let text = text.replacen(
+        "\"ConnectionString\": \"sqlite:data/apps.db\",\n      \"SqlCommand\"",
+        "\"ConnectionString\": \"postgres://apps:pw-123@127.0.0.1/apps\",\n      \"SqlCommand\"",
+        1,
+    );
+    std::fs::write(&settings, text).expect("write");
+    let (_, diags) = check_json(dir.path());
+    let plain: Vec<&serde_json::Value> = diags
+        .iter()
+        .filter(|d| d["rule"] == "plaintext-secret")
+        .collect();
+    assert_eq!(plain.len(), 1, "{diags:#?}");
+    assert!(
+        plain[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("AppsExport.ConnectionString") && !m.contains("pw-123")),
+        "{plain:#?}"
+    );
 }

@@ -188,3 +188,70 @@ fn directory_job_provisions_verifies_and_follows_hr_changes() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("0 orders"), "{out}");
 }
+
+/// The README's first command: the quickstart's main job with files and SQLite alone.
+#[test]
+fn quickstart_job_runs_with_files_and_sqlite_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    crate::support::copy_dir(
+        &crate::support::repo_root().join("examples/quickstart"),
+        &dir.path().join("conf"),
+    );
+    let dir = dir.path();
+    let quickstart = |dir: &Path| run(dir, &["run-job", "Quickstart", "--config", "conf"], &[]);
+    let (code, out) = quickstart(dir);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("job 'Quickstart' succeeded"), "{out}");
+    assert!(out.contains("8 orders verified"), "{out}");
+    let all = orders(dir);
+    assert_eq!(all.len(), 8, "{all:#?}");
+    assert!(all.iter().all(|o| o["state"] == "Verified"), "{all:#?}");
+    let epiaf = all
+        .iter()
+        .find(|o| o["owner"] == "E004")
+        .expect("E004's order");
+    assert_eq!(
+        epiaf["order"]["Changes"]["login"], "epiaf",
+        "unaccented login"
+    );
+    assert_eq!(epiaf["order"]["Changes"]["department"], "Marketing");
+
+    // Again, nothing changed: no order.
+    let (code, out) = quickstart(dir);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(orders(dir).len(), 8);
+
+    // A change in HR: one Modified order with that attribute only, written and verified.
+    let people = dir.join("conf/data/hr_people.csv");
+    let text = std::fs::read_to_string(&people).expect("people");
+    std::fs::write(
+        &people,
+        text.replace(
+            "E003,Grace,Hopper,grace.hopper@example.org,OPS",
+            "E003,Grace,Hopper,grace.hopper@example.org,ENG",
+        ),
+    )
+    .expect("write");
+    let (code, out) = quickstart(dir);
+    assert_eq!(code, 0, "{out}");
+    let all = orders(dir);
+    assert_eq!(all.len(), 9, "{all:#?}");
+    assert_eq!(all[8]["changeType"], "Modified");
+    assert_eq!(
+        all[8]["order"]["Changes"],
+        serde_json::json!({"department": "Engineering"})
+    );
+    assert_eq!(all[8]["state"], "Verified", "{:#}", all[8]);
+    // The run history keeps each run's report.
+    let (code, out) = run(
+        dir,
+        &["run-job", "Quickstart", "--config", "conf", "--dry-run"],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Planned") && out.contains("(dry run)"),
+        "{out}"
+    );
+    assert_eq!(orders(dir).len(), 9, "a dry run stores nothing");
+}

@@ -56,6 +56,7 @@ pub(crate) struct FulfillDatabase {
     driver: Driver,
     tables: Vec<TableMap>,
     connection: String,
+    setup_sql: Option<String>,
 }
 
 impl FulfillDatabase {
@@ -65,6 +66,7 @@ impl FulfillDatabase {
         FulfillDatabase {
             driver,
             tables: settings.tables,
+            setup_sql: settings.setup_sql,
             sql: SqlPackage::new(settings.sql, env),
             connection,
         }
@@ -541,7 +543,7 @@ async fn raw(
     conn: &mut Conn,
     cx: &Cx<'_>,
     op: &'static str,
-    sql: &'static str,
+    sql: &str,
 ) -> Result<(), PackageError> {
     match conn {
         Conn::Pg(c) => cx.wait(op, Box::pin(c.execute(sql))).await.map(|_| ()),
@@ -1008,10 +1010,21 @@ impl Fulfill for FulfillDatabase {
             }
         }
         if !needed.is_empty() {
-            let mut conn = self.sql.connect_for(&cx, true).await?;
-            let outcome = self
-                .run(&mut conn, &cx, request, &plans, &needed, &mut results)
-                .await;
+            let mut conn = self
+                .sql
+                .connect_for(&cx, true, self.setup_sql.is_some())
+                .await?;
+            let outcome = match &self.setup_sql {
+                Some(setup) => raw(&mut conn, &cx, "run SetupSql", setup).await,
+                None => Ok(()),
+            };
+            let outcome = match outcome {
+                Ok(()) => {
+                    self.run(&mut conn, &cx, request, &plans, &needed, &mut results)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
             conn.close().await;
             outcome?;
         }
@@ -1133,7 +1146,7 @@ impl CheckConnection for FulfillDatabase {
     async fn check_connection(&self) -> Result<String, PackageError> {
         let progress = NoProgress;
         let cx = self.sql.cx(&progress);
-        let mut conn = self.sql.connect_for(&cx, true).await?;
+        let mut conn = self.sql.connect_for(&cx, true, false).await?;
         let checked = async {
             let version = schema::server_version(&mut conn, &cx).await?;
             let mut seen = Vec::new();

@@ -46,6 +46,11 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
             "per resource type, the table its orders write and the key column that identifies a row",
         ),
         Field::optional(
+            "SetupSql",
+            Kind::String,
+            "statements run before each batch, e.g. CREATE TABLE IF NOT EXISTS ... for a demo or test database (keep them idempotent); with SQLite, the database file is created when it does not exist yet",
+        ),
+        Field::optional(
             "Timeout",
             Kind::Int {
                 min: 0,
@@ -74,6 +79,8 @@ pub struct FulfillDatabaseSettings {
     /// The database and how long to wait for it (the SQL packages' checked form).
     pub sql: SqlSettings,
     pub tables: Vec<TableMap>,
+    /// `SetupSql`: statements run before each batch (creating the tables of a demo database).
+    pub setup_sql: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +91,8 @@ struct Raw {
     tables: Option<Vec<RawTable>>,
     #[allow(dead_code)] // Parsed for its type here; SqlSettings reads it.
     timeout: Option<u64>,
+    #[serde(default)]
+    setup_sql: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -185,7 +194,12 @@ impl FulfillDatabaseSettings {
             o.retain(|k, _| !k.eq_ignore_ascii_case("Tables"));
         }
         let sql = SqlSettings::parse(connection, None, rest)?;
-        Ok(FulfillDatabaseSettings { sql, tables })
+        let setup_sql = raw.setup_sql.filter(|s| !s.trim().is_empty());
+        Ok(FulfillDatabaseSettings {
+            sql,
+            tables,
+            setup_sql,
+        })
     }
 
     /// The `Tables` entry of a resource type (exact spelling first, then ignoring case).

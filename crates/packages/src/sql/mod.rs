@@ -226,12 +226,19 @@ impl SqlPackage {
     }
 
     async fn connect(&self, cx: &Cx<'_>) -> Result<Conn, PackageError> {
-        self.connect_for(cx, false).await
+        self.connect_for(cx, false, false).await
     }
 
     /// Connects; `write`: an SQLite file opens read-write (servers are reached the same way
     /// either way: what a session may write is the account's business).
-    pub(crate) async fn connect_for(&self, cx: &Cx<'_>, write: bool) -> Result<Conn, PackageError> {
+    /// `create`: an SQLite file that does not exist yet is created (in a folder under
+    /// `SourcesRootPaths`).
+    pub(crate) async fn connect_for(
+        &self,
+        cx: &Cx<'_>,
+        write: bool,
+        create: bool,
+    ) -> Result<Conn, PackageError> {
         cx.progress.phase(&format!("connecting to {}", cx.system));
         let op = "connect";
         let conn = match &self.settings.target {
@@ -324,7 +331,24 @@ impl SqlPackage {
                     .read_only(!write)
                     .create_if_missing(false)
                     .busy_timeout(self.settings.timeout.unwrap_or(Duration::from_secs(3600)));
+                let wanted = path.as_ref().map(|p| self.env.base_dir.join(p));
                 o = match path {
+                    Some(_) if write && create && wanted.as_ref().is_some_and(|w| !w.exists()) => {
+                        let wanted = wanted.unwrap_or_default();
+                        let (Some(folder), Some(name)) = (wanted.parent(), wanted.file_name())
+                        else {
+                            return Err(cx.system_error(
+                                op,
+                                "the SQLite path names no file".to_string(),
+                                false,
+                            ));
+                        };
+                        let folder = self.env.roots.check_for_write(folder)?;
+                        std::fs::create_dir_all(&folder).map_err(|e| {
+                            PackageError::io("create the database folder", &folder, e)
+                        })?;
+                        o.create_if_missing(true).filename(folder.join(name))
+                    }
                     Some(p) => {
                         let resolved = self.env.source_path(p).map_err(|e| match e {
                             PackageError::Io { source, .. }
