@@ -192,6 +192,16 @@ fn directory_job_provisions_verifies_and_follows_hr_changes() {
 /// The README's first command: the quickstart's main job with files and SQLite alone.
 #[test]
 fn quickstart_job_runs_with_files_and_sqlite_alone() {
+    // The README's first command is this run.
+    let readme = std::fs::read_to_string(crate::support::repo_root().join("README.md")).expect("README");
+    let first = readme
+        .lines()
+        .find(|l| l.starts_with("cargo run"))
+        .expect("a cargo run line");
+    assert!(
+        first.contains("-- run-job Quickstart --config examples/quickstart"),
+        "{first}"
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     crate::support::copy_dir(
         &crate::support::repo_root().join("examples/quickstart"),
