@@ -177,7 +177,11 @@ count() {
     ldapsearch -x -H "ldap://127.0.0.1:$port" -D "$admin" -w "$pw" -b "ou=people,dc=example,dc=org" \
         -LLL -s one '(objectClass=inetOrgPerson)' 1.1 | grep -c '^dn:' || true
 }
-X
+# timed CMD...: runs CMD (its output to $work/out), prints its wall seconds; peak RSS in $work/t.
+timed() {
+    /usr/bin/time -f "%e %M" -o "$work/t" "$@" >"$work/out" 2>&1 || { cat "$work/out" >&2; exit 1; }
+    cut -d' ' -f1 "$work/t"
+}
 
 # --- 1. order generation for OWNERS people ---
 echo "generating $OWNERS people..."

@@ -98,9 +98,10 @@ impl Engine {
             // An unknown connection is an error, not an empty run.
             self.open(c)?;
         }
+        // Transmitted orders too: those a killed fulfill left behind are sent again (below).
         let pending = store
             .orders(&OrderFilter {
-                states: vec![OrderState::Pending],
+                states: vec![OrderState::Pending, OrderState::Transmitted],
                 resource_types: options.resource_types.clone(),
                 ..OrderFilter::default()
             })
@@ -113,7 +114,24 @@ impl Engine {
         // the orders were generated).
         let mut by_connection: BTreeMap<String, Vec<StoredOrder>> = BTreeMap::new();
         let mut unroutable = Vec::new();
+        let is_manual = |c: &str| {
+            config
+                .connection(c)
+                .is_some_and(|x| x.package.value == crate::tickets::MANUAL_PACKAGE)
+        };
         for o in pending {
+            if o.state == OrderState::Transmitted {
+                // Only orders a fulfill of this same connection left behind; tickets wait.
+                let same = mapping_connection(config, &o.resource_type).is_some_and(|c| {
+                    o.connection
+                        .as_deref()
+                        .is_some_and(|s| s.eq_ignore_ascii_case(&c))
+                        && !is_manual(&c)
+                });
+                if !same {
+                    continue;
+                }
+            }
             match mapping_connection(config, &o.resource_type) {
                 Some(c) => {
                     let wanted = options
@@ -185,6 +203,62 @@ impl Engine {
             }
         };
         r.package = opened.package.id.to_string();
+        // Tickets are Transmitted until a person closes them: never sent again.
+        let manual = opened.package.id == crate::tickets::MANUAL_PACKAGE;
+        let (pending, stranded): (Vec<StoredOrder>, Vec<StoredOrder>) = orders
+            .into_iter()
+            .partition(|o| o.state == OrderState::Pending);
+        let stranded = if manual { Vec::new() } else { stranded };
+        if dry_run {
+            let mut all = pending;
+            all.extend(stranded);
+            all.sort_by_key(|o| o.id);
+            return self
+                .dispatch_batches(store, &opened, all, batch, true, progress, r)
+                .await;
+        }
+        // One fulfill per connection at a time; orders a killed fulfill left Transmitted are
+        // sent again (fulfill is idempotent).
+        let lock = store
+            .lock_connector(&format!("fulfill:{connection}"), "fulfill")
+            .await?;
+        let mut orders = pending;
+        if !stranded.is_empty() {
+            let ids: Vec<i64> = stranded.iter().map(|o| o.id).collect();
+            let back = store
+                .claim_orders(&ids, OrderState::Transmitted, OrderState::Pending)
+                .await?;
+            tracing::warn!(
+                connection,
+                orders = back.len(),
+                "orders left Transmitted by an interrupted fulfill are sent again"
+            );
+            orders.extend(
+                stranded
+                    .into_iter()
+                    .filter(|o| back.binary_search(&o.id).is_ok()),
+            );
+            orders.sort_by_key(|o| o.id);
+        }
+        let result = self
+            .dispatch_batches(store, &opened, orders, batch, false, progress, r)
+            .await;
+        let _ = lock.release().await;
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn dispatch_batches(
+        &self,
+        store: &Store,
+        opened: &crate::Opened,
+        orders: Vec<StoredOrder>,
+        batch: usize,
+        dry_run: bool,
+        progress: &Arc<dyn Progress>,
+        mut r: ConnectionDispatch,
+    ) -> Result<ConnectionDispatch, EngineError> {
+        r.orders = orders.len() as u64;
         for chunk in orders.chunks(batch) {
             let ids: Vec<i64> = chunk.iter().map(|o| o.id).collect();
             let claimed: Vec<&StoredOrder> = if dry_run {

@@ -193,7 +193,8 @@ fn directory_job_provisions_verifies_and_follows_hr_changes() {
 #[test]
 fn quickstart_job_runs_with_files_and_sqlite_alone() {
     // The README's first command is this run.
-    let readme = std::fs::read_to_string(crate::support::repo_root().join("README.md")).expect("README");
+    let readme =
+        std::fs::read_to_string(crate::support::repo_root().join("README.md")).expect("README");
     let first = readme
         .lines()
         .find(|l| l.starts_with("cargo run"))

@@ -615,3 +615,36 @@ async fn a_job_runs_its_tasks_in_order_and_records_the_run() {
     assert_eq!(r.state, "Interrupted", "{:#?}", r.tasks);
     assert!(r.tasks.iter().all(|t| t.status == "Skipped"));
 }
+
+/// A fulfill killed after it claimed its orders (Pending -> Transmitted) but before it recorded
+/// their results left them Transmitted for ever: never sent again, and blocking new orders of
+/// their owners. The next fulfill sends them again (fulfill is idempotent); tickets stay.
+#[tokio::test]
+async fn regression_orders_a_killed_fulfill_left_transmitted_are_sent_again() {
+    let site = Site::new(None).await;
+    site.hr("p1,Ada,ada@x,ENG\np2,Alan,alan@x,ENG\n");
+    site.app("", "");
+    site.sync("HR").await;
+    site.sync("App").await;
+    site.provision(false, false).await.expect("provision");
+    let ids: Vec<i64> = site
+        .store
+        .orders(&OrderFilter::default())
+        .await
+        .expect("orders")
+        .iter()
+        .map(|o| o.id)
+        .collect();
+    // What the killed fulfill did before it died.
+    site.store
+        .claim_orders(&ids, OrderState::Pending, OrderState::Transmitted)
+        .await
+        .expect("claim");
+    let f = site.fulfill().await;
+    assert_eq!(f.connections[0].executed, 2, "{f:?}");
+    assert!(
+        site.states().await.iter().all(|s| s.ends_with("Executed")),
+        "{:?}",
+        site.states().await
+    );
+}
