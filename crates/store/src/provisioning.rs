@@ -268,17 +268,29 @@ impl Store {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| self.db_error(op, e))?;
-                let mut next = last + 1;
-                for chunk in orders.chunks(ORDERS_PER_INSERT) {
-                    let chunk_ids: Vec<i64> = (next..next + chunk.len() as i64).collect();
-                    next += chunk.len() as i64;
-                    let sql = format!(
-                        "INSERT INTO orders ({COLUMNS}) VALUES {}",
-                        values(chunk.len())
-                    );
-                    insert_chunk!(tx, &sql, chunk, chunk_ids);
-                    ids.extend(chunk_ids);
-                }
+                let first = last + 1;
+                let at = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+                crate::resources::with_rusqlite(&mut tx, |conn| {
+                    let mut st = conn.prepare_cached(&format!(
+                        "INSERT INTO orders ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'Pending', '', ?8, ?8)"
+                    ))?;
+                    for (i, o) in orders.iter().enumerate() {
+                        st.execute(rusqlite::params![
+                            first + i as i64,
+                            o.resource_type,
+                            o.connection,
+                            o.owner_key,
+                            o.target_key,
+                            o.change_type,
+                            o.body,
+                            at,
+                        ])?;
+                    }
+                    Ok(())
+                })
+                .await
+                .map_err(|e| self.db_error(op, e))?;
+                ids.extend(first..first + orders.len() as i64);
                 assign!(tx);
                 tx.commit().await.map_err(|e| self.db_error(op, e))?;
             }
@@ -367,6 +379,22 @@ impl Store {
             out.reverse();
         }
         Ok(out)
+    }
+
+    /// The owner and target keys of `resource_type`'s open orders (Pending, Transmitted,
+    /// Executed): what a provisioning run must not order twice. Reads no order body.
+    pub async fn open_order_keys(
+        &self,
+        resource_type: &str,
+    ) -> Result<Vec<(Option<String>, Option<String>)>, StoreError> {
+        on_pool!(self, p => sqlx::query_as(
+            "SELECT owner_key, target_key FROM orders
+             WHERE resource_type = $1 AND state IN ('Pending', 'Transmitted', 'Executed')"
+        )
+        .bind(resource_type)
+        .fetch_all(p)
+        .await)
+        .map_err(|e| self.db_error("read open orders", e))
     }
 
     /// One order by id.
@@ -509,12 +537,22 @@ impl Store {
 
     /// The links of `association` as (id1, id2) pairs.
     pub async fn link_pairs(&self, association: &str) -> Result<Vec<(i64, i64)>, StoreError> {
-        on_pool!(self, p => sqlx::query_as(
-            "SELECT id1, id2 FROM links WHERE association = $1"
-        )
-        .bind(association)
-        .fetch_all(p)
-        .await)
+        const SQL: &str = "SELECT id1, id2 FROM links WHERE association = $1";
+        match self.pool() {
+            Pool::Sqlite(p) => {
+                let mut c = p
+                    .acquire()
+                    .await
+                    .map_err(|e| self.db_error("read links", e))?;
+                crate::resources::with_rusqlite(&mut c, |conn| {
+                    let mut st = conn.prepare_cached(SQL)?;
+                    let rows = st.query_map([association], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    rows.collect()
+                })
+                .await
+            }
+            Pool::Postgres(p) => sqlx::query_as(SQL).bind(association).fetch_all(p).await,
+        }
         .map_err(|e| self.db_error("read links", e))
     }
 

@@ -160,12 +160,25 @@ impl Store {
         entity_type: &str,
         filters: &[(String, String)],
     ) -> Result<Vec<Resource>, StoreError> {
-        let rows: Vec<(i64, String, String)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT id, key, data FROM resources WHERE entity_type = $1 ORDER BY key"
-        )
-        .bind(entity_type)
-        .fetch_all(p)
-        .await)
+        const SQL: &str = "SELECT id, key, data FROM resources WHERE entity_type = $1 ORDER BY key";
+        let rows: Vec<(i64, String, String)> = match self.pool() {
+            // rusqlite steps the statement on this thread; sqlx would hand each row over from
+            // its worker thread (most of the time of reading 100,000 resources).
+            Pool::Sqlite(p) => {
+                let mut c = p
+                    .acquire()
+                    .await
+                    .map_err(|e| self.db_error("read resources", e))?;
+                with_rusqlite(&mut c, |conn| {
+                    let mut st = conn.prepare_cached(SQL)?;
+                    let rows =
+                        st.query_map([entity_type], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                    rows.collect()
+                })
+                .await
+            }
+            Pool::Postgres(p) => sqlx::query_as(SQL).bind(entity_type).fetch_all(p).await,
+        }
         .map_err(|e| self.db_error("read resources", e))?;
         let mut out = Vec::with_capacity(rows.len());
         for (id, key, data) in rows {
@@ -343,7 +356,7 @@ fn parse_packed<'t>(
 /// row, where sqlx would hand every bound value to its worker thread (several times slower
 /// at a million rows).
 #[allow(unsafe_code)]
-async fn with_rusqlite<T>(
+pub(crate) async fn with_rusqlite<T>(
     c: &mut sqlx::SqliteConnection,
     f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
 ) -> Result<T, sqlx::Error> {

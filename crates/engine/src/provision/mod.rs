@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use idlink_model::config::ResourceType;
 use idlink_packages::api::{ChangeType, Progress, ProvisioningOrder, ResourceTypeRef};
-use idlink_store::{Assignment, NewOrder, OrderFilter, OrderState, Store};
+use idlink_store::{Assignment, NewOrder, Store};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -200,22 +200,9 @@ impl Engine {
             world.load_nav(store, nav).await?;
         }
         let assignments = store.assignments(rt_id).await?;
-        let open = store
-            .orders(&OrderFilter {
-                states: OrderState::ALL
-                    .into_iter()
-                    .filter(|s| s.is_open())
-                    .collect(),
-                resource_types: vec![rt_id.to_string()],
-                ..OrderFilter::default()
-            })
-            .await?;
-        let open_owners: HashSet<&str> =
-            open.iter().filter_map(|o| o.owner_key.as_deref()).collect();
-        let open_targets: HashSet<&str> = open
-            .iter()
-            .filter_map(|o| o.target_key.as_deref())
-            .collect();
+        let open = store.open_order_keys(rt_id).await?;
+        let open_owners: HashSet<&str> = open.iter().filter_map(|o| o.0.as_deref()).collect();
+        let open_targets: HashSet<&str> = open.iter().filter_map(|o| o.1.as_deref()).collect();
 
         let owners = &world.entities[source.as_str()];
         let targets = &world.entities[target.as_str()];
@@ -266,7 +253,7 @@ impl Engine {
                 }
                 continue;
             }
-            let owner_obj = owner_object(&owner.key, &owner.data);
+            let owner_obj = owner_object(&owner.key);
             match found {
                 None if rt.allow_add => {
                     let changes = compiled.added_changes(&computed, &world);
@@ -400,10 +387,10 @@ pub fn change_label(c: ChangeType) -> &'static str {
     }
 }
 
-fn owner_object(key: &str, data: &Map<String, Value>) -> Map<String, Value> {
-    let mut m = data.clone();
-    m.insert("Identifier".into(), Value::from(key));
-    m
+/// The order's `Owner` (SPEC §6): the owner's key as `Identifier`. Its values are in the store,
+/// not copied into every order.
+fn owner_object(key: &str) -> Map<String, Value> {
+    Map::from_iter([("Identifier".to_string(), Value::from(key))])
 }
 
 /// The target's current values, its key property included.

@@ -604,3 +604,69 @@ fn sqlite_file_outside_the_source_roots_is_refused_and_empty_requests_do_not_con
         .expect_err("outside the roots");
     assert!(e.to_string().contains("SourcesRootPaths"), "{e}");
 }
+
+/// `SetupSql`: a demo database (the quickstart's) is created by its first fulfill, file and
+/// table; later batches run the idempotent statements again and change nothing else. Without
+/// `SetupSql` a missing SQLite file is an error, never silently created. A file under no
+/// source root is not created either.
+#[test]
+fn setup_sql_creates_a_missing_sqlite_database_and_its_table() {
+    let folder = Folder::new();
+    let setup = "CREATE TABLE IF NOT EXISTS accounts (login TEXT PRIMARY KEY, mail TEXT, age INTEGER, roles TEXT)";
+    let s = json!({
+        "ConnectionString": "sqlite:data/new/apps.db",
+        "Tables": [{"ResourceType": "Apps_Account", "Table": "accounts", "KeyColumn": "login"}],
+        "SetupSql": setup
+    });
+    let without = json!({
+        "ConnectionString": "sqlite:data/new/apps.db",
+        "Tables": [{"ResourceType": "Apps_Account", "Table": "accounts", "KeyColumn": "login"}]
+    });
+    let e = folder
+        .fulfill(
+            without.clone(),
+            json!([added("1", json!({"login": "a", "mail": "a@x"}))]),
+            false,
+        )
+        .expect_err("no file, no SetupSql");
+    assert!(e.to_string().contains("database missing"), "{e}");
+    assert!(!folder.base().join("data/new/apps.db").exists());
+
+    let r = folder
+        .fulfill(
+            s.clone(),
+            json!([added("1", json!({"login": "a", "mail": "a@x"}))]),
+            false,
+        )
+        .expect("created");
+    states(&r, &[OrderState::Executed]);
+    let r = folder
+        .fulfill(
+            s,
+            json!([added("2", json!({"login": "b", "mail": "b@x"}))]),
+            false,
+        )
+        .expect("again");
+    states(&r, &[OrderState::Executed]);
+    let db = Db::Lite(folder.base().join("data/new/apps.db"));
+    assert_eq!(db.rows(), ["a|a@x||", "b|b@x||"]);
+    // The file is now there: the settings without SetupSql work too.
+    let r = folder
+        .fulfill(without, json!([deleted("3", "a")]), false)
+        .expect("plain");
+    states(&r, &[OrderState::Executed]);
+    assert_eq!(db.rows(), ["b|b@x||"]);
+
+    // Outside the source roots nothing is created.
+    let outside = tempfile::tempdir().expect("tempdir");
+    let s = json!({
+        "ConnectionString": format!("sqlite://{}", outside.path().join("x.db").display()),
+        "Tables": [{"ResourceType": "Apps_Account", "Table": "accounts", "KeyColumn": "login"}],
+        "SetupSql": setup
+    });
+    let e = folder
+        .fulfill(s, json!([added("1", json!({"login": "a"}))]), false)
+        .expect_err("outside the roots");
+    assert!(e.to_string().contains("SourcesRootPaths"), "{e}");
+    assert!(!outside.path().join("x.db").exists());
+}
