@@ -34,6 +34,19 @@ impl PathSegment {
 /// A full path from the document's root, e.g. `Connections.LDAP.Servers[0].Password`.
 pub type JsonPath = Vec<PathSegment>;
 
+/// A SQLite connection string (`sqlite:path`) names a file and carries no credential: it is
+/// secured as every `ConnectionString` is, but holds nothing to hide, so `protect` leaves it
+/// in the plain file (and `check` does not call it a plaintext secret).
+pub fn holds_no_secret(path: &[PathSegment], value: &str) -> bool {
+    path.last()
+        .and_then(PathSegment::key)
+        .is_some_and(|k| k.eq_ignore_ascii_case("ConnectionString"))
+        && value
+            .trim_start()
+            .get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case("sqlite:"))
+}
+
 impl fmt::Display for PathSegment {
     /// `Key` as written (or `["key"]` when it holds `.`, `[`, `]`, `"` or is empty),
     /// `Index` as `[n]`.
@@ -121,7 +134,7 @@ fn walk_value(
             }
         }
         Value::String(s) => {
-            if is_secured(path) {
+            if is_secured(path) && !holds_no_secret(path, s) {
                 if looks_like_ciphertext(s) {
                     report.already_encrypted.push(path.clone());
                 } else {
@@ -323,7 +336,7 @@ fn secured_values(
         let mut path = Vec::new();
         walk_ast(root, &mut path, &mut |path, node| {
             match node {
-                Ast::StringLit(s) if is_secured(path) => {
+                Ast::StringLit(s) if is_secured(path) && !holds_no_secret(path, &s.value) => {
                     let secured = if looks_like_ciphertext(&s.value) {
                         Secured::Encrypted
                     } else {
@@ -530,6 +543,30 @@ fn parse_options() -> ParseOptions {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+
+    #[test]
+    fn regression_a_sqlite_connection_string_holds_no_secret() {
+        let path = |k: &str| {
+            vec![
+                PathSegment::Key("Connections".into()),
+                PathSegment::Key(k.into()),
+            ]
+        };
+        assert!(holds_no_secret(
+            &path("ConnectionString"),
+            "sqlite:data/apps.db"
+        ));
+        assert!(holds_no_secret(
+            &path("connectionstring"),
+            " SQLite:apps.db"
+        ));
+        assert!(!holds_no_secret(
+            &path("ConnectionString"),
+            "postgres://u:pw@h/db"
+        ));
+        assert!(!holds_no_secret(&path("Password"), "sqlite:x"));
+    }
+
     use super::*;
 
     fn k(s: &str) -> PathSegment {

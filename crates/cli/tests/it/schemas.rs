@@ -126,7 +126,14 @@ fn refresh_schema_records_the_snapshot_and_connections_shows_every_state() {
         .collect();
     assert_eq!(
         names,
-        ["DirectoryLDAP", "HRPeople", "HROrganizations", "HRTickets"],
+        [
+            "AppsDB",
+            "AppsExport",
+            "DirectoryLDAP",
+            "HRPeople",
+            "HROrganizations",
+            "HRTickets"
+        ],
         "configuration order (files by name)"
     );
     let people = find(&list, "HRPeople");

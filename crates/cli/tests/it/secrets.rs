@@ -62,6 +62,8 @@ fn settings(connection_string: Option<&str>, ldap_credentials: bool) -> String {
     "HRDb": {{ {cs}"SqlCommand": "SELECT id, name FROM people ORDER BY id" }},
     "HRPeople": {{ "Path": "data/hr_people.csv" }},
     "HROrganizations": {{ "Path": "data/hr_organizations.csv" }},
+    "AppsDB": {{ "ConnectionString": "sqlite:data/apps.db", "Tables": [ {{ "ResourceType": "Apps_Account", "Table": "accounts", "KeyColumn": "login" }} ] }},
+    "AppsExport": {{ "ConnectionString": "sqlite:data/apps.db", "SqlCommand": "SELECT 1" }},
     "DirectoryLDAP": {{
       "Servers": [ {{ "Server": "ldap://127.0.0.1:3389", {creds}"AuthType": "Basic" }} ],
       "Tables": [ {{ "Table": "entries", "BaseDN": "dc=example,dc=org" }} ]
