@@ -67,10 +67,15 @@ pub fn prepare_conf(root: &Path) -> PathBuf {
     // quickstart's main job is left out, with that job.
     std::fs::remove_file(conf.join("apps.xml")).expect("rm apps.xml");
     let jobs = std::fs::read_to_string(conf.join("jobs.xml")).expect("jobs.xml");
-    let start = jobs.find("  <!-- The main job").expect("the Quickstart job's comment");
+    let start = jobs
+        .find("  <!-- The main job")
+        .expect("the Quickstart job's comment");
     let end = jobs.find("</Job>").expect("the Quickstart job's end") + "</Job>".len();
-    std::fs::write(conf.join("jobs.xml"), format!("{}{}", &jobs[..start], &jobs[end..]))
-        .expect("write jobs.xml");
+    std::fs::write(
+        conf.join("jobs.xml"),
+        format!("{}{}", &jobs[..start], &jobs[end..]),
+    )
+    .expect("write jobs.xml");
     std::fs::write(conf.join("appsettings.agent.json"), SETTINGS).expect("write");
     conf
 }
