@@ -9,7 +9,7 @@ use idlink_engine::dispatch::{DispatchOptions, DispatchReport};
 use idlink_engine::jobs::{JobOptions, JobReport};
 use idlink_engine::provision::{ProvisionOptions, ProvisionReport};
 use idlink_engine::{CancellationToken, Engine, EngineError};
-use idlink_store::{OrderFilter, OrderState, Store, StoredOrder};
+use idlink_store::{OrderFilter, OrderState, Store};
 use tokio::runtime::Runtime;
 
 use crate::Global;
@@ -256,7 +256,10 @@ pub fn orders(rt: &Runtime, g: &Global, args: &OrdersArgs) -> anyhow::Result<Exi
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
-            let list: Vec<serde_json::Value> = orders.iter().map(order_json).collect();
+            let list: Vec<serde_json::Value> = orders
+                .iter()
+                .map(idlink_engine::orders::stored_json)
+                .collect();
             writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
         }
         Format::Text => {
@@ -286,24 +289,6 @@ pub fn orders(rt: &Runtime, g: &Global, args: &OrdersArgs) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-/// An order as the JSON outputs show it: its record, and the order itself under `order`.
-pub fn order_json(o: &StoredOrder) -> serde_json::Value {
-    let body: serde_json::Value = serde_json::from_str(&o.body).unwrap_or(serde_json::Value::Null);
-    serde_json::json!({
-        "id": o.id,
-        "state": o.state,
-        "changeType": o.change_type,
-        "resourceType": o.resource_type,
-        "connection": o.connection,
-        "owner": o.owner_key,
-        "target": o.target_key,
-        "message": o.message,
-        "createdAt": o.created_at,
-        "updatedAt": o.updated_at,
-        "order": body,
-    })
-}
-
 pub fn tickets(rt: &Runtime, g: &Global, args: &TicketsArgs) -> anyhow::Result<ExitCode> {
     let engine = ready!(engine(g));
     let store = ready!(open_store(rt, g));
@@ -313,7 +298,10 @@ pub fn tickets(rt: &Runtime, g: &Global, args: &TicketsArgs) -> anyhow::Result<E
             let mut out = std::io::stdout().lock();
             match format {
                 Format::Json => {
-                    let list: Vec<serde_json::Value> = tickets.iter().map(order_json).collect();
+                    let list: Vec<serde_json::Value> = tickets
+                        .iter()
+                        .map(idlink_engine::orders::stored_json)
+                        .collect();
                     writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
                 }
                 Format::Text => {

@@ -203,12 +203,11 @@ impl Engine {
             }
         };
         r.package = opened.package.id.to_string();
-        // Tickets are Transmitted until a person closes them: never sent again.
-        let manual = opened.package.id == crate::tickets::MANUAL_PACKAGE;
+        // Transmitted orders here are those a killed fulfill left (`fulfill_pending` keeps no
+        // ticket: those wait for a person).
         let (pending, stranded): (Vec<StoredOrder>, Vec<StoredOrder>) = orders
             .into_iter()
             .partition(|o| o.state == OrderState::Pending);
-        let stranded = if manual { Vec::new() } else { stranded };
         if dry_run {
             let mut all = pending;
             all.extend(stranded);

@@ -103,7 +103,9 @@ impl Log<'_> {
     }
 }
 
-fn task_name(t: &Task) -> String {
+/// A task's display name (`DisplayName_L1`…), else its identifier, else its element name: how
+/// reports and the server name it.
+pub fn task_name(t: &Task) -> String {
     let c = t.common();
     c.display_names
         .0
@@ -235,7 +237,7 @@ impl Engine {
                     &mut totals,
                 )
                 .await;
-            let (status, summary, error, details, continue_on_error) = match outcome {
+            let (status, summary, error, details) = match outcome {
                 Ok(done) => (
                     if options.dry_run && done.planned {
                         "Planned"
@@ -247,22 +249,15 @@ impl Engine {
                     done.summary,
                     done.error,
                     done.details,
-                    done.continue_on_error,
                 ),
-                Err(e) => (
-                    "Failed",
-                    String::new(),
-                    Some(e.to_string()),
-                    None,
-                    continue_on_error(task),
-                ),
+                Err(e) => ("Failed", String::new(), Some(e.to_string()), None),
             };
             match &error {
                 Some(e) => log.line(&format!("  failed: {e}")).await,
                 None => log.line(&format!("  {summary}")).await,
             }
             if status == "Failed" {
-                if continue_on_error {
+                if continue_on_error(task) {
                     log.line("  ContinueOnError: the job goes on").await;
                 } else {
                     failed = true;
@@ -352,13 +347,11 @@ impl Engine {
                                 if r.tables.len() == 1 { "" } else { "s" }
                             ),
                             serde_json::to_value(&r).ok(),
-                        )
-                        .continuing(t.continue_on_error))
+                        ))
                     }
                     Err(e) => {
                         self.record_failed_export(opened.id(), &e, &e.to_string());
-                        Ok(Done::failed(opened.redact(&e.to_string()))
-                            .continuing(t.continue_on_error))
+                        Ok(Done::failed(opened.redact(&e.to_string())))
                     }
                 }
             }
@@ -438,17 +431,10 @@ impl Engine {
                     && let Some(connector) = &t.connector
                 {
                     // The resource types whose targets the connector's mappings hold.
-                    resource_types = config
-                        .resource_types
-                        .iter()
-                        .filter(|rt| {
-                            config.entity_type_mappings.iter().any(|m| {
-                                m.id.value == rt.target_entity_type.value
-                                    && m.connector.value == connector.value
-                            })
-                        })
-                        .map(|rt| rt.id.value.clone())
-                        .collect();
+                    resource_types =
+                        crate::provision::resource_types_of_connector(config, &connector.value)
+                            .map(|rt| rt.id.value.clone())
+                            .collect();
                     if resource_types.is_empty() {
                         return Ok(Done::ok(
                             format!("connector '{}' has no resource type", connector.value),
@@ -581,7 +567,7 @@ impl Engine {
                     done.failed = true;
                     done.error = Some(failures.into_iter().take(3).collect::<Vec<_>>().join("; "));
                 }
-                Ok(done.continuing(t.continue_on_error))
+                Ok(done)
             }
         }
     }
@@ -622,7 +608,6 @@ struct Done {
     planned: bool,
     error: Option<String>,
     details: Option<serde_json::Value>,
-    continue_on_error: bool,
 }
 
 impl Done {
@@ -633,7 +618,6 @@ impl Done {
             planned: false,
             error: None,
             details,
-            continue_on_error: false,
         }
     }
 
@@ -650,10 +634,5 @@ impl Done {
             error: Some(error),
             ..Done::ok(String::new(), None)
         }
-    }
-
-    fn continuing(mut self, yes: bool) -> Done {
-        self.continue_on_error = yes;
-        self
     }
 }

@@ -4,8 +4,28 @@
 use std::path::Path;
 
 use idlink_packages::api::{OrdersFile, ProvisioningOrder};
+use idlink_store::StoredOrder;
 
 use crate::EngineError;
+
+/// A stored order as the CLI (`idlink orders --format json`) and the API show it: its record,
+/// and the order itself under `order`.
+pub fn stored_json(o: &StoredOrder) -> serde_json::Value {
+    let body: serde_json::Value = serde_json::from_str(&o.body).unwrap_or(serde_json::Value::Null);
+    serde_json::json!({
+        "id": o.id,
+        "state": o.state,
+        "changeType": o.change_type,
+        "resourceType": o.resource_type,
+        "connection": o.connection,
+        "owner": o.owner_key,
+        "target": o.target_key,
+        "message": o.message,
+        "createdAt": o.created_at,
+        "updatedAt": o.updated_at,
+        "order": body,
+    })
+}
 
 /// Reads and checks an orders file.
 pub fn load(path: &Path) -> Result<Vec<ProvisioningOrder>, EngineError> {

@@ -19,6 +19,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use idlink_engine::jobs::JobOptions;
+// An order as the API shows it: the field names of `idlink orders --format json`.
+use idlink_engine::orders::stored_json as order_json;
 use idlink_engine::snapshots::show_time;
 use idlink_engine::{Engine, EngineError};
 use idlink_model::config::{Job, Task};
@@ -72,19 +74,6 @@ pub fn ui_routes() -> Router<AppState> {
 
 // ---------------------------------------------------------------------------------------------
 // Views
-
-/// A task's display name (or identifier, or element name), as the engine names it in reports.
-fn task_name(t: &Task) -> String {
-    let c = t.common();
-    c.display_names
-        .0
-        .iter()
-        .flatten()
-        .next()
-        .cloned()
-        .or_else(|| c.id.as_ref().map(|i| i.value.clone()))
-        .unwrap_or_else(|| t.element_name().to_string())
-}
 
 /// What a task works on, in a few words.
 fn task_target(t: &Task) -> String {
@@ -199,7 +188,7 @@ async fn job_json(state: &AppState, engine: &Engine, j: &Job) -> Result<Value, A
             .map(|t| {
                 json!({
                     "kind": t.element_name(),
-                    "name": task_name(t),
+                    "name": idlink_engine::jobs::task_name(t),
                     "target": task_target(t),
                 })
             })
@@ -243,24 +232,6 @@ pub async fn run_view(state: &AppState, run: &str) -> Result<Value, AppError> {
     let id: i64 = run.trim().parse().map_err(|_| not_found())?;
     let r = state.store().job_run(id).await?.ok_or_else(not_found)?;
     Ok(run_json(&r, true))
-}
-
-/// An order as the API shows it: the field names of `idlink orders --format json`.
-pub fn order_json(o: &StoredOrder) -> Value {
-    let body: Value = serde_json::from_str(&o.body).unwrap_or(Value::Null);
-    json!({
-        "id": o.id,
-        "state": o.state,
-        "changeType": o.change_type,
-        "resourceType": o.resource_type,
-        "connection": o.connection,
-        "owner": o.owner_key,
-        "target": o.target_key,
-        "message": o.message,
-        "createdAt": o.created_at,
-        "updatedAt": o.updated_at,
-        "order": body,
-    })
 }
 
 /// A ticket: its order, and what the person has to do.

@@ -626,20 +626,9 @@ impl Store {
 
     /// Job runs (of `job` when given), newest first, at most `limit`.
     pub async fn job_runs(&self, job: Option<&str>, limit: u32) -> Result<Vec<JobRun>, StoreError> {
-        type Row = (
-            i64,
-            String,
-            String,
-            bool,
-            DateTime<Utc>,
-            Option<DateTime<Utc>>,
-            Option<String>,
-            String,
-        );
-        let rows: Vec<Row> = on_pool!(self, p => sqlx::query_as(
-            "SELECT id, job, state, dry_run, started_at, finished_at, report, log FROM job_runs
-             WHERE $1 IS NULL OR job = $1 ORDER BY id DESC LIMIT $2"
-        )
+        let rows: Vec<JobRunRow> = on_pool!(self, p => sqlx::query_as(&format!(
+            "SELECT {JOB_RUN_COLUMNS} FROM job_runs WHERE $1 IS NULL OR job = $1 ORDER BY id DESC LIMIT $2"
+        ))
         .bind(job)
         .bind(i64::from(limit))
         .fetch_all(p)
@@ -650,19 +639,9 @@ impl Store {
 
     /// One job run by id.
     pub async fn job_run(&self, id: i64) -> Result<Option<JobRun>, StoreError> {
-        type Row = (
-            i64,
-            String,
-            String,
-            bool,
-            DateTime<Utc>,
-            Option<DateTime<Utc>>,
-            Option<String>,
-            String,
-        );
-        let row: Option<Row> = on_pool!(self, p => sqlx::query_as(
-            "SELECT id, job, state, dry_run, started_at, finished_at, report, log FROM job_runs WHERE id = $1"
-        )
+        let row: Option<JobRunRow> = on_pool!(self, p => sqlx::query_as(&format!(
+            "SELECT {JOB_RUN_COLUMNS} FROM job_runs WHERE id = $1"
+        ))
         .bind(id)
         .fetch_optional(p)
         .await)
@@ -671,19 +650,20 @@ impl Store {
     }
 }
 
-#[allow(clippy::type_complexity)]
-fn job_run(
-    (id, job, state, dry_run, started_at, finished_at, report, log): (
-        i64,
-        String,
-        String,
-        bool,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-        Option<String>,
-        String,
-    ),
-) -> JobRun {
+const JOB_RUN_COLUMNS: &str = "id, job, state, dry_run, started_at, finished_at, report, log";
+
+type JobRunRow = (
+    i64,
+    String,
+    String,
+    bool,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    String,
+);
+
+fn job_run((id, job, state, dry_run, started_at, finished_at, report, log): JobRunRow) -> JobRun {
     JobRun {
         id,
         job,

@@ -362,6 +362,20 @@ impl Engine {
     }
 }
 
+/// The resource types whose targets `connector` synchronizes (an entity type mapping of the
+/// connector maps their target entity type).
+pub(crate) fn resource_types_of_connector<'c>(
+    config: &'c idlink_model::Configuration,
+    connector: &'c str,
+) -> impl Iterator<Item = &'c ResourceType> {
+    config.resource_types.iter().filter(move |rt| {
+        config
+            .entity_type_mappings
+            .iter()
+            .any(|m| m.id.value == rt.target_entity_type.value && m.connector.value == connector)
+    })
+}
+
 /// The connection the resource type's mapping names.
 pub(crate) fn mapping_connection(
     config: &idlink_model::Configuration,

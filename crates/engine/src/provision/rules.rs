@@ -7,7 +7,7 @@ use idlink_model::config::{Configuration, PropertyType, ResourceType, RuleSource
 use idlink_model::expr::Expr;
 use serde_json::{Map, Value};
 
-use super::world::{Nav, World, key_property, navigation, strings};
+use super::world::{Nav, World, key_property, navigation};
 use super::{differs, json_of, key_objects};
 
 struct Scalar {
@@ -257,12 +257,7 @@ impl Compiled {
             .map(|c| {
                 let mut m: HashMap<String, Vec<i64>> = HashMap::new();
                 for &id in &targets.order {
-                    let r = &targets.by_id[&id];
-                    let values = if c.target_binding == self.key_property {
-                        vec![r.key.clone()]
-                    } else {
-                        strings(r.data.get(&c.target_binding))
-                    };
+                    let values = targets.by_id[&id].values(&c.target_binding, &self.key_property);
                     let values = match &c.target_fn {
                         Some(f) => apply_named(f, values).unwrap_or_default(),
                         None => values,

@@ -89,15 +89,8 @@ impl Engine {
     ) -> Result<VerifyReport, EngineError> {
         let config = &self.checked().config;
         let mut report = VerifyReport::default();
-        for rt in &config.resource_types {
+        for rt in super::resource_types_of_connector(config, connector) {
             let target = rt.target_entity_type.value.as_str();
-            let synced_here = config
-                .entity_type_mappings
-                .iter()
-                .any(|m| m.id.value == target && m.connector.value == connector);
-            if !synced_here {
-                continue;
-            }
             let orders = store
                 .orders(&OrderFilter {
                     states: vec![OrderState::Executed],
@@ -168,13 +161,7 @@ impl Engine {
                         let index = corr_index.entry(prop.clone()).or_insert_with(|| {
                             let mut m: HashMap<String, Vec<i64>> = HashMap::new();
                             for &id in &targets.order {
-                                let r = &targets.by_id[&id];
-                                let values = if *prop == key_prop {
-                                    vec![r.key.clone()]
-                                } else {
-                                    strings(r.data.get(prop))
-                                };
-                                for v in values {
+                                for v in targets.by_id[&id].values(prop, &key_prop) {
                                     m.entry(v).or_default().push(id);
                                 }
                             }

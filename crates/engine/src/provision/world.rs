@@ -16,6 +16,17 @@ pub(crate) struct Res {
     pub data: Map<String, Value>,
 }
 
+impl Res {
+    /// The values of `property` as strings; the key property's is the resource's key.
+    pub fn values(&self, property: &str, key_property: &str) -> Vec<String> {
+        if property == key_property {
+            vec![self.key.clone()]
+        } else {
+            strings(self.data.get(property))
+        }
+    }
+}
+
 /// The resources of one entity type.
 #[derive(Debug, Default)]
 pub(crate) struct Entities {
