@@ -456,7 +456,7 @@ pub fn run_job(rt: &Runtime, g: &Global, args: &RunJobArgs) -> anyhow::Result<Ex
             let mut out = std::io::stdout().lock();
             match args.format {
                 Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&r)?)?,
-                Format::Text => print_job(&mut out, &r)?,
+                Format::Text => print_job(&mut out, &r, quiet)?,
             }
             Ok(if r.state == "Succeeded" {
                 ExitCode::SUCCESS
@@ -471,9 +471,18 @@ pub fn run_job(rt: &Runtime, g: &Global, args: &RunJobArgs) -> anyhow::Result<Ex
     }
 }
 
-fn print_job(out: &mut impl Write, r: &JobReport) -> std::io::Result<()> {
-    writeln!(out, "{:<4} {:<10} {:>8}  task", "#", "status", "seconds")?;
+/// The report: a line per task, then the summary (`-q`: the summary, and the failed tasks).
+fn print_job(out: &mut impl Write, r: &JobReport, quiet: bool) -> std::io::Result<()> {
+    if !quiet {
+        writeln!(out, "{:<4} {:<10} {:>8}  task", "#", "status", "seconds")?;
+    }
     for (i, t) in r.tasks.iter().enumerate() {
+        if quiet {
+            if let Some(e) = &t.error {
+                eprintln!("error: task {} ({}): {e}", i + 1, t.name);
+            }
+            continue;
+        }
         writeln!(
             out,
             "{:<4} {:<10} {:>8.2}  {} ({})",

@@ -266,3 +266,18 @@ fn quickstart_job_runs_with_files_and_sqlite_alone() {
     );
     assert_eq!(orders(dir).len(), 9, "a dry run stores nothing");
 }
+
+/// `-q` promises errors and the one-line summary only; `run-job -q` printed the whole report.
+#[test]
+fn regression_run_job_quiet_prints_only_the_summary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    crate::support::copy_dir(
+        &crate::support::repo_root().join("examples/quickstart"),
+        &dir.path().join("conf"),
+    );
+    let (code, out) = run(dir.path(), &["run-job", "Quickstart", "-q"], &[]);
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].starts_with("job 'Quickstart' succeeded"), "{out}");
+}
