@@ -1,5 +1,6 @@
 //! `idlink`: the command line. Glue only: the libraries carry the logic.
 
+mod agent;
 mod check;
 mod connection;
 mod provision;
@@ -218,6 +219,14 @@ enum Command {
     },
     /// List the packages this build knows, with their capabilities.
     Packages,
+    /// Run a remote agent: enrol with the server, then pull and do its connections' work
+    /// (export, schema refresh, check connection); exit 3 when the server refuses the agent.
+    Agent {
+        #[command(flatten)]
+        paths: PathArgs,
+        #[command(flatten)]
+        args: agent::AgentArgs,
+    },
     /// Serve the HTTP API and the web UI over the store and the configuration folder, which
     /// is watched: a change that passes check runs, one that does not is shown with its errors.
     Serve {
@@ -369,6 +378,7 @@ fn main() -> ExitCode {
         Command::Protect { paths, args } => secrets::protect(&g(paths), args),
         Command::Packages => check::packages(),
         Command::Serve { paths, store, args } => serve::serve(&runtime, &gs(paths, store), args),
+        Command::Agent { paths, args } => agent::agent(&runtime, &g(paths), args),
     };
     match result {
         Ok(code) => code,

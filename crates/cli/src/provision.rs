@@ -444,8 +444,10 @@ pub fn run_job(rt: &Runtime, g: &Global, args: &RunJobArgs) -> anyhow::Result<Ex
             bar.println(line);
         }
     };
+    // The CLI is the embedded agent: every connection's work runs here.
     let options = JobOptions {
         dry_run: args.dry_run,
+        agents: None,
     };
     let result =
         rt.block_on(engine.run_job(&store, &args.job, &options, progress.clone(), &log, &cancel));

@@ -22,6 +22,13 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// The embedded agent's identifier: connections whose connector (or task) names it run in
+    /// this process; others go to their remote agents.
+    #[arg(long = "agent", value_name = "ID", env = "IDLINK_AGENT", default_value = "Local")]
+    local_agent: String,
+    /// How long an agent's lease on a task lasts without renewal, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 30_000, hide = true)]
+    agent_lease_ms: u64,
     /// How often the configuration folder is looked at for changes, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
     watch_ms: u64,
@@ -45,6 +52,11 @@ pub fn serve(rt: &Runtime, g: &Global, args: &ServeArgs) -> anyhow::Result<ExitC
             .ok()
             .filter(|p| !p.is_empty()),
         grace: GRACE,
+        agents: idlink_server::agents::AgentOptions {
+            local_agent: args.local_agent.clone(),
+            lease: Duration::from_millis(args.agent_lease_ms.max(200)),
+            ..Default::default()
+        },
     };
     let server = match rt.block_on(idlink_server::start(options)) {
         Ok(s) => s,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use idlink_packages::api::{ExportRequest, Progress};
 use idlink_packages::output::{ExportOutput, StagedTable, write_atomic};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::commit::{self, Move, Recovery, Stop};
@@ -29,23 +29,23 @@ pub struct ExportOptions {
 }
 
 /// What one export did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExportReport {
     pub connection: String,
     pub package: String,
     pub incremental: bool,
     pub tables: Vec<TableReport>,
-    #[serde(serialize_with = "ser_secs")]
+    #[serde(serialize_with = "ser_secs", deserialize_with = "de_secs")]
     pub duration: Duration,
     /// The cookie file written, if the package returned a cookie.
     pub cookie: Option<PathBuf>,
     /// What the run found and repaired before exporting (an interrupted commit finished or
     /// undone, staging folders of interrupted exports removed).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TableReport {
     pub name: String,
     pub file: PathBuf,
@@ -55,6 +55,11 @@ pub struct TableReport {
 
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
+}
+
+fn de_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let secs = <f64 as serde::Deserialize>::deserialize(d)?;
+    Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
 }
 
 impl ExportReport {
@@ -188,6 +193,58 @@ fn lock(cookies: &Path, connection: &str) -> Result<Lock, EngineError> {
     Ok(Lock { _file: file })
 }
 
+/// Finishes or undoes an interrupted commit of `connection`; says which, when there was one.
+fn recover_journal(connection: &str, cookies: &Path) -> Result<Option<String>, EngineError> {
+    let journal = commit::journal_path(cookies, connection);
+    let recovered = commit::recover(&journal).map_err(|e| match e {
+        e @ EngineError::Commit { .. } => e,
+        other => EngineError::Commit {
+            connection: connection.to_string(),
+            message: format!("an interrupted commit could not be finished or undone: {other}"),
+            outcome: "until it is, the tables and cookie may mix two exports; fix the cause and run the export again".to_string(),
+            restored: false,
+        },
+    })?;
+    Ok(match recovered {
+        Recovery::Nothing => None,
+        Recovery::RolledBack => Some(format!(
+            "an interrupted commit of '{connection}' was undone: the tables and cookie are those of the export before it"
+        )),
+        Recovery::RolledForward => Some(format!(
+            "an interrupted commit of '{connection}' was completed: the tables and cookie are those of the export it committed"
+        )),
+    })
+}
+
+/// Commits tables a remote agent exported, received into `dir` (a staging folder of the
+/// connection beside `ExportOutput`), with the agent's cookie, as one set: what a local
+/// export's commit does, under the same lock. `dir` is removed afterwards (kept only when a
+/// failed commit could not be rolled back: the journal needs it).
+pub(crate) fn commit_received(
+    connection: &str,
+    work: &Path,
+    dir: &Path,
+    tables: &[StagedTable],
+    cookie: Option<&str>,
+) -> Result<(Vec<TableReport>, Option<PathBuf>), EngineError> {
+    let absolute = |p: &Path| std::path::absolute(p).map_err(|e| EngineError::io("resolve", p, e));
+    let output_dir = absolute(&work.join("ExportOutput"))?;
+    let cookies = absolute(&cookies_dir(work))?;
+    let dir = absolute(dir)?;
+    for d in [&output_dir, &cookies] {
+        fs::create_dir_all(d).map_err(|e| EngineError::io("create", d, e))?;
+    }
+    let _lock = lock(&cookies, connection)?;
+    if let Some(note) = recover_journal(connection, &cookies)? {
+        tracing::warn!(connection, "{note}");
+    }
+    let result = commit_set(connection, tables, &output_dir, &cookies, &dir, cookie);
+    if !matches!(result, Err(EngineError::Commit { restored: false, .. })) {
+        let _ = fs::remove_dir_all(&dir);
+    }
+    result
+}
+
 /// Whether `name` is a staging folder of `connection`: `.staging-<id>_XXXXXX` (connection
 /// identifiers have no `_`), or the older `.staging-<id>-XXXXXX` (six random characters).
 fn is_staging_of(name: &str, connection: &str) -> bool {
@@ -235,26 +292,7 @@ fn human(bytes: u64) -> String {
 /// Finishes or undoes an interrupted commit, then removes what interrupted exports left (staging
 /// folders, new or old cookies without a journal). Returns what it did, in words.
 fn repair(connection: &str, output_dir: &Path, cookies: &Path) -> Result<Vec<String>, EngineError> {
-    let mut notes = Vec::new();
-    let journal = commit::journal_path(cookies, connection);
-    let recovered = commit::recover(&journal).map_err(|e| match e {
-        e @ EngineError::Commit { .. } => e,
-        other => EngineError::Commit {
-            connection: connection.to_string(),
-            message: format!("an interrupted commit could not be finished or undone: {other}"),
-            outcome: "until it is, the tables and cookie may mix two exports; fix the cause and run the export again".to_string(),
-            restored: false,
-        },
-    })?;
-    match recovered {
-        Recovery::Nothing => {}
-        Recovery::RolledBack => notes.push(format!(
-            "an interrupted commit of '{connection}' was undone: the tables and cookie are those of the export before it"
-        )),
-        Recovery::RolledForward => notes.push(format!(
-            "an interrupted commit of '{connection}' was completed: the tables and cookie are those of the export it committed"
-        )),
-    }
+    let mut notes: Vec<String> = recover_journal(connection, cookies)?.into_iter().collect();
     let mut removed = 0usize;
     let mut bytes = 0u64;
     match fs::read_dir(output_dir) {

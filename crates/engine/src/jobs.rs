@@ -28,6 +28,9 @@ use crate::{Engine, EngineError};
 #[derive(Debug, Clone, Default)]
 pub struct JobOptions {
     pub dry_run: bool,
+    /// Carries the work of connections on other agents (the server's queue); without it,
+    /// every connection's work runs in this process.
+    pub agents: Option<Arc<dyn crate::agents::RemoteAgents>>,
 }
 
 /// One task's outcome.
@@ -101,6 +104,18 @@ impl Log<'_> {
             tracing::warn!("cannot write the job log: {e}");
         }
     }
+}
+
+/// An export's outcome in one line.
+fn export_summary(r: &crate::ExportReport, agent: Option<&str>) -> String {
+    format!(
+        "exported {}: {} rows in {} table{}{}",
+        r.connection,
+        r.rows(),
+        r.tables.len(),
+        if r.tables.len() == 1 { "" } else { "s" },
+        agent.map(|a| format!(" on agent '{a}'")).unwrap_or_default()
+    )
 }
 
 /// A task's display name (`DisplayName_L1`…), else its identifier, else its element name: how
@@ -324,30 +339,39 @@ impl Engine {
                         "the export task names no Connection".into(),
                     ));
                 };
+                let remote = options.agents.as_ref().and_then(|a| {
+                    let task_agent = task.common().agent.as_ref().map(|x| x.value.as_str());
+                    self.remote_agent_of(&connection.value, task_agent, a.local_agent())
+                        .map(|agent| (a, agent))
+                });
                 if dry {
                     return Ok(Done::planned(format!(
-                        "would export connection '{}'",
-                        connection.value
+                        "would export connection '{}'{}",
+                        connection.value,
+                        remote
+                            .as_ref()
+                            .map(|(_, a)| format!(" on agent '{a}'"))
+                            .unwrap_or_default()
                     )));
                 }
-                let opened = self.open(&connection.value)?;
                 let opts = ExportOptions {
                     ignore_cookies: t.ignore_cookie_file,
                     ..ExportOptions::default()
                 };
+                if let Some((agents, agent)) = remote {
+                    return match agents.export(&agent, &connection.value, &opts, cancel).await {
+                        Ok(r) => {
+                            totals.exported_rows += r.rows();
+                            Ok(Done::ok(export_summary(&r, Some(&agent)), serde_json::to_value(&r).ok()))
+                        }
+                        Err(e) => Ok(Done::failed(e.to_string())),
+                    };
+                }
+                let opened = self.open(&connection.value)?;
                 match opened.export(&opts, progress.clone(), cancel).await {
                     Ok(r) => {
                         totals.exported_rows += r.rows();
-                        Ok(Done::ok(
-                            format!(
-                                "exported {}: {} rows in {} table{}",
-                                r.connection,
-                                r.rows(),
-                                r.tables.len(),
-                                if r.tables.len() == 1 { "" } else { "s" }
-                            ),
-                            serde_json::to_value(&r).ok(),
-                        ))
+                        Ok(Done::ok(export_summary(&r, None), serde_json::to_value(&r).ok()))
                     }
                     Err(e) => {
                         self.record_failed_export(opened.id(), &e, &e.to_string());

@@ -7,6 +7,7 @@
 //! one shared tokio runtime and keep it running across a configuration reload. The CLI and the
 //! server are two thin fronts over the same calls.
 
+pub mod agents;
 pub mod check;
 pub mod commit;
 pub mod conformance;
@@ -180,6 +181,13 @@ pub enum EngineError {
     /// A provisioning threshold was exceeded: no order was stored. The report says which.
     #[error("{}", provisioning_blocked_message(.0))]
     ProvisioningBlocked(Box<provision::ProvisionReport>),
+    /// Work carried to a remote agent did not come back done.
+    #[error("agent '{agent}': {message}")]
+    Agent {
+        agent: String,
+        message: String,
+        kind: ErrorKind,
+    },
     /// The orders file is not what SPEC §6 describes.
     #[error("{file}{}: {message}", location.as_ref().map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
     Orders {
@@ -228,6 +236,7 @@ impl EngineError {
             EngineError::Io { .. } | EngineError::Commit { .. } => ErrorKind::Io,
             EngineError::Busy { .. } => ErrorKind::Unavailable,
             EngineError::Cancelled { .. } => ErrorKind::Cancelled,
+            EngineError::Agent { kind, .. } => *kind,
         }
     }
 

@@ -144,6 +144,7 @@ pub fn router() -> ApiRouter {
         )
         .add(Method::POST, "/api/users", post(create_user))
         .pipe(crate::jobs::api_routes)
+        .pipe(crate::agents::routes::api_routes)
 }
 
 async fn openapi() -> Json<Value> {

@@ -325,6 +325,7 @@ pub async fn start_run(
     let store = state.store().clone();
     let cancel = state.shutdown();
     let running = state.background_guard().await;
+    let state_for_agents = state.clone();
     let for_task = Arc::clone(&started);
     let name = job.clone();
     tokio::spawn(async move {
@@ -332,7 +333,10 @@ pub async fn start_run(
         let on_line = Arc::clone(&for_task);
         // The engine writes the run's row, then its first line: from then on the run exists.
         let log = move |_: &str| signal(&on_line, Ok(()));
-        let options = JobOptions { dry_run };
+        let options = JobOptions {
+            dry_run,
+            agents: Some(Arc::new(crate::agents::Remote::new(state_for_agents))),
+        };
         let result = engine
             .run_job(&store, &name, &options, Arc::new(NoProgress), &log, &cancel)
             .await;

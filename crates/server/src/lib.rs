@@ -10,6 +10,7 @@
 //! [`app`] builds the whole router from an [`AppState`], so handlers are tested with
 //! `tower::ServiceExt::oneshot`; [`serve`] binds, watches and shuts down gracefully.
 
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod cache;
@@ -64,7 +65,10 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             auth::middleware,
         ))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20));
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))
+        // Agents' table uploads: streamed, bounded after decompression, authenticated by the
+        // agent's session (not a user's).
+        .merge(agents::routes::upload_routes());
     for (name, value) in headers {
         router = router.layer(SetResponseHeaderLayer::if_not_present(
             name,

@@ -29,6 +29,8 @@ pub struct Options {
     pub admin_password: Option<String>,
     /// How long requests under way may run on after a stop before their work is cancelled.
     pub grace: Duration,
+    /// The embedded agent's identifier and how remote agents are served.
+    pub agents: crate::agents::AgentOptions,
 }
 
 /// A server ready to run: bound, with its state.
@@ -68,7 +70,13 @@ pub async fn start(options: Options) -> Result<Server, ServerError> {
             addr: options.listen,
             source,
         })?;
-    let state = AppState::new(store, options.paths.clone(), tls.is_some()).await;
+    let state = AppState::with_agents(
+        store,
+        options.paths.clone(),
+        tls.is_some(),
+        options.agents.clone(),
+    )
+    .await;
     crate::jobs::interrupt_stale_runs(&state).await;
     Ok(Server {
         state,
@@ -110,6 +118,7 @@ impl Server {
             first,
             stop.clone(),
         ));
+        let worker = tokio::spawn(crate::agents::worker::run(state.clone(), stop.clone()));
         // Work still running `grace` after the stop is cancelled.
         let work = state.shutdown();
         let grace = options.grace;
@@ -138,6 +147,7 @@ impl Server {
         };
         stop.cancel();
         let _ = watcher.await;
+        let _ = worker.await;
         // Job runs end at their next step once `work` is cancelled (after the grace period).
         if tokio::time::timeout(grace + crate::jobs::STOP_WAIT, state.background_idle())
             .await

@@ -33,6 +33,9 @@ struct Inner {
     /// Work running in the background (job runs) holds a read guard; a stop waits for the
     /// write side, that is for all of them to end, before it closes the store.
     background: Arc<tokio::sync::RwLock<()>>,
+    /// How agents are served, and what their endpoints share.
+    agent_options: crate::agents::AgentOptions,
+    hub: crate::agents::Hub,
 }
 
 impl std::fmt::Debug for AppState {
@@ -48,6 +51,16 @@ impl AppState {
     /// Loads the configuration once (off the executor) and shares it with the store.
     /// `secure_cookies`: the server runs under TLS (cookies get `Secure`).
     pub async fn new(store: Store, paths: Paths, secure_cookies: bool) -> AppState {
+        Self::with_agents(store, paths, secure_cookies, crate::agents::AgentOptions::default()).await
+    }
+
+    /// [`AppState::new`] with how agents are served.
+    pub async fn with_agents(
+        store: Store,
+        paths: Paths,
+        secure_cookies: bool,
+        agent_options: crate::agents::AgentOptions,
+    ) -> AppState {
         let for_load = paths.clone();
         let loaded = tokio::task::spawn_blocking(move || load(&for_load))
             .await
@@ -80,7 +93,17 @@ impl AppState {
             sessions: crate::cache::Recent::default(),
             schemas: crate::cache::Recent::default(),
             background: Arc::new(tokio::sync::RwLock::new(())),
+            agent_options,
+            hub: crate::agents::Hub::new(),
         }))
+    }
+
+    pub fn agent_options(&self) -> &crate::agents::AgentOptions {
+        &self.0.agent_options
+    }
+
+    pub fn hub(&self) -> &crate::agents::Hub {
+        &self.0.hub
     }
 
     pub fn store(&self) -> &Store {

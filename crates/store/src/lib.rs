@@ -15,8 +15,10 @@
 //! - [`lock`]: connector locks held across processes;
 //! - [`schemas`]: schema snapshots (last success, last failure);
 //! - [`provisioning`]: orders, assignments and job runs;
+//! - [`agents`]: remote agents, their enrolment and sessions, and the agent work queue;
 //! - [`users`]: the server's users, sessions and API tokens; [`audit`]: its audit log.
 
+pub mod agents;
 pub mod audit;
 mod error;
 pub mod location;
@@ -28,6 +30,7 @@ pub mod resources;
 pub mod schemas;
 pub mod users;
 
+pub use agents::{AgentRecord, AgentState, AgentTask, Enrolment};
 pub use audit::AuditEntry;
 pub use error::{ErrorKind, StoreError};
 pub use location::Location;

@@ -250,6 +250,89 @@ pub const MIGRATIONS: &[Migration] = &[
             "CREATE INDEX job_runs_by_job ON job_runs (job, id)",
         ],
     },
+    Migration {
+        version: 6,
+        name: "agents, enrolment tokens, agent sessions, the agent work queue",
+        sqlite: &[
+            // One remote agent (or the embedded one when it enrols): its age public key and
+            // whether an administrator approved it. Times of leases are epoch milliseconds
+            // (compared exactly on both backends).
+            "CREATE TABLE agents (
+            agent_key TEXT PRIMARY KEY NOT NULL,
+            agent TEXT NOT NULL,
+            public_key TEXT NOT NULL,
+            state TEXT NOT NULL,
+            enrolled_at TEXT NOT NULL,
+            decided_by TEXT,
+            decided_at TEXT,
+            last_seen TEXT)",
+            "CREATE TABLE agent_enrolment_tokens (
+            token_hash TEXT PRIMARY KEY NOT NULL,
+            agent_key TEXT,
+            created_by TEXT NOT NULL,
+            expires_ms BIGINT NOT NULL,
+            used_at TEXT,
+            used_by TEXT)",
+            "CREATE TABLE agent_sessions (
+            token_hash TEXT PRIMARY KEY NOT NULL,
+            agent_key TEXT NOT NULL,
+            expires_ms BIGINT NOT NULL)",
+            "CREATE TABLE agent_tasks (
+            id INTEGER PRIMARY KEY,
+            agent_key TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            connection TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            lease_id TEXT,
+            lease_expires_ms BIGINT,
+            leased_by TEXT,
+            result TEXT,
+            error TEXT,
+            created_ms BIGINT NOT NULL,
+            finished_ms BIGINT)",
+            "CREATE INDEX agent_tasks_queue ON agent_tasks (agent_key, state, id)",
+        ],
+        postgres: &[
+            "CREATE TABLE agents (
+            agent_key TEXT PRIMARY KEY NOT NULL,
+            agent TEXT NOT NULL,
+            public_key TEXT NOT NULL,
+            state TEXT NOT NULL,
+            enrolled_at TIMESTAMPTZ NOT NULL,
+            decided_by TEXT,
+            decided_at TIMESTAMPTZ,
+            last_seen TIMESTAMPTZ)",
+            "CREATE TABLE agent_enrolment_tokens (
+            token_hash TEXT PRIMARY KEY NOT NULL,
+            agent_key TEXT,
+            created_by TEXT NOT NULL,
+            expires_ms BIGINT NOT NULL,
+            used_at TIMESTAMPTZ,
+            used_by TEXT)",
+            "CREATE TABLE agent_sessions (
+            token_hash TEXT PRIMARY KEY NOT NULL,
+            agent_key TEXT NOT NULL,
+            expires_ms BIGINT NOT NULL)",
+            "CREATE TABLE agent_tasks (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            agent_key TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            connection TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            lease_id TEXT,
+            lease_expires_ms BIGINT,
+            leased_by TEXT,
+            result TEXT,
+            error TEXT,
+            created_ms BIGINT NOT NULL,
+            finished_ms BIGINT)",
+            "CREATE INDEX agent_tasks_queue ON agent_tasks (agent_key, state, id)",
+        ],
+    },
 ];
 
 /// The newest format this build reads and writes.

@@ -533,7 +533,10 @@ impl Site {
             .run_job(
                 &self.store,
                 "Loop",
-                &idlink_engine::jobs::JobOptions { dry_run },
+                &idlink_engine::jobs::JobOptions {
+                    dry_run,
+                    ..Default::default()
+                },
                 Arc::new(NoProgress),
                 &log,
                 cancel,

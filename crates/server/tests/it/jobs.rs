@@ -806,6 +806,7 @@ async fn a_running_run_page_follows_the_run_in_chromium() {
     let dir = tempfile::tempdir().expect("tempdir");
     let conf = crate::support::prepare_conf(dir.path());
     let server = idlink_server::start(idlink_server::Options {
+        agents: Default::default(),
         paths: Paths {
             config_dir: conf,
             settings: None,
@@ -892,6 +893,7 @@ async fn a_stop_waits_for_a_run_and_a_start_marks_runs_left_running_interrupted(
         .expect("run");
     f.state.store().close().await;
     let options = || idlink_server::Options {
+        agents: Default::default(),
         paths: Paths {
             config_dir: conf.clone(),
             settings: None,

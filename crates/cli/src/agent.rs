@@ -1,0 +1,92 @@
+//! `idlink agent`: a remote agent next to the managed systems (see `idlink_server::agents::client`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use idlink_engine::CancellationToken;
+use idlink_server::agents::client::{ClientError, ClientOptions, run};
+use tokio::runtime::Runtime;
+
+use crate::Global;
+
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// The server's URL (https://…; http:// to 127.0.0.1 only with --insecure-loopback).
+    #[arg(long, value_name = "URL", env = "IDLINK_SERVER")]
+    server: String,
+    /// This agent's identifier, as an <Agent Identifier="…"/> of the configuration names it.
+    #[arg(long, value_name = "ID", env = "IDLINK_AGENT")]
+    agent: String,
+    /// The agent's private key (age identity), created on the first start when missing; its
+    /// public key is what the server registers.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// A one-time enrolment token from an administrator (else an administrator approves the
+    /// agent on the Agents page).
+    #[arg(long, value_name = "TOKEN", env = "IDLINK_ENROL_TOKEN", hide_env_values = true)]
+    enrol_token: Option<String>,
+    /// A PEM certificate to trust (a private CA or a self-signed server certificate).
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// Allow plain http:// to a loopback address (tests on one machine only).
+    #[arg(long)]
+    insecure_loopback: bool,
+    /// Tasks run at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    concurrency: usize,
+    /// Seconds one long poll for work waits.
+    #[arg(long, value_name = "SECONDS", default_value_t = 25, hide = true)]
+    wait: u64,
+}
+
+pub fn agent(rt: &Runtime, g: &Global, args: &AgentArgs) -> anyhow::Result<ExitCode> {
+    let options = ClientOptions {
+        server: args.server.clone(),
+        agent: args.agent.clone(),
+        key_file: args.key.clone(),
+        work_dir: g.work.clone(),
+        enrol_token: args.enrol_token.clone(),
+        insecure_loopback: args.insecure_loopback,
+        ca_cert: args.ca_cert.clone(),
+        concurrency: args.concurrency,
+        wait: Duration::from_secs(args.wait.clamp(1, 60)),
+    };
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        rt.spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!("stopping: the agent takes no new work");
+            stop.cancel();
+        });
+    }
+    let quiet = g.quiet;
+    let log: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(move |line: &str| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    });
+    match rt.block_on(run(options, stop, log)) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e @ ClientError::Refused { .. }) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(3))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}

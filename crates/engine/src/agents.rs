@@ -1,0 +1,128 @@
+//! Where connection work runs (SPEC §1: a connector runs on one agent).
+//!
+//! The `Agent` attribute of a task, else of the connection's connector, names the agent that
+//! runs a connection's work; without one, or when it names this process's embedded agent
+//! (`Local` unless the server is told otherwise), the work runs here. Work for another agent
+//! goes through [`RemoteAgents`], which the server implements with its work queue: the engine
+//! stays the one place that decides what a job does, and the server only carries it.
+//!
+//! The tables a remote agent exports come back as files the server received into a staging
+//! folder beside `ExportOutput`; [`Engine::commit_received`] commits them with the cookie the
+//! agent returned as one set, as a local export commits its own.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use idlink_packages::output::StagedTable;
+use tokio_util::sync::CancellationToken;
+
+use crate::export::{ExportOptions, ExportReport, cookies_dir};
+use crate::{Engine, EngineError, blocking};
+
+/// The embedded agent's identifier unless configured otherwise.
+pub const LOCAL_AGENT: &str = "Local";
+
+/// Carries work to agents other than this process's embedded one.
+#[async_trait]
+pub trait RemoteAgents: Send + Sync + std::fmt::Debug {
+    /// The identifier this process's embedded agent answers to.
+    fn local_agent(&self) -> &str;
+
+    /// Exports `connection` on `agent` and commits its tables here; returns the report of
+    /// the commit.
+    async fn export(
+        &self,
+        agent: &str,
+        connection: &str,
+        options: &ExportOptions,
+        cancel: &CancellationToken,
+    ) -> Result<ExportReport, EngineError>;
+}
+
+impl Engine {
+    /// The agent named for `connection`'s work: `task_agent` when the task names one, else the
+    /// connector's `Agent`; `None` when neither does.
+    pub fn agent_of(&self, connection: &str, task_agent: Option<&str>) -> Option<String> {
+        if let Some(a) = task_agent {
+            return Some(a.to_string());
+        }
+        let config = &self.checked().config;
+        let c = config.connection(connection)?;
+        config
+            .connectors
+            .iter()
+            .find(|k| k.id.value.eq_ignore_ascii_case(&c.connector.value))
+            .and_then(|k| k.agent.as_ref())
+            .map(|a| a.value.clone())
+    }
+
+    /// The remote agent that runs `connection`'s work, or `None` when it runs here (no agent
+    /// named, or the embedded one, `local`).
+    pub fn remote_agent_of(
+        &self,
+        connection: &str,
+        task_agent: Option<&str>,
+        local: &str,
+    ) -> Option<String> {
+        self.agent_of(connection, task_agent)
+            .filter(|a| !a.eq_ignore_ascii_case(local))
+    }
+
+    /// The cookie an export of `connection` would start from here (what a remote agent is
+    /// given): `None` for a complete export.
+    pub fn current_cookie(
+        &self,
+        connection: &str,
+        ignore_cookies: bool,
+    ) -> Result<Option<String>, EngineError> {
+        if ignore_cookies {
+            return Ok(None);
+        }
+        let file = cookies_dir(self.work_dir()).join(format!("{connection}.cookie"));
+        match std::fs::read_to_string(&file) {
+            Ok(c) => Ok(Some(c)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(EngineError::io("read", &file, e)),
+        }
+    }
+
+    /// The folder the tables of attempt `label` of a remote export of `connection` are
+    /// received into: beside `ExportOutput` (one file system for the final renames), named as
+    /// a staging folder so an interrupted one is removed by the connection's next export.
+    pub fn received_dir(&self, connection: &str, label: &str) -> PathBuf {
+        self.work_dir()
+            .join("ExportOutput")
+            .join(format!(".staging-{connection}_{label}"))
+    }
+
+    /// Commits tables a remote agent exported (received into `dir`, see
+    /// [`Engine::received_dir`]) and its cookie as one set, under the connection's export lock.
+    /// The folder is removed afterwards.
+    pub async fn commit_received(
+        &self,
+        connection: &str,
+        package: &str,
+        dir: &Path,
+        tables: Vec<StagedTable>,
+        cookie: Option<String>,
+        incremental: bool,
+        duration: Duration,
+    ) -> Result<ExportReport, EngineError> {
+        let id = connection.to_string();
+        let work = self.work_dir().to_path_buf();
+        let dir = dir.to_path_buf();
+        let (tables, cookie_written) =
+            blocking(move || crate::export::commit_received(&id, &work, &dir, &tables, cookie.as_deref()))
+                .await?;
+        Ok(ExportReport {
+            connection: connection.to_string(),
+            package: package.to_string(),
+            incremental,
+            tables,
+            duration,
+            cookie: cookie_written,
+            notes: Vec::new(),
+        })
+    }
+}

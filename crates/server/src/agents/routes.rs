@@ -1,0 +1,965 @@
+//! The agent endpoints (`/api/agent/…`, see [`super::protocol`]) and the administrators'
+//! routes over agents (`/api/agents`, enrolment tokens, the queue).
+//!
+//! Agent endpoints authenticate agents, not users: enrolment proves nothing but is answered
+//! with Pending (or Approved with a one-time token); a session token is only ever sent
+//! encrypted to the agent's registered key; every later call carries it as a bearer token,
+//! and names only the agent's own work (another agent's task is refused, 403). Over plain
+//! HTTP they answer loopback clients only (TLS is required for remote agents). Each agent,
+//! and each address for enrolment and sessions, is held to a number of requests per minute.
+
+use std::io::Write as _;
+use std::path::{Path as FsPath, PathBuf};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use futures_util::TryStreamExt;
+use idlink_store::agents::{agent_key, now_ms, task_state};
+use idlink_store::{AgentState, Enrolment};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use super::protocol::{
+    AgentConfiguration, ConfigFile, Enrol, Enrolled, ExportResult, HASH_HEADER, Lease,
+    SessionGranted, SessionRequest, TaskResult, WorkItem, kind,
+};
+use super::{MAX_ATTEMPTS, MAX_WAIT, SESSION_LIFETIME};
+use crate::api::ApiRouter;
+use crate::auth::{User, random_token, token_hash};
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::tls::ClientAddr;
+
+/// The largest table an agent may send, uncompressed.
+pub const MAX_TABLE_BYTES: u64 = 16 << 30;
+
+/// The agent endpoints and the administrators' routes (documented in the OpenAPI document).
+pub fn api_routes(r: ApiRouter) -> ApiRouter {
+    r.add(Method::POST, "/api/agent/enrol", post(enrol))
+        .add(Method::POST, "/api/agent/session", post(session))
+        .add(Method::GET, "/api/agent/configuration", get(configuration))
+        .add(Method::GET, "/api/agent/work", get(work))
+        .add(Method::POST, "/api/agent/tasks/{task}/renew", post(renew))
+        .add(Method::POST, "/api/agent/tasks/{task}/result", post(result))
+        .add(Method::GET, "/api/agents", get(list_agents))
+        .add(Method::POST, "/api/agents/{agent}/approve", post(approve))
+        .add(Method::POST, "/api/agents/{agent}/revoke", post(revoke))
+        .add(Method::POST, "/api/agent-tokens", post(create_token))
+        .add(Method::GET, "/api/agent-tasks", get(list_tasks))
+        .add(Method::POST, "/api/agent-tasks", post(queue_task))
+        .add(Method::GET, "/api/agent-tasks/{task}", get(get_task))
+}
+
+/// The table upload, outside the 1 MiB body limit of every other route (its size is bounded
+/// by [`MAX_TABLE_BYTES`] after decompression).
+pub fn upload_routes() -> Router<AppState> {
+    Router::new().route("/api/agent/tasks/{task}/tables/{table}", put(upload_table))
+}
+
+/// The upload route as the OpenAPI test sees it.
+pub const UPLOAD_ROUTE: (Method, &str) = (Method::PUT, "/api/agent/tasks/{task}/tables/{table}");
+
+fn too_many() -> AppError {
+    AppError::TooManyRequests(60)
+}
+
+/// Plain HTTP is for loopback agents only.
+fn require_tls_or_loopback(state: &AppState, client: &ClientAddr) -> Result<(), AppError> {
+    if state.secure_cookies() || client.0.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "agents connect over HTTPS: start the server with --tls-cert and --tls-key".into(),
+        ))
+    }
+}
+
+fn valid_agent_id(id: &str) -> Result<(), AppError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::BadRequest(format!(
+            "'{id}' is not an agent identifier: a letter, then up to 63 letters, digits, '-' or '.'"
+        )))
+    }
+}
+
+/// The agent declared in the running configuration under `id` (its spelling there).
+fn declared_agent(state: &AppState, id: &str) -> Result<String, AppError> {
+    let engine = state.engine()?;
+    engine
+        .checked()
+        .config
+        .agents
+        .iter()
+        .find(|a| a.id.value.eq_ignore_ascii_case(id))
+        .map(|a| a.id.value.clone())
+        .ok_or_else(|| {
+            AppError::NotFound(format!(
+                "agent '{id}' is not declared in the configuration: add <Agent Identifier=\"{id}\" …/> and name it in the Agent attribute of its connectors"
+            ))
+        })
+}
+
+async fn enrol(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<ClientAddr>,
+    Json(req): Json<Enrol>,
+) -> Result<Json<Enrolled>, AppError> {
+    require_tls_or_loopback(&state, &client)?;
+    let limit = state.agent_options().rate_per_minute;
+    if !state.hub().allow(&format!("enrol:{}", client.0.ip()), limit.min(60)) {
+        return Err(too_many());
+    }
+    valid_agent_id(&req.agent)?;
+    let agent = declared_agent(&state, &req.agent)?;
+    idlink_secrets::parse_recipient(req.public_key.trim()).map_err(|e| {
+        AppError::BadRequest(format!("the public key is not an age public key: {e}"))
+    })?;
+    if agent.eq_ignore_ascii_case(&state.agent_options().local_agent) {
+        return Err(AppError::Forbidden(format!(
+            "agent '{agent}' is this server's embedded agent: a remote agent enrols under its own identifier"
+        )));
+    }
+    let store = state.store();
+    let approved_by = match &req.token {
+        None => None,
+        Some(t) => match store.use_enrolment_token(&token_hash(t.trim()), &agent).await? {
+            Some(creator) => Some(format!("enrolment token of {creator}")),
+            None => {
+                store
+                    .audit(&format!("agent {agent}"), "agent-enrol", &agent, "refused: the enrolment token is not valid")
+                    .await?;
+                return Err(AppError::Forbidden(
+                    "the enrolment token is not valid: unknown, already used, expired, or for another agent; ask an administrator for a new one".into(),
+                ));
+            }
+        },
+    };
+    let outcome = store
+        .enrol_agent(&agent, req.public_key.trim(), approved_by.as_deref())
+        .await?;
+    let (record, new) = match outcome {
+        Enrolment::Created(r) => (r, true),
+        Enrolment::Known(r) => (r, false),
+        Enrolment::OtherKey(_) => {
+            store
+                .audit(&format!("agent {agent}"), "agent-enrol", &agent, "refused: enrolled already with another key")
+                .await?;
+            return Err(AppError::Engine {
+                kind: idlink_engine::ErrorKind::Configuration,
+                not_found: false,
+                message: format!(
+                    "agent '{agent}' is enrolled with another key: use that key, or have an administrator revoke it and enrol under a new identifier"
+                ),
+            });
+        }
+    };
+    let message = match record.state {
+        AgentState::Approved => "approved: the agent may work".to_string(),
+        AgentState::Pending => {
+            "enrolled: waiting for an administrator to approve it (Agents page)".to_string()
+        }
+        AgentState::Revoked => {
+            return Err(AppError::Forbidden(format!(
+                "agent '{agent}' was revoked; it enrols again only under a new identifier"
+            )));
+        }
+    };
+    if new || approved_by.is_some() {
+        let detail = match (&approved_by, record.state) {
+            (Some(by), _) => format!("enrolled, approved by {by}"),
+            (None, _) => "enrolled, waiting for approval".to_string(),
+        };
+        store
+            .audit(&format!("agent {agent}"), "agent-enrol", &agent, &detail)
+            .await?;
+    }
+    Ok(Json(Enrolled {
+        agent,
+        state: record.state.to_string(),
+        message,
+    }))
+}
+
+async fn session(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<ClientAddr>,
+    Json(req): Json<SessionRequest>,
+) -> Result<Json<SessionGranted>, AppError> {
+    require_tls_or_loopback(&state, &client)?;
+    let limit = state.agent_options().rate_per_minute;
+    if !state.hub().allow(&format!("session:{}", client.0.ip()), limit.min(120)) {
+        return Err(too_many());
+    }
+    valid_agent_id(&req.agent)?;
+    let Some(record) = state.store().agent(&req.agent).await? else {
+        return Err(AppError::Forbidden(format!(
+            "agent '{}' is not enrolled: run `idlink agent` with its key to enrol it",
+            req.agent
+        )));
+    };
+    match record.state {
+        AgentState::Approved => {}
+        AgentState::Pending => {
+            return Err(AppError::Forbidden(format!(
+                "agent '{}' waits for an administrator's approval",
+                record.agent
+            )));
+        }
+        AgentState::Revoked => {
+            return Err(AppError::Forbidden(format!(
+                "agent '{}' was revoked",
+                record.agent
+            )));
+        }
+    }
+    let recipient = idlink_secrets::parse_recipient(&record.public_key)
+        .map_err(|e| AppError::Internal(format!("the agent's stored key: {e}")))?;
+    let token = random_token();
+    let sealed = idlink_secrets::encrypt_value(&recipient, &token)
+        .map_err(|e| AppError::Internal(format!("cannot seal a session: {e}")))?;
+    state
+        .store()
+        .create_agent_session(
+            &token_hash(&token),
+            &record.agent,
+            now_ms() + i64::try_from(SESSION_LIFETIME.as_millis()).unwrap_or(i64::MAX),
+        )
+        .await?;
+    state.store().agent_seen(&record.agent).await?;
+    Ok(Json(SessionGranted {
+        sealed_token: sealed,
+        expires_in_secs: SESSION_LIFETIME.as_secs(),
+    }))
+}
+
+/// An approved agent with a live session.
+#[derive(Debug, Clone)]
+pub struct AgentPrincipal(pub String);
+
+impl FromRequestParts<AppState> for AgentPrincipal {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let reject = |e: AppError| crate::ui::error_response(true, e);
+        if let Some(ConnectInfo(client)) = parts.extensions.get::<ConnectInfo<ClientAddr>>() {
+            require_tls_or_loopback(state, client).map_err(reject)?;
+        }
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| reject(AppError::Unauthorized))?;
+        let agent = state
+            .store()
+            .agent_session(&token_hash(token.trim()))
+            .await
+            .map_err(|e| reject(e.into()))?
+            .ok_or_else(|| reject(AppError::Unauthorized))?;
+        let limit = state.agent_options().rate_per_minute;
+        if !state.hub().allow(&format!("agent:{}", agent_key(&agent)), limit) {
+            return Err(reject(too_many()));
+        }
+        Ok(AgentPrincipal(agent))
+    }
+}
+
+/// The version of the running configuration agents work under.
+pub fn config_version(state: &AppState) -> String {
+    state
+        .running()
+        .loaded_at
+        .map_or_else(|| "none".into(), |t| t.to_rfc3339())
+}
+
+/// Keeps, in a settings document, only the connections of `keep`; drops `EncryptionIdentity`
+/// (the agent names its own key).
+fn only_connections(mut doc: Value, keep: &dyn Fn(&str) -> bool) -> Value {
+    if let Value::Object(top) = &mut doc {
+        top.retain(|k, _| !k.eq_ignore_ascii_case("EncryptionIdentity"));
+        for (k, v) in top.iter_mut() {
+            if k.eq_ignore_ascii_case("Connections")
+                && let Value::Object(conns) = v
+            {
+                conns.retain(|id, _| keep(id));
+            }
+        }
+    }
+    doc
+}
+
+fn read_jsonc(path: &FsPath) -> Result<Option<Value>, AppError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(AppError::Internal(format!("{}: {e}", path.display()))),
+    };
+    jsonc_parser::parse_to_serde_value(&text, &Default::default())
+        .map_err(|e| AppError::Internal(format!("{}: {e}", path.display())))
+}
+
+async fn configuration(
+    State(state): State<AppState>,
+    AgentPrincipal(agent): AgentPrincipal,
+) -> Result<Json<AgentConfiguration>, AppError> {
+    let engine = state.engine()?;
+    let paths = state.paths().clone();
+    let local = state.agent_options().local_agent.clone();
+    let mine: std::collections::HashSet<String> = engine
+        .checked()
+        .config
+        .connections
+        .iter()
+        .filter(|c| {
+            engine
+                .remote_agent_of(&c.id.value, None, &local)
+                .is_some_and(|a| a.eq_ignore_ascii_case(&agent))
+        })
+        .map(|c| c.id.value.to_ascii_lowercase())
+        .collect();
+    let version = config_version(&state);
+    let built = tokio::task::spawn_blocking(move || -> Result<AgentConfiguration, AppError> {
+        let mut files = Vec::new();
+        let list = idlink_model::xml::config_files(&paths.config_dir)
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        for f in list {
+            let text = std::fs::read_to_string(&f)
+                .map_err(|e| AppError::Internal(format!("{}: {e}", f.display())))?;
+            let name = f
+                .strip_prefix(&paths.config_dir)
+                .unwrap_or(&f)
+                .to_string_lossy()
+                .into_owned();
+            files.push(ConfigFile { name, text });
+        }
+        let keep = |id: &str| mine.contains(&id.to_ascii_lowercase());
+        let settings_file = paths.settings_file();
+        let settings = read_jsonc(&settings_file)?
+            .map(|d| only_connections(d, &keep))
+            .unwrap_or_else(|| json!({ "Connections": {} }));
+        let encrypted = read_jsonc(
+            &settings_file.with_file_name(idlink_model::settings::ENCRYPTED_SETTINGS_FILE),
+        )?
+        .map(|d| only_connections(d, &keep));
+        Ok(AgentConfiguration {
+            version,
+            files,
+            settings,
+            encrypted,
+        })
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()))??;
+    Ok(Json(built))
+}
+
+#[derive(Debug, Deserialize)]
+struct WaitQuery {
+    /// Seconds to wait for work.
+    wait: Option<u64>,
+}
+
+async fn work(
+    State(state): State<AppState>,
+    AgentPrincipal(agent): AgentPrincipal,
+    Query(q): Query<WaitQuery>,
+) -> Result<Response, AppError> {
+    let wait = Duration::from_secs(q.wait.unwrap_or(25)).min(MAX_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    let lease_ms = i64::try_from(state.agent_options().lease.as_millis()).unwrap_or(30_000);
+    let notify = state.hub().work_for(&agent);
+    let stop = state.shutdown();
+    let _ = state.store().agent_seen(&agent).await;
+    loop {
+        let woken = notify.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let lease = random_token();
+        if let Some(task) = state
+            .store()
+            .claim_agent_task(&agent, &lease, &format!("agent {agent}"), lease_ms, MAX_ATTEMPTS)
+            .await?
+        {
+            let payload: Value = serde_json::from_str(&task.payload).unwrap_or(Value::Null);
+            return Ok(Json(WorkItem {
+                id: task.id,
+                lease,
+                lease_expires_ms: task.lease_expires_ms.unwrap_or_default(),
+                kind: task.kind,
+                connection: task.connection,
+                attempt: task.attempts,
+                config_version: config_version(&state),
+                payload,
+            })
+            .into_response());
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        tokio::select! {
+            () = woken => {}
+            () = tokio::time::sleep((deadline - now).min(super::POLL)) => {}
+            () = stop.cancelled() => return Ok(StatusCode::NO_CONTENT.into_response()),
+        }
+    }
+}
+
+/// Task `id`, when it is `agent`'s (403 for another agent's task, 404 for none).
+async fn own_task(
+    state: &AppState,
+    agent: &str,
+    id: i64,
+) -> Result<idlink_store::AgentTask, AppError> {
+    let task = state
+        .store()
+        .agent_task(id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("there is no agent task {id}")))?;
+    if task.agent_key != agent_key(agent) {
+        let _ = state
+            .store()
+            .audit(
+                &format!("agent {agent}"),
+                "agent-refused",
+                &format!("task {id}"),
+                "refused: the task is another agent's",
+            )
+            .await;
+        return Err(AppError::Forbidden(format!(
+            "task {id} is not agent '{agent}''s work"
+        )));
+    }
+    Ok(task)
+}
+
+fn lease_lost(id: i64) -> AppError {
+    AppError::Engine {
+        kind: idlink_engine::ErrorKind::Configuration,
+        not_found: false,
+        message: format!(
+            "task {id} is not leased to this attempt any more (its lease expired and it was handed out again, or it already has its result)"
+        ),
+    }
+}
+
+async fn renew(
+    State(state): State<AppState>,
+    AgentPrincipal(agent): AgentPrincipal,
+    Path(id): Path<i64>,
+    Json(l): Json<Lease>,
+) -> Result<Json<Value>, AppError> {
+    own_task(&state, &agent, id).await?;
+    let lease_ms = i64::try_from(state.agent_options().lease.as_millis()).unwrap_or(30_000);
+    if !state.store().renew_agent_lease(id, &l.lease, lease_ms).await? {
+        return Err(lease_lost(id));
+    }
+    Ok(Json(json!({ "leaseExpiresMs": now_ms() + lease_ms })))
+}
+
+/// Where attempt `lease` of task `id` receives its tables.
+fn received_dir(state: &AppState, connection: &str, id: i64, lease: &str) -> Result<PathBuf, AppError> {
+    let engine = state.engine()?;
+    // The lease is a URL-safe token: keep letters and digits only in the folder's name.
+    let label: String = lease.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
+    Ok(engine.received_dir(connection, &format!("task{id}-{label}")))
+}
+
+/// Whether `table` is a table of `connection`: `<connection>` or `<connection>_<suffix>`.
+fn table_of(table: &str, connection: &str) -> bool {
+    let safe = !table.is_empty()
+        && table.len() <= 200
+        && table
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !table.contains("..");
+    let prefix = table.get(..connection.len());
+    safe && prefix.is_some_and(|p| p.eq_ignore_ascii_case(connection))
+        && (table.len() == connection.len() || table[connection.len()..].starts_with('_'))
+}
+
+#[derive(Debug, Deserialize)]
+struct LeaseQuery {
+    lease: String,
+}
+
+async fn upload_table(
+    State(state): State<AppState>,
+    AgentPrincipal(agent): AgentPrincipal,
+    Path((id, table)): Path<(i64, String)>,
+    Query(q): Query<LeaseQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, AppError> {
+    let task = own_task(&state, &agent, id).await?;
+    if !state.store().agent_lease_holds(id, &q.lease).await? {
+        return Err(lease_lost(id));
+    }
+    if task.kind != kind::EXPORT || !table_of(&table, &task.connection) {
+        return Err(AppError::BadRequest(format!(
+            "'{table}' is not a table of connection '{}'",
+            task.connection
+        )));
+    }
+    let expected = headers
+        .get(HASH_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_ascii_lowercase())
+        .ok_or_else(|| AppError::BadRequest(format!("the {HASH_HEADER} header is missing")))?;
+    let dir = received_dir(&state, &task.connection, id, &q.lease)?;
+    let file = dir.join(format!("{table}.csv"));
+    let stream = body
+        .into_data_stream()
+        .map_err(|e| std::io::Error::other(e.to_string()));
+    let reader = tokio_util::io::StreamReader::new(stream);
+    let mut gz = async_compression::tokio::bufread::GzipDecoder::new(reader);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+    let write_file = file.clone();
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
+        if let Some(parent) = write_file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&write_file)?);
+        let mut hash = Sha256::new();
+        let mut n = 0u64;
+        for chunk in rx {
+            hash.update(&chunk);
+            out.write_all(&chunk)?;
+            n += chunk.len() as u64;
+        }
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        let digest: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok((n, digest))
+    });
+    let mut total = 0u64;
+    let mut failure = None;
+    loop {
+        let mut buf = vec![0u8; 256 * 1024];
+        match gz.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                total += n as u64;
+                if total > MAX_TABLE_BYTES {
+                    failure = Some(format!("the table is larger than {MAX_TABLE_BYTES} bytes"));
+                    break;
+                }
+                buf.truncate(n);
+                if tx.send(buf).is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                failure = Some(format!("the upload is not a complete gzip stream: {e}"));
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let written = writer
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?
+        .map_err(|e| AppError::Internal(format!("{}: {e}", file.display())));
+    let refuse = |message: String| {
+        let _ = std::fs::remove_file(&file);
+        AppError::Engine {
+            kind: idlink_engine::ErrorKind::Data,
+            not_found: false,
+            message,
+        }
+    };
+    if let Some(f) = failure {
+        return Err(refuse(f));
+    }
+    let (bytes, digest) = written?;
+    if digest != expected {
+        return Err(refuse(format!(
+            "table '{table}' arrived damaged: its SHA-256 is {digest}, the agent sent {expected}; send it again"
+        )));
+    }
+    std::fs::write(file.with_extension("sha256"), &digest)
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(Json(json!({ "table": table, "bytes": bytes, "sha256": digest })))
+}
+
+async fn result(
+    State(state): State<AppState>,
+    AgentPrincipal(agent): AgentPrincipal,
+    Path(id): Path<i64>,
+    Json(r): Json<TaskResult>,
+) -> Result<Json<Value>, AppError> {
+    let task = own_task(&state, &agent, id).await?;
+    if !state.store().agent_lease_holds(id, &r.lease).await? {
+        return Err(lease_lost(id));
+    }
+    let outcome: Result<String, String> = match (&r.ok, &r.error) {
+        (_, Some(e)) => Err(e.clone()),
+        (Some(v), None) => accept(&state, &task, &r.lease, v).await,
+        (None, None) => Err("the agent sent neither a result nor an error".into()),
+    };
+    let store = state.store();
+    let accepted = match &outcome {
+        Ok(json) => store.finish_agent_task(id, &r.lease, Ok(json)).await?,
+        Err(e) => store.finish_agent_task(id, &r.lease, Err(e)).await?,
+    };
+    if let Ok(dir) = received_dir(&state, &task.connection, id, &r.lease) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    state.hub().done.notify_waiters();
+    if !accepted {
+        return Err(lease_lost(id));
+    }
+    Ok(Json(json!({
+        "task": id,
+        "state": if outcome.is_ok() { task_state::DONE } else { task_state::ERRORED },
+        "error": outcome.err(),
+    })))
+}
+
+/// What an agent's answer does here: an export's tables are committed, a schema recorded.
+/// `Ok` is the task's stored result; `Err` its error.
+async fn accept(
+    state: &AppState,
+    task: &idlink_store::AgentTask,
+    lease: &str,
+    v: &Value,
+) -> Result<String, String> {
+    let engine = state.engine().map_err(|e| e.to_string())?;
+    match task.kind.as_str() {
+        kind::EXPORT => {
+            let r: ExportResult = serde_json::from_value(v.clone())
+                .map_err(|e| format!("the agent's export result cannot be read: {e}"))?;
+            let dir = received_dir(state, &task.connection, task.id, lease).map_err(|e| e.to_string())?;
+            let mut staged = Vec::with_capacity(r.tables.len());
+            for t in &r.tables {
+                if !table_of(&t.name, &task.connection) {
+                    return Err(format!("'{}' is not a table of connection '{}'", t.name, task.connection));
+                }
+                let path = dir.join(format!("{}.csv", t.name));
+                let got = std::fs::read_to_string(path.with_extension("sha256")).unwrap_or_default();
+                if got != t.sha256.to_ascii_lowercase() {
+                    return Err(format!(
+                        "table '{}' was not received whole (send it before the result)",
+                        t.name
+                    ));
+                }
+                let _ = std::fs::remove_file(path.with_extension("sha256"));
+                staged.push(idlink_packages::output::StagedTable {
+                    name: t.name.clone(),
+                    path,
+                    columns: t.columns.clone(),
+                    rows: t.rows,
+                    bytes: t.bytes,
+                });
+            }
+            let report = engine
+                .commit_received(
+                    &task.connection,
+                    &r.package,
+                    &dir,
+                    staged,
+                    r.cookie.clone(),
+                    r.incremental,
+                    Duration::from_millis(r.duration_ms),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = state
+                .store()
+                .audit(
+                    &format!("agent {}", task.agent_key),
+                    "export",
+                    &task.connection,
+                    &format!("{} rows (task {})", report.rows(), task.id),
+                )
+                .await;
+            serde_json::to_string(&report).map_err(|e| e.to_string())
+        }
+        kind::SCHEMA => {
+            let schema: idlink_packages::api::ConnectionSchema =
+                serde_json::from_value(v.clone()).map_err(|e| format!("the agent's schema cannot be read: {e}"))?;
+            let package = engine
+                .checked()
+                .config
+                .connection(&task.connection)
+                .map(|c| c.package.value.clone())
+                .unwrap_or_default();
+            state
+                .store()
+                .record_schema(&task.connection, &package, &schema, idlink_store::now())
+                .await
+                .map_err(|e| e.to_string())?;
+            state.schemas().clear();
+            Ok(v.to_string())
+        }
+        _ => Ok(v.to_string()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Administrators' routes
+
+fn agent_json(a: &idlink_store::AgentRecord) -> Value {
+    json!({
+        "agent": a.agent,
+        "publicKey": a.public_key,
+        "state": a.state.as_str(),
+        "enrolledAt": a.enrolled_at.to_rfc3339(),
+        "decidedBy": a.decided_by,
+        "decidedAt": a.decided_at.map(|t| t.to_rfc3339()),
+        "lastSeen": a.last_seen.map(|t| t.to_rfc3339()),
+    })
+}
+
+pub fn task_json(t: &idlink_store::AgentTask) -> Value {
+    json!({
+        "id": t.id,
+        "agent": t.agent_key,
+        "kind": t.kind,
+        "connection": t.connection,
+        "state": t.state,
+        "attempts": t.attempts,
+        "leasedBy": t.leased_by,
+        "result": t.result.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
+        "error": t.error,
+        "createdMs": t.created_ms,
+        "finishedMs": t.finished_ms,
+    })
+}
+
+async fn list_agents(State(state): State<AppState>, _: User) -> Result<Json<Value>, AppError> {
+    let agents = state.store().agents().await?;
+    Ok(Json(json!({
+        "localAgent": state.agent_options().local_agent,
+        "agents": agents.iter().map(agent_json).collect::<Vec<_>>(),
+    })))
+}
+
+/// Approves (or revokes) an agent, audited.
+pub async fn decide(
+    state: &AppState,
+    who: &str,
+    agent: &str,
+    to: AgentState,
+) -> Result<Value, AppError> {
+    let Some(record) = state.store().agent(agent).await? else {
+        return Err(AppError::NotFound(format!("agent '{agent}' never enrolled")));
+    };
+    if !state.store().decide_agent(agent, to, who).await? {
+        return Err(AppError::Engine {
+            kind: idlink_engine::ErrorKind::Configuration,
+            not_found: false,
+            message: format!(
+                "agent '{}' was revoked: it cannot be approved again; it enrols under a new identifier",
+                record.agent
+            ),
+        });
+    }
+    let action = if to == AgentState::Revoked {
+        "agent-revoke"
+    } else {
+        "agent-approve"
+    };
+    state
+        .store()
+        .audit(who, action, &record.agent, to.as_str())
+        .await?;
+    let record = state.store().agent(agent).await?.unwrap_or(record);
+    Ok(agent_json(&record))
+}
+
+async fn approve(
+    State(state): State<AppState>,
+    User(p): User,
+    Path(agent): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    p.require_admin("approving an agent")?;
+    Ok(Json(decide(&state, &p.name, &agent, AgentState::Approved).await?))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    User(p): User,
+    Path(agent): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    p.require_admin("revoking an agent")?;
+    Ok(Json(decide(&state, &p.name, &agent, AgentState::Revoked).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRequest {
+    /// Bind the token to this agent (any agent when absent).
+    pub agent: Option<String>,
+    /// Hours the token stays valid (24 by default).
+    pub hours: Option<u32>,
+}
+
+/// A new one-time enrolment token: shown once, its hash stored.
+pub async fn new_enrolment_token(
+    state: &AppState,
+    who: &str,
+    req: &TokenRequest,
+) -> Result<Value, AppError> {
+    if let Some(a) = &req.agent {
+        valid_agent_id(a)?;
+    }
+    let hours = i64::from(req.hours.unwrap_or(24).clamp(1, 24 * 30));
+    let token = random_token();
+    let expires = now_ms() + hours * 3_600_000;
+    state
+        .store()
+        .create_enrolment_token(&token_hash(&token), req.agent.as_deref(), who, expires)
+        .await?;
+    state
+        .store()
+        .audit(
+            who,
+            "agent-token",
+            req.agent.as_deref().unwrap_or("any agent"),
+            &format!("one-time enrolment token, valid {hours} h"),
+        )
+        .await?;
+    Ok(json!({ "token": token, "agent": req.agent, "expiresMs": expires }))
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    User(p): User,
+    Json(req): Json<TokenRequest>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    p.require_admin("creating an enrolment token")?;
+    Ok((
+        StatusCode::CREATED,
+        Json(new_enrolment_token(&state, &p.name, &req).await?),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct TasksQuery {
+    agent: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_tasks(
+    State(state): State<AppState>,
+    _: User,
+    Query(q): Query<TasksQuery>,
+) -> Result<Json<Value>, AppError> {
+    let tasks = state
+        .store()
+        .agent_tasks(q.agent.as_deref(), q.limit.unwrap_or(200).min(10_000))
+        .await?;
+    Ok(Json(Value::Array(tasks.iter().map(task_json).collect())))
+}
+
+async fn get_task(
+    State(state): State<AppState>,
+    _: User,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, AppError> {
+    let task = state
+        .store()
+        .agent_task(id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("there is no agent task {id}")))?;
+    Ok(Json(task_json(&task)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct QueueRequest {
+    pub connection: String,
+    /// `export`, `schema` or `check`.
+    pub kind: String,
+}
+
+/// Queues work on a connection for the agent that runs it (this server's embedded agent, or
+/// a remote one); answers at once with the task (202).
+async fn queue_task(
+    State(state): State<AppState>,
+    User(p): User,
+    Json(req): Json<QueueRequest>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    p.require_operator("queueing agent work")?;
+    let engine = state.engine()?;
+    let Some(connection) = engine.checked().config.connection(&req.connection) else {
+        return Err(idlink_engine::EngineError::UnknownConnection {
+            id: req.connection.clone(),
+            suggestion: None,
+        }
+        .into());
+    };
+    let connection = connection.id.value.clone();
+    if ![kind::EXPORT, kind::SCHEMA, kind::CHECK].contains(&req.kind.as_str()) {
+        return Err(AppError::BadRequest(format!(
+            "'{}' is not a kind of agent work: export, schema or check",
+            req.kind
+        )));
+    }
+    let local = state.agent_options().local_agent.clone();
+    let agent = engine
+        .remote_agent_of(&connection, None, &local)
+        .unwrap_or(local);
+    let payload = if req.kind == kind::EXPORT {
+        serde_json::to_value(super::protocol::ExportPayload {
+            ignore_cookies: false,
+            cookie: engine.current_cookie(&connection, false)?,
+        })
+        .unwrap_or(Value::Null)
+    } else {
+        json!({})
+    };
+    let id = super::queue(&state, &agent, &req.kind, &connection, &payload).await?;
+    state
+        .store()
+        .audit(&p.name, "agent-queue", &connection, &format!("{} for agent {agent} (task {id})", req.kind))
+        .await?;
+    let task = state.store().agent_task(id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(task.as_ref().map_or(Value::Null, task_json)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_of_a_connection_only() {
+        assert!(table_of("HR", "HR"));
+        assert!(table_of("HR_people", "hr"));
+        assert!(!table_of("HRX", "HR"));
+        assert!(!table_of("AD_users", "HR"));
+        assert!(!table_of("HR_../x", "HR"));
+        assert!(!table_of("HR_a/b", "HR"));
+        assert!(!table_of("", "HR"));
+    }
+
+    #[test]
+    fn settings_keep_the_agents_connections_and_drop_the_key_path() {
+        let doc = json!({
+            "EncryptionIdentity": "/etc/idlink/agent.key",
+            "SourcesRootPaths": ["data"],
+            "Connections": { "A": {"x": 1}, "B": {"y": 2} }
+        });
+        let kept = only_connections(doc, &|id: &str| id == "B");
+        assert_eq!(
+            kept,
+            json!({ "SourcesRootPaths": ["data"], "Connections": { "B": {"y": 2} } })
+        );
+    }
+}
