@@ -216,8 +216,24 @@ const NEW_SETTINGS: &str = "{\n  \"Connections\": {}\n}\n";
 /// The text of a new encrypted settings file.
 const NEW_ENCRYPTED: &str = "{\n  // Secured settings, encrypted to the agent's public key. These values override\n  // appsettings.agent.json and the environment.\n  \"Connections\": {}\n}\n";
 
-/// The agent's public key, from the running configuration's agent identity.
-fn recipient(state: &AppState) -> Result<AgentRecipient, AppError> {
+/// The public key secured values of a connection are encrypted to: its remote agent's
+/// registered key (`agent`: the connection's or its connector's agent, when it is not this
+/// server's embedded one), else the embedded agent's key from the running configuration.
+async fn recipient(state: &AppState, agent: Option<String>) -> Result<AgentRecipient, AppError> {
+    if let Some(agent) = agent {
+        let record = state.store().agent(&agent).await?.ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "the connection runs on agent '{agent}', which has not enrolled yet: its secured values are encrypted to its public key, so start `idlink agent --agent {agent}` first (the server never holds them in clear)"
+            ))
+        })?;
+        if record.state == idlink_store::AgentState::Revoked {
+            return Err(AppError::BadRequest(format!(
+                "the connection runs on agent '{agent}', which was revoked: nothing is encrypted to a revoked key"
+            )));
+        }
+        return idlink_secrets::parse_recipient(&record.public_key)
+            .map_err(|e| AppError::Internal(format!("agent '{agent}''s stored key: {e}")));
+    }
     let engine = state.engine()?;
     let settings = state.paths().settings_file();
     let base = settings.parent().map_or_else(
@@ -235,20 +251,29 @@ fn recipient(state: &AppState) -> Result<AgentRecipient, AppError> {
     }
 }
 
+/// The key for `ops` when one of them secures a value (`agent` as for [`recipient`]).
+async fn recipient_for(
+    state: &AppState,
+    ops: &[Op],
+    agent: Option<String>,
+) -> Result<Option<AgentRecipient>, AppError> {
+    if ops.iter().any(|o| matches!(o, Op::Secure(..))) {
+        Ok(Some(recipient(state, agent).await?))
+    } else {
+        Ok(None)
+    }
+}
+
 /// Applies `ops` to the settings files of `connection` in `draft`.
 fn apply(
     state: &AppState,
     draft: &mut Draft,
     connection: &str,
     ops: &[Op],
+    recipient: Option<AgentRecipient>,
 ) -> Result<(), AppError> {
     let plain_path = state.paths().settings_file();
     let enc_path = plain_path.with_file_name(ENCRYPTED_SETTINGS_FILE);
-    let recipient = if ops.iter().any(|o| matches!(o, Op::Secure(..))) {
-        Some(recipient(state)?)
-    } else {
-        None
-    };
     let full = |p: &[PathSegment]| {
         let mut f = vec![key("Connections"), key(connection)];
         f.extend_from_slice(p);
@@ -340,8 +365,10 @@ pub async fn update_settings(
     if ops.is_empty() {
         return Ok(changes);
     }
+    let local = state.agent_options().local_agent.clone();
+    let to = recipient_for(state, &ops, engine.remote_agent_of(&cid, None, &local)).await?;
     let mut draft = Draft::new();
-    apply(state, &mut draft, &written, &ops)?;
+    apply(state, &mut draft, &written, &ops, to)?;
     edit::commit(state, draft).await?;
     state
         .store()
@@ -416,6 +443,13 @@ pub async fn create(state: &AppState, who: &str, new: &NewConnection) -> Result<
     *text = edit::insert_after(text, &anchor, &element);
     let mut ops = vec![Op::Set(Vec::new(), json!({}))];
     plan(schema, &[], &new.settings, &[], &mut ops)?;
+    let local = state.agent_options().local_agent.clone();
+    let agent = config
+        .connector(&connector)
+        .and_then(|c| c.agent.as_ref())
+        .map(|a| a.value.clone())
+        .filter(|a| !a.eq_ignore_ascii_case(&local));
+    let to = recipient_for(state, &ops, agent).await?;
     // The connection's own object first, then its settings inside it.
     let plain_path = state.paths().settings_file();
     let t = draft.text(&plain_path, Some(NEW_SETTINGS))?;
@@ -425,7 +459,7 @@ pub async fn create(state: &AppState, who: &str, new: &NewConnection) -> Result<
         &[key("Connections"), key(&id)],
         jsonc_parser::cst::CstInputValue::Object(Vec::new()),
     )?;
-    apply(state, &mut draft, &id, &ops[1..])?;
+    apply(state, &mut draft, &id, &ops[1..], to)?;
     edit::commit(state, draft).await?;
     let settings: Vec<String> = ops[1..].iter().map(Op::describe).collect();
     state
