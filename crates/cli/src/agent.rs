@@ -25,7 +25,12 @@ pub struct AgentArgs {
     key: PathBuf,
     /// A one-time enrolment token from an administrator (else an administrator approves the
     /// agent on the Agents page).
-    #[arg(long, value_name = "TOKEN", env = "IDLINK_ENROL_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "IDLINK_ENROL_TOKEN",
+        hide_env_values = true
+    )]
     enrol_token: Option<String>,
     /// A PEM certificate to trust (a private CA or a self-signed server certificate).
     #[arg(long, value_name = "FILE")]

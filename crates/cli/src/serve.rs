@@ -24,7 +24,12 @@ pub struct ServeArgs {
     tls_key: Option<PathBuf>,
     /// The embedded agent's identifier: connections whose connector (or task) names it run in
     /// this process; others go to their remote agents.
-    #[arg(long = "agent", value_name = "ID", env = "IDLINK_AGENT", default_value = "Local")]
+    #[arg(
+        long = "agent",
+        value_name = "ID",
+        env = "IDLINK_AGENT",
+        default_value = "Local"
+    )]
     local_agent: String,
     /// How long an agent's lease on a task lasts without renewal, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 30_000, hide = true)]

@@ -112,9 +112,10 @@ impl Engine {
         let id = connection.to_string();
         let work = self.work_dir().to_path_buf();
         let dir = dir.to_path_buf();
-        let (tables, cookie_written) =
-            blocking(move || crate::export::commit_received(&id, &work, &dir, &tables, cookie.as_deref()))
-                .await?;
+        let (tables, cookie_written) = blocking(move || {
+            crate::export::commit_received(&id, &work, &dir, &tables, cookie.as_deref())
+        })
+        .await?;
         Ok(ExportReport {
             connection: connection.to_string(),
             package: package.to_string(),

@@ -239,7 +239,13 @@ pub(crate) fn commit_received(
         tracing::warn!(connection, "{note}");
     }
     let result = commit_set(connection, tables, &output_dir, &cookies, &dir, cookie);
-    if !matches!(result, Err(EngineError::Commit { restored: false, .. })) {
+    if !matches!(
+        result,
+        Err(EngineError::Commit {
+            restored: false,
+            ..
+        })
+    ) {
         let _ = fs::remove_dir_all(&dir);
     }
     result

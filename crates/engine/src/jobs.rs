@@ -114,7 +114,9 @@ fn export_summary(r: &crate::ExportReport, agent: Option<&str>) -> String {
         r.rows(),
         r.tables.len(),
         if r.tables.len() == 1 { "" } else { "s" },
-        agent.map(|a| format!(" on agent '{a}'")).unwrap_or_default()
+        agent
+            .map(|a| format!(" on agent '{a}'"))
+            .unwrap_or_default()
     )
 }
 
@@ -359,10 +361,16 @@ impl Engine {
                     ..ExportOptions::default()
                 };
                 if let Some((agents, agent)) = remote {
-                    return match agents.export(&agent, &connection.value, &opts, cancel).await {
+                    return match agents
+                        .export(&agent, &connection.value, &opts, cancel)
+                        .await
+                    {
                         Ok(r) => {
                             totals.exported_rows += r.rows();
-                            Ok(Done::ok(export_summary(&r, Some(&agent)), serde_json::to_value(&r).ok()))
+                            Ok(Done::ok(
+                                export_summary(&r, Some(&agent)),
+                                serde_json::to_value(&r).ok(),
+                            ))
                         }
                         Err(e) => Ok(Done::failed(e.to_string())),
                     };
@@ -371,7 +379,10 @@ impl Engine {
                 match opened.export(&opts, progress.clone(), cancel).await {
                     Ok(r) => {
                         totals.exported_rows += r.rows();
-                        Ok(Done::ok(export_summary(&r, None), serde_json::to_value(&r).ok()))
+                        Ok(Done::ok(
+                            export_summary(&r, None),
+                            serde_json::to_value(&r).ok(),
+                        ))
                     }
                     Err(e) => {
                         self.record_failed_export(opened.id(), &e, &e.to_string());

@@ -601,10 +601,10 @@ async fn save_mapping(
 }
 
 /// The audit log as JSON.
-pub async fn audit_entries(state: &AppState) -> Result<Vec<Value>, AppError> {
+pub async fn audit_entries(state: &AppState, limit: u32) -> Result<Vec<Value>, AppError> {
     Ok(state
         .store()
-        .audit_log(200)
+        .audit_log(limit.clamp(1, 10_000))
         .await?
         .into_iter()
         .map(|e| {
@@ -619,8 +619,20 @@ pub async fn audit_entries(state: &AppState) -> Result<Vec<Value>, AppError> {
         .collect())
 }
 
-async fn audit(State(state): State<AppState>, _: User) -> Result<Json<Value>, AppError> {
-    Ok(Json(json!(audit_entries(&state).await?)))
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    /// Entries, newest first (200 by default, at most 10,000).
+    limit: Option<u32>,
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    _: User,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(json!(
+        audit_entries(&state, q.limit.unwrap_or(200)).await?
+    )))
 }
 
 #[derive(Debug, Deserialize)]

@@ -51,7 +51,13 @@ impl AppState {
     /// Loads the configuration once (off the executor) and shares it with the store.
     /// `secure_cookies`: the server runs under TLS (cookies get `Secure`).
     pub async fn new(store: Store, paths: Paths, secure_cookies: bool) -> AppState {
-        Self::with_agents(store, paths, secure_cookies, crate::agents::AgentOptions::default()).await
+        Self::with_agents(
+            store,
+            paths,
+            secure_cookies,
+            crate::agents::AgentOptions::default(),
+        )
+        .await
     }
 
     /// [`AppState::new`] with how agents are served.

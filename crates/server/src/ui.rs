@@ -584,7 +584,7 @@ async fn resource(
 }
 
 async fn audit(State(state): State<AppState>, Viewer(p): Viewer) -> Result<Html<String>, UiError> {
-    let entries = api::audit_entries(&state).await?;
+    let entries = api::audit_entries(&state, 200).await?;
     render(
         &state,
         "audit.html",

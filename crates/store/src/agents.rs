@@ -236,12 +236,15 @@ impl Store {
         .await
         .map(|r| r.rows_affected()))
         .map_err(|e| self.db_error("enrol an agent", e))?;
-        let found = self.agent(agent).await?.ok_or_else(|| StoreError::Database {
-            store: self.location().to_string(),
-            operation: "enrol an agent",
-            message: "the agent enrolled is not found".into(),
-            kind: crate::ErrorKind::Bug,
-        })?;
+        let found = self
+            .agent(agent)
+            .await?
+            .ok_or_else(|| StoreError::Database {
+                store: self.location().to_string(),
+                operation: "enrol an agent",
+                message: "the agent enrolled is not found".into(),
+                kind: crate::ErrorKind::Bug,
+            })?;
         if inserted == 1 {
             return Ok(Enrolment::Created(found));
         }

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `idlink` binary (one integration-test binary per crate).
 
+mod agents;
 mod broken;
 mod check;
 mod crash;

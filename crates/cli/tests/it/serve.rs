@@ -10,27 +10,26 @@ use std::time::Duration;
 
 use crate::support::{copy_dir, repo_root};
 
-struct Served {
-    child: Child,
+pub(crate) struct Served {
+    pub(crate) child: Child,
     /// `http://127.0.0.1:PORT/` as printed.
-    url: String,
+    pub(crate) url: String,
     /// Everything printed on standard output before the URL.
     stdout: String,
     lines: mpsc::Receiver<String>,
 }
 
 /// Starts `idlink serve` on a free port and waits for the line with its URL.
-fn start(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
+pub(crate) fn start(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
+    start_on(dir, "127.0.0.1:0", extra, env)
+}
+
+/// [`start`] listening on `listen`.
+pub(crate) fn start_on(dir: &Path, listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Served {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("idlink"));
     cmd.current_dir(dir)
         .args([
-            "serve",
-            "--config",
-            "conf",
-            "--work",
-            "work",
-            "--listen",
-            "127.0.0.1:0",
+            "serve", "--config", "conf", "--work", "work", "--listen", listen,
         ])
         .args(extra)
         .env_remove("IDLINK_ADMIN_PASSWORD")
@@ -104,7 +103,7 @@ fn get(url: &str, path: &str) -> (String, String) {
 }
 
 /// SIGTERM, then the exit status and standard error.
-fn stop(mut s: Served) -> (i32, String) {
+pub(crate) fn stop(mut s: Served) -> (i32, String) {
     let pid = s.child.id().to_string();
     let ok = Command::new("kill")
         .args(["-TERM", &pid])

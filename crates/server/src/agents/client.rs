@@ -12,7 +12,6 @@ use std::time::Duration;
 use idlink_engine::{CancellationToken, Engine, ExportOptions};
 use idlink_model::SettingsSource;
 use idlink_packages::Registry;
-use idlink_packages::api::NoProgress;
 use idlink_secrets::{AgentIdentity, decrypt_value};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -103,10 +102,12 @@ async fn answer<T: serde::de::DeserializeOwned>(
             message,
         });
     }
-    serde_json::from_slice(&body).map(Some).map_err(|e| HttpError {
-        status: Some(status),
-        message: format!("the server's answer cannot be read: {e}"),
-    })
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| HttpError {
+            status: Some(status),
+            message: format!("the server's answer cannot be read: {e}"),
+        })
 }
 
 /// Checks that `url` may carry an agent's traffic: HTTPS, or HTTP to a loopback address with
@@ -176,8 +177,8 @@ pub async fn run(
 ) -> Result<(), ClientError> {
     let base = check_server_url(&options.server, options.insecure_loopback)?;
     let identity = load_or_create_key(&options.key_file)?;
-    let key_path = std::path::absolute(&options.key_file)
-        .map_err(|e| ClientError::Io(e.to_string()))?;
+    let key_path =
+        std::path::absolute(&options.key_file).map_err(|e| ClientError::Io(e.to_string()))?;
     let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .use_rustls_tls();
@@ -318,10 +319,11 @@ impl Agent {
             status: None,
             message: "the server granted no session".into(),
         })?;
-        let token = decrypt_value(&self.identity, &granted.sealed_token).map_err(|e| HttpError {
-            status: None,
-            message: format!("the session token does not decrypt with this agent's key: {e}"),
-        })?;
+        let token =
+            decrypt_value(&self.identity, &granted.sealed_token).map_err(|e| HttpError {
+                status: None,
+                message: format!("the session token does not decrypt with this agent's key: {e}"),
+            })?;
         *self.token.write().await = Some(token.expose_secret().to_string());
         Ok(())
     }
@@ -495,7 +497,9 @@ impl Agent {
                     status: Some(s),
                     message,
                 }) if s.is_client_error() && s != StatusCode::TOO_MANY_REQUESTS => {
-                    self.say(&format!("task {id}: the server refused the result: {message}"));
+                    self.say(&format!(
+                        "task {id}: the server refused the result: {message}"
+                    ));
                     return;
                 }
                 Err(e) => {
@@ -549,8 +553,7 @@ impl Agent {
                     ignore_cookies: payload.ignore_cookies,
                     ..ExportOptions::default()
                 };
-                let report = opened
-                    .export(&options, Arc::new(NoProgress), &CancellationToken::new())
+                let report = super::export_when_free(&opened, &options, &CancellationToken::new())
                     .await
                     .map_err(|e| opened.redact(&e.to_string()))?;
                 let mut tables = Vec::with_capacity(report.tables.len());
@@ -589,7 +592,9 @@ impl Agent {
             }
             kind::CHECK => match opened.check_connection().await {
                 Ok(m) => Ok(json!({ "reachable": true, "message": opened.redact(&m) })),
-                Err(e) => Ok(json!({ "reachable": false, "message": opened.redact(&e.to_string()) })),
+                Err(e) => {
+                    Ok(json!({ "reachable": false, "message": opened.redact(&e.to_string()) }))
+                }
             },
             other => Err(format!("this agent does not know work of kind '{other}'")),
         }
@@ -614,7 +619,8 @@ impl Agent {
             let f = tokio::fs::File::open(file)
                 .await
                 .map_err(|e| format!("{}: {e}", file.display()))?;
-            let gz = async_compression::tokio::bufread::GzipEncoder::new(tokio::io::BufReader::new(f));
+            let gz =
+                async_compression::tokio::bufread::GzipEncoder::new(tokio::io::BufReader::new(f));
             let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(gz));
             let r: Result<Option<Value>, HttpError> = answer(
                 self.http
@@ -640,7 +646,10 @@ impl Agent {
                 Err(HttpError {
                     status: Some(s),
                     message,
-                }) if s.is_client_error() && s != StatusCode::UNPROCESSABLE_ENTITY && s != StatusCode::TOO_MANY_REQUESTS => {
+                }) if s.is_client_error()
+                    && s != StatusCode::UNPROCESSABLE_ENTITY
+                    && s != StatusCode::TOO_MANY_REQUESTS =>
+                {
                     return Err(format!("table '{table}' refused: {message}"));
                 }
                 Err(e) => {
@@ -666,7 +675,10 @@ fn write_configuration(dir: &Path, c: &AgentConfiguration, key: &Path) -> Result
                 .components()
                 .any(|p| !matches!(p, std::path::Component::Normal(_)))
         {
-            return Err(format!("the server sent a file outside the configuration: '{}'", f.name));
+            return Err(format!(
+                "the server sent a file outside the configuration: '{}'",
+                f.name
+            ));
         }
         let path = staging.join(rel);
         if let Some(parent) = path.parent() {

@@ -202,7 +202,8 @@ impl RemoteAgents for Remote {
             ignore_cookies: options.ignore_cookies,
             cookie: engine.current_cookie(connection, options.ignore_cookies)?,
         };
-        let payload = serde_json::to_value(&payload).map_err(|e| EngineError::Contract(e.to_string()))?;
+        let payload =
+            serde_json::to_value(&payload).map_err(|e| EngineError::Contract(e.to_string()))?;
         let id = queue(&self.state, agent, kind::EXPORT, connection, &payload).await?;
         let task = wait_for(&self.state, id, cancel).await?;
         finished_export(agent, &task)
@@ -228,6 +229,38 @@ pub fn finished_export(
     }
     let text = task.result.as_deref().unwrap_or("null");
     serde_json::from_str(text).map_err(|e| {
-        EngineError::Contract(format!("the report of agent task {} cannot be read: {e}", task.id))
+        EngineError::Contract(format!(
+            "the report of agent task {} cannot be read: {e}",
+            task.id
+        ))
     })
+}
+
+/// How long queued work waits for another export of the same connection to end.
+pub const BUSY_WAIT: Duration = Duration::from_secs(600);
+
+/// Exports `opened`, waiting while another export of the same connection holds its lock
+/// (tasks of one connection queued back to back run one after the other, not fail).
+pub async fn export_when_free(
+    opened: &idlink_engine::Opened,
+    options: &ExportOptions,
+    cancel: &CancellationToken,
+) -> Result<ExportReport, EngineError> {
+    let started = Instant::now();
+    loop {
+        match opened
+            .export(options, Arc::new(idlink_packages::api::NoProgress), cancel)
+            .await
+        {
+            Err(EngineError::Busy { .. }) if started.elapsed() < BUSY_WAIT => {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    () = cancel.cancelled() => {
+                        return Err(EngineError::Cancelled { what: "the export", connection: opened.id().to_string() });
+                    }
+                }
+            }
+            other => return other,
+        }
+    }
 }

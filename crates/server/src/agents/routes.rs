@@ -86,7 +86,9 @@ fn valid_agent_id(id: &str) -> Result<(), AppError> {
     let ok = !id.is_empty()
         && id.len() <= 64
         && id.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
     if ok {
         Ok(())
     } else {
@@ -120,7 +122,10 @@ async fn enrol(
 ) -> Result<Json<Enrolled>, AppError> {
     require_tls_or_loopback(&state, &client)?;
     let limit = state.agent_options().rate_per_minute;
-    if !state.hub().allow(&format!("enrol:{}", client.0.ip()), limit.min(60)) {
+    if !state
+        .hub()
+        .allow(&format!("enrol:{}", client.0.ip()), limit.min(60))
+    {
         return Err(too_many());
     }
     valid_agent_id(&req.agent)?;
@@ -134,29 +139,19 @@ async fn enrol(
         )));
     }
     let store = state.store();
-    let approved_by = match &req.token {
-        None => None,
-        Some(t) => match store.use_enrolment_token(&token_hash(t.trim()), &agent).await? {
-            Some(creator) => Some(format!("enrolment token of {creator}")),
-            None => {
-                store
-                    .audit(&format!("agent {agent}"), "agent-enrol", &agent, "refused: the enrolment token is not valid")
-                    .await?;
-                return Err(AppError::Forbidden(
-                    "the enrolment token is not valid: unknown, already used, expired, or for another agent; ask an administrator for a new one".into(),
-                ));
-            }
-        },
-    };
-    let outcome = store
-        .enrol_agent(&agent, req.public_key.trim(), approved_by.as_deref())
-        .await?;
-    let (record, new) = match outcome {
-        Enrolment::Created(r) => (r, true),
-        Enrolment::Known(r) => (r, false),
-        Enrolment::OtherKey(_) => {
+    let public_key = req.public_key.trim();
+    // An agent enrolled already: its key decides; a token is spent only when it changes
+    // something (a Pending agent approved).
+    let existing = store.agent(&agent).await?;
+    if let Some(e) = &existing {
+        if e.public_key != public_key {
             store
-                .audit(&format!("agent {agent}"), "agent-enrol", &agent, "refused: enrolled already with another key")
+                .audit(
+                    &format!("agent {agent}"),
+                    "agent-enrol",
+                    &agent,
+                    "refused: enrolled already with another key",
+                )
                 .await?;
             return Err(AppError::Engine {
                 kind: idlink_engine::ErrorKind::Configuration,
@@ -164,6 +159,50 @@ async fn enrol(
                 message: format!(
                     "agent '{agent}' is enrolled with another key: use that key, or have an administrator revoke it and enrol under a new identifier"
                 ),
+            });
+        }
+        if e.state == AgentState::Revoked {
+            return Err(AppError::Forbidden(format!(
+                "agent '{agent}' was revoked; it enrols again only under a new identifier"
+            )));
+        }
+    }
+    let wants_token = existing
+        .as_ref()
+        .is_none_or(|e| e.state == AgentState::Pending);
+    let approved_by = match &req.token {
+        Some(t) if wants_token => match store
+            .use_enrolment_token(&token_hash(t.trim()), &agent)
+            .await?
+        {
+            Some(creator) => Some(format!("enrolment token of {creator}")),
+            None => {
+                store
+                    .audit(
+                        &format!("agent {agent}"),
+                        "agent-enrol",
+                        &agent,
+                        "refused: the enrolment token is not valid",
+                    )
+                    .await?;
+                return Err(AppError::Forbidden(
+                    "the enrolment token is not valid: unknown, already used, expired, or for another agent; ask an administrator for a new one".into(),
+                ));
+            }
+        },
+        _ => None,
+    };
+    let outcome = store
+        .enrol_agent(&agent, public_key, approved_by.as_deref())
+        .await?;
+    let (record, new) = match outcome {
+        Enrolment::Created(r) => (r, true),
+        Enrolment::Known(r) => (r, false),
+        Enrolment::OtherKey(_) => {
+            return Err(AppError::Engine {
+                kind: idlink_engine::ErrorKind::Configuration,
+                not_found: false,
+                message: format!("agent '{agent}' is enrolled with another key"),
             });
         }
     };
@@ -201,7 +240,10 @@ async fn session(
 ) -> Result<Json<SessionGranted>, AppError> {
     require_tls_or_loopback(&state, &client)?;
     let limit = state.agent_options().rate_per_minute;
-    if !state.hub().allow(&format!("session:{}", client.0.ip()), limit.min(120)) {
+    if !state
+        .hub()
+        .allow(&format!("session:{}", client.0.ip()), limit.min(120))
+    {
         return Err(too_many());
     }
     valid_agent_id(&req.agent)?;
@@ -271,7 +313,10 @@ impl FromRequestParts<AppState> for AgentPrincipal {
             .map_err(|e| reject(e.into()))?
             .ok_or_else(|| reject(AppError::Unauthorized))?;
         let limit = state.agent_options().rate_per_minute;
-        if !state.hub().allow(&format!("agent:{}", agent_key(&agent)), limit) {
+        if !state
+            .hub()
+            .allow(&format!("agent:{}", agent_key(&agent)), limit)
+        {
             return Err(reject(too_many()));
         }
         Ok(AgentPrincipal(agent))
@@ -391,7 +436,13 @@ async fn work(
         let lease = random_token();
         if let Some(task) = state
             .store()
-            .claim_agent_task(&agent, &lease, &format!("agent {agent}"), lease_ms, MAX_ATTEMPTS)
+            .claim_agent_task(
+                &agent,
+                &lease,
+                &format!("agent {agent}"),
+                lease_ms,
+                MAX_ATTEMPTS,
+            )
             .await?
         {
             let payload: Value = serde_json::from_str(&task.payload).unwrap_or(Value::Null);
@@ -465,17 +516,30 @@ async fn renew(
 ) -> Result<Json<Value>, AppError> {
     own_task(&state, &agent, id).await?;
     let lease_ms = i64::try_from(state.agent_options().lease.as_millis()).unwrap_or(30_000);
-    if !state.store().renew_agent_lease(id, &l.lease, lease_ms).await? {
+    if !state
+        .store()
+        .renew_agent_lease(id, &l.lease, lease_ms)
+        .await?
+    {
         return Err(lease_lost(id));
     }
     Ok(Json(json!({ "leaseExpiresMs": now_ms() + lease_ms })))
 }
 
 /// Where attempt `lease` of task `id` receives its tables.
-fn received_dir(state: &AppState, connection: &str, id: i64, lease: &str) -> Result<PathBuf, AppError> {
+fn received_dir(
+    state: &AppState,
+    connection: &str,
+    id: i64,
+    lease: &str,
+) -> Result<PathBuf, AppError> {
     let engine = state.engine()?;
     // The lease is a URL-safe token: keep letters and digits only in the folder's name.
-    let label: String = lease.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
+    let label: String = lease
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(16)
+        .collect();
     Ok(engine.received_dir(connection, &format!("task{id}-{label}")))
 }
 
@@ -592,7 +656,9 @@ async fn upload_table(
     }
     std::fs::write(file.with_extension("sha256"), &digest)
         .map_err(|e| AppError::Internal(e.to_string()))?;
-    Ok(Json(json!({ "table": table, "bytes": bytes, "sha256": digest })))
+    Ok(Json(
+        json!({ "table": table, "bytes": bytes, "sha256": digest }),
+    ))
 }
 
 async fn result(
@@ -642,14 +708,19 @@ async fn accept(
         kind::EXPORT => {
             let r: ExportResult = serde_json::from_value(v.clone())
                 .map_err(|e| format!("the agent's export result cannot be read: {e}"))?;
-            let dir = received_dir(state, &task.connection, task.id, lease).map_err(|e| e.to_string())?;
+            let dir =
+                received_dir(state, &task.connection, task.id, lease).map_err(|e| e.to_string())?;
             let mut staged = Vec::with_capacity(r.tables.len());
             for t in &r.tables {
                 if !table_of(&t.name, &task.connection) {
-                    return Err(format!("'{}' is not a table of connection '{}'", t.name, task.connection));
+                    return Err(format!(
+                        "'{}' is not a table of connection '{}'",
+                        t.name, task.connection
+                    ));
                 }
                 let path = dir.join(format!("{}.csv", t.name));
-                let got = std::fs::read_to_string(path.with_extension("sha256")).unwrap_or_default();
+                let got =
+                    std::fs::read_to_string(path.with_extension("sha256")).unwrap_or_default();
                 if got != t.sha256.to_ascii_lowercase() {
                     return Err(format!(
                         "table '{}' was not received whole (send it before the result)",
@@ -689,8 +760,8 @@ async fn accept(
             serde_json::to_string(&report).map_err(|e| e.to_string())
         }
         kind::SCHEMA => {
-            let schema: idlink_packages::api::ConnectionSchema =
-                serde_json::from_value(v.clone()).map_err(|e| format!("the agent's schema cannot be read: {e}"))?;
+            let schema: idlink_packages::api::ConnectionSchema = serde_json::from_value(v.clone())
+                .map_err(|e| format!("the agent's schema cannot be read: {e}"))?;
             let package = engine
                 .checked()
                 .config
@@ -756,7 +827,9 @@ pub async fn decide(
     to: AgentState,
 ) -> Result<Value, AppError> {
     let Some(record) = state.store().agent(agent).await? else {
-        return Err(AppError::NotFound(format!("agent '{agent}' never enrolled")));
+        return Err(AppError::NotFound(format!(
+            "agent '{agent}' never enrolled"
+        )));
     };
     if !state.store().decide_agent(agent, to, who).await? {
         return Err(AppError::Engine {
@@ -787,7 +860,9 @@ async fn approve(
     Path(agent): Path<String>,
 ) -> Result<Json<Value>, AppError> {
     p.require_admin("approving an agent")?;
-    Ok(Json(decide(&state, &p.name, &agent, AgentState::Approved).await?))
+    Ok(Json(
+        decide(&state, &p.name, &agent, AgentState::Approved).await?,
+    ))
 }
 
 async fn revoke(
@@ -796,7 +871,9 @@ async fn revoke(
     Path(agent): Path<String>,
 ) -> Result<Json<Value>, AppError> {
     p.require_admin("revoking an agent")?;
-    Ok(Json(decide(&state, &p.name, &agent, AgentState::Revoked).await?))
+    Ok(Json(
+        decide(&state, &p.name, &agent, AgentState::Revoked).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -925,7 +1002,12 @@ async fn queue_task(
     let id = super::queue(&state, &agent, &req.kind, &connection, &payload).await?;
     state
         .store()
-        .audit(&p.name, "agent-queue", &connection, &format!("{} for agent {agent} (task {id})", req.kind))
+        .audit(
+            &p.name,
+            "agent-queue",
+            &connection,
+            &format!("{} for agent {agent} (task {id})", req.kind),
+        )
         .await?;
     let task = state.store().agent_task(id).await?;
     Ok((

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idlink_engine::{CancellationToken, ExportOptions};
-use idlink_packages::api::NoProgress;
 use serde_json::{Value, json};
 
 use super::protocol::{ExportPayload, kind};
@@ -68,7 +67,8 @@ async fn run_one(state: &AppState, task: idlink_store::AgentTask, lease: String,
     let renew_every = Duration::from_millis(u64::try_from(lease_ms / 3).unwrap_or(10_000).max(50));
     let done = CancellationToken::new();
     let renewer = {
-        let (store, done, lease, id) = (state.store().clone(), done.clone(), lease.clone(), task.id);
+        let (store, done, lease, id) =
+            (state.store().clone(), done.clone(), lease.clone(), task.id);
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -86,8 +86,18 @@ async fn run_one(state: &AppState, task: idlink_store::AgentTask, lease: String,
     done.cancel();
     let _ = renewer.await;
     let stored = match &outcome {
-        Ok(v) => state.store().finish_agent_task(task.id, &lease, Ok(&v.to_string())).await,
-        Err(e) => state.store().finish_agent_task(task.id, &lease, Err(e)).await,
+        Ok(v) => {
+            state
+                .store()
+                .finish_agent_task(task.id, &lease, Ok(&v.to_string()))
+                .await
+        }
+        Err(e) => {
+            state
+                .store()
+                .finish_agent_task(task.id, &lease, Err(e))
+                .await
+        }
     };
     match stored {
         Ok(true) => {}
@@ -112,7 +122,7 @@ async fn execute(state: &AppState, task: &idlink_store::AgentTask) -> Result<Val
                 ignore_cookies: payload.ignore_cookies,
                 ..ExportOptions::default()
             };
-            match opened.export(&options, Arc::new(NoProgress), &cancel).await {
+            match super::export_when_free(&opened, &options, &cancel).await {
                 Ok(r) => {
                     let _ = state
                         .store()
@@ -146,7 +156,9 @@ async fn execute(state: &AppState, task: &idlink_store::AgentTask) -> Result<Val
             let opened = engine.open(&task.connection).map_err(|e| e.to_string())?;
             match opened.check_connection().await {
                 Ok(m) => Ok(json!({ "reachable": true, "message": opened.redact(&m) })),
-                Err(e) => Ok(json!({ "reachable": false, "message": opened.redact(&e.to_string()) })),
+                Err(e) => {
+                    Ok(json!({ "reachable": false, "message": opened.redact(&e.to_string()) }))
+                }
             }
         }
         other => Err(format!("'{other}' is not a kind of agent work")),

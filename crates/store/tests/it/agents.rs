@@ -26,14 +26,19 @@ async fn enrolment_approval_and_revocation(t: Target, _: &str) {
     assert_eq!(store.agent_session("s1").await.expect("reads"), None);
     // The same identifier with another key is refused, whatever the case.
     assert!(matches!(
-        store.enrol_agent("PARIS", "age1other", None).await.expect("runs"),
+        store
+            .enrol_agent("PARIS", "age1other", None)
+            .await
+            .expect("runs"),
         Enrolment::OtherKey(_)
     ));
     // Approved: the session works.
-    assert!(store
-        .decide_agent("paris", AgentState::Approved, "admin")
-        .await
-        .expect("approves"));
+    assert!(
+        store
+            .decide_agent("paris", AgentState::Approved, "admin")
+            .await
+            .expect("approves")
+    );
     assert_eq!(
         store.agent_session("s1").await.expect("reads").as_deref(),
         Some("Paris")
@@ -45,17 +50,26 @@ async fn enrolment_approval_and_revocation(t: Target, _: &str) {
         .expect("session");
     assert_eq!(store.agent_session("old").await.expect("reads"), None);
     // Revoked: sessions dropped, never approved again.
-    assert!(store
-        .decide_agent("Paris", AgentState::Revoked, "admin")
-        .await
-        .expect("revokes"));
+    assert!(
+        store
+            .decide_agent("Paris", AgentState::Revoked, "admin")
+            .await
+            .expect("revokes")
+    );
     assert_eq!(store.agent_session("s1").await.expect("reads"), None);
-    assert!(!store
-        .decide_agent("Paris", AgentState::Approved, "admin")
-        .await
-        .expect("runs"));
+    assert!(
+        !store
+            .decide_agent("Paris", AgentState::Approved, "admin")
+            .await
+            .expect("runs")
+    );
     assert_eq!(
-        store.agent("paris").await.expect("reads").expect("found").state,
+        store
+            .agent("paris")
+            .await
+            .expect("reads")
+            .expect("found")
+            .state,
         AgentState::Revoked
     );
 
@@ -73,12 +87,18 @@ async fn enrolment_approval_and_revocation(t: Target, _: &str) {
         .await
         .expect("token");
     assert_eq!(
-        store.use_enrolment_token("t-lyon", "Nice").await.expect("runs"),
+        store
+            .use_enrolment_token("t-lyon", "Nice")
+            .await
+            .expect("runs"),
         None,
         "a token bound to Lyon does not enrol Nice"
     );
     assert_eq!(
-        store.use_enrolment_token("t-old", "Nice").await.expect("runs"),
+        store
+            .use_enrolment_token("t-old", "Nice")
+            .await
+            .expect("runs"),
         None,
         "expired"
     );
@@ -91,7 +111,10 @@ async fn enrolment_approval_and_revocation(t: Target, _: &str) {
         Some("admin")
     );
     assert_eq!(
-        store.use_enrolment_token("t-lyon", "lyon").await.expect("runs"),
+        store
+            .use_enrolment_token("t-lyon", "lyon")
+            .await
+            .expect("runs"),
         None,
         "spent"
     );
@@ -132,25 +155,42 @@ async fn leases_retries_and_results_accepted_once(t: Target, _: &str) {
         .await
         .expect("claims")
         .expect("one");
-    assert_eq!((t1.id, t1.attempts, t1.state.as_str()), (a, 1, task_state::LEASED));
+    assert_eq!(
+        (t1.id, t1.attempts, t1.state.as_str()),
+        (a, 1, task_state::LEASED)
+    );
     let t2 = store
         .claim_agent_task("Paris", "L2", "agent Paris", 60_000, 2)
         .await
         .expect("claims")
         .expect("one");
     assert_eq!(t2.id, b);
-    assert!(store
-        .claim_agent_task("Paris", "L3", "agent Paris", 60_000, 2)
-        .await
-        .expect("claims")
-        .is_none());
+    assert!(
+        store
+            .claim_agent_task("Paris", "L3", "agent Paris", 60_000, 2)
+            .await
+            .expect("claims")
+            .is_none()
+    );
     // A result is accepted once, from the lease that holds the task.
-    assert!(!store
-        .finish_agent_task(a, "L2", Ok("{}"))
-        .await
-        .expect("runs"));
-    assert!(store.finish_agent_task(a, "L1", Ok("{\"rows\":1}")).await.expect("runs"));
-    assert!(!store.finish_agent_task(a, "L1", Ok("{}")).await.expect("runs"));
+    assert!(
+        !store
+            .finish_agent_task(a, "L2", Ok("{}"))
+            .await
+            .expect("runs")
+    );
+    assert!(
+        store
+            .finish_agent_task(a, "L1", Ok("{\"rows\":1}"))
+            .await
+            .expect("runs")
+    );
+    assert!(
+        !store
+            .finish_agent_task(a, "L1", Ok("{}"))
+            .await
+            .expect("runs")
+    );
     let done = store.agent_task(a).await.expect("reads").expect("found");
     assert_eq!(done.state, task_state::DONE);
     assert_eq!(done.result.as_deref(), Some("{\"rows\":1}"));
@@ -164,19 +204,30 @@ async fn leases_retries_and_results_accepted_once(t: Target, _: &str) {
         .expect("the expired one again");
     assert_eq!((retry.id, retry.attempts), (b, 2));
     assert!(!store.agent_lease_holds(b, "L4").await.expect("reads"));
-    assert!(store
-        .claim_agent_task("Paris", "L5", "agent Paris", 60_000, 2)
-        .await
-        .expect("claims")
-        .is_none());
+    assert!(
+        store
+            .claim_agent_task("Paris", "L5", "agent Paris", 60_000, 2)
+            .await
+            .expect("claims")
+            .is_none()
+    );
     let errored = store.agent_task(b).await.expect("reads").expect("found");
     assert_eq!(errored.state, task_state::ERRORED);
     assert!(
-        errored.error.as_deref().unwrap_or("").contains("lease expired"),
+        errored
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("lease expired"),
         "{errored:?}"
     );
     // The late answer of the dead lease is refused.
-    assert!(!store.finish_agent_task(b, "L4", Ok("{}")).await.expect("runs"));
+    assert!(
+        !store
+            .finish_agent_task(b, "L4", Ok("{}"))
+            .await
+            .expect("runs")
+    );
 }
 
 both!(agents_queue, leases_retries_and_results_accepted_once);
@@ -204,10 +255,12 @@ async fn concurrent_claims_hand_each_task_out_once(t: Target, _: &str) {
                 .await
                 .expect("claims")
             {
-                assert!(store
-                    .finish_agent_task(t.id, &format!("w{w}-{n}"), Ok("{}"))
-                    .await
-                    .expect("finishes"));
+                assert!(
+                    store
+                        .finish_agent_task(t.id, &format!("w{w}-{n}"), Ok("{}"))
+                        .await
+                        .expect("finishes")
+                );
                 got.push(t.id);
                 n += 1;
             }
@@ -222,4 +275,7 @@ async fn concurrent_claims_hand_each_task_out_once(t: Target, _: &str) {
     assert_eq!(all.into_iter().collect::<HashSet<_>>(), queued);
 }
 
-both!(agents_concurrent_claims, concurrent_claims_hand_each_task_out_once);
+both!(
+    agents_concurrent_claims,
+    concurrent_claims_hand_each_task_out_once
+);
