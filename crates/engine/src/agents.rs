@@ -10,7 +10,7 @@
 //! folder beside `ExportOutput`; [`Engine::commit_received`] commits them with the cookie the
 //! agent returned as one set, as a local export commits its own.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,6 +19,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::export::{ExportOptions, ExportReport, cookies_dir};
 use crate::{Engine, EngineError, blocking};
+
+/// What a remote agent's export sent: its tables, received into `dir`, and its cookie.
+#[derive(Debug)]
+pub struct Received {
+    pub package: String,
+    pub dir: PathBuf,
+    pub tables: Vec<StagedTable>,
+    pub cookie: Option<String>,
+    pub incremental: bool,
+    pub duration: Duration,
+}
 
 /// The embedded agent's identifier unless configured otherwise.
 pub const LOCAL_AGENT: &str = "Local";
@@ -96,29 +107,31 @@ impl Engine {
             .join(format!(".staging-{connection}_{label}"))
     }
 
-    /// Commits tables a remote agent exported (received into `dir`, see
+    /// Commits tables a remote agent exported (received into `received.dir`, see
     /// [`Engine::received_dir`]) and its cookie as one set, under the connection's export lock.
     /// The folder is removed afterwards.
     pub async fn commit_received(
         &self,
         connection: &str,
-        package: &str,
-        dir: &Path,
-        tables: Vec<StagedTable>,
-        cookie: Option<String>,
-        incremental: bool,
-        duration: Duration,
+        received: Received,
     ) -> Result<ExportReport, EngineError> {
+        let Received {
+            package,
+            dir,
+            tables,
+            cookie,
+            incremental,
+            duration,
+        } = received;
         let id = connection.to_string();
         let work = self.work_dir().to_path_buf();
-        let dir = dir.to_path_buf();
         let (tables, cookie_written) = blocking(move || {
             crate::export::commit_received(&id, &work, &dir, &tables, cookie.as_deref())
         })
         .await?;
         Ok(ExportReport {
             connection: connection.to_string(),
-            package: package.to_string(),
+            package,
             incremental,
             tables,
             duration,

@@ -233,14 +233,20 @@ pub const OPERATIONS: &[Operation] = &[
             (200, "MappingEditor"),
         )
     },
-    op(
-        "get",
-        "/api/audit",
-        "audit",
-        "users",
-        "The audit log, newest first (200 entries)",
-        (200, "AuditList"),
-    ),
+    Operation {
+        query: &[(
+            "limit",
+            "entries, newest first (200 by default, at most 10,000)",
+        )],
+        ..op(
+            "get",
+            "/api/audit",
+            "audit",
+            "users",
+            "The audit log, newest first",
+            (200, "AuditList"),
+        )
+    },
     Operation {
         body: Some("NewToken"),
         ..op(
@@ -362,16 +368,187 @@ pub const OPERATIONS: &[Operation] = &[
             (200, "Ticket"),
         )
     },
+    Operation {
+        body: Some("AgentEnrol"),
+        ..op(
+            "post",
+            "/api/agent/enrol",
+            "agentEnrol",
+            "agent protocol",
+            "A remote agent registers its age public key: Pending until an administrator approves it, or Approved with a one-time enrolment token. No user authentication; rate limited; over plain HTTP from loopback only",
+            (200, "AgentEnrolled"),
+        )
+    },
+    Operation {
+        body: Some("AgentSessionRequest"),
+        ..op(
+            "post",
+            "/api/agent/session",
+            "agentSession",
+            "agent protocol",
+            "An approved agent's session: a bearer token encrypted to its registered key (only its private key reads it). Rate limited",
+            (200, "AgentSession"),
+        )
+    },
+    op(
+        "get",
+        "/api/agent/configuration",
+        "agentConfiguration",
+        "agent protocol",
+        "The configuration for the calling agent (agent session): the XML files and the settings of its own connections only, secured values as ciphertext to its key",
+        (200, "Object"),
+    ),
+    Operation {
+        query: &[(
+            "wait",
+            "seconds to wait for work (25 by default, at most 60)",
+        )],
+        ..op(
+            "get",
+            "/api/agent/work",
+            "agentWork",
+            "agent protocol",
+            "Long poll for the calling agent's next task (agent session): the task, leased to it until leaseExpiresMs (200), or nothing (204)",
+            (200, "AgentWorkItem"),
+        )
+    },
+    Operation {
+        body: Some("AgentLease"),
+        ..op(
+            "post",
+            "/api/agent/tasks/{task}/renew",
+            "agentRenew",
+            "agent protocol",
+            "Extend the lease on one of the calling agent's tasks (409 when the lease was lost; 403 for another agent's task)",
+            (200, "Object"),
+        )
+    },
+    Operation {
+        body: Some("AgentTaskResult"),
+        ..op(
+            "post",
+            "/api/agent/tasks/{task}/result",
+            "agentResult",
+            "agent protocol",
+            "A task's answer, accepted once from the lease that holds it (409 otherwise; 403 for another agent's task). An export's tables, sent before with PUT /api/agent/tasks/{task}/tables/{table}?lease=L (gzip, x-idlink-sha256 header), are committed with its cookie as one set",
+            (200, "Object"),
+        )
+    },
+    op(
+        "get",
+        "/api/agents",
+        "listAgents",
+        "agents",
+        "The enrolled agents with their state (Pending, Approved, Revoked) and last contact, and this server's embedded agent",
+        (200, "AgentList"),
+    ),
+    op(
+        "post",
+        "/api/agents/{agent}/approve",
+        "approveAgent",
+        "agents",
+        "Approve a Pending agent (administrators). A revoked agent is never approved again. Audited",
+        (200, "Agent"),
+    ),
+    op(
+        "post",
+        "/api/agents/{agent}/revoke",
+        "revokeAgent",
+        "agents",
+        "Revoke an agent (administrators): its sessions end at once and it is refused from then on. Audited",
+        (200, "Agent"),
+    ),
+    Operation {
+        body: Some("NewEnrolmentToken"),
+        ..op(
+            "post",
+            "/api/agent-tokens",
+            "createEnrolmentToken",
+            "agents",
+            "A one-time enrolment token (administrators), for one agent or any, shown once. Audited",
+            (201, "EnrolmentToken"),
+        )
+    },
+    Operation {
+        query: &[
+            ("agent", "one agent's tasks only"),
+            ("limit", "at most this many, newest first (200)"),
+        ],
+        ..op(
+            "get",
+            "/api/agent-tasks",
+            "listAgentTasks",
+            "agents",
+            "The agent work queue, newest first: kind, connection, state (Queued, Leased, Done, Errored), attempts, holder, result or error",
+            (200, "AgentTaskList"),
+        )
+    },
+    Operation {
+        body: Some("NewAgentTask"),
+        ..op(
+            "post",
+            "/api/agent-tasks",
+            "queueAgentTask",
+            "agents",
+            "Queue work (export, schema, check) on a connection for the agent that runs it (operators and administrators); answers at once (202)",
+            (202, "AgentTask"),
+        )
+    },
+    op(
+        "get",
+        "/api/agent-tasks/{task}",
+        "getAgentTask",
+        "agents",
+        "One task of the agent work queue",
+        (200, "AgentTask"),
+    ),
 ];
 
 fn schemas() -> Value {
     let mut all = base_schemas();
-    for more in [editing_schemas(), job_schemas()] {
+    for more in [editing_schemas(), job_schemas(), agent_schemas()] {
         if let (Value::Object(all), Value::Object(more)) = (&mut all, more) {
             all.extend(more);
         }
     }
     all
+}
+
+/// Agents and their protocol.
+fn agent_schemas() -> Value {
+    let s = |t: &str| json!({ "type": t });
+    let string = s("string");
+    let opt_string = json!({ "type": ["string", "null"] });
+    let agent = json!({ "agent": string, "publicKey": string,
+        "state": { "enum": ["Pending", "Approved", "Revoked"] }, "enrolledAt": string,
+        "decidedBy": opt_string, "decidedAt": opt_string, "lastSeen": opt_string });
+    let task = json!({ "id": s("integer"), "agent": string, "kind": { "enum": ["export", "schema", "check"] },
+        "connection": string, "state": { "enum": ["Queued", "Leased", "Done", "Errored"] },
+        "attempts": s("integer"), "leasedBy": opt_string, "result": {}, "error": opt_string,
+        "createdMs": s("integer"), "finishedMs": { "type": ["integer", "null"] } });
+    json!({
+        "AgentEnrol": { "type": "object", "required": ["agent", "publicKey"], "properties": {
+            "agent": string, "publicKey": string, "token": string } },
+        "AgentEnrolled": { "type": "object", "properties": { "agent": string,
+            "state": { "enum": ["Pending", "Approved"] }, "message": string } },
+        "AgentSessionRequest": { "type": "object", "required": ["agent"], "properties": { "agent": string } },
+        "AgentSession": { "type": "object", "properties": { "sealedToken": string, "expiresInSecs": s("integer") } },
+        "AgentWorkItem": { "type": "object", "properties": { "id": s("integer"), "lease": string,
+            "leaseExpiresMs": s("integer"), "kind": string, "connection": string, "attempt": s("integer"),
+            "configVersion": string, "payload": {} } },
+        "AgentLease": { "type": "object", "required": ["lease"], "properties": { "lease": string } },
+        "AgentTaskResult": { "type": "object", "required": ["lease"], "properties": {
+            "lease": string, "ok": {}, "error": string, "retryable": s("boolean") } },
+        "Agent": { "type": "object", "properties": agent },
+        "AgentList": { "type": "object", "properties": { "localAgent": string,
+            "agents": { "type": "array", "items": { "$ref": "#/components/schemas/Agent" } } } },
+        "NewEnrolmentToken": { "type": "object", "properties": { "agent": string, "hours": s("integer") } },
+        "EnrolmentToken": { "type": "object", "properties": { "token": string, "agent": opt_string, "expiresMs": s("integer") } },
+        "AgentTask": { "type": "object", "properties": task },
+        "AgentTaskList": { "type": "array", "items": { "$ref": "#/components/schemas/AgentTask" } },
+        "NewAgentTask": { "type": "object", "required": ["connection", "kind"], "properties": {
+            "connection": string, "kind": { "enum": ["export", "schema", "check"] } } },
+    })
 }
 
 /// Jobs, orders and tickets.

@@ -71,9 +71,34 @@ fn too_many() -> AppError {
     AppError::TooManyRequests(60)
 }
 
+/// The client's address, when the server was started with it (`idlink serve`); an app driven
+/// in process (tests) has none.
+#[derive(Debug, Clone, Copy)]
+pub struct Client(pub Option<std::net::SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Client(
+            parts
+                .extensions
+                .get::<ConnectInfo<ClientAddr>>()
+                .map(|c| c.0.0),
+        ))
+    }
+}
+
+impl Client {
+    fn key(&self) -> String {
+        self.0
+            .map_or_else(|| "in-process".into(), |a| a.ip().to_string())
+    }
+}
+
 /// Plain HTTP is for loopback agents only.
-fn require_tls_or_loopback(state: &AppState, client: &ClientAddr) -> Result<(), AppError> {
-    if state.secure_cookies() || client.0.ip().is_loopback() {
+fn require_tls_or_loopback(state: &AppState, client: Client) -> Result<(), AppError> {
+    if state.secure_cookies() || client.0.is_none_or(|a| a.ip().is_loopback()) {
         Ok(())
     } else {
         Err(AppError::Forbidden(
@@ -117,14 +142,14 @@ fn declared_agent(state: &AppState, id: &str) -> Result<String, AppError> {
 
 async fn enrol(
     State(state): State<AppState>,
-    ConnectInfo(client): ConnectInfo<ClientAddr>,
+    client: Client,
     Json(req): Json<Enrol>,
 ) -> Result<Json<Enrolled>, AppError> {
-    require_tls_or_loopback(&state, &client)?;
+    require_tls_or_loopback(&state, client)?;
     let limit = state.agent_options().rate_per_minute;
     if !state
         .hub()
-        .allow(&format!("enrol:{}", client.0.ip()), limit.min(60))
+        .allow(&format!("enrol:{}", client.key()), limit.min(60))
     {
         return Err(too_many());
     }
@@ -235,14 +260,14 @@ async fn enrol(
 
 async fn session(
     State(state): State<AppState>,
-    ConnectInfo(client): ConnectInfo<ClientAddr>,
+    client: Client,
     Json(req): Json<SessionRequest>,
 ) -> Result<Json<SessionGranted>, AppError> {
-    require_tls_or_loopback(&state, &client)?;
+    require_tls_or_loopback(&state, client)?;
     let limit = state.agent_options().rate_per_minute;
     if !state
         .hub()
-        .allow(&format!("session:{}", client.0.ip()), limit.min(120))
+        .allow(&format!("session:{}", client.key()), limit.min(120))
     {
         return Err(too_many());
     }
@@ -297,9 +322,10 @@ impl FromRequestParts<AppState> for AgentPrincipal {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let reject = |e: AppError| crate::ui::error_response(true, e);
-        if let Some(ConnectInfo(client)) = parts.extensions.get::<ConnectInfo<ClientAddr>>() {
-            require_tls_or_loopback(state, client).map_err(reject)?;
-        }
+        let client = Client::from_request_parts(parts, state)
+            .await
+            .unwrap_or(Client(None));
+        require_tls_or_loopback(state, client).map_err(reject)?;
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -739,12 +765,14 @@ async fn accept(
             let report = engine
                 .commit_received(
                     &task.connection,
-                    &r.package,
-                    &dir,
-                    staged,
-                    r.cookie.clone(),
-                    r.incremental,
-                    Duration::from_millis(r.duration_ms),
+                    idlink_engine::agents::Received {
+                        package: r.package.clone(),
+                        dir,
+                        tables: staged,
+                        cookie: r.cookie.clone(),
+                        incremental: r.incremental,
+                        duration: Duration::from_millis(r.duration_ms),
+                    },
                 )
                 .await
                 .map_err(|e| e.to_string())?;

@@ -68,7 +68,10 @@ async fn every_route_is_documented_and_every_documented_route_is_routed() {
             .replace("{job}", "NoSuchJob")
             .replace("{run}", "1")
             .replace("{order}", "1")
-            .replace("{ticket}", "1");
+            .replace("{ticket}", "1")
+            .replace("{task}", "1")
+            .replace("{table}", "HR")
+            .replace("{agent}", "Paris");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
         let r = c
             .api(method.clone(), &concrete, Some(serde_json::json!({})))
