@@ -19,6 +19,7 @@ use crate::views;
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../templates/base.html")),
+    ("agents.html", include_str!("../templates/agents.html")),
     ("login.html", include_str!("../templates/login.html")),
     (
         "connectors.html",
@@ -184,6 +185,7 @@ pub fn router() -> Router<AppState> {
         .route("/configuration", get(configuration))
         .route("/assets/{name}", get(asset))
         .merge(crate::jobs::ui_routes())
+        .merge(crate::agents::routes::ui_routes())
 }
 
 pub(crate) fn render(state: &AppState, name: &str, ctx: Value) -> Result<Html<String>, UiError> {

@@ -58,6 +58,15 @@ pub fn api_routes(r: ApiRouter) -> ApiRouter {
         .add(Method::GET, "/api/agent-tasks/{task}", get(get_task))
 }
 
+/// The Agents page and its forms.
+pub fn ui_routes() -> Router<AppState> {
+    Router::new()
+        .route("/agents", get(agents_page))
+        .route("/agents/{agent}/approve", post(approve_form))
+        .route("/agents/{agent}/revoke", post(revoke_form))
+        .route("/agents/tokens", post(token_form))
+}
+
 /// The table upload, outside the 1 MiB body limit of every other route (its size is bounded
 /// by [`MAX_TABLE_BYTES`] after decompression).
 pub fn upload_routes() -> Router<AppState> {
@@ -663,10 +672,11 @@ async fn upload_table(
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?
         .map_err(|e| AppError::Internal(format!("{}: {e}", file.display())));
+    // Damaged in transit: sending it again may help (503).
     let refuse = |message: String| {
         let _ = std::fs::remove_file(&file);
         AppError::Engine {
-            kind: idlink_engine::ErrorKind::Data,
+            kind: idlink_engine::ErrorKind::Unavailable,
             not_found: false,
             message,
         }
@@ -1072,4 +1082,112 @@ mod tests {
             json!({ "SourcesRootPaths": ["data"], "Connections": { "B": {"y": 2} } })
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Agents page
+
+async fn agents_page_with(
+    state: &AppState,
+    p: &crate::auth::Principal,
+    notice: Option<Value>,
+) -> Result<axum::response::Html<String>, crate::ui::UiError> {
+    let agents = state.store().agents().await.map_err(AppError::from)?;
+    let tasks = state
+        .store()
+        .agent_tasks(None, 50)
+        .await
+        .map_err(AppError::from)?;
+    crate::ui::render(
+        state,
+        "agents.html",
+        crate::ui::page(
+            state,
+            p,
+            "Agents",
+            json!({
+                "agents": agents.iter().map(agent_json).collect::<Vec<_>>(),
+                "tasks": tasks.iter().map(task_json).collect::<Vec<_>>(),
+                "local_agent": state.agent_options().local_agent,
+                "notice": notice,
+            }),
+        ),
+    )
+}
+
+async fn agents_page(
+    State(state): State<AppState>,
+    crate::ui::Viewer(p): crate::ui::Viewer,
+) -> Result<axum::response::Html<String>, crate::ui::UiError> {
+    agents_page_with(&state, &p, None).await
+}
+
+async fn decide_form(
+    state: &AppState,
+    p: &crate::auth::Principal,
+    agent: &str,
+    to: AgentState,
+) -> Result<Response, crate::ui::UiError> {
+    let what = if to == AgentState::Revoked {
+        "revoking an agent"
+    } else {
+        "approving an agent"
+    };
+    p.require_admin(what)?;
+    let notice = match decide(state, &p.name, agent, to).await {
+        Ok(a) => {
+            json!({ "ok": true, "text": format!("Agent {} is {}.", a["agent"].as_str().unwrap_or(agent), a["state"].as_str().unwrap_or_default()) })
+        }
+        Err(e @ (AppError::Engine { .. } | AppError::NotFound(_))) => {
+            json!({ "ok": false, "text": e.public_message() })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(agents_page_with(state, p, Some(notice))
+        .await?
+        .into_response())
+}
+
+async fn approve_form(
+    State(state): State<AppState>,
+    crate::ui::Viewer(p): crate::ui::Viewer,
+    Path(agent): Path<String>,
+) -> Result<Response, crate::ui::UiError> {
+    decide_form(&state, &p, &agent, AgentState::Approved).await
+}
+
+async fn revoke_form(
+    State(state): State<AppState>,
+    crate::ui::Viewer(p): crate::ui::Viewer,
+    Path(agent): Path<String>,
+) -> Result<Response, crate::ui::UiError> {
+    decide_form(&state, &p, &agent, AgentState::Revoked).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct TokenForm {
+    #[serde(default)]
+    agent: String,
+}
+
+async fn token_form(
+    State(state): State<AppState>,
+    crate::ui::Viewer(p): crate::ui::Viewer,
+    axum::Form(form): axum::Form<TokenForm>,
+) -> Result<Response, crate::ui::UiError> {
+    p.require_admin("creating an enrolment token")?;
+    let agent = Some(form.agent.trim().to_string()).filter(|a| !a.is_empty());
+    let req = TokenRequest { agent, hours: None };
+    let notice = match new_enrolment_token(&state, &p.name, &req).await {
+        Ok(t) => json!({
+            "ok": true,
+            "text": format!("A one-time enrolment token for {}, valid 24 h: give it to the agent (--enrol-token).", req.agent.as_deref().unwrap_or("any agent")),
+            "token": t["token"],
+        }),
+        Err(e @ AppError::BadRequest(_)) => json!({ "ok": false, "text": e.public_message() }),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(agents_page_with(&state, &p, Some(notice))
+        .await?
+        .into_response())
 }

@@ -1,6 +1,7 @@
 //! The server's test suite: handlers through `oneshot` on the whole router (authentication,
 //! CSRF and security headers included), over a SQLite store and a copy of the quickstart.
 
+mod agents;
 mod api;
 mod auth;
 mod browser;
