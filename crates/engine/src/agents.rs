@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use idlink_packages::api::{OrderResult, ProvisioningOrder};
 use idlink_packages::output::StagedTable;
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +50,15 @@ pub trait RemoteAgents: Send + Sync + std::fmt::Debug {
         options: &ExportOptions,
         cancel: &CancellationToken,
     ) -> Result<ExportReport, EngineError>;
+
+    /// Sends one batch of orders to `connection` on `agent`; returns one result per order.
+    async fn fulfill(
+        &self,
+        agent: &str,
+        connection: &str,
+        orders: Vec<ProvisioningOrder>,
+        dry_run: bool,
+    ) -> Result<Vec<OrderResult>, EngineError>;
 }
 
 impl Engine {

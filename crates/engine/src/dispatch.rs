@@ -29,6 +29,46 @@ pub struct DispatchOptions {
     pub batch_size: Option<u32>,
     /// List what would be sent; change nothing.
     pub dry_run: bool,
+    /// Carries the orders of connections on other agents; without it, every connection's
+    /// orders are sent from this process.
+    pub agents: Option<Arc<dyn crate::agents::RemoteAgents>>,
+}
+
+/// Where a connection's orders go: its package in this process, or its remote agent.
+enum Sender<'a> {
+    Local(crate::Opened),
+    Remote {
+        agents: &'a Arc<dyn crate::agents::RemoteAgents>,
+        agent: String,
+        connection: String,
+    },
+}
+
+impl Sender<'_> {
+    async fn fulfill(
+        &self,
+        orders: Vec<ProvisioningOrder>,
+        dry_run: bool,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Vec<idlink_packages::api::OrderResult>, EngineError> {
+        match self {
+            Sender::Local(opened) => opened.fulfill(orders, dry_run, progress).await,
+            Sender::Remote {
+                agents,
+                agent,
+                connection,
+            } => agents.fulfill(agent, connection, orders, dry_run).await,
+        }
+    }
+
+    /// Hides the connection's secrets (a remote agent hid them before answering: this
+    /// process never holds them).
+    fn redact(&self, text: &str) -> String {
+        match self {
+            Sender::Local(opened) => opened.redact(text),
+            Sender::Remote { .. } => text.to_string(),
+        }
+    }
 }
 
 /// One order's outcome.
@@ -96,7 +136,13 @@ impl Engine {
         let config = &self.checked().config;
         if let Some(c) = &options.connection {
             // An unknown connection is an error, not an empty run.
-            self.open(c)?;
+            if self.remote_agent(options, c).is_some() {
+                if config.connection(c).is_none() {
+                    self.open(c)?;
+                }
+            } else {
+                self.open(c)?;
+            }
         }
         // Transmitted orders too: those a killed fulfill left behind are sent again (below).
         let pending = store
@@ -164,19 +210,19 @@ impl Engine {
         let batch = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1) as usize;
         for (connection, orders) in by_connection {
             let r = self
-                .dispatch_connection(
-                    store,
-                    &connection,
-                    orders,
-                    batch,
-                    options.dry_run,
-                    &progress,
-                )
+                .dispatch_connection(store, &connection, orders, batch, options, &progress)
                 .await?;
             report.connections.push(r);
         }
         report.duration = started.elapsed();
         Ok(report)
+    }
+
+    /// The remote agent `connection`'s orders go to, when `options` carries agents and the
+    /// connection runs on one.
+    fn remote_agent(&self, options: &DispatchOptions, connection: &str) -> Option<String> {
+        let agents = options.agents.as_ref()?;
+        self.remote_agent_of(connection, None, agents.local_agent())
     }
 
     async fn dispatch_connection(
@@ -185,24 +231,43 @@ impl Engine {
         connection: &str,
         orders: Vec<StoredOrder>,
         batch: usize,
-        dry_run: bool,
+        options: &DispatchOptions,
         progress: &Arc<dyn Progress>,
     ) -> Result<ConnectionDispatch, EngineError> {
+        let dry_run = options.dry_run;
         let mut r = ConnectionDispatch {
             connection: connection.to_string(),
             orders: orders.len() as u64,
             ..ConnectionDispatch::default()
         };
-        let opened = match self.open(connection) {
-            Ok(o) => o,
-            Err(e) => {
-                // The orders wait: the connection cannot be opened (settings, package).
-                r.failure = Some(e.to_string());
-                r.not_sent = orders.len() as u64;
-                return Ok(r);
+        let sender = match (self.remote_agent(options, connection), &options.agents) {
+            (Some(agent), Some(agents)) => {
+                r.package = self
+                    .checked()
+                    .config
+                    .connection(connection)
+                    .map(|c| c.package.value.clone())
+                    .unwrap_or_default();
+                Sender::Remote {
+                    agents,
+                    agent,
+                    connection: connection.to_string(),
+                }
             }
+            _ => match self.open(connection) {
+                Ok(o) => {
+                    r.package = o.package.id.to_string();
+                    Sender::Local(o)
+                }
+                Err(e) => {
+                    // The orders wait: the connection cannot be opened (settings, package).
+                    r.failure = Some(e.to_string());
+                    r.not_sent = orders.len() as u64;
+                    return Ok(r);
+                }
+            },
         };
-        r.package = opened.package.id.to_string();
+        let opened = &sender;
         // Transmitted orders here are those a killed fulfill left (`fulfill_pending` keeps no
         // ticket: those wait for a person).
         let (pending, stranded): (Vec<StoredOrder>, Vec<StoredOrder>) = orders
@@ -213,7 +278,7 @@ impl Engine {
             all.extend(stranded);
             all.sort_by_key(|o| o.id);
             return self
-                .dispatch_batches(store, &opened, all, batch, true, progress, r)
+                .dispatch_batches(store, opened, all, batch, true, progress, r)
                 .await;
         }
         // One fulfill per connection at a time; orders a killed fulfill left Transmitted are
@@ -240,7 +305,7 @@ impl Engine {
             orders.sort_by_key(|o| o.id);
         }
         let result = self
-            .dispatch_batches(store, &opened, orders, batch, false, progress, r)
+            .dispatch_batches(store, opened, orders, batch, false, progress, r)
             .await;
         let _ = lock.release().await;
         result
@@ -250,7 +315,7 @@ impl Engine {
     async fn dispatch_batches(
         &self,
         store: &Store,
-        opened: &crate::Opened,
+        opened: &Sender<'_>,
         orders: Vec<StoredOrder>,
         batch: usize,
         dry_run: bool,

@@ -528,6 +528,7 @@ impl Engine {
                 let base = DispatchOptions {
                     batch_size: t.batch_size,
                     dry_run: dry,
+                    agents: options.agents.clone(),
                     ..DispatchOptions::default()
                 };
                 if !t.resource_types.is_empty() {

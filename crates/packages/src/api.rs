@@ -229,11 +229,11 @@ pub enum OrderState {
 }
 
 /// The outcome of one order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct OrderResult {
     /// The order's position in the request (0-based).
     pub index: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub state: OrderState,
     /// The system's result (e.g. the LDAP result code and message), or why it failed.

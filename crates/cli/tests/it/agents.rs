@@ -41,6 +41,14 @@ fn setup() -> tempfile::TempDir {
         "{hr}"
     );
     std::fs::write(conf.join("hr.xml"), hr).expect("writes");
+    // The applications database is on Paris too: the job's fulfill goes through the agent.
+    let apps = std::fs::read_to_string(conf.join("apps.xml")).expect("apps.xml");
+    let apps = apps.replace(
+        r#"<Connector Identifier="Apps" DisplayName_L1="Applications" Agent="Local""#,
+        r#"<Connector Identifier="Apps" DisplayName_L1="Applications" Agent="Paris""#,
+    );
+    assert!(apps.contains("Agent=\"Paris\""), "{apps}");
+    std::fs::write(conf.join("apps.xml"), apps).expect("writes");
     let agents = std::fs::read_to_string(conf.join("agent.xml")).expect("agent.xml");
     let agents = agents.replace(
         "</ConfigurationFile>",
@@ -77,6 +85,10 @@ fn setup() -> tempfile::TempDir {
         .replace(
             r#""Path": "data/hr_organizations.csv""#,
             &format!(r#""Path": "{}/hr_organizations.csv""#, data.display()),
+        )
+        .replace(
+            "sqlite:data/apps.db",
+            &format!("sqlite:{}/apps.db", dir.path().display()),
         )
         .replacen(
             r#""Connections": {"#,
@@ -318,6 +330,33 @@ fn an_export_on_a_remote_agent_reaches_the_server_synchronizes_and_its_secret_st
     let text = report.to_string();
     assert!(text.contains("on agent 'Paris'"), "{report:#}");
     assert!(dir.path().join("work/ExportOutput/HRPeople.csv").is_file());
+    // The accounts were written on the agent's side, into its database, and verified here.
+    assert!(dir.path().join("apps.db").is_file());
+    assert_eq!(report["totals"]["orders_verified"], 8, "{report:#}");
+    assert!(!dir.path().join("conf/data/apps.db").exists());
+    let (_, tasks) = api(&s.url, "GET", "/api/agent-tasks", &token, None);
+    let kinds: Vec<(String, String, String)> = tasks
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|t| {
+            (
+                t["kind"].as_str().unwrap_or_default().to_string(),
+                t["connection"].as_str().unwrap_or_default().to_string(),
+                t["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    for (kind, connection) in [
+        ("export", "HRPeople"),
+        ("fulfill", "AppsDB"),
+        ("export", "AppsExport"),
+    ] {
+        assert!(
+            kinds.contains(&(kind.to_string(), connection.to_string(), "Done".to_string())),
+            "{kind} of {connection} done by the agent: {kinds:?}"
+        );
+    }
 
     // The script export on the agent: the options (with the secret) reach it on stdin.
     let id = queue(&s.url, &token, "Slow", "export");

@@ -590,6 +590,26 @@ impl Agent {
                     .map_err(|e| opened.redact(&e.to_string()))?;
                 serde_json::to_value(schema).map_err(|e| e.to_string())
             }
+            kind::FULFILL => {
+                let payload: super::protocol::FulfillPayload =
+                    serde_json::from_value(item.payload.clone())
+                        .map_err(|e| format!("the orders cannot be read: {e}"))?;
+                let mut results = opened
+                    .fulfill(
+                        payload.orders,
+                        payload.dry_run,
+                        Arc::new(idlink_packages::api::NoProgress),
+                    )
+                    .await
+                    .map_err(|e| opened.redact(&e.to_string()))?;
+                for r in &mut results {
+                    r.message = opened.redact(&r.message);
+                    for op in &mut r.operations {
+                        *op = opened.redact(op);
+                    }
+                }
+                serde_json::to_value(results).map_err(|e| e.to_string())
+            }
             kind::CHECK => match opened.check_connection().await {
                 Ok(m) => Ok(json!({ "reachable": true, "message": opened.redact(&m) })),
                 Err(e) => {

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use idlink_engine::agents::RemoteAgents;
 use idlink_engine::{CancellationToken, EngineError, ErrorKind, ExportOptions, ExportReport};
+use idlink_packages::api::{OrderResult, ProvisioningOrder};
 use idlink_store::agents::{agent_key, task_state};
 use tokio::sync::Notify;
 
@@ -207,6 +208,37 @@ impl RemoteAgents for Remote {
         let id = queue(&self.state, agent, kind::EXPORT, connection, &payload).await?;
         let task = wait_for(&self.state, id, cancel).await?;
         finished_export(agent, &task)
+    }
+
+    async fn fulfill(
+        &self,
+        agent: &str,
+        connection: &str,
+        orders: Vec<ProvisioningOrder>,
+        dry_run: bool,
+    ) -> Result<Vec<OrderResult>, EngineError> {
+        let payload = serde_json::to_value(protocol::FulfillPayload { orders, dry_run })
+            .map_err(|e| EngineError::Contract(e.to_string()))?;
+        let id = queue(&self.state, agent, kind::FULFILL, connection, &payload).await?;
+        let task = wait_for(&self.state, id, &self.state.shutdown()).await?;
+        if task.state != task_state::DONE {
+            // Not sent, or sent and not answered: a retry may help (fulfill is idempotent).
+            return Err(EngineError::Agent {
+                agent: agent.to_string(),
+                message: format!(
+                    "fulfill of connection '{connection}' (task {}) failed: {}",
+                    task.id,
+                    task.error.as_deref().unwrap_or("no reason given")
+                ),
+                kind: ErrorKind::Unavailable,
+            });
+        }
+        serde_json::from_str(task.result.as_deref().unwrap_or("[]")).map_err(|e| {
+            EngineError::Contract(format!(
+                "the results of agent task {} cannot be read: {e}",
+                task.id
+            ))
+        })
     }
 }
 

@@ -25,6 +25,16 @@ pub mod kind {
     pub const EXPORT: &str = "export";
     pub const SCHEMA: &str = "schema";
     pub const CHECK: &str = "check";
+    pub const FULFILL: &str = "fulfill";
+}
+
+/// A fulfill's payload: one batch of orders (SPEC §6), sent as the package receives them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FulfillPayload {
+    pub orders: Vec<idlink_packages::api::ProvisioningOrder>,
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
