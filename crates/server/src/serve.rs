@@ -1,5 +1,5 @@
 //! Running the server: open the store, create the first administrator, load the
-//! configuration, watch it, listen (HTTP or HTTPS), and shut down gracefully: on stop, no new
+//! configuration, watch it, run the scheduled jobs, listen (HTTP or HTTPS), and shut down gracefully: on stop, no new
 //! connection is accepted and requests under way finish; work still running after the grace
 //! period is cancelled (an export then ends as interrupted, nothing committed).
 
@@ -29,6 +29,8 @@ pub struct Options {
     pub admin_password: Option<String>,
     /// How long requests under way may run on after a stop before their work is cancelled.
     pub grace: Duration,
+    /// The scheduler's time zone, missed-run policy and tick.
+    pub schedule: crate::scheduler::ScheduleOptions,
 }
 
 /// A server ready to run: bound, with its state.
@@ -68,7 +70,13 @@ pub async fn start(options: Options) -> Result<Server, ServerError> {
             addr: options.listen,
             source,
         })?;
-    let state = AppState::new(store, options.paths.clone(), tls.is_some()).await;
+    let state = AppState::with_schedule(
+        store,
+        options.paths.clone(),
+        tls.is_some(),
+        options.schedule,
+    )
+    .await;
     crate::jobs::interrupt_stale_runs(&state).await;
     Ok(Server {
         state,
@@ -110,6 +118,9 @@ impl Server {
             first,
             stop.clone(),
         ));
+        let scheduler = tokio::spawn(
+            crate::scheduler::Scheduler::new(state.clone(), options.schedule).run(stop.clone()),
+        );
         // Work still running `grace` after the stop is cancelled.
         let work = state.shutdown();
         let grace = options.grace;
@@ -138,6 +149,7 @@ impl Server {
         };
         stop.cancel();
         let _ = watcher.await;
+        let _ = scheduler.await;
         // Job runs end at their next step once `work` is cancelled (after the grace period).
         if tokio::time::timeout(grace + crate::jobs::STOP_WAIT, state.background_idle())
             .await

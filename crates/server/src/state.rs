@@ -33,6 +33,8 @@ struct Inner {
     /// Work running in the background (job runs) holds a read guard; a stop waits for the
     /// write side, that is for all of them to end, before it closes the store.
     background: Arc<tokio::sync::RwLock<()>>,
+    /// The scheduler's time zone and settings (the pages show next runs in that zone).
+    schedule: crate::scheduler::ScheduleOptions,
 }
 
 impl std::fmt::Debug for AppState {
@@ -48,6 +50,16 @@ impl AppState {
     /// Loads the configuration once (off the executor) and shares it with the store.
     /// `secure_cookies`: the server runs under TLS (cookies get `Secure`).
     pub async fn new(store: Store, paths: Paths, secure_cookies: bool) -> AppState {
+        Self::with_schedule(store, paths, secure_cookies, Default::default()).await
+    }
+
+    /// [`AppState::new`] with the scheduler's settings (its time zone).
+    pub async fn with_schedule(
+        store: Store,
+        paths: Paths,
+        secure_cookies: bool,
+        schedule: crate::scheduler::ScheduleOptions,
+    ) -> AppState {
         let for_load = paths.clone();
         let loaded = tokio::task::spawn_blocking(move || load(&for_load))
             .await
@@ -80,7 +92,13 @@ impl AppState {
             sessions: crate::cache::Recent::default(),
             schemas: crate::cache::Recent::default(),
             background: Arc::new(tokio::sync::RwLock::new(())),
+            schedule,
         }))
+    }
+
+    /// The scheduler's settings.
+    pub fn schedule(&self) -> &crate::scheduler::ScheduleOptions {
+        &self.0.schedule
     }
 
     pub fn store(&self) -> &Store {

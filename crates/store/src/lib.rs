@@ -15,7 +15,8 @@
 //! - [`lock`]: connector locks held across processes;
 //! - [`schemas`]: schema snapshots (last success, last failure);
 //! - [`provisioning`]: orders, assignments and job runs;
-//! - [`users`]: the server's users, sessions and API tokens; [`audit`]: its audit log.
+//! - [`users`]: the server's users, sessions and API tokens; [`audit`]: its audit log;
+//! - [`schedule`]: the scheduler's claimed fires (one server per scheduled time).
 
 pub mod audit;
 mod error;
@@ -25,6 +26,7 @@ pub mod migrate;
 mod open;
 pub mod provisioning;
 pub mod resources;
+pub mod schedule;
 pub mod schemas;
 pub mod users;
 
@@ -36,6 +38,7 @@ pub use provisioning::{
     Assignment, JobRun, NewOrder, OrderFilter, OrderState, OrderUpdate, StoredOrder,
 };
 pub use resources::{Digest, IndexEntry, NewResource, Resource, ResourceUpdate, SyncTx};
+pub use schedule::Fire;
 pub use schemas::{SchemaFailure, SchemaSnapshot, SchemaState};
 pub use users::{ApiToken, Session, User};
 

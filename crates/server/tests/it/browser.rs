@@ -185,6 +185,7 @@ async fn the_ui_in_chromium() {
         watch_every: Duration::from_millis(500),
         admin_password: Some(ADMIN_PASSWORD.into()),
         grace: Duration::from_secs(1),
+        schedule: Default::default(),
     })
     .await
     .expect("server");

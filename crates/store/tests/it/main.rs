@@ -4,6 +4,7 @@
 mod lock;
 mod open;
 mod resources;
+mod schedule;
 mod schemas;
 mod support;
 mod users;
