@@ -20,6 +20,7 @@
 //! Audit entries are written as `system`.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Offset, SubsecRound, TimeZone, Utc};
@@ -205,6 +206,8 @@ pub struct Scheduler {
     options: ScheduleOptions,
     /// Who claims fires in the store: this process and this server.
     instance: String,
+    /// The jobs whose first sighting is recorded, by lower-case identifier.
+    seen: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Scheduler {
@@ -219,6 +222,7 @@ impl Scheduler {
             state,
             options,
             instance,
+            seen: Arc::default(),
         }
     }
 
@@ -230,8 +234,7 @@ impl Scheduler {
     /// Runs until `stop`: the missed times first, then a tick every `options.tick`.
     pub async fn run(self, stop: CancellationToken) {
         let start = Utc::now().trunc_subsecs(0);
-        let mut seen = HashSet::new();
-        self.start_missed(start, &mut seen).await;
+        self.start_missed(start).await;
         let mut cursor = start;
         let mut ticks = tokio::time::interval(self.options.tick);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -241,22 +244,17 @@ impl Scheduler {
                 _ = ticks.tick() => {}
             }
             let now = Utc::now();
-            self.tick(cursor, now, &mut seen).await;
+            self.tick(cursor, now).await;
             cursor = now;
         }
     }
 
     /// Records when the scheduler first saw `job` (once per process; the store keeps the
     /// first sighting of all).
-    async fn note(
-        &self,
-        job: &str,
-        now: DateTime<Utc>,
-        seen: &mut HashSet<String>,
-    ) -> Option<DateTime<Utc>> {
+    async fn note(&self, job: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self.state.store().scheduled_job_first_seen(job, now).await {
             Ok(first) => {
-                seen.insert(job.to_ascii_lowercase());
+                self.seen_set().insert(job.to_ascii_lowercase());
                 Some(first)
             }
             Err(e) => {
@@ -267,10 +265,10 @@ impl Scheduler {
     }
 
     /// At start: the times of each job that passed while no server ran.
-    async fn start_missed(&self, start: DateTime<Utc>, seen: &mut HashSet<String>) {
+    async fn start_missed(&self, start: DateTime<Utc>) {
         let tz = self.options.time_zone;
         for s in scheduled_jobs(&self.state) {
-            let Some(first_seen) = self.note(&s.job, start, seen).await else {
+            let Some(first_seen) = self.note(&s.job, start).await else {
                 continue;
             };
             let last = match self.state.store().last_fire(&s.job).await {
@@ -295,12 +293,27 @@ impl Scheduler {
         }
     }
 
-    /// One tick: the times in `(after, now]` of every scheduled job are due.
-    async fn tick(&self, after: DateTime<Utc>, now: DateTime<Utc>, seen: &mut HashSet<String>) {
+    fn seen_set(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        match self.seen.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// One tick: the times in `(after, now]` of every scheduled job of the running
+    /// configuration are due; each job runs once for its latest due time. Gives back the
+    /// tasks that claim and start the runs (the loop leaves them running; tests await them).
+    pub async fn tick(
+        &self,
+        after: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         let tz = self.options.time_zone;
+        let mut started = Vec::new();
         for s in scheduled_jobs(&self.state) {
-            if !seen.contains(&s.job.to_ascii_lowercase()) {
-                self.note(&s.job, now, seen).await;
+            let known = self.seen_set().contains(&s.job.to_ascii_lowercase());
+            if !known {
+                self.note(&s.job, now).await;
             }
             let due = fires_between(&s.schedule, tz, after, now);
             let Some(latest) = due.last().copied() else {
@@ -311,8 +324,11 @@ impl Scheduler {
             }
             let me = self.clone();
             // Each fire on its own task: waiting for one run to be recorded delays no other job.
-            tokio::spawn(async move { me.fire(&s.job, latest, Reason::Scheduled).await });
+            started.push(tokio::spawn(async move {
+                me.fire(&s.job, latest, Reason::Scheduled).await
+            }));
         }
+        started
     }
 
     /// Claims `at` for `job` and runs the job, unless another server claimed it or the job

@@ -4,15 +4,16 @@
 //! pages, in the configured time zone.
 //!
 //! The crontabs here name times a few minutes in the past (and none in the next fifty
-//! minutes), so what runs is decided by the missed-times path alone and no regular tick of
-//! the test's minute can add a run; the tick path itself is covered by the unit tests of
-//! `fires_between`.
+//! minutes), so what runs is decided by the missed-times path, or by a tick the test runs
+//! over a chosen moment ([`Scheduler::tick`]), and no regular tick of the test's minute can
+//! add a run. Which times a tick finds due is covered by the unit tests of `fires_between`.
 
 use std::path::Path;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, TimeZone, Timelike, Utc};
+use idlink_server::scheduler::Scheduler;
 use idlink_server::{AppState, Paths, ScheduleOptions};
 use idlink_store::{Location, Store};
 use idlink_test_support::PostgresServer;
@@ -284,8 +285,9 @@ async fn a_time_that_comes_while_the_job_runs_is_skipped_and_audited() {
     store.close().await;
 }
 
-/// Two servers on one PostgreSQL store reach the same due time at once: exactly one of them
-/// runs it.
+/// Two servers on one PostgreSQL store reach the same due time at once (their schedulers'
+/// ticks over the same moment, run concurrently): exactly one of them runs it; the other one
+/// neither runs it nor reports it skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_postgresql_store_run_a_due_time_once() {
     let name = format!("sched_{}", std::process::id());
@@ -295,36 +297,61 @@ async fn two_servers_on_one_postgresql_store_run_a_due_time_once() {
     let now = Utc::now();
     let t2 = minutes_ago(now, 2);
     let conf = write_conf(dir.path(), &crontab_at(&[t2]));
-    let store = Store::open(&db).await.expect("store");
-    store
-        .scheduled_job_first_seen("Cycle", minutes_ago(now, 5))
-        .await
-        .expect("first seen");
-    store.close().await;
 
-    // Two servers (each its own work folder, as on two machines), running together.
-    let a = idlink_server::start(options(&conf, &dir.path().join("work-a"), db.clone(), true))
-        .await
-        .expect("server a");
-    let b = idlink_server::start(options(&conf, &dir.path().join("work-b"), db.clone(), true))
-        .await
-        .expect("server b");
+    // Two servers (each its own work folder, as on two machines) on one store.
+    let a = idlink_server::start(options(
+        &conf,
+        &dir.path().join("work-a"),
+        db.clone(),
+        false,
+    ))
+    .await
+    .expect("server a");
+    let b = idlink_server::start(options(
+        &conf,
+        &dir.path().join("work-b"),
+        db.clone(),
+        false,
+    ))
+    .await
+    .expect("server b");
+    let schedule = ScheduleOptions::default();
+    let (sa, sb) = (
+        Scheduler::new(a.state.clone(), schedule),
+        Scheduler::new(b.state.clone(), schedule),
+    );
+    assert_ne!(sa.instance(), sb.instance());
+    // Both tick over the minute around the due time, at the same moment.
+    let (from, to) = (
+        t2 - chrono::Duration::seconds(30),
+        t2 + chrono::Duration::seconds(30),
+    );
+    let (fa, fb) = tokio::join!(sa.tick(from, to), sb.tick(from, to));
+    assert_eq!((fa.len(), fb.len()), (1, 1), "both see the time due");
+    for f in fa.into_iter().chain(fb) {
+        f.await.expect("fire");
+    }
     let store = a.state.store().clone();
-    let stop = idlink_engine::CancellationToken::new();
-    let serving_a = tokio::spawn(a.run(stop.clone()));
-    let serving_b = tokio::spawn(b.run(stop.clone()));
     let runs = wait_for_runs(&store, "Cycle", 1).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let runs_after = store.job_runs(Some("Cycle"), 100).await.expect("runs");
     assert_eq!(runs_after.len(), 1, "exactly one run: {runs_after:?}");
     assert_eq!(runs[0].state, "Succeeded", "{}", runs[0].log);
     let fires = store.fires("Cycle", 10).await.expect("fires");
     assert_eq!(fires.len(), 1, "{fires:?}");
     assert_eq!(fires[0].fire_at, t2);
-    assert_eq!(scheduled_audit(&store).await.len(), 1);
-    stop.cancel();
-    serving_a.await.expect("join").expect("served");
-    serving_b.await.expect("join").expect("served");
+    assert!(
+        [sa.instance(), sb.instance()].contains(&fires[0].claimed_by.as_str()),
+        "{fires:?}"
+    );
+    let audit = scheduled_audit(&store).await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert!(
+        audit[0].ends_with(&format!("run {}", runs[0].id)),
+        "{audit:?}"
+    );
+    a.state.background_idle().await;
+    b.state.background_idle().await;
 }
 
 /// The next 05:00 in Paris after `now`, computed here from the calendar.
@@ -449,4 +476,57 @@ async fn a_job_without_a_crontab_has_no_next_run() {
         html.contains("Not scheduled") && !html.contains("Next run"),
         "{html}"
     );
+}
+
+/// Each tick reads the running configuration: a crontab changed in the folder takes effect
+/// at the next tick, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_crontab_takes_effect_at_the_next_tick() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = Utc::now();
+    let t2 = minutes_ago(now, 2);
+    let far = t2 + chrono::Duration::hours(6);
+    let conf = write_conf(dir.path(), &crontab_at(&[far]));
+    let work = dir.path().join("work");
+    let server = idlink_server::start(options(
+        &conf,
+        &work,
+        Location::Sqlite(work.join("idlink.db")),
+        false,
+    ))
+    .await
+    .expect("server");
+    let state = server.state.clone();
+    let scheduler = Scheduler::new(state.clone(), ScheduleOptions::default());
+    let (from, to) = (
+        t2 - chrono::Duration::seconds(30),
+        t2 + chrono::Duration::seconds(30),
+    );
+    assert!(scheduler.tick(from, to).await.is_empty(), "not due yet");
+
+    let jobs = std::fs::read_to_string(conf.join("jobs.xml")).expect("read");
+    std::fs::write(
+        conf.join("jobs.xml"),
+        jobs.replace(&crontab_at(&[far]), &crontab_at(&[t2])),
+    )
+    .expect("write");
+    let paths = state.paths().clone();
+    let loaded = tokio::task::spawn_blocking(move || idlink_server::running::load(&paths))
+        .await
+        .expect("load");
+    state.replace_running(loaded).await;
+    assert!(state.running().rejected.is_none());
+    let fires = scheduler.tick(from, to).await;
+    assert_eq!(fires.len(), 1, "due under the new crontab");
+    for f in fires {
+        f.await.expect("fire");
+    }
+    let runs = wait_for_runs(state.store(), "Cycle", 1).await;
+    assert_eq!(runs.len(), 1);
+    let audit = scheduled_audit(state.store()).await;
+    assert!(
+        audit.len() == 1 && audit[0].ends_with(&format!("run {}", runs[0].id)),
+        "{audit:?}"
+    );
+    state.background_idle().await;
 }
