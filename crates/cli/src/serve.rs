@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use idlink_engine::CancellationToken;
-use idlink_server::{Options, Paths};
+use idlink_server::{Options, Paths, ScheduleOptions};
 use tokio::runtime::Runtime;
 
 use crate::Global;
@@ -37,12 +37,31 @@ pub struct ServeArgs {
     /// How often the configuration folder is looked at for changes, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
     watch_ms: u64,
+    /// The IANA time zone the jobs' crontab times are read in (e.g. Europe/Paris).
+    #[arg(
+        long,
+        value_name = "ZONE",
+        env = "IDLINK_TIME_ZONE",
+        default_value = "UTC"
+    )]
+    time_zone: String,
+    /// At start, run once each job whose scheduled times passed while no server ran
+    /// (without it, those times are logged and skipped).
+    #[arg(long, env = "IDLINK_RUN_MISSED_JOBS", value_parser = clap::builder::BoolishValueParser::new())]
+    run_missed_jobs: bool,
 }
 
 /// How long requests under way may run on after a stop before their work is cancelled.
 const GRACE: Duration = Duration::from_secs(30);
 
 pub fn serve(rt: &Runtime, g: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let time_zone = match idlink_server::scheduler::parse_time_zone(&args.time_zone) {
+        Ok(tz) => tz,
+        Err(e) => {
+            eprintln!("error: --time-zone (IDLINK_TIME_ZONE): {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let options = Options {
         paths: Paths {
             config_dir: g.config.clone(),
@@ -61,6 +80,11 @@ pub fn serve(rt: &Runtime, g: &Global, args: &ServeArgs) -> anyhow::Result<ExitC
             local_agent: args.local_agent.clone(),
             lease: Duration::from_millis(args.agent_lease_ms.max(200)),
             ..Default::default()
+        },
+        schedule: ScheduleOptions {
+            time_zone,
+            run_missed: args.run_missed_jobs,
+            ..ScheduleOptions::default()
         },
     };
     let server = match rt.block_on(idlink_server::start(options)) {

@@ -1359,6 +1359,14 @@ pub fn table_belongs_to(table: &str, connection: &str) -> bool {
 /// A five-field crontab expression (minute hour day-of-month month day-of-week), checked with
 /// the `cron` crate, which wants seconds first and numbers its weekdays from 1 = Sunday.
 pub fn check_crontab(expr: &str) -> Result<(), String> {
+    crontab_schedule(expr).map(drop)
+}
+
+/// A five-field crontab expression as a `cron` schedule: the seconds field (0) put first and
+/// the weekday numbers (0 or 7 = Sunday) written as names, since the crate numbers them from
+/// 1 = Sunday. The error says what is wrong in one line. The scheduler and `check` both read
+/// crontab expressions through this one function.
+pub fn crontab_schedule(expr: &str) -> Result<cron::Schedule, String> {
     const FIELDS: [(&str, u32, u32); 5] = [
         ("minute", 0, 59),
         ("hour", 0, 23),
@@ -1386,7 +1394,7 @@ pub fn check_crontab(expr: &str) -> Result<(), String> {
         "0 {} {} {} {} {dow}",
         fields[0], fields[1], fields[2], fields[3]
     );
-    cron::Schedule::from_str(&six).map(|_| ()).map_err(|e| {
+    cron::Schedule::from_str(&six).map_err(|e| {
         // The crate's message quotes the six-field form over several lines; keep its last line.
         let text = e.to_string();
         text.lines()

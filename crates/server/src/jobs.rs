@@ -196,10 +196,17 @@ async fn job_json(state: &AppState, engine: &Engine, j: &Job) -> Result<Value, A
         Err(_) => Vec::new(),
     };
     let last = state.store().job_runs(Some(&j.id.value), 1).await?;
+    let (schedule, next_run) = crate::scheduler::schedule_view(
+        j.crontab.as_ref().map(|c| c.value.as_str()),
+        state.schedule(),
+        chrono::Utc::now(),
+    );
     Ok(json!({
         "id": j.id.value,
         "name": j.display_names.l1().unwrap_or(&j.id.value),
         "crontab": j.crontab.as_ref().map(|c| c.value.clone()),
+        "schedule": schedule,
+        "nextRun": next_run,
         "agent": j.agent.as_ref().map(|a| a.value.clone()),
         "tasks": tasks,
         "lastRun": last.first().map(|r| run_json(r, false)),
@@ -310,68 +317,7 @@ pub async fn start_run(
     p.require_operator("running a job")?;
     let engine = state.engine()?;
     let job = find_job(&engine, job)?.id.value.clone();
-    type Started = tokio::sync::oneshot::Sender<Result<(), EngineError>>;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let started: Arc<Mutex<Option<Started>>> = Arc::new(Mutex::new(Some(tx)));
-    let signal = move |s: &Arc<Mutex<Option<Started>>>, r: Result<(), EngineError>| {
-        let sender = match s.lock() {
-            Ok(mut g) => g.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        };
-        if let Some(tx) = sender {
-            let _ = tx.send(r);
-        }
-    };
-    let store = state.store().clone();
-    let cancel = state.shutdown();
-    let running = state.background_guard().await;
-    let state_for_agents = state.clone();
-    let for_task = Arc::clone(&started);
-    let name = job.clone();
-    tokio::spawn(async move {
-        let _running = running;
-        let on_line = Arc::clone(&for_task);
-        // The engine writes the run's row, then its first line: from then on the run exists.
-        let log = move |_: &str| signal(&on_line, Ok(()));
-        let options = JobOptions {
-            dry_run,
-            agents: Some(Arc::new(crate::agents::Remote::new(state_for_agents))),
-        };
-        let result = engine
-            .run_job(&store, &name, &options, Arc::new(NoProgress), &log, &cancel)
-            .await;
-        match result {
-            Ok(report) => {
-                tracing::info!(job = %name, run = report.run, state = report.state, "job run ended");
-            }
-            Err(e) => {
-                tracing::warn!(job = %name, error = %e, "job run did not complete");
-                signal(&for_task, Err(e));
-            }
-        }
-    });
-    let outcome = tokio::time::timeout(START_WAIT, rx).await;
-    let run = match outcome {
-        Ok(Ok(Ok(()))) => state
-            .store()
-            .job_runs(Some(&job), 1)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| AppError::Internal(format!("the run of job '{job}' is not recorded")))?,
-        Ok(Ok(Err(e))) => return Err(e.into()),
-        Ok(Err(_)) => {
-            return Err(AppError::Internal(format!(
-                "the run of job '{job}' ended before it was recorded"
-            )));
-        }
-        Err(_) => {
-            return Err(AppError::Internal(format!(
-                "the run of job '{job}' was not recorded within {} s",
-                START_WAIT.as_secs()
-            )));
-        }
-    };
+    let run = launch(state, engine, &job, dry_run).await?;
     state
         .store()
         .audit(
@@ -393,6 +339,78 @@ pub async fn start_run(
         "url": format!("/api/job-runs/{}", run.id),
         "page": format!("/job-runs/{}", run.id),
     }))
+}
+
+/// Starts a run of `job` (its exact identifier in `engine`'s configuration) on the shared
+/// runtime, under the server's shutdown token and background guard, and gives back its row
+/// once the run is recorded; or the engine's refusal (the job runs already, ...). The run
+/// goes on in the background. "Run now" and the scheduler both start runs through this.
+pub async fn launch(
+    state: &AppState,
+    engine: Engine,
+    job: &str,
+    dry_run: bool,
+) -> Result<JobRun, AppError> {
+    type Started = tokio::sync::oneshot::Sender<Result<(), EngineError>>;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let started: Arc<Mutex<Option<Started>>> = Arc::new(Mutex::new(Some(tx)));
+    let signal = move |s: &Arc<Mutex<Option<Started>>>, r: Result<(), EngineError>| {
+        let sender = match s.lock() {
+            Ok(mut g) => g.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(tx) = sender {
+            let _ = tx.send(r);
+        }
+    };
+    let store = state.store().clone();
+    let cancel = state.shutdown();
+    let running = state.background_guard().await;
+    // Connections on remote agents are reached through the queue.
+    let agents: Arc<dyn idlink_engine::agents::RemoteAgents> =
+        Arc::new(crate::agents::Remote::new(state.clone()));
+    let for_task = Arc::clone(&started);
+    let name = job.to_string();
+    tokio::spawn(async move {
+        let _running = running;
+        let on_line = Arc::clone(&for_task);
+        // The engine writes the run's row, then its first line: from then on the run exists.
+        let log = move |_: &str| signal(&on_line, Ok(()));
+        let options = JobOptions {
+            dry_run,
+            agents: Some(agents),
+        };
+        let result = engine
+            .run_job(&store, &name, &options, Arc::new(NoProgress), &log, &cancel)
+            .await;
+        match result {
+            Ok(report) => {
+                tracing::info!(job = %name, run = report.run, state = report.state, "job run ended");
+            }
+            Err(e) => {
+                tracing::warn!(job = %name, error = %e, "job run did not complete");
+                signal(&for_task, Err(e));
+            }
+        }
+    });
+    let outcome = tokio::time::timeout(START_WAIT, rx).await;
+    match outcome {
+        Ok(Ok(Ok(()))) => state
+            .store()
+            .job_runs(Some(job), 1)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| AppError::Internal(format!("the run of job '{job}' is not recorded"))),
+        Ok(Ok(Err(e))) => Err(e.into()),
+        Ok(Err(_)) => Err(AppError::Internal(format!(
+            "the run of job '{job}' ended before it was recorded"
+        ))),
+        Err(_) => Err(AppError::Internal(format!(
+            "the run of job '{job}' was not recorded within {} s",
+            START_WAIT.as_secs()
+        ))),
+    }
 }
 
 /// At start: runs left `Running` by a process that ended (killed, or stopped before they

@@ -1,7 +1,7 @@
 //! The idlink server: the store, an engine over the running configuration, a JSON API under
 //! `/api` (described by `/api/openapi.json`), a server-rendered web UI whose templates and
 //! assets are embedded in the binary, authentication (users, sessions, API tokens, roles),
-//! Prometheus metrics and a configuration watcher.
+//! Prometheus metrics, a configuration watcher and a scheduler of the jobs with a crontab.
 //!
 //! The configuration folder stays the source of truth (SPEC §7.1): [`running`] watches it and
 //! replaces the running configuration only with one that passes `check`; a change that does
@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pages;
 pub mod running;
+pub mod scheduler;
 pub mod serve;
 pub mod state;
 pub mod tls;
@@ -31,6 +32,7 @@ mod views;
 
 pub use error::{AppError, ErrorKind, ServerError};
 pub use running::Paths;
+pub use scheduler::ScheduleOptions;
 pub use serve::{Options, Server, serve, start};
 pub use state::AppState;
 

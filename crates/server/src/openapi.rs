@@ -290,7 +290,7 @@ pub const OPERATIONS: &[Operation] = &[
         "/api/jobs",
         "listJobs",
         "jobs",
-        "Every job of the configuration: its tasks in the order they run, its crontab and its last run",
+        "Every job of the configuration: its tasks in the order they run, its crontab, its next scheduled run and its last run",
         (200, "JobList"),
     ),
     op(
@@ -595,6 +595,11 @@ fn job_schemas() -> Value {
     json!({
         "JobList": { "type": "array", "items": { "type": "object", "properties": {
             "id": string, "name": string, "crontab": opt_string, "agent": opt_string,
+            "schedule": { "type": ["object", "null"], "description": "When the job runs by itself (null when it has no CrontabExpression)", "properties": {
+                "crontab": string,
+                "timeZone": { "type": "string", "description": "The IANA time zone the crontab's times are read in (idlink serve --time-zone; UTC by default)" },
+                "nextRunLocal": { "type": ["string", "null"], "description": "The next run on that zone's clock, e.g. 2025-03-30 03:00 CEST" } } },
+            "nextRun": { "type": ["string", "null"], "format": "date-time", "description": "The next scheduled run, RFC 3339 UTC; null when the job is not scheduled" },
             "tasks": { "type": "array", "items": { "type": "object", "properties": { "kind": string, "name": string, "target": string } } },
             "lastRun": { "oneOf": [ { "type": "null" }, { "$ref": "#/components/schemas/JobRunSummary" } ] } } } },
         "JobRunSummary": { "type": "object", "properties": run_summary },

@@ -1,5 +1,5 @@
 //! Running the server: open the store, create the first administrator, load the
-//! configuration, watch it, listen (HTTP or HTTPS), and shut down gracefully: on stop, no new
+//! configuration, watch it, run the scheduled jobs, listen (HTTP or HTTPS), and shut down gracefully: on stop, no new
 //! connection is accepted and requests under way finish; work still running after the grace
 //! period is cancelled (an export then ends as interrupted, nothing committed).
 
@@ -31,6 +31,8 @@ pub struct Options {
     pub grace: Duration,
     /// The embedded agent's identifier and how remote agents are served.
     pub agents: crate::agents::AgentOptions,
+    /// The scheduler's time zone, missed-run policy and tick.
+    pub schedule: crate::scheduler::ScheduleOptions,
 }
 
 /// A server ready to run: bound, with its state.
@@ -70,11 +72,12 @@ pub async fn start(options: Options) -> Result<Server, ServerError> {
             addr: options.listen,
             source,
         })?;
-    let state = AppState::with_agents(
+    let state = AppState::with_options(
         store,
         options.paths.clone(),
         tls.is_some(),
         options.agents.clone(),
+        options.schedule,
     )
     .await;
     crate::jobs::interrupt_stale_runs(&state).await;
@@ -119,6 +122,9 @@ impl Server {
             stop.clone(),
         ));
         let worker = tokio::spawn(crate::agents::worker::run(state.clone(), stop.clone()));
+        let scheduler = tokio::spawn(
+            crate::scheduler::Scheduler::new(state.clone(), options.schedule).run(stop.clone()),
+        );
         // Work still running `grace` after the stop is cancelled.
         let work = state.shutdown();
         let grace = options.grace;
@@ -148,6 +154,7 @@ impl Server {
         stop.cancel();
         let _ = watcher.await;
         let _ = worker.await;
+        let _ = scheduler.await;
         // Job runs end at their next step once `work` is cancelled (after the grace period).
         if tokio::time::timeout(grace + crate::jobs::STOP_WAIT, state.background_idle())
             .await

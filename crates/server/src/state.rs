@@ -36,6 +36,8 @@ struct Inner {
     /// How agents are served, and what their endpoints share.
     agent_options: crate::agents::AgentOptions,
     hub: crate::agents::Hub,
+    /// The scheduler's time zone and settings (the pages show next runs in that zone).
+    schedule: crate::scheduler::ScheduleOptions,
 }
 
 impl std::fmt::Debug for AppState {
@@ -51,21 +53,40 @@ impl AppState {
     /// Loads the configuration once (off the executor) and shares it with the store.
     /// `secure_cookies`: the server runs under TLS (cookies get `Secure`).
     pub async fn new(store: Store, paths: Paths, secure_cookies: bool) -> AppState {
-        Self::with_agents(
+        Self::with_options(
             store,
             paths,
             secure_cookies,
             crate::agents::AgentOptions::default(),
+            Default::default(),
         )
         .await
     }
 
-    /// [`AppState::new`] with how agents are served.
-    pub async fn with_agents(
+    /// [`AppState::new`] with the scheduler's settings (its time zone).
+    pub async fn with_schedule(
+        store: Store,
+        paths: Paths,
+        secure_cookies: bool,
+        schedule: crate::scheduler::ScheduleOptions,
+    ) -> AppState {
+        Self::with_options(
+            store,
+            paths,
+            secure_cookies,
+            crate::agents::AgentOptions::default(),
+            schedule,
+        )
+        .await
+    }
+
+    /// [`AppState::new`] with how agents are served and the scheduler's settings.
+    pub async fn with_options(
         store: Store,
         paths: Paths,
         secure_cookies: bool,
         agent_options: crate::agents::AgentOptions,
+        schedule: crate::scheduler::ScheduleOptions,
     ) -> AppState {
         let for_load = paths.clone();
         let loaded = tokio::task::spawn_blocking(move || load(&for_load))
@@ -101,6 +122,7 @@ impl AppState {
             background: Arc::new(tokio::sync::RwLock::new(())),
             agent_options,
             hub: crate::agents::Hub::new(),
+            schedule,
         }))
     }
 
@@ -110,6 +132,11 @@ impl AppState {
 
     pub fn hub(&self) -> &crate::agents::Hub {
         &self.0.hub
+    }
+
+    /// The scheduler's settings.
+    pub fn schedule(&self) -> &crate::scheduler::ScheduleOptions {
+        &self.0.schedule
     }
 
     pub fn store(&self) -> &Store {

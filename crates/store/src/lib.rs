@@ -16,7 +16,8 @@
 //! - [`schemas`]: schema snapshots (last success, last failure);
 //! - [`provisioning`]: orders, assignments and job runs;
 //! - [`agents`]: remote agents, their enrolment and sessions, and the agent work queue;
-//! - [`users`]: the server's users, sessions and API tokens; [`audit`]: its audit log.
+//! - [`users`]: the server's users, sessions and API tokens; [`audit`]: its audit log;
+//! - [`schedule`]: the scheduler's claimed fires (one server per scheduled time).
 
 pub mod agents;
 pub mod audit;
@@ -27,6 +28,7 @@ pub mod migrate;
 mod open;
 pub mod provisioning;
 pub mod resources;
+pub mod schedule;
 pub mod schemas;
 pub mod users;
 
@@ -39,6 +41,7 @@ pub use provisioning::{
     Assignment, JobRun, NewOrder, OrderFilter, OrderState, OrderUpdate, StoredOrder,
 };
 pub use resources::{Digest, IndexEntry, NewResource, Resource, ResourceUpdate, SyncTx};
+pub use schedule::Fire;
 pub use schemas::{SchemaFailure, SchemaSnapshot, SchemaState};
 pub use users::{ApiToken, Session, User};
 

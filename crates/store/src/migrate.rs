@@ -251,6 +251,41 @@ pub const MIGRATIONS: &[Migration] = &[
         ],
     },
     Migration {
+        version: 5,
+        name: "scheduled jobs and their claimed fires",
+        sqlite: &[
+            // Each scheduled time of a job that a server took on: the row is the claim (the
+            // primary key lets one server only insert it), so two servers on one store never
+            // both run one scheduled time. Jobs are keyed by their identifier lower-cased.
+            "CREATE TABLE job_fires (
+            job_key TEXT NOT NULL,
+            fire_at TEXT NOT NULL,
+            job TEXT NOT NULL,
+            claimed_by TEXT NOT NULL,
+            claimed_at TEXT NOT NULL,
+            PRIMARY KEY (job_key, fire_at))",
+            // When the scheduler first saw each job with a crontab: runs missed while no server
+            // ran are counted from the last claimed fire, or from this when there is none.
+            "CREATE TABLE scheduled_jobs (
+            job_key TEXT PRIMARY KEY NOT NULL,
+            job TEXT NOT NULL,
+            first_seen TEXT NOT NULL)",
+        ],
+        postgres: &[
+            "CREATE TABLE job_fires (
+            job_key TEXT NOT NULL,
+            fire_at TIMESTAMPTZ NOT NULL,
+            job TEXT NOT NULL,
+            claimed_by TEXT NOT NULL,
+            claimed_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (job_key, fire_at))",
+            "CREATE TABLE scheduled_jobs (
+            job_key TEXT PRIMARY KEY NOT NULL,
+            job TEXT NOT NULL,
+            first_seen TIMESTAMPTZ NOT NULL)",
+        ],
+    },
+    Migration {
         version: 6,
         name: "agents, enrolment tokens, agent sessions, the agent work queue",
         sqlite: &[

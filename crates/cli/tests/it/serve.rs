@@ -283,3 +283,47 @@ fn serve_answers_https_with_a_certificate_and_key() {
         "{err}"
     );
 }
+
+/// A time zone that is not in the IANA database is refused before the server starts, with
+/// the flag, the name given and what a right one looks like; from the environment too.
+#[test]
+fn serve_refuses_a_time_zone_that_is_not_an_iana_name() {
+    let dir = quickstart();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("idlink"));
+        cmd.current_dir(dir.path())
+            .args([
+                "serve",
+                "--config",
+                "conf",
+                "--work",
+                "work",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(args)
+            .env_remove("IDLINK_TIME_ZONE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("runs")
+    };
+    let out = run(&["--time-zone", "Mars/Olympus"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--time-zone")
+            && err.contains("'Mars/Olympus'")
+            && err.contains("IANA time zone database")
+            && err.contains("Europe/Paris"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "nothing served");
+    // A near miss gets a suggestion; the environment variable is read the same way.
+    let out = run(&[], &[("IDLINK_TIME_ZONE", "Europe/Pariss")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("did you mean 'Europe/Paris'?"), "{err}");
+    // The store was not even created.
+    assert!(!dir.path().join("work/idlink.db").exists());
+}

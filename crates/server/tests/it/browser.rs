@@ -186,6 +186,7 @@ async fn the_ui_in_chromium() {
         admin_password: Some(ADMIN_PASSWORD.into()),
         grace: Duration::from_secs(1),
         agents: Default::default(),
+        schedule: Default::default(),
     })
     .await
     .expect("server");

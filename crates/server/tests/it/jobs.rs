@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 
 use crate::support::{ADMIN_PASSWORD, Client, Fixture};
 
-const AGENT: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+pub const AGENT: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <ConfigurationFile xmlns="urn:schemas-usercube-com:configuration">
   <Agent Identifier="Local" DisplayName_L1="Local agent" />
 </ConfigurationFile>"#;
 
-const HR: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+pub const HR: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <ConfigurationFile xmlns="urn:schemas-usercube-com:configuration">
   <Connector Identifier="HR" DisplayName_L1="Human resources" Agent="Local" />
   <Connection Identifier="HRPeople" DisplayName_L1="HR people" Connector="HR" Package="Usercube.CSV@0000001" />
@@ -34,7 +34,7 @@ const HR: &str = r#"<?xml version="1.0" encoding="utf-8"?>
   </EntityTypeMapping>
 </ConfigurationFile>"#;
 
-const APP: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+pub const APP: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <ConfigurationFile xmlns="urn:schemas-usercube-com:configuration">
   <Connector Identifier="App" DisplayName_L1="Business application" Agent="Local" />
   <Connection Identifier="AppAccounts" DisplayName_L1="App accounts" Connector="App" Package="Usercube.CSV@0000001" />
@@ -59,7 +59,7 @@ const APP: &str = r#"<?xml version="1.0" encoding="utf-8"?>
   <ManualProvisioningResourceTypeMapping Identifier="App_Person" Connection="AppTickets" />
 </ConfigurationFile>"#;
 
-const JOBS: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+pub const JOBS: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <ConfigurationFile xmlns="urn:schemas-usercube-com:configuration">
   <Job Identifier="Cycle" DisplayName_L1="HR to app tickets" Agent="Local" CrontabExpression="0 5 * * *">
     <ExportTask DisplayName_L1="Export HR people" Connection="HRPeople" />
@@ -72,7 +72,7 @@ const JOBS: &str = r#"<?xml version="1.0" encoding="utf-8"?>
   </Job>
 </ConfigurationFile>"#;
 
-const SETTINGS: &str = r#"{
+pub const SETTINGS: &str = r#"{
   "SourcesRootPaths": ["data"],
   "Connections": {
     "HRPeople": { "Path": "data/hr.csv" },
@@ -81,7 +81,7 @@ const SETTINGS: &str = r#"{
   }
 }"#;
 
-const PEOPLE: &str = "EmployeeId,LastName\nE001,Lovelace\nE002,Turing\nE003,Hopper\n";
+pub const PEOPLE: &str = "EmployeeId,LastName\nE001,Lovelace\nE002,Turing\nE003,Hopper\n";
 
 /// A server over the configuration above, with `admin`.
 async fn fixture() -> Fixture {
@@ -818,6 +818,7 @@ async fn a_running_run_page_follows_the_run_in_chromium() {
         watch_every: Duration::from_millis(500),
         admin_password: Some(ADMIN_PASSWORD.into()),
         grace: Duration::from_secs(1),
+        schedule: Default::default(),
     })
     .await
     .expect("server");
@@ -905,6 +906,7 @@ async fn a_stop_waits_for_a_run_and_a_start_marks_runs_left_running_interrupted(
         watch_every: Duration::from_secs(5),
         admin_password: None,
         grace: Duration::from_secs(5),
+        schedule: Default::default(),
     };
     let server = idlink_server::start(options()).await.expect("server");
     let state = server.state.clone();

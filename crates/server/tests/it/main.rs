@@ -10,6 +10,7 @@ mod edit;
 mod jobs;
 mod mappings;
 mod openapi;
+mod scheduler;
 mod support;
 mod tokens;
 mod ui;

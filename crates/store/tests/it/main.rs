@@ -5,6 +5,7 @@ mod agents;
 mod lock;
 mod open;
 mod resources;
+mod schedule;
 mod schemas;
 mod support;
 mod users;
