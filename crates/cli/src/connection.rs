@@ -289,7 +289,7 @@ fn refresh_connector(
     connector: &str,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
-    let results = match rt.block_on(engine.refresh_connector_schemas(store, connector)) {
+    let results = match rt.block_on(engine.refresh_connector_schemas(store, connector, None)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");

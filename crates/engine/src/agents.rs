@@ -51,6 +51,16 @@ pub trait RemoteAgents: Send + Sync + std::fmt::Debug {
         cancel: &CancellationToken,
     ) -> Result<ExportReport, EngineError>;
 
+    /// Reads `connection`'s schema on `agent`.
+    async fn refresh_schema(
+        &self,
+        agent: &str,
+        connection: &str,
+    ) -> Result<idlink_packages::api::ConnectionSchema, EngineError>;
+
+    /// Checks that `connection`'s system answers `agent`: what answered, or why not.
+    async fn check_connection(&self, agent: &str, connection: &str) -> Result<String, EngineError>;
+
     /// Sends one batch of orders to `connection` on `agent`; returns one result per order.
     async fn fulfill(
         &self,

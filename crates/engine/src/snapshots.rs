@@ -150,13 +150,76 @@ impl Engine {
         })
     }
 
+    /// [`Engine::refresh_schema_into`], on the connection's remote agent when `agents` carries
+    /// work to one and the connection runs there: the schema it reads (or its failure) is
+    /// recorded here as a local refresh's is.
+    pub async fn refresh_schema_via(
+        &self,
+        store: &Store,
+        id: &str,
+        agents: Option<&dyn crate::agents::RemoteAgents>,
+    ) -> Result<ConnectionRefresh, EngineError> {
+        let remote = agents.and_then(|a| {
+            self.remote_agent_of(id, None, a.local_agent())
+                .map(|agent| (a, agent))
+        });
+        let Some((agents, agent)) = remote else {
+            return self.refresh_schema_into(store, id).await;
+        };
+        let c =
+            self.checked()
+                .config
+                .connection(id)
+                .ok_or_else(|| EngineError::UnknownConnection {
+                    id: id.to_string(),
+                    suggestion: None,
+                })?;
+        let (connection, package) = (c.id.value.clone(), c.package.value.clone());
+        if !self.package_has_schema(&package) {
+            return Ok(ConnectionRefresh {
+                connection,
+                package,
+                outcome: Refresh::NoSchema,
+                redactor: Redactor::default(),
+            });
+        }
+        let at = idlink_store::now();
+        let outcome = match agents.refresh_schema(&agent, &connection).await {
+            Ok(schema) => {
+                store
+                    .record_schema(&connection, &package, &schema, at)
+                    .await?;
+                Refresh::Refreshed { schema, at }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                store
+                    .record_schema_failure(&connection, at, &message)
+                    .await?;
+                Refresh::Failed {
+                    message,
+                    kind: e.kind(),
+                    at,
+                }
+            }
+        };
+        Ok(ConnectionRefresh {
+            connection,
+            package,
+            outcome,
+            redactor: Redactor::default(),
+        })
+    }
+
     /// "Refresh all schemas": every connection of `connector`, in configuration order,
-    /// continuing past failures. Holds the connector's lock meanwhile, so it never interleaves
-    /// with another run on the connector.
+    /// continuing past failures (each on its agent, as [`Engine::refresh_schema_via`]). Holds
+    /// the connector's lock meanwhile, so it never interleaves with another run on the
+    /// connector.
     pub async fn refresh_connector_schemas(
         &self,
         store: &Store,
         connector: &str,
+        agents: Option<&dyn crate::agents::RemoteAgents>,
     ) -> Result<Vec<ConnectionRefresh>, EngineError> {
         let connector = self.connector_id(connector)?;
         let lock = store.lock_connector(&connector, "refresh-schema").await?;
@@ -170,7 +233,7 @@ impl Engine {
             .collect();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            out.push(self.refresh_schema_into(store, &id).await?);
+            out.push(self.refresh_schema_via(store, &id, agents).await?);
         }
         lock.release().await?;
         Ok(out)

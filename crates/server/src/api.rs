@@ -358,7 +358,10 @@ fn outcome_word(r: &idlink_engine::snapshots::ConnectionRefresh) -> &'static str
 pub async fn refresh_one(state: &AppState, who: &str, id: &str) -> Result<Value, AppError> {
     let engine = state.engine()?;
     let started = Instant::now();
-    let r = engine.refresh_schema_into(state.store(), id).await;
+    let remote = crate::agents::Remote::new(state.clone());
+    let r = engine
+        .refresh_schema_via(state.store(), id, Some(&remote))
+        .await;
     state.schemas().clear();
     let r = r?;
     record_refresh(state, &r, started.elapsed());
@@ -375,7 +378,11 @@ pub async fn refresh_all(state: &AppState, who: &str, connector: &str) -> Result
     let connector = engine.connector_id(connector)?;
     let started = Instant::now();
     let results = engine
-        .refresh_connector_schemas(state.store(), &connector)
+        .refresh_connector_schemas(
+            state.store(),
+            &connector,
+            Some(&crate::agents::Remote::new(state.clone())),
+        )
         .await;
     state.schemas().clear();
     let results = results?;
@@ -405,16 +412,33 @@ pub async fn refresh_all(state: &AppState, who: &str, connector: &str) -> Result
 pub async fn check_one(state: &AppState, who: &str, id: &str) -> Result<Value, AppError> {
     let engine = state.engine()?;
     let started = Instant::now();
-    let (connection, result) = match engine.open(id) {
-        Err(e) if !idlink_engine::snapshots::records_open_failure(&e) => return Err(e.into()),
-        Err(e) => (id.to_string(), Err((e.kind(), e.to_string()))),
-        Ok(opened) => {
-            let r = opened
-                .check_connection()
-                .await
-                .map(|what| opened.redact(&what))
-                .map_err(|e| (e.kind(), opened.redact(&e.to_string())));
-            (opened.id().to_string(), r)
+    let local = state.agent_options().local_agent.clone();
+    let remote = engine.remote_agent_of(id, None, &local).and_then(|agent| {
+        engine
+            .checked()
+            .config
+            .connection(id)
+            .map(|c| (agent, c.id.value.clone()))
+    });
+    let (connection, result) = if let Some((agent, connection)) = remote {
+        use idlink_engine::agents::RemoteAgents as _;
+        let r = crate::agents::Remote::new(state.clone())
+            .check_connection(&agent, &connection)
+            .await
+            .map_err(|e| (e.kind(), e.to_string()));
+        (connection, r)
+    } else {
+        match engine.open(id) {
+            Err(e) if !idlink_engine::snapshots::records_open_failure(&e) => return Err(e.into()),
+            Err(e) => (id.to_string(), Err((e.kind(), e.to_string()))),
+            Ok(opened) => {
+                let r = opened
+                    .check_connection()
+                    .await
+                    .map(|what| opened.redact(&what))
+                    .map_err(|e| (e.kind(), opened.redact(&e.to_string())));
+                (opened.id().to_string(), r)
+            }
         }
     };
     state.metrics().record(
@@ -452,6 +476,35 @@ pub async fn export_one(
 ) -> Result<Value, AppError> {
     let engine = state.engine()?;
     let started = Instant::now();
+    let local = state.agent_options().local_agent.clone();
+    if let Some(agent) = engine.remote_agent_of(id, None, &local)
+        && let Some(c) = engine.checked().config.connection(id)
+    {
+        use idlink_engine::agents::RemoteAgents as _;
+        let connection = c.id.value.clone();
+        let result = crate::agents::Remote::new(state.clone())
+            .export(&agent, &connection, &ExportOptions::default(), cancel)
+            .await;
+        state.metrics().record(
+            Operation::Export,
+            &connection,
+            started.elapsed(),
+            result.as_ref().err().map(idlink_engine::EngineError::kind),
+        );
+        // The agent's task is audited with its rows when its tables are committed.
+        return match result {
+            Ok(report) => {
+                serde_json::to_value(&report).map_err(|e| AppError::Internal(e.to_string()))
+            }
+            Err(e) => {
+                state
+                    .store()
+                    .audit(who, "export", &connection, "failed")
+                    .await?;
+                Err(AppError::engine(&e, |m| m.to_string()))
+            }
+        };
+    }
     let opened = match engine.open(id) {
         Ok(o) => o,
         Err(e) => {

@@ -372,6 +372,61 @@ fn an_export_on_a_remote_agent_reaches_the_server_synchronizes_and_its_secret_st
         std::fs::read_to_string(dir.path().join("work/ExportOutput/Slow_data.csv")).expect("table");
     assert_eq!(table.lines().count(), 3, "{table}");
 
+    // The connection page's actions go to the agent too: Refresh schema (recorded here),
+    // Check connection, Export now.
+    let (status, r) = api(
+        &s.url,
+        "POST",
+        "/api/connections/HRPeople/refresh-schema",
+        &token,
+        None,
+    );
+    assert_eq!(
+        (status, r["outcome"].as_str()),
+        (200, Some("refreshed")),
+        "{r}"
+    );
+    let (_, schema) = api(
+        &s.url,
+        "GET",
+        "/api/connections/HRPeople/schema",
+        &token,
+        None,
+    );
+    assert!(schema.to_string().contains("EmployeeId"), "{schema}");
+    let (status, r) = api(
+        &s.url,
+        "POST",
+        "/api/connections/HRPeople/check",
+        &token,
+        None,
+    );
+    assert_eq!((status, r["reachable"].as_bool()), (200, Some(true)), "{r}");
+    let (status, r) = api(
+        &s.url,
+        "POST",
+        "/api/connections/HROrganizations/export",
+        &token,
+        None,
+    );
+    assert_eq!(status, 200, "{r}");
+    responses.push_str(&r.to_string());
+    let (_, tasks) = api(&s.url, "GET", "/api/agent-tasks", &token, None);
+    let by_agent = |kind: &str, connection: &str| {
+        tasks.as_array().is_some_and(|l| {
+            l.iter().any(|t| {
+                t["kind"] == kind
+                    && t["connection"] == connection
+                    && t["agent"] == "paris"
+                    && t["state"] == "Done"
+            })
+        })
+    };
+    assert!(
+        by_agent("schema", "HRPeople") && by_agent("check", "HRPeople"),
+        "{tasks:#}"
+    );
+
     // The plaintext is nowhere on the server's side: store, settings, responses, logs.
     agent.kill();
     let log = server_stderr(s);

@@ -180,6 +180,30 @@ impl Remote {
     pub fn new(state: AppState) -> Remote {
         Remote { state }
     }
+
+    /// Queues work and waits for its end; an Errored task is an error.
+    async fn run(
+        &self,
+        agent: &str,
+        kind: &str,
+        connection: &str,
+        payload: &serde_json::Value,
+    ) -> Result<idlink_store::AgentTask, EngineError> {
+        let id = queue(&self.state, agent, kind, connection, payload).await?;
+        let task = wait_for(&self.state, id, &self.state.shutdown()).await?;
+        if task.state != task_state::DONE {
+            return Err(EngineError::Agent {
+                agent: agent.to_string(),
+                message: format!(
+                    "{kind} of connection '{connection}' (task {}) failed: {}",
+                    task.id,
+                    task.error.as_deref().unwrap_or("no reason given")
+                ),
+                kind: ErrorKind::Unavailable,
+            });
+        }
+        Ok(task)
+    }
 }
 
 #[async_trait]
@@ -210,6 +234,40 @@ impl RemoteAgents for Remote {
         finished_export(agent, &task)
     }
 
+    async fn refresh_schema(
+        &self,
+        agent: &str,
+        connection: &str,
+    ) -> Result<idlink_packages::api::ConnectionSchema, EngineError> {
+        let task = self
+            .run(agent, kind::SCHEMA, connection, &serde_json::json!({}))
+            .await?;
+        serde_json::from_str(task.result.as_deref().unwrap_or("null")).map_err(|e| {
+            EngineError::Contract(format!(
+                "the schema of agent task {} cannot be read: {e}",
+                task.id
+            ))
+        })
+    }
+
+    async fn check_connection(&self, agent: &str, connection: &str) -> Result<String, EngineError> {
+        let task = self
+            .run(agent, kind::CHECK, connection, &serde_json::json!({}))
+            .await?;
+        let v: serde_json::Value =
+            serde_json::from_str(task.result.as_deref().unwrap_or("null")).unwrap_or_default();
+        let message = v["message"].as_str().unwrap_or_default().to_string();
+        if v["reachable"].as_bool() == Some(true) {
+            Ok(message)
+        } else {
+            Err(EngineError::Agent {
+                agent: agent.to_string(),
+                message,
+                kind: ErrorKind::Unavailable,
+            })
+        }
+    }
+
     async fn fulfill(
         &self,
         agent: &str,
@@ -219,20 +277,8 @@ impl RemoteAgents for Remote {
     ) -> Result<Vec<OrderResult>, EngineError> {
         let payload = serde_json::to_value(protocol::FulfillPayload { orders, dry_run })
             .map_err(|e| EngineError::Contract(e.to_string()))?;
-        let id = queue(&self.state, agent, kind::FULFILL, connection, &payload).await?;
-        let task = wait_for(&self.state, id, &self.state.shutdown()).await?;
-        if task.state != task_state::DONE {
-            // Not sent, or sent and not answered: a retry may help (fulfill is idempotent).
-            return Err(EngineError::Agent {
-                agent: agent.to_string(),
-                message: format!(
-                    "fulfill of connection '{connection}' (task {}) failed: {}",
-                    task.id,
-                    task.error.as_deref().unwrap_or("no reason given")
-                ),
-                kind: ErrorKind::Unavailable,
-            });
-        }
+        // Not sent, or sent and not answered: an error a retry may help (fulfill is idempotent).
+        let task = self.run(agent, kind::FULFILL, connection, &payload).await?;
         serde_json::from_str(task.result.as_deref().unwrap_or("[]")).map_err(|e| {
             EngineError::Contract(format!(
                 "the results of agent task {} cannot be read: {e}",

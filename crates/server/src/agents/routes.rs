@@ -797,23 +797,8 @@ async fn accept(
                 .await;
             serde_json::to_string(&report).map_err(|e| e.to_string())
         }
-        kind::SCHEMA => {
-            let schema: idlink_packages::api::ConnectionSchema = serde_json::from_value(v.clone())
-                .map_err(|e| format!("the agent's schema cannot be read: {e}"))?;
-            let package = engine
-                .checked()
-                .config
-                .connection(&task.connection)
-                .map(|c| c.package.value.clone())
-                .unwrap_or_default();
-            state
-                .store()
-                .record_schema(&task.connection, &package, &schema, idlink_store::now())
-                .await
-                .map_err(|e| e.to_string())?;
-            state.schemas().clear();
-            Ok(v.to_string())
-        }
+        // A schema is recorded by the refresh that asked for it (see
+        // `Engine::refresh_schema_via`).
         _ => Ok(v.to_string()),
     }
 }
