@@ -128,6 +128,12 @@ fn admin_token(database: &str) -> String {
 fn api(url: &str, method: &str, path: &str, bearer: &str, body: Option<&Value>) -> (u16, Value) {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+        // The test's own administration channel; the agents verify the certificate.
+        .args(if url.starts_with("https") {
+            &["-k"][..]
+        } else {
+            &[][..]
+        })
         .args(["-H", &format!("Authorization: Bearer {bearer}")]);
     if let Some(b) = body {
         cmd.args([
@@ -165,8 +171,19 @@ impl AgentProcess {
     }
 }
 
-/// Starts `idlink agent` in `dir` (its key `<agent>.key`, its folder `work-<agent>`).
+/// Starts `idlink agent` in `dir` (its key `<agent>.key`, its folder `work-<agent>`), over
+/// plain HTTP to loopback.
 fn start_agent(dir: &Path, url: &str, agent: &str, token: Option<&str>) -> AgentProcess {
+    start_agent_with(dir, url, agent, token, &["--insecure-loopback"])
+}
+
+fn start_agent_with(
+    dir: &Path,
+    url: &str,
+    agent: &str,
+    token: Option<&str>,
+    extra: &[&str],
+) -> AgentProcess {
     let stderr = dir.join(format!(
         "agent-{agent}-{}.log",
         Instant::now().elapsed().as_nanos()
@@ -180,7 +197,8 @@ fn start_agent(dir: &Path, url: &str, agent: &str, token: Option<&str>) -> Agent
             "--work",
             &format!("work-{agent}"),
         ])
-        .args(["--insecure-loopback", "--wait", "1"])
+        .args(extra)
+        .args(["--wait", "1"])
         .env_remove("IDLINK_ENROL_TOKEN")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr).expect("log file"));
@@ -499,6 +517,14 @@ fn revoked_agents_and_other_agents_work_are_refused() {
         .expose_secret()
         .to_string();
 
+    // Lyon runs no connection: its configuration holds no connection's settings (Paris's
+    // are Paris's alone), and no key path of the server.
+    let (status, c) = api(&s.url, "GET", "/api/agent/configuration", &lyon_token, None);
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["settings"]["Connections"], json!({}), "{c:#}");
+    assert!(c["settings"].get("EncryptionIdentity").is_none(), "{c:#}");
+    assert!(!c["files"].as_array().expect("files").is_empty());
+
     // Work for Paris (not running yet) is not Lyon's: not handed out, and refused by id.
     let id = queue(&s.url, &token, "HRPeople", "export");
     let (status, _) = api(&s.url, "GET", "/api/agent/work?wait=1", &lyon_token, None);
@@ -689,4 +715,127 @@ fn two_servers_on_one_postgresql_store_do_each_queued_task_once() {
         assert_eq!(n, 1, "task {id} exported once; holders {holders:?}");
     }
     stop(a);
+}
+
+#[test]
+fn agents_connect_over_tls_and_refuse_plain_http() {
+    let dir = setup();
+    // A private CA and a server certificate it signed (as a deployment would have).
+    std::fs::write(
+        dir.path().join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("writes");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca = [
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=idlink test CA",
+    ];
+    let csr = [
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ];
+    let sign = [
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ];
+    for args in [
+        [&["req", "-x509"][..], &ec[..], &ca[..]].concat(),
+        [&["req"][..], &ec[..], &csr[..]].concat(),
+        sign.to_vec(),
+    ] {
+        let made = Command::new("openssl")
+            .current_dir(dir.path())
+            .args(&args)
+            .output()
+            .expect("openssl is installed (scripts/test.sh installs it)");
+        assert!(
+            made.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    let s = start(
+        dir.path(),
+        &["--tls-cert", "cert.pem", "--tls-key", "key.pem"],
+        &[("IDLINK_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    );
+    assert!(s.url.starts_with("https://"), "{}", s.url);
+    let token = admin_token(&dir.path().join("work/idlink.db").display().to_string());
+    let t = enrolment_token(&s.url, &token, "Paris");
+
+    // Plain http is refused by the agent itself (exit 2), before anything is sent.
+    let plain = s.url.replace("https://", "http://");
+    let mut refused = start_agent_with(dir.path(), &plain, "Paris", Some(&t), &[]);
+    let code = until(30, "the agent to refuse plain http", || {
+        refused.child.try_wait().expect("waits")
+    });
+    assert_eq!(code.code(), Some(2), "{}", refused.log());
+    assert!(refused.log().contains("HTTPS"), "{}", refused.log());
+    // A certificate the agent does not trust: no enrolment (it keeps trying, says why).
+    let untrusting = start_agent_with(dir.path(), &s.url, "Paris", Some(&t), &[]);
+    until(30, "the agent to say why", || {
+        let log = untrusting.log();
+        (log.contains("cannot reach the server")).then_some(())
+    });
+    untrusting.kill();
+    assert!(
+        !approved(&s.url, &token, "Paris"),
+        "nothing enrolled without trust"
+    );
+
+    let agent = start_agent_with(
+        dir.path(),
+        &s.url,
+        "Paris",
+        Some(&t),
+        &["--ca-cert", "ca.pem"],
+    );
+    let id = queue(&s.url, &token, "HRPeople", "check");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let t = task(&s.url, &token, id);
+        if matches!(t["state"].as_str(), Some("Done" | "Errored")) {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the check over TLS: {t:#}\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(done["state"], "Done", "{done:#}\n{}", agent.log());
+    assert_eq!(done["result"]["reachable"], true, "{done:#}");
+    agent.kill();
+    stop(s);
 }

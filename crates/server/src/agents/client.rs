@@ -76,9 +76,17 @@ impl std::fmt::Display for HttpError {
 
 impl HttpError {
     fn transport(e: &reqwest::Error) -> HttpError {
+        // reqwest's own message is the request; the reason (refused, TLS, timeout) is below.
+        let mut message = format!("cannot reach the server: {e}");
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
         HttpError {
             status: None,
-            message: format!("cannot reach the server: {e}"),
+            message,
         }
     }
 }
@@ -164,8 +172,11 @@ struct Agent {
     identity: AgentIdentity,
     key_path: PathBuf,
     token: tokio::sync::RwLock<Option<String>>,
-    /// The configuration version written to `<work>/config`.
-    config: tokio::sync::Mutex<Option<String>>,
+    /// The engine over the configuration received last, with its version: loaded once per
+    /// version, shared by the tasks (each exports into its own folder).
+    engine: tokio::sync::Mutex<Option<(String, Engine)>>,
+    /// One export of a connection at a time here (its cookie is written before it runs).
+    exporting: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     log: Arc<dyn Fn(&str) + Send + Sync>,
 }
 
@@ -201,7 +212,8 @@ pub async fn run(
         identity,
         key_path,
         token: tokio::sync::RwLock::new(None),
-        config: tokio::sync::Mutex::new(None),
+        engine: tokio::sync::Mutex::new(None),
+        exporting: std::sync::Mutex::new(std::collections::HashMap::new()),
         log,
     });
     agent.main_loop(stop).await
@@ -389,12 +401,14 @@ impl Agent {
         }
     }
 
-    /// Writes the configuration the server sends into `<work>/config` when it changed.
-    async fn configuration(&self, version: &str) -> Result<PathBuf, String> {
-        let dir = self.options.work_dir.join("config");
-        let mut current = self.config.lock().await;
-        if current.as_deref() == Some(version) {
-            return Ok(dir);
+    /// The engine over the configuration of `version`: the one in use, or the configuration
+    /// the server sends now, written into `<work>/config` and loaded.
+    async fn engine_for(&self, version: &str) -> Result<Engine, String> {
+        let mut current = self.engine.lock().await;
+        if let Some((v, engine)) = current.as_ref()
+            && v == version
+        {
+            return Ok(engine.clone());
         }
         let c: Option<AgentConfiguration> = answer(
             self.http
@@ -407,13 +421,38 @@ impl Agent {
         .await
         .map_err(|e| format!("cannot fetch the configuration: {e}"))?;
         let c = c.ok_or("the server sent no configuration")?;
+        let received = c.version.clone();
         let key = self.key_path.clone();
-        let target = dir.clone();
-        tokio::task::spawn_blocking(move || write_configuration(&target, &c, &key))
-            .await
-            .map_err(|e| e.to_string())??;
-        *current = Some(version.to_string());
-        Ok(dir)
+        let dir = self.options.work_dir.join("config");
+        let work = self.options.work_dir.clone();
+        let engine = tokio::task::spawn_blocking(move || -> Result<Engine, String> {
+            write_configuration(&dir, &c, &key)?;
+            let settings = dir.join("appsettings.agent.json");
+            let registry = Registry::new();
+            let checked = idlink_model::load_and_check(
+                &dir,
+                SettingsSource {
+                    path: &settings,
+                    explicit: true,
+                },
+                std::iter::empty::<(String, String)>(),
+                &registry,
+            )
+            .map_err(|e| format!("the configuration received does not load: {e}"))?;
+            // The server checked the whole configuration; here only this agent's connections
+            // have settings, so the other connections' missing settings are expected.
+            Ok(Engine::new(checked, registry, &dir, &work))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        *current = Some((received, engine.clone()));
+        Ok(engine)
+    }
+
+    /// The lock one connection's exports take here.
+    fn export_lock(&self, connection: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.exporting.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(map.entry(connection.to_ascii_lowercase()).or_default())
     }
 
     async fn work(self: &Arc<Self>, item: WorkItem) {
@@ -510,48 +549,34 @@ impl Agent {
         }
     }
 
-    /// An engine over the received configuration, working in the task's own folder.
-    async fn engine_for(&self, item: &WorkItem) -> Result<Engine, String> {
-        let config_dir = self.configuration(&item.config_version).await?;
-        let work = self.task_dir(item.id);
-        tokio::task::spawn_blocking(move || {
-            let settings = config_dir.join("appsettings.agent.json");
-            let registry = Registry::new();
-            let checked = idlink_model::load_and_check(
-                &config_dir,
-                SettingsSource {
-                    path: &settings,
-                    explicit: true,
-                },
-                std::iter::empty::<(String, String)>(),
-                &registry,
-            )
-            .map_err(|e| format!("the configuration received does not load: {e}"))?;
-            // The server checked the whole configuration; here only this agent's connections
-            // have settings, so the other connections' missing settings are expected.
-            Ok(Engine::new(checked, registry, &config_dir, &work))
-        })
-        .await
-        .map_err(|e| e.to_string())?
-    }
-
     async fn execute(&self, item: &WorkItem) -> Result<Value, String> {
-        let engine = self.engine_for(item).await?;
+        let engine = self.engine_for(&item.config_version).await?;
         let opened = engine.open(&item.connection).map_err(|e| e.to_string())?;
         match item.kind.as_str() {
             kind::EXPORT => {
                 let payload: ExportPayload =
                     serde_json::from_value(item.payload.clone()).unwrap_or_default();
-                if let Some(cookie) = &payload.cookie {
-                    let file = idlink_engine::export::cookie_path(engine.work_dir(), opened.id());
-                    if let Some(parent) = file.parent() {
-                        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                let lock = self.export_lock(opened.id());
+                let _one_at_a_time = lock.lock().await;
+                // The export starts from the server's cookie (none: a complete export).
+                let file = idlink_engine::export::cookie_path(engine.work_dir(), opened.id());
+                match &payload.cookie {
+                    Some(cookie) => {
+                        if let Some(parent) = file.parent() {
+                            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                        }
+                        std::fs::write(&file, cookie).map_err(|e| e.to_string())?;
                     }
-                    std::fs::write(&file, cookie).map_err(|e| e.to_string())?;
+                    None => match std::fs::remove_file(&file) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(format!("{}: {e}", file.display()));
+                        }
+                        _ => {}
+                    },
                 }
                 let options = ExportOptions {
                     ignore_cookies: payload.ignore_cookies,
-                    ..ExportOptions::default()
+                    output_dir: Some(self.task_dir(item.id)),
                 };
                 let report = super::export_when_free(&opened, &options, &CancellationToken::new())
                     .await

@@ -578,6 +578,23 @@ fn received_dir(
     Ok(engine.received_dir(connection, &format!("task{id}-{label}")))
 }
 
+/// Removes what every attempt of task `id` received (an earlier attempt whose agent died
+/// mid-upload left its folder).
+fn remove_received(state: &AppState, connection: &str, id: i64) {
+    let Ok(any) = received_dir(state, connection, id, "") else {
+        return;
+    };
+    let (Some(parent), Some(prefix)) = (any.parent(), any.file_name()) else {
+        return;
+    };
+    let prefix = prefix.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Whether `table` is a table of `connection`: `<connection>` or `<connection>_<suffix>`.
 fn table_of(table: &str, connection: &str) -> bool {
     let safe = !table.is_empty()
@@ -717,9 +734,7 @@ async fn result(
         Ok(json) => store.finish_agent_task(id, &r.lease, Ok(json)).await?,
         Err(e) => store.finish_agent_task(id, &r.lease, Err(e)).await?,
     };
-    if let Ok(dir) = received_dir(&state, &task.connection, id, &r.lease) {
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    remove_received(&state, &task.connection, id);
     state.hub().done.notify_waiters();
     if !accepted {
         return Err(lease_lost(id));

@@ -240,3 +240,34 @@ async fn a_table_that_arrives_damaged_or_unannounced_is_not_committed() {
     let t = store.agent_task(id).await.expect("reads").expect("found");
     assert_eq!(t.state, "Errored");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolment_is_rate_limited() {
+    let f = Fixture::new().await;
+    let mut anon = f.anonymous();
+    let key = idlink_secrets::AgentIdentity::generate()
+        .recipient()
+        .to_string();
+    let mut statuses = Vec::new();
+    for _ in 0..70 {
+        let r = anon
+            .api(
+                Method::POST,
+                "/api/agent/enrol",
+                Some(json!({ "agent": "Nowhere", "publicKey": key })),
+            )
+            .await;
+        statuses.push(r.status);
+    }
+    // 60 a minute from one address are answered (the agent is not declared: 404), then 429.
+    assert!(
+        statuses[..60].iter().all(|s| *s == StatusCode::NOT_FOUND),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[60..]
+            .iter()
+            .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+}
