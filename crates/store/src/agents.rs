@@ -293,6 +293,30 @@ impl Store {
         Ok(changed == 1)
     }
 
+    /// Gives a Pending agent another key and approves it: an enrolment that carries a valid
+    /// one-time token replaces an unapproved enrolment (someone may have enrolled the
+    /// identifier first). `false` when the agent is not Pending.
+    pub async fn replace_pending_agent(
+        &self,
+        agent: &str,
+        public_key: &str,
+        by: &str,
+    ) -> Result<bool, StoreError> {
+        let n = on_pool!(self, p => sqlx::query(
+            "UPDATE agents SET public_key = $1, state = 'Approved', decided_by = $2, decided_at = $3 \
+             WHERE agent_key = $4 AND state = 'Pending'"
+        )
+        .bind(public_key)
+        .bind(by)
+        .bind(crate::now())
+        .bind(agent_key(agent))
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(|e| self.db_error("replace an agent's key", e))?;
+        Ok(n == 1)
+    }
+
     /// Records that the agent was heard from.
     pub async fn agent_seen(&self, agent: &str) -> Result<(), StoreError> {
         on_pool!(self, p => sqlx::query("UPDATE agents SET last_seen = $1 WHERE agent_key = $2")
@@ -436,8 +460,26 @@ impl Store {
         lease_ms: i64,
         max_attempts: i32,
     ) -> Result<Option<AgentTask>, StoreError> {
-        self.expire_agent_leases(max_attempts).await?;
         let now = now_ms();
+        // Most polls find nothing: look first, without taking SQLite's write lock.
+        let (claimable, spent): (bool, bool) = on_pool!(self, p => sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM agent_tasks WHERE agent_key = $1 \
+               AND (state = 'Queued' OR (state = 'Leased' AND lease_expires_ms < $2))), \
+             EXISTS (SELECT 1 FROM agent_tasks WHERE state = 'Leased' \
+               AND lease_expires_ms < $2 AND attempts >= $3)"
+        )
+        .bind(agent_key(agent))
+        .bind(now)
+        .bind(max_attempts)
+        .fetch_one(p)
+        .await)
+        .map_err(|e| self.db_error("look for agent work", e))?;
+        if spent {
+            self.expire_agent_leases(max_attempts).await?;
+        }
+        if !claimable {
+            return Ok(None);
+        }
         let pick = "SELECT id FROM agent_tasks WHERE agent_key = $1 \
              AND (state = 'Queued' OR (state = 'Leased' AND lease_expires_ms < $2 AND attempts < $3)) \
              ORDER BY id LIMIT 1";

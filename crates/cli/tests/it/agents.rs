@@ -553,6 +553,17 @@ fn revoked_agents_and_other_agents_work_are_refused() {
     );
     assert_eq!(status, 401);
 
+    // Someone enrolled "Paris" first with a key of theirs: Pending, never approved; the real
+    // agent's enrolment with a one-time token replaces it.
+    let squatter = AgentIdentity::generate();
+    let (status, r) = api(
+        &s.url,
+        "POST",
+        "/api/agent/enrol",
+        "",
+        Some(&json!({ "agent": "Paris", "publicKey": squatter.recipient().to_string() })),
+    );
+    assert_eq!((status, r["state"].as_str()), (200, Some("Pending")), "{r}");
     // Paris does it.
     let t = enrolment_token(&s.url, &token, "Paris");
     let paris = start_agent(dir.path(), &s.url, "Paris", Some(&t));

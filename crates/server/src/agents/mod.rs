@@ -72,6 +72,8 @@ pub struct Hub {
     /// Notified whenever a task ends.
     pub done: Notify,
     limiter: RateLimiter,
+    /// When each agent's visit was last written to the store.
+    seen: Mutex<HashMap<String, Instant>>,
     /// This process, as lease holders and logs name it.
     pub instance: String,
 }
@@ -91,6 +93,19 @@ impl Hub {
     pub fn work_for(&self, agent: &str) -> Arc<Notify> {
         let mut map = self.work.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(map.entry(agent_key(agent)).or_default())
+    }
+
+    /// Whether the agent's visit should be written now (at most every 30 s per agent).
+    pub fn note_visit(&self, agent: &str) -> bool {
+        let mut map = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match map.get(&agent_key(agent)) {
+            Some(t) if now.duration_since(*t) < Duration::from_secs(30) => false,
+            _ => {
+                map.insert(agent_key(agent), now);
+                true
+            }
+        }
     }
 
     /// Whether `key` may make one more request this minute (`limit` per minute).

@@ -178,6 +178,45 @@ async fn enrol(
     // something (a Pending agent approved).
     let existing = store.agent(&agent).await?;
     if let Some(e) = &existing {
+        // An unapproved enrolment under another key (someone enrolled the identifier first)
+        // gives way to an enrolment with a valid one-time token.
+        if e.public_key != public_key
+            && e.state == AgentState::Pending
+            && let Some(t) = &req.token
+        {
+            let Some(creator) = store
+                .use_enrolment_token(&token_hash(t.trim()), &agent)
+                .await?
+            else {
+                store
+                    .audit(
+                        &format!("agent {agent}"),
+                        "agent-enrol",
+                        &agent,
+                        "refused: the enrolment token is not valid",
+                    )
+                    .await?;
+                return Err(AppError::Forbidden(
+                    "the enrolment token is not valid: unknown, already used, expired, or for another agent; ask an administrator for a new one".into(),
+                ));
+            };
+            let by = format!("enrolment token of {creator}");
+            if store.replace_pending_agent(&agent, public_key, &by).await? {
+                store
+                    .audit(
+                        &format!("agent {agent}"),
+                        "agent-enrol",
+                        &agent,
+                        &format!("the pending enrolment's key replaced, approved by {by}"),
+                    )
+                    .await?;
+                return Ok(Json(Enrolled {
+                    agent,
+                    state: AgentState::Approved.to_string(),
+                    message: "approved: the agent may work".into(),
+                }));
+            }
+        }
         if e.public_key != public_key {
             store
                 .audit(
@@ -463,7 +502,9 @@ async fn work(
     let lease_ms = i64::try_from(state.agent_options().lease.as_millis()).unwrap_or(30_000);
     let notify = state.hub().work_for(&agent);
     let stop = state.shutdown();
-    let _ = state.store().agent_seen(&agent).await;
+    if state.hub().note_visit(&agent) {
+        let _ = state.store().agent_seen(&agent).await;
+    }
     loop {
         let woken = notify.notified();
         tokio::pin!(woken);
