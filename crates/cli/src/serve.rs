@@ -34,6 +34,9 @@ pub struct ServeArgs {
     /// How long an agent's lease on a task lasts without renewal, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 30_000, hide = true)]
     agent_lease_ms: u64,
+    /// How long work waits for its remote agent to take it before it fails, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    agent_timeout: u64,
     /// How often the configuration folder is looked at for changes, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
     watch_ms: u64,
@@ -79,6 +82,7 @@ pub fn serve(rt: &Runtime, g: &Global, args: &ServeArgs) -> anyhow::Result<ExitC
         agents: idlink_server::agents::AgentOptions {
             local_agent: args.local_agent.clone(),
             lease: Duration::from_millis(args.agent_lease_ms.max(200)),
+            claim_timeout: Duration::from_secs(args.agent_timeout.max(1)),
             ..Default::default()
         },
         schedule: ScheduleOptions {

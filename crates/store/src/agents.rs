@@ -518,6 +518,23 @@ impl Store {
         Ok(row.map(task))
     }
 
+    /// Ends a task nobody took yet as Errored with `message`; `false` when it was taken (or
+    /// ended) meanwhile.
+    pub async fn withdraw_agent_task(&self, id: i64, message: &str) -> Result<bool, StoreError> {
+        let n = on_pool!(self, p => sqlx::query(
+            "UPDATE agent_tasks SET state = 'Errored', error = $1, finished_ms = $2 \
+             WHERE id = $3 AND state = 'Queued'"
+        )
+        .bind(message)
+        .bind(now_ms())
+        .bind(id)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(|e| self.db_error("withdraw agent work", e))?;
+        Ok(n == 1)
+    }
+
     /// Extends the lease `lease_id` of task `id`; `false` when that lease no longer holds it.
     pub async fn renew_agent_lease(
         &self,

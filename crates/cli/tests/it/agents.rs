@@ -465,10 +465,32 @@ fn revoked_agents_and_other_agents_work_are_refused() {
     let dir = setup();
     let s = start(
         dir.path(),
-        &[],
+        &["--agent-timeout", "2"],
         &[("IDLINK_ADMIN_PASSWORD", ADMIN_PASSWORD)],
     );
     let token = admin_token(&dir.path().join("work/idlink.db").display().to_string());
+
+    // No agent takes Paris's work yet: Check connection answers within the timeout, and says
+    // why; the task is withdrawn.
+    let t0 = Instant::now();
+    let (status, r) = api(
+        &s.url,
+        "POST",
+        "/api/connections/HRPeople/check",
+        &token,
+        None,
+    );
+    assert_eq!(
+        (status, r["reachable"].as_bool()),
+        (200, Some(false)),
+        "{r}"
+    );
+    let message = r["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("did not take the work") && message.contains("not enrolled"),
+        "{r}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
 
     // Lyon by hand, without a token: Pending, no session until an administrator approves.
     let lyon = AgentIdentity::generate();

@@ -52,6 +52,9 @@ pub struct AgentOptions {
     pub lease: Duration,
     /// Requests per minute an agent (or an address, for enrolment and sessions) may make.
     pub rate_per_minute: u32,
+    /// How long work waits for its agent to take it before it is withdrawn (Errored): a
+    /// job or a request does not wait for ever on an agent that is down.
+    pub claim_timeout: Duration,
 }
 
 impl Default for AgentOptions {
@@ -60,6 +63,7 @@ impl Default for AgentOptions {
             local_agent: idlink_engine::agents::LOCAL_AGENT.to_string(),
             lease: DEFAULT_LEASE,
             rate_per_minute: 1200,
+            claim_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -159,6 +163,7 @@ pub async fn wait_for(
     id: i64,
     cancel: &CancellationToken,
 ) -> Result<idlink_store::AgentTask, EngineError> {
+    let untaken_after = tokio::time::Instant::now() + state.agent_options().claim_timeout;
     loop {
         let done = state.hub().done.notified();
         tokio::pin!(done);
@@ -170,6 +175,30 @@ pub async fn wait_for(
             .ok_or_else(|| EngineError::Contract(format!("agent task {id} vanished")))?;
         if task.state == task_state::DONE || task.state == task_state::ERRORED {
             return Ok(task);
+        }
+        // Nobody took it: the agent is down (or never enrolled). The task is withdrawn, unless
+        // the agent takes it this very instant.
+        if task.state == task_state::QUEUED && tokio::time::Instant::now() >= untaken_after {
+            let seen = match state.store().agent(&task.agent_key).await? {
+                Some(a) => match a.last_seen {
+                    Some(t) => format!("{}, last seen {}", a.state, t.to_rfc3339()),
+                    None => format!("{}, never seen", a.state),
+                },
+                None => "not enrolled".to_string(),
+            };
+            let message = format!(
+                "agent '{}' did not take the work within {} s ({seen}): is `idlink agent` running there?",
+                task.agent_key,
+                state.agent_options().claim_timeout.as_secs()
+            );
+            if state.store().withdraw_agent_task(id, &message).await? {
+                return Err(EngineError::Agent {
+                    agent: task.agent_key,
+                    message,
+                    kind: ErrorKind::Unavailable,
+                });
+            }
+            continue;
         }
         tokio::select! {
             () = done => {}
