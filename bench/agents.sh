@@ -22,6 +22,7 @@
 #   MODE=burst bench/agents.sh
 #   KEEP=1 bench/agents.sh          # keeps the temporary folder (logs) and prints its path
 #   IDLINK_BIN=path/to/idlink bench/agents.sh   # that binary, no build
+#   PERF=/tmp/server.perf bench/agents.sh       # perf record -g of the server meanwhile
 set -euo pipefail
 cd "$(dirname "$0")/.."
 agents=${1:-50}
@@ -116,6 +117,12 @@ done
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "configuration: $agents agents x $per CSV connections ($((agents * per)) export tasks, $rows rows each); mode $mode; load average before: $load"
 
+perf_pid=
+if [ -n "${PERF:-}" ]; then  # PERF=FILE: perf record -g of the server during the measurement
+    perf record -g -o "$PERF" -p "$server" >"$out/perf.log" 2>&1 &
+    perf_pid=$!
+    sleep 1
+fi
 set +e
 python3 - "$url" "$token" "$out" "$agents" "$per" "$rows" "$mode" "$goal_ms" <<'PY'
 import http.client, json, os, sys, time
@@ -254,6 +261,33 @@ for name, xs in (("added latency", added), ("export on the agent", own), ("queue
 if mode != "burst" and added:
     w = [added[k * n:(k + 1) * n] for k in range(per)]
     print("added latency per wave, p50/max ms: " + "  ".join(f"{pct(x, 50):.0f}/{max(x):.0f}" for x in w if x))
+# Where the added time goes, from the store (read-only): the claim time is the lease's expiry
+# less the lease (30 s, not renewed within a task this short), the commit's end the audit
+# entry's time.
+try:
+    import sqlite3
+    from datetime import datetime
+    db = sqlite3.connect(f"file:{os.path.join(out, 'work', 'idlink.db')}?mode=ro", uri=True)
+    claimed = {i: e - 30000 for i, e in db.execute("SELECT id, lease_expires_ms FROM agent_tasks")}
+    committed = {}
+    for at, detail in db.execute("SELECT at, detail FROM audit_log WHERE action = 'export'"):
+        if "(task " in detail:
+            i = int(detail.rsplit("(task ", 1)[1].rstrip(")"))
+            committed[i] = datetime.fromisoformat(str(at)).timestamp() * 1000.0
+    wake, agent_side, finish = [], [], []
+    for i, t in tasks.items():
+        if t["state"] == "Done" and i in claimed and i in committed:
+            dur = float(t["result"]["duration"]) * 1000.0
+            wake.append(claimed[i] - t["createdMs"])
+            agent_side.append(committed[i] - claimed[i] - dur)
+            finish.append(t["finishedMs"] - committed[i])
+    print("where the added time goes (ms, p50/p99):")
+    for name, xs in (("queued -> claimed by its agent", wake),
+                     ("claimed -> committed, less the export", agent_side),
+                     ("committed -> finished", finish)):
+        print(f"  {name:<40} {pct(xs, 50):7.1f} / {pct(xs, 99):7.1f}")
+except Exception as e:  # informational only
+    print(f"(no breakdown: {e})")
 with open(os.path.join(out, "added.txt"), "w") as f:
     f.write(f"{pct(added, 99):.3f}\n")
 for p in problems[:20]:
@@ -264,6 +298,7 @@ sys.exit(1 if problems else 0)
 PY
 checks=$?
 set -e
+if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 
 rss=$(awk '/VmHWM/{print $2}' "/proc/$server/status")
 p99=$(cat "$out/added.txt" 2>/dev/null || echo 999999)
