@@ -5,6 +5,7 @@
 //! schema refresh and check connection. Leases are renewed while work runs; a server that
 //! goes away is retried with backoff, and results are sent again until the server answers.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,6 +167,14 @@ struct Agent {
     token: tokio::sync::RwLock<Option<String>>,
     /// The configuration version written to `<work>/config`.
     config: tokio::sync::Mutex<Option<String>>,
+    /// The engine over that configuration and its version: loaded and checked once per
+    /// version, not per task (for a small export, loading a large configuration is most of
+    /// the work). It works in `<work>/engine`; each export writes its tables into its task's
+    /// own folder.
+    engine: tokio::sync::Mutex<Option<(String, Engine)>>,
+    /// Per connection (lower-cased): held from writing the cookie an export starts from to
+    /// reading the one it ends with, so two tasks of one connection never mix cookies.
+    exporting: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     log: Arc<dyn Fn(&str) + Send + Sync>,
 }
 
@@ -202,6 +211,8 @@ pub async fn run(
         key_path,
         token: tokio::sync::RwLock::new(None),
         config: tokio::sync::Mutex::new(None),
+        engine: tokio::sync::Mutex::new(None),
+        exporting: std::sync::Mutex::new(HashMap::new()),
         log,
     });
     agent.main_loop(stop).await
@@ -337,6 +348,7 @@ impl Agent {
         if stop.is_cancelled() {
             return Ok(());
         }
+        self.prepare().await;
         self.say(&format!(
             "agent '{}' connected to {}; waiting for work",
             self.options.agent, self.base
@@ -389,12 +401,15 @@ impl Agent {
         }
     }
 
-    /// Writes the configuration the server sends into `<work>/config` when it changed.
-    async fn configuration(&self, version: &str) -> Result<PathBuf, String> {
+    /// Writes the configuration the server sends into `<work>/config` when `version` is not
+    /// the one written (always when `None`); returns the folder and the version written.
+    async fn configuration(&self, version: Option<&str>) -> Result<(PathBuf, String), String> {
         let dir = self.options.work_dir.join("config");
         let mut current = self.config.lock().await;
-        if current.as_deref() == Some(version) {
-            return Ok(dir);
+        if let Some(v) = version
+            && current.as_deref() == Some(v)
+        {
+            return Ok((dir, v.to_string()));
         }
         let c: Option<AgentConfiguration> = answer(
             self.http
@@ -407,13 +422,26 @@ impl Agent {
         .await
         .map_err(|e| format!("cannot fetch the configuration: {e}"))?;
         let c = c.ok_or("the server sent no configuration")?;
+        let version = version.map_or_else(|| c.version.clone(), str::to_string);
         let key = self.key_path.clone();
         let target = dir.clone();
         tokio::task::spawn_blocking(move || write_configuration(&target, &c, &key))
             .await
             .map_err(|e| e.to_string())??;
-        *current = Some(version.to_string());
-        Ok(dir)
+        *current = Some(version.clone());
+        Ok((dir, version))
+    }
+
+    /// Fetches the configuration and loads it before any work comes, so the first task does
+    /// not wait for it (a failure here is only told: the first task tries again).
+    async fn prepare(&self) {
+        let prepared = match self.configuration(None).await {
+            Ok((_, version)) => self.engine_for(&version).await.map(drop),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = prepared {
+            self.say(&format!("{e}; the first task tries again"));
+        }
     }
 
     async fn work(self: &Arc<Self>, item: WorkItem) {
@@ -510,11 +538,17 @@ impl Agent {
         }
     }
 
-    /// An engine over the received configuration, working in the task's own folder.
-    async fn engine_for(&self, item: &WorkItem) -> Result<Engine, String> {
-        let config_dir = self.configuration(&item.config_version).await?;
-        let work = self.task_dir(item.id);
-        tokio::task::spawn_blocking(move || {
+    /// The engine over the received configuration of `version` (loaded once per version).
+    async fn engine_for(&self, version: &str) -> Result<Engine, String> {
+        let (config_dir, _) = self.configuration(Some(version)).await?;
+        let mut loaded = self.engine.lock().await;
+        if let Some((v, engine)) = loaded.as_ref()
+            && v == version
+        {
+            return Ok(engine.clone());
+        }
+        let work = self.options.work_dir.join("engine");
+        let engine = tokio::task::spawn_blocking(move || {
             let settings = config_dir.join("appsettings.agent.json");
             let registry = Registry::new();
             let checked = idlink_model::load_and_check(
@@ -529,33 +563,57 @@ impl Agent {
             .map_err(|e| format!("the configuration received does not load: {e}"))?;
             // The server checked the whole configuration; here only this agent's connections
             // have settings, so the other connections' missing settings are expected.
-            Ok(Engine::new(checked, registry, &config_dir, &work))
+            Ok::<_, String>(Engine::new(checked, registry, &config_dir, &work))
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())??;
+        *loaded = Some((version.to_string(), engine.clone()));
+        Ok(engine)
+    }
+
+    /// The lock of `connection`'s exports on this agent.
+    fn export_lock(&self, connection: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.exporting.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(map.entry(connection.to_ascii_lowercase()).or_default())
     }
 
     async fn execute(&self, item: &WorkItem) -> Result<Value, String> {
-        let engine = self.engine_for(item).await?;
+        let engine = self.engine_for(&item.config_version).await?;
         let opened = engine.open(&item.connection).map_err(|e| e.to_string())?;
         match item.kind.as_str() {
             kind::EXPORT => {
                 let payload: ExportPayload =
                     serde_json::from_value(item.payload.clone()).unwrap_or_default();
-                if let Some(cookie) = &payload.cookie {
-                    let file = idlink_engine::export::cookie_path(engine.work_dir(), opened.id());
-                    if let Some(parent) = file.parent() {
-                        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                let lock = self.export_lock(opened.id());
+                let exporting = lock.lock().await;
+                // The server keeps the cookies: the export starts from the one it sent, or
+                // from none (a complete export).
+                let file = idlink_engine::export::cookie_path(engine.work_dir(), opened.id());
+                match &payload.cookie {
+                    Some(cookie) => {
+                        if let Some(parent) = file.parent() {
+                            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                        }
+                        std::fs::write(&file, cookie).map_err(|e| e.to_string())?;
                     }
-                    std::fs::write(&file, cookie).map_err(|e| e.to_string())?;
+                    None => match std::fs::remove_file(&file) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(format!("{}: {e}", file.display())),
+                    },
                 }
                 let options = ExportOptions {
                     ignore_cookies: payload.ignore_cookies,
-                    ..ExportOptions::default()
+                    output_dir: Some(self.task_dir(item.id).join("ExportOutput")),
                 };
                 let report = super::export_when_free(&opened, &options, &CancellationToken::new())
                     .await
                     .map_err(|e| opened.redact(&e.to_string()))?;
+                let cookie = match &report.cookie {
+                    Some(p) => Some(std::fs::read_to_string(p).map_err(|e| e.to_string())?),
+                    None => None,
+                };
+                drop(exporting);
                 let mut tables = Vec::with_capacity(report.tables.len());
                 for t in &report.tables {
                     let sha256 = self
@@ -570,10 +628,6 @@ impl Agent {
                         columns: Vec::new(),
                     });
                 }
-                let cookie = match &report.cookie {
-                    Some(p) => Some(std::fs::read_to_string(p).map_err(|e| e.to_string())?),
-                    None => None,
-                };
                 let r = ExportResult {
                     package: report.package.clone(),
                     incremental: report.incremental,
