@@ -20,6 +20,7 @@
 #
 #   bench/agents.sh [AGENTS [PER]]
 #   MODE=burst bench/agents.sh
+#   WAVE=1 bench/agents.sh          # waves of WAVE tasks (default AGENTS): 1 = one task at a time
 #   KEEP=1 bench/agents.sh          # keeps the temporary folder (logs) and prints its path
 #   IDLINK_BIN=path/to/idlink bench/agents.sh   # that binary, no build
 #   PERF=/tmp/server.perf bench/agents.sh       # perf record -g of the server meanwhile
@@ -114,20 +115,33 @@ for a in $(seq 0 $((agents - 1))); do
     agent_pids+=($!)
 done
 
+# Ready when every agent has fetched and loaded its configuration and waits for work.
+for _ in $(seq 1 600); do
+    ready=$(grep -l "waiting for work" "$out"/agents/*.log 2>/dev/null | wc -l)
+    [ "$ready" -ge "$agents" ] && break
+    sleep 0.1
+done
+[ "$ready" -ge "$agents" ] || { echo "only $ready of $agents agents are waiting for work after 60 s (logs in $out/agents)"; tail -n 3 "$out"/agents/*.log | head -40; exit 1; }
 load=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "configuration: $agents agents x $per CSV connections ($((agents * per)) export tasks, $rows rows each); mode $mode; load average before: $load"
+[ "$mode" = burst ] && shape="all queued at once, $concurrency tasks at a time per agent" || shape="waves of ${WAVE:-$agents} tasks, one per agent"
+echo "configuration: $agents agents x $per CSV connections ($((agents * per)) export tasks, $rows rows each); $shape; load average before: $load"
 
+# CPU seconds (user + system) of the server and of all agents, for the measurement alone.
+cpu() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
+hz=$(getconf CLK_TCK)
 perf_pid=
 if [ -n "${PERF:-}" ]; then  # PERF=FILE: perf record -g of the server during the measurement
     perf record -g -o "$PERF" -p "$server" >"$out/perf.log" 2>&1 &
     perf_pid=$!
     sleep 1
 fi
+server_cpu0=$(cpu "$server"); agents_cpu0=$(cpu "${agent_pids[@]}")
 set +e
-python3 - "$url" "$token" "$out" "$agents" "$per" "$rows" "$mode" "$goal_ms" <<'PY'
+python3 - "$url" "$token" "$out" "$agents" "$per" "$rows" "$mode" "$goal_ms" "${WAVE:-$agents}" <<'PY'
 import http.client, json, os, sys, time
 url, token, out = sys.argv[1], sys.argv[2], sys.argv[3]
 n, per, rows, mode, goal_ms = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7], float(sys.argv[8])
+wave = max(1, min(n, int(sys.argv[9])))
 host = url.split("//", 1)[1]
 conn = None
 
@@ -185,7 +199,7 @@ def wait_all(ids, secs=300):
         if pending:
             if time.time() > deadline:
                 fail(f"{len(pending)} tasks did not end in {secs} s, e.g. {sorted(pending)[:5]}")
-            time.sleep(0.02)
+            time.sleep(0.05)
     return got
 
 conns = {}  # task id -> connection
@@ -198,10 +212,11 @@ if mode == "burst":
             conns[queue(c)] = c
     tasks = wait_all(list(conns), 900)
 else:
-    for j in range(per):
+    # Waves of `wave` tasks, each of another agent (one task per agent when wave == n).
+    order = [f"K{a:02d}C{j:02d}" for j in range(per) for a in range(n)]
+    for k in range(0, len(order), wave):
         ids = []
-        for a in range(n):
-            c = f"K{a:02d}C{j:02d}"
+        for c in order[k:k + wave]:
             i = queue(c)
             conns[i] = c
             ids.append(i)
@@ -258,8 +273,8 @@ def pct(xs, p):
 print(f"tasks: {len(conns)} queued, {sum(1 for t in tasks.values() if t['state'] == 'Done')} Done; total wall time {wall:.2f} s ({len(conns) / wall:.1f} tasks/s)")
 for name, xs in (("added latency", added), ("export on the agent", own), ("queued to finished", total_ms)):
     print(f"{name:<20} ms: p50 {pct(xs, 50):7.1f}  p95 {pct(xs, 95):7.1f}  p99 {pct(xs, 99):7.1f}  max {max(xs) if xs else float('nan'):7.1f}")
-if mode != "burst" and added:
-    w = [added[k * n:(k + 1) * n] for k in range(per)]
+if mode != "burst" and added and len(added) // wave <= 20:
+    w = [added[k:k + wave] for k in range(0, len(added), wave)]
     print("added latency per wave, p50/max ms: " + "  ".join(f"{pct(x, 50):.0f}/{max(x):.0f}" for x in w if x))
 # Where the added time goes, from the store (read-only): the claim time is the lease's expiry
 # less the lease (30 s, not renewed within a task this short), the commit's end the audit
@@ -298,6 +313,8 @@ sys.exit(1 if problems else 0)
 PY
 checks=$?
 set -e
+server_cpu=$(($(cpu "$server") - server_cpu0)); agents_cpu=$(($(cpu "${agent_pids[@]}") - agents_cpu0))
+awk -v s="$server_cpu" -v a="$agents_cpu" -v hz="$hz" -v n="$((agents * per))" 'BEGIN{printf "CPU during the measurement: server %.2f s (%.1f ms per task), agents %.2f s (%.1f ms per task)\n", s/hz, 1000*s/hz/n, a/hz, 1000*a/hz/n}'
 if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 
 rss=$(awk '/VmHWM/{print $2}' "/proc/$server/status")
