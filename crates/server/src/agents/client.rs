@@ -349,6 +349,11 @@ impl Agent {
         if stop.is_cancelled() {
             return Ok(());
         }
+        // The configuration is fetched and loaded before any work comes, so the first task
+        // does not wait for it (a failure is told; the first task tries again).
+        if let Err(e) = self.engine_for("").await {
+            self.say(&format!("{e}; the first task tries again"));
+        }
         self.say(&format!(
             "agent '{}' connected to {}; waiting for work",
             self.options.agent, self.base

@@ -437,17 +437,23 @@ async fn configuration(
 ) -> Result<Json<AgentConfiguration>, AppError> {
     let engine = state.engine()?;
     let paths = state.paths().clone();
-    let local = state.agent_options().local_agent.clone();
-    let mine: std::collections::HashSet<String> = engine
-        .checked()
-        .config
+    // This agent's connections: those of the connectors that name it (as
+    // `Engine::remote_agent_of` decides, looked up once per connector, not per connection).
+    let config = &engine.checked().config;
+    let its_connectors: std::collections::HashSet<String> = config
+        .connectors
+        .iter()
+        .filter(|k| {
+            k.agent
+                .as_ref()
+                .is_some_and(|a| a.value.eq_ignore_ascii_case(&agent))
+        })
+        .map(|k| k.id.value.to_ascii_lowercase())
+        .collect();
+    let mine: std::collections::HashSet<String> = config
         .connections
         .iter()
-        .filter(|c| {
-            engine
-                .remote_agent_of(&c.id.value, None, &local)
-                .is_some_and(|a| a.eq_ignore_ascii_case(&agent))
-        })
+        .filter(|c| its_connectors.contains(&c.connector.value.to_ascii_lowercase()))
         .map(|c| c.id.value.to_ascii_lowercase())
         .collect();
     let version = config_version(&state);
