@@ -525,7 +525,9 @@ fn agent_schemas() -> Value {
     let task = json!({ "id": s("integer"), "agent": string, "kind": { "enum": ["export", "schema", "check"] },
         "connection": string, "state": { "enum": ["Queued", "Leased", "Done", "Errored"] },
         "attempts": s("integer"), "leasedBy": opt_string, "result": {}, "error": opt_string,
-        "createdMs": s("integer"), "finishedMs": { "type": ["integer", "null"] } });
+        "createdMs": s("integer"), "claimedMs": { "type": ["integer", "null"] },
+        "finishedMs": { "type": ["integer", "null"] },
+        "serverMs": { "type": "integer", "description": "Milliseconds the server spent receiving the task's tables and committing its result" } });
     json!({
         "AgentEnrol": { "type": "object", "required": ["agent", "publicKey"], "properties": {
             "agent": string, "publicKey": string, "token": string } },

@@ -111,7 +111,11 @@ pub struct AgentTask {
     pub result: Option<String>,
     pub error: Option<String>,
     pub created_ms: i64,
+    /// When the last attempt claimed it.
+    pub claimed_ms: Option<i64>,
     pub finished_ms: Option<i64>,
+    /// Milliseconds the server spent on it (receiving its tables, committing its result).
+    pub server_ms: i64,
 }
 
 type TaskRow = (
@@ -129,10 +133,12 @@ type TaskRow = (
     Option<String>,
     i64,
     Option<i64>,
+    Option<i64>,
+    i64,
 );
 
 const TASK_COLUMNS: &str = "id, agent_key, kind, connection, payload, state, attempts, lease_id, \
-     lease_expires_ms, leased_by, result, error, created_ms, finished_ms";
+     lease_expires_ms, leased_by, result, error, created_ms, claimed_ms, finished_ms, server_ms";
 
 fn task(r: TaskRow) -> AgentTask {
     AgentTask {
@@ -149,7 +155,9 @@ fn task(r: TaskRow) -> AgentTask {
         result: r.10,
         error: r.11,
         created_ms: r.12,
-        finished_ms: r.13,
+        claimed_ms: r.13,
+        finished_ms: r.14,
+        server_ms: r.15,
     }
 }
 
@@ -486,7 +494,8 @@ impl Store {
         let sql = |lock: &str| {
             format!(
                 "UPDATE agent_tasks SET state = 'Leased', attempts = attempts + 1, lease_id = $4, \
-                 lease_expires_ms = $5, leased_by = $6 WHERE id = ({pick}{lock}) RETURNING {TASK_COLUMNS}"
+                 lease_expires_ms = $5, leased_by = $6, claimed_ms = $2 \
+                 WHERE id = ({pick}{lock}) RETURNING {TASK_COLUMNS}"
             )
         };
         let key = agent_key(agent);
@@ -516,6 +525,17 @@ impl Store {
         }
         .map_err(|e| self.db_error("claim agent work", e))?;
         Ok(row.map(task))
+    }
+
+    /// Adds `ms` to the time the server spent on task `id`.
+    pub async fn add_agent_server_time(&self, id: i64, ms: i64) -> Result<(), StoreError> {
+        on_pool!(self, p => sqlx::query("UPDATE agent_tasks SET server_ms = server_ms + $1 WHERE id = $2")
+            .bind(ms)
+            .bind(id)
+            .execute(p)
+            .await
+            .map(drop))
+        .map_err(|e| self.db_error("record the server's time on agent work", e))
     }
 
     /// Ends a task nobody took yet as Errored with `message`; `false` when it was taken (or
@@ -580,13 +600,24 @@ impl Store {
         lease_id: &str,
         outcome: Result<&str, &str>,
     ) -> Result<bool, StoreError> {
+        self.finish_agent_task_timed(id, lease_id, outcome, 0).await
+    }
+
+    /// [`Store::finish_agent_task`], adding `server_ms` to the server's time on the task.
+    pub async fn finish_agent_task_timed(
+        &self,
+        id: i64,
+        lease_id: &str,
+        outcome: Result<&str, &str>,
+        server_ms: i64,
+    ) -> Result<bool, StoreError> {
         let (state, result, error) = match outcome {
             Ok(r) => (task_state::DONE, Some(r), None),
             Err(e) => (task_state::ERRORED, None, Some(e)),
         };
         let n = on_pool!(self, p => sqlx::query(
-            "UPDATE agent_tasks SET state = $1, result = $2, error = $3, finished_ms = $4 \
-             WHERE id = $5 AND lease_id = $6 AND state = 'Leased'"
+            "UPDATE agent_tasks SET state = $1, result = $2, error = $3, finished_ms = $4, \
+             server_ms = server_ms + $7 WHERE id = $5 AND lease_id = $6 AND state = 'Leased'"
         )
         .bind(state)
         .bind(result)
@@ -594,6 +625,7 @@ impl Store {
         .bind(now_ms())
         .bind(id)
         .bind(lease_id)
+        .bind(server_ms)
         .execute(p)
         .await
         .map(|r| r.rows_affected()))

@@ -381,6 +381,16 @@ fn an_export_on_a_remote_agent_reaches_the_server_synchronizes_and_its_secret_st
     let done = wait_done(&s.url, &token, id, 60);
     responses.push_str(&done.to_string());
     assert_eq!(done["state"], "Done", "{done:#}\nagent: {}", agent.log());
+    // The server's own time on it is recorded: claimed after it was queued, some time spent
+    // receiving its table and committing it.
+    assert!(
+        done["claimedMs"].as_i64() >= done["createdMs"].as_i64(),
+        "{done:#}"
+    );
+    assert!(
+        done["serverMs"].as_i64().is_some_and(|ms| ms >= 0),
+        "{done:#}"
+    );
     let seen = std::fs::read_to_string(dir.path().join("stdin-seen.txt")).expect("stdin seen");
     assert!(
         seen.contains(SECRET),

@@ -668,6 +668,7 @@ async fn upload_table(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, AppError> {
+    let started = std::time::Instant::now();
     let task = own_task(&state, &agent, id).await?;
     if !state.store().agent_lease_holds(id, &q.lease).await? {
         return Err(lease_lost(id));
@@ -756,6 +757,8 @@ async fn upload_table(
     }
     std::fs::write(file.with_extension("sha256"), &digest)
         .map_err(|e| AppError::Internal(e.to_string()))?;
+    let took = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    state.store().add_agent_server_time(id, took).await?;
     Ok(Json(
         json!({ "table": table, "bytes": bytes, "sha256": digest }),
     ))
@@ -767,6 +770,7 @@ async fn result(
     Path(id): Path<i64>,
     Json(r): Json<TaskResult>,
 ) -> Result<Json<Value>, AppError> {
+    let started = std::time::Instant::now();
     let task = own_task(&state, &agent, id).await?;
     if !state.store().agent_lease_holds(id, &r.lease).await? {
         return Err(lease_lost(id));
@@ -777,9 +781,18 @@ async fn result(
         (None, None) => Err("the agent sent neither a result nor an error".into()),
     };
     let store = state.store();
+    let took = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     let accepted = match &outcome {
-        Ok(json) => store.finish_agent_task(id, &r.lease, Ok(json)).await?,
-        Err(e) => store.finish_agent_task(id, &r.lease, Err(e)).await?,
+        Ok(json) => {
+            store
+                .finish_agent_task_timed(id, &r.lease, Ok(json), took)
+                .await?
+        }
+        Err(e) => {
+            store
+                .finish_agent_task_timed(id, &r.lease, Err(e), took)
+                .await?
+        }
     };
     remove_received(&state, &task.connection, id);
     state.hub().done.notify_waiters();
@@ -892,7 +905,9 @@ pub fn task_json(t: &idlink_store::AgentTask) -> Value {
         "result": t.result.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
         "error": t.error,
         "createdMs": t.created_ms,
+        "claimedMs": t.claimed_ms,
         "finishedMs": t.finished_ms,
+        "serverMs": t.server_ms,
     })
 }
 
