@@ -73,24 +73,24 @@ pub fn agent(rt: &Runtime, g: &Global, args: &AgentArgs) -> anyhow::Result<ExitC
                 _ = int.recv() => {}
                 _ = term.recv() => {}
             }
-            eprintln!("stopping: the agent takes no new work");
             stop.cancel();
+            crate::say("stopping: the agent takes no new work");
         });
     }
     let quiet = g.quiet;
     let log: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(move |line: &str| {
         if !quiet {
-            eprintln!("{line}");
+            crate::say(line);
         }
     });
     match rt.block_on(run(options, stop, log)) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e @ ClientError::Refused { .. }) => {
-            eprintln!("error: {e}");
+            crate::say(&format!("error: {e}"));
             Ok(ExitCode::from(3))
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::say(&format!("error: {e}"));
             Ok(ExitCode::from(2))
         }
     }

@@ -239,6 +239,13 @@ enum Command {
     },
 }
 
+/// A line on standard error that never fails: a long-running command (serve, agent) whose
+/// standard error was closed must go on, and still stop on a signal (`eprintln!` panics).
+pub(crate) fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Whether `dir` holds configuration files: an appsettings.agent.json or an XML file.
 fn holds_configuration(dir: &Path) -> bool {
     if dir.join("appsettings.agent.json").is_file() {

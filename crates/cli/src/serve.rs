@@ -113,11 +113,11 @@ pub fn serve(rt: &Runtime, g: &Global, args: &ServeArgs) -> anyhow::Result<ExitC
     stop_on_signals(rt, &stop);
     match rt.block_on(server.run(stop)) {
         Ok(()) => {
-            eprintln!("stopped");
+            crate::say("stopped");
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::say(&format!("error: {e}"));
             Ok(ExitCode::from(1))
         }
     }
@@ -141,11 +141,13 @@ fn stop_on_signals(rt: &Runtime, stop: &CancellationToken) {
                 _ = term.recv() => {}
             }
             if n == 0 {
-                eprintln!(
+                // Cancel first: a message that cannot be written (stderr closed) must not keep
+                // the server from stopping.
+                stop.cancel();
+                crate::say(&format!(
                     "stopping: requests under way finish (work still running after {} s is interrupted); a second signal stops at once",
                     GRACE.as_secs()
-                );
-                stop.cancel();
+                ));
             } else {
                 std::process::exit(130);
             }

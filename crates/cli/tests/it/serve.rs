@@ -16,7 +16,7 @@ pub(crate) struct Served {
     pub(crate) url: String,
     /// Everything printed on standard output before the URL.
     stdout: String,
-    lines: mpsc::Receiver<String>,
+    _lines: mpsc::Receiver<String>,
 }
 
 /// Starts `idlink serve` on a free port and waits for the line with its URL.
@@ -64,7 +64,7 @@ pub(crate) fn start_on(dir: &Path, listen: &str, extra: &[&str], env: &[(&str, &
                         child,
                         url,
                         stdout: seen,
-                        lines,
+                        _lines: lines,
                     };
                 }
             }
@@ -102,6 +102,16 @@ fn get(url: &str, path: &str) -> (String, String) {
     (status, body)
 }
 
+/// A test that fails does not leave its server running.
+impl Drop for Served {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// SIGTERM, then the exit status and standard error.
 pub(crate) fn stop(mut s: Served) -> (i32, String) {
     let pid = s.child.id().to_string();
@@ -111,7 +121,6 @@ pub(crate) fn stop(mut s: Served) -> (i32, String) {
         .expect("kill runs");
     assert!(ok.success());
     let status = s.child.wait().expect("waits");
-    drop(s.lines);
     let mut err = String::new();
     if let Some(mut e) = s.child.stderr.take() {
         e.read_to_string(&mut err).expect("stderr");
@@ -326,4 +335,60 @@ fn serve_refuses_a_time_zone_that_is_not_an_iana_name() {
     assert!(err.contains("did you mean 'Europe/Paris'?"), "{err}");
     // The store was not even created.
     assert!(!dir.path().join("work/idlink.db").exists());
+}
+
+/// A server whose standard output and error were closed (the terminal or the supervisor that
+/// read them went away) printed its "stopping" line on SIGTERM with `eprintln!`, which panicked
+/// in the signal task: the server never stopped, on that signal or any later one.
+#[test]
+fn regression_serve_stops_on_sigterm_after_its_output_pipes_closed() {
+    let dir = quickstart();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("idlink"))
+        .current_dir(dir.path())
+        .args([
+            "serve",
+            "--config",
+            "conf",
+            "--work",
+            "work",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("IDLINK_ADMIN_PASSWORD", "a-long-enough-password")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while !line.starts_with("idlink serving") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).expect("reads") > 0,
+            "no URL printed"
+        );
+    }
+    // Whoever read the output goes away.
+    drop(out);
+    drop(child.stderr.take());
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("waits") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server did not stop on SIGTERM with its output closed");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
 }
