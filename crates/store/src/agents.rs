@@ -459,7 +459,9 @@ impl Store {
     /// Claims the oldest task of `agent` that is queued, or whose lease expired with attempts
     /// left: it is leased to `lease_id` (held by `holder`) for `lease_ms`. `None` when there is
     /// nothing to do. Two claimers never get one task (PostgreSQL: `FOR UPDATE SKIP LOCKED`;
-    /// SQLite: one writer at a time).
+    /// SQLite: one writer at a time). `asked_ms`: when the claimer started asking (a long
+    /// poll's start); from the later of that and the task's creation to now is the server's
+    /// dispatch time, added to the task's `server_ms` on its first claim.
     pub async fn claim_agent_task(
         &self,
         agent: &str,
@@ -467,6 +469,7 @@ impl Store {
         holder: &str,
         lease_ms: i64,
         max_attempts: i32,
+        asked_ms: i64,
     ) -> Result<Option<AgentTask>, StoreError> {
         let now = now_ms();
         // Most polls find nothing: look first, without taking SQLite's write lock.
@@ -491,34 +494,37 @@ impl Store {
         let pick = "SELECT id FROM agent_tasks WHERE agent_key = $1 \
              AND (state = 'Queued' OR (state = 'Leased' AND lease_expires_ms < $2 AND attempts < $3)) \
              ORDER BY id LIMIT 1";
-        let sql = |lock: &str| {
+        let sql = |lock: &str, max: &str| {
             format!(
                 "UPDATE agent_tasks SET state = 'Leased', attempts = attempts + 1, lease_id = $4, \
-                 lease_expires_ms = $5, leased_by = $6, claimed_ms = $2 \
+                 lease_expires_ms = $5, leased_by = $6, claimed_ms = $2, \
+                 server_ms = server_ms + CASE WHEN attempts = 0 THEN $2 - {max}(created_ms, $7) ELSE 0 END \
                  WHERE id = ({pick}{lock}) RETURNING {TASK_COLUMNS}"
             )
         };
         let key = agent_key(agent);
         let row: Option<TaskRow> = match self.pool() {
             Pool::Sqlite(p) => {
-                sqlx::query_as(&sql(""))
+                sqlx::query_as(&sql("", "MAX"))
                     .bind(&key)
                     .bind(now)
                     .bind(max_attempts)
                     .bind(lease_id)
                     .bind(now + lease_ms)
                     .bind(holder)
+                    .bind(asked_ms.min(now))
                     .fetch_optional(p)
                     .await
             }
             Pool::Postgres(p) => {
-                sqlx::query_as(&sql(" FOR UPDATE SKIP LOCKED"))
+                sqlx::query_as(&sql(" FOR UPDATE SKIP LOCKED", "GREATEST"))
                     .bind(&key)
                     .bind(now)
                     .bind(max_attempts)
                     .bind(lease_id)
                     .bind(now + lease_ms)
                     .bind(holder)
+                    .bind(asked_ms.min(now))
                     .fetch_optional(p)
                     .await
             }

@@ -503,6 +503,7 @@ async fn work(
     AgentPrincipal(agent): AgentPrincipal,
     Query(q): Query<WaitQuery>,
 ) -> Result<Response, AppError> {
+    let asked = now_ms();
     let wait = Duration::from_secs(q.wait.unwrap_or(25)).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     let lease_ms = i64::try_from(state.agent_options().lease.as_millis()).unwrap_or(30_000);
@@ -524,6 +525,7 @@ async fn work(
                 &format!("agent {agent}"),
                 lease_ms,
                 MAX_ATTEMPTS,
+                asked,
             )
             .await?
         {
@@ -642,6 +644,12 @@ fn remove_received(state: &AppState, connection: &str, id: i64) {
     }
 }
 
+/// Where a table received whole is kept until its commit: named by its verified SHA-256, so
+/// the result's hash finds it (a table still arriving, or damaged, has no such name).
+fn received_table(dir: &std::path::Path, table: &str, sha256: &str) -> PathBuf {
+    dir.join(format!("{table}.{sha256}.csv"))
+}
+
 /// Whether `table` is a table of `connection`: `<connection>` or `<connection>_<suffix>`.
 fn table_of(table: &str, connection: &str) -> bool {
     let safe = !table.is_empty()
@@ -685,7 +693,8 @@ async fn upload_table(
         .map(|s| s.trim().to_ascii_lowercase())
         .ok_or_else(|| AppError::BadRequest(format!("the {HASH_HEADER} header is missing")))?;
     let dir = received_dir(&state, &task.connection, id, &q.lease)?;
-    let file = dir.join(format!("{table}.csv"));
+    // Received under a temporary name; kept under its verified hash (see `received_table`).
+    let file = dir.join(format!("{table}.part"));
     let stream = body
         .into_data_stream()
         .map_err(|e| std::io::Error::other(e.to_string()));
@@ -755,8 +764,9 @@ async fn upload_table(
             "table '{table}' arrived damaged: its SHA-256 is {digest}, the agent sent {expected}; send it again"
         )));
     }
-    std::fs::write(file.with_extension("sha256"), &digest)
-        .map_err(|e| AppError::Internal(e.to_string()))?;
+    let kept = received_table(&dir, &table, &digest);
+    std::fs::rename(&file, &kept)
+        .map_err(|e| AppError::Internal(format!("{}: {e}", kept.display())))?;
     let took = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     state.store().add_agent_server_time(id, took).await?;
     Ok(Json(
@@ -829,16 +839,15 @@ async fn accept(
                         t.name, task.connection
                     ));
                 }
-                let path = dir.join(format!("{}.csv", t.name));
-                let got =
-                    std::fs::read_to_string(path.with_extension("sha256")).unwrap_or_default();
-                if got != t.sha256.to_ascii_lowercase() {
+                // Received whole, with the hash the result names.
+                let sha256 = t.sha256.to_ascii_lowercase();
+                let path = received_table(&dir, &t.name, &sha256);
+                if !sha256.chars().all(|c| c.is_ascii_hexdigit()) || !path.is_file() {
                     return Err(format!(
                         "table '{}' was not received whole (send it before the result)",
                         t.name
                     ));
                 }
-                let _ = std::fs::remove_file(path.with_extension("sha256"));
                 staged.push(idlink_packages::output::StagedTable {
                     name: t.name.clone(),
                     path,

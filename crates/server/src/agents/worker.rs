@@ -35,7 +35,14 @@ pub async fn run(state: AppState, stop: CancellationToken) {
         let holder = state.hub().instance.clone();
         let claimed = state
             .store()
-            .claim_agent_task(&local, &lease, &holder, lease_ms, MAX_ATTEMPTS)
+            .claim_agent_task(
+                &local,
+                &lease,
+                &holder,
+                lease_ms,
+                MAX_ATTEMPTS,
+                idlink_store::agents::now_ms(),
+            )
             .await;
         match claimed {
             Ok(Some(task)) => {

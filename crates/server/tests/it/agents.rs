@@ -184,7 +184,14 @@ async fn a_table_that_arrives_damaged_or_unannounced_is_not_committed() {
         .await
         .expect("queues");
     let task = store
-        .claim_agent_task("Paris", "L1", "agent Paris", 60_000, 2)
+        .claim_agent_task(
+            "Paris",
+            "L1",
+            "agent Paris",
+            60_000,
+            2,
+            idlink_store::agents::now_ms(),
+        )
         .await
         .expect("claims")
         .expect("one");

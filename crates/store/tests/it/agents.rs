@@ -150,8 +150,10 @@ async fn leases_retries_and_results_accepted_once(t: Target, _: &str) {
         .await
         .expect("queues");
     // Oldest first, only the agent's own.
+    // The claimer asked a minute before the task was queued: the server's dispatch time runs
+    // from the task's creation, not from the question.
     let t1 = store
-        .claim_agent_task("paris", "L1", "agent Paris", 60_000, 2)
+        .claim_agent_task("paris", "L1", "agent Paris", 60_000, 2, now_ms() - 60_000)
         .await
         .expect("claims")
         .expect("one");
@@ -159,15 +161,17 @@ async fn leases_retries_and_results_accepted_once(t: Target, _: &str) {
         (t1.id, t1.attempts, t1.state.as_str()),
         (a, 1, task_state::LEASED)
     );
+    assert!(t1.claimed_ms >= Some(t1.created_ms), "{t1:?}");
+    assert!((0..10_000).contains(&t1.server_ms), "{t1:?}");
     let t2 = store
-        .claim_agent_task("Paris", "L2", "agent Paris", 60_000, 2)
+        .claim_agent_task("Paris", "L2", "agent Paris", 60_000, 2, now_ms())
         .await
         .expect("claims")
         .expect("one");
     assert_eq!(t2.id, b);
     assert!(
         store
-            .claim_agent_task("Paris", "L3", "agent Paris", 60_000, 2)
+            .claim_agent_task("Paris", "L3", "agent Paris", 60_000, 2, now_ms())
             .await
             .expect("claims")
             .is_none()
@@ -198,7 +202,7 @@ async fn leases_retries_and_results_accepted_once(t: Target, _: &str) {
     // An agent that dies: its lease expires, the task is retried once, then Errored.
     assert!(store.renew_agent_lease(b, "L2", -1).await.expect("renews"));
     let retry = store
-        .claim_agent_task("Paris", "L4", "agent Paris", -1, 2)
+        .claim_agent_task("Paris", "L4", "agent Paris", -1, 2, now_ms())
         .await
         .expect("claims")
         .expect("the expired one again");
@@ -206,7 +210,7 @@ async fn leases_retries_and_results_accepted_once(t: Target, _: &str) {
     assert!(!store.agent_lease_holds(b, "L4").await.expect("reads"));
     assert!(
         store
-            .claim_agent_task("Paris", "L5", "agent Paris", 60_000, 2)
+            .claim_agent_task("Paris", "L5", "agent Paris", 60_000, 2, now_ms())
             .await
             .expect("claims")
             .is_none()
@@ -251,7 +255,7 @@ async fn concurrent_claims_hand_each_task_out_once(t: Target, _: &str) {
             let mut got = Vec::new();
             let mut n = 0;
             while let Some(t) = store
-                .claim_agent_task("Local", &format!("w{w}-{n}"), "test", 60_000, 2)
+                .claim_agent_task("Local", &format!("w{w}-{n}"), "test", 60_000, 2, now_ms())
                 .await
                 .expect("claims")
             {
