@@ -533,17 +533,6 @@ impl Store {
         Ok(row.map(task))
     }
 
-    /// Adds `ms` to the time the server spent on task `id`.
-    pub async fn add_agent_server_time(&self, id: i64, ms: i64) -> Result<(), StoreError> {
-        on_pool!(self, p => sqlx::query("UPDATE agent_tasks SET server_ms = server_ms + $1 WHERE id = $2")
-            .bind(ms)
-            .bind(id)
-            .execute(p)
-            .await
-            .map(drop))
-        .map_err(|e| self.db_error("record the server's time on agent work", e))
-    }
-
     /// Ends a task nobody took yet as Errored with `message`; `false` when it was taken (or
     /// ended) meanwhile.
     pub async fn withdraw_agent_task(&self, id: i64, message: &str) -> Result<bool, StoreError> {

@@ -78,6 +78,8 @@ pub struct Hub {
     limiter: RateLimiter,
     /// When each agent's visit was last written to the store.
     seen: Mutex<HashMap<String, Instant>>,
+    /// Milliseconds spent receiving each task's tables, until its result is recorded.
+    uploads: Mutex<HashMap<i64, i64>>,
     /// This process, as lease holders and logs name it.
     pub instance: String,
 }
@@ -97,6 +99,21 @@ impl Hub {
     pub fn work_for(&self, agent: &str) -> Arc<Notify> {
         let mut map = self.work.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(map.entry(agent_key(agent)).or_default())
+    }
+
+    /// Adds the time spent receiving one of task `id`'s tables.
+    pub fn add_upload_time(&self, id: i64, ms: i64) {
+        let mut map = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 100_000 {
+            map.clear();
+        }
+        *map.entry(id).or_default() += ms;
+    }
+
+    /// The time spent receiving task `id`'s tables (on this server), forgotten now.
+    pub fn take_upload_time(&self, id: i64) -> i64 {
+        let mut map = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&id).unwrap_or(0)
     }
 
     /// Whether the agent's visit should be written now (at most every 30 s per agent).

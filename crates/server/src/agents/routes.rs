@@ -582,6 +582,13 @@ async fn own_task(
     Ok(task)
 }
 
+/// Whether lease `lease` holds `task` now (the row read once per request).
+fn lease_holds(task: &idlink_store::AgentTask, lease: &str) -> bool {
+    task.state == task_state::LEASED
+        && task.lease_id.as_deref() == Some(lease)
+        && task.lease_expires_ms.is_some_and(|e| e >= now_ms())
+}
+
 fn lease_lost(id: i64) -> AppError {
     AppError::Engine {
         kind: idlink_engine::ErrorKind::Configuration,
@@ -678,7 +685,7 @@ async fn upload_table(
 ) -> Result<Json<Value>, AppError> {
     let started = std::time::Instant::now();
     let task = own_task(&state, &agent, id).await?;
-    if !state.store().agent_lease_holds(id, &q.lease).await? {
+    if !lease_holds(&task, &q.lease) {
         return Err(lease_lost(id));
     }
     if task.kind != kind::EXPORT || !table_of(&table, &task.connection) {
@@ -768,7 +775,8 @@ async fn upload_table(
     std::fs::rename(&file, &kept)
         .map_err(|e| AppError::Internal(format!("{}: {e}", kept.display())))?;
     let took = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-    state.store().add_agent_server_time(id, took).await?;
+    // Counted in the task's server time when its result is recorded.
+    state.hub().add_upload_time(id, took);
     Ok(Json(
         json!({ "table": table, "bytes": bytes, "sha256": digest }),
     ))
@@ -782,7 +790,7 @@ async fn result(
 ) -> Result<Json<Value>, AppError> {
     let started = std::time::Instant::now();
     let task = own_task(&state, &agent, id).await?;
-    if !state.store().agent_lease_holds(id, &r.lease).await? {
+    if !lease_holds(&task, &r.lease) {
         return Err(lease_lost(id));
     }
     let outcome: Result<String, String> = match (&r.ok, &r.error) {
@@ -791,7 +799,9 @@ async fn result(
         (None, None) => Err("the agent sent neither a result nor an error".into()),
     };
     let store = state.store();
-    let took = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    let took = i64::try_from(started.elapsed().as_millis())
+        .unwrap_or(i64::MAX)
+        .saturating_add(state.hub().take_upload_time(id));
     let accepted = match &outcome {
         Ok(json) => {
             store
@@ -804,7 +814,12 @@ async fn result(
                 .await?
         }
     };
-    remove_received(&state, &task.connection, id);
+    if task.attempts > 1 {
+        // An earlier attempt may have left what it received.
+        remove_received(&state, &task.connection, id);
+    } else if let Ok(dir) = received_dir(&state, &task.connection, id, &r.lease) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     state.hub().done.notify_waiters();
     if !accepted {
         return Err(lease_lost(id));
