@@ -29,7 +29,8 @@ pub struct AgentArgs {
         long,
         value_name = "TOKEN",
         env = "IDLINK_ENROL_TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        allow_hyphen_values = true
     )]
     enrol_token: Option<String>,
     /// A PEM certificate to trust (a private CA or a self-signed server certificate).

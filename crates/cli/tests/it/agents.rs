@@ -891,3 +891,28 @@ fn agents_connect_over_tls_and_refuse_plain_http() {
     agent.kill();
     stop(s);
 }
+
+/// A token from before, or from elsewhere, that starts with '-' is still read as the value of
+/// `--enrol-token` (the agent then stops on its plain-http server, exit 2, not on the option).
+#[test]
+fn regression_an_enrolment_token_starting_with_a_hyphen_is_a_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(assert_cmd::cargo::cargo_bin("idlink"))
+        .current_dir(dir.path())
+        .args([
+            "agent",
+            "--server",
+            "http://10.0.0.1:5000/",
+            "--agent",
+            "Paris",
+        ])
+        .args(["--key", "paris.key", "--enrol-token", "-8abcdef"])
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("HTTPS") && !err.contains("unexpected argument"),
+        "{err}"
+    );
+}

@@ -1009,6 +1009,12 @@ pub struct TokenRequest {
     pub hours: Option<u32>,
 }
 
+/// A one-time enrolment token's text: it starts with letters, so that `--enrol-token TOKEN`
+/// never reads as an option (base64url may start with '-').
+pub fn enrolment_token() -> String {
+    format!("enrol.{}", random_token())
+}
+
 /// A new one-time enrolment token: shown once, its hash stored.
 pub async fn new_enrolment_token(
     state: &AppState,
@@ -1019,7 +1025,7 @@ pub async fn new_enrolment_token(
         valid_agent_id(a)?;
     }
     let hours = i64::from(req.hours.unwrap_or(24).clamp(1, 24 * 30));
-    let token = random_token();
+    let token = enrolment_token();
     let expires = now_ms() + hours * 3_600_000;
     state
         .store()
@@ -1143,6 +1149,16 @@ async fn queue_task(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A token that began with '-' (one in 64) was read by `idlink agent --enrol-token` as an
+    /// option, and the agent did not start.
+    #[test]
+    fn regression_an_enrolment_token_never_starts_with_a_hyphen() {
+        for _ in 0..2000 {
+            let t = enrolment_token();
+            assert!(t.starts_with(|c: char| c.is_ascii_alphabetic()), "{t}");
+        }
+    }
 
     #[test]
     fn tables_of_a_connection_only() {
