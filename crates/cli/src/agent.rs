@@ -42,6 +42,10 @@ pub struct AgentArgs {
     /// Tasks run at once.
     #[arg(long, value_name = "N", default_value_t = 4)]
     concurrency: usize,
+    /// The agent's own folder: the configuration it receives, its key path if relative, its
+    /// work in progress [env: IDLINK_WORK] [default: ./work].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) work: Option<PathBuf>,
     /// Seconds one long poll for work waits.
     #[arg(long, value_name = "SECONDS", default_value_t = 25, hide = true)]
     wait: u64,

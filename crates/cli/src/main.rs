@@ -220,13 +220,9 @@ enum Command {
     /// List the packages this build knows, with their capabilities.
     Packages,
     /// Run a remote agent: enrol with the server, then pull and do its connections' work
-    /// (export, schema refresh, check connection); exit 3 when the server refuses the agent.
-    Agent {
-        #[command(flatten)]
-        paths: PathArgs,
-        #[command(flatten)]
-        args: agent::AgentArgs,
-    },
+    /// (export, schema refresh, check connection, fulfill); exit 3 when the server refuses the
+    /// agent. Its configuration comes from the server.
+    Agent(agent::AgentArgs),
     /// Serve the HTTP API and the web UI over the store and the configuration folder, which
     /// is watched: a change that passes check runs, one that does not is shown with its errors.
     Serve {
@@ -385,7 +381,15 @@ fn main() -> ExitCode {
         Command::Protect { paths, args } => secrets::protect(&g(paths), args),
         Command::Packages => check::packages(),
         Command::Serve { paths, store, args } => serve::serve(&runtime, &gs(paths, store), args),
-        Command::Agent { paths, args } => agent::agent(&runtime, &g(paths), args),
+        Command::Agent(args) => {
+            // The agent's configuration comes from the server: only its working folder is its own.
+            let paths = PathArgs {
+                config: None,
+                settings: None,
+                work: args.work.clone(),
+            };
+            agent::agent(&runtime, &g(&paths), args)
+        }
     };
     match result {
         Ok(code) => code,

@@ -27,7 +27,7 @@ pub struct ServeArgs {
     #[arg(
         long = "agent",
         value_name = "ID",
-        env = "IDLINK_AGENT",
+        env = "IDLINK_LOCAL_AGENT",
         default_value = "Local"
     )]
     local_agent: String,
