@@ -28,16 +28,36 @@ use crate::views;
 #[derive(Debug)]
 pub struct ApiRouter {
     pub router: Router<AppState>,
+    /// Routes whose requests may carry more than the 1 MiB every other request is held to (an
+    /// agent's results: a batch of orders' outcomes, a large schema); bounded by
+    /// [`LARGE_BODY`].
+    pub large: Router<AppState>,
     /// Every `(method, path)` routed, in OpenAPI's path syntax (which axum's is).
     pub routes: Vec<(Method, &'static str)>,
 }
+
+/// The largest body a route of [`ApiRouter::large`] accepts.
+pub const LARGE_BODY: usize = 64 << 20;
 
 impl ApiRouter {
     fn new() -> Self {
         ApiRouter {
             router: Router::new(),
+            large: Router::new(),
             routes: Vec::new(),
         }
+    }
+
+    /// [`ApiRouter::add`] for a route whose requests may be large (up to [`LARGE_BODY`]).
+    pub(crate) fn add_large(
+        mut self,
+        method: Method,
+        path: &'static str,
+        route: MethodRouter<AppState>,
+    ) -> Self {
+        self.routes.push((method, path));
+        self.large = self.large.route(path, route);
+        self
     }
 
     /// `f(self)`: lets another module add its routes to the chain.

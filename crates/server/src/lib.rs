@@ -58,16 +58,28 @@ pub fn app(state: AppState) -> Router {
             "same-origin",
         ),
     ];
+    let api = api::router();
+    let large = api
+        .large
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::middleware,
+        ))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            api::LARGE_BODY,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(api::LARGE_BODY));
     let mut router = Router::new()
         .route("/healthz", axum::routing::get(health))
         .route("/metrics", axum::routing::get(metrics::handler))
-        .merge(api::router().router)
+        .merge(api.router)
         .merge(ui::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::middleware,
         ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))
+        .merge(large)
         // Agents' table uploads: streamed, bounded after decompression, authenticated by the
         // agent's session (not a user's).
         .merge(agents::routes::upload_routes());

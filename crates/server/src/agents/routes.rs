@@ -48,7 +48,8 @@ pub fn api_routes(r: ApiRouter) -> ApiRouter {
         .add(Method::GET, "/api/agent/configuration", get(configuration))
         .add(Method::GET, "/api/agent/work", get(work))
         .add(Method::POST, "/api/agent/tasks/{task}/renew", post(renew))
-        .add(Method::POST, "/api/agent/tasks/{task}/result", post(result))
+        // A batch of orders' outcomes or a schema can pass 1 MiB.
+        .add_large(Method::POST, "/api/agent/tasks/{task}/result", post(result))
         .add(Method::GET, "/api/agents", get(list_agents))
         .add(Method::POST, "/api/agents/{agent}/approve", post(approve))
         .add(Method::POST, "/api/agents/{agent}/revoke", post(revoke))

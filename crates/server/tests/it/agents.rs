@@ -278,3 +278,70 @@ async fn enrolment_is_rate_limited() {
         "{statuses:?}"
     );
 }
+
+/// An agent's result over the 1 MiB every other request is held to (a batch of 500 orders'
+/// outcomes with the requests sent, a large schema) was refused with 413, and the task was
+/// retried, then Errored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_result_larger_than_a_mebibyte_is_accepted() {
+    use axum::body::Body;
+    use axum::http::Request;
+    let f = Fixture::new().await;
+    let store = f.state.store();
+    let key = idlink_secrets::AgentIdentity::generate()
+        .recipient()
+        .to_string();
+    store
+        .enrol_agent("Paris", &key, Some("test"))
+        .await
+        .expect("enrols");
+    store
+        .create_agent_session(
+            &idlink_server::auth::token_hash("paris-session"),
+            "Paris",
+            idlink_store::agents::now_ms() + 60_000,
+        )
+        .await
+        .expect("session");
+    let id = store
+        .queue_agent_task("Paris", "check", "HRPeople", "{}")
+        .await
+        .expect("queues");
+    store
+        .claim_agent_task(
+            "Paris",
+            "L1",
+            "agent Paris",
+            60_000,
+            2,
+            idlink_store::agents::now_ms(),
+        )
+        .await
+        .expect("claims")
+        .expect("one");
+    let big = "x".repeat(3 << 20);
+    let body = json!({ "lease": "L1", "ok": { "reachable": true, "message": big } });
+    let req = Request::post(format!("/api/agent/tasks/{id}/result"))
+        .header("authorization", "Bearer paris-session")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    let r = f.anonymous().send(req).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        &r.body[..r.body.len().min(300)]
+    );
+    let t = store.agent_task(id).await.expect("reads").expect("found");
+    assert_eq!(t.state, "Done");
+    // Every other request is still held to 1 MiB.
+    let req = Request::post("/api/agent/enrol")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({ "agent": big, "publicKey": "k" }).to_string(),
+        ))
+        .expect("request");
+    let r = f.anonymous().send(req).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
