@@ -916,3 +916,40 @@ fn regression_an_enrolment_token_starting_with_a_hyphen_is_a_value() {
         "{err}"
     );
 }
+
+/// A server that answers the agent with an endless body: the agent read whole answers into
+/// memory, without a bound. It now stops at 64 MiB, says so, and tries again.
+#[test]
+fn regression_an_agent_reads_a_bounded_answer_from_a_server_that_never_ends() {
+    use idlink_test_support::hostile::{HostileServer, Step};
+    let mut chunk = format!("{:x}\r\n", 1 << 20).into_bytes();
+    chunk.extend(std::iter::repeat_n(b'a', 1 << 20));
+    chunk.extend_from_slice(b"\r\n");
+    let server = HostileServer::start(vec![
+        Step::ReadSome,
+        Step::Write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_vec(),
+        ),
+        Step::Endless(chunk),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("http://127.0.0.1:{}/", server.port());
+    let agent = start_agent(dir.path(), &url, "Paris", None);
+    until(60, "the agent to refuse the endless answer", || {
+        agent.log().contains("larger than").then_some(())
+    });
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id()))
+        .expect("the agent runs on");
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmHWM");
+    assert!(
+        peak_kib < 200 * 1024,
+        "peak RSS {peak_kib} KiB\n{}",
+        agent.log()
+    );
+    agent.kill();
+}

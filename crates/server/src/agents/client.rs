@@ -91,6 +91,9 @@ impl HttpError {
     }
 }
 
+/// The largest answer the agent reads from the server (a configuration, a batch of orders).
+pub const MAX_ANSWER: usize = 64 << 20;
+
 async fn answer<T: serde::de::DeserializeOwned>(
     r: Result<reqwest::Response, reqwest::Error>,
 ) -> Result<Option<T>, HttpError> {
@@ -99,7 +102,18 @@ async fn answer<T: serde::de::DeserializeOwned>(
     if status == StatusCode::NO_CONTENT {
         return Ok(None);
     }
-    let body = r.bytes().await.map_err(|e| HttpError::transport(&e))?;
+    // Bounded: a server that lies about (or never ends) its answer cannot exhaust memory.
+    let mut r = r;
+    let mut body = Vec::new();
+    while let Some(chunk) = r.chunk().await.map_err(|e| HttpError::transport(&e))? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(HttpError {
+                status: Some(status),
+                message: format!("the server's answer is larger than {MAX_ANSWER} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
     if !status.is_success() {
         let message = serde_json::from_slice::<Value>(&body)
             .ok()
