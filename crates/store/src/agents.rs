@@ -595,7 +595,8 @@ impl Store {
         lease_id: &str,
         outcome: Result<&str, &str>,
     ) -> Result<bool, StoreError> {
-        self.finish_agent_task_timed(id, lease_id, outcome, 0).await
+        self.finish_agent_task_timed(id, lease_id, outcome, 0, None)
+            .await
     }
 
     /// [`Store::finish_agent_task`], adding `server_ms` to the server's time on the task.
@@ -605,25 +606,47 @@ impl Store {
         lease_id: &str,
         outcome: Result<&str, &str>,
         server_ms: i64,
+        audit: Option<crate::audit::NewAuditEntry<'_>>,
     ) -> Result<bool, StoreError> {
         let (state, result, error) = match outcome {
             Ok(r) => (task_state::DONE, Some(r), None),
             Err(e) => (task_state::ERRORED, None, Some(e)),
         };
-        let n = on_pool!(self, p => sqlx::query(
-            "UPDATE agent_tasks SET state = $1, result = $2, error = $3, finished_ms = $4, \
-             server_ms = server_ms + $7 WHERE id = $5 AND lease_id = $6 AND state = 'Leased'"
-        )
-        .bind(state)
-        .bind(result)
-        .bind(error)
-        .bind(now_ms())
-        .bind(id)
-        .bind(lease_id)
-        .bind(server_ms)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))
+        // The answer and its audit entry in one transaction: one write lock, not two.
+        let n = on_pool!(self, p => async {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query(
+                "UPDATE agent_tasks SET state = $1, result = $2, error = $3, finished_ms = $4, \
+                 server_ms = server_ms + $7 WHERE id = $5 AND lease_id = $6 AND state = 'Leased'"
+            )
+            .bind(state)
+            .bind(result)
+            .bind(error)
+            .bind(now_ms())
+            .bind(id)
+            .bind(lease_id)
+            .bind(server_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 1
+                && let Some(a) = &audit
+            {
+                sqlx::query(
+                    "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(crate::now())
+                .bind(a.actor)
+                .bind(a.action)
+                .bind(a.target)
+                .bind(a.detail)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok::<u64, sqlx::Error>(n)
+        }
+        .await)
         .map_err(|e| self.db_error("record agent work's result", e))?;
         Ok(n == 1)
     }

@@ -20,6 +20,15 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// An entry to write with another change, in its transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct NewAuditEntry<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub detail: &'a str,
+}
+
 impl Store {
     /// Appends an entry, timed now.
     pub async fn audit(

@@ -794,7 +794,7 @@ async fn result(
     if !lease_holds(&task, &r.lease) {
         return Err(lease_lost(id));
     }
-    let outcome: Result<String, String> = match (&r.ok, &r.error) {
+    let outcome: Result<(String, Option<String>), String> = match (&r.ok, &r.error) {
         (_, Some(e)) => Err(e.clone()),
         (Some(v), None) => accept(&state, &task, &r.lease, v).await,
         (None, None) => Err("the agent sent neither a result nor an error".into()),
@@ -803,18 +803,34 @@ async fn result(
     let took = i64::try_from(started.elapsed().as_millis())
         .unwrap_or(i64::MAX)
         .saturating_add(state.hub().take_upload_time(id));
+    // An export's commit is audited with the task's answer, in one transaction.
+    let actor = format!("agent {}", task.agent_key);
     let accepted = match &outcome {
-        Ok(json) => {
+        Ok((json, detail)) => {
+            let audit = detail
+                .as_deref()
+                .map(|detail| idlink_store::audit::NewAuditEntry {
+                    actor: &actor,
+                    action: "export",
+                    target: &task.connection,
+                    detail,
+                });
             store
-                .finish_agent_task_timed(id, &r.lease, Ok(json), took)
+                .finish_agent_task_timed(id, &r.lease, Ok(json), took, audit)
                 .await?
         }
         Err(e) => {
             store
-                .finish_agent_task_timed(id, &r.lease, Err(e), took)
+                .finish_agent_task_timed(id, &r.lease, Err(e), took, None)
                 .await?
         }
     };
+    if !accepted && let Ok((_, Some(detail))) = &outcome {
+        // The tables were committed, though the lease was lost meanwhile: still audited.
+        store
+            .audit(&actor, "export", &task.connection, detail)
+            .await?;
+    }
     if task.attempts > 1 {
         // An earlier attempt may have left what it received.
         remove_received(&state, &task.connection, id);
@@ -839,7 +855,7 @@ async fn accept(
     task: &idlink_store::AgentTask,
     lease: &str,
     v: &Value,
-) -> Result<String, String> {
+) -> Result<(String, Option<String>), String> {
     let engine = state.engine().map_err(|e| e.to_string())?;
     match task.kind.as_str() {
         kind::EXPORT => {
@@ -886,20 +902,13 @@ async fn accept(
                 )
                 .await
                 .map_err(|e| e.to_string())?;
-            let _ = state
-                .store()
-                .audit(
-                    &format!("agent {}", task.agent_key),
-                    "export",
-                    &task.connection,
-                    &format!("{} rows (task {})", report.rows(), task.id),
-                )
-                .await;
-            serde_json::to_string(&report).map_err(|e| e.to_string())
+            let detail = format!("{} rows (task {})", report.rows(), task.id);
+            let json = serde_json::to_string(&report).map_err(|e| e.to_string())?;
+            Ok((json, Some(detail)))
         }
         // A schema is recorded by the refresh that asked for it (see
         // `Engine::refresh_schema_via`).
-        _ => Ok(v.to_string()),
+        _ => Ok((v.to_string(), None)),
     }
 }
 
