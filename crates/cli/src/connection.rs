@@ -173,6 +173,7 @@ pub fn export(rt: &Runtime, g: &Global, args: &ExportArgs) -> anyhow::Result<Exi
     let opts = ExportOptions {
         output_dir: args.output.clone(),
         ignore_cookies: args.ignore_cookies,
+        volatile: false,
     };
     let result = rt.block_on(opened.export(&opts, progress.clone(), &cancel));
     progress.finish();

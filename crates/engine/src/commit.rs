@@ -72,10 +72,17 @@ fn io(operation: &'static str, path: &Path, e: std::io::Error) -> EngineError {
     EngineError::io(operation, path, e)
 }
 
-fn write_journal(path: &Path, journal: &Journal) -> Result<(), EngineError> {
+/// Writes the journal atomically (a temp file renamed over it), synced when `durable`.
+fn write_journal_with(path: &Path, journal: &Journal, durable: bool) -> Result<(), EngineError> {
     let bytes = serde_json::to_vec_pretty(journal)
         .map_err(|e| EngineError::Contract(format!("cannot encode the commit journal: {e}")))?;
-    write_atomic(path, &bytes).map_err(|e| io("write the commit journal", path, e))
+    if durable {
+        return write_atomic(path, &bytes).map_err(|e| io("write the commit journal", path, e));
+    }
+    let tmp = path.with_extension("journal.tmp");
+    fs::write(&tmp, &bytes)
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(|e| io("write the commit journal", path, e))
 }
 
 /// Checks that every target is a regular file or absent: a folder or a link where a table
@@ -169,6 +176,20 @@ pub fn commit(
     moves: Vec<Move>,
     stop: Stop,
 ) -> Result<(), EngineError> {
+    commit_with(journal_file, connection, staging, moves, stop, true)
+}
+
+/// [`commit`]; with `durable` false nothing is synced to disk (the set is still all or
+/// nothing for readers, but a machine crash may lose it): for a copy another process keeps
+/// durably, such as an agent's temporary export the server commits.
+pub fn commit_with(
+    journal_file: &Path,
+    connection: &str,
+    staging: &Path,
+    moves: Vec<Move>,
+    stop: Stop,
+    durable: bool,
+) -> Result<(), EngineError> {
     check_targets(&moves)?;
     let mut journal = Journal {
         connection: connection.to_string(),
@@ -176,8 +197,8 @@ pub fn commit(
         staging: staging.to_path_buf(),
         moves,
     };
-    write_journal(journal_file, &journal)?;
-    let moved = do_moves(&journal.moves, stop);
+    write_journal_with(journal_file, &journal, durable)?;
+    let moved = do_moves(&journal.moves, stop, durable);
     match moved {
         Ok(true) => {}
         // A simulated crash: leave everything as it is for `recover`.
@@ -187,7 +208,7 @@ pub fn commit(
         }
     }
     journal.state = State::Committed;
-    if let Err(e) = write_journal(journal_file, &journal) {
+    if let Err(e) = write_journal_with(journal_file, &journal, durable) {
         // Not committed: roll back to the old set.
         journal.state = State::Prepared;
         return Err(failed(journal_file, &journal, e));
@@ -196,14 +217,14 @@ pub fn commit(
         return Ok(());
     }
     // Committed: clean-up failures only leave files the next run removes.
-    if let Err(e) = finish(journal_file, &journal) {
+    if let Err(e) = finish_with(journal_file, &journal, durable) {
         tracing::warn!(connection, error = %e, "clean-up after the commit is incomplete; the next export finishes it");
     }
     Ok(())
 }
 
 /// Steps 2 and 3: old files out, new files in, folders durable. `Ok(false)`: a simulated crash.
-fn do_moves(moves: &[Move], stop: Stop) -> Result<bool, EngineError> {
+fn do_moves(moves: &[Move], stop: Stop, durable: bool) -> Result<bool, EngineError> {
     let mut renames = 0usize;
     let pairs = moves
         .iter()
@@ -220,7 +241,9 @@ fn do_moves(moves: &[Move], stop: Stop) -> Result<bool, EngineError> {
     if stop == Stop::AfterRenames(renames) {
         return Ok(false);
     }
-    sync_parents(moves)?;
+    if durable {
+        sync_parents(moves)?;
+    }
     Ok(true)
 }
 
@@ -271,6 +294,10 @@ fn roll_back(journal: &Journal) -> Result<(), EngineError> {
 /// Removes what a complete or undone commit leaves: backups and new files kept outside the
 /// staging folder (the old or new cookie), the staging folder, then the journal.
 fn finish(journal_file: &Path, journal: &Journal) -> Result<(), EngineError> {
+    finish_with(journal_file, journal, true)
+}
+
+fn finish_with(journal_file: &Path, journal: &Journal, durable: bool) -> Result<(), EngineError> {
     for m in &journal.moves {
         // After a roll-back the new files that were not moved are left over too.
         for leftover in [&m.backup, &m.from] {
@@ -290,6 +317,9 @@ fn finish(journal_file: &Path, journal: &Journal) -> Result<(), EngineError> {
         Ok(()) => {}
         Err(e) if e.kind() == IoKind::NotFound => {}
         Err(e) => return Err(io("remove", journal_file, e)),
+    }
+    if !durable {
+        return Ok(());
     }
     sync_dir(parent(journal_file)).map_err(|e| io("sync", parent(journal_file), e))
 }
@@ -568,6 +598,17 @@ mod tests {
         let (staging, moves) = stage(&s, true);
         let journal = journal_path(&s.cookies, "D");
         commit(&journal, "D", &staging, moves, Stop::Never).unwrap();
+        assert_eq!(which(&s), "new");
+        assert!(leftovers(&s).is_empty(), "{:?}", leftovers(&s));
+    }
+
+    #[test]
+    fn a_volatile_commit_leaves_the_new_set_and_nothing_else_too() {
+        let s = set();
+        write_old(&s);
+        let (staging, moves) = stage(&s, true);
+        let journal = journal_path(&s.cookies, "D");
+        commit_with(&journal, "D", &staging, moves, Stop::Never, false).unwrap();
         assert_eq!(which(&s), "new");
         assert!(leftovers(&s).is_empty(), "{:?}", leftovers(&s));
     }

@@ -26,6 +26,10 @@ pub struct ExportOptions {
     pub output_dir: Option<PathBuf>,
     /// Force a complete export even when a cookie exists.
     pub ignore_cookies: bool,
+    /// Sync nothing to disk: the tables and cookie are a copy another process keeps durably
+    /// (an agent's temporary export, which the server commits). Still all or nothing for
+    /// readers.
+    pub volatile: bool,
 }
 
 /// What one export did.
@@ -238,7 +242,15 @@ pub(crate) fn commit_received(
     if let Some(note) = recover_journal(connection, &cookies)? {
         tracing::warn!(connection, "{note}");
     }
-    let result = commit_set(connection, tables, &output_dir, &cookies, &dir, cookie);
+    let result = commit_set(
+        connection,
+        tables,
+        &output_dir,
+        &cookies,
+        &dir,
+        cookie,
+        true,
+    );
     if !matches!(
         result,
         Err(EngineError::Commit {
@@ -453,6 +465,10 @@ impl Opened {
         let token = cancel.clone();
         let mut out = ExportOutput::new(&id, prepared.staging.path())
             .with_cancel(Box::new(move || token.is_cancelled()));
+        if opts.volatile {
+            out = out.volatile();
+        }
+        let durable = !opts.volatile;
         let incremental = prepared.cookie.is_some();
         progress.phase(&format!("exporting {id} ({})", self.package.id));
         tracing::info!(
@@ -555,6 +571,7 @@ impl Opened {
                 &cookies,
                 staging.path(),
                 new_cookie.as_deref(),
+                durable,
             );
             match &result {
                 // The roll-back did not finish: the staging folder holds the previous tables
@@ -608,6 +625,7 @@ fn commit_set(
     cookies: &Path,
     staging: &Path,
     cookie: Option<&str>,
+    durable: bool,
 ) -> Result<(Vec<TableReport>, Option<PathBuf>), EngineError> {
     let mut moves = Vec::with_capacity(staged.len() + 1);
     let mut reports = Vec::with_capacity(staged.len());
@@ -632,7 +650,11 @@ fn commit_set(
     if let Some(c) = cookie {
         let target = cookies.join(format!("{connection}.cookie"));
         let new = cookies.join(format!("{connection}.cookie.new"));
-        write_atomic(&new, c.as_bytes()).map_err(|e| EngineError::io("write", &new, e))?;
+        if durable {
+            write_atomic(&new, c.as_bytes()).map_err(|e| EngineError::io("write", &new, e))?;
+        } else {
+            fs::write(&new, c.as_bytes()).map_err(|e| EngineError::io("write", &new, e))?;
+        }
         moves.push(Move {
             from: new,
             had_old: exists(&target)?,
@@ -642,7 +664,7 @@ fn commit_set(
         cookie_written = Some(target);
     }
     let journal = commit::journal_path(cookies, connection);
-    let result = commit::commit(&journal, connection, staging, moves, Stop::Never);
+    let result = commit::commit_with(&journal, connection, staging, moves, Stop::Never, durable);
     if result.is_err() && cookie.is_some() {
         let _ = fs::remove_file(cookies.join(format!("{connection}.cookie.new")));
     }

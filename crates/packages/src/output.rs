@@ -44,6 +44,8 @@ pub struct ExportOutput {
     cancelled: Option<CancelCheck>,
     /// Rows written since the last look at `cancelled`.
     since_check: u32,
+    /// Whether `finish` syncs the tables to disk.
+    durable: bool,
 }
 
 impl std::fmt::Debug for ExportOutput {
@@ -71,7 +73,16 @@ impl ExportOutput {
             tables: Vec::new(),
             cancelled: None,
             since_check: 0,
+            durable: true,
         }
+    }
+
+    /// Tables that need not survive a crash (a copy another process keeps durably): `finish`
+    /// does not sync them.
+    #[must_use]
+    pub fn volatile(mut self) -> Self {
+        self.durable = false;
+        self
     }
 
     /// Makes writes fail with [`PackageError::Cancelled`] once `check` says the run was asked to
@@ -201,6 +212,7 @@ impl ExportOutput {
 
     /// Flushes and syncs every table; called by the runner once the package returned.
     pub fn finish(self) -> Result<Vec<StagedTable>, PackageError> {
+        let durable = self.durable;
         let mut done = Vec::with_capacity(self.tables.len());
         for t in self.tables {
             let OpenTable {
@@ -216,8 +228,10 @@ impl ExportOutput {
             let file = buf
                 .into_inner()
                 .map_err(|e| PackageError::io("write", &path, e.into_error()))?;
-            file.sync_all()
-                .map_err(|e| PackageError::io("sync", &path, e))?;
+            if durable {
+                file.sync_all()
+                    .map_err(|e| PackageError::io("sync", &path, e))?;
+            }
             let bytes = file
                 .metadata()
                 .map_err(|e| PackageError::io("stat", &path, e))?

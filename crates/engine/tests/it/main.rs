@@ -213,6 +213,7 @@ impl World {
         let opts = ExportOptions {
             output_dir: None,
             ignore_cookies,
+            volatile: false,
         };
         opened
             .export(&opts, Arc::new(NoProgress), &CancellationToken::new())

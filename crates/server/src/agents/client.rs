@@ -593,9 +593,11 @@ impl Agent {
                         _ => {}
                     },
                 }
+                // The server commits the tables durably; this copy is temporary.
                 let options = ExportOptions {
                     ignore_cookies: payload.ignore_cookies,
                     output_dir: Some(self.task_dir(item.id)),
+                    volatile: true,
                 };
                 let report = super::export_when_free(&opened, &options, &CancellationToken::new())
                     .await
