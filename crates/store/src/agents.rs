@@ -171,6 +171,9 @@ type AgentRow = (
     Option<DateTime<Utc>>,
 );
 
+const AGENT_COLUMNS: &str =
+    "agent, public_key, state, enrolled_at, decided_by, decided_at, last_seen";
+
 fn agent(r: AgentRow) -> AgentRecord {
     AgentRecord {
         agent: r.0,
@@ -192,8 +195,7 @@ impl Store {
     /// The agent `agent`, if it ever enrolled.
     pub async fn agent(&self, agent: &str) -> Result<Option<AgentRecord>, StoreError> {
         let row: Option<AgentRow> = on_pool!(self, p => sqlx::query_as(
-            "SELECT agent, public_key, state, enrolled_at, decided_by, decided_at, last_seen \
-             FROM agents WHERE agent_key = $1"
+            &format!("SELECT {AGENT_COLUMNS} FROM agents WHERE agent_key = $1")
         )
         .bind(agent_key(agent))
         .fetch_optional(p)
@@ -205,8 +207,7 @@ impl Store {
     /// Every enrolled agent, by identifier.
     pub async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
         let rows: Vec<AgentRow> = on_pool!(self, p => sqlx::query_as(
-            "SELECT agent, public_key, state, enrolled_at, decided_by, decided_at, last_seen \
-             FROM agents ORDER BY agent_key"
+            &format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY agent_key")
         )
         .fetch_all(p)
         .await)

@@ -14,7 +14,7 @@ use idlink_model::SettingsSource;
 use idlink_packages::Registry;
 use idlink_secrets::{AgentIdentity, decrypt_value};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::protocol::{
@@ -637,31 +637,11 @@ impl Agent {
                 serde_json::to_value(schema).map_err(|e| e.to_string())
             }
             kind::FULFILL => {
-                let payload: super::protocol::FulfillPayload =
-                    serde_json::from_value(item.payload.clone())
-                        .map_err(|e| format!("the orders cannot be read: {e}"))?;
-                let mut results = opened
-                    .fulfill(
-                        payload.orders,
-                        payload.dry_run,
-                        Arc::new(idlink_packages::api::NoProgress),
-                    )
-                    .await
-                    .map_err(|e| opened.redact(&e.to_string()))?;
-                for r in &mut results {
-                    r.message = opened.redact(&r.message);
-                    for op in &mut r.operations {
-                        *op = opened.redact(op);
-                    }
-                }
-                serde_json::to_value(results).map_err(|e| e.to_string())
+                let payload = serde_json::from_value(item.payload.clone())
+                    .map_err(|e| format!("the orders cannot be read: {e}"))?;
+                super::fulfill_answer(&opened, payload).await
             }
-            kind::CHECK => match opened.check_connection().await {
-                Ok(m) => Ok(json!({ "reachable": true, "message": opened.redact(&m) })),
-                Err(e) => {
-                    Ok(json!({ "reachable": false, "message": opened.redact(&e.to_string()) }))
-                }
-            },
+            kind::CHECK => Ok(super::check_answer(&opened).await),
             other => Err(format!("this agent does not know work of kind '{other}'")),
         }
     }

@@ -403,3 +403,37 @@ pub async fn export_when_free(
         }
     }
 }
+
+/// "Check connection" of `opened`, as a task's answer: reachable or not, and what answered or
+/// why not (secrets redacted).
+pub async fn check_answer(opened: &idlink_engine::Opened) -> serde_json::Value {
+    match opened.check_connection().await {
+        Ok(m) => serde_json::json!({ "reachable": true, "message": opened.redact(&m) }),
+        Err(e) => {
+            serde_json::json!({ "reachable": false, "message": opened.redact(&e.to_string()) })
+        }
+    }
+}
+
+/// One batch of orders sent through `opened`, as a task's answer: one result per order, with
+/// the connection's secrets redacted from messages and operations.
+pub async fn fulfill_answer(
+    opened: &idlink_engine::Opened,
+    payload: protocol::FulfillPayload,
+) -> Result<serde_json::Value, String> {
+    let mut results = opened
+        .fulfill(
+            payload.orders,
+            payload.dry_run,
+            Arc::new(idlink_packages::api::NoProgress),
+        )
+        .await
+        .map_err(|e| opened.redact(&e.to_string()))?;
+    for r in &mut results {
+        r.message = opened.redact(&r.message);
+        for op in &mut r.operations {
+            *op = opened.redact(op);
+        }
+    }
+    serde_json::to_value(results).map_err(|e| e.to_string())
+}

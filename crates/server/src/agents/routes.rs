@@ -150,19 +150,71 @@ fn declared_agent(state: &AppState, id: &str) -> Result<String, AppError> {
         })
 }
 
+/// Over TLS or from loopback, and within `per_minute` requests of `what` from the client's
+/// address (and the agents' overall rate).
+fn admit(state: &AppState, client: Client, what: &str, per_minute: u32) -> Result<(), AppError> {
+    require_tls_or_loopback(state, client)?;
+    let limit = state.agent_options().rate_per_minute.min(per_minute);
+    if state
+        .hub()
+        .allow(&format!("{what}:{}", client.key()), limit)
+    {
+        Ok(())
+    } else {
+        Err(too_many())
+    }
+}
+
+/// Spends one-time enrolment token `token` for `agent`: who vouched, or the refusal (audited).
+async fn spend_token(state: &AppState, agent: &str, token: &str) -> Result<String, AppError> {
+    let store = state.store();
+    match store
+        .use_enrolment_token(&token_hash(token.trim()), agent)
+        .await?
+    {
+        Some(creator) => Ok(format!("enrolment token of {creator}")),
+        None => {
+            store
+                .audit(
+                    &format!("agent {agent}"),
+                    "agent-enrol",
+                    agent,
+                    "refused: the enrolment token is not valid",
+                )
+                .await?;
+            Err(AppError::Forbidden(
+                "the enrolment token is not valid: unknown, already used, expired, or for another agent; ask an administrator for a new one".into(),
+            ))
+        }
+    }
+}
+
+/// The refusal of an enrolment under another key than the agent's (audited).
+async fn other_key(state: &AppState, agent: &str) -> Result<AppError, AppError> {
+    state
+        .store()
+        .audit(
+            &format!("agent {agent}"),
+            "agent-enrol",
+            agent,
+            "refused: enrolled already with another key",
+        )
+        .await?;
+    Ok(AppError::Engine {
+        kind: idlink_engine::ErrorKind::Configuration,
+        not_found: false,
+        message: format!(
+            "agent '{agent}' is enrolled with another key: use that key, or have an administrator revoke it and enrol under a new identifier"
+        ),
+    })
+}
+
 async fn enrol(
     State(state): State<AppState>,
     client: Client,
     Json(req): Json<Enrol>,
 ) -> Result<Json<Enrolled>, AppError> {
-    require_tls_or_loopback(&state, client)?;
-    let limit = state.agent_options().rate_per_minute;
-    if !state
-        .hub()
-        .allow(&format!("enrol:{}", client.key()), limit.min(60))
-    {
-        return Err(too_many());
-    }
+    admit(&state, client, "enrol", 60)?;
     valid_agent_id(&req.agent)?;
     let agent = declared_agent(&state, &req.agent)?;
     idlink_secrets::parse_recipient(req.public_key.trim()).map_err(|e| {
@@ -185,23 +237,7 @@ async fn enrol(
             && e.state == AgentState::Pending
             && let Some(t) = &req.token
         {
-            let Some(creator) = store
-                .use_enrolment_token(&token_hash(t.trim()), &agent)
-                .await?
-            else {
-                store
-                    .audit(
-                        &format!("agent {agent}"),
-                        "agent-enrol",
-                        &agent,
-                        "refused: the enrolment token is not valid",
-                    )
-                    .await?;
-                return Err(AppError::Forbidden(
-                    "the enrolment token is not valid: unknown, already used, expired, or for another agent; ask an administrator for a new one".into(),
-                ));
-            };
-            let by = format!("enrolment token of {creator}");
+            let by = spend_token(&state, &agent, t).await?;
             if store.replace_pending_agent(&agent, public_key, &by).await? {
                 store
                     .audit(
@@ -219,21 +255,7 @@ async fn enrol(
             }
         }
         if e.public_key != public_key {
-            store
-                .audit(
-                    &format!("agent {agent}"),
-                    "agent-enrol",
-                    &agent,
-                    "refused: enrolled already with another key",
-                )
-                .await?;
-            return Err(AppError::Engine {
-                kind: idlink_engine::ErrorKind::Configuration,
-                not_found: false,
-                message: format!(
-                    "agent '{agent}' is enrolled with another key: use that key, or have an administrator revoke it and enrol under a new identifier"
-                ),
-            });
+            return Err(other_key(&state, &agent).await?);
         }
         if e.state == AgentState::Revoked {
             return Err(AppError::Forbidden(format!(
@@ -245,25 +267,7 @@ async fn enrol(
         .as_ref()
         .is_none_or(|e| e.state == AgentState::Pending);
     let approved_by = match &req.token {
-        Some(t) if wants_token => match store
-            .use_enrolment_token(&token_hash(t.trim()), &agent)
-            .await?
-        {
-            Some(creator) => Some(format!("enrolment token of {creator}")),
-            None => {
-                store
-                    .audit(
-                        &format!("agent {agent}"),
-                        "agent-enrol",
-                        &agent,
-                        "refused: the enrolment token is not valid",
-                    )
-                    .await?;
-                return Err(AppError::Forbidden(
-                    "the enrolment token is not valid: unknown, already used, expired, or for another agent; ask an administrator for a new one".into(),
-                ));
-            }
-        },
+        Some(t) if wants_token => Some(spend_token(&state, &agent, t).await?),
         _ => None,
     };
     let outcome = store
@@ -272,13 +276,8 @@ async fn enrol(
     let (record, new) = match outcome {
         Enrolment::Created(r) => (r, true),
         Enrolment::Known(r) => (r, false),
-        Enrolment::OtherKey(_) => {
-            return Err(AppError::Engine {
-                kind: idlink_engine::ErrorKind::Configuration,
-                not_found: false,
-                message: format!("agent '{agent}' is enrolled with another key"),
-            });
-        }
+        // Enrolled meanwhile, by another request.
+        Enrolment::OtherKey(_) => return Err(other_key(&state, &agent).await?),
     };
     let message = match record.state {
         AgentState::Approved => "approved: the agent may work".to_string(),
@@ -292,9 +291,9 @@ async fn enrol(
         }
     };
     if new || approved_by.is_some() {
-        let detail = match (&approved_by, record.state) {
-            (Some(by), _) => format!("enrolled, approved by {by}"),
-            (None, _) => "enrolled, waiting for approval".to_string(),
+        let detail = match &approved_by {
+            Some(by) => format!("enrolled, approved by {by}"),
+            None => "enrolled, waiting for approval".to_string(),
         };
         store
             .audit(&format!("agent {agent}"), "agent-enrol", &agent, &detail)
@@ -312,14 +311,7 @@ async fn session(
     client: Client,
     Json(req): Json<SessionRequest>,
 ) -> Result<Json<SessionGranted>, AppError> {
-    require_tls_or_loopback(&state, client)?;
-    let limit = state.agent_options().rate_per_minute;
-    if !state
-        .hub()
-        .allow(&format!("session:{}", client.key()), limit.min(120))
-    {
-        return Err(too_many());
-    }
+    admit(&state, client, "session", 120)?;
     valid_agent_id(&req.agent)?;
     let Some(record) = state.store().agent(&req.agent).await? else {
         return Err(AppError::Forbidden(format!(

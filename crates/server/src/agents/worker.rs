@@ -161,26 +161,13 @@ async fn execute(state: &AppState, task: &idlink_store::AgentTask) -> Result<Val
         }
         kind::CHECK => {
             let opened = engine.open(&task.connection).map_err(|e| e.to_string())?;
-            match opened.check_connection().await {
-                Ok(m) => Ok(json!({ "reachable": true, "message": opened.redact(&m) })),
-                Err(e) => {
-                    Ok(json!({ "reachable": false, "message": opened.redact(&e.to_string()) }))
-                }
-            }
+            Ok(super::check_answer(&opened).await)
         }
         kind::FULFILL => {
-            let payload: super::protocol::FulfillPayload = serde_json::from_str(&task.payload)
+            let payload = serde_json::from_str(&task.payload)
                 .map_err(|e| format!("the orders cannot be read: {e}"))?;
             let opened = engine.open(&task.connection).map_err(|e| e.to_string())?;
-            let results = opened
-                .fulfill(
-                    payload.orders,
-                    payload.dry_run,
-                    Arc::new(idlink_packages::api::NoProgress),
-                )
-                .await
-                .map_err(|e| opened.redact(&e.to_string()))?;
-            serde_json::to_value(results).map_err(|e| opened.redact(&e.to_string()))
+            super::fulfill_answer(&opened, payload).await
         }
         other => Err(format!("'{other}' is not a kind of agent work")),
     }
