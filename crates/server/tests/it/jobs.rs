@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
-use idlink_server::{AppState, Paths};
+use idlink_server::Paths;
 use idlink_store::{Location, Store};
 use serde_json::{Value, json};
 
@@ -99,25 +99,13 @@ async fn fixture() -> Fixture {
     ] {
         std::fs::write(conf.join(name), text).expect("write");
     }
-    let store = Store::open(&Location::Sqlite(dir.path().join("work/idlink.db")))
-        .await
-        .expect("store");
-    idlink_server::auth::ensure_admin(&store, Some(ADMIN_PASSWORD))
-        .await
-        .expect("admin");
-    let paths = Paths {
-        config_dir: conf,
-        settings: None,
-        work_dir: dir.path().join("work"),
-    };
-    let state = AppState::new(store, paths, false).await;
+    let f = Fixture::over(dir, conf, Default::default(), false).await;
     assert!(
-        state.running().engine.is_some(),
+        f.state.running().engine.is_some(),
         "the configuration passes check: {:?}",
-        state.running().rejected
+        f.state.running().rejected
     );
-    let app = idlink_server::app(state.clone());
-    Fixture { dir, state, app }
+    f
 }
 
 /// Adds a user with `role` and signs them in.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, TimeZone, Timelike, Utc};
 use idlink_server::scheduler::Scheduler;
-use idlink_server::{AppState, Paths, ScheduleOptions};
+use idlink_server::{Paths, ScheduleOptions};
 use idlink_store::{Location, Store};
 use idlink_test_support::PostgresServer;
 
@@ -384,24 +384,11 @@ fn next_five_in_paris(now: DateTime<Utc>) -> DateTime<Utc> {
 async fn the_api_and_the_pages_show_the_next_run_in_the_time_zone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let conf = write_conf(dir.path(), "0 5 * * *");
-    let store = Store::open(&Location::Sqlite(dir.path().join("work/idlink.db")))
-        .await
-        .expect("store");
-    idlink_server::auth::ensure_admin(&store, Some(ADMIN_PASSWORD))
-        .await
-        .expect("admin");
-    let paths = Paths {
-        config_dir: conf,
-        settings: None,
-        work_dir: dir.path().join("work"),
-    };
     let schedule = ScheduleOptions {
         time_zone: idlink_server::scheduler::parse_time_zone("Europe/Paris").expect("zone"),
         ..ScheduleOptions::default()
     };
-    let state = AppState::with_schedule(store, paths, false, schedule).await;
-    let app = idlink_server::app(state.clone());
-    let f = Fixture { dir, state, app };
+    let f = Fixture::over(dir, conf, schedule, false).await;
     let mut admin = f.admin().await;
 
     let before = Utc::now();
@@ -450,20 +437,7 @@ async fn a_job_without_a_crontab_has_no_next_run() {
         jobs.replace(" CrontabExpression=\"0 5 * * *\"", ""),
     )
     .expect("write");
-    let store = Store::open(&Location::Sqlite(dir.path().join("work/idlink.db")))
-        .await
-        .expect("store");
-    idlink_server::auth::ensure_admin(&store, Some(ADMIN_PASSWORD))
-        .await
-        .expect("admin");
-    let paths = Paths {
-        config_dir: conf,
-        settings: None,
-        work_dir: dir.path().join("work"),
-    };
-    let state = AppState::new(store, paths, false).await;
-    let app = idlink_server::app(state.clone());
-    let f = Fixture { dir, state, app };
+    let f = Fixture::over(dir, conf, ScheduleOptions::default(), false).await;
     let mut admin = f.admin().await;
     let jobs = admin.get("/api/jobs").await.json();
     let job = &jobs[0];

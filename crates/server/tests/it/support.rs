@@ -99,6 +99,24 @@ impl Fixture {
     pub async fn with_tls(tls: bool) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = prepare_conf(dir.path());
+        let f = Fixture::over(dir, conf, Default::default(), tls).await;
+        let running = f.state.running();
+        assert!(
+            running.engine.is_some(),
+            "the fixture passes check: {:?}",
+            running.rejected
+        );
+        f
+    }
+
+    /// A server over the configuration folder `conf` (its store `<dir>/work/idlink.db`, its
+    /// administrator `admin` with [`ADMIN_PASSWORD`]).
+    pub async fn over(
+        dir: tempfile::TempDir,
+        conf: PathBuf,
+        schedule: idlink_server::scheduler::ScheduleOptions,
+        tls: bool,
+    ) -> Fixture {
         let store = Store::open(&Location::Sqlite(dir.path().join("work/idlink.db")))
             .await
             .expect("store");
@@ -111,13 +129,7 @@ impl Fixture {
             settings: None,
             work_dir: dir.path().join("work"),
         };
-        let state = AppState::new(store, paths, tls).await;
-        let running = state.running();
-        assert!(
-            running.engine.is_some(),
-            "the fixture passes check: {:?}",
-            running.rejected
-        );
+        let state = AppState::with_schedule(store, paths, tls, schedule).await;
         let app = idlink_server::app(state.clone());
         Fixture { dir, state, app }
     }
