@@ -10,6 +10,9 @@
 #
 #   bench/sync.sh                 # ROWS=1000000
 #   ROWS=100000 bench/sync.sh
+#   KEEP=1 bench/sync.sh          # keep the work folder (its path is printed)
+# Each run's phases (store index read, prepared, resources applied, links applied, committed)
+# are printed after the figures.
 set -euo pipefail
 
 ROWS=${ROWS:-1000000}
@@ -36,7 +39,7 @@ chmod 755 "$work"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cleanup() {
     as_pg "$pgbin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$work"
+    if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -119,6 +122,8 @@ with open(f"{out}/people-1pct.csv", "w") as f:
         f.write(person(i, changed=(i % 100 == 7)))
 PY
 
+# The synchronization's phase lines (the export's logs stay quiet).
+sync_log=${IDLINK_LOG:-warn,idlink_engine::sync=info}
 run() { # label, command...: prints seconds; keeps the peak RSS in $work/rss
     local label=$1; shift
     /usr/bin/time -f "%e %M" -o "$work/t" "$@" >"$work/$label.out" 2>"$work/$label.err" || {
@@ -138,9 +143,9 @@ echo "== SQLite store"
 export_all "$work/w-sqlite" people-full.csv
 table="$work/w-sqlite/ExportOutput/HRPeople.csv"
 t_import=$(run import sqlite3 "$work/plain.db" -cmd ".mode csv" ".import $table people")
-t_first=$(run sqlite-first "$idlink" -q sync --config "$work/conf" --work "$work/w-sqlite" --connector HR --mode initial)
+t_first=$(run sqlite-first env IDLINK_LOG="$sync_log" "$idlink" -q sync --config "$work/conf" --work "$work/w-sqlite" --connector HR --mode initial)
 export_all "$work/w-sqlite" people-1pct.csv
-t_second=$(run sqlite-1pct "$idlink" -q sync --config "$work/conf" --work "$work/w-sqlite" --connector HR --force)
+t_second=$(run sqlite-1pct env IDLINK_LOG="$sync_log" "$idlink" -q sync --config "$work/conf" --work "$work/w-sqlite" --connector HR --force)
 grep -q "$((ROWS / 100)) updated" "$work/sqlite-1pct.out" || { echo "the 1% run did not update $((ROWS / 100)) rows:" >&2; cat "$work/sqlite-1pct.out" >&2; exit 1; }
 rss_sqlite=$(sort -n "$work/rss" | tail -1)
 
@@ -154,10 +159,11 @@ psql_ -d postgres -c "CREATE DATABASE plain" -c "CREATE DATABASE store"
 psql_ -d plain -c "CREATE TABLE people (EmployeeId text, Login text, FirstName text, LastName text, Email text, Title text, Phone text, StartDate text, Grade text, OrgCode text)"
 export_all "$work/w-pg" people-full.csv
 t_copy=$(run copy "$pgbin/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres -d plain -c "\\copy people FROM '$work/w-pg/ExportOutput/HRPeople.csv' CSV HEADER")
-t_pg=$(run pg-first "$idlink" -q sync --config "$work/conf" --work "$work/w-pg" --database "postgres://postgres@127.0.0.1:$port/store" --connector HR --mode initial)
+t_pg=$(run pg-first env IDLINK_LOG="$sync_log" "$idlink" -q sync --config "$work/conf" --work "$work/w-pg" --database "postgres://postgres@127.0.0.1:$port/store" --connector HR --mode initial)
 rss_all=$(sort -n "$work/rss" | tail -1)
 
-python3 - "$ROWS" "$t_import" "$t_first" "$t_second" "$t_copy" "$t_pg" "$rss_sqlite" "$rss_all" "$MAX_RSS_KIB" <<'PY'
+status=0
+(python3 - "$ROWS" "$t_import" "$t_first" "$t_second" "$t_copy" "$t_pg" "$rss_sqlite" "$rss_all" "$MAX_RSS_KIB" <<'PY'
 import sys
 rows = int(sys.argv[1])
 t_import, t_first, t_second, t_copy, t_pg = map(float, sys.argv[2:7])
@@ -176,3 +182,9 @@ line("PostgreSQL first run / psql \\copy", f"{t_pg / t_copy:.2f}", "<= 2", t_pg 
 line("peak RSS (MiB)", f"{rss_all / 1024:.0f}", f"<= {max_rss // 1024}", rss_all <= max_rss)
 sys.exit(0 if ok else 1)
 PY
+) || status=$?
+for label in sqlite-first sqlite-1pct pg-first; do
+    echo "-- phases of $label"
+    grep -E "seconds" "$work/$label.err" | sed -E 's/^[^ ]+ +//; s/\x1b\[[0-9;]*m//g' || true
+done
+exit "${status:-0}"

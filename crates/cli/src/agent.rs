@@ -66,20 +66,9 @@ pub fn agent(rt: &Runtime, g: &Global, args: &AgentArgs) -> anyhow::Result<ExitC
     let stop = CancellationToken::new();
     {
         let stop = stop.clone();
-        rt.spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
-                return;
-            };
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
+        crate::on_signals(rt, move || {
             stop.cancel();
-            crate::say("stopping: the agent takes no new work");
+            crate::say("stopping: the agent takes no new work (a second signal stops at once)");
         });
     }
     let quiet = g.quiet;

@@ -132,26 +132,11 @@ fn report_failure(opened: &Opened, what: &str, e: &EngineError) {
 /// ends the process at once.
 pub(crate) fn cancel_on_signals(rt: &Runtime, cancel: &CancellationToken) {
     let cancel = cancel.clone();
-    rt.spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
-        for n in 0..2 {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            if n == 0 {
-                eprintln!("interrupted: stopping and removing the staging folder (a second signal stops at once)");
-                cancel.cancel();
-            } else {
-                std::process::exit(130);
-            }
-        }
+    crate::on_signals(rt, move || {
+        crate::say(
+            "interrupted: stopping and removing the staging folder (a second signal stops at once)",
+        );
+        cancel.cancel();
     });
 }
 

@@ -242,6 +242,36 @@ pub(crate) fn say(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// Watches SIGINT and SIGTERM: the first one calls `first`, a second one ends the process at
+/// once (exit 130). The handlers are installed before this returns, so a signal sent right
+/// after the caller announces itself (a supervisor that reads "idlink serving" and stops it)
+/// meets them, never the default action that kills the process without its cleanup.
+pub(crate) fn on_signals(rt: &tokio::runtime::Runtime, first: impl FnOnce() + Send + 'static) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let _in_runtime = rt.enter();
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        say(
+            "warning: SIGINT and SIGTERM cannot be watched: a signal stops at once, without cleanup",
+        );
+        return;
+    };
+    rt.spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        first();
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        std::process::exit(130);
+    });
+}
+
 /// Whether `dir` holds configuration files: an appsettings.agent.json or an XML file.
 fn holds_configuration(dir: &Path) -> bool {
     if dir.join("appsettings.agent.json").is_file() {

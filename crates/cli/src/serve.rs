@@ -104,13 +104,14 @@ pub fn serve(rt: &Runtime, g: &Global, args: &ServeArgs) -> anyhow::Result<ExitC
             "  it is shown this once: keep it somewhere safe (set IDLINK_ADMIN_PASSWORD before the first start to choose it)"
         );
     }
+    // Watched before the line below: whoever reads it may stop the server at once.
+    let stop = CancellationToken::new();
+    stop_on_signals(rt, &stop);
     println!(
         "idlink serving {} (configuration {}; Ctrl-C stops)",
         server.url(),
         g.config.display()
     );
-    let stop = CancellationToken::new();
-    stop_on_signals(rt, &stop);
     match rt.block_on(server.run(stop)) {
         Ok(()) => {
             crate::say("stopped");
@@ -127,30 +128,13 @@ pub fn serve(rt: &Runtime, g: &Global, args: &ServeArgs) -> anyhow::Result<ExitC
 /// the process at once.
 fn stop_on_signals(rt: &Runtime, stop: &CancellationToken) {
     let stop = stop.clone();
-    rt.spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
-        for n in 0..2 {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            if n == 0 {
-                // Cancel first: a message that cannot be written (stderr closed) must not keep
-                // the server from stopping.
-                stop.cancel();
-                crate::say(&format!(
-                    "stopping: requests under way finish (work still running after {} s is interrupted); a second signal stops at once",
-                    GRACE.as_secs()
-                ));
-            } else {
-                std::process::exit(130);
-            }
-        }
+    crate::on_signals(rt, move || {
+        // Cancel first: a message that cannot be written (stderr closed) must not keep the
+        // server from stopping.
+        stop.cancel();
+        crate::say(&format!(
+            "stopping: requests under way finish (work still running after {} s is interrupted); a second signal stops at once",
+            GRACE.as_secs()
+        ));
     });
 }

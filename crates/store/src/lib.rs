@@ -40,7 +40,9 @@ pub use lock::{ConnectorLock, Holder};
 pub use provisioning::{
     Assignment, JobRun, NewOrder, OrderFilter, OrderState, OrderUpdate, StoredOrder,
 };
-pub use resources::{Digest, IndexEntry, NewResource, Resource, ResourceUpdate, SyncTx};
+pub use resources::{
+    Digest, IndexEntry, NewResource, Resource, ResourceUpdate, SnapshotEntry, SyncTx,
+};
 pub use schedule::Fire;
 pub use schemas::{SchemaFailure, SchemaSnapshot, SchemaState};
 pub use users::{ApiToken, Session, User};

@@ -372,6 +372,33 @@ pub const MIGRATIONS: &[Migration] = &[
             "CREATE INDEX agent_tasks_queue ON agent_tasks (agent_key, state, id)",
         ],
     },
+    Migration {
+        version: 7,
+        name: "index snapshots of the resources",
+        sqlite: &[
+            // What a synchronization compares a table with, per entity type: (key hash, id, raw
+            // digest) of every resource, 32 bytes each, in chunks (see `resources::Snapshot`).
+            // Written in the synchronization's transaction; a transaction that writes an entity
+            // type's resources without writing its snapshot deletes it. A later migration that
+            // changes resources must delete them all.
+            "CREATE TABLE resource_index_snapshots (
+            entity_type TEXT NOT NULL,
+            chunk INTEGER NOT NULL,
+            entries INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            PRIMARY KEY (entity_type, chunk))",
+        ],
+        postgres: &[
+            "CREATE TABLE resource_index_snapshots (
+            entity_type TEXT NOT NULL,
+            chunk INTEGER NOT NULL,
+            entries BIGINT NOT NULL,
+            data BYTEA NOT NULL,
+            PRIMARY KEY (entity_type, chunk))",
+            // Hashes do not compress: PostgreSQL would try, at a cost of seconds per million.
+            "ALTER TABLE resource_index_snapshots ALTER COLUMN data SET STORAGE EXTERNAL",
+        ],
+    },
 ];
 
 /// The newest format this build reads and writes.

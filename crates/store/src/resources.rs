@@ -99,6 +99,10 @@ pub struct SyncTx<'s> {
     /// SQLite: the next free id (the transaction holds the write lock, so ids counted from the
     /// largest one are nobody else's).
     next_id: Option<i64>,
+    /// Entity types whose resources this transaction wrote, and those whose index snapshot it
+    /// saved since: at commit, the snapshots of the written and not saved are deleted.
+    written: HashSet<String>,
+    saved: HashSet<String>,
 }
 
 impl std::fmt::Debug for SyncTx<'_> {
@@ -150,6 +154,8 @@ impl Store {
             store: self,
             tx,
             next_id: None,
+            written: HashSet::new(),
+            saved: HashSet::new(),
         })
     }
 
@@ -468,6 +474,7 @@ impl SyncTx<'_> {
         if rows.is_empty() {
             return Ok(());
         }
+        self.wrote(entity_type);
         if let Tx::Postgres(t) = &mut self.tx {
             // PostgreSQL's fast path: one COPY per batch.
             let mut csv = Vec::with_capacity(rows.len() * 160);
@@ -520,8 +527,16 @@ impl SyncTx<'_> {
         Ok(())
     }
 
-    /// Updates resources, many per statement (`UPDATE ... FROM (SELECT ... UNION ALL ...)`).
-    pub async fn update_resources(&mut self, rows: &[ResourceUpdate]) -> Result<(), StoreError> {
+    /// Updates resources of `entity_type`, many per statement (`UPDATE ... FROM (SELECT ...
+    /// UNION ALL ...)`).
+    pub async fn update_resources(
+        &mut self,
+        entity_type: &str,
+        rows: &[ResourceUpdate],
+    ) -> Result<(), StoreError> {
+        if !rows.is_empty() {
+            self.wrote(entity_type);
+        }
         let (with_data, digest_only): (Vec<&ResourceUpdate>, Vec<&ResourceUpdate>) =
             rows.iter().partition(|r| r.data.is_some());
         for chunk in with_data.chunks(ROWS_PER_INSERT) {
@@ -569,9 +584,16 @@ impl SyncTx<'_> {
         Ok(())
     }
 
-    /// Deletes resources (and, by cascade, their links).
-    /// Deletes resources and their links (both sides; links have no foreign keys).
-    pub async fn delete_resources(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+    /// Deletes resources of `entity_type` and their links (both sides; links have no foreign
+    /// keys).
+    pub async fn delete_resources(
+        &mut self,
+        entity_type: &str,
+        ids: &[i64],
+    ) -> Result<(), StoreError> {
+        if !ids.is_empty() {
+            self.wrote(entity_type);
+        }
         for chunk in ids.chunks(ROWS_PER_INSERT) {
             for statement in [
                 "DELETE FROM links WHERE id1 IN (",
@@ -894,7 +916,16 @@ impl SyncTx<'_> {
         Ok(())
     }
 
-    pub async fn commit(self) -> Result<(), StoreError> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        let stale: Vec<String> = self.written.difference(&self.saved).cloned().collect();
+        for entity_type in stale {
+            let r = on_tx!(self, c => sqlx::query("DELETE FROM resource_index_snapshots WHERE entity_type = $1")
+                .bind(&entity_type)
+                .execute(c)
+                .await
+                .map(|_| ()));
+            r.map_err(|e| self.err("delete an index snapshot", e))?;
+        }
         let store = self.store;
         match self.tx {
             Tx::Sqlite(t) => t.commit().await,
@@ -910,5 +941,199 @@ impl SyncTx<'_> {
             Tx::Postgres(t) => t.rollback().await,
         }
         .map_err(|e| store.db_error("roll the synchronization back", e))
+    }
+}
+
+/// Entries per row of `resource_index_snapshots` (2 MiB: SQLite copies a bound blob).
+const SNAPSHOT_CHUNK: usize = 1 << 16;
+
+/// The `idlink_meta` key of the seed of the key hashes in index snapshots.
+const KEY_SEED: &str = "sync_key_seed";
+
+/// One resource in an index snapshot: the hash of its key (with the store's seed, see
+/// [`SyncTx::key_seed`]), its id and the raw part of its digest. Stored as 32 bytes, little
+/// endian.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotEntry {
+    pub key_hash: u128,
+    pub id: i64,
+    pub raw: u64,
+}
+
+impl SnapshotEntry {
+    const SIZE: usize = 32;
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.key_hash.to_le_bytes());
+        out.extend_from_slice(&self.id.to_le_bytes());
+        out.extend_from_slice(&self.raw.to_le_bytes());
+    }
+
+    fn read(b: &[u8]) -> SnapshotEntry {
+        let mut h = [0u8; 16];
+        h.copy_from_slice(&b[..16]);
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&b[16..24]);
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(&b[24..32]);
+        SnapshotEntry {
+            key_hash: u128::from_le_bytes(h),
+            id: i64::from_le_bytes(id),
+            raw: u64::from_le_bytes(raw),
+        }
+    }
+}
+
+impl SyncTx<'_> {
+    fn wrote(&mut self, entity_type: &str) {
+        self.saved.remove(entity_type);
+        if !self.written.contains(entity_type) {
+            self.written.insert(entity_type.to_string());
+        }
+    }
+
+    /// The seed of the key hashes of the store's index snapshots; `fresh` becomes it when the
+    /// store has none yet.
+    pub async fn key_seed(&mut self, fresh: u64) -> Result<u64, StoreError> {
+        let r: Result<Option<String>, sqlx::Error> = on_tx!(self, c => sqlx::query_scalar(
+            "SELECT value FROM idlink_meta WHERE key = $1"
+        )
+        .bind(KEY_SEED)
+        .fetch_optional(c)
+        .await);
+        match r.map_err(|e| self.err("read the key seed", e))? {
+            Some(v) => v
+                .parse()
+                .map_err(|_| corrupt(self.store, "the key seed of the index snapshots", &v)),
+            None => {
+                let r = on_tx!(self, c => sqlx::query(
+                    "INSERT INTO idlink_meta (key, value) VALUES ($1, $2)"
+                )
+                .bind(KEY_SEED)
+                .bind(fresh.to_string())
+                .execute(c)
+                .await
+                .map(|_| ()));
+                r.map_err(|e| self.err("save the key seed", e))?;
+                Ok(fresh)
+            }
+        }
+    }
+
+    /// Calls `f` with every entry of `entity_type`'s index snapshot and returns how many there
+    /// were, or None when there is no snapshot (never saved, or deleted by a transaction that
+    /// wrote the entity type's resources without saving one).
+    pub async fn each_snapshot_entry(
+        &mut self,
+        entity_type: &str,
+        mut f: impl FnMut(SnapshotEntry),
+    ) -> Result<Option<u64>, StoreError> {
+        use futures_util::TryStreamExt as _;
+        const SQL: &str = "SELECT entries, data FROM resource_index_snapshots WHERE entity_type = $1 ORDER BY chunk";
+        let mut found = None;
+        let mut each = |entries: i64, data: &[u8]| -> Result<(), String> {
+            if usize::try_from(entries)
+                .ok()
+                .and_then(|n| n.checked_mul(SnapshotEntry::SIZE))
+                != Some(data.len())
+            {
+                return Err(format!(
+                    "a chunk of {} bytes does not hold {entries} entries",
+                    data.len()
+                ));
+            }
+            for e in data.chunks_exact(SnapshotEntry::SIZE) {
+                f(SnapshotEntry::read(e));
+            }
+            *found.get_or_insert(0u64) += data.len() as u64 / SnapshotEntry::SIZE as u64;
+            Ok(())
+        };
+        let r: Result<Result<(), String>, sqlx::Error> = match &mut self.tx {
+            // rusqlite reads the blob in place, sqlx would copy it through its worker.
+            Tx::Sqlite(t) => {
+                with_rusqlite(t, |db| {
+                    let mut st = db.prepare_cached(SQL)?;
+                    let mut rows = st.query([entity_type])?;
+                    while let Some(row) = rows.next()? {
+                        let entries: i64 = row.get(0)?;
+                        let data = row.get_ref(1)?.as_blob()?;
+                        if let Err(e) = each(entries, data) {
+                            return Ok(Err(e));
+                        }
+                    }
+                    Ok(Ok(()))
+                })
+                .await
+            }
+            Tx::Postgres(t) => {
+                async {
+                    let mut rows = sqlx::query_as::<_, (i64, Vec<u8>)>(SQL)
+                        .bind(entity_type)
+                        .fetch(&mut **t);
+                    while let Some((entries, data)) = rows.try_next().await? {
+                        if let Err(e) = each(entries, &data) {
+                            return Ok(Err(e));
+                        }
+                    }
+                    Ok(Ok(()))
+                }
+                .await
+            }
+        };
+        r.map_err(|e| self.err("read an index snapshot", e))?
+            .map_err(|message| StoreError::Corrupt {
+                store: self.store.location().to_string(),
+                what: format!("the index snapshot of {entity_type}"),
+                message,
+            })?;
+        Ok(found)
+    }
+
+    /// Replaces `entity_type`'s index snapshot with `entries`: every resource of the entity
+    /// type as this transaction leaves it (the caller's to make sure). Written a chunk at a
+    /// time: memory holds one chunk, not the snapshot.
+    pub async fn save_snapshot(
+        &mut self,
+        entity_type: &str,
+        entries: impl Iterator<Item = SnapshotEntry> + Send,
+    ) -> Result<(), StoreError> {
+        let r = on_tx!(self, c => sqlx::query("DELETE FROM resource_index_snapshots WHERE entity_type = $1")
+            .bind(entity_type)
+            .execute(c)
+            .await
+            .map(|_| ()));
+        r.map_err(|e| self.err("save an index snapshot", e))?;
+        let mut entries = entries.peekable();
+        let mut chunk = 0i64;
+        while entries.peek().is_some() {
+            let mut data = Vec::with_capacity(SNAPSHOT_CHUNK * SnapshotEntry::SIZE);
+            for e in entries.by_ref().take(SNAPSHOT_CHUNK) {
+                e.write(&mut data);
+            }
+            let n = (data.len() / SnapshotEntry::SIZE) as i64;
+            const SQL: &str = "INSERT INTO resource_index_snapshots (entity_type, chunk, entries, data) VALUES ($1, $2, $3, $4)";
+            let r = match &mut self.tx {
+                Tx::Sqlite(t) => {
+                    with_rusqlite(t, |db| {
+                        db.prepare_cached(SQL)?
+                            .execute(rusqlite::params![entity_type, chunk, n, data])
+                            .map(|_| ())
+                    })
+                    .await
+                }
+                Tx::Postgres(t) => sqlx::query(SQL)
+                    .bind(entity_type)
+                    .bind(chunk)
+                    .bind(n)
+                    .bind(data)
+                    .execute(&mut **t)
+                    .await
+                    .map(|_| ()),
+            };
+            r.map_err(|e| self.err("save an index snapshot", e))?;
+            chunk += 1;
+        }
+        self.saved.insert(entity_type.to_string());
+        Ok(())
     }
 }

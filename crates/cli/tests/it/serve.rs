@@ -392,3 +392,60 @@ fn regression_serve_stops_on_sigterm_after_its_output_pipes_closed() {
     };
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+/// `idlink serve` printed "idlink serving" before it watched SIGTERM: a supervisor (or a test)
+/// that stopped it as soon as it read that line sometimes met the default action, which kills
+/// the process without its graceful stop (seen in CI under load: killed by signal 15).
+#[test]
+fn regression_sigterm_right_after_the_serving_line_stops_gracefully() {
+    let dir = quickstart();
+    for attempt in 0..5 {
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("idlink"))
+            .current_dir(dir.path())
+            .args([
+                "serve",
+                "--config",
+                "conf",
+                "--work",
+                "work",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .env("IDLINK_ADMIN_PASSWORD", "a-long-enough-password")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starts");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        while !line.starts_with("idlink serving") {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).expect("reads") > 0,
+                "no URL printed"
+            );
+        }
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut err)
+            .expect("reads stderr");
+        let status = child.wait().expect("waits");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "attempt {attempt}: {status:?}; stderr: {err}"
+        );
+        assert!(err.contains("stopping"), "attempt {attempt}: {err}");
+    }
+}

@@ -1,8 +1,9 @@
 //! Keys by their hash. A synchronization holds the key of every resource of a large entity
 //! type; held as strings, a million keys cost a heap allocation each and a map twice as large.
-//! Held as 128-bit hashes seeded at random for each run, they cost 16 bytes each and no
-//! allocation; two different keys of one run share a hash with a probability of about 2^-88
-//! at a million keys, and the seed is nobody's to choose.
+//! Held as 128-bit hashes, they cost 16 bytes each and no allocation; two different keys
+//! share a hash with a probability of about 2^-88 at a million keys. The seed is drawn at
+//! random once per store and kept in it (the store's index snapshots hold hashes), so nobody
+//! who only writes tables can choose keys that collide.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -19,6 +20,15 @@ impl KeyHasher {
         KeyHasher {
             seed: std::collections::hash_map::RandomState::new().hash_one(0x6964_6c69_6e6b_u64),
         }
+    }
+
+    /// A hasher with the given seed (the store's, see `SyncTx::key_seed`).
+    pub fn with_seed(seed: u64) -> Self {
+        KeyHasher { seed }
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
     }
 
     pub fn of(&self, key: &str) -> u128 {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use idlink_model::config::{EntityAssociationMapping, EntityTypeMapping, SyncThresholds};
 use idlink_model::values::ValueFormat;
 use idlink_packages::api::Progress;
-use idlink_store::{Store, SyncTx};
+use idlink_store::{SnapshotEntry, Store, SyncTx};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -182,12 +182,13 @@ impl Engine {
             self.expected_changes(store).await?
         };
         let mut tx = store.begin_sync(&connector).await?;
+        // The store's seed: its index snapshots hold key hashes.
+        let keys = KeyHasher::with_seed(tx.key_seed(KeyHasher::new().seed()).await?);
         let mut reports = Vec::new();
         let mut exceeded = Vec::new();
         let mut prepared_all = Vec::new();
         // The store's index of each entity type, kept for the links: with the ids of the rows
         // this run inserts, it maps every key to its id without reading the table again.
-        let keys = KeyHasher::new();
         let mut indexes: HashMap<String, Keyed<idlink_store::IndexEntry>> = HashMap::new();
         // Entity types whose key -> id map the links may need: the second side of every
         // association, and the first side of those its rows do not carry (the others' indexes
@@ -212,7 +213,6 @@ impl Engine {
                 needs_map.insert(s2.entity_type.clone());
             }
         }
-        let kept_keys = needs_map.clone();
         for (plan, m) in plans.into_iter().zip(mappings) {
             progress.phase(&format!("preparing {} ({})", plan.table, plan.entity_type));
             let phase = Instant::now();
@@ -222,20 +222,38 @@ impl Engine {
                 usize::try_from(n).unwrap_or(0),
                 Default::default(),
             );
-            tx.each_resource(&plan.entity_type, |key, id, raw| {
-                index.insert(keys.of(key), idlink_store::IndexEntry { id, raw, mark: 0 });
-            })
-            .await?;
-            tracing::info!(entity_type = %plan.entity_type, rows = index.len(), seconds = phase.elapsed().as_secs_f64(), "store index read");
+            // From the snapshot the last run saved, else from the resources themselves.
+            let snapshot = tx
+                .each_snapshot_entry(&plan.entity_type, |e| {
+                    index.insert(
+                        e.key_hash,
+                        idlink_store::IndexEntry {
+                            id: e.id,
+                            raw: e.raw,
+                            mark: 0,
+                        },
+                    );
+                })
+                .await?;
+            let from_snapshot = snapshot == Some(n) && index.len() as u64 == n;
+            if !from_snapshot {
+                if let Some(entries) = snapshot {
+                    tracing::warn!(entity_type = %plan.entity_type, entries, resources = n, "the index snapshot does not match the store: reading the resources");
+                }
+                index.clear();
+                tx.each_resource(&plan.entity_type, |key, id, raw| {
+                    index.insert(keys.of(key), idlink_store::IndexEntry { id, raw, mark: 0 });
+                })
+                .await?;
+            }
+            tracing::info!(entity_type = %plan.entity_type, rows = index.len(), from_snapshot, seconds = phase.elapsed().as_secs_f64(), "store index read");
             let before = index.len() as u64;
-            let keep_keys = needs_map.contains(&plan.entity_type);
             let (plan, index, mut prepared, inserted) = prepare_and_insert(
                 &mut tx,
                 &keys,
                 &connector,
                 plan,
                 index,
-                keep_keys,
                 apply,
                 &set_aside_dir,
                 cancel,
@@ -247,9 +265,8 @@ impl Engine {
                 let stored = tx.value_digests(&candidates).await?;
                 prepared.settle(&stored);
             }
-            if needs_map.contains(&plan.entity_type) {
-                indexes.insert(plan.entity_type.clone(), index);
-            }
+            // Kept for the snapshot, and for the links of the entity types they look up.
+            indexes.insert(plan.entity_type.clone(), index);
             tracing::info!(table = %plan.table, rows = prepared.counts.rows, seconds = phase.elapsed().as_secs_f64(), "prepared");
             if options.mode != SyncMode::Initial {
                 // Changes idlink itself ordered (Executed orders) are expected: they do not count.
@@ -355,42 +372,49 @@ impl Engine {
             }
             needs_map.insert(s2.entity_type.clone());
         }
-        indexes.retain(|et, _| needs_map.contains(et));
         let mut ids_by_key: HashMap<String, std::sync::Arc<Keyed<i64>>> = HashMap::new();
         let mut carried_cells: HashMap<String, CarriedCells> = HashMap::new();
         for (plan, prepared, inserted) in prepared_all.iter_mut() {
             progress.phase(&format!("synchronizing {}", plan.entity_type));
             let phase = Instant::now();
             let mut inserted = std::mem::take(inserted);
-            apply_changes(&mut tx, prepared, &mut inserted.carried, cancel).await?;
+            let changed = apply_changes(
+                &mut tx,
+                &plan.entity_type,
+                prepared,
+                &mut inserted.carried,
+                cancel,
+            )
+            .await?;
             for (c, cells) in plan.carried.iter().zip(inserted.carried) {
                 if from_rows.contains(&c.association) {
                     carried_cells.insert(c.association.clone(), cells);
                 }
             }
-            if needs_map.contains(&plan.entity_type) && !kept_keys.contains(&plan.entity_type) {
-                // Needed after all (the row-carried links fell back to the whole table): the
-                // ids from the store, this run's rows included.
-                let ids: Keyed<i64> = tx
-                    .resource_ids(&plan.entity_type, None)
-                    .await?
-                    .into_iter()
-                    .map(|(k, id)| (keys.of(&k), id))
-                    .collect();
-                ids_by_key.insert(plan.entity_type.clone(), std::sync::Arc::new(ids));
-            } else if needs_map.contains(&plan.entity_type) {
-                // key -> id: the index without the deleted rows, and the rows just inserted.
-                let deleted: HashSet<i64> = prepared.deletes.iter().copied().collect();
-                let mut ids: Keyed<i64> = indexes
-                    .remove(&plan.entity_type)
-                    .unwrap_or_default()
-                    .into_iter()
+            // The entity type as this run leaves it: the index without the deleted rows, with
+            // the new digests of the changed ones, and the rows just inserted. It is the next
+            // run's index (the snapshot) and the links' key -> id map.
+            let index = indexes.remove(&plan.entity_type).unwrap_or_default();
+            let deleted: HashSet<i64> = prepared.deletes.iter().copied().collect();
+            if needs_map.contains(&plan.entity_type) {
+                let ids: Keyed<i64> = index
+                    .iter()
                     .filter(|(_, e)| !deleted.contains(&e.id))
-                    .map(|(k, e)| (k, e.id))
+                    .map(|(&k, e)| (k, e.id))
+                    .chain(inserted.entries.iter().map(|e| (e.key_hash, e.id)))
                     .collect();
-                ids.extend(inserted.rows);
                 ids_by_key.insert(plan.entity_type.clone(), std::sync::Arc::new(ids));
             }
+            let entries = index
+                .into_iter()
+                .filter(move |(_, e)| !deleted.contains(&e.id))
+                .map(move |(key_hash, e)| SnapshotEntry {
+                    key_hash,
+                    id: e.id,
+                    raw: changed.get(&e.id).copied().unwrap_or(e.raw),
+                })
+                .chain(std::mem::take(&mut inserted.entries));
+            tx.save_snapshot(&plan.entity_type, entries).await?;
             tracing::info!(entity_type = %plan.entity_type, seconds = phase.elapsed().as_secs_f64(), "resources applied");
             progress.rows(&plan.table, prepared.counts.rows);
         }
@@ -738,8 +762,8 @@ impl CarriedCells {
 /// What a table's inserts gave, gathered while it is read.
 #[derive(Debug, Default)]
 struct Inserted {
-    /// Key hash and id of each row inserted (when the links need them).
-    rows: Vec<(u128, i64)>,
+    /// Key hash, id and raw digest of each row inserted.
+    entries: Vec<SnapshotEntry>,
     /// The carried link cells of the rows written, one per carried column of the plan.
     carried: Vec<CarriedCells>,
 }
@@ -801,7 +825,6 @@ async fn prepare_and_insert(
     connector: &str,
     plan: prepare::TablePlan,
     index: Keyed<idlink_store::IndexEntry>,
-    keep_keys: bool,
     apply: Apply,
     set_aside_dir: &std::path::Path,
     cancel: &CancellationToken,
@@ -833,7 +856,7 @@ async fn prepare_and_insert(
         })
     };
     let mut inserted = Inserted {
-        rows: Vec::new(),
+        entries: Vec::new(),
         carried: (0..carried_columns)
             .map(|_| CarriedCells::default())
             .collect(),
@@ -851,9 +874,11 @@ async fn prepare_and_insert(
         first_id = first_id.min(first);
         let mut rows = Vec::with_capacity(batch.len());
         for (id, r) in (first..).zip(batch) {
-            if keep_keys {
-                inserted.rows.push((keys.of(&r.key), id));
-            }
+            inserted.entries.push(SnapshotEntry {
+                key_hash: keys.of(&r.key),
+                id,
+                raw: r.digest.raw,
+            });
             for (cell, cells) in r.carried.iter().zip(inserted.carried.iter_mut()) {
                 cells.push(id, cell, false);
             }
@@ -880,9 +905,9 @@ async fn prepare_and_insert(
         if !gone.is_empty() {
             let ids: Vec<i64> = gone.iter().copied().collect();
             for chunk in ids.chunks(BATCH) {
-                tx.delete_resources(chunk).await?;
+                tx.delete_resources(&entity_type, chunk).await?;
             }
-            inserted.rows.retain(|(_, id)| !gone.contains(id));
+            inserted.entries.retain(|e| !gone.contains(&e.id));
             for cells in &mut inserted.carried {
                 cells.retain(|id| !gone.contains(&id));
             }
@@ -892,13 +917,16 @@ async fn prepare_and_insert(
 }
 
 /// Applies the spilled changes of stored rows (updates, refreshed digests) and the deletes;
-/// the carried link cells of the rows changed join `carried`.
+/// the carried link cells of the rows changed join `carried`. Returns the new raw digest of
+/// each row changed, by id.
 async fn apply_changes(
     tx: &mut SyncTx<'_>,
+    entity_type: &str,
     prepared: &std::sync::Arc<prepare::Prepared>,
     carried: &mut [CarriedCells],
     cancel: &CancellationToken,
-) -> Result<(), EngineError> {
+) -> Result<HashMap<i64, u64>, EngineError> {
+    let mut changed = HashMap::new();
     // The spill is read on a blocking thread.
     let carried_columns = carried.len();
     let (mut receiver, reader) = {
@@ -930,15 +958,16 @@ async fn apply_changes(
             for (cell, out) in cells.iter().zip(carried.iter_mut()) {
                 out.push(id, cell, true);
             }
+            changed.insert(id, digest.raw);
             updates.push(idlink_store::ResourceUpdate { id, data, digest });
         }
-        tx.update_resources(&updates).await?;
+        tx.update_resources(entity_type, &updates).await?;
     }
     joined(reader).await?;
     for chunk in prepared.deletes.chunks(BATCH) {
-        tx.delete_resources(chunk).await?;
+        tx.delete_resources(entity_type, chunk).await?;
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// Applies a row-carried association from the cells of the rows written in this run: their

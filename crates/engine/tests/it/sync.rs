@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use idlink_engine::sync::keys::KeyHasher;
 use idlink_engine::sync::{SyncMode, SyncOptions, SyncReport};
 use idlink_engine::{CancellationToken, Engine, EngineError};
 use idlink_model::SettingsSource;
@@ -157,6 +158,33 @@ impl Site {
                 &CancellationToken::new(),
             )
             .await
+    }
+
+    /// The index snapshot of each entity type is exactly its resources: the key hash (with the
+    /// store's seed), id and raw digest of each; or there is none (the next run reads the
+    /// resources).
+    async fn assert_snapshots_match(&self, when: &str) {
+        let mut tx = self.store.begin_sync("HR").await.expect("begin");
+        let keys = KeyHasher::with_seed(tx.key_seed(0).await.expect("seed"));
+        for et in ["Person", "Org"] {
+            let mut want = Vec::new();
+            tx.each_resource(et, |k, id, raw| want.push((keys.of(k), id, raw)))
+                .await
+                .expect("resources");
+            let mut got = Vec::new();
+            let n = tx
+                .each_snapshot_entry(et, |e| got.push((e.key_hash, e.id, e.raw)))
+                .await
+                .expect("snapshot");
+            want.sort_unstable();
+            got.sort_unstable();
+            assert!(
+                n.is_some() || want.is_empty(),
+                "{when}: {et} has resources and no snapshot"
+            );
+            assert_eq!(got, want, "{when}: {et}");
+        }
+        tx.rollback().await.expect("rollback");
     }
 
     /// Every resource of an entity type as "key: data", sorted.
@@ -603,6 +631,88 @@ async fn a_changed_link_cell_moves_the_link_and_equal_values_are_no_update() {
             s.dump("Person").await[0],
             r#"E1: {"Age":36,"Id":"E1","Name":"Ada","Start":"2019-03-01T00:00:00Z"}"#
         );
+    })
+    .await;
+}
+
+/// The snapshot of each entity type's index a run saves (and the next run reads instead of
+/// the resources) is the store as the run left it, whatever the run did: inserts, updates,
+/// deletes, set-aside and duplicate rows, command rows, a blocked run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_snapshot_is_the_store_after_every_kind_of_run() {
+    on_both("snapshots", |mut s| async move {
+        s.table("HRO", ORGS);
+        s.table("HRP", PEOPLE);
+        s.sync(SyncMode::Initial, false).await.expect("initial");
+        s.assert_snapshots_match("initial").await;
+        let runs: [(&str, SyncMode, &str); 4] = [
+            (
+                "complete",
+                SyncMode::Complete,
+                "id,name,age,start,org\nE1,Ada,37,01/03/2019,ENG\nE3,Grace,45,02/02/2018,OPS\nE4,Edsger,,,OPS\n",
+            ),
+            (
+                "set aside",
+                SyncMode::Complete,
+                "id,name,age,start,org\nE1,Ada,37,01/03/2019,ENG\nE1,Twice,1,01/03/2019,ENG\nE3,Grace,old,02/02/2018,OPS\nE5,New,2,,OPS\nE5,Again,3,,OPS\n,Nobody,,,\n",
+            ),
+            (
+                "incremental",
+                SyncMode::Incremental,
+                "id,name,age,start,org,Command\nE4,,,,,Delete\nE1,Ada L.,36,01/03/2019,ENG,Update\nE6,Barbara,30,01/06/2021,OPS,Insert\n",
+            ),
+            (
+                "same values, other cells",
+                SyncMode::Complete,
+                "id,name,age,start,org\nE1,Ada L.,036,01/03/2019,ENG\nE3,Grace,45,02/02/2018,OPS\nE6,Barbara,30,01/06/2021,OPS\n",
+            ),
+        ];
+        for (when, mode, people) in runs {
+            s.table("HRP", people);
+            s.sync(mode, false).await.expect(when);
+            s.assert_snapshots_match(when).await;
+        }
+        // A blocked run changes nothing, the snapshot included.
+        s.connector_thresholds = r#"MaximumDeletedLines="0""#.into();
+        s.table("HRP", "id,name,age,start,org\nE1,Ada L.,36,01/03/2019,ENG\n");
+        let err = s.sync(SyncMode::Complete, false).await.expect_err("blocked");
+        assert!(matches!(err, EngineError::Blocked(_)), "{err}");
+        s.assert_snapshots_match("blocked").await;
+        let r = s.sync(SyncMode::Complete, true).await.expect("forced");
+        assert_eq!(r.mappings[0].counts.deleted, 2);
+        s.assert_snapshots_match("forced").await;
+    })
+    .await;
+}
+
+/// A snapshot that does not describe the store (a store edited by hand, a bug) is not
+/// trusted: the run reads the resources and does what it would have done without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_does_not_match_the_store_is_not_trusted() {
+    on_both("stale_snapshot", |s| async move {
+        s.table("HRO", ORGS);
+        s.table("HRP", PEOPLE);
+        s.sync(SyncMode::Initial, false).await.expect("initial");
+        // A snapshot that forgot E3: trusted, the run would insert E3 a second time.
+        let mut tx = s.store.begin_sync("HR").await.expect("begin");
+        let mut entries = Vec::new();
+        tx.each_snapshot_entry("Person", |e| entries.push(e))
+            .await
+            .expect("read");
+        assert_eq!(entries.len(), 3);
+        entries.sort_by_key(|e| e.id);
+        tx.save_snapshot("Person", entries[..2].iter().copied())
+            .await
+            .expect("save");
+        tx.commit().await.expect("commit");
+        let r = s.sync(SyncMode::Complete, false).await.expect("complete");
+        let c = &r.mappings[0].counts;
+        assert_eq!(
+            (c.inserted, c.updated, c.deleted, c.unchanged),
+            (0, 0, 0, 3)
+        );
+        assert_eq!(s.dump("Person").await.len(), 3);
+        s.assert_snapshots_match("after a stale snapshot").await;
     })
     .await;
 }

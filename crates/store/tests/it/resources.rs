@@ -146,3 +146,97 @@ async fn concurrent_synchronizations_reserve_distinct_ids_on_postgres() {
         3_000
     );
 }
+
+/// Index snapshots: saved with the transaction, read back entry for entry across chunks; a transaction that writes an
+/// entity type's resources without saving its snapshot deletes it, and one that rolls back
+/// leaves the old one; the key seed is drawn once per store.
+async fn index_snapshots_follow_the_resources_they_describe(target: Target, _name: &str) {
+    use idlink_store::{ResourceUpdate, SnapshotEntry};
+    let store = Store::open(&target.location).await.expect("open");
+    // More entries than one chunk holds (65,536).
+    let entries: Vec<SnapshotEntry> = (0..150_000u64)
+        .map(|i| SnapshotEntry {
+            key_hash: u128::from(i) << 64 | 0xfeed,
+            id: i as i64 + 1,
+            raw: i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        })
+        .collect();
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    let seed = tx.key_seed(42).await.expect("seed");
+    assert_eq!(seed, 42, "the first seed is the one offered");
+    assert_eq!(read(&mut tx, "Person").await, (None, Vec::new()));
+    let first = tx.allocate_ids(1).await.expect("ids");
+    tx.insert_resources(
+        "HR",
+        "Person",
+        &[NewResource {
+            id: first,
+            key: "a".into(),
+            data: "{}".into(),
+            digest: Digest::default(),
+        }],
+    )
+    .await
+    .expect("insert");
+    tx.save_snapshot("Person", entries.clone().into_iter())
+        .await
+        .expect("save");
+    tx.save_snapshot("Org", std::iter::empty())
+        .await
+        .expect("save empty");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    assert_eq!(tx.key_seed(7).await.expect("seed"), 42, "the seed is kept");
+    assert_eq!(
+        read(&mut tx, "Person").await,
+        (Some(entries.len() as u64), entries.clone())
+    );
+    assert_eq!(
+        read(&mut tx, "Org").await.0,
+        None,
+        "no entries: no snapshot"
+    );
+    // Written without a new snapshot, then rolled back: the snapshot stays.
+    tx.update_resources(
+        "Person",
+        &[ResourceUpdate {
+            id: first,
+            data: None,
+            digest: Digest::default(),
+        }],
+    )
+    .await
+    .expect("update");
+    tx.rollback().await.expect("rollback");
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    assert_eq!(read(&mut tx, "Person").await.0, Some(150_000));
+    // Saved, then written again: the snapshot no longer describes the resources.
+    tx.save_snapshot("Person", entries[..10].iter().copied())
+        .await
+        .expect("save");
+    tx.delete_resources("Person", &[first])
+        .await
+        .expect("delete");
+    tx.commit().await.expect("commit");
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    assert_eq!(read(&mut tx, "Person").await, (None, Vec::new()));
+    tx.rollback().await.expect("rollback");
+}
+
+async fn read(
+    tx: &mut idlink_store::SyncTx<'_>,
+    entity_type: &str,
+) -> (Option<u64>, Vec<idlink_store::SnapshotEntry>) {
+    let mut got = Vec::new();
+    let n = tx
+        .each_snapshot_entry(entity_type, |e| got.push(e))
+        .await
+        .expect("read");
+    (n, got)
+}
+
+both!(
+    index_snapshots,
+    index_snapshots_follow_the_resources_they_describe
+);
