@@ -716,3 +716,44 @@ async fn a_snapshot_that_does_not_match_the_store_is_not_trusted() {
     })
     .await;
 }
+
+/// Rows are read in batches (their keys looked up ahead): a key found twice across a batch
+/// boundary, rows without a key and bad values in later batches are found as in one pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_and_set_aside_rows_are_found_across_read_batches() {
+    on_both("batches", |s| async move {
+        s.table("HRO", ORGS);
+        let mut people = String::from("id,name,age,start,org\n");
+        for i in 0..300 {
+            match i {
+                // Rows 64 and 65 of the table (the first two of the second batch) repeat the
+                // keys of rows 63 and 0.
+                64 => people.push_str("P063,Again,1,,ENG\n"),
+                65 => people.push_str("P000,Again,1,,ENG\n"),
+                130 => people.push_str(",Nobody,1,,ENG\n"),
+                200 => people.push_str("P200,Bad,old,,ENG\n"),
+                _ => people.push_str(&format!("P{i:03},Name {i},{},,OPS\n", i % 90)),
+            }
+        }
+        s.table("HRP", &people);
+        let r = s.sync(SyncMode::Initial, false).await.expect("initial");
+        let c = &r.mappings[0].counts;
+        assert_eq!(
+            (c.rows, c.inserted, c.duplicates, c.nullpk, c.invalid),
+            (300, 294, 4, 1, 1),
+            "{c:?}"
+        );
+        assert_eq!(r.mappings[0].bad_values[0].line, 202);
+        assert_eq!(s.dump("Person").await.len(), 294);
+        s.assert_snapshots_match("batches").await;
+        // The same table again: nothing changes, through the snapshot this time.
+        let r = s.sync(SyncMode::Complete, false).await.expect("again");
+        let c = &r.mappings[0].counts;
+        assert_eq!(
+            (c.inserted, c.updated, c.deleted, c.unchanged),
+            (0, 0, 0, 294),
+            "{c:?}"
+        );
+    })
+    .await;
+}
