@@ -534,8 +534,30 @@ impl SyncTx<'_> {
         entity_type: &str,
         rows: &[ResourceUpdate],
     ) -> Result<(), StoreError> {
-        if !rows.is_empty() {
-            self.wrote(entity_type);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.wrote(entity_type);
+        if let Tx::Sqlite(t) = &mut self.tx {
+            // One prepared statement stepped per row (see `with_rusqlite`).
+            let r = with_rusqlite(t, |db| {
+                let mut with_data =
+                    db.prepare_cached("UPDATE resources SET data = ?2, digest = ?3 WHERE id = ?1")?;
+                let mut digest_only =
+                    db.prepare_cached("UPDATE resources SET digest = ?2 WHERE id = ?1")?;
+                for r in rows {
+                    let digest = r.digest.to_bytes();
+                    match &r.data {
+                        Some(data) => {
+                            with_data.execute(rusqlite::params![r.id, data, &digest[..]])?
+                        }
+                        None => digest_only.execute(rusqlite::params![r.id, &digest[..]])?,
+                    };
+                }
+                Ok(())
+            })
+            .await;
+            return r.map_err(|e| self.err("update resources", e));
         }
         let (with_data, digest_only): (Vec<&ResourceUpdate>, Vec<&ResourceUpdate>) =
             rows.iter().partition(|r| r.data.is_some());
@@ -591,28 +613,59 @@ impl SyncTx<'_> {
         entity_type: &str,
         ids: &[i64],
     ) -> Result<(), StoreError> {
-        if !ids.is_empty() {
-            self.wrote(entity_type);
+        if ids.is_empty() {
+            return Ok(());
         }
+        self.wrote(entity_type);
+        // Links by id1 are found through the primary key (association, id1, id2), one
+        // association at a time: an index on id1 alone would cost every link a third B-tree.
+        let associations = self.associations().await?;
         for chunk in ids.chunks(ROWS_PER_INSERT) {
-            for statement in [
-                "DELETE FROM links WHERE id1 IN (",
-                "DELETE FROM links WHERE id2 IN (",
-                "DELETE FROM resources WHERE id IN (",
-            ] {
-                let r = on_tx!(self, c => {
+            let r = on_tx!(self, c => async {
+                if !associations.is_empty() {
+                    let mut q = QueryBuilder::new("DELETE FROM links WHERE association IN (");
+                    let mut sep = q.separated(", ");
+                    for a in &associations {
+                        sep.push_bind(a.as_str());
+                    }
+                    q.push(") AND id1 IN (");
+                    let mut sep = q.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(*id);
+                    }
+                    q.push(")");
+                    q.build().execute(&mut *c).await?;
+                }
+                for statement in [
+                    "DELETE FROM links WHERE id2 IN (",
+                    "DELETE FROM resources WHERE id IN (",
+                ] {
                     let mut q = QueryBuilder::new(statement);
                     let mut sep = q.separated(", ");
                     for id in chunk {
                         sep.push_bind(*id);
                     }
                     q.push(")");
-                    q.build().execute(c).await.map(|_| ())
-                });
-                r.map_err(|e| self.err("delete resources", e))?;
-            }
+                    q.build().execute(&mut *c).await?;
+                }
+                Ok(())
+            }.await);
+            r.map_err(|e| self.err("delete resources", e))?;
         }
         Ok(())
+    }
+
+    /// The associations that have links, in this transaction: a skip scan of the links'
+    /// primary key (one seek per association, whatever the number of links).
+    async fn associations(&mut self) -> Result<Vec<String>, StoreError> {
+        const SQL: &str = "WITH RECURSIVE a(x) AS (
+                SELECT MIN(association) FROM links
+                UNION ALL
+                SELECT (SELECT MIN(association) FROM links WHERE association > a.x) FROM a WHERE a.x IS NOT NULL)
+            SELECT x FROM a WHERE x IS NOT NULL";
+        let r: Result<Vec<String>, sqlx::Error> =
+            on_tx!(self, c => sqlx::query_scalar(SQL).fetch_all(c).await);
+        r.map_err(|e| self.err("read the associations", e))
     }
 
     /// The ids of `entity_type`'s resources by key (`property` None) or by the value of a

@@ -190,6 +190,8 @@ impl Engine {
         // The store's index of each entity type, kept for the links: with the ids of the rows
         // this run inserts, it maps every key to its id without reading the table again.
         let mut indexes: HashMap<String, Keyed<idlink_store::IndexEntry>> = HashMap::new();
+        // Entity types whose index was read from their snapshot.
+        let mut snapshot_read: HashSet<String> = HashSet::new();
         // Entity types whose key -> id map the links may need: the second side of every
         // association, and the first side of those its rows do not carry (the others' indexes
         // are dropped after their preparation, and their inserted keys are not kept: should a
@@ -236,6 +238,9 @@ impl Engine {
                 })
                 .await?;
             let from_snapshot = snapshot == Some(n) && index.len() as u64 == n;
+            if from_snapshot {
+                snapshot_read.insert(plan.entity_type.clone());
+            }
             if !from_snapshot {
                 if let Some(entries) = snapshot {
                     tracing::warn!(entity_type = %plan.entity_type, entries, resources = n, "the index snapshot does not match the store: reading the resources");
@@ -396,6 +401,8 @@ impl Engine {
             // run's index (the snapshot) and the links' key -> id map.
             let index = indexes.remove(&plan.entity_type).unwrap_or_default();
             let deleted: HashSet<i64> = prepared.deletes.iter().copied().collect();
+            let unchanged = changed.is_empty() && deleted.is_empty() && inserted.entries.is_empty();
+            let from_snapshot = snapshot_read.contains(&plan.entity_type);
             if needs_map.contains(&plan.entity_type) {
                 let ids: Keyed<i64> = index
                     .iter()
@@ -414,7 +421,10 @@ impl Engine {
                     raw: changed.get(&e.id).copied().unwrap_or(e.raw),
                 })
                 .chain(std::mem::take(&mut inserted.entries));
-            tx.save_snapshot(&plan.entity_type, entries).await?;
+            // A run that changed nothing of a snapshot it read leaves it as it is.
+            if !(from_snapshot && unchanged) {
+                tx.save_snapshot(&plan.entity_type, entries).await?;
+            }
             tracing::info!(entity_type = %plan.entity_type, seconds = phase.elapsed().as_secs_f64(), "resources applied");
             progress.rows(&plan.table, prepared.counts.rows);
         }

@@ -240,3 +240,52 @@ both!(
     index_snapshots,
     index_snapshots_follow_the_resources_they_describe
 );
+
+/// Deleting resources deletes their links on both sides in every association (links are
+/// found by id1 through the primary key, association by association), and no other link.
+async fn deleted_resources_take_their_links_in_every_association(target: Target, _name: &str) {
+    let store = Store::open(&target.location).await.expect("open");
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    let first = tx.allocate_ids(4).await.expect("ids");
+    let rows: Vec<NewResource> = (0..4)
+        .map(|i| NewResource {
+            id: first + i,
+            key: format!("R{i}"),
+            data: "{}".into(),
+            digest: Digest::default(),
+        })
+        .collect();
+    tx.insert_resources("HR", "Person", &rows)
+        .await
+        .expect("insert");
+    let [a, b, c, d] = [first, first + 1, first + 2, first + 3];
+    tx.insert_links("Manager", vec![(a, b), (c, a), (d, c)])
+        .await
+        .expect("links");
+    tx.insert_links("Buddy", vec![(a, d), (b, c)])
+        .await
+        .expect("links");
+    tx.insert_links("Zeta", vec![(a, a), (d, b)])
+        .await
+        .expect("links");
+    tx.delete_resources("Person", &[a]).await.expect("delete");
+    let mut left = Vec::new();
+    for association in ["Buddy", "Manager", "Zeta"] {
+        let mut set: Vec<(i64, i64)> = tx
+            .link_set(association)
+            .await
+            .expect("links")
+            .into_iter()
+            .collect();
+        set.sort_unstable();
+        left.push(set);
+    }
+    assert_eq!(left, [vec![(b, c)], vec![(d, c)], vec![(d, b)]]);
+    tx.commit().await.expect("commit");
+    assert_eq!(store.count_resources("Person").await.expect("count"), 3);
+}
+
+both!(
+    deleted_resources_take_their_links,
+    deleted_resources_take_their_links_in_every_association
+);
