@@ -7,7 +7,8 @@
 //! 2. moves each old file into the staging folder's `old/` (the cookie to `<id>.cookie.old`);
 //! 3. moves each new file into place, and makes the folders durable;
 //! 4. rewrites the journal with state `committed`: this is the commit point;
-//! 5. removes the staging folder, the old cookie and the journal.
+//! 5. removes the staging folder, the old cookie and the journal (not synced: a journal a
+//!    crash brings back is finished again by [`recover`]).
 //!
 //! Every step is a rename or an atomic write, so a crash leaves a state that [`recover`] (run
 //! before every export of the connection) turns into the whole old set (journal `prepared`:
@@ -217,7 +218,7 @@ pub fn commit_with(
         return Ok(());
     }
     // Committed: clean-up failures only leave files the next run removes.
-    if let Err(e) = finish_with(journal_file, &journal, durable) {
+    if let Err(e) = finish(journal_file, &journal) {
         tracing::warn!(connection, error = %e, "clean-up after the commit is incomplete; the next export finishes it");
     }
     Ok(())
@@ -292,12 +293,11 @@ fn roll_back(journal: &Journal) -> Result<(), EngineError> {
 }
 
 /// Removes what a complete or undone commit leaves: backups and new files kept outside the
-/// staging folder (the old or new cookie), the staging folder, then the journal.
+/// staging folder (the old or new cookie), the staging folder, then the journal. Nothing here
+/// is synced to disk: should a crash bring the journal back, [`recover`] does this again (a
+/// committed journal rolls forward, a prepared one back, both idempotent), and the set in
+/// place is already durable.
 fn finish(journal_file: &Path, journal: &Journal) -> Result<(), EngineError> {
-    finish_with(journal_file, journal, true)
-}
-
-fn finish_with(journal_file: &Path, journal: &Journal, durable: bool) -> Result<(), EngineError> {
     for m in &journal.moves {
         // After a roll-back the new files that were not moved are left over too.
         for leftover in [&m.backup, &m.from] {
@@ -318,10 +318,7 @@ fn finish_with(journal_file: &Path, journal: &Journal, durable: bool) -> Result<
         Err(e) if e.kind() == IoKind::NotFound => {}
         Err(e) => return Err(io("remove", journal_file, e)),
     }
-    if !durable {
-        return Ok(());
-    }
-    sync_dir(parent(journal_file)).map_err(|e| io("sync", parent(journal_file), e))
+    Ok(())
 }
 
 /// A journal moves and removes files: before acting on one, check that it names only files

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use idlink_packages::api::{ExportRequest, Progress};
-use idlink_packages::output::{ExportOutput, StagedTable, write_atomic};
+use idlink_packages::output::{ExportOutput, StagedTable, write_atomic, write_synced};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -651,7 +651,8 @@ fn commit_set(
         let target = cookies.join(format!("{connection}.cookie"));
         let new = cookies.join(format!("{connection}.cookie.new"));
         if durable {
-            write_atomic(&new, c.as_bytes()).map_err(|e| EngineError::io("write", &new, e))?;
+            // Its folder is synced with the commit's moves (the cookie's own move is there).
+            write_synced(&new, c.as_bytes()).map_err(|e| EngineError::io("write", &new, e))?;
         } else {
             fs::write(&new, c.as_bytes()).map_err(|e| EngineError::io("write", &new, e))?;
         }

@@ -279,15 +279,25 @@ pub fn multivalued_cell<S: AsRef<str>>(values: &mut [S]) -> String {
 
 /// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    write_synced(path, bytes)?;
+    sync_dir(folder_of(path))
+}
+
+/// [`write_atomic`] without making the rename durable: for a file whose folder the caller
+/// syncs later anyway (a commit syncs the folders of the files it moves before its commit
+/// point), which saves a folder sync, a journal commit of the file system.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = tempfile::NamedTempFile::new_in(folder_of(path))?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir)
+    Ok(())
+}
+
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Makes renames in `dir` durable.
