@@ -1046,31 +1046,27 @@ impl SyncTx<'_> {
     }
 
     /// The seed of the key hashes of the store's index snapshots; `fresh` becomes it when the
-    /// store has none yet.
+    /// store has none yet. Two first runs at once agree on one seed: the second waits for the
+    /// first's row (PostgreSQL) and takes it.
     pub async fn key_seed(&mut self, fresh: u64) -> Result<u64, StoreError> {
-        let r: Result<Option<String>, sqlx::Error> = on_tx!(self, c => sqlx::query_scalar(
+        let r = on_tx!(self, c => sqlx::query(
+            "INSERT INTO idlink_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING"
+        )
+        .bind(KEY_SEED)
+        .bind(fresh.to_string())
+        .execute(c)
+        .await
+        .map(|_| ()));
+        r.map_err(|e| self.err("save the key seed", e))?;
+        let r: Result<String, sqlx::Error> = on_tx!(self, c => sqlx::query_scalar(
             "SELECT value FROM idlink_meta WHERE key = $1"
         )
         .bind(KEY_SEED)
-        .fetch_optional(c)
+        .fetch_one(c)
         .await);
-        match r.map_err(|e| self.err("read the key seed", e))? {
-            Some(v) => v
-                .parse()
-                .map_err(|_| corrupt(self.store, "the key seed of the index snapshots", &v)),
-            None => {
-                let r = on_tx!(self, c => sqlx::query(
-                    "INSERT INTO idlink_meta (key, value) VALUES ($1, $2)"
-                )
-                .bind(KEY_SEED)
-                .bind(fresh.to_string())
-                .execute(c)
-                .await
-                .map(|_| ()));
-                r.map_err(|e| self.err("save the key seed", e))?;
-                Ok(fresh)
-            }
-        }
+        let v = r.map_err(|e| self.err("read the key seed", e))?;
+        v.parse()
+            .map_err(|_| corrupt(self.store, "the key seed of the index snapshots", &v))
     }
 
     /// Calls `f` with every entry of `entity_type`'s index snapshot and returns how many there

@@ -289,3 +289,26 @@ both!(
     deleted_resources_take_their_links,
     deleted_resources_take_their_links_in_every_association
 );
+
+/// The first two synchronizations of a new PostgreSQL store, at once: both saved the key seed
+/// of the index snapshots, and the second failed on the first's row (a unique violation).
+/// Now the second waits for the first and takes its seed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_two_first_synchronizations_at_once_agree_on_the_key_seed() {
+    let target = crate::support::postgres();
+    let store = Store::open(&target.location).await.expect("open");
+    let mut a = store.begin_sync("A").await.expect("begin a");
+    assert_eq!(a.key_seed(1).await.expect("seed a"), 1);
+    let second = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut b = store.begin_sync("B").await.expect("begin b");
+            let seed = b.key_seed(2).await.expect("seed b");
+            b.commit().await.expect("commit b");
+            seed
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    a.commit().await.expect("commit a");
+    assert_eq!(second.await.expect("joins"), 1);
+}
