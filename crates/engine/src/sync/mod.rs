@@ -236,7 +236,15 @@ impl Engine {
                         },
                     );
                 })
-                .await?;
+                .await;
+            // A snapshot is derived data: unreadable, it is only not used.
+            let snapshot = match snapshot {
+                Err(idlink_store::StoreError::Corrupt { message, .. }) => {
+                    tracing::warn!(entity_type = %plan.entity_type, %message, "the index snapshot is unreadable: reading the resources");
+                    None
+                }
+                other => other?,
+            };
             let from_snapshot = snapshot == Some(n) && index.len() as u64 == n;
             if from_snapshot {
                 snapshot_read.insert(plan.entity_type.clone());

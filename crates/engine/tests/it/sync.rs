@@ -757,3 +757,28 @@ async fn duplicates_and_set_aside_rows_are_found_across_read_batches() {
     })
     .await;
 }
+
+/// A snapshot whose bytes do not hold what its row says (a damaged store) is derived data:
+/// the run reads the resources instead of failing, and saves a good snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_snapshot_is_not_used_and_is_replaced() {
+    on_both("damaged_snapshot", |s| async move {
+        s.table("HRO", ORGS);
+        s.table("HRP", PEOPLE);
+        s.sync(SyncMode::Initial, false).await.expect("initial");
+        let damage = "UPDATE resource_index_snapshots SET entries = entries + 1";
+        match s.store.pool() {
+            idlink_store::Pool::Sqlite(p) => sqlx::query(damage).execute(p).await.map(|_| ()),
+            idlink_store::Pool::Postgres(p) => sqlx::query(damage).execute(p).await.map(|_| ()),
+        }
+        .expect("damage");
+        let r = s.sync(SyncMode::Complete, false).await.expect("complete");
+        let c = &r.mappings[0].counts;
+        assert_eq!(
+            (c.inserted, c.updated, c.deleted, c.unchanged),
+            (0, 0, 0, 3)
+        );
+        s.assert_snapshots_match("after a damaged snapshot").await;
+    })
+    .await;
+}
