@@ -1069,9 +1069,10 @@ impl SyncTx<'_> {
             .map_err(|_| corrupt(self.store, "the key seed of the index snapshots", &v))
     }
 
-    /// Calls `f` with every entry of `entity_type`'s index snapshot and returns how many there
-    /// were, or None when there is no snapshot (never saved, or deleted by a transaction that
-    /// wrote the entity type's resources without saving one).
+    /// Calls `f` with every entry of `entity_type`'s index snapshot, in the order written (an
+    /// appended entry replaces the earlier one of its key hash; id 0 deletes it), and returns
+    /// how many there were, or None when there is no snapshot (never saved, or deleted by a
+    /// transaction that wrote the entity type's resources without saving one).
     pub async fn each_snapshot_entry(
         &mut self,
         entity_type: &str,
@@ -1152,8 +1153,35 @@ impl SyncTx<'_> {
             .await
             .map(|_| ()));
         r.map_err(|e| self.err("save an index snapshot", e))?;
+        self.write_snapshot_chunks(entity_type, 0, entries).await
+    }
+
+    /// Appends `entries` to `entity_type`'s index snapshot: the changes of this transaction
+    /// to a snapshot it read whole (an entry replaces the one of its key hash; id 0 deletes
+    /// it). The caller's to make sure.
+    pub async fn append_snapshot(
+        &mut self,
+        entity_type: &str,
+        entries: impl Iterator<Item = SnapshotEntry> + Send,
+    ) -> Result<(), StoreError> {
+        let r: Result<i64, sqlx::Error> = on_tx!(self, c => sqlx::query_scalar(
+            "SELECT CAST(COALESCE(MAX(chunk) + 1, 0) AS BIGINT) FROM resource_index_snapshots WHERE entity_type = $1"
+        )
+        .bind(entity_type)
+        .fetch_one(c)
+        .await);
+        let next = r.map_err(|e| self.err("save an index snapshot", e))?;
+        self.write_snapshot_chunks(entity_type, next, entries).await
+    }
+
+    async fn write_snapshot_chunks(
+        &mut self,
+        entity_type: &str,
+        first_chunk: i64,
+        entries: impl Iterator<Item = SnapshotEntry> + Send,
+    ) -> Result<(), StoreError> {
         let mut entries = entries.peekable();
-        let mut chunk = 0i64;
+        let mut chunk = first_chunk;
         while entries.peek().is_some() {
             let mut data = Vec::with_capacity(SNAPSHOT_CHUNK * SnapshotEntry::SIZE);
             for e in entries.by_ref().take(SNAPSHOT_CHUNK) {

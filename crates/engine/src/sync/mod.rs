@@ -191,7 +191,8 @@ impl Engine {
         // this run inserts, it maps every key to its id without reading the table again.
         let mut indexes: HashMap<String, Keyed<idlink_store::IndexEntry>> = HashMap::new();
         // Entity types whose index was read from their snapshot.
-        let mut snapshot_read: HashSet<String> = HashSet::new();
+        // Entity types whose index was read from their snapshot, with the entries it held.
+        let mut snapshot_read: HashMap<String, u64> = HashMap::new();
         // Entity types whose key -> id map the links may need: the second side of every
         // association, and the first side of those its rows do not carry (the others' indexes
         // are dropped after their preparation, and their inserted keys are not kept: should a
@@ -227,14 +228,20 @@ impl Engine {
             // From the snapshot the last run saved, else from the resources themselves.
             let snapshot = tx
                 .each_snapshot_entry(&plan.entity_type, |e| {
-                    index.insert(
-                        e.key_hash,
-                        idlink_store::IndexEntry {
-                            id: e.id,
-                            raw: e.raw,
-                            mark: 0,
-                        },
-                    );
+                    // Later chunks (a run's changes, see below) overwrite earlier entries; id 0
+                    // is a resource deleted.
+                    if e.id == 0 {
+                        index.remove(&e.key_hash);
+                    } else {
+                        index.insert(
+                            e.key_hash,
+                            idlink_store::IndexEntry {
+                                id: e.id,
+                                raw: e.raw,
+                                mark: 0,
+                            },
+                        );
+                    }
                 })
                 .await;
             // A snapshot is derived data: unreadable, it is only not used.
@@ -245,9 +252,9 @@ impl Engine {
                 }
                 other => other?,
             };
-            let from_snapshot = snapshot == Some(n) && index.len() as u64 == n;
-            if from_snapshot {
-                snapshot_read.insert(plan.entity_type.clone());
+            let from_snapshot = snapshot.is_some() && index.len() as u64 == n;
+            if let (true, Some(entries)) = (from_snapshot, snapshot) {
+                snapshot_read.insert(plan.entity_type.clone(), entries);
             }
             if !from_snapshot {
                 if let Some(entries) = snapshot {
@@ -410,7 +417,7 @@ impl Engine {
             let index = indexes.remove(&plan.entity_type).unwrap_or_default();
             let deleted: HashSet<i64> = prepared.deletes.iter().copied().collect();
             let unchanged = changed.is_empty() && deleted.is_empty() && inserted.entries.is_empty();
-            let from_snapshot = snapshot_read.contains(&plan.entity_type);
+            let read = snapshot_read.get(&plan.entity_type).copied();
             if needs_map.contains(&plan.entity_type) {
                 let ids: Keyed<i64> = index
                     .iter()
@@ -420,18 +427,52 @@ impl Engine {
                     .collect();
                 ids_by_key.insert(plan.entity_type.clone(), std::sync::Arc::new(ids));
             }
-            let entries = index
-                .into_iter()
-                .filter(move |(_, e)| !deleted.contains(&e.id))
-                .map(move |(key_hash, e)| SnapshotEntry {
-                    key_hash,
-                    id: e.id,
-                    raw: changed.get(&e.id).copied().unwrap_or(e.raw),
-                })
-                .chain(std::mem::take(&mut inserted.entries));
-            // A run that changed nothing of a snapshot it read leaves it as it is.
-            if !(from_snapshot && unchanged) {
-                tx.save_snapshot(&plan.entity_type, entries).await?;
+            let changes = (changed.len() + deleted.len() + inserted.entries.len()) as u64;
+            match read {
+                // A run that changed nothing of a snapshot it read leaves it as it is.
+                Some(_) if unchanged => {}
+                // A few changes to a snapshot it read: appended, not the whole index again
+                // (a million entries are 32 MiB, written twice by SQLite's WAL), until the
+                // changes kept reach a quarter of the index.
+                Some(stored)
+                    if stored + changes
+                        <= index.len() as u64 + (index.len() as u64 / 4).max(SNAPSHOT_SLACK) =>
+                {
+                    let delta: Vec<SnapshotEntry> = index
+                        .iter()
+                        .filter_map(|(&key_hash, e)| {
+                            if deleted.contains(&e.id) {
+                                Some(SnapshotEntry {
+                                    key_hash,
+                                    id: 0,
+                                    raw: 0,
+                                })
+                            } else {
+                                changed.get(&e.id).map(|&raw| SnapshotEntry {
+                                    key_hash,
+                                    id: e.id,
+                                    raw,
+                                })
+                            }
+                        })
+                        .chain(std::mem::take(&mut inserted.entries))
+                        .collect();
+                    drop((index, deleted, changed));
+                    tx.append_snapshot(&plan.entity_type, delta.into_iter())
+                        .await?;
+                }
+                _ => {
+                    let entries = index
+                        .into_iter()
+                        .filter(move |(_, e)| !deleted.contains(&e.id))
+                        .map(move |(key_hash, e)| SnapshotEntry {
+                            key_hash,
+                            id: e.id,
+                            raw: changed.get(&e.id).copied().unwrap_or(e.raw),
+                        })
+                        .chain(std::mem::take(&mut inserted.entries));
+                    tx.save_snapshot(&plan.entity_type, entries).await?;
+                }
             }
             tracing::info!(entity_type = %plan.entity_type, seconds = phase.elapsed().as_secs_f64(), "resources applied");
             progress.rows(&plan.table, prepared.counts.rows);
@@ -785,6 +826,9 @@ struct Inserted {
     /// The carried link cells of the rows written, one per carried column of the plan.
     carried: Vec<CarriedCells>,
 }
+
+/// Changes a snapshot keeps appended beyond a quarter of its entries (small entity types).
+const SNAPSHOT_SLACK: u64 = 1024;
 
 /// Rows per store write: PostgreSQL sends each batch as one COPY.
 const BATCH: usize = 10_000;

@@ -171,11 +171,20 @@ impl Site {
             tx.each_resource(et, |k, id, raw| want.push((keys.of(k), id, raw)))
                 .await
                 .expect("resources");
-            let mut got = Vec::new();
+            // Later entries replace earlier ones of their key; id 0 deletes.
+            let mut map = std::collections::HashMap::new();
             let n = tx
-                .each_snapshot_entry(et, |e| got.push((e.key_hash, e.id, e.raw)))
+                .each_snapshot_entry(et, |e| {
+                    if e.id == 0 {
+                        map.remove(&e.key_hash);
+                    } else {
+                        map.insert(e.key_hash, (e.id, e.raw));
+                    }
+                })
                 .await
                 .expect("snapshot");
+            let mut got: Vec<(u128, i64, u64)> =
+                map.into_iter().map(|(h, (id, raw))| (h, id, raw)).collect();
             want.sort_unstable();
             got.sort_unstable();
             assert!(

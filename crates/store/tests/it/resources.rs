@@ -197,6 +197,25 @@ async fn index_snapshots_follow_the_resources_they_describe(target: Target, _nam
         None,
         "no entries: no snapshot"
     );
+    // Appended entries come after the others, in their order, in chunks of their own.
+    let appended = [
+        SnapshotEntry {
+            id: 0,
+            raw: 0,
+            ..entries[0]
+        },
+        SnapshotEntry {
+            raw: 7,
+            ..entries[1]
+        },
+    ];
+    tx.append_snapshot("Person", appended.into_iter())
+        .await
+        .expect("append");
+    let (n, got) = read(&mut tx, "Person").await;
+    assert_eq!(n, Some(entries.len() as u64 + 2));
+    assert_eq!(got[..entries.len()], entries[..]);
+    assert_eq!(got[entries.len()..], appended[..]);
     // Written without a new snapshot, then rolled back: the snapshot stays.
     tx.update_resources(
         "Person",
