@@ -337,14 +337,11 @@ fn serve_refuses_a_time_zone_that_is_not_an_iana_name() {
     assert!(!dir.path().join("work/idlink.db").exists());
 }
 
-/// A server whose standard output and error were closed (the terminal or the supervisor that
-/// read them went away) printed its "stopping" line on SIGTERM with `eprintln!`, which panicked
-/// in the signal task: the server never stopped, on that signal or any later one.
-#[test]
-fn regression_serve_stops_on_sigterm_after_its_output_pipes_closed() {
-    let dir = quickstart();
+/// `idlink serve` on a free port in the quickstart folder `dir`, its output piped, once it has
+/// printed "idlink serving" (its standard output is returned, read up to that line).
+fn serve_until_ready(dir: &Path) -> (Child, BufReader<std::process::ChildStdout>) {
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("idlink"))
-        .current_dir(dir.path())
+        .current_dir(dir)
         .args([
             "serve",
             "--config",
@@ -368,6 +365,16 @@ fn regression_serve_stops_on_sigterm_after_its_output_pipes_closed() {
             "no URL printed"
         );
     }
+    (child, out)
+}
+
+/// A server whose standard output and error were closed (the terminal or the supervisor that
+/// read them went away) printed its "stopping" line on SIGTERM with `eprintln!`, which panicked
+/// in the signal task: the server never stopped, on that signal or any later one.
+#[test]
+fn regression_serve_stops_on_sigterm_after_its_output_pipes_closed() {
+    let dir = quickstart();
+    let (mut child, out) = serve_until_ready(dir.path());
     // Whoever read the output goes away.
     drop(out);
     drop(child.stderr.take());
@@ -400,31 +407,7 @@ fn regression_serve_stops_on_sigterm_after_its_output_pipes_closed() {
 fn regression_sigterm_right_after_the_serving_line_stops_gracefully() {
     let dir = quickstart();
     for attempt in 0..5 {
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("idlink"))
-            .current_dir(dir.path())
-            .args([
-                "serve",
-                "--config",
-                "conf",
-                "--work",
-                "work",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .env("IDLINK_ADMIN_PASSWORD", "a-long-enough-password")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starts");
-        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        while !line.starts_with("idlink serving") {
-            line.clear();
-            assert!(
-                out.read_line(&mut line).expect("reads") > 0,
-                "no URL printed"
-            );
-        }
+        let (mut child, _out) = serve_until_ready(dir.path());
         let pid = child.id().to_string();
         assert!(
             Command::new("kill")
