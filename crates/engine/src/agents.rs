@@ -18,8 +18,11 @@ use idlink_packages::api::{OrderResult, ProvisioningOrder};
 use idlink_packages::output::StagedTable;
 use tokio_util::sync::CancellationToken;
 
+use idlink_packages::api::Progress;
+use idlink_secrets::Redactor;
+
 use crate::export::{ExportOptions, ExportReport, cookies_dir};
-use crate::{Engine, EngineError, blocking};
+use crate::{Engine, EngineError, ErrorKind, blocking};
 
 /// What a remote agent's export sent: its tables, received into `dir`, and its cookie.
 #[derive(Debug)]
@@ -71,7 +74,107 @@ pub trait RemoteAgents: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<OrderResult>, EngineError>;
 }
 
+/// What "Check connection" found: the connection as configured, and what answered (redacted)
+/// or why nothing did.
+#[derive(Debug)]
+pub struct ConnectionCheck {
+    pub connection: String,
+    pub result: Result<String, (ErrorKind, String)>,
+}
+
+/// One "Export now": the connection as configured, the remote agent that exported it (None:
+/// here), and the report or the failure, with what redacts the connection's secrets.
+#[derive(Debug)]
+pub struct ExportVia {
+    pub connection: String,
+    pub agent: Option<String>,
+    pub result: Result<ExportReport, EngineError>,
+    pub redactor: Redactor,
+}
+
 impl Engine {
+    /// The remote agent that runs `id`'s work and the connection's identifier as configured,
+    /// when `agents` carries work to one and the connection runs there.
+    fn remote_of<'a>(
+        &self,
+        id: &str,
+        agents: Option<&'a dyn RemoteAgents>,
+    ) -> Option<(&'a dyn RemoteAgents, String, String)> {
+        let agents = agents?;
+        let agent = self.remote_agent_of(id, None, agents.local_agent())?;
+        let connection = self.checked().config.connection(id)?.id.value.clone();
+        Some((agents, agent, connection))
+    }
+
+    /// "Check connection", on the connection's remote agent when it runs on one. A system that
+    /// cannot be reached is an answer; a connection that cannot be opened for a reason its
+    /// settings do not explain (unknown, for one) is an error.
+    pub async fn check_connection_via(
+        &self,
+        id: &str,
+        agents: Option<&dyn RemoteAgents>,
+    ) -> Result<ConnectionCheck, EngineError> {
+        if let Some((agents, agent, connection)) = self.remote_of(id, agents) {
+            let result = agents
+                .check_connection(&agent, &connection)
+                .await
+                .map_err(|e| (e.kind(), e.to_string()));
+            return Ok(ConnectionCheck { connection, result });
+        }
+        match self.open(id) {
+            Err(e) if !crate::snapshots::records_open_failure(&e) => Err(e),
+            Err(e) => Ok(ConnectionCheck {
+                connection: id.to_string(),
+                result: Err((e.kind(), e.to_string())),
+            }),
+            Ok(opened) => {
+                let result = opened
+                    .check_connection()
+                    .await
+                    .map(|what| opened.redact(&what))
+                    .map_err(|e| (e.kind(), opened.redact(&e.to_string())));
+                Ok(ConnectionCheck {
+                    connection: opened.id().to_string(),
+                    result,
+                })
+            }
+        }
+    }
+
+    /// One export of `id` into `<work>/ExportOutput`, on the connection's remote agent when it
+    /// runs on one (its tables are committed here). A connection that cannot be opened is an
+    /// error, recorded as the connection's last export attempt when its settings explain it.
+    pub async fn export_via(
+        &self,
+        id: &str,
+        options: &ExportOptions,
+        progress: std::sync::Arc<dyn Progress>,
+        agents: Option<&dyn RemoteAgents>,
+        cancel: &CancellationToken,
+    ) -> Result<ExportVia, EngineError> {
+        if let Some((agents, agent, connection)) = self.remote_of(id, agents) {
+            let result = agents.export(&agent, &connection, options, cancel).await;
+            return Ok(ExportVia {
+                connection,
+                agent: Some(agent),
+                result,
+                redactor: Redactor::default(),
+            });
+        }
+        let opened = self.open(id).inspect_err(|e| {
+            if crate::snapshots::records_open_failure(e) {
+                self.record_failed_export(id, e, &e.to_string());
+            }
+        })?;
+        let result = opened.export(options, progress, cancel).await;
+        Ok(ExportVia {
+            connection: opened.id().to_string(),
+            agent: None,
+            result,
+            redactor: opened.redactor().clone(),
+        })
+    }
+
     /// The agent named for `connection`'s work: `task_agent` when the task names one, else the
     /// connector's `Agent`; `None` when neither does.
     pub fn agent_of(&self, connection: &str, task_agent: Option<&str>) -> Option<String> {

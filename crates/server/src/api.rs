@@ -12,6 +12,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
+use idlink_engine::agents::ExportVia;
 use idlink_engine::snapshots::{Refresh, show_time};
 use idlink_engine::{CancellationToken, ExportOptions};
 use idlink_packages::api::NoProgress;
@@ -432,35 +433,9 @@ pub async fn refresh_all(state: &AppState, who: &str, connector: &str) -> Result
 pub async fn check_one(state: &AppState, who: &str, id: &str) -> Result<Value, AppError> {
     let engine = state.engine()?;
     let started = Instant::now();
-    let local = state.agent_options().local_agent.clone();
-    let remote = engine.remote_agent_of(id, None, &local).and_then(|agent| {
-        engine
-            .checked()
-            .config
-            .connection(id)
-            .map(|c| (agent, c.id.value.clone()))
-    });
-    let (connection, result) = if let Some((agent, connection)) = remote {
-        use idlink_engine::agents::RemoteAgents as _;
-        let r = crate::agents::Remote::new(state.clone())
-            .check_connection(&agent, &connection)
-            .await
-            .map_err(|e| (e.kind(), e.to_string()));
-        (connection, r)
-    } else {
-        match engine.open(id) {
-            Err(e) if !idlink_engine::snapshots::records_open_failure(&e) => return Err(e.into()),
-            Err(e) => (id.to_string(), Err((e.kind(), e.to_string()))),
-            Ok(opened) => {
-                let r = opened
-                    .check_connection()
-                    .await
-                    .map(|what| opened.redact(&what))
-                    .map_err(|e| (e.kind(), opened.redact(&e.to_string())));
-                (opened.id().to_string(), r)
-            }
-        }
-    };
+    let remote = crate::agents::Remote::new(state.clone());
+    let idlink_engine::agents::ConnectionCheck { connection, result } =
+        engine.check_connection_via(id, Some(&remote)).await?;
     state.metrics().record(
         Operation::CheckConnection,
         &connection,
@@ -496,40 +471,25 @@ pub async fn export_one(
 ) -> Result<Value, AppError> {
     let engine = state.engine()?;
     let started = Instant::now();
-    let local = state.agent_options().local_agent.clone();
-    if let Some(agent) = engine.remote_agent_of(id, None, &local)
-        && let Some(c) = engine.checked().config.connection(id)
-    {
-        use idlink_engine::agents::RemoteAgents as _;
-        let connection = c.id.value.clone();
-        let result = crate::agents::Remote::new(state.clone())
-            .export(&agent, &connection, &ExportOptions::default(), cancel)
-            .await;
-        state.metrics().record(
-            Operation::Export,
-            &connection,
-            started.elapsed(),
-            result.as_ref().err().map(idlink_engine::EngineError::kind),
-        );
-        // The agent's task is audited with its rows when its tables are committed.
-        return match result {
-            Ok(report) => {
-                serde_json::to_value(&report).map_err(|e| AppError::Internal(e.to_string()))
-            }
-            Err(e) => {
-                state
-                    .store()
-                    .audit(who, "export", &connection, "failed")
-                    .await?;
-                Err(AppError::engine(&e, |m| m.to_string()))
-            }
-        };
-    }
-    let opened = match engine.open(id) {
-        Ok(o) => o,
+    let remote = crate::agents::Remote::new(state.clone());
+    let export = engine
+        .export_via(
+            id,
+            &ExportOptions::default(),
+            Arc::new(NoProgress),
+            Some(&remote),
+            cancel,
+        )
+        .await;
+    let ExportVia {
+        connection,
+        agent,
+        result,
+        redactor,
+    } = match export {
+        Ok(e) => e,
         Err(e) => {
             if idlink_engine::snapshots::records_open_failure(&e) {
-                engine.record_failed_export(id, &e, &e.to_string());
                 state
                     .metrics()
                     .record(Operation::Export, id, started.elapsed(), Some(e.kind()));
@@ -538,37 +498,37 @@ pub async fn export_one(
             return Err(e.into());
         }
     };
-    let result = opened
-        .export(&ExportOptions::default(), Arc::new(NoProgress), cancel)
-        .await;
     state.metrics().record(
         Operation::Export,
-        opened.id(),
+        &connection,
         started.elapsed(),
         result.as_ref().err().map(idlink_engine::EngineError::kind),
     );
     match result {
         Ok(report) => {
-            state
-                .store()
-                .audit(
-                    who,
-                    "export",
-                    opened.id(),
-                    &format!("{} rows", report.rows()),
-                )
-                .await?;
+            // An agent's export is audited with its rows when its tables are committed.
+            if agent.is_none() {
+                state
+                    .store()
+                    .audit(
+                        who,
+                        "export",
+                        &connection,
+                        &format!("{} rows", report.rows()),
+                    )
+                    .await?;
+            }
             let json =
                 serde_json::to_string(&report).map_err(|e| AppError::Internal(e.to_string()))?;
-            serde_json::from_str(&opened.redact(&json))
+            serde_json::from_str(&redactor.redact(&json))
                 .map_err(|e| AppError::Internal(e.to_string()))
         }
         Err(e) => {
             state
                 .store()
-                .audit(who, "export", opened.id(), "failed")
+                .audit(who, "export", &connection, "failed")
                 .await?;
-            Err(AppError::engine(&e, |m| opened.redact(m)))
+            Err(AppError::engine(&e, |m| redactor.redact(m)))
         }
     }
 }
