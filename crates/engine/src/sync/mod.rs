@@ -187,16 +187,15 @@ impl Engine {
         let mut reports = Vec::new();
         let mut exceeded = Vec::new();
         let mut prepared_all = Vec::new();
-        // The store's index of each entity type, kept for the links: with the ids of the rows
-        // this run inserts, it maps every key to its id without reading the table again.
-        let mut indexes: HashMap<String, Keyed<idlink_store::IndexEntry>> = HashMap::new();
-        // Entity types whose index was read from their snapshot.
+        // The store's index of each entity type, kept for the next run's snapshot and for the
+        // links: with the rows this run inserts, it maps every key to its id without reading
+        // the table again. As a map for the entity types the links look up, else as a list
+        // (a third of the memory).
+        let mut indexes: HashMap<String, Kept> = HashMap::new();
         // Entity types whose index was read from their snapshot, with the entries it held.
         let mut snapshot_read: HashMap<String, u64> = HashMap::new();
         // Entity types whose key -> id map the links may need: the second side of every
-        // association, and the first side of those its rows do not carry (the others' indexes
-        // are dropped after their preparation, and their inserted keys are not kept: should a
-        // row-carried association need them after all, they are read back from the store).
+        // association, and the first side of those its rows do not carry.
         let keyed = |et: &str| mappings.iter().any(|m| m.id.value == et);
         let carried_here = |a: &EntityAssociationMapping| {
             plans
@@ -216,11 +215,16 @@ impl Engine {
                 needs_map.insert(s2.entity_type.clone());
             }
         }
-        for (plan, m) in plans.into_iter().zip(mappings) {
+        // Resources of each mapping's entity type before the run.
+        let mut sizes = Vec::with_capacity(plans.len());
+        for plan in &plans {
+            sizes.push(tx.count_resources(&plan.entity_type).await?);
+        }
+        for (k, (plan, m)) in plans.into_iter().zip(mappings).enumerate() {
             progress.phase(&format!("preparing {} ({})", plan.table, plan.entity_type));
             let phase = Instant::now();
             // Sized at once: a map that grows holds its old and new tables together.
-            let n = tx.count_resources(&plan.entity_type).await?;
+            let n = sizes[k];
             let mut index: Keyed<idlink_store::IndexEntry> = Keyed::with_capacity_and_hasher(
                 usize::try_from(n).unwrap_or(0),
                 Default::default(),
@@ -285,8 +289,24 @@ impl Engine {
                 let stored = tx.value_digests(&candidates).await?;
                 prepared.settle(&stored);
             }
-            // Kept for the snapshot, and for the links of the entity types they look up.
-            indexes.insert(plan.entity_type.clone(), index);
+            // Kept as a list (a third of the memory) when the links need no map of it and a
+            // large index is still to be read beside it.
+            let later: u64 = sizes[k + 1..].iter().sum();
+            let kept = if needs_map.contains(&plan.entity_type) || later < LIST_WHEN_LATER {
+                Kept::Map(index)
+            } else {
+                Kept::List(
+                    index
+                        .into_iter()
+                        .map(|(key_hash, e)| SnapshotEntry {
+                            key_hash,
+                            id: e.id,
+                            raw: e.raw,
+                        })
+                        .collect(),
+                )
+            };
+            indexes.insert(plan.entity_type.clone(), kept);
             tracing::info!(table = %plan.table, rows = prepared.counts.rows, seconds = phase.elapsed().as_secs_f64(), "prepared");
             if options.mode != SyncMode::Initial {
                 // Changes idlink itself ordered (Executed orders) are expected: they do not count.
@@ -414,45 +434,37 @@ impl Engine {
             // The entity type as this run leaves it: the index without the deleted rows, with
             // the new digests of the changed ones, and the rows just inserted. It is the next
             // run's index (the snapshot) and the links' key -> id map.
-            let index = indexes.remove(&plan.entity_type).unwrap_or_default();
+            let index = indexes
+                .remove(&plan.entity_type)
+                .unwrap_or(Kept::List(Vec::new()));
             let deleted: HashSet<i64> = prepared.deletes.iter().copied().collect();
             let unchanged = changed.is_empty() && deleted.is_empty() && inserted.entries.is_empty();
             let read = snapshot_read.get(&plan.entity_type).copied();
             if needs_map.contains(&plan.entity_type) {
                 let ids: Keyed<i64> = index
                     .iter()
-                    .filter(|(_, e)| !deleted.contains(&e.id))
-                    .map(|(&k, e)| (k, e.id))
+                    .filter(|e| !deleted.contains(&e.id))
+                    .map(|e| (e.key_hash, e.id))
                     .chain(inserted.entries.iter().map(|e| (e.key_hash, e.id)))
                     .collect();
                 ids_by_key.insert(plan.entity_type.clone(), std::sync::Arc::new(ids));
             }
             let changes = (changed.len() + deleted.len() + inserted.entries.len()) as u64;
+            let size = index.len() as u64;
             match read {
                 // A run that changed nothing of a snapshot it read leaves it as it is.
                 Some(_) if unchanged => {}
                 // A few changes to a snapshot it read: appended, not the whole index again
                 // (a million entries are 32 MiB, written twice by SQLite's WAL), until the
                 // changes kept reach a quarter of the index.
-                Some(stored)
-                    if stored + changes
-                        <= index.len() as u64 + (index.len() as u64 / 4).max(SNAPSHOT_SLACK) =>
-                {
+                Some(stored) if stored + changes <= size + (size / 4).max(SNAPSHOT_SLACK) => {
                     let delta: Vec<SnapshotEntry> = index
                         .iter()
-                        .filter_map(|(&key_hash, e)| {
+                        .filter_map(|e| {
                             if deleted.contains(&e.id) {
-                                Some(SnapshotEntry {
-                                    key_hash,
-                                    id: 0,
-                                    raw: 0,
-                                })
+                                Some(SnapshotEntry { id: 0, raw: 0, ..e })
                             } else {
-                                changed.get(&e.id).map(|&raw| SnapshotEntry {
-                                    key_hash,
-                                    id: e.id,
-                                    raw,
-                                })
+                                changed.get(&e.id).map(|&raw| SnapshotEntry { raw, ..e })
                             }
                         })
                         .chain(std::mem::take(&mut inserted.entries))
@@ -463,12 +475,11 @@ impl Engine {
                 }
                 _ => {
                     let entries = index
-                        .into_iter()
-                        .filter(move |(_, e)| !deleted.contains(&e.id))
-                        .map(move |(key_hash, e)| SnapshotEntry {
-                            key_hash,
-                            id: e.id,
+                        .into_entries()
+                        .filter(move |e| !deleted.contains(&e.id))
+                        .map(move |e| SnapshotEntry {
                             raw: changed.get(&e.id).copied().unwrap_or(e.raw),
+                            ..e
                         })
                         .chain(std::mem::take(&mut inserted.entries));
                     tx.save_snapshot(&plan.entity_type, entries).await?;
@@ -826,6 +837,47 @@ struct Inserted {
     /// The carried link cells of the rows written, one per carried column of the plan.
     carried: Vec<CarriedCells>,
 }
+
+/// An entity type's index as read before the run, kept to the end of its preparation.
+enum Kept {
+    /// By key hash: the links look keys up in it.
+    Map(Keyed<idlink_store::IndexEntry>),
+    List(Vec<SnapshotEntry>),
+}
+
+impl Kept {
+    fn len(&self) -> usize {
+        match self {
+            Kept::Map(m) => m.len(),
+            Kept::List(l) => l.len(),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = SnapshotEntry> + '_> {
+        match self {
+            Kept::Map(m) => Box::new(m.iter().map(|(&key_hash, e)| SnapshotEntry {
+                key_hash,
+                id: e.id,
+                raw: e.raw,
+            })),
+            Kept::List(l) => Box::new(l.iter().copied()),
+        }
+    }
+
+    fn into_entries(self) -> Box<dyn Iterator<Item = SnapshotEntry> + Send> {
+        match self {
+            Kept::Map(m) => Box::new(m.into_iter().map(|(key_hash, e)| SnapshotEntry {
+                key_hash,
+                id: e.id,
+                raw: e.raw,
+            })),
+            Kept::List(l) => Box::new(l.into_iter()),
+        }
+    }
+}
+
+/// Resources still to be read by a run beyond which the indexes read before are kept as lists.
+const LIST_WHEN_LATER: u64 = 100_000;
 
 /// Changes a snapshot keeps appended beyond a quarter of its entries (small entity types).
 const SNAPSHOT_SLACK: u64 = 1024;

@@ -791,3 +791,30 @@ async fn an_unreadable_snapshot_is_not_used_and_is_replaced() {
     })
     .await;
 }
+
+/// When a large index is still to be read, the ones read before it are kept as lists (the
+/// links need no map of them): the snapshots and links come out as with maps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexes_kept_as_lists_beside_a_large_one_give_the_same_snapshots() {
+    on_both("lists", |s| async move {
+        let mut orgs = String::from("code,title\nENG,Engineering\nOPS,Operations\n");
+        for i in 0..100_000 {
+            orgs.push_str(&format!("O{i:06},Org {i}\n"));
+        }
+        s.table("HRO", &orgs);
+        s.table("HRP", PEOPLE);
+        s.sync(SyncMode::Initial, false).await.expect("initial");
+        // Person is read before 100,002 organizations now: kept as a list.
+        s.table(
+            "HRP",
+            "id,name,age,start,org\nE1,Ada,37,01/03/2019,OPS\nE3,Grace,45,02/02/2018,OPS\nE4,Edsger,,,O000007\n",
+        );
+        let r = s.sync(SyncMode::Complete, false).await.expect("complete");
+        let c = &r.mappings[0].counts;
+        assert_eq!((c.inserted, c.updated, c.deleted), (1, 1, 1), "{c:?}");
+        s.assert_snapshots_match("lists").await;
+        let (f, _) = s.links().await;
+        assert_eq!(f, ["E1->OPS", "E3->OPS", "E4->O000007"]);
+    })
+    .await;
+}
