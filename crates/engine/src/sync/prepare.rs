@@ -447,13 +447,15 @@ pub fn prepare(
     let mut protected: HashSet<i64> = HashSet::new();
     let mut deletes_by_command: Vec<i64> = Vec::new();
 
-    // Rows are read LOOKAHEAD at a time and their keys looked up in a tight loop first: the
-    // lookups of a large index miss the cache, and in a row of their own the processor
-    // overlaps those misses; the row-by-row pass then finds the entries cached.
+    // Rows are parsed on a thread of their own, LOOKAHEAD at a time, while this one compares
+    // them; their keys are looked up in a tight loop first: the lookups of a large index
+    // miss the cache, and in a row of their own the processor overlaps those misses; the
+    // row-by-row pass then finds the entries cached.
     const LOOKAHEAD: usize = 64;
-    let mut batch: Vec<csv::StringRecord> =
-        (0..LOOKAHEAD).map(|_| csv::StringRecord::new()).collect();
     let mut hashes = [0u128; LOOKAHEAD];
+    let (parsed, batches) =
+        std::sync::mpsc::sync_channel::<Result<Vec<csv::StringRecord>, csv::Error>>(8);
+    let (returned, reusable) = std::sync::mpsc::channel::<Vec<csv::StringRecord>>();
     // Values are written as one JSON object, keys in byte order (a canonical text), straight
     // into a reused buffer.
     let mut json_order: Vec<usize> = (0..plan.columns.len()).collect();
@@ -472,87 +474,160 @@ pub fn prepare(
     let mut odd_first: HashSet<Box<str>> = HashSet::new();
     let mut invalid_keys: HashSet<Box<str>> = HashSet::new();
     let mut candidates: Vec<(i64, [u8; 16])> = Vec::new();
-    loop {
-        let mut n = 0;
-        while n < LOOKAHEAD {
-            match reader.read_record(&mut batch[n]) {
-                Ok(true) => n += 1,
-                Ok(false) => break,
-                Err(e) => return Err(csv_err(path, e)),
-            }
-        }
-        if n == 0 {
-            break;
-        }
-        for (h, record) in hashes.iter_mut().zip(&batch[..n]) {
-            *h = keys.of(record.get(idx[0]).unwrap_or(""));
-        }
-        let mut touched = 0i64;
-        for h in &hashes[..n] {
-            if let Some(e) = index.get(h) {
-                touched ^= e.id;
-            }
-        }
-        std::hint::black_box(touched);
-        for (record, &hash) in batch[..n].iter().zip(&hashes[..n]) {
-            counts.rows += 1;
-            let line = record.position().map_or(counts.rows + 1, |p| p.line());
-            if counts.rows.is_multiple_of(4096) && cancelled() {
-                return Err(EngineError::Cancelled {
-                    what: "the synchronization",
-                    connection: plan.table.clone(),
-                });
-            }
-            let key = record.get(idx[0]).unwrap_or("");
-            if key.trim().is_empty() {
-                counts.nullpk += 1;
-                nullpk.write(line, &[], record)?;
-                continue;
-            }
-            // Duplicates: all rows of the key are set aside (which one is right is not ours to say).
-            let (existing, first) = match index.get_mut(&hash) {
-                Some(e) => {
-                    let first = (e.mark != 0).then_some(e.mark);
-                    if e.mark == 0 {
-                        e.mark = line;
-                    }
-                    (Some(*e), first)
-                }
-                None => (None, (!seen_new.insert(hash)).then_some(line)),
-            };
-            let existing = existing.as_ref();
-            if first.is_some() {
-                // The first row of the key was counted (and maybe spilled): it is set aside too.
-                if dup_keys.insert(key.into()) {
-                    match existing {
-                        _ if odd_first.contains(key) => {}
-                        Some(e) if spilled_updates.contains(&e.id) => counts.updated -= 1,
-                        Some(_) => counts.unchanged -= 1,
-                        None => counts.inserted -= 1,
+    std::thread::scope(|scope| -> Result<(), EngineError> {
+        scope.spawn(move || {
+            let mut reader = reader;
+            loop {
+                let mut batch = reusable.try_recv().unwrap_or_default();
+                batch.resize_with(LOOKAHEAD, csv::StringRecord::new);
+                let mut n = 0;
+                while n < LOOKAHEAD {
+                    match reader.read_record(&mut batch[n]) {
+                        Ok(true) => n += 1,
+                        Ok(false) => break,
+                        Err(e) => {
+                            let _ = parsed.send(Err(e));
+                            return;
+                        }
                     }
                 }
-                if let Some(e) = existing {
-                    protected.insert(e.id);
+                batch.truncate(n);
+                // Stops when the table ends, or when the comparing side stopped (its receiver
+                // is gone).
+                if n == 0 || parsed.send(Ok(batch)).is_err() || n < LOOKAHEAD {
+                    return;
                 }
-                continue;
             }
-            let command = match command_col.map(|c| record.get(c).unwrap_or("").trim()) {
-                None => Command::Upsert,
-                Some(c) if c.eq_ignore_ascii_case("Insert") || c.eq_ignore_ascii_case("Update") => {
-                    Command::Upsert
+        });
+        // Owned here: should this side stop early, the reading side's next send fails.
+        let batches = batches;
+        while let Ok(batch) = batches.recv() {
+            let batch = batch.map_err(|e| csv_err(path, e))?;
+            let n = batch.len();
+            for (h, record) in hashes.iter_mut().zip(&batch[..n]) {
+                *h = keys.of(record.get(idx[0]).unwrap_or(""));
+            }
+            let mut touched = 0i64;
+            for h in &hashes[..n] {
+                if let Some(e) = index.get(h) {
+                    touched ^= e.id;
                 }
-                Some(c) if c.eq_ignore_ascii_case("Delete") => Command::Delete,
-                Some(c) => {
+            }
+            std::hint::black_box(touched);
+            for (record, &hash) in batch[..n].iter().zip(&hashes[..n]) {
+                counts.rows += 1;
+                let line = record.position().map_or(counts.rows + 1, |p| p.line());
+                if counts.rows.is_multiple_of(4096) && cancelled() {
+                    return Err(EngineError::Cancelled {
+                        what: "the synchronization",
+                        connection: plan.table.clone(),
+                    });
+                }
+                let key = record.get(idx[0]).unwrap_or("");
+                if key.trim().is_empty() {
+                    counts.nullpk += 1;
+                    nullpk.write(line, &[], record)?;
+                    continue;
+                }
+                // Duplicates: all rows of the key are set aside (which one is right is not ours to say).
+                let (existing, first) = match index.get_mut(&hash) {
+                    Some(e) => {
+                        let first = (e.mark != 0).then_some(e.mark);
+                        if e.mark == 0 {
+                            e.mark = line;
+                        }
+                        (Some(*e), first)
+                    }
+                    None => (None, (!seen_new.insert(hash)).then_some(line)),
+                };
+                let existing = existing.as_ref();
+                if first.is_some() {
+                    // The first row of the key was counted (and maybe spilled): it is set aside too.
+                    if dup_keys.insert(key.into()) {
+                        match existing {
+                            _ if odd_first.contains(key) => {}
+                            Some(e) if spilled_updates.contains(&e.id) => counts.updated -= 1,
+                            Some(_) => counts.unchanged -= 1,
+                            None => counts.inserted -= 1,
+                        }
+                    }
+                    if let Some(e) = existing {
+                        protected.insert(e.id);
+                    }
+                    continue;
+                }
+                let command = match command_col.map(|c| record.get(c).unwrap_or("").trim()) {
+                    None => Command::Upsert,
+                    Some(c)
+                        if c.eq_ignore_ascii_case("Insert") || c.eq_ignore_ascii_case("Update") =>
+                    {
+                        Command::Upsert
+                    }
+                    Some(c) if c.eq_ignore_ascii_case("Delete") => Command::Delete,
+                    Some(c) => {
+                        odd_first.insert(key.into());
+                        invalid_keys.insert(key.into());
+                        counts.invalid += 1;
+                        let msg = format!("Command '{c}' is not Insert, Update or Delete");
+                        invalid.write(line, &["Command", &msg], record)?;
+                        if bad_values.len() < MAX_BAD_VALUES_REPORTED {
+                            bad_values.push(BadValue {
+                                table: plan.table.clone(),
+                                line,
+                                column: "Command".into(),
+                                message: msg,
+                            });
+                        }
+                        if let Some(e) = existing {
+                            protected.insert(e.id);
+                        }
+                        continue;
+                    }
+                };
+                if command == Command::Delete {
+                    odd_first.insert(key.into());
+                    if let Some(e) = existing {
+                        deletes_by_command.push(e.id);
+                    }
+                    continue;
+                }
+                let raw = raw_digest(&mut digest_buf, seed, record, &idx, &carried_idx);
+                if existing.is_some_and(|e| e.raw == raw) {
+                    counts.unchanged += 1;
+                    continue;
+                }
+                json.clear();
+                json.push(b'{');
+                let mut bad = None;
+                for &k in &json_order {
+                    let c = &plan.columns[k];
+                    match read_value(c.ty, &c.format, record.get(idx[k]).unwrap_or("")) {
+                        Ok(Some(v)) => {
+                            if json.len() > 1 {
+                                json.push(b',');
+                            }
+                            json.extend_from_slice(json_keys[k].as_bytes());
+                            serde_json::to_writer(&mut json, &v)
+                                .map_err(|e| EngineError::Contract(e.to_string()))?;
+                        }
+                        Ok(None) => {}
+                        Err(msg) => {
+                            bad = Some((c.column.clone(), msg));
+                            break;
+                        }
+                    }
+                }
+                json.push(b'}');
+                if let Some((column, msg)) = bad {
                     odd_first.insert(key.into());
                     invalid_keys.insert(key.into());
                     counts.invalid += 1;
-                    let msg = format!("Command '{c}' is not Insert, Update or Delete");
-                    invalid.write(line, &["Command", &msg], record)?;
+                    invalid.write(line, &[&column, &msg], record)?;
                     if bad_values.len() < MAX_BAD_VALUES_REPORTED {
                         bad_values.push(BadValue {
                             table: plan.table.clone(),
                             line,
-                            column: "Command".into(),
+                            column,
                             message: msg,
                         });
                     }
@@ -561,88 +636,38 @@ pub fn prepare(
                     }
                     continue;
                 }
-            };
-            if command == Command::Delete {
-                odd_first.insert(key.into());
-                if let Some(e) = existing {
-                    deletes_by_command.push(e.id);
-                }
-                continue;
-            }
-            let raw = raw_digest(&mut digest_buf, seed, record, &idx, &carried_idx);
-            if existing.is_some_and(|e| e.raw == raw) {
-                counts.unchanged += 1;
-                continue;
-            }
-            json.clear();
-            json.push(b'{');
-            let mut bad = None;
-            for &k in &json_order {
-                let c = &plan.columns[k];
-                match read_value(c.ty, &c.format, record.get(idx[k]).unwrap_or("")) {
-                    Ok(Some(v)) => {
-                        if json.len() > 1 {
-                            json.push(b',');
-                        }
-                        json.extend_from_slice(json_keys[k].as_bytes());
-                        serde_json::to_writer(&mut json, &v)
-                            .map_err(|e| EngineError::Contract(e.to_string()))?;
+                let text = std::str::from_utf8(&json)
+                    .map_err(|e| EngineError::Contract(format!("a value is not UTF-8: {e}")))?;
+                let carried: Vec<&str> = carried_idx
+                    .iter()
+                    .map(|&i| record.get(i).unwrap_or(""))
+                    .collect();
+                let d = Digest {
+                    value: xxhash_rust::xxh3::xxh3_128(text.as_bytes()).to_le_bytes(),
+                    raw,
+                };
+                match existing {
+                    Some(e) => {
+                        counts.updated += 1;
+                        spilled_updates.insert(e.id);
+                        candidates.push((e.id, d.value));
+                        spill.record(e.id, text, &d, &carried).map_err(spill_err)?;
                     }
-                    Ok(None) => {}
-                    Err(msg) => {
-                        bad = Some((c.column.clone(), msg));
-                        break;
+                    None => {
+                        counts.inserted += 1;
+                        insert(NewRow {
+                            key: key.to_string(),
+                            data: text.to_string(),
+                            digest: d,
+                            carried: carried.iter().map(|c| c.to_string()).collect(),
+                        })?;
                     }
                 }
             }
-            json.push(b'}');
-            if let Some((column, msg)) = bad {
-                odd_first.insert(key.into());
-                invalid_keys.insert(key.into());
-                counts.invalid += 1;
-                invalid.write(line, &[&column, &msg], record)?;
-                if bad_values.len() < MAX_BAD_VALUES_REPORTED {
-                    bad_values.push(BadValue {
-                        table: plan.table.clone(),
-                        line,
-                        column,
-                        message: msg,
-                    });
-                }
-                if let Some(e) = existing {
-                    protected.insert(e.id);
-                }
-                continue;
-            }
-            let text = std::str::from_utf8(&json)
-                .map_err(|e| EngineError::Contract(format!("a value is not UTF-8: {e}")))?;
-            let carried: Vec<&str> = carried_idx
-                .iter()
-                .map(|&i| record.get(i).unwrap_or(""))
-                .collect();
-            let d = Digest {
-                value: xxhash_rust::xxh3::xxh3_128(text.as_bytes()).to_le_bytes(),
-                raw,
-            };
-            match existing {
-                Some(e) => {
-                    counts.updated += 1;
-                    spilled_updates.insert(e.id);
-                    candidates.push((e.id, d.value));
-                    spill.record(e.id, text, &d, &carried).map_err(spill_err)?;
-                }
-                None => {
-                    counts.inserted += 1;
-                    insert(NewRow {
-                        key: key.to_string(),
-                        data: text.to_string(),
-                        digest: d,
-                        carried: carried.iter().map(|c| c.to_string()).collect(),
-                    })?;
-                }
-            }
+            let _ = returned.send(batch);
         }
-    }
+        Ok(())
+    })?;
     spill.w.flush().map_err(spill_err)?;
     drop(spill);
 
