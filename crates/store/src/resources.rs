@@ -9,6 +9,12 @@
 //!
 //! Writes go through a [`SyncTx`]: one transaction per connector, so a run killed at any
 //! instant leaves the store as before or as after it.
+//!
+//! Each entity type's index (key hash, id and raw digest of every resource) is also kept as a
+//! snapshot, which the next run reads instead of the resources ([`SyncTx::save_snapshot`],
+//! [`SyncTx::append_snapshot`], [`SyncTx::each_snapshot_entry`]). The transaction keeps it
+//! true: one that writes an entity type's resources without saving its snapshot deletes it at
+//! commit.
 
 use std::collections::{HashMap, HashSet};
 
