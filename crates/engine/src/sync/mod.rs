@@ -989,7 +989,7 @@ async fn prepare_and_insert(
         let mut rows = Vec::with_capacity(batch.len());
         for (id, r) in (first..).zip(batch) {
             inserted.entries.push(SnapshotEntry {
-                key_hash: keys.of(&r.key),
+                key_hash: r.key_hash,
                 id,
                 raw: r.digest.raw,
             });

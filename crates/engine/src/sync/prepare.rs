@@ -154,6 +154,8 @@ pub struct Prepared {
 #[derive(Debug)]
 pub struct NewRow {
     pub key: String,
+    /// The key's hash, as the run's [`KeyHasher`] gives it.
+    pub key_hash: u128,
     pub data: String,
     pub digest: Digest,
     pub carried: Vec<String>,
@@ -453,9 +455,6 @@ pub fn prepare(
     // row-by-row pass then finds the entries cached.
     const LOOKAHEAD: usize = 64;
     let mut hashes = [0u128; LOOKAHEAD];
-    let (parsed, batches) =
-        std::sync::mpsc::sync_channel::<Result<Vec<csv::StringRecord>, csv::Error>>(8);
-    let (returned, reusable) = std::sync::mpsc::channel::<Vec<csv::StringRecord>>();
     // Values are written as one JSON object, keys in byte order (a canonical text), straight
     // into a reused buffer.
     let mut json_order: Vec<usize> = (0..plan.columns.len()).collect();
@@ -474,6 +473,10 @@ pub fn prepare(
     let mut odd_first: HashSet<Box<str>> = HashSet::new();
     let mut invalid_keys: HashSet<Box<str>> = HashSet::new();
     let mut candidates: Vec<(i64, [u8; 16])> = Vec::new();
+    // Batches parsed, and batches handed back to be filled again.
+    let (parsed, batches) =
+        std::sync::mpsc::sync_channel::<Result<Vec<csv::StringRecord>, csv::Error>>(8);
+    let (returned, reusable) = std::sync::mpsc::channel::<Vec<csv::StringRecord>>();
     std::thread::scope(|scope| -> Result<(), EngineError> {
         scope.spawn(move || {
             let mut reader = reader;
@@ -504,7 +507,7 @@ pub fn prepare(
         while let Ok(batch) = batches.recv() {
             let batch = batch.map_err(|e| csv_err(path, e))?;
             let n = batch.len();
-            for (h, record) in hashes.iter_mut().zip(&batch[..n]) {
+            for (h, record) in hashes.iter_mut().zip(&batch) {
                 *h = keys.of(record.get(idx[0]).unwrap_or(""));
             }
             let mut touched = 0i64;
@@ -514,7 +517,7 @@ pub fn prepare(
                 }
             }
             std::hint::black_box(touched);
-            for (record, &hash) in batch[..n].iter().zip(&hashes[..n]) {
+            for (record, &hash) in batch.iter().zip(&hashes[..n]) {
                 counts.rows += 1;
                 let line = record.position().map_or(counts.rows + 1, |p| p.line());
                 if counts.rows.is_multiple_of(4096) && cancelled() {
@@ -657,6 +660,7 @@ pub fn prepare(
                         counts.inserted += 1;
                         insert(NewRow {
                             key: key.to_string(),
+                            key_hash: hash,
                             data: text.to_string(),
                             digest: d,
                             carried: carried.iter().map(|c| c.to_string()).collect(),
