@@ -14,12 +14,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use idlink_packages::api::{OrderResult, ProvisioningOrder};
+use idlink_packages::api::{OrderResult, Progress, ProvisioningOrder};
 use idlink_packages::output::StagedTable;
-use tokio_util::sync::CancellationToken;
-
-use idlink_packages::api::Progress;
 use idlink_secrets::Redactor;
+use tokio_util::sync::CancellationToken;
 
 use crate::export::{ExportOptions, ExportReport, cookies_dir};
 use crate::{Engine, EngineError, ErrorKind, blocking};

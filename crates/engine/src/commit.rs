@@ -18,7 +18,7 @@ use std::fs;
 use std::io::ErrorKind as IoKind;
 use std::path::{Path, PathBuf};
 
-use idlink_packages::output::{sync_dir, write_atomic};
+use idlink_packages::output::{folder_of, sync_dir, write_atomic};
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
@@ -115,17 +115,11 @@ pub fn check_targets(moves: &[Move]) -> Result<(), EngineError> {
     Ok(())
 }
 
-fn parent(p: &Path) -> &Path {
-    p.parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-}
-
 /// Makes the renames in every folder the moves touch durable.
 fn sync_parents(moves: &[Move]) -> Result<(), EngineError> {
     let mut dirs: Vec<&Path> = Vec::new();
     for m in moves {
-        for d in [parent(&m.to), parent(&m.backup), parent(&m.from)] {
+        for d in [folder_of(&m.to), folder_of(&m.backup), folder_of(&m.from)] {
             if !dirs.contains(&d) {
                 dirs.push(d);
             }
@@ -337,7 +331,7 @@ fn check_journal(journal_file: &Path, j: &Journal) -> Result<(), String> {
             j.connection
         ));
     }
-    let cookies = parent(journal_file);
+    let cookies = folder_of(journal_file);
     let staging = j.staging.as_path();
     let staging_ok = staging
         .file_name()

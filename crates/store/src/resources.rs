@@ -533,8 +533,8 @@ impl SyncTx<'_> {
         Ok(())
     }
 
-    /// Updates resources of `entity_type`, many per statement (`UPDATE ... FROM (SELECT ...
-    /// UNION ALL ...)`).
+    /// Updates resources of `entity_type`: on SQLite one prepared statement stepped per row,
+    /// on PostgreSQL many rows per statement (`UPDATE ... FROM (SELECT ... UNION ALL ...)`).
     pub async fn update_resources(
         &mut self,
         entity_type: &str,
