@@ -337,11 +337,14 @@ fn serve_refuses_a_time_zone_that_is_not_an_iana_name() {
     assert!(!dir.path().join("work/idlink.db").exists());
 }
 
-/// `idlink serve` on a free port in the quickstart folder `dir`, its output piped, once it has
-/// printed "idlink serving" (its standard output is returned, read up to that line).
-fn serve_until_ready(dir: &Path) -> (Child, BufReader<std::process::ChildStdout>) {
+/// A server whose standard output and error were closed (the terminal or the supervisor that
+/// read them went away) printed its "stopping" line on SIGTERM with `eprintln!`, which panicked
+/// in the signal task: the server never stopped, on that signal or any later one.
+#[test]
+fn regression_serve_stops_on_sigterm_after_its_output_pipes_closed() {
+    let dir = quickstart();
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("idlink"))
-        .current_dir(dir)
+        .current_dir(dir.path())
         .args([
             "serve",
             "--config",
@@ -365,16 +368,6 @@ fn serve_until_ready(dir: &Path) -> (Child, BufReader<std::process::ChildStdout>
             "no URL printed"
         );
     }
-    (child, out)
-}
-
-/// A server whose standard output and error were closed (the terminal or the supervisor that
-/// read them went away) printed its "stopping" line on SIGTERM with `eprintln!`, which panicked
-/// in the signal task: the server never stopped, on that signal or any later one.
-#[test]
-fn regression_serve_stops_on_sigterm_after_its_output_pipes_closed() {
-    let dir = quickstart();
-    let (mut child, out) = serve_until_ready(dir.path());
     // Whoever read the output goes away.
     drop(out);
     drop(child.stderr.take());
@@ -406,29 +399,10 @@ fn regression_serve_stops_on_sigterm_after_its_output_pipes_closed() {
 #[test]
 fn regression_sigterm_right_after_the_serving_line_stops_gracefully() {
     let dir = quickstart();
-    for attempt in 0..5 {
-        let (mut child, _out) = serve_until_ready(dir.path());
-        let pid = child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .expect("kill")
-                .success()
-        );
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .expect("stderr")
-            .read_to_string(&mut err)
-            .expect("reads stderr");
-        let status = child.wait().expect("waits");
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "attempt {attempt}: {status:?}; stderr: {err}"
-        );
+    for attempt in 0..10 {
+        // `stop` sends SIGTERM as soon as the line has been read.
+        let (code, err) = stop(start(dir.path(), &[], &[]));
+        assert_eq!(code, 0, "attempt {attempt}: stderr: {err}");
         assert!(err.contains("stopping"), "attempt {attempt}: {err}");
     }
 }

@@ -157,13 +157,9 @@ fn sha256(bytes: &[u8]) -> String {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_table_that_arrives_damaged_or_unannounced_is_not_committed() {
-    use axum::body::Body;
-    use axum::http::Request;
-    use tower::ServiceExt;
-    let f = Fixture::new().await;
-    let store = f.state.store();
+/// Agent Paris enrolled, with the session "paris-session", holding a task of `kind` on
+/// connection HRPeople under lease "L1"; its id.
+async fn paris_holds_a_task(store: &idlink_store::Store, kind: &str) -> i64 {
     let key = idlink_secrets::AgentIdentity::generate()
         .recipient()
         .to_string();
@@ -180,7 +176,7 @@ async fn a_table_that_arrives_damaged_or_unannounced_is_not_committed() {
         .await
         .expect("session");
     let id = store
-        .queue_agent_task("Paris", "export", "HRPeople", "{}")
+        .queue_agent_task("Paris", kind, "HRPeople", "{}")
         .await
         .expect("queues");
     let task = store
@@ -196,6 +192,17 @@ async fn a_table_that_arrives_damaged_or_unannounced_is_not_committed() {
         .expect("claims")
         .expect("one");
     assert_eq!(task.id, id);
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_that_arrives_damaged_or_unannounced_is_not_committed() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+    let f = Fixture::new().await;
+    let store = f.state.store();
+    let id = paris_holds_a_task(store, "export").await;
     let table = b"EmployeeId,FirstName\nE1,Ada\n";
     let put = |hash: String, body: Vec<u8>, name: &str| {
         Request::put(format!("/api/agent/tasks/{id}/tables/{name}?lease=L1"))
@@ -288,37 +295,7 @@ async fn regression_a_result_larger_than_a_mebibyte_is_accepted() {
     use axum::http::Request;
     let f = Fixture::new().await;
     let store = f.state.store();
-    let key = idlink_secrets::AgentIdentity::generate()
-        .recipient()
-        .to_string();
-    store
-        .enrol_agent("Paris", &key, Some("test"))
-        .await
-        .expect("enrols");
-    store
-        .create_agent_session(
-            &idlink_server::auth::token_hash("paris-session"),
-            "Paris",
-            idlink_store::agents::now_ms() + 60_000,
-        )
-        .await
-        .expect("session");
-    let id = store
-        .queue_agent_task("Paris", "check", "HRPeople", "{}")
-        .await
-        .expect("queues");
-    store
-        .claim_agent_task(
-            "Paris",
-            "L1",
-            "agent Paris",
-            60_000,
-            2,
-            idlink_store::agents::now_ms(),
-        )
-        .await
-        .expect("claims")
-        .expect("one");
+    let id = paris_holds_a_task(store, "check").await;
     let big = "x".repeat(3 << 20);
     let body = json!({ "lease": "L1", "ok": { "reachable": true, "message": big } });
     let req = Request::post(format!("/api/agent/tasks/{id}/result"))
