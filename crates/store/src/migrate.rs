@@ -403,6 +403,23 @@ pub const MIGRATIONS: &[Migration] = &[
             "DROP INDEX links_by_id1",
         ],
     },
+    Migration {
+        version: 8,
+        name: "the tables last synchronized whole",
+        sqlite: &[
+            // Per entity type: the digest of the table its resources were last synchronized
+            // from, whole and with no row set aside, and of the mapping that read it (see
+            // `SyncTx::save_table_digest`). A run compares the new table with the kept copy of
+            // that one line by line. Kept true as the snapshots are: a transaction that writes
+            // the entity type's resources without saving a new one deletes it.
+            "CREATE TABLE synchronized_tables (
+            entity_type TEXT PRIMARY KEY NOT NULL,
+            digest BLOB NOT NULL)",
+        ],
+        postgres: &["CREATE TABLE synchronized_tables (
+            entity_type TEXT PRIMARY KEY NOT NULL,
+            digest BYTEA NOT NULL)"],
+    },
 ];
 
 /// The newest format this build reads and writes.

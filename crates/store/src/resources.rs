@@ -109,6 +109,9 @@ pub struct SyncTx<'s> {
     /// saved since: at commit, the snapshots of the written and not saved are deleted.
     written: HashSet<String>,
     saved: HashSet<String>,
+    /// Entity types whose table digest this transaction saved since it last wrote them: at
+    /// commit, the table digests of the written and not saved are deleted.
+    digested: HashSet<String>,
 }
 
 impl std::fmt::Debug for SyncTx<'_> {
@@ -162,6 +165,7 @@ impl Store {
             next_id: None,
             written: HashSet::new(),
             saved: HashSet::new(),
+            digested: HashSet::new(),
         })
     }
 
@@ -843,6 +847,34 @@ impl SyncTx<'_> {
         Ok(out)
     }
 
+    /// The id and raw digest of the resources of `entity_type` with one of `keys`, by key.
+    pub async fn index_entries_of_keys(
+        &mut self,
+        entity_type: &str,
+        keys: &[&str],
+    ) -> Result<Vec<(String, IndexEntry)>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(ROWS_PER_INSERT) {
+            let r: Result<Vec<(String, i64, Vec<u8>)>, sqlx::Error> = on_tx!(self, c => {
+                let mut q = QueryBuilder::new("SELECT key, id, digest FROM resources WHERE entity_type = ");
+                q.push_bind(entity_type);
+                q.push(" AND key IN (");
+                let mut sep = q.separated(", ");
+                for k in chunk {
+                    sep.push_bind(*k);
+                }
+                q.push(")");
+                q.build_query_as().fetch_all(c).await
+            });
+            let rows = r.map_err(|e| self.err("read resources by key", e))?;
+            out.extend(rows.into_iter().map(|(key, id, digest)| {
+                let raw = Digest::from_bytes(&digest).raw;
+                (key, IndexEntry { id, raw, mark: 0 })
+            }));
+        }
+        Ok(out)
+    }
+
     /// How many resources of `entity_type` the store holds, in this transaction.
     pub async fn count_resources(&mut self, entity_type: &str) -> Result<u64, StoreError> {
         let sql = "SELECT COUNT(*) FROM resources WHERE entity_type = $1";
@@ -985,6 +1017,15 @@ impl SyncTx<'_> {
                 .map(|_| ()));
             r.map_err(|e| self.err("delete an index snapshot", e))?;
         }
+        let stale: Vec<String> = self.written.difference(&self.digested).cloned().collect();
+        for entity_type in stale {
+            let r = on_tx!(self, c => sqlx::query("DELETE FROM synchronized_tables WHERE entity_type = $1")
+                .bind(&entity_type)
+                .execute(c)
+                .await
+                .map(|_| ()));
+            r.map_err(|e| self.err("delete a table digest", e))?;
+        }
         let store = self.store;
         match self.tx {
             Tx::Sqlite(t) => t.commit().await,
@@ -1046,6 +1087,7 @@ impl SnapshotEntry {
 impl SyncTx<'_> {
     fn wrote(&mut self, entity_type: &str) {
         self.saved.remove(entity_type);
+        self.digested.remove(entity_type);
         if !self.written.contains(entity_type) {
             self.written.insert(entity_type.to_string());
         }
@@ -1178,6 +1220,52 @@ impl SyncTx<'_> {
         .await);
         let next = r.map_err(|e| self.err("save an index snapshot", e))?;
         self.write_snapshot_chunks(entity_type, next, entries).await
+    }
+
+    /// How many entries `entity_type`'s index snapshot holds (appended ones included), or
+    /// None when it has none.
+    pub async fn snapshot_entries(&mut self, entity_type: &str) -> Result<Option<u64>, StoreError> {
+        let r: Result<Option<i64>, sqlx::Error> = on_tx!(self, c => sqlx::query_scalar(
+            "SELECT CAST(SUM(entries) AS BIGINT) FROM resource_index_snapshots WHERE entity_type = $1"
+        )
+        .bind(entity_type)
+        .fetch_one(c)
+        .await);
+        r.map(|n| n.map(|n| u64::try_from(n).unwrap_or(0)))
+            .map_err(|e| self.err("read an index snapshot", e))
+    }
+
+    /// The digest of the table `entity_type` was last synchronized from (see
+    /// [`SyncTx::save_table_digest`]), or None.
+    pub async fn table_digest(&mut self, entity_type: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let r: Result<Option<Vec<u8>>, sqlx::Error> = on_tx!(self, c => sqlx::query_scalar(
+            "SELECT digest FROM synchronized_tables WHERE entity_type = $1"
+        )
+        .bind(entity_type)
+        .fetch_optional(c)
+        .await);
+        r.map_err(|e| self.err("read a table digest", e))
+    }
+
+    /// Saves the digest of the table `entity_type`'s resources are, after this transaction,
+    /// exactly the rows of (the caller's to make sure). Writing the entity type's resources
+    /// afterwards in the same transaction deletes it at commit.
+    pub async fn save_table_digest(
+        &mut self,
+        entity_type: &str,
+        digest: &[u8],
+    ) -> Result<(), StoreError> {
+        let r = on_tx!(self, c => sqlx::query(
+            "INSERT INTO synchronized_tables (entity_type, digest) VALUES ($1, $2) ON CONFLICT (entity_type) DO UPDATE SET digest = excluded.digest"
+        )
+        .bind(entity_type)
+        .bind(digest)
+        .execute(c)
+        .await
+        .map(|_| ()));
+        r.map_err(|e| self.err("save a table digest", e))?;
+        self.digested.insert(entity_type.to_string());
+        Ok(())
     }
 
     async fn write_snapshot_chunks(

@@ -7,6 +7,8 @@
 //! blocked run changes nothing and says which threshold, the count and the limit.
 
 pub mod keys;
+mod last;
+mod lines;
 pub mod prepare;
 pub mod thresholds;
 
@@ -69,6 +71,9 @@ pub struct MappingReport {
     pub before: u64,
     pub bad_values: Vec<BadValue>,
     pub set_aside_files: Vec<PathBuf>,
+    /// The table was compared with the one last synchronized, record by record, and only the
+    /// records that differ were prepared (see `last`); else with the store's index.
+    pub compared_with_last_table: bool,
 }
 
 /// What one association mapping did.
@@ -194,6 +199,9 @@ impl Engine {
         let mut indexes: HashMap<String, Kept> = HashMap::new();
         // Entity types whose index was read from their snapshot, with the entries it held.
         let mut snapshot_read: HashMap<String, u64> = HashMap::new();
+        // Entity types whose table was compared with the one last synchronized: their index
+        // holds only the keys of the records that differ.
+        let mut compared_types: HashSet<String> = HashSet::new();
         // Entity types whose key -> id map the links may need: the second side of every
         // association, and the first side of those its rows do not carry.
         let keyed = |et: &str| mappings.iter().any(|m| m.id.value == et);
@@ -223,39 +231,63 @@ impl Engine {
         for (k, (plan, m)) in plans.into_iter().zip(mappings).enumerate() {
             progress.phase(&format!("preparing {} ({})", plan.table, plan.entity_type));
             let phase = Instant::now();
-            // Sized at once: a map that grows holds its old and new tables together.
             let n = sizes[k];
-            let mut index: Keyed<idlink_store::IndexEntry> = Keyed::with_capacity_and_hasher(
-                usize::try_from(n).unwrap_or(0),
-                Default::default(),
-            );
-            // From the snapshot the last run saved, else from the resources themselves.
-            let snapshot = tx
-                .each_snapshot_entry(&plan.entity_type, |e| {
-                    // Later chunks (a run's changes, see below) overwrite earlier entries; id 0
-                    // is a resource deleted.
-                    if e.id == 0 {
-                        index.remove(&e.key_hash);
-                    } else {
-                        index.insert(
-                            e.key_hash,
-                            idlink_store::IndexEntry {
-                                id: e.id,
-                                raw: e.raw,
-                                mark: 0,
-                            },
-                        );
-                    }
-                })
-                .await;
-            // A snapshot is derived data: unreadable, it is only not used.
-            let snapshot = match snapshot {
-                Err(idlink_store::StoreError::Corrupt { message, .. }) => {
-                    tracing::warn!(entity_type = %plan.entity_type, %message, "the index snapshot is unreadable: reading the resources");
+            // A Complete run whose entity type the links need no map of compares its table
+            // with the one last synchronized, when the store vouches for its copy.
+            let compared =
+                if apply == Apply::Whole && n > 0 && !needs_map.contains(&plan.entity_type) {
+                    let copy = last::copy_path(&set_aside_dir, &plan.entity_type);
+                    last::compare(&mut tx, &keys, &plan, n, copy).await?
+                } else {
                     None
+                };
+            if let Some(c) = compared {
+                tracing::info!(entity_type = %plan.entity_type, unchanged = c.unchanged, differing = c.subset.lines.len(), seconds = phase.elapsed().as_secs_f64(), "compared with the table last synchronized");
+                let stored = tx.snapshot_entries(&plan.entity_type).await?;
+                if let Some(stored) = stored {
+                    snapshot_read.insert(plan.entity_type.clone(), stored);
                 }
-                other => other?,
-            };
+                let (plan, index, mut prepared, inserted) = prepare_and_insert(
+                    &mut tx,
+                    &keys,
+                    &connector,
+                    plan,
+                    c.index,
+                    apply,
+                    Some(c.subset),
+                    &set_aside_dir,
+                    cancel,
+                )
+                .await?;
+                prepared.counts.rows += c.unchanged;
+                prepared.counts.unchanged += c.unchanged;
+                prepared.table_digest = Some(c.digest);
+                compared_types.insert(plan.entity_type.clone());
+                let candidates: Vec<i64> = prepared.candidates().map(|(id, _)| id).collect();
+                if !candidates.is_empty() {
+                    let stored = tx.value_digests(&candidates).await?;
+                    prepared.settle(&stored);
+                }
+                indexes.insert(plan.entity_type.clone(), Kept::Map(index));
+                tracing::info!(table = %plan.table, rows = prepared.counts.rows, seconds = phase.elapsed().as_secs_f64(), "prepared");
+                finish_mapping(
+                    options.mode,
+                    &expected,
+                    &connector_limits,
+                    m,
+                    &plan,
+                    &prepared,
+                    n,
+                    true,
+                    &mut exceeded,
+                    &mut reports,
+                );
+                prepared_all.push((plan, std::sync::Arc::new(prepared), inserted));
+                continue;
+            }
+            // Sized at once: a map that grows holds its old and new tables together.
+            // From the snapshot the last run saved, else from the resources themselves.
+            let (mut index, snapshot) = snapshot_index(&mut tx, &plan.entity_type, n).await?;
             let from_snapshot = snapshot.is_some() && index.len() as u64 == n;
             if let (true, Some(entries)) = (from_snapshot, snapshot) {
                 snapshot_read.insert(plan.entity_type.clone(), entries);
@@ -279,6 +311,7 @@ impl Engine {
                 plan,
                 index,
                 apply,
+                None,
                 &set_aside_dir,
                 cancel,
             )
@@ -308,30 +341,18 @@ impl Engine {
             };
             indexes.insert(plan.entity_type.clone(), kept);
             tracing::info!(table = %plan.table, rows = prepared.counts.rows, seconds = phase.elapsed().as_secs_f64(), "prepared");
-            if options.mode != SyncMode::Initial {
-                // Changes idlink itself ordered (Executed orders) are expected: they do not count.
-                let mut counted = prepared.counts.clone();
-                if let Some(e) = expected.resources.get(&plan.entity_type) {
-                    counted.inserted = counted.inserted.saturating_sub(e.0);
-                    counted.updated = counted.updated.saturating_sub(e.1);
-                    counted.deleted = counted.deleted.saturating_sub(e.2);
-                }
-                exceeded.extend(thresholds::check_resources(
-                    &plan.entity_type,
-                    &counted,
-                    before,
-                    &connector_limits,
-                    &m.thresholds,
-                ));
-            }
-            reports.push(MappingReport {
-                entity_type: plan.entity_type.clone(),
-                table: plan.table.clone(),
-                counts: prepared.counts.clone(),
+            finish_mapping(
+                options.mode,
+                &expected,
+                &connector_limits,
+                m,
+                &plan,
+                &prepared,
                 before,
-                bad_values: prepared.bad_values.clone(),
-                set_aside_files: prepared.set_aside_files.clone(),
-            });
+                false,
+                &mut exceeded,
+                &mut reports,
+            );
             prepared_all.push((plan, std::sync::Arc::new(prepared), inserted));
         }
         let mut warnings = Vec::new();
@@ -434,30 +455,62 @@ impl Engine {
             // The entity type as this run leaves it: the index without the deleted rows, with
             // the new digests of the changed ones, and the rows just inserted. It is the next
             // run's index (the snapshot) and the links' key -> id map.
-            let index = indexes
+            let mut index = indexes
                 .remove(&plan.entity_type)
                 .unwrap_or(Kept::List(Vec::new()));
             let deleted: HashSet<i64> = prepared.deletes.iter().copied().collect();
             let unchanged = changed.is_empty() && deleted.is_empty() && inserted.entries.is_empty();
             let read = snapshot_read.get(&plan.entity_type).copied();
+            // Resources before the run.
+            let size = reports
+                .iter()
+                .find(|r| r.entity_type == plan.entity_type)
+                .map_or(index.len() as u64, |r| r.before);
+            // A table compared with the last one: its index holds the keys of the records that
+            // differ alone.
+            let partial = compared_types.contains(&plan.entity_type);
             if needs_map.contains(&plan.entity_type) {
-                let ids: Keyed<i64> = index
-                    .iter()
-                    .filter(|e| !deleted.contains(&e.id))
-                    .map(|e| (e.key_hash, e.id))
-                    .chain(inserted.entries.iter().map(|e| (e.key_hash, e.id)))
-                    .collect();
+                let ids: Keyed<i64> = if partial {
+                    // The store's resources as this run leaves them (rare: the links needed
+                    // no map of it when the run began).
+                    let mut ids = Keyed::default();
+                    tx.each_resource(&plan.entity_type, |key, id, _| {
+                        ids.insert(keys.of(key), id);
+                    })
+                    .await?;
+                    ids
+                } else {
+                    index
+                        .iter()
+                        .filter(|e| !deleted.contains(&e.id))
+                        .map(|e| (e.key_hash, e.id))
+                        .chain(inserted.entries.iter().map(|e| (e.key_hash, e.id)))
+                        .collect()
+                };
                 ids_by_key.insert(plan.entity_type.clone(), std::sync::Arc::new(ids));
             }
             let changes = (changed.len() + deleted.len() + inserted.entries.len()) as u64;
-            let size = index.len() as u64;
+            let appendable = |read: Option<u64>| {
+                read.is_some_and(|stored| stored + changes <= size + (size / 4).max(SNAPSHOT_SLACK))
+            };
+            // A partial index that cannot be appended: the whole one is the snapshot's, as it
+            // was before the run. Without one, none is saved (the commit deletes the old).
+            let mut rewrite = true;
+            if partial && !(unchanged && read.is_some()) && !appendable(read) {
+                let (full, snapshot) = snapshot_index(&mut tx, &plan.entity_type, size).await?;
+                if snapshot.is_some() && full.len() as u64 == size {
+                    index = Kept::Map(full);
+                } else {
+                    rewrite = false;
+                }
+            }
             match read {
                 // A run that changed nothing of a snapshot it read leaves it as it is.
                 Some(_) if unchanged => {}
                 // A few changes to a snapshot it read: appended, not the whole index again
                 // (a million entries are 32 MiB, written twice by SQLite's WAL), until the
                 // changes kept reach a quarter of the index.
-                Some(stored) if stored + changes <= size + (size / 4).max(SNAPSHOT_SLACK) => {
+                read if appendable(read) => {
                     let delta: Vec<SnapshotEntry> = index
                         .iter()
                         .filter_map(|e| {
@@ -473,6 +526,7 @@ impl Engine {
                     tx.append_snapshot(&plan.entity_type, delta.into_iter())
                         .await?;
                 }
+                _ if !rewrite => {}
                 _ => {
                     let entries = index
                         .into_entries()
@@ -558,9 +612,37 @@ impl Engine {
                 connection: connector,
             });
         }
+        // Each table now whole in the store, nothing set aside, is the next run's to compare
+        // with: its digest goes in with the run, its copy is kept once the run is in.
+        let mut copies = Vec::new();
+        if apply == Apply::Whole {
+            for (plan, prepared, _) in &prepared_all {
+                let (Some(bytes), 0) = (prepared.table_digest, prepared.counts.set_aside()) else {
+                    continue;
+                };
+                let digest = last::TableDigest {
+                    bytes,
+                    mapping: plan.fingerprint(),
+                    records: prepared.counts.rows,
+                };
+                tx.save_table_digest(&plan.entity_type, &digest.to_bytes())
+                    .await?;
+                copies.push((
+                    plan.path.clone(),
+                    last::copy_path(&set_aside_dir, &plan.entity_type),
+                ));
+            }
+        }
         let phase = Instant::now();
         tx.commit().await?;
         tracing::info!(seconds = phase.elapsed().as_secs_f64(), "committed");
+        let _ = blocking(move || {
+            for (table, copy) in copies {
+                last::keep_copy(&table, &copy);
+            }
+            Ok(())
+        })
+        .await;
         let mut r = report(reports, assoc_reports, exceeded, true, warnings);
         // The committed resources confirm (or not yet) the orders executed into this system.
         match self.verify_orders(store, &connector).await {
@@ -782,6 +864,86 @@ fn key_property(mappings: &[&EntityTypeMapping], entity_type: &str) -> Option<St
         .map(|p| p.id.value.clone())
 }
 
+/// Reads `entity_type`'s index snapshot into a map sized for `n` resources; with the entries
+/// it held, or None when there is none (or it is unreadable: a snapshot is derived data, so it
+/// is only not used).
+async fn snapshot_index(
+    tx: &mut SyncTx<'_>,
+    entity_type: &str,
+    n: u64,
+) -> Result<(Keyed<idlink_store::IndexEntry>, Option<u64>), EngineError> {
+    // Sized at once: a map that grows holds its old and new tables together.
+    let mut index: Keyed<idlink_store::IndexEntry> =
+        Keyed::with_capacity_and_hasher(usize::try_from(n).unwrap_or(0), Default::default());
+    let snapshot = tx
+        .each_snapshot_entry(entity_type, |e| {
+            // Later chunks (a run's changes) overwrite earlier entries; id 0 is a resource
+            // deleted.
+            if e.id == 0 {
+                index.remove(&e.key_hash);
+            } else {
+                index.insert(
+                    e.key_hash,
+                    idlink_store::IndexEntry {
+                        id: e.id,
+                        raw: e.raw,
+                        mark: 0,
+                    },
+                );
+            }
+        })
+        .await;
+    let snapshot = match snapshot {
+        Err(idlink_store::StoreError::Corrupt { message, .. }) => {
+            tracing::warn!(entity_type = %entity_type, %message, "the index snapshot is unreadable: reading the resources");
+            None
+        }
+        other => other?,
+    };
+    Ok((index, snapshot))
+}
+
+/// Checks a prepared mapping's counts against its thresholds and reports it.
+#[allow(clippy::too_many_arguments)]
+fn finish_mapping(
+    mode: SyncMode,
+    expected: &crate::provision::verify::Expected,
+    connector_limits: &SyncThresholds,
+    m: &EntityTypeMapping,
+    plan: &prepare::TablePlan,
+    prepared: &prepare::Prepared,
+    before: u64,
+    compared_with_last_table: bool,
+    exceeded: &mut Vec<Blocked>,
+    reports: &mut Vec<MappingReport>,
+) {
+    if mode != SyncMode::Initial {
+        // Changes idlink itself ordered (Executed orders) are expected: they do not count.
+        let mut counted = prepared.counts.clone();
+        if let Some(e) = expected.resources.get(&plan.entity_type) {
+            counted.inserted = counted.inserted.saturating_sub(e.0);
+            counted.updated = counted.updated.saturating_sub(e.1);
+            counted.deleted = counted.deleted.saturating_sub(e.2);
+        }
+        exceeded.extend(thresholds::check_resources(
+            &plan.entity_type,
+            &counted,
+            before,
+            connector_limits,
+            &m.thresholds,
+        ));
+    }
+    reports.push(MappingReport {
+        entity_type: plan.entity_type.clone(),
+        table: plan.table.clone(),
+        counts: prepared.counts.clone(),
+        before,
+        bad_values: prepared.bad_values.clone(),
+        set_aside_files: prepared.set_aside_files.clone(),
+        compared_with_last_table,
+    });
+}
+
 /// The link cells of the rows written in this run, for one row-carried association: the
 /// row's resource id and its cell, the cells end to end in one text.
 #[derive(Debug, Default)]
@@ -940,6 +1102,7 @@ async fn prepare_and_insert(
     plan: prepare::TablePlan,
     index: Keyed<idlink_store::IndexEntry>,
     apply: Apply,
+    subset: Option<prepare::Subset>,
     set_aside_dir: &std::path::Path,
     cancel: &CancellationToken,
 ) -> Result<
@@ -962,6 +1125,7 @@ async fn prepare_and_insert(
                 &keys,
                 &mut index,
                 apply,
+                subset,
                 &dir,
                 &|| token.is_cancelled(),
                 sink,

@@ -67,7 +67,7 @@ const DIGEST_SCHEME: &str = "idlink raw cells v1";
 
 impl TablePlan {
     /// The digest seed: everything about the plan that changes what a row's cells mean.
-    fn fingerprint(&self) -> u64 {
+    pub(super) fn fingerprint(&self) -> u64 {
         let mut text = format!("{DIGEST_SCHEME}\u{1f}{}\u{1f}", self.entity_type);
         for c in &self.columns {
             text.push_str(&format!(
@@ -79,6 +79,34 @@ impl TablePlan {
             text.push_str(&format!("{}\u{1e}{}\u{1f}", c.association, c.column));
         }
         xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+    }
+}
+
+/// Records of a table to prepare instead of the whole file: the header and the records that
+/// differ from the table last synchronized (see `super::lines`), with the line each starts on
+/// in the file.
+#[derive(Debug)]
+pub struct Subset {
+    pub text: Vec<u8>,
+    pub lines: Vec<u64>,
+}
+
+/// What `prepare` reads: the table's file (with the digest of its bytes), or a subset of it.
+enum Source {
+    File(File, Box<xxhash_rust::xxh3::Xxh3>),
+    Subset(std::io::Cursor<Vec<u8>>),
+}
+
+impl Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Source::File(f, digest) => {
+                let n = f.read(buf)?;
+                digest.update(&buf[..n]);
+                Ok(n)
+            }
+            Source::Subset(c) => c.read(buf),
+        }
     }
 }
 
@@ -137,6 +165,9 @@ pub struct Prepared {
     pub bad_values: Vec<BadValue>,
     /// Files written beside the prepared tables (only those with rows).
     pub set_aside_files: Vec<PathBuf>,
+    /// The digest of the table's bytes (seeded with the key seed) when the whole file was
+    /// read.
+    pub table_digest: Option<u128>,
     dup_keys: HashSet<Box<str>>,
     /// Keys whose row had a bad value or command.
     invalid_keys: HashSet<Box<str>>,
@@ -386,24 +417,35 @@ fn raw_digest(
 /// takes back what it inserted for it ([`Prepared::duplicated_keys`]). Changes to stored rows
 /// are spilled and applied after the pass ([`Prepared::for_each_change`]): a stored row is
 /// never changed for a key that turns out duplicated.
+///
+/// With a `subset`, only its records are read (the others are as the last run left them), at
+/// the lines it gives.
 #[allow(clippy::too_many_arguments)]
 pub fn prepare(
     plan: &TablePlan,
     keys: &KeyHasher,
     index: &mut Keyed<IndexEntry>,
     apply: Apply,
+    subset: Option<Subset>,
     set_aside_dir: &Path,
     cancelled: &dyn Fn() -> bool,
     insert: &mut dyn FnMut(NewRow) -> Result<(), EngineError>,
 ) -> Result<Prepared, EngineError> {
     let path = &plan.path;
-    let file = open_table(
-        path,
-        &format!("table '{}' of mapping '{}'", plan.table, plan.entity_type),
-    )?;
+    let (source, lines) = match subset {
+        Some(s) => (Source::Subset(std::io::Cursor::new(s.text)), Some(s.lines)),
+        None => {
+            let file = open_table(
+                path,
+                &format!("table '{}' of mapping '{}'", plan.table, plan.entity_type),
+            )?;
+            let digest = Box::new(xxhash_rust::xxh3::Xxh3::with_seed(keys.seed()));
+            (Source::File(file, digest), None)
+        }
+    };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
-        .from_reader(BufReader::with_capacity(1 << 16, file));
+        .from_reader(BufReader::with_capacity(1 << 16, source));
     let header = reader.headers().map_err(|e| csv_err(path, e))?.clone();
     let Located {
         mapped: idx,
@@ -477,8 +519,9 @@ pub fn prepare(
     let (parsed, batches) =
         std::sync::mpsc::sync_channel::<Result<Vec<csv::StringRecord>, csv::Error>>(8);
     let (returned, reusable) = std::sync::mpsc::channel::<Vec<csv::StringRecord>>();
-    std::thread::scope(|scope| -> Result<(), EngineError> {
-        scope.spawn(move || {
+    let table_digest = std::thread::scope(|scope| -> Result<Option<u128>, EngineError> {
+        // Gives the digest of the file once it read it to its end.
+        let reading = scope.spawn(move || -> Option<u128> {
             let mut reader = reader;
             loop {
                 let mut batch = reusable.try_recv().unwrap_or_default();
@@ -490,15 +533,21 @@ pub fn prepare(
                         Ok(false) => break,
                         Err(e) => {
                             let _ = parsed.send(Err(e));
-                            return;
+                            return None;
                         }
                     }
                 }
                 batch.truncate(n);
                 // Stops when the table ends, or when the comparing side stopped (its receiver
                 // is gone).
-                if n == 0 || parsed.send(Ok(batch)).is_err() || n < LOOKAHEAD {
-                    return;
+                if n > 0 && parsed.send(Ok(batch)).is_err() {
+                    return None;
+                }
+                if n < LOOKAHEAD {
+                    return match reader.into_inner().into_inner() {
+                        Source::File(_, digest) => Some(digest.digest128()),
+                        Source::Subset(_) => None,
+                    };
                 }
             }
         });
@@ -519,7 +568,10 @@ pub fn prepare(
             std::hint::black_box(touched);
             for (record, &hash) in batch.iter().zip(&hashes[..n]) {
                 counts.rows += 1;
-                let line = record.position().map_or(counts.rows + 1, |p| p.line());
+                let line = match &lines {
+                    Some(l) => l.get(counts.rows as usize - 1).copied().unwrap_or(0),
+                    None => record.position().map_or(counts.rows + 1, |p| p.line()),
+                };
                 if counts.rows.is_multiple_of(4096) && cancelled() {
                     return Err(EngineError::Cancelled {
                         what: "the synchronization",
@@ -670,7 +722,7 @@ pub fn prepare(
             }
             let _ = returned.send(batch);
         }
-        Ok(())
+        Ok(reading.join().ok().flatten())
     })?;
     spill.w.flush().map_err(spill_err)?;
     drop(spill);
@@ -702,6 +754,7 @@ pub fn prepare(
         deletes,
         bad_values,
         set_aside_files,
+        table_digest,
         dup_keys,
         invalid_keys,
         dup_ids: protected,

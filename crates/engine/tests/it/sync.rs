@@ -142,10 +142,24 @@ impl Site {
         Engine::new(checked, registry, &conf, &self.work())
     }
 
+    /// Writes an exported table as an export does: a new file renamed over the old one.
     fn table(&self, name: &str, text: &str) {
         let dir = self.work().join("ExportOutput");
         std::fs::create_dir_all(&dir).expect("out");
-        std::fs::write(dir.join(format!("{name}.csv")), text).expect("table");
+        let new = dir.join(format!("{name}.csv.new"));
+        std::fs::write(&new, text).expect("table");
+        std::fs::rename(&new, dir.join(format!("{name}.csv"))).expect("rename");
+    }
+
+    /// Deletes the copies of the tables last synchronized: the next run compares its tables
+    /// with the store's index (the snapshot's).
+    fn forget_last_tables(&self) {
+        for e in std::fs::read_dir(self.work().join("Prepared")).expect("prepared") {
+            let path = e.expect("entry").path();
+            if path.to_string_lossy().ends_with(".synchronized.csv") {
+                std::fs::remove_file(path).expect("remove");
+            }
+        }
     }
 
     async fn sync(&self, mode: SyncMode, force: bool) -> Result<SyncReport, EngineError> {
@@ -714,6 +728,8 @@ async fn a_snapshot_that_does_not_match_the_store_is_not_trusted() {
             .await
             .expect("save");
         tx.commit().await.expect("commit");
+        // Through the index (a run compared with the last table reads no snapshot).
+        s.forget_last_tables();
         let r = s.sync(SyncMode::Complete, false).await.expect("complete");
         let c = &r.mappings[0].counts;
         assert_eq!(
@@ -781,6 +797,8 @@ async fn an_unreadable_snapshot_is_not_used_and_is_replaced() {
             idlink_store::Pool::Postgres(p) => sqlx::query(damage).execute(p).await.map(|_| ()),
         }
         .expect("damage");
+        // Through the index (a run compared with the last table reads no snapshot).
+        s.forget_last_tables();
         let r = s.sync(SyncMode::Complete, false).await.expect("complete");
         let c = &r.mappings[0].counts;
         assert_eq!(
@@ -817,4 +835,192 @@ async fn indexes_kept_as_lists_beside_a_large_one_give_the_same_snapshots() {
         assert_eq!(f, ["E1->OPS", "E3->OPS", "E4->O000007"]);
     })
     .await;
+}
+
+/// A Complete run compares its table with the copy of the one last synchronized and prepares
+/// only the records that differ; whatever the table did, it must come to what comparing with
+/// the store's index gives: the same counts, located bad values, set-aside files, resources,
+/// links and snapshot. Two stores take the same tables, one with the copy and one without
+/// (each run deletes it first); every step also says which way the first one went, so a
+/// shortcut never taken fails too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_compared_with_the_last_table_gives_what_the_index_gives() {
+    fn people(rows: impl IntoIterator<Item = String>) -> String {
+        std::iter::once("id,name,age,start,org\n".to_string())
+            .chain(rows.into_iter().map(|r| r + "\n"))
+            .collect()
+    }
+    let row = |i: usize| {
+        format!(
+            "P{i:03},Name {i},{},,{}",
+            i % 90,
+            if i % 3 == 0 { "ENG" } else { "OPS" }
+        )
+    };
+    let base: Vec<String> = (0..300).map(row).collect();
+    let mut changed = base.clone();
+    changed[5] = "P005,Renamed,5,,ENG".into();
+    changed[100] = "P100,Name 100,11,,ENG".into();
+    changed.insert(50, "P1000,Inserted,1,,OPS".into());
+    changed.remove(201); // P200
+    changed.push("P1001,Last,2,,ENG".into());
+    let with_note = |rows: &[String], note: &dyn Fn(usize) -> String| {
+        std::iter::once("id,name,age,start,org,note\n".to_string())
+            .chain(
+                rows.iter()
+                    .enumerate()
+                    .map(|(i, r)| format!("{r},{}\n", note(i))),
+            )
+            .collect::<String>()
+    };
+    // Rows set aside, and a row written: the run keeps no digest of its table.
+    let mut bad = changed.clone();
+    bad[10] = "P010,Name 10,old,,ENG".into();
+    bad[20] = "P020,Renamed,20,,OPS".into();
+    bad.push(",Nobody,1,,ENG".into());
+    let mut duplicate = changed.clone();
+    duplicate.push("P020,Other,1,,ENG".into());
+    let mut quoted = changed.clone();
+    quoted[7] = "P007,\"Multi\nLine, Name\",7,,OPS".into();
+    quoted[8] = "P008,\"Quoted \"\"Name\"\"\",8,,OPS".into();
+    let mut quoted2 = quoted.clone();
+    quoted2[7] = "P007,\"Multi\nLine, Other\",7,,OPS".into();
+    quoted2[9] = "P009,Name 9b,9,,OPS".into();
+    let reversed: Vec<String> = quoted2.iter().rev().cloned().collect();
+    let crlf = people(reversed.iter().cloned()).replace('\n', "\r\n");
+    let mut fewer = reversed.clone();
+    fewer.truncate(250);
+    // (what, table, compared with the last table)
+    let steps: Vec<(&str, String, bool)> = vec![
+        ("the same table", people(base.clone()), true),
+        (
+            "changed, inserted and deleted rows",
+            people(changed.clone()),
+            true,
+        ),
+        (
+            "a new unmapped column",
+            with_note(&changed, &|_| "n".into()),
+            false,
+        ),
+        (
+            "only the unmapped column changed",
+            with_note(&changed, &|i| {
+                if i % 7 == 0 { "m".into() } else { "n".into() }
+            }),
+            true,
+        ),
+        ("the unmapped column gone", people(changed.clone()), false),
+        (
+            "a bad value, a row without key, a row changed",
+            people(bad.clone()),
+            true,
+        ),
+        (
+            "the same, after rows were set aside",
+            people(bad.clone()),
+            false,
+        ),
+        ("fixed", people(changed.clone()), false),
+        // Set aside, nothing written: the store still is the last table.
+        (
+            "a duplicate of an unchanged row's key",
+            people(duplicate),
+            false,
+        ),
+        ("quoted records, one over two lines", people(quoted), true),
+        ("a quoted record changed", people(quoted2), true),
+        ("every record moved", people(reversed), true),
+        ("CR LF line ends", crlf, true),
+        ("fewer rows, forced past a threshold", people(fewer), true),
+    ];
+    for backend in ["sqlite", "postgres"] {
+        let (mut a, mut b) = if backend == "sqlite" {
+            (
+                Site::new(Backend::Sqlite).await,
+                Site::new(Backend::Sqlite).await,
+            )
+        } else {
+            (
+                Site::new(Backend::Postgres(pg(), "last_table_a")).await,
+                Site::new(Backend::Postgres(pg(), "last_table_b")).await,
+            )
+        };
+        let copy = |s: &Site| s.work().join("Prepared/Person.synchronized.csv");
+        for s in [&a, &b] {
+            s.table("HRO", ORGS);
+            s.table("HRP", &people(base.clone()));
+            s.sync(SyncMode::Initial, false).await.expect("initial");
+        }
+        assert!(copy(&a).exists(), "{backend}: the initial run kept no copy");
+        for (when, table, expect_compared) in &steps {
+            let when = format!("{backend}: {when}");
+            let forced = when.contains("forced");
+            if forced {
+                a.connector_thresholds = r#"MaximumDeletedLines="10""#.into();
+                b.connector_thresholds = a.connector_thresholds.clone();
+                // Blocked: nothing changes, the copy and the store's digest included.
+                for s in [&a, &b] {
+                    s.table("HRP", table);
+                    let err = s
+                        .sync(SyncMode::Complete, false)
+                        .await
+                        .expect_err("blocked");
+                    assert!(matches!(err, EngineError::Blocked(_)), "{when}: {err}");
+                }
+            }
+            let _ = std::fs::remove_file(copy(&b));
+            let mut reports = Vec::new();
+            for s in [&a, &b] {
+                s.table("HRP", table);
+                reports.push(s.sync(SyncMode::Complete, forced).await.expect(&when));
+            }
+            let (ra, rb) = (&reports[0].mappings[0], &reports[1].mappings[0]);
+            assert_eq!(ra.compared_with_last_table, *expect_compared, "{when}");
+            assert!(!rb.compared_with_last_table, "{when}");
+            assert_eq!(
+                format!("{:?}", ra.counts),
+                format!("{:?}", rb.counts),
+                "{when}"
+            );
+            assert_eq!(ra.before, rb.before, "{when}");
+            assert_eq!(
+                format!("{:?}", ra.bad_values),
+                format!("{:?}", rb.bad_values),
+                "{when}"
+            );
+            for f in ["HRP.invalid.csv", "HRP.nullpk.csv", "HRP.duplicates.csv"] {
+                let read =
+                    |s: &Site| std::fs::read_to_string(s.work().join("Prepared").join(f)).ok();
+                assert_eq!(read(&a), read(&b), "{when}: {f}");
+            }
+            assert_eq!(
+                format!("{:?}", reports[0].associations[0].counts),
+                format!("{:?}", reports[1].associations[0].counts),
+                "{when}"
+            );
+            assert_eq!(a.dump("Person").await, b.dump("Person").await, "{when}");
+            assert_eq!(a.links().await, b.links().await, "{when}");
+            a.assert_snapshots_match(&when).await;
+        }
+        // What the steps did, end to end: 250 people, their links.
+        assert_eq!(a.dump("Person").await.len(), 250, "{backend}");
+        let (forward, _) = a.links().await;
+        assert_eq!(forward.len(), 250, "{backend}");
+        // A copy changed behind the store's back is not trusted.
+        let text = std::fs::read_to_string(copy(&a)).expect("copy");
+        std::fs::remove_file(copy(&a)).expect("unlink");
+        std::fs::write(copy(&a), text.replacen("Name 11", "Name 12", 1)).expect("edit");
+        let r = a
+            .sync(SyncMode::Complete, false)
+            .await
+            .expect("edited copy");
+        assert!(
+            !r.mappings[0].compared_with_last_table,
+            "{backend}: an edited copy"
+        );
+        assert_eq!(r.mappings[0].counts.unchanged, 250, "{backend}");
+        a.connector_thresholds = ALL_OFF.into();
+        b.connector_thresholds = ALL_OFF.into();
+    }
 }

@@ -149,7 +149,8 @@ async fn concurrent_synchronizations_reserve_distinct_ids_on_postgres() {
 
 /// Index snapshots: saved with the transaction, read back entry for entry across chunks; a transaction that writes an
 /// entity type's resources without saving its snapshot deletes it, and one that rolls back
-/// leaves the old one; the key seed is drawn once per store.
+/// leaves the old one; the key seed is drawn once per store. The digest of the table last
+/// synchronized follows the same rules.
 async fn index_snapshots_follow_the_resources_they_describe(target: Target, _name: &str) {
     use idlink_store::{ResourceUpdate, SnapshotEntry};
     let store = Store::open(&target.location).await.expect("open");
@@ -184,6 +185,16 @@ async fn index_snapshots_follow_the_resources_they_describe(target: Target, _nam
     tx.save_snapshot("Org", std::iter::empty())
         .await
         .expect("save empty");
+    let found = tx
+        .index_entries_of_keys("Person", &["a", "nobody"])
+        .await
+        .expect("by key");
+    assert_eq!(found.len(), 1);
+    assert_eq!((found[0].0.as_str(), found[0].1.id), ("a", first));
+    assert_eq!(tx.table_digest("Person").await.expect("digest"), None);
+    tx.save_table_digest("Person", b"first table")
+        .await
+        .expect("save digest");
     tx.commit().await.expect("commit");
 
     let mut tx = store.begin_sync("HR").await.expect("begin");
@@ -214,6 +225,11 @@ async fn index_snapshots_follow_the_resources_they_describe(target: Target, _nam
         .expect("append");
     let (n, got) = read(&mut tx, "Person").await;
     assert_eq!(n, Some(entries.len() as u64 + 2));
+    assert_eq!(
+        tx.snapshot_entries("Person").await.expect("entries"),
+        Some(entries.len() as u64 + 2)
+    );
+    assert_eq!(tx.snapshot_entries("Org").await.expect("entries"), None);
     assert_eq!(got[..entries.len()], entries[..]);
     assert_eq!(got[entries.len()..], appended[..]);
     // Written without a new snapshot, then rolled back: the snapshot stays.
@@ -230,16 +246,25 @@ async fn index_snapshots_follow_the_resources_they_describe(target: Target, _nam
     tx.rollback().await.expect("rollback");
     let mut tx = store.begin_sync("HR").await.expect("begin");
     assert_eq!(read(&mut tx, "Person").await.0, Some(150_000));
-    // Saved, then written again: the snapshot no longer describes the resources.
+    assert_eq!(
+        tx.table_digest("Person").await.expect("digest").as_deref(),
+        Some(&b"first table"[..])
+    );
+    // Saved, then written again: the snapshot and the digest no longer describe the
+    // resources.
     tx.save_snapshot("Person", entries[..10].iter().copied())
         .await
         .expect("save");
+    tx.save_table_digest("Person", b"second table")
+        .await
+        .expect("save digest");
     tx.delete_resources("Person", &[first])
         .await
         .expect("delete");
     tx.commit().await.expect("commit");
     let mut tx = store.begin_sync("HR").await.expect("begin");
     assert_eq!(read(&mut tx, "Person").await, (None, Vec::new()));
+    assert_eq!(tx.table_digest("Person").await.expect("digest"), None);
     tx.rollback().await.expect("rollback");
 }
 

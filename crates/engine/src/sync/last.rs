@@ -1,0 +1,197 @@
+//! The table last synchronized: after a Complete run that set nothing aside, the entity type's
+//! resources are exactly that table's rows. Its copy is kept (`<work>/Prepared/<entity
+//! type>.synchronized.csv`, a hard link to the exported file) and its digest saved in the
+//! store in the run's transaction (`SyncTx::save_table_digest`). The next Complete run
+//! compares the new table with the copy record by record ([`super::lines`]) and prepares only
+//! the records that differ, against the store's resources of their keys: a run costs reading
+//! the two tables plus the work of the rows that changed, where comparing with the store's
+//! whole index costs a lookup per row.
+//!
+//! The copy is trusted only when everything agrees: its digest is the saved one (a copy
+//! replaced, edited or left from a run rolled back differs), it holds as many records as the
+//! store holds resources, the mapping is the same, and the headers are equal. A changed record
+//! whose key is also on an unchanged one (a duplicate) or any other doubt: the run compares
+//! with the store's index as it does without a copy.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use idlink_store::{IndexEntry, SyncTx};
+
+use super::keys::{KeyHasher, Keyed};
+use super::lines::{self, Outcome};
+use super::prepare::{Subset, TablePlan, find_column};
+use crate::{EngineError, blocking};
+
+/// What the store keeps of the table last synchronized: the digest of its bytes (seeded with
+/// the key seed), the fingerprint of the mapping that read it, and its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct TableDigest {
+    pub bytes: u128,
+    pub mapping: u64,
+    pub records: u64,
+}
+
+impl TableDigest {
+    pub fn to_bytes(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32);
+        out.extend_from_slice(&self.bytes.to_le_bytes());
+        out.extend_from_slice(&self.mapping.to_le_bytes());
+        out.extend_from_slice(&self.records.to_le_bytes());
+        out
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<TableDigest> {
+        if b.len() != 32 {
+            return None;
+        }
+        Some(TableDigest {
+            bytes: u128::from_le_bytes(b[..16].try_into().ok()?),
+            mapping: u64::from_le_bytes(b[16..24].try_into().ok()?),
+            records: u64::from_le_bytes(b[24..].try_into().ok()?),
+        })
+    }
+}
+
+/// Where the copy of an entity type's table last synchronized is kept.
+pub(super) fn copy_path(prepared_dir: &Path, entity_type: &str) -> PathBuf {
+    prepared_dir.join(format!("{entity_type}.synchronized.csv"))
+}
+
+/// A table compared with the one last synchronized.
+pub(super) struct Compared {
+    /// The records that differ, to prepare.
+    pub subset: Subset,
+    /// The store's index of the keys of the records that differ, new and old.
+    pub index: Keyed<IndexEntry>,
+    /// Records equal to one of the last table.
+    pub unchanged: u64,
+    /// The digest of the new table's bytes.
+    pub digest: u128,
+}
+
+/// Records beyond which comparing with the store's index costs less: an eighth of the table.
+fn limit(resources: u64) -> usize {
+    usize::try_from(resources / 8 + 1024).unwrap_or(usize::MAX)
+}
+
+/// Compares `plan`'s table with the copy of the one last synchronized, when the store holds
+/// its digest and everything agrees (see the module); None otherwise.
+pub(super) async fn compare(
+    tx: &mut SyncTx<'_>,
+    keys: &KeyHasher,
+    plan: &TablePlan,
+    resources: u64,
+    copy: PathBuf,
+) -> Result<Option<Compared>, EngineError> {
+    let et = plan.entity_type.as_str();
+    let Some(saved) = tx.table_digest(et).await? else {
+        return Ok(None);
+    };
+    let Some(saved) = TableDigest::from_bytes(&saved) else {
+        tracing::warn!(entity_type = %et, "the digest of the table last synchronized is unreadable: comparing with the store's index");
+        return Ok(None);
+    };
+    if saved.mapping != plan.fingerprint() || saved.records != resources {
+        return Ok(None);
+    }
+    let (new, seed, limit) = (plan.path.clone(), keys.seed(), limit(resources));
+    let outcome = blocking(move || {
+        let (Ok(old), Ok(new)) = (std::fs::File::open(&copy), std::fs::File::open(&new)) else {
+            // A copy gone, or no table: the run goes on as without a copy (and says why).
+            return Ok(None);
+        };
+        Ok(Some(lines::diff(old, new, seed, limit)))
+    })
+    .await?;
+    let d = match outcome {
+        Some(Ok(Outcome::Diff(d))) => d,
+        Some(Ok(other)) => {
+            tracing::info!(entity_type = %et, outcome = ?other, "the table is compared with the store's index");
+            return Ok(None);
+        }
+        Some(Err(e)) => {
+            tracing::warn!(entity_type = %et, error = %e, "the table last synchronized could not be read: comparing with the store's index");
+            return Ok(None);
+        }
+        None => return Ok(None),
+    };
+    if d.old_digest != saved.bytes || d.old_count != resources {
+        tracing::warn!(entity_type = %et, "the copy of the table last synchronized is not the one the store holds: comparing with the store's index");
+        return Ok(None);
+    }
+    let key_column = &plan.columns[0].column;
+    let (Some(old_keys), Some(new_keys)) = (
+        keys_of(&d.old_records, key_column),
+        keys_of(&d.new_records, key_column),
+    ) else {
+        return Ok(None);
+    };
+    let old_set: HashSet<&str> = old_keys.iter().map(String::as_str).collect();
+    if old_set.len() != old_keys.len() || old_set.contains("") {
+        return Ok(None);
+    }
+    let mut wanted: Vec<&str> = old_keys.iter().map(String::as_str).collect();
+    wanted.extend(
+        new_keys
+            .iter()
+            .map(String::as_str)
+            .filter(|k| !k.trim().is_empty() && !old_set.contains(k)),
+    );
+    let found: HashMap<String, IndexEntry> = tx
+        .index_entries_of_keys(et, &wanted)
+        .await?
+        .into_iter()
+        .collect();
+    // Every old record is a resource; a new record's key held by a resource is that of an old
+    // record that changed (else the key is also on an unchanged record: a duplicate, which
+    // the whole comparison sets aside).
+    if old_keys.iter().any(|k| !found.contains_key(k))
+        || new_keys
+            .iter()
+            .any(|k| found.contains_key(k) && !old_set.contains(k.as_str()))
+    {
+        tracing::info!(entity_type = %et, "a key of a changed record is on an unchanged one: the table is compared with the store's index");
+        return Ok(None);
+    }
+    let index: Keyed<IndexEntry> = found.into_iter().map(|(k, e)| (keys.of(&k), e)).collect();
+    Ok(Some(Compared {
+        subset: Subset {
+            text: d.new_records,
+            lines: d.new_lines,
+        },
+        index,
+        unchanged: d.unchanged,
+        digest: d.new_digest,
+    }))
+}
+
+/// The key cell of each record of `table` (a header and records), or None when it is not
+/// readable as the prepare pass reads it (the comparison by index then says why).
+fn keys_of(table: &[u8], column: &str) -> Option<Vec<String>> {
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(table);
+    let header = r.headers().ok()?.clone();
+    let i = find_column(&header, column)?;
+    let mut out = Vec::new();
+    for record in r.records() {
+        out.push(record.ok()?.get(i)?.to_string());
+    }
+    Some(out)
+}
+
+/// Keeps `table` as the copy of the table last synchronized (a hard link, else a copy); the
+/// store's digest says whether it is the right one, so a failure only costs the next run
+/// its shortcut.
+pub(super) fn keep_copy(table: &Path, copy: &Path) {
+    let new = copy.with_extension("csv.new");
+    let _ = std::fs::remove_file(&new);
+    let r = std::fs::hard_link(table, &new)
+        .or_else(|_| std::fs::copy(table, &new).map(|_| ()))
+        .and_then(|()| std::fs::rename(&new, copy));
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&new);
+        tracing::warn!(table = %table.display(), copy = %copy.display(), error = %e, "the table synchronized could not be kept for the next run's comparison");
+    }
+}

@@ -1,0 +1,441 @@
+//! A table against the copy of the one last synchronized, record by record (the record's text,
+//! not its values): what a Complete run must look at when most of a large table is as it was.
+//!
+//! Both tables are read once, as they stream. A record of the new table equal, byte for byte,
+//! to the next record of the old one (or to one of the few after it, which the records between
+//! then left) is unchanged; the others are the new table's records to prepare and the old
+//! table's records they replace or that left. Equal text is the same row: the records are
+//! split exactly where the CSV reader splits them (see [`Records`]), so equal text parses to
+//! equal cells. Tables whose records moved about give up early ([`Outcome::TooDifferent`]).
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+
+/// One table read record by record, with the digest of all its bytes.
+pub(super) struct Records<R> {
+    input: R,
+    buf: Vec<u8>,
+    /// The unread bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    eof: bool,
+    /// Line feeds before `start`.
+    newlines: u64,
+    /// The line the csv crate gives the next record: 1, then one more than the line feeds
+    /// before the first byte of the last record's terminator (it counts neither the LF of a
+    /// CR LF nor the blank lines before a record: `prepare`'s lines are the crate's).
+    line: u64,
+    csv: csv_core::Reader,
+    scratch: Vec<u8>,
+    ends: Vec<usize>,
+    digest: xxhash_rust::xxh3::Xxh3,
+}
+
+/// A record: its text without the line terminator, and the line it starts on.
+pub(super) struct Record<'a> {
+    pub text: &'a [u8],
+    pub line: u64,
+}
+
+impl<R: Read> Records<R> {
+    pub fn new(input: R, seed: u64) -> Self {
+        Records {
+            input,
+            buf: vec![0; 1 << 20],
+            start: 0,
+            end: 0,
+            eof: false,
+            newlines: 0,
+            line: 1,
+            // The CSV reader's defaults, as `prepare` reads tables.
+            csv: csv_core::Reader::new(),
+            scratch: vec![0; 1 << 12],
+            ends: vec![0; 256],
+            digest: xxhash_rust::xxh3::Xxh3::with_seed(seed),
+        }
+    }
+
+    /// Reads more input after the unread bytes (moved to the front, the buffer grown when
+    /// they fill it). False at the end of the input.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        loop {
+            match self.input.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.digest.update(&self.buf[self.end..self.end + n]);
+                    self.end += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The next record, blank lines skipped (the CSV reader skips them too).
+    pub fn next_record(&mut self) -> io::Result<Option<Record<'_>>> {
+        loop {
+            // A whole line in the buffer, or the input's last one.
+            let nl = loop {
+                match memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
+                    Some(i) => break Some(self.start + i),
+                    None if self.fill()? => continue,
+                    None => break None,
+                }
+            };
+            if self.start == self.end {
+                return Ok(None);
+            }
+            let line_end = nl.unwrap_or(self.end);
+            let mut text_end = line_end;
+            if text_end > self.start && self.buf[text_end - 1] == b'\r' {
+                text_end -= 1;
+            }
+            let first = self.start;
+            let simple = memchr::memchr2(b'"', b'\r', &self.buf[first..text_end]).is_none();
+            let (text_end, next) = if simple {
+                (text_end, nl.map_or(self.end, |i| i + 1))
+            } else {
+                // Quotes (a record may go on over several lines) or a bare CR (which ends a
+                // record): where the record ends is the CSV parser's to say.
+                let (consumed, at_eof) = self.csv_record()?;
+                let first = self.start;
+                let mut stop = first + consumed;
+                let mut text_end = stop;
+                // The terminator that ended it (none when the input did: a quote left open
+                // keeps its line feeds).
+                if !at_eof && text_end > first && matches!(self.buf[text_end - 1], b'\n' | b'\r') {
+                    text_end -= 1;
+                }
+                // A CR LF: the LF belongs to this record's end.
+                if stop > first
+                    && stop < self.end
+                    && self.buf[stop - 1] == b'\r'
+                    && self.buf[stop] == b'\n'
+                {
+                    stop += 1;
+                }
+                (text_end, stop)
+            };
+            let first = self.start;
+            let line = self.line;
+            let count = |b: &[u8]| memchr::memchr_iter(b'\n', b).count() as u64;
+            let before = self.newlines;
+            self.newlines += count(&self.buf[first..next]);
+            self.start = next;
+            if text_end == first {
+                continue;
+            }
+            let terminated_by_lf = text_end < next && self.buf[text_end] == b'\n';
+            self.line =
+                1 + before + count(&self.buf[first..text_end]) + u64::from(terminated_by_lf);
+            return Ok(Some(Record {
+                text: &self.buf[first..text_end],
+                line,
+            }));
+        }
+    }
+
+    /// How many bytes from `start` the CSV parser reads for one record (its terminator
+    /// included), reading more input as it needs, and whether the input ended it.
+    fn csv_record(&mut self) -> io::Result<(usize, bool)> {
+        use csv_core::ReadRecordResult as R;
+        'parse: loop {
+            self.csv.reset();
+            let mut at = self.start;
+            loop {
+                let (res, nin, _, _) = self.csv.read_record(
+                    &self.buf[at..self.end],
+                    &mut self.scratch,
+                    &mut self.ends,
+                );
+                at += nin;
+                match res {
+                    R::Record | R::End => return Ok((at - self.start, false)),
+                    R::OutputFull | R::OutputEndsFull => continue,
+                    R::InputEmpty if self.eof => {
+                        // The input ends inside the record: the parser ends it there.
+                        let (res, _, _, _) =
+                            self.csv.read_record(&[], &mut self.scratch, &mut self.ends);
+                        if matches!(res, R::OutputFull | R::OutputEndsFull) {
+                            continue;
+                        }
+                        return Ok((at - self.start, true));
+                    }
+                    R::InputEmpty => {
+                        self.fill()?;
+                        continue 'parse;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The digest of every byte read so far (all of them once [`Records::next_record`] gave
+    /// None).
+    pub fn digest(&self) -> u128 {
+        self.digest.digest128()
+    }
+}
+
+/// What differs between the two tables.
+#[derive(Debug, Default)]
+pub(super) struct Diff {
+    /// The header record, then each new record not found in the old table, each ending with
+    /// a line feed: a table to prepare.
+    pub new_records: Vec<u8>,
+    /// The line each of those records starts on in the new table.
+    pub new_lines: Vec<u64>,
+    /// The header, then the old table's records not found in the new one.
+    pub old_records: Vec<u8>,
+    /// New records equal to an old one.
+    pub unchanged: u64,
+    /// Records of the old table (the header aside).
+    pub old_count: u64,
+    pub old_digest: u128,
+    pub new_digest: u128,
+}
+
+#[derive(Debug)]
+pub(super) enum Outcome {
+    Diff(Diff),
+    /// Different headers: the columns moved.
+    HeaderChanged,
+    /// More than the limit of records differ: comparing by key costs less.
+    TooDifferent,
+}
+
+/// Old records ahead of the one expected that a new record may match (records that left).
+const WINDOW: usize = 16;
+
+/// Compares `new` with `old`, both read with `seed` for their digests; gives up past `limit`
+/// differing records (new and old).
+pub(super) fn diff(old: impl Read, new: impl Read, seed: u64, limit: usize) -> io::Result<Outcome> {
+    let mut old = Records::new(old, seed);
+    let mut new = Records::new(new, seed);
+    let mut d = Diff::default();
+    match (old.next_record()?, new.next_record()?) {
+        (Some(o), Some(n)) if o.text == n.text => {
+            d.new_records.extend_from_slice(n.text);
+            d.new_records.push(b'\n');
+            d.old_records.extend_from_slice(o.text);
+            d.old_records.push(b'\n');
+        }
+        _ => return Ok(Outcome::HeaderChanged),
+    }
+    // The old records ahead, and spent buffers.
+    let mut ahead: VecDeque<Vec<u8>> = VecDeque::with_capacity(WINDOW);
+    let mut spare: Vec<Vec<u8>> = Vec::new();
+    let mut differing = 0usize;
+    let mut fill = |ahead: &mut VecDeque<Vec<u8>>,
+                    spare: &mut Vec<Vec<u8>>,
+                    count: &mut u64|
+     -> io::Result<()> {
+        while ahead.len() < WINDOW {
+            let Some(r) = old.next_record()? else { break };
+            let mut b = spare.pop().unwrap_or_default();
+            b.clear();
+            b.extend_from_slice(r.text);
+            ahead.push_back(b);
+            *count += 1;
+        }
+        Ok(())
+    };
+    fill(&mut ahead, &mut spare, &mut d.old_count)?;
+    while let Some(r) = new.next_record()? {
+        let found = if ahead.front().is_some_and(|o| o.as_slice() == r.text) {
+            Some(0)
+        } else {
+            ahead.iter().position(|o| o.as_slice() == r.text)
+        };
+        match found {
+            Some(k) => {
+                for left in ahead.drain(..k) {
+                    d.old_records.extend_from_slice(&left);
+                    d.old_records.push(b'\n');
+                    differing += 1;
+                    spare.push(left);
+                }
+                spare.extend(ahead.pop_front());
+                d.unchanged += 1;
+                fill(&mut ahead, &mut spare, &mut d.old_count)?;
+            }
+            None => {
+                d.new_records.extend_from_slice(r.text);
+                d.new_records.push(b'\n');
+                d.new_lines.push(r.line);
+                differing += 1;
+            }
+        }
+        if differing > limit {
+            return Ok(Outcome::TooDifferent);
+        }
+    }
+    while let Some(left) = ahead.pop_front() {
+        d.old_records.extend_from_slice(&left);
+        d.old_records.push(b'\n');
+        differing += 1;
+        if differing > limit {
+            return Ok(Outcome::TooDifferent);
+        }
+        fill(&mut ahead, &mut spare, &mut d.old_count)?;
+    }
+    d.old_digest = old.digest();
+    d.new_digest = new.digest();
+    Ok(Outcome::Diff(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The records as the splitter gives them, and as the csv crate parses the same text:
+    /// the same count, each record's text parsing to the crate's cells.
+    fn split(text: &str) -> Vec<(String, u64)> {
+        let mut r = Records::new(text.as_bytes(), 0);
+        let mut out = Vec::new();
+        while let Some(rec) = r.next_record().expect("read") {
+            out.push((
+                String::from_utf8(rec.text.to_vec()).expect("utf-8"),
+                rec.line,
+            ));
+        }
+        assert_eq!(
+            r.digest(),
+            xxhash_rust::xxh3::xxh3_128_with_seed(text.as_bytes(), 0)
+        );
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(text.as_bytes());
+        let parsed: Vec<(csv::StringRecord, u64)> = csv
+            .records()
+            .map(|r| {
+                let r = r.expect("parsed");
+                let line = r.position().expect("position").line();
+                (r, line)
+            })
+            .collect();
+        assert_eq!(parsed.len(), out.len(), "{text:?}: {out:?}");
+        for ((want, line), (record, at)) in parsed.iter().zip(&out) {
+            let got = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(record.as_bytes())
+                .records()
+                .next()
+                .expect("a record")
+                .expect("parsed");
+            assert_eq!(&got, want, "{record:?} in {text:?}");
+            assert_eq!(line, at, "{record:?} in {text:?}");
+        }
+        out
+    }
+
+    #[test]
+    fn records_split_where_the_csv_reader_splits_them() {
+        split("a,b\n1,2\n3,4\n");
+        split("a,b\r\n1,2\r\n3,4");
+        split("a,b\n\n1,2\n\r\n3,4\n\n");
+        split("a,b\n\"1\n2\",x\n3,\"4,\"\"5\"\"\"\n6,7\n");
+        split("a,b\n\"x\r\ny\",z\r\n1,2\r\n");
+        split("a,b\r1,2\r3,4\r");
+        split("a,b\n1,\"unterminated\n2,3\n");
+        split("a,b\n1,x\"y\n2,3\n");
+        split("\u{feff}a,b\n1,2\n");
+        // Records longer than the buffer.
+        let long = format!(
+            "a,b\n\"{}\",1\n{},2\n",
+            "x\n".repeat(700_000),
+            "y".repeat(1_500_000)
+        );
+        let r = split(&long);
+        assert_eq!(r.len(), 3);
+    }
+
+    fn outcome(old: &str, new: &str, limit: usize) -> Outcome {
+        diff(old.as_bytes(), new.as_bytes(), 7, limit).expect("diff")
+    }
+
+    fn records(b: &[u8]) -> Vec<&str> {
+        std::str::from_utf8(b).expect("utf-8").lines().collect()
+    }
+
+    #[test]
+    fn changed_inserted_and_removed_records_are_found() {
+        let old = "k,v\n1,a\n2,b\n3,c\n4,d\n5,e\n";
+        let new = "k,v\n1,a\n2,B\n3,c\n9,z\n4,d\n";
+        let Outcome::Diff(d) = outcome(old, new, 100) else {
+            panic!("no diff")
+        };
+        assert_eq!(records(&d.new_records), ["k,v", "2,B", "9,z"]);
+        assert_eq!(d.new_lines, [3, 5]);
+        assert_eq!(records(&d.old_records), ["k,v", "2,b", "5,e"]);
+        assert_eq!(d.unchanged, 3);
+        assert_eq!(d.old_count, 5);
+        assert_eq!(
+            d.old_digest,
+            xxhash_rust::xxh3::xxh3_128_with_seed(old.as_bytes(), 7)
+        );
+        assert_eq!(
+            d.new_digest,
+            xxhash_rust::xxh3::xxh3_128_with_seed(new.as_bytes(), 7)
+        );
+    }
+
+    #[test]
+    fn line_ends_do_not_make_a_record_differ_but_quotes_do() {
+        let Outcome::Diff(d) = outcome("k,v\n1,a\n2,b\n", "k,v\r\n1,a\r\n\"2\",b\r\n", 10) else {
+            panic!("no diff")
+        };
+        assert_eq!(d.unchanged, 1);
+        assert_eq!(records(&d.new_records), ["k,v", "\"2\",b"]);
+        assert_eq!(records(&d.old_records), ["k,v", "2,b"]);
+    }
+
+    #[test]
+    fn a_quoted_record_over_lines_is_one_record() {
+        // Its second line alone equals an old record: it must not match it.
+        let old = "k\nx\n\"a\n";
+        let new = "k\n\"a\nx\"\n";
+        let Outcome::Diff(d) = outcome(old, new, 10) else {
+            panic!("no diff")
+        };
+        assert_eq!(d.unchanged, 0);
+        assert_eq!(d.new_lines, [2]);
+    }
+
+    #[test]
+    fn moved_records_and_new_headers_give_up() {
+        let old: String = std::iter::once("k,v\n".to_string())
+            .chain((0..100).map(|i| format!("{i},x\n")))
+            .collect();
+        let new: String = std::iter::once("k,v\n".to_string())
+            .chain((0..100).rev().map(|i| format!("{i},x\n")))
+            .collect();
+        assert!(matches!(outcome(&old, &new, 20), Outcome::TooDifferent));
+        assert!(matches!(
+            outcome(&old, &old.replace("k,v", "v,k"), 20),
+            Outcome::HeaderChanged
+        ));
+        assert!(matches!(outcome("", "k\n", 20), Outcome::HeaderChanged));
+        let Outcome::Diff(d) = outcome(&old, &old, 0) else {
+            panic!("no diff")
+        };
+        assert_eq!((d.unchanged, d.old_count), (100, 100));
+    }
+}
