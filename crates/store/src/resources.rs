@@ -854,6 +854,28 @@ impl SyncTx<'_> {
         keys: &[&str],
     ) -> Result<Vec<(String, IndexEntry)>, StoreError> {
         let mut out = Vec::with_capacity(keys.len());
+        if let Tx::Sqlite(t) = &mut self.tx {
+            // One indexed lookup per key, in key order (neighbours share their pages).
+            let mut sorted = keys.to_vec();
+            sorted.sort_unstable();
+            let r = with_rusqlite(t, |db| {
+                let mut st = db.prepare_cached(
+                    "SELECT id, digest FROM resources WHERE entity_type = ?1 AND key = ?2",
+                )?;
+                for k in sorted {
+                    let mut rows = st.query(rusqlite::params![entity_type, k])?;
+                    if let Some(row) = rows.next()? {
+                        let id: i64 = row.get(0)?;
+                        let raw = Digest::from_bytes(row.get_ref(1)?.as_blob()?).raw;
+                        out.push((k.to_string(), IndexEntry { id, raw, mark: 0 }));
+                    }
+                }
+                Ok(())
+            })
+            .await;
+            r.map_err(|e| self.err("read resources by key", e))?;
+            return Ok(out);
+        }
         for chunk in keys.chunks(ROWS_PER_INSERT) {
             let r: Result<Vec<(String, i64, Vec<u8>)>, sqlx::Error> = on_tx!(self, c => {
                 let mut q = QueryBuilder::new("SELECT key, id, digest FROM resources WHERE entity_type = ");

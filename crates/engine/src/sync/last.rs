@@ -66,6 +66,9 @@ pub(super) struct Compared {
     pub index: Keyed<IndexEntry>,
     /// Records equal to one of the last table.
     pub unchanged: u64,
+    /// The carried link cells (see `prepare::Carried`) of the old records that differ, by
+    /// resource id: a changed row whose cells are the same keeps its links.
+    pub old_cells: HashMap<i64, Vec<String>>,
     /// The digest of the new table's bytes.
     pub digest: u128,
 }
@@ -95,6 +98,7 @@ pub(super) async fn compare(
     if saved.mapping != plan.fingerprint() || saved.records != resources {
         return Ok(None);
     }
+    let started = std::time::Instant::now();
     let (new, seed, limit) = (plan.path.clone(), keys.seed(), limit(resources));
     let outcome = blocking(move || {
         let (Ok(old), Ok(new)) = (std::fs::File::open(&copy), std::fs::File::open(&new)) else {
@@ -120,13 +124,17 @@ pub(super) async fn compare(
         tracing::warn!(entity_type = %et, "the copy of the table last synchronized is not the one the store holds: comparing with the store's index");
         return Ok(None);
     }
+    let read = started.elapsed().as_secs_f64();
     let key_column = &plan.columns[0].column;
-    let (Some(old_keys), Some(new_keys)) = (
-        keys_of(&d.old_records, key_column),
-        keys_of(&d.new_records, key_column),
+    let carried: Vec<&str> = plan.carried.iter().map(|c| c.column.as_str()).collect();
+    let (Some(old), Some(new_keys)) = (
+        records_of(&d.old_records, key_column, &carried),
+        records_of(&d.new_records, key_column, &[]),
     ) else {
         return Ok(None);
     };
+    let new_keys: Vec<String> = new_keys.into_iter().map(|(k, _)| k).collect();
+    let (old_keys, cells): (Vec<String>, Vec<Vec<String>>) = old.into_iter().unzip();
     let old_set: HashSet<&str> = old_keys.iter().map(String::as_str).collect();
     if old_set.len() != old_keys.len() || old_set.contains("") {
         return Ok(None);
@@ -154,7 +162,13 @@ pub(super) async fn compare(
         tracing::info!(entity_type = %et, "a key of a changed record is on an unchanged one: the table is compared with the store's index");
         return Ok(None);
     }
+    let old_cells = old_keys
+        .iter()
+        .zip(cells)
+        .filter_map(|(k, c)| found.get(k).map(|e| (e.id, c)))
+        .collect();
     let index: Keyed<IndexEntry> = found.into_iter().map(|(k, e)| (keys.of(&k), e)).collect();
+    tracing::debug!(entity_type = %et, read, looked_up = started.elapsed().as_secs_f64() - read, "the tables compared, the keys of the records that differ looked up");
     Ok(Some(Compared {
         subset: Subset {
             text: d.new_records,
@@ -162,21 +176,32 @@ pub(super) async fn compare(
         },
         index,
         unchanged: d.unchanged,
+        old_cells,
         digest: d.new_digest,
     }))
 }
 
-/// The key cell of each record of `table` (a header and records), or None when it is not
-/// readable as the prepare pass reads it (the comparison by index then says why).
-fn keys_of(table: &[u8], column: &str) -> Option<Vec<String>> {
+/// The key cell and the `cells` of each record of `table` (a header and records), or None
+/// when it is not readable as the prepare pass reads it (the comparison by index then says
+/// why).
+fn records_of(table: &[u8], key: &str, cells: &[&str]) -> Option<Vec<(String, Vec<String>)>> {
     let mut r = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(table);
     let header = r.headers().ok()?.clone();
-    let i = find_column(&header, column)?;
+    let i = find_column(&header, key)?;
+    let at: Vec<usize> = cells
+        .iter()
+        .map(|c| find_column(&header, c))
+        .collect::<Option<_>>()?;
     let mut out = Vec::new();
     for record in r.records() {
-        out.push(record.ok()?.get(i)?.to_string());
+        let record = record.ok()?;
+        let cells = at
+            .iter()
+            .map(|&c| record.get(c).unwrap_or("").to_string())
+            .collect();
+        out.push((record.get(i)?.to_string(), cells));
     }
     Some(out)
 }

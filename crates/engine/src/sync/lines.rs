@@ -89,50 +89,61 @@ impl<R: Read> Records<R> {
     /// The next record, blank lines skipped (the CSV reader skips them too).
     pub fn next_record(&mut self) -> io::Result<Option<Record<'_>>> {
         loop {
-            // A whole line in the buffer, or the input's last one.
-            let nl = loop {
-                match memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
-                    Some(i) => break Some(self.start + i),
-                    None if self.fill()? => continue,
-                    None => break None,
+            // The first LF, quote or CR: an LF or a CR LF first ends a plain line, the
+            // record; anything else is the CSV parser's to split.
+            let plain = loop {
+                let rest = &self.buf[self.start..self.end];
+                match memchr::memchr3(b'\n', b'"', b'\r', rest).map(|i| self.start + i) {
+                    Some(i) if self.buf[i] == b'\n' => break Some((i, i + 1, true)),
+                    Some(i) if self.buf[i] == b'\r' && i + 1 < self.end => {
+                        break (self.buf[i + 1] == b'\n').then_some((i, i + 2, false));
+                    }
+                    // A CR last in the buffer: what follows it decides.
+                    Some(i) if self.buf[i] == b'\r' && !self.eof => {
+                        self.fill()?;
+                    }
+                    Some(_) => break None,
+                    None if self.fill()? => {}
+                    None if self.start == self.end => return Ok(None),
+                    // The input's last line, without a line end.
+                    None => break Some((self.end, self.end, false)),
                 }
-            };
-            if self.start == self.end {
-                return Ok(None);
-            }
-            let line_end = nl.unwrap_or(self.end);
-            let mut text_end = line_end;
-            if text_end > self.start && self.buf[text_end - 1] == b'\r' {
-                text_end -= 1;
-            }
-            let first = self.start;
-            let simple = memchr::memchr2(b'"', b'\r', &self.buf[first..text_end]).is_none();
-            let (text_end, next) = if simple {
-                (text_end, nl.map_or(self.end, |i| i + 1))
-            } else {
-                // Quotes (a record may go on over several lines) or a bare CR (which ends a
-                // record): where the record ends is the CSV parser's to say.
-                let (consumed, at_eof) = self.csv_record()?;
-                let first = self.start;
-                let mut stop = first + consumed;
-                let mut text_end = stop;
-                // The terminator that ended it (none when the input did: a quote left open
-                // keeps its line feeds).
-                if !at_eof && text_end > first && matches!(self.buf[text_end - 1], b'\n' | b'\r') {
-                    text_end -= 1;
-                }
-                // A CR LF: the LF belongs to this record's end.
-                if stop > first
-                    && stop < self.end
-                    && self.buf[stop - 1] == b'\r'
-                    && self.buf[stop] == b'\n'
-                {
-                    stop += 1;
-                }
-                (text_end, stop)
             };
             let first = self.start;
             let line = self.line;
+            if let Some((text_end, next, terminated_by_lf)) = plain {
+                // One LF at most, the line end's.
+                let before = self.newlines;
+                self.newlines += u64::from(next > text_end && self.buf[next - 1] == b'\n');
+                self.start = next;
+                if text_end == first {
+                    continue;
+                }
+                self.line = 2 + before - u64::from(!terminated_by_lf);
+                return Ok(Some(Record {
+                    text: &self.buf[first..text_end],
+                    line,
+                }));
+            }
+            // Quotes (a record may go on over several lines) or a bare CR (which ends a
+            // record).
+            let (consumed, at_eof) = self.csv_record()?;
+            let first = self.start;
+            let mut next = first + consumed;
+            let mut text_end = next;
+            // The terminator that ended it (none when the input did: a quote left open keeps
+            // its line feeds).
+            if !at_eof && text_end > first && matches!(self.buf[text_end - 1], b'\n' | b'\r') {
+                text_end -= 1;
+            }
+            // A CR LF: the LF belongs to this record's end.
+            if next > first
+                && next < self.end
+                && self.buf[next - 1] == b'\r'
+                && self.buf[next] == b'\n'
+            {
+                next += 1;
+            }
             let count = |b: &[u8]| memchr::memchr_iter(b'\n', b).count() as u64;
             let before = self.newlines;
             self.newlines += count(&self.buf[first..next]);

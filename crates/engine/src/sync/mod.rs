@@ -202,6 +202,8 @@ impl Engine {
         // Entity types whose table was compared with the one last synchronized: their index
         // holds only the keys of the records that differ.
         let mut compared_types: HashSet<String> = HashSet::new();
+        // Their old records' carried link cells, by resource id.
+        let mut old_cells: HashMap<String, HashMap<i64, Vec<String>>> = HashMap::new();
         // Entity types whose key -> id map the links may need: the second side of every
         // association, and the first side of those its rows do not carry.
         let keyed = |et: &str| mappings.iter().any(|m| m.id.value == et);
@@ -263,6 +265,7 @@ impl Engine {
                 prepared.counts.unchanged += c.unchanged;
                 prepared.table_digest = Some(c.digest);
                 compared_types.insert(plan.entity_type.clone());
+                old_cells.insert(plan.entity_type.clone(), c.old_cells);
                 let candidates: Vec<i64> = prepared.candidates().map(|(id, _)| id).collect();
                 if !candidates.is_empty() {
                     let stored = tx.value_digests(&candidates).await?;
@@ -444,6 +447,7 @@ impl Engine {
                 &plan.entity_type,
                 prepared,
                 &mut inserted.carried,
+                old_cells.get(&plan.entity_type),
                 cancel,
             )
             .await?;
@@ -1195,13 +1199,15 @@ async fn prepare_and_insert(
 }
 
 /// Applies the spilled changes of stored rows (updates, refreshed digests) and the deletes;
-/// the carried link cells of the rows changed join `carried`. Returns the new raw digest of
-/// each row changed, by id.
+/// the carried link cells of the rows changed join `carried`, but for those equal to the
+/// cells the row had (`old_cells`, when known: its links are those cells'). Returns the new
+/// raw digest of each row changed, by id.
 async fn apply_changes(
     tx: &mut SyncTx<'_>,
     entity_type: &str,
     prepared: &std::sync::Arc<prepare::Prepared>,
     carried: &mut [CarriedCells],
+    old_cells: Option<&HashMap<i64, Vec<String>>>,
     cancel: &CancellationToken,
 ) -> Result<HashMap<i64, u64>, EngineError> {
     let mut changed = HashMap::new();
@@ -1233,8 +1239,11 @@ async fn apply_changes(
                     carried,
                 } => (id, None, digest, carried),
             };
-            for (cell, out) in cells.iter().zip(carried.iter_mut()) {
-                out.push(id, cell, true);
+            let old = old_cells.and_then(|o| o.get(&id));
+            for (k, (cell, out)) in cells.iter().zip(carried.iter_mut()).enumerate() {
+                if old.and_then(|o| o.get(k)) != Some(cell) {
+                    out.push(id, cell, true);
+                }
             }
             changed.insert(id, digest.raw);
             updates.push(idlink_store::ResourceUpdate { id, data, digest });
