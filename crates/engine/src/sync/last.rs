@@ -21,7 +21,7 @@ use idlink_store::{IndexEntry, SyncTx};
 use super::keys::{KeyHasher, Keyed};
 use super::lines::{self, Outcome};
 use super::prepare::{Subset, TablePlan, find_column};
-use crate::{EngineError, blocking};
+use crate::EngineError;
 
 /// What the store keeps of the table last synchronized: the digest of its bytes (seeded with
 /// the key seed), the fingerprint of the mapping that read it, and its records.
@@ -78,15 +78,21 @@ fn limit(resources: u64) -> usize {
     usize::try_from(resources / 8 + 1024).unwrap_or(usize::MAX)
 }
 
-/// Compares `plan`'s table with the copy of the one last synchronized, when the store holds
-/// its digest and everything agrees (see the module); None otherwise.
-pub(super) async fn compare(
+/// A comparison under way (on a blocking thread, while the run counts the store's resources).
+pub(super) struct Pending {
+    saved: TableDigest,
+    started: std::time::Instant,
+    diff: tokio::task::JoinHandle<Option<std::io::Result<Outcome>>>,
+}
+
+/// Starts comparing `plan`'s table with the copy of the one last synchronized, when the store
+/// holds its digest for this mapping; None otherwise.
+pub(super) async fn start(
     tx: &mut SyncTx<'_>,
     keys: &KeyHasher,
     plan: &TablePlan,
-    resources: u64,
     copy: PathBuf,
-) -> Result<Option<Compared>, EngineError> {
+) -> Result<Option<Pending>, EngineError> {
     let et = plan.entity_type.as_str();
     let Some(saved) = tx.table_digest(et).await? else {
         return Ok(None);
@@ -95,19 +101,43 @@ pub(super) async fn compare(
         tracing::warn!(entity_type = %et, "the digest of the table last synchronized is unreadable: comparing with the store's index");
         return Ok(None);
     };
-    if saved.mapping != plan.fingerprint() || saved.records != resources {
+    if saved.mapping != plan.fingerprint() {
         return Ok(None);
     }
-    let started = std::time::Instant::now();
-    let (new, seed, limit) = (plan.path.clone(), keys.seed(), limit(resources));
-    let outcome = blocking(move || {
+    let (new, seed, limit) = (plan.path.clone(), keys.seed(), limit(saved.records));
+    let diff = tokio::task::spawn_blocking(move || {
+        // A copy gone, or no table: the run goes on as without a copy (and says why).
         let (Ok(old), Ok(new)) = (std::fs::File::open(&copy), std::fs::File::open(&new)) else {
-            // A copy gone, or no table: the run goes on as without a copy (and says why).
-            return Ok(None);
+            return None;
         };
-        Ok(Some(lines::diff(old, new, seed, limit)))
-    })
-    .await?;
+        Some(lines::diff(old, new, seed, limit))
+    });
+    Ok(Some(Pending {
+        saved,
+        started: std::time::Instant::now(),
+        diff,
+    }))
+}
+
+/// Finishes a comparison: when everything agrees (see the module), the records that differ
+/// and the store's index of their keys; None otherwise. `resources` is the store's count of
+/// the entity type's resources.
+pub(super) async fn finish(
+    tx: &mut SyncTx<'_>,
+    keys: &KeyHasher,
+    plan: &TablePlan,
+    resources: u64,
+    pending: Pending,
+) -> Result<Option<Compared>, EngineError> {
+    let et = plan.entity_type.as_str();
+    let Pending {
+        saved,
+        started,
+        diff,
+    } = pending;
+    let outcome = diff
+        .await
+        .map_err(|e| EngineError::Contract(format!("a background task failed: {e}")))?;
     let d = match outcome {
         Some(Ok(Outcome::Diff(d))) => d,
         Some(Ok(other)) => {
@@ -120,7 +150,7 @@ pub(super) async fn compare(
         }
         None => return Ok(None),
     };
-    if d.old_digest != saved.bytes || d.old_count != resources {
+    if d.old_digest != saved.bytes || d.old_count != resources || saved.records != resources {
         tracing::warn!(entity_type = %et, "the copy of the table last synchronized is not the one the store holds: comparing with the store's index");
         return Ok(None);
     }

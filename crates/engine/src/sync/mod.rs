@@ -225,24 +225,33 @@ impl Engine {
                 needs_map.insert(s2.entity_type.clone());
             }
         }
+        // A Complete run whose entity type the links need no map of compares its table with
+        // the one last synchronized, when the store vouches for its copy: the tables are read
+        // while the store counts its resources.
+        let mut pending = Vec::with_capacity(plans.len());
+        for plan in &plans {
+            pending.push(
+                if apply == Apply::Whole && !needs_map.contains(&plan.entity_type) {
+                    let copy = last::copy_path(&set_aside_dir, &plan.entity_type);
+                    last::start(&mut tx, &keys, plan, copy).await?
+                } else {
+                    None
+                },
+            );
+        }
         // Resources of each mapping's entity type before the run.
         let mut sizes = Vec::with_capacity(plans.len());
         for plan in &plans {
             sizes.push(tx.count_resources(&plan.entity_type).await?);
         }
-        for (k, (plan, m)) in plans.into_iter().zip(mappings).enumerate() {
+        for (k, ((plan, m), pending)) in plans.into_iter().zip(mappings).zip(pending).enumerate() {
             progress.phase(&format!("preparing {} ({})", plan.table, plan.entity_type));
             let phase = Instant::now();
             let n = sizes[k];
-            // A Complete run whose entity type the links need no map of compares its table
-            // with the one last synchronized, when the store vouches for its copy.
-            let compared =
-                if apply == Apply::Whole && n > 0 && !needs_map.contains(&plan.entity_type) {
-                    let copy = last::copy_path(&set_aside_dir, &plan.entity_type);
-                    last::compare(&mut tx, &keys, &plan, n, copy).await?
-                } else {
-                    None
-                };
+            let compared = match pending {
+                Some(p) if n > 0 => last::finish(&mut tx, &keys, &plan, n, p).await?,
+                _ => None,
+            };
             if let Some(c) = compared {
                 tracing::info!(entity_type = %plan.entity_type, unchanged = c.unchanged, differing = c.subset.lines.len(), seconds = phase.elapsed().as_secs_f64(), "compared with the table last synchronized");
                 let stored = tx.snapshot_entries(&plan.entity_type).await?;

@@ -854,7 +854,7 @@ async fn a_run_compared_with_the_last_table_gives_what_the_index_gives() {
         format!(
             "P{i:03},Name {i},{},,{}",
             i % 90,
-            if i % 3 == 0 { "ENG" } else { "OPS" }
+            if i.is_multiple_of(3) { "ENG" } else { "OPS" }
         )
     };
     let base: Vec<String> = (0..300).map(row).collect();
