@@ -829,22 +829,8 @@ impl SyncTx<'_> {
         entity_type: &str,
         keys: &[&str],
     ) -> Result<Vec<i64>, StoreError> {
-        let mut out = Vec::new();
-        for chunk in keys.chunks(ROWS_PER_INSERT) {
-            let r: Result<Vec<i64>, sqlx::Error> = on_tx!(self, c => {
-                let mut q = QueryBuilder::new("SELECT id FROM resources WHERE entity_type = ");
-                q.push_bind(entity_type);
-                q.push(" AND key IN (");
-                let mut sep = q.separated(", ");
-                for k in chunk {
-                    sep.push_bind(*k);
-                }
-                q.push(")");
-                q.build_query_scalar().fetch_all(c).await
-            });
-            out.extend(r.map_err(|e| self.err("read resource ids", e))?);
-        }
-        Ok(out)
+        let found = self.index_entries_of_keys(entity_type, keys).await?;
+        Ok(found.into_iter().map(|(_, e)| e.id).collect())
     }
 
     /// The id and raw digest of the resources of `entity_type` with one of `keys`, by key.

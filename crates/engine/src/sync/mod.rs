@@ -252,7 +252,7 @@ impl Engine {
                 Some(p) if n > 0 => last::finish(&mut tx, &keys, &plan, n, p).await?,
                 _ => None,
             };
-            if let Some(c) = compared {
+            let (plan, kept, mut prepared, inserted, before) = if let Some(c) = compared {
                 tracing::info!(entity_type = %plan.entity_type, unchanged = c.unchanged, differing = c.subset.lines.len(), seconds = phase.elapsed().as_secs_f64(), "compared with the table last synchronized");
                 let stored = tx.snapshot_entries(&plan.entity_type).await?;
                 if let Some(stored) = stored {
@@ -275,96 +275,90 @@ impl Engine {
                 prepared.table_digest = Some(c.digest);
                 compared_types.insert(plan.entity_type.clone());
                 old_cells.insert(plan.entity_type.clone(), c.old_cells);
-                let candidates: Vec<i64> = prepared.candidates().map(|(id, _)| id).collect();
-                if !candidates.is_empty() {
-                    let stored = tx.value_digests(&candidates).await?;
-                    prepared.settle(&stored);
+                (plan, Kept::Map(index), prepared, inserted, n)
+            } else {
+                // From the snapshot the last run saved, else from the resources themselves.
+                let (mut index, snapshot) = snapshot_index(&mut tx, &plan.entity_type, n).await?;
+                let from_snapshot = snapshot.is_some() && index.len() as u64 == n;
+                if let (true, Some(entries)) = (from_snapshot, snapshot) {
+                    snapshot_read.insert(plan.entity_type.clone(), entries);
                 }
-                indexes.insert(plan.entity_type.clone(), Kept::Map(index));
-                tracing::info!(table = %plan.table, rows = prepared.counts.rows, seconds = phase.elapsed().as_secs_f64(), "prepared");
-                finish_mapping(
-                    options.mode,
-                    &expected,
-                    &connector_limits,
-                    m,
-                    &plan,
-                    &prepared,
-                    n,
-                    true,
-                    &mut exceeded,
-                    &mut reports,
-                );
-                prepared_all.push((plan, std::sync::Arc::new(prepared), inserted));
-                continue;
-            }
-            // Sized at once: a map that grows holds its old and new tables together.
-            // From the snapshot the last run saved, else from the resources themselves.
-            let (mut index, snapshot) = snapshot_index(&mut tx, &plan.entity_type, n).await?;
-            let from_snapshot = snapshot.is_some() && index.len() as u64 == n;
-            if let (true, Some(entries)) = (from_snapshot, snapshot) {
-                snapshot_read.insert(plan.entity_type.clone(), entries);
-            }
-            if !from_snapshot {
-                if let Some(entries) = snapshot {
-                    tracing::warn!(entity_type = %plan.entity_type, entries, resources = n, "the index snapshot does not match the store: reading the resources");
+                if !from_snapshot {
+                    if let Some(entries) = snapshot {
+                        tracing::warn!(entity_type = %plan.entity_type, entries, resources = n, "the index snapshot does not match the store: reading the resources");
+                    }
+                    index.clear();
+                    tx.each_resource(&plan.entity_type, |key, id, raw| {
+                        index.insert(keys.of(key), idlink_store::IndexEntry { id, raw, mark: 0 });
+                    })
+                    .await?;
                 }
-                index.clear();
-                tx.each_resource(&plan.entity_type, |key, id, raw| {
-                    index.insert(keys.of(key), idlink_store::IndexEntry { id, raw, mark: 0 });
-                })
+                tracing::info!(entity_type = %plan.entity_type, rows = index.len(), from_snapshot, seconds = phase.elapsed().as_secs_f64(), "store index read");
+                let before = index.len() as u64;
+                let (plan, index, prepared, inserted) = prepare_and_insert(
+                    &mut tx,
+                    &keys,
+                    &connector,
+                    plan,
+                    index,
+                    apply,
+                    None,
+                    &set_aside_dir,
+                    cancel,
+                )
                 .await?;
-            }
-            tracing::info!(entity_type = %plan.entity_type, rows = index.len(), from_snapshot, seconds = phase.elapsed().as_secs_f64(), "store index read");
-            let before = index.len() as u64;
-            let (plan, index, mut prepared, inserted) = prepare_and_insert(
-                &mut tx,
-                &keys,
-                &connector,
-                plan,
-                index,
-                apply,
-                None,
-                &set_aside_dir,
-                cancel,
-            )
-            .await?;
+                // Kept as a list (a third of the memory) when the links need no map of it and
+                // a large index is still to be read beside it.
+                let later: u64 = sizes[k + 1..].iter().sum();
+                let kept = if needs_map.contains(&plan.entity_type) || later < LIST_WHEN_LATER {
+                    Kept::Map(index)
+                } else {
+                    Kept::List(
+                        index
+                            .into_iter()
+                            .map(|(key_hash, e)| SnapshotEntry {
+                                key_hash,
+                                id: e.id,
+                                raw: e.raw,
+                            })
+                            .collect(),
+                    )
+                };
+                (plan, kept, prepared, inserted, before)
+            };
             // Rows whose cells changed: an update only if their values did too.
             let candidates: Vec<i64> = prepared.candidates().map(|(id, _)| id).collect();
             if !candidates.is_empty() {
                 let stored = tx.value_digests(&candidates).await?;
                 prepared.settle(&stored);
             }
-            // Kept as a list (a third of the memory) when the links need no map of it and a
-            // large index is still to be read beside it.
-            let later: u64 = sizes[k + 1..].iter().sum();
-            let kept = if needs_map.contains(&plan.entity_type) || later < LIST_WHEN_LATER {
-                Kept::Map(index)
-            } else {
-                Kept::List(
-                    index
-                        .into_iter()
-                        .map(|(key_hash, e)| SnapshotEntry {
-                            key_hash,
-                            id: e.id,
-                            raw: e.raw,
-                        })
-                        .collect(),
-                )
-            };
             indexes.insert(plan.entity_type.clone(), kept);
             tracing::info!(table = %plan.table, rows = prepared.counts.rows, seconds = phase.elapsed().as_secs_f64(), "prepared");
-            finish_mapping(
-                options.mode,
-                &expected,
-                &connector_limits,
-                m,
-                &plan,
-                &prepared,
+            if options.mode != SyncMode::Initial {
+                // Changes idlink itself ordered (Executed orders) are expected: they do not count.
+                let mut counted = prepared.counts.clone();
+                if let Some(e) = expected.resources.get(&plan.entity_type) {
+                    counted.inserted = counted.inserted.saturating_sub(e.0);
+                    counted.updated = counted.updated.saturating_sub(e.1);
+                    counted.deleted = counted.deleted.saturating_sub(e.2);
+                }
+                exceeded.extend(thresholds::check_resources(
+                    &plan.entity_type,
+                    &counted,
+                    before,
+                    &connector_limits,
+                    &m.thresholds,
+                ));
+            }
+            reports.push(MappingReport {
+                entity_type: plan.entity_type.clone(),
+                table: plan.table.clone(),
+                counts: prepared.counts.clone(),
                 before,
-                false,
-                &mut exceeded,
-                &mut reports,
-            );
+                bad_values: prepared.bad_values.clone(),
+                set_aside_files: prepared.set_aside_files.clone(),
+                compared_with_last_table: compared_types.contains(&plan.entity_type),
+            });
             prepared_all.push((plan, std::sync::Arc::new(prepared), inserted));
         }
         let mut warnings = Vec::new();
@@ -914,47 +908,6 @@ async fn snapshot_index(
         other => other?,
     };
     Ok((index, snapshot))
-}
-
-/// Checks a prepared mapping's counts against its thresholds and reports it.
-#[allow(clippy::too_many_arguments)]
-fn finish_mapping(
-    mode: SyncMode,
-    expected: &crate::provision::verify::Expected,
-    connector_limits: &SyncThresholds,
-    m: &EntityTypeMapping,
-    plan: &prepare::TablePlan,
-    prepared: &prepare::Prepared,
-    before: u64,
-    compared_with_last_table: bool,
-    exceeded: &mut Vec<Blocked>,
-    reports: &mut Vec<MappingReport>,
-) {
-    if mode != SyncMode::Initial {
-        // Changes idlink itself ordered (Executed orders) are expected: they do not count.
-        let mut counted = prepared.counts.clone();
-        if let Some(e) = expected.resources.get(&plan.entity_type) {
-            counted.inserted = counted.inserted.saturating_sub(e.0);
-            counted.updated = counted.updated.saturating_sub(e.1);
-            counted.deleted = counted.deleted.saturating_sub(e.2);
-        }
-        exceeded.extend(thresholds::check_resources(
-            &plan.entity_type,
-            &counted,
-            before,
-            connector_limits,
-            &m.thresholds,
-        ));
-    }
-    reports.push(MappingReport {
-        entity_type: plan.entity_type.clone(),
-        table: plan.table.clone(),
-        counts: prepared.counts.clone(),
-        before,
-        bad_values: prepared.bad_values.clone(),
-        set_aside_files: prepared.set_aside_files.clone(),
-        compared_with_last_table,
-    });
 }
 
 /// The link cells of the rows written in this run, for one row-carried association: the
