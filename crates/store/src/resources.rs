@@ -829,16 +829,16 @@ impl SyncTx<'_> {
         entity_type: &str,
         keys: &[&str],
     ) -> Result<Vec<i64>, StoreError> {
-        let found = self.index_entries_of_keys(entity_type, keys).await?;
-        Ok(found.into_iter().map(|(_, e)| e.id).collect())
+        let found = self.resources_of_keys(entity_type, keys).await?;
+        Ok(found.into_iter().map(|(_, id, _)| id).collect())
     }
 
-    /// The id and raw digest of the resources of `entity_type` with one of `keys`, by key.
-    pub async fn index_entries_of_keys(
+    /// The key, id and digest of the resources of `entity_type` with one of `keys`.
+    pub async fn resources_of_keys(
         &mut self,
         entity_type: &str,
         keys: &[&str],
-    ) -> Result<Vec<(String, IndexEntry)>, StoreError> {
+    ) -> Result<Vec<(String, i64, Digest)>, StoreError> {
         let mut out = Vec::with_capacity(keys.len());
         if let Tx::Sqlite(t) = &mut self.tx {
             // One indexed lookup per key, in key order (neighbours share their pages).
@@ -852,8 +852,8 @@ impl SyncTx<'_> {
                     let mut rows = st.query(rusqlite::params![entity_type, k])?;
                     if let Some(row) = rows.next()? {
                         let id: i64 = row.get(0)?;
-                        let raw = Digest::from_bytes(row.get_ref(1)?.as_blob()?).raw;
-                        out.push((k.to_string(), IndexEntry { id, raw, mark: 0 }));
+                        let digest = Digest::from_bytes(row.get_ref(1)?.as_blob()?);
+                        out.push((k.to_string(), id, digest));
                     }
                 }
                 Ok(())
@@ -875,10 +875,10 @@ impl SyncTx<'_> {
                 q.build_query_as().fetch_all(c).await
             });
             let rows = r.map_err(|e| self.err("read resources by key", e))?;
-            out.extend(rows.into_iter().map(|(key, id, digest)| {
-                let raw = Digest::from_bytes(&digest).raw;
-                (key, IndexEntry { id, raw, mark: 0 })
-            }));
+            out.extend(
+                rows.into_iter()
+                    .map(|(key, id, digest)| (key, id, Digest::from_bytes(&digest))),
+            );
         }
         Ok(out)
     }

@@ -64,6 +64,8 @@ pub(super) struct Compared {
     pub subset: Subset,
     /// The store's index of the keys of the records that differ, new and old.
     pub index: Keyed<IndexEntry>,
+    /// The value digests of those resources, by id (what `Prepared::settle` compares).
+    pub values: HashMap<i64, [u8; 16]>,
     /// Records equal to one of the last table.
     pub unchanged: u64,
     /// The carried link cells (see `prepare::Carried`) of the old records that differ, by
@@ -176,10 +178,20 @@ pub(super) async fn finish(
             .map(String::as_str)
             .filter(|k| !k.trim().is_empty() && !old_set.contains(k)),
     );
+    let mut values = HashMap::new();
     let found: HashMap<String, IndexEntry> = tx
-        .index_entries_of_keys(et, &wanted)
+        .resources_of_keys(et, &wanted)
         .await?
         .into_iter()
+        .map(|(key, id, digest)| {
+            values.insert(id, digest.value);
+            let entry = IndexEntry {
+                id,
+                raw: digest.raw,
+                mark: 0,
+            };
+            (key, entry)
+        })
         .collect();
     // Every old record is a resource; a new record's key held by a resource is that of an old
     // record that changed (else the key is also on an unchanged record: a duplicate, which
@@ -205,6 +217,7 @@ pub(super) async fn finish(
             lines: d.new_lines,
         },
         index,
+        values,
         unchanged: d.unchanged,
         old_cells,
         digest: d.new_digest,

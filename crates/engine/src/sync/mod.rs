@@ -252,6 +252,9 @@ impl Engine {
                 Some(p) if n > 0 => last::finish(&mut tx, &keys, &plan, n, p).await?,
                 _ => None,
             };
+            // The value digests of the resources compared (those of a comparison with the last
+            // table were read with their keys).
+            let mut values = None;
             let (plan, kept, mut prepared, inserted, before) = if let Some(c) = compared {
                 tracing::info!(entity_type = %plan.entity_type, unchanged = c.unchanged, differing = c.subset.lines.len(), seconds = phase.elapsed().as_secs_f64(), "compared with the table last synchronized");
                 let stored = tx.snapshot_entries(&plan.entity_type).await?;
@@ -275,6 +278,7 @@ impl Engine {
                 prepared.table_digest = Some(c.digest);
                 compared_types.insert(plan.entity_type.clone());
                 old_cells.insert(plan.entity_type.clone(), c.old_cells);
+                values = Some(c.values);
                 (plan, Kept::Map(index), prepared, inserted, n)
             } else {
                 // From the snapshot the last run saved, else from the resources themselves.
@@ -329,7 +333,13 @@ impl Engine {
             // Rows whose cells changed: an update only if their values did too.
             let candidates: Vec<i64> = prepared.candidates().map(|(id, _)| id).collect();
             if !candidates.is_empty() {
-                let stored = tx.value_digests(&candidates).await?;
+                let stored = match &values {
+                    Some(v) => candidates
+                        .iter()
+                        .filter_map(|id| v.get(id).map(|d| (*id, *d)))
+                        .collect(),
+                    None => tx.value_digests(&candidates).await?,
+                };
                 prepared.settle(&stored);
             }
             indexes.insert(plan.entity_type.clone(), kept);

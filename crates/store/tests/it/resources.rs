@@ -186,11 +186,11 @@ async fn index_snapshots_follow_the_resources_they_describe(target: Target, _nam
         .await
         .expect("save empty");
     let found = tx
-        .index_entries_of_keys("Person", &["a", "nobody"])
+        .resources_of_keys("Person", &["a", "nobody"])
         .await
         .expect("by key");
     assert_eq!(found.len(), 1);
-    assert_eq!((found[0].0.as_str(), found[0].1.id), ("a", first));
+    assert_eq!((found[0].0.as_str(), found[0].1), ("a", first));
     assert_eq!(tx.table_digest("Person").await.expect("digest"), None);
     tx.save_table_digest("Person", b"first table")
         .await
