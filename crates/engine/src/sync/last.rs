@@ -14,6 +14,7 @@
 //! with the store's index as it does without a copy.
 
 use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use idlink_store::{IndexEntry, SyncTx};
@@ -24,31 +25,34 @@ use super::prepare::{Subset, TablePlan, find_column};
 use crate::EngineError;
 
 /// What the store keeps of the table last synchronized: the digest of its bytes (seeded with
-/// the key seed), the fingerprint of the mapping that read it, and its records.
+/// the key seed), the fingerprint of the mapping that read it, its records and its size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct TableDigest {
     pub bytes: u128,
     pub mapping: u64,
     pub records: u64,
+    pub size: u64,
 }
 
 impl TableDigest {
     pub fn to_bytes(self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(32);
+        let mut out = Vec::with_capacity(40);
         out.extend_from_slice(&self.bytes.to_le_bytes());
         out.extend_from_slice(&self.mapping.to_le_bytes());
         out.extend_from_slice(&self.records.to_le_bytes());
+        out.extend_from_slice(&self.size.to_le_bytes());
         out
     }
 
     pub fn from_bytes(b: &[u8]) -> Option<TableDigest> {
-        if b.len() != 32 {
+        if b.len() != 40 {
             return None;
         }
         Some(TableDigest {
             bytes: u128::from_le_bytes(b[..16].try_into().ok()?),
             mapping: u64::from_le_bytes(b[16..24].try_into().ok()?),
-            records: u64::from_le_bytes(b[24..].try_into().ok()?),
+            records: u64::from_le_bytes(b[24..32].try_into().ok()?),
+            size: u64::from_le_bytes(b[32..].try_into().ok()?),
         })
     }
 }
@@ -71,8 +75,8 @@ pub(super) struct Compared {
     /// The carried link cells (see `prepare::Carried`) of the old records that differ, by
     /// resource id: a changed row whose cells are the same keeps its links.
     pub old_cells: HashMap<i64, Vec<String>>,
-    /// The digest of the new table's bytes.
-    pub digest: u128,
+    /// The digest of the new table's bytes, and their count.
+    pub digest: (u128, u64),
 }
 
 /// Records beyond which comparing with the store's index costs less: an eighth of the table.
@@ -108,11 +112,24 @@ pub(super) async fn start(
     }
     let (new, seed, limit) = (plan.path.clone(), keys.seed(), limit(saved.records));
     let diff = tokio::task::spawn_blocking(move || {
-        // A copy gone, or no table: the run goes on as without a copy (and says why).
+        // A copy gone, or no table: the run goes on as without a copy (and says why). Only a
+        // plain file of the size saved is read (not a pipe, a device or a link to one).
+        let plain = |p: &Path| {
+            std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() == saved.size)
+        };
+        if !plain(&copy) {
+            return None;
+        }
         let (Ok(old), Ok(new)) = (std::fs::File::open(&copy), std::fs::File::open(&new)) else {
             return None;
         };
-        Some(lines::diff(old, new, seed, limit))
+        if !old
+            .metadata()
+            .is_ok_and(|m| m.is_file() && m.len() == saved.size)
+        {
+            return None;
+        }
+        Some(lines::diff(old.take(saved.size), new, seed, limit))
     });
     Ok(Some(Pending {
         saved,
@@ -220,7 +237,7 @@ pub(super) async fn finish(
         values,
         unchanged: d.unchanged,
         old_cells,
-        digest: d.new_digest,
+        digest: (d.new_digest, d.new_size),
     }))
 }
 

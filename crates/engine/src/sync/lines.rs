@@ -29,6 +29,8 @@ pub(super) struct Records<R> {
     scratch: Vec<u8>,
     ends: Vec<usize>,
     digest: xxhash_rust::xxh3::Xxh3,
+    /// Bytes read.
+    size: u64,
 }
 
 /// A record: its text without the line terminator, and the line it starts on.
@@ -52,6 +54,7 @@ impl<R: Read> Records<R> {
             scratch: vec![0; 1 << 12],
             ends: vec![0; 256],
             digest: xxhash_rust::xxh3::Xxh3::with_seed(seed),
+            size: 0,
         }
     }
 
@@ -77,6 +80,7 @@ impl<R: Read> Records<R> {
                 }
                 Ok(n) => {
                     self.digest.update(&self.buf[self.end..self.end + n]);
+                    self.size += n as u64;
                     self.end += n;
                     return Ok(true);
                 }
@@ -219,6 +223,8 @@ pub(super) struct Diff {
     pub old_count: u64,
     pub old_digest: u128,
     pub new_digest: u128,
+    /// The new table's bytes.
+    pub new_size: u64,
 }
 
 #[derive(Debug)]
@@ -307,6 +313,7 @@ pub(super) fn diff(old: impl Read, new: impl Read, seed: u64, limit: usize) -> i
     }
     d.old_digest = old.digest();
     d.new_digest = new.digest();
+    d.new_size = new.size;
     Ok(Outcome::Diff(d))
 }
 

@@ -634,13 +634,15 @@ impl Engine {
         let mut copies = Vec::new();
         if apply == Apply::Whole {
             for (plan, prepared, _) in &prepared_all {
-                let (Some(bytes), 0) = (prepared.table_digest, prepared.counts.set_aside()) else {
+                let (Some((bytes, size)), 0) = (prepared.table_digest, prepared.counts.set_aside())
+                else {
                     continue;
                 };
                 let digest = last::TableDigest {
                     bytes,
                     mapping: plan.fingerprint(),
                     records: prepared.counts.rows,
+                    size,
                 };
                 tx.save_table_digest(&plan.entity_type, &digest.to_bytes())
                     .await?;

@@ -93,16 +93,18 @@ pub struct Subset {
 
 /// What `prepare` reads: the table's file (with the digest of its bytes), or a subset of it.
 enum Source {
-    File(File, Box<xxhash_rust::xxh3::Xxh3>),
+    /// The file, the digest of the bytes read and their count.
+    File(File, Box<xxhash_rust::xxh3::Xxh3>, u64),
     Subset(std::io::Cursor<Vec<u8>>),
 }
 
 impl Read for Source {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
-            Source::File(f, digest) => {
+            Source::File(f, digest, size) => {
                 let n = f.read(buf)?;
                 digest.update(&buf[..n]);
+                *size += n as u64;
                 Ok(n)
             }
             Source::Subset(c) => c.read(buf),
@@ -165,9 +167,9 @@ pub struct Prepared {
     pub bad_values: Vec<BadValue>,
     /// Files written beside the prepared tables (only those with rows).
     pub set_aside_files: Vec<PathBuf>,
-    /// The digest of the table's bytes (seeded with the key seed) when the whole file was
-    /// read.
-    pub table_digest: Option<u128>,
+    /// The digest of the table's bytes (seeded with the key seed) and their count, when the
+    /// whole file was read.
+    pub table_digest: Option<(u128, u64)>,
     dup_keys: HashSet<Box<str>>,
     /// Keys whose row had a bad value or command.
     invalid_keys: HashSet<Box<str>>,
@@ -440,7 +442,7 @@ pub fn prepare(
                 &format!("table '{}' of mapping '{}'", plan.table, plan.entity_type),
             )?;
             let digest = Box::new(xxhash_rust::xxh3::Xxh3::with_seed(keys.seed()));
-            (Source::File(file, digest), None)
+            (Source::File(file, digest, 0), None)
         }
     };
     let mut reader = csv::ReaderBuilder::new()
@@ -519,9 +521,9 @@ pub fn prepare(
     let (parsed, batches) =
         std::sync::mpsc::sync_channel::<Result<Vec<csv::StringRecord>, csv::Error>>(8);
     let (returned, reusable) = std::sync::mpsc::channel::<Vec<csv::StringRecord>>();
-    let table_digest = std::thread::scope(|scope| -> Result<Option<u128>, EngineError> {
+    let table_digest = std::thread::scope(|scope| -> Result<Option<(u128, u64)>, EngineError> {
         // Gives the digest of the file once it read it to its end.
-        let reading = scope.spawn(move || -> Option<u128> {
+        let reading = scope.spawn(move || -> Option<(u128, u64)> {
             let mut reader = reader;
             loop {
                 let mut batch = reusable.try_recv().unwrap_or_default();
@@ -545,7 +547,7 @@ pub fn prepare(
                 }
                 if n < LOOKAHEAD {
                     return match reader.into_inner().into_inner() {
-                        Source::File(_, digest) => Some(digest.digest128()),
+                        Source::File(_, digest, size) => Some((digest.digest128(), size)),
                         Source::Subset(_) => None,
                     };
                 }

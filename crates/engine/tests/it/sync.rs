@@ -1024,3 +1024,52 @@ async fn a_run_compared_with_the_last_table_gives_what_the_index_gives() {
         b.connector_thresholds = ALL_OFF.into();
     }
 }
+
+/// The copy of the last table is only read when it is a plain file of the size saved: a pipe
+/// in its place (nobody writing it) must not hang the run, nor a link to a device feed it
+/// without end; the run compares with the store's index instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_pipe_or_a_device_in_place_of_the_last_table_is_not_read() {
+    on_both("odd_copies", |s| async move {
+        s.table("HRO", ORGS);
+        s.table("HRP", PEOPLE);
+        s.sync(SyncMode::Initial, false).await.expect("initial");
+        let copy = s.work().join("Prepared/Person.synchronized.csv");
+        let odd: [(&str, &dyn Fn()); 2] = [
+            ("a pipe", &|| {
+                let ok = std::process::Command::new("mkfifo")
+                    .arg(&copy)
+                    .status()
+                    .expect("mkfifo");
+                assert!(ok.success());
+            }),
+            ("a link to /dev/zero", &|| {
+                std::os::unix::fs::symlink("/dev/zero", &copy).expect("symlink");
+            }),
+        ];
+        for (what, make) in odd {
+            std::fs::remove_file(&copy).expect("remove the copy");
+            make();
+            let run = s.sync(SyncMode::Complete, false);
+            tokio::pin!(run);
+            let r = match tokio::time::timeout(std::time::Duration::from_secs(30), &mut run).await {
+                Ok(r) => r.expect(what),
+                Err(_) => {
+                    // Let a reader stuck on the pipe go (a blocked thread would hold the test
+                    // for ever), then fail.
+                    let _ = std::fs::OpenOptions::new().write(true).open(&copy);
+                    let _ = run.await;
+                    panic!("{what}: the run hung");
+                }
+            };
+            assert!(!r.mappings[0].compared_with_last_table, "{what}");
+            assert_eq!(r.mappings[0].counts.unchanged, 3, "{what}");
+            // The run kept a plain copy again.
+            assert!(
+                std::fs::symlink_metadata(&copy).expect("copy").is_file(),
+                "{what}"
+            );
+        }
+    })
+    .await;
+}
