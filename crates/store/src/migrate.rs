@@ -410,7 +410,7 @@ pub const MIGRATIONS: &[Migration] = &[
             // Per entity type: the digest of the table its resources were last synchronized
             // from, whole and with no row set aside, and of the mapping that read it (see
             // `SyncTx::save_table_digest`). A run compares the new table with the kept copy of
-            // that one line by line. Kept true as the snapshots are: a transaction that writes
+            // that one record by record. Kept true as the snapshots are: a transaction that writes
             // the entity type's resources without saving a new one deletes it.
             "CREATE TABLE synchronized_tables (
             entity_type TEXT PRIMARY KEY NOT NULL,

@@ -1016,23 +1016,35 @@ impl SyncTx<'_> {
     }
 
     pub async fn commit(mut self) -> Result<(), StoreError> {
-        let stale: Vec<String> = self.written.difference(&self.saved).cloned().collect();
-        for entity_type in stale {
-            let r = on_tx!(self, c => sqlx::query("DELETE FROM resource_index_snapshots WHERE entity_type = $1")
+        // What describes an entity type's resources and was not saved again since they were
+        // written no longer does.
+        let derived = [
+            (
+                "DELETE FROM resource_index_snapshots WHERE entity_type = $1",
+                &self.saved,
+                "delete an index snapshot",
+            ),
+            (
+                "DELETE FROM synchronized_tables WHERE entity_type = $1",
+                &self.digested,
+                "delete a table digest",
+            ),
+        ];
+        let stale: Vec<(&str, &'static str, String)> = derived
+            .into_iter()
+            .flat_map(|(sql, kept, what)| {
+                self.written
+                    .difference(kept)
+                    .map(move |et| (sql, what, et.clone()))
+            })
+            .collect();
+        for (sql, what, entity_type) in stale {
+            let r = on_tx!(self, c => sqlx::query(sql)
                 .bind(&entity_type)
                 .execute(c)
                 .await
                 .map(|_| ()));
-            r.map_err(|e| self.err("delete an index snapshot", e))?;
-        }
-        let stale: Vec<String> = self.written.difference(&self.digested).cloned().collect();
-        for entity_type in stale {
-            let r = on_tx!(self, c => sqlx::query("DELETE FROM synchronized_tables WHERE entity_type = $1")
-                .bind(&entity_type)
-                .execute(c)
-                .await
-                .map(|_| ()));
-            r.map_err(|e| self.err("delete a table digest", e))?;
+            r.map_err(|e| self.err(what, e))?;
         }
         let store = self.store;
         match self.tx {

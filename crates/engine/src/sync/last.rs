@@ -114,19 +114,14 @@ pub(super) async fn start(
     let diff = tokio::task::spawn_blocking(move || {
         // A copy gone, or no table: the run goes on as without a copy (and says why). Only a
         // plain file of the size saved is read (not a pipe, a device or a link to one).
-        let plain = |p: &Path| {
-            std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() == saved.size)
-        };
-        if !plain(&copy) {
+        let plain = |m: std::fs::Metadata| m.is_file() && m.len() == saved.size;
+        if !std::fs::symlink_metadata(&copy).is_ok_and(plain) {
             return None;
         }
         let (Ok(old), Ok(new)) = (std::fs::File::open(&copy), std::fs::File::open(&new)) else {
             return None;
         };
-        if !old
-            .metadata()
-            .is_ok_and(|m| m.is_file() && m.len() == saved.size)
-        {
+        if !old.metadata().is_ok_and(plain) {
             return None;
         }
         Some(lines::diff(old.take(saved.size), new, seed, limit))
@@ -237,7 +232,7 @@ pub(super) async fn finish(
         values,
         unchanged: d.unchanged,
         old_cells,
-        digest: (d.new_digest, d.new_size),
+        digest: d.new_digest,
     }))
 }
 

@@ -11,9 +11,41 @@
 use std::collections::VecDeque;
 use std::io::{self, Read};
 
+/// A reader that keeps the digest (xxh3-128, seeded) and the count of the bytes read through
+/// it: what the store keeps of a table last synchronized.
+pub(super) struct Digested<R> {
+    inner: R,
+    digest: Box<xxhash_rust::xxh3::Xxh3>,
+    size: u64,
+}
+
+impl<R> Digested<R> {
+    pub fn new(inner: R, seed: u64) -> Self {
+        Digested {
+            inner,
+            digest: Box::new(xxhash_rust::xxh3::Xxh3::with_seed(seed)),
+            size: 0,
+        }
+    }
+
+    /// The digest and the count of the bytes read so far.
+    pub fn digest(&self) -> (u128, u64) {
+        (self.digest.digest128(), self.size)
+    }
+}
+
+impl<R: Read> Read for Digested<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.digest.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
 /// One table read record by record, with the digest of all its bytes.
 pub(super) struct Records<R> {
-    input: R,
+    input: Digested<R>,
     buf: Vec<u8>,
     /// The unread bytes are `buf[start..end]`.
     start: usize,
@@ -28,9 +60,6 @@ pub(super) struct Records<R> {
     csv: csv_core::Reader,
     scratch: Vec<u8>,
     ends: Vec<usize>,
-    digest: xxhash_rust::xxh3::Xxh3,
-    /// Bytes read.
-    size: u64,
 }
 
 /// A record: its text without the line terminator, and the line it starts on.
@@ -42,7 +71,7 @@ pub(super) struct Record<'a> {
 impl<R: Read> Records<R> {
     pub fn new(input: R, seed: u64) -> Self {
         Records {
-            input,
+            input: Digested::new(input, seed),
             buf: vec![0; 1 << 20],
             start: 0,
             end: 0,
@@ -53,8 +82,6 @@ impl<R: Read> Records<R> {
             csv: csv_core::Reader::new(),
             scratch: vec![0; 1 << 12],
             ends: vec![0; 256],
-            digest: xxhash_rust::xxh3::Xxh3::with_seed(seed),
-            size: 0,
         }
     }
 
@@ -79,8 +106,6 @@ impl<R: Read> Records<R> {
                     return Ok(false);
                 }
                 Ok(n) => {
-                    self.digest.update(&self.buf[self.end..self.end + n]);
-                    self.size += n as u64;
                     self.end += n;
                     return Ok(true);
                 }
@@ -200,10 +225,10 @@ impl<R: Read> Records<R> {
         }
     }
 
-    /// The digest of every byte read so far (all of them once [`Records::next_record`] gave
-    /// None).
-    pub fn digest(&self) -> u128 {
-        self.digest.digest128()
+    /// The digest and the count of the bytes read so far (all of them once
+    /// [`Records::next_record`] gave None).
+    pub fn digest(&self) -> (u128, u64) {
+        self.input.digest()
     }
 }
 
@@ -222,9 +247,8 @@ pub(super) struct Diff {
     /// Records of the old table (the header aside).
     pub old_count: u64,
     pub old_digest: u128,
-    pub new_digest: u128,
-    /// The new table's bytes.
-    pub new_size: u64,
+    /// The new table's digest and size.
+    pub new_digest: (u128, u64),
 }
 
 #[derive(Debug)]
@@ -234,6 +258,12 @@ pub(super) enum Outcome {
     HeaderChanged,
     /// More than the limit of records differ: comparing by key costs less.
     TooDifferent,
+}
+
+/// Appends a record and a line feed to a table.
+fn push_record(table: &mut Vec<u8>, record: &[u8]) {
+    table.extend_from_slice(record);
+    table.push(b'\n');
 }
 
 /// Old records ahead of the one expected that a new record may match (records that left).
@@ -247,10 +277,8 @@ pub(super) fn diff(old: impl Read, new: impl Read, seed: u64, limit: usize) -> i
     let mut d = Diff::default();
     match (old.next_record()?, new.next_record()?) {
         (Some(o), Some(n)) if o.text == n.text => {
-            d.new_records.extend_from_slice(n.text);
-            d.new_records.push(b'\n');
-            d.old_records.extend_from_slice(o.text);
-            d.old_records.push(b'\n');
+            push_record(&mut d.new_records, n.text);
+            push_record(&mut d.old_records, o.text);
         }
         _ => return Ok(Outcome::HeaderChanged),
     }
@@ -274,16 +302,10 @@ pub(super) fn diff(old: impl Read, new: impl Read, seed: u64, limit: usize) -> i
     };
     fill(&mut ahead, &mut spare, &mut d.old_count)?;
     while let Some(r) = new.next_record()? {
-        let found = if ahead.front().is_some_and(|o| o.as_slice() == r.text) {
-            Some(0)
-        } else {
-            ahead.iter().position(|o| o.as_slice() == r.text)
-        };
-        match found {
+        match ahead.iter().position(|o| o.as_slice() == r.text) {
             Some(k) => {
                 for left in ahead.drain(..k) {
-                    d.old_records.extend_from_slice(&left);
-                    d.old_records.push(b'\n');
+                    push_record(&mut d.old_records, &left);
                     differing += 1;
                     spare.push(left);
                 }
@@ -292,8 +314,7 @@ pub(super) fn diff(old: impl Read, new: impl Read, seed: u64, limit: usize) -> i
                 fill(&mut ahead, &mut spare, &mut d.old_count)?;
             }
             None => {
-                d.new_records.extend_from_slice(r.text);
-                d.new_records.push(b'\n');
+                push_record(&mut d.new_records, r.text);
                 d.new_lines.push(r.line);
                 differing += 1;
             }
@@ -303,17 +324,15 @@ pub(super) fn diff(old: impl Read, new: impl Read, seed: u64, limit: usize) -> i
         }
     }
     while let Some(left) = ahead.pop_front() {
-        d.old_records.extend_from_slice(&left);
-        d.old_records.push(b'\n');
+        push_record(&mut d.old_records, &left);
         differing += 1;
         if differing > limit {
             return Ok(Outcome::TooDifferent);
         }
         fill(&mut ahead, &mut spare, &mut d.old_count)?;
     }
-    d.old_digest = old.digest();
+    d.old_digest = old.digest().0;
     d.new_digest = new.digest();
-    d.new_size = new.size;
     Ok(Outcome::Diff(d))
 }
 
@@ -334,7 +353,10 @@ mod tests {
         }
         assert_eq!(
             r.digest(),
-            xxhash_rust::xxh3::xxh3_128_with_seed(text.as_bytes(), 0)
+            (
+                xxhash_rust::xxh3::xxh3_128_with_seed(text.as_bytes(), 0),
+                text.len() as u64
+            )
         );
         let mut csv = csv::ReaderBuilder::new()
             .has_headers(false)
@@ -411,7 +433,10 @@ mod tests {
         );
         assert_eq!(
             d.new_digest,
-            xxhash_rust::xxh3::xxh3_128_with_seed(new.as_bytes(), 7)
+            (
+                xxhash_rust::xxh3::xxh3_128_with_seed(new.as_bytes(), 7),
+                new.len() as u64
+            )
         );
     }
 

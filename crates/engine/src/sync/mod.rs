@@ -199,11 +199,10 @@ impl Engine {
         let mut indexes: HashMap<String, Kept> = HashMap::new();
         // Entity types whose index was read from their snapshot, with the entries it held.
         let mut snapshot_read: HashMap<String, u64> = HashMap::new();
-        // Entity types whose table was compared with the one last synchronized: their index
-        // holds only the keys of the records that differ.
-        let mut compared_types: HashSet<String> = HashSet::new();
-        // Their old records' carried link cells, by resource id.
-        let mut old_cells: HashMap<String, HashMap<i64, Vec<String>>> = HashMap::new();
+        // Entity types whose table was compared with the one last synchronized (their index
+        // holds only the keys of the records that differ), with their old records' carried
+        // link cells, by resource id.
+        let mut compared: HashMap<String, HashMap<i64, Vec<String>>> = HashMap::new();
         // Entity types whose key -> id map the links may need: the second side of every
         // association, and the first side of those its rows do not carry.
         let keyed = |et: &str| mappings.iter().any(|m| m.id.value == et);
@@ -248,14 +247,14 @@ impl Engine {
             progress.phase(&format!("preparing {} ({})", plan.table, plan.entity_type));
             let phase = Instant::now();
             let n = sizes[k];
-            let compared = match pending {
+            let comparison = match pending {
                 Some(p) if n > 0 => last::finish(&mut tx, &keys, &plan, n, p).await?,
                 _ => None,
             };
             // The value digests of the resources compared (those of a comparison with the last
             // table were read with their keys).
             let mut values = None;
-            let (plan, kept, mut prepared, inserted, before) = if let Some(c) = compared {
+            let (plan, kept, mut prepared, inserted, before) = if let Some(c) = comparison {
                 tracing::info!(entity_type = %plan.entity_type, unchanged = c.unchanged, differing = c.subset.lines.len(), seconds = phase.elapsed().as_secs_f64(), "compared with the table last synchronized");
                 let stored = tx.snapshot_entries(&plan.entity_type).await?;
                 if let Some(stored) = stored {
@@ -276,8 +275,7 @@ impl Engine {
                 prepared.counts.rows += c.unchanged;
                 prepared.counts.unchanged += c.unchanged;
                 prepared.table_digest = Some(c.digest);
-                compared_types.insert(plan.entity_type.clone());
-                old_cells.insert(plan.entity_type.clone(), c.old_cells);
+                compared.insert(plan.entity_type.clone(), c.old_cells);
                 values = Some(c.values);
                 (plan, Kept::Map(index), prepared, inserted, n)
             } else {
@@ -367,7 +365,7 @@ impl Engine {
                 before,
                 bad_values: prepared.bad_values.clone(),
                 set_aside_files: prepared.set_aside_files.clone(),
-                compared_with_last_table: compared_types.contains(&plan.entity_type),
+                compared_with_last_table: compared.contains_key(&plan.entity_type),
             });
             prepared_all.push((plan, std::sync::Arc::new(prepared), inserted));
         }
@@ -460,7 +458,7 @@ impl Engine {
                 &plan.entity_type,
                 prepared,
                 &mut inserted.carried,
-                old_cells.get(&plan.entity_type),
+                compared.get(&plan.entity_type),
                 cancel,
             )
             .await?;
@@ -485,7 +483,7 @@ impl Engine {
                 .map_or(index.len() as u64, |r| r.before);
             // A table compared with the last one: its index holds the keys of the records that
             // differ alone.
-            let partial = compared_types.contains(&plan.entity_type);
+            let partial = compared.contains_key(&plan.entity_type);
             if needs_map.contains(&plan.entity_type) {
                 let ids: Keyed<i64> = if partial {
                     // The store's resources as this run leaves them (rare: the links needed

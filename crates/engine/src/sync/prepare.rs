@@ -27,6 +27,7 @@ use idlink_model::values::{ValueFormat, read_value};
 use idlink_store::{Digest, IndexEntry};
 
 use super::keys::{KeyHasher, KeySet, Keyed};
+use super::lines::Digested;
 use serde::Serialize;
 
 use crate::EngineError;
@@ -93,20 +94,14 @@ pub struct Subset {
 
 /// What `prepare` reads: the table's file (with the digest of its bytes), or a subset of it.
 enum Source {
-    /// The file, the digest of the bytes read and their count.
-    File(File, Box<xxhash_rust::xxh3::Xxh3>, u64),
+    File(Digested<File>),
     Subset(std::io::Cursor<Vec<u8>>),
 }
 
 impl Read for Source {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
-            Source::File(f, digest, size) => {
-                let n = f.read(buf)?;
-                digest.update(&buf[..n]);
-                *size += n as u64;
-                Ok(n)
-            }
+            Source::File(f) => f.read(buf),
             Source::Subset(c) => c.read(buf),
         }
     }
@@ -441,8 +436,7 @@ pub fn prepare(
                 path,
                 &format!("table '{}' of mapping '{}'", plan.table, plan.entity_type),
             )?;
-            let digest = Box::new(xxhash_rust::xxh3::Xxh3::with_seed(keys.seed()));
-            (Source::File(file, digest, 0), None)
+            (Source::File(Digested::new(file, keys.seed())), None)
         }
     };
     let mut reader = csv::ReaderBuilder::new()
@@ -547,7 +541,7 @@ pub fn prepare(
                 }
                 if n < LOOKAHEAD {
                     return match reader.into_inner().into_inner() {
-                        Source::File(_, digest, size) => Some((digest.digest128(), size)),
+                        Source::File(f) => Some(f.digest()),
                         Source::Subset(_) => None,
                     };
                 }
