@@ -31,6 +31,7 @@ pub mod resources;
 pub mod schedule;
 pub mod schemas;
 pub mod users;
+mod values;
 
 pub use agents::{AgentRecord, AgentState, AgentTask, Enrolment};
 pub use audit::AuditEntry;
@@ -46,6 +47,7 @@ pub use resources::{
 pub use schedule::Fire;
 pub use schemas::{SchemaFailure, SchemaSnapshot, SchemaState};
 pub use users::{ApiToken, Session, User};
+pub use values::Packer;
 
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;

@@ -420,6 +420,24 @@ pub const MIGRATIONS: &[Migration] = &[
             entity_type TEXT PRIMARY KEY NOT NULL,
             digest BYTEA NOT NULL)"],
     },
+    Migration {
+        version: 9,
+        name: "resource values as arrays in layouts",
+        sqlite: &[
+            // The property lists that resources' values follow (see `values`): `data` is a
+            // JSON array whose first element is one of these ids, or a JSON object as before.
+            "CREATE TABLE resource_layouts (
+            id INTEGER PRIMARY KEY,
+            entity_type TEXT NOT NULL,
+            properties TEXT NOT NULL,
+            UNIQUE (entity_type, properties))",
+        ],
+        postgres: &["CREATE TABLE resource_layouts (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            entity_type TEXT NOT NULL,
+            properties TEXT NOT NULL,
+            UNIQUE (entity_type, properties))"],
+    },
 ];
 
 /// The newest format this build reads and writes.
@@ -441,6 +459,22 @@ mod tests {
             assert!(!m.sqlite.is_empty() && !m.postgres.is_empty(), "{}", m.name);
         }
         assert_eq!(FORMAT_VERSION, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn the_reverse_links_index_rebuilt_after_a_bulk_load_is_the_one_migrations_create() {
+        assert!(
+            MIGRATIONS[1]
+                .sqlite
+                .contains(&crate::resources::LINKS_BY_ID2)
+        );
+        for m in &MIGRATIONS[2..] {
+            assert!(
+                !m.sqlite.iter().any(|s| s.contains("links_by_id2")),
+                "{}",
+                m.name
+            );
+        }
     }
 
     #[test]

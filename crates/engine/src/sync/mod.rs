@@ -1092,6 +1092,7 @@ async fn prepare_and_insert(
 > {
     let entity_type = plan.entity_type.clone();
     let carried_columns = plan.carried.len();
+    let layout = tx.data_layout(&entity_type, &plan.layout()).await?;
     let (mut receiver, reader) = {
         let (keys, dir, token) = (*keys, set_aside_dir.to_path_buf(), cancel.clone());
         produce_in_batches(move |sink| {
@@ -1100,6 +1101,7 @@ async fn prepare_and_insert(
                 &plan,
                 &keys,
                 &mut index,
+                layout,
                 apply,
                 subset,
                 &dir,

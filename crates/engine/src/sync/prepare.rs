@@ -67,6 +67,22 @@ pub struct TablePlan {
 const DIGEST_SCHEME: &str = "idlink raw cells v1";
 
 impl TablePlan {
+    /// The columns in the order of their properties (byte order): the order of the values'
+    /// layout, [`TablePlan::layout`].
+    pub(super) fn value_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.columns.len()).collect();
+        order.sort_by(|&a, &b| self.columns[a].property.cmp(&self.columns[b].property));
+        order
+    }
+
+    /// The properties the values are stored in, in order (see `idlink_store::Packer`).
+    pub(super) fn layout(&self) -> Vec<&str> {
+        self.value_order()
+            .into_iter()
+            .map(|k| self.columns[k].property.as_str())
+            .collect()
+    }
+
     /// The digest seed: everything about the plan that changes what a row's cells mean.
     pub(super) fn fingerprint(&self) -> u64 {
         let mut text = format!("{DIGEST_SCHEME}\u{1f}{}\u{1f}", self.entity_type);
@@ -422,6 +438,7 @@ pub fn prepare(
     plan: &TablePlan,
     keys: &KeyHasher,
     index: &mut Keyed<IndexEntry>,
+    layout: i64,
     apply: Apply,
     subset: Option<Subset>,
     set_aside_dir: &Path,
@@ -493,16 +510,17 @@ pub fn prepare(
     // row-by-row pass then finds the entries cached.
     const LOOKAHEAD: usize = 64;
     let mut hashes = [0u128; LOOKAHEAD];
-    // Values are written as one JSON object, keys in byte order (a canonical text), straight
-    // into a reused buffer.
-    let mut json_order: Vec<usize> = (0..plan.columns.len()).collect();
-    json_order.sort_by(|&a, &b| plan.columns[a].property.cmp(&plan.columns[b].property));
+    // Values are digested as one JSON object, keys in byte order (a canonical text, the same
+    // whatever the stored form), and stored in the layout of those keys (`packer`); both are
+    // written straight into reused buffers.
+    let json_order = plan.value_order();
     let json_keys: Vec<String> = plan
         .columns
         .iter()
         .map(|c| format!("{}:", serde_json::Value::from(c.property.as_str())))
         .collect();
     let mut json: Vec<u8> = Vec::with_capacity(512);
+    let mut packer = idlink_store::Packer::new(layout);
     let mut digest_buf: Vec<u8> = Vec::with_capacity(512);
     let seed = plan.fingerprint();
     // Ids of store rows whose first row was spilled as an update (to uncount duplicates).
@@ -649,6 +667,7 @@ pub fn prepare(
                 }
                 json.clear();
                 json.push(b'{');
+                packer.start();
                 let mut bad = None;
                 for &k in &json_order {
                     let c = &plan.columns[k];
@@ -658,10 +677,12 @@ pub fn prepare(
                                 json.push(b',');
                             }
                             json.extend_from_slice(json_keys[k].as_bytes());
+                            let at = json.len();
                             serde_json::to_writer(&mut json, &v)
                                 .map_err(|e| EngineError::Contract(e.to_string()))?;
+                            packer.value(&json[at..]);
                         }
-                        Ok(None) => {}
+                        Ok(None) => packer.absent(),
                         Err(msg) => {
                             bad = Some((c.column.clone(), msg));
                             break;
@@ -687,16 +708,15 @@ pub fn prepare(
                     }
                     continue;
                 }
-                let text = std::str::from_utf8(&json)
-                    .map_err(|e| EngineError::Contract(format!("a value is not UTF-8: {e}")))?;
                 let carried: Vec<&str> = carried_idx
                     .iter()
                     .map(|&i| record.get(i).unwrap_or(""))
                     .collect();
                 let d = Digest {
-                    value: xxhash_rust::xxh3::xxh3_128(text.as_bytes()).to_le_bytes(),
+                    value: xxhash_rust::xxh3::xxh3_128(&json).to_le_bytes(),
                     raw,
                 };
+                let text = packer.finish();
                 match existing {
                     Some(e) => {
                         counts.updated += 1;

@@ -356,3 +356,186 @@ async fn regression_two_first_synchronizations_at_once_agree_on_the_key_seed() {
     a.commit().await.expect("commit a");
     assert_eq!(second.await.expect("joins"), 1);
 }
+
+/// A load of links at least as many as those stored builds SQLite's reverse index after them
+/// (dropped and created again in the run's transaction): rolled back, the index is as it was;
+/// committed, it holds every link, old and new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_load_of_links_rebuilds_the_reverse_index_in_its_transaction() {
+    let target = crate::support::sqlite();
+    let store = Store::open(&target.location).await.expect("open");
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    tx.insert_links("Small", vec![(1, 3), (2, 3), (5, 4)])
+        .await
+        .expect("links");
+    tx.commit().await.expect("commit");
+    let bulk: Vec<(i64, i64)> = (10..20_010).map(|i| (i, i % 7)).collect();
+    let path = target.sqlite_path().expect("a SQLite store");
+    // Links whose id2 is 3, found through the reverse index (an error when it is missing).
+    let by_id2 = |path: &std::path::Path| -> Vec<(String, i64)> {
+        let db = rusqlite::Connection::open(path).expect("open");
+        let mut st = db
+            .prepare(
+                "SELECT association, COUNT(*) FROM links INDEXED BY links_by_id2
+                 WHERE id2 = 3 GROUP BY association ORDER BY association",
+            )
+            .expect("the reverse index is there");
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    tx.insert_links("Bulk", bulk.clone()).await.expect("links");
+    tx.rollback().await.expect("rollback");
+    assert_eq!(by_id2(&path), [("Small".to_string(), 2)]);
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    tx.insert_links("Bulk", bulk.clone()).await.expect("links");
+    tx.commit().await.expect("commit");
+    let with_3 = bulk.iter().filter(|(_, z)| *z == 3).count() as i64;
+    assert_eq!(
+        by_id2(&path),
+        [("Bulk".to_string(), with_3), ("Small".to_string(), 2)]
+    );
+    let db = rusqlite::Connection::open(&path).expect("open");
+    let sql: String = db
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'links_by_id2'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the index");
+    assert_eq!(
+        sql,
+        "CREATE INDEX links_by_id2 ON links (id2, association, id1)"
+    );
+}
+
+/// Values stored as arrays in layouts (what synchronizations write) and as JSON objects (what
+/// stores before format 9 hold) read alike, through the resources and through a property's
+/// ids; a layout asked for twice is one, a property list changed is another, and rows keep
+/// the layout they were written in.
+async fn values_in_layouts_and_as_objects_read_alike(target: Target, _name: &str) {
+    use idlink_store::Packer;
+    let store = Store::open(&target.location).await.expect("open");
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    let wide = tx
+        .data_layout("Person", &["Grade", "Mail", "Name"])
+        .await
+        .expect("layout");
+    assert_eq!(
+        tx.data_layout("Person", &["Grade", "Mail", "Name"])
+            .await
+            .expect("layout"),
+        wide
+    );
+    let narrow = tx
+        .data_layout("Person", &["Mail", "Name"])
+        .await
+        .expect("layout");
+    assert_ne!(narrow, wide);
+    let packed = |layout: i64, values: &[Option<&str>]| {
+        let mut p = Packer::new(layout);
+        p.start();
+        for v in values {
+            match v {
+                Some(v) => p.value(v.as_bytes()),
+                None => p.absent(),
+            }
+        }
+        p.finish().to_string()
+    };
+    let first = tx.allocate_ids(4).await.expect("ids");
+    let rows = [
+        ("A", r#"{"Grade":1,"Mail":"a@x","Name":"Ann"}"#.to_string()),
+        (
+            "B",
+            packed(wide, &[Some("2"), Some("\"b@x\""), Some("\"Bob\"")]),
+        ),
+        ("C", packed(wide, &[None, Some("\"c@x\""), None])),
+        ("D", packed(narrow, &[Some("\"d@x\""), Some("\"Dee\"")])),
+    ];
+    let rows: Vec<NewResource> = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, data))| NewResource {
+            id: first + i as i64,
+            key: key.into(),
+            data,
+            digest: Digest::default(),
+        })
+        .collect();
+    tx.insert_resources("HR", "Person", &rows)
+        .await
+        .expect("insert");
+    let by_mail = tx.resource_ids("Person", Some("Mail")).await.expect("ids");
+    tx.commit().await.expect("commit");
+    let mut by_mail: Vec<(String, i64)> = by_mail.into_iter().map(|(k, v)| (k.into(), v)).collect();
+    by_mail.sort();
+    assert_eq!(
+        by_mail,
+        [("a@x", 0), ("b@x", 1), ("c@x", 2), ("d@x", 3)].map(|(m, i)| (m.to_string(), first + i))
+    );
+    let got: Vec<(String, serde_json::Value)> = store
+        .resources("Person", &[])
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|r| (r.key, serde_json::Value::Object(r.data)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "A",
+                serde_json::json!({"Grade": 1, "Mail": "a@x", "Name": "Ann"})
+            ),
+            (
+                "B",
+                serde_json::json!({"Grade": 2, "Mail": "b@x", "Name": "Bob"})
+            ),
+            ("C", serde_json::json!({"Mail": "c@x"})),
+            ("D", serde_json::json!({"Mail": "d@x", "Name": "Dee"})),
+        ]
+        .map(|(k, v)| (k.to_string(), v))
+    );
+    let graded = store
+        .resources("Person", &[("Grade".into(), "2".into())])
+        .await
+        .expect("read");
+    assert_eq!(
+        graded.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+        ["B"]
+    );
+    // Another entity type's layouts are not this one's: a row pointing at one is damaged.
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    let other = tx.data_layout("Org", &["Code"]).await.expect("layout");
+    let id = tx.allocate_ids(1).await.expect("ids");
+    tx.insert_resources(
+        "HR",
+        "Person",
+        &[NewResource {
+            id,
+            key: "E".into(),
+            data: packed(other, &[Some("\"x\"")]),
+            digest: Digest::default(),
+        }],
+    )
+    .await
+    .expect("insert");
+    tx.commit().await.expect("commit");
+    let e = store
+        .resources("Person", &[])
+        .await
+        .expect_err("a damaged row");
+    let text = e.to_string();
+    assert!(
+        text.contains("resource Person 'E'") && text.contains(&format!("layout {other}")),
+        "{text}"
+    );
+}
+
+both!(
+    values_in_layouts,
+    values_in_layouts_and_as_objects_read_alike
+);
