@@ -541,17 +541,17 @@ impl SyncTx<'_> {
         if let Tx::Sqlite(t) = &mut self.tx {
             let r = with_rusqlite(t, |db| {
                 let mut st = db.prepare_cached(
-                    "INSERT INTO resources (id, entity_type, key, connector, data, digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO resources (entity_type, connector, id, key, data, digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
+                // Bindings stay from row to row: the same entity type and connector are bound once.
+                st.raw_bind_parameter(1, entity_type)?;
+                st.raw_bind_parameter(2, connector)?;
                 for r in rows {
-                    st.execute(rusqlite::params![
-                        r.id,
-                        entity_type,
-                        r.key,
-                        connector,
-                        r.data,
-                        &r.digest.to_bytes()[..]
-                    ])?;
+                    st.raw_bind_parameter(3, r.id)?;
+                    st.raw_bind_parameter(4, &r.key)?;
+                    st.raw_bind_parameter(5, &r.data)?;
+                    st.raw_bind_parameter(6, &r.digest.to_bytes()[..])?;
+                    st.raw_execute()?;
                 }
                 Ok(())
             })
@@ -1045,8 +1045,11 @@ impl SyncTx<'_> {
                 let mut st = db.prepare_cached(
                     "INSERT INTO links (association, id1, id2) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
                 )?;
+                st.raw_bind_parameter(1, association)?;
                 for (a, z) in &sorted {
-                    st.execute(rusqlite::params![association, a, z])?;
+                    st.raw_bind_parameter(2, a)?;
+                    st.raw_bind_parameter(3, z)?;
+                    st.raw_execute()?;
                 }
                 if rebuild {
                     db.execute_batch(LINKS_BY_ID2)?;

@@ -521,6 +521,15 @@ pub fn prepare(
         .collect();
     let mut json: Vec<u8> = Vec::with_capacity(512);
     let mut packer = idlink_store::Packer::new(layout);
+    // Columns whose value is the cell's text, as `read_value` reads it.
+    let text: Vec<bool> = plan
+        .columns
+        .iter()
+        .map(|c| {
+            matches!(c.ty, PropertyType::String | PropertyType::ForeignKey)
+                && c.format == ValueFormat::Default
+        })
+        .collect();
     let mut digest_buf: Vec<u8> = Vec::with_capacity(512);
     let seed = plan.fingerprint();
     // Ids of store rows whose first row was spilled as an update (to uncount duplicates).
@@ -671,23 +680,34 @@ pub fn prepare(
                 let mut bad = None;
                 for &k in &json_order {
                     let c = &plan.columns[k];
-                    match read_value(c.ty, &c.format, record.get(idx[k]).unwrap_or("")) {
-                        Ok(Some(v)) => {
-                            if json.len() > 1 {
-                                json.push(b',');
+                    let cell = record.get(idx[k]).unwrap_or("");
+                    // Text is its own value: written as it is (most cells), others read first.
+                    let value = if text[k] {
+                        (!cell.is_empty()).then_some(None)
+                    } else {
+                        match read_value(c.ty, &c.format, cell) {
+                            Ok(v) => v.map(Some),
+                            Err(msg) => {
+                                bad = Some((c.column.clone(), msg));
+                                break;
                             }
-                            json.extend_from_slice(json_keys[k].as_bytes());
-                            let at = json.len();
-                            serde_json::to_writer(&mut json, &v)
-                                .map_err(|e| EngineError::Contract(e.to_string()))?;
-                            packer.value(&json[at..]);
                         }
-                        Ok(None) => packer.absent(),
-                        Err(msg) => {
-                            bad = Some((c.column.clone(), msg));
-                            break;
-                        }
+                    };
+                    let Some(value) = value else {
+                        packer.absent();
+                        continue;
+                    };
+                    if json.len() > 1 {
+                        json.push(b',');
                     }
+                    json.extend_from_slice(json_keys[k].as_bytes());
+                    let at = json.len();
+                    match value {
+                        Some(v) => serde_json::to_writer(&mut json, &v),
+                        None => serde_json::to_writer(&mut json, cell),
+                    }
+                    .map_err(|e| EngineError::Contract(e.to_string()))?;
+                    packer.value(&json[at..]);
                 }
                 json.push(b'}');
                 if let Some((column, msg)) = bad {
