@@ -147,6 +147,9 @@ pub(crate) const LINKS_BY_ID2: &str = "CREATE INDEX links_by_id2 ON links (id2, 
 /// of with each (when they are at least as many as the links already stored).
 const BULK_LINKS: usize = 10_000;
 
+/// Rows per step of SQLite's multi-row inserts ([`insert_many`]).
+const ROWS_PER_STEP: usize = 50;
+
 /// The PostgreSQL advisory lock key that serializes resource id reservations ("idlink ids").
 const ID_ALLOCATION_LOCK: i64 = 0x6964_6c69_6e6b_6964;
 
@@ -413,6 +416,49 @@ pub(crate) async fn with_rusqlite<T>(
     r.map_err(|e| sqlx::Error::Protocol(e.to_string()))
 }
 
+/// Inserts `rows` on SQLite with `insert` (`INSERT INTO table (columns)`) and `suffix`, many
+/// rows per statement step ([`ROWS_PER_STEP`]; a step and its reset cost about as much as a
+/// row's own insert), the rest one by one. The `shared` values are the first columns of every
+/// row, bound once as `?1`, `?2`...; `bind` binds a row's own `per_row` values from the
+/// parameter number it is given.
+fn insert_many<T>(
+    db: &rusqlite::Connection,
+    insert: &str,
+    suffix: &str,
+    shared: &[&dyn rusqlite::ToSql],
+    rows: &[T],
+    per_row: usize,
+    bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &T) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    let many = rows.len() / ROWS_PER_STEP * ROWS_PER_STEP;
+    for (n, rows) in [(ROWS_PER_STEP, &rows[..many]), (1, &rows[many..])] {
+        if rows.is_empty() {
+            continue;
+        }
+        let tuple = |i: usize| {
+            let first = shared.len() + 1 + i * per_row;
+            let params: Vec<String> = (1..=shared.len())
+                .chain(first..first + per_row)
+                .map(|p| format!("?{p}"))
+                .collect();
+            format!("({})", params.join(", "))
+        };
+        let values: Vec<String> = (0..n).map(tuple).collect();
+        let mut st =
+            db.prepare_cached(&format!("{insert} VALUES {} {suffix}", values.join(", ")))?;
+        for (i, v) in shared.iter().enumerate() {
+            st.raw_bind_parameter(i + 1, v)?;
+        }
+        for step in rows.chunks(n) {
+            for (i, r) in step.iter().enumerate() {
+                bind(&mut st, shared.len() + 1 + i * per_row, r)?;
+            }
+            st.raw_execute()?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes one CSV field for PostgreSQL's COPY: always quoted, quotes doubled.
 fn copy_field(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
@@ -540,19 +586,20 @@ impl SyncTx<'_> {
         }
         if let Tx::Sqlite(t) = &mut self.tx {
             let r = with_rusqlite(t, |db| {
-                let mut st = db.prepare_cached(
-                    "INSERT INTO resources (entity_type, connector, id, key, data, digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                insert_many(
+                    db,
+                    "INSERT INTO resources (entity_type, connector, id, key, data, digest)",
+                    "",
+                    &[&entity_type, &connector],
+                    rows,
+                    4,
+                    |st, p, r| {
+                        st.raw_bind_parameter(p, r.id)?;
+                        st.raw_bind_parameter(p + 1, &r.key)?;
+                        st.raw_bind_parameter(p + 2, &r.data)?;
+                        st.raw_bind_parameter(p + 3, &r.digest.to_bytes()[..])
+                    },
                 )?;
-                // Bindings stay from row to row: the same entity type and connector are bound once.
-                st.raw_bind_parameter(1, entity_type)?;
-                st.raw_bind_parameter(2, connector)?;
-                for r in rows {
-                    st.raw_bind_parameter(3, r.id)?;
-                    st.raw_bind_parameter(4, &r.key)?;
-                    st.raw_bind_parameter(5, &r.data)?;
-                    st.raw_bind_parameter(6, &r.digest.to_bytes()[..])?;
-                    st.raw_execute()?;
-                }
                 Ok(())
             })
             .await;
@@ -1042,15 +1089,18 @@ impl SyncTx<'_> {
                 if rebuild {
                     db.execute_batch("DROP INDEX links_by_id2")?;
                 }
-                let mut st = db.prepare_cached(
-                    "INSERT INTO links (association, id1, id2) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                insert_many(
+                    db,
+                    "INSERT INTO links (association, id1, id2)",
+                    "ON CONFLICT DO NOTHING",
+                    &[&association],
+                    &sorted,
+                    2,
+                    |st, p, (a, z)| {
+                        st.raw_bind_parameter(p, a)?;
+                        st.raw_bind_parameter(p + 1, z)
+                    },
                 )?;
-                st.raw_bind_parameter(1, association)?;
-                for (a, z) in &sorted {
-                    st.raw_bind_parameter(2, a)?;
-                    st.raw_bind_parameter(3, z)?;
-                    st.raw_execute()?;
-                }
                 if rebuild {
                     db.execute_batch(LINKS_BY_ID2)?;
                 }
@@ -1295,6 +1345,16 @@ impl SyncTx<'_> {
             .map(|_| ()));
         r.map_err(|e| self.err("save an index snapshot", e))?;
         self.write_snapshot_chunks(entity_type, 0, entries).await
+    }
+
+    /// Deletes `entity_type`'s index snapshot, if it has one.
+    pub async fn delete_snapshot(&mut self, entity_type: &str) -> Result<(), StoreError> {
+        let r = on_tx!(self, c => sqlx::query("DELETE FROM resource_index_snapshots WHERE entity_type = $1")
+            .bind(entity_type)
+            .execute(c)
+            .await
+            .map(|_| ()));
+        r.map_err(|e| self.err("delete an index snapshot", e))
     }
 
     /// Appends `entries` to `entity_type`'s index snapshot: the changes of this transaction

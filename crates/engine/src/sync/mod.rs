@@ -504,21 +504,15 @@ impl Engine {
                 };
                 ids_by_key.insert(plan.entity_type.clone(), std::sync::Arc::new(ids));
             }
+            // The table is kept for the next run to compare with (see `last`): the next run
+            // reads no snapshot, so none is written unless one was read (a million resources
+            // are 32 MiB of snapshot). A run that cannot compare reads the resources once and
+            // saves one.
+            let kept_table = apply == Apply::Whole && prepared.table_to_keep().is_some();
             let changes = (changed.len() + deleted.len() + inserted.entries.len()) as u64;
             let appendable = |read: Option<u64>| {
                 read.is_some_and(|stored| stored + changes <= size + (size / 4).max(SNAPSHOT_SLACK))
             };
-            // A partial index that cannot be appended: the whole one is the snapshot's, as it
-            // was before the run. Without one, none is saved (the commit deletes the old).
-            let mut rewrite = true;
-            if partial && !(unchanged && read.is_some()) && !appendable(read) {
-                let (full, snapshot) = snapshot_index(&mut tx, &plan.entity_type, size).await?;
-                if snapshot.is_some() && full.len() as u64 == size {
-                    index = Kept::Map(full);
-                } else {
-                    rewrite = false;
-                }
-            }
             match read {
                 // A run that changed nothing of a snapshot it read leaves it as it is.
                 Some(_) if unchanged => {}
@@ -541,8 +535,32 @@ impl Engine {
                     tx.append_snapshot(&plan.entity_type, delta.into_iter())
                         .await?;
                 }
-                _ if !rewrite => {}
+                // None read, and the table kept: no snapshot, and none left from before (not
+                // trusted, unreadable, or not read).
+                None if kept_table => tx.delete_snapshot(&plan.entity_type).await?,
                 _ => {
+                    if partial {
+                        // The index holds the records that differed alone: the whole one is
+                        // the snapshot's as it was before the run, else the store's resources
+                        // as the run leaves them but for the rows it inserted (added below).
+                        let (full, snapshot) =
+                            snapshot_index(&mut tx, &plan.entity_type, size).await?;
+                        index = if snapshot.is_some() && full.len() as u64 == size {
+                            Kept::Map(full)
+                        } else {
+                            drop(full);
+                            let new: HashSet<i64> = inserted.entries.iter().map(|e| e.id).collect();
+                            let mut full = Keyed::default();
+                            tx.each_resource(&plan.entity_type, |key, id, raw| {
+                                if !new.contains(&id) {
+                                    let e = idlink_store::IndexEntry { id, raw, mark: 0 };
+                                    full.insert(keys.of(key), e);
+                                }
+                            })
+                            .await?;
+                            Kept::Map(full)
+                        };
+                    }
                     let entries = index
                         .into_entries()
                         .filter(move |e| !deleted.contains(&e.id))
@@ -632,8 +650,7 @@ impl Engine {
         let mut copies = Vec::new();
         if apply == Apply::Whole {
             for (plan, prepared, _) in &prepared_all {
-                let (Some((bytes, size)), 0) = (prepared.table_digest, prepared.counts.set_aside())
-                else {
+                let Some((bytes, size)) = prepared.table_to_keep() else {
                     continue;
                 };
                 let digest = last::TableDigest {

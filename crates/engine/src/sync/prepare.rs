@@ -803,6 +803,12 @@ pub fn prepare(
 impl Prepared {
     /// The keys whose rows were set aside (duplicated, or with a bad value or command): the
     /// links those rows carry are set aside with them.
+    /// The digest and size of the table when a run that read it whole keeps it for the next
+    /// run to compare with: it was read whole and nothing of it was set aside.
+    pub fn table_to_keep(&self) -> Option<(u128, u64)> {
+        self.table_digest.filter(|_| self.counts.set_aside() == 0)
+    }
+
     pub fn set_aside_keys(&self) -> HashSet<Box<str>> {
         self.dup_keys.union(&self.invalid_keys).cloned().collect()
     }

@@ -6,8 +6,9 @@ use idlink_store::{Digest, NewResource, Store};
 use crate::both;
 use crate::support::Target;
 
-/// More rows than one 50,000-row chunk, so reads cross chunk boundaries.
-const ROWS: usize = 100_050;
+/// More rows than one 50,000-row chunk, so reads cross chunk boundaries; not a multiple of
+/// the rows of one multi-row insert, so the last ones go in one by one.
+const ROWS: usize = 100_053;
 
 fn key(i: usize) -> String {
     // Keys holding the packing's own separators, digits after them, and multi-byte text.
