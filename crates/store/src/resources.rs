@@ -68,12 +68,12 @@ pub struct IndexEntry {
 }
 
 /// A resource to insert, with an id from [`SyncTx::allocate_ids`].
-#[derive(Debug, Clone)]
-pub struct NewResource {
+#[derive(Debug, Clone, Copy)]
+pub struct NewResource<'a> {
     pub id: i64,
-    pub key: String,
-    /// The property values, a JSON object.
-    pub data: String,
+    pub key: &'a str,
+    /// The property values (see [`crate::values`]).
+    pub data: &'a str,
     pub digest: Digest,
 }
 
@@ -549,7 +549,7 @@ impl SyncTx<'_> {
         &mut self,
         connector: &str,
         entity_type: &str,
-        rows: &[NewResource],
+        rows: &[NewResource<'_>],
     ) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
@@ -563,11 +563,11 @@ impl SyncTx<'_> {
                 csv.push(b',');
                 copy_field(&mut csv, entity_type);
                 csv.push(b',');
-                copy_field(&mut csv, &r.key);
+                copy_field(&mut csv, r.key);
                 csv.push(b',');
                 copy_field(&mut csv, connector);
                 csv.push(b',');
-                copy_field(&mut csv, &r.data);
+                copy_field(&mut csv, r.data);
                 csv.extend_from_slice(b",\\x");
                 const DIGITS: &[u8; 16] = b"0123456789abcdef";
                 for b in r.digest.to_bytes() {
@@ -595,8 +595,8 @@ impl SyncTx<'_> {
                     4,
                     |st, p, r| {
                         st.raw_bind_parameter(p, r.id)?;
-                        st.raw_bind_parameter(p + 1, &r.key)?;
-                        st.raw_bind_parameter(p + 2, &r.data)?;
+                        st.raw_bind_parameter(p + 1, r.key)?;
+                        st.raw_bind_parameter(p + 2, r.data)?;
                         st.raw_bind_parameter(p + 3, &r.digest.to_bytes()[..])
                     },
                 )?;

@@ -1146,28 +1146,27 @@ async fn prepare_and_insert(
         let first = tx.allocate_ids(batch.len()).await?;
         first_id = first_id.min(first);
         let mut rows = Vec::with_capacity(batch.len());
-        let mut spent = Vec::with_capacity(batch.len());
-        for (id, r) in (first..).zip(batch) {
+        for (id, r) in (first..).zip(&batch) {
             inserted.entries.push(SnapshotEntry {
                 key_hash: r.key_hash,
                 id,
                 raw: r.digest.raw,
             });
-            for (cell, cells) in r.carried.iter().zip(inserted.carried.iter_mut()) {
+            for (cell, cells) in r.carried().zip(inserted.carried.iter_mut()) {
                 cells.push(id, cell, false);
             }
-            spent.push(r.carried);
             rows.push(idlink_store::NewResource {
                 id,
-                key: r.key,
-                data: r.data,
+                key: r.key(),
+                data: r.data(),
                 digest: r.digest,
             });
         }
         tx.insert_resources(connector, &entity_type, &rows).await?;
+        drop(rows);
         // This thread writes the store, the run's bottleneck: the rows' texts (allocated by
-        // the reading thread, a few per row) are freed on another.
-        tokio::task::spawn_blocking(move || drop((rows, spent)));
+        // the reading thread) are freed on another.
+        tokio::task::spawn_blocking(move || drop(batch));
     }
     let (plan, index, prepared) = joined(reader).await?;
     // Take back the rows inserted for keys found twice: the ids this run gave those keys

@@ -193,16 +193,53 @@ pub struct Prepared {
     refresh: HashSet<i64>,
 }
 
-/// A row to insert, handed over as soon as it is read (see [`prepare`]). `carried` holds the
-/// cells of the plan's [`Carried`] link columns, in order.
+/// A row to insert, handed over as soon as it is read (see [`prepare`]): its key, its data
+/// text and the cells of the plan's [`Carried`] link columns, in order, end to end in one
+/// text (a million rows are a million allocations, not four million).
 #[derive(Debug)]
 pub struct NewRow {
-    pub key: String,
+    text: String,
+    /// Where the key, the data and each carried cell end in `text`.
+    ends: smallvec::SmallVec<[usize; 4]>,
     /// The key's hash, as the run's [`KeyHasher`] gives it.
     pub key_hash: u128,
-    pub data: String,
     pub digest: Digest,
-    pub carried: Vec<String>,
+}
+
+impl NewRow {
+    fn new(key: &str, data: &str, carried: &[&str], key_hash: u128, digest: Digest) -> NewRow {
+        let len = key.len() + data.len() + carried.iter().map(|c| c.len()).sum::<usize>();
+        let mut text = String::with_capacity(len);
+        let mut ends = smallvec::SmallVec::new();
+        for part in [key, data].iter().chain(carried) {
+            text.push_str(part);
+            ends.push(text.len());
+        }
+        NewRow {
+            text,
+            ends,
+            key_hash,
+            digest,
+        }
+    }
+
+    fn part(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+
+    pub fn key(&self) -> &str {
+        self.part(0)
+    }
+
+    pub fn data(&self) -> &str {
+        self.part(1)
+    }
+
+    /// The carried cells, in the plan's order.
+    pub fn carried(&self) -> impl Iterator<Item = &str> {
+        (2..self.ends.len()).map(|i| self.part(i))
+    }
 }
 
 /// A change to a stored resource, read back from the spill after the pass.
@@ -746,13 +783,7 @@ pub fn prepare(
                     }
                     None => {
                         counts.inserted += 1;
-                        insert(NewRow {
-                            key: key.to_string(),
-                            key_hash: hash,
-                            data: text.to_string(),
-                            digest: d,
-                            carried: carried.iter().map(|c| c.to_string()).collect(),
-                        })?;
+                        insert(NewRow::new(key, text, &carried, hash, d))?;
                     }
                 }
             }

@@ -25,11 +25,13 @@ async fn many_rows_and_odd_keys_read_back_across_chunks(target: Target, _name: &
     let store = Store::open(&target.location).await.expect("open");
     let mut tx = store.begin_sync("HR").await.expect("begin");
     let first = tx.allocate_ids(ROWS).await.expect("ids");
+    let keys: Vec<String> = (0..ROWS).map(key).collect();
+    let data: Vec<String> = (0..ROWS).map(|i| format!("{{\"n\":{i}}}")).collect();
     let rows: Vec<NewResource> = (0..ROWS)
         .map(|i| NewResource {
             id: first + i as i64,
-            key: key(i),
-            data: format!("{{\"n\":{i}}}"),
+            key: &keys[i],
+            data: &data[i],
             digest: Digest {
                 value: [(i % 251) as u8; 16],
                 raw: i as u64,
@@ -45,7 +47,7 @@ async fn many_rows_and_odd_keys_read_back_across_chunks(target: Target, _name: &
         .enumerate()
         .map(|(i, r)| NewResource {
             id: first + i as i64,
-            ..r.clone()
+            ..*r
         })
         .collect();
     tx.insert_resources("HR", "Other", &others)
@@ -74,7 +76,7 @@ async fn many_rows_and_odd_keys_read_back_across_chunks(target: Target, _name: &
     assert_eq!(ids.len(), ROWS);
     assert!(ids.iter().all(|(k, id)| index[k].id == *id));
     // The ids are the ones reserved.
-    assert!(rows.iter().all(|r| index[r.key.as_str()].id == r.id));
+    assert!(rows.iter().all(|r| index[r.key].id == r.id));
     let pairs: Vec<(i64, i64)> = (0..ROWS)
         .map(|i| {
             (
@@ -108,10 +110,10 @@ async fn concurrent_synchronizations_reserve_distinct_ids_on_postgres() {
     let store = Store::open(&target.location).await.expect("open");
     let mut a = store.begin_sync("A").await.expect("begin a");
     let mut b = store.begin_sync("B").await.expect("begin b");
-    let row = |id: i64, key: String| NewResource {
+    let row = |id: i64, key: &'static str| NewResource {
         id,
         key,
-        data: "{}".into(),
+        data: "{}",
         digest: Digest::default(),
     };
     let mut all = Vec::new();
@@ -119,10 +121,10 @@ async fn concurrent_synchronizations_reserve_distinct_ids_on_postgres() {
         let fa = a.allocate_ids(1_000).await.expect("ids a");
         let fb = b.allocate_ids(1_000).await.expect("ids b");
         let ra: Vec<NewResource> = (0..1_000)
-            .map(|i| row(fa + i, format!("a{round}-{i}")))
+            .map(|i| row(fa + i, format!("a{round}-{i}").leak()))
             .collect();
         let rb: Vec<NewResource> = (0..1_000)
-            .map(|i| row(fb + i, format!("b{round}-{i}")))
+            .map(|i| row(fb + i, format!("b{round}-{i}").leak()))
             .collect();
         a.insert_resources("A", "PersonA", &ra)
             .await
@@ -173,8 +175,8 @@ async fn index_snapshots_follow_the_resources_they_describe(target: Target, _nam
         "Person",
         &[NewResource {
             id: first,
-            key: "a".into(),
-            data: "{}".into(),
+            key: "a",
+            data: "{}",
             digest: Digest::default(),
         }],
     )
@@ -295,8 +297,8 @@ async fn deleted_resources_take_their_links_in_every_association(target: Target,
     let rows: Vec<NewResource> = (0..4)
         .map(|i| NewResource {
             id: first + i,
-            key: format!("R{i}"),
-            data: "{}".into(),
+            key: ["R0", "R1", "R2", "R3"][i as usize],
+            data: "{}",
             digest: Digest::default(),
         })
         .collect();
@@ -457,11 +459,11 @@ async fn values_in_layouts_and_as_objects_read_alike(target: Target, _name: &str
         ("D", packed(narrow, &[Some("\"d@x\""), Some("\"Dee\"")])),
     ];
     let rows: Vec<NewResource> = rows
-        .into_iter()
+        .iter()
         .enumerate()
         .map(|(i, (key, data))| NewResource {
             id: first + i as i64,
-            key: key.into(),
+            key,
             data,
             digest: Digest::default(),
         })
@@ -517,8 +519,8 @@ async fn values_in_layouts_and_as_objects_read_alike(target: Target, _name: &str
         "Person",
         &[NewResource {
             id,
-            key: "E".into(),
-            data: packed(other, &[Some("\"x\"")]),
+            key: "E",
+            data: &packed(other, &[Some("\"x\"")]),
             digest: Digest::default(),
         }],
     )
