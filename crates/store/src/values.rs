@@ -63,11 +63,10 @@ impl Packer {
         self.absent += 1;
     }
 
-    /// The resource's `data` text.
-    pub fn finish(&mut self) -> &str {
+    /// The resource's `data` text (an error when a value given was not UTF-8).
+    pub fn finish(&mut self) -> Result<&str, std::str::Utf8Error> {
         self.buf.push(b']');
-        // Only JSON texts and ASCII went in.
-        std::str::from_utf8(&self.buf).unwrap_or_default()
+        std::str::from_utf8(&self.buf)
     }
 }
 
@@ -135,20 +134,23 @@ mod tests {
         p.value(b"\"x\"");
         p.absent();
         p.absent();
-        assert_eq!(p.finish(), r#"[3,null,"x"]"#);
+        assert_eq!(p.finish(), Ok(r#"[3,null,"x"]"#));
         let m = decode(r#"[3,null,"x"]"#, &layouts()).expect("decode");
         assert_eq!(Value::Object(m), serde_json::json!({"B": "x"}));
         p.start();
         for v in [&b"1"[..], b"true", b"[\"m\",\"n\"]", b"\"d\""] {
             p.value(v);
         }
-        let m = decode(p.finish(), &layouts()).expect("decode");
+        let m = decode(p.finish().expect("text"), &layouts()).expect("decode");
         assert_eq!(
             Value::Object(m),
             serde_json::json!({"A": 1, "B": true, "C": ["m", "n"], "D": "d"})
         );
         p.start();
-        assert_eq!(p.finish(), "[3]");
+        assert_eq!(p.finish(), Ok("[3]"));
+        p.start();
+        p.value(b"\"\xff\"");
+        assert!(p.finish().is_err(), "not UTF-8");
         assert!(decode("[3]", &layouts()).expect("decode").is_empty());
     }
 

@@ -718,7 +718,8 @@ pub fn prepare(
                 for &k in &json_order {
                     let c = &plan.columns[k];
                     let cell = record.get(idx[k]).unwrap_or("");
-                    // Text is its own value: written as it is (most cells), others read first.
+                    // No value (None), the cell's own text (Some(None): most cells, written
+                    // as they are), or a value read from the cell.
                     let value = if text[k] {
                         (!cell.is_empty()).then_some(None)
                     } else {
@@ -773,7 +774,9 @@ pub fn prepare(
                     value: xxhash_rust::xxh3::xxh3_128(&json).to_le_bytes(),
                     raw,
                 };
-                let text = packer.finish();
+                let text = packer
+                    .finish()
+                    .map_err(|e| EngineError::Contract(format!("a value is not UTF-8: {e}")))?;
                 match existing {
                     Some(e) => {
                         counts.updated += 1;

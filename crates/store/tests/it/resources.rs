@@ -446,7 +446,7 @@ async fn values_in_layouts_and_as_objects_read_alike(target: Target, _name: &str
                 None => p.absent(),
             }
         }
-        p.finish().to_string()
+        p.finish().expect("text").to_string()
     };
     let first = tx.allocate_ids(4).await.expect("ids");
     let rows = [
