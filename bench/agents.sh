@@ -28,6 +28,8 @@
 #   KEEP=1 bench/agents.sh          # keeps the temporary folder (logs) and prints its path
 #   IDLINK_BIN=path/to/idlink bench/agents.sh   # that binary, no build
 #   PERF=/tmp/server.perf bench/agents.sh       # perf record -g of the server meanwhile
+#   BENCH_TMP=/dev/shm bench/agents.sh          # work folders there (tmpfs: what the server
+#                                               # adds without the disk's fsyncs and inodes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 agents=${1:-50}
@@ -39,7 +41,7 @@ goal_ms=50
 goal_rss_kib=$((300 * 1024))
 password=bench-password-long
 
-out=$(mktemp -d /tmp/idlink-bench-agents.XXXXXX)
+out=$(mktemp -d "${BENCH_TMP:-/tmp}/idlink-bench-agents.XXXXXX")
 server=
 agent_pids=()
 cleanup() {
