@@ -6,13 +6,16 @@
 //!    an old file existed), durably;
 //! 2. moves each old file into the staging folder's `old/` (the cookie to `<id>.cookie.old`);
 //! 3. moves each new file into place, and makes the folders durable;
-//! 4. rewrites the journal with state `committed`: this is the commit point;
+//! 4. renames the journal to `ExportCookies/<id>.committed`, durably: this is the commit point
+//!    (a rename, where a second journal written would be one more file created and deleted
+//!    per export: file creation is what a busy server's file system spends most on);
 //! 5. removes the staging folder, the old cookie and the journal (not synced: a journal a
 //!    crash brings back is finished again by [`recover`]).
 //!
 //! Every step is a rename or an atomic write, so a crash leaves a state that [`recover`] (run
-//! before every export of the connection) turns into the whole old set (journal `prepared`:
-//! roll back) or the whole new set (journal `committed`: roll forward).
+//! before every export of the connection) turns into the whole old set (`<id>.journal`: roll
+//! back) or the whole new set (`<id>.committed`, or a journal whose state is `committed`, as
+//! idlink wrote them before: roll forward).
 
 use std::fs;
 use std::io::ErrorKind as IoKind;
@@ -58,6 +61,11 @@ pub fn journal_path(cookies_dir: &Path, connection: &str) -> PathBuf {
     cookies_dir.join(format!("{connection}.journal"))
 }
 
+/// What the journal `journal_file` is renamed to at the commit point.
+fn committed_path(journal_file: &Path) -> PathBuf {
+    journal_file.with_extension("committed")
+}
+
 /// A step of the commit, for crash tests: [`commit`] stops before the given step.
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +73,7 @@ pub enum Stop {
     Never,
     /// Stop after `n` renames (old files out, then new files in).
     AfterRenames(usize),
-    /// Stop right after the committed journal is written (before clean-up).
+    /// Stop right after the commit point, the journal renamed (before clean-up).
     AfterCommitPoint,
 }
 
@@ -186,7 +194,7 @@ pub fn commit_with(
     durable: bool,
 ) -> Result<(), EngineError> {
     check_targets(&moves)?;
-    let mut journal = Journal {
+    let journal = Journal {
         connection: connection.to_string(),
         state: State::Prepared,
         staging: staging.to_path_buf(),
@@ -202,17 +210,24 @@ pub fn commit_with(
             return Err(failed(journal_file, &journal, e));
         }
     }
-    journal.state = State::Committed;
-    if let Err(e) = write_journal_with(journal_file, &journal, durable) {
-        // Not committed: roll back to the old set.
-        journal.state = State::Prepared;
+    let committed = committed_path(journal_file);
+    let point = rename(journal_file, &committed).and_then(|()| {
+        if durable {
+            sync_dir(folder_of(&committed)).map_err(|e| io("sync", &committed, e))
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(e) = point {
+        // Not known to be committed: roll back to the old set.
+        let _ = fs::rename(&committed, journal_file);
         return Err(failed(journal_file, &journal, e));
     }
     if stop == Stop::AfterCommitPoint {
         return Ok(());
     }
     // Committed: clean-up failures only leave files the next run removes.
-    if let Err(e) = finish(journal_file, &journal) {
+    if let Err(e) = finish(&committed, &journal) {
         tracing::warn!(connection, error = %e, "clean-up after the commit is incomplete; the next export finishes it");
     }
     Ok(())
@@ -381,8 +396,26 @@ pub enum Recovery {
     RolledForward,
 }
 
-/// Finishes or undoes an interrupted commit of the connection whose journal is `journal_file`.
+/// Finishes or undoes an interrupted commit of the connection whose journal is `journal_file`
+/// (`<id>.journal`; renamed `<id>.committed` at the commit point).
 pub fn recover(journal_file: &Path) -> Result<Recovery, EngineError> {
+    // Both are there only if a commit point was reached and a later journal written before
+    // the recovery that comes first: the older commit is finished first.
+    let mut done = Recovery::Nothing;
+    for (path, committed) in [
+        (committed_path(journal_file), true),
+        (journal_file.to_path_buf(), false),
+    ] {
+        match recover_one(&path, committed)? {
+            Recovery::Nothing => {}
+            r => done = r,
+        }
+    }
+    Ok(done)
+}
+
+/// [`recover`] of one journal file; `committed` when its name says the commit point was reached.
+fn recover_one(journal_file: &Path, committed: bool) -> Result<Recovery, EngineError> {
     let bytes = match fs::read(journal_file) {
         Ok(b) => b,
         Err(e) if e.kind() == IoKind::NotFound => return Ok(Recovery::Nothing),
@@ -408,17 +441,13 @@ pub fn recover(journal_file: &Path) -> Result<Recovery, EngineError> {
             )),
         ));
     }
-    match journal.state {
-        State::Prepared => {
-            roll_back(&journal)?;
-            finish(journal_file, &journal)?;
-            Ok(Recovery::RolledBack)
-        }
-        State::Committed => {
-            finish(journal_file, &journal)?;
-            Ok(Recovery::RolledForward)
-        }
+    if committed || journal.state == State::Committed {
+        finish(journal_file, &journal)?;
+        return Ok(Recovery::RolledForward);
     }
+    roll_back(&journal)?;
+    finish(journal_file, &journal)?;
+    Ok(Recovery::RolledBack)
 }
 
 #[cfg(test)]
@@ -542,6 +571,26 @@ mod tests {
                 assert_eq!(recover(&journal).unwrap(), Recovery::Nothing);
             }
         }
+    }
+
+    /// idlink wrote the commit point as a second journal, state `committed`, under the
+    /// journal's own name: such a journal left by a crash still rolls forward.
+    #[test]
+    fn a_journal_committed_the_earlier_way_rolls_forward() {
+        let s = set();
+        write_old(&s);
+        let (staging, moves) = stage(&s, true);
+        let journal = journal_path(&s.cookies, "D");
+        commit(&journal, "D", &staging, moves, Stop::AfterCommitPoint).unwrap();
+        let committed = committed_path(&journal);
+        let mut j: Journal = serde_json::from_slice(&fs::read(&committed).unwrap()).unwrap();
+        assert_eq!(j.state, State::Prepared, "the state is in the name now");
+        j.state = State::Committed;
+        fs::write(&journal, serde_json::to_vec(&j).unwrap()).unwrap();
+        fs::remove_file(&committed).unwrap();
+        assert_eq!(recover(&journal).unwrap(), Recovery::RolledForward);
+        assert_eq!(which(&s), "new");
+        assert!(leftovers(&s).is_empty(), "{:?}", leftovers(&s));
     }
 
     #[test]
