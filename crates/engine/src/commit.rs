@@ -4,7 +4,8 @@
 //! old one as `ExportCookies/<id>.cookie.new`. The commit then:
 //! 1. writes the journal `ExportCookies/<id>.journal` (state `prepared`: every move, and whether
 //!    an old file existed), durably;
-//! 2. moves each old file into the staging folder's `old/` (the cookie to `<id>.cookie.old`);
+//! 2. moves each old file into the staging folder as `<file>.old` (the cookie to
+//!    `<id>.cookie.old`);
 //! 3. moves each new file into place, and makes the folders durable;
 //! 4. renames the journal to `ExportCookies/<id>.committed`, durably: this is the commit point
 //!    (a rename, where a second journal written would be one more file created and deleted
@@ -362,6 +363,7 @@ fn check_journal(journal_file: &Path, j: &Journal) -> Result<(), String> {
             j.connection
         ));
     };
+    // Backups are in the staging folder (in its `old/` when an earlier idlink wrote them).
     let old = staging.join("old");
     let of_connection = |p: &Path, dirs: &[&Path]| {
         !p.components().any(|c| matches!(c, Component::ParentDir))
@@ -373,7 +375,7 @@ fn check_journal(journal_file: &Path, j: &Journal) -> Result<(), String> {
     for m in &j.moves {
         let ok = of_connection(&m.to, &[out, cookies])
             && of_connection(&m.from, &[staging, cookies])
-            && of_connection(&m.backup, &[old.as_path(), cookies]);
+            && of_connection(&m.backup, &[staging, old.as_path(), cookies]);
         if !ok {
             return Err(format!(
                 "it names files outside the folders of a commit of '{}' ('{}')",
@@ -505,7 +507,7 @@ mod tests {
             let backup = if f.ends_with(".cookie") {
                 s.cookies.join(format!("{f}.old"))
             } else {
-                staging.join("old").join(f)
+                staging.join(format!("{f}.old"))
             };
             moves.push(Move {
                 from,
@@ -544,9 +546,11 @@ mod tests {
         names
     }
 
+    /// Every step, with the backups beside the staged tables and (as an earlier idlink kept
+    /// them, a journal of which a crash may leave) in the staging folder's `old/`.
     #[test]
     fn a_crash_at_every_step_leaves_the_old_or_the_new_set_after_recovery() {
-        for with_old in [true, false] {
+        for (with_old, in_old_folder) in [(true, false), (false, false), (true, true)] {
             let renames = if with_old { 6 } else { 3 };
             let mut stops: Vec<Stop> = (0..=renames).map(Stop::AfterRenames).collect();
             stops.push(Stop::AfterCommitPoint);
@@ -555,7 +559,13 @@ mod tests {
                 if with_old {
                     write_old(&s);
                 }
-                let (staging, moves) = stage(&s, with_old);
+                let (staging, mut moves) = stage(&s, with_old);
+                for m in moves.iter_mut().filter(|_| in_old_folder) {
+                    if m.backup.parent() == Some(staging.as_path()) {
+                        let name = m.backup.file_stem().unwrap().to_owned();
+                        m.backup = staging.join("old").join(name);
+                    }
+                }
                 let journal = journal_path(&s.cookies, "D");
                 commit(&journal, "D", &staging, moves, stop).unwrap();
                 let recovered = recover(&journal).unwrap();

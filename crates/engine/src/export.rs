@@ -629,7 +629,6 @@ fn commit_set(
 ) -> Result<(Vec<TableReport>, Option<PathBuf>), EngineError> {
     let mut moves = Vec::with_capacity(staged.len() + 1);
     let mut reports = Vec::with_capacity(staged.len());
-    let backups = staging.join("old");
     for t in staged {
         let file = format!("{}.csv", t.name);
         let target = output_dir.join(&file);
@@ -637,7 +636,9 @@ fn commit_set(
             from: t.path.clone(),
             had_old: exists(&target)?,
             to: target.clone(),
-            backup: backups.join(&file),
+            // Beside the staged tables (all `.csv`): a folder of its own would be one more
+            // created and deleted per export.
+            backup: staging.join(format!("{file}.old")),
         });
         reports.push(TableReport {
             name: t.name.clone(),
