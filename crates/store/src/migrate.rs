@@ -438,6 +438,37 @@ pub const MIGRATIONS: &[Migration] = &[
             properties TEXT NOT NULL,
             UNIQUE (entity_type, properties))"],
     },
+    Migration {
+        version: 10,
+        name: "resources and links counted as they are written",
+        sqlite: &[
+            // Per entity type its resources, per association its links, kept by `SyncTx` (the
+            // only writer of either) in the transaction that writes them: a run reads what it
+            // starts from without counting a million rows.
+            "CREATE TABLE resource_counts (
+            entity_type TEXT PRIMARY KEY NOT NULL,
+            n INTEGER NOT NULL)",
+            "INSERT INTO resource_counts (entity_type, n)
+            SELECT entity_type, COUNT(*) FROM resources GROUP BY entity_type",
+            "CREATE TABLE link_counts (
+            association TEXT PRIMARY KEY NOT NULL,
+            n INTEGER NOT NULL)",
+            "INSERT INTO link_counts (association, n)
+            SELECT association, COUNT(*) FROM links GROUP BY association",
+        ],
+        postgres: &[
+            "CREATE TABLE resource_counts (
+            entity_type TEXT PRIMARY KEY NOT NULL,
+            n BIGINT NOT NULL)",
+            "INSERT INTO resource_counts (entity_type, n)
+            SELECT entity_type, COUNT(*) FROM resources GROUP BY entity_type",
+            "CREATE TABLE link_counts (
+            association TEXT PRIMARY KEY NOT NULL,
+            n BIGINT NOT NULL)",
+            "INSERT INTO link_counts (association, n)
+            SELECT association, COUNT(*) FROM links GROUP BY association",
+        ],
+    },
 ];
 
 /// The newest format this build reads and writes.

@@ -112,6 +112,10 @@ pub struct SyncTx<'s> {
     /// Entity types whose table digest this transaction saved since it last wrote them: at
     /// commit, the table digests of the written and not saved are deleted.
     digested: HashSet<String>,
+    /// Resources per entity type and links per association this transaction added (or, when
+    /// negative, removed): added to the kept counts at commit.
+    resources_added: HashMap<String, i64>,
+    links_added: HashMap<String, i64>,
 }
 
 impl std::fmt::Debug for SyncTx<'_> {
@@ -177,6 +181,8 @@ impl Store {
             written: HashSet::new(),
             saved: HashSet::new(),
             digested: HashSet::new(),
+            resources_added: HashMap::new(),
+            links_added: HashMap::new(),
         })
     }
 
@@ -256,10 +262,11 @@ impl Store {
         Ok(out)
     }
 
-    /// How many resources of `entity_type` and links of `association` the store holds.
+    /// How many resources of `entity_type` and links of `association` the store holds (as
+    /// it keeps them counted: no rows are counted).
     pub async fn count_resources(&self, entity_type: &str) -> Result<u64, StoreError> {
         let n: i64 = on_pool!(self, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM resources WHERE entity_type = $1"
+            "SELECT COALESCE((SELECT n FROM resource_counts WHERE entity_type = $1), 0)"
         )
         .bind(entity_type)
         .fetch_one(p)
@@ -270,7 +277,7 @@ impl Store {
 
     pub async fn count_links(&self, association: &str) -> Result<u64, StoreError> {
         let n: i64 = on_pool!(self, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM links WHERE association = $1"
+            "SELECT COALESCE((SELECT n FROM link_counts WHERE association = $1), 0)"
         )
         .bind(association)
         .fetch_one(p)
@@ -429,7 +436,8 @@ fn insert_many<T>(
     rows: &[T],
     per_row: usize,
     bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &T) -> rusqlite::Result<()>,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<usize> {
+    let mut changed = 0;
     let many = rows.len() / ROWS_PER_STEP * ROWS_PER_STEP;
     for (n, rows) in [(ROWS_PER_STEP, &rows[..many]), (1, &rows[many..])] {
         if rows.is_empty() {
@@ -453,10 +461,10 @@ fn insert_many<T>(
             for (i, r) in step.iter().enumerate() {
                 bind(&mut st, shared.len() + 1 + i * per_row, r)?;
             }
-            st.raw_execute()?;
+            changed += st.raw_execute()?;
         }
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// Writes one CSV field for PostgreSQL's COPY: always quoted, quotes doubled.
@@ -476,13 +484,13 @@ async fn copy(
     c: &mut sqlx::PgConnection,
     statement: &str,
     data: Vec<u8>,
-) -> Result<(), sqlx::Error> {
+) -> Result<u64, sqlx::Error> {
     let mut copy = c.copy_in_raw(statement).await?;
     if let Err(e) = copy.send(data).await {
         let _ = copy.abort(e.to_string()).await;
         return Err(e);
     }
-    copy.finish().await.map(|_| ())
+    copy.finish().await
 }
 
 fn value_eq(v: &serde_json::Value, want: &str) -> bool {
@@ -582,7 +590,9 @@ impl SyncTx<'_> {
                 csv,
             )
             .await;
-            return r.map_err(|e| self.err("insert resources", e));
+            let n = r.map_err(|e| self.err("insert resources", e))?;
+            self.counted_resources(entity_type, n as i64);
+            return Ok(());
         }
         if let Tx::Sqlite(t) = &mut self.tx {
             let r = with_rusqlite(t, |db| {
@@ -599,11 +609,11 @@ impl SyncTx<'_> {
                         st.raw_bind_parameter(p + 2, r.data)?;
                         st.raw_bind_parameter(p + 3, &r.digest.to_bytes()[..])
                     },
-                )?;
-                Ok(())
+                )
             })
             .await;
-            r.map_err(|e| self.err("insert resources", e))?;
+            let n = r.map_err(|e| self.err("insert resources", e))?;
+            self.counted_resources(entity_type, n as i64);
         }
         Ok(())
     }
@@ -700,38 +710,40 @@ impl SyncTx<'_> {
         self.wrote(entity_type);
         // Links by id1 are found through the primary key (association, id1, id2), one
         // association at a time: an index on id1 alone would cost every link a third B-tree.
+        // Association by association, so that each one's count is kept.
         let associations = self.associations().await?;
         for chunk in ids.chunks(ROWS_PER_INSERT) {
             let r = on_tx!(self, c => async {
-                if !associations.is_empty() {
-                    let mut q = QueryBuilder::new("DELETE FROM links WHERE association IN (");
-                    let mut sep = q.separated(", ");
-                    for a in &associations {
-                        sep.push_bind(a.as_str());
+                let mut links = Vec::with_capacity(associations.len());
+                for a in &associations {
+                    let mut removed = 0;
+                    for side in ["id1", "id2"] {
+                        let mut q = QueryBuilder::new("DELETE FROM links WHERE association = ");
+                        q.push_bind(a.as_str());
+                        q.push(format!(" AND {side} IN ("));
+                        let mut sep = q.separated(", ");
+                        for id in chunk {
+                            sep.push_bind(*id);
+                        }
+                        q.push(")");
+                        removed += q.build().execute(&mut *c).await?.rows_affected();
                     }
-                    q.push(") AND id1 IN (");
-                    let mut sep = q.separated(", ");
-                    for id in chunk {
-                        sep.push_bind(*id);
-                    }
-                    q.push(")");
-                    q.build().execute(&mut *c).await?;
+                    links.push(removed);
                 }
-                for statement in [
-                    "DELETE FROM links WHERE id2 IN (",
-                    "DELETE FROM resources WHERE id IN (",
-                ] {
-                    let mut q = QueryBuilder::new(statement);
-                    let mut sep = q.separated(", ");
-                    for id in chunk {
-                        sep.push_bind(*id);
-                    }
-                    q.push(")");
-                    q.build().execute(&mut *c).await?;
+                let mut q = QueryBuilder::new("DELETE FROM resources WHERE id IN (");
+                let mut sep = q.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
                 }
-                Ok(())
+                q.push(")");
+                let resources = q.build().execute(&mut *c).await?.rows_affected();
+                Ok::<_, sqlx::Error>((resources, links))
             }.await);
-            r.map_err(|e| self.err("delete resources", e))?;
+            let (resources, links) = r.map_err(|e| self.err("delete resources", e))?;
+            self.counted_resources(entity_type, -(resources as i64));
+            for (a, n) in associations.iter().zip(links) {
+                self.counted_links(a, -(n as i64));
+            }
         }
         Ok(())
     }
@@ -895,13 +907,14 @@ impl SyncTx<'_> {
         Ok(out)
     }
 
-    /// How many links `association` has, in this transaction.
+    /// How many links `association` has, in this transaction (as counted when written).
     pub async fn count_links(&mut self, association: &str) -> Result<u64, StoreError> {
-        let sql = "SELECT COUNT(*) FROM links WHERE association = $1";
+        let sql = "SELECT COALESCE((SELECT n FROM link_counts WHERE association = $1), 0)";
         let r: Result<i64, sqlx::Error> =
             on_tx!(self, c => sqlx::query_scalar(sql).bind(association).fetch_one(c).await);
-        r.map(|n| u64::try_from(n).unwrap_or(0))
-            .map_err(|e| self.err("count links", e))
+        let n = r.map_err(|e| self.err("count links", e))?;
+        let added = self.links_added.get(association).copied().unwrap_or(0);
+        Ok(u64::try_from(n + added).unwrap_or(0))
     }
 
     /// The value digests (the first 16 bytes of the digest) of the resources `ids`.
@@ -988,11 +1001,12 @@ impl SyncTx<'_> {
 
     /// How many resources of `entity_type` the store holds, in this transaction.
     pub async fn count_resources(&mut self, entity_type: &str) -> Result<u64, StoreError> {
-        let sql = "SELECT COUNT(*) FROM resources WHERE entity_type = $1";
+        let sql = "SELECT COALESCE((SELECT n FROM resource_counts WHERE entity_type = $1), 0)";
         let r: Result<i64, sqlx::Error> =
             on_tx!(self, c => sqlx::query_scalar(sql).bind(entity_type).fetch_one(c).await);
-        r.map(|n| u64::try_from(n).unwrap_or(0))
-            .map_err(|e| self.err("count resources", e))
+        let n = r.map_err(|e| self.err("count resources", e))?;
+        let added = self.resources_added.get(entity_type).copied().unwrap_or(0);
+        Ok(u64::try_from(n + added).unwrap_or(0))
     }
 
     /// The largest resource id so far (0 in an empty store).
@@ -1074,7 +1088,9 @@ impl SyncTx<'_> {
                 csv,
             )
             .await;
-            return r.map_err(|e| self.err("insert links", e));
+            let n = r.map_err(|e| self.err("insert links", e))?;
+            self.counted_links(association, n as i64);
+            return Ok(());
         }
         if let Tx::Sqlite(t) = &mut self.tx {
             let r = with_rusqlite(t, |db| {
@@ -1089,7 +1105,7 @@ impl SyncTx<'_> {
                 if rebuild {
                     db.execute_batch("DROP INDEX links_by_id2")?;
                 }
-                insert_many(
+                let n = insert_many(
                     db,
                     "INSERT INTO links (association, id1, id2)",
                     "ON CONFLICT DO NOTHING",
@@ -1104,10 +1120,11 @@ impl SyncTx<'_> {
                 if rebuild {
                     db.execute_batch(LINKS_BY_ID2)?;
                 }
-                Ok(())
+                Ok(n)
             })
             .await;
-            r.map_err(|e| self.err("insert links", e))?;
+            let n = r.map_err(|e| self.err("insert links", e))?;
+            self.counted_links(association, n as i64);
         }
         Ok(())
     }
@@ -1131,9 +1148,10 @@ impl SyncTx<'_> {
                     sep.push_unseparated(")");
                 }
                 q.push(")");
-                q.build().execute(c).await.map(|_| ())
+                q.build().execute(c).await.map(|r| r.rows_affected())
             });
-            r.map_err(|e| self.err("delete links", e))?;
+            let n = r.map_err(|e| self.err("delete links", e))?;
+            self.counted_links(association, -(n as i64));
         }
         Ok(())
     }
@@ -1168,6 +1186,29 @@ impl SyncTx<'_> {
                 .await
                 .map(|_| ()));
             r.map_err(|e| self.err(what, e))?;
+        }
+        let counts = [
+            (
+                "INSERT INTO resource_counts (entity_type, n) VALUES ($1, $2)
+                 ON CONFLICT (entity_type) DO UPDATE SET n = resource_counts.n + excluded.n",
+                std::mem::take(&mut self.resources_added),
+            ),
+            (
+                "INSERT INTO link_counts (association, n) VALUES ($1, $2)
+                 ON CONFLICT (association) DO UPDATE SET n = link_counts.n + excluded.n",
+                std::mem::take(&mut self.links_added),
+            ),
+        ];
+        for (sql, added) in counts {
+            for (name, n) in added.into_iter().filter(|(_, n)| *n != 0) {
+                let r = on_tx!(self, c => sqlx::query(sql)
+                    .bind(&name)
+                    .bind(n)
+                    .execute(c)
+                    .await
+                    .map(|_| ()));
+                r.map_err(|e| self.err("keep the counts", e))?;
+            }
         }
         let store = self.store;
         match self.tx {
@@ -1228,6 +1269,17 @@ impl SnapshotEntry {
 }
 
 impl SyncTx<'_> {
+    fn counted_resources(&mut self, entity_type: &str, n: i64) {
+        *self
+            .resources_added
+            .entry(entity_type.to_string())
+            .or_default() += n;
+    }
+
+    fn counted_links(&mut self, association: &str, n: i64) {
+        *self.links_added.entry(association.to_string()).or_default() += n;
+    }
+
     fn wrote(&mut self, entity_type: &str) {
         self.saved.remove(entity_type);
         self.digested.remove(entity_type);

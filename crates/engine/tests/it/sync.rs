@@ -176,7 +176,7 @@ impl Site {
 
     /// The index snapshot of each entity type is exactly its resources: the key hash (with the
     /// store's seed), id and raw digest of each; or there is none (the next run reads the
-    /// resources).
+    /// resources). The counts the store keeps are its resources and links.
     async fn assert_snapshots_match(&self, when: &str) {
         let mut tx = self.store.begin_sync("HR").await.expect("begin");
         let keys = KeyHasher::with_seed(tx.key_seed(0).await.expect("seed"));
@@ -210,7 +210,13 @@ impl Site {
             if n.is_some() {
                 assert_eq!(got, want, "{when}: {et}");
             }
+            // The counts the store keeps are its rows.
+            let kept = tx.count_resources(et).await.expect("count");
+            assert_eq!(kept, want.len() as u64, "{when}: resources of {et}");
         }
+        let links = tx.link_set("Person_Org").await.expect("links").len() as u64;
+        let kept = tx.count_links("Person_Org").await.expect("count");
+        assert_eq!(kept, links, "{when}: links");
         tx.rollback().await.expect("rollback");
     }
 

@@ -1,7 +1,7 @@
 //! Resources and links through a synchronization transaction: many rows (more than one packed
 //! chunk of SQLite's fast read path), keys with the characters the packing uses, and links.
 
-use idlink_store::{Digest, NewResource, Store};
+use idlink_store::{Digest, NewResource, Store, on_pool};
 
 use crate::both;
 use crate::support::Target;
@@ -541,4 +541,109 @@ async fn values_in_layouts_and_as_objects_read_alike(target: Target, _name: &str
 both!(
     values_in_layouts,
     values_in_layouts_and_as_objects_read_alike
+);
+
+/// The counts the store keeps, against its rows counted.
+async fn assert_counts_are_the_rows(store: &Store, entity_types: &[&str], associations: &[&str]) {
+    for et in entity_types {
+        let rows: i64 = on_pool!(store, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM resources WHERE entity_type = $1"
+        ).bind(*et).fetch_one(p).await)
+        .expect("count rows");
+        let kept = store.count_resources(et).await.expect("kept count");
+        assert_eq!(kept, rows as u64, "resources of {et}");
+    }
+    for a in associations {
+        let rows: i64 = on_pool!(store, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM links WHERE association = $1"
+        ).bind(*a).fetch_one(p).await)
+        .expect("count rows");
+        let kept = store.count_links(a).await.expect("kept count");
+        assert_eq!(kept, rows as u64, "links of {a}");
+    }
+}
+
+/// Resources and links are counted as they are written (a run reads what it starts from
+/// without counting a million rows): inserts, deletes of links (some not there), deletes of
+/// resources on either side of several associations, counts inside the transaction, a
+/// rollback; and a store written before the counts gets them when it is opened.
+async fn kept_counts_are_the_rows_after_every_kind_of_write(target: Target, _name: &str) {
+    let ets = ["Person", "Group"];
+    let assocs = ["Member", "Owner"];
+    let store = Store::open(&target.location).await.expect("open");
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    let first = tx.allocate_ids(300).await.expect("ids");
+    let keys: Vec<String> = (0..300).map(key).collect();
+    let rows = |range: std::ops::Range<usize>| -> Vec<NewResource<'_>> {
+        range
+            .map(|i| NewResource {
+                id: first + i as i64,
+                key: &keys[i],
+                data: "{}",
+                digest: Digest::default(),
+            })
+            .collect()
+    };
+    tx.insert_resources("HR", "Person", &rows(0..200))
+        .await
+        .expect("insert");
+    tx.insert_resources("HR", "Group", &rows(200..300))
+        .await
+        .expect("insert");
+    assert_eq!(tx.count_resources("Person").await.expect("count"), 200);
+    let id = |i: usize| first + i as i64;
+    let members: Vec<(i64, i64)> = (0..200).map(|i| (id(i), id(200 + i % 100))).collect();
+    let owners: Vec<(i64, i64)> = (0..100).map(|i| (id(200 + i), id(i))).collect();
+    tx.insert_links("Member", members).await.expect("links");
+    tx.insert_links("Owner", owners).await.expect("links");
+    assert_eq!(tx.count_links("Member").await.expect("count"), 200);
+    tx.commit().await.expect("commit");
+    assert_counts_are_the_rows(&store, &ets, &assocs).await;
+
+    // Deletes: links, one of them not there; resources on both sides of both associations.
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    tx.delete_links("Member", &[(id(0), id(200)), (id(0), id(201))])
+        .await
+        .expect("delete links");
+    tx.delete_resources("Person", &[id(1), id(2), id(150)])
+        .await
+        .expect("delete");
+    tx.delete_resources("Group", &[id(250)])
+        .await
+        .expect("delete");
+    assert_eq!(tx.count_resources("Person").await.expect("count"), 197);
+    tx.commit().await.expect("commit");
+    assert_counts_are_the_rows(&store, &ets, &assocs).await;
+    assert_eq!(store.count_links("Member").await.expect("count"), 195);
+
+    // A rollback keeps the counts.
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    tx.delete_resources("Group", &[id(201), id(202)])
+        .await
+        .expect("delete");
+    tx.insert_resources("HR", "Person", &rows(1..3))
+        .await
+        .expect("insert");
+    tx.rollback().await.expect("rollback");
+    assert_counts_are_the_rows(&store, &ets, &assocs).await;
+
+    // A store written before the counts were kept gets them when it is opened.
+    for sql in [
+        "DROP TABLE resource_counts",
+        "DROP TABLE link_counts",
+        "DELETE FROM idlink_migrations WHERE version = 10",
+        "UPDATE idlink_meta SET value = '9' WHERE key = 'format_version'",
+    ] {
+        on_pool!(store, p => sqlx::query(sql).execute(p).await.map(|_| ())).expect(sql);
+    }
+    store.close().await;
+    let store = Store::open(&target.location).await.expect("reopen");
+    assert_eq!(store.format_version().await.expect("version"), 10);
+    assert_counts_are_the_rows(&store, &ets, &assocs).await;
+    assert_eq!(store.count_resources("Group").await.expect("count"), 99);
+}
+
+both!(
+    kept_counts,
+    kept_counts_are_the_rows_after_every_kind_of_write
 );
