@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use idlink_store::{IndexEntry, SyncTx};
+use idlink_store::{Digest, IndexEntry, SyncTx};
 
 use super::keys::{KeyHasher, Keyed};
 use super::lines::{self, Outcome};
@@ -89,7 +89,13 @@ pub(super) struct Pending {
     saved: TableDigest,
     started: std::time::Instant,
     diff: tokio::task::JoinHandle<Option<std::io::Result<Outcome>>>,
+    /// The header, then the differing records in batches (each record ending with a line
+    /// feed), as the comparison finds them.
+    found: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
 }
+
+/// Differing records per batch sent while the tables are compared.
+const FOUND_BATCH: usize = 256;
 
 /// Starts comparing `plan`'s table with the copy of the one last synchronized, when the store
 /// holds its digest for this mapping; None otherwise.
@@ -111,6 +117,9 @@ pub(super) async fn start(
         return Ok(None);
     }
     let (new, seed, limit) = (plan.path.clone(), keys.seed(), limit(saved.records));
+    // Unbounded, so that a comparison never waits for its run to look up (it may be the next
+    // mapping's): what it holds is also in the diff, at most an eighth of the table.
+    let (sender, found) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     let diff = tokio::task::spawn_blocking(move || {
         // A copy gone, or no table: the run goes on as without a copy (and says why). Only a
         // plain file of the size saved is read (not a pipe, a device or a link to one).
@@ -124,12 +133,32 @@ pub(super) async fn start(
         if !old.metadata().is_ok_and(plain) {
             return None;
         }
-        Some(lines::diff(old.take(saved.size), new, seed, limit))
+        // Sent as found (a receiver gone only means nobody looks them up early).
+        let (mut batch, mut records, mut header) = (Vec::new(), 0, true);
+        let r = lines::diff(old.take(saved.size), new, seed, limit, |record| {
+            if header {
+                header = false;
+                let _ = sender.send(record.to_vec());
+                return;
+            }
+            batch.extend_from_slice(record);
+            batch.push(b'\n');
+            records += 1;
+            if records == FOUND_BATCH {
+                records = 0;
+                let _ = sender.send(std::mem::take(&mut batch));
+            }
+        });
+        if records > 0 {
+            let _ = sender.send(batch);
+        }
+        Some(r)
     });
     Ok(Some(Pending {
         saved,
         started: std::time::Instant::now(),
         diff,
+        found,
     }))
 }
 
@@ -148,7 +177,36 @@ pub(super) async fn finish(
         saved,
         started,
         diff,
+        mut found,
     } = pending;
+    // The keys of the differing records are looked up as the comparison finds them (up to a
+    // few percent of the table: past that the comparison may well give up), the rest after.
+    let key_column = &plan.columns[0].column;
+    let early = usize::try_from(resources / 32).unwrap_or(usize::MAX);
+    let mut index: HashMap<String, (i64, Digest)> = HashMap::new();
+    let mut asked: HashSet<String> = HashSet::new();
+    let mut header: Option<Vec<u8>> = None;
+    while let Some(batch) = found.recv().await {
+        let Some(h) = &header else {
+            header = Some(batch);
+            continue;
+        };
+        if asked.len() >= early {
+            continue;
+        }
+        let mut text = h.clone();
+        text.push(b'\n');
+        text.extend_from_slice(&batch);
+        let Some(records) = records_of(&text, key_column, &[]) else {
+            continue;
+        };
+        let keys: Vec<String> = records
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| !k.trim().is_empty() && asked.insert(k.clone()))
+            .collect();
+        look_up(tx, et, &keys, &mut index).await?;
+    }
     let outcome = diff
         .await
         .map_err(|e| EngineError::Contract(format!("a background task failed: {e}")))?;
@@ -169,7 +227,6 @@ pub(super) async fn finish(
         return Ok(None);
     }
     let read = started.elapsed().as_secs_f64();
-    let key_column = &plan.columns[0].column;
     let carried: Vec<&str> = plan.carried.iter().map(|c| c.column.as_str()).collect();
     let (Some(old), Some(new_keys)) = (
         records_of(&d.old_records, key_column, &carried),
@@ -190,12 +247,20 @@ pub(super) async fn finish(
             .map(String::as_str)
             .filter(|k| !k.trim().is_empty() && !old_set.contains(k)),
     );
+    let rest: Vec<String> = wanted
+        .iter()
+        .filter(|k| !asked.contains(**k))
+        .map(|k| k.to_string())
+        .collect();
+    look_up(tx, et, &rest, &mut index).await?;
+    // Only the keys wanted (the early look-ups may have asked for more: new keys that are
+    // old ones too, or blank).
+    let wanted: HashSet<&str> = wanted.into_iter().collect();
     let mut values = HashMap::new();
-    let found: HashMap<String, IndexEntry> = tx
-        .resources_of_keys(et, &wanted)
-        .await?
+    let found: HashMap<String, IndexEntry> = index
         .into_iter()
-        .map(|(key, id, digest)| {
+        .filter(|(key, _)| wanted.contains(key.as_str()))
+        .map(|(key, (id, digest))| {
             values.insert(id, digest.value);
             let entry = IndexEntry {
                 id,
@@ -234,6 +299,23 @@ pub(super) async fn finish(
         old_cells,
         digest: d.new_digest,
     }))
+}
+
+/// Looks `keys` up in the store's resources of `entity_type`, into `index`.
+async fn look_up(
+    tx: &mut SyncTx<'_>,
+    entity_type: &str,
+    keys: &[String],
+    index: &mut HashMap<String, (i64, Digest)>,
+) -> Result<(), EngineError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    for (key, id, digest) in tx.resources_of_keys(entity_type, &keys).await? {
+        index.insert(key, (id, digest));
+    }
+    Ok(())
 }
 
 /// The key cell and the `cells` of each record of `table` (a header and records), or None

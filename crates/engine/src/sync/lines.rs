@@ -270,13 +270,21 @@ fn push_record(table: &mut Vec<u8>, record: &[u8]) {
 const WINDOW: usize = 16;
 
 /// Compares `new` with `old`, both read with `seed` for their digests; gives up past `limit`
-/// differing records (new and old).
-pub(super) fn diff(old: impl Read, new: impl Read, seed: u64, limit: usize) -> io::Result<Outcome> {
+/// differing records (new and old). `found` sees the header, then each differing record as it
+/// is found (so that their keys can be looked up while the tables are still being read).
+pub(super) fn diff(
+    old: impl Read,
+    new: impl Read,
+    seed: u64,
+    limit: usize,
+    mut found: impl FnMut(&[u8]),
+) -> io::Result<Outcome> {
     let mut old = Records::new(old, seed);
     let mut new = Records::new(new, seed);
     let mut d = Diff::default();
     match (old.next_record()?, new.next_record()?) {
         (Some(o), Some(n)) if o.text == n.text => {
+            found(n.text);
             push_record(&mut d.new_records, n.text);
             push_record(&mut d.old_records, o.text);
         }
@@ -305,6 +313,7 @@ pub(super) fn diff(old: impl Read, new: impl Read, seed: u64, limit: usize) -> i
         match ahead.iter().position(|o| o.as_slice() == r.text) {
             Some(k) => {
                 for left in ahead.drain(..k) {
+                    found(&left);
                     push_record(&mut d.old_records, &left);
                     differing += 1;
                     spare.push(left);
@@ -314,6 +323,7 @@ pub(super) fn diff(old: impl Read, new: impl Read, seed: u64, limit: usize) -> i
                 fill(&mut ahead, &mut spare, &mut d.old_count)?;
             }
             None => {
+                found(r.text);
                 push_record(&mut d.new_records, r.text);
                 d.new_lines.push(r.line);
                 differing += 1;
@@ -324,6 +334,7 @@ pub(super) fn diff(old: impl Read, new: impl Read, seed: u64, limit: usize) -> i
         }
     }
     while let Some(left) = ahead.pop_front() {
+        found(&left);
         push_record(&mut d.old_records, &left);
         differing += 1;
         if differing > limit {
@@ -408,7 +419,22 @@ mod tests {
     }
 
     fn outcome(old: &str, new: &str, limit: usize) -> Outcome {
-        diff(old.as_bytes(), new.as_bytes(), 7, limit).expect("diff")
+        let mut seen = Vec::new();
+        let o = diff(old.as_bytes(), new.as_bytes(), 7, limit, |r| {
+            push_record(&mut seen, r)
+        })
+        .expect("diff");
+        // The header, then the records that differ, new and old, as the diff lists them.
+        if let Outcome::Diff(d) = &o {
+            let mut listed = records(&d.new_records);
+            listed.extend(records(&d.old_records).into_iter().skip(1));
+            listed.sort_unstable();
+            let mut seen = records(&seen);
+            assert_eq!(seen.first(), records(&d.new_records).first());
+            seen.sort_unstable();
+            assert_eq!(seen, listed);
+        }
+        o
     }
 
     fn records(b: &[u8]) -> Vec<&str> {

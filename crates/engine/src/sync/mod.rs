@@ -646,7 +646,7 @@ impl Engine {
             });
         }
         // Each table now whole in the store, nothing set aside, is the next run's to compare
-        // with: its digest goes in with the run, its copy is kept once the run is in.
+        // with: its digest goes in with the run, its copy is kept as the run commits.
         let mut copies = Vec::new();
         if apply == Apply::Whole {
             for (plan, prepared, _) in &prepared_all {
@@ -668,15 +668,19 @@ impl Engine {
             }
         }
         let phase = Instant::now();
-        tx.commit().await?;
-        tracing::info!(seconds = phase.elapsed().as_secs_f64(), "committed");
-        let _ = blocking(move || {
+        // The copies are kept while the store commits (replacing the old ones frees their
+        // blocks, file system work that overlaps the commit's): a commit that fails leaves the
+        // store's digests those of the old copies, so the next run finds them not to match
+        // and compares with the store's index instead.
+        let keeping = blocking(move || {
             for (table, copy) in copies {
                 last::keep_copy(&table, &copy);
             }
             Ok(())
-        })
-        .await;
+        });
+        let (committed, _) = tokio::join!(tx.commit(), keeping);
+        committed?;
+        tracing::info!(seconds = phase.elapsed().as_secs_f64(), "committed");
         let mut r = report(reports, assoc_reports, exceeded, true, warnings);
         // The committed resources confirm (or not yet) the orders executed into this system.
         match self.verify_orders(store, &connector).await {
