@@ -154,6 +154,12 @@ const BULK_LINKS: usize = 10_000;
 /// Rows per step of SQLite's multi-row inserts ([`insert_many`]).
 const ROWS_PER_STEP: usize = 50;
 
+/// The kept count of an entity type's resources, and of an association's links (see
+/// [`SyncTx::commit`]).
+const RESOURCE_COUNT: &str =
+    "SELECT COALESCE((SELECT n FROM resource_counts WHERE entity_type = $1), 0)";
+const LINK_COUNT: &str = "SELECT COALESCE((SELECT n FROM link_counts WHERE association = $1), 0)";
+
 /// The PostgreSQL advisory lock key that serializes resource id reservations ("idlink ids").
 const ID_ALLOCATION_LOCK: i64 = 0x6964_6c69_6e6b_6964;
 
@@ -265,9 +271,7 @@ impl Store {
     /// How many resources of `entity_type` and links of `association` the store holds (as
     /// it keeps them counted: no rows are counted).
     pub async fn count_resources(&self, entity_type: &str) -> Result<u64, StoreError> {
-        let n: i64 = on_pool!(self, p => sqlx::query_scalar(
-            "SELECT COALESCE((SELECT n FROM resource_counts WHERE entity_type = $1), 0)"
-        )
+        let n: i64 = on_pool!(self, p => sqlx::query_scalar(RESOURCE_COUNT)
         .bind(entity_type)
         .fetch_one(p)
         .await)
@@ -276,9 +280,7 @@ impl Store {
     }
 
     pub async fn count_links(&self, association: &str) -> Result<u64, StoreError> {
-        let n: i64 = on_pool!(self, p => sqlx::query_scalar(
-            "SELECT COALESCE((SELECT n FROM link_counts WHERE association = $1), 0)"
-        )
+        let n: i64 = on_pool!(self, p => sqlx::query_scalar(LINK_COUNT)
         .bind(association)
         .fetch_one(p)
         .await)
@@ -909,11 +911,22 @@ impl SyncTx<'_> {
 
     /// How many links `association` has, in this transaction (as counted when written).
     pub async fn count_links(&mut self, association: &str) -> Result<u64, StoreError> {
-        let sql = "SELECT COALESCE((SELECT n FROM link_counts WHERE association = $1), 0)";
-        let r: Result<i64, sqlx::Error> =
-            on_tx!(self, c => sqlx::query_scalar(sql).bind(association).fetch_one(c).await);
-        let n = r.map_err(|e| self.err("count links", e))?;
         let added = self.links_added.get(association).copied().unwrap_or(0);
+        self.kept_count(LINK_COUNT, association, added, "count links")
+            .await
+    }
+
+    /// A kept count (`sql` of `name`) as this transaction leaves it so far: plus `added`.
+    async fn kept_count(
+        &mut self,
+        sql: &str,
+        name: &str,
+        added: i64,
+        operation: &'static str,
+    ) -> Result<u64, StoreError> {
+        let r: Result<i64, sqlx::Error> =
+            on_tx!(self, c => sqlx::query_scalar(sql).bind(name).fetch_one(c).await);
+        let n = r.map_err(|e| self.err(operation, e))?;
         Ok(u64::try_from(n + added).unwrap_or(0))
     }
 
@@ -1001,12 +1014,9 @@ impl SyncTx<'_> {
 
     /// How many resources of `entity_type` the store holds, in this transaction.
     pub async fn count_resources(&mut self, entity_type: &str) -> Result<u64, StoreError> {
-        let sql = "SELECT COALESCE((SELECT n FROM resource_counts WHERE entity_type = $1), 0)";
-        let r: Result<i64, sqlx::Error> =
-            on_tx!(self, c => sqlx::query_scalar(sql).bind(entity_type).fetch_one(c).await);
-        let n = r.map_err(|e| self.err("count resources", e))?;
         let added = self.resources_added.get(entity_type).copied().unwrap_or(0);
-        Ok(u64::try_from(n + added).unwrap_or(0))
+        self.kept_count(RESOURCE_COUNT, entity_type, added, "count resources")
+            .await
     }
 
     /// The largest resource id so far (0 in an empty store).
@@ -1092,15 +1102,19 @@ impl SyncTx<'_> {
             self.counted_links(association, n as i64);
             return Ok(());
         }
+        // The links this transaction added or removed so far, for the kept counts below.
+        let pending: i64 = self.links_added.values().sum();
         if let Tx::Sqlite(t) = &mut self.tx {
             let r = with_rusqlite(t, |db| {
                 // A load that at least doubles the links (a first synchronization) builds the
                 // reverse index after them: CREATE INDEX sorts once, where keeping it link by
                 // link writes its pages out of order (1M links: 1.8 s against 0.8 s). Both
                 // statements are in the transaction, so a run killed between them leaves the
-                // index as it was.
+                // index as it was. The links are the kept counts, not counted.
                 let rebuild = sorted.len() >= BULK_LINKS
-                    && db.query_row("SELECT COUNT(*) FROM links", [], |r| r.get::<_, i64>(0))?
+                    && db.query_row("SELECT COALESCE(SUM(n), 0) FROM link_counts", [], |r| {
+                        r.get::<_, i64>(0)
+                    })? + pending
                         <= sorted.len() as i64;
                 if rebuild {
                     db.execute_batch("DROP INDEX links_by_id2")?;
