@@ -68,11 +68,15 @@ pub(super) struct Record<'a> {
     pub line: u64,
 }
 
+/// The read buffer of a table being compared.
+const BUFFER: usize = 1 << 20;
+
 impl<R: Read> Records<R> {
-    pub fn new(input: R, seed: u64) -> Self {
+    /// Reads `input` with a buffer of `buffer` bytes (it grows for a longer record).
+    fn new(input: R, seed: u64, buffer: usize) -> Self {
         Records {
             input: Digested::new(input, seed),
-            buf: vec![0; 1 << 20],
+            buf: vec![0; buffer.max(2)],
             start: 0,
             end: 0,
             eof: false,
@@ -113,6 +117,24 @@ impl<R: Read> Records<R> {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The unread bytes: a sixteenth of the buffer at least, unless the input ends first
+    /// (what is left is moved to the front to read more: a small part, seldom).
+    fn unread(&mut self) -> io::Result<&[u8]> {
+        let want = self.buf.len() / 16;
+        while self.end - self.start < want && self.fill()? {}
+        Ok(&self.buf[self.start..self.end])
+    }
+
+    /// Passes over the first `len` unread bytes: `lines` plain lines (each ending with a line
+    /// feed, none blank, no quote and no carriage return in them), as many records.
+    fn skip_plain_lines(&mut self, len: usize, lines: u64) {
+        debug_assert!(len <= self.end - self.start);
+        self.start += len;
+        self.newlines += lines;
+        // As after any record ended by a line feed.
+        self.line = self.newlines + 1;
     }
 
     /// The next record, blank lines skipped (the CSV reader skips them too).
@@ -269,6 +291,59 @@ fn push_record(table: &mut Vec<u8>, record: &[u8]) {
 /// Old records ahead of the one expected that a new record may match (records that left).
 const WINDOW: usize = 16;
 
+/// The whole lines that start both `a` and `b`, equal in both, that are plain (no quote, no
+/// carriage return, none blank): their length in bytes and their count. From a record's start,
+/// each such line is one record, the same in both tables, whatever follows.
+fn shared_plain_lines(a: &[u8], b: &[u8]) -> (usize, u64) {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    // Equal blocks first (one comparison each), then the bytes of the block that differs.
+    const BLOCK: usize = 512;
+    let mut same = a
+        .chunks(BLOCK)
+        .zip(b.chunks(BLOCK))
+        .take_while(|(x, y)| x == y)
+        .count()
+        * BLOCK;
+    same = same.min(n);
+    same += a[same..]
+        .iter()
+        .zip(&b[same..])
+        .take_while(|(x, y)| x == y)
+        .count();
+    let whole = |text: &[u8]| memchr::memrchr(b'\n', text).map_or(0, |i| i + 1);
+    let mut len = whole(&a[..same]);
+    if let Some(i) = memchr::memchr2(b'"', b'\r', &a[..len]) {
+        len = whole(&a[..i]);
+    }
+    if a.first() == Some(&b'\n') {
+        return (0, 0);
+    }
+    if let Some(i) = memchr::memmem::find(&a[..len], b"\n\n") {
+        len = i + 1;
+    }
+    (len, memchr::memchr_iter(b'\n', &a[..len]).count() as u64)
+}
+
+/// Reads old records into the window until it holds [`WINDOW`] of them (or the old table
+/// ends), counting them.
+fn fill_window<R: Read>(
+    old: &mut Records<R>,
+    ahead: &mut VecDeque<Vec<u8>>,
+    spare: &mut Vec<Vec<u8>>,
+    count: &mut u64,
+) -> io::Result<()> {
+    while ahead.len() < WINDOW {
+        let Some(r) = old.next_record()? else { break };
+        let mut b = spare.pop().unwrap_or_default();
+        b.clear();
+        b.extend_from_slice(r.text);
+        ahead.push_back(b);
+        *count += 1;
+    }
+    Ok(())
+}
+
 /// Compares `new` with `old`, both read with `seed` for their digests; gives up past `limit`
 /// differing records (new and old). `found` sees the header, then each differing record as it
 /// is found (so that their keys can be looked up while the tables are still being read).
@@ -277,10 +352,26 @@ pub(super) fn diff(
     new: impl Read,
     seed: u64,
     limit: usize,
-    mut found: impl FnMut(&[u8]),
+    found: impl FnMut(&[u8]),
 ) -> io::Result<Outcome> {
-    let mut old = Records::new(old, seed);
-    let mut new = Records::new(new, seed);
+    diff_with_buffers(old, new, seed, limit, found, BUFFER)
+}
+
+/// [`diff`] with read buffers of `buffer` bytes.
+///
+/// A new record matches the first of the next [`WINDOW`] old records (not yet matched) that
+/// equals it. That window is read only when a new record differs from the next old one: while
+/// the two tables agree, their bytes are compared as they are, many records at once.
+fn diff_with_buffers(
+    old: impl Read,
+    new: impl Read,
+    seed: u64,
+    limit: usize,
+    mut found: impl FnMut(&[u8]),
+    buffer: usize,
+) -> io::Result<Outcome> {
+    let mut old = Records::new(old, seed, buffer);
+    let mut new = Records::new(new, seed, buffer);
     let mut d = Diff::default();
     match (old.next_record()?, new.next_record()?) {
         (Some(o), Some(n)) if o.text == n.text => {
@@ -290,27 +381,51 @@ pub(super) fn diff(
         }
         _ => return Ok(Outcome::HeaderChanged),
     }
-    // The old records ahead, and spent buffers.
+    // The first old records of the window, read (the rest of it is still to be read), and
+    // spent buffers. Empty: the next old record is the one expected.
     let mut ahead: VecDeque<Vec<u8>> = VecDeque::with_capacity(WINDOW);
     let mut spare: Vec<Vec<u8>> = Vec::new();
     let mut differing = 0usize;
-    let mut fill = |ahead: &mut VecDeque<Vec<u8>>,
-                    spare: &mut Vec<Vec<u8>>,
-                    count: &mut u64|
-     -> io::Result<()> {
-        while ahead.len() < WINDOW {
-            let Some(r) = old.next_record()? else { break };
-            let mut b = spare.pop().unwrap_or_default();
-            b.clear();
-            b.extend_from_slice(r.text);
-            ahead.push_back(b);
-            *count += 1;
+    loop {
+        if ahead.is_empty() {
+            let (len, lines) = shared_plain_lines(old.unread()?, new.unread()?);
+            if len > 0 {
+                old.skip_plain_lines(len, lines);
+                new.skip_plain_lines(len, lines);
+                d.unchanged += lines;
+                d.old_count += lines;
+                continue;
+            }
         }
-        Ok(())
-    };
-    fill(&mut ahead, &mut spare, &mut d.old_count)?;
-    while let Some(r) = new.next_record()? {
-        match ahead.iter().position(|o| o.as_slice() == r.text) {
+        let Some(r) = new.next_record()? else { break };
+        if ahead.is_empty() {
+            match old.next_record()? {
+                Some(o) if o.text == r.text => {
+                    d.unchanged += 1;
+                    d.old_count += 1;
+                    continue;
+                }
+                Some(o) => {
+                    let mut b = spare.pop().unwrap_or_default();
+                    b.clear();
+                    b.extend_from_slice(o.text);
+                    ahead.push_back(b);
+                    d.old_count += 1;
+                }
+                None => {}
+            }
+        }
+        let read = ahead.len();
+        let mut at = ahead.iter().position(|o| o.as_slice() == r.text);
+        if at.is_none() && read < WINDOW {
+            fill_window(&mut old, &mut ahead, &mut spare, &mut d.old_count)?;
+            at = ahead
+                .iter()
+                .skip(read)
+                .position(|o| o.as_slice() == r.text)
+                .map(|k| k + read);
+        }
+        match at {
             Some(k) => {
                 for left in ahead.drain(..k) {
                     found(&left);
@@ -320,7 +435,6 @@ pub(super) fn diff(
                 }
                 spare.extend(ahead.pop_front());
                 d.unchanged += 1;
-                fill(&mut ahead, &mut spare, &mut d.old_count)?;
             }
             None => {
                 found(r.text);
@@ -333,14 +447,19 @@ pub(super) fn diff(
             return Ok(Outcome::TooDifferent);
         }
     }
-    while let Some(left) = ahead.pop_front() {
+    // The old records left over.
+    loop {
+        if ahead.is_empty() {
+            fill_window(&mut old, &mut ahead, &mut spare, &mut d.old_count)?;
+        }
+        let Some(left) = ahead.pop_front() else { break };
         found(&left);
         push_record(&mut d.old_records, &left);
         differing += 1;
         if differing > limit {
             return Ok(Outcome::TooDifferent);
         }
-        fill(&mut ahead, &mut spare, &mut d.old_count)?;
+        spare.push(left);
     }
     d.old_digest = old.digest().0;
     d.new_digest = new.digest();
@@ -354,7 +473,7 @@ mod tests {
     /// The records as the splitter gives them, and as the csv crate parses the same text:
     /// the same count, each record's text parsing to the crate's cells.
     fn split(text: &str) -> Vec<(String, u64)> {
-        let mut r = Records::new(text.as_bytes(), 0);
+        let mut r = Records::new(text.as_bytes(), 0, BUFFER);
         let mut out = Vec::new();
         while let Some(rec) = r.next_record().expect("read") {
             out.push((
@@ -486,6 +605,145 @@ mod tests {
         };
         assert_eq!(d.unchanged, 0);
         assert_eq!(d.new_lines, [2]);
+    }
+
+    /// The comparison as its definition says, on records split by the csv crate: each new
+    /// record matches the first of the next `WINDOW` old records not yet matched that equals
+    /// it. Gives the new records, their lines, the old records, the unchanged count.
+    fn by_definition(old: &str, new: &str) -> (Vec<String>, Vec<u64>, Vec<String>, u64) {
+        let old = split(old);
+        let new = split(new);
+        let (mut news, mut lines, mut olds, mut unchanged) = (
+            vec![new[0].0.clone()],
+            Vec::new(),
+            vec![old[0].0.clone()],
+            0,
+        );
+        let mut next = 1;
+        for (text, line) in &new[1..] {
+            let end = (next + WINDOW).min(old.len());
+            match old[next..end].iter().position(|(o, _)| o == text) {
+                Some(k) => {
+                    olds.extend(old[next..next + k].iter().map(|(o, _)| o.clone()));
+                    next += k + 1;
+                    unchanged += 1;
+                }
+                None => {
+                    news.push(text.clone());
+                    lines.push(*line);
+                }
+            }
+        }
+        olds.extend(old[next..].iter().map(|(o, _)| o.clone()));
+        (news, lines, olds, unchanged)
+    }
+
+    /// A small generator of test tables (xorshift).
+    struct Gen(u64);
+
+    impl Gen {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+
+        /// A record, now and then with quotes, a quoted line feed or CR LF, or a blank line
+        /// before it.
+        fn record(&mut self, i: u64) -> String {
+            let mut r = match self.next(40) {
+                0 => format!("{i},\"q{}\"", self.next(3)),
+                1 => format!("{i},\"two\nlines\""),
+                2 => format!("\n{i},after a blank line"),
+                _ => format!("{i},v{}", self.next(3)),
+            };
+            r.push_str(if self.next(30) == 0 { "\r\n" } else { "\n" });
+            r
+        }
+    }
+
+    #[test]
+    fn tables_compared_in_blocks_give_what_the_definition_gives() {
+        let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+        for case in 0..60 {
+            let records: Vec<String> = (0..400).map(|i| g.record(i)).collect();
+            let old: String = std::iter::once("k,v\n".to_string())
+                .chain(records.iter().cloned())
+                .collect();
+            // Changes: a record changed, inserted, removed, or moved a little way.
+            let mut changed = records.clone();
+            for _ in 0..g.next(12) {
+                let at = g.next(changed.len() as u64) as usize;
+                match g.next(4) {
+                    0 => changed[at] = format!("{at},changed\n"),
+                    1 => changed.insert(at, format!("new{at},x\n")),
+                    2 => {
+                        changed.remove(at);
+                    }
+                    _ => {
+                        let r = changed.remove(at);
+                        let to = (at + g.next(30) as usize).min(changed.len());
+                        changed.insert(to, r);
+                    }
+                }
+            }
+            let mut new: String = std::iter::once("k,v\n".to_string())
+                .chain(changed)
+                .collect();
+            if case % 5 == 0 {
+                // The last line without its line end.
+                new.pop();
+            }
+            let want = by_definition(&old, &new);
+            for buffer in [2, 7, 64, 1000, BUFFER] {
+                let mut seen = Vec::new();
+                let Outcome::Diff(d) = diff_with_buffers(
+                    old.as_bytes(),
+                    new.as_bytes(),
+                    3,
+                    usize::MAX,
+                    |r| push_record(&mut seen, r),
+                    buffer,
+                )
+                .expect("diff") else {
+                    panic!("case {case}: no diff")
+                };
+                let got = (
+                    split(std::str::from_utf8(&d.new_records).expect("utf-8"))
+                        .into_iter()
+                        .map(|(r, _)| r)
+                        .collect::<Vec<_>>(),
+                    d.new_lines.clone(),
+                    split(std::str::from_utf8(&d.old_records).expect("utf-8"))
+                        .into_iter()
+                        .map(|(r, _)| r)
+                        .collect::<Vec<_>>(),
+                    d.unchanged,
+                );
+                assert_eq!(got, want, "case {case}, buffer {buffer}");
+                assert_eq!(
+                    d.old_count,
+                    split(&old).len() as u64 - 1,
+                    "case {case}, buffer {buffer}"
+                );
+                assert_eq!(
+                    d.new_digest,
+                    (
+                        xxhash_rust::xxh3::xxh3_128_with_seed(new.as_bytes(), 3),
+                        new.len() as u64
+                    )
+                );
+                assert_eq!(
+                    d.old_digest,
+                    xxhash_rust::xxh3::xxh3_128_with_seed(old.as_bytes(), 3)
+                );
+                assert_eq!(
+                    split(std::str::from_utf8(&seen).expect("utf-8")).len(),
+                    want.0.len() + want.2.len() - 1
+                );
+            }
+        }
     }
 
     #[test]
