@@ -126,6 +126,9 @@ PY
 sync_log=${IDLINK_LOG:-warn,idlink_engine::sync=info}
 run() { # label, command...: prints seconds; keeps the peak RSS in $work/rss
     local label=$1; shift
+    # What the steps before wrote (the exported table, the last run's store) reaches the disk
+    # first: each command is timed for its own work, not for its predecessor's write-back.
+    sync
     /usr/bin/time -f "%e %M" -o "$work/t" "$@" >"$work/$label.out" 2>"$work/$label.err" || {
         cat "$work/$label.err" >&2; exit 1; }
     local rss; rss=$(cut -d' ' -f2 "$work/t")

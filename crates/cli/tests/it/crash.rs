@@ -3,6 +3,7 @@
 //! including inside the commit. After each kill, the recovery every export starts with must
 //! leave the whole old set or the whole new set, and no staging folder.
 
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -309,6 +310,17 @@ fn regression_sigterm_and_sigint_remove_the_staging_folder_before_exiting() {
             }
             // The run ended before the signal arrived.
             Some(0) => {}
+            // The signal came before the handlers were installed (the process was still
+            // starting or reading its configuration): it ended at once, and must not have
+            // staged anything yet.
+            None if out.status.signal() == Some(if signal == "TERM" { 15 } else { 2 }) => {
+                assert!(
+                    staging_folders(&out_dir).is_empty(),
+                    "SIG{signal} before the handlers: {:?}",
+                    staging_folders(&out_dir)
+                );
+                assert_eq!(std::fs::read(&entries).expect("entries"), before);
+            }
             other => panic!("SIG{signal}: exit {other:?}: {stderr}"),
         }
     }
