@@ -158,6 +158,9 @@ impl Counts {
     }
 }
 
+/// Why a value holding U+0000 is set aside.
+const NUL_VALUE: &str = "the value holds a NUL character (U+0000), which the store does not keep";
+
 /// A located bad value (the first ones are kept for the report).
 #[derive(Debug, Clone, Serialize)]
 pub struct BadValue {
@@ -714,8 +717,19 @@ pub fn prepare(
                 json.clear();
                 json.push(b'{');
                 packer.start();
-                let mut bad = None;
+                // A NUL character is no value a store keeps (PostgreSQL refuses it in text,
+                // and with it the whole run): the row is set aside on every store alike.
+                let mut bad = memchr::memchr(0, record.as_slice().as_bytes())
+                    .and_then(|_| {
+                        json_order
+                            .iter()
+                            .find(|&&k| record.get(idx[k]).is_some_and(|c| c.contains('\0')))
+                    })
+                    .map(|&k| (plan.columns[k].column.clone(), NUL_VALUE.to_string()));
                 for &k in &json_order {
+                    if bad.is_some() {
+                        break;
+                    }
                     let c = &plan.columns[k];
                     let cell = record.get(idx[k]).unwrap_or("");
                     // No value (None), the cell's own text (Some(None): most cells, written

@@ -326,6 +326,52 @@ async fn complete_runs_insert_update_delete_and_link_both_ways() {
     .await;
 }
 
+/// A NUL character in a cell (a file in the wrong encoding, a corrupt export) made a
+/// PostgreSQL store refuse the whole run ("invalid byte sequence for encoding UTF8: 0x00").
+/// Its row is set aside and located instead, on both stores, and the rest goes in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_nul_character_in_a_value_sets_the_row_aside_on_both_stores() {
+    on_both("nul", |s| async move {
+        s.table("HRO", ORGS);
+        s.table("HRP", PEOPLE);
+        s.sync(SyncMode::Initial, false).await.expect("initial");
+        // E2's name and a new row's key hold a NUL; an unmapped column may hold one.
+        s.table(
+            "HRP",
+            "id,name,age,start,org,note\n\
+             E1,Ada,37,01/03/2019,ENG,a\0b\n\
+             E2,Al\0an,42,15/01/2020,ENG,\n\
+             E3,Grace,45,02/02/2018,OPS,\n\
+             E\09,Nul,20,01/01/2024,OPS,\n",
+        );
+        let r = s.sync(SyncMode::Complete, false).await.expect("complete");
+        let m = &r.mappings[0];
+        let c = &m.counts;
+        assert_eq!(
+            (c.invalid, c.inserted, c.updated, c.deleted),
+            (2, 0, 1, 0),
+            "{c:?}"
+        );
+        let located: Vec<(u64, &str)> = m
+            .bad_values
+            .iter()
+            .map(|b| (b.line, b.column.as_str()))
+            .collect();
+        assert_eq!(located, [(3, "name"), (5, "id")]);
+        assert!(
+            m.bad_values[0].message.contains("NUL"),
+            "{:?}",
+            m.bad_values
+        );
+        let people = s.dump("Person").await;
+        assert_eq!(people.len(), 3, "{people:?}");
+        assert!(people[0].contains("\"Age\":37"), "{people:?}");
+        assert!(people[1].contains("\"Alan\"") && people[1].contains("\"Age\":41"));
+        assert!(people.iter().all(|p| !p.contains('\0')), "{people:?}");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_without_key_with_duplicate_keys_or_bad_values_are_set_aside_and_located() {
     on_both("set_aside", |s| async move {
