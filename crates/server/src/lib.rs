@@ -20,6 +20,7 @@ pub mod error;
 pub mod jobs;
 pub mod mappings;
 pub mod metrics;
+mod nul;
 pub mod openapi;
 pub mod pages;
 pub mod running;
@@ -59,8 +60,11 @@ pub fn app(state: AppState) -> Router {
         ),
     ];
     let api = api::router();
+    // Inside the authentication: a body is read for NUL characters once its sender is known
+    // (or the route is public, as sign-in is).
     let large = api
         .large
+        .layer(axum::middleware::from_fn(nul::middleware))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::middleware,
@@ -74,6 +78,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", axum::routing::get(metrics::handler))
         .merge(api.router)
         .merge(ui::router())
+        .layer(axum::middleware::from_fn(nul::middleware))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::middleware,

@@ -318,3 +318,36 @@ async fn the_first_start_creates_admin_once() {
     );
     assert_eq!(store.count_users().await.expect("counts"), 1);
 }
+
+/// A NUL character in a sign-in's name made a PostgreSQL store refuse the user lookup: a 500,
+/// no audit entry, and a failure the rate limit did not count. Requests holding one (in a
+/// form, JSON or the query) are refused with 400 before they reach a handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_nul_character_in_a_request_is_refused_with_400_on_postgresql() {
+    let f = Fixture::on_postgres(&format!("nul_{}", std::process::id())).await;
+    let mut c = f.anonymous();
+    let r = c.try_login("ad\0min", "wrong-password").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.contains("NUL character"), "{}", r.body);
+    let mut admin = f.admin().await;
+    let r = admin
+        .api(
+            Method::POST,
+            "/api/tokens",
+            Some(serde_json::json!({ "name": "ci\u{0}token" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let r = admin.get("/api/connectors?q=%00").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    // A backslash and the text u0000 are no NUL.
+    let r = admin
+        .api(
+            Method::POST,
+            "/api/tokens",
+            Some(serde_json::json!({ "name": "ci\\u0000" })),
+        )
+        .await;
+    assert_ne!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.status.is_success(), "{}", r.body);
+}

@@ -9,19 +9,15 @@
 //! add a run. Which times a tick finds due is covered by the unit tests of `fires_between`.
 
 use std::path::Path;
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, TimeZone, Timelike, Utc};
 use idlink_server::scheduler::Scheduler;
 use idlink_server::{Paths, ScheduleOptions};
 use idlink_store::{Location, Store};
-use idlink_test_support::PostgresServer;
 
 use crate::jobs::{AGENT, APP, HR, JOBS, PEOPLE, SETTINGS};
-use crate::support::{ADMIN_PASSWORD, Fixture};
-
-static PG: LazyLock<PostgresServer> = LazyLock::new(PostgresServer::start);
+use crate::support::{ADMIN_PASSWORD, Fixture, PG};
 
 /// The configuration of the jobs tests, its job `Cycle` scheduled by `crontab`.
 fn write_conf(root: &Path, crontab: &str) -> std::path::PathBuf {

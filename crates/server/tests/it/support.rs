@@ -3,6 +3,7 @@
 //! must never come back), a SQLite store, and `admin` with a known password.
 
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use axum::Router;
 use axum::body::Body;
@@ -10,6 +11,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use idlink_server::{AppState, Paths};
 use idlink_store::{Location, Store};
+use idlink_test_support::PostgresServer;
 use tower::ServiceExt;
 
 /// The secured value of the fixture: no response may hold it.
@@ -81,6 +83,9 @@ pub fn prepare_conf(root: &Path) -> PathBuf {
 }
 
 /// A test server and what keeps it alive.
+/// The tests' PostgreSQL server, started when a test first needs it.
+pub static PG: LazyLock<PostgresServer> = LazyLock::new(PostgresServer::start);
+
 pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub state: AppState,
@@ -98,8 +103,21 @@ impl Fixture {
 
     pub async fn with_tls(tls: bool) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
+        let store = Location::Sqlite(dir.path().join("work/idlink.db"));
+        Fixture::over_store(dir, store, tls).await
+    }
+
+    /// The fixture on a new database of the tests' PostgreSQL server.
+    pub async fn on_postgres(database: &str) -> Fixture {
+        PG.create_database(database).expect("create database");
+        let store = Location::parse(&PG.url(database)).expect("url");
+        let dir = tempfile::tempdir().expect("tempdir");
+        Fixture::over_store(dir, store, false).await
+    }
+
+    async fn over_store(dir: tempfile::TempDir, store: Location, tls: bool) -> Fixture {
         let conf = prepare_conf(dir.path());
-        let f = Fixture::over(dir, conf, Default::default(), tls).await;
+        let f = Fixture::over_location(dir, conf, store, Default::default(), tls).await;
         let running = f.state.running();
         assert!(
             running.engine.is_some(),
@@ -117,9 +135,18 @@ impl Fixture {
         schedule: idlink_server::scheduler::ScheduleOptions,
         tls: bool,
     ) -> Fixture {
-        let store = Store::open(&Location::Sqlite(dir.path().join("work/idlink.db")))
-            .await
-            .expect("store");
+        let store = Location::Sqlite(dir.path().join("work/idlink.db"));
+        Fixture::over_location(dir, conf, store, schedule, tls).await
+    }
+
+    async fn over_location(
+        dir: tempfile::TempDir,
+        conf: PathBuf,
+        store: Location,
+        schedule: idlink_server::scheduler::ScheduleOptions,
+        tls: bool,
+    ) -> Fixture {
+        let store = Store::open(&store).await.expect("store");
         let generated = idlink_server::auth::ensure_admin(&store, Some(ADMIN_PASSWORD))
             .await
             .expect("admin");
