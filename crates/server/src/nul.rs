@@ -3,7 +3,8 @@
 //! which turned a sign-in with `%00` in the name into a 500, unaudited and uncounted by the
 //! rate limit). Looked for in the path and query (`%00`), and in form and JSON bodies (`%00`,
 //! a raw NUL byte, or JSON's `\u0000` escape). Other bodies (agents' compressed tables) are
-//! not read here.
+//! not read here, nor the agents' own requests (`/api/agent/…`): their results carry what
+//! managed systems said, which a refusal would leave undelivered.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -38,6 +39,9 @@ pub(crate) async fn middleware(request: Request, next: Next) -> Response {
     if percent_nul(uri.path().as_bytes()) || uri.query().is_some_and(|q| percent_nul(q.as_bytes()))
     {
         return refused();
+    }
+    if uri.path().starts_with("/api/agent/") {
+        return next.run(request).await;
     }
     let kind = request
         .headers()
