@@ -431,12 +431,12 @@ async fn a_bulk_load_of_links_rebuilds_the_reverse_index_in_its_transaction() {
     );
 }
 
-/// PostgreSQL: a load that at least doubles the links drops the reverse index and builds it
-/// after them in its transaction (a rollback keeps the old one), but only when it can lock
-/// the links at once: a load while another transaction reads the links neither waits for it
-/// nor drops the index.
+/// PostgreSQL: a load that at least doubles the links drops the reverse index and the primary
+/// key and builds them after the rows in its transaction (a rollback keeps the old ones), but
+/// only when it can lock the links at once: a load while another transaction reads the links
+/// neither waits for it nor drops them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bulk_load_of_links_on_postgres_rebuilds_the_reverse_index_only_when_it_can_lock() {
+async fn a_bulk_load_of_links_on_postgres_rebuilds_their_indexes_only_when_it_can_lock() {
     use sqlx::Connection as _;
     let target = crate::support::postgres();
     let store = Store::open(&target.location).await.expect("open");
@@ -453,6 +453,14 @@ async fn a_bulk_load_of_links_on_postgres_rebuilds_the_reverse_index_only_when_i
         on_pool!(store, p => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await)
             .expect("the reverse index is there, as migration 2 made it")
     };
+    // The primary key's object id, likewise.
+    let key_oid = || async {
+        let sql = "SELECT conindid::BIGINT FROM pg_constraint
+                   WHERE conname = 'links_pkey' AND contype = 'p'
+                   AND pg_get_constraintdef(oid) = 'PRIMARY KEY (association, id1, id2)'";
+        on_pool!(store, p => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await)
+            .expect("the primary key is there, as migration 2 made it")
+    };
     let by_id2 = || async {
         let sql = "SELECT association, COUNT(*) FROM links WHERE id2 = 3
                    GROUP BY association ORDER BY association";
@@ -460,6 +468,7 @@ async fn a_bulk_load_of_links_on_postgres_rebuilds_the_reverse_index_only_when_i
             .expect("links by id2")
     };
     let before = index_oid().await;
+    let key_before = key_oid().await;
 
     // Another transaction reads the links meanwhile: the load does not wait for it.
     let mut reader = sqlx::PgConnection::connect(&target.given)
@@ -487,6 +496,11 @@ async fn a_bulk_load_of_links_on_postgres_rebuilds_the_reverse_index_only_when_i
         .await
         .expect("commit");
     assert_eq!(index_oid().await, before, "kept while the links were read");
+    assert_eq!(
+        key_oid().await,
+        key_before,
+        "kept while the links were read"
+    );
 
     // Alone, a load of more links than stored rebuilds the index; a rollback keeps the old.
     let bulk: Vec<(i64, i64)> = (10..30_010).map(|i| (i, i % 7)).collect();
@@ -494,10 +508,17 @@ async fn a_bulk_load_of_links_on_postgres_rebuilds_the_reverse_index_only_when_i
     tx.insert_links("Bulk", bulk.clone()).await.expect("links");
     tx.rollback().await.expect("rollback");
     assert_eq!(index_oid().await, before, "a rollback keeps the index");
+    assert_eq!(key_oid().await, key_before, "a rollback keeps the key");
     let mut tx = store.begin_sync("HR").await.expect("begin");
     tx.insert_links("Bulk", bulk.clone()).await.expect("links");
     tx.commit().await.expect("commit");
     assert_ne!(index_oid().await, before, "built again");
+    assert_ne!(key_oid().await, key_before, "built again");
+    // The key holds: a link already there is not added twice.
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    let twice = tx.insert_links("Bulk", vec![(10, 3)]).await;
+    assert!(twice.is_err(), "a duplicate link is refused by the key");
+    tx.rollback().await.expect("rollback");
     let count = |n: i64| {
         bulk.iter()
             .take(n as usize)
