@@ -16,7 +16,7 @@ use crate::error::AppError;
 
 const REFUSED: &str = "a NUL character (U+0000) is not allowed in a request";
 
-/// Whether `s` holds `%00`, in any case of its hex digits (they are digits).
+/// Whether `s` holds `%00`, the percent-encoding of NUL (a literal `%` is `%25`).
 fn percent_nul(s: &[u8]) -> bool {
     memchr::memmem::find(s, b"%00").is_some()
 }
