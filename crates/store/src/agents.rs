@@ -609,9 +609,20 @@ impl Store {
         server_ms: i64,
         audit: Option<crate::audit::NewAuditEntry<'_>>,
     ) -> Result<bool, StoreError> {
+        // An agent's error says what a managed system said, which may hold NUL characters:
+        // PostgreSQL refuses them in text (and with them the answer), so they are kept as
+        // U+FFFD on both stores. A result is JSON text, where serde escapes them.
+        let error = match outcome {
+            Err(e) if e.contains('\0') => Some(e.replace('\0', "\u{FFFD}")),
+            _ => None,
+        };
         let (state, result, error) = match outcome {
             Ok(r) => (task_state::DONE, Some(r), None),
-            Err(e) => (task_state::ERRORED, None, Some(e)),
+            Err(e) => (
+                task_state::ERRORED,
+                None,
+                Some(error.as_deref().unwrap_or(e)),
+            ),
         };
         // The answer and its audit entry in one transaction: one write lock, not two.
         let n = on_pool!(self, p => async {

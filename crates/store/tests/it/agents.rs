@@ -236,6 +236,38 @@ async fn leases_retries_and_results_accepted_once(t: Target, _: &str) {
 
 both!(agents_queue, leases_retries_and_results_accepted_once);
 
+/// An agent's error holding a NUL character (what a managed system said) made PostgreSQL
+/// refuse the answer; it is kept with U+FFFD instead, on both stores.
+async fn regression_an_agent_error_holding_a_nul_is_kept(t: Target, _: &str) {
+    let store = Store::open(&t.location).await.expect("opens");
+    let id = store
+        .queue_agent_task("Paris", "export", "HR", "{}")
+        .await
+        .expect("queues");
+    store
+        .claim_agent_task("Paris", "L1", "agent Paris", 60_000, 2, now_ms())
+        .await
+        .expect("claims")
+        .expect("one");
+    assert!(
+        store
+            .finish_agent_task(id, "L1", Err("the server said: bad\0name"))
+            .await
+            .expect("the answer is kept")
+    );
+    let errored = store.agent_task(id).await.expect("reads").expect("found");
+    assert_eq!(errored.state, task_state::ERRORED);
+    assert_eq!(
+        errored.error.as_deref(),
+        Some("the server said: bad\u{FFFD}name")
+    );
+}
+
+both!(
+    agents_error_with_nul,
+    regression_an_agent_error_holding_a_nul_is_kept
+);
+
 /// Many claimers at once on one store (as two servers would): every task is handed out once.
 async fn concurrent_claims_hand_each_task_out_once(t: Target, _: &str) {
     let store = Store::open(&t.location).await.expect("opens");
