@@ -612,16 +612,17 @@ impl Store {
         // An agent's error says what a managed system said, which may hold NUL characters:
         // PostgreSQL refuses them in text (and with them the answer), so they are kept as
         // U+FFFD on both stores. A result is JSON text, where serde escapes them.
-        let error = match outcome {
-            Err(e) if e.contains('\0') => Some(e.replace('\0', "\u{FFFD}")),
-            _ => None,
-        };
         let (state, result, error) = match outcome {
             Ok(r) => (task_state::DONE, Some(r), None),
+            Err(e) if e.contains('\0') => (
+                task_state::ERRORED,
+                None,
+                Some(std::borrow::Cow::Owned(e.replace('\0', "\u{FFFD}"))),
+            ),
             Err(e) => (
                 task_state::ERRORED,
                 None,
-                Some(error.as_deref().unwrap_or(e)),
+                Some(std::borrow::Cow::Borrowed(e)),
             ),
         };
         // The answer and its audit entry in one transaction: one write lock, not two.
@@ -633,7 +634,7 @@ impl Store {
             )
             .bind(state)
             .bind(result)
-            .bind(error)
+            .bind(error.as_deref())
             .bind(now_ms())
             .bind(id)
             .bind(lease_id)

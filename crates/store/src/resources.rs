@@ -168,6 +168,8 @@ const ROWS_PER_STEP: usize = 50;
 const RESOURCE_COUNT: &str =
     "SELECT COALESCE((SELECT n FROM resource_counts WHERE entity_type = $1), 0)";
 const LINK_COUNT: &str = "SELECT COALESCE((SELECT n FROM link_counts WHERE association = $1), 0)";
+/// The kept count of all links.
+const ALL_LINKS_COUNT: &str = "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM link_counts";
 
 /// The PostgreSQL advisory lock key that serializes resource id reservations ("idlink ids").
 const ID_ALLOCATION_LOCK: i64 = 0x6964_6c69_6e6b_6964;
@@ -536,22 +538,10 @@ impl BinaryCopy {
     }
 }
 
-/// Whether a PostgreSQL load of `new` links (with `pending` added earlier in the transaction)
-/// drops the links' indexes (the reverse index and the primary key) to build them after the
-/// rows ([`POSTGRES_LINKS_INDEXES`]): they are at least as many as the links stored, and the
-/// links table could be locked without waiting (a savepoint takes back a lock refused). When
-/// true, both are dropped.
-async fn postgres_bulk_links(
-    t: &mut sqlx::PgConnection,
-    pending: i64,
-    new: usize,
-) -> Result<bool, sqlx::Error> {
-    let stored: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(n), 0)::BIGINT FROM link_counts")
-        .fetch_one(&mut *t)
-        .await?;
-    if stored + pending > i64::try_from(new).unwrap_or(i64::MAX) {
-        return Ok(false);
-    }
+/// Drops the links' indexes (the reverse index and the primary key) for a bulk load to build
+/// them after the rows ([`POSTGRES_LINKS_INDEXES`]), when the links table can be locked
+/// without waiting (a savepoint takes back a lock refused). Whether they were dropped.
+async fn postgres_drop_links_indexes(t: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
     sqlx::query("SAVEPOINT idlink_bulk_links")
         .execute(&mut *t)
         .await?;
@@ -1181,8 +1171,16 @@ impl SyncTx<'_> {
         if sorted.is_empty() {
             return Ok(());
         }
-        // The links this transaction added or removed so far, for the kept counts below.
-        let pending: i64 = self.links_added.values().sum();
+        // A load that at least doubles the links (a first synchronization) may build indexes
+        // after them (see each store below): the links stored are the kept counts (plus what
+        // this transaction added or removed so far), not counted.
+        let bulk = sorted.len() >= BULK_LINKS && {
+            let pending: i64 = self.links_added.values().sum();
+            let r = on_tx!(self, c => sqlx::query_scalar::<_, i64>(ALL_LINKS_COUNT)
+                .fetch_one(c)
+                .await);
+            r.map_err(|e| self.err("count the links", e))? + pending <= sorted.len() as i64
+        };
         if let Tx::Postgres(t) = &mut self.tx {
             // The pairs are new (the caller diffed them against the store): one COPY. A load
             // that at least doubles the links builds their indexes after them, as SQLite does
@@ -1190,8 +1188,7 @@ impl SyncTx<'_> {
             // links until the commit (readers wait), and a lock never waited for cannot
             // deadlock with another run.
             let r: Result<u64, sqlx::Error> = async {
-                let rebuild = sorted.len() >= BULK_LINKS
-                    && postgres_bulk_links(t, pending, sorted.len()).await?;
+                let rebuild = bulk && postgres_drop_links_indexes(t).await?;
                 let mut csv = Vec::with_capacity(sorted.len() * 32);
                 for (a, z) in &sorted {
                     copy_field(&mut csv, association);
@@ -1213,17 +1210,11 @@ impl SyncTx<'_> {
         }
         if let Tx::Sqlite(t) = &mut self.tx {
             let r = with_rusqlite(t, |db| {
-                // A load that at least doubles the links (a first synchronization) builds the
-                // reverse index after them: CREATE INDEX sorts once, where keeping it link by
-                // link writes its pages out of order (1M links: 1.8 s against 0.8 s). Both
-                // statements are in the transaction, so a run killed between them leaves the
-                // index as it was. The links are the kept counts, not counted.
-                let rebuild = sorted.len() >= BULK_LINKS
-                    && db.query_row("SELECT COALESCE(SUM(n), 0) FROM link_counts", [], |r| {
-                        r.get::<_, i64>(0)
-                    })? + pending
-                        <= sorted.len() as i64;
-                if rebuild {
+                // A bulk load builds the reverse index after the links: CREATE INDEX sorts
+                // once, where keeping it link by link writes its pages out of order (1M links:
+                // 1.8 s against 0.8 s). Both statements are in the transaction, so a run killed
+                // between them leaves the index as it was.
+                if bulk {
                     db.execute_batch("DROP INDEX links_by_id2")?;
                 }
                 let n = insert_many(
@@ -1238,7 +1229,7 @@ impl SyncTx<'_> {
                         st.raw_bind_parameter(p + 1, z)
                     },
                 )?;
-                if rebuild {
+                if bulk {
                     db.execute_batch(LINKS_BY_ID2)?;
                 }
                 Ok(n)
