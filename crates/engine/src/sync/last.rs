@@ -135,6 +135,7 @@ pub(super) async fn start(
         }
         // Sent as found (a receiver gone only means nobody looks them up early).
         let (mut batch, mut records, mut header) = (Vec::new(), 0, true);
+        let compared = std::time::Instant::now();
         let r = lines::diff(old.take(saved.size), new, seed, limit, |record| {
             if header {
                 header = false;
@@ -152,6 +153,11 @@ pub(super) async fn start(
         if records > 0 {
             let _ = sender.send(batch);
         }
+        // The comparison alone: the look-ups of the keys it finds go on beside it.
+        tracing::debug!(
+            seconds = compared.elapsed().as_secs_f64(),
+            "the tables read and compared"
+        );
         Some(r)
     });
     Ok(Some(Pending {
