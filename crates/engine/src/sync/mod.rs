@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Engine, EngineError, blocking};
 use keys::{KeyHasher, Keyed};
-pub use prepare::{Apply, BadValue, Counts};
+pub use prepare::{Apply, BadValue, Counts, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use thresholds::{Blocked, LinkCounts};
 
 /// How a run treats the tables (SPEC §5.2).

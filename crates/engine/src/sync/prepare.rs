@@ -161,6 +161,31 @@ impl Counts {
 /// Why a value holding U+0000 is set aside.
 const NUL_VALUE: &str = "the value holds a NUL character (U+0000), which the store does not keep";
 
+/// The longest key a store keeps, in bytes: PostgreSQL indexes keys with their entity type
+/// in index rows of at most 2,704 bytes (compressed when they can be), and refuses a longer
+/// one with the whole run; every store keeps the same keys.
+pub const MAX_KEY_BYTES: usize = 2_000;
+
+/// The longest value a store keeps, in bytes: far above what identity data holds (a photo,
+/// a certificate, the members of a large group), low enough that a system sending one of
+/// hundreds of megabytes cannot make a run hold several copies of it in memory.
+pub const MAX_VALUE_BYTES: usize = 16 << 20;
+
+/// Why a key or a value of `len` bytes is set aside, if it is.
+fn too_long(len: usize, key: bool) -> Option<String> {
+    let (what, max, why) = if key {
+        (
+            "key",
+            MAX_KEY_BYTES,
+            "bytes at most (PostgreSQL cannot index longer ones)",
+        )
+    } else {
+        ("value", MAX_VALUE_BYTES, "bytes at most")
+    };
+    (len > max)
+        .then(|| format!("the {what} is {len} bytes long; the store keeps {what}s of {max} {why}"))
+}
+
 /// A located bad value (the first ones are kept for the report).
 #[derive(Debug, Clone, Serialize)]
 pub struct BadValue {
@@ -725,7 +750,18 @@ pub fn prepare(
                             .iter()
                             .find(|&&k| record.get(idx[k]).is_some_and(|c| c.contains('\0')))
                     })
-                    .map(|&k| (plan.columns[k].column.clone(), NUL_VALUE.to_string()));
+                    .map(|&k| (plan.columns[k].column.clone(), NUL_VALUE.to_string()))
+                    .or_else(|| {
+                        // No cell is longer than its record (most records: nothing to look at).
+                        if record.as_slice().len() <= MAX_KEY_BYTES.min(MAX_VALUE_BYTES) {
+                            return None;
+                        }
+                        // The key is the first column.
+                        json_order.iter().find_map(|&k| {
+                            let len = record.get(idx[k]).map_or(0, str::len);
+                            too_long(len, k == 0).map(|m| (plan.columns[k].column.clone(), m))
+                        })
+                    });
                 for &k in &json_order {
                     if bad.is_some() {
                         break;
