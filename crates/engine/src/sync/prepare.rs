@@ -171,6 +171,21 @@ pub const MAX_KEY_BYTES: usize = 2_000;
 /// hundreds of megabytes cannot make a run hold several copies of it in memory.
 pub const MAX_VALUE_BYTES: usize = 16 << 20;
 
+/// The first mapped cell of `record` too long to keep, with why.
+#[cold]
+fn too_long_cell(
+    plan: &TablePlan,
+    order: &[usize],
+    idx: &[usize],
+    record: &csv::StringRecord,
+) -> Option<(String, String)> {
+    // The key is the first column.
+    order.iter().find_map(|&k| {
+        let len = record.get(idx[k]).map_or(0, str::len);
+        too_long(len, k == 0).map(|m| (plan.columns[k].column.clone(), m))
+    })
+}
+
 /// Why a key or a value of `len` bytes is set aside, if it is.
 fn too_long(len: usize, key: bool) -> Option<String> {
     let (what, max, why) = if key {
@@ -750,18 +765,11 @@ pub fn prepare(
                             .iter()
                             .find(|&&k| record.get(idx[k]).is_some_and(|c| c.contains('\0')))
                     })
-                    .map(|&k| (plan.columns[k].column.clone(), NUL_VALUE.to_string()))
-                    .or_else(|| {
-                        // No cell is longer than its record (most records: nothing to look at).
-                        if record.as_slice().len() <= MAX_KEY_BYTES.min(MAX_VALUE_BYTES) {
-                            return None;
-                        }
-                        // The key is the first column.
-                        json_order.iter().find_map(|&k| {
-                            let len = record.get(idx[k]).map_or(0, str::len);
-                            too_long(len, k == 0).map(|m| (plan.columns[k].column.clone(), m))
-                        })
-                    });
+                    .map(|&k| (plan.columns[k].column.clone(), NUL_VALUE.to_string()));
+                // No cell is longer than its record (most records: nothing to look at).
+                if bad.is_none() && record.as_slice().len() > MAX_KEY_BYTES.min(MAX_VALUE_BYTES) {
+                    bad = too_long_cell(plan, &json_order, &idx, record);
+                }
                 for &k in &json_order {
                     if bad.is_some() {
                         break;
