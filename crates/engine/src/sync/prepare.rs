@@ -167,9 +167,11 @@ const NUL_VALUE: &str = "the value holds a NUL character (U+0000), which the sto
 pub const MAX_KEY_BYTES: usize = 2_000;
 
 /// The longest value a store keeps, in bytes: far above what identity data holds (a photo,
-/// a certificate, the members of a large group), low enough that a system sending one of
-/// hundreds of megabytes cannot make a run hold several copies of it in memory.
-pub const MAX_VALUE_BYTES: usize = 16 << 20;
+/// a certificate, the members of a large group) and the largest message the network packages
+/// accept by default (LDAP and SCIM 16 MiB, SQL 64 MiB), low enough that a table with a cell
+/// of hundreds of megabytes cannot make a run hold several copies of it in memory (a 300 MB
+/// cell made one hold 1.7 GB).
+pub const MAX_VALUE_BYTES: usize = 64 << 20;
 
 /// The first mapped cell of `record` too long to keep, with why.
 #[cold]
@@ -1012,4 +1014,24 @@ fn write_duplicates(
     }
     w.finish()?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_values_are_kept_up_to_their_limits() {
+        assert_eq!(too_long(MAX_KEY_BYTES, true), None);
+        assert_eq!(too_long(MAX_VALUE_BYTES, false), None);
+        let key = too_long(MAX_KEY_BYTES + 1, true).expect("a key too long");
+        assert!(key.starts_with("the key is 2001 bytes long"), "{key}");
+        let value = too_long(MAX_VALUE_BYTES + 1, false).expect("a value too long");
+        assert!(
+            value.starts_with("the value is 67108865 bytes long"),
+            "{value}"
+        );
+        // A value may be longer than a key.
+        assert_eq!(too_long(MAX_KEY_BYTES + 1, false), None);
+    }
 }

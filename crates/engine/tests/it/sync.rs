@@ -373,10 +373,11 @@ async fn regression_a_nul_character_in_a_value_sets_the_row_aside_on_both_stores
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn regression_a_key_too_long_to_index_or_a_huge_value_sets_the_row_aside_on_both_stores() {
-    use idlink_engine::sync::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+async fn regression_a_key_too_long_to_index_sets_the_row_aside_on_both_stores() {
+    use idlink_engine::sync::MAX_KEY_BYTES;
     // Keys that do not compress: PostgreSQL failed the whole run on a key of 3,000 bytes
-    // ("index row size 3024 exceeds btree version 4 maximum 2704"), and SQLite kept it.
+    // ("index row size 3024 exceeds btree version 4 maximum 2704"), and SQLite kept it. (A
+    // value over its own limit takes the same path; the limits are tested in `prepare`.)
     let key = |len: usize| -> String {
         let mut k = String::from("K");
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
@@ -390,13 +391,12 @@ async fn regression_a_key_too_long_to_index_or_a_huge_value_sets_the_row_aside_o
         k
     };
     let (longest, too_long) = (key(MAX_KEY_BYTES), key(MAX_KEY_BYTES + 1));
-    let huge = "x".repeat(MAX_VALUE_BYTES + 1);
     let table = format!(
         "id,name,age,start,org\n\
          E1,Ada,36,01/03/2019,ENG\n\
-         E2,{huge},41,15/01/2020,ENG\n\
          {longest},Longest,45,02/02/2018,OPS\n\
-         {too_long},Too long,20,01/01/2024,OPS\n"
+         {too_long},Too long,20,01/01/2024,OPS\n\
+         E2,Alan,41,15/01/2020,ENG\n"
     );
     on_both("too_long", |s| {
         let (table, longest) = (table.clone(), longest.clone());
@@ -406,21 +406,20 @@ async fn regression_a_key_too_long_to_index_or_a_huge_value_sets_the_row_aside_o
             let r = s.sync(SyncMode::Initial, false).await.expect("initial");
             let m = &r.mappings[0];
             let c = &m.counts;
-            assert_eq!((c.invalid, c.inserted), (2, 2), "{c:?}");
+            assert_eq!((c.invalid, c.inserted), (1, 3), "{c:?}");
             let located: Vec<(u64, &str)> = m
                 .bad_values
                 .iter()
                 .map(|b| (b.line, b.column.as_str()))
                 .collect();
-            assert_eq!(located, [(3, "name"), (5, "id")]);
+            assert_eq!(located, [(4, "id")]);
             assert!(
-                m.bad_values[0].message.contains("16777217 bytes long")
-                    && m.bad_values[1].message.contains("2001 bytes long"),
+                m.bad_values[0].message.contains("2001 bytes long"),
                 "{:?}",
                 m.bad_values
             );
             let people = s.dump("Person").await;
-            assert_eq!(people.len(), 2, "{people:?}");
+            assert_eq!(people.len(), 3, "{people:?}");
             assert!(people.iter().any(|p| p.contains(&longest)), "{people:?}");
         }
     })
