@@ -21,6 +21,12 @@
 # per task).
 # Goals: p99 of the server's added latency <= 50 ms; the server's peak RSS (VmHWM) <= 300 MiB. Exits 1 when a
 # goal or a check is missed. Best on an idle machine: the load average is printed.
+# On ext4 without a journal, creating a file scans past every inode freed nearby in the last
+# minutes (the kernel's `recently_deleted`): right after thousands of files were deleted under
+# the same folder (an earlier run's clean-up, a test suite's temporary files), the server's
+# four file creations per task queue on that scan and the p99 grows several times (measured
+# here: 13-15 ms on a rested disk, 73-111 ms right after). The file system is printed, with
+# this warning when it applies.
 #
 #   bench/agents.sh [AGENTS [PER]]
 #   MODE=burst bench/agents.sh
@@ -134,6 +140,14 @@ sleep 2
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 [ "$mode" = burst ] && shape="all queued at once, $concurrency tasks at a time per agent" || shape="waves of ${WAVE:-$agents} tasks, one per agent"
 echo "configuration: $agents agents x $per CSV connections ($((agents * per)) export tasks, $rows rows each); $shape; load average before: $load"
+# The file system of the work folders, and whether it keeps a journal (see the header).
+fs=$(stat -f -c %T "$out" 2>/dev/null || echo unknown)
+dev=$(basename "$(df --output=source "$out" 2>/dev/null | tail -n 1)")
+if [ -d "/proc/fs/ext4/$dev" ] && ! ls /proc/fs/jbd2/ 2>/dev/null | grep -q "^$dev-"; then
+    echo "file system: ext4 without a journal ($dev): file creation is slow for minutes after many deletions under the same folder (see the header of $0)"
+else
+    echo "file system: $fs ($dev)"
+fi
 
 # CPU seconds (user + system) of the server and of all agents, for the measurement alone.
 cpu() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
