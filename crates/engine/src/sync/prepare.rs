@@ -158,6 +158,45 @@ impl Counts {
     }
 }
 
+/// Why a value that is not UTF-8 text is set aside.
+const NOT_UTF8: &str = "the value is not UTF-8 text (the row is kept in this file with U+FFFD in place of the bytes that are not)";
+
+/// Reads the next record of `reader` into `record`, like `read_record`; a record with cells
+/// that are not UTF-8 is read with U+FFFD in place of their bad bytes, and those cells'
+/// indexes are put in `not_utf8` (else left empty), for the row to be set aside rather than
+/// the whole run to fail.
+fn read_record_lossy<R: std::io::Read>(
+    reader: &mut csv::Reader<R>,
+    record: &mut csv::StringRecord,
+    not_utf8: &mut Vec<usize>,
+) -> csv::Result<bool> {
+    not_utf8.clear();
+    let mut bytes = std::mem::take(record).into_byte_record();
+    if !reader.read_byte_record(&mut bytes)? {
+        return Ok(false);
+    }
+    match csv::StringRecord::from_byte_record(bytes) {
+        Ok(r) => *record = r,
+        Err(e) => {
+            let bytes = e.into_byte_record();
+            not_utf8.extend(
+                bytes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, cell)| std::str::from_utf8(cell).is_err())
+                    .map(|(i, _)| i),
+            );
+            let mut r = csv::StringRecord::with_capacity(bytes.as_slice().len(), bytes.len());
+            for cell in &bytes {
+                r.push_field(&String::from_utf8_lossy(cell));
+            }
+            r.set_position(bytes.position().cloned());
+            *record = r;
+        }
+    }
+    Ok(true)
+}
+
 /// Why a value holding U+0000 is set aside.
 const NUL_VALUE: &str = "the value holds a NUL character (U+0000), which the store does not keep";
 
@@ -621,8 +660,9 @@ pub fn prepare(
     let mut invalid_keys: HashSet<Box<str>> = HashSet::new();
     let mut candidates: Vec<(i64, [u8; 16])> = Vec::new();
     // Batches parsed, and batches handed back to be filled again.
-    let (parsed, batches) =
-        std::sync::mpsc::sync_channel::<Result<Vec<csv::StringRecord>, csv::Error>>(8);
+    // Each batch with its records holding cells that are not UTF-8: (index, the cells).
+    type Batch = (Vec<csv::StringRecord>, Vec<(usize, Vec<usize>)>);
+    let (parsed, batches) = std::sync::mpsc::sync_channel::<Result<Batch, csv::Error>>(8);
     let (returned, reusable) = std::sync::mpsc::channel::<Vec<csv::StringRecord>>();
     let table_digest = std::thread::scope(|scope| -> Result<Option<(u128, u64)>, EngineError> {
         // Gives the digest of the file once it read it to its end.
@@ -631,10 +671,17 @@ pub fn prepare(
             loop {
                 let mut batch = reusable.try_recv().unwrap_or_default();
                 batch.resize_with(LOOKAHEAD, csv::StringRecord::new);
+                let mut not_utf8 = Vec::new();
+                let mut cells = Vec::new();
                 let mut n = 0;
                 while n < LOOKAHEAD {
-                    match reader.read_record(&mut batch[n]) {
-                        Ok(true) => n += 1,
+                    match read_record_lossy(&mut reader, &mut batch[n], &mut cells) {
+                        Ok(true) => {
+                            if !cells.is_empty() {
+                                not_utf8.push((n, std::mem::take(&mut cells)));
+                            }
+                            n += 1;
+                        }
                         Ok(false) => break,
                         Err(e) => {
                             let _ = parsed.send(Err(e));
@@ -645,7 +692,7 @@ pub fn prepare(
                 batch.truncate(n);
                 // Stops when the table ends, or when the comparing side stopped (its receiver
                 // is gone).
-                if n > 0 && parsed.send(Ok(batch)).is_err() {
+                if n > 0 && parsed.send(Ok((batch, not_utf8))).is_err() {
                     return None;
                 }
                 if n < LOOKAHEAD {
@@ -659,7 +706,7 @@ pub fn prepare(
         // Owned here: should this side stop early, the reading side's next send fails.
         let batches = batches;
         while let Ok(batch) = batches.recv() {
-            let batch = batch.map_err(|e| csv_err(path, e))?;
+            let (batch, not_utf8) = batch.map_err(|e| csv_err(path, e))?;
             let n = batch.len();
             for (h, record) in hashes.iter_mut().zip(&batch) {
                 *h = keys.of(record.get(idx[0]).unwrap_or(""));
@@ -671,7 +718,7 @@ pub fn prepare(
                 }
             }
             std::hint::black_box(touched);
-            for (record, &hash) in batch.iter().zip(&hashes[..n]) {
+            for (at, (record, &hash)) in batch.iter().zip(&hashes[..n]).enumerate() {
                 counts.rows += 1;
                 let line = match &lines {
                     Some(l) => l.get(counts.rows as usize - 1).copied().unwrap_or(0),
@@ -761,13 +808,22 @@ pub fn prepare(
                 packer.start();
                 // A NUL character is no value a store keeps (PostgreSQL refuses it in text,
                 // and with it the whole run): the row is set aside on every store alike.
-                let mut bad = memchr::memchr(0, record.as_slice().as_bytes())
-                    .and_then(|_| {
-                        json_order
-                            .iter()
-                            .find(|&&k| record.get(idx[k]).is_some_and(|c| c.contains('\0')))
-                    })
-                    .map(|&k| (plan.columns[k].column.clone(), NUL_VALUE.to_string()));
+                let not_utf8_cells = not_utf8
+                    .iter()
+                    .find(|(i, _)| *i == at)
+                    .map(|(_, cells)| cells.as_slice());
+                let mut bad = not_utf8_cells
+                    .and_then(|cells| json_order.iter().find(|&&k| cells.contains(&idx[k])))
+                    .map(|&k| (plan.columns[k].column.clone(), NOT_UTF8.to_string()));
+                bad = bad.or_else(|| {
+                    memchr::memchr(0, record.as_slice().as_bytes())
+                        .and_then(|_| {
+                            json_order
+                                .iter()
+                                .find(|&&k| record.get(idx[k]).is_some_and(|c| c.contains('\0')))
+                        })
+                        .map(|&k| (plan.columns[k].column.clone(), NUL_VALUE.to_string()))
+                });
                 // No cell is longer than its record (most records: nothing to look at).
                 if bad.is_none() && record.as_slice().len() > MAX_KEY_BYTES.min(MAX_VALUE_BYTES) {
                     bad = too_long_cell(plan, &json_order, &idx, record);
@@ -1004,8 +1060,9 @@ fn write_duplicates(
         &[],
     );
     let mut rec = csv::StringRecord::new();
+    let mut not_utf8 = Vec::new();
     let mut n = 0;
-    while reader.read_record(&mut rec).map_err(|e| csv_err(path, e))? {
+    while read_record_lossy(&mut reader, &mut rec, &mut not_utf8).map_err(|e| csv_err(path, e))? {
         if rec.get(key_col).is_some_and(|k| dup_keys.contains(k)) {
             let line = rec.position().map_or(0, |p| p.line());
             w.write(line, &[], &rec)?;

@@ -144,10 +144,15 @@ impl Site {
 
     /// Writes an exported table as an export does: a new file renamed over the old one.
     fn table(&self, name: &str, text: &str) {
+        self.table_bytes(name, text.as_bytes());
+    }
+
+    /// A table that may hold bytes that are not UTF-8.
+    fn table_bytes(&self, name: &str, bytes: &[u8]) {
         let dir = self.work().join("ExportOutput");
         std::fs::create_dir_all(&dir).expect("out");
         let new = dir.join(format!("{name}.csv.new"));
-        std::fs::write(&new, text).expect("table");
+        std::fs::write(&new, bytes).expect("table");
         std::fs::rename(&new, dir.join(format!("{name}.csv"))).expect("rename");
     }
 
@@ -368,6 +373,58 @@ async fn regression_a_nul_character_in_a_value_sets_the_row_aside_on_both_stores
         assert!(people[0].contains("\"Age\":37"), "{people:?}");
         assert!(people[1].contains("\"Alan\"") && people[1].contains("\"Age\":41"));
         assert!(people.iter().all(|p| !p.contains('\0')), "{people:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_value_that_is_not_utf8_sets_its_row_aside_instead_of_failing_the_run() {
+    on_both("not_utf8", |s| async move {
+        s.table("HRO", ORGS);
+        s.table("HRP", PEOPLE);
+        s.sync(SyncMode::Initial, false).await.expect("initial");
+        // E2's name is Latin-1, not UTF-8, and so is E1's unmapped note (the run failed:
+        // "CSV parse error: record 1 (line 2, field: 5, byte: 27): invalid utf-8"); E3 twice,
+        // once with such a note (the rows of a duplicated key are copied to their file from a
+        // second read of the table).
+        s.table_bytes(
+            "HRP",
+            b"id,name,age,start,org,note\n\
+              E1,Ada,37,01/03/2019,ENG,caf\xe9\n\
+              E2,Fran\xe7ois,42,15/01/2020,ENG,\n\
+              E3,Grace,45,02/02/2018,OPS,\n\
+              E3,Grace,46,02/02/2018,OPS,\xff\n",
+        );
+        let r = s.sync(SyncMode::Complete, true).await.expect("complete");
+        let m = &r.mappings[0];
+        let c = &m.counts;
+        assert_eq!(
+            (c.invalid, c.duplicates, c.inserted, c.updated, c.deleted),
+            (1, 2, 0, 1, 0),
+            "{c:?}"
+        );
+        let located: Vec<(u64, &str)> = m
+            .bad_values
+            .iter()
+            .map(|b| (b.line, b.column.as_str()))
+            .collect();
+        assert_eq!(located, [(3, "name")]);
+        assert!(
+            m.bad_values[0].message.contains("not UTF-8"),
+            "{:?}",
+            m.bad_values
+        );
+        let people = s.dump("Person").await;
+        assert_eq!(people.len(), 3, "{people:?}");
+        assert!(people[0].contains("\"Age\":37"), "{people:?}");
+        assert!(people[1].contains("\"Alan\""), "{people:?}");
+        assert!(people.iter().all(|p| !p.contains('\u{fffd}')), "{people:?}");
+        let prepared = s.work().join("Prepared");
+        let invalid = std::fs::read_to_string(prepared.join("HRP.invalid.csv")).expect("invalid");
+        assert!(invalid.contains("Fran\u{fffd}ois"), "{invalid}");
+        let duplicates =
+            std::fs::read_to_string(prepared.join("HRP.duplicates.csv")).expect("duplicates");
+        assert_eq!(duplicates.lines().count(), 3, "{duplicates}");
     })
     .await;
 }
