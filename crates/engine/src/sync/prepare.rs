@@ -497,11 +497,16 @@ fn locate(plan: &TablePlan, header: &csv::StringRecord) -> Result<Located, Engin
     let find = |name: &str| find_column(header, name);
     let missing = |column: &str, reader: String| {
         let have: Vec<&str> = header.iter().collect();
+        let have = if have.iter().all(|c| c.is_empty()) {
+            "it has none: the file holds no header line (an exported table starts with one)"
+                .to_string()
+        } else {
+            format!("its columns are: {}", have.join(", "))
+        };
         EngineError::Data(format!(
-            "table '{}' ({}) has no column '{column}', which {reader} reads; its columns are: {}",
+            "table '{}' ({}) has no column '{column}', which {reader} reads; {have}",
             plan.table,
             plan.path.display(),
-            have.join(", ")
         ))
     };
     let mut idx = Vec::with_capacity(plan.columns.len());

@@ -430,6 +430,29 @@ async fn regression_a_value_that_is_not_utf8_sets_its_row_aside_instead_of_faili
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_an_empty_table_is_said_to_have_no_header() {
+    let s = Site::new(Backend::Sqlite).await;
+    s.table("HRO", ORGS);
+    s.table("HRP", PEOPLE);
+    s.sync(SyncMode::Initial, false).await.expect("initial");
+    // It said: "has no column 'id', which ... reads; its columns are: " (and nothing).
+    s.table("HRP", "");
+    let e = s
+        .sync(SyncMode::Complete, true)
+        .await
+        .expect_err("no header");
+    let e = e.to_string();
+    assert!(
+        e.contains("has no column 'id'") && e.contains("no header line"),
+        "{e}"
+    );
+    s.table("HRP", "name,age\nAda,36\n");
+    let e = s.sync(SyncMode::Complete, true).await.expect_err("no id");
+    assert!(e.to_string().contains("its columns are: name, age"), "{e}");
+    assert_eq!(s.dump("Person").await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regression_a_key_too_long_to_index_sets_the_row_aside_on_both_stores() {
     use idlink_engine::sync::MAX_KEY_BYTES;
     // Keys that do not compress: PostgreSQL failed the whole run on a key of 3,000 bytes
