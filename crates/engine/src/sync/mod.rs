@@ -1359,9 +1359,11 @@ mod links {
         // Incremental without Command: the rows present describe their side-1 links whole.
         let mut touched1: HashSet<i64> = HashSet::new();
         let mut rec = csv::StringRecord::new();
+        // Cells that are not UTF-8 are read with U+FFFD: such a key resolves to no resource
+        // (it is counted unresolved), and elsewhere in the row it is no matter.
+        let mut not_utf8 = Vec::new();
         let mut n = 0u64;
-        while r
-            .read_record(&mut rec)
+        while prepare::read_record_lossy(&mut r, &mut rec, &mut not_utf8)
             .map_err(|e| prepare::csv_err(path, e))?
         {
             n += 1;

@@ -165,7 +165,7 @@ const NOT_UTF8: &str = "the value is not UTF-8 text (the row is kept in this fil
 /// that are not UTF-8 is read with U+FFFD in place of their bad bytes, and those cells'
 /// indexes are put in `not_utf8` (else left empty), for the row to be set aside rather than
 /// the whole run to fail.
-fn read_record_lossy<R: std::io::Read>(
+pub(super) fn read_record_lossy<R: std::io::Read>(
     reader: &mut csv::Reader<R>,
     record: &mut csv::StringRecord,
     not_utf8: &mut Vec<usize>,
@@ -509,18 +509,43 @@ fn locate(plan: &TablePlan, header: &csv::StringRecord) -> Result<Located, Engin
             plan.path.display(),
         ))
     };
+    // A column the header names twice (as a query joining two tables may): which one is
+    // meant is not ours to guess.
+    let twice = |column: &str, at: usize, reader: &str| {
+        let same = |h: &str| {
+            if header.get(at) == Some(column) {
+                h == column
+            } else {
+                h.eq_ignore_ascii_case(column)
+            }
+        };
+        match header.iter().enumerate().find(|&(i, h)| i != at && same(h)) {
+            Some((other, h)) => Err(EngineError::Data(format!(
+                "table '{}' ({}) has column '{column}' twice (columns {} and {}, '{}' and '{h}'), \
+                 which {reader} reads: rename one where the table is exported",
+                plan.table,
+                plan.path.display(),
+                at.min(other) + 1,
+                at.max(other) + 1,
+                header.get(at).unwrap_or(""),
+            ))),
+            None => Ok(at),
+        }
+    };
     let mut idx = Vec::with_capacity(plan.columns.len());
     for c in &plan.columns {
         let reader = format!(
             "mapping '{}' for property '{}'",
             plan.entity_type, c.property
         );
-        idx.push(find(&c.column).ok_or_else(|| missing(&c.column, reader))?);
+        let at = find(&c.column).ok_or_else(|| missing(&c.column, reader.clone()))?;
+        idx.push(twice(&c.column, at, &reader)?);
     }
     let mut carried = Vec::with_capacity(plan.carried.len());
     for c in &plan.carried {
         let reader = format!("association mapping '{}'", c.association);
-        carried.push(find(&c.column).ok_or_else(|| missing(&c.column, reader))?);
+        let at = find(&c.column).ok_or_else(|| missing(&c.column, reader.clone()))?;
+        carried.push(twice(&c.column, at, &reader)?);
     }
     Ok(Located {
         mapped: idx,

@@ -546,6 +546,45 @@ impl Site {
 }
 
 #[tokio::test]
+async fn regression_an_association_table_with_bytes_that_are_not_utf8_still_links() {
+    let site = Site::new(None).await;
+    site.app(
+        "ada,Ada,ada@x,ENG\nbob,Bob,bob@x,OPS\n",
+        "ada,ENG\nbob,OPS\n",
+    );
+    site.sync("App").await;
+    // A Latin-1 byte in a column no mapping reads, and in a login: the run failed ("CSV parse
+    // error: ... invalid utf-8"), leaving every link as it was.
+    let dir = site.dir.path().join("work/ExportOutput");
+    std::fs::write(
+        dir.join("APPM.csv"),
+        b"login,group,note\nada,ENG,caf\xe9\nbob,OPS,\n\xe9ve,ENG,\nada,OPS,\n",
+    )
+    .expect("members");
+    let r = site
+        .engine()
+        .sync(
+            &site.store,
+            "App",
+            &SyncOptions {
+                mode: SyncMode::Complete,
+                force: true,
+            },
+            &NoProgress,
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("sync");
+    let c = &r.associations[0].counts;
+    // ada's new group is linked; the login that is not UTF-8 names no account.
+    assert_eq!(
+        (c.before, c.added, c.removed, c.unresolved),
+        (2, 1, 0, 1),
+        "{c:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_job_runs_its_tasks_in_order_and_records_the_run() {
     let site = Site::new(None).await;
     site.app("", "");

@@ -453,6 +453,55 @@ async fn regression_an_empty_table_is_said_to_have_no_header() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_mapped_column_named_twice_in_a_header_is_refused() {
+    let s = Site::new(Backend::Sqlite).await;
+    s.table("HRO", ORGS);
+    s.table("HRP", PEOPLE);
+    s.sync(SyncMode::Initial, false).await.expect("initial");
+    let before = s.dump("Person").await;
+    // The first 'name' was read, whichever was meant.
+    s.table(
+        "HRP",
+        "id,name,age,start,org,name\nE1,Ada,36,01/03/2019,ENG,Lovelace\n",
+    );
+    let e = s
+        .sync(SyncMode::Complete, true)
+        .await
+        .expect_err("name twice");
+    let e = e.to_string();
+    assert!(
+        e.contains("has column 'name' twice (columns 2 and 6"),
+        "{e}"
+    );
+    // Ignoring case too, where no column has the exact name.
+    s.table(
+        "HRP",
+        "id,NAME,age,start,org,Name\nE1,Ada,36,01/03/2019,ENG,x\n",
+    );
+    let e = s
+        .sync(SyncMode::Complete, true)
+        .await
+        .expect_err("NAME and Name");
+    assert!(
+        e.to_string().contains("columns 2 and 6, 'NAME' and 'Name'"),
+        "{e}"
+    );
+    // A column named twice that no mapping reads is left alone; an exact name wins over
+    // another that differs by case.
+    s.table(
+        "HRP",
+        "id,name,NAME,age,start,org,note,note\n\
+         E1,Ada,x,36,01/03/2019,ENG,a,b\n\
+         E2,Alan,x,41,15/01/2020,ENG,,\n\
+         E3,Grace,x,45,02/02/2018,OPS,,\n",
+    );
+    s.sync(SyncMode::Complete, true)
+        .await
+        .expect("unmapped twice");
+    assert_eq!(s.dump("Person").await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regression_a_key_too_long_to_index_sets_the_row_aside_on_both_stores() {
     use idlink_engine::sync::MAX_KEY_BYTES;
     // Keys that do not compress: PostgreSQL failed the whole run on a key of 3,000 bytes
