@@ -1340,16 +1340,10 @@ mod links {
         )?;
         let mut r = csv::Reader::from_reader(std::io::BufReader::with_capacity(1 << 16, file));
         let header = r.headers().map_err(|e| prepare::csv_err(path, e))?.clone();
-        let find = |name: &str| prepare::find_column(&header, name);
-        let col = |name: &str| {
-            find(name).ok_or_else(|| {
-                EngineError::Data(format!(
-                    "table '{table}' has no column '{name}', which association mapping '{association}' reads"
-                ))
-            })
-        };
+        let reader = format!("association mapping '{association}'");
+        let col = |name: &str| prepare::column_of(&header, name, table, path, &reader);
         let (i1, i2) = (col(column1)?, col(column2)?);
-        let command = find("Command");
+        let command = prepare::find_column(&header, "Command");
         let mut counts = LinkCounts {
             before: existing.len() as u64,
             ..LinkCounts::default()

@@ -494,8 +494,41 @@ struct Located {
 /// Finds the mapped columns, the carried link columns and `Command` in the header, exactly
 /// or else ignoring case.
 fn locate(plan: &TablePlan, header: &csv::StringRecord) -> Result<Located, EngineError> {
-    let find = |name: &str| find_column(header, name);
-    let missing = |column: &str, reader: String| {
+    let column =
+        |name: &str, reader: &str| column_of(header, name, &plan.table, &plan.path, reader);
+    let mut idx = Vec::with_capacity(plan.columns.len());
+    for c in &plan.columns {
+        let reader = format!(
+            "mapping '{}' for property '{}'",
+            plan.entity_type, c.property
+        );
+        idx.push(column(&c.column, &reader)?);
+    }
+    let mut carried = Vec::with_capacity(plan.carried.len());
+    for c in &plan.carried {
+        carried.push(column(
+            &c.column,
+            &format!("association mapping '{}'", c.association),
+        )?);
+    }
+    Ok(Located {
+        mapped: idx,
+        carried,
+        command: find_column(header, "Command"),
+    })
+}
+
+/// Where the column `name` that `reader` (a mapping) reads is in `header` ([`find_column`]),
+/// or why it cannot be read: it is missing, or the header names it twice (as a query joining
+/// two tables may), and which one is meant is not ours to guess.
+pub(super) fn column_of(
+    header: &csv::StringRecord,
+    name: &str,
+    table: &str,
+    path: &Path,
+    reader: &str,
+) -> Result<usize, EngineError> {
+    let Some(at) = find_column(header, name) else {
         let have: Vec<&str> = header.iter().collect();
         let have = if have.iter().all(|c| c.is_empty()) {
             "it has none: the file holds no header line (an exported table starts with one)"
@@ -503,55 +536,30 @@ fn locate(plan: &TablePlan, header: &csv::StringRecord) -> Result<Located, Engin
         } else {
             format!("its columns are: {}", have.join(", "))
         };
-        EngineError::Data(format!(
-            "table '{}' ({}) has no column '{column}', which {reader} reads; {have}",
-            plan.table,
-            plan.path.display(),
-        ))
+        return Err(EngineError::Data(format!(
+            "table '{table}' ({}) has no column '{name}', which {reader} reads; {have}",
+            path.display(),
+        )));
     };
-    // A column the header names twice (as a query joining two tables may): which one is
-    // meant is not ours to guess.
-    let twice = |column: &str, at: usize, reader: &str| {
-        let same = |h: &str| {
-            if header.get(at) == Some(column) {
-                h == column
-            } else {
-                h.eq_ignore_ascii_case(column)
-            }
-        };
-        match header.iter().enumerate().find(|&(i, h)| i != at && same(h)) {
-            Some((other, h)) => Err(EngineError::Data(format!(
-                "table '{}' ({}) has column '{column}' twice (columns {} and {}, '{}' and '{h}'), \
-                 which {reader} reads: rename one where the table is exported",
-                plan.table,
-                plan.path.display(),
-                at.min(other) + 1,
-                at.max(other) + 1,
-                header.get(at).unwrap_or(""),
-            ))),
-            None => Ok(at),
+    let exact = header.get(at) == Some(name);
+    let same = |h: &str| {
+        if exact {
+            h == name
+        } else {
+            h.eq_ignore_ascii_case(name)
         }
     };
-    let mut idx = Vec::with_capacity(plan.columns.len());
-    for c in &plan.columns {
-        let reader = format!(
-            "mapping '{}' for property '{}'",
-            plan.entity_type, c.property
-        );
-        let at = find(&c.column).ok_or_else(|| missing(&c.column, reader.clone()))?;
-        idx.push(twice(&c.column, at, &reader)?);
+    match header.iter().enumerate().find(|&(i, h)| i != at && same(h)) {
+        Some((other, h)) => Err(EngineError::Data(format!(
+            "table '{table}' ({}) has column '{name}' twice (columns {} and {}, '{}' and '{h}'), \
+             which {reader} reads: rename one where the table is exported",
+            path.display(),
+            at.min(other) + 1,
+            at.max(other) + 1,
+            header.get(at).unwrap_or(""),
+        ))),
+        None => Ok(at),
     }
-    let mut carried = Vec::with_capacity(plan.carried.len());
-    for c in &plan.carried {
-        let reader = format!("association mapping '{}'", c.association);
-        let at = find(&c.column).ok_or_else(|| missing(&c.column, reader.clone()))?;
-        carried.push(twice(&c.column, at, &reader)?);
-    }
-    Ok(Located {
-        mapped: idx,
-        carried,
-        command: find("Command"),
-    })
 }
 
 /// The digest of a row's raw cells, seeded with the plan's fingerprint: each cell as its

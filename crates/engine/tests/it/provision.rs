@@ -546,7 +546,8 @@ impl Site {
 }
 
 #[tokio::test]
-async fn regression_an_association_table_with_bytes_that_are_not_utf8_still_links() {
+async fn regression_an_association_table_with_bytes_that_are_not_utf8_still_links_and_one_naming_a_column_twice_is_refused()
+ {
     let site = Site::new(None).await;
     site.app(
         "ada,Ada,ada@x,ENG\nbob,Bob,bob@x,OPS\n",
@@ -581,6 +582,28 @@ async fn regression_an_association_table_with_bytes_that_are_not_utf8_still_link
         (c.before, c.added, c.removed, c.unresolved),
         (2, 1, 0, 1),
         "{c:?}"
+    );
+    // A column the association reads, named twice (the first was read, whichever was meant).
+    std::fs::write(dir.join("APPM.csv"), "login,group,login\nada,ENG,bob\n").expect("members");
+    let e = site
+        .engine()
+        .sync(
+            &site.store,
+            "App",
+            &SyncOptions {
+                mode: SyncMode::Complete,
+                force: true,
+            },
+            &NoProgress,
+            &CancellationToken::new(),
+        )
+        .await
+        .expect_err("login twice")
+        .to_string();
+    assert!(
+        e.contains("has column 'login' twice (columns 1 and 3")
+            && e.contains("association mapping 'Account_Groups'"),
+        "{e}"
     );
 }
 
