@@ -451,10 +451,14 @@ pub async fn resource(
     key: &str,
 ) -> Result<Value, AppError> {
     let et = entity_type(engine, type_id)?;
-    let all = state.store().resources(&et.id.value, &[]).await?;
-    let r = all.into_iter().find(|r| r.key == key).ok_or_else(|| {
-        AppError::NotFound(format!("{} '{key}' is not in the store", et.id.value))
-    })?;
+    // One resource and its own links: indexed look-ups, whatever the size of the store.
+    let r = state
+        .store()
+        .resource_by_key(&et.id.value, key)
+        .await?
+        .ok_or_else(|| {
+            AppError::NotFound(format!("{} '{key}' is not in the store", et.id.value))
+        })?;
     let mut links = Vec::new();
     for a in &engine.checked().config.entity_associations {
         for (side, p, other) in [
@@ -462,12 +466,15 @@ pub async fn resource(
             (2u8, &a.property2.value, &a.property1.value),
         ] {
             if p.entity_type == et.id.value {
-                let linked = state.store().linked_keys(&a.id.value, side).await?;
+                let keys = state
+                    .store()
+                    .linked_keys_of(&a.id.value, side, r.id)
+                    .await?;
                 links.push(json!({
                     "association": a.id.value,
                     "property": p.property,
                     "entityType": other.entity_type,
-                    "keys": linked.get(&r.id).cloned().unwrap_or_default(),
+                    "keys": keys,
                 }));
             }
         }

@@ -255,6 +255,58 @@ impl Store {
         Ok(out)
     }
 
+    /// The resource of `entity_type` with `key`, if the store holds it: one indexed look-up,
+    /// where [`Store::resources`] reads the entity type whole.
+    pub async fn resource_by_key(
+        &self,
+        entity_type: &str,
+        key: &str,
+    ) -> Result<Option<Resource>, StoreError> {
+        const SQL: &str = "SELECT id, key, data FROM resources WHERE entity_type = $1 AND key = $2";
+        let row: Option<(i64, String, String)> = on_pool!(self, p => sqlx::query_as(SQL)
+            .bind(entity_type)
+            .bind(key)
+            .fetch_optional(p)
+            .await)
+        .map_err(|e| self.db_error("read a resource", e))?;
+        let Some((id, key, data)) = row else {
+            return Ok(None);
+        };
+        let layouts =
+            on_pool!(self, p => sqlx::query_as(LAYOUTS).bind(entity_type).fetch_all(p).await)
+                .map(layouts_of)
+                .map_err(|e| self.db_error("read a resource", e))?;
+        let data =
+            crate::values::decode(&data, &layouts).map_err(|message| StoreError::Corrupt {
+                store: self.location().to_string(),
+                what: format!("resource {entity_type} '{key}'"),
+                message,
+            })?;
+        Ok(Some(Resource { id, key, data }))
+    }
+
+    /// The keys of the resources linked to resource `id` through `association`, in key order:
+    /// with `side` 1, `id` is on `Property1`'s side (id1 -> id2's keys), with 2 the reverse.
+    /// The links' indexes serve both (the primary key, and `links_by_id2`).
+    pub async fn linked_keys_of(
+        &self,
+        association: &str,
+        side: u8,
+        id: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let sql = if side == 1 {
+            "SELECT r.key FROM links l JOIN resources r ON r.id = l.id2 WHERE l.association = $1 AND l.id1 = $2 ORDER BY r.key"
+        } else {
+            "SELECT r.key FROM links l JOIN resources r ON r.id = l.id1 WHERE l.association = $1 AND l.id2 = $2 ORDER BY r.key"
+        };
+        on_pool!(self, p => sqlx::query_scalar(sql)
+            .bind(association)
+            .bind(id)
+            .fetch_all(p)
+            .await)
+        .map_err(|e| self.db_error("read links", e))
+    }
+
     /// The links of `association` as (id on the `side` given, key of the resource on the other
     /// side): `side` 1 reads `Property1`'s navigation (id1 -> id2's key), 2 the reverse.
     pub async fn linked_keys(

@@ -242,6 +242,31 @@ impl Site {
         let orgs = self.store.resources("Org", &[]).await.expect("o");
         let forward = self.store.linked_keys("Person_Org", 1).await.expect("l1");
         let backward = self.store.linked_keys("Person_Org", 2).await.expect("l2");
+        // One resource and its links, read by indexed look-ups (a resource's page), agree with
+        // the whole reads (for some 50 resources of each type: a store may hold thousands).
+        for (et, side, all, map) in [
+            ("Person", 1u8, &persons, &forward),
+            ("Org", 2, &orgs, &backward),
+        ] {
+            for r in all.iter().step_by((all.len() / 50).max(1)) {
+                let one = self.store.resource_by_key(et, &r.key).await.expect("one");
+                let one = one.expect("found by key");
+                assert_eq!((one.id, &one.key, &one.data), (r.id, &r.key, &r.data));
+                let keys = self
+                    .store
+                    .linked_keys_of("Person_Org", side, r.id)
+                    .await
+                    .expect("links of one");
+                assert_eq!(
+                    keys,
+                    map.get(&r.id).cloned().unwrap_or_default(),
+                    "{et} {}",
+                    r.key
+                );
+            }
+            let none = self.store.resource_by_key(et, "no such key").await;
+            assert!(none.expect("none").is_none());
+        }
         let f = persons
             .iter()
             .filter_map(|p| {
