@@ -410,7 +410,6 @@ pub async fn search(
     q: &str,
 ) -> Result<Value, AppError> {
     let et = entity_type_ref(engine, entity_type)?;
-    let all = state.store().resources(&et, &[]).await?;
     let q = q.trim().to_lowercase();
     let hit = |r: &idlink_store::Resource| {
         q.is_empty()
@@ -419,14 +418,31 @@ pub async fn search(
                 .values()
                 .any(|v| value_text(v).to_lowercase().contains(&q))
     };
-    let found: Vec<&idlink_store::Resource> = all.iter().filter(|r| hit(r)).collect();
-    let items: Vec<Value> = found
-        .iter()
-        .take(SEARCH_LIMIT)
-        .map(|r| json!({ "key": r.key, "properties": r.data }))
-        .collect();
-    Ok(json!({ "entityType": et, "total": found.len(), "resources": items }))
+    // A page of resources at a time, in key order: the count of all that match, and the first
+    // ones, in memory that does not grow with the entity type.
+    let (mut total, mut items, mut after) = (0usize, Vec::new(), None::<String>);
+    loop {
+        let page = state
+            .store()
+            .resources_page(&et, after.as_deref(), SEARCH_PAGE)
+            .await?;
+        let full = page.len() == SEARCH_PAGE;
+        after = page.last().map(|r| r.key.clone());
+        for r in page.into_iter().filter(|r| hit(r)) {
+            total += 1;
+            if items.len() < SEARCH_LIMIT {
+                items.push(json!({ "key": r.key, "properties": r.data }));
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(json!({ "entityType": et, "total": total, "resources": items }))
 }
+
+/// Resources read at a time by a search.
+const SEARCH_PAGE: usize = 5_000;
 
 fn entity_type_ref(engine: &Engine, id: &str) -> Result<String, AppError> {
     entity_type(engine, id).map(|e| e.id.value.clone())

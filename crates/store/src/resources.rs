@@ -255,6 +255,52 @@ impl Store {
         Ok(out)
     }
 
+    /// Up to `limit` resources of `entity_type` whose keys follow `after` (from the first
+    /// without it), in key order: an entity type read a page at a time, in memory that does
+    /// not grow with the store (an indexed range of `(entity_type, key)`).
+    pub async fn resources_page(
+        &self,
+        entity_type: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Resource>, StoreError> {
+        const FIRST: &str =
+            "SELECT id, key, data FROM resources WHERE entity_type = $1 ORDER BY key LIMIT $2";
+        const NEXT: &str = "SELECT id, key, data FROM resources WHERE entity_type = $1 AND key > $3 ORDER BY key LIMIT $2";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, String, String)> = match after {
+            None => on_pool!(self, p => sqlx::query_as(FIRST)
+                .bind(entity_type)
+                .bind(limit)
+                .fetch_all(p)
+                .await),
+            Some(after) => on_pool!(self, p => sqlx::query_as(NEXT)
+                .bind(entity_type)
+                .bind(limit)
+                .bind(after)
+                .fetch_all(p)
+                .await),
+        }
+        .map_err(|e| self.db_error("read resources", e))?;
+        // After the rows: layouts are only ever added, so every row's is there.
+        let layouts =
+            on_pool!(self, p => sqlx::query_as(LAYOUTS).bind(entity_type).fetch_all(p).await)
+                .map(layouts_of)
+                .map_err(|e| self.db_error("read resources", e))?;
+        rows.into_iter()
+            .map(|(id, key, data)| {
+                let data = crate::values::decode(&data, &layouts).map_err(|message| {
+                    StoreError::Corrupt {
+                        store: self.location().to_string(),
+                        what: format!("resource {entity_type} '{key}'"),
+                        message,
+                    }
+                })?;
+                Ok(Resource { id, key, data })
+            })
+            .collect()
+    }
+
     /// The resource of `entity_type` with `key`, if the store holds it: one indexed look-up,
     /// where [`Store::resources`] reads the entity type whole.
     pub async fn resource_by_key(

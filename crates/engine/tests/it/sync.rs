@@ -266,6 +266,26 @@ impl Site {
             }
             let none = self.store.resource_by_key(et, "no such key").await;
             assert!(none.expect("none").is_none());
+            // Read a page at a time (as a search does): the same resources, in the same order.
+            let (mut paged, mut after) = (Vec::new(), None::<String>);
+            loop {
+                let page = self
+                    .store
+                    .resources_page(et, after.as_deref(), 7)
+                    .await
+                    .expect("page");
+                let last = page.len() < 7;
+                after = page.last().map(|r| r.key.clone());
+                paged.extend(page.into_iter().map(|r| (r.id, r.key, r.data)));
+                if last {
+                    break;
+                }
+            }
+            let whole: Vec<_> = all
+                .iter()
+                .map(|r| (r.id, r.key.clone(), r.data.clone()))
+                .collect();
+            assert_eq!(paged, whole, "{et}");
         }
         let f = persons
             .iter()
