@@ -268,18 +268,43 @@ impl Store {
             "SELECT id, key, data FROM resources WHERE entity_type = $1 ORDER BY key LIMIT $2";
         const NEXT: &str = "SELECT id, key, data FROM resources WHERE entity_type = $1 AND key > $3 ORDER BY key LIMIT $2";
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows: Vec<(i64, String, String)> = match after {
-            None => on_pool!(self, p => sqlx::query_as(FIRST)
-                .bind(entity_type)
-                .bind(limit)
-                .fetch_all(p)
-                .await),
-            Some(after) => on_pool!(self, p => sqlx::query_as(NEXT)
-                .bind(entity_type)
-                .bind(limit)
-                .bind(after)
-                .fetch_all(p)
-                .await),
+        let rows: Vec<(i64, String, String)> = match (self.pool(), after) {
+            // rusqlite steps the statement on this thread (see `resources`).
+            (Pool::Sqlite(p), after) => {
+                let mut c = p
+                    .acquire()
+                    .await
+                    .map_err(|e| self.db_error("read resources", e))?;
+                with_rusqlite(&mut c, |conn| {
+                    let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+                    match after {
+                        None => conn
+                            .prepare_cached(&FIRST.replace('$', "?"))?
+                            .query_map(rusqlite::params![entity_type, limit], row)?
+                            .collect(),
+                        Some(after) => conn
+                            .prepare_cached(&NEXT.replace('$', "?"))?
+                            .query_map(rusqlite::params![entity_type, limit, after], row)?
+                            .collect(),
+                    }
+                })
+                .await
+            }
+            (Pool::Postgres(p), None) => {
+                sqlx::query_as(FIRST)
+                    .bind(entity_type)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await
+            }
+            (Pool::Postgres(p), Some(after)) => {
+                sqlx::query_as(NEXT)
+                    .bind(entity_type)
+                    .bind(limit)
+                    .bind(after)
+                    .fetch_all(p)
+                    .await
+            }
         }
         .map_err(|e| self.db_error("read resources", e))?;
         // After the rows: layouts are only ever added, so every row's is there.
