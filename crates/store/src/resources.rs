@@ -210,49 +210,15 @@ impl Store {
         entity_type: &str,
         filters: &[(String, String)],
     ) -> Result<Vec<Resource>, StoreError> {
-        const SQL: &str = "SELECT id, key, data FROM resources WHERE entity_type = $1 ORDER BY key";
-        let rows: Vec<(i64, String, String)> = match self.pool() {
-            // rusqlite steps the statement on this thread; sqlx would hand each row over from
-            // its worker thread (most of the time of reading 100,000 resources).
-            Pool::Sqlite(p) => {
-                let mut c = p
-                    .acquire()
-                    .await
-                    .map_err(|e| self.db_error("read resources", e))?;
-                with_rusqlite(&mut c, |conn| {
-                    let mut st = conn.prepare_cached(SQL)?;
-                    let rows =
-                        st.query_map([entity_type], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-                    rows.collect()
-                })
-                .await
-            }
-            Pool::Postgres(p) => sqlx::query_as(SQL).bind(entity_type).fetch_all(p).await,
-        }
-        .map_err(|e| self.db_error("read resources", e))?;
-        // After the rows: layouts are only ever added, so every row's is there.
-        let layouts =
-            on_pool!(self, p => sqlx::query_as(LAYOUTS).bind(entity_type).fetch_all(p).await)
-                .map(layouts_of)
-                .map_err(|e| self.db_error("read resources", e))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (id, key, data) in rows {
-            let data =
-                crate::values::decode(&data, &layouts).map_err(|message| StoreError::Corrupt {
-                    store: self.location().to_string(),
-                    what: format!("resource {entity_type} '{key}'"),
-                    message,
-                })?;
-            let matches = filters.iter().all(|(prop, want)| match data.get(prop) {
+        let rows = self.resource_rows(entity_type, "", i64::MAX).await?;
+        self.decoded(entity_type, rows, "read resources", |data| {
+            filters.iter().all(|(prop, want)| match data.get(prop) {
                 Some(serde_json::Value::Array(vs)) => vs.iter().any(|v| value_eq(v, want)),
                 Some(v) => value_eq(v, want),
                 None => want.is_empty(),
-            });
-            if matches {
-                out.push(Resource { id, key, data });
-            }
-        }
-        Ok(out)
+            })
+        })
+        .await
     }
 
     /// Up to `limit` resources of `entity_type` whose keys follow `after` (from the first
@@ -264,66 +230,81 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Resource>, StoreError> {
-        const FIRST: &str =
-            "SELECT id, key, data FROM resources WHERE entity_type = $1 ORDER BY key LIMIT $2";
-        const NEXT: &str = "SELECT id, key, data FROM resources WHERE entity_type = $1 AND key > $3 ORDER BY key LIMIT $2";
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows: Vec<(i64, String, String)> = match (self.pool(), after) {
-            // rusqlite steps the statement on this thread (see `resources`).
-            (Pool::Sqlite(p), after) => {
+        let rows = self
+            .resource_rows(entity_type, after.unwrap_or(""), limit)
+            .await?;
+        self.decoded(entity_type, rows, "read resources", |_| true)
+            .await
+    }
+
+    /// The stored rows (id, key, data) of `entity_type` whose keys follow `after` (`""` for
+    /// all of them: keys are never empty, rows without one are set aside), `limit` at most,
+    /// in key order.
+    async fn resource_rows(
+        &self,
+        entity_type: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, String)>, StoreError> {
+        // `$1`, `$2`, `$3` in the order they appear: SQLite numbers them so, PostgreSQL by
+        // their digits.
+        const SQL: &str = "SELECT id, key, data FROM resources WHERE entity_type = $1 AND key > $2 ORDER BY key LIMIT $3";
+        match self.pool() {
+            // rusqlite steps the statement on this thread; sqlx would hand each row over from
+            // its worker thread (most of the time of reading 100,000 resources).
+            Pool::Sqlite(p) => {
                 let mut c = p
                     .acquire()
                     .await
                     .map_err(|e| self.db_error("read resources", e))?;
                 with_rusqlite(&mut c, |conn| {
-                    let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
-                    match after {
-                        None => conn
-                            .prepare_cached(&FIRST.replace('$', "?"))?
-                            .query_map(rusqlite::params![entity_type, limit], row)?
-                            .collect(),
-                        Some(after) => conn
-                            .prepare_cached(&NEXT.replace('$', "?"))?
-                            .query_map(rusqlite::params![entity_type, limit, after], row)?
-                            .collect(),
-                    }
+                    let mut st = conn.prepare_cached(SQL)?;
+                    let rows = st.query_map(rusqlite::params![entity_type, after, limit], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?;
+                    rows.collect()
                 })
                 .await
             }
-            (Pool::Postgres(p), None) => {
-                sqlx::query_as(FIRST)
+            Pool::Postgres(p) => {
+                sqlx::query_as(SQL)
                     .bind(entity_type)
-                    .bind(limit)
-                    .fetch_all(p)
-                    .await
-            }
-            (Pool::Postgres(p), Some(after)) => {
-                sqlx::query_as(NEXT)
-                    .bind(entity_type)
-                    .bind(limit)
                     .bind(after)
+                    .bind(limit)
                     .fetch_all(p)
                     .await
             }
         }
-        .map_err(|e| self.db_error("read resources", e))?;
-        // After the rows: layouts are only ever added, so every row's is there.
+        .map_err(|e| self.db_error("read resources", e))
+    }
+
+    /// Stored rows of `entity_type` as resources, those whose values `keep` accepts. The
+    /// layouts are read after the rows: they are only ever added, so every row's is there.
+    async fn decoded(
+        &self,
+        entity_type: &str,
+        rows: Vec<(i64, String, String)>,
+        what: &'static str,
+        keep: impl Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
+    ) -> Result<Vec<Resource>, StoreError> {
         let layouts =
             on_pool!(self, p => sqlx::query_as(LAYOUTS).bind(entity_type).fetch_all(p).await)
                 .map(layouts_of)
-                .map_err(|e| self.db_error("read resources", e))?;
-        rows.into_iter()
-            .map(|(id, key, data)| {
-                let data = crate::values::decode(&data, &layouts).map_err(|message| {
-                    StoreError::Corrupt {
-                        store: self.location().to_string(),
-                        what: format!("resource {entity_type} '{key}'"),
-                        message,
-                    }
+                .map_err(|e| self.db_error(what, e))?;
+        let mut out = Vec::new();
+        for (id, key, data) in rows {
+            let data =
+                crate::values::decode(&data, &layouts).map_err(|message| StoreError::Corrupt {
+                    store: self.location().to_string(),
+                    what: format!("resource {entity_type} '{key}'"),
+                    message,
                 })?;
-                Ok(Resource { id, key, data })
-            })
-            .collect()
+            if keep(&data) {
+                out.push(Resource { id, key, data });
+            }
+        }
+        Ok(out)
     }
 
     /// The resource of `entity_type` with `key`, if the store holds it: one indexed look-up,
@@ -340,20 +321,13 @@ impl Store {
             .fetch_optional(p)
             .await)
         .map_err(|e| self.db_error("read a resource", e))?;
-        let Some((id, key, data)) = row else {
+        let Some(row) = row else {
             return Ok(None);
         };
-        let layouts =
-            on_pool!(self, p => sqlx::query_as(LAYOUTS).bind(entity_type).fetch_all(p).await)
-                .map(layouts_of)
-                .map_err(|e| self.db_error("read a resource", e))?;
-        let data =
-            crate::values::decode(&data, &layouts).map_err(|message| StoreError::Corrupt {
-                store: self.location().to_string(),
-                what: format!("resource {entity_type} '{key}'"),
-                message,
-            })?;
-        Ok(Some(Resource { id, key, data }))
+        let found = self
+            .decoded(entity_type, vec![row], "read a resource", |_| true)
+            .await?;
+        Ok(found.into_iter().next())
     }
 
     /// The keys of the resources linked to resource `id` through `association`, in key order:
