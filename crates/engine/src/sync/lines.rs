@@ -325,15 +325,16 @@ fn shared_plain_lines(a: &[u8], b: &[u8]) -> (usize, u64) {
     (len, memchr::memchr_iter(b'\n', &a[..len]).count() as u64)
 }
 
-/// Reads old records into the window until it holds [`WINDOW`] of them (or the old table
-/// ends), counting them.
+/// Reads old records into the window until it holds `len` of them (or the old table ends),
+/// counting them.
 fn fill_window<R: Read>(
     old: &mut Records<R>,
     ahead: &mut VecDeque<Vec<u8>>,
     spare: &mut Vec<Vec<u8>>,
     count: &mut u64,
+    len: usize,
 ) -> io::Result<()> {
-    while ahead.len() < WINDOW {
+    while ahead.len() < len {
         let Some(r) = old.next_record()? else { break };
         let mut b = spare.pop().unwrap_or_default();
         b.clear();
@@ -351,7 +352,7 @@ enum Peek {
     Found(usize),
     /// None of them is, or the old table ends first.
     NotFound,
-    /// They are not all plain lines already read: [`fill_window`] reads them.
+    /// They are not all plain lines already read: the window is read whole.
     Unknown,
 }
 
@@ -453,35 +454,18 @@ fn diff_with_buffers(
         let mut at = ahead.iter().position(|o| o.as_slice() == r.text);
         if at.is_none() && read < WINDOW {
             // The rest of the window, looked at where it is (most often: a record changed in
-            // place leaves plain lines after it). A record found there leaves the window
-            // empty: the comparison goes on by blocks at once, instead of record by record
-            // through copies of the window's records.
+            // place leaves plain lines after it), so that only the records up to a match are
+            // read into it: the match then leaves it empty, and the comparison goes on by
+            // blocks at once, instead of record by record through copies of the whole window.
             match peek(&mut old, WINDOW - read, r.text)? {
                 Peek::Found(j) => {
-                    for left in ahead.drain(..) {
-                        found(&left);
-                        push_record(&mut d.old_records, &left);
-                        differing += 1;
-                        spare.push(left);
-                    }
-                    for _ in 0..=j {
-                        let Some(o) = old.next_record()? else { break };
-                        d.old_count += 1;
-                        if o.text != r.text {
-                            found(o.text);
-                            push_record(&mut d.old_records, o.text);
-                            differing += 1;
-                        }
-                    }
-                    d.unchanged += 1;
-                    if differing > limit {
-                        return Ok(Outcome::TooDifferent);
-                    }
-                    continue;
+                    let len = read + j + 1;
+                    fill_window(&mut old, &mut ahead, &mut spare, &mut d.old_count, len)?;
+                    at = Some(read + j);
                 }
                 Peek::NotFound => {}
                 Peek::Unknown => {
-                    fill_window(&mut old, &mut ahead, &mut spare, &mut d.old_count)?;
+                    fill_window(&mut old, &mut ahead, &mut spare, &mut d.old_count, WINDOW)?;
                     at = ahead
                         .iter()
                         .skip(read)
@@ -515,7 +499,7 @@ fn diff_with_buffers(
     // The old records left over.
     loop {
         if ahead.is_empty() {
-            fill_window(&mut old, &mut ahead, &mut spare, &mut d.old_count)?;
+            fill_window(&mut old, &mut ahead, &mut spare, &mut d.old_count, WINDOW)?;
         }
         let Some(left) = ahead.pop_front() else { break };
         found(&left);
@@ -740,15 +724,21 @@ mod tests {
                 // The last line of the old table without its line end.
                 old.pop();
             }
-            // Changes: a record changed, inserted, removed, or moved a little way.
+            // Changes: a record changed, inserted, removed (or several in a row), or moved a
+            // little way.
             let mut changed = records.clone();
             for _ in 0..g.next(12) {
                 let at = g.next(changed.len() as u64) as usize;
-                match g.next(4) {
+                match g.next(5) {
                     0 => changed[at] = format!("{at},changed\n"),
                     1 => changed.insert(at, format!("new{at},x\n")),
                     2 => {
                         changed.remove(at);
+                    }
+                    3 => {
+                        // Several records in a row removed: the next one matches further on.
+                        let end = (at + 2 + g.next(5) as usize).min(changed.len());
+                        changed.drain(at..end);
                     }
                     _ => {
                         let r = changed.remove(at);
