@@ -846,22 +846,21 @@ pub fn prepare(
                 packer.start();
                 // A NUL character is no value a store keeps (PostgreSQL refuses it in text,
                 // and with it the whole run): the row is set aside on every store alike.
-                let not_utf8_cells = not_utf8
+                // So is a mapped cell that is not UTF-8.
+                let mut bad = not_utf8
                     .iter()
                     .find(|(i, _)| *i == at)
-                    .map(|(_, cells)| cells.as_slice());
-                let mut bad = not_utf8_cells
-                    .and_then(|cells| json_order.iter().find(|&&k| cells.contains(&idx[k])))
-                    .map(|&k| (plan.columns[k].column.clone(), NOT_UTF8.to_string()));
-                bad = bad.or_else(|| {
-                    memchr::memchr(0, record.as_slice().as_bytes())
-                        .and_then(|_| {
-                            json_order
-                                .iter()
-                                .find(|&&k| record.get(idx[k]).is_some_and(|c| c.contains('\0')))
-                        })
-                        .map(|&k| (plan.columns[k].column.clone(), NUL_VALUE.to_string()))
-                });
+                    .and_then(|(_, cells)| json_order.iter().find(|&&k| cells.contains(&idx[k])))
+                    .map(|&k| (plan.columns[k].column.clone(), NOT_UTF8.to_string()))
+                    .or_else(|| {
+                        memchr::memchr(0, record.as_slice().as_bytes())
+                            .and_then(|_| {
+                                json_order.iter().find(|&&k| {
+                                    record.get(idx[k]).is_some_and(|c| c.contains('\0'))
+                                })
+                            })
+                            .map(|&k| (plan.columns[k].column.clone(), NUL_VALUE.to_string()))
+                    });
                 // No cell is longer than its record (most records: nothing to look at).
                 if bad.is_none() && record.as_slice().len() > MAX_KEY_BYTES.min(MAX_VALUE_BYTES) {
                     bad = too_long_cell(plan, &json_order, &idx, record);
