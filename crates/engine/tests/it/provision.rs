@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use idlink_engine::dispatch::DispatchOptions;
 use idlink_engine::provision::{ProvisionOptions, ProvisionReport};
-use idlink_engine::sync::{SyncMode, SyncOptions};
+use idlink_engine::sync::{SyncMode, SyncOptions, SyncReport};
 use idlink_engine::{CancellationToken, Engine, EngineError};
 use idlink_model::SettingsSource;
 use idlink_packages::Registry;
@@ -200,6 +200,11 @@ impl Site {
         } else {
             SyncMode::Complete
         };
+        self.sync_in(connector, mode).await.expect("sync");
+    }
+
+    /// A forced run of `connector` in `mode`, with its report.
+    async fn sync_in(&self, connector: &str, mode: SyncMode) -> Result<SyncReport, EngineError> {
         self.engine()
             .sync(
                 &self.store,
@@ -209,7 +214,6 @@ impl Site {
                 &CancellationToken::new(),
             )
             .await
-            .expect("sync");
     }
 
     async fn provision(&self, dry_run: bool, force: bool) -> Result<ProvisionReport, EngineError> {
@@ -562,20 +566,7 @@ async fn regression_an_association_table_with_bytes_that_are_not_utf8_still_link
         b"login,group,note\nada,ENG,caf\xe9\nbob,OPS,\n\xe9ve,ENG,\nada,OPS,\n",
     )
     .expect("members");
-    let r = site
-        .engine()
-        .sync(
-            &site.store,
-            "App",
-            &SyncOptions {
-                mode: SyncMode::Complete,
-                force: true,
-            },
-            &NoProgress,
-            &CancellationToken::new(),
-        )
-        .await
-        .expect("sync");
+    let r = site.sync_in("App", SyncMode::Complete).await.expect("sync");
     let c = &r.associations[0].counts;
     // ada's new group is linked; the login that is not UTF-8 names no account.
     assert_eq!(
@@ -586,17 +577,7 @@ async fn regression_an_association_table_with_bytes_that_are_not_utf8_still_link
     // A column the association reads, named twice (the first was read, whichever was meant).
     std::fs::write(dir.join("APPM.csv"), "login,group,login\nada,ENG,bob\n").expect("members");
     let e = site
-        .engine()
-        .sync(
-            &site.store,
-            "App",
-            &SyncOptions {
-                mode: SyncMode::Complete,
-                force: true,
-            },
-            &NoProgress,
-            &CancellationToken::new(),
-        )
+        .sync_in("App", SyncMode::Complete)
         .await
         .expect_err("login twice")
         .to_string();

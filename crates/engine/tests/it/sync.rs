@@ -315,6 +315,14 @@ E1,Ada,36,01/03/2019,ENG\n\
 E2,Alan,41,15/01/2020,ENG\n\
 E3,Grace,45,02/02/2018,OPS\n";
 
+/// Where a mapping's bad values are: (line, column) of each.
+fn located(m: &idlink_engine::sync::MappingReport) -> Vec<(u64, &str)> {
+    m.bad_values
+        .iter()
+        .map(|b| (b.line, b.column.as_str()))
+        .collect()
+}
+
 /// Runs `test` on a SQLite store and on a PostgreSQL store.
 async fn on_both<F, Fut>(name: &str, test: F)
 where
@@ -402,12 +410,7 @@ async fn regression_a_nul_character_in_a_value_sets_the_row_aside_on_both_stores
             (2, 0, 1, 0),
             "{c:?}"
         );
-        let located: Vec<(u64, &str)> = m
-            .bad_values
-            .iter()
-            .map(|b| (b.line, b.column.as_str()))
-            .collect();
-        assert_eq!(located, [(3, "name"), (5, "id")]);
+        assert_eq!(located(m), [(3, "name"), (5, "id")]);
         assert!(
             m.bad_values[0].message.contains("NUL"),
             "{:?}",
@@ -448,12 +451,7 @@ async fn regression_a_value_that_is_not_utf8_sets_its_row_aside_instead_of_faili
             (1, 2, 0, 1, 0),
             "{c:?}"
         );
-        let located: Vec<(u64, &str)> = m
-            .bad_values
-            .iter()
-            .map(|b| (b.line, b.column.as_str()))
-            .collect();
-        assert_eq!(located, [(3, "name")]);
+        assert_eq!(located(m), [(3, "name")]);
         assert!(
             m.bad_values[0].message.contains("not UTF-8"),
             "{:?}",
@@ -581,12 +579,7 @@ async fn regression_a_key_too_long_to_index_sets_the_row_aside_on_both_stores() 
             let m = &r.mappings[0];
             let c = &m.counts;
             assert_eq!((c.invalid, c.inserted), (1, 3), "{c:?}");
-            let located: Vec<(u64, &str)> = m
-                .bad_values
-                .iter()
-                .map(|b| (b.line, b.column.as_str()))
-                .collect();
-            assert_eq!(located, [(4, "id")]);
+            assert_eq!(located(m), [(4, "id")]);
             assert!(
                 m.bad_values[0].message.contains("2001 bytes long"),
                 "{:?}",
