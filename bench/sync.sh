@@ -6,7 +6,8 @@
 # Then a complete run where 1% of the rows changed, against the first run.
 #
 # Goals: SQLite >= 100,000 rows/s and <= 2x sqlite3 .import; the 1% run <= 10% of the first;
-# PostgreSQL <= 2x psql \copy; peak RSS <= 256 MiB. Prints the ratios; exits 1 when missed.
+# PostgreSQL <= 2x psql \copy; peak RSS <= 256 MiB (the runs, and `idlink resources` listing the
+# people a page at a time). Prints the ratios; exits 1 when missed.
 #
 #   bench/sync.sh                 # ROWS=1000000
 #   ROWS=100000 bench/sync.sh
@@ -150,6 +151,10 @@ t_first=$(run sqlite-first env IDLINK_LOG="$sync_log" "$idlink" -q sync --config
 export_all "$work/w-sqlite" people-1pct.csv
 t_second=$(run sqlite-1pct env IDLINK_LOG="$sync_log" "$idlink" -q sync --config "$work/conf" --work "$work/w-sqlite" --connector HR --force)
 grep -q "$((ROWS / 100)) updated" "$work/sqlite-1pct.out" || { echo "the 1% run did not update $((ROWS / 100)) rows:" >&2; cat "$work/sqlite-1pct.out" >&2; exit 1; }
+# Listing the store's people (a page at a time: its memory must not grow with the store).
+t_list=$(run list "$idlink" -q resources --config "$work/conf" --work "$work/w-sqlite" --entity-type Person --format csv)
+listed=$(($(wc -l <"$work/list.out") - 1))
+[ "$listed" = "$ROWS" ] || { echo "idlink resources listed $listed people, not $ROWS" >&2; exit 1; }
 rss_sqlite=$(sort -n "$work/rss" | tail -1)
 
 echo "== PostgreSQL store"
@@ -166,11 +171,12 @@ t_pg=$(run pg-first env IDLINK_LOG="$sync_log" "$idlink" -q sync --config "$work
 rss_all=$(sort -n "$work/rss" | tail -1)
 
 status=0
-(python3 - "$ROWS" "$t_import" "$t_first" "$t_second" "$t_copy" "$t_pg" "$rss_sqlite" "$rss_all" "$MAX_RSS_KIB" <<'PY'
+(python3 - "$ROWS" "$t_import" "$t_first" "$t_second" "$t_copy" "$t_pg" "$rss_sqlite" "$rss_all" "$MAX_RSS_KIB" "$t_list" <<'PY'
 import sys
 rows = int(sys.argv[1])
 t_import, t_first, t_second, t_copy, t_pg = map(float, sys.argv[2:7])
 rss_sqlite, rss_all, max_rss = int(sys.argv[7]), int(sys.argv[8]), int(sys.argv[9])
+t_list = float(sys.argv[10])
 ok = True
 def line(label, value, goal, good):
     global ok
@@ -182,6 +188,7 @@ line("SQLite rows/s", f"{rows / t_first:,.0f}", ">= 100000", rows / t_first >= 1
 line("SQLite first run / sqlite3 .import", f"{t_first / t_import:.2f}", "<= 2", t_first / t_import <= 2)
 line("SQLite 1% changed run / first run", f"{t_second / t_first:.2f}", "<= 0.10", t_second / t_first <= 0.10)
 line("PostgreSQL first run / psql \\copy", f"{t_pg / t_copy:.2f}", "<= 2", t_pg / t_copy <= 2)
+print(f"idlink resources --entity-type Person --format csv: {t_list:.2f} s")
 line("peak RSS (MiB)", f"{rss_all / 1024:.0f}", f"<= {max_rss // 1024}", rss_all <= max_rss)
 sys.exit(0 if ok else 1)
 PY

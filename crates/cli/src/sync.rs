@@ -230,68 +230,149 @@ pub fn resources(rt: &Runtime, g: &Global, args: &ResourcesArgs) -> anyhow::Resu
             (2u8, &a.property2.value, a.is_property2_collection),
         ] {
             if p.entity_type == et.id.value {
-                let linked = rt.block_on(store.linked_keys(&a.id.value, side))?;
-                navigations.push((p.property.clone(), collection, linked));
+                navigations.push(Navigation {
+                    association: &a.id.value,
+                    side,
+                    property: &p.property,
+                    collection,
+                });
             }
         }
     }
-    let rows = rt.block_on(store.resources(&et.id.value, &filters))?;
     let props: Vec<&str> = et.properties.iter().map(|p| p.id.value.as_str()).collect();
-    let object = |r: &idlink_store::Resource| {
+    let list = List {
+        format: args.format,
+        props: &props,
+        out: std::io::BufWriter::new(std::io::stdout().lock()),
+    };
+    let listed = rt.block_on(list_resources(
+        &store,
+        &et.id.value,
+        &filters,
+        &navigations,
+        list,
+    ));
+    rt.block_on(store.close());
+    let n = listed?;
+    if matches!(args.format, ListFormat::Text) && !g.quiet {
+        eprintln!("{n} resource(s) of {}", et.id.value);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resources read from the store at a time by `idlink resources`: the listing's memory does not
+/// grow with the entity type.
+const RESOURCES_PAGE: usize = 5_000;
+
+/// A navigation property of the listed entity type: the keys linked through one side of an
+/// association (`side` 1: the listed type is on `Property1`'s side).
+struct Navigation<'a> {
+    association: &'a str,
+    side: u8,
+    property: &'a str,
+    collection: bool,
+}
+
+/// Where and how `idlink resources` writes.
+struct List<'a, W: Write> {
+    format: ListFormat,
+    props: &'a [&'a str],
+    out: W,
+}
+
+/// Writes the resources of `entity_type` that match `filters`, a page at a time, with their
+/// navigation properties as the linked keys.
+/// How many were written.
+async fn list_resources<W: Write>(
+    store: &Store,
+    entity_type: &str,
+    filters: &[(String, String)],
+    navigations: &[Navigation<'_>],
+    list: List<'_, W>,
+) -> anyhow::Result<u64> {
+    let List { format, props, out } = list;
+    let object = |r: &idlink_store::Resource,
+                  linked: &[std::collections::HashMap<i64, Vec<String>>]| {
         let mut o = serde_json::Map::new();
-        for p in &props {
+        for p in props {
             if let Some(v) = r.data.get(*p) {
                 o.insert((*p).to_string(), v.clone());
             }
         }
-        for (p, collection, linked) in &navigations {
+        for (n, linked) in navigations.iter().zip(linked) {
             let keys = linked.get(&r.id).cloned().unwrap_or_default();
-            let v = if *collection {
+            let v = if n.collection {
                 serde_json::Value::from(keys)
             } else {
                 keys.into_iter()
                     .next()
                     .map_or(serde_json::Value::Null, serde_json::Value::from)
             };
-            o.insert(p.clone(), v);
+            o.insert(n.property.to_string(), v);
         }
         o
     };
-    let mut out = std::io::stdout().lock();
-    match args.format {
-        ListFormat::Json => {
-            let all: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|r| serde_json::Value::Object(object(r)))
-                .collect();
-            writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
-        }
-        ListFormat::Csv | ListFormat::Text => {
-            let cell = |v: Option<&serde_json::Value>| match v {
-                None | Some(serde_json::Value::Null) => String::new(),
-                Some(serde_json::Value::String(s)) => s.clone(),
-                Some(serde_json::Value::Array(a)) => a
-                    .iter()
-                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
-                    .collect::<Vec<_>>()
-                    .join(if matches!(args.format, ListFormat::Csv) {
-                        "\n"
-                    } else {
-                        ", "
-                    }),
-                Some(v) => v.to_string(),
-            };
-            if matches!(args.format, ListFormat::Csv) {
-                let mut w = csv::Writer::from_writer(&mut out);
-                w.write_record(&props)?;
-                for r in &rows {
-                    let o = object(r);
-                    w.write_record(props.iter().map(|p| cell(o.get(*p))))?;
-                }
-                w.flush()?;
+    let cell = |v: Option<&serde_json::Value>| match v {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+            .collect::<Vec<_>>()
+            .join(if matches!(format, ListFormat::Csv) {
+                "\n"
             } else {
-                for r in &rows {
-                    let o = object(r);
+                ", "
+            }),
+        Some(v) => v.to_string(),
+    };
+    // The three writers: a JSON array written element by element (the same text as the whole
+    // array pretty-printed: each element's lines indented by two; its strings hold no line
+    // feed, JSON escapes them), a CSV writer, or lines.
+    enum Writer<W: Write> {
+        Json(W),
+        Csv(Box<csv::Writer<W>>),
+        Text(W),
+    }
+    let mut writer = match format {
+        ListFormat::Json => Writer::Json(out),
+        ListFormat::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(props)?;
+            Writer::Csv(Box::new(w))
+        }
+        ListFormat::Text => Writer::Text(out),
+    };
+    let (mut n, mut after) = (0u64, None::<String>);
+    loop {
+        let page = store
+            .resources_page(entity_type, after.as_deref(), RESOURCES_PAGE)
+            .await?;
+        let ids: Vec<i64> = page.iter().map(|r| r.id).collect();
+        let mut linked = Vec::with_capacity(navigations.len());
+        for n in navigations {
+            linked.push(
+                store
+                    .linked_keys_of_ids(n.association, n.side, &ids)
+                    .await?,
+            );
+        }
+        for r in page
+            .iter()
+            .filter(|r| idlink_store::values_match(&r.data, filters))
+        {
+            let o = object(r, &linked);
+            match &mut writer {
+                Writer::Json(w) => {
+                    w.write_all(if n == 0 { b"[\n" } else { b",\n" })?;
+                    let text = serde_json::to_string_pretty(&o)?;
+                    for (i, line) in text.lines().enumerate() {
+                        let sep = if i == 0 { "" } else { "\n" };
+                        write!(w, "{sep}  {line}")?;
+                    }
+                }
+                Writer::Csv(w) => w.write_record(props.iter().map(|p| cell(o.get(*p))))?,
+                Writer::Text(w) => {
                     let fields: Vec<String> = props
                         .iter()
                         .filter_map(|p| {
@@ -299,14 +380,23 @@ pub fn resources(rt: &Runtime, g: &Global, args: &ResourcesArgs) -> anyhow::Resu
                             (!c.is_empty()).then(|| format!("{p}={c}"))
                         })
                         .collect();
-                    writeln!(out, "{}", fields.join("  "))?;
-                }
-                if !g.quiet {
-                    eprintln!("{} resource(s) of {}", rows.len(), et.id.value);
+                    writeln!(w, "{}", fields.join("  "))?;
                 }
             }
+            n += 1;
         }
+        if page.len() < RESOURCES_PAGE {
+            break;
+        }
+        after = page.last().map(|r| r.key.clone());
     }
-    rt.block_on(store.close());
-    Ok(ExitCode::SUCCESS)
+    match writer {
+        Writer::Json(mut w) => {
+            w.write_all(if n == 0 { b"[]\n" } else { b"\n]\n" })?;
+            w.flush()?;
+        }
+        Writer::Csv(mut w) => w.flush()?,
+        Writer::Text(mut w) => w.flush()?,
+    }
+    Ok(n)
 }

@@ -42,7 +42,7 @@ pub use provisioning::{
     Assignment, JobRun, NewOrder, OrderFilter, OrderState, OrderUpdate, StoredOrder,
 };
 pub use resources::{
-    Digest, IndexEntry, NewResource, Resource, ResourceUpdate, SnapshotEntry, SyncTx,
+    Digest, IndexEntry, NewResource, Resource, ResourceUpdate, SnapshotEntry, SyncTx, values_match,
 };
 pub use schedule::Fire;
 pub use schemas::{SchemaFailure, SchemaSnapshot, SchemaState};

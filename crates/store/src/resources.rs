@@ -212,11 +212,7 @@ impl Store {
     ) -> Result<Vec<Resource>, StoreError> {
         let rows = self.resource_rows(entity_type, "", i64::MAX).await?;
         self.decoded(entity_type, rows, "read resources", |data| {
-            filters.iter().all(|(prop, want)| match data.get(prop) {
-                Some(serde_json::Value::Array(vs)) => vs.iter().any(|v| value_eq(v, want)),
-                Some(v) => value_eq(v, want),
-                None => want.is_empty(),
-            })
+            values_match(data, filters)
         })
         .await
     }
@@ -350,6 +346,59 @@ impl Store {
             .fetch_all(p)
             .await)
         .map_err(|e| self.db_error("read links", e))
+    }
+
+    /// The links of `association` from the resources `ids` (a page of
+    /// [`Store::resources_page`], say), as [`Store::linked_keys`] gives them: looked up through
+    /// the links' indexes, where `linked_keys` reads the association whole.
+    pub async fn linked_keys_of_ids(
+        &self,
+        association: &str,
+        side: u8,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, Vec<String>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let (this, other) = if side == 1 {
+            ("id1", "id2")
+        } else {
+            ("id2", "id1")
+        };
+        let rows: Result<Vec<(i64, String)>, sqlx::Error> = match self.pool() {
+            // The ids as one JSON array: no limit on bound parameters to mind. SQLite looks
+            // each up in the links' primary key (or `links_by_id2`).
+            Pool::Sqlite(p) => {
+                let sql = format!(
+                    "SELECT l.{this}, r.key FROM links l JOIN resources r ON r.id = l.{other} \
+                     WHERE l.association = $1 AND l.{this} IN (SELECT value FROM json_each($2)) ORDER BY r.key"
+                );
+                let ids = serde_json::to_string(ids).unwrap_or_default();
+                sqlx::query_as(&sql)
+                    .bind(association)
+                    .bind(ids)
+                    .fetch_all(p)
+                    .await
+            }
+            // An array: PostgreSQL probes the index for each (a join on a range of keys gets
+            // a plan that reads the whole association once it has statistics).
+            Pool::Postgres(p) => {
+                let sql = format!(
+                    "SELECT l.{this}, r.key FROM links l JOIN resources r ON r.id = l.{other} \
+                     WHERE l.association = $1 AND l.{this} = ANY($2) ORDER BY r.key"
+                );
+                sqlx::query_as(&sql)
+                    .bind(association)
+                    .bind(ids)
+                    .fetch_all(p)
+                    .await
+            }
+        };
+        let mut out: HashMap<i64, Vec<String>> = HashMap::new();
+        for (id, key) in rows.map_err(|e| self.db_error("read links", e))? {
+            out.entry(id).or_default().push(key);
+        }
+        Ok(out)
     }
 
     /// The links of `association` as (id on the `side` given, key of the resource on the other
@@ -681,6 +730,20 @@ async fn copy(
         return Err(e);
     }
     copy.finish().await
+}
+
+/// Whether a resource's values equal every `(property, value)` of `filters`, as
+/// [`Store::resources`] selects them: a multi-valued property matches when one of its values
+/// does, and an absent one matches the empty value.
+pub fn values_match(
+    data: &serde_json::Map<String, serde_json::Value>,
+    filters: &[(String, String)],
+) -> bool {
+    filters.iter().all(|(prop, want)| match data.get(prop) {
+        Some(serde_json::Value::Array(vs)) => vs.iter().any(|v| value_eq(v, want)),
+        Some(v) => value_eq(v, want),
+        None => want.is_empty(),
+    })
 }
 
 fn value_eq(v: &serde_json::Value, want: &str) -> bool {

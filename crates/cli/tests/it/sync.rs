@@ -389,3 +389,94 @@ fn regression_sync_killed_at_any_instant_leaves_the_postgres_store_before_or_aft
         .expect("db");
     killed_at_random_instants_leave_the_store_before_or_after(&Site::new(Some(pg.url("killed"))));
 }
+
+/// `idlink resources` reads the store a page of 5,000 at a time: an entity type of more pages
+/// lists every resource once, in key order, with its navigations both ways (the managers and
+/// reports cross the pages), in each format, on both stores.
+fn lists_an_entity_type_of_several_pages_whole(site: &Site) {
+    const ROWS: usize = 12_000;
+    site.put_table(&table(ROWS, 0));
+    let (code, out) = site.sync("initial");
+    assert_eq!(code, 0, "{out}");
+    // What the table says: the people present (a tenth is absent), each one's manager when
+    // the manager is present too, and the reports of each.
+    let present = |i: usize| i < ROWS && !i.is_multiple_of(10);
+    let key = |i: usize| format!("P{i:06}");
+    let mut want = Vec::new();
+    let mut reports: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
+    for i in (0..ROWS).filter(|&i| present(i)) {
+        let m = (i * 7) % i;
+        if present(m) {
+            reports.entry(m).or_default().push(key(i));
+        }
+    }
+    for i in (0..ROWS).filter(|&i| present(i)) {
+        let m = (i * 7) % i;
+        want.push(serde_json::json!({
+            "Id": key(i),
+            "Name": format!("Person {i} v0"),
+            "Grade": i % 12,
+            "Manager": if present(m) { serde_json::json!(key(m)) } else { serde_json::Value::Null },
+            "Reports": reports.get(&i).cloned().unwrap_or_default(),
+        }));
+    }
+    let list = |format: &str| {
+        let out = idlink()
+            .args(site.args(
+                "resources",
+                &["--entity-type", "Person", "--format", format],
+            ))
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8(out.stdout).expect("utf-8"),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (json, _) = list("json");
+    let got: serde_json::Value = serde_json::from_str(&json).expect("a JSON array");
+    assert_eq!(got.as_array().map(Vec::len), Some(want.len()));
+    assert_eq!(got, serde_json::Value::Array(want.clone()));
+    // The array written element by element is the text the whole array pretty-printed is.
+    assert_eq!(
+        json,
+        format!("{}\n", serde_json::to_string_pretty(&got).expect("text"))
+    );
+    let (csv, _) = list("csv");
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("record")).collect();
+    assert_eq!(rows.len(), want.len());
+    for (row, w) in rows.iter().zip(&want) {
+        assert_eq!(&row[0], w["Id"].as_str().expect("id"));
+        let reports: Vec<&str> = w["Reports"]
+            .as_array()
+            .expect("reports")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert_eq!(&row[4], reports.join("\n"), "{}", &row[0]);
+    }
+    let (text, err) = list("text");
+    assert_eq!(text.lines().count(), want.len());
+    assert!(
+        err.contains(&format!("{} resource(s) of Person", want.len())),
+        "{err}"
+    );
+}
+
+#[test]
+fn resources_lists_an_entity_type_of_several_pages_whole_on_sqlite() {
+    lists_an_entity_type_of_several_pages_whole(&Site::new(None));
+}
+
+#[test]
+fn resources_lists_an_entity_type_of_several_pages_whole_on_postgres() {
+    let pg = PostgresServer::start();
+    pg.execute("postgres", "CREATE DATABASE pages").expect("db");
+    lists_an_entity_type_of_several_pages_whole(&Site::new(Some(pg.url("pages"))));
+}

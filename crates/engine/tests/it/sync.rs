@@ -1,6 +1,7 @@
 //! Synchronization (issue #10) against real stores: SQLite in a temporary folder and
 //! PostgreSQL started by test-support. Each test runs on both.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use idlink_engine::sync::keys::KeyHasher;
@@ -274,10 +275,25 @@ impl Site {
                     .resources_page(et, after.as_deref(), 7)
                     .await
                     .expect("page");
-                let last = page.len() < 7;
+                let done = page.len() < 7;
+                // The page's links, read by its resources' ids, are the whole read's for them
+                // (`idlink resources` reads them so).
+                {
+                    let ids: Vec<i64> = page.iter().map(|r| r.id).collect();
+                    let links = self
+                        .store
+                        .linked_keys_of_ids("Person_Org", side, &ids)
+                        .await
+                        .expect("a page's links");
+                    let want: HashMap<i64, Vec<String>> = page
+                        .iter()
+                        .filter_map(|r| map.get(&r.id).map(|keys| (r.id, keys.clone())))
+                        .collect();
+                    assert_eq!(links, want, "{et}: the links of a page after {after:?}");
+                }
                 after = page.last().map(|r| r.key.clone());
                 paged.extend(page.into_iter().map(|r| (r.id, r.key, r.data)));
-                if last {
+                if done {
                     break;
                 }
             }
