@@ -17,6 +17,7 @@ pub mod cache;
 pub mod configure;
 pub mod edit;
 pub mod error;
+pub mod http;
 pub mod jobs;
 pub mod mappings;
 pub mod metrics;

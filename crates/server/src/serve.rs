@@ -134,23 +134,17 @@ impl Server {
             tokio::time::sleep(grace).await;
             work.cancel();
         });
-        let app = crate::app(state.clone())
-            .into_make_service_with_connect_info::<crate::tls::ClientAddr>();
-        let shutdown = stop.clone().cancelled_owned();
-        let served = match tls {
+        let app = crate::app(state.clone());
+        let limits = crate::http::ConnectionLimits::of_this_process();
+        let shutdown = stop.clone();
+        match tls {
             Some(config) => {
                 let listener = crate::tls::TlsListener::new(listener, config)
                     .map_err(|e| ServerError::Serve(e.to_string()))?;
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+                crate::http::serve(listener, app, limits, shutdown).await;
             }
-            None => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
-        };
+            None => crate::http::serve(listener, app, limits, shutdown).await,
+        }
         stop.cancel();
         let _ = watcher.await;
         let _ = worker.await;
@@ -165,7 +159,7 @@ impl Server {
             );
         }
         state.store().close().await;
-        served.map_err(|e| ServerError::Serve(e.to_string()))
+        Ok(())
     }
 }
 

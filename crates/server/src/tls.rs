@@ -118,25 +118,10 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// The client's address, for both listeners (`ConnectInfo<ClientAddr>`).
+/// The client's address, which [`crate::http::serve`] gives each request
+/// (`ConnectInfo<ClientAddr>`).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
-    for ClientAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>>
-    for ClientAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}
 
 /// The client's IP address, when the server was started with connection information (not
 /// in `oneshot` tests).

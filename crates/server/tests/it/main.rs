@@ -7,6 +7,7 @@ mod auth;
 mod browser;
 mod cache;
 mod edit;
+mod http;
 mod jobs;
 mod mappings;
 mod openapi;
