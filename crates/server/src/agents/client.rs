@@ -204,8 +204,11 @@ pub async fn run(
     let identity = load_or_create_key(&options.key_file)?;
     let key_path =
         std::path::absolute(&options.key_file).map_err(|e| ClientError::Io(e.to_string()))?;
+    // A pooled connection is let go before the server closes it for idleness
+    // (`http::HEADER_READ_TIMEOUT`): a request is never sent on one the server is closing.
     let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(crate::http::HEADER_READ_TIMEOUT / 2)
         .use_rustls_tls();
     if let Some(ca) = &options.ca_cert {
         let pem = std::fs::read(ca)
