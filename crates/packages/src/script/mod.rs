@@ -278,10 +278,13 @@ impl Script {
     }
 }
 
-/// A private temporary folder for one run.
+/// A private temporary folder for one run: only its owner may list or read it (it holds the
+/// exported rows, orders and results; tempfile would create it as the umask says, 0755).
 fn work_dir(connection: &str) -> Result<tempfile::TempDir, PackageError> {
+    use std::os::unix::fs::PermissionsExt;
     tempfile::Builder::new()
         .prefix(&format!("idlink-script-{connection}-"))
+        .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir()
         .map_err(|e| PackageError::io("create a temporary folder in", &std::env::temp_dir(), e))
 }
@@ -489,6 +492,40 @@ printf 'id\n1\n' > "${prefix}users.csv""#,
                 && a[3].ends_with("export.ps1'"),
             "{a:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn regression_the_run_folder_of_a_script_is_private_to_its_owner() {
+        // It was created 0755 (the umask's way): other local users could list and read the
+        // rows a script exported there, and the orders of a fulfill.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("export.ps1"), "# PowerShell").expect("write");
+        fake(
+            d,
+            "pwsh",
+            &format!(
+                r#"prefix=$(printf '%s' "$4" | sed -n "s/^\$OutputPath = '\([^']*\)'.*/\1/p")
+stat -c %a "$(dirname "$(dirname "${{prefix}}x")")" > '{}/mode.txt'
+printf 'id\n1\n' > "${{prefix}}users.csv""#,
+                d.display()
+            ),
+        );
+        let s = script(d, "export.ps1", false, true);
+        let staging = tempfile::tempdir().expect("staging");
+        let mut out = ExportOutput::new("Conn", staging.path());
+        let request = ExportRequest {
+            incremental: false,
+            cookie: None,
+            progress: &NoProgress,
+        };
+        Instance::export(&s)
+            .expect("exports")
+            .export(&request, &mut out)
+            .await
+            .expect("runs");
+        let mode = std::fs::read_to_string(d.join("mode.txt")).expect("mode seen");
+        assert_eq!(mode.trim(), "700");
     }
 
     /// Settings overrides (`IDLINK__...`) may hold secured values: the script's environment
