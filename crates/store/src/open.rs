@@ -296,9 +296,25 @@ async fn open_sqlite(
         }
     } else if !create {
         return Ok(None);
-    } else if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| StoreError::io("create the store's folder", parent, e))?;
+    } else {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::io("create the store's folder", parent, e))?;
+        }
+        // The store holds every identity: readable by its owner only (SQLite would create it
+        // as the umask says, 0644, and gives its WAL the file's mode). An empty file is an
+        // empty database; one created meanwhile by another process is left to it.
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(StoreError::io("create the store", path, e)),
+        }
     }
     let options = SqliteConnectOptions::new()
         .filename(path)

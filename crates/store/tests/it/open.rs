@@ -310,3 +310,21 @@ async fn a_wrong_postgres_password_is_not_shown_nor_retried() {
     assert!(text.contains("check the user and password"), "{text}");
     assert!(!text.contains("Wrong-Pw-123"), "{text}");
 }
+
+#[tokio::test]
+async fn regression_a_new_sqlite_store_and_its_wal_are_readable_by_their_owner_only() {
+    // They were created as the umask said (0644): any local user could read every identity.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("work/idlink.db");
+    let store = Store::open(&Location::Sqlite(path.clone()))
+        .await
+        .expect("creates");
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600, "the store");
+    let wal = dir.path().join("work/idlink.db-wal");
+    assert!(wal.exists(), "the store is in WAL mode while open");
+    assert_eq!(mode(&wal), 0o600, "its WAL");
+    store.close().await;
+}
