@@ -384,10 +384,19 @@ fn regression_sync_killed_at_any_instant_leaves_the_sqlite_store_before_or_after
 
 #[test]
 fn regression_sync_killed_at_any_instant_leaves_the_postgres_store_before_or_after() {
+    on_postgres(
+        "killed",
+        killed_at_random_instants_leave_the_store_before_or_after,
+    );
+}
+
+/// Runs `test` on a site whose store is a new PostgreSQL database, `database`, of a server
+/// started for it.
+fn on_postgres(database: &str, test: impl FnOnce(&Site)) {
     let pg = PostgresServer::start();
-    pg.execute("postgres", "CREATE DATABASE killed")
+    pg.execute("postgres", &format!("CREATE DATABASE {database}"))
         .expect("db");
-    killed_at_random_instants_leave_the_store_before_or_after(&Site::new(Some(pg.url("killed"))));
+    test(&Site::new(Some(pg.url(database))));
 }
 
 /// `idlink resources` reads the store a page of 5,000 at a time: an entity type of more pages
@@ -476,7 +485,5 @@ fn resources_lists_an_entity_type_of_several_pages_whole_on_sqlite() {
 
 #[test]
 fn resources_lists_an_entity_type_of_several_pages_whole_on_postgres() {
-    let pg = PostgresServer::start();
-    pg.execute("postgres", "CREATE DATABASE pages").expect("db");
-    lists_an_entity_type_of_several_pages_whole(&Site::new(Some(pg.url("pages"))));
+    on_postgres("pages", lists_an_entity_type_of_several_pages_whole);
 }

@@ -343,6 +343,28 @@ mod tests {
         );
     }
 
+    /// Runs `s`'s export (incremental from `cookie` when given): its outcome and the names of
+    /// its tables.
+    async fn export_with(
+        s: &Script,
+        cookie: Option<&str>,
+    ) -> (crate::api::ExportOutcome, Vec<String>) {
+        let staging = tempfile::tempdir().expect("staging");
+        let mut out = ExportOutput::new("Conn", staging.path());
+        let request = ExportRequest {
+            incremental: cookie.is_some(),
+            cookie,
+            progress: &NoProgress,
+        };
+        let outcome = Instance::export(s)
+            .expect("exports")
+            .export(&request, &mut out)
+            .await
+            .expect("runs");
+        let tables = out.finish().expect("finish");
+        (outcome, tables.into_iter().map(|t| t.name).collect())
+    }
+
     fn argv(dir: &Path) -> Vec<String> {
         std::fs::read_to_string(dir.join("argv.txt"))
             .expect("the fake ran")
@@ -469,21 +491,9 @@ mod tests {
 printf 'id\n1\n' > "${prefix}users.csv""#,
         );
         let s = script(d, "export.ps1", false, true);
-        let staging = tempfile::tempdir().expect("staging");
-        let mut out = ExportOutput::new("Conn", staging.path());
-        let request = ExportRequest {
-            incremental: true,
-            cookie: Some("earlier"),
-            progress: &NoProgress,
-        };
-        let outcome = Instance::export(&s)
-            .expect("exports")
-            .export(&request, &mut out)
-            .await
-            .expect("runs");
+        let (outcome, tables) = export_with(&s, Some("earlier")).await;
         assert!(outcome.incremental);
-        let tables = out.finish().expect("finish");
-        assert_eq!(tables[0].name, "Conn_users");
+        assert_eq!(tables, ["Conn_users"]);
         let a = argv(d);
         assert_eq!(a[..3], ["-NoProfile", "-NonInteractive", "-Command"]);
         assert!(
@@ -512,18 +522,7 @@ printf 'id\n1\n' > "${{prefix}}users.csv""#,
             ),
         );
         let s = script(d, "export.ps1", false, true);
-        let staging = tempfile::tempdir().expect("staging");
-        let mut out = ExportOutput::new("Conn", staging.path());
-        let request = ExportRequest {
-            incremental: false,
-            cookie: None,
-            progress: &NoProgress,
-        };
-        Instance::export(&s)
-            .expect("exports")
-            .export(&request, &mut out)
-            .await
-            .expect("runs");
+        export_with(&s, None).await;
         let mode = std::fs::read_to_string(d.join("mode.txt")).expect("mode seen");
         assert_eq!(mode.trim(), "700");
     }
