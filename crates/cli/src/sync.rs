@@ -348,7 +348,14 @@ async fn list_resources<W: Write>(
         let page = store
             .resources_page(entity_type, after.as_deref(), RESOURCES_PAGE)
             .await?;
-        let ids: Vec<i64> = page.iter().map(|r| r.id).collect();
+        let full = page.len() == RESOURCES_PAGE;
+        after = page.last().map(|r| r.key.clone());
+        // The links of the resources listed only (`--where` may keep few of the page).
+        let listed: Vec<_> = page
+            .into_iter()
+            .filter(|r| idlink_store::values_match(&r.data, filters))
+            .collect();
+        let ids: Vec<i64> = listed.iter().map(|r| r.id).collect();
         let mut linked = Vec::with_capacity(navigations.len());
         for n in navigations {
             linked.push(
@@ -357,10 +364,7 @@ async fn list_resources<W: Write>(
                     .await?,
             );
         }
-        for r in page
-            .iter()
-            .filter(|r| idlink_store::values_match(&r.data, filters))
-        {
+        for r in &listed {
             let o = object(r, &linked);
             match &mut writer {
                 Writer::Json(w) => {
@@ -385,10 +389,9 @@ async fn list_resources<W: Write>(
             }
             n += 1;
         }
-        if page.len() < RESOURCES_PAGE {
+        if !full {
             break;
         }
-        after = page.last().map(|r| r.key.clone());
     }
     match writer {
         Writer::Json(mut w) => {

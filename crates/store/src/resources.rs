@@ -394,11 +394,8 @@ impl Store {
                     .await
             }
         };
-        let mut out: HashMap<i64, Vec<String>> = HashMap::new();
-        for (id, key) in rows.map_err(|e| self.db_error("read links", e))? {
-            out.entry(id).or_default().push(key);
-        }
-        Ok(out)
+        rows.map(keys_by_id)
+            .map_err(|e| self.db_error("read links", e))
     }
 
     /// The links of `association` as (id on the `side` given, key of the resource on the other
@@ -413,16 +410,12 @@ impl Store {
         } else {
             "SELECT l.id2, r.key FROM links l JOIN resources r ON r.id = l.id1 WHERE l.association = $1 ORDER BY r.key"
         };
-        let rows: Vec<(i64, String)> = on_pool!(self, p => sqlx::query_as(sql)
+        on_pool!(self, p => sqlx::query_as(sql)
             .bind(association)
             .fetch_all(p)
             .await)
-        .map_err(|e| self.db_error("read links", e))?;
-        let mut out: HashMap<i64, Vec<String>> = HashMap::new();
-        for (id, key) in rows {
-            out.entry(id).or_default().push(key);
-        }
-        Ok(out)
+        .map(keys_by_id)
+        .map_err(|e| self.db_error("read links", e))
     }
 
     /// How many resources of `entity_type` and links of `association` the store holds (as
@@ -730,6 +723,15 @@ async fn copy(
         return Err(e);
     }
     copy.finish().await
+}
+
+/// Links read as (id, linked key), in key order: each id's linked keys, in that order.
+fn keys_by_id(rows: Vec<(i64, String)>) -> HashMap<i64, Vec<String>> {
+    let mut out: HashMap<i64, Vec<String>> = HashMap::new();
+    for (id, key) in rows {
+        out.entry(id).or_default().push(key);
+    }
+    out
 }
 
 /// Whether a resource's values equal every `(property, value)` of `filters`, as

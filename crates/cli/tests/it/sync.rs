@@ -275,8 +275,17 @@ impl Site {
 
     /// The whole store's view of Person: resources with their navigations, as CSV.
     fn state(&self) -> String {
+        self.people("csv").0
+    }
+
+    /// `idlink resources --entity-type Person` in `format`, which must succeed: its output and
+    /// its messages.
+    fn people(&self, format: &str) -> (String, String) {
         let out = idlink()
-            .args(self.args("resources", &["--entity-type", "Person", "--format", "csv"]))
+            .args(self.args(
+                "resources",
+                &["--entity-type", "Person", "--format", format],
+            ))
             .output()
             .expect("runs");
         assert!(
@@ -284,7 +293,10 @@ impl Site {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        (
+            String::from_utf8(out.stdout).expect("utf-8"),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 }
 
@@ -429,25 +441,7 @@ fn lists_an_entity_type_of_several_pages_whole(site: &Site) {
             "Reports": reports.get(&i).cloned().unwrap_or_default(),
         }));
     }
-    let list = |format: &str| {
-        let out = idlink()
-            .args(site.args(
-                "resources",
-                &["--entity-type", "Person", "--format", format],
-            ))
-            .output()
-            .expect("runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (
-            String::from_utf8(out.stdout).expect("utf-8"),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let (json, _) = list("json");
+    let (json, _) = site.people("json");
     let got: serde_json::Value = serde_json::from_str(&json).expect("a JSON array");
     assert_eq!(got.as_array().map(Vec::len), Some(want.len()));
     assert_eq!(got, serde_json::Value::Array(want.clone()));
@@ -456,7 +450,7 @@ fn lists_an_entity_type_of_several_pages_whole(site: &Site) {
         json,
         format!("{}\n", serde_json::to_string_pretty(&got).expect("text"))
     );
-    let (csv, _) = list("csv");
+    let (csv, _) = site.people("csv");
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("record")).collect();
     assert_eq!(rows.len(), want.len());
@@ -470,7 +464,7 @@ fn lists_an_entity_type_of_several_pages_whole(site: &Site) {
             .collect();
         assert_eq!(&row[4], reports.join("\n"), "{}", &row[0]);
     }
-    let (text, err) = list("text");
+    let (text, err) = site.people("text");
     assert_eq!(text.lines().count(), want.len());
     assert!(
         err.contains(&format!("{} resource(s) of Person", want.len())),
