@@ -343,6 +343,22 @@ mod tests {
         );
     }
 
+    /// A `.ps1` export connection in `dir` whose fake `pwsh` finds `$OutputPath` in its
+    /// command (as `$prefix`), runs `then`, and writes table `users` there.
+    fn pwsh_export(dir: &Path, then: &str) -> Script {
+        std::fs::write(dir.join("export.ps1"), "# PowerShell").expect("write");
+        fake(
+            dir,
+            "pwsh",
+            &format!(
+                r#"prefix=$(printf '%s' "$4" | sed -n "s/^\$OutputPath = '\([^']*\)'.*/\1/p")
+{then}
+printf 'id\n1\n' > "${{prefix}}users.csv""#
+            ),
+        );
+        script(dir, "export.ps1", false, true)
+    }
+
     /// Runs `s`'s export (incremental from `cookie` when given): its outcome and the names of
     /// its tables.
     async fn export_with(
@@ -483,14 +499,7 @@ mod tests {
     async fn pwsh_exports_get_output_path_and_is_incremental_as_variables() {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        std::fs::write(d.join("export.ps1"), "# PowerShell").expect("write");
-        fake(
-            d,
-            "pwsh",
-            r#"prefix=$(printf '%s' "$4" | sed -n "s/^\$OutputPath = '\([^']*\)'.*/\1/p")
-printf 'id\n1\n' > "${prefix}users.csv""#,
-        );
-        let s = script(d, "export.ps1", false, true);
+        let s = pwsh_export(d, "");
         let (outcome, tables) = export_with(&s, Some("earlier")).await;
         assert!(outcome.incremental);
         assert_eq!(tables, ["Conn_users"]);
@@ -510,18 +519,13 @@ printf 'id\n1\n' > "${prefix}users.csv""#,
         // rows a script exported there, and the orders of a fulfill.
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        std::fs::write(d.join("export.ps1"), "# PowerShell").expect("write");
-        fake(
+        let s = pwsh_export(
             d,
-            "pwsh",
             &format!(
-                r#"prefix=$(printf '%s' "$4" | sed -n "s/^\$OutputPath = '\([^']*\)'.*/\1/p")
-stat -c %a "$(dirname "$(dirname "${{prefix}}x")")" > '{}/mode.txt'
-printf 'id\n1\n' > "${{prefix}}users.csv""#,
+                r#"stat -c %a "$(dirname "$(dirname "${{prefix}}x")")" > '{}/mode.txt'"#,
                 d.display()
             ),
         );
-        let s = script(d, "export.ps1", false, true);
         export_with(&s, None).await;
         let mode = std::fs::read_to_string(d.join("mode.txt")).expect("mode seen");
         assert_eq!(mode.trim(), "700");
