@@ -339,6 +339,33 @@ impl Global {
     }
 }
 
+/// `g`, once its working folder exists: the commands that write there create it, private to
+/// its owner (0700), when it does not exist yet. It holds the exported tables (every identity
+/// of an HR file), reports and, by default, the store; the umask would make it readable by
+/// every local user. A folder that exists keeps its mode: it is the user's.
+fn with_work(g: Global) -> anyhow::Result<Global> {
+    use anyhow::Context as _;
+    use std::os::unix::fs::DirBuilderExt as _;
+    let dir = &g.work;
+    if !dir.exists() {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            // Created meanwhile by another process: it is that one's to set.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot create the working folder {}", dir.display())
+                });
+            }
+        }
+    }
+    Ok(g)
+}
+
 fn init_logging(output: &OutputArgs) {
     use tracing_subscriber::EnvFilter;
     let level = match (output.quiet, output.verbose) {
@@ -378,14 +405,18 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Check { paths, store, args } => check::run(&runtime, &gs(paths, store), args),
-        Command::Export { paths, args } => connection::export(&runtime, &g(paths), args),
+        Command::Export { paths, args } => {
+            with_work(g(paths)).and_then(|g| connection::export(&runtime, &g, args))
+        }
         Command::RefreshSchema { paths, store, args } => {
-            connection::refresh_schema(&runtime, &gs(paths, store), args)
+            with_work(gs(paths, store)).and_then(|g| connection::refresh_schema(&runtime, &g, args))
         }
         Command::Connections { paths, store, args } => {
             store::connections(&runtime, &gs(paths, store), args)
         }
-        Command::Sync { paths, store, args } => sync::sync(&runtime, &gs(paths, store), args),
+        Command::Sync { paths, store, args } => {
+            with_work(gs(paths, store)).and_then(|g| sync::sync(&runtime, &g, args))
+        }
         Command::Resources { paths, store, args } => {
             sync::resources(&runtime, &gs(paths, store), args)
         }
@@ -393,10 +424,10 @@ fn main() -> ExitCode {
             connection::check_connection(&runtime, &g(paths), args)
         }
         Command::Fulfill { paths, store, args } => {
-            connection::fulfill(&runtime, &gs(paths, store), args)
+            with_work(gs(paths, store)).and_then(|g| connection::fulfill(&runtime, &g, args))
         }
         Command::Provision { paths, store, args } => {
-            provision::provision(&runtime, &gs(paths, store), args)
+            with_work(gs(paths, store)).and_then(|g| provision::provision(&runtime, &g, args))
         }
         Command::Orders { paths, store, args } => {
             provision::orders(&runtime, &gs(paths, store), args)
@@ -405,12 +436,14 @@ fn main() -> ExitCode {
             provision::tickets(&runtime, &gs(paths, store), args)
         }
         Command::RunJob { paths, store, args } => {
-            provision::run_job(&runtime, &gs(paths, store), args)
+            with_work(gs(paths, store)).and_then(|g| provision::run_job(&runtime, &g, args))
         }
         Command::Keygen(args) => secrets::keygen(args),
         Command::Protect { paths, args } => secrets::protect(&g(paths), args),
         Command::Packages => check::packages(),
-        Command::Serve { paths, store, args } => serve::serve(&runtime, &gs(paths, store), args),
+        Command::Serve { paths, store, args } => {
+            with_work(gs(paths, store)).and_then(|g| serve::serve(&runtime, &g, args))
+        }
         Command::Agent(args) => {
             // The agent's configuration comes from the server: only its working folder is its own.
             let paths = PathArgs {
@@ -418,7 +451,7 @@ fn main() -> ExitCode {
                 settings: None,
                 work: args.work.clone(),
             };
-            agent::agent(&runtime, &g(&paths), args)
+            with_work(g(&paths)).and_then(|g| agent::agent(&runtime, &g, args))
         }
     };
     match result {

@@ -343,9 +343,12 @@ async fn list_resources<W: Write>(
         }
         ListFormat::Text => Writer::Text(out),
     };
+    // Every page from one snapshot: a synchronization that commits while the list is written
+    // does not make it half the old store and half the new.
+    let mut snapshot = store.read_snapshot().await?;
     let (mut n, mut after) = (0u64, None::<String>);
     loop {
-        let page = store
+        let page = snapshot
             .resources_page(entity_type, after.as_deref(), RESOURCES_PAGE)
             .await?;
         let full = page.len() == RESOURCES_PAGE;
@@ -359,7 +362,7 @@ async fn list_resources<W: Write>(
         let mut linked = Vec::with_capacity(navigations.len());
         for n in navigations {
             linked.push(
-                store
+                snapshot
                     .linked_keys_of_ids(n.association, n.side, &ids)
                     .await?,
             );

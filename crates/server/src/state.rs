@@ -38,7 +38,14 @@ struct Inner {
     hub: crate::agents::Hub,
     /// The scheduler's time zone and settings (the pages show next runs in that zone).
     schedule: crate::scheduler::ScheduleOptions,
+    /// Resource searches running: each reads its entity type from one snapshot, holding one
+    /// of the store's connections while it does, so they take turns ([`SEARCHES`]).
+    searches: tokio::sync::Semaphore,
 }
+
+/// Resource searches that run at once; the store's pool (4 or 5 connections) keeps the rest
+/// for everything else.
+pub const SEARCHES: usize = 2;
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -123,6 +130,7 @@ impl AppState {
             agent_options,
             hub: crate::agents::Hub::new(),
             schedule,
+            searches: tokio::sync::Semaphore::new(SEARCHES),
         }))
     }
 
@@ -132,6 +140,16 @@ impl AppState {
 
     pub fn hub(&self) -> &crate::agents::Hub {
         &self.0.hub
+    }
+
+    /// A turn to run a resource search ([`SEARCHES`] at once).
+    pub async fn search_turn(&self) -> tokio::sync::SemaphorePermit<'_> {
+        // Never closed, so never an error.
+        self.0
+            .searches
+            .acquire()
+            .await
+            .expect("the search semaphore is never closed")
     }
 
     /// The scheduler's settings.

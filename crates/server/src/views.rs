@@ -419,11 +419,14 @@ pub async fn search(
                 .any(|v| value_text(v).to_lowercase().contains(&q))
     };
     // A page of resources at a time, in key order: the count of all that match, and the first
-    // ones, in memory that does not grow with the entity type.
+    // ones, in memory that does not grow with the entity type. Every page from one snapshot,
+    // so the count and the matches are of one state of the store.
+    let _turn = state.search_turn().await;
+    let store = state.store();
+    let mut snapshot = store.read_snapshot().await?;
     let (mut total, mut items, mut after) = (0usize, Vec::new(), None::<String>);
     loop {
-        let page = state
-            .store()
+        let page = snapshot
             .resources_page(&et, after.as_deref(), SEARCH_PAGE)
             .await?;
         let full = page.len() == SEARCH_PAGE;

@@ -210,8 +210,8 @@ impl Store {
         entity_type: &str,
         filters: &[(String, String)],
     ) -> Result<Vec<Resource>, StoreError> {
-        let rows = self.resource_rows(entity_type, "", i64::MAX).await?;
-        self.decoded(entity_type, rows, "read resources", |data| {
+        let mut c = self.pooled("read resources").await?;
+        read_resources(self, c.conn(), entity_type, "", i64::MAX, |data| {
             values_match(data, filters)
         })
         .await
@@ -219,88 +219,17 @@ impl Store {
 
     /// Up to `limit` resources of `entity_type` whose keys follow `after` (from the first
     /// without it), in key order: an entity type read a page at a time, in memory that does
-    /// not grow with the store (an indexed range of `(entity_type, key)`).
+    /// not grow with the store (an indexed range of `(entity_type, key)`). Each call sees the
+    /// store as it is then; pages that must agree with each other are read from one
+    /// [`Store::read_snapshot`].
     pub async fn resources_page(
         &self,
         entity_type: &str,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Resource>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self
-            .resource_rows(entity_type, after.unwrap_or(""), limit)
-            .await?;
-        self.decoded(entity_type, rows, "read resources", |_| true)
-            .await
-    }
-
-    /// The stored rows (id, key, data) of `entity_type` whose keys follow `after` (`""` for
-    /// all of them: keys are never empty, rows without one are set aside), `limit` at most,
-    /// in key order.
-    async fn resource_rows(
-        &self,
-        entity_type: &str,
-        after: &str,
-        limit: i64,
-    ) -> Result<Vec<(i64, String, String)>, StoreError> {
-        // `$1`, `$2`, `$3` in the order they appear: SQLite numbers them so, PostgreSQL by
-        // their digits.
-        const SQL: &str = "SELECT id, key, data FROM resources WHERE entity_type = $1 AND key > $2 ORDER BY key LIMIT $3";
-        match self.pool() {
-            // rusqlite steps the statement on this thread; sqlx would hand each row over from
-            // its worker thread (most of the time of reading 100,000 resources).
-            Pool::Sqlite(p) => {
-                let mut c = p
-                    .acquire()
-                    .await
-                    .map_err(|e| self.db_error("read resources", e))?;
-                with_rusqlite(&mut c, |conn| {
-                    let mut st = conn.prepare_cached(SQL)?;
-                    let rows = st.query_map(rusqlite::params![entity_type, after, limit], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })?;
-                    rows.collect()
-                })
-                .await
-            }
-            Pool::Postgres(p) => {
-                sqlx::query_as(SQL)
-                    .bind(entity_type)
-                    .bind(after)
-                    .bind(limit)
-                    .fetch_all(p)
-                    .await
-            }
-        }
-        .map_err(|e| self.db_error("read resources", e))
-    }
-
-    /// Stored rows of `entity_type` as resources, those whose values `keep` accepts. The
-    /// layouts are read after the rows: they are only ever added, so every row's is there.
-    async fn decoded(
-        &self,
-        entity_type: &str,
-        rows: Vec<(i64, String, String)>,
-        what: &'static str,
-        keep: impl Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
-    ) -> Result<Vec<Resource>, StoreError> {
-        let layouts =
-            on_pool!(self, p => sqlx::query_as(LAYOUTS).bind(entity_type).fetch_all(p).await)
-                .map(layouts_of)
-                .map_err(|e| self.db_error(what, e))?;
-        let mut out = Vec::new();
-        for (id, key, data) in rows {
-            let data =
-                crate::values::decode(&data, &layouts).map_err(|message| StoreError::Corrupt {
-                    store: self.location().to_string(),
-                    what: format!("resource {entity_type} '{key}'"),
-                    message,
-                })?;
-            if keep(&data) {
-                out.push(Resource { id, key, data });
-            }
-        }
-        Ok(out)
+        let mut c = self.pooled("read resources").await?;
+        read_page(self, c.conn(), entity_type, after, limit).await
     }
 
     /// The resource of `entity_type` with `key`, if the store holds it: one indexed look-up,
@@ -311,18 +240,29 @@ impl Store {
         key: &str,
     ) -> Result<Option<Resource>, StoreError> {
         const SQL: &str = "SELECT id, key, data FROM resources WHERE entity_type = $1 AND key = $2";
-        let row: Option<(i64, String, String)> = on_pool!(self, p => sqlx::query_as(SQL)
-            .bind(entity_type)
-            .bind(key)
-            .fetch_optional(p)
-            .await)
-        .map_err(|e| self.db_error("read a resource", e))?;
+        let what = "read a resource";
+        let mut c = self.pooled(what).await?;
+        let row: Option<StoredRow> = match c.conn() {
+            Conn::Sqlite(c) => {
+                sqlx::query_as(SQL)
+                    .bind(entity_type)
+                    .bind(key)
+                    .fetch_optional(c)
+                    .await
+            }
+            Conn::Postgres(c) => {
+                sqlx::query_as(SQL)
+                    .bind(entity_type)
+                    .bind(key)
+                    .fetch_optional(c)
+                    .await
+            }
+        }
+        .map_err(|e| self.db_error(what, e))?;
         let Some(row) = row else {
             return Ok(None);
         };
-        let found = self
-            .decoded(entity_type, vec![row], "read a resource", |_| true)
-            .await?;
+        let found = decoded(self, c.conn(), entity_type, vec![row], what, |_| true).await?;
         Ok(found.into_iter().next())
     }
 
@@ -357,45 +297,34 @@ impl Store {
         side: u8,
         ids: &[i64],
     ) -> Result<HashMap<i64, Vec<String>>, StoreError> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
+        let mut c = self.pooled("read links").await?;
+        read_linked_keys_of_ids(self, c.conn(), association, side, ids).await
+    }
+
+    /// A read of several statements that all see the store as it was when the snapshot was
+    /// taken: a listing by pages that a synchronization committing meanwhile does not turn
+    /// into half the old store and half the new. It is a read transaction (SQLite's WAL keeps
+    /// its pages; PostgreSQL's `REPEATABLE READ, READ ONLY`) on one of the pool's connections,
+    /// held until it is dropped. Writers do not wait for it; SQLite cannot reset its WAL past
+    /// it meanwhile, nor PostgreSQL vacuum what it may still see, so keep it to one listing.
+    pub async fn read_snapshot(&self) -> Result<ReadSnapshot<'_>, StoreError> {
+        let what = "start a consistent read";
+        let mut tx = match self.pool() {
+            Pool::Sqlite(p) => p.begin().await.map(Tx::Sqlite),
+            Pool::Postgres(p) => p
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await
+                .map(Tx::Postgres),
         }
-        let (this, other) = if side == 1 {
-            ("id1", "id2")
-        } else {
-            ("id2", "id1")
-        };
-        let rows: Result<Vec<(i64, String)>, sqlx::Error> = match self.pool() {
-            // The ids as one JSON array: no limit on bound parameters to mind. SQLite looks
-            // each up in the links' primary key (or `links_by_id2`).
-            Pool::Sqlite(p) => {
-                let sql = format!(
-                    "SELECT l.{this}, r.key FROM links l JOIN resources r ON r.id = l.{other} \
-                     WHERE l.association = $1 AND l.{this} IN (SELECT value FROM json_each($2)) ORDER BY r.key"
-                );
-                let ids = serde_json::to_string(ids).unwrap_or_default();
-                sqlx::query_as(&sql)
-                    .bind(association)
-                    .bind(ids)
-                    .fetch_all(p)
-                    .await
-            }
-            // An array: PostgreSQL probes the index for each (a join on a range of keys gets
-            // a plan that reads the whole association once it has statistics).
-            Pool::Postgres(p) => {
-                let sql = format!(
-                    "SELECT l.{this}, r.key FROM links l JOIN resources r ON r.id = l.{other} \
-                     WHERE l.association = $1 AND l.{this} = ANY($2) ORDER BY r.key"
-                );
-                sqlx::query_as(&sql)
-                    .bind(association)
-                    .bind(ids)
-                    .fetch_all(p)
-                    .await
-            }
-        };
-        rows.map(keys_by_id)
-            .map_err(|e| self.db_error("read links", e))
+        .map_err(|e| self.db_error(what, e))?;
+        // Both take the snapshot at the transaction's first read, not at BEGIN: read now.
+        const FIRST_READ: &str = "SELECT COUNT(*) FROM resource_counts";
+        match tx.conn() {
+            Conn::Sqlite(c) => sqlx::query(FIRST_READ).execute(c).await.map(drop),
+            Conn::Postgres(c) => sqlx::query(FIRST_READ).execute(c).await.map(drop),
+        }
+        .map_err(|e| self.db_error(what, e))?;
+        Ok(ReadSnapshot { store: self, tx })
     }
 
     /// The links of `association` as (id on the `side` given, key of the resource on the other
@@ -437,6 +366,230 @@ impl Store {
         .map_err(|e| self.db_error("count links", e))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
+}
+
+/// A stored resource row: id, key, data.
+type StoredRow = (i64, String, String);
+
+/// A connection to read on: one of the pool's ([`Pooled`]), or a [`ReadSnapshot`]'s.
+enum Conn<'c> {
+    Sqlite(&'c mut sqlx::SqliteConnection),
+    Postgres(&'c mut sqlx::PgConnection),
+}
+
+impl Conn<'_> {
+    fn reborrow(&mut self) -> Conn<'_> {
+        match self {
+            Conn::Sqlite(c) => Conn::Sqlite(c),
+            Conn::Postgres(c) => Conn::Postgres(c),
+        }
+    }
+}
+
+/// One of the pool's connections, for the reads of one call.
+enum Pooled {
+    Sqlite(sqlx::pool::PoolConnection<Sqlite>),
+    Postgres(sqlx::pool::PoolConnection<Postgres>),
+}
+
+impl Pooled {
+    fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Pooled::Sqlite(c) => Conn::Sqlite(c),
+            Pooled::Postgres(c) => Conn::Postgres(c),
+        }
+    }
+}
+
+impl Tx {
+    fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Tx::Sqlite(t) => Conn::Sqlite(t),
+            Tx::Postgres(t) => Conn::Postgres(t),
+        }
+    }
+}
+
+impl Store {
+    async fn pooled(&self, what: &'static str) -> Result<Pooled, StoreError> {
+        match self.pool() {
+            Pool::Sqlite(p) => p.acquire().await.map(Pooled::Sqlite),
+            Pool::Postgres(p) => p.acquire().await.map(Pooled::Postgres),
+        }
+        .map_err(|e| self.db_error(what, e))
+    }
+}
+
+/// A consistent read of the store, from [`Store::read_snapshot`]: every read sees the store as
+/// it was when the snapshot was taken. Dropped, it ends its read transaction.
+pub struct ReadSnapshot<'s> {
+    store: &'s Store,
+    tx: Tx,
+}
+
+impl std::fmt::Debug for ReadSnapshot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadSnapshot")
+            .field("store", self.store)
+            .finish()
+    }
+}
+
+impl ReadSnapshot<'_> {
+    /// [`Store::resources_page`], in the snapshot.
+    pub async fn resources_page(
+        &mut self,
+        entity_type: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Resource>, StoreError> {
+        read_page(self.store, self.tx.conn(), entity_type, after, limit).await
+    }
+
+    /// [`Store::linked_keys_of_ids`], in the snapshot.
+    pub async fn linked_keys_of_ids(
+        &mut self,
+        association: &str,
+        side: u8,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, Vec<String>>, StoreError> {
+        read_linked_keys_of_ids(self.store, self.tx.conn(), association, side, ids).await
+    }
+}
+
+async fn read_page(
+    store: &Store,
+    conn: Conn<'_>,
+    entity_type: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Resource>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    read_resources(store, conn, entity_type, after.unwrap_or(""), limit, |_| {
+        true
+    })
+    .await
+}
+
+/// The resources of `entity_type` whose keys follow `after` (`""` for all of them: keys are
+/// never empty, rows without one are set aside), `limit` at most, in key order; those whose
+/// values `keep` accepts.
+async fn read_resources(
+    store: &Store,
+    mut conn: Conn<'_>,
+    entity_type: &str,
+    after: &str,
+    limit: i64,
+    keep: impl Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
+) -> Result<Vec<Resource>, StoreError> {
+    // `$1`, `$2`, `$3` in the order they appear: SQLite numbers them so, PostgreSQL by their
+    // digits.
+    const SQL: &str = "SELECT id, key, data FROM resources WHERE entity_type = $1 AND key > $2 ORDER BY key LIMIT $3";
+    let what = "read resources";
+    let rows: Vec<StoredRow> = match conn.reborrow() {
+        // rusqlite steps the statement on this thread; sqlx would hand each row over from its
+        // worker thread (most of the time of reading 100,000 resources).
+        Conn::Sqlite(c) => {
+            with_rusqlite(c, |db| {
+                let mut st = db.prepare_cached(SQL)?;
+                let rows = st.query_map(rusqlite::params![entity_type, after, limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+                rows.collect()
+            })
+            .await
+        }
+        Conn::Postgres(c) => {
+            sqlx::query_as(SQL)
+                .bind(entity_type)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(c)
+                .await
+        }
+    }
+    .map_err(|e| store.db_error(what, e))?;
+    decoded(store, conn, entity_type, rows, what, keep).await
+}
+
+/// Stored rows of `entity_type` as resources, those whose values `keep` accepts. The layouts
+/// are read after the rows: they are only ever added, so every row's is there.
+async fn decoded(
+    store: &Store,
+    conn: Conn<'_>,
+    entity_type: &str,
+    rows: Vec<StoredRow>,
+    what: &'static str,
+    keep: impl Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
+) -> Result<Vec<Resource>, StoreError> {
+    let layouts = match conn {
+        Conn::Sqlite(c) => sqlx::query_as(LAYOUTS).bind(entity_type).fetch_all(c).await,
+        Conn::Postgres(c) => sqlx::query_as(LAYOUTS).bind(entity_type).fetch_all(c).await,
+    }
+    .map(layouts_of)
+    .map_err(|e| store.db_error(what, e))?;
+    let mut out = Vec::new();
+    for (id, key, data) in rows {
+        let data =
+            crate::values::decode(&data, &layouts).map_err(|message| StoreError::Corrupt {
+                store: store.location().to_string(),
+                what: format!("resource {entity_type} '{key}'"),
+                message,
+            })?;
+        if keep(&data) {
+            out.push(Resource { id, key, data });
+        }
+    }
+    Ok(out)
+}
+
+/// The links of `association` from the resources `ids` ([`Store::linked_keys_of_ids`]).
+async fn read_linked_keys_of_ids(
+    store: &Store,
+    conn: Conn<'_>,
+    association: &str,
+    side: u8,
+    ids: &[i64],
+) -> Result<HashMap<i64, Vec<String>>, StoreError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (this, other) = if side == 1 {
+        ("id1", "id2")
+    } else {
+        ("id2", "id1")
+    };
+    let rows: Result<Vec<(i64, String)>, sqlx::Error> = match conn {
+        // The ids as one JSON array: no limit on bound parameters to mind. SQLite looks each
+        // up in the links' primary key (or `links_by_id2`).
+        Conn::Sqlite(c) => {
+            let sql = format!(
+                "SELECT l.{this}, r.key FROM links l JOIN resources r ON r.id = l.{other} \
+                 WHERE l.association = $1 AND l.{this} IN (SELECT value FROM json_each($2)) ORDER BY r.key"
+            );
+            let ids = serde_json::to_string(ids).unwrap_or_default();
+            sqlx::query_as(&sql)
+                .bind(association)
+                .bind(ids)
+                .fetch_all(c)
+                .await
+        }
+        // An array: PostgreSQL probes the index for each (a join on a range of keys gets a
+        // plan that reads the whole association once it has statistics).
+        Conn::Postgres(c) => {
+            let sql = format!(
+                "SELECT l.{this}, r.key FROM links l JOIN resources r ON r.id = l.{other} \
+                 WHERE l.association = $1 AND l.{this} = ANY($2) ORDER BY r.key"
+            );
+            sqlx::query_as(&sql)
+                .bind(association)
+                .bind(ids)
+                .fetch_all(c)
+                .await
+        }
+    };
+    rows.map(keys_by_id)
+        .map_err(|e| store.db_error("read links", e))
 }
 
 /// The layouts of an entity type's values (see [`crate::values`]), for [`layouts_of`].

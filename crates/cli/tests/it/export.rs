@@ -51,6 +51,44 @@ fn quickstart_hr_connections_export() {
     assert_eq!(report["tables"][0]["name"], "HRPeople");
 }
 
+/// The working folder that idlink creates holds every exported identity: it is private to its
+/// owner (0700), not as the umask says (0755, readable by every local user). A folder that
+/// exists keeps its mode.
+#[test]
+fn regression_a_new_work_folder_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    let new = dir.path().join("parent/work");
+    let existing = dir.path().join("existing");
+    std::fs::create_dir(&existing).expect("mkdir");
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    for work in [&new, &existing] {
+        let out = idlink()
+            .args([
+                "export",
+                "--config",
+                "examples/quickstart",
+                "--connection",
+                "HRPeople",
+                "--work",
+            ])
+            .arg(work)
+            .output()
+            .expect("runs");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(work.join("ExportOutput/HRPeople.csv").is_file());
+    }
+    assert_eq!(mode(&new), 0o700, "the folder idlink created");
+    assert_eq!(mode(&existing), 0o750, "the folder that existed");
+}
+
 #[test]
 fn a_failed_export_keeps_the_previous_table() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -768,3 +768,125 @@ both!(
     kept_counts,
     kept_counts_are_the_rows_after_every_kind_of_write
 );
+
+/// A listing by pages read from one [`Store::read_snapshot`] sees the store as it was when the
+/// snapshot was taken, while a synchronization commits between its pages (updates, deletes,
+/// inserts, links removed); reads outside it see the new state. Before the snapshot, `idlink
+/// resources` and the server's search read each page as the store was then: a list half old
+/// and half new.
+async fn regression_pages_of_one_snapshot_do_not_mix_the_store_before_and_after_a_sync(
+    target: Target,
+    _name: &str,
+) {
+    use idlink_store::{Resource, ResourceUpdate};
+    let store = Store::open(&target.location).await.expect("open");
+    let keys = ["a", "b", "c", "d", "e", "f"];
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    let first = tx.allocate_ids(keys.len() + 1).await.expect("ids");
+    let id = |k: &str| first + keys.iter().position(|x| *x == k).expect("a key") as i64;
+    let org = first + keys.len() as i64;
+    let person = |k: &'static str| NewResource {
+        id: id(k),
+        key: k,
+        data: r#"{"v":"old"}"#,
+        digest: Digest::default(),
+    };
+    let people: Vec<NewResource> = keys.iter().map(|k| person(k)).collect();
+    tx.insert_resources("HR", "Person", &people)
+        .await
+        .expect("people");
+    let o1 = NewResource {
+        id: org,
+        key: "o1",
+        data: "{}",
+        digest: Digest::default(),
+    };
+    tx.insert_resources("HR", "Org", &[o1]).await.expect("org");
+    tx.insert_links("Person_Org", keys.iter().map(|k| (id(k), org)).collect())
+        .await
+        .expect("links");
+    tx.commit().await.expect("commit");
+
+    let show = |rs: &[Resource]| -> Vec<String> {
+        rs.iter()
+            .map(|r| format!("{}={}", r.key, r.data["v"].as_str().unwrap_or("?")))
+            .collect()
+    };
+    let mut snapshot = store.read_snapshot().await.expect("snapshot");
+    let page = snapshot
+        .resources_page("Person", None, 3)
+        .await
+        .expect("page 1");
+    assert_eq!(show(&page), ["a=old", "b=old", "c=old"]);
+
+    // A synchronization commits between the pages.
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    tx.update_resources(
+        "Person",
+        &[ResourceUpdate {
+            id: id("d"),
+            data: Some(r#"{"v":"new"}"#.into()),
+            digest: Digest::default(),
+        }],
+    )
+    .await
+    .expect("update");
+    tx.delete_resources("Person", &[id("e")])
+        .await
+        .expect("delete");
+    tx.delete_links("Person_Org", &[(id("f"), org)])
+        .await
+        .expect("unlink");
+    let g = tx.allocate_ids(1).await.expect("id");
+    let new = NewResource {
+        id: g,
+        key: "g",
+        data: r#"{"v":"new"}"#,
+        digest: Digest::default(),
+    };
+    tx.insert_resources("HR", "Person", &[new])
+        .await
+        .expect("insert");
+    tx.commit().await.expect("commit");
+
+    let page = snapshot
+        .resources_page("Person", Some("c"), 3)
+        .await
+        .expect("page 2");
+    assert_eq!(show(&page), ["d=old", "e=old", "f=old"]);
+    let ids: Vec<i64> = page.iter().map(|r| r.id).collect();
+    let linked = snapshot
+        .linked_keys_of_ids("Person_Org", 1, &ids)
+        .await
+        .expect("links");
+    assert_eq!(linked.len(), 3, "{linked:?}");
+    assert!(linked.values().all(|k| k == &["o1"]), "{linked:?}");
+    let last = snapshot
+        .resources_page("Person", Some("f"), 3)
+        .await
+        .expect("page 3");
+    assert!(last.is_empty(), "{:?}", show(&last));
+    drop(snapshot);
+
+    // Read now, the store is as the synchronization left it.
+    let page = store
+        .resources_page("Person", Some("c"), 10)
+        .await
+        .expect("page now");
+    assert_eq!(show(&page), ["d=new", "f=old", "g=new"]);
+    let ids: Vec<i64> = page.iter().map(|r| r.id).collect();
+    let linked = store
+        .linked_keys_of_ids("Person_Org", 1, &ids)
+        .await
+        .expect("links now");
+    assert_eq!(
+        linked.get(&id("d")).map(Vec::as_slice),
+        Some(&["o1".to_string()][..])
+    );
+    assert_eq!(linked.get(&id("f")), None, "{linked:?}");
+}
+
+both!(
+    pages_of_one_snapshot,
+    regression_pages_of_one_snapshot_do_not_mix_the_store_before_and_after_a_sync
+);
