@@ -203,7 +203,14 @@ pub fn resources(rt: &Runtime, g: &Global, args: &ResourcesArgs) -> anyhow::Resu
             return Ok(ExitCode::from(2));
         };
         if et.property(p).is_none() {
-            eprintln!("error: entity type '{}' has no property '{p}'", et.id.value);
+            let names = et.properties.iter().map(|p| p.id.value.as_str());
+            let hint = idlink_model::diag::did_you_mean(p, names)
+                .map(|s| format!("; did you mean '{s}'?"))
+                .unwrap_or_default();
+            eprintln!(
+                "error: entity type '{}' has no property '{p}'{hint}",
+                et.id.value
+            );
             return Ok(ExitCode::from(2));
         }
         filters.push((p.to_string(), v.to_string()));
@@ -258,6 +265,24 @@ pub fn resources(rt: &Runtime, g: &Global, args: &ResourcesArgs) -> anyhow::Resu
         eprintln!("{n} resource(s) of {}", et.id.value);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the navigation properties of `o` (the linked keys: a list for a collection, else
+/// one key or null) match every `(property, key)` of `filters`: a collection when one of its
+/// keys is the one given, and an empty key matches a resource linked to none, as `--where
+/// PROP=` does for values.
+fn links_match(
+    o: &serde_json::Map<String, serde_json::Value>,
+    filters: &[(String, String)],
+) -> bool {
+    use serde_json::Value;
+    filters.iter().all(|(p, want)| match o.get(p) {
+        Some(Value::Array(keys)) if !keys.is_empty() => {
+            keys.iter().any(|k| k.as_str() == Some(want.as_str()))
+        }
+        Some(Value::String(key)) => key == want,
+        _ => want.is_empty(),
+    })
 }
 
 /// Resources read from the store at a time by `idlink resources`: the listing's memory does not
@@ -343,6 +368,12 @@ async fn list_resources<W: Write>(
         }
         ListFormat::Text => Writer::Text(out),
     };
+    // `--where` on a navigation property compares with the linked keys, which the stored
+    // values do not hold.
+    let (link_filters, value_filters): (Vec<_>, Vec<_>) = filters
+        .iter()
+        .cloned()
+        .partition(|(p, _)| navigations.iter().any(|n| n.property == p));
     // Every page from one snapshot: a synchronization that commits while the list is written
     // does not make it half the old store and half the new.
     let mut snapshot = store.read_snapshot().await?;
@@ -353,10 +384,11 @@ async fn list_resources<W: Write>(
             .await?;
         let full = page.len() == RESOURCES_PAGE;
         after = page.last().map(|r| r.key.clone());
-        // The links of the resources listed only (`--where` may keep few of the page).
+        // The links of the resources that pass the filters on values only (`--where` may
+        // keep few of the page); those on navigation properties are checked on the links.
         let listed: Vec<_> = page
             .into_iter()
-            .filter(|r| idlink_store::values_match(&r.data, filters))
+            .filter(|r| idlink_store::values_match(&r.data, &value_filters))
             .collect();
         let ids: Vec<i64> = listed.iter().map(|r| r.id).collect();
         let mut linked = Vec::with_capacity(navigations.len());
@@ -369,6 +401,9 @@ async fn list_resources<W: Write>(
         }
         for r in &listed {
             let o = object(r, &linked);
+            if !links_match(&o, &link_filters) {
+                continue;
+            }
             match &mut writer {
                 Writer::Json(w) => {
                     w.write_all(if n == 0 { b"[\n" } else { b",\n" })?;

@@ -169,6 +169,82 @@ fn quickstart_hr_synchronizes_and_lists_resources_with_navigation_both_ways() {
     assert!(err.contains("did you mean 'HR_Person'"), "{err}");
 }
 
+/// The quickstart copied into `dir`, its HR connector exported and synchronized (Initial):
+/// the configuration and work folders, as arguments.
+fn synchronized_quickstart(dir: &Path) -> (String, String) {
+    let conf = dir.join("conf");
+    copy_dir(&repo_root().join("examples/quickstart"), &conf);
+    let c = conf.to_str().expect("utf-8").to_string();
+    let w = dir.join("work").to_str().expect("utf-8").to_string();
+    let runs: [&[&str]; 3] = [
+        &["export", "--connection", "HRPeople"],
+        &["export", "--connection", "HROrganizations"],
+        &["sync", "--connector", "HR", "--mode", "initial"],
+    ];
+    for args in runs {
+        let (code, _, err) = run_in(dir, &[args, &["--config", &c, "--work", &w]].concat());
+        assert_eq!(code, 0, "{args:?}: {err}");
+    }
+    (c, w)
+}
+
+/// `--where` on a navigation property (a person's `Organization`, an organization's
+/// `Members`) compares with the linked keys that the listing shows. It used to compare with
+/// the stored values, which hold no navigation: `--where Organization=ENG` listed no one,
+/// without a word, though the same listing shows four people with `"Organization": "ENG"`.
+#[test]
+fn regression_where_on_a_navigation_property_filters_by_the_linked_keys() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (c, w) = synchronized_quickstart(tmp.path());
+    let keys = |entity_type: &str, key: &str, filters: &[&str]| -> Vec<String> {
+        let mut args = vec!["resources", "--config", &c, "--work", &w];
+        args.extend(["--entity-type", entity_type, "--format", "json"]);
+        for f in filters {
+            args.extend(["--where", f]);
+        }
+        let (code, out, err) = run_in(tmp.path(), &args);
+        assert_eq!(code, 0, "{filters:?}: {err}");
+        let listed: Vec<serde_json::Value> = serde_json::from_str(&out).expect("json");
+        listed
+            .iter()
+            .map(|r| r[key].as_str().expect("a key").to_string())
+            .collect()
+    };
+    assert_eq!(
+        keys("HR_Person", "EmployeeId", &["Organization=ENG"]),
+        ["E001", "E002", "E005", "E008"]
+    );
+    assert_eq!(
+        keys(
+            "HR_Person",
+            "EmployeeId",
+            &["Organization=ENG", "EmployeeId=E005"]
+        ),
+        ["E005"]
+    );
+    assert_eq!(keys("HR_Organization", "Code", &["Members=E004"]), ["MKT"]);
+    assert!(keys("HR_Person", "EmployeeId", &["Organization=NOPE"]).is_empty());
+    // An empty key: the resources linked to none (every person has an organization).
+    assert!(keys("HR_Person", "EmployeeId", &["Organization="]).is_empty());
+    // A misspelt property is named with a suggestion.
+    let (code, _, err) = run_in(
+        tmp.path(),
+        &[
+            "resources",
+            "--config",
+            &c,
+            "--work",
+            &w,
+            "--entity-type",
+            "HR_Person",
+            "--where",
+            "Organisation=ENG",
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("did you mean 'Organization'"), "{err}");
+}
+
 const CONFIG: &str = r#"<ConfigurationFile xmlns="urn:schemas-usercube-com:configuration">
   <Connector Identifier="HR" DisplayName_L1="HR" MaximumInsertedLines="0" MaximumUpdatedLines="0" MaximumDeletedLines="0" MaximumLinkInsertedLines="0" MaximumLinkDeletedLines="0" MaxPercentageInsertedLines="0" MaxPercentageUpdatedLines="0" MaxPercentageDeletedLines="0" MaxLinkPercentageInsertedLines="0" MaxLinkPercentageDeletedLines="0" />
   <Connection Identifier="HRP" DisplayName_L1="People" Connector="HR" Package="Usercube.CSV@0000001" />
