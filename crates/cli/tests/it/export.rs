@@ -1,7 +1,7 @@
 //! `idlink export`, `refresh-schema` and `check-connection` end to end on the quickstart's
 //! CSV connections.
 
-use crate::support::{copy_dir, idlink, repo_root};
+use crate::support::{copy_dir, idlink, repo_root, run};
 
 #[test]
 fn quickstart_hr_connections_export() {
@@ -65,24 +65,16 @@ fn regression_a_new_work_folder_is_private_to_its_owner() {
     std::fs::create_dir(&existing).expect("mkdir");
     std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o750)).expect("chmod");
     for work in [&new, &existing] {
-        let out = idlink()
-            .args([
-                "export",
-                "--config",
-                "examples/quickstart",
-                "--connection",
-                "HRPeople",
-                "--work",
-            ])
-            .arg(work)
-            .output()
-            .expect("runs");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let args = [
+            "export",
+            "--config",
+            "examples/quickstart",
+            "--connection",
+            "HRPeople",
+        ];
+        let w = work.to_str().expect("utf-8");
+        let (code, out) = run(&repo_root(), &[&args[..], &["--work", w]].concat(), &[]);
+        assert_eq!(code, 0, "{out}");
         assert!(work.join("ExportOutput/HRPeople.csv").is_file());
     }
     assert_eq!(mode(&new), 0o700, "the folder idlink created");
