@@ -285,6 +285,23 @@ fn links_match(
     })
 }
 
+/// A value as a CSV or text cell: empty for none, a string as it is, the values of a list
+/// joined by `sep`, anything else as JSON.
+fn cell<'v>(v: Option<&'v serde_json::Value>, sep: &str) -> std::borrow::Cow<'v, str> {
+    use serde_json::Value;
+    match v {
+        None | Some(Value::Null) => "".into(),
+        Some(Value::String(s)) => s.as_str().into(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+            .collect::<Vec<_>>()
+            .join(sep)
+            .into(),
+        Some(v) => v.to_string().into(),
+    }
+}
+
 /// Resources read from the store at a time by `idlink resources`: the listing's memory does not
 /// grow with the entity type.
 const RESOURCES_PAGE: usize = 5_000;
@@ -316,16 +333,14 @@ async fn list_resources<W: Write>(
     list: List<'_, W>,
 ) -> anyhow::Result<u64> {
     let List { format, props, out } = list;
-    let object = |r: &idlink_store::Resource,
-                  linked: &[std::collections::HashMap<i64, Vec<String>>]| {
-        let mut o = serde_json::Map::new();
-        for p in props {
-            if let Some(v) = r.data.get(*p) {
-                o.insert((*p).to_string(), v.clone());
-            }
-        }
-        for (n, linked) in navigations.iter().zip(linked) {
-            let keys = linked.get(&r.id).cloned().unwrap_or_default();
+    // A resource's values (its own map, nothing copied: those of declared properties) and its
+    // navigation properties (its links, taken from the page's).
+    let object = |r: idlink_store::Resource,
+                  linked: &mut [std::collections::HashMap<i64, Vec<String>>]| {
+        let mut o = r.data;
+        o.retain(|p, _| props.contains(&p.as_str()));
+        for (n, linked) in navigations.iter().zip(linked.iter_mut()) {
+            let keys = linked.remove(&r.id).unwrap_or_default();
             let v = if n.collection {
                 serde_json::Value::from(keys)
             } else {
@@ -337,19 +352,11 @@ async fn list_resources<W: Write>(
         }
         o
     };
-    let cell = |v: Option<&serde_json::Value>| match v {
-        None | Some(serde_json::Value::Null) => String::new(),
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(serde_json::Value::Array(a)) => a
-            .iter()
-            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
-            .collect::<Vec<_>>()
-            .join(if matches!(format, ListFormat::Csv) {
-                "\n"
-            } else {
-                ", "
-            }),
-        Some(v) => v.to_string(),
+    // A multi-valued cell: one value a line in CSV, comma-separated in text.
+    let list_sep = if matches!(format, ListFormat::Csv) {
+        "\n"
+    } else {
+        ", "
     };
     // The three writers: a JSON array written element by element (the same text as the whole
     // array pretty-printed: each element's lines indented by two; its strings hold no line
@@ -399,8 +406,8 @@ async fn list_resources<W: Write>(
                     .await?,
             );
         }
-        for r in &listed {
-            let o = object(r, &linked);
+        for r in listed {
+            let o = object(r, &mut linked);
             if !links_match(&o, &link_filters) {
                 continue;
             }
@@ -413,12 +420,15 @@ async fn list_resources<W: Write>(
                         write!(w, "{sep}  {line}")?;
                     }
                 }
-                Writer::Csv(w) => w.write_record(props.iter().map(|p| cell(o.get(*p))))?,
+                Writer::Csv(w) => {
+                    let cells: Vec<_> = props.iter().map(|p| cell(o.get(*p), list_sep)).collect();
+                    w.write_record(cells.iter().map(|c| c.as_bytes()))?;
+                }
                 Writer::Text(w) => {
                     let fields: Vec<String> = props
                         .iter()
                         .filter_map(|p| {
-                            let c = cell(o.get(*p));
+                            let c = cell(o.get(*p), list_sep);
                             (!c.is_empty()).then(|| format!("{p}={c}"))
                         })
                         .collect();
