@@ -413,10 +413,11 @@ pub async fn search(
     let q = q.trim().to_lowercase();
     let hit = |r: &idlink_store::Resource| {
         q.is_empty()
-            || r.key.to_lowercase().contains(&q)
-            || r.data
-                .values()
-                .any(|v| value_text(v).to_lowercase().contains(&q))
+            || contains_ignoring_case(&r.key, &q)
+            || r.data.values().any(|v| match v {
+                Value::String(s) => contains_ignoring_case(s, &q),
+                other => value_text(other).to_lowercase().contains(&q),
+            })
     };
     // A page of resources at a time, in key order: the count of all that match, and the first
     // ones, in memory that does not grow with the entity type. Every page from one snapshot,
@@ -449,6 +450,17 @@ const SEARCH_PAGE: usize = 5_000;
 
 fn entity_type_ref(engine: &Engine, id: &str) -> Result<String, AppError> {
     entity_type(engine, id).map(|e| e.id.value.clone())
+}
+
+/// `text.to_lowercase().contains(q)`, `q` in lower case, without building the lower-case text
+/// when both are ASCII (a search compares every value of its entity type).
+fn contains_ignoring_case(text: &str, q: &str) -> bool {
+    if text.is_ascii() && q.is_ascii() {
+        let (t, q) = (text.as_bytes(), q.as_bytes());
+        q.is_empty() || t.windows(q.len()).any(|w| w.eq_ignore_ascii_case(q))
+    } else {
+        text.to_lowercase().contains(q)
+    }
 }
 
 /// A value as text, for searching and showing.
@@ -511,6 +523,33 @@ mod tests {
     use idlink_model::package::Field;
 
     use super::*;
+
+    #[test]
+    fn contains_ignoring_case_is_lower_case_contains() {
+        let texts = [
+            "",
+            "Ada",
+            "ADA LOVELACE",
+            "lovelace",
+            "Édith Piaf",
+            "ÉDITH",
+            "KELVIN \u{212A}",
+            "ab",
+            "x",
+        ];
+        let queries = [
+            "", "a", "ada", "love", "édith", "piaf", "k", "kelvin k", "abc", "é",
+        ];
+        for t in texts {
+            for q in queries {
+                assert_eq!(
+                    contains_ignoring_case(t, q),
+                    t.to_lowercase().contains(q),
+                    "{t:?} {q:?}"
+                );
+            }
+        }
+    }
 
     static INNER: SettingsSchema = SettingsSchema {
         fields: &[
