@@ -446,7 +446,7 @@ pub async fn search(
 }
 
 /// Resources read at a time by a search.
-const SEARCH_PAGE: usize = 5_000;
+const SEARCH_PAGE: usize = 1_000;
 
 fn entity_type_ref(engine: &Engine, id: &str) -> Result<String, AppError> {
     entity_type(engine, id).map(|e| e.id.value.clone())
