@@ -140,6 +140,16 @@ macro_rules! on_tx {
     };
 }
 
+/// Runs `$body` with `$c` bound to a [`Conn`]'s connection, once per backend.
+macro_rules! on_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            Conn::Sqlite($c) => $body,
+            Conn::Postgres($c) => $body,
+        }
+    };
+}
+
 /// Rows per multi-row INSERT (SQLite allows 32766 bound values).
 const ROWS_PER_INSERT: usize = 500;
 
@@ -242,22 +252,11 @@ impl Store {
         const SQL: &str = "SELECT id, key, data FROM resources WHERE entity_type = $1 AND key = $2";
         let what = "read a resource";
         let mut c = self.pooled(what).await?;
-        let row: Option<StoredRow> = match c.conn() {
-            Conn::Sqlite(c) => {
-                sqlx::query_as(SQL)
-                    .bind(entity_type)
-                    .bind(key)
-                    .fetch_optional(c)
-                    .await
-            }
-            Conn::Postgres(c) => {
-                sqlx::query_as(SQL)
-                    .bind(entity_type)
-                    .bind(key)
-                    .fetch_optional(c)
-                    .await
-            }
-        }
+        let row: Option<StoredRow> = on_conn!(c.conn(), c => sqlx::query_as(SQL)
+            .bind(entity_type)
+            .bind(key)
+            .fetch_optional(c)
+            .await)
         .map_err(|e| self.db_error(what, e))?;
         let Some(row) = row else {
             return Ok(None);
@@ -319,11 +318,8 @@ impl Store {
         .map_err(|e| self.db_error(what, e))?;
         // Both take the snapshot at the transaction's first read, not at BEGIN: read now.
         const FIRST_READ: &str = "SELECT COUNT(*) FROM resource_counts";
-        match tx.conn() {
-            Conn::Sqlite(c) => sqlx::query(FIRST_READ).execute(c).await.map(drop),
-            Conn::Postgres(c) => sqlx::query(FIRST_READ).execute(c).await.map(drop),
-        }
-        .map_err(|e| self.db_error(what, e))?;
+        on_conn!(tx.conn(), c => sqlx::query(FIRST_READ).execute(c).await.map(drop))
+            .map_err(|e| self.db_error(what, e))?;
         Ok(ReadSnapshot { store: self, tx })
     }
 
@@ -522,12 +518,9 @@ async fn decoded(
     what: &'static str,
     keep: impl Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
 ) -> Result<Vec<Resource>, StoreError> {
-    let layouts = match conn {
-        Conn::Sqlite(c) => sqlx::query_as(LAYOUTS).bind(entity_type).fetch_all(c).await,
-        Conn::Postgres(c) => sqlx::query_as(LAYOUTS).bind(entity_type).fetch_all(c).await,
-    }
-    .map(layouts_of)
-    .map_err(|e| store.db_error(what, e))?;
+    let layouts = on_conn!(conn, c => sqlx::query_as(LAYOUTS).bind(entity_type).fetch_all(c).await)
+        .map(layouts_of)
+        .map_err(|e| store.db_error(what, e))?;
     let mut out = Vec::new();
     for (id, key, data) in rows {
         let data =
