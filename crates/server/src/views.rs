@@ -411,14 +411,7 @@ pub async fn search(
 ) -> Result<Value, AppError> {
     let et = entity_type_ref(engine, entity_type)?;
     let q = q.trim().to_lowercase();
-    let hit = |r: &idlink_store::Resource| {
-        q.is_empty()
-            || contains_ignoring_case(&r.key, &q)
-            || r.data.values().any(|v| match v {
-                Value::String(s) => contains_ignoring_case(s, &q),
-                other => value_text(other).to_lowercase().contains(&q),
-            })
-    };
+    let hit = |r: &idlink_store::Resource| resource_matches(&r.key, &r.data, &q);
     // A page of resources at a time, in key order: the count of all that match, and the first
     // ones, in memory that does not grow with the entity type. Every page from one snapshot,
     // so the count and the matches are of one state of the store.
@@ -427,12 +420,15 @@ pub async fn search(
     let mut snapshot = store.read_snapshot().await?;
     let (mut total, mut items, mut after) = (0usize, Vec::new(), None::<String>);
     loop {
+        // Rows whose stored text cannot hold the query are not decoded.
         let page = snapshot
-            .resources_page(&et, after.as_deref(), SEARCH_PAGE)
+            .resources_page_where(&et, after.as_deref(), SEARCH_PAGE, |key, text| {
+                may_match(key, text, &q)
+            })
             .await?;
-        let full = page.len() == SEARCH_PAGE;
-        after = page.last().map(|r| r.key.clone());
-        for r in page.into_iter().filter(|r| hit(r)) {
+        let full = page.read == SEARCH_PAGE;
+        after = page.last_key;
+        for r in page.resources.into_iter().filter(|r| hit(r)) {
             total += 1;
             if items.len() < SEARCH_LIMIT {
                 items.push(json!({ "key": r.key, "properties": r.data }));
@@ -453,6 +449,34 @@ const SEARCH_PAGE: usize = 1_000;
 
 fn entity_type_ref(engine: &Engine, id: &str) -> Result<String, AppError> {
     entity_type(engine, id).map(|e| e.id.value.clone())
+}
+
+/// Whether a resource's key or one of its values, as [`value_text`] shows it, contains `q`
+/// (in lower case), ignoring case.
+fn resource_matches(key: &str, data: &serde_json::Map<String, Value>, q: &str) -> bool {
+    q.is_empty()
+        || contains_ignoring_case(key, q)
+        || data.values().any(|v| match v {
+            Value::String(s) => contains_ignoring_case(s, q),
+            other => value_text(other).to_lowercase().contains(q),
+        })
+}
+
+/// False when a resource whose key is `key` and whose stored values are `text` (JSON: an array
+/// that follows a layout, or an object) cannot match `q` ([`resource_matches`]), so it need
+/// not be decoded. The text holds every string value as it is but for what JSON escapes
+/// (quotes, backslashes, control characters), and numbers and booleans as they read back; so
+/// an ASCII query without those characters is in the text (ignoring case) when it is in a
+/// value. Lists are shown with their values joined by ", ", which the text does not hold: a
+/// text with a list (a `[` after the first character) is always decoded, as is any text for
+/// a query outside ASCII (lower case is not always the same char by char).
+fn may_match(key: &str, text: &str, q: &str) -> bool {
+    let unsure = q.is_empty()
+        || !q.is_ascii()
+        || q.bytes()
+            .any(|b| b == b'"' || b == b'\\' || b.is_ascii_control())
+        || text.get(1..).is_none_or(|t| t.contains('['));
+    unsure || contains_ignoring_case(key, q) || contains_ignoring_case(text, q)
 }
 
 /// `text.to_lowercase().contains(q)`, `q` in lower case, without building the lower-case text
@@ -526,6 +550,72 @@ mod tests {
     use idlink_model::package::Field;
 
     use super::*;
+
+    /// The search's test on the stored text never drops a resource that its test on the values
+    /// keeps: every piece of every value's text, as a query, against the text in both stored
+    /// forms (a layout's array and a JSON object); and it does drop what cannot match.
+    #[test]
+    fn may_match_keeps_every_resource_that_matches() {
+        let values = [
+            json!("Ada Lovelace"),
+            json!("O'Brien"),
+            json!("say \"hi\" now"),
+            json!("back\\slash"),
+            json!("tab\there"),
+            json!("KELVIN \u{212A}"),
+            json!("ΟΔΟΣ Σ"),
+            json!("Édith"),
+            json!("2019-03-01T00:00:00Z"),
+            json!(7),
+            json!(-3),
+            json!(1.5),
+            json!(1e21),
+            json!(true),
+            Value::Null,
+            json!(["ENG", "OPS"]),
+            json!(["a, b"]),
+        ];
+        let mut queries: Vec<String> = vec!["zzz".into(), " ".into(), "\",\"".into()];
+        for v in &values {
+            let text: Vec<char> = value_text(v).to_lowercase().chars().collect();
+            for len in 1..=6 {
+                for w in text.windows(len) {
+                    queries.push(w.iter().collect());
+                }
+            }
+        }
+        for (i, v) in values.iter().enumerate() {
+            // Each value alone, then beside the one after it.
+            for pair in [
+                vec![v.clone()],
+                vec![v.clone(), values[(i + 1) % values.len()].clone()],
+            ] {
+                let data: serde_json::Map<String, Value> = pair
+                    .iter()
+                    .enumerate()
+                    .map(|(n, v)| (format!("P{n}"), v.clone()))
+                    .collect();
+                let mut packer = idlink_store::Packer::new(3);
+                packer.start();
+                for v in &pair {
+                    packer.value(serde_json::to_string(v).expect("json").as_bytes());
+                }
+                let packed = packer.finish().expect("utf-8").to_string();
+                let object = serde_json::to_string(&data).expect("json");
+                for q in &queries {
+                    if resource_matches("K1", &data, q) {
+                        assert!(may_match("K1", &packed, q), "{q:?} in {packed}");
+                        assert!(may_match("K1", &object, q), "{q:?} in {object}");
+                    }
+                }
+            }
+        }
+        let text = r#"[3,"Ada Lovelace",7,true]"#;
+        assert!(!may_match("E001", text, "zzz"));
+        assert!(!may_match("E001", text, "grace"));
+        assert!(may_match("E001", text, "love"));
+        assert!(may_match("E001", text, "e00"));
+    }
 
     #[test]
     fn contains_ignoring_case_is_lower_case_contains() {

@@ -42,8 +42,8 @@ pub use provisioning::{
     Assignment, JobRun, NewOrder, OrderFilter, OrderState, OrderUpdate, StoredOrder,
 };
 pub use resources::{
-    Digest, IndexEntry, NewResource, ReadSnapshot, Resource, ResourceUpdate, SnapshotEntry, SyncTx,
-    values_match,
+    Digest, IndexEntry, NewResource, Page, ReadSnapshot, Resource, ResourceUpdate, SnapshotEntry,
+    SyncTx, values_match,
 };
 pub use schedule::Fire;
 pub use schemas::{SchemaFailure, SchemaSnapshot, SchemaState};

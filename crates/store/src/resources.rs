@@ -416,6 +416,15 @@ impl Store {
     }
 }
 
+/// A page of [`ReadSnapshot::resources_page_where`]: the resources kept, how many rows were
+/// read, and the key of the last one (kept or not), where the next page starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub resources: Vec<Resource>,
+    pub read: usize,
+    pub last_key: Option<String>,
+}
+
 /// A consistent read of the store, from [`Store::read_snapshot`]: every read sees the store as
 /// it was when the snapshot was taken. Dropped, it ends its read transaction.
 pub struct ReadSnapshot<'s> {
@@ -440,6 +449,39 @@ impl ReadSnapshot<'_> {
         limit: usize,
     ) -> Result<Vec<Resource>, StoreError> {
         read_page(self.store, self.tx.conn(), entity_type, after, limit).await
+    }
+
+    /// [`ReadSnapshot::resources_page`], decoding only the rows that `raw` keeps, given their
+    /// key and stored `data` text (a test on the text that keeps every row a test on the values
+    /// would: a search skips decoding the rows whose text cannot match).
+    pub async fn resources_page_where(
+        &mut self,
+        entity_type: &str,
+        after: Option<&str>,
+        limit: usize,
+        raw: impl Fn(&str, &str) -> bool,
+    ) -> Result<Page, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut conn = self.tx.conn();
+        let after = after.unwrap_or("");
+        let mut rows = read_rows(self.store, conn.reborrow(), entity_type, after, limit).await?;
+        let read = rows.len();
+        let last_key = rows.last().map(|(_, key, _)| key.clone());
+        rows.retain(|(_, key, data)| raw(key, data));
+        let resources = decoded(
+            self.store,
+            conn,
+            entity_type,
+            rows,
+            "read resources",
+            |_| true,
+        )
+        .await?;
+        Ok(Page {
+            resources,
+            read,
+            last_key,
+        })
     }
 
     /// [`Store::linked_keys_of_ids`], in the snapshot.
@@ -478,11 +520,22 @@ async fn read_resources(
     limit: i64,
     keep: impl Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
 ) -> Result<Vec<Resource>, StoreError> {
+    let rows = read_rows(store, conn.reborrow(), entity_type, after, limit).await?;
+    decoded(store, conn, entity_type, rows, "read resources", keep).await
+}
+
+/// The stored rows of `entity_type` whose keys follow `after`, `limit` at most, in key order.
+async fn read_rows(
+    store: &Store,
+    conn: Conn<'_>,
+    entity_type: &str,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<StoredRow>, StoreError> {
     // `$1`, `$2`, `$3` in the order they appear: SQLite numbers them so, PostgreSQL by their
     // digits.
     const SQL: &str = "SELECT id, key, data FROM resources WHERE entity_type = $1 AND key > $2 ORDER BY key LIMIT $3";
-    let what = "read resources";
-    let rows: Vec<StoredRow> = match conn.reborrow() {
+    match conn {
         // rusqlite steps the statement on this thread; sqlx would hand each row over from its
         // worker thread (most of the time of reading 100,000 resources).
         Conn::Sqlite(c) => {
@@ -504,8 +557,7 @@ async fn read_resources(
                 .await
         }
     }
-    .map_err(|e| store.db_error(what, e))?;
-    decoded(store, conn, entity_type, rows, what, keep).await
+    .map_err(|e| store.db_error("read resources", e))
 }
 
 /// Stored rows of `entity_type` as resources, those whose values `keep` accepts. The layouts
