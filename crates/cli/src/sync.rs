@@ -386,14 +386,18 @@ async fn list_resources<W: Write>(
     let mut snapshot = store.read_snapshot().await?;
     let (mut n, mut after) = (0u64, None::<String>);
     loop {
+        // Rows whose stored text cannot hold the values wanted are not decoded.
         let page = snapshot
-            .resources_page(entity_type, after.as_deref(), RESOURCES_PAGE)
+            .resources_page_where(entity_type, after.as_deref(), RESOURCES_PAGE, |_, text| {
+                idlink_store::values_may_match(text, &value_filters)
+            })
             .await?;
-        let full = page.len() == RESOURCES_PAGE;
-        after = page.last().map(|r| r.key.clone());
+        let full = page.read == RESOURCES_PAGE;
+        after = page.last_key;
         // The links of the resources that pass the filters on values only (`--where` may
         // keep few of the page); those on navigation properties are checked on the links.
         let listed: Vec<_> = page
+            .resources
             .into_iter()
             .filter(|r| idlink_store::values_match(&r.data, &value_filters))
             .collect();

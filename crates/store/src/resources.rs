@@ -946,6 +946,27 @@ pub fn values_match(
     })
 }
 
+/// False when a resource whose stored values are `text` (its `data`) cannot match `filters`
+/// ([`values_match`]), so it need not be decoded. A value equal to a wanted one is in the text
+/// as JSON writes it: a string with its escapes, anything else as it reads back (`1.50`
+/// wanted is `1.5` stored). A filter on no value (`PROP=`) matches a missing value, which the
+/// text cannot show: it always passes.
+pub fn values_may_match(text: &str, filters: &[(String, String)]) -> bool {
+    filters.iter().all(|(_, want)| {
+        if want.is_empty() {
+            return true;
+        }
+        let quoted = serde_json::to_string(want).unwrap_or_default();
+        let escaped = quoted
+            .strip_prefix('"')
+            .and_then(|q| q.strip_suffix('"'))
+            .unwrap_or(&quoted);
+        text.contains(escaped)
+            || serde_json::from_str::<serde_json::Value>(want)
+                .is_ok_and(|v| text.contains(&v.to_string()))
+    })
+}
+
 fn value_eq(v: &serde_json::Value, want: &str) -> bool {
     match v {
         serde_json::Value::String(s) => s == want,
@@ -1983,5 +2004,61 @@ impl SyncTx<'_> {
         }
         self.saved.insert(entity_type.to_string());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::{values_match, values_may_match};
+
+    /// The test on the text never drops a resource that the test on the values keeps: each
+    /// value, and texts that read as it, wanted against the values written as JSON (an object
+    /// and a layout's array alike hold each value as `serde_json` writes it).
+    #[test]
+    fn values_may_match_keeps_every_resource_that_matches() {
+        let values = [
+            json!("ada"),
+            json!("say \"hi\""),
+            json!("back\\slash"),
+            json!("tab\there"),
+            json!("Édith"),
+            json!("KELVIN \u{212A}"),
+            json!(7),
+            json!(-3),
+            json!(1.5),
+            json!(1e21),
+            json!(true),
+            json!(["ENG", "OPS"]),
+            json!([1, 2]),
+        ];
+        let mut wanted: Vec<String> = vec!["1.50".into(), "7.0".into(), "1E21".into(), "01".into()];
+        for v in &values {
+            match v {
+                Value::String(s) => wanted.push(s.clone()),
+                Value::Array(items) => wanted.extend(items.iter().map(|i| match i {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })),
+                other => wanted.push(other.to_string()),
+            }
+        }
+        for v in &values {
+            let data: serde_json::Map<String, Value> =
+                [("P".to_string(), v.clone())].into_iter().collect();
+            let text = serde_json::to_string(&data).expect("json");
+            for w in &wanted {
+                let filters = [("P".to_string(), w.clone())];
+                if values_match(&data, &filters) {
+                    assert!(values_may_match(&text, &filters), "{w:?} in {text}");
+                }
+            }
+        }
+        let text = r#"[3,"ada","Lovelace",7]"#;
+        let f = |w: &str| [("P".to_string(), w.to_string())];
+        assert!(!values_may_match(text, &f("grace")));
+        assert!(values_may_match(text, &f("ada")));
+        assert!(values_may_match(text, &f("")));
     }
 }
