@@ -124,22 +124,6 @@ impl std::fmt::Debug for SyncTx<'_> {
     }
 }
 
-/// Runs `$body` with `$c` bound to the transaction's connection, once per backend.
-macro_rules! on_tx {
-    ($self:expr, $c:ident => $body:expr) => {
-        match &mut $self.tx {
-            Tx::Sqlite(t) => {
-                let $c = &mut **t;
-                $body
-            }
-            Tx::Postgres(t) => {
-                let $c = &mut **t;
-                $body
-            }
-        }
-    };
-}
-
 /// Runs `$body` with `$c` bound to a [`Conn`]'s connection, once per backend.
 macro_rules! on_conn {
     ($conn:expr, $c:ident => $body:expr) => {
@@ -147,6 +131,13 @@ macro_rules! on_conn {
             Conn::Sqlite($c) => $body,
             Conn::Postgres($c) => $body,
         }
+    };
+}
+
+/// Runs `$body` with `$c` bound to the transaction's connection, once per backend.
+macro_rules! on_tx {
+    ($self:expr, $c:ident => $body:expr) => {
+        on_conn!($self.tx.conn(), $c => $body)
     };
 }
 
@@ -239,7 +230,8 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Resource>, StoreError> {
         let mut c = self.pooled("read resources").await?;
-        read_page(self, c.conn(), entity_type, after, limit).await
+        let page = read_page(self, c.conn(), entity_type, after, limit, |_, _| true).await?;
+        Ok(page.resources)
     }
 
     /// The resource of `entity_type` with `key`, if the store holds it: one indexed look-up,
@@ -448,7 +440,10 @@ impl ReadSnapshot<'_> {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Resource>, StoreError> {
-        read_page(self.store, self.tx.conn(), entity_type, after, limit).await
+        let page = self
+            .resources_page_where(entity_type, after, limit, |_, _| true)
+            .await?;
+        Ok(page.resources)
     }
 
     /// [`ReadSnapshot::resources_page`], decoding only the rows that `raw` keeps, given their
@@ -461,27 +456,7 @@ impl ReadSnapshot<'_> {
         limit: usize,
         raw: impl Fn(&str, &str) -> bool,
     ) -> Result<Page, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut conn = self.tx.conn();
-        let after = after.unwrap_or("");
-        let mut rows = read_rows(self.store, conn.reborrow(), entity_type, after, limit).await?;
-        let read = rows.len();
-        let last_key = rows.last().map(|(_, key, _)| key.clone());
-        rows.retain(|(_, key, data)| raw(key, data));
-        let resources = decoded(
-            self.store,
-            conn,
-            entity_type,
-            rows,
-            "read resources",
-            |_| true,
-        )
-        .await?;
-        Ok(Page {
-            resources,
-            read,
-            last_key,
-        })
+        read_page(self.store, self.tx.conn(), entity_type, after, limit, raw).await
     }
 
     /// [`Store::linked_keys_of_ids`], in the snapshot.
@@ -495,18 +470,28 @@ impl ReadSnapshot<'_> {
     }
 }
 
+/// A page of `entity_type`'s resources: up to `limit` rows whose keys follow `after`, of which
+/// those that `raw` keeps (given their key and stored text) are decoded.
 async fn read_page(
     store: &Store,
-    conn: Conn<'_>,
+    mut conn: Conn<'_>,
     entity_type: &str,
     after: Option<&str>,
     limit: usize,
-) -> Result<Vec<Resource>, StoreError> {
+    raw: impl Fn(&str, &str) -> bool,
+) -> Result<Page, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    read_resources(store, conn, entity_type, after.unwrap_or(""), limit, |_| {
-        true
+    let after = after.unwrap_or("");
+    let mut rows = read_rows(store, conn.reborrow(), entity_type, after, limit).await?;
+    let read = rows.len();
+    let last_key = rows.last().map(|(_, key, _)| key.clone());
+    rows.retain(|(_, key, data)| raw(key, data));
+    let resources = decoded(store, conn, entity_type, rows, "read resources", |_| true).await?;
+    Ok(Page {
+        resources,
+        read,
+        last_key,
     })
-    .await
 }
 
 /// The resources of `entity_type` whose keys follow `after` (`""` for all of them: keys are
