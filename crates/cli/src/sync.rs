@@ -381,6 +381,7 @@ async fn list_resources<W: Write>(
         .iter()
         .cloned()
         .partition(|(p, _)| navigations.iter().any(|n| n.property == p));
+    let in_text = idlink_store::ValuesInText::new(&value_filters);
     // Every page from one snapshot: a synchronization that commits while the list is written
     // does not make it half the old store and half the new.
     let mut snapshot = store.read_snapshot().await?;
@@ -389,7 +390,7 @@ async fn list_resources<W: Write>(
         // Rows whose stored text cannot hold the values wanted are not decoded.
         let page = snapshot
             .resources_page_where(entity_type, after.as_deref(), RESOURCES_PAGE, |_, text| {
-                idlink_store::values_may_match(text, &value_filters)
+                in_text.may_match(text)
             })
             .await?;
         let full = page.read == RESOURCES_PAGE;

@@ -43,7 +43,7 @@ pub use provisioning::{
 };
 pub use resources::{
     Digest, IndexEntry, NewResource, Page, ReadSnapshot, Resource, ResourceUpdate, SnapshotEntry,
-    SyncTx, values_match, values_may_match,
+    SyncTx, ValuesInText, values_match,
 };
 pub use schedule::Fire;
 pub use schemas::{SchemaFailure, SchemaSnapshot, SchemaState};

@@ -931,25 +931,47 @@ pub fn values_match(
     })
 }
 
-/// False when a resource whose stored values are `text` (its `data`) cannot match `filters`
-/// ([`values_match`]), so it need not be decoded. A value equal to a wanted one is in the text
-/// as JSON writes it: a string with its escapes, anything else as it reads back (`1.50`
-/// wanted is `1.5` stored). A filter on no value (`PROP=`) matches a missing value, which the
-/// text cannot show: it always passes.
-pub fn values_may_match(text: &str, filters: &[(String, String)]) -> bool {
-    filters.iter().all(|(_, want)| {
-        if want.is_empty() {
-            return true;
-        }
-        let quoted = serde_json::to_string(want).unwrap_or_default();
-        let escaped = quoted
-            .strip_prefix('"')
-            .and_then(|q| q.strip_suffix('"'))
-            .unwrap_or(&quoted);
-        text.contains(escaped)
-            || serde_json::from_str::<serde_json::Value>(want)
-                .is_ok_and(|v| text.contains(&v.to_string()))
-    })
+/// What [`values_match`] looks for, as a resource's stored values (its `data` text) must hold
+/// it: worked out once for a listing, then [`ValuesInText::may_match`] tells, row by row,
+/// whether the row need be decoded at all. A value equal to a wanted one is in the text as
+/// JSON writes it: a string with its escapes, anything else as it reads back (`1.50` wanted is
+/// `1.5` stored). A filter on no value (`PROP=`) matches a missing value, which the text
+/// cannot show: it always passes.
+#[derive(Debug, Clone)]
+pub struct ValuesInText {
+    /// Per filter, the texts one of which the stored text must hold (none: it always passes).
+    wanted: Vec<Vec<String>>,
+}
+
+impl ValuesInText {
+    pub fn new(filters: &[(String, String)]) -> ValuesInText {
+        let wanted = filters
+            .iter()
+            .map(|(_, want)| {
+                if want.is_empty() {
+                    return Vec::new();
+                }
+                let quoted = serde_json::to_string(want).unwrap_or_default();
+                let escaped = quoted
+                    .strip_prefix('"')
+                    .and_then(|q| q.strip_suffix('"'))
+                    .unwrap_or(&quoted)
+                    .to_string();
+                let read_back = serde_json::from_str::<serde_json::Value>(want)
+                    .ok()
+                    .map(|v| v.to_string());
+                std::iter::once(escaped).chain(read_back).collect()
+            })
+            .collect();
+        ValuesInText { wanted }
+    }
+
+    /// False when a resource whose stored values are `text` cannot match the filters.
+    pub fn may_match(&self, text: &str) -> bool {
+        self.wanted
+            .iter()
+            .all(|forms| forms.is_empty() || forms.iter().any(|f| text.contains(f.as_str())))
+    }
 }
 
 fn value_eq(v: &serde_json::Value, want: &str) -> bool {
@@ -1996,13 +2018,13 @@ impl SyncTx<'_> {
 mod tests {
     use serde_json::{Value, json};
 
-    use super::{values_match, values_may_match};
+    use super::{ValuesInText, values_match};
 
     /// The test on the text never drops a resource that the test on the values keeps: each
     /// value, and texts that read as it, wanted against the values written as JSON (an object
     /// and a layout's array alike hold each value as `serde_json` writes it).
     #[test]
-    fn values_may_match_keeps_every_resource_that_matches() {
+    fn values_in_text_keeps_every_resource_that_matches() {
         let values = [
             json!("ada"),
             json!("say \"hi\""),
@@ -2036,14 +2058,17 @@ mod tests {
             for w in &wanted {
                 let filters = [("P".to_string(), w.clone())];
                 if values_match(&data, &filters) {
-                    assert!(values_may_match(&text, &filters), "{w:?} in {text}");
+                    assert!(
+                        ValuesInText::new(&filters).may_match(&text),
+                        "{w:?} in {text}"
+                    );
                 }
             }
         }
         let text = r#"[3,"ada","Lovelace",7]"#;
-        let f = |w: &str| [("P".to_string(), w.to_string())];
-        assert!(!values_may_match(text, &f("grace")));
-        assert!(values_may_match(text, &f("ada")));
-        assert!(values_may_match(text, &f("")));
+        let f = |w: &str| ValuesInText::new(&[("P".to_string(), w.to_string())]);
+        assert!(!f("grace").may_match(text));
+        assert!(f("ada").may_match(text));
+        assert!(f("").may_match(text));
     }
 }
