@@ -140,9 +140,21 @@ impl Loader {
             Ok(d) => d,
             Err(e) => {
                 let pos = e.pos();
+                let hint = match e {
+                    roxmltree::Error::DtdDetected => {
+                        "remove the <!DOCTYPE ...> declaration: configuration files have none, and idlink expands no entities"
+                    }
+                    _ => {
+                        "fix the XML syntax at this position; every element must be closed and attribute values quoted"
+                    }
+                };
                 self.diags.push(
-                    Diagnostic::new(Rule::XmlSyntax, Loc::new(&file, pos.row, pos.col), format!("malformed XML: {e}"))
-                        .hint("fix the XML syntax at this position; every element must be closed and attribute values quoted"),
+                    Diagnostic::new(
+                        Rule::XmlSyntax,
+                        Loc::new(&file, pos.row, pos.col),
+                        format!("malformed XML: {e}"),
+                    )
+                    .hint(hint),
                 );
                 return;
             }

@@ -113,6 +113,38 @@ fn malformed_xml_is_located() {
     assert!(d.message.contains("malformed XML"), "{d}");
 }
 
+/// An entity bomb ("billion laughs") in a configuration file is refused before any entity is
+/// expanded; its hint said to close elements and quote attributes, and now says to remove the
+/// DOCTYPE.
+#[test]
+fn regression_a_doctype_is_refused_with_a_hint_to_remove_it() {
+    let mut xml =
+        String::from("<?xml version=\"1.0\"?>\n<!DOCTYPE lolz [\n <!ENTITY lol \"lol\">\n");
+    for i in 2..10 {
+        let prev = if i == 2 {
+            "lol".to_string()
+        } else {
+            format!("lol{}", i - 1)
+        };
+        xml.push_str(&format!(
+            " <!ENTITY lol{i} \"{}\">\n",
+            format!("&{prev};").repeat(10)
+        ));
+    }
+    xml.push_str("]>\n<ConfigurationFile><Connector Identifier=\"X\" DisplayName_L1=\"&lol9;\"/></ConfigurationFile>\n");
+    let c = check(&[("bomb.xml", &xml)], "{}", &[]);
+    assert_eq!(errors(&c.diagnostics), vec![Rule::XmlSyntax]);
+    let d = c.diagnostics.iter().next().expect("a diagnostic");
+    assert!(d.message.contains("DTD"), "{d}");
+    assert!(
+        d.hint
+            .as_deref()
+            .is_some_and(|h| h.starts_with("remove the <!DOCTYPE")),
+        "{d}"
+    );
+    assert!(c.config.connectors.is_empty());
+}
+
 #[test]
 fn other_files_are_still_read_after_a_malformed_one() {
     let c = check(

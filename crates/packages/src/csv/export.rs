@@ -152,7 +152,13 @@ fn read_rows(
             match table.reader.read_byte_record(record) {
                 Ok(true) if record.len() == table.width => batch.len += 1,
                 Ok(true) => {
-                    stop = Some(table.ragged(record));
+                    // A quote left open takes every line after it into one short row: say
+                    // so, not that the row is ragged.
+                    let unclosed = table
+                        .may_be_unclosed(record)
+                        .then(|| table.unclosed_quote())
+                        .flatten();
+                    stop = Some(unclosed.unwrap_or_else(|| table.ragged(record)));
                     break;
                 }
                 Ok(false) => {

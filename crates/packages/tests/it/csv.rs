@@ -569,6 +569,39 @@ fn an_unclosed_quote_is_refused_with_its_line() {
     );
 }
 
+/// A quote left open in a column before the last took every line after it into one short row,
+/// which was refused as ragged ("this row has 2 field(s) but the header has 6"), pointing at
+/// the separators: the message now names the quote and the line it opens on.
+#[test]
+fn regression_an_unclosed_quote_that_leaves_its_row_short_is_named() {
+    let f = Fixture::new();
+    f.file(
+        "data/short.csv",
+        "id,name,mail\n1,Ann,ann@x\n2,\"Bob,bob@x\n3,Cy,cy@x\n",
+    );
+    let text = err_text(
+        &f.export(json!({"Path": "data/short.csv"}))
+            .expect_err("unclosed"),
+    );
+    assert!(
+        text.starts_with("short.csv:3: a quoted value opens here and is never closed"),
+        "{text}"
+    );
+    // A short row whose last value holds a closed line break is still ragged.
+    f.file(
+        "data/ragged.csv",
+        "id,name,mail\n1,\"Ann\nB\"\n2,Bob,bob@x\n",
+    );
+    let text = err_text(
+        &f.export(json!({"Path": "data/ragged.csv"}))
+            .expect_err("ragged"),
+    );
+    assert!(
+        text.starts_with("ragged.csv:2: this row has 2 field(s)"),
+        "{text}"
+    );
+}
+
 /// Defect 5 of issue #8: a CSV that ends inside an open quote was accepted (`2,"Bob` exported
 /// as `2,Bob`). It is refused with its line, like every other malformed row.
 #[test]
