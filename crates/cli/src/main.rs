@@ -362,6 +362,20 @@ fn with_work(g: Global) -> anyhow::Result<Global> {
                 });
             }
         }
+    } else if !g.quiet {
+        // One that exists keeps the mode its owner gave it; other users' access is told.
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Some(mode) = std::fs::metadata(dir)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o777)
+            .filter(|mode| mode & 0o007 != 0)
+        {
+            eprintln!(
+                "warning: other users can open the working folder {} (mode {mode:o}), which holds the exported tables and reports of every identity: restrict it with chmod o-rwx {}",
+                dir.display(),
+                dir.display()
+            );
+        }
     }
     Ok(g)
 }

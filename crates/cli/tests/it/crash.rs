@@ -329,3 +329,110 @@ fn regression_sigterm_and_sigint_remove_the_staging_folder_before_exiting() {
         "no run was interrupted by both signals: {interrupted:?} (a run takes {full:?})"
     );
 }
+
+/// The private temporary folder of a script run (`idlink-script-…`, holding the exported rows
+/// or the orders and results) stayed in the temporary folder for good when idlink was killed
+/// with SIGKILL during the run: the next script run removes the folders of runs whose idlink
+/// process is gone, and leaves the others.
+#[test]
+fn regression_the_folder_of_a_script_run_killed_with_sigkill_is_removed_by_the_next_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (conf, tmp) = (dir.path().join("conf"), dir.path().join("tmp"));
+    std::fs::create_dir_all(&conf).expect("mkdir");
+    std::fs::create_dir_all(&tmp).expect("mkdir");
+    std::fs::write(
+        conf.join("scripts.xml"),
+        r#"<ConfigurationFile xmlns="urn:schemas-usercube-com:configuration">
+  <Connector Identifier="Scripts" DisplayName_L1="Scripts" />
+  <Connection Identifier="Slow" DisplayName_L1="Slow" Connector="Scripts" Package="Usercube.PowershellSync@0000001" />
+</ConfigurationFile>
+"#,
+    )
+    .expect("writes");
+    std::fs::write(
+        conf.join("appsettings.agent.json"),
+        r#"{ "SourcesRootPaths": ["."], "Connections": { "Slow": { "PowerShellScriptPath": "slow.sh" } } }"#,
+    )
+    .expect("writes");
+    // Writes its process number (its group's: the run makes it a group leader), then sleeps as
+    // long as `sleep-secs` says before writing its table.
+    let script = conf.join("slow.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/bash\necho $$ > '{c}/pid'\nsleep \"$(cat '{c}/sleep-secs')\"\nprintf 'id,name\\n1,one\\n' > \"${{1}}data.csv\"\n",
+            c = conf.display()
+        ),
+    )
+    .expect("writes");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let runs = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&tmp)
+            .expect("reads")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("idlink-script-"))
+            .collect();
+        names.sort();
+        names
+    };
+    let export = |work: &str| {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("idlink"));
+        cmd.args(["-q", "export", "--config"])
+            .arg(&conf)
+            .args(["--work"])
+            .arg(dir.path().join(work))
+            .args(["--connection", "Slow"])
+            .env("TMPDIR", &tmp)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    // A folder of another process still running (this test's), and one named as idlink named
+    // them before: both left alone.
+    let alive = tmp.join(format!("idlink-script-{}-Slow-keep01", std::process::id()));
+    let older = tmp.join("idlink-script-Slow-old001");
+    for d in [&alive, &older] {
+        std::fs::create_dir(d).expect("mkdir");
+    }
+    std::fs::write(conf.join("sleep-secs"), "30").expect("writes");
+    let mut child = export("w1").spawn().expect("starts idlink");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !conf.join("pid").exists() {
+        assert!(Instant::now() < deadline, "the script never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = runs();
+    assert_eq!(left.len(), 3, "{left:?}");
+    child.kill().expect("SIGKILL");
+    let status = child.wait().expect("waits");
+    assert_eq!(status.signal(), Some(9));
+    // The script outlives idlink: its group is stopped here (nothing else would).
+    let pid = std::fs::read_to_string(conf.join("pid")).expect("pid");
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", pid.trim())])
+        .status();
+    assert_eq!(
+        runs(),
+        left,
+        "the killed run's folder stays until a next run"
+    );
+    std::fs::write(conf.join("sleep-secs"), "0").expect("writes");
+    let out = export("w2").output().expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        dir.path().join("w2/ExportOutput/Slow_data.csv").is_file(),
+        "{:?}",
+        std::fs::read_dir(dir.path().join("w2/ExportOutput"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
+    let names = |ds: &[&PathBuf]| -> Vec<String> {
+        let mut v: Vec<String> = ds
+            .iter()
+            .map(|d| d.file_name().expect("name").to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(runs(), names(&[&older, &alive]));
+}

@@ -81,6 +81,54 @@ fn regression_a_new_work_folder_is_private_to_its_owner() {
     assert_eq!(mode(&existing), 0o750, "the folder that existed");
 }
 
+/// A working folder that existed open to other users (0755, as `mkdir` makes it, or as idlink
+/// made `./work` before it created it private) was used without a word, though every
+/// identity's exported table is in it: idlink now says so and how to close it, and says
+/// nothing of a folder closed to others (0750) or of one it created.
+#[test]
+fn regression_a_working_folder_open_to_other_users_is_told() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let export = |work: &std::path::Path| {
+        let w = work.to_str().expect("utf-8");
+        let args = [
+            "export",
+            "--config",
+            "examples/quickstart",
+            "--connection",
+            "HRPeople",
+            "--work",
+            w,
+        ];
+        let out = idlink()
+            .current_dir(repo_root())
+            .args(args)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let err = export(&open);
+    assert!(
+        err.contains(&format!(
+            "warning: other users can open the working folder {} (mode 755)",
+            open.display()
+        )) && err.contains(&format!("chmod o-rwx {}", open.display())),
+        "{err}"
+    );
+    let group = dir.path().join("group");
+    std::fs::create_dir(&group).expect("mkdir");
+    std::fs::set_permissions(&group, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    let new = dir.path().join("new");
+    for work in [&group, &new, &new] {
+        let err = export(work);
+        assert!(!err.contains("working folder"), "{}: {err}", work.display());
+    }
+}
+
 #[test]
 fn a_failed_export_keeps_the_previous_table() {
     let dir = tempfile::tempdir().expect("tempdir");

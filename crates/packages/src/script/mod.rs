@@ -278,15 +278,63 @@ impl Script {
     }
 }
 
+/// What the temporary folder of a run is named with: `idlink-script-<pid>-<connection>-XXXXXX`.
+const WORK_DIR_PREFIX: &str = "idlink-script-";
+
 /// A private temporary folder for one run: only its owner may list or read it (it holds the
-/// exported rows, orders and results; tempfile would create it as the umask says, 0755).
+/// exported rows, orders and results; tempfile would create it as the umask says, 0755). It is
+/// named after the idlink process, so that the folders of a run killed before it could remove
+/// them (`kill -9`) are removed by the next ([`remove_orphans`]).
 fn work_dir(connection: &str) -> Result<tempfile::TempDir, PackageError> {
     use std::os::unix::fs::PermissionsExt;
-    tempfile::Builder::new()
-        .prefix(&format!("idlink-script-{connection}-"))
+    let tmp = std::env::temp_dir();
+    let dir = tempfile::Builder::new()
+        .prefix(&format!(
+            "{WORK_DIR_PREFIX}{}-{connection}-",
+            std::process::id()
+        ))
         .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir()
-        .map_err(|e| PackageError::io("create a temporary folder in", &std::env::temp_dir(), e))
+        .tempdir_in(&tmp)
+        .map_err(|e| PackageError::io("create a temporary folder in", &tmp, e))?;
+    remove_orphans(&tmp, dir.path());
+    Ok(dir)
+}
+
+/// Removes from `tmp` the run folders whose idlink process is gone, owned by the owner of
+/// `ours` (a folder of this process just created): what they hold (exported rows, orders) is
+/// no one's any more. A folder of a live process, of another user, a link, or one named
+/// otherwise (as idlink named them before) is left alone; so is one whose process number was
+/// taken again since. Nothing here fails a run.
+fn remove_orphans(tmp: &std::path::Path, ours: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(owner) = std::fs::symlink_metadata(ours).map(|m| m.uid()) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(WORK_DIR_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<i32>().ok())
+            .filter(|&pid| pid > 0 && pid.unsigned_abs() != std::process::id())
+        else {
+            continue;
+        };
+        let gone = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        let path = entry.path();
+        let orphan =
+            gone && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == owner);
+        if orphan {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 #[cfg(test)]
