@@ -390,9 +390,12 @@ fn init_logging(output: &OutputArgs) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_env("IDLINK_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    // Colours on a terminal only: a log piped to a file or a journal stays plain text.
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }

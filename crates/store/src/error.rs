@@ -107,6 +107,16 @@ pub enum StoreError {
         what: String,
         message: String,
     },
+    /// Another process kept writing to a SQLite store longer than a synchronization waits.
+    #[error(
+        "store {store} is being written by another process{}, and still was after {waited} s: a SQLite store takes one writer at a time; run this again once that one is done, or wait longer (IDLINK_STORE_WAIT, in seconds), or use a PostgreSQL store, where synchronizations of different connectors run at once",
+        writers.as_ref().map_or_else(String::new, |w| format!(" (work under way on other connectors: {w})"))
+    )]
+    Busy {
+        store: String,
+        waited: u64,
+        writers: Option<String>,
+    },
     /// Another process runs work on this connector.
     #[error("connector '{connector}' is busy: {}; wait for it to end, or stop that process", holder.as_ref().map_or_else(|| "another process holds its lock (it has not said who it is yet)".to_string(), |h| h.to_string()))]
     Locked {
@@ -127,7 +137,8 @@ impl StoreError {
             StoreError::Unavailable {
                 retryable: true, ..
             }
-            | StoreError::Locked { .. } => ErrorKind::Unavailable,
+            | StoreError::Locked { .. }
+            | StoreError::Busy { .. } => ErrorKind::Unavailable,
             StoreError::Unavailable { .. } => ErrorKind::Configuration,
             StoreError::Io { .. } => ErrorKind::Io,
             StoreError::Database { kind, .. } => *kind,

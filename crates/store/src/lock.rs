@@ -321,6 +321,57 @@ fn lock_sqlite(store: &Path, connector: &str, purpose: &str) -> Result<Connector
     })
 }
 
+/// The connectors whose lock a live process holds beside a SQLite store, with their holders
+/// (read from the lock files, without locking them: a lock taken to look would make a run
+/// starting meanwhile find its connector busy). A holder killed with `kill -9` leaves its
+/// details: one of this host whose process is gone is not listed.
+pub(crate) fn sqlite_holders(store: &Path) -> Vec<(String, Holder)> {
+    let mut dir = store.as_os_str().to_owned();
+    dir.push(".locks");
+    let Ok(entries) = std::fs::read_dir(PathBuf::from(dir)) else {
+        return Vec::new();
+    };
+    let host = hostname();
+    let mut held: Vec<(String, Holder)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.strip_suffix(".lock")?.to_string();
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            let holder = serde_json::from_str::<Holder>(text.trim()).ok()?;
+            let gone = holder.host == host
+                && Path::new("/proc/self").exists()
+                && !Path::new(&format!("/proc/{}", holder.pid)).exists();
+            (!gone).then(|| (connector_of(&name), holder))
+        })
+        .collect();
+    held.sort_by_key(|(_, h)| h.since);
+    held
+}
+
+/// The connector of a lock file's name (see [`lock_file`]: `%XX` back to its byte).
+fn connector_of(name: &str) -> String {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The holder's details from a lock file; the holder may be writing them right now, so a
 /// few short tries.
 fn read_holder(path: &Path) -> Option<Holder> {
@@ -354,6 +405,11 @@ mod tests {
             lock_file(store, "a/b"),
             Path::new("/w/idlink.db.locks/a%2Fb.lock")
         );
+        for connector in ["HR", "../x y", "a/b", "%41", "é.x"] {
+            let file = lock_file(store, connector);
+            let name = file.file_stem().and_then(|s| s.to_str()).expect("name");
+            assert_eq!(connector_of(name), connector);
+        }
     }
 
     #[test]

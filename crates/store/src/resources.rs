@@ -175,17 +175,107 @@ const ALL_LINKS_COUNT: &str = "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM l
 /// The PostgreSQL advisory lock key that serializes resource id reservations ("idlink ids").
 const ID_ALLOCATION_LOCK: i64 = 0x6964_6c69_6e6b_6964;
 
+/// How long a synchronization waits for another writer of a SQLite store before it says so.
+pub const WRITER_NOTICE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a synchronization waits for another writer of a SQLite store at most:
+/// `IDLINK_STORE_WAIT` seconds, 600 by default. SQLite's own wait ([`crate::open`]'s busy
+/// timeout, 30 s) is one attempt: the last may end up to that much later.
+pub fn writer_wait() -> std::time::Duration {
+    std::env::var("IDLINK_STORE_WAIT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(
+            std::time::Duration::from_secs(600),
+            std::time::Duration::from_secs,
+        )
+}
+
+/// Whether `e` says that another connection holds SQLite's write lock.
+fn sqlite_busy(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db)
+        if matches!(db.code().as_deref(), Some("5" | "261" | "517")))
+}
+
 impl Store {
+    /// `BEGIN IMMEDIATE` on a SQLite store, waiting for another writer (see
+    /// [`Store::begin_sync`]).
+    async fn sqlite_writer(
+        &self,
+        pool: &sqlx::SqlitePool,
+        connector: &str,
+    ) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        let started = std::time::Instant::now();
+        let limit = writer_wait();
+        let mut told = false;
+        loop {
+            let begin = pool.begin_with("BEGIN IMMEDIATE");
+            tokio::pin!(begin);
+            let result = if told {
+                begin.await
+            } else {
+                tokio::select! {
+                    r = &mut begin => r,
+                    () = tokio::time::sleep(WRITER_NOTICE) => {
+                        told = true;
+                        let writers = self.sqlite_writers(connector);
+                        tracing::warn!(
+                            "waiting for the store {}: another process is writing to it{}; a SQLite store takes one writer at a time (waiting up to {} s, IDLINK_STORE_WAIT)",
+                            self.location(),
+                            writers.map_or_else(String::new, |w| format!(" (work under way on other connectors: {w})")),
+                            limit.as_secs()
+                        );
+                        begin.await
+                    }
+                }
+            };
+            match result {
+                Ok(tx) => return Ok(tx),
+                Err(e) if sqlite_busy(&e) && started.elapsed() < limit => {}
+                Err(e) if sqlite_busy(&e) => {
+                    return Err(StoreError::Busy {
+                        store: self.location().to_string(),
+                        waited: started.elapsed().as_secs(),
+                        writers: self.sqlite_writers(connector),
+                    });
+                }
+                Err(e) => return Err(self.db_error("start a synchronization", e)),
+            }
+        }
+    }
+
+    /// The work other processes run on other connectors of this SQLite store (by their
+    /// connector locks): what most likely writes to it.
+    fn sqlite_writers(&self, connector: &str) -> Option<String> {
+        let crate::Location::Sqlite(path) = self.location() else {
+            return None;
+        };
+        let held: Vec<String> = crate::lock::sqlite_holders(path)
+            .into_iter()
+            .filter(|(c, _)| c != connector)
+            .map(|(c, h)| {
+                format!(
+                    "connector '{c}': {} by process {} on {} since {}",
+                    h.purpose,
+                    h.pid,
+                    h.host,
+                    h.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
+            })
+            .collect();
+        (!held.is_empty()).then(|| held.join("; "))
+    }
+
     /// Starts the transaction of one synchronization (SQLite: `BEGIN IMMEDIATE`, so it holds
     /// the write lock from the start instead of failing midway).
+    ///
+    /// A SQLite store takes one writer at a time: while another process writes to it (most
+    /// often a synchronization of another connector), this one waits its turn, says so after
+    /// [`WRITER_NOTICE`] with the synchronizations that hold a connector lock, and gives up
+    /// after [`writer_wait`] with [`StoreError::Busy`].
     pub async fn begin_sync(&self, connector: &str) -> Result<SyncTx<'_>, StoreError> {
-        let _ = connector;
         let tx = match self.pool() {
-            Pool::Sqlite(p) => Tx::Sqlite(
-                p.begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map_err(|e| self.db_error("start a synchronization", e))?,
-            ),
+            Pool::Sqlite(p) => Tx::Sqlite(self.sqlite_writer(p, connector).await?),
             Pool::Postgres(p) => Tx::Postgres(
                 p.begin()
                     .await

@@ -557,3 +557,115 @@ fn resources_lists_an_entity_type_of_several_pages_whole_on_sqlite() {
 fn resources_lists_an_entity_type_of_several_pages_whole_on_postgres() {
     on_postgres("pages", lists_an_entity_type_of_several_pages_whole);
 }
+
+/// A synchronization that found a SQLite store written by another process (most often the
+/// synchronization of another connector) failed after SQLite's 30 s wait with "(code: 5)
+/// database is locked", and said nothing meanwhile. It now says at once that it waits and for
+/// whom (the other connectors' lock holders), waits its turn up to `IDLINK_STORE_WAIT` seconds
+/// (beyond one 30 s attempt), and then fails with what to do.
+#[test]
+fn regression_a_sync_waits_its_turn_for_another_writer_of_a_sqlite_store_and_says_so() {
+    let site = Site::new(None);
+    let config = CONFIG.replace(
+        "</ConfigurationFile>",
+        r#"  <Connector Identifier="AD" DisplayName_L1="AD" />
+  <Connection Identifier="ADA" DisplayName_L1="Accounts" Connector="AD" Package="Usercube.CSV@0000001" />
+  <EntityType Identifier="Account" DisplayName_L1="Account">
+    <Property Identifier="Login" DisplayName_L1="Login" IsKey="true" />
+  </EntityType>
+  <EntityTypeMapping Identifier="Account" Connector="AD" ConnectionTable="ADA">
+    <Property Identifier="Login" ConnectionColumn="login" IsPrimaryKey="true" />
+  </EntityTypeMapping>
+</ConfigurationFile>"#,
+    );
+    std::fs::write(site.dir.path().join("conf/hr.xml"), config).expect("xml");
+    std::fs::write(
+        site.dir.path().join("conf/appsettings.agent.json"),
+        r#"{"SourcesRootPaths": ["data"], "Connections": {"HRP": {"Path": "data/p.csv"}, "ADA": {"Path": "data/a.csv"}}}"#,
+    )
+    .expect("json");
+    site.put_table(&table(30, 0));
+    std::fs::write(site.path("work/ExportOutput/ADA.csv"), "login\nada\nalan\n").expect("ada");
+    let sync = |connector: &str, wait: Option<&str>| {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("idlink"));
+        cmd.args(site.args("sync", &["--connector", connector, "--mode", "initial"]))
+            .env_remove("IDLINK_STORE_WAIT")
+            .env_remove("IDLINK_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(w) = wait {
+            cmd.env("IDLINK_STORE_WAIT", w);
+        }
+        cmd
+    };
+    for connector in ["HR", "AD"] {
+        let out = sync(connector, None).output().expect("runs");
+        assert!(out.status.success(), "{out:?}");
+    }
+    // Another process writes to the store: a synchronization of connector Other, which holds
+    // that connector's lock and the store's write lock until it is told to end.
+    let (ready_tx, ready) = std::sync::mpsc::channel::<()>();
+    let (end, end_rx) = std::sync::mpsc::channel::<()>();
+    let store_path = site.path("work/idlink.db");
+    let holder = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async move {
+            let location = idlink_store::Location::parse(&store_path).expect("location");
+            let store = idlink_store::Store::open(&location).await.expect("store");
+            let lock = store.lock_connector("Other", "sync").await.expect("lock");
+            let tx = store.begin_sync("Other").await.expect("writes");
+            ready_tx.send(()).expect("ready");
+            tokio::task::spawn_blocking(move || end_rx.recv())
+                .await
+                .expect("joins")
+                .expect("told to end");
+            tx.rollback().await.expect("rolls back");
+            lock.release().await.expect("releases");
+            store.close().await;
+        });
+    });
+    ready.recv().expect("the other writer started");
+    let started = Instant::now();
+    let waiting = sync("HR", None).spawn().expect("starts");
+    let gives_up = sync("AD", Some("0")).output().expect("runs");
+    let gave_up_after = started.elapsed();
+    // Past SQLite's own 30 s wait, so the one that waits has to try again.
+    std::thread::sleep(Duration::from_secs(2));
+    end.send(()).expect("ends the other writer");
+    holder.join().expect("the other writer ended");
+    let waited = waiting.wait_with_output().expect("waits");
+    let (err_waited, err_gave_up) = (
+        String::from_utf8_lossy(&waited.stderr),
+        String::from_utf8_lossy(&gives_up.stderr),
+    );
+    let holder_said = format!(
+        "work under way on other connectors: connector 'Other': sync by process {} on ",
+        std::process::id()
+    );
+    let store_shown = site.path("work/idlink.db");
+    for err in [&err_waited, &err_gave_up] {
+        assert!(
+            err.contains(&format!("waiting for the store '{store_shown}': another process is writing to it ({holder_said}"))
+                && err.contains("waiting up to"),
+            "{err}"
+        );
+    }
+    assert_eq!(gives_up.status.code(), Some(1), "{err_gave_up}");
+    assert!(
+        gave_up_after >= Duration::from_secs(25),
+        "gave up after {gave_up_after:?}: {err_gave_up}"
+    );
+    assert!(
+        err_gave_up.contains(&format!(
+            "store '{store_shown}' is being written by another process ({holder_said}"
+        )) && err_gave_up.contains("a SQLite store takes one writer at a time")
+            && err_gave_up.contains("IDLINK_STORE_WAIT")
+            && !err_gave_up.contains("code: 5"),
+        "{err_gave_up}"
+    );
+    assert!(waited.status.success(), "{err_waited}");
+    // Its log went to a pipe: plain text, no terminal colours.
+    assert!(!err_waited.contains('\u{1b}'), "{err_waited:?}");
+    assert!(started.elapsed() > Duration::from_secs(30));
+    assert_eq!(site.people("csv").0.lines().count(), 28, "{}", site.state());
+}
