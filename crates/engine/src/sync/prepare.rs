@@ -349,10 +349,36 @@ fn io<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> En
     move |e| EngineError::io(op, path, e)
 }
 
-/// A CSV error of a table, located at its line.
+/// A CSV error of a table, located at its line. A short row that is the table's last and ends
+/// without a line break is most likely a table cut short (a full disk, a copy stopped
+/// half-way): said so, with what to do.
 pub(super) fn csv_err(path: &Path, e: csv::Error) -> EngineError {
     let line = e.position().map(|p| p.line()).unwrap_or(0);
-    EngineError::Data(format!("{}:{line}: {e}", path.display()))
+    let cut_short = match (e.kind(), e.position()) {
+        (csv::ErrorKind::UnequalLengths { .. }, Some(at)) => last_and_unterminated(path, at.byte()),
+        _ => false,
+    };
+    let hint = if cut_short {
+        "; this row is the table's last and ends without a line break: the table looks cut short (export the connection again)"
+    } else {
+        ""
+    };
+    EngineError::Data(format!("{}:{line}: {e}{hint}", path.display()))
+}
+
+/// Whether the row starting at byte `start` of a file runs to its end with no line break.
+fn last_and_unterminated(path: &Path, start: u64) -> bool {
+    use std::io::{Seek, SeekFrom};
+    const MAX_ROW: u64 = 1 << 20;
+    let Ok(mut f) = File::open(path) else {
+        return false;
+    };
+    let mut rest = Vec::new();
+    f.seek(SeekFrom::Start(start)).is_ok()
+        && (&mut f).take(MAX_ROW + 1).read_to_end(&mut rest).is_ok()
+        && !rest.is_empty()
+        && (rest.len() as u64) <= MAX_ROW
+        && !rest.contains(&b'\n')
 }
 
 /// Writes set-aside rows, created on the first row.
