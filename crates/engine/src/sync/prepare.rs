@@ -353,12 +353,11 @@ fn io<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> En
 /// without a line break is most likely a table cut short (a full disk, a copy stopped
 /// half-way): said so, with what to do.
 pub(super) fn csv_err(path: &Path, e: csv::Error) -> EngineError {
-    let line = e.position().map(|p| p.line()).unwrap_or(0);
-    let cut_short = match (e.kind(), e.position()) {
-        (csv::ErrorKind::UnequalLengths { .. }, Some(at)) => last_and_unterminated(path, at.byte()),
-        _ => false,
-    };
-    let hint = if cut_short {
+    let at = e.position();
+    let line = at.map_or(0, |p| p.line());
+    let hint = if matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. })
+        && at.is_some_and(|p| last_and_unterminated(path, p.byte()))
+    {
         "; this row is the table's last and ends without a line break: the table looks cut short (export the connection again)"
     } else {
         ""
@@ -375,7 +374,7 @@ fn last_and_unterminated(path: &Path, start: u64) -> bool {
     };
     let mut rest = Vec::new();
     f.seek(SeekFrom::Start(start)).is_ok()
-        && (&mut f).take(MAX_ROW + 1).read_to_end(&mut rest).is_ok()
+        && f.take(MAX_ROW + 1).read_to_end(&mut rest).is_ok()
         && !rest.is_empty()
         && (rest.len() as u64) <= MAX_ROW
         && !rest.contains(&b'\n')
