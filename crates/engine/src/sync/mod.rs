@@ -1041,13 +1041,22 @@ const LIST_WHEN_LATER: u64 = 100_000;
 /// Changes a snapshot keeps appended beyond a quarter of its entries (small entity types).
 const SNAPSHOT_SLACK: u64 = 1024;
 
-/// Rows per store write: PostgreSQL sends each batch as one COPY.
+/// Rows per store write at most: PostgreSQL sends each batch as one COPY.
 const BATCH: usize = 10_000;
+/// Bytes of values per store write at most: wide rows (photos, large groups) make batches of
+/// fewer rows, so that memory follows this bound, not the rows' width times [`BATCH`].
+const BATCH_BYTES: usize = 8 << 20;
+
+/// What an item handed to a store write weighs in memory, about: its values' bytes.
+pub(crate) trait Weight {
+    fn weight(&self) -> usize;
+}
 
 /// Runs `produce` on a blocking thread; what it hands to its sink arrives on the receiver in
-/// batches of [`BATCH`] (a few batches in flight: memory never holds the whole table). When
-/// the receiver is dropped (the store write failed), the sink fails and `produce` stops.
-fn produce_in_batches<T: Send + 'static, R: Send + 'static>(
+/// batches of [`BATCH`] items or [`BATCH_BYTES`] bytes, whichever comes first (a few batches
+/// in flight: memory never holds the whole table, however wide its rows). When the receiver
+/// is dropped (the store write failed), the sink fails and `produce` stops.
+fn produce_in_batches<T: Weight + Send + 'static, R: Send + 'static>(
     produce: impl FnOnce(&mut dyn FnMut(T) -> Result<(), EngineError>) -> Result<R, EngineError>
     + Send
     + 'static,
@@ -1058,9 +1067,12 @@ fn produce_in_batches<T: Send + 'static, R: Send + 'static>(
     let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<T>>(4);
     let handle = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(BATCH);
+        let mut bytes = 0;
         let r = produce(&mut |item| {
+            bytes += item.weight();
             batch.push(item);
-            if batch.len() >= BATCH {
+            if batch.len() >= BATCH || bytes >= BATCH_BYTES {
+                bytes = 0;
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                 sender
                     .blocking_send(full)

@@ -343,6 +343,22 @@ pub enum Change {
     },
 }
 
+impl super::Weight for NewRow {
+    fn weight(&self) -> usize {
+        self.text.len()
+    }
+}
+
+impl super::Weight for Change {
+    fn weight(&self) -> usize {
+        let (data, carried) = match self {
+            Change::Update { data, carried, .. } => (data.len(), carried),
+            Change::Refresh { carried, .. } => (0, carried),
+        };
+        data + carried.iter().map(String::len).sum::<usize>()
+    }
+}
+
 const MAX_BAD_VALUES_REPORTED: usize = 50;
 
 fn io<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> EngineError + 'p {

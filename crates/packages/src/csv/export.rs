@@ -81,13 +81,20 @@ impl Export for Csv {
     }
 }
 
-/// Rows handed over from the reading thread to the writing one at a time.
+/// Rows handed over from the reading thread to the writing one at a time, at most.
 const BATCH_ROWS: usize = 1024;
-/// Batches in flight; with [`BATCH_ROWS`], this bounds the memory rows take.
+/// Bytes of rows handed over at a time, about: a batch of wide rows (photos) holds fewer.
+const BATCH_BYTES: usize = 1 << 20;
+/// Batches in flight; with [`BATCH_ROWS`] and [`BATCH_BYTES`], this bounds the memory rows
+/// take: about `BATCHES` x (`BATCH_BYTES` + the longest row), whatever the rows' width.
 const BATCHES: usize = 4;
+/// A record that held a row longer than this is let go once written, not reused: the
+/// records kept for reuse hold at most this much each.
+const KEPT_RECORD_BYTES: usize = 8 * 1024;
 
 /// Rows read, ready to write. The records are reused from batch to batch, so rows cost no
-/// allocation once the first batches have grown to the rows' size.
+/// allocation once the first batches have grown to the rows' size (short rows: see
+/// [`KEPT_RECORD_BYTES`]).
 struct Batch {
     rows: Vec<ByteRecord>,
     len: usize,
@@ -118,8 +125,13 @@ where
         // Ends when the reader is done and has dropped its sender; returning early drops the
         // channels, which stops the reader.
         for batch in &full_rx {
-            let batch = batch?;
+            let mut batch = batch?;
             write(&batch.rows[..batch.len])?;
+            for record in &mut batch.rows[..batch.len] {
+                if record.as_slice().len() > KEPT_RECORD_BYTES {
+                    *record = ByteRecord::new();
+                }
+            }
             let _ = empty_tx.send(batch);
         }
         // A reader that panicked has sent no error: the rows may be incomplete.
@@ -146,11 +158,19 @@ fn read_rows(
     let mut last_start = table.header_start;
     while let Ok(mut batch) = empty.recv() {
         batch.len = 0;
+        let mut bytes = 0;
         let mut stop = None;
         let mut end = false;
         while let Some(record) = batch.rows.get_mut(batch.len) {
+            if bytes >= BATCH_BYTES {
+                break;
+            }
+            table.bound_next_row();
             match table.reader.read_byte_record(record) {
-                Ok(true) if record.len() == table.width => batch.len += 1,
+                Ok(true) if record.len() == table.width => {
+                    batch.len += 1;
+                    bytes += record.as_slice().len();
+                }
                 Ok(true) => {
                     // A quote left open takes every line after it into one short row: say
                     // so, not that the row is ragged.

@@ -20,6 +20,7 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
         ENCODING,
         NUMBER_OF_LINES_TO_SKIP,
         VALUES_TO_TRIM,
+        MAX_ROW_SIZE,
     ],
     constraints: &[Constraint::AtLeastOne(&["Path", "PathIncremental"])],
 };
@@ -38,6 +39,7 @@ pub static COMPLETE_SETTINGS: SettingsSchema = SettingsSchema {
         ENCODING,
         NUMBER_OF_LINES_TO_SKIP,
         VALUES_TO_TRIM,
+        MAX_ROW_SIZE,
     ],
     constraints: &[],
 };
@@ -69,6 +71,17 @@ const VALUES_TO_TRIM: Field = Field::optional(
     "ValuesToTrim",
     Kind::StringList,
     "values removed from the start and end of each cell, in order",
+);
+
+/// The default of `MaxRowSize`: 64 MiB, the largest value a synchronization keeps.
+pub(crate) const DEFAULT_MAX_ROW: u64 = 64 << 20;
+const MAX_ROW_SIZE: Field = Field::optional(
+    "MaxRowSize",
+    Kind::Int {
+        min: 1024,
+        max: 2_147_483_647,
+    },
+    "largest row read from the file, in bytes (default 67108864, 64 MiB): a longer row, or a quoted value left open that takes in the lines after it, fails the export at that row instead of growing the memory to the file's size",
 );
 
 /// Encoding names accepted by `Encoding` (CSV) and `LdifEncoding` (LDIF), case-insensitively.
@@ -141,6 +154,8 @@ pub(crate) struct RawSettings {
     number_of_lines_to_skip: Option<u64>,
     #[serde(default)]
     values_to_trim: Option<OneOrMany>,
+    #[serde(default)]
+    max_row_size: Option<u64>,
 }
 
 /// `Usercube.CSV.Complete`'s settings: those of `Usercube.CSV`; `PathIncremental` is accepted without effect.
@@ -164,6 +179,8 @@ pub(crate) struct RawCompleteSettings {
     number_of_lines_to_skip: Option<u64>,
     #[serde(default)]
     values_to_trim: Option<OneOrMany>,
+    #[serde(default)]
+    max_row_size: Option<u64>,
 }
 
 impl From<RawCompleteSettings> for RawSettings {
@@ -176,6 +193,7 @@ impl From<RawCompleteSettings> for RawSettings {
             encoding: c.encoding,
             number_of_lines_to_skip: c.number_of_lines_to_skip,
             values_to_trim: c.values_to_trim,
+            max_row_size: c.max_row_size,
         }
     }
 }
@@ -218,6 +236,8 @@ pub(crate) struct CsvSettings {
     pub skip: u64,
     /// `ValuesToTrim`, in order; none empty.
     pub trim: Vec<Box<[u8]>>,
+    /// `MaxRowSize`: the longest row read, in bytes of the decoded text.
+    pub max_row: u64,
 }
 
 impl CsvSettings {
@@ -334,6 +354,16 @@ impl CsvSettings {
                 "an empty value trims nothing; remove it".into(),
             ));
         }
+        let max_row = match raw.max_row_size {
+            None => DEFAULT_MAX_ROW,
+            Some(n) if (1024..=2_147_483_647).contains(&n) => n,
+            Some(_) => {
+                return Err(bad(
+                    "MaxRowSize",
+                    "expected a number of bytes from 1024 to 2147483647".into(),
+                ));
+            }
+        };
         Ok(CsvSettings {
             path,
             path_incremental,
@@ -344,6 +374,7 @@ impl CsvSettings {
                 .into_iter()
                 .map(|t| t.into_bytes().into_boxed_slice())
                 .collect(),
+            max_row,
         })
     }
 }

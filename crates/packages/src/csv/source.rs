@@ -110,6 +110,9 @@ pub(crate) struct Table<'s> {
     pub width: usize,
     /// Where the header record starts (its byte in the parsed text).
     pub header_start: Option<u64>,
+    /// Where the row being read starts (its byte in the parsed text): see
+    /// [`Table::bound_next_row`].
+    row_start: u64,
     settings: &'s CsvSettings,
 }
 
@@ -151,7 +154,7 @@ impl<'s> Table<'s> {
             .flexible(true)
             .delimiter(settings.separator)
             .buffer_capacity(PARSE_BUFFER)
-            .from_reader(LastLine::new(decoded));
+            .from_reader(LastLine::new(decoded, row_room(settings)));
         let mut record = ByteRecord::new();
         let found = reader
             .read_byte_record(&mut record)
@@ -176,6 +179,7 @@ impl<'s> Table<'s> {
             keep: Vec::new(),
             width: 0,
             header_start: record.position().map(csv::Position::byte),
+            row_start: 0,
             settings,
         };
         table.read_header(&record)?;
@@ -234,9 +238,50 @@ impl<'s> Table<'s> {
         self.keep.len() == self.width && self.settings.trim.is_empty()
     }
 
+    /// Lets the CSV reader read the next row, and no more than `MaxRowSize` bytes of it: a
+    /// longer one (a quoted value left open takes in every line after it) fails with
+    /// [`Table::error`] instead of growing the record to the file's size. Cheap: called per row.
+    pub fn bound_next_row(&mut self) {
+        self.row_start = self.reader.position().byte();
+        self.reader.get_mut().limit = self.row_start.saturating_add(row_room(self.settings));
+    }
+
     /// An error of the CSV reader, with its place in the file.
     pub fn error(&self, e: csv::Error) -> PackageError {
+        if let csv::ErrorKind::Io(io) = e.kind()
+            && io.get_ref().is_some_and(|inner| inner.is::<RowTooLong>())
+        {
+            return self.row_too_long();
+        }
         read_error(self.source, self.settings, e)
+    }
+
+    /// The row that starts at `row_start` is longer than `MaxRowSize`: says where, and
+    /// whether a quoted value opened in it is still open there (the likely cause).
+    fn row_too_long(&self) -> PackageError {
+        let max = self.settings.max_row;
+        let open = quote_open_after(
+            self.source,
+            self.settings,
+            self.row_start,
+            row_room(self.settings),
+        )
+        .ok()
+        .flatten();
+        match open {
+            Some(line) => PackageError::Data {
+                location: format!("{}:{line}", self.source.name),
+                message: format!(
+                    "a quoted value opens here and is still open {max} bytes further (MaxRowSize), so it takes in every line after it; close it (a quote inside a quoted value is written twice: \"\"), or raise MaxRowSize if the value is really that long"
+                ),
+            },
+            None => PackageError::Data {
+                location: location(self.source, self.settings, Some(self.row_start)),
+                message: format!(
+                    "this row is longer than MaxRowSize ({max} bytes): the file is damaged, or raise MaxRowSize if its rows are really that long"
+                ),
+            },
+        }
     }
 
     /// A row whose field count differs from the header's.
@@ -288,6 +333,9 @@ pub(crate) struct LastLine<R> {
     inner: R,
     /// Bytes passed so far.
     pos: u64,
+    /// Bytes that may be passed in all (see [`Table::bound_next_row`]): reading past them
+    /// fails with [`RowTooLong`].
+    limit: u64,
     /// Where the last line starts, in bytes of the text.
     start: u64,
     line: Vec<u8>,
@@ -296,10 +344,11 @@ pub(crate) struct LastLine<R> {
 }
 
 impl<R> LastLine<R> {
-    fn new(inner: R) -> Self {
+    fn new(inner: R, limit: u64) -> Self {
         LastLine {
             inner,
             pos: 0,
+            limit,
             start: 0,
             line: Vec::new(),
             cut: false,
@@ -309,6 +358,12 @@ impl<R> LastLine<R> {
 
 impl<R: Read> Read for LastLine<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let room = self.limit.saturating_sub(self.pos);
+        if room == 0 && !buf.is_empty() {
+            return Err(std::io::Error::other(RowTooLong));
+        }
+        let len = usize::try_from(room).map_or(buf.len(), |r| r.min(buf.len()));
+        let buf = &mut buf[..len];
         let n = self.inner.read(buf)?;
         let chunk = &buf[..n];
         match chunk.iter().rposition(|&b| b == b'\n' || b == b'\r') {
@@ -324,6 +379,23 @@ impl<R: Read> Read for LastLine<R> {
         Ok(n)
     }
 }
+
+/// What the CSV reader may read of a row: `MaxRowSize`, and its line break.
+fn row_room(settings: &CsvSettings) -> u64 {
+    settings.max_row.saturating_add(2)
+}
+
+/// The error [`LastLine`] stops the CSV reader with at a row longer than `MaxRowSize`.
+#[derive(Debug)]
+struct RowTooLong;
+
+impl std::fmt::Display for RowTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a row is longer than MaxRowSize")
+    }
+}
+
+impl std::error::Error for RowTooLong {}
 
 impl<R> LastLine<R> {
     fn keep(&mut self, bytes: &[u8]) {
@@ -396,30 +468,48 @@ impl QuoteState {
 
 /// The line where a quoted value opens that the end of the file leaves open.
 fn unclosed_quote_line(source: &Source, settings: &CsvSettings) -> std::io::Result<Option<u64>> {
+    quote_open_after(source, settings, 0, u64::MAX)
+}
+
+/// The line where a quoted value opens that is still open `len` bytes after the record
+/// starting at byte `start` of the parsed text (or at the end of the file, if sooner),
+/// following quotes from that record's start as the CSV reader does.
+fn quote_open_after(
+    source: &Source,
+    settings: &CsvSettings,
+    start: u64,
+    len: u64,
+) -> std::io::Result<Option<u64>> {
     let mut text = Decoded::new(File::open(&source.path)?, settings.encoding);
     for _ in 0..settings.skip {
         skip_line(&mut text)?;
     }
     let sep = settings.separator;
+    let end = start.saturating_add(len);
     let mut state = QuoteState::FieldStart;
     let mut line = 1 + settings.skip;
     let mut opened = line;
-    loop {
+    let mut pos = 0u64;
+    while pos < end {
         let buf = text.fill_buf()?;
         if buf.is_empty() {
-            return Ok((state == QuoteState::Quoted).then_some(opened));
+            break;
         }
-        for &b in buf {
-            let next = state.next(b, sep);
-            if state == QuoteState::FieldStart && next == QuoteState::Quoted {
-                opened = line;
+        let take = usize::try_from(end - pos).map_or(buf.len(), |n| n.min(buf.len()));
+        for &b in &buf[..take] {
+            if pos >= start {
+                let next = state.next(b, sep);
+                if state == QuoteState::FieldStart && next == QuoteState::Quoted {
+                    opened = line;
+                }
+                state = next;
             }
-            state = next;
             line += u64::from(b == b'\n');
+            pos += 1;
         }
-        let n = buf.len();
-        text.consume(n);
+        text.consume(take);
     }
+    Ok((state == QuoteState::Quoted).then_some(opened))
 }
 
 /// Removes each of `values` from both ends of `value`, repeatedly, one after the other.
