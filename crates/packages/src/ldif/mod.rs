@@ -68,7 +68,8 @@ impl Ldif {
     /// Resolves the file under the source roots and opens it.
     fn open(&self) -> Result<(PathBuf, Reader), PackageError> {
         let path = self.env.source_path(&self.settings.file)?;
-        let reader = Reader::open(&path, &self.settings.file, self.settings.encoding)?;
+        let reader = Reader::open(&path, &self.settings.file, self.settings.encoding)?
+            .with_max_entry(self.settings.max_entry);
         Ok((path, reader))
     }
 

@@ -10,14 +10,14 @@
 //! to continue.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use encoding_rs_io::DecodeReaderBytesBuilder;
 
-use super::settings::{LdifEncoding, is_attribute_description};
+use super::settings::{DEFAULT_MAX_ENTRY, LdifEncoding, is_attribute_description};
 use crate::api::PackageError;
 
 /// Base64 as LDIF writes it; missing padding is tolerated.
@@ -124,18 +124,45 @@ struct Lines {
     buf: Vec<u8>,
     number: u64,
     ascii: bool,
+    /// `MaxEntrySize`.
+    max_entry: u64,
+    /// Bytes read since the entry being read started, and the line where it did.
+    entry_bytes: u64,
+    entry_line: u64,
 }
 
 impl Lines {
-    /// The next line without its line break, and its number (from 1).
+    /// Starts counting the bytes of an entry (see [`Lines::next`]).
+    fn start_entry(&mut self) {
+        self.entry_bytes = 0;
+        self.entry_line = self.number + 1;
+    }
+
+    /// The next line without its line break, and its number (from 1). Reads no more than
+    /// `MaxEntrySize` bytes for the entry since [`Lines::start_entry`]: a longer entry (or a
+    /// file without line breaks) fails instead of growing the memory to the file's size.
     fn next(&mut self, shown: &str) -> Result<Option<(u64, &str)>, PackageError> {
         self.buf.clear();
-        let n = self
-            .input
+        let room = self.max_entry.saturating_sub(self.entry_bytes) + 1;
+        let n = (&mut self.input)
+            .take(room)
             .read_until(b'\n', &mut self.buf)
             .map_err(|e| PackageError::io("read", &self.path, e))?;
         if n == 0 {
             return Ok(None);
+        }
+        self.entry_bytes += n as u64;
+        if n as u64 == room && self.buf.last() != Some(&b'\n') {
+            return Err(data(
+                shown,
+                self.entry_line,
+                format!(
+                    "the entry that starts here is longer than MaxEntrySize ({} bytes): the \
+                     file is damaged (no line break?), or raise MaxEntrySize if its entries are \
+                     really that large (groups with many members)",
+                    self.max_entry
+                ),
+            ));
         }
         self.number += 1;
         if self.buf.last() == Some(&b'\n') {
@@ -400,6 +427,9 @@ impl Reader {
                 buf: Vec::new(),
                 number: 0,
                 ascii,
+                max_entry: DEFAULT_MAX_ENTRY,
+                entry_bytes: 0,
+                entry_line: 1,
             },
             asm: Assembler {
                 shown: shown.to_string(),
@@ -411,9 +441,16 @@ impl Reader {
         }
     }
 
+    /// Reads entries of `max` bytes at most (`MaxEntrySize`; default 64 MiB).
+    pub(crate) fn with_max_entry(mut self, max: u64) -> Reader {
+        self.lines.max_entry = max;
+        self
+    }
+
     /// Reads the next record into `rec`; `false` at the end of the file.
     pub(crate) fn next_record(&mut self, rec: &mut Record) -> Result<bool, PackageError> {
         rec.clear();
+        self.lines.start_entry();
         loop {
             let Some((number, text)) = self.lines.next(&self.asm.shown)? else {
                 self.asm.flush(rec)?;
@@ -604,6 +641,48 @@ mod tests {
             e.starts_with("t.ldif:2: URL values are not supported; inline the value"),
             "{e}"
         );
+    }
+
+    /// A line was read whole whatever its length, and an entry whole whatever its lines: a
+    /// file without line breaks took its size in memory before failing. Entries are read up
+    /// to `MaxEntrySize` bytes.
+    #[test]
+    fn regression_an_entry_longer_than_max_entry_size_fails_at_its_start() {
+        let text = format!(
+            "dn: cn=A\ncn: A\n\ndn: cn=B\ndescription: {}\n\ndn: cn=C\n",
+            "x".repeat(5000)
+        );
+        let mut rec = Record::default();
+        let mut r = reader(text.as_bytes()).with_max_entry(1024);
+        assert!(r.next_record(&mut rec).expect("the first entry"));
+        let e = r.next_record(&mut rec).expect_err("too long").to_string();
+        assert!(
+            e.starts_with(
+                "t.ldif:4: the entry that starts here is longer than MaxEntrySize (1024 bytes)"
+            ),
+            "{e}"
+        );
+        // Spread over folded lines, the same.
+        let folded = format!("dn: cn=B\ndescription: x\n{}\n", " yyyyyyyyy\n".repeat(200));
+        let mut r = reader(folded.as_bytes()).with_max_entry(1024);
+        let e = r.next_record(&mut rec).expect_err("too long").to_string();
+        assert!(e.starts_with("t.ldif:1: the entry"), "{e}");
+        // No line break at all.
+        let mut r = reader("x".repeat(3000).as_bytes()).with_max_entry(1024);
+        let e = r.next_record(&mut rec).expect_err("too long").to_string();
+        assert!(e.starts_with("t.ldif:1: the entry"), "{e}");
+        // Within the bound, every entry is read.
+        let mut r = reader(text.as_bytes()).with_max_entry(8192);
+        let mut n = 0;
+        while r.next_record(&mut rec).expect("read") {
+            n += 1;
+        }
+        assert_eq!(n, 3);
+        // An entry of exactly MaxEntrySize bytes is read.
+        let exact = format!("dn: cn=D\ndescription: {}\n", "z".repeat(1024 - 23));
+        assert_eq!(exact.len(), 1024);
+        let mut r = reader(exact.as_bytes()).with_max_entry(1024);
+        assert!(r.next_record(&mut rec).expect("exactly MaxEntrySize"));
     }
 
     #[test]

@@ -34,6 +34,14 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
             Kind::CheckedString(check_encoding),
             "file encoding (default UTF-8)",
         ),
+        Field::optional(
+            "MaxEntrySize",
+            Kind::Int {
+                min: 1024,
+                max: 2_147_483_647,
+            },
+            "largest entry read from the file, in bytes, its lines together (default 67108864, 64 MiB; raise it for groups with more members): a longer one, or a file without line breaks, fails the export at that entry instead of growing the memory to the file's size",
+        ),
     ],
     constraints: &[],
 };
@@ -109,6 +117,8 @@ struct Raw {
     attributes: Option<OneOrMany>,
     #[serde(rename = "LdifEncoding", default)]
     ldif_encoding: Option<String>,
+    #[serde(rename = "MaxEntrySize", default)]
+    max_entry_size: Option<u64>,
 }
 
 /// A list, or one string of values separated by spaces (or commas), as the Netwrix
@@ -167,7 +177,12 @@ pub struct LdifSettings {
     /// given.
     pub attributes: Option<Vec<String>>,
     pub encoding: LdifEncoding,
+    /// `MaxEntrySize`: the longest entry read, in bytes of its lines.
+    pub max_entry: u64,
 }
+
+/// The default of `MaxEntrySize`: 64 MiB.
+pub const DEFAULT_MAX_ENTRY: u64 = 64 << 20;
 
 /// Parses and checks the settings (no I/O).
 pub fn parse(connection: &str, value: serde_json::Value) -> Result<LdifSettings, PackageError> {
@@ -262,11 +277,22 @@ pub fn parse(connection: &str, value: serde_json::Value) -> Result<LdifSettings,
             )
         })?,
     };
+    let max_entry = match raw.max_entry_size {
+        None => DEFAULT_MAX_ENTRY,
+        Some(n) if (1024..=2_147_483_647).contains(&n) => n,
+        Some(_) => {
+            return Err(bad(
+                "MaxEntrySize",
+                "expected a number of bytes from 1024 to 2147483647".into(),
+            ));
+        }
+    };
     Ok(LdifSettings {
         file,
         filter,
         attributes,
         encoding,
+        max_entry,
     })
 }
 
