@@ -84,6 +84,16 @@ const MAX_ROW_SIZE: Field = Field::optional(
     "largest row read from the file, in bytes (default 67108864, 64 MiB): a longer row, or a quoted value left open that takes in the lines after it, fails the export at that row instead of growing the memory to the file's size",
 );
 
+/// A bound in bytes read from a file (`MaxRowSize`, LDIF's `MaxEntrySize`): from 1024 to
+/// 2147483647, or `default` when not given.
+pub(crate) fn byte_bound(value: Option<u64>, default: u64) -> Result<u64, String> {
+    match value {
+        None => Ok(default),
+        Some(n) if (1024..=2_147_483_647).contains(&n) => Ok(n),
+        Some(_) => Err("expected a number of bytes from 1024 to 2147483647".into()),
+    }
+}
+
 /// Encoding names accepted by `Encoding` (CSV) and `LdifEncoding` (LDIF), case-insensitively.
 pub const ENCODINGS: &[&str] = &[
     "UTF-8",
@@ -354,16 +364,8 @@ impl CsvSettings {
                 "an empty value trims nothing; remove it".into(),
             ));
         }
-        let max_row = match raw.max_row_size {
-            None => DEFAULT_MAX_ROW,
-            Some(n) if (1024..=2_147_483_647).contains(&n) => n,
-            Some(_) => {
-                return Err(bad(
-                    "MaxRowSize",
-                    "expected a number of bytes from 1024 to 2147483647".into(),
-                ));
-            }
-        };
+        let max_row =
+            byte_bound(raw.max_row_size, DEFAULT_MAX_ROW).map_err(|m| bad("MaxRowSize", m))?;
         Ok(CsvSettings {
             path,
             path_incremental,

@@ -277,16 +277,8 @@ pub fn parse(connection: &str, value: serde_json::Value) -> Result<LdifSettings,
             )
         })?,
     };
-    let max_entry = match raw.max_entry_size {
-        None => DEFAULT_MAX_ENTRY,
-        Some(n) if (1024..=2_147_483_647).contains(&n) => n,
-        Some(_) => {
-            return Err(bad(
-                "MaxEntrySize",
-                "expected a number of bytes from 1024 to 2147483647".into(),
-            ));
-        }
-    };
+    let max_entry = crate::csv::settings::byte_bound(raw.max_entry_size, DEFAULT_MAX_ENTRY)
+        .map_err(|m| bad("MaxEntrySize", m))?;
     Ok(LdifSettings {
         file,
         filter,
