@@ -134,7 +134,7 @@ impl<'s> Table<'s> {
         let mut decoded = Decoded::new(file, settings.encoding);
         for skipped in 0..settings.skip {
             let more = skip_line(&mut decoded)
-                .map_err(|e| read_error(source, settings, csv::Error::from(e)))?;
+                .map_err(|e| read_error(source, settings, 0, csv::Error::from(e)))?;
             if !more {
                 return Err(PackageError::Data {
                     location: source.name.clone(),
@@ -158,7 +158,7 @@ impl<'s> Table<'s> {
         let mut record = ByteRecord::new();
         let found = reader
             .read_byte_record(&mut record)
-            .map_err(|e| read_error(source, settings, e))?;
+            .map_err(|e| read_error(source, settings, 0, e))?;
         if !found {
             return Err(PackageError::Data {
                 location: source.name.clone(),
@@ -248,40 +248,7 @@ impl<'s> Table<'s> {
 
     /// An error of the CSV reader, with its place in the file.
     pub fn error(&self, e: csv::Error) -> PackageError {
-        if let csv::ErrorKind::Io(io) = e.kind()
-            && io.get_ref().is_some_and(|inner| inner.is::<RowTooLong>())
-        {
-            return self.row_too_long();
-        }
-        read_error(self.source, self.settings, e)
-    }
-
-    /// The row that starts at `row_start` is longer than `MaxRowSize`: says where, and
-    /// whether a quoted value opened in it is still open there (the likely cause).
-    fn row_too_long(&self) -> PackageError {
-        let max = self.settings.max_row;
-        let open = quote_open_after(
-            self.source,
-            self.settings,
-            self.row_start,
-            row_room(self.settings),
-        )
-        .ok()
-        .flatten();
-        match open {
-            Some(line) => PackageError::Data {
-                location: format!("{}:{line}", self.source.name),
-                message: format!(
-                    "a quoted value opens here and is still open {max} bytes further (MaxRowSize), so it takes in every line after it; close it (a quote inside a quoted value is written twice: \"\"), or raise MaxRowSize if the value is really that long"
-                ),
-            },
-            None => PackageError::Data {
-                location: location(self.source, self.settings, Some(self.row_start)),
-                message: format!(
-                    "this row is longer than MaxRowSize ({max} bytes): the file is damaged, or raise MaxRowSize if its rows are really that long"
-                ),
-            },
-        }
+        read_error(self.source, self.settings, self.row_start, e)
     }
 
     /// A row whose field count differs from the header's.
@@ -525,9 +492,21 @@ pub(crate) fn trim<'v>(mut value: &'v [u8], values: &[Box<[u8]>]) -> &'v [u8] {
     value
 }
 
-/// Maps an error met while reading `source`: bad bytes for the encoding get their byte offset
-/// and line; other I/O errors say what could not be read.
-fn read_error(source: &Source, settings: &CsvSettings, e: csv::Error) -> PackageError {
+/// Maps an error met while reading `source`, in the record that starts at byte `row_start`
+/// of the parsed text: a record longer than `MaxRowSize` is told as such (see
+/// [`row_too_long`]); bad bytes for the encoding get their byte offset and line; other I/O
+/// errors say what could not be read.
+fn read_error(
+    source: &Source,
+    settings: &CsvSettings,
+    row_start: u64,
+    e: csv::Error,
+) -> PackageError {
+    if let csv::ErrorKind::Io(io) = e.kind()
+        && io.get_ref().is_some_and(|inner| inner.is::<RowTooLong>())
+    {
+        return row_too_long(source, settings, row_start);
+    }
     let at = e.position().map(|p| p.byte());
     if !e.is_io_error() {
         return PackageError::Data {
@@ -556,6 +535,26 @@ fn read_error(source: &Source, settings: &CsvSettings, e: csv::Error) -> Package
             }
         }
         None => PackageError::io("read", &source.path, io),
+    }
+}
+
+/// The record that starts at byte `row_start` of the parsed text is longer than `MaxRowSize`:
+/// says where, and whether a quoted value opened in it is still open there (the likely cause).
+fn row_too_long(source: &Source, settings: &CsvSettings, row_start: u64) -> PackageError {
+    let max = settings.max_row;
+    match quote_open_after(source, settings, row_start, row_room(settings)) {
+        Ok(Some(line)) => PackageError::Data {
+            location: format!("{}:{line}", source.name),
+            message: format!(
+                "a quoted value opens here and is still open {max} bytes further (MaxRowSize), so it takes in every line after it; close it (a quote inside a quoted value is written twice: \"\"), or raise MaxRowSize if the value is really that long"
+            ),
+        },
+        _ => PackageError::Data {
+            location: location(source, settings, Some(row_start)),
+            message: format!(
+                "this row is longer than MaxRowSize ({max} bytes): the file is damaged, or raise MaxRowSize if its rows are really that long"
+            ),
+        },
     }
 }
 

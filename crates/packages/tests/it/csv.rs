@@ -639,6 +639,16 @@ fn regression_a_quote_left_open_in_a_large_file_stops_at_max_row_size() {
         message.starts_with("wide.csv:3: this row is longer than MaxRowSize (1024 bytes)"),
         "{message}"
     );
+    // A file without a line break: its header passes the bound, told the same way.
+    f.file("data/flat.csv", "id".repeat(2000));
+    let message = err_text(
+        &f.export(json!({"Path": "data/flat.csv", "MaxRowSize": 1024}))
+            .expect_err("a header over MaxRowSize"),
+    );
+    assert!(
+        message.starts_with("flat.csv:1: this row is longer than MaxRowSize (1024 bytes)"),
+        "{message}"
+    );
     // Rows up to MaxRowSize, with either line break, are read whole; so is a longer header
     // bound raised.
     let row = "B".repeat(1020);
