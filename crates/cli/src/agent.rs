@@ -46,6 +46,12 @@ pub struct AgentArgs {
     /// work in progress [env: IDLINK_WORK] [default: ./work].
     #[arg(long, value_name = "DIR")]
     pub(crate) work: Option<PathBuf>,
+    /// A folder this agent's connections may read and write under (repeat for several). When
+    /// given, these replace the SourcesRootPaths the server sends, and the scripts of script
+    /// connections must lie under them too: the server cannot make the agent read a file or
+    /// run a program elsewhere.
+    #[arg(long = "sources-root", value_name = "DIR")]
+    sources_roots: Vec<PathBuf>,
     /// Seconds one long poll for work waits.
     #[arg(long, value_name = "SECONDS", default_value_t = 25, hide = true)]
     wait: u64,
@@ -62,6 +68,7 @@ pub fn agent(rt: &Runtime, g: &Global, args: &AgentArgs) -> anyhow::Result<ExitC
         ca_cert: args.ca_cert.clone(),
         concurrency: args.concurrency,
         wait: Duration::from_secs(args.wait.clamp(1, 60)),
+        sources_roots: args.sources_roots.clone(),
     };
     let stop = CancellationToken::new();
     {

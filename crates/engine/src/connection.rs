@@ -122,7 +122,10 @@ impl Engine {
                 });
             }
         };
-        let site = Site::of(checked, self.config_dir());
+        let mut site = Site::of(checked, self.config_dir());
+        if self.inner.programs_confined {
+            site.roots = site.roots.confining_programs();
+        }
         let redactor = crate::secured::decrypt_settings(
             &connection.id.value,
             &mut settings,

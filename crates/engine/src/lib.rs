@@ -50,6 +50,8 @@ struct Inner {
     config_dir: PathBuf,
     /// `ExportOutput`, `ExportCookies` and `Reports` live below it.
     work_dir: PathBuf,
+    /// Whether scripts too must lie under `SourcesRootPaths` ([`Engine::confined`]).
+    programs_confined: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -72,6 +74,27 @@ impl Engine {
                 registry,
                 config_dir: config_dir.to_path_buf(),
                 work_dir: work_dir.to_path_buf(),
+                programs_confined: false,
+            }),
+        }
+    }
+
+    /// [`Engine::new`] for a configuration another party wrote, such as the one a server sends
+    /// a remote agent: the programs of script packages must lie under `SourcesRootPaths` too,
+    /// as the files of file-based packages do (see `SourceRoots::confining_programs`).
+    pub fn confined(
+        checked: Checked,
+        registry: Registry,
+        config_dir: &Path,
+        work_dir: &Path,
+    ) -> Self {
+        Engine {
+            inner: Arc::new(Inner {
+                checked,
+                registry,
+                config_dir: config_dir.to_path_buf(),
+                work_dir: work_dir.to_path_buf(),
+                programs_confined: true,
             }),
         }
     }

@@ -11,6 +11,9 @@ pub struct SourceRoots {
     roots: Vec<PathBuf>,
     /// Roots as configured, for messages (including those that do not exist).
     shown: Vec<String>,
+    /// Whether the programs that script packages run must lie under the roots too
+    /// ([`SourceRoots::confining_programs`]).
+    programs: bool,
 }
 
 impl SourceRoots {
@@ -26,6 +29,38 @@ impl SourceRoots {
             }
         }
         out
+    }
+
+    /// These roots, which programs must lie under too: a remote agent started with its own
+    /// roots (`idlink agent --sources-root`) runs only scripts found there, so a server that
+    /// sends it a configuration cannot make it run a program from anywhere else.
+    pub fn confining_programs(mut self) -> Self {
+        self.programs = true;
+        self
+    }
+
+    /// Where program `path` (a script's path, resolved against the settings folder) runs
+    /// from: the path as it is, or, when programs are confined
+    /// ([`SourceRoots::confining_programs`]), its canonical form once checked to lie under a
+    /// root.
+    pub fn program(&self, path: &Path) -> Result<PathBuf, PackageError> {
+        if !self.programs {
+            return Ok(path.to_path_buf());
+        }
+        let canonical = path
+            .canonicalize()
+            .map_err(|e| PackageError::io("find the script", path, e))?;
+        self.check(path, &canonical).map_err(|e| match e {
+            PackageError::OutsideRoots { path, roots, why } => PackageError::OutsideRoots {
+                path,
+                roots,
+                why: format!(
+                    "{why}; this agent runs only scripts under its own roots (idlink agent --sources-root)"
+                ),
+            },
+            other => other,
+        })?;
+        Ok(canonical)
     }
 
     /// The first root as configured (resolved against the settings folder, not canonical):
@@ -157,6 +192,20 @@ mod tests {
             roots
                 .check_for_write(&root.join("missing/../../x"))
                 .is_err()
+        );
+        // Programs run from anywhere, unless confined like a remote agent's.
+        let elsewhere = dir.path().join("secret.csv");
+        assert_eq!(roots.program(&elsewhere).expect("anywhere"), elsewhere);
+        let confined = roots.clone().confining_programs();
+        let e = confined.program(&elsewhere).expect_err("outside");
+        assert!(e.to_string().contains("--sources-root"), "{e}");
+        #[cfg(unix)]
+        assert!(confined.program(&root.join("link.csv")).is_err());
+        assert!(
+            confined
+                .program(&root.join("ok.csv"))
+                .expect("under a root")
+                .ends_with("data/ok.csv")
         );
         let none = SourceRoots::new(dir.path(), &[] as &[&str]);
         assert!(

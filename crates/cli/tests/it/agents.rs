@@ -953,3 +953,102 @@ fn regression_an_agent_reads_a_bounded_answer_from_a_server_that_never_ends() {
     );
     agent.kill();
 }
+
+/// An agent started with its own `--sources-root` reads files and runs scripts only under it,
+/// whatever the roots the server's configuration sends: here the server's include the test's
+/// whole folder, where a copy of the organizations file and the `Slow` script are, but Paris
+/// keeps to `conf/data`.
+#[test]
+fn regression_an_agent_with_its_own_sources_root_refuses_files_and_scripts_the_server_puts_elsewhere()
+ {
+    let dir = setup();
+    let conf = dir.path().join("conf");
+    std::fs::copy(
+        conf.join("data/hr_organizations.csv"),
+        dir.path().join("hr_organizations.csv"),
+    )
+    .expect("copies");
+    let settings = std::fs::read_to_string(conf.join("appsettings.agent.json")).expect("reads");
+    let moved = settings.replace(
+        &format!(
+            r#""Path": "{}/hr_organizations.csv""#,
+            conf.join("data").display()
+        ),
+        &format!(r#""Path": "{}/hr_organizations.csv""#, dir.path().display()),
+    );
+    assert_ne!(moved, settings, "the organizations path is rewritten");
+    std::fs::write(conf.join("appsettings.agent.json"), moved).expect("writes");
+
+    let s = start(
+        dir.path(),
+        &[],
+        &[("IDLINK_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    );
+    let token = admin_token(&dir.path().join("work/idlink.db").display().to_string());
+    let t = enrolment_token(&s.url, &token, "Paris");
+    let agent = start_agent_with(
+        dir.path(),
+        &s.url,
+        "Paris",
+        Some(&t),
+        &["--insecure-loopback", "--sources-root", "conf/data"],
+    );
+    until(30, "Paris to be approved", || {
+        approved(&s.url, &token, "Paris").then_some(())
+    });
+
+    // Under the agent's root: exported.
+    let id = queue(&s.url, &token, "HRPeople", "export");
+    let done = wait_done(&s.url, &token, id, 60);
+    assert_eq!(done["state"], "Done", "{done:#}\n{}", agent.log());
+
+    // Under the server's roots but not the agent's: refused, saying why.
+    let id = queue(&s.url, &token, "HROrganizations", "export");
+    let refused = wait_done(&s.url, &token, id, 60);
+    assert_eq!(refused["state"], "Errored", "{refused:#}\n{}", agent.log());
+    let text = refused.to_string();
+    assert!(
+        text.contains("outside SourcesRootPaths") && text.contains("hr_organizations.csv"),
+        "{refused:#}"
+    );
+    let id = queue(&s.url, &token, "Slow", "export");
+    let refused = wait_done(&s.url, &token, id, 60);
+    assert_eq!(refused["state"], "Errored", "{refused:#}\n{}", agent.log());
+    let text = refused.to_string();
+    assert!(
+        text.contains("slow.sh") && text.contains("--sources-root"),
+        "{refused:#}"
+    );
+    assert!(
+        !dir.path().join("stdin-seen.txt").exists(),
+        "the script did not run"
+    );
+    assert!(
+        !dir.path()
+            .join("work/ExportOutput/HROrganizations.csv")
+            .exists()
+    );
+
+    // The option names a folder that exists.
+    let out = Command::new(assert_cmd::cargo::cargo_bin("idlink"))
+        .current_dir(dir.path())
+        .args([
+            "agent",
+            "--server",
+            &s.url,
+            "--agent",
+            "Paris",
+            "--key",
+            "Paris.key",
+        ])
+        .args(["--insecure-loopback", "--sources-root", "no/such/folder"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--sources-root no/such/folder"),
+        "{out:?}"
+    );
+    drop(agent);
+    stop(s);
+}

@@ -128,7 +128,7 @@ impl ScriptSettings {
             message,
         };
         let script = match path {
-            Some(p) if !p.trim().is_empty() => env.base_dir.join(p.trim()),
+            Some(p) if !p.trim().is_empty() => env.roots.program(&env.base_dir.join(p.trim()))?,
             Some(_) => {
                 return Err(settings_error(
                     name,

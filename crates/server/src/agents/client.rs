@@ -42,6 +42,27 @@ pub struct ClientOptions {
     pub concurrency: usize,
     /// How long one long poll waits.
     pub wait: Duration,
+    /// The agent's own `SourcesRootPaths` (`--sources-root`): when given, they replace the
+    /// ones the server sends, and scripts must lie under them too. Empty: the server's.
+    pub sources_roots: Vec<PathBuf>,
+}
+
+/// The agent's own roots, canonical: each must be an existing folder.
+fn own_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>, ClientError> {
+    roots
+        .iter()
+        .map(|r| match r.canonicalize() {
+            Ok(c) if c.is_dir() => Ok(c),
+            Ok(_) => Err(ClientError::Options(format!(
+                "--sources-root {}: not a folder",
+                r.display()
+            ))),
+            Err(e) => Err(ClientError::Options(format!(
+                "--sources-root {}: {e}",
+                r.display()
+            ))),
+        })
+        .collect()
 }
 
 /// Why the agent stopped.
@@ -201,6 +222,14 @@ pub async fn run(
     log: Arc<dyn Fn(&str) + Send + Sync>,
 ) -> Result<(), ClientError> {
     let base = check_server_url(&options.server, options.insecure_loopback)?;
+    let mut options = options;
+    options.sources_roots = own_roots(&options.sources_roots)?;
+    if options.sources_roots.is_empty() {
+        log(
+            "note: without --sources-root, the server's configuration decides which folders \
+             this agent reads and writes and which scripts it runs",
+        );
+    }
     let identity = load_or_create_key(&options.key_file)?;
     let key_path =
         std::path::absolute(&options.key_file).map_err(|e| ClientError::Io(e.to_string()))?;
@@ -447,8 +476,9 @@ impl Agent {
         let key = self.key_path.clone();
         let dir = self.options.work_dir.join("config");
         let work = self.options.work_dir.clone();
+        let roots = self.options.sources_roots.clone();
         let engine = tokio::task::spawn_blocking(move || -> Result<Engine, String> {
-            write_configuration(&dir, &c, &key)?;
+            write_configuration(&dir, &c, &key, &roots)?;
             let settings = dir.join("appsettings.agent.json");
             let registry = Registry::new();
             let checked = idlink_model::load_and_check(
@@ -463,7 +493,11 @@ impl Agent {
             .map_err(|e| format!("the configuration received does not load: {e}"))?;
             // The server checked the whole configuration; here only this agent's connections
             // have settings, so the other connections' missing settings are expected.
-            Ok(Engine::new(checked, registry, &dir, &work))
+            Ok(if roots.is_empty() {
+                Engine::new(checked, registry, &dir, &work)
+            } else {
+                Engine::confined(checked, registry, &dir, &work)
+            })
         })
         .await
         .map_err(|e| e.to_string())??;
@@ -712,8 +746,13 @@ impl Agent {
 }
 
 /// Writes the received configuration: the XML files, and the settings with `EncryptionIdentity`
-/// naming this agent's key.
-fn write_configuration(dir: &Path, c: &AgentConfiguration, key: &Path) -> Result<(), String> {
+/// naming this agent's key and, when the agent has its own (`roots`), its `SourcesRootPaths`.
+fn write_configuration(
+    dir: &Path,
+    c: &AgentConfiguration,
+    key: &Path,
+    roots: &[PathBuf],
+) -> Result<(), String> {
     let staging = dir.with_extension("new");
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).map_err(|e| format!("{}: {e}", staging.display()))?;
@@ -741,6 +780,19 @@ fn write_configuration(dir: &Path, c: &AgentConfiguration, key: &Path) -> Result
             "EncryptionIdentity".into(),
             Value::String(key.display().to_string()),
         );
+        if !roots.is_empty() {
+            // Whatever the server's key is spelled as (keys are case-insensitive).
+            top.retain(|k, _| !k.eq_ignore_ascii_case("SourcesRootPaths"));
+            top.insert(
+                "SourcesRootPaths".into(),
+                Value::Array(
+                    roots
+                        .iter()
+                        .map(|r| Value::String(r.display().to_string()))
+                        .collect(),
+                ),
+            );
+        }
     }
     let write_json = |name: &str, v: &Value| {
         let path = staging.join(name);
@@ -769,5 +821,46 @@ mod tests {
         let e = check_server_url("http://10.0.0.5:5000/", true).expect_err("refused");
         assert!(e.to_string().contains("loopback"), "{e}");
         assert!(check_server_url("ftp://x/", false).is_err());
+    }
+
+    #[test]
+    fn the_agents_own_roots_and_key_replace_the_servers_however_it_spells_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config");
+        let c = AgentConfiguration {
+            version: "1".into(),
+            files: Vec::new(),
+            settings: serde_json::json!({
+                "sourcesRootPaths": ["/"],
+                "EncryptionIdentity": "/the/servers.key",
+                "Connections": {}
+            }),
+            encrypted: None,
+        };
+        let read = || -> Value {
+            let text = std::fs::read_to_string(config.join("appsettings.agent.json"))
+                .expect("settings written");
+            serde_json::from_str(&text).expect("json")
+        };
+        let own = dir.path().join("data");
+        write_configuration(
+            &config,
+            &c,
+            Path::new("/agent.key"),
+            std::slice::from_ref(&own),
+        )
+        .expect("writes");
+        let settings = read();
+        assert_eq!(
+            settings,
+            serde_json::json!({
+                "SourcesRootPaths": [own.display().to_string()],
+                "EncryptionIdentity": "/agent.key",
+                "Connections": {}
+            })
+        );
+        // Without roots of its own, the server's stay.
+        write_configuration(&config, &c, Path::new("/agent.key"), &[]).expect("writes");
+        assert_eq!(read()["sourcesRootPaths"], serde_json::json!(["/"]));
     }
 }
