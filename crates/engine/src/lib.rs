@@ -68,15 +68,7 @@ impl Engine {
     /// An engine over a checked configuration. Running work on a configuration with errors is
     /// refused by the callers (the CLI prints the errors first).
     pub fn new(checked: Checked, registry: Registry, config_dir: &Path, work_dir: &Path) -> Self {
-        Engine {
-            inner: Arc::new(Inner {
-                checked,
-                registry,
-                config_dir: config_dir.to_path_buf(),
-                work_dir: work_dir.to_path_buf(),
-                programs_confined: false,
-            }),
-        }
+        Engine::with(checked, registry, config_dir, work_dir, false)
     }
 
     /// [`Engine::new`] for a configuration another party wrote, such as the one a server sends
@@ -88,13 +80,23 @@ impl Engine {
         config_dir: &Path,
         work_dir: &Path,
     ) -> Self {
+        Engine::with(checked, registry, config_dir, work_dir, true)
+    }
+
+    fn with(
+        checked: Checked,
+        registry: Registry,
+        config_dir: &Path,
+        work_dir: &Path,
+        programs_confined: bool,
+    ) -> Self {
         Engine {
             inner: Arc::new(Inner {
                 checked,
                 registry,
                 config_dir: config_dir.to_path_buf(),
                 work_dir: work_dir.to_path_buf(),
-                programs_confined: true,
+                programs_confined,
             }),
         }
     }
