@@ -31,6 +31,8 @@ pub struct Received {
     pub cookie: Option<String>,
     pub incremental: bool,
     pub duration: Duration,
+    /// What the package noticed on the agent (the export's notes).
+    pub notes: Vec<String>,
 }
 
 /// The embedded agent's identifier unless configured otherwise.
@@ -243,6 +245,7 @@ impl Engine {
             cookie,
             incremental,
             duration,
+            notes,
         } = received;
         let id = connection.to_string();
         let work = self.work_dir().to_path_buf();
@@ -257,7 +260,7 @@ impl Engine {
             tables,
             duration,
             cookie: cookie_written,
-            notes: Vec::new(),
+            notes,
         })
     }
 }

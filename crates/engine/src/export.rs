@@ -554,6 +554,7 @@ impl Opened {
         }
         progress.phase(&format!("committing {id}"));
         let new_cookie = outcome.cookie.clone();
+        let package_notes = outcome.notes.clone();
         let commit_id = id.clone();
         let (tables, cookie_written, notes) = blocking(move || {
             let Prepared {
@@ -595,7 +596,7 @@ impl Opened {
             tables,
             duration: started.elapsed(),
             cookie: cookie_written,
-            notes,
+            notes: notes.into_iter().chain(package_notes).collect(),
         };
         tracing::info!(
             connection = %id,

@@ -107,6 +107,9 @@ pub struct ExportOutcome {
     pub cookie: Option<String>,
     /// Whether this run was incremental (a package may fall back to complete).
     pub incremental: bool,
+    /// What the package noticed in the data that its user should know, though the export
+    /// succeeded (a CSV value that seems to swallow rows): the export's report shows them.
+    pub notes: Vec<String>,
 }
 
 /// Export: system -> connection tables. Rows go to the output as they arrive.

@@ -301,3 +301,47 @@ fn export_refuses_an_invalid_configuration_and_unknown_connections() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean 'HRPeople'"));
 }
+
+/// A stray quote in an HR file, closed by another a few lines down, takes the people between
+/// into one value, as the CSV rules read it: the export succeeds, so it says so, with the line.
+#[test]
+fn regression_a_stray_quote_that_swallows_rows_is_noted_with_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(
+        &repo_root().join("examples/quickstart"),
+        &dir.path().join("conf"),
+    );
+    let source = dir.path().join("conf/data/hr_people.csv");
+    let text = std::fs::read_to_string(&source).expect("read");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 6, "{text}");
+    // A quote opens the second person's second value and another closes it two people down.
+    let mut broken: Vec<String> = lines.iter().map(|l| (*l).to_string()).collect();
+    broken[2] = broken[2].replacen(',', ",\"", 1);
+    assert!(broken[4].contains("Édith,Piaf"), "{text}");
+    broken[4] = broken[4].replace("Édith,Piaf", "Édith\",Piaf");
+    std::fs::write(&source, broken.join("\n") + "\n").expect("write");
+    let out = idlink()
+        .current_dir(dir.path())
+        .args(["export", "--connection", "HRPeople"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(
+            "note: hr_people.csv:3: a quoted value holds 1 line that looks like a row of its own"
+        ),
+        "{stderr}"
+    );
+    // The file as it was: no note.
+    std::fs::write(&source, &text).expect("write");
+    let out = idlink()
+        .current_dir(dir.path())
+        .args(["export", "--connection", "HRPeople"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("note:"), "{stderr}");
+}

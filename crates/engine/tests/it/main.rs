@@ -81,6 +81,7 @@ impl Export for Scripted {
             });
         }
         Ok(ExportOutcome {
+            notes: Vec::new(),
             cookie: Some(format!("c{run}")),
             incremental: req.cookie.is_some(),
         })

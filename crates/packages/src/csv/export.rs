@@ -52,7 +52,7 @@ impl Export for Csv {
         let verbatim = table.verbatim();
         let trims = &self.settings.trim;
         let mut pending = 0;
-        pipeline(table, &source, |batch| {
+        let swallowed = pipeline(table, &source, |batch| {
             for record in batch {
                 if verbatim {
                     out.write_byte_record(id, record)?;
@@ -74,9 +74,11 @@ impl Export for Csv {
         if pending > 0 {
             request.progress.rows(&name, pending);
         }
+        let notes = swallowed.note().into_iter().collect();
         Ok(ExportOutcome {
             cookie: Some(cookie(&source, incremental)),
             incremental,
+            notes,
         })
     }
 }
@@ -92,6 +94,85 @@ const BATCHES: usize = 4;
 /// records kept for reuse hold at most this much each.
 const KEPT_RECORD_BYTES: usize = 8 * 1024;
 
+/// Quoted values holding lines that look like rows of their own: a quote left open, then
+/// closed by another one further down, takes the rows between into one value, as the CSV
+/// rules read it. They are told (the export's notes), not refused: a value may hold line
+/// breaks and separators.
+#[derive(Debug, Default)]
+struct Swallowed {
+    /// Values with such lines.
+    values: u64,
+    /// Such lines, in all.
+    lines: u64,
+    /// Where the first few values' rows start (`people.csv:12`).
+    shown: Vec<String>,
+}
+
+/// Places [`Swallowed`] names.
+const SWALLOWED_SHOWN: usize = 3;
+
+impl Swallowed {
+    /// Looks at `record` when it runs over several lines (the reader's line count, free).
+    fn check(&mut self, table: &Table<'_>, record: &ByteRecord, next_line: u64) {
+        let Some(start) = record.position().map(csv::Position::line) else {
+            return;
+        };
+        if next_line <= start + 1 {
+            return;
+        }
+        let lines = table.rowlike_lines(record);
+        if lines == 0 {
+            return;
+        }
+        self.values += 1;
+        self.lines += lines;
+        if self.shown.len() < SWALLOWED_SHOWN {
+            // Reads the file again up to the row: a few times per export at most.
+            self.shown.push(table.location(record));
+        }
+    }
+
+    fn note(&self) -> Option<String> {
+        let first = self.shown.first()?;
+        let plural = |n: u64, one: &str, many: &str| {
+            if n == 1 {
+                format!("{n} {one}")
+            } else {
+                format!("{n} {many}")
+            }
+        };
+        let what = if self.values == 1 {
+            format!(
+                "{first}: a quoted value holds {}",
+                plural(
+                    self.lines,
+                    "line that looks like a row of its own",
+                    "lines that look like rows of their own"
+                )
+            )
+        } else {
+            let more = if self.values > self.shown.len() as u64 {
+                ", ..."
+            } else {
+                ""
+            };
+            format!(
+                "{} hold {} ({}{more})",
+                plural(self.values, "quoted value", "quoted values"),
+                plural(
+                    self.lines,
+                    "line that looks like a row of its own",
+                    "lines that look like rows of their own"
+                ),
+                self.shown.join(", ")
+            )
+        };
+        Some(format!(
+            "{what} (as many separators as the header): a quote left open and closed further down takes the rows between into one value, so they are not exported as rows; check the quotes (a quote inside a quoted value is written twice: \"\")"
+        ))
+    }
+}
+
 /// Rows read, ready to write. The records are reused from batch to batch, so rows cost no
 /// allocation once the first batches have grown to the rows' size (short rows: see
 /// [`KEPT_RECORD_BYTES`]).
@@ -102,8 +183,9 @@ struct Batch {
 
 /// Reads the table's rows on a second thread (decoding and parsing) while `write` consumes
 /// them on this one, in order. The first error, on either side, stops both; rows before a bad
-/// row have been written (the runner then discards the staged table).
-fn pipeline<F>(table: Table<'_>, source: &Source, mut write: F) -> Result<(), PackageError>
+/// row have been written (the runner then discards the staged table). Returns the values that
+/// seem to have swallowed rows.
+fn pipeline<F>(table: Table<'_>, source: &Source, mut write: F) -> Result<Swallowed, PackageError>
 where
     F: FnMut(&[ByteRecord]) -> Result<(), PackageError>,
 {
@@ -151,7 +233,8 @@ fn read_rows(
     mut table: Table<'_>,
     full: &SyncSender<Result<Batch, PackageError>>,
     empty: &Receiver<Batch>,
-) {
+) -> Swallowed {
+    let mut swallowed = Swallowed::default();
     // Whether the last row read may hold an unclosed quote (see `Table::may_be_unclosed`).
     let mut suspicious = false;
     // Where the last row read starts (see `Table::open_quote_at_end`).
@@ -168,6 +251,7 @@ fn read_rows(
             table.bound_next_row();
             match table.reader.read_byte_record(record) {
                 Ok(true) if record.len() == table.width => {
+                    swallowed.check(&table, record, table.reader.position().line());
                     batch.len += 1;
                     bytes += record.as_slice().len();
                 }
@@ -203,16 +287,17 @@ fn read_rows(
             };
         }
         if batch.len > 0 && full.send(Ok(batch)).is_err() {
-            return;
+            break;
         }
         if let Some(e) = stop {
             let _ = full.send(Err(e));
-            return;
+            break;
         }
         if end {
-            return;
+            break;
         }
     }
+    swallowed
 }
 
 /// The cookie left by an export: its mode, the file read and when. Its presence tells the next

@@ -276,6 +276,23 @@ impl Table<'_> {
             .is_some_and(|last| last.iter().any(|&b| b == b'\n' || b == b'\r'))
     }
 
+    /// Lines of `record`'s values, after a line break inside a value, that hold at least as
+    /// many separators as the header has between its fields: rows a quote left open took in.
+    /// None in a table of fewer than three columns, where one separator is as likely a part of
+    /// a value (an address's `Springfield, IL`). Costs a pass over the record: called only for
+    /// records that run over several lines.
+    pub fn rowlike_lines(&self, record: &ByteRecord) -> u64 {
+        let Some(separators) = self.width.checked_sub(1).filter(|&n| n >= 2) else {
+            return 0;
+        };
+        let sep = self.settings.separator;
+        record
+            .iter()
+            .flat_map(|value| value.split(|&b| b == b'\n').skip(1))
+            .filter(|line| line.iter().filter(|&&b| b == sep).count() >= separators)
+            .count() as u64
+    }
+
     /// The error for a quoted value left open, if there is one: reads the file again (only
     /// when [`Table::may_be_unclosed`] says so), following quotes as the CSV reader does.
     pub fn unclosed_quote(&self) -> Option<PackageError> {

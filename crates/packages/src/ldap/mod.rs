@@ -198,6 +198,7 @@ impl LdapPackage {
             writer.report(out);
             export::own_links(session, &self.settings, &layout, paged, out).await?;
             return Ok(ExportOutcome {
+                notes: Vec::new(),
                 cookie: None,
                 incremental: false,
             });
@@ -272,6 +273,7 @@ impl LdapPackage {
         writer.report(out);
         export::own_links(session, &self.settings, &layout, paged, out).await?;
         Ok(ExportOutcome {
+            notes: Vec::new(),
             cookie: None,
             incremental: false,
         })

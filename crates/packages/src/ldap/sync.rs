@@ -242,6 +242,7 @@ pub(crate) async fn complete_as(
     };
     Ok((
         ExportOutcome {
+            notes: Vec::new(),
             cookie: Some(cookie.to_text(&session.cx)?),
             incremental: false,
         },
@@ -467,6 +468,7 @@ async fn incremental_sync(
         cookie.cookie = Some(base64::engine::general_purpose::STANDARD.encode(c));
     }
     Ok(ExportOutcome {
+        notes: Vec::new(),
         cookie: Some(cookie.to_text(&session.cx)?),
         incremental: true,
     })
@@ -572,6 +574,7 @@ async fn incremental_timestamp(
     cookie.since = Some(latest);
     cookie.last = last;
     Ok(ExportOutcome {
+        notes: Vec::new(),
         cookie: Some(cookie.to_text(&session.cx)?),
         incremental: true,
     })

@@ -123,6 +123,7 @@ impl Export for Ldif {
         let (_, mut reader) = self.open()?;
         export::write(&mut reader, filter, &layout, out, request.progress)?;
         Ok(ExportOutcome {
+            notes: Vec::new(),
             cookie: None,
             incremental: false,
         })

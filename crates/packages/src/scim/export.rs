@@ -562,6 +562,7 @@ pub async fn run(
         }
     }
     Ok(ExportOutcome {
+        notes: Vec::new(),
         cookie: if incremental_package { cookie } else { None },
         incremental: incremental_run,
     })

@@ -172,6 +172,7 @@ impl Export for Script {
             copy_table(out, suffix.as_deref(), path, request)?;
         }
         Ok(ExportOutcome {
+            notes: Vec::new(),
             cookie: Some(format!(
                 "script export ({}) started {}",
                 if incremental {

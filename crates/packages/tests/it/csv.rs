@@ -1145,3 +1145,37 @@ async fn runs_inside_a_tokio_runtime() {
     assert!(!outcome.incremental);
     assert_eq!(out.finish().expect("finish")[0].rows, 1);
 }
+
+/// A stray quote closed by another further down takes the rows between into one value, as the
+/// CSV rules read it: the export succeeds and says so in its notes, with the line; values
+/// with line breaks of their own (an address) are not told.
+#[test]
+fn regression_values_that_swallow_rows_are_noted_with_their_lines() {
+    let f = Fixture::new();
+    let mut text = String::from("id,name,mail\n1,Ann,ann@x\n2,\"Bob,bob@x\n");
+    for i in 3..40 {
+        text += &format!("{i},Cy,cy{i}@x\n");
+    }
+    text += "40,Dee\",dee@x\n41,\"Eve\n42,Fay,fay@x\n43,Gus\",gus@x\n44,Hal,hal@x\n";
+    f.file("data/stray.csv", &text);
+    let (table, outcome) = f
+        .export_with(CSV, json!({"Path": "data/stray.csv"}), false, None)
+        .expect("read as the CSV rules say");
+    assert_eq!(table.lines().count(), 1 + 1 + 39 + 3 + 1, "{table}");
+    assert_eq!(
+        outcome.notes,
+        [
+            "2 quoted values hold 38 lines that look like rows of their own (stray.csv:3, stray.csv:42) (as many separators as the header): a quote left open and closed further down takes the rows between into one value, so they are not exported as rows; check the quotes (a quote inside a quoted value is written twice: \"\")"
+        ]
+    );
+
+    // Line breaks in values, and separators in them, but no line like a row: nothing told.
+    f.file(
+        "data/addresses.csv",
+        "id,name,address\n1,Ann,\"12 Main St\nSpringfield, IL\"\n2,Bob,\"a, b\nc\"\n",
+    );
+    let (_, outcome) = f
+        .export_with(CSV, json!({"Path": "data/addresses.csv"}), false, None)
+        .expect("exports");
+    assert!(outcome.notes.is_empty(), "{:?}", outcome.notes);
+}

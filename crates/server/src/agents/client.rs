@@ -663,6 +663,7 @@ impl Agent {
                     tables,
                     cookie,
                     duration_ms: u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
+                    notes: report.notes.clone(),
                 };
                 serde_json::to_value(r).map_err(|e| e.to_string())
             }

@@ -144,6 +144,9 @@ pub struct ExportResult {
     pub tables: Vec<ExportedTable>,
     pub cookie: Option<String>,
     pub duration_ms: u64,
+    /// The export's notes (agents before this field sent none).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,4 +162,30 @@ pub struct TaskResult {
     /// Whether running it again may succeed.
     #[serde(default)]
     pub retryable: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An export's notes (a stray quote that swallowed rows) reach the server from the agent;
+    /// an agent from before the field sends none, and is still understood.
+    #[test]
+    fn an_export_result_carries_its_notes_and_reads_without_them() {
+        let r = ExportResult {
+            package: "Usercube.CSV@0000001".into(),
+            incremental: false,
+            tables: Vec::new(),
+            cookie: None,
+            duration_ms: 5,
+            notes: vec!["people.csv:2: a quoted value holds 1 line ...".into()],
+        };
+        let json = serde_json::to_value(&r).expect("serializes");
+        let back: ExportResult = serde_json::from_value(json.clone()).expect("reads");
+        assert_eq!(back.notes, r.notes);
+        let mut older = json;
+        older.as_object_mut().expect("object").remove("notes");
+        let back: ExportResult = serde_json::from_value(older).expect("reads without notes");
+        assert!(back.notes.is_empty());
+    }
 }

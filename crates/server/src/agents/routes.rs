@@ -890,6 +890,7 @@ async fn accept(
                         cookie: r.cookie.clone(),
                         incremental: r.incremental,
                         duration: Duration::from_millis(r.duration_ms),
+                        notes: r.notes.clone(),
                     },
                 )
                 .await
