@@ -106,9 +106,10 @@ impl Log<'_> {
     }
 }
 
-/// An export's outcome in one line.
+/// An export's outcome in one line, with its notes (a stray quote that swallowed rows): a
+/// job's report is where a scheduled export's user looks.
 fn export_summary(r: &crate::ExportReport, agent: Option<&str>) -> String {
-    format!(
+    let mut line = format!(
         "exported {}: {} rows in {} table{}{}",
         r.connection,
         r.rows(),
@@ -117,7 +118,12 @@ fn export_summary(r: &crate::ExportReport, agent: Option<&str>) -> String {
         agent
             .map(|a| format!(" on agent '{a}'"))
             .unwrap_or_default()
-    )
+    );
+    for note in &r.notes {
+        line.push_str("; note: ");
+        line.push_str(note);
+    }
+    line
 }
 
 /// A task's display name (`DisplayName_L1`…), else its identifier, else its element name: how

@@ -334,6 +334,18 @@ fn regression_a_stray_quote_that_swallows_rows_is_noted_with_its_line() {
         ),
         "{stderr}"
     );
+    // A job that exports it says so in its report too.
+    let out = idlink()
+        .current_dir(dir.path())
+        .args(["run-job", "Quickstart"])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("exported HRPeople: 6 rows in 1 table; note: hr_people.csv:3: a quoted value holds 1 line"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The file as it was: no note.
     std::fs::write(&source, &text).expect("write");
     let out = idlink()
