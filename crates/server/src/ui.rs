@@ -487,7 +487,16 @@ async fn export_connection(
                 .as_array()
                 .map(|t| t.iter().filter_map(|t| t["rows"].as_u64()).sum())
                 .unwrap_or(0);
-            json!({ "ok": true, "text": format!("{}: exported {rows} rows", r["connection"].as_str().unwrap_or(&id)) })
+            let mut text = format!(
+                "{}: exported {rows} rows",
+                r["connection"].as_str().unwrap_or(&id)
+            );
+            // What the export noticed (a stray quote that swallowed rows) is shown with it.
+            for note in r["notes"].as_array().into_iter().flatten() {
+                text.push_str("; note: ");
+                text.push_str(note.as_str().unwrap_or_default());
+            }
+            json!({ "ok": true, "text": text })
         }
         Err(e @ (AppError::Engine { .. } | AppError::NoConfiguration)) => {
             json!({ "ok": false, "text": format!("{id}: export failed: {}", e.public_message()) })

@@ -128,6 +128,23 @@ async fn the_connections_frame_shows_each_state_and_its_actions() {
         "{}",
         export.body
     );
+    assert!(!export.body.contains("note:"), "{}", export.body);
+    // A stray quote that swallows a row: Export now says so, with the line.
+    let source = f.conf().join("data/hr_people.csv");
+    let text = std::fs::read_to_string(&source).expect("reads");
+    let broken =
+        text.replacen("E002,Alan,", "E002,\"Alan,", 1)
+            .replacen("Édith,Piaf", "Édith\",Piaf", 1);
+    assert_ne!(broken, text);
+    std::fs::write(&source, broken).expect("writes");
+    let export = c.post("/connections/HRPeople/export").await;
+    assert!(
+        export.body.contains(
+            "HRPeople: exported 6 rows; note: hr_people.csv:3: a quoted value holds 1 line"
+        ),
+        "{}",
+        export.body
+    );
 }
 
 #[tokio::test]
