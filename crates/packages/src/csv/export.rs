@@ -104,7 +104,9 @@ struct Swallowed {
     values: u64,
     /// Such lines, in all.
     lines: u64,
-    /// Where the first few values' rows start (`people.csv:12`).
+    /// Where the first few values' rows start: bytes of the parsed text, then
+    /// ([`Swallowed::locate`]) `people.csv:12`.
+    starts: Vec<u64>,
     shown: Vec<String>,
 }
 
@@ -114,10 +116,10 @@ const SWALLOWED_SHOWN: usize = 3;
 impl Swallowed {
     /// Looks at `record` when it runs over several lines (the reader's line count, free).
     fn check(&mut self, table: &Table<'_>, record: &ByteRecord, next_line: u64) {
-        let Some(start) = record.position().map(csv::Position::line) else {
+        let Some(start) = record.position() else {
             return;
         };
-        if next_line <= start + 1 {
+        if next_line <= start.line() + 1 {
             return;
         }
         let lines = table.rowlike_lines(record);
@@ -126,9 +128,16 @@ impl Swallowed {
         }
         self.values += 1;
         self.lines += lines;
-        if self.shown.len() < SWALLOWED_SHOWN {
-            // Reads the file again up to the row: a few times per export at most.
-            self.shown.push(table.location(record));
+        if self.starts.len() < SWALLOWED_SHOWN {
+            self.starts.push(start.byte());
+        }
+    }
+
+    /// Finds the lines of the values kept, in one more reading of the file (only when there
+    /// are some).
+    fn locate(&mut self, table: &Table<'_>) {
+        if !self.starts.is_empty() {
+            self.shown = table.locations(&self.starts);
         }
     }
 
@@ -297,6 +306,7 @@ fn read_rows(
             break;
         }
     }
+    swallowed.locate(&table);
     swallowed
 }
 

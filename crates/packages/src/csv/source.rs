@@ -224,6 +224,18 @@ impl<'s> Table<'s> {
         Ok(())
     }
 
+    /// `people.csv:12` for each record starting at `starts` (bytes of the parsed text,
+    /// ascending), found in one reading of the file; bare file names when it cannot be read.
+    pub fn locations(&self, starts: &[u64]) -> Vec<String> {
+        match record_lines(self.source, self.settings, starts) {
+            Ok(lines) => lines
+                .iter()
+                .map(|line| format!("{}:{line}", self.source.name))
+                .collect(),
+            Err(_) => vec![self.source.name.clone(); starts.len()],
+        }
+    }
+
     /// `people.csv:12`: the file name and the line where `record` starts.
     pub fn location(&self, record: &ByteRecord) -> String {
         location(
@@ -590,21 +602,40 @@ fn location(source: &Source, settings: &CsvSettings, at: Option<u64>) -> String 
 /// off after blank lines and CRLF line ends; this reads the file again instead, only when an
 /// error needs a line: the happy path never counts lines.
 fn record_line(source: &Source, settings: &CsvSettings, at: u64) -> std::io::Result<u64> {
+    Ok(record_lines(source, settings, &[at])?[0])
+}
+
+/// [`record_line`] for the records starting at each of `starts` (ascending), in one reading of
+/// the file.
+fn record_lines(
+    source: &Source,
+    settings: &CsvSettings,
+    starts: &[u64],
+) -> std::io::Result<Vec<u64>> {
     let mut text = Decoded::new(File::open(&source.path)?, settings.encoding);
     for _ in 0..settings.skip {
         skip_line(&mut text)?;
     }
+    let mut lines = Vec::with_capacity(starts.len());
     let mut line = 1 + settings.skip;
     let mut pos = 0u64;
     loop {
         let buf = text.fill_buf()?;
         if buf.is_empty() {
-            return Ok(line);
+            lines.resize(starts.len(), line);
+            return Ok(lines);
         }
         for &b in buf {
-            // The record's first byte: past `at`, and past the blank lines the reader skips.
-            if pos >= at && b != b'\r' && b != b'\n' {
-                return Ok(line);
+            // A record's first byte: past its start, and past the blank lines the reader
+            // skips.
+            while starts
+                .get(lines.len())
+                .is_some_and(|&at| pos >= at && b != b'\r' && b != b'\n')
+            {
+                lines.push(line);
+            }
+            if lines.len() == starts.len() {
+                return Ok(lines);
             }
             line += u64::from(b == b'\n');
             pos += 1;

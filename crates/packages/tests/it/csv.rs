@@ -1169,6 +1169,27 @@ fn regression_values_that_swallow_rows_are_noted_with_their_lines() {
         ]
     );
 
+    // Their lines are the file's, with lines skipped, blank lines and CRLF line ends.
+    f.file(
+        "data/crlf.csv",
+        "junk line\r\nid,name,mail\r\n\r\n1,\"Ann\r\n2,Bob,bob@x\r\n3,Cy\",cy@x\r\n\r\n\r\n4,\"Dee\r\n5,Eve,eve@x\r\n6,Fay\",fay@x\r\n",
+    );
+    let (_, outcome) = f
+        .export_with(
+            CSV,
+            json!({"Path": "data/crlf.csv", "NumberOfLinesToSkip": 1}),
+            false,
+            None,
+        )
+        .expect("exports");
+    assert!(
+        outcome.notes[0].starts_with(
+            "2 quoted values hold 2 lines that look like rows of their own (crlf.csv:4, crlf.csv:9)"
+        ),
+        "{:?}",
+        outcome.notes
+    );
+
     // Line breaks in values, and separators in them, but no line like a row: nothing told.
     f.file(
         "data/addresses.csv",
