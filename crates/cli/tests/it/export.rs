@@ -3,6 +3,21 @@
 
 use crate::support::{copy_dir, idlink, repo_root, run};
 
+/// A folder holding the quickstart's configuration as `conf`: `idlink` run from it finds it.
+fn quickstart() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(
+        &repo_root().join("examples/quickstart"),
+        &dir.path().join("conf"),
+    );
+    dir
+}
+
+/// `idlink <args>` run from `dir`.
+fn idlink_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    idlink().current_dir(dir).args(args).output().expect("runs")
+}
+
 #[test]
 fn quickstart_hr_connections_export() {
     let work = tempfile::tempdir().expect("tempdir");
@@ -131,19 +146,9 @@ fn regression_a_working_folder_open_to_other_users_is_told() {
 
 #[test]
 fn a_failed_export_keeps_the_previous_table() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(
-        &repo_root().join("examples/quickstart"),
-        &dir.path().join("conf"),
-    );
+    let dir = quickstart();
     let work = dir.path().join("work");
-    let export = || {
-        idlink()
-            .current_dir(dir.path())
-            .args(["export", "--connection", "HRPeople"])
-            .output()
-            .expect("runs")
-    };
+    let export = || idlink_in(dir.path(), &["export", "--connection", "HRPeople"]);
     assert_eq!(export().status.code(), Some(0));
     let before = std::fs::read(work.join("ExportOutput/HRPeople.csv")).expect("table");
     // A ragged row in the source: the export fails with its line and changes nothing.
@@ -254,11 +259,7 @@ fn refresh_schema_lists_the_header_and_check_connection_reads_the_file() {
 
 #[test]
 fn a_path_outside_the_source_roots_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(
-        &repo_root().join("examples/quickstart"),
-        &dir.path().join("conf"),
-    );
+    let dir = quickstart();
     std::fs::write(dir.path().join("outside.csv"), "a,b\n1,2\n").expect("write");
     let out = idlink()
         .current_dir(dir.path())
@@ -306,11 +307,7 @@ fn export_refuses_an_invalid_configuration_and_unknown_connections() {
 /// into one value, as the CSV rules read it: the export succeeds, so it says so, with the line.
 #[test]
 fn regression_a_stray_quote_that_swallows_rows_is_noted_with_its_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(
-        &repo_root().join("examples/quickstart"),
-        &dir.path().join("conf"),
-    );
+    let dir = quickstart();
     let source = dir.path().join("conf/data/hr_people.csv");
     let text = std::fs::read_to_string(&source).expect("read");
     let lines: Vec<&str> = text.lines().collect();
@@ -321,11 +318,7 @@ fn regression_a_stray_quote_that_swallows_rows_is_noted_with_its_line() {
     assert!(broken[4].contains("Édith,Piaf"), "{text}");
     broken[4] = broken[4].replace("Édith,Piaf", "Édith\",Piaf");
     std::fs::write(&source, broken.join("\n") + "\n").expect("write");
-    let out = idlink()
-        .current_dir(dir.path())
-        .args(["export", "--connection", "HRPeople"])
-        .output()
-        .expect("runs");
+    let out = idlink_in(dir.path(), &["export", "--connection", "HRPeople"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
@@ -335,11 +328,7 @@ fn regression_a_stray_quote_that_swallows_rows_is_noted_with_its_line() {
         "{stderr}"
     );
     // A job that exports it says so in its report too.
-    let out = idlink()
-        .current_dir(dir.path())
-        .args(["run-job", "Quickstart"])
-        .output()
-        .expect("runs");
+    let out = idlink_in(dir.path(), &["run-job", "Quickstart"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("exported HRPeople: 6 rows in 1 table; note: hr_people.csv:3: a quoted value holds 1 line"),
@@ -348,11 +337,7 @@ fn regression_a_stray_quote_that_swallows_rows_is_noted_with_its_line() {
     );
     // The file as it was: no note.
     std::fs::write(&source, &text).expect("write");
-    let out = idlink()
-        .current_dir(dir.path())
-        .args(["export", "--connection", "HRPeople"])
-        .output()
-        .expect("runs");
+    let out = idlink_in(dir.path(), &["export", "--connection", "HRPeople"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("note:"), "{stderr}");
