@@ -1,17 +1,7 @@
 //! `idlink export`, `refresh-schema` and `check-connection` end to end on the quickstart's
 //! CSV connections.
 
-use crate::support::{copy_dir, idlink, repo_root, run};
-
-/// A folder holding the quickstart's configuration as `conf`: `idlink` run from it finds it.
-fn quickstart() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(
-        &repo_root().join("examples/quickstart"),
-        &dir.path().join("conf"),
-    );
-    dir
-}
+use crate::support::{idlink, quickstart, repo_root, run};
 
 /// `idlink <args>` run from `dir`.
 fn idlink_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::support::{copy_dir, repo_root};
+use crate::support::quickstart;
 
 pub(crate) struct Served {
     pub(crate) child: Child,
@@ -126,15 +126,6 @@ pub(crate) fn stop(mut s: Served) -> (i32, String) {
         e.read_to_string(&mut err).expect("stderr");
     }
     (status.code().unwrap_or(-1), err)
-}
-
-fn quickstart() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(
-        &repo_root().join("examples/quickstart"),
-        &dir.path().join("conf"),
-    );
-    dir
 }
 
 #[test]

@@ -36,6 +36,17 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A temporary folder holding the quickstart's configuration as `conf`: `idlink` run from it
+/// finds it.
+pub fn quickstart() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(
+        &repo_root().join("examples/quickstart"),
+        &dir.path().join("conf"),
+    );
+    dir
+}
+
 /// Runs `idlink` in `dir` with extra environment variables; returns the exit code and
 /// stdout followed by stderr.
 pub fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
