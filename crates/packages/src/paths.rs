@@ -47,10 +47,7 @@ impl SourceRoots {
         if !self.programs {
             return Ok(path.to_path_buf());
         }
-        let canonical = path
-            .canonicalize()
-            .map_err(|e| PackageError::io("find the script", path, e))?;
-        self.check(path, &canonical).map_err(|e| match e {
+        self.resolve(path).map_err(|e| match e {
             PackageError::OutsideRoots { path, roots, why } => PackageError::OutsideRoots {
                 path,
                 roots,
@@ -59,8 +56,7 @@ impl SourceRoots {
                 ),
             },
             other => other,
-        })?;
-        Ok(canonical)
+        })
     }
 
     /// The first root as configured (resolved against the settings folder, not canonical):

@@ -52,7 +52,7 @@ impl Export for Csv {
         let verbatim = table.verbatim();
         let trims = &self.settings.trim;
         let mut pending = 0;
-        let swallowed = pipeline(table, &source, |batch| {
+        let note = pipeline(table, &source, |batch| {
             for record in batch {
                 if verbatim {
                     out.write_byte_record(id, record)?;
@@ -74,7 +74,7 @@ impl Export for Csv {
         if pending > 0 {
             request.progress.rows(&name, pending);
         }
-        let notes = swallowed.note().into_iter().collect();
+        let notes = note.into_iter().collect();
         Ok(ExportOutcome {
             cookie: Some(cookie(&source, incremental)),
             incremental,
@@ -104,10 +104,8 @@ struct Swallowed {
     values: u64,
     /// Such lines, in all.
     lines: u64,
-    /// Where the first few values' rows start: bytes of the parsed text, then
-    /// ([`Swallowed::locate`]) `people.csv:12`.
+    /// Where the first few values' rows start (bytes of the parsed text).
     starts: Vec<u64>,
-    shown: Vec<String>,
 }
 
 /// Places [`Swallowed`] names.
@@ -133,16 +131,13 @@ impl Swallowed {
         }
     }
 
-    /// Finds the lines of the values kept, in one more reading of the file (only when there
-    /// are some).
-    fn locate(&mut self, table: &Table<'_>) {
-        if !self.starts.is_empty() {
-            self.shown = table.locations(&self.starts);
+    /// The export's note, if any value swallowed rows: their lines are found in one more
+    /// reading of the file, only then.
+    fn note(&self, table: &Table<'_>) -> Option<String> {
+        if self.starts.is_empty() {
+            return None;
         }
-    }
-
-    fn note(&self) -> Option<String> {
-        let first = self.shown.first()?;
+        let shown = table.locations(&self.starts);
         let plural = |n: u64, one: &str, many: &str| {
             if n == 1 {
                 format!("{n} {one}")
@@ -150,30 +145,23 @@ impl Swallowed {
                 format!("{n} {many}")
             }
         };
+        let lines = plural(
+            self.lines,
+            "line that looks like a row of its own",
+            "lines that look like rows of their own",
+        );
         let what = if self.values == 1 {
-            format!(
-                "{first}: a quoted value holds {}",
-                plural(
-                    self.lines,
-                    "line that looks like a row of its own",
-                    "lines that look like rows of their own"
-                )
-            )
+            format!("{}: a quoted value holds {lines}", shown[0])
         } else {
-            let more = if self.values > self.shown.len() as u64 {
+            let more = if self.values > shown.len() as u64 {
                 ", ..."
             } else {
                 ""
             };
             format!(
-                "{} hold {} ({}{more})",
+                "{} hold {lines} ({}{more})",
                 plural(self.values, "quoted value", "quoted values"),
-                plural(
-                    self.lines,
-                    "line that looks like a row of its own",
-                    "lines that look like rows of their own"
-                ),
-                self.shown.join(", ")
+                shown.join(", ")
             )
         };
         Some(format!(
@@ -192,9 +180,13 @@ struct Batch {
 
 /// Reads the table's rows on a second thread (decoding and parsing) while `write` consumes
 /// them on this one, in order. The first error, on either side, stops both; rows before a bad
-/// row have been written (the runner then discards the staged table). Returns the values that
-/// seem to have swallowed rows.
-fn pipeline<F>(table: Table<'_>, source: &Source, mut write: F) -> Result<Swallowed, PackageError>
+/// row have been written (the runner then discards the staged table). Returns the note on
+/// values that seem to have swallowed rows, if any.
+fn pipeline<F>(
+    table: Table<'_>,
+    source: &Source,
+    mut write: F,
+) -> Result<Option<String>, PackageError>
 where
     F: FnMut(&[ByteRecord]) -> Result<(), PackageError>,
 {
@@ -237,12 +229,12 @@ where
 }
 
 /// The reading side of [`pipeline`]: fills the empty batches it is given and sends them back,
-/// then an error if one stops it.
+/// then an error if one stops it. Returns the note on values that swallowed rows.
 fn read_rows(
     mut table: Table<'_>,
     full: &SyncSender<Result<Batch, PackageError>>,
     empty: &Receiver<Batch>,
-) -> Swallowed {
+) -> Option<String> {
     let mut swallowed = Swallowed::default();
     // Whether the last row read may hold an unclosed quote (see `Table::may_be_unclosed`).
     let mut suspicious = false;
@@ -306,8 +298,7 @@ fn read_rows(
             break;
         }
     }
-    swallowed.locate(&table);
-    swallowed
+    swallowed.note(&table)
 }
 
 /// The cookie left by an export: its mode, the file read and when. Its presence tells the next
