@@ -79,8 +79,13 @@ pub fn agent_identity(
         })
 }
 
-/// Decrypts every encrypted string in a connection's typed settings, in place, and returns the
+/// Decrypts the encrypted strings of a connection's secured settings, in place, and returns the
 /// values of all secured settings (decrypted or plain), to redact them from messages.
+///
+/// Only secured settings are decrypted: an encrypted value anywhere else is refused, unread.
+/// A setting that is not secured may be shown (a path in a message, a filter in a log, a
+/// value written to a file), so whoever can edit the settings (the server, for a remote
+/// agent) could otherwise move a secret's ciphertext there and read it in plain text.
 pub fn decrypt_settings(
     connection: &str,
     settings: &mut serde_json::Value,
@@ -92,7 +97,7 @@ pub fn decrypt_settings(
         load: Some(identity),
         identity: None,
     };
-    decrypt_in(settings, String::new(), &mut keys)?;
+    decrypt_secured(settings, schema, "", &mut keys)?;
     let mut redactor = Redactor::new();
     secured_values(settings, schema, &mut redactor);
     Ok(redactor)
@@ -126,6 +131,62 @@ impl<F: FnOnce() -> Result<Option<AgentIdentity>, EngineError>> Keys<'_, F> {
                  appsettings.agent.json or {AGENT_KEY_ENV} to the key file written by `idlink keygen`"
             ),
         })
+    }
+}
+
+/// Walks `v` (an object of settings of `schema`): decrypts what secured settings hold, refuses
+/// encrypted values elsewhere.
+fn decrypt_secured<F: FnOnce() -> Result<Option<AgentIdentity>, EngineError>>(
+    v: &mut serde_json::Value,
+    schema: &SettingsSchema,
+    path: &str,
+    keys: &mut Keys<'_, F>,
+) -> Result<(), EngineError> {
+    let serde_json::Value::Object(map) = v else {
+        return refuse_encrypted(v, path, keys.connection);
+    };
+    for (k, item) in map.iter_mut() {
+        let here = child(path, k);
+        match (schema.field(k), &mut *item) {
+            (Some(field), _) if field.secured => decrypt_in(item, here, keys)?,
+            (Some(field), serde_json::Value::Array(items)) => match field.kind {
+                Kind::ObjectList(inner) => {
+                    for (i, element) in items.iter_mut().enumerate() {
+                        decrypt_secured(element, inner, &format!("{here}[{i}]"), keys)?;
+                    }
+                }
+                _ => refuse_encrypted(item, &here, keys.connection)?,
+            },
+            _ => refuse_encrypted(item, &here, keys.connection)?,
+        }
+    }
+    Ok(())
+}
+
+/// Fails on the first encrypted string in `v`, a value of settings that are not secured,
+/// without decrypting it.
+fn refuse_encrypted(
+    v: &serde_json::Value,
+    path: &str,
+    connection: &str,
+) -> Result<(), EngineError> {
+    match v {
+        serde_json::Value::String(s) if is_encrypted(s) => Err(EngineError::Secret {
+            connection: Some(connection.to_string()),
+            setting: Some(path.to_string()),
+            message: "the value is encrypted, but the setting is not secured: only secured \
+                      settings are decrypted (the value of any other may be shown, in a message \
+                      or a file); write this one in plain text"
+                .to_string(),
+        }),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| refuse_encrypted(item, &format!("{path}[{i}]"), connection)),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .try_for_each(|(k, item)| refuse_encrypted(item, &child(path, k), connection)),
+        _ => Ok(()),
     }
 }
 
@@ -190,6 +251,53 @@ fn secured_values(v: &serde_json::Value, schema: &SettingsSchema, out: &mut Reda
             }
             (serde_json::Value::String(s), _) if field.secured => out.add_connection_string(s),
             _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only secured settings are decrypted, inside object lists too; an encrypted value in any
+    /// other setting (or one the schema does not know) is refused, unread.
+    #[test]
+    fn only_secured_settings_are_decrypted() {
+        let registry = Registry::new();
+        let ldap = registry
+            .get_static("Usercube.OpenLDAP@0000001")
+            .expect("the LDAP package");
+        let agent = AgentIdentity::generate();
+        let sealed =
+            |v: &str| idlink_secrets::encrypt_value(&agent.recipient(), v).expect("encrypts");
+        let settings = |server: String, password: String| {
+            serde_json::json!({
+                "Servers": [{ "Server": server, "AuthType": "Basic", "Login": "cn=admin",
+                              "Password": password }],
+                "Tables": [{ "Table": "entries", "BaseDN": "dc=example,dc=org" }],
+            })
+        };
+        let identity = || Ok(Some(agent.clone()));
+        let mut ok = settings("ldap://h:389".into(), sealed("pw-1"));
+        let redactor = decrypt_settings("Dir", &mut ok, ldap.settings, identity).expect("decrypts");
+        assert_eq!(ok["Servers"][0]["Password"], "pw-1");
+        assert!(!redactor.redact("bind pw-1").contains("pw-1"));
+        for (server, path) in [
+            (sealed("pw-1"), "Servers[0].Server"),
+            ("ldap://h:389".to_string(), "Servers[0].Unknown"),
+        ] {
+            let mut moved = settings(server, "pw-2".into());
+            if path.ends_with("Unknown") {
+                moved["Servers"][0]["Unknown"] = sealed("pw-1").into();
+            }
+            let e =
+                decrypt_settings("Dir", &mut moved, ldap.settings, identity).expect_err("refused");
+            let text = e.to_string();
+            assert!(
+                text.starts_with(&format!("connection 'Dir': setting {path}: the value is encrypted, but the setting is not secured")),
+                "{text}"
+            );
+            assert!(!moved.to_string().contains("pw-1"), "{moved}");
         }
     }
 }

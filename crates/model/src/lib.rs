@@ -156,6 +156,14 @@ where
         }
     };
     settings::apply_env(&mut agent, env, &mut diagnostics);
+    let schema_of = |id: &str| {
+        let connection = config.connection(id)?;
+        catalog
+            .get(&connection.package.value)
+            .filter(|p| p.availability == package::Availability::Supported)
+            .map(|p| p.settings)
+    };
+    settings::check_encrypted_in_plain(&agent, schema_of, &mut diagnostics);
     // The encrypted companion file overrides both (SPEC §2.3).
     let encrypted = settings
         .path
@@ -163,18 +171,7 @@ where
     match read(&encrypted) {
         Ok(bytes) => {
             let top = settings::parse(&encrypted.display().to_string(), &bytes, &mut diagnostics);
-            settings::check_encrypted(
-                &agent,
-                &top,
-                |id| {
-                    let connection = config.connection(id)?;
-                    catalog
-                        .get(&connection.package.value)
-                        .filter(|p| p.availability == package::Availability::Supported)
-                        .map(|p| p.settings)
-                },
-                &mut diagnostics,
-            );
+            settings::check_encrypted(&agent, &top, schema_of, &mut diagnostics);
             settings::overlay(&mut agent, top);
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -692,6 +692,52 @@ fn value_at<'a>(entries: &'a [Entry], steps: &[Step]) -> Option<&'a Sp<SettingVa
     Some(here)
 }
 
+fn is_encrypted_leaf(leaf: &Leaf<'_>) -> bool {
+    matches!(&leaf.value.value, SettingValue::String(s) if s.starts_with(ENCRYPTED_PREFIX))
+}
+
+/// An encrypted value in a setting that is not secured: the agent refuses it unread (it
+/// decrypts secured settings only, so that a secret's ciphertext moved into a setting whose
+/// value may be shown is never read out).
+fn encrypted_unsecured(leaf: &Leaf<'_>) -> Diagnostic {
+    Diagnostic::new(
+        Rule::EncryptedSettings,
+        leaf.value.at.clone(),
+        format!(
+            "{} holds an encrypted value, but it is not a secured setting: the agent decrypts secured settings only, and refuses to run the connection with it",
+            leaf.shown
+        ),
+    )
+    .hint("write this setting in plain text; only secured settings (passwords, tokens, secured options) are encrypted")
+}
+
+/// Warns of encrypted values in settings that are not secured, in the plain settings file
+/// (the encrypted one is checked by [`check_encrypted`]). `schema_of` as there.
+pub fn check_encrypted_in_plain<'s>(
+    plain: &AgentSettings,
+    schema_of: impl Fn(&str) -> Option<&'s SettingsSchema>,
+    diags: &mut Diagnostics,
+) {
+    for conn in &plain.connections {
+        let Some(schema) = schema_of(&conn.id.value) else {
+            continue;
+        };
+        let shown = format!("Connections.{}", conn.id.value);
+        let mut found = Vec::new();
+        leaves(
+            &conn.entries,
+            Some(schema),
+            &shown,
+            &mut Vec::new(),
+            false,
+            &mut found,
+        );
+        for leaf in found.iter().filter(|l| !l.secured && is_encrypted_leaf(l)) {
+            diags.push(encrypted_unsecured(leaf));
+        }
+    }
+}
+
 /// What is wrong in the encrypted settings file `encrypted`, given the plain file `plain`
 /// (before the encrypted one is laid over it): settings that are not secured (they override the
 /// plain file, so later edits there are silently ignored), secured values that are not
@@ -740,12 +786,15 @@ pub fn check_encrypted<'s>(
         );
         let plain_conn = plain.connection(&conn.id.value);
         for leaf in found {
+            if !leaf.secured && is_encrypted_leaf(&leaf) {
+                diags.push(encrypted_unsecured(&leaf));
+                continue;
+            }
             if !leaf.secured {
                 diags.push(ordinary(&leaf.shown, &leaf.value.at));
                 continue;
             }
-            let encrypted_value = matches!(&leaf.value.value, SettingValue::String(s) if s.starts_with(ENCRYPTED_PREFIX));
-            if !encrypted_value {
+            if !is_encrypted_leaf(&leaf) {
                 diags.push(
                     Diagnostic::new(
                         Rule::EncryptedSettings,

@@ -664,3 +664,87 @@ fn regression_plaintext_secret_hint_command_runs_as_printed() {
         "{out}"
     );
 }
+
+/// Defect found by trying the agent as a server's attacker would: every encrypted value of a
+/// connection's settings was decrypted, secured or not. Whoever edits the settings (the
+/// server, for a remote agent) could copy a password's ciphertext into a CSV connection's
+/// `Path`, and the agent printed it in plain text in its error ("cannot open '<password>'"),
+/// which it reports back to the server.
+#[test]
+fn regression_a_secret_moved_into_a_setting_that_is_not_secured_is_not_decrypted() {
+    const MOVED: &str = "Moved-Canary-3b8e51";
+    let (dir, pubkey) = quickstart_copy();
+    std::fs::remove_file(dir.path().join("qs/appsettings.encrypted.agent.json")).expect("rm");
+    let plain = dir.path().join("qs/appsettings.agent.json");
+    add_plain_password(&plain, MOVED);
+    let text = std::fs::read_to_string(&plain).expect("read");
+    let login = "\"Login\": \"cn=admin,dc=example,dc=org\", \"Controls\"";
+    std::fs::write(&plain, text.replace("\"Controls\"", login)).expect("write");
+    let args = [
+        "protect",
+        "--recipient",
+        &pubkey,
+        "--file",
+        "qs/appsettings.agent.json",
+    ];
+    let (code, out) = run(dir.path(), &args, &[]);
+    assert_eq!(code, 0, "{out}");
+    let enc = std::fs::read_to_string(dir.path().join("qs/appsettings.encrypted.agent.json"))
+        .expect("written");
+    assert_eq!(
+        ciphertexts(&enc).len(),
+        2,
+        "the Login and the Password: {enc}"
+    );
+    let agent = idlink_secrets::load_identity(&dir.path().join("agent.key")).expect("key");
+    let stolen = ciphertexts(&enc)
+        .into_iter()
+        .find(|c| {
+            idlink_secrets::decrypt_value(&agent, c).is_ok_and(|v| v.expose_secret() == MOVED)
+        })
+        .expect("the Password's ciphertext");
+    let text = std::fs::read_to_string(&plain).expect("read");
+    std::fs::write(&plain, text.replace("data/hr_people.csv", &stolen)).expect("write");
+    let key = [("IDLINK_AGENT_KEY", "agent.key")];
+    let export = [
+        "export",
+        "--config",
+        "qs",
+        "--work",
+        "work",
+        "--connection",
+        "HRPeople",
+    ];
+    let (code, out) = run(dir.path(), &export, &key);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("connection 'HRPeople': setting Path: the value is encrypted, but the setting is not secured"),
+        "{out}"
+    );
+    assert!(!out.contains(MOVED), "the secret is shown: {out}");
+    // `check` says so before any run.
+    let (code, out) = run(dir.path(), &["check", "--config", "qs"], &key);
+    assert_eq!(code, 0, "a warning: {out}");
+    assert!(
+        out.contains("warning[encrypted-settings]: Connections.HRPeople.Path holds an encrypted value, but it is not a secured setting"),
+        "{out}"
+    );
+    assert!(!out.contains(MOVED), "{out}");
+    // The password where it belongs still works as before: the LDAP connection decrypts it
+    // (it fails on the directory, which is not running, not on its settings).
+    let (_, out) = run(
+        dir.path(),
+        &[
+            "export",
+            "--config",
+            "qs",
+            "--work",
+            "work",
+            "--connection",
+            "DirectoryLDAP",
+        ],
+        &key,
+    );
+    assert!(!out.contains("not secured"), "{out}");
+    assert!(!out.contains(MOVED), "{out}");
+}
