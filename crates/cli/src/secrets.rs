@@ -85,7 +85,7 @@ pub fn protect(g: &Global, args: &ProtectArgs) -> anyhow::Result<ExitCode> {
     };
     let registry = idlink_packages::Registry::new();
     let (merged, report) = protect_into_encrypted(&text, existing.as_deref(), &recipient, |path| {
-        idlink_engine::secured::is_secured_path(&checked, &registry, path)
+        idlink_engine::secured::binding_of_path(&checked, &registry, path)
     })
     .with_context(|| {
         format!(

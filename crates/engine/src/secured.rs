@@ -8,7 +8,8 @@ use idlink_model::Checked;
 use idlink_model::package::{Availability, Kind, PackageCatalog, SettingsSchema};
 use idlink_packages::Registry;
 use idlink_secrets::{
-    AgentIdentity, PathSegment, Redactor, decrypt_value, is_encrypted, load_identity,
+    AgentIdentity, Binding, PathSegment, Redactor, decrypt_bound, is_encrypted, load_identity,
+    path_to_string,
 };
 
 use crate::EngineError;
@@ -86,36 +87,115 @@ pub fn agent_identity(
 /// A setting that is not secured may be shown (a path in a message, a filter in a log, a
 /// value written to a file), so whoever can edit the settings (the server, for a remote
 /// agent) could otherwise move a secret's ciphertext there and read it in plain text.
+///
+/// A value encrypted bound to its setting and destination ([`binding`]) is refused unless it
+/// sits at that setting and the connection still sends it there; a value encrypted unbound (by
+/// `protect --values` or an older idlink) is accepted as it is.
 pub fn decrypt_settings(
     connection: &str,
     settings: &mut serde_json::Value,
-    schema: &SettingsSchema,
+    schema: &'static SettingsSchema,
     identity: impl FnOnce() -> Result<Option<AgentIdentity>, EngineError>,
 ) -> Result<Redactor, EngineError> {
     let mut keys = Keys {
         connection,
         load: Some(identity),
         identity: None,
+        // The destinations are settings that are not secured: decrypting changes none of them.
+        original: settings.clone(),
+        schema,
     };
-    decrypt_secured(settings, schema, "", &mut keys)?;
+    decrypt_secured(settings, schema, &mut Vec::new(), &mut keys)?;
     let mut redactor = Redactor::new();
     secured_values(settings, schema, &mut redactor);
     Ok(redactor)
 }
 
-fn child(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
+/// What a secured value at `path` (below the connection's object) of `connection`'s settings
+/// is bound to when encrypted: its setting, and the values of the settings that say where it
+/// is sent (the schema's `destination` fields) in the objects on its way, outermost first.
+pub fn binding(
+    connection: &str,
+    path: &[PathSegment],
+    settings: &serde_json::Value,
+    schema: &SettingsSchema,
+) -> Binding {
+    let mut full = vec![
+        PathSegment::Key("Connections".into()),
+        PathSegment::Key(connection.into()),
+    ];
+    full.extend_from_slice(path);
+    let member = |v: Option<&'_ serde_json::Value>, name: &str| {
+        v.and_then(|v| v.as_object())
+            .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .map(|(_, v)| v.clone())
+    };
+    let mut destination = Vec::new();
+    let (mut here, mut schema, mut rest) = (Some(settings.clone()), schema, path);
+    loop {
+        for field in schema.fields.iter().filter(|f| f.destination) {
+            match member(here.as_ref(), field.name) {
+                None | Some(serde_json::Value::Null) => {}
+                Some(serde_json::Value::String(s)) => {
+                    destination.push(format!("{}={s}", field.name))
+                }
+                Some(other) => destination.push(format!("{}={other}", field.name)),
+            }
+        }
+        // Down the object list the path goes through, if any.
+        let [PathSegment::Key(k), PathSegment::Index(i), tail @ ..] = rest else {
+            break;
+        };
+        let Some(Kind::ObjectList(inner)) = schema.field(k).map(|f| f.kind) else {
+            break;
+        };
+        here = member(here.as_ref(), k).and_then(|list| list.get(*i).cloned());
+        (schema, rest) = (inner, tail);
+    }
+    Binding {
+        place: path_to_string(&full),
+        destination,
     }
 }
 
-/// The agent's key, loaded when the first encrypted value is met (never when there is none).
+/// The binding of the secured setting at `path` (from the top of appsettings.agent.json, as
+/// `idlink protect` walks it) for the configuration `checked`; None when it is not secured.
+pub fn binding_of_path(
+    checked: &Checked,
+    registry: &Registry,
+    path: &[PathSegment],
+) -> Option<Binding> {
+    if !is_secured_path(checked, registry, path) {
+        return None;
+    }
+    let [_, PathSegment::Key(connection), rest @ ..] = path else {
+        return None;
+    };
+    let schema = checked
+        .config
+        .connection(connection)
+        .and_then(|c| registry.get(&c.package.value))
+        .map(|p| p.settings);
+    let settings = match (checked.settings.connection(connection), schema) {
+        (Some(s), Some(schema)) => idlink_model::settings::typed_json(s, schema),
+        _ => serde_json::Value::Null,
+    };
+    Some(binding(
+        connection,
+        rest,
+        &settings,
+        schema.unwrap_or(&SettingsSchema::EMPTY),
+    ))
+}
+
+/// The agent's key, loaded when the first encrypted value is met (never when there is none),
+/// and what binds the connection's values.
 struct Keys<'a, F> {
     connection: &'a str,
     load: Option<F>,
     identity: Option<AgentIdentity>,
+    original: serde_json::Value,
+    schema: &'static SettingsSchema,
 }
 
 impl<F: FnOnce() -> Result<Option<AgentIdentity>, EngineError>> Keys<'_, F> {
@@ -134,85 +214,121 @@ impl<F: FnOnce() -> Result<Option<AgentIdentity>, EngineError>> Keys<'_, F> {
     }
 }
 
-/// Walks `v` (an object of settings of `schema`): decrypts what secured settings hold, refuses
-/// encrypted values elsewhere.
+impl<F> Keys<'_, F> {
+    fn error(&self, path: &[PathSegment], message: String) -> EngineError {
+        EngineError::Secret {
+            connection: Some(self.connection.to_string()),
+            setting: Some(path_to_string(path)),
+            message,
+        }
+    }
+}
+
+/// Walks `v` (an object of settings of `schema`) at `path`: decrypts what secured settings
+/// hold, refuses encrypted values elsewhere.
 fn decrypt_secured<F: FnOnce() -> Result<Option<AgentIdentity>, EngineError>>(
     v: &mut serde_json::Value,
     schema: &SettingsSchema,
-    path: &str,
+    path: &mut Vec<PathSegment>,
     keys: &mut Keys<'_, F>,
 ) -> Result<(), EngineError> {
     let serde_json::Value::Object(map) = v else {
-        return refuse_encrypted(v, path, keys.connection);
+        return refuse_encrypted(v, path, keys);
     };
     for (k, item) in map.iter_mut() {
-        let here = child(path, k);
+        path.push(PathSegment::Key(k.clone()));
         match (schema.field(k), &mut *item) {
-            (Some(field), _) if field.secured => decrypt_in(item, here, keys)?,
+            (Some(field), _) if field.secured => decrypt_in(item, path, keys)?,
             (Some(field), serde_json::Value::Array(items)) => match field.kind {
                 Kind::ObjectList(inner) => {
                     for (i, element) in items.iter_mut().enumerate() {
-                        decrypt_secured(element, inner, &format!("{here}[{i}]"), keys)?;
+                        path.push(PathSegment::Index(i));
+                        decrypt_secured(element, inner, path, keys)?;
+                        path.pop();
                     }
                 }
-                _ => refuse_encrypted(item, &here, keys.connection)?,
+                _ => refuse_encrypted(item, path, keys)?,
             },
-            _ => refuse_encrypted(item, &here, keys.connection)?,
+            _ => refuse_encrypted(item, path, keys)?,
         }
+        path.pop();
     }
     Ok(())
 }
 
 /// Fails on the first encrypted string in `v`, a value of settings that are not secured,
 /// without decrypting it.
-fn refuse_encrypted(
+fn refuse_encrypted<F>(
     v: &serde_json::Value,
-    path: &str,
-    connection: &str,
+    path: &mut Vec<PathSegment>,
+    keys: &Keys<'_, F>,
 ) -> Result<(), EngineError> {
+    let mut each = |step: PathSegment, item: &serde_json::Value| {
+        path.push(step);
+        let r = refuse_encrypted(item, path, keys);
+        path.pop();
+        r
+    };
     match v {
-        serde_json::Value::String(s) if is_encrypted(s) => Err(EngineError::Secret {
-            connection: Some(connection.to_string()),
-            setting: Some(path.to_string()),
-            message: "the value is encrypted, but the setting is not secured: only secured \
-                      settings are decrypted (the value of any other may be shown, in a message \
-                      or a file); write this one in plain text"
+        serde_json::Value::String(s) if is_encrypted(s) => Err(keys.error(
+            path,
+            "the value is encrypted, but the setting is not secured: only secured settings are \
+             decrypted (the value of any other may be shown, in a message or a file); write this \
+             one in plain text"
                 .to_string(),
-        }),
+        )),
         serde_json::Value::Array(items) => items
             .iter()
             .enumerate()
-            .try_for_each(|(i, item)| refuse_encrypted(item, &format!("{path}[{i}]"), connection)),
+            .try_for_each(|(i, item)| each(PathSegment::Index(i), item)),
         serde_json::Value::Object(map) => map
             .iter()
-            .try_for_each(|(k, item)| refuse_encrypted(item, &child(path, k), connection)),
+            .try_for_each(|(k, item)| each(PathSegment::Key(k.clone()), item)),
         _ => Ok(()),
     }
 }
 
+/// Decrypts every encrypted string of a secured setting's value `v` at `path`, checking the
+/// binding of each bound one.
 fn decrypt_in<F: FnOnce() -> Result<Option<AgentIdentity>, EngineError>>(
     v: &mut serde_json::Value,
-    path: String,
+    path: &mut Vec<PathSegment>,
     keys: &mut Keys<'_, F>,
 ) -> Result<(), EngineError> {
     match v {
         serde_json::Value::String(s) if is_encrypted(s) => {
-            let connection = keys.connection;
-            let secret = decrypt_value(keys.get(&path)?, s).map_err(|e| EngineError::Secret {
-                connection: Some(connection.to_string()),
-                setting: Some(path.clone()),
-                message: e.to_string(),
-            })?;
+            let shown = path_to_string(path);
+            let (secret, bound) =
+                decrypt_bound(keys.get(&shown)?, s).map_err(|e| keys.error(path, e.to_string()))?;
+            if let Some(bound) = bound {
+                let here = binding(keys.connection, path, &keys.original, keys.schema);
+                if !bound.admits(&here) {
+                    return Err(keys.error(
+                        path,
+                        format!(
+                            "the value was encrypted for {bound}, and is refused here ({here}): \
+                             an encrypted value serves only the setting and the destination it \
+                             was encrypted for, so that whoever edits the settings cannot send \
+                             it elsewhere; if the change is meant, encrypt the value again \
+                             (`idlink protect`, or enter it in the UI)"
+                        ),
+                    ));
+                }
+            }
             *s = secret.expose_secret().to_string();
         }
         serde_json::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                decrypt_in(item, format!("{path}[{i}]"), keys)?;
+                path.push(PathSegment::Index(i));
+                decrypt_in(item, path, keys)?;
+                path.pop();
             }
         }
         serde_json::Value::Object(map) => {
             for (k, item) in map.iter_mut() {
-                decrypt_in(item, child(&path, k), keys)?;
+                path.push(PathSegment::Key(k.clone()));
+                decrypt_in(item, path, keys)?;
+                path.pop();
             }
         }
         _ => {}
@@ -298,6 +414,80 @@ mod tests {
                 "{text}"
             );
             assert!(!moved.to_string().contains("pw-1"), "{moved}");
+        }
+    }
+
+    /// A bound value decrypts at the setting and destination it was encrypted for, and is
+    /// refused, unread, at another setting or once its connection points elsewhere.
+    #[test]
+    fn a_bound_value_serves_only_its_setting_and_destination() {
+        let registry = Registry::new();
+        let ldap = registry
+            .get_static("Usercube.OpenLDAP@0000001")
+            .expect("the LDAP package");
+        let agent = AgentIdentity::generate();
+        let settings = |server: &str, login: &str, password: &str| {
+            serde_json::json!({
+                "Servers": [{ "Server": server, "AuthType": "Basic", "Login": login,
+                              "Password": password }],
+                "Tables": [{ "Table": "entries", "BaseDN": "dc=example,dc=org" }],
+            })
+        };
+        let plain = settings("ldap://h:389", "cn=admin", "pw-1");
+        let at = |steps: &[&str]| -> Vec<PathSegment> {
+            steps
+                .iter()
+                .map(|s| match s.parse::<usize>() {
+                    Ok(i) => PathSegment::Index(i),
+                    Err(_) => PathSegment::Key((*s).to_string()),
+                })
+                .collect()
+        };
+        let password = at(&["Servers", "0", "Password"]);
+        let bound = binding("Dir", &password, &plain, ldap.settings);
+        assert_eq!(bound.place, "Connections.Dir.Servers[0].Password");
+        assert_eq!(bound.destination, vec!["Server=ldap://h:389".to_string()]);
+        let sealed =
+            idlink_secrets::encrypt_bound(&agent.recipient(), &bound, "pw-1").expect("encrypts");
+        let identity = || Ok(Some(agent.clone()));
+        let mut ok = settings("ldap://h:389", "cn=admin", &sealed);
+        decrypt_settings("dir", &mut ok, ldap.settings, identity).expect("decrypts");
+        assert_eq!(ok["Servers"][0]["Password"], "pw-1");
+        for (mut moved, connection, path, here) in [
+            (
+                settings("ldap://evil:389", "cn=admin", &sealed),
+                "Dir",
+                "Servers[0].Password",
+                "Connections.Dir.Servers[0].Password with Server=ldap://evil:389",
+            ),
+            (
+                settings("ldap://h:389", &sealed, "pw-2"),
+                "Dir",
+                "Servers[0].Login",
+                "Connections.Dir.Servers[0].Login with Server=ldap://h:389",
+            ),
+            (
+                settings("ldap://h:389", "cn=admin", &sealed),
+                "Other",
+                "Servers[0].Password",
+                "Connections.Other.Servers[0].Password with Server=ldap://h:389",
+            ),
+        ] {
+            let e = decrypt_settings(connection, &mut moved, ldap.settings, identity)
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                e.starts_with(&format!(
+                    "connection '{connection}': setting {path}: the value was encrypted for \
+                     Connections.Dir.Servers[0].Password with Server=ldap://h:389, and is \
+                     refused here ({here})"
+                )),
+                "{e}"
+            );
+            assert!(
+                !e.contains("pw-1") && !moved.to_string().contains("pw-1"),
+                "{e}"
+            );
         }
     }
 }

@@ -85,6 +85,10 @@ pub struct Field {
     /// A file or folder path (relative to the settings file's folder) that must lie under
     /// `SourcesRootPaths`: `check` verifies it, as the package does before reading or writing.
     pub under_roots: bool,
+    /// Says where the connection's secured values are sent (a server, a token endpoint, the
+    /// program given them): an encrypted value is bound to these settings' values as they were
+    /// when it was encrypted, and refused if they changed (see `idlink_secrets::Binding`).
+    pub destination: bool,
     /// One line for messages and `--help`-like listings.
     pub doc: &'static str,
     /// Documented for Netwrix Identity Manager but without effect in idlink: why. Such a
@@ -108,6 +112,7 @@ impl Field {
             required: false,
             secured: false,
             under_roots: false,
+            destination: false,
             doc,
             no_effect: None,
             refused: &[],
@@ -121,6 +126,7 @@ impl Field {
             required: true,
             secured: false,
             under_roots: false,
+            destination: false,
             doc,
             no_effect: None,
             refused: &[],
@@ -135,6 +141,7 @@ impl Field {
             required: false,
             secured: false,
             under_roots: false,
+            destination: false,
             doc: why,
             no_effect: Some(why),
             refused: &[],
@@ -145,6 +152,15 @@ impl Field {
     pub const fn secured(self) -> Field {
         Field {
             secured: true,
+            ..self
+        }
+    }
+
+    /// A setting that says where secured values are sent (see the `destination` field).
+    #[must_use]
+    pub const fn destination(self) -> Field {
+        Field {
+            destination: true,
             ..self
         }
     }

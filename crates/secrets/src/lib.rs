@@ -32,4 +32,7 @@ pub use protect::{
 pub use redact::{MIN_REDACTED_LEN, redact};
 pub use redactor::Redactor;
 pub use secret::{REDACTED, Secret};
-pub use value::{ENCRYPTED_PREFIX, decrypt_value, encrypt_value, is_encrypted};
+pub use value::{
+    Binding, ENCRYPTED_PREFIX, decrypt_bound, decrypt_value, encrypt_bound, encrypt_value,
+    is_encrypted,
+};

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::error::SecretError;
 use crate::keys::AgentRecipient;
-use crate::value::{encrypt_value, looks_like_ciphertext};
+use crate::value::{Binding, encrypt_bound, encrypt_value, looks_like_ciphertext};
 
 /// One step of a path in a JSON document.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -221,7 +221,8 @@ const NEW_ENCRYPTED_FILE: &str = "{\n  // Secured settings, encrypted with `idli
 /// Encrypts the secured plain values of a settings file (`plain_text`, the text of
 /// appsettings.agent.json) *into* the encrypted settings file (`encrypted_text`, the text of
 /// appsettings.encrypted.agent.json, or `None` when there is none yet), and returns the new
-/// text of the encrypted file.
+/// text of the encrypted file. `binding` says which paths are secured (`Some`) and what a
+/// value there is bound to (see [`Binding`]).
 ///
 /// The encrypted file holds only secured values: nothing but the encrypted values is written
 /// into it. What it already holds is kept, with its comments, order and spacing: a secured
@@ -236,17 +237,21 @@ pub fn protect_into_encrypted(
     plain_text: &str,
     encrypted_text: Option<&str>,
     recipient: &AgentRecipient,
-    is_secured: impl Fn(&[PathSegment]) -> bool,
+    binding: impl Fn(&[PathSegment]) -> Option<Binding>,
 ) -> Result<(String, MergeReport), SecretError> {
     let mut report = MergeReport::default();
     // 1. The secured values of the plain file.
     let (_, body) = split_bom(plain_text);
     let mut to_write: Vec<(JsonPath, String)> = Vec::new();
-    for (path, found) in secured_values(body, &is_secured)? {
+    for (path, found) in secured_values(body, &|p: &[PathSegment]| binding(p).is_some())? {
         match found {
             Secured::Plain { value, .. } if value.is_empty() => {}
             Secured::Plain { value, .. } => {
-                to_write.push((path.clone(), encrypt_value(recipient, &value)?));
+                let sealed = match binding(&path) {
+                    Some(b) => encrypt_bound(recipient, &b, &value)?,
+                    None => encrypt_value(recipient, &value)?,
+                };
+                to_write.push((path.clone(), sealed));
                 report.encrypted.push(path);
             }
             Secured::Encrypted => report.already_encrypted.push(path),

@@ -14,7 +14,7 @@
 
 use idlink_model::package::{Kind, SettingsSchema};
 use idlink_model::settings::{ENCRYPTED_SETTINGS_FILE, Entry, SettingValue};
-use idlink_secrets::{AgentRecipient, PathSegment, Secret, encrypt_value, path_to_string};
+use idlink_secrets::{AgentRecipient, PathSegment, Secret, encrypt_bound, path_to_string};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -264,14 +264,69 @@ async fn recipient_for(
     }
 }
 
-/// Applies `ops` to the settings files of `connection` in `draft`.
+/// `settings` (a connection's, as JSON) once the plain changes of `ops` are made: what a secured
+/// value entered with them is bound to (its connection's destination as it will be).
+fn settings_after(mut settings: Value, ops: &[Op]) -> Value {
+    fn slot<'v>(v: &'v mut Value, step: &PathSegment) -> &'v mut Value {
+        match step {
+            PathSegment::Key(k) => {
+                if !v.is_object() {
+                    *v = json!({});
+                }
+                let map = v.as_object_mut().expect("an object");
+                let name = map
+                    .keys()
+                    .find(|x| x.eq_ignore_ascii_case(k))
+                    .cloned()
+                    .unwrap_or_else(|| k.clone());
+                map.entry(name).or_insert(Value::Null)
+            }
+            PathSegment::Index(i) => {
+                if !v.is_array() {
+                    *v = json!([]);
+                }
+                let items = v.as_array_mut().expect("an array");
+                if items.len() <= *i {
+                    items.resize(i + 1, Value::Null);
+                }
+                &mut items[*i]
+            }
+        }
+    }
+    for op in ops {
+        match op {
+            Op::Set(p, value) => {
+                *p.iter().fold(&mut settings, |v, step| slot(v, step)) = value.clone();
+            }
+            Op::Remove(p) => {
+                if let Some(at) = p.iter().try_fold(&mut settings, |v, step| match (v, step) {
+                    (Value::Object(m), PathSegment::Key(k)) => m
+                        .iter_mut()
+                        .find(|(x, _)| x.eq_ignore_ascii_case(k))
+                        .map(|(_, v)| v),
+                    (Value::Array(a), PathSegment::Index(i)) => a.get_mut(*i),
+                    _ => None,
+                }) {
+                    *at = Value::Null;
+                }
+            }
+            Op::Secure(..) => {}
+        }
+    }
+    settings
+}
+
+/// Applies `ops` to the settings files of `connection` in `draft`; `current` is the
+/// connection's settings before them (JSON), `schema` its package's settings.
 fn apply(
     state: &AppState,
     draft: &mut Draft,
     connection: &str,
+    (current, schema): (Value, &SettingsSchema),
     ops: &[Op],
     recipient: Option<AgentRecipient>,
 ) -> Result<(), AppError> {
+    let after = settings_after(current, ops);
     let plain_path = state.paths().settings_file();
     let enc_path = plain_path.with_file_name(ENCRYPTED_SETTINGS_FILE);
     let full = |p: &[PathSegment]| {
@@ -290,7 +345,10 @@ fn apply(
                 let Some(r) = &recipient else {
                     return Err(AppError::Internal("no recipient".into()));
                 };
-                let value = encrypt_value(r, secret.expose_secret())
+                // Bound to its setting and to where the connection sends it (see
+                // `idlink_secrets::Binding`): the agent refuses it anywhere else.
+                let binding = idlink_engine::secured::binding(connection, p, &after, schema);
+                let value = encrypt_bound(r, &binding, secret.expose_secret())
                     .map_err(|e| AppError::Internal(format!("cannot encrypt: {e}")))?;
                 let t = draft.text(&enc_path, Some(NEW_ENCRYPTED))?;
                 *t = edit::json_set(
@@ -367,8 +425,12 @@ pub async fn update_settings(
     }
     let local = state.agent_options().local_agent.clone();
     let to = recipient_for(state, &ops, engine.remote_agent_of(&cid, None, &local)).await?;
+    let before = engine.checked().settings.connection(&cid).map_or_else(
+        || json!({}),
+        |s| idlink_model::settings::typed_json(s, schema),
+    );
     let mut draft = Draft::new();
-    apply(state, &mut draft, &written, &ops, to)?;
+    apply(state, &mut draft, &written, (before, schema), &ops, to)?;
     edit::commit(state, draft).await?;
     state
         .store()
@@ -459,7 +521,7 @@ pub async fn create(state: &AppState, who: &str, new: &NewConnection) -> Result<
         &[key("Connections"), key(&id)],
         jsonc_parser::cst::CstInputValue::Object(Vec::new()),
     )?;
-    apply(state, &mut draft, &id, &ops[1..], to)?;
+    apply(state, &mut draft, &id, (json!({}), schema), &ops[1..], to)?;
     edit::commit(state, draft).await?;
     let settings: Vec<String> = ops[1..].iter().map(Op::describe).collect();
     state

@@ -189,18 +189,32 @@ fn regression_export_killed_at_any_instant_leaves_the_old_or_the_new_set() {
         } else {
             span / 2 + next() % (span / 2 + 1)
         };
+        let journal = ["journal", "committed"].map(|ext| {
+            setup
+                .work()
+                .join(format!("ExportCookies/DirectoryLDAP.{ext}"))
+        });
         let mut child = setup.command().spawn().expect("spawn");
-        std::thread::sleep(Duration::from_micros(at));
+        let started = Instant::now();
+        let at = if kills % 3 == 2 {
+            // A third of the kills the moment the commit's journal appears (on a fast disk the
+            // commit is too short for random instants to land in it often).
+            while !journal.iter().any(|j| j.exists())
+                && child.try_wait().expect("try_wait").is_none()
+                && started.elapsed() < Duration::from_secs(10)
+            {
+                std::hint::spin_loop();
+            }
+            started.elapsed().as_micros() as u64
+        } else {
+            std::thread::sleep(Duration::from_micros(at));
+            at
+        };
         let _ = child.kill();
         let status = child.wait().expect("wait");
         kills += 1;
         // The journal, or the journal renamed at the commit point.
-        if ["journal", "committed"].iter().any(|ext| {
-            setup
-                .work()
-                .join(format!("ExportCookies/DirectoryLDAP.{ext}"))
-                .exists()
-        }) {
+        if journal.iter().any(|j| j.exists()) {
             in_commit += 1;
         }
         // What every export does first.

@@ -748,3 +748,78 @@ fn regression_a_secret_moved_into_a_setting_that_is_not_secured_is_not_decrypted
     assert!(!out.contains("not secured"), "{out}");
     assert!(!out.contains(MOVED), "{out}");
 }
+
+/// Left alone in an earlier note, now fixed: a server taken over (or anyone who edits the
+/// settings) could point an LDAP connection's `Server` at a host of its own, and the agent
+/// decrypted the password and sent it there in its bind. `protect` now binds each value to
+/// its setting and its connection's destination; the agent refuses it elsewhere, before any
+/// connection is attempted.
+#[test]
+fn regression_a_protected_password_is_not_sent_to_a_server_it_was_not_encrypted_for() {
+    const PW: &str = "Bound-Canary-91c4d2";
+    let (dir, pubkey) = quickstart_copy();
+    std::fs::remove_file(dir.path().join("qs/appsettings.encrypted.agent.json")).expect("rm");
+    let plain = dir.path().join("qs/appsettings.agent.json");
+    add_plain_password(&plain, PW);
+    let text = std::fs::read_to_string(&plain).expect("read");
+    let login = "\"Login\": \"cn=admin,dc=example,dc=org\", \"Controls\"";
+    std::fs::write(&plain, text.replace("\"Controls\"", login)).expect("write");
+    let args = [
+        "protect",
+        "--recipient",
+        &pubkey,
+        "--file",
+        "qs/appsettings.agent.json",
+    ];
+    let (code, out) = run(dir.path(), &args, &[]);
+    assert_eq!(code, 0, "{out}");
+    let enc = std::fs::read_to_string(dir.path().join("qs/appsettings.encrypted.agent.json"))
+        .expect("written");
+    let agent = idlink_secrets::load_identity(&dir.path().join("agent.key")).expect("key");
+    let bindings: Vec<String> = ciphertexts(&enc)
+        .iter()
+        .map(|c| {
+            let (_, b) = idlink_secrets::decrypt_bound(&agent, c).expect("decrypts");
+            b.expect("bound").to_string()
+        })
+        .collect();
+    assert!(
+        bindings.contains(
+            &"Connections.DirectoryLDAP.Servers[0].Password with Server=ldap://127.0.0.1:3389"
+                .to_string()
+        ),
+        "{bindings:?}"
+    );
+    // A listener stands for the attacker's directory: nothing may reach it.
+    let evil = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    evil.set_nonblocking(true).expect("nonblocking");
+    let text = std::fs::read_to_string(&plain).expect("read");
+    let moved = format!(
+        "ldap://127.0.0.1:{}",
+        evil.local_addr().expect("addr").port()
+    );
+    std::fs::write(&plain, text.replace("ldap://127.0.0.1:3389", &moved)).expect("write");
+    let key = [("IDLINK_AGENT_KEY", "agent.key")];
+    let export = [
+        "export",
+        "--config",
+        "qs",
+        "--work",
+        "work",
+        "--connection",
+        "DirectoryLDAP",
+    ];
+    let (code, out) = run(dir.path(), &export, &key);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "the value was encrypted for Connections.DirectoryLDAP.Servers[0].Login with Server=ldap://127.0.0.1:3389, and is refused here (Connections.DirectoryLDAP.Servers[0].Login with Server={moved})"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains(PW), "{out}");
+    assert!(
+        matches!(evil.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the agent connected to the server it was pointed at"
+    );
+}

@@ -43,7 +43,8 @@ pub static SETTINGS: SettingsSchema = SettingsSchema {
             "Server",
             Kind::String,
             "host or host:port of the one server (OpenLDAP page's flat shape)",
-        ),
+        )
+        .destination(),
         Field::optional(
             "DistinguishedName",
             Kind::String,
@@ -157,7 +158,8 @@ pub static SERVER: SettingsSchema = SettingsSchema {
             "Server",
             Kind::String,
             "host name or address, with an optional :port",
-        ),
+        )
+        .destination(),
         Field::optional(
             "AuthType",
             Kind::Enum(&["Anonymous", "Basic", "Negotiate"]),

@@ -33,7 +33,8 @@ const SERVER: Field = Field::required(
     "Server",
     Kind::String,
     "base URL of the service, without `/v2` (http or https)",
-);
+)
+.destination();
 const LOGIN: Field = Field::optional(
     "Login",
     Kind::String,
@@ -63,7 +64,8 @@ const OAUTH2_URL: Field = Field::optional(
     "OAuth2Url",
     Kind::String,
     "OAuth2 token endpoint (absent: the token_endpoint of the metadata the service's origin publishes at /.well-known/oauth-authorization-server or /.well-known/openid-configuration)",
-);
+)
+.destination();
 const FILTER: Field = Field::optional(
     "Filter",
     Kind::String,
@@ -163,7 +165,8 @@ pub static SLACK_SETTINGS: SettingsSchema = SettingsSchema {
             "Server",
             Kind::String,
             "base URL of the service, without `/v2` (default https://api.slack.com/scim)",
-        ),
+        )
+        .destination(),
         LOGIN,
         PASSWORD,
         OAUTH_TOKEN,
@@ -197,7 +200,8 @@ pub static SALESFORCE_SETTINGS: SettingsSchema = SettingsSchema {
             "OAuth2Url",
             Kind::String,
             "OAuth2 token endpoint (default https://login.salesforce.com/services/oauth2/token)",
-        ),
+        )
+        .destination(),
         FILTER,
         PAGE_SIZE,
         SERVICE_SUPPORT_BULK,

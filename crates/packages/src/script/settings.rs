@@ -19,7 +19,8 @@ pub static FULFILL_SETTINGS: SettingsSchema = SettingsSchema {
             "PowerShellScriptPath",
             Kind::String,
             "script run with the orders file and a results file path (a .ps1 through pwsh, any executable otherwise)",
-        ),
+        )
+        .destination(),
         OPTIONS,
         TIMEOUT,
     ],
@@ -47,7 +48,8 @@ pub static EXPORT_SETTINGS: SettingsSchema = SettingsSchema {
             "PowerShellScriptPath",
             Kind::String,
             "script run with the output path prefix and whether the export is incremental",
-        ),
+        )
+        .destination(),
         OPTIONS,
         TIMEOUT,
     ],

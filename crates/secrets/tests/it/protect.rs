@@ -214,8 +214,14 @@ fn regression_protect_merges_only_secured_values_and_never_drops_an_encrypted_on
         "Weird": { "Password": 12 }
       }
     }"#;
+    let bind = |p: &[PathSegment]| {
+        is_secured(p).then(|| idlink_secrets::Binding {
+            place: idlink_secrets::path_to_string(p),
+            destination: Vec::new(),
+        })
+    };
     let (out, report) =
-        protect_into_encrypted(plain, Some(&existing), &id.recipient(), is_secured).unwrap();
+        protect_into_encrypted(plain, Some(&existing), &id.recipient(), bind).unwrap();
     assert!(
         out.starts_with("{\n  // my comment\n  \"Connections\": {\n    \"ldap\": {"),
         "{out}"
@@ -243,6 +249,13 @@ fn regression_protect_merges_only_secured_values_and_never_drops_an_encrypted_on
     assert_eq!(clear("/Connections/ldap/servers/1/Login"), "second");
     assert_eq!(clear("/Connections/Gone/OAuthToken"), "kept-login");
     assert_eq!(clear("/Connections/SCIM/OAuthToken"), "tok");
+    // Each value encrypted is bound to its place.
+    let (_, bound) = idlink_secrets::decrypt_bound(
+        &id,
+        get(&v, "/Connections/SCIM/OAuthToken").as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(bound.unwrap().place, "Connections.SCIM.OAuthToken");
     assert_eq!(report.encrypted.len(), 3);
     assert_eq!(report.replaced.len(), 1);
     assert_eq!(report.kept.len(), 2);
@@ -252,13 +265,13 @@ fn regression_protect_merges_only_secured_values_and_never_drops_an_encrypted_on
         "{\"Connections\":{}}",
         Some(&existing),
         &id.recipient(),
-        is_secured,
+        bind,
     )
     .unwrap();
     assert_eq!(same, existing);
     // Another shape where a value must go: refused, with the path, never the values.
     let bad = "{\"Connections\": {\"LDAP\": {\"Servers\": \"oops\"}}}";
-    let e = protect_into_encrypted(plain, Some(bad), &id.recipient(), is_secured)
+    let e = protect_into_encrypted(plain, Some(bad), &id.recipient(), bind)
         .unwrap_err()
         .to_string();
     assert!(

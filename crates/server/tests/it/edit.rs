@@ -168,6 +168,35 @@ async fn a_secured_value_is_encrypted_to_the_agent_key_and_never_comes_back() {
     assert!(value.starts_with("age:"), "{value}");
     let opened = idlink_secrets::decrypt_value(&identity, value).expect("decrypt");
     assert_eq!(opened.expose_secret(), TYPED);
+    // Bound to its setting and to the server the connection sends it to (the agent refuses
+    // it anywhere else).
+    let server = plain_server(&plain);
+    let (_, bound) = idlink_secrets::decrypt_bound(&identity, value).expect("decrypt");
+    assert_eq!(
+        bound.expect("bound").to_string(),
+        format!("Connections.DirectoryLDAP.Servers[0].Password with Server={server}")
+    );
+    // A password entered with a new server is bound to the new one.
+    let r = c
+        .api(
+            Method::PATCH,
+            "/api/connections/DirectoryLDAP/settings",
+            Some(
+                json!({ "Servers": [ { "Server": "ldap://127.0.0.1:1389", "Password": TYPED } ] }),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let enc_text = read(&encrypted);
+    let start = enc_text.find("\"Password\": \"").expect("encrypted") + "\"Password\": \"".len();
+    let moved = &enc_text[start..start + enc_text[start..].find('"').expect("end")];
+    let (_, bound) = idlink_secrets::decrypt_bound(&identity, moved).expect("decrypt");
+    assert_eq!(
+        bound.expect("bound").to_string(),
+        "Connections.DirectoryLDAP.Servers[0].Password with Server=ldap://127.0.0.1:1389"
+    );
+    let plain = read(&settings);
+    let value = moved;
     // Nowhere to be read back: API, pages, audit, plain settings.
     let mut seen = String::new();
     for path in [
@@ -644,4 +673,10 @@ async fn regression_a_list_written_as_one_string_stays_a_string_when_the_form_is
         .await;
     assert!(r.body.contains("Nothing changed."), "{}", r.body);
     assert_eq!(read(&settings), text);
+}
+
+/// The `Server` of the first of `Servers` in a settings text.
+fn plain_server(text: &str) -> String {
+    let start = text.find("\"Server\": \"").expect("a Server") + "\"Server\": \"".len();
+    text[start..start + text[start..].find('"').expect("end")].to_string()
 }
