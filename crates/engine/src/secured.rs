@@ -158,6 +158,43 @@ pub fn binding(
     }
 }
 
+/// The paths (below the connection's object) of the secured settings that hold a value in
+/// `settings`, in object lists too.
+pub fn secured_paths(
+    settings: &serde_json::Value,
+    schema: &SettingsSchema,
+) -> Vec<Vec<PathSegment>> {
+    fn walk(
+        v: &serde_json::Value,
+        schema: &SettingsSchema,
+        path: &mut Vec<PathSegment>,
+        out: &mut Vec<Vec<PathSegment>>,
+    ) {
+        let Some(map) = v.as_object() else { return };
+        for (k, item) in map.iter().filter(|(_, item)| !item.is_null()) {
+            let Some(field) = schema.field(k) else {
+                continue;
+            };
+            path.push(PathSegment::Key(k.clone()));
+            match (field.kind, item) {
+                _ if field.secured => out.push(path.clone()),
+                (Kind::ObjectList(inner), serde_json::Value::Array(items)) => {
+                    for (i, element) in items.iter().enumerate() {
+                        path.push(PathSegment::Index(i));
+                        walk(element, inner, path, out);
+                        path.pop();
+                    }
+                }
+                _ => {}
+            }
+            path.pop();
+        }
+    }
+    let mut out = Vec::new();
+    walk(settings, schema, &mut Vec::new(), &mut out);
+    out
+}
+
 /// The binding of the secured setting at `path` (from the top of appsettings.agent.json, as
 /// `idlink protect` walks it) for the configuration `checked`; None when it is not secured.
 pub fn binding_of_path(

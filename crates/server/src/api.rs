@@ -286,10 +286,11 @@ async fn update_settings(
     Json(body): Json<serde_json::Map<String, Value>>,
 ) -> Result<Json<Value>, AppError> {
     p.require_admin("editing connection settings")?;
-    let changes = crate::configure::update_settings(&state, &p.name, &id, &body).await?;
+    let updated = crate::configure::update_settings(&state, &p.name, &id, &body).await?;
     let engine = state.engine()?;
     let mut out = views::connection(&state, &engine, &id).await?;
-    out["changes"] = json!(changes);
+    out["changes"] = json!(updated.changes);
+    out["warnings"] = json!(updated.warnings);
     Ok(Json(out))
 }
 

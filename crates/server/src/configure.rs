@@ -388,13 +388,81 @@ fn package_schema(
     Ok(info.settings)
 }
 
-/// Changes the settings of `id` by `patch`; returns what changed (setting names).
+/// What a change of settings did: the settings changed (names), and what the user must know
+/// (secured values the agent now refuses).
+#[derive(Debug, Default)]
+pub struct Updated {
+    pub changes: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// The secured values of `before` that its change by `ops` leaves bound to a destination the
+/// connection no longer has (the agent refuses them): one warning each. The server cannot
+/// read them; a value encrypted unbound or for its setting alone would still serve.
+fn rebinding_warnings(
+    connection: &str,
+    before: &Value,
+    schema: &SettingsSchema,
+    ops: &[Op],
+) -> Vec<String> {
+    use idlink_engine::secured::{binding, secured_paths};
+    let after = settings_after(before.clone(), ops);
+    let entered = |p: &[PathSegment]| {
+        ops.iter().any(|op| match op {
+            Op::Secure(q, _) | Op::Remove(q) => p.starts_with(q),
+            Op::Set(..) => false,
+        })
+    };
+    // Only encrypted values are bound (a secured value left in plain text is not).
+    let encrypted = |p: &[PathSegment]| {
+        let at = p.iter().try_fold(before, |v, step| match step {
+            PathSegment::Key(k) => v
+                .as_object()?
+                .iter()
+                .find(|(x, _)| x.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v),
+            PathSegment::Index(i) => v.get(*i),
+        });
+        match at {
+            Some(Value::String(s)) => idlink_secrets::is_encrypted(s),
+            Some(Value::Object(pairs)) => pairs
+                .values()
+                .any(|v| v.as_str().is_some_and(idlink_secrets::is_encrypted)),
+            _ => false,
+        }
+    };
+    secured_paths(before, schema)
+        .into_iter()
+        .filter(|p| !entered(p) && encrypted(p))
+        .filter_map(|p| {
+            let (old, new) = (
+                binding(connection, &p, before, schema),
+                binding(connection, &p, &after, schema),
+            );
+            let moved = !old.destination.is_empty() && old.destination != new.destination;
+            moved.then(|| {
+                let now = if new.destination.is_empty() {
+                    "without them".to_string()
+                } else {
+                    format!("with {}", new.destination.join(", "))
+                };
+                format!(
+                    "{}: a value encrypted here with {} (by this page or `idlink protect --file`) is refused by the agent {now}: enter it again",
+                    path_to_string(&p),
+                    old.destination.join(", "),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Changes the settings of `id` by `patch`; returns what changed (setting names) and warnings.
 pub async fn update_settings(
     state: &AppState,
     who: &str,
     id: &str,
     patch: &Map<String, Value>,
-) -> Result<Vec<String>, AppError> {
+) -> Result<Updated, AppError> {
     let _lock = state.edit_lock().await;
     let engine = state.engine()?;
     let connection = engine.checked().config.connection(id).ok_or_else(|| {
@@ -421,7 +489,10 @@ pub async fn update_settings(
     plan(schema, &current, patch, &[], &mut ops)?;
     let changes: Vec<String> = ops.iter().map(Op::describe).collect();
     if ops.is_empty() {
-        return Ok(changes);
+        return Ok(Updated {
+            changes,
+            warnings: Vec::new(),
+        });
     }
     let local = state.agent_options().local_agent.clone();
     let to = recipient_for(state, &ops, engine.remote_agent_of(&cid, None, &local)).await?;
@@ -429,6 +500,7 @@ pub async fn update_settings(
         || json!({}),
         |s| idlink_model::settings::typed_json(s, schema),
     );
+    let warnings = rebinding_warnings(&cid, &before, schema, &ops);
     let mut draft = Draft::new();
     apply(state, &mut draft, &written, (before, schema), &ops, to)?;
     edit::commit(state, draft).await?;
@@ -436,7 +508,7 @@ pub async fn update_settings(
         .store()
         .audit(who, "edit-connection", &cid, &changes.join("; "))
         .await?;
-    Ok(changes)
+    Ok(Updated { changes, warnings })
 }
 
 /// A connection to create.

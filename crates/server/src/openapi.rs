@@ -124,7 +124,7 @@ pub const OPERATIONS: &[Operation] = &[
             "/api/connections/{connection}/settings",
             "updateSettings",
             "connections",
-            "Change a connection's settings in place (administrators only); 422 with the errors when the change does not pass check",
+            "Change a connection's settings in place (administrators only); 422 with the errors when the change does not pass check. The answer is the connection with `changes` (the settings changed) and `warnings` (secured values bound to a destination the change left: the agent refuses them until entered again)",
             (200, "ConnectionDetail"),
         )
     },

@@ -770,8 +770,15 @@ async fn save_settings(
     let patch = crate::configure::form_patch(info.settings, &current, &form, "");
     drop(engine);
     let notice = match crate::configure::update_settings(&state, &p.name, &cid, &patch).await {
-        Ok(changes) if changes.is_empty() => json!({ "ok": true, "text": "Nothing changed." }),
-        Ok(changes) => json!({ "ok": true, "text": format!("Saved: {}.", changes.join("; ")) }),
+        Ok(u) if u.changes.is_empty() => json!({ "ok": true, "text": "Nothing changed." }),
+        Ok(u) => {
+            let warnings: String = u
+                .warnings
+                .iter()
+                .map(|w| format!(" Warning: {w}."))
+                .collect();
+            json!({ "ok": true, "text": format!("Saved: {}.{warnings}", u.changes.join("; ")) })
+        }
         Err(e) if is_refusal(&e) => {
             let html = connection_page(&state, &p, &cid, Some(edit_notice(&e))).await?;
             return Ok((e.status(), html).into_response());

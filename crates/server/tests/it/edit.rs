@@ -195,6 +195,25 @@ async fn a_secured_value_is_encrypted_to_the_agent_key_and_never_comes_back() {
         bound.expect("bound").to_string(),
         "Connections.DirectoryLDAP.Servers[0].Password with Server=ldap://127.0.0.1:1389"
     );
+    assert_eq!(r.json()["warnings"], json!([]), "{}", r.body);
+    // The server changed alone: the password encrypted for the old one is named (the Login,
+    // in plain text, is bound to nothing).
+    let r = c
+        .api(
+            Method::PATCH,
+            "/api/connections/DirectoryLDAP/settings",
+            Some(json!({ "Servers": [ { "Server": "ldap://127.0.0.1:2389" } ] })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.json()["warnings"],
+        json!([
+            "Servers[0].Password: a value encrypted here with Server=ldap://127.0.0.1:1389 (by this page or `idlink protect --file`) is refused by the agent with Server=ldap://127.0.0.1:2389: enter it again"
+        ]),
+        "{}",
+        r.body
+    );
     let plain = read(&settings);
     let value = moved;
     // Nowhere to be read back: API, pages, audit, plain settings.
