@@ -28,14 +28,17 @@ pub struct ProtectArgs {
     /// The agent's public key (age1..., printed by `idlink keygen`).
     #[arg(long, value_name = "PUBKEY")]
     recipient: String,
-    /// Values to encrypt: one ciphertext is printed per value, in order.
+    /// Values to encrypt: one ciphertext is printed per value, in order. They are bound to no
+    /// setting: prefer --file, whose values serve only where they were encrypted for.
     #[arg(long, value_name = "VALUE", num_args = 1..)]
     values: Vec<String>,
     /// An appsettings.agent.json whose secured settings to encrypt into
     /// appsettings.encrypted.agent.json beside it (or --out). Only secured values are written
     /// there; an existing encrypted file is updated in place: its values, comments and order
     /// are kept, each secured value is added or replaced, and no encrypted value is ever
-    /// dropped. The configuration is read from --config, or else from the file's folder.
+    /// dropped. Each value is bound to its setting and to where its connection sends it (the
+    /// server, token endpoint or script, as the settings say now): the agent refuses it
+    /// elsewhere. The configuration is read from --config, or else from the file's folder.
     #[arg(long, value_name = "FILE")]
     file: Option<PathBuf>,
     /// The encrypted settings file to write or update.
