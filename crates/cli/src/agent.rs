@@ -52,6 +52,12 @@ pub struct AgentArgs {
     /// run a program elsewhere.
     #[arg(long = "sources-root", value_name = "DIR")]
     sources_roots: Vec<PathBuf>,
+    /// Take only encrypted values bound to their setting and to where their connection sends
+    /// them (as `idlink protect --file` and the server's UI encrypt them): values encrypted
+    /// unbound (`protect --values`, older idlink) or bound to their setting alone are refused,
+    /// so that the server cannot have a secret sent to a host of its choice.
+    #[arg(long)]
+    bound_secrets_only: bool,
     /// Seconds one long poll for work waits.
     #[arg(long, value_name = "SECONDS", default_value_t = 25, hide = true)]
     wait: u64,
@@ -69,6 +75,7 @@ pub fn agent(rt: &Runtime, g: &Global, args: &AgentArgs) -> anyhow::Result<ExitC
         concurrency: args.concurrency,
         wait: Duration::from_secs(args.wait.clamp(1, 60)),
         sources_roots: args.sources_roots.clone(),
+        bound_secrets_only: args.bound_secrets_only,
     };
     let stop = CancellationToken::new();
     {

@@ -123,13 +123,13 @@ impl Engine {
             }
         };
         let mut site = Site::of(checked, self.config_dir());
-        if self.inner.programs_confined {
+        if self.inner.confinement.programs {
             site.roots = site.roots.confining_programs();
         }
         let redactor = crate::secured::decrypt_settings(
             &connection.id.value,
             &mut settings,
-            package.settings,
+            (package.settings, self.inner.confinement.secrets),
             || crate::secured::agent_identity(checked, &site.base_dir),
         )?;
         let env = site.environment(

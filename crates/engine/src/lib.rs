@@ -50,8 +50,21 @@ struct Inner {
     config_dir: PathBuf,
     /// `ExportOutput`, `ExportCookies` and `Reports` live below it.
     work_dir: PathBuf,
-    /// Whether scripts too must lie under `SourcesRootPaths` ([`Engine::confined`]).
-    programs_confined: bool,
+    /// What the configuration is not trusted with ([`Engine::confined`]).
+    confinement: Confinement,
+}
+
+/// What an engine does not take on trust from a configuration another party wrote (the one a
+/// server sends a remote agent).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Confinement {
+    /// The programs of script packages must lie under `SourcesRootPaths` too, as the files of
+    /// file-based packages do (see `SourceRoots::confining_programs`).
+    pub programs: bool,
+    /// Encrypted values must be bound to their setting, and to their destination when their
+    /// connection names one (see `idlink_secrets::Binding`): values encrypted unbound, or
+    /// bound to their setting alone, are refused.
+    pub secrets: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -68,27 +81,23 @@ impl Engine {
     /// An engine over a checked configuration. Running work on a configuration with errors is
     /// refused by the callers (the CLI prints the errors first).
     pub fn new(checked: Checked, registry: Registry, config_dir: &Path, work_dir: &Path) -> Self {
-        Engine::with(checked, registry, config_dir, work_dir, false)
+        Engine::confined(
+            checked,
+            registry,
+            config_dir,
+            work_dir,
+            Confinement::default(),
+        )
     }
 
     /// [`Engine::new`] for a configuration another party wrote, such as the one a server sends
-    /// a remote agent: the programs of script packages must lie under `SourcesRootPaths` too,
-    /// as the files of file-based packages do (see `SourceRoots::confining_programs`).
+    /// a remote agent, trusting it less as `confinement` says.
     pub fn confined(
         checked: Checked,
         registry: Registry,
         config_dir: &Path,
         work_dir: &Path,
-    ) -> Self {
-        Engine::with(checked, registry, config_dir, work_dir, true)
-    }
-
-    fn with(
-        checked: Checked,
-        registry: Registry,
-        config_dir: &Path,
-        work_dir: &Path,
-        programs_confined: bool,
+        confinement: Confinement,
     ) -> Self {
         Engine {
             inner: Arc::new(Inner {
@@ -96,7 +105,7 @@ impl Engine {
                 registry,
                 config_dir: config_dir.to_path_buf(),
                 work_dir: work_dir.to_path_buf(),
-                programs_confined,
+                confinement,
             }),
         }
     }

@@ -90,11 +90,13 @@ pub fn agent_identity(
 ///
 /// A value encrypted bound to its setting and destination ([`binding`]) is refused unless it
 /// sits at that setting and the connection still sends it there; a value encrypted unbound (by
-/// `protect --values` or an older idlink) is accepted as it is.
+/// `protect --values` or an older idlink) is accepted as it is, unless `bound_only`
+/// ([`crate::Confinement::secrets`]), which also refuses a value bound to its setting alone
+/// where the connection names a destination.
 pub fn decrypt_settings(
     connection: &str,
     settings: &mut serde_json::Value,
-    schema: &'static SettingsSchema,
+    (schema, bound_only): (&'static SettingsSchema, bool),
     identity: impl FnOnce() -> Result<Option<AgentIdentity>, EngineError>,
 ) -> Result<Redactor, EngineError> {
     let mut keys = Keys {
@@ -104,6 +106,7 @@ pub fn decrypt_settings(
         // The destinations are settings that are not secured: decrypting changes none of them.
         original: settings.clone(),
         schema,
+        bound_only,
     };
     decrypt_secured(settings, schema, &mut Vec::new(), &mut keys)?;
     let mut redactor = Redactor::new();
@@ -233,6 +236,7 @@ struct Keys<'a, F> {
     identity: Option<AgentIdentity>,
     original: serde_json::Value,
     schema: &'static SettingsSchema,
+    bound_only: bool,
 }
 
 impl<F: FnOnce() -> Result<Option<AgentIdentity>, EngineError>> Keys<'_, F> {
@@ -337,20 +341,40 @@ fn decrypt_in<F: FnOnce() -> Result<Option<AgentIdentity>, EngineError>>(
             let shown = path_to_string(path);
             let (secret, bound) =
                 decrypt_bound(keys.get(&shown)?, s).map_err(|e| keys.error(path, e.to_string()))?;
-            if let Some(bound) = bound {
-                let here = binding(keys.connection, path, &keys.original, keys.schema);
-                if !bound.admits(&here) {
-                    return Err(keys.error(
-                        path,
-                        format!(
-                            "the value was encrypted for {bound}, and is refused here ({here}): \
-                             an encrypted value serves only the setting and the destination it \
-                             was encrypted for, so that whoever edits the settings cannot send \
-                             it elsewhere; if the change is meant, encrypt the value again \
-                             (`idlink protect`, or enter it in the UI)"
-                        ),
-                    ));
-                }
+            let here = binding(keys.connection, path, &keys.original, keys.schema);
+            let loose = match &bound {
+                None => Some("to no setting (`idlink protect --values`, or an older idlink)"),
+                Some(b) if b.destination.is_empty() && !here.destination.is_empty() => Some(
+                    "to its setting alone (its connection's destination was unknown where it was encrypted)",
+                ),
+                Some(_) => None,
+            };
+            if let (true, Some(loose)) = (keys.bound_only, loose) {
+                let from = if here.destination.is_empty() {
+                    String::new()
+                } else {
+                    format!(" from settings that name {}", here.destination.join(", "))
+                };
+                return Err(keys.error(
+                    path,
+                    format!(
+                        "the value is encrypted bound {loose}, and this agent takes only values \
+                         bound to their setting and destination (--bound-secrets-only): encrypt \
+                         it again with `idlink protect --file`{from}"
+                    ),
+                ));
+            }
+            if let Some(bound) = bound.filter(|b| !b.admits(&here)) {
+                return Err(keys.error(
+                    path,
+                    format!(
+                        "the value was encrypted for {bound}, and is refused here ({here}): an \
+                         encrypted value serves only the setting and the destination it was \
+                         encrypted for, so that whoever edits the settings cannot send it \
+                         elsewhere; if the change is meant, encrypt the value again (`idlink \
+                         protect`, or enter it in the UI)"
+                    ),
+                ));
             }
             *s = secret.expose_secret().to_string();
         }
@@ -432,7 +456,8 @@ mod tests {
         };
         let identity = || Ok(Some(agent.clone()));
         let mut ok = settings("ldap://h:389".into(), sealed("pw-1"));
-        let redactor = decrypt_settings("Dir", &mut ok, ldap.settings, identity).expect("decrypts");
+        let redactor =
+            decrypt_settings("Dir", &mut ok, (ldap.settings, false), identity).expect("decrypts");
         assert_eq!(ok["Servers"][0]["Password"], "pw-1");
         assert!(!redactor.redact("bind pw-1").contains("pw-1"));
         for (server, path) in [
@@ -443,8 +468,8 @@ mod tests {
             if path.ends_with("Unknown") {
                 moved["Servers"][0]["Unknown"] = sealed("pw-1").into();
             }
-            let e =
-                decrypt_settings("Dir", &mut moved, ldap.settings, identity).expect_err("refused");
+            let e = decrypt_settings("Dir", &mut moved, (ldap.settings, false), identity)
+                .expect_err("refused");
             let text = e.to_string();
             assert!(
                 text.starts_with(&format!("connection 'Dir': setting {path}: the value is encrypted, but the setting is not secured")),
@@ -488,7 +513,7 @@ mod tests {
             idlink_secrets::encrypt_bound(&agent.recipient(), &bound, "pw-1").expect("encrypts");
         let identity = || Ok(Some(agent.clone()));
         let mut ok = settings("ldap://h:389", "cn=admin", &sealed);
-        decrypt_settings("dir", &mut ok, ldap.settings, identity).expect("decrypts");
+        decrypt_settings("dir", &mut ok, (ldap.settings, false), identity).expect("decrypts");
         assert_eq!(ok["Servers"][0]["Password"], "pw-1");
         for (mut moved, connection, path, here) in [
             (
@@ -510,7 +535,7 @@ mod tests {
                 "Connections.Other.Servers[0].Password with Server=ldap://h:389",
             ),
         ] {
-            let e = decrypt_settings(connection, &mut moved, ldap.settings, identity)
+            let e = decrypt_settings(connection, &mut moved, (ldap.settings, false), identity)
                 .expect_err("refused")
                 .to_string();
             assert!(
@@ -526,5 +551,74 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    /// `--bound-secrets-only`: unbound values, and values bound to their setting alone where
+    /// the connection names a destination, are refused; a value bound to its setting serves
+    /// where the connection names none (a SQL connection string holds its own host).
+    #[test]
+    fn bound_only_refuses_loose_values() {
+        let registry = Registry::new();
+        let ldap = registry
+            .get_static("Usercube.OpenLDAP@0000001")
+            .expect("the LDAP package");
+        let sql = registry
+            .get_static("Usercube.SQL.PostgreSQL@0000001")
+            .expect("the SQL package");
+        let agent = AgentIdentity::generate();
+        let to = agent.recipient();
+        let identity = || Ok(Some(agent.clone()));
+        let place = |p: &str, destination: &[&str]| idlink_secrets::Binding {
+            place: p.to_string(),
+            destination: destination.iter().map(|d| d.to_string()).collect(),
+        };
+        let password = "Connections.Dir.Servers[0].Password";
+        let ldap_with = |sealed: String| {
+            serde_json::json!({
+                "Servers": [{ "Server": "ldap://h:389", "AuthType": "Basic", "Login": "cn=a",
+                              "Password": sealed }],
+                "Tables": [{ "Table": "entries", "BaseDN": "dc=example,dc=org" }],
+            })
+        };
+        let seal = |b: Option<idlink_secrets::Binding>| match b {
+            Some(b) => idlink_secrets::encrypt_bound(&to, &b, "pw-1").expect("encrypts"),
+            None => idlink_secrets::encrypt_value(&to, "pw-1").expect("encrypts"),
+        };
+        for (bound, why) in [
+            (None, "bound to no setting"),
+            (Some(place(password, &[])), "bound to its setting alone"),
+        ] {
+            let mut loose = ldap_with(seal(bound.clone()));
+            decrypt_settings("Dir", &mut loose.clone(), (ldap.settings, false), identity)
+                .expect("taken when not bound-only");
+            let e = decrypt_settings("Dir", &mut loose, (ldap.settings, true), identity)
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                e.contains(why)
+                    && e.contains("--bound-secrets-only")
+                    && e.ends_with("from settings that name Server=ldap://h:389"),
+                "{e}"
+            );
+            assert!(
+                !e.contains("pw-1") && !loose.to_string().contains("pw-1"),
+                "{e}"
+            );
+        }
+        let mut tight = ldap_with(seal(Some(place(password, &["Server=ldap://h:389"]))));
+        decrypt_settings("Dir", &mut tight, (ldap.settings, true), identity).expect("taken");
+        assert_eq!(tight["Servers"][0]["Password"], "pw-1");
+        // No destination to name: bound to its setting is enough, unbound is not.
+        let cs = "Connections.Db.ConnectionString";
+        let mut db = serde_json::json!({ "ConnectionString": seal(Some(place(cs, &[]))) });
+        decrypt_settings("Db", &mut db, (sql.settings, true), identity).expect("taken");
+        let mut db = serde_json::json!({ "ConnectionString": seal(None) });
+        let e = decrypt_settings("Db", &mut db, (sql.settings, true), identity)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            e.ends_with("encrypt it again with `idlink protect --file`"),
+            "{e}"
+        );
     }
 }

@@ -1052,3 +1052,80 @@ fn regression_an_agent_with_its_own_sources_root_refuses_files_and_scripts_the_s
     drop(agent);
     stop(s);
 }
+
+/// `idlink agent --bound-secrets-only`: a value encrypted to the agent's key but bound to no
+/// setting (as `protect --values` and older idlink versions write them, or as whoever holds the
+/// configuration can write for a secret they copied) is refused before the script runs; the
+/// same secret entered through the server's API (bound to `Options.Password` and the script
+/// path) reaches the script.
+#[test]
+fn an_agent_taking_bound_secrets_only_refuses_an_unbound_value_and_runs_with_a_bound_one() {
+    let dir = setup();
+    // Paris's key, made beforehand so that a value can be encrypted to it unbound.
+    let out = Command::new(assert_cmd::cargo::cargo_bin("idlink"))
+        .current_dir(dir.path())
+        .args(["keygen", "--out", "Paris.key"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let key = idlink_secrets::load_identity(&dir.path().join("Paris.key")).expect("key");
+    let unbound = idlink_secrets::encrypt_value(&key.recipient(), SECRET).expect("encrypts");
+    let encrypted = dir.path().join("conf/appsettings.encrypted.agent.json");
+    let text = std::fs::read_to_string(&encrypted).expect("the quickstart's");
+    let slow =
+        format!(r#""Connections": {{ "Slow": {{ "Options": {{ "Password": "{unbound}" }} }},"#);
+    let with_slow = text.replacen(r#""Connections": {"#, &slow, 1);
+    assert_ne!(with_slow, text);
+    std::fs::write(&encrypted, with_slow).expect("writes");
+    let s = start(
+        dir.path(),
+        &[],
+        &[("IDLINK_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    );
+    let token = admin_token(&dir.path().join("work/idlink.db").display().to_string());
+    let t = enrolment_token(&s.url, &token, "Paris");
+    let agent = start_agent_with(
+        dir.path(),
+        &s.url,
+        "Paris",
+        Some(&t),
+        &["--insecure-loopback", "--bound-secrets-only"],
+    );
+    until(30, "Paris to be approved", || {
+        approved(&s.url, &token, "Paris").then_some(())
+    });
+    let id = queue(&s.url, &token, "Slow", "export");
+    let refused = wait_done(&s.url, &token, id, 60);
+    assert_eq!(refused["state"], "Errored", "{refused:#}\n{}", agent.log());
+    let text = refused.to_string();
+    assert!(
+        text.contains("setting Options.Password: the value is encrypted bound to no setting")
+            && text.contains("--bound-secrets-only"),
+        "{refused:#}"
+    );
+    assert!(!text.contains(SECRET), "{refused:#}");
+    assert!(
+        !dir.path().join("stdin-seen.txt").exists(),
+        "the script did not run"
+    );
+    // Entered through the server: bound, taken.
+    let (status, r) = api(
+        &s.url,
+        "PATCH",
+        "/api/connections/Slow/settings",
+        &token,
+        Some(&json!({ "Options": { "Password": SECRET } })),
+    );
+    assert_eq!(status, 200, "{r}");
+    let id = queue(&s.url, &token, "Slow", "export");
+    let done = wait_done(&s.url, &token, id, 60);
+    assert_eq!(done["state"], "Done", "{done:#}\n{}", agent.log());
+    let seen = std::fs::read_to_string(dir.path().join("stdin-seen.txt")).expect("stdin seen");
+    assert!(
+        seen.contains(SECRET),
+        "the agent decrypted the option: {seen}"
+    );
+    assert!(!agent.log().contains(SECRET));
+    drop(agent);
+    stop(s);
+}

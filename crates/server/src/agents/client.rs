@@ -45,6 +45,9 @@ pub struct ClientOptions {
     /// The agent's own `SourcesRootPaths` (`--sources-root`): when given, they replace the
     /// ones the server sends, and scripts must lie under them too. Empty: the server's.
     pub sources_roots: Vec<PathBuf>,
+    /// Refuse encrypted values not bound to their setting and destination
+    /// (`idlink agent --bound-secrets-only`, see `idlink_engine::Confinement::secrets`).
+    pub bound_secrets_only: bool,
 }
 
 /// The agent's own roots, canonical: each must be an existing folder.
@@ -477,6 +480,7 @@ impl Agent {
         let dir = self.options.work_dir.join("config");
         let work = self.options.work_dir.clone();
         let roots = self.options.sources_roots.clone();
+        let bound_secrets_only = self.options.bound_secrets_only;
         let engine = tokio::task::spawn_blocking(move || -> Result<Engine, String> {
             write_configuration(&dir, &c, &key, &roots)?;
             let settings = dir.join("appsettings.agent.json");
@@ -493,11 +497,17 @@ impl Agent {
             .map_err(|e| format!("the configuration received does not load: {e}"))?;
             // The server checked the whole configuration; here only this agent's connections
             // have settings, so the other connections' missing settings are expected.
-            Ok(if roots.is_empty() {
-                Engine::new(checked, registry, &dir, &work)
-            } else {
-                Engine::confined(checked, registry, &dir, &work)
-            })
+            let confinement = idlink_engine::Confinement {
+                programs: !roots.is_empty(),
+                secrets: bound_secrets_only,
+            };
+            Ok(Engine::confined(
+                checked,
+                registry,
+                &dir,
+                &work,
+                confinement,
+            ))
         })
         .await
         .map_err(|e| e.to_string())??;
