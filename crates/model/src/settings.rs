@@ -711,6 +711,21 @@ fn encrypted_unsecured(leaf: &Leaf<'_>) -> Diagnostic {
     .hint("write this setting in plain text; only secured settings (passwords, tokens, secured options) are encrypted")
 }
 
+/// The values of a connection's settings, each with its path from `Connections`.
+fn connection_leaves<'a>(conn: &'a ConnectionSettings, schema: &SettingsSchema) -> Vec<Leaf<'a>> {
+    let shown = format!("Connections.{}", conn.id.value);
+    let mut found = Vec::new();
+    leaves(
+        &conn.entries,
+        Some(schema),
+        &shown,
+        &mut Vec::new(),
+        false,
+        &mut found,
+    );
+    found
+}
+
 /// Warns of encrypted values in settings that are not secured, in the plain settings file
 /// (the encrypted one is checked by [`check_encrypted`]). `schema_of` as there.
 pub fn check_encrypted_in_plain<'s>(
@@ -722,16 +737,7 @@ pub fn check_encrypted_in_plain<'s>(
         let Some(schema) = schema_of(&conn.id.value) else {
             continue;
         };
-        let shown = format!("Connections.{}", conn.id.value);
-        let mut found = Vec::new();
-        leaves(
-            &conn.entries,
-            Some(schema),
-            &shown,
-            &mut Vec::new(),
-            false,
-            &mut found,
-        );
+        let found = connection_leaves(conn, schema);
         for leaf in found.iter().filter(|l| !l.secured && is_encrypted_leaf(l)) {
             diags.push(encrypted_unsecured(leaf));
         }
@@ -774,18 +780,8 @@ pub fn check_encrypted<'s>(
         let Some(schema) = schema_of(&conn.id.value) else {
             continue;
         };
-        let shown = format!("Connections.{}", conn.id.value);
-        let mut found = Vec::new();
-        leaves(
-            &conn.entries,
-            Some(schema),
-            &shown,
-            &mut Vec::new(),
-            false,
-            &mut found,
-        );
         let plain_conn = plain.connection(&conn.id.value);
-        for leaf in found {
+        for leaf in connection_leaves(conn, schema) {
             if !leaf.secured && is_encrypted_leaf(&leaf) {
                 diags.push(encrypted_unsecured(&leaf));
                 continue;

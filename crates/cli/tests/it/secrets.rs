@@ -665,18 +665,14 @@ fn regression_plaintext_secret_hint_command_runs_as_printed() {
     );
 }
 
-/// Defect found by trying the agent as a server's attacker would: every encrypted value of a
-/// connection's settings was decrypted, secured or not. Whoever edits the settings (the
-/// server, for a remote agent) could copy a password's ciphertext into a CSV connection's
-/// `Path`, and the agent printed it in plain text in its error ("cannot open '<password>'"),
-/// which it reports back to the server.
-#[test]
-fn regression_a_secret_moved_into_a_setting_that_is_not_secured_is_not_decrypted() {
-    const MOVED: &str = "Moved-Canary-3b8e51";
+/// [`quickstart_copy`] whose directory Login and `password` are encrypted by `protect --file`
+/// from the plain settings; returns the folder, the plain settings' path and the encrypted
+/// settings' text.
+fn quickstart_protected(password: &str) -> (tempfile::TempDir, std::path::PathBuf, String) {
     let (dir, pubkey) = quickstart_copy();
     std::fs::remove_file(dir.path().join("qs/appsettings.encrypted.agent.json")).expect("rm");
     let plain = dir.path().join("qs/appsettings.agent.json");
-    add_plain_password(&plain, MOVED);
+    add_plain_password(&plain, password);
     let text = std::fs::read_to_string(&plain).expect("read");
     let login = "\"Login\": \"cn=admin,dc=example,dc=org\", \"Controls\"";
     std::fs::write(&plain, text.replace("\"Controls\"", login)).expect("write");
@@ -691,6 +687,18 @@ fn regression_a_secret_moved_into_a_setting_that_is_not_secured_is_not_decrypted
     assert_eq!(code, 0, "{out}");
     let enc = std::fs::read_to_string(dir.path().join("qs/appsettings.encrypted.agent.json"))
         .expect("written");
+    (dir, plain, enc)
+}
+
+/// Defect found by trying the agent as a server's attacker would: every encrypted value of a
+/// connection's settings was decrypted, secured or not. Whoever edits the settings (the
+/// server, for a remote agent) could copy a password's ciphertext into a CSV connection's
+/// `Path`, and the agent printed it in plain text in its error ("cannot open '<password>'"),
+/// which it reports back to the server.
+#[test]
+fn regression_a_secret_moved_into_a_setting_that_is_not_secured_is_not_decrypted() {
+    const MOVED: &str = "Moved-Canary-3b8e51";
+    let (dir, plain, enc) = quickstart_protected(MOVED);
     assert_eq!(
         ciphertexts(&enc).len(),
         2,
@@ -757,24 +765,7 @@ fn regression_a_secret_moved_into_a_setting_that_is_not_secured_is_not_decrypted
 #[test]
 fn regression_a_protected_password_is_not_sent_to_a_server_it_was_not_encrypted_for() {
     const PW: &str = "Bound-Canary-91c4d2";
-    let (dir, pubkey) = quickstart_copy();
-    std::fs::remove_file(dir.path().join("qs/appsettings.encrypted.agent.json")).expect("rm");
-    let plain = dir.path().join("qs/appsettings.agent.json");
-    add_plain_password(&plain, PW);
-    let text = std::fs::read_to_string(&plain).expect("read");
-    let login = "\"Login\": \"cn=admin,dc=example,dc=org\", \"Controls\"";
-    std::fs::write(&plain, text.replace("\"Controls\"", login)).expect("write");
-    let args = [
-        "protect",
-        "--recipient",
-        &pubkey,
-        "--file",
-        "qs/appsettings.agent.json",
-    ];
-    let (code, out) = run(dir.path(), &args, &[]);
-    assert_eq!(code, 0, "{out}");
-    let enc = std::fs::read_to_string(dir.path().join("qs/appsettings.encrypted.agent.json"))
-        .expect("written");
+    let (dir, plain, enc) = quickstart_protected(PW);
     let agent = idlink_secrets::load_identity(&dir.path().join("agent.key")).expect("key");
     let bindings: Vec<String> = ciphertexts(&enc)
         .iter()
