@@ -136,23 +136,38 @@ pub fn binding(
     let mut destination = Vec::new();
     let (mut here, mut schema, mut rest) = (Some(settings.clone()), schema, path);
     loop {
+        // Down the object list the path goes through, if any.
+        let down = match rest {
+            [PathSegment::Key(k), PathSegment::Index(i), tail @ ..] => Some((k, *i, tail)),
+            _ => None,
+        };
         for field in schema.fields.iter().filter(|f| f.destination) {
             match member(here.as_ref(), field.name) {
-                None | Some(serde_json::Value::Null) => {}
+                // Where the value lies, an optional destination left out is its default (a
+                // service's own URL): a value bound to it is refused once one is set. A
+                // required one left out is unknown (a file of secrets alone): the value is
+                // bound to its setting only.
+                None | Some(serde_json::Value::Null) if down.is_some() => {}
+                None | Some(serde_json::Value::Null) if field.required => {
+                    destination.clear();
+                    break;
+                }
+                None | Some(serde_json::Value::Null) => {
+                    destination.push(format!("{}=", field.name))
+                }
                 Some(serde_json::Value::String(s)) => {
                     destination.push(format!("{}={s}", field.name))
                 }
                 Some(other) => destination.push(format!("{}={other}", field.name)),
             }
         }
-        // Down the object list the path goes through, if any.
-        let [PathSegment::Key(k), PathSegment::Index(i), tail @ ..] = rest else {
+        let Some((k, i, tail)) = down else {
             break;
         };
         let Some(Kind::ObjectList(inner)) = schema.field(k).map(|f| f.kind) else {
             break;
         };
-        here = member(here.as_ref(), k).and_then(|list| list.get(*i).cloned());
+        here = member(here.as_ref(), k).and_then(|list| list.get(i).cloned());
         (schema, rest) = (inner, tail);
     }
     Binding {
@@ -619,6 +634,38 @@ mod tests {
         assert!(
             e.ends_with("encrypt it again with `idlink protect --file`"),
             "{e}"
+        );
+    }
+
+    /// An optional destination left at its default (Slack's own API) is part of the binding:
+    /// a token bound to it is refused once a server is set. A required one left out (a file
+    /// of secrets alone) leaves the value bound to its setting only.
+    #[test]
+    fn a_default_destination_binds_and_an_unknown_one_does_not() {
+        let registry = Registry::new();
+        let slack = registry
+            .get_static("Usercube.SCIM.Slack@0000001")
+            .expect("the Slack package");
+        let scim = registry
+            .get_static("Usercube.SCIM@0000001")
+            .expect("the SCIM package");
+        let token = [PathSegment::Key("OAuthToken".into())];
+        let defaults = serde_json::json!({ "OAuthToken": "t" });
+        let bound = binding("Slack", &token, &defaults, slack.settings);
+        assert_eq!(
+            bound.to_string(),
+            "Connections.Slack.OAuthToken with Server=, OAuth2Url="
+        );
+        let moved = serde_json::json!({ "OAuthToken": "t", "Server": "https://evil" });
+        assert!(!bound.admits(&binding("Slack", &token, &moved, slack.settings)));
+        assert!(bound.admits(&binding("Slack", &token, &defaults, slack.settings)));
+        // SCIM needs its Server: without it the destination is unknown.
+        let secrets_alone = binding("S", &token, &defaults, scim.settings);
+        assert!(secrets_alone.destination.is_empty(), "{secrets_alone}");
+        let full = serde_json::json!({ "OAuthToken": "t", "Server": "https://scim" });
+        assert_eq!(
+            binding("S", &token, &full, scim.settings).to_string(),
+            "Connections.S.OAuthToken with Server=https://scim, OAuth2Url="
         );
     }
 }
