@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use idlink_model::settings::ENCRYPTED_SETTINGS_FILE;
 use idlink_secrets::{
-    encrypt_value, parse_recipient, path_to_string, protect_into_encrypted, write_identity,
+    PathSegment, encrypt_value, parse_recipient, path_to_string, protect_into_encrypted,
+    write_identity,
 };
 
 use crate::Global;
@@ -28,10 +29,15 @@ pub struct ProtectArgs {
     /// The agent's public key (age1..., printed by `idlink keygen`).
     #[arg(long, value_name = "PUBKEY")]
     recipient: String,
-    /// Values to encrypt: one ciphertext is printed per value, in order. They are bound to no
-    /// setting: prefer --file, whose values serve only where they were encrypted for.
+    /// Values to encrypt: one ciphertext is printed per value, in order. Without --for they
+    /// are bound to no setting (an agent started with --bound-secrets-only refuses them).
     #[arg(long, value_name = "VALUE", num_args = 1..)]
     values: Vec<String>,
+    /// The secured setting the --values are for, as `check` names it (e.g.
+    /// `Connections.Directory.Servers[0].Password`): each is bound to it and to where its
+    /// connection sends it, as the configuration (--config, --settings) says now.
+    #[arg(long = "for", value_name = "SETTING", requires = "values")]
+    for_setting: Option<String>,
     /// An appsettings.agent.json whose secured settings to encrypt into
     /// appsettings.encrypted.agent.json beside it (or --out). Only secured values are written
     /// there; an existing encrypted file is updated in place: its values, comments and order
@@ -66,8 +72,19 @@ pub fn protect(g: &Global, args: &ProtectArgs) -> anyhow::Result<ExitCode> {
     // --force has no effect any more (see its help).
     let _ = args.force;
     let Some(file) = &args.file else {
+        let binding = match &args.for_setting {
+            Some(setting) => Some(binding_for(g, setting)?),
+            None => None,
+        };
         for v in &args.values {
-            println!("{}", encrypt_value(&recipient, v)?);
+            let sealed = match &binding {
+                Some(b) => idlink_secrets::encrypt_bound(&recipient, b, v)?,
+                None => encrypt_value(&recipient, v)?,
+            };
+            println!("{sealed}");
+        }
+        if let Some(b) = &binding {
+            eprintln!("bound to {b}");
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -151,6 +168,39 @@ pub fn protect(g: &Global, args: &ProtectArgs) -> anyhow::Result<ExitCode> {
 /// The configuration folder for `protect --file`: `--config` when the user gave one (it is not
 /// the default `./conf`), else the settings file's folder when it holds configuration files
 /// (as in `idlink check`'s plaintext-secret hint, which names only the settings file).
+/// The binding of the secured setting named `setting` (`Connections.<id>.<path>`) in the
+/// configuration of --config and --settings.
+fn binding_for(g: &Global, setting: &str) -> anyhow::Result<idlink_secrets::Binding> {
+    let mut path = Vec::new();
+    for part in setting.split('.') {
+        let (key, indexes) = part.split_once('[').map_or((part, ""), |(k, i)| (k, i));
+        if !key.is_empty() {
+            path.push(PathSegment::Key(key.to_string()));
+        }
+        for index in indexes.split('[').filter(|i| !i.is_empty()) {
+            let n = index
+                .strip_suffix(']')
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| anyhow::anyhow!("--for {setting}: '[{index}' is not an index"))?;
+            path.push(PathSegment::Index(n));
+        }
+    }
+    let checked = crate::check::load(g)?;
+    let registry = idlink_packages::Registry::new();
+    let declared = matches!(&path[..], [PathSegment::Key(top), PathSegment::Key(id), _, ..]
+        if top.eq_ignore_ascii_case("Connections") && checked.config.connection(id).is_some());
+    if !declared {
+        anyhow::bail!(
+            "--for {setting}: name a setting of a declared connection, as Connections.<connection>.<setting> (e.g. Connections.Directory.Servers[0].Password)"
+        );
+    }
+    idlink_engine::secured::binding_of_path(&checked, &registry, &path).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--for {setting}: not a secured setting of its connection's package: only secured settings are encrypted"
+        )
+    })
+}
+
 fn config_for(g: &Global, settings: &Path) -> PathBuf {
     let folder = settings
         .parent()

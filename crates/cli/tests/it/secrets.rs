@@ -814,3 +814,52 @@ fn regression_a_protected_password_is_not_sent_to_a_server_it_was_not_encrypted_
         "the agent connected to the server it was pointed at"
     );
 }
+
+/// `protect --values --for SETTING` binds the values it prints, as `--file` does; a setting
+/// that is not secured, or of no declared connection, is refused.
+#[test]
+fn protect_values_for_a_setting_binds_them() {
+    let (dir, pubkey) = quickstart_copy();
+    let args = |setting| {
+        [
+            "protect",
+            "--config",
+            "qs",
+            "--recipient",
+            &pubkey,
+            "--values",
+            "pw-for-1",
+            "--for",
+            setting,
+        ]
+    };
+    let (code, out) = run(
+        dir.path(),
+        &args("Connections.DirectoryLDAP.Servers[0].Password"),
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let sealed = ciphertexts(&out.replace('\n', "\""));
+    assert_eq!(sealed.len(), 1, "{out}");
+    let key = idlink_secrets::load_identity(&dir.path().join("agent.key")).expect("key");
+    let (value, bound) = idlink_secrets::decrypt_bound(&key, &sealed[0]).expect("decrypts");
+    assert_eq!(value.expose_secret(), "pw-for-1");
+    assert_eq!(
+        bound.expect("bound").to_string(),
+        "Connections.DirectoryLDAP.Servers[0].Password with Server=ldap://127.0.0.1:3389"
+    );
+    for (setting, says) in [
+        ("Connections.HRPeople.Path", "not a secured setting"),
+        (
+            "Connections.Nope.Password",
+            "name a setting of a declared connection",
+        ),
+    ] {
+        let (code, out) = run(dir.path(), &args(setting), &[]);
+        assert_ne!(code, 0, "{out}");
+        assert!(
+            out.contains(says) && !out.lines().any(|l| l.starts_with("age:")),
+            "{out}"
+        );
+    }
+}
