@@ -128,13 +128,13 @@ pub fn binding(
         PathSegment::Key(connection.into()),
     ];
     full.extend_from_slice(path);
-    let member = |v: Option<&'_ serde_json::Value>, name: &str| {
+    fn member<'v>(v: Option<&'v serde_json::Value>, name: &str) -> Option<&'v serde_json::Value> {
         v.and_then(|v| v.as_object())
             .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
-            .map(|(_, v)| v.clone())
-    };
+            .map(|(_, v)| v)
+    }
     let mut destination = Vec::new();
-    let (mut here, mut schema, mut rest) = (Some(settings.clone()), schema, path);
+    let (mut here, mut schema, mut rest) = (Some(settings), schema, path);
     loop {
         // Down the object list the path goes through, if any.
         let down = match rest {
@@ -142,7 +142,7 @@ pub fn binding(
             _ => None,
         };
         for field in schema.fields.iter().filter(|f| f.destination) {
-            match member(here.as_ref(), field.name) {
+            match member(here, field.name) {
                 // Where the value lies, an optional destination left out is its default (a
                 // service's own URL): a value bound to it is refused once one is set. A
                 // required one left out is unknown (a file of secrets alone): the value is
@@ -167,7 +167,7 @@ pub fn binding(
         let Some(Kind::ObjectList(inner)) = schema.field(k).map(|f| f.kind) else {
             break;
         };
-        here = member(here.as_ref(), k).and_then(|list| list.get(i).cloned());
+        here = member(here, k).and_then(|list| list.get(i));
         (schema, rest) = (inner, tail);
     }
     Binding {
