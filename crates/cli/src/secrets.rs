@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use idlink_model::settings::ENCRYPTED_SETTINGS_FILE;
 use idlink_secrets::{
-    PathSegment, encrypt_value, parse_recipient, path_to_string, protect_into_encrypted,
-    write_identity,
+    PathSegment, encrypt_value, parse_path, parse_recipient, path_to_string,
+    protect_into_encrypted, write_identity,
 };
 
 use crate::Global;
@@ -171,19 +171,11 @@ pub fn protect(g: &Global, args: &ProtectArgs) -> anyhow::Result<ExitCode> {
 /// The binding of the secured setting named `setting` (`Connections.<id>.<path>`) in the
 /// configuration of --config and --settings.
 fn binding_for(g: &Global, setting: &str) -> anyhow::Result<idlink_secrets::Binding> {
-    let mut path = Vec::new();
-    for part in setting.split('.') {
-        let (key, indexes) = part.split_once('[').map_or((part, ""), |(k, i)| (k, i));
-        if !key.is_empty() {
-            path.push(PathSegment::Key(key.to_string()));
-        }
-        for index in indexes.split('[').filter(|i| !i.is_empty()) {
-            let n = index
-                .strip_suffix(']')
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| anyhow::anyhow!("--for {setting}: '[{index}' is not an index"))?;
-            path.push(PathSegment::Index(n));
-        }
+    let path = parse_path(setting);
+    if path_to_string(&path) != setting {
+        anyhow::bail!(
+            "--for {setting}: not a setting's path: keys separated by dots, indexes in brackets (e.g. Connections.Directory.Servers[0].Password)"
+        );
     }
     let checked = crate::check::load(g)?;
     let registry = idlink_packages::Registry::new();

@@ -19,6 +19,7 @@ use idlink_model::settings::{ConnectionSettings, ENCRYPTED_PREFIX, SettingValue,
 use idlink_model::{Checked, Diagnostic, Loc, Rule, Sp};
 use idlink_packages::api::Environment;
 use idlink_packages::paths::SourceRoots;
+use idlink_secrets::{PathSegment, parse_path};
 use idlink_store::SchemaState;
 
 use crate::connection::Site;
@@ -351,44 +352,13 @@ fn is_encrypted_value(value: &Sp<SettingValue>) -> bool {
     matches!(&value.value, SettingValue::String(s) if s.starts_with(ENCRYPTED_PREFIX))
 }
 
-/// One step of a package's setting path (`Servers[0].Server`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Step {
-    Key(String),
-    Index(usize),
-}
-
-/// `Servers[0].Server` -> `Servers`, `0`, `Server`.
-fn parse_path(path: &str) -> Vec<Step> {
-    let mut steps = Vec::new();
-    for part in path.split('.').filter(|p| !p.is_empty()) {
-        let mut rest = part;
-        if let Some(i) = rest.find('[') {
-            if i > 0 {
-                steps.push(Step::Key(rest[..i].to_string()));
-            }
-            rest = &rest[i..];
-            while let Some(body) = rest.strip_prefix('[') {
-                let Some(end) = body.find(']') else { break };
-                if let Ok(n) = body[..end].parse() {
-                    steps.push(Step::Index(n));
-                }
-                rest = &body[end + 1..];
-            }
-        } else {
-            steps.push(Step::Key(rest.to_string()));
-        }
-    }
-    steps
-}
-
 /// The value at `steps` (keys compare case-insensitively), or the deepest one that exists;
 /// `true` when the whole path was found.
 fn locate<'a>(
     settings: &'a ConnectionSettings,
-    steps: &[Step],
+    steps: &[PathSegment],
 ) -> (Option<&'a Sp<SettingValue>>, bool) {
-    let Some((Step::Key(first), rest)) = steps.split_first() else {
+    let Some((PathSegment::Key(first), rest)) = steps.split_first() else {
         return (None, false);
     };
     let Some(mut here) = settings.get(first) else {
@@ -396,12 +366,12 @@ fn locate<'a>(
     };
     for step in rest {
         let next = match (step, &here.value) {
-            (Step::Key(k), SettingValue::Object(entries)) => entries
+            (PathSegment::Key(k), SettingValue::Object(entries)) => entries
                 .iter()
                 .rev()
                 .find(|(x, _)| x.value.eq_ignore_ascii_case(k))
                 .map(|(_, v)| v),
-            (Step::Index(i), SettingValue::Array(items)) => items.get(*i),
+            (PathSegment::Index(i), SettingValue::Array(items)) => items.get(*i),
             _ => None,
         };
         match next {
@@ -424,16 +394,19 @@ mod tests {
         assert_eq!(
             parse_path("Servers[0].Server"),
             vec![
-                Step::Key("Servers".into()),
-                Step::Index(0),
-                Step::Key("Server".into())
+                PathSegment::Key("Servers".into()),
+                PathSegment::Index(0),
+                PathSegment::Key("Server".into())
             ]
         );
         assert_eq!(
             parse_path("ValuesToTrim[2]"),
-            vec![Step::Key("ValuesToTrim".into()), Step::Index(2)]
+            vec![
+                PathSegment::Key("ValuesToTrim".into()),
+                PathSegment::Index(2)
+            ]
         );
-        assert_eq!(parse_path("Path"), vec![Step::Key("Path".into())]);
+        assert_eq!(parse_path("Path"), vec![PathSegment::Key("Path".into())]);
         assert!(parse_path("").is_empty());
     }
 

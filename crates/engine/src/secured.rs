@@ -32,16 +32,24 @@ pub fn is_secured_path(checked: &Checked, registry: &Registry, path: &[PathSegme
     if !top.eq_ignore_ascii_case("Connections") || rest.is_empty() {
         return false;
     }
-    let schema = checked
+    match schema_of(checked, registry, connection) {
+        Some(schema) => secured_in(schema, rest),
+        None => registry.all().any(|p| secured_in(p.settings, rest)),
+    }
+}
+
+/// The settings schema of a declared connection's package, when this build runs it.
+fn schema_of(
+    checked: &Checked,
+    registry: &Registry,
+    connection: &str,
+) -> Option<&'static SettingsSchema> {
+    checked
         .config
         .connection(connection)
         .and_then(|c| registry.get(&c.package.value))
         .filter(|p| p.availability == Availability::Supported)
-        .map(|p| p.settings);
-    match schema {
-        Some(schema) => secured_in(schema, rest),
-        None => registry.all().any(|p| secured_in(p.settings, rest)),
-    }
+        .map(|p| p.settings)
 }
 
 fn secured_in(schema: &SettingsSchema, path: &[PathSegment]) -> bool {
@@ -117,10 +125,10 @@ pub fn decrypt_settings(
 /// What a secured value at `path` (below the connection's object) of `connection`'s settings
 /// is bound to when encrypted: its setting, and the values of the settings that say where it
 /// is sent (the schema's `destination` fields) in the objects on its way, outermost first.
-pub fn binding(
+pub fn binding<'s>(
     connection: &str,
     path: &[PathSegment],
-    settings: &serde_json::Value,
+    settings: &'s serde_json::Value,
     schema: &SettingsSchema,
 ) -> Binding {
     let mut full = vec![
@@ -128,11 +136,9 @@ pub fn binding(
         PathSegment::Key(connection.into()),
     ];
     full.extend_from_slice(path);
-    fn member<'v>(v: Option<&'v serde_json::Value>, name: &str) -> Option<&'v serde_json::Value> {
-        v.and_then(|v| v.as_object())
-            .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
-            .map(|(_, v)| v)
-    }
+    let member = |v: Option<&'s serde_json::Value>, name: &str| {
+        v.and_then(|v| setting_at(v, &[PathSegment::Key(name.to_string())]))
+    };
     let mut destination = Vec::new();
     let (mut here, mut schema, mut rest) = (Some(settings), schema, path);
     loop {
@@ -226,11 +232,7 @@ pub fn binding_of_path(
     let [_, PathSegment::Key(connection), rest @ ..] = path else {
         return None;
     };
-    let schema = checked
-        .config
-        .connection(connection)
-        .and_then(|c| registry.get(&c.package.value))
-        .map(|p| p.settings);
+    let schema = schema_of(checked, registry, connection);
     let settings = match (checked.settings.connection(connection), schema) {
         (Some(s), Some(schema)) => idlink_model::settings::typed_json(s, schema),
         _ => serde_json::Value::Null,
@@ -356,40 +358,8 @@ fn decrypt_in<F: FnOnce() -> Result<Option<AgentIdentity>, EngineError>>(
             let shown = path_to_string(path);
             let (secret, bound) =
                 decrypt_bound(keys.get(&shown)?, s).map_err(|e| keys.error(path, e.to_string()))?;
-            let here = binding(keys.connection, path, &keys.original, keys.schema);
-            let loose = match &bound {
-                None => Some("to no setting (`idlink protect --values`, or an older idlink)"),
-                Some(b) if b.destination.is_empty() && !here.destination.is_empty() => Some(
-                    "to its setting alone (its connection's destination was unknown where it was encrypted)",
-                ),
-                Some(_) => None,
-            };
-            if let (true, Some(loose)) = (keys.bound_only, loose) {
-                let from = if here.destination.is_empty() {
-                    String::new()
-                } else {
-                    format!(" from settings that name {}", here.destination.join(", "))
-                };
-                return Err(keys.error(
-                    path,
-                    format!(
-                        "the value is encrypted bound {loose}, and this agent takes only values \
-                         bound to their setting and destination (--bound-secrets-only): encrypt \
-                         it again with `idlink protect --file`{from}"
-                    ),
-                ));
-            }
-            if let Some(bound) = bound.filter(|b| !b.admits(&here)) {
-                return Err(keys.error(
-                    path,
-                    format!(
-                        "the value was encrypted for {bound}, and is refused here ({here}): an \
-                         encrypted value serves only the setting and the destination it was \
-                         encrypted for, so that whoever edits the settings cannot send it \
-                         elsewhere; if the change is meant, encrypt the value again (`idlink \
-                         protect`, or enter it in the UI)"
-                    ),
-                ));
+            if bound.is_some() || keys.bound_only {
+                check_binding(bound, path, keys)?;
             }
             *s = secret.expose_secret().to_string();
         }
@@ -412,6 +382,51 @@ fn decrypt_in<F: FnOnce() -> Result<Option<AgentIdentity>, EngineError>>(
     Ok(())
 }
 
+/// Checks the binding a value was encrypted with (`None`: unbound) against its place `path`
+/// and its connection's destination now (see [`decrypt_settings`]).
+fn check_binding<F>(
+    bound: Option<Binding>,
+    path: &[PathSegment],
+    keys: &Keys<'_, F>,
+) -> Result<(), EngineError> {
+    let here = binding(keys.connection, path, &keys.original, keys.schema);
+    let loose = match &bound {
+        None => Some("to no setting (`idlink protect --values`, or an older idlink)"),
+        Some(b) if b.destination.is_empty() && !here.destination.is_empty() => Some(
+            "to its setting alone (its connection's destination was unknown where it was encrypted)",
+        ),
+        Some(_) => None,
+    };
+    if let (true, Some(loose)) = (keys.bound_only, loose) {
+        let from = if here.destination.is_empty() {
+            String::new()
+        } else {
+            format!(" from settings that name {}", here.destination.join(", "))
+        };
+        return Err(keys.error(
+            path,
+            format!(
+                "the value is encrypted bound {loose}, and this agent takes only values \
+                 bound to their setting and destination (--bound-secrets-only): encrypt \
+                 it again with `idlink protect --file`{from}"
+            ),
+        ));
+    }
+    if let Some(bound) = bound.filter(|b| !b.admits(&here)) {
+        return Err(keys.error(
+            path,
+            format!(
+                "the value was encrypted for {bound}, and is refused here ({here}): an \
+                 encrypted value serves only the setting and the destination it was \
+                 encrypted for, so that whoever edits the settings cannot send it \
+                 elsewhere; if the change is meant, encrypt the value again (`idlink \
+                 protect`, or enter it in the UI)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The redactor for a connection's typed settings: every secured value (see [`secured_values`]).
 pub fn redactor_for(settings: &serde_json::Value, schema: &SettingsSchema) -> Redactor {
     let mut redactor = Redactor::new();
@@ -423,28 +438,33 @@ pub fn redactor_for(settings: &serde_json::Value, schema: &SettingsSchema) -> Re
 /// string that is a connection string hides its secret parts on their own too, and leaves the
 /// host, port, database and user readable.
 fn secured_values(v: &serde_json::Value, schema: &SettingsSchema, out: &mut Redactor) {
-    let serde_json::Value::Object(map) = v else {
-        return;
-    };
-    for (k, item) in map {
-        let Some(field) = schema.field(k) else {
-            continue;
-        };
-        match (item, field.kind) {
-            (serde_json::Value::Array(items), Kind::ObjectList(inner)) => {
-                for i in items {
-                    secured_values(i, inner, out);
-                }
-            }
-            (serde_json::Value::Object(m), Kind::Map) if field.secured => {
+    for path in secured_paths(v, schema) {
+        match setting_at(v, &path) {
+            Some(serde_json::Value::Object(m)) => {
                 for value in m.values().filter_map(|x| x.as_str()) {
                     out.add(value);
                 }
             }
-            (serde_json::Value::String(s), _) if field.secured => out.add_connection_string(s),
+            Some(serde_json::Value::String(s)) => out.add_connection_string(s),
             _ => {}
         }
     }
+}
+
+/// The value at `path` in settings `v` (keys compare case-insensitively, as in .NET
+/// configuration).
+pub fn setting_at<'v>(
+    v: &'v serde_json::Value,
+    path: &[PathSegment],
+) -> Option<&'v serde_json::Value> {
+    path.iter().try_fold(v, |v, step| match step {
+        PathSegment::Key(k) => v
+            .as_object()?
+            .iter()
+            .find(|(x, _)| x.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v),
+        PathSegment::Index(i) => v.get(*i),
+    })
 }
 
 #[cfg(test)]

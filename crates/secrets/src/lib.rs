@@ -26,8 +26,8 @@ pub use keys::{
     load_identity, load_identity_with, parse_identity, parse_recipient, write_identity,
 };
 pub use protect::{
-    JsonPath, MergeReport, PathSegment, ProtectReport, path_to_string, protect_into_encrypted,
-    protect_json, protect_jsonc_text,
+    JsonPath, MergeReport, PathSegment, ProtectReport, parse_path, path_to_string,
+    protect_into_encrypted, protect_json, protect_jsonc_text,
 };
 pub use redact::{MIN_REDACTED_LEN, redact};
 pub use redactor::Redactor;

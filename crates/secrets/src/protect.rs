@@ -77,6 +77,32 @@ pub fn path_to_string(path: &[PathSegment]) -> String {
     out
 }
 
+/// The path [`path_to_string`] shows, or a package names (`Servers[0].Server`), as segments.
+/// Lenient: an index that is not a number is skipped (compare with [`path_to_string`] of the
+/// result to refuse such a text).
+pub fn parse_path(text: &str) -> JsonPath {
+    let mut steps = Vec::new();
+    for part in text.split('.').filter(|p| !p.is_empty()) {
+        let mut rest = part;
+        if let Some(i) = rest.find('[') {
+            if i > 0 {
+                steps.push(PathSegment::Key(rest[..i].to_string()));
+            }
+            rest = &rest[i..];
+            while let Some(body) = rest.strip_prefix('[') {
+                let Some(end) = body.find(']') else { break };
+                if let Ok(n) = body[..end].parse() {
+                    steps.push(PathSegment::Index(n));
+                }
+                rest = &body[end + 1..];
+            }
+        } else {
+            steps.push(PathSegment::Key(rest.to_string()));
+        }
+    }
+    steps
+}
+
 /// What [`protect_json`] / [`protect_jsonc_text`] did, by path, in document order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProtectReport {
@@ -170,7 +196,8 @@ pub fn protect_jsonc_text(
     let (bom, body) = split_bom(text);
     let mut report = ProtectReport::default();
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
-    for (path, found) in secured_values(body, &is_secured)? {
+    for (path, found, ()) in secured_values(body, &|p: &[PathSegment]| is_secured(p).then_some(()))?
+    {
         match found {
             Secured::Plain { value, start, end } => {
                 let encrypted = encrypt_value(recipient, &value)?;
@@ -243,14 +270,11 @@ pub fn protect_into_encrypted(
     // 1. The secured values of the plain file.
     let (_, body) = split_bom(plain_text);
     let mut to_write: Vec<(JsonPath, String)> = Vec::new();
-    for (path, found) in secured_values(body, &|p: &[PathSegment]| binding(p).is_some())? {
+    for (path, found, bound) in secured_values(body, &binding)? {
         match found {
             Secured::Plain { value, .. } if value.is_empty() => {}
             Secured::Plain { value, .. } => {
-                let sealed = match binding(&path) {
-                    Some(b) => encrypt_bound(recipient, &b, &value)?,
-                    None => encrypt_value(recipient, &value)?,
-                };
+                let sealed = encrypt_bound(recipient, &bound, &value)?;
                 to_write.push((path.clone(), sealed));
                 report.encrypted.push(path);
             }
@@ -329,11 +353,12 @@ enum Secured {
     NotString,
 }
 
-/// Every value of the JSONC `body` whose path `is_secured` accepts, in document order.
-fn secured_values(
+/// Every value of the JSONC `body` whose path `secured` accepts (`Some`), in document order,
+/// with what `secured` said of it.
+fn secured_values<T>(
     body: &str,
-    is_secured: &impl Fn(&[PathSegment]) -> bool,
-) -> Result<Vec<(JsonPath, Secured)>, SecretError> {
+    secured: &impl Fn(&[PathSegment]) -> Option<T>,
+) -> Result<Vec<(JsonPath, Secured, T)>, SecretError> {
     let parsed = jsonc_parser::parse_to_ast(body, &CollectOptions::default(), &parse_options())
         .map_err(invalid_json)?;
     let mut found = Vec::new();
@@ -341,20 +366,24 @@ fn secured_values(
         let mut path = Vec::new();
         walk_ast(root, &mut path, &mut |path, node| {
             match node {
-                Ast::StringLit(s) if is_secured(path) && !holds_no_secret(path, &s.value) => {
-                    let secured = if looks_like_ciphertext(&s.value) {
-                        Secured::Encrypted
-                    } else {
-                        Secured::Plain {
-                            value: s.value.to_string(),
-                            start: s.range.start,
-                            end: s.range.end,
-                        }
-                    };
-                    found.push((path.to_vec(), secured));
+                Ast::StringLit(s) if !holds_no_secret(path, &s.value) => {
+                    if let Some(said) = secured(path) {
+                        let value = if looks_like_ciphertext(&s.value) {
+                            Secured::Encrypted
+                        } else {
+                            Secured::Plain {
+                                value: s.value.to_string(),
+                                start: s.range.start,
+                                end: s.range.end,
+                            }
+                        };
+                        found.push((path.to_vec(), value, said));
+                    }
                 }
-                Ast::NumberLit(_) | Ast::BooleanLit(_) if is_secured(path) => {
-                    found.push((path.to_vec(), Secured::NotString));
+                Ast::NumberLit(_) | Ast::BooleanLit(_) => {
+                    if let Some(said) = secured(path) {
+                        found.push((path.to_vec(), Secured::NotString, said));
+                    }
                 }
                 _ => {}
             }

@@ -316,17 +316,16 @@ fn settings_after(mut settings: Value, ops: &[Op]) -> Value {
     settings
 }
 
-/// Applies `ops` to the settings files of `connection` in `draft`; `current` is the
-/// connection's settings before them (JSON), `schema` its package's settings.
+/// Applies `ops` to the settings files of `connection` in `draft`; `after` is the
+/// connection's settings once they are made ([`settings_after`]), `schema` its package's.
 fn apply(
     state: &AppState,
     draft: &mut Draft,
     connection: &str,
-    (current, schema): (Value, &SettingsSchema),
+    (after, schema): (&Value, &SettingsSchema),
     ops: &[Op],
     recipient: Option<AgentRecipient>,
 ) -> Result<(), AppError> {
-    let after = settings_after(current, ops);
     let plain_path = state.paths().settings_file();
     let enc_path = plain_path.with_file_name(ENCRYPTED_SETTINGS_FILE);
     let full = |p: &[PathSegment]| {
@@ -347,7 +346,7 @@ fn apply(
                 };
                 // Bound to its setting and to where the connection sends it (see
                 // `idlink_secrets::Binding`): the agent refuses it anywhere else.
-                let binding = idlink_engine::secured::binding(connection, p, &after, schema);
+                let binding = idlink_engine::secured::binding(connection, p, after, schema);
                 let value = encrypt_bound(r, &binding, secret.expose_secret())
                     .map_err(|e| AppError::Internal(format!("cannot encrypt: {e}")))?;
                 let t = draft.text(&enc_path, Some(NEW_ENCRYPTED))?;
@@ -401,12 +400,11 @@ pub struct Updated {
 /// read them; a value encrypted unbound or for its setting alone would still serve.
 fn rebinding_warnings(
     connection: &str,
-    before: &Value,
+    (before, after): (&Value, &Value),
     schema: &SettingsSchema,
     ops: &[Op],
 ) -> Vec<String> {
-    use idlink_engine::secured::{binding, secured_paths};
-    let after = settings_after(before.clone(), ops);
+    use idlink_engine::secured::{binding, secured_paths, setting_at};
     let entered = |p: &[PathSegment]| {
         ops.iter().any(|op| match op {
             Op::Secure(q, _) | Op::Remove(q) => p.starts_with(q),
@@ -414,22 +412,12 @@ fn rebinding_warnings(
         })
     };
     // Only encrypted values are bound (a secured value left in plain text is not).
-    let encrypted = |p: &[PathSegment]| {
-        let at = p.iter().try_fold(before, |v, step| match step {
-            PathSegment::Key(k) => v
-                .as_object()?
-                .iter()
-                .find(|(x, _)| x.eq_ignore_ascii_case(k))
-                .map(|(_, v)| v),
-            PathSegment::Index(i) => v.get(*i),
-        });
-        match at {
-            Some(Value::String(s)) => idlink_secrets::is_encrypted(s),
-            Some(Value::Object(pairs)) => pairs
-                .values()
-                .any(|v| v.as_str().is_some_and(idlink_secrets::is_encrypted)),
-            _ => false,
-        }
+    let encrypted = |p: &[PathSegment]| match setting_at(before, p) {
+        Some(Value::String(s)) => idlink_secrets::is_encrypted(s),
+        Some(Value::Object(pairs)) => pairs
+            .values()
+            .any(|v| v.as_str().is_some_and(idlink_secrets::is_encrypted)),
+        _ => false,
     };
     secured_paths(before, schema)
         .into_iter()
@@ -437,7 +425,7 @@ fn rebinding_warnings(
         .filter_map(|p| {
             let (old, new) = (
                 binding(connection, &p, before, schema),
-                binding(connection, &p, &after, schema),
+                binding(connection, &p, after, schema),
             );
             let moved = !old.destination.is_empty() && old.destination != new.destination;
             moved.then(|| {
@@ -500,9 +488,10 @@ pub async fn update_settings(
         || json!({}),
         |s| idlink_model::settings::typed_json(s, schema),
     );
-    let warnings = rebinding_warnings(&cid, &before, schema, &ops);
+    let after = settings_after(before.clone(), &ops);
+    let warnings = rebinding_warnings(&cid, (&before, &after), schema, &ops);
     let mut draft = Draft::new();
-    apply(state, &mut draft, &written, (before, schema), &ops, to)?;
+    apply(state, &mut draft, &written, (&after, schema), &ops, to)?;
     edit::commit(state, draft).await?;
     state
         .store()
@@ -593,7 +582,8 @@ pub async fn create(state: &AppState, who: &str, new: &NewConnection) -> Result<
         &[key("Connections"), key(&id)],
         jsonc_parser::cst::CstInputValue::Object(Vec::new()),
     )?;
-    apply(state, &mut draft, &id, (json!({}), schema), &ops[1..], to)?;
+    let after = settings_after(json!({}), &ops[1..]);
+    apply(state, &mut draft, &id, (&after, schema), &ops[1..], to)?;
     edit::commit(state, draft).await?;
     let settings: Vec<String> = ops[1..].iter().map(Op::describe).collect();
     state
