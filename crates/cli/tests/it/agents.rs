@@ -954,6 +954,21 @@ fn regression_an_agent_reads_a_bounded_answer_from_a_server_that_never_ends() {
     agent.kill();
 }
 
+/// A server on `dir` and agent Paris enrolled with a one-time token, started with `extra`
+/// options (over loopback HTTP) and approved; returns them and the administrator's token.
+fn server_and_paris(dir: &Path, extra: &[&str]) -> (Served, String, AgentProcess) {
+    let s = start(dir, &[], &[("IDLINK_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
+    let token = admin_token(&dir.join("work/idlink.db").display().to_string());
+    let t = enrolment_token(&s.url, &token, "Paris");
+    let mut options = vec!["--insecure-loopback"];
+    options.extend_from_slice(extra);
+    let agent = start_agent_with(dir, &s.url, "Paris", Some(&t), &options);
+    until(30, "Paris to be approved", || {
+        approved(&s.url, &token, "Paris").then_some(())
+    });
+    (s, token, agent)
+}
+
 /// An agent started with its own `--sources-root` reads files and runs scripts only under it,
 /// whatever the roots the server's configuration sends: here the server's include the test's
 /// whole folder, where a copy of the organizations file and the `Slow` script are, but Paris
@@ -979,23 +994,7 @@ fn regression_an_agent_with_its_own_sources_root_refuses_files_and_scripts_the_s
     assert_ne!(moved, settings, "the organizations path is rewritten");
     std::fs::write(conf.join("appsettings.agent.json"), moved).expect("writes");
 
-    let s = start(
-        dir.path(),
-        &[],
-        &[("IDLINK_ADMIN_PASSWORD", ADMIN_PASSWORD)],
-    );
-    let token = admin_token(&dir.path().join("work/idlink.db").display().to_string());
-    let t = enrolment_token(&s.url, &token, "Paris");
-    let agent = start_agent_with(
-        dir.path(),
-        &s.url,
-        "Paris",
-        Some(&t),
-        &["--insecure-loopback", "--sources-root", "conf/data"],
-    );
-    until(30, "Paris to be approved", || {
-        approved(&s.url, &token, "Paris").then_some(())
-    });
+    let (s, token, agent) = server_and_paris(dir.path(), &["--sources-root", "conf/data"]);
 
     // Under the agent's root: exported.
     let id = queue(&s.url, &token, "HRPeople", "export");
@@ -1077,23 +1076,7 @@ fn an_agent_taking_bound_secrets_only_refuses_an_unbound_value_and_runs_with_a_b
     let with_slow = text.replacen(r#""Connections": {"#, &slow, 1);
     assert_ne!(with_slow, text);
     std::fs::write(&encrypted, with_slow).expect("writes");
-    let s = start(
-        dir.path(),
-        &[],
-        &[("IDLINK_ADMIN_PASSWORD", ADMIN_PASSWORD)],
-    );
-    let token = admin_token(&dir.path().join("work/idlink.db").display().to_string());
-    let t = enrolment_token(&s.url, &token, "Paris");
-    let agent = start_agent_with(
-        dir.path(),
-        &s.url,
-        "Paris",
-        Some(&t),
-        &["--insecure-loopback", "--bound-secrets-only"],
-    );
-    until(30, "Paris to be approved", || {
-        approved(&s.url, &token, "Paris").then_some(())
-    });
+    let (s, token, agent) = server_and_paris(dir.path(), &["--bound-secrets-only"]);
     let id = queue(&s.url, &token, "Slow", "export");
     let refused = wait_done(&s.url, &token, id, 60);
     assert_eq!(refused["state"], "Errored", "{refused:#}\n{}", agent.log());

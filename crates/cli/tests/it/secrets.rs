@@ -690,6 +690,20 @@ fn quickstart_protected(password: &str) -> (tempfile::TempDir, std::path::PathBu
     (dir, plain, enc)
 }
 
+/// `idlink export` of `connection` of the quickstart copy in `dir`, with the agent's key.
+fn export_qs(dir: &Path, connection: &str) -> (i32, String) {
+    let export = [
+        "export",
+        "--config",
+        "qs",
+        "--work",
+        "work",
+        "--connection",
+        connection,
+    ];
+    run(dir, &export, &[("IDLINK_AGENT_KEY", "agent.key")])
+}
+
 /// Defect found by trying the agent as a server's attacker would: every encrypted value of a
 /// connection's settings was decrypted, secured or not. Whoever edits the settings (the
 /// server, for a remote agent) could copy a password's ciphertext into a CSV connection's
@@ -713,17 +727,7 @@ fn regression_a_secret_moved_into_a_setting_that_is_not_secured_is_not_decrypted
         .expect("the Password's ciphertext");
     let text = std::fs::read_to_string(&plain).expect("read");
     std::fs::write(&plain, text.replace("data/hr_people.csv", &stolen)).expect("write");
-    let key = [("IDLINK_AGENT_KEY", "agent.key")];
-    let export = [
-        "export",
-        "--config",
-        "qs",
-        "--work",
-        "work",
-        "--connection",
-        "HRPeople",
-    ];
-    let (code, out) = run(dir.path(), &export, &key);
+    let (code, out) = export_qs(dir.path(), "HRPeople");
     assert_ne!(code, 0, "{out}");
     assert!(
         out.contains("connection 'HRPeople': setting Path: the value is encrypted, but the setting is not secured"),
@@ -731,6 +735,7 @@ fn regression_a_secret_moved_into_a_setting_that_is_not_secured_is_not_decrypted
     );
     assert!(!out.contains(MOVED), "the secret is shown: {out}");
     // `check` says so before any run.
+    let key = [("IDLINK_AGENT_KEY", "agent.key")];
     let (code, out) = run(dir.path(), &["check", "--config", "qs"], &key);
     assert_eq!(code, 0, "a warning: {out}");
     assert!(
@@ -740,19 +745,7 @@ fn regression_a_secret_moved_into_a_setting_that_is_not_secured_is_not_decrypted
     assert!(!out.contains(MOVED), "{out}");
     // The password where it belongs still works as before: the LDAP connection decrypts it
     // (it fails on the directory, which is not running, not on its settings).
-    let (_, out) = run(
-        dir.path(),
-        &[
-            "export",
-            "--config",
-            "qs",
-            "--work",
-            "work",
-            "--connection",
-            "DirectoryLDAP",
-        ],
-        &key,
-    );
+    let (_, out) = export_qs(dir.path(), "DirectoryLDAP");
     assert!(!out.contains("not secured"), "{out}");
     assert!(!out.contains(MOVED), "{out}");
 }
@@ -790,17 +783,7 @@ fn regression_a_protected_password_is_not_sent_to_a_server_it_was_not_encrypted_
         evil.local_addr().expect("addr").port()
     );
     std::fs::write(&plain, text.replace("ldap://127.0.0.1:3389", &moved)).expect("write");
-    let key = [("IDLINK_AGENT_KEY", "agent.key")];
-    let export = [
-        "export",
-        "--config",
-        "qs",
-        "--work",
-        "work",
-        "--connection",
-        "DirectoryLDAP",
-    ];
-    let (code, out) = run(dir.path(), &export, &key);
+    let (code, out) = export_qs(dir.path(), "DirectoryLDAP");
     assert_ne!(code, 0, "{out}");
     assert!(
         out.contains(&format!(
