@@ -1206,6 +1206,8 @@ async fn prepare_and_insert(
             }
         }
     }
+    // A bulk load into a store without resources built no indexes as it went (PostgreSQL).
+    tx.index_resources().await?;
     Ok((plan, index, prepared, inserted))
 }
 

@@ -1,7 +1,7 @@
 //! Resources and links through a synchronization transaction: many rows (more than one packed
 //! chunk of SQLite's fast read path), keys with the characters the packing uses, and links.
 
-use idlink_store::{Digest, NewResource, Store, on_pool};
+use idlink_store::{Digest, NewResource, Store, SyncTx, on_pool};
 
 use crate::both;
 use crate::support::Target;
@@ -533,6 +533,188 @@ async fn a_bulk_load_of_links_on_postgres_rebuilds_their_indexes_only_when_it_ca
             ("Small".to_string(), 2)
         ]
     );
+}
+
+/// PostgreSQL: a load of resources that at least doubles them (a first synchronization) drops
+/// their primary key and key index and builds them after the rows in its transaction (a
+/// rollback keeps the old ones; the commit never goes without them), but only when it can lock
+/// the resources at once; a smaller load keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_load_of_resources_on_postgres_builds_their_indexes_after_the_rows() {
+    use sqlx::Connection as _;
+    let target = crate::support::postgres();
+    let store = Store::open(&target.location).await.expect("open");
+    let oids = || resource_index_oids(&store);
+    let keys: Vec<String> = (0..5_000).map(key).collect();
+    let before = oids().await;
+
+    // Another transaction reads the resources meanwhile: the load neither waits for it nor
+    // drops them.
+    let mut reader = sqlx::PgConnection::connect(&target.given)
+        .await
+        .expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut reader)
+        .await
+        .expect("begin");
+    sqlx::query("SELECT COUNT(*) FROM resources")
+        .execute(&mut reader)
+        .await
+        .expect("read");
+    let tx = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        load_resources(&store, &keys, "Person", 2_000),
+    )
+    .await
+    .expect("the load does not wait for the reader");
+    tx.rollback().await.expect("rollback");
+    sqlx::query("COMMIT")
+        .execute(&mut reader)
+        .await
+        .expect("commit");
+    assert_eq!(oids().await, before, "kept while the resources were read");
+
+    // Alone, the load builds them again; a rollback keeps the old ones.
+    let tx = load_resources(&store, &keys, "Person", 2_000).await;
+    tx.rollback().await.expect("rollback");
+    assert_eq!(oids().await, before, "a rollback keeps the indexes");
+    // The commit builds them when the caller did not.
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    insert_resources(&mut tx, &keys, "Person", 2_000).await;
+    tx.commit().await.expect("commit");
+    let built = oids().await;
+    assert!(
+        built.iter().zip(&before).all(|(a, b)| a != b),
+        "built again: {built:?} against {before:?}"
+    );
+    // They hold: a key already there is refused.
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    let first = tx.allocate_ids(1).await.expect("ids");
+    let twice = [NewResource {
+        id: first,
+        key: &keys[3],
+        data: "{}",
+        digest: Digest {
+            value: [0; 16],
+            raw: 0,
+        },
+    }];
+    assert!(
+        tx.insert_resources("HR", "Person", &twice).await.is_err(),
+        "a key stored is refused by the key index"
+    );
+    tx.rollback().await.expect("rollback");
+    // A load smaller than the store keeps them.
+    let tx = load_resources(&store, &keys, "Other", 1_500).await;
+    tx.commit().await.expect("commit");
+    assert_eq!(oids().await, built, "kept by a load smaller than the store");
+    let person = store
+        .resource_by_key("Person", &keys[1_999])
+        .await
+        .expect("read");
+    assert!(person.is_some(), "found by its key");
+    for (entity_type, n) in [("Person", 2_000), ("Other", 1_500)] {
+        assert_eq!(store.count_resources(entity_type).await.expect("count"), n);
+    }
+}
+
+/// Regression (PostgreSQL): in a first synchronization, the 1,000 organizations after a million
+/// people dropped the resources' indexes again and built them over all the rows (1.6 s of the
+/// bench): a table smaller than the resources there and those the run added keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_small_table_after_a_bulk_load_does_not_build_the_indexes_again() {
+    use sqlx::Connection as _;
+    let target = crate::support::postgres();
+    let store = Store::open(&target.location).await.expect("open");
+    let keys: Vec<String> = (0..5_000).map(key).collect();
+    let oids = || resource_index_oids(&store);
+    let before = oids().await;
+    // A load that more than doubles the store builds them again; a table loaded after it in
+    // the same transaction, smaller than what is there, does not (it would index them all).
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    insert_resources(&mut tx, &keys, "Big", 5_000).await;
+    tx.index_resources().await.expect("indexes");
+    // An object id taken now, by another connection: indexes built after it have larger ones
+    // (object ids grow; the transaction's catalog is not visible before its commit).
+    let mut other = sqlx::PgConnection::connect(&target.given)
+        .await
+        .expect("connect");
+    sqlx::query("CREATE TEMP TABLE marker (x INT)")
+        .execute(&mut other)
+        .await
+        .expect("a marker");
+    let marker: i64 = sqlx::query_scalar("SELECT 'marker'::regclass::oid::BIGINT")
+        .fetch_one(&mut other)
+        .await
+        .expect("its object id");
+    insert_resources(&mut tx, &keys, "Small", 1_000).await;
+    tx.index_resources().await.expect("indexes");
+    tx.commit().await.expect("commit");
+    let big = oids().await;
+    assert!(
+        big.iter().zip(&before).all(|(a, b)| a != b),
+        "built again: {big:?} against {before:?}"
+    );
+    assert!(
+        big.iter().all(|oid| *oid < marker),
+        "built with the large load, not again with the smaller table: {big:?}, marker {marker}"
+    );
+    for (entity_type, n) in [("Big", 5_000), ("Small", 1_000)] {
+        assert_eq!(store.count_resources(entity_type).await.expect("count"), n);
+    }
+}
+
+/// The object ids of the resources' primary key and key index, as migration 2 defines them: a
+/// new one means built again.
+async fn resource_index_oids(store: &Store) -> Vec<i64> {
+    let sql = "SELECT conindid::BIGINT FROM pg_constraint
+               WHERE conrelid = 'resources'::regclass AND pg_get_constraintdef(oid) = $1";
+    let mut oids = Vec::new();
+    for def in ["PRIMARY KEY (id)", "UNIQUE (entity_type, key)"] {
+        let oid =
+            on_pool!(store, p => sqlx::query_scalar::<_, i64>(sql).bind(def).fetch_one(p).await)
+                .unwrap_or_else(|e| panic!("{def} is there, as migration 2 made it: {e}"));
+        oids.push(oid);
+    }
+    oids
+}
+
+/// Inserts `n` resources of `entity_type` (keys from `keys`) in `tx`; reads one by its key (the
+/// indexes may not be built yet).
+async fn insert_resources(tx: &mut SyncTx<'_>, keys: &[String], entity_type: &str, n: usize) {
+    let first = tx.allocate_ids(n).await.expect("ids");
+    let rows: Vec<NewResource> = (0..n)
+        .map(|i| NewResource {
+            id: first + i as i64,
+            key: &keys[i],
+            data: "{}",
+            digest: Digest {
+                value: [0; 16],
+                raw: i as u64,
+            },
+        })
+        .collect();
+    tx.insert_resources("HR", entity_type, &rows)
+        .await
+        .expect("insert");
+    let ids = tx
+        .ids_of_keys(entity_type, &[keys[7].as_str()])
+        .await
+        .expect("ids of keys");
+    assert_eq!(ids, [first + 7], "found by its key");
+}
+
+/// A transaction that inserted `n` resources of `entity_type` and built the indexes.
+async fn load_resources<'s>(
+    store: &'s Store,
+    keys: &[String],
+    entity_type: &str,
+    n: usize,
+) -> SyncTx<'s> {
+    let mut tx = store.begin_sync("HR").await.expect("begin");
+    insert_resources(&mut tx, keys, entity_type, n).await;
+    tx.index_resources().await.expect("indexes");
+    tx
 }
 
 /// Values stored as arrays in layouts (what synchronizations write) and as JSON objects (what
