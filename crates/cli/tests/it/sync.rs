@@ -516,6 +516,101 @@ fn regression_sync_killed_at_any_instant_leaves_the_postgres_store_before_or_aft
 
 /// Runs `test` on a site whose store is a new PostgreSQL database, `database`, of a server
 /// started for it.
+/// A first synchronization into an empty PostgreSQL store loads the resources without their
+/// indexes and builds them after (see `SyncTx::insert_resources`). Killed at random instants,
+/// each into a store of its own, it leaves the store empty or whole, never without its primary
+/// key and key index, and the next run completes.
+#[test]
+fn regression_a_first_sync_killed_on_postgres_leaves_the_store_empty_or_whole_and_indexed() {
+    const ROWS: usize = 6000;
+    let pg = PostgresServer::start();
+    let site_for = |name: &str| {
+        pg.create_database(name).expect("db");
+        let site = Site::new(Some(pg.url(name)));
+        site.put_table(&table(ROWS, 1));
+        site
+    };
+    // The resources' primary key and unique constraints (an error when there is no store).
+    let indexes = |name: &str| {
+        pg.execute(
+            name,
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint
+             WHERE conrelid = 'resources'::regclass AND contype IN ('p', 'u') ORDER BY 1;",
+        )
+    };
+    // The state and the indexes a first run gives, and how long it takes.
+    let whole = site_for("first_whole");
+    let started = Instant::now();
+    let (code, out) = whole.sync("initial");
+    assert_eq!(code, 0, "{out}");
+    let slowest = started.elapsed();
+    let (after, want) = (whole.state(), indexes("first_whole").expect("constraints"));
+    assert_eq!(want.trim(), "PRIMARY KEY (id)\nUNIQUE (entity_type, key)");
+    // Empty: no store yet (killed before its tables were made), or no resources.
+    let header = format!("{}\n", after.lines().next().expect("a header"));
+    let state = |site: &Site| {
+        let out = idlink()
+            .args(site.args("resources", &["--entity-type", "Person", "--format", "csv"]))
+            .output()
+            .expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && err.contains("there is no store at") {
+            return None;
+        }
+        assert!(out.status.success(), "{err}");
+        let text = String::from_utf8(out.stdout).expect("utf-8");
+        (text != header).then_some(text)
+    };
+    let mut rng = fastrand_seed();
+    let (mut kills, mut before, mut whole_runs) = (0, 0, 0);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for i in 0.. {
+        if kills >= 8 && before >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {kills} kills ({before} before the commit) in time"
+        );
+        let name = format!("first_killed_{i}");
+        let site = site_for(&name);
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("idlink"))
+            .args(site.args("sync", &["--connector", "HR", "--mode", "initial", "-q"]))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let wait = slowest.mul_f64(0.3 + next(&mut rng) * 0.8);
+        std::thread::sleep(wait);
+        let finished = child.try_wait().expect("wait").is_some();
+        let _ = child.kill();
+        let _ = child.wait();
+        if !finished {
+            kills += 1;
+        }
+        match state(&site) {
+            None => before += 1,
+            Some(state) => {
+                assert_eq!(
+                    state, after,
+                    "after a kill at {wait:?}: neither empty nor whole"
+                );
+                whole_runs += 1;
+            }
+        }
+        // Unless there is no store yet (no resources table to ask about), its indexes are
+        // there.
+        match indexes(&name) {
+            Ok(kept) => assert_eq!(kept, want, "after a kill at {wait:?}"),
+            Err(e) => assert!(state(&site).is_none(), "{e}"),
+        }
+        let (code, out) = site.sync("initial");
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(site.state(), after);
+    }
+    eprintln!("{kills} kills: {before} left the store empty, {whole_runs} whole");
+}
+
 fn on_postgres(database: &str, test: impl FnOnce(&Site)) {
     let pg = PostgresServer::start();
     pg.execute("postgres", &format!("CREATE DATABASE {database}"))
