@@ -120,7 +120,9 @@ both!(
 );
 
 /// Two synchronizations of different connectors at once on PostgreSQL (SQLite runs them one
-/// after the other): the ids each reserves are its own, both insert and both commit.
+/// after the other): the ids each reserves are its own, both insert and both commit. (Fewer
+/// rows per insert than a bulk load: one would lock the resources until its commit, which this
+/// test, taking turns in one task, would wait for forever; see the next test.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_synchronizations_reserve_distinct_ids_on_postgres() {
     let target = crate::support::postgres();
@@ -135,12 +137,12 @@ async fn concurrent_synchronizations_reserve_distinct_ids_on_postgres() {
     };
     let mut all = Vec::new();
     for round in 0..3 {
-        let fa = a.allocate_ids(1_000).await.expect("ids a");
-        let fb = b.allocate_ids(1_000).await.expect("ids b");
-        let ra: Vec<NewResource> = (0..1_000)
+        let fa = a.allocate_ids(500).await.expect("ids a");
+        let fb = b.allocate_ids(500).await.expect("ids b");
+        let ra: Vec<NewResource> = (0..500)
             .map(|i| row(fa + i, format!("a{round}-{i}").leak()))
             .collect();
-        let rb: Vec<NewResource> = (0..1_000)
+        let rb: Vec<NewResource> = (0..500)
             .map(|i| row(fb + i, format!("b{round}-{i}").leak()))
             .collect();
         a.insert_resources("A", "PersonA", &ra)
@@ -159,12 +161,56 @@ async fn concurrent_synchronizations_reserve_distinct_ids_on_postgres() {
     assert_eq!(all.len(), n, "an id was reserved twice");
     assert_eq!(
         store.count_resources("PersonA").await.expect("count"),
-        3_000
+        1_500
     );
     assert_eq!(
         store.count_resources("PersonB").await.expect("count"),
-        3_000
+        1_500
     );
+}
+
+/// PostgreSQL: while a first load holds the resources (their indexes dropped until its commit),
+/// another connector's synchronization waits for that commit instead of failing or deadlocking,
+/// then inserts and commits; both loads are there, indexed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synchronization_waits_for_a_first_load_on_postgres_then_commits() {
+    let target = crate::support::postgres();
+    let store = Store::open(&target.location).await.expect("open");
+    let keys: Vec<String> = (0..5_000).map(key).collect();
+    let mut a = store.begin_sync("A").await.expect("begin a");
+    insert_resources(&mut a, &keys, "PersonA", 5_000).await;
+    let (keys_b, store_b) = (keys.clone(), store.clone());
+    let (inserted_tx, mut inserted) = tokio::sync::oneshot::channel();
+    let other = tokio::spawn(async move {
+        let mut b = store_b.begin_sync("B").await.expect("begin b");
+        insert_resources(&mut b, &keys_b, "PersonB", 1_000).await;
+        let _ = inserted_tx.send(());
+        b.commit().await.expect("commit b");
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        inserted.try_recv().is_err(),
+        "the other synchronization waits for the load's commit"
+    );
+    a.commit().await.expect("commit a");
+    tokio::time::timeout(std::time::Duration::from_secs(30), other)
+        .await
+        .expect("the other synchronization goes on after the commit")
+        .expect("joins");
+    assert_eq!(
+        store.count_resources("PersonA").await.expect("count"),
+        5_000
+    );
+    assert_eq!(
+        store.count_resources("PersonB").await.expect("count"),
+        1_000
+    );
+    assert_eq!(resource_index_oids(&store).await.len(), 2);
+    let b = store
+        .resource_by_key("PersonB", &keys[999])
+        .await
+        .expect("read");
+    assert!(b.is_some(), "found by its key");
 }
 
 /// Index snapshots: saved with the transaction, read back entry for entry across chunks; a transaction that writes an
