@@ -516,6 +516,11 @@ fn regression_sync_killed_at_any_instant_leaves_the_postgres_store_before_or_aft
 
 /// Runs `test` on a site whose store is a new PostgreSQL database, `database`, of a server
 /// started for it.
+/// Whether another session holds the resources table exclusively (a load without its indexes).
+const HOLDS_RESOURCES: &str =
+    "SELECT COUNT(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+     WHERE c.relname = 'resources' AND l.mode = 'AccessExclusiveLock' AND l.granted;";
+
 /// A first synchronization into an empty PostgreSQL store loads the resources without their
 /// indexes and builds them after (see `SyncTx::insert_resources`). Killed at random instants,
 /// each into a store of its own, it leaves the store empty or whole, never without its primary
@@ -562,15 +567,15 @@ fn regression_a_first_sync_killed_on_postgres_leaves_the_store_empty_or_whole_an
         (text != header).then_some(text)
     };
     let mut rng = fastrand_seed();
-    let (mut kills, mut before, mut whole_runs) = (0, 0, 0);
+    let (mut kills, mut before, mut whole_runs, mut in_loads) = (0, 0, 0, 0);
     let deadline = Instant::now() + Duration::from_secs(120);
     for i in 0.. {
-        if kills >= 8 && before >= 2 {
+        if kills >= 8 && in_loads >= 2 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "only {kills} kills ({before} before the commit) in time"
+            "only {kills} kills ({in_loads} during the load without indexes) in time"
         );
         let name = format!("first_killed_{i}");
         let site = site_for(&name);
@@ -580,13 +585,33 @@ fn regression_a_first_sync_killed_on_postgres_leaves_the_store_empty_or_whole_an
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn");
-        let wait = slowest.mul_f64(0.3 + next(&mut rng) * 0.8);
-        std::thread::sleep(wait);
+        // Every other run is killed the moment it holds the resources without their indexes
+        // (as long as its load lasts), the others at a random instant.
+        let started = Instant::now();
+        let mut in_load = false;
+        if i % 2 == 0 {
+            while child.try_wait().expect("wait").is_none() && !in_load {
+                in_load = pg
+                    .execute(&name, HOLDS_RESOURCES)
+                    .is_ok_and(|held| held.trim() == "1");
+            }
+        } else {
+            std::thread::sleep(slowest.mul_f64(0.3 + next(&mut rng) * 0.8));
+        }
+        let wait = started.elapsed();
         let finished = child.try_wait().expect("wait").is_some();
         let _ = child.kill();
         let _ = child.wait();
         if !finished {
             kills += 1;
+            in_loads += usize::from(in_load);
+        }
+        if in_load && !finished {
+            assert_eq!(
+                state(&site),
+                None,
+                "killed during its load, the run left nothing"
+            );
         }
         match state(&site) {
             None => before += 1,
@@ -608,7 +633,9 @@ fn regression_a_first_sync_killed_on_postgres_leaves_the_store_empty_or_whole_an
         assert_eq!(code, 0, "{out}");
         assert_eq!(site.state(), after);
     }
-    eprintln!("{kills} kills: {before} left the store empty, {whole_runs} whole");
+    eprintln!(
+        "{kills} kills ({in_loads} during the load without indexes): {before} left the store empty, {whole_runs} whole"
+    );
 }
 
 fn on_postgres(database: &str, test: impl FnOnce(&Site)) {
