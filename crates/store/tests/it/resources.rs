@@ -483,7 +483,6 @@ async fn a_bulk_load_of_links_rebuilds_the_reverse_index_in_its_transaction() {
 /// neither waits for it nor drops them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_load_of_links_on_postgres_rebuilds_their_indexes_only_when_it_can_lock() {
-    use sqlx::Connection as _;
     let target = crate::support::postgres();
     let store = Store::open(&target.location).await.expect("open");
     let mut tx = store.begin_sync("HR").await.expect("begin");
@@ -517,17 +516,7 @@ async fn a_bulk_load_of_links_on_postgres_rebuilds_their_indexes_only_when_it_ca
     let key_before = key_oid().await;
 
     // Another transaction reads the links meanwhile: the load does not wait for it.
-    let mut reader = sqlx::PgConnection::connect(&target.given)
-        .await
-        .expect("connect");
-    sqlx::query("BEGIN")
-        .execute(&mut reader)
-        .await
-        .expect("begin");
-    sqlx::query("SELECT COUNT(*) FROM links")
-        .execute(&mut reader)
-        .await
-        .expect("read");
+    let mut reader = reading(&target, "links").await;
     let bulk: Vec<(i64, i64)> = (10..20_010).map(|i| (i, i % 7)).collect();
     let load = async {
         let mut tx = store.begin_sync("HR").await.expect("begin");
@@ -587,7 +576,6 @@ async fn a_bulk_load_of_links_on_postgres_rebuilds_their_indexes_only_when_it_ca
 /// the resources at once; a smaller load keeps them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_load_of_resources_on_postgres_builds_their_indexes_after_the_rows() {
-    use sqlx::Connection as _;
     let target = crate::support::postgres();
     let store = Store::open(&target.location).await.expect("open");
     let oids = || resource_index_oids(&store);
@@ -596,17 +584,7 @@ async fn a_first_load_of_resources_on_postgres_builds_their_indexes_after_the_ro
 
     // Another transaction reads the resources meanwhile: the load neither waits for it nor
     // drops them.
-    let mut reader = sqlx::PgConnection::connect(&target.given)
-        .await
-        .expect("connect");
-    sqlx::query("BEGIN")
-        .execute(&mut reader)
-        .await
-        .expect("begin");
-    sqlx::query("SELECT COUNT(*) FROM resources")
-        .execute(&mut reader)
-        .await
-        .expect("read");
+    let mut reader = reading(&target, "resources").await;
     let tx = tokio::time::timeout(
         std::time::Duration::from_secs(30),
         load_resources(&store, &keys, "Person", 2_000),
@@ -723,6 +701,23 @@ async fn resource_index_oids(store: &Store) -> Vec<i64> {
         oids.push(oid);
     }
     oids
+}
+
+/// A PostgreSQL session of its own in a transaction that read `table` (and so holds it).
+async fn reading(target: &Target, table: &str) -> sqlx::PgConnection {
+    use sqlx::Connection as _;
+    let mut reader = sqlx::PgConnection::connect(&target.given)
+        .await
+        .expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut reader)
+        .await
+        .expect("begin");
+    sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
+        .execute(&mut reader)
+        .await
+        .expect("read");
+    reader
 }
 
 /// Inserts `n` resources of `entity_type` (keys from `keys`) in `tx`; reads one by its key (the
