@@ -151,22 +151,42 @@ const ROWS_PER_INSERT: usize = 500;
 /// anew after a bulk load.
 pub(crate) const LINKS_BY_ID2: &str = "CREATE INDEX links_by_id2 ON links (id2, association, id1)";
 
-/// The links' primary key and reverse index as PostgreSQL's migration 2 makes them, built
-/// again after a bulk load of links. With psql, 1M links: loaded with their primary key 1.7 s,
-/// loaded without it and the key built after 1.0 s; with both indexes 4.9 s, with the primary
-/// key and the reverse index built after 2.1 s.
-const POSTGRES_LINKS_INDEXES: [&str; 2] = [
-    "ALTER TABLE links ADD CONSTRAINT links_pkey PRIMARY KEY (association, id1, id2)",
-    LINKS_BY_ID2,
-];
+/// A PostgreSQL table's indexes that a bulk load drops and builds again after its rows: the
+/// statements that drop them, and those that build them as migration 2 makes them.
+struct BulkIndexes {
+    table: &'static str,
+    drop: [&'static str; 2],
+    build: [&'static str; 2],
+}
 
-/// The resources' primary key and key index as PostgreSQL's migration 2 makes them, built
-/// again after a bulk load into a store without resources. With psql, 1M resources: loaded
-/// with both 6.2 s, loaded without them 2.5 s and the two built after 0.6 + 1.0 s.
-const POSTGRES_RESOURCES_INDEXES: [&str; 2] = [
-    "ALTER TABLE resources ADD CONSTRAINT resources_pkey PRIMARY KEY (id)",
-    "ALTER TABLE resources ADD CONSTRAINT resources_entity_type_key_key UNIQUE (entity_type, key)",
-];
+/// The links' primary key and reverse index. With psql, 1M links: loaded with their primary
+/// key 1.7 s, loaded without it and the key built after 1.0 s; with both indexes 4.9 s, with
+/// the primary key and the reverse index built after 2.1 s.
+const POSTGRES_LINKS_INDEXES: BulkIndexes = BulkIndexes {
+    table: "links",
+    drop: [
+        "DROP INDEX links_by_id2",
+        "ALTER TABLE links DROP CONSTRAINT links_pkey",
+    ],
+    build: [
+        "ALTER TABLE links ADD CONSTRAINT links_pkey PRIMARY KEY (association, id1, id2)",
+        LINKS_BY_ID2,
+    ],
+};
+
+/// The resources' primary key and key index. With psql, 1M resources: loaded with both 6.2 s,
+/// loaded without them 2.5 s and the two built after 0.6 + 1.0 s.
+const POSTGRES_RESOURCES_INDEXES: BulkIndexes = BulkIndexes {
+    table: "resources",
+    drop: [
+        "ALTER TABLE resources DROP CONSTRAINT resources_entity_type_key_key",
+        "ALTER TABLE resources DROP CONSTRAINT resources_pkey",
+    ],
+    build: [
+        "ALTER TABLE resources ADD CONSTRAINT resources_pkey PRIMARY KEY (id)",
+        "ALTER TABLE resources ADD CONSTRAINT resources_entity_type_key_key UNIQUE (entity_type, key)",
+    ],
+};
 
 /// Resources inserted at once from which PostgreSQL's resource indexes are dropped for the
 /// load and built after it, when they are at least as many as the resources already there.
@@ -184,8 +204,9 @@ const ROWS_PER_STEP: usize = 50;
 const RESOURCE_COUNT: &str =
     "SELECT COALESCE((SELECT n FROM resource_counts WHERE entity_type = $1), 0)";
 const LINK_COUNT: &str = "SELECT COALESCE((SELECT n FROM link_counts WHERE association = $1), 0)";
-/// The kept count of all links.
+/// The kept count of all links, and of all resources.
 const ALL_LINKS_COUNT: &str = "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM link_counts";
+const ALL_RESOURCES_COUNT: &str = "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM resource_counts";
 
 /// The PostgreSQL advisory lock key that serializes resource id reservations ("idlink ids").
 const ID_ALLOCATION_LOCK: i64 = 0x6964_6c69_6e6b_6964;
@@ -954,29 +975,28 @@ impl BinaryCopy {
     }
 }
 
-/// Drops a table's indexes (`drops`, in order) for a bulk load to build them after the rows,
-/// when `table` can be locked without waiting (a savepoint takes back a lock refused): the
-/// lock keeps readers out until the commit, and a lock never waited for cannot deadlock with
-/// another run. Whether they were dropped.
+/// Drops a table's indexes (`indexes.drop`, in order) for a bulk load to build them after the
+/// rows ([`postgres_build_indexes`]), when the table can be locked without waiting (a savepoint
+/// takes back a lock refused): the lock keeps readers out until the commit, and a lock never
+/// waited for cannot deadlock with another run. Whether they were dropped.
 async fn postgres_drop_indexes(
     t: &mut sqlx::PgConnection,
-    table: &str,
-    drops: &[&str],
+    indexes: &BulkIndexes,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query("SAVEPOINT idlink_bulk")
         .execute(&mut *t)
         .await?;
-    let locked = sqlx::query(&format!(
-        "LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE NOWAIT"
-    ))
-    .execute(&mut *t)
-    .await;
+    let lock = format!(
+        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE NOWAIT",
+        indexes.table
+    );
+    let locked = sqlx::query(&lock).execute(&mut *t).await;
     match locked {
         Ok(_) => {
             sqlx::query("RELEASE SAVEPOINT idlink_bulk")
                 .execute(&mut *t)
                 .await?;
-            for sql in drops {
+            for sql in indexes.drop {
                 sqlx::query(sql).execute(&mut *t).await?;
             }
             Ok(true)
@@ -990,6 +1010,17 @@ async fn postgres_drop_indexes(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Builds again the indexes [`postgres_drop_indexes`] dropped.
+async fn postgres_build_indexes(
+    t: &mut sqlx::PgConnection,
+    indexes: &BulkIndexes,
+) -> Result<(), sqlx::Error> {
+    for sql in indexes.build {
+        sqlx::query(sql).execute(&mut *t).await?;
+    }
+    Ok(())
 }
 
 /// Runs a `COPY ... FROM STDIN` with `data` on a PostgreSQL connection.
@@ -1443,21 +1474,19 @@ impl SyncTx<'_> {
     /// Whether they were dropped.
     async fn drop_resources_indexes(&mut self, batch: usize) -> Result<bool, sqlx::Error> {
         let pending: i64 = self.resources_added.values().sum();
-        let Tx::Postgres(t) = &mut self.tx else {
-            return Ok(false);
-        };
-        let stored: i64 =
-            sqlx::query_scalar("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM resource_counts")
-                .fetch_one(&mut **t)
-                .await?;
-        if stored + pending > batch as i64 {
+        if self.all_kept(ALL_RESOURCES_COUNT).await? + pending > batch as i64 {
             return Ok(false);
         }
-        let drops = [
-            "ALTER TABLE resources DROP CONSTRAINT resources_entity_type_key_key",
-            "ALTER TABLE resources DROP CONSTRAINT resources_pkey",
-        ];
-        postgres_drop_indexes(t, "resources", &drops).await
+        match &mut self.tx {
+            Tx::Postgres(t) => postgres_drop_indexes(t, &POSTGRES_RESOURCES_INDEXES).await,
+            Tx::Sqlite(_) => Ok(false),
+        }
+    }
+
+    /// The kept count of all resources or links (`ALL_RESOURCES_COUNT`, `ALL_LINKS_COUNT`), as
+    /// the transaction began.
+    async fn all_kept(&mut self, sql: &str) -> Result<i64, sqlx::Error> {
+        on_tx!(self, c => sqlx::query_scalar::<_, i64>(sql).fetch_one(c).await)
     }
 
     /// Builds the resources' indexes again after a bulk load dropped them (PostgreSQL, see
@@ -1468,10 +1497,8 @@ impl SyncTx<'_> {
             return Ok(());
         }
         if let Tx::Postgres(t) = &mut self.tx {
-            for sql in POSTGRES_RESOURCES_INDEXES {
-                let r = sqlx::query(sql).execute(&mut **t).await;
-                r.map_err(|e| self.store.db_error("build the resources' indexes", e))?;
-            }
+            let r = postgres_build_indexes(t, &POSTGRES_RESOURCES_INDEXES).await;
+            r.map_err(|e| self.err("build the resources' indexes", e))?;
         }
         self.resources_unindexed = false;
         Ok(())
@@ -1715,9 +1742,7 @@ impl SyncTx<'_> {
         // this transaction added or removed so far), not counted.
         let bulk = sorted.len() >= BULK_LINKS && {
             let pending: i64 = self.links_added.values().sum();
-            let r = on_tx!(self, c => sqlx::query_scalar::<_, i64>(ALL_LINKS_COUNT)
-                .fetch_one(c)
-                .await);
+            let r = self.all_kept(ALL_LINKS_COUNT).await;
             r.map_err(|e| self.err("count the links", e))? + pending <= sorted.len() as i64
         };
         if let Tx::Postgres(t) = &mut self.tx {
@@ -1727,11 +1752,7 @@ impl SyncTx<'_> {
             // links until the commit (readers wait), and a lock never waited for cannot
             // deadlock with another run.
             let r: Result<u64, sqlx::Error> = async {
-                let drops = [
-                    "DROP INDEX links_by_id2",
-                    "ALTER TABLE links DROP CONSTRAINT links_pkey",
-                ];
-                let rebuild = bulk && postgres_drop_indexes(t, "links", &drops).await?;
+                let rebuild = bulk && postgres_drop_indexes(t, &POSTGRES_LINKS_INDEXES).await?;
                 // In the binary format, as the resources (psql, 1M links into a temporary table: 0.66 s
                 // against 0.82 s from CSV).
                 let mut out = BinaryCopy::with_capacity(sorted.len() * (30 + association.len()));
@@ -1744,9 +1765,7 @@ impl SyncTx<'_> {
                 let sql = "COPY links (association, id1, id2) FROM STDIN (FORMAT binary)";
                 let n = copy(t, sql, out.finish()?).await?;
                 if rebuild {
-                    for sql in POSTGRES_LINKS_INDEXES {
-                        sqlx::query(sql).execute(&mut **t).await?;
-                    }
+                    postgres_build_indexes(t, &POSTGRES_LINKS_INDEXES).await?;
                 }
                 Ok(n)
             }

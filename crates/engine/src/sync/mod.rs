@@ -1206,7 +1206,7 @@ async fn prepare_and_insert(
             }
         }
     }
-    // A bulk load into a store without resources built no indexes as it went (PostgreSQL).
+    // A load that at least doubled the resources built no indexes as it went (PostgreSQL).
     tx.index_resources().await?;
     Ok((plan, index, prepared, inserted))
 }
